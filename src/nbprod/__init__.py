@@ -1,0 +1,81 @@
+"""nbprod: from a Jupyter notebook to a monitored, reversible model service, on MLflow.
+
+The public verbs are imported lazily: ``import nbprod`` loads no pandas, mlflow, scikit-learn or
+altair; the first call of a verb imports what that verb needs. In a notebook::
+
+    %load_ext nbprod
+    %nbprod validate df --against profile.json
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+#: public name -> (module, attribute); attribute None means the module itself.
+_LAZY: dict[str, tuple[str, str | None]] = {
+    # configuration and errors
+    "config": ("nbprod.config", None),
+    "errors": ("nbprod.errors", None),
+    "settings": ("nbprod.config", "settings"),
+    "NbprodError": ("nbprod.errors", "NbprodError"),
+    # data: training profiles and validation
+    "profile": ("nbprod.data.profile", "profile"),
+    "Profile": ("nbprod.data.profile", "Profile"),
+    "validate": ("nbprod.data.validate", "validate"),
+    "ValidationReport": ("nbprod.data.validate", "ValidationReport"),
+    "Rules": ("nbprod.data.rules", "Rules"),
+    # audit trail and packaging
+    "audit": ("nbprod.audit", None),
+    "package": ("nbprod.packaging", "package"),
+    "Bundle": ("nbprod.packaging", "Bundle"),
+    # registry (the module, for nbprod.registry.<function>)
+    "registry": ("nbprod.registry", None),
+    # datasets and jobs
+    "datasets": ("nbprod.datasets", None),
+    "run": ("nbprod.jobs", "run"),
+}
+
+__all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module_name, attribute = _LAZY[name]
+    except KeyError:
+        raise AttributeError(f"module 'nbprod' has no attribute {name!r}") from None
+    module = importlib.import_module(module_name)
+    value = module if attribute is None else getattr(module, attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)
+
+
+def load_ipython_extension(ipython) -> None:
+    """``%load_ext nbprod``: register ``%nbprod`` / ``%%nbprod`` and the ``Nbprod`` config."""
+    from .magics import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython) -> None:
+    """``%unload_ext nbprod``: remove the magics again."""
+    from .magics import unload_ipython_extension as unload
+
+    unload(ipython)
+
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from . import audit, config, datasets, errors, registry
+    from .packaging import Bundle, package
+    from .config import settings
+    from .data.profile import Profile, profile
+    from .data.rules import Rules
+    from .data.validate import ValidationReport, validate
+    from .errors import NbprodError
+    from .jobs import run

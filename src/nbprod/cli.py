@@ -1,0 +1,39 @@
+"""The ``nbprod`` command: the same verbs as ``%nbprod``, for shells, cron and CI.
+
+Exit status: 0 on success, 1 when the result says the check failed (``result.ok`` is false,
+e.g. a validation report with errors), 2 on a usage or nbprod error.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from . import commands as _commands
+from .errors import NbprodError
+
+__all__ = ["main"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in ("--version", "-V"):
+        from ._version import __version__
+
+        print(f"nbprod {__version__}")
+        return 0
+    try:
+        command, args = _commands.parse("nbprod", argv)
+        result = command.run(args, _commands.Context(front_end="cli"))
+    except _commands.HelpShown as shown:
+        print(shown.text)
+        return 0
+    except NbprodError as exc:
+        print(f"nbprod: error: {exc}", file=sys.stderr)
+        return 2
+    if result is not None:
+        print(result)
+    return 0 if getattr(result, "ok", True) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

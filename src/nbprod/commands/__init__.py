@@ -1,0 +1,150 @@
+"""The verbs shared by the ``%nbprod`` magics and the ``nbprod`` CLI.
+
+Each capability declares its commands in a module of this package (``commands/data.py``, …) as a
+``COMMANDS`` list of :class:`Command`. The magics and the CLI build one argparse parser from
+these, so help text, argument checking and behaviour are the same in a notebook cell and in a
+shell. A command's ``run`` parses nothing and prints nothing: it calls the library API and returns
+the result object, which the front end displays (``_repr_html_`` in a notebook, ``str`` in a
+terminal).
+
+Command modules must stay cheap to import: they import the library API inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import DataError, NbprodError
+
+__all__ = ["Command", "Context", "UsageProblem", "HelpShown", "all_commands", "build_parser"]
+
+#: Command modules, in the order their verbs appear in help.
+MODULES = ["data", "registry", "packaging", "audit", "serving", "jobs"]
+
+
+class UsageProblem(NbprodError):
+    """Bad command-line arguments (the magics turn it into IPython's ``UsageError``)."""
+
+
+class HelpShown(Exception):
+    """``--help`` was asked for; the help text has been written to ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.text = text
+
+
+@dataclass
+class Context:
+    """What a command can see: the notebook's namespace (None in a shell) and the cell body."""
+
+    namespace: dict | None = None
+    cell: str | None = None
+    front_end: str = "cli"
+
+    def lookup(self, token: str) -> Any:
+        """The notebook variable called ``token``, or ``None``. Dotted names and ``x[...]`` work."""
+        if self.namespace is None:
+            return None
+        if token in self.namespace:
+            return self.namespace[token]
+        if token.isidentifier():
+            return None
+        try:
+            return eval(token, self.namespace)  # noqa: S307 - the user's own kernel, their own code
+        except Exception:
+            return None
+
+    def frame(self, token: str):
+        """A DataFrame from a notebook variable or a file path (parquet, csv, json, feather)."""
+        value = self.lookup(token)
+        if value is not None:
+            return value
+        return read_frame(token, in_notebook=self.namespace is not None)
+
+
+def read_frame(path: str, *, in_notebook: bool = False):
+    """Read a frame from a data file; the error says what was looked for."""
+    import pandas as pd
+
+    p = Path(path)
+    if not p.exists():
+        where = "no variable and no file" if in_notebook else "no file"
+        raise DataError(f"{where} called {path!r}", "pass the name of a DataFrame variable or a path to a .parquet/.csv/.json file")
+    readers = {".parquet": pd.read_parquet, ".pq": pd.read_parquet, ".csv": pd.read_csv,
+               ".json": pd.read_json, ".feather": pd.read_feather}
+    reader = readers.get(p.suffix.lower())
+    if reader is None:
+        raise DataError(f"cannot read {path!r}: unknown file type {p.suffix!r}", "use .parquet, .csv, .json or .feather")
+    try:
+        return reader(p)
+    except Exception as exc:
+        raise DataError(f"cannot read {path!r}: {exc}", "check that the file is a valid " + p.suffix.lstrip(".") + " file") from exc
+
+
+@dataclass
+class Command:
+    """One verb: its arguments, and the function that runs it."""
+
+    name: str
+    help: str
+    run: Callable[[argparse.Namespace, Context], Any]
+    arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
+    description: str | None = None
+    cell_body: str | None = None  # help for the %%nbprod body, if the verb takes one
+    examples: list[str] = field(default_factory=list)
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argparse parser that raises instead of exiting, so a kernel never sees SystemExit."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise UsageProblem(f"{self.prog}: {message}", f"see `{self.prog} --help`")
+
+    def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
+        if message:
+            raise UsageProblem(message.strip(), f"see `{self.prog} --help`")
+        raise HelpShown("")
+
+    def print_help(self, file=None):  # type: ignore[override]
+        raise HelpShown(self.format_help())
+
+
+def all_commands() -> dict[str, Command]:
+    commands: dict[str, Command] = {}
+    for name in MODULES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        for command in module.COMMANDS:
+            commands[command.name] = command
+    return commands
+
+
+def build_parser(prog: str) -> tuple[argparse.ArgumentParser, dict[str, Command]]:
+    commands = all_commands()
+    parser = _Parser(prog=prog, description="From a notebook to a monitored, reversible model service.",
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="<command>", parser_class=_Parser)
+    for command in commands.values():
+        epilog = ""
+        if command.cell_body:
+            epilog += f"cell body (%%nbprod {command.name}):\n  {command.cell_body}\n"
+        if command.examples:
+            epilog += "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
+        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
+                           epilog=epilog or None, formatter_class=argparse.RawDescriptionHelpFormatter)
+        command.arguments(p)
+    return parser, commands
+
+
+def parse(prog: str, argv: list[str]) -> tuple[Command, argparse.Namespace]:
+    parser, commands = build_parser(prog)
+    if not argv:
+        raise HelpShown(parser.format_help())
+    if argv[0] not in commands and not argv[0].startswith("-"):
+        raise UsageProblem(f"unknown command {argv[0]!r}", f"use one of: {', '.join(commands)} (see `{prog} --help`)")
+    args = parser.parse_args(argv)
+    return commands[args.command], args

@@ -1,0 +1,164 @@
+"""nbprod's settings, resolved once and overridable the Jupyter way.
+
+Resolution order, first hit wins:
+
+1. an explicit override: ``%config Nbprod.<option> = ...`` in a notebook, or
+   ``nbprod.config.settings.set(option=...)`` from Python;
+2. an environment variable (``NBPROD_HOME``, ``MLFLOW_TRACKING_URI``, ``NBPROD_DB_URL``, and
+   ``NBPROD_<OPTION>`` for every other option);
+3. ``[tool.nbprod]`` in the nearest ``pyproject.toml`` at or above the working directory;
+4. the defaults below.
+
+Paths derived from ``home`` (the MLflow store, the state DB, job runs) follow ``home`` unless they
+are set themselves, so moving ``NBPROD_HOME`` moves everything.
+
+This module imports nothing heavy: it is read by ``import nbprod``, the magics and the CLI.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+__all__ = ["Options", "Settings", "settings"]
+
+
+@dataclass
+class Options:
+    """Every option, its type and default. The field docs become ``%config Nbprod`` help."""
+
+    home: str = field(default=".nbprod", metadata={"help": "Where nbprod keeps its state: MLflow store, state DB, job runs."})
+    tracking_uri: str = field(default="", metadata={"help": "MLflow tracking URI; default sqlite:///<home>/mlflow.db."})
+    registry_uri: str = field(default="", metadata={"help": "MLflow registry URI; default: the tracking URI."})
+    db_url: str = field(default="", metadata={"help": "SQLAlchemy URL of the state DB; default sqlite:///<home>/nbprod.db."})
+    range_tolerance: float = field(default=0.0, metadata={"help": "Slack on the seen [min, max] range, as a fraction of its span, before a value counts as out of range."})
+    max_examples: int = field(default=5, metadata={"help": "Example rows kept per validation failure."})
+    sample_size: int = field(default=1000, metadata={"help": "Rows kept in a profile's bounded reservoir sample."})
+    top_k: int = field(default=50, metadata={"help": "Categories kept per column in a profile; the rest count as 'other'."})
+    n_quantiles: int = field(default=100, metadata={"help": "Quantile bins per numeric column in a profile (edges stored: n+1)."})
+    display_limit: int = field(default=20, metadata={"help": "Rows shown in notebook tables before truncation."})
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+
+_ENV_NAMES = {
+    "home": "NBPROD_HOME",
+    "tracking_uri": "MLFLOW_TRACKING_URI",
+    "registry_uri": "MLFLOW_REGISTRY_URI",
+    "db_url": "NBPROD_DB_URL",
+}
+
+
+def _find_pyproject(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        candidate = folder / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _read_pyproject_table(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            data = tomllib.load(fh)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"cannot read [tool.nbprod] from {path}: {exc}", "fix the TOML syntax of that file") from exc
+    table = data.get("tool", {}).get("nbprod", {})
+    unknown = set(table) - set(Options.names())
+    if unknown:
+        raise ConfigError(
+            f"[tool.nbprod] in {path} has unknown option(s): {', '.join(sorted(unknown))}",
+            f"use only: {', '.join(Options.names())}",
+        )
+    return table
+
+
+def _coerce(name: str, value: Any) -> Any:
+    kind = type(getattr(Options, name))
+    if isinstance(value, kind):
+        return value
+    try:
+        return kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"option {name}={value!r} is not a {kind.__name__}", f"set {name} to a {kind.__name__}") from exc
+
+
+class Settings:
+    """The resolved settings. Read attributes (``settings.home``), override with :meth:`set`."""
+
+    def __init__(self) -> None:
+        self._overrides: dict[str, Any] = {}
+
+    def set(self, **options: Any) -> None:
+        """Override options for this process (what ``%config Nbprod.<option>`` calls)."""
+        for name, value in options.items():
+            if name not in Options.names():
+                raise ConfigError(f"unknown nbprod option {name!r}", f"use one of: {', '.join(Options.names())}")
+            self._overrides[name] = _coerce(name, value)
+
+    def reset(self) -> None:
+        """Forget every override (tests use this)."""
+        self._overrides.clear()
+
+    def _raw(self, name: str) -> Any:
+        if name in self._overrides:
+            return self._overrides[name]
+        env = os.environ.get(_ENV_NAMES.get(name, f"NBPROD_{name.upper()}"))
+        if env:
+            return _coerce(name, env)
+        table = _read_pyproject_table(_find_pyproject(Path.cwd()))
+        if name in table:
+            value = _coerce(name, table[name])
+            if name == "home" and not Path(value).is_absolute():
+                # Relative to the pyproject.toml that set it, not to wherever the kernel runs.
+                value = str(_find_pyproject(Path.cwd()).parent / value)
+            return value
+        return getattr(Options, name)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_") or name not in Options.names():
+            raise AttributeError(name)
+        value = self._raw(name)
+        if name == "home":
+            return str(Path(value).expanduser().resolve())
+        if name == "tracking_uri" and not value:
+            return f"sqlite:///{Path(self.home) / 'mlflow.db'}"
+        if name == "registry_uri" and not value:
+            return self.tracking_uri
+        if name == "db_url" and not value:
+            return f"sqlite:///{Path(self.home) / 'nbprod.db'}"
+        return value
+
+    @property
+    def home_path(self) -> Path:
+        """``home`` as a created directory."""
+        path = Path(self.home)
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @property
+    def artifact_root(self) -> str:
+        """Where MLflow keeps artefacts of experiments nbprod creates on the embedded store."""
+        return (Path(self.home) / "artifacts").as_uri()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in Options.names()}
+
+    def __repr__(self) -> str:
+        body = ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items())
+        return f"Settings({body})"
+
+
+settings = Settings()

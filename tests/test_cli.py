@@ -1,0 +1,23 @@
+import subprocess
+import sys
+
+from nbprod import __version__
+from nbprod.cli import main
+
+
+def test_help_and_version(capsys):
+    assert main([]) == 0
+    assert "usage: nbprod" in capsys.readouterr().out
+    assert main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"nbprod {__version__}"
+
+
+def test_unknown_command_exits_2_with_a_hint(capsys):
+    assert main(["deplyo"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'deplyo'" in err and "Fix:" in err
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "nbprod.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "usage: nbprod" in out.stdout

@@ -1,0 +1,49 @@
+"""Notebook jobs on a real kernel through papermill."""
+
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from nbprod.cli import main
+from nbprod.errors import JobError
+from nbprod.jobs import run
+
+FILES = Path(__file__).parent / "files"
+pytestmark = pytest.mark.slow
+
+
+def test_run_injects_parameters_and_keeps_the_executed_copy(nbprod_home):
+    result = run(FILES / "params.ipynb", {"alpha": 21, "name": "answer"}, progress=False)
+    assert result.output.parent == nbprod_home.resolve() / "runs"
+    assert result.output.name.startswith("params-") and result.output.exists()
+    assert result.tagged_output("summary") == "answer: 42"
+    executed = nbformat.read(result.output, as_version=4)
+    injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert injected and "alpha = 21" in injected[0].source
+    assert result.to_dict()["parameters"] == {"alpha": 21, "name": "answer"}
+
+
+def test_failing_cell_is_a_job_error_naming_the_cell(nbprod_home):
+    with pytest.raises(JobError, match=r"failed in cell 2 with ValueError: broken on purpose") as err:
+        run(FILES / "fails.ipynb", progress=False)
+    assert "executed copy" in err.value.fix
+    assert list((nbprod_home / "runs").glob("fails-*.ipynb")), "the executed copy is kept for debugging"
+
+
+def test_missing_notebook_is_a_clear_error(nbprod_home, tmp_path):
+    with pytest.raises(JobError, match="no notebook at"):
+        run(tmp_path / "nope.ipynb")
+    (tmp_path / "data.csv").write_text("a\n1\n")
+    with pytest.raises(JobError, match="not a notebook"):
+        run(tmp_path / "data.csv")
+
+
+def test_cli_run_parses_parameter_values_as_yaml(nbprod_home, tmp_path, capsys):
+    out = tmp_path / "out.ipynb"
+    assert main(["run", str(FILES / "params.ipynb"), "-p", "alpha", "0.5", "-p", "name", "half",
+                 "-o", str(out), "--no-progress"]) == 0
+    assert "executed copy" in capsys.readouterr().out
+    executed = nbformat.read(out, as_version=4)
+    assert any("half: 1.0" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
+    assert main(["run", str(FILES / "fails.ipynb"), "--no-progress"]) == 2
