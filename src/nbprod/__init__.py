@@ -24,8 +24,11 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     # data: training profiles and validation
     "profile": ("nbprod.data.profile", "profile"),
     "Profile": ("nbprod.data.profile", "Profile"),
+    "ColumnProfile": ("nbprod.data.profile", "ColumnProfile"),
     "validate": ("nbprod.data.validate", "validate"),
     "ValidationReport": ("nbprod.data.validate", "ValidationReport"),
+    "Failure": ("nbprod.data.validate", "Failure"),
+    "row_flags": ("nbprod.data.validate", "row_flags"),
     "Rules": ("nbprod.data.rules", "Rules"),
     # audit trail and packaging
     "audit": ("nbprod.audit", None),
@@ -33,6 +36,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Bundle": ("nbprod.packaging", "Bundle"),
     # registry (the module, for nbprod.registry.<function>)
     "registry": ("nbprod.registry", None),
+    # drift
+    "drift": ("nbprod.drift.api", "drift"),
+    "DriftReport": ("nbprod.drift.report", "DriftReport"),
+    "ColumnDrift": ("nbprod.drift.report", "ColumnDrift"),
     # datasets and jobs
     "datasets": ("nbprod.datasets", None),
     "run": ("nbprod.jobs", "run"),
@@ -74,8 +81,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import audit, config, datasets, errors, registry
     from .packaging import Bundle, package
     from .config import settings
-    from .data.profile import Profile, profile
+    from .data.profile import ColumnProfile, Profile, profile
     from .data.rules import Rules
-    from .data.validate import ValidationReport, validate
+    from .data.validate import Failure, ValidationReport, row_flags, validate
+    from .drift.api import drift
+    from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError
     from .jobs import run

@@ -63,9 +63,26 @@ def _find_pyproject(start: Path) -> Path | None:
     return None
 
 
-def _read_pyproject_table(path: Path | None) -> dict[str, Any]:
+#: (pyproject path, mtime) -> its [tool.nbprod] table. Settings are read on hot paths (every
+#: served request checks inputs), so the file is parsed once and re-read only when it changes.
+_TABLE_CACHE: dict[tuple[str, float], dict[str, Any]] = {}
+
+
+def _pyproject_table() -> tuple[Path | None, dict[str, Any]]:
+    path = _find_pyproject(Path.cwd())
     if path is None:
-        return {}
+        return None, {}
+    try:
+        key = (str(path), path.stat().st_mtime)
+    except OSError:
+        return None, {}
+    if key not in _TABLE_CACHE:
+        _TABLE_CACHE.clear()
+        _TABLE_CACHE[key] = _read_pyproject_table(path)
+    return path, _TABLE_CACHE[key]
+
+
+def _read_pyproject_table(path: Path) -> dict[str, Any]:
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -118,12 +135,12 @@ class Settings:
         env = os.environ.get(_ENV_NAMES.get(name, f"NBPROD_{name.upper()}"))
         if env:
             return _coerce(name, env)
-        table = _read_pyproject_table(_find_pyproject(Path.cwd()))
+        path, table = _pyproject_table()
         if name in table:
             value = _coerce(name, table[name])
             if name == "home" and not Path(value).is_absolute():
                 # Relative to the pyproject.toml that set it, not to wherever the kernel runs.
-                value = str(_find_pyproject(Path.cwd()).parent / value)
+                value = str(path.parent / value)
             return value
         return getattr(Options, name)
 

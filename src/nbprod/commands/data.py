@@ -1,0 +1,124 @@
+"""Verbs of the data capability: ``validate``, ``profile`` and ``expect`` (see nbprod.commands).
+
+Each ``run`` reads the frame (a notebook variable or a data file), calls the library API and
+returns its result: a :class:`~nbprod.data.profile.Profile` or a
+:class:`~nbprod.data.validate.ValidationReport` (whose ``ok`` sets the CLI's exit status).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from . import Command, Context, UsageProblem
+
+__all__ = ["COMMANDS"]
+
+
+def _against(token: str, ctx: Context) -> Any:
+    """A notebook variable (Profile, Rules, dict) if one has that name, else the text (path or URI)."""
+    value = ctx.lookup(token)
+    return token if value is None else value
+
+
+def _validate(args: argparse.Namespace, ctx: Context):
+    from ..data.profile import profile
+    from ..data.validate import validate
+
+    df = ctx.frame(args.data)
+    rules = None
+    if args.rules:
+        rules = _against(args.rules, ctx)
+    if args.against is None and rules is None:
+        return profile(df, key=args.key)
+    against = None if args.against is None else _against(args.against, ctx)
+    return validate(df, against, rules=rules, key=args.key, tolerance=args.tolerance)
+
+
+def _validate_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather file")
+    p.add_argument("--against", metavar="PROFILE",
+                   help="a Profile variable, a profile .json, a rules .yaml or a model URI (name@champion, "
+                        "models:/name/3); without it the data is profiled and the profile shown")
+    p.add_argument("--rules", metavar="RULES", help="extra rules: a Rules/dict variable or a .yaml file")
+    p.add_argument("--key", nargs="+", metavar="COL", help="column(s) that must be unique together")
+    p.add_argument("--tolerance", type=float, metavar="X",
+                   help="widen the seen range by this fraction of its span (default: the range_tolerance option)")
+
+
+def _profile(args: argparse.Namespace, ctx: Context):
+    from ..data.profile import profile
+
+    df = ctx.frame(args.data)
+    result = profile(df, key=args.key, sample_size=args.sample_size, top_k=args.top_k, n_quantiles=args.quantiles)
+    if args.output:
+        result.save(args.output)
+    return result
+
+
+def _profile_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather file")
+    p.add_argument("-o", "--output", metavar="PATH", help="also write the profile as JSON to PATH")
+    p.add_argument("--key", nargs="+", metavar="COL", help="column(s) identifying a row")
+    p.add_argument("--sample-size", type=int, metavar="N", help="rows in the reservoir sample (default: sample_size option)")
+    p.add_argument("--top-k", type=int, metavar="K", help="categories kept per column (default: top_k option)")
+    p.add_argument("--quantiles", type=int, metavar="N", help="quantile bins per numeric column (default: n_quantiles option)")
+
+
+def _expect(args: argparse.Namespace, ctx: Context):
+    from ..data.rules import Rules
+    from ..data.validate import validate
+
+    if ctx.cell is not None and ctx.cell.strip() and args.rules:
+        raise UsageProblem("give the rules either in the cell body or with --rules, not both",
+                           "drop --rules, or leave the cell body empty")
+    if ctx.cell is not None and ctx.cell.strip():
+        rules = Rules.from_yaml(ctx.cell)
+    elif args.rules:
+        value = ctx.lookup(args.rules)
+        rules = value if value is not None else Rules.load(Path(args.rules))
+    else:
+        raise UsageProblem("no rules given", "write YAML rules in a %%nbprod expect cell body, or pass --rules rules.yaml")
+    df = ctx.frame(args.data)
+    return validate(df, rules=rules, key=args.key)
+
+
+def _expect_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("data", help="a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather file")
+    p.add_argument("--rules", metavar="RULES", help="a rules .yaml file (or a Rules variable); in a notebook, "
+                                                    "write the YAML in the %%%%nbprod expect cell instead")
+    p.add_argument("--key", nargs="+", metavar="COL", help="column(s) that must be unique together")
+
+
+COMMANDS = [
+    Command(
+        name="validate",
+        help="validate data against a training profile, rules or a model; without --against, profile it",
+        description="Check a frame against a training profile (dtype, nulls, seen range, categories, duplicate "
+                    "keys), collecting every failure with counts and example rows. Without --against (and "
+                    "--rules) the data is profiled instead. The CLI exits 1 when validation fails.",
+        arguments=_validate_arguments,
+        run=_validate,
+        examples=["%nbprod validate df --against prof", "%nbprod validate df --against credit-risk@champion",
+                  "nbprod validate data.parquet --against profile.json --tolerance 0.05"],
+    ),
+    Command(
+        name="profile",
+        help="profile data: dtypes, null rates, ranges, quantiles, categories, a row sample",
+        arguments=_profile_arguments,
+        run=_profile,
+        examples=["prof = %nbprod profile df", "nbprod profile train.parquet -o profile.json --key id"],
+    ),
+    Command(
+        name="expect",
+        help="validate data against YAML rules (the %%%%nbprod expect cell body, or --rules FILE)",
+        description="Validate a frame against hand-written rules: per column dtype, min, max, nullable, in "
+                    "(allowed values), unique. The CLI exits 1 when a rule fails.",
+        arguments=_expect_arguments,
+        run=_expect,
+        cell_body="YAML, one column per line, e.g. `income: {min: 0, nullable: false}` / `country: {in: [DE, FR, US]}`",
+        examples=["%%nbprod expect df      (then, in the cell: income: {min: 0, nullable: false})",
+                  "nbprod expect data.csv --rules rules.yaml"],
+    ),
+]

@@ -1,0 +1,1 @@
+"""Training profiles and data validation."""

@@ -1,0 +1,272 @@
+"""Validation rules written by hand: in YAML (a ``%%nbprod expect`` cell) or in Python.
+
+One entry per column, with any of these keys::
+
+    income:  {dtype: float, min: 0, nullable: false}
+    country: {in: [DE, FR, US]}
+    id:      {unique: true}
+
+- ``dtype``: a family (``int``, ``float``, ``numeric``, ``bool``, ``datetime``, ``string``,
+  ``category``) or an exact pandas dtype name (``Int64``, ``float32``…);
+- ``min`` / ``max``: inclusive bounds (numbers, or ISO dates for datetime columns);
+- ``nullable``: ``false`` forbids missing values;
+- ``in``: the allowed values (missing values are governed by ``nullable``, not by ``in``);
+- ``unique``: ``true`` forbids repeated values.
+
+Custom checks are Python functions of the whole frame returning a boolean Series/array that is
+True for GOOD rows: ``rules.add("adult", lambda df: df.age >= 18, column="age")``.
+
+YAML is read so that ``NO``, ``yes``, ``on`` and ``off`` stay strings (country codes!); only
+``true``/``false`` are booleans. Any mistake — malformed YAML, an unknown key, a bad value, a
+rule on a column the data lacks — raises :class:`~nbprod.errors.RuleError` saying what to fix.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import RuleError
+
+__all__ = ["Rules", "RULE_KEYS", "DTYPE_FAMILIES"]
+
+RULE_KEYS = ("dtype", "min", "max", "nullable", "in", "unique")
+DTYPE_FAMILIES = ("int", "integer", "float", "numeric", "number", "bool", "boolean", "datetime", "string", "str",
+                  "text", "category", "categorical", "object")
+_EXAMPLE = "income: {min: 0, nullable: false}"
+
+
+def _yaml_loader():
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        """SafeLoader where only true/false are booleans (YAML 1.2 style)."""
+
+    Loader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"]
+                                      for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
+    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                 list("tTfF"))
+    return Loader
+
+
+class Rules:
+    """Per-column rules plus custom Python checks. ``Rules({"income": {"min": 0}})``."""
+
+    def __init__(self, columns: dict[str, dict[str, Any] | None] | None = None) -> None:
+        if columns is None:
+            columns = {}
+        if not isinstance(columns, dict):
+            raise RuleError(f"rules must be a mapping of column -> rules, got {type(columns).__name__}",
+                            f"write one line per column, e.g. `{_EXAMPLE}`")
+        self.columns: dict[str, dict[str, Any]] = {str(c): _check_spec(str(c), spec) for c, spec in columns.items()}
+        self.custom: dict[str, tuple[Callable, str | None]] = {}
+
+    # --- construction -------------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Rules:
+        return cls(d)
+
+    @classmethod
+    def from_yaml(cls, text: str) -> Rules:
+        import yaml
+
+        if not isinstance(text, str):
+            raise RuleError(f"YAML rules must be text, got {type(text).__name__}", f"pass a string such as `{_EXAMPLE}`")
+        try:
+            data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
+        except yaml.YAMLError as exc:
+            where = getattr(exc, "problem_mark", None)
+            at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
+            raise RuleError(f"the rules are not valid YAML{at}: {getattr(exc, 'problem', None) or exc}",
+                            f"write one mapping per column, e.g. `{_EXAMPLE}`") from None
+        if data is None:
+            data = {}
+        if not isinstance(data, dict):
+            raise RuleError(f"the YAML rules must be a mapping of column -> rules, got a {type(data).__name__}",
+                            f"write one line per column, e.g. `{_EXAMPLE}`")
+        return cls(data)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Rules:
+        """Rules from a YAML file."""
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise RuleError(f"cannot read rules from {path}: {exc}", "pass the path of a YAML rules file") from exc
+        return cls.from_yaml(text)
+
+    def add(self, name: str, fn: Callable[[Any], Any], *, column: str | None = None) -> Rules:
+        """Add a custom check; ``fn(df)`` returns a boolean Series/array, True for GOOD rows."""
+        if not isinstance(name, str) or not name:
+            raise RuleError(f"a custom rule needs a non-empty name, got {name!r}", "rules.add('positive', fn)")
+        if not callable(fn):
+            raise RuleError(f"custom rule {name!r} is not callable", "pass a function df -> boolean Series of good rows")
+        self.custom[name] = (fn, None if column is None else str(column))
+        return self
+
+    # --- export -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The column rules (custom Python checks cannot be written out and are left out)."""
+        return {c: dict(spec) for c, spec in self.columns.items()}
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None)
+
+    def __len__(self) -> int:
+        return sum(len(s) or 1 for s in self.columns.values()) + len(self.custom)
+
+    def __repr__(self) -> str:
+        return f"Rules({len(self.columns)} columns, {len(self.custom)} custom)"
+
+    def __str__(self) -> str:
+        lines = [f"{c}: {spec}" for c, spec in self.columns.items()]
+        lines += [f"rule:{n}" + (f" (on {c})" if c else "") for n, (_, c) in self.custom.items()]
+        return "\n".join(lines) or "Rules()"
+
+    def _repr_html_(self) -> str:
+        from ._render import html_table
+
+        rows = [[c, ", ".join(f"{k}: {v}" for k, v in spec.items()) or "(present)"] for c, spec in self.columns.items()]
+        rows += [[c or "-", f"rule:{n}"] for n, (_, c) in self.custom.items()]
+        return html_table(["column", "rules"], rows, caption=repr(self))
+
+    # --- checking -----------------------------------------------------------------------------
+    def check(self, df, collector, *, missing_ok: set[str] = frozenset()) -> None:
+        """Apply the rules to ``df``, adding failures to ``collector`` (see nbprod.data.validate).
+
+        A rule on a column the frame lacks raises :class:`RuleError` — unless the column is in
+        ``missing_ok`` (the profile already reported it as a missing column).
+        """
+        from . import _checks as K
+        from . import _columns as C
+
+        names = {str(c): c for c in df.columns}
+        n = len(df)
+        for col, spec in self.columns.items():
+            if col not in names:
+                if col in missing_ok:
+                    continue
+                close = difflib.get_close_matches(col, list(names), n=1)
+                hint = f"did you mean {close[0]!r}? " if close else ""
+                raise RuleError(f"a rule names column {col!r}, which the data does not have",
+                                f"{hint}rule columns must be among: {', '.join(list(names)[:20]) or '(none)'}")
+            series = df[names[col]]
+            kind = C.kind_of(series.dtype)
+            if "dtype" in spec and not K.rule_dtype_ok(series, spec["dtype"]):
+                collector.add(col, "dtype", None, f"{col}: is {series.dtype}, the rule wants {spec['dtype']}", count=n)
+            if spec.get("nullable") is False:
+                mask = K.null_mask(series)
+                collector.add(col, "nulls", mask, lambda k, col=col: f"{col}: {k:,} missing values ({K.pct(k, n)}); the rule says nullable: false")
+            if "min" in spec or "max" in spec:
+                if kind not in ("numeric", "datetime"):
+                    raise RuleError(f"column {col!r} is {series.dtype}: min/max need a numeric or datetime column",
+                                    f"drop min/max from {col!r} or use `in:` for allowed values")
+                try:
+                    found = K.range_mask(series, kind, spec.get("min"), spec.get("max"))
+                except (TypeError, ValueError) as exc:
+                    raise RuleError(f"min/max of {col!r} cannot be compared with its {series.dtype} values: {exc}",
+                                    "use numbers for numeric columns and ISO dates for datetime columns") from exc
+                if found is not None:
+                    mask, below, above = found
+                    bounds = f"[{spec.get('min', '-inf')}, {spec.get('max', 'inf')}]"
+                    collector.add(col, "out_of_range", mask,
+                                  lambda k, col=col, b=bounds, lo=below, hi=above:
+                                  f"{col}: {k:,} values ({K.pct(k, n)}) outside {b} ({lo:,} below, {hi:,} above)")
+            if "in" in spec:
+                found = K.unseen_mask(series, spec["in"])
+                if found is not None:
+                    mask, values = found
+                    collector.add(col, "unseen_category", mask,
+                                  lambda k, col=col, v=values: f"{col}: {k:,} values ({K.pct(k, n)}) not among the allowed values, e.g. {', '.join(map(repr, v))}")
+            if spec.get("unique"):
+                mask = K.duplicate_mask(df, [names[col]])
+                collector.add(col, "duplicate_key", mask, lambda k, col=col: f"{col}: {k:,} rows share a value with another row; the rule says unique: true")
+        for name, (fn, column) in self.custom.items():
+            if column is not None and column not in names:
+                raise RuleError(f"custom rule {name!r} is attached to column {column!r}, which the data does not have",
+                                f"use one of: {', '.join(list(names)[:20])}")
+            try:
+                good = fn(df)
+            except Exception as exc:  # the user's function: report it as a rule problem, with its error
+                raise RuleError(f"custom rule {name!r} raised {type(exc).__name__}: {exc}",
+                                "fix the rule function; it receives the whole DataFrame") from exc
+            bad = _bad_rows(name, good, n)
+            collector.add(column, f"rule:{name}", bad, lambda k, name=name: f"rule {name}: {k:,} rows ({K.pct(k, n)}) fail")
+
+
+def _bad_rows(name: str, good: Any, n: int):
+    """The negation of a custom rule's result, checked to be one boolean per row (missing = bad)."""
+    import numpy as np
+    import pandas as pd
+
+    fix = "return a boolean Series/array with one entry per row (True = good row)"
+    s = good if isinstance(good, pd.Series) else pd.Series(np.asarray(good).ravel() if np.ndim(good) == 1 else [good])
+    if np.ndim(good) != 1 or len(s) != n:
+        raise RuleError(f"custom rule {name!r} returned shape {np.shape(good)}, expected ({n},)", fix)
+    if s.dtype == object:
+        s = s.where(s.notna(), False)
+        if not all(isinstance(v, (bool, np.bool_)) for v in s.tolist()):
+            raise RuleError(f"custom rule {name!r} did not return booleans", fix)
+        s = s.astype(bool)
+    if not pd.api.types.is_bool_dtype(s.dtype):
+        raise RuleError(f"custom rule {name!r} returned {s.dtype} values, not booleans", fix)
+    return ~s.to_numpy(dtype=bool, na_value=False)
+
+
+def _check_spec(col: str, spec: Any) -> dict[str, Any]:
+    fix = f"write the column's rules as a mapping, e.g. `{_EXAMPLE}`"
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise RuleError(f"the rules for column {col!r} must be a mapping, got {spec!r}", fix)
+    unknown = [k for k in spec if k not in RULE_KEYS]
+    if unknown:
+        close = difflib.get_close_matches(str(unknown[0]), RULE_KEYS, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise RuleError(f"unknown rule key(s) for column {col!r}: {', '.join(map(repr, unknown))}",
+                        f"{hint}use only: {', '.join(RULE_KEYS)}")
+    out = dict(spec)
+    if "dtype" in out:
+        d = out["dtype"]
+        if not isinstance(d, str) or not _known_dtype(d):
+            raise RuleError(f"column {col!r}: dtype {d!r} is not a pandas dtype or family",
+                            f"use a family ({', '.join(DTYPE_FAMILIES)}) or a pandas dtype name such as Int64")
+    for bound in ("min", "max"):
+        if bound in out:
+            v = out[bound]
+            if isinstance(v, bool) or not isinstance(v, (int, float, str)) and not hasattr(v, "isoformat"):
+                raise RuleError(f"column {col!r}: {bound} {v!r} is not a number or a date",
+                                f"write {bound} as a number (e.g. 0) or an ISO date (e.g. 2024-01-01)")
+            if hasattr(v, "isoformat") and not isinstance(v, str):
+                out[bound] = v.isoformat()
+    if isinstance(out.get("min"), (int, float)) and isinstance(out.get("max"), (int, float)) and out["min"] > out["max"]:
+        raise RuleError(f"column {col!r}: min {out['min']} is above max {out['max']}", "swap min and max")
+    for flag in ("nullable", "unique"):
+        if flag in out and not isinstance(out[flag], bool):
+            raise RuleError(f"column {col!r}: {flag} must be true or false, got {out[flag]!r}", f"write `{flag}: false`")
+    if "in" in out:
+        values = out["in"]
+        if not isinstance(values, (list, tuple, set, frozenset)):
+            raise RuleError(f"column {col!r}: `in` must be a list of allowed values, got {values!r}",
+                            "write e.g. `country: {in: [DE, FR, US]}`")
+        if any(isinstance(v, (list, dict)) for v in values):
+            raise RuleError(f"column {col!r}: `in` must list plain values, not lists or mappings",
+                            "write e.g. `country: {in: [DE, FR, US]}`")
+        out["in"] = list(values)
+    return out
+
+
+def _known_dtype(spec: str) -> bool:
+    if spec.lower() in DTYPE_FAMILIES:
+        return True
+    from pandas.api.types import pandas_dtype
+
+    try:
+        pandas_dtype(spec)
+    except (TypeError, ValueError):
+        return False
+    return True

@@ -1,0 +1,417 @@
+"""Validate a frame against a training profile and/or rules; flag out-of-distribution rows.
+
+``validate(df, against=profile_or_rules)`` is *lazy*: it runs every check and collects all
+failures (missing/extra columns, dtype mismatches, nulls where none were seen, values outside
+the seen range, unseen categories, duplicate keys, rule violations) into one
+:class:`ValidationReport`, each with a count and a few example rows. Nothing raises on bad data
+until you ask (``report.raise_for_errors()``); bad *input* (not a frame, an unreadable profile,
+a malformed rule) raises a typed :class:`~nbprod.errors.NbprodError` at once.
+
+``row_flags(df, profile)`` is the per-row variant the model server calls on every request: which
+rows hold a value outside the seen range or an unseen category, and why.
+
+All checks are vectorised, one column at a time (see :mod:`nbprod.data._checks`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..config import settings
+from ..errors import DataError, NbprodError, ValidationError
+from . import _checks as K
+from . import _columns as C
+from ._checks import Failure
+from ._render import html_table, text_table
+from .profile import ColumnProfile, Profile
+from .rules import Rules
+
+__all__ = ["validate", "ValidationReport", "Failure", "row_flags"]
+
+
+@dataclass
+class ValidationReport:
+    """All failures of one validation. ``ok`` is True when there are none."""
+
+    n_rows: int
+    failures: list[Failure] = field(default_factory=list)
+    against: str = ""
+    n_columns: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def failures_for(self, column: str) -> list[Failure]:
+        return [f for f in self.failures if f.column == column]
+
+    @property
+    def checks(self) -> list[str]:
+        """The distinct failed checks, in order of first appearance."""
+        return list(dict.fromkeys(f.check for f in self.failures))
+
+    def raise_for_errors(self) -> ValidationReport:
+        """Raise :class:`~nbprod.errors.ValidationError` (carrying this report) unless ``ok``."""
+        if not self.ok:
+            raise ValidationError(
+                f"validation failed: {self._summary()}",
+                "inspect err.report (or display it) for counts and example rows; if the change is expected, "
+                "profile the new data and validate against that", report=self)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "n_rows": self.n_rows, "n_columns": self.n_columns, "against": self.against,
+                "failures": [f.to_dict() for f in self.failures]}
+
+    def _summary(self) -> str:
+        n = len(self.failures)
+        cols = len({f.column for f in self.failures})
+        return f"{n} failure{'s' * (n != 1)} in {cols} column{'s' * (cols != 1)} of {self.n_rows:,} rows"
+
+    def _headline(self) -> str:
+        against = f" against {self.against}" if self.against else ""
+        if self.ok:
+            return f"Validation passed: {self.n_rows:,} rows × {self.n_columns} columns{against}"
+        return f"Validation FAILED: {self._summary()}{against}"
+
+    def _rows(self) -> list[list[Any]]:
+        return [[f.column or "-", f.check, f.count, f.message] for f in self.failures]
+
+    def __str__(self) -> str:
+        if self.ok:
+            return self._headline()
+        return self._headline() + "\n" + text_table(["column", "check", "rows", "message"], self._rows(),
+                                                  limit=settings.display_limit)
+
+    def __repr__(self) -> str:
+        return f"<ValidationReport ok={self.ok} failures={len(self.failures)} rows={self.n_rows}>"
+
+    def _repr_html_(self) -> str:
+        colour = "#1a7f37" if self.ok else "#cf222e"
+        head = f"<div style='color:{colour};font-weight:bold'>{'✔' if self.ok else '✘'} {self._headline()}</div>"
+        if self.ok:
+            return head
+        return head + html_table(["column", "check", "rows", "message"], self._rows(), limit=settings.display_limit)
+
+
+# ---------------------------------------------------------------------------------------------
+def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str | None = None,
+             key: str | list[str] | None = None, tolerance: float | None = None) -> ValidationReport:
+    """Check ``df`` against a profile and/or rules; collect every failure into a report.
+
+    ``against`` is a :class:`Profile`, :class:`Rules`, a dict of rules, a path to a profile JSON
+    (or a YAML rules file), or a model URI (``"credit-risk@champion"``, ``"models:/credit-risk/3"``)
+    whose registered training profile is used. ``rules`` adds rules on top of a profile.
+    ``key`` (default: the profile's key) is checked for duplicates. ``tolerance`` widens the seen
+    range by that fraction of its span (default ``settings.range_tolerance``).
+    """
+    df = C.check_frame(df)
+    profile, against_rules, label = _resolve(against)
+    extra_rules = _as_rules(rules) if rules is not None else None
+    if profile is None and against_rules is None and extra_rules is None:
+        raise DataError("nothing to validate against", "pass against=<Profile | Rules | profile.json | model URI>, "
+                        "or rules=...; to describe the data itself use nbprod.profile(df)")
+    tolerance = _tolerance(tolerance)
+    keys = _keys(key, profile)
+    collector = K.Collector(df, key=[k for k in keys if k in {str(c) for c in df.columns}])
+    missing: set[str] = set()
+    if profile is not None:
+        missing = _check_profile(df, profile, collector, tolerance)
+    for r in (against_rules, extra_rules):
+        if r is not None:
+            r.check(df, collector, missing_ok=missing)
+    if keys:
+        _check_key(df, keys, collector, missing)
+    return ValidationReport(n_rows=len(df), failures=collector.failures, against=label, n_columns=df.shape[1])
+
+
+def _tolerance(tolerance: float | None) -> float:
+    tolerance = settings.range_tolerance if tolerance is None else tolerance
+    try:
+        tolerance = float(tolerance)
+    except (TypeError, ValueError):
+        raise DataError(f"tolerance {tolerance!r} is not a number", "pass a fraction of the seen range, e.g. 0.05") from None
+    if not tolerance >= 0:
+        raise DataError(f"tolerance {tolerance} is negative", "pass a fraction ≥ 0 of the seen range, e.g. 0.05")
+    return tolerance
+
+
+def _keys(key: str | list[str] | None, profile: Profile | None) -> list[str]:
+    if key is None:
+        return list(profile.key or []) if profile is not None else []
+    return [key] if isinstance(key, str) else [str(k) for k in key]
+
+
+def _as_rules(value: Any) -> Rules:
+    if isinstance(value, Rules):
+        return value
+    if isinstance(value, dict):
+        return Rules.from_dict(value)
+    if isinstance(value, (str, Path)) and Path(value).suffix.lower() in (".yaml", ".yml"):
+        return Rules.load(value)
+    if isinstance(value, str):
+        return Rules.from_yaml(value)
+    raise DataError(f"rules must be Rules, a dict or YAML, got {type(value).__name__}",
+                    "pass Rules({...}), a dict of column rules, or YAML text / a .yaml path")
+
+
+def _resolve(against: Any) -> tuple[Profile | None, Rules | None, str]:
+    """What to validate against: (profile, rules, label for the report)."""
+    if against is None:
+        return None, None, ""
+    if isinstance(against, Profile):
+        return against, None, f"profile of {against.n_rows:,} rows"
+    if isinstance(against, Rules):
+        return None, against, "rules"
+    if isinstance(against, dict):
+        if "schema_version" in against and "columns" in against:
+            p = Profile.from_dict(against)
+            return p, None, f"profile of {p.n_rows:,} rows"
+        return None, Rules.from_dict(against), "rules"
+    if isinstance(against, (str, Path)):
+        text = str(against)
+        path = Path(text).expanduser()
+        suffix = path.suffix.lower()
+        if suffix in (".yaml", ".yml"):
+            return None, Rules.load(path), f"rules {text}"
+        if path.is_file() or suffix == ".json" or "/" in text and not text.startswith(("models:/", "runs:/")):
+            if not path.is_file():
+                raise DataError(f"no profile file at {text}",
+                                "pass the path of a profile JSON (Profile.save / `nbprod profile -o`) or a model URI")
+            return Profile.load(path), None, text
+        return _registry_profile(text), None, text
+    raise DataError(f"cannot validate against a {type(against).__name__}",
+                    "pass a Profile, Rules, a dict of rules, a profile JSON path or a model URI such as 'name@champion'")
+
+
+def _registry_profile(uri: str) -> Profile:
+    try:
+        from nbprod.registry import load_profile
+    except ImportError as exc:
+        raise NbprodError(f"cannot resolve model URI {uri!r}: the nbprod registry is not available ({exc})",
+                          "pass a Profile or a profile JSON path instead, or install nbprod with its registry") from exc
+    loaded = load_profile(uri)
+    if isinstance(loaded, dict):
+        loaded = Profile.from_dict(loaded)
+    if not isinstance(loaded, Profile):
+        raise DataError(f"the registry returned no profile for {uri!r}",
+                        "register the model with its training data so nbprod stores a profile")
+    return loaded
+
+
+def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, tolerance: float) -> set[str]:
+    names = {str(c): c for c in df.columns}
+    n = len(df)
+    missing = [c for c in profile.columns if c not in names]
+    for c in missing:
+        out.add(c, "missing_column", None, f"{c}: column missing (the training data had {profile.columns[c].dtype})",
+                count=n)
+    for c in names:
+        if c not in profile.columns:
+            out.add(c, "extra_column", None, f"{c}: column not in the training data ({df[names[c]].dtype})", count=n)
+    for name, col in profile.columns.items():
+        if name in names:
+            _check_column(name, df[names[name]], col, out, tolerance, n)
+    return set(missing)
+
+
+def _bounds(col: ColumnProfile, tolerance: float) -> tuple[Any, Any]:
+    """The seen range widened by ``tolerance`` × its span (datetimes as datetime64)."""
+    if col.kind == "datetime":
+        lo, hi = C.to_timestamp(col.min), C.to_timestamp(col.max)
+        if tolerance:
+            slack = (hi - lo) * tolerance
+            lo, hi = lo - slack, hi + slack
+        return lo, hi
+    lo, hi = col.min, col.max
+    if tolerance:
+        slack = (hi - lo) * tolerance
+        lo, hi = lo - slack, hi + slack
+    return lo, hi
+
+
+def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Collector, tolerance: float,
+                  n: int) -> None:
+    problem = K.dtype_problem(series, col.dtype, col.kind)
+    if problem is not None:
+        message, mask, comparable = problem
+        out.add(name, "dtype", mask, f"{name}: {message}", count=None if mask is not None else n)
+        if not comparable:
+            return
+    seen_any = col.count > 0
+    if col.kind == "numeric" and C.kind_of(series.dtype) in ("numeric", "boolean"):
+        lo, hi = _bounds(col, tolerance) if col.min is not None else (None, None)
+        nulls, found = K.numeric_nulls_and_range(series, seen_any and col.null_count == 0, lo, hi)
+        if nulls is not None:
+            out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
+        if found is not None:
+            _add_range(name, col, found, tolerance, out, n)
+        return
+    if seen_any and col.null_count == 0:
+        mask = K.null_mask(series)
+        if mask is not None:
+            out.add(name, "nulls", mask, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
+            del mask
+    if col.kind in ("numeric", "datetime") and col.min is not None:
+        lo, hi = _bounds(col, tolerance)
+        found = K.range_mask(series, col.kind, lo, hi)
+        if found is not None:
+            _add_range(name, col, found, tolerance, out, n)
+    elif col.kind in ("categorical", "boolean") and seen_any and col.categories_complete:
+        found = K.unseen_mask(series, col.categories)
+        if found is not None:
+            mask, values = found
+            out.add(name, "unseen_category", mask,
+                    lambda k: f"{name}: {k:,} values ({K.pct(k, n)}) in categories the training data never had, "
+                              f"e.g. {', '.join(map(repr, values))}")
+
+
+def _add_range(name: str, col: ColumnProfile, found: tuple, tolerance: float, out: K.Collector, n: int) -> None:
+    mask, below, above = found
+    tol = f", tolerance {tolerance:g}" if tolerance else ""
+    out.add(name, "out_of_range", mask,
+            lambda k: f"{name}: {k:,} values ({K.pct(k, n)}) outside the seen range [{col.min}, {col.max}]"
+                      f"{tol} ({below:,} below, {above:,} above)")
+
+
+def _check_key(df: pd.DataFrame, keys: list[str], out: K.Collector, missing: set[str]) -> None:
+    names = {str(c): c for c in df.columns}
+    absent = [k for k in keys if k not in names]
+    for k in absent:
+        if k not in missing:
+            out.add(k, "missing_column", None, f"{k}: key column missing", count=len(df))
+    if absent:
+        return
+    mask = K.duplicate_mask(df, [names[k] for k in keys])
+    label = ", ".join(keys)
+    out.add(keys[0] if len(keys) == 1 else label, "duplicate_key", mask,
+            lambda k: f"{label}: {k:,} rows share their key with another row")
+
+
+# --- per-row out-of-distribution flags ------------------------------------------------------------
+def _plan(profile: Profile, tolerance: float) -> list[tuple[str, str, Any, Any, Any]]:
+    """Per-column bounds / category sets, computed once per profile and tolerance."""
+    cache = profile._cache.setdefault("row_flags", {})
+    plan = cache.get(tolerance)
+    if plan is None:
+        plan = []
+        for name, col in profile.columns.items():
+            if col.kind in ("numeric", "datetime") and col.min is not None:
+                lo, hi = _bounds(col, tolerance)
+                plan.append((name, col.kind, lo, hi, None))
+            elif col.kind in ("categorical", "boolean") and col.count > 0 and col.categories_complete:
+                plan.append((name, col.kind, None, None, frozenset(col.categories)))
+        cache[tolerance] = plan
+    return plan
+
+
+def row_flags(df: pd.DataFrame, profile: Profile, *, tolerance: float | None = None) -> tuple[np.ndarray, list[list[str]]]:
+    """Which rows are out of distribution, and why.
+
+    Returns ``(flags, reasons)``: ``flags[i]`` is True when row ``i`` holds a value outside the
+    seen range (widened by ``tolerance``) or a category the training data never had;
+    ``reasons[i]`` lists why, e.g. ``"income=1e9 above the seen max 250000"``. Missing values and
+    columns the profile lacks are not flagged (``validate`` reports those). Values are compared
+    leniently (numbers sent as text are parsed), since requests arrive as JSON.
+    """
+    df = C.check_frame(df)
+    if not isinstance(profile, Profile):
+        raise DataError(f"row_flags needs a Profile, got {type(profile).__name__}", "pass nbprod.profile(training_df)")
+    n = len(df)
+    flags = np.zeros(n, dtype=bool)
+    reasons: list[list[str]] = [[] for _ in range(n)]
+    if not n:
+        return flags, reasons
+    plan = _plan(profile, _tolerance(tolerance))
+    if n <= _SMALL:
+        return _row_flags_small(df, plan, flags, reasons)
+    names = {str(c): c for c in df.columns}
+    for name, kind, lo, hi, allowed in plan:
+        if name not in names:
+            continue
+        series = df[names[name]]
+        if allowed is None:
+            bad, text = _row_range(series, kind, lo, hi)
+        else:
+            bad, text = _row_unseen(series, allowed)
+        if bad is None:
+            continue
+        flags |= bad
+        for i in np.flatnonzero(bad):
+            reasons[i].append(f"{name}={text(i)}")
+    return flags, reasons
+
+
+_SMALL = 64  # rows; below this a plain Python loop beats per-column pandas overhead
+
+
+def _row_flags_small(df: pd.DataFrame, plan: list, flags: np.ndarray, reasons: list[list[str]]):
+    """row_flags for a few rows (a serving request): one object matrix, plain comparisons."""
+    matrix = df.to_numpy(dtype=object)
+    position = {str(c): i for i, c in enumerate(df.columns)}
+    for name, kind, lo, hi, allowed in plan:
+        j = position.get(name)
+        if j is None:
+            continue
+        for i, raw in enumerate(matrix[:, j]):
+            v = C.json_scalar(raw)
+            if v is None:
+                continue
+            if allowed is not None:
+                if str(v) not in allowed:
+                    flags[i] = True
+                    reasons[i].append(f"{name}={v!r} is an unseen category")
+                continue
+            try:
+                x = C.to_timestamp(raw) if kind == "datetime" else float(v)
+            except (TypeError, ValueError):
+                continue  # not comparable: validate() reports the dtype problem
+            if x != x:
+                continue
+            if x < lo:
+                flags[i] = True
+                reasons[i].append(f"{name}={v} below the seen min {lo}")
+            elif x > hi:
+                flags[i] = True
+                reasons[i].append(f"{name}={v} above the seen max {hi}")
+    return flags, reasons
+
+
+def _row_range(series: pd.Series, kind: str, lo: Any, hi: Any):
+    if kind == "datetime":
+        values = C.datetime_view(series)
+    else:
+        if C.kind_of(series.dtype) not in ("numeric", "boolean"):
+            series = pd.to_numeric(series, errors="coerce")
+        values, nulls = C.numeric_view(series)
+        if nulls is not None:
+            values = np.where(nulls, np.nan, values.astype("float64"))
+    with np.errstate(invalid="ignore"):
+        below, above = values < lo, values > hi
+    if not (below.any() or above.any()):
+        return None, None
+
+    def text(i: int) -> str:
+        v = C.json_scalar(values[i])
+        return f"{v} below the seen min {lo}" if below[i] else f"{v} above the seen max {hi}"
+
+    return below | above, text
+
+
+def _row_unseen(series: pd.Series, allowed: frozenset[str]):
+    if len(series) <= 64 and not isinstance(series.dtype, pd.CategoricalDtype):
+        values = [C.json_scalar(v) for v in series.tolist()]
+        bad = np.array([v is not None and str(v) not in allowed for v in values], dtype=bool)
+        if not bad.any():
+            return None, None
+        return bad, lambda i: f"{values[i]!r} is an unseen category"
+    found = K.unseen_mask(series, allowed)
+    if found is None:
+        return None, None
+    bad = found[0]
+    return bad, lambda i: f"{C.json_scalar(series.iloc[i])!r} is an unseen category"

@@ -1,0 +1,130 @@
+"""The data verbs from a real IPython shell (%nbprod / %%nbprod) and from the nbprod CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+
+from nbprod.cli import main
+from nbprod.data.profile import Profile
+from nbprod.data.validate import ValidationReport
+
+
+@pytest.fixture
+def ip(nbprod_home):
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbprod")
+    shell.user_ns["df"] = pd.DataFrame({"income": [10.0, 20.0, 30.0], "country": ["DE", "FR", "US"], "id": [1, 2, 3]})
+    shell.user_ns["bad"] = pd.DataFrame({"income": [-1.0, 20.0, None], "country": ["DE", "XX", "US"], "id": [1, 1, 3]})
+    yield shell
+    shell.run_line_magic("unload_ext", "nbprod")
+    for name in ("df", "bad", "prof", "report", "r"):
+        shell.user_ns.pop(name, None)
+
+
+def test_validate_without_against_profiles_the_frame(ip):
+    result = ip.run_line_magic("nbprod", "validate df")
+    assert isinstance(result, Profile) and result.n_rows == 3
+    assert isinstance(ip.run_line_magic("nbprod", "profile df --key id"), Profile)
+
+
+def test_validate_against_a_profile_variable_and_a_path(ip, tmp_path):
+    ip.run_cell("prof = %nbprod profile df --key id")
+    prof = ip.user_ns["prof"]
+    assert isinstance(prof, Profile) and prof.key == ["id"]
+    ok = ip.run_line_magic("nbprod", "validate df --against prof")
+    assert isinstance(ok, ValidationReport) and ok.ok
+    report = ip.run_line_magic("nbprod", "validate bad --against prof")
+    assert {f.check for f in report.failures} == {"nulls", "out_of_range", "unseen_category", "duplicate_key"}
+    path = tmp_path / "p.json"
+    ip.run_line_magic("nbprod", f"profile df -o {path}")
+    assert json.loads(path.read_text())["n_rows"] == 3
+    assert ip.run_line_magic("nbprod", f"validate df --against {path} --tolerance 0.1").ok
+    ip.user_ns["r"] = {"income": {"max": 15}}
+    report = ip.run_line_magic("nbprod", f"validate df --against {path} --key country income --rules r")
+    assert [(f.column, f.check) for f in report.failures] == [("income", "out_of_range")]
+
+
+def test_expect_cell_magic_validates_against_yaml(ip):
+    report = ip.run_cell_magic("nbprod", "expect bad", "income: {min: 0, nullable: false}\ncountry: {in: [DE, FR, US]}\n")
+    assert isinstance(report, ValidationReport)
+    assert [(f.column, f.check) for f in report.failures] == [
+        ("income", "nulls"), ("income", "out_of_range"), ("country", "unseen_category")]
+    assert ip.run_cell_magic("nbprod", "expect df --key id", "income: {min: 0}\n").ok
+    result = ip.run_cell("%%nbprod expect df\nincome: {max: 5}\n")
+    assert result.success and result.result.ok is False
+
+
+def test_help_and_usage_errors(ip, capsys):
+    ip.run_line_magic("nbprod", "validate --help")
+    out = capsys.readouterr().out
+    assert "usage: %nbprod validate" in out and "--against" in out and "--tolerance" in out
+    ip.run_line_magic("nbprod", "expect --help")
+    assert "%%nbprod expect" in capsys.readouterr().out
+    with pytest.raises(UsageError, match="unrecognized arguments: --frob"):
+        ip.run_line_magic("nbprod", "validate df --frob")
+    with pytest.raises(UsageError, match="invalid float value"):
+        ip.run_line_magic("nbprod", "validate df --against x --tolerance lots")
+    with pytest.raises(UsageError, match="takes no cell body"):
+        ip.run_cell_magic("nbprod", "validate df", "income: {min: 0}")
+    with pytest.raises(UsageError, match="no rules given"):
+        ip.run_line_magic("nbprod", "expect df")
+
+
+def test_bad_input_is_a_clear_nbprod_error(ip):
+    from nbprod.errors import DataError, RuleError
+
+    with pytest.raises(DataError, match="no variable and no file called 'nope'"):
+        ip.run_line_magic("nbprod", "validate nope")
+    ip.user_ns["r"] = [1, 2]
+    with pytest.raises(DataError, match="not a pandas DataFrame"):
+        ip.run_line_magic("nbprod", "profile r")
+    with pytest.raises(RuleError, match="not valid YAML"):
+        ip.run_cell_magic("nbprod", "expect df", "income: {min: 0")
+    with pytest.raises(RuleError, match="'incme'"):
+        ip.run_cell_magic("nbprod", "expect df", "incme: {min: 0}")
+
+
+# --- the CLI ---------------------------------------------------------------------------------------
+@pytest.fixture
+def files(tmp_path, nbprod_home):
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"x": rng.normal(size=50), "c": rng.choice(["a", "b"], 50), "id": np.arange(50)})
+    train.to_parquet(tmp_path / "train.parquet")
+    train.to_csv(tmp_path / "train.csv", index=False)
+    bad = train.assign(x=train.x * 100)
+    bad.to_parquet(tmp_path / "bad.parquet")
+    (tmp_path / "rules.yaml").write_text("x: {min: -10, max: 10}\nc: {in: [a, b]}\n")
+    return tmp_path
+
+
+def test_cli_profile_validate_expect_exit_codes(files, capsys):
+    d = files
+    assert main(["profile", str(d / "train.parquet"), "-o", str(d / "p.json"), "--key", "id"]) == 0
+    assert "Profile of 50 rows" in capsys.readouterr().out
+    assert Profile.load(d / "p.json").key == ["id"]
+    assert main(["validate", str(d / "train.csv"), "--against", str(d / "p.json")]) == 0
+    assert main(["validate", str(d / "bad.parquet"), "--against", str(d / "p.json")]) == 1
+    out = capsys.readouterr().out
+    assert "Validation FAILED" in out and "out_of_range" in out
+    assert main(["validate", str(d / "train.parquet")]) == 0  # no --against: the profile
+    assert main(["expect", str(d / "train.csv"), "--rules", str(d / "rules.yaml")]) == 0
+    assert main(["expect", str(d / "bad.parquet"), "--rules", str(d / "rules.yaml")]) == 1
+
+
+def test_cli_bad_input_exits_2_with_the_fix(files, capsys):
+    d = files
+    assert main(["validate", str(d / "missing.parquet"), "--against", str(d / "p.json")]) == 2
+    assert "no file called" in capsys.readouterr().err
+    (d / "future.json").write_text(json.dumps({"schema_version": 99, "n_rows": 1, "columns": {}}))
+    assert main(["validate", str(d / "train.csv"), "--against", str(d / "future.json")]) == 2
+    err = capsys.readouterr().err
+    assert "newer" in err and "Fix:" in err
+    (d / "broken.yaml").write_text("x: {min: 0")
+    assert main(["expect", str(d / "train.csv"), "--rules", str(d / "broken.yaml")]) == 2
+    assert main(["expect", str(d / "train.csv")]) == 2

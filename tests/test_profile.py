@@ -1,0 +1,208 @@
+"""Training profiles: every dtype, odd frames, JSON round-trip, schema versioning."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+
+from nbprod.data.profile import SCHEMA_VERSION, ColumnProfile, Profile, profile
+from nbprod.data.validate import row_flags, validate
+from nbprod.errors import DataError, ProfileError
+
+
+def all_dtypes_frame(n: int = 40) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    ints = pd.array(rng.integers(0, 10, n), dtype="Int64")
+    ints[::7] = pd.NA
+    flags = pd.array(rng.random(n) < 0.5, dtype="boolean")
+    flags[::5] = pd.NA
+    return pd.DataFrame({
+        "f": rng.normal(size=n),
+        "i": rng.integers(-5, 5, n),
+        "Int": ints,
+        "Float": pd.array(rng.random(n), dtype="Float64"),
+        "b": rng.random(n) < 0.3,
+        "boolean": flags,
+        "cat": pd.Categorical(rng.choice(["a", "b", "c"], n)),
+        "obj": pd.Series(rng.choice(["x", "y", None], n), dtype=object),
+        "string": pd.Series(rng.choice(["p", "q"], n), dtype="string"),
+        "str_default": pd.Series(rng.choice(["u", "v", "w"], n)),
+        "when": pd.date_range("2024-01-01", periods=n, freq="h"),
+        "when_tz": pd.date_range("2024-01-01", periods=n, freq="D", tz="Europe/Berlin"),
+        "all_null": pd.Series([np.nan] * n),
+        "größe ✓": rng.random(n),
+        "mixed": pd.Series([1, "a", 2.5, None] * (n // 4), dtype=object),
+    })
+
+
+def test_every_dtype_gets_the_right_kind_and_stats(nbprod_home):
+    df = all_dtypes_frame()
+    p = profile(df, n_quantiles=4, top_k=2)
+    kinds = {c.name: c.kind for c in p.columns.values()}
+    assert kinds == {"f": "numeric", "i": "numeric", "Int": "numeric", "Float": "numeric", "b": "boolean",
+                     "boolean": "boolean", "cat": "categorical", "obj": "categorical", "string": "categorical",
+                     "str_default": "categorical", "when": "datetime", "when_tz": "datetime", "all_null": "numeric",
+                     "größe ✓": "numeric", "mixed": "categorical"}
+    assert p.n_rows == 40 and p.column_names == list(df.columns)
+    f = p.columns["f"]
+    assert f.min == pytest.approx(df.f.min()) and f.max == pytest.approx(df.f.max())
+    assert f.mean == pytest.approx(df.f.mean()) and f.std == pytest.approx(df.f.std())
+    assert len(f.quantiles) == 5 and f.quantiles[0] == f.min and f.quantiles[-1] == f.max
+    assert f.quantiles == sorted(f.quantiles)
+    assert p.columns["Int"].null_count == int(df.Int.isna().sum()) and p.columns["Int"].count == 40 - p.columns["Int"].null_count
+    assert p.columns["Int"].min == int(df.Int.min())
+    assert p.columns["all_null"].null_rate == 1.0 and p.columns["all_null"].min is None
+    assert p.columns["all_null"].quantiles is None
+    cat = p.columns["cat"]
+    assert sum(cat.categories.values()) + cat.other_count == 40 and len(cat.categories) == 2
+    assert cat.distinct_count == 3 and not cat.categories_complete
+    assert p.columns["obj"].null_count == int(df.obj.isna().sum())
+    assert p.columns["b"].mean == pytest.approx(df.b.mean())
+    assert p.columns["when"].min == "2024-01-01T00:00:00"
+    assert p.columns["when_tz"].min.endswith("+01:00") and p.columns["when_tz"].dtype.startswith("datetime64")
+    assert p.columns["str_default"].dtype in ("str", "object")  # pandas 3 default string dtype is "str"
+
+
+def test_json_round_trip_and_sample_frame(nbprod_home, tmp_path):
+    df = all_dtypes_frame()
+    p = profile(df, sample_size=10)
+    text = p.to_json()
+    json.loads(text)  # plain JSON
+    assert "NaN" not in text
+    q = Profile.from_json(text)
+    assert q.to_dict() == p.to_dict()
+    assert {len(v) for v in p.sample.values()} == {10}
+    sample = q.sample_frame()
+    assert list(sample.columns) == list(df.columns) and len(sample) == 10
+    for name in ("f", "i", "Int", "cat", "string", "when", "when_tz", "b"):
+        assert str(sample[name].dtype) == p.columns[name].dtype, name
+    path = p.save(tmp_path / "sub" / "profile.json")
+    assert Profile.load(path).to_dict() == p.to_dict()
+    assert not list((tmp_path / "sub").glob("*.tmp"))
+
+
+def test_sample_is_bounded_uniform_and_reproducible(nbprod_home):
+    df = pd.DataFrame({"x": np.arange(10_000), "y": np.arange(10_000) * 2})
+    a, b = profile(df, sample_size=500), profile(df, sample_size=500)
+    assert a.sample == b.sample and len(a.sample["x"]) == 500
+    assert all(y == 2 * x for x, y in zip(a.sample["x"], a.sample["y"]))  # whole rows
+    assert 3_000 < np.mean(a.sample["x"]) < 7_000
+
+
+def test_large_numeric_column_quantiles_and_distinct_estimate(nbprod_home):
+    rng = np.random.default_rng(0)
+    n = 300_000
+    df = pd.DataFrame({"x": rng.normal(size=n), "few": rng.integers(0, 40, n), "r": np.round(rng.random(n), 3)})
+    p = profile(df, n_quantiles=10)
+    exact = np.quantile(df.x, np.linspace(0, 1, 11))
+    assert np.allclose(p.columns["x"].quantiles[1:-1], exact[1:-1], atol=0.02)
+    assert p.columns["x"].distinct_count == pytest.approx(n, rel=0.03)
+    assert p.columns["few"].distinct_count == 40
+    assert p.columns["r"].distinct_count == 1001
+
+
+def test_empty_frame_and_single_row(nbprod_home):
+    empty = all_dtypes_frame().iloc[:0]
+    p = profile(empty)
+    assert p.n_rows == 0 and all(c.count == 0 and c.null_rate == 0.0 for c in p.columns.values())
+    assert Profile.from_json(p.to_json()).to_dict() == p.to_dict()
+    assert p.sample_frame().empty
+    one = all_dtypes_frame().iloc[:1]
+    p1 = profile(one)
+    assert p1.columns["f"].std is None and p1.columns["f"].min == p1.columns["f"].max
+    assert validate(one, p1).ok
+    assert validate(empty, p).ok
+
+
+def test_profile_refuses_bad_input(nbprod_home):
+    with pytest.raises(DataError, match="not a pandas DataFrame"):
+        profile([1, 2, 3])
+    with pytest.raises(DataError, match="Series"):
+        profile(pd.Series([1, 2]))
+    with pytest.raises(ProfileError, match="key column"):
+        profile(pd.DataFrame({"a": [1]}), key="b")
+    with pytest.raises(ProfileError, match="top_k"):
+        profile(pd.DataFrame({"a": [1]}), top_k=0)
+    with pytest.raises(DataError, match="duplicate column names"):
+        profile(pd.DataFrame([[1, 2]], columns=["a", "a"]))
+
+
+def test_newer_schema_and_malformed_json_are_profile_errors(nbprod_home):
+    d = profile(pd.DataFrame({"a": [1.0, 2.0]})).to_dict()
+    d["schema_version"] = SCHEMA_VERSION + 1
+    with pytest.raises(ProfileError, match="newer") as err:
+        Profile.from_dict(d)
+    assert "upgrade nbprod" in err.value.fix
+    for bad in ("{", "[]", '{"schema_version": 1}', '{"n_rows": 1, "columns": {}}',
+                '{"schema_version": 1, "n_rows": 1, "columns": {"a": {"name": "a"}}}',
+                '{"schema_version": 1, "n_rows": 1, "columns": {"a": {"name": "a", "dtype": "x", "kind": "weird"}}}'):
+        with pytest.raises(ProfileError):
+            Profile.from_json(bad)
+
+
+def test_display_is_a_summary_not_the_data(nbprod_home):
+    df = pd.DataFrame({"secret": [123456.789, 2.0, 3.0], "c": ["x", "y", "z"]})
+    p = profile(df)
+    html = p._repr_html_()
+    assert "<table>" in html and "secret" in html and "123456.789" not in html
+    assert "3 rows × 2 columns" in str(p)
+    assert isinstance(p.columns["c"], ColumnProfile)
+    with pytest.raises(ProfileError, match="no column"):
+        p["nope"]
+
+
+# --- property-style: any odd frame profiles, round-trips, and validates against itself -----------
+_floats = st.floats(allow_nan=True, allow_infinity=False, width=64)
+
+
+@st.composite
+def odd_frames(draw):
+    n = draw(st.integers(0, 12))
+    cols = {}
+    kinds = draw(st.lists(st.sampled_from(["float", "int", "Int64", "str", "object", "category", "bool", "boolean",
+                                           "datetime", "allnull", "mixed"]), min_size=1, max_size=5))
+    for j, kind in enumerate(kinds):
+        name = draw(st.sampled_from(["a", "ü", "列", "x y", "0", "index"])) + str(j)
+        if kind == "float":
+            cols[name] = pd.Series(draw(st.lists(_floats, min_size=n, max_size=n)), dtype="float64")
+        elif kind == "int":
+            cols[name] = pd.Series(draw(st.lists(st.integers(-10**9, 10**9), min_size=n, max_size=n)), dtype="int64")
+        elif kind == "Int64":
+            cols[name] = pd.Series(draw(st.lists(st.one_of(st.none(), st.integers(-100, 100)), min_size=n, max_size=n)),
+                                   dtype="Int64")
+        elif kind in ("str", "object", "category"):
+            values = draw(st.lists(st.one_of(st.none(), st.text(max_size=4)), min_size=n, max_size=n))
+            dtype = {"str": "str", "object": object, "category": "category"}[kind]
+            cols[name] = pd.Series(values, dtype=dtype)
+        elif kind == "bool":
+            cols[name] = pd.Series(draw(st.lists(st.booleans(), min_size=n, max_size=n)), dtype=bool)
+        elif kind == "boolean":
+            cols[name] = pd.Series(draw(st.lists(st.one_of(st.none(), st.booleans()), min_size=n, max_size=n)),
+                                   dtype="boolean")
+        elif kind == "datetime":
+            days = draw(st.lists(st.one_of(st.none(), st.integers(0, 20_000)), min_size=n, max_size=n))
+            cols[name] = pd.Series([None if d is None else pd.Timestamp("1990-01-01") + pd.Timedelta(days=d) for d in days],
+                                   dtype="datetime64[ns]")
+        elif kind == "allnull":
+            cols[name] = pd.Series([None] * n, dtype=object)
+        else:
+            cols[name] = pd.Series(draw(st.lists(st.one_of(st.none(), st.integers(0, 3), st.text(max_size=2), _floats),
+                                                 min_size=n, max_size=n)), dtype=object)
+    return pd.DataFrame(cols, index=range(n))
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(odd_frames())
+def test_any_frame_profiles_round_trips_and_passes_its_own_profile(nbprod_home, df):
+    p = profile(df, sample_size=5)
+    again = Profile.from_json(p.to_json())
+    assert again.to_dict() == p.to_dict()
+    assert again.sample_frame().shape == (min(len(df), 5), df.shape[1])
+    report = validate(df, again)
+    assert report.ok, str(report)
+    flags, reasons = row_flags(df, again)
+    assert not flags.any() and reasons == [[] for _ in range(len(df))]

@@ -1,0 +1,111 @@
+"""Hand-written rules: YAML and Python, every key, custom checks, and clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbprod.data.rules import Rules
+from nbprod.data.validate import validate
+from nbprod.errors import NbprodError, RuleError
+
+
+@pytest.fixture
+def df(nbprod_home):
+    return pd.DataFrame({
+        "income": [10.0, -1.0, np.nan, 50.0],
+        "country": ["DE", "NO", "FR", "XX"],
+        "id": [1, 2, 2, 3],
+        "age": pd.array([20, 30, None, 15], dtype="Int64"),
+        "when": pd.to_datetime(["2024-01-01", "2024-06-01", "2025-01-01", None]),
+        "flag": [True, False, True, True],
+    })
+
+
+def test_yaml_rules_cover_every_key(df):
+    rules = Rules.from_yaml("""
+income: {dtype: float, min: 0, max: 40, nullable: false}
+country: {in: [DE, FR, NO]}   # NO stays the string "NO"
+id: {unique: true, dtype: int}
+age: {min: 18, dtype: Int64}
+when: {max: 2024-12-31, dtype: datetime}
+flag: {in: [true]}
+""")
+    assert rules.columns["country"]["in"] == ["DE", "FR", "NO"]
+    report = validate(df, rules)
+    got = {(f.column, f.check): f.count for f in report.failures}
+    assert got == {("income", "nulls"): 1, ("income", "out_of_range"): 2, ("country", "unseen_category"): 1,
+                   ("id", "duplicate_key"): 2, ("age", "out_of_range"): 1, ("when", "out_of_range"): 1,
+                   ("flag", "unseen_category"): 1}
+    assert "'XX'" in report.failures_for("country")[0].message
+
+
+def test_dtype_rules(df):
+    report = validate(df, {"income": {"dtype": "numeric"}, "age": {"dtype": "int"}, "flag": {"dtype": "bool"},
+                           "country": {"dtype": "string"}, "when": {"dtype": "datetime"},
+                           "id": {"dtype": "int64"}})
+    assert report.ok, str(report)
+    report = validate(df, {"income": {"dtype": "int"}, "country": {"dtype": "category"}})
+    assert [(f.column, f.check) for f in report.failures] == [("income", "dtype"), ("country", "dtype")]
+
+
+def test_custom_rules(df):
+    rules = Rules({"income": {"min": -5}}).add("adult", lambda d: d["age"] >= 18, column="age")
+    rules.add("ordered", lambda d: np.ones(len(d), dtype=bool))
+    report = validate(df, rules)
+    assert [(f.column, f.check, f.count) for f in report.failures] == [("age", "rule:adult", 2)]  # 15 and <NA>
+    assert report.failures[0].examples[0]["index"] == 2
+    with pytest.raises(RuleError, match="raised KeyError"):
+        validate(df, Rules().add("oops", lambda d: d["nope"] > 0))
+    with pytest.raises(RuleError, match="shape"):
+        validate(df, Rules().add("short", lambda d: [True]))
+    with pytest.raises(RuleError, match="not booleans|booleans"):
+        validate(df, Rules().add("ints", lambda d: d["id"]))
+    with pytest.raises(RuleError, match="not callable"):
+        Rules().add("x", 3)
+
+
+def test_bad_rules_are_rule_errors_with_a_fix(df):
+    with pytest.raises(RuleError, match="not valid YAML at line 1") as err:
+        Rules.from_yaml("income: {min: 0")
+    assert err.value.fix
+    with pytest.raises(RuleError, match="unknown rule key.*'minimum'") as err:
+        Rules.from_yaml("income: {minimum: 0}")
+    assert "did you mean 'min'" in err.value.fix
+    with pytest.raises(RuleError, match="mapping"):
+        Rules.from_yaml("- income\n- age")
+    with pytest.raises(RuleError, match="must be a mapping"):
+        Rules.from_yaml("income: 3")
+    with pytest.raises(RuleError, match="not a number or a date"):
+        Rules({"income": {"min": [1]}})
+    with pytest.raises(RuleError, match="above max"):
+        Rules({"income": {"min": 5, "max": 1}})
+    with pytest.raises(RuleError, match="true or false"):
+        Rules({"income": {"nullable": "no"}})
+    with pytest.raises(RuleError, match="list of allowed"):
+        Rules({"country": {"in": "DE"}})
+    with pytest.raises(RuleError, match="dtype 'decimalish'"):
+        Rules({"income": {"dtype": "decimalish"}})
+    with pytest.raises(RuleError, match="which the data does not have") as err:
+        validate(df, {"incme": {"min": 0}})
+    assert "did you mean 'income'" in err.value.fix
+    with pytest.raises(RuleError, match="min/max need a numeric"):
+        validate(df, {"country": {"min": 0}})
+    assert isinstance(RuleError("x"), NbprodError)
+
+
+def test_round_trip_and_display(df):
+    text = "income: {min: 0, nullable: false}\ncountry: {in: [DE, FR, US]}\n"
+    rules = Rules.from_yaml(text)
+    assert Rules.from_yaml(rules.to_yaml()).to_dict() == rules.to_dict()
+    assert "income" in str(rules) and "<table>" in rules._repr_html_()
+    assert Rules.from_yaml("").columns == {} and Rules.from_yaml("a:").columns == {"a": {}}
+
+
+def test_rules_on_top_of_a_profile_skip_missing_profiled_columns(df):
+    from nbprod.data.profile import profile
+
+    p = profile(df)
+    report = validate(df.drop(columns="income"), p, rules={"income": {"min": 0}})
+    assert [(f.column, f.check) for f in report.failures] == [("income", "missing_column")]

@@ -1,0 +1,218 @@
+"""Validation against a training profile: every check, lazily collected, and per-row OOD flags."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nbprod.data.profile import Profile, profile
+from nbprod.data.rules import Rules
+from nbprod.data.validate import ValidationReport, row_flags, validate
+from nbprod.errors import DataError, NbprodError, ProfileError, ValidationError
+
+
+def train_frame(n: int = 200) -> pd.DataFrame:
+    rng = np.random.default_rng(7)
+    return pd.DataFrame({
+        "id": np.arange(n),
+        "income": rng.uniform(0, 100, n),
+        "age": rng.integers(18, 90, n),
+        "country": pd.Categorical(rng.choice(["DE", "FR", "US"], n)),
+        "city": pd.Series(rng.choice(["Berlin", "Paris", "NYC"], n)),  # pandas 3: "str" dtype
+        "member": rng.random(n) < 0.5,
+        "since": pd.date_range("2020-01-01", periods=n, freq="D"),
+        "score": pd.Series(rng.random(n)).where(rng.random(n) > 0.2),  # nullable in training
+    })
+
+
+@pytest.fixture
+def trained(nbprod_home):
+    df = train_frame()
+    return df, profile(df, key="id")
+
+
+def test_clean_data_passes(trained):
+    df, p = trained
+    report = validate(df, p)
+    assert report.ok and report.failures == [] and report.n_rows == len(df)
+    assert report.raise_for_errors() is report
+    assert "passed" in str(report) and "passed" in report._repr_html_()
+
+
+def test_every_failure_is_collected_with_counts_and_examples(trained, nbprod_home):
+    df, p = trained
+    bad = df.copy()
+    bad.loc[[3, 5], "income"] = [-1.0, 1e6]
+    bad.loc[7, "age"] = 200
+    bad["country"] = bad["country"].cat.add_categories(["XX"])
+    bad.loc[[1, 2, 4], "country"] = "XX"
+    bad.loc[9, "city"] = "Tokyo"
+    bad.loc[[10, 11], "income"] = np.nan
+    bad.loc[12, "id"] = 13
+    bad.loc[14, "since"] = pd.Timestamp("2035-01-01")
+    bad = bad.drop(columns=["member"]).assign(extra=1)
+    report = validate(bad, p)
+    assert not report.ok
+    got = {(f.column, f.check): f.count for f in report.failures}
+    assert got == {
+        ("member", "missing_column"): len(df),
+        ("extra", "extra_column"): len(df),
+        ("income", "nulls"): 2,
+        ("income", "out_of_range"): 2,
+        ("age", "out_of_range"): 1,
+        ("country", "unseen_category"): 3,
+        ("city", "unseen_category"): 1,
+        ("since", "out_of_range"): 1,
+        ("id", "duplicate_key"): 2,
+    }
+    income = next(f for f in report.failures_for("income") if f.check == "out_of_range")
+    assert [e["index"] for e in income.examples] == [3, 5]
+    assert income.examples[0]["income"] == -1.0 and "1 below, 1 above" in income.message
+    country = next(f for f in report.failures if f.check == "unseen_category" and f.column == "country")
+    assert "'XX'" in country.message and len(country.examples) == 3
+    d = report.to_dict()
+    json.dumps(d)  # JSON-safe, examples included
+    assert d["ok"] is False and len(d["failures"]) == 9
+    html = report._repr_html_()
+    assert "FAILED" in html and "<table>" in html and "Tokyo" in html  # the message names the unseen value
+    assert "9 failures" in str(report)
+    with pytest.raises(ValidationError) as err:
+        report.raise_for_errors()
+    assert err.value.report is report and "err.report" in err.value.fix
+
+
+def test_examples_are_bounded_by_settings(trained):
+    from nbprod.config import settings
+
+    df, p = trained
+    bad = df.assign(income=-df.income - 1)
+    settings.set(max_examples=2)
+    report = validate(bad, p)
+    assert report.failures[0].count == len(df) and len(report.failures[0].examples) == 2
+
+
+def test_tolerance_widens_the_seen_range(trained):
+    df, p = trained
+    bad = df.copy()
+    span = p.columns["income"].max - p.columns["income"].min
+    bad.loc[0, "income"] = p.columns["income"].max + 0.04 * span
+    assert not validate(bad, p).ok
+    assert validate(bad, p, tolerance=0.05).ok
+    from nbprod.config import settings
+
+    settings.set(range_tolerance=0.05)
+    assert validate(bad, p).ok
+    with pytest.raises(DataError, match="negative"):
+        validate(bad, p, tolerance=-1)
+
+
+def test_dtype_compatibility(nbprod_home):
+    p = profile(pd.DataFrame({"n": [1, 2, 3], "x": [1.0, 2.0, 3.0], "t": pd.date_range("2024", periods=3),
+                              "c": ["a", "b", "a"]}))
+    # ints arriving as integral floats (a CSV with NaN does that) and floats arriving as ints are fine
+    ok = pd.DataFrame({"n": [1.0, 2.0, np.nan], "x": [1, 2, 3], "t": pd.date_range("2024", periods=3),
+                       "c": pd.Categorical(["a", "b", "b"])})
+    report = validate(ok, p)
+    assert [f.check for f in report.failures] == ["nulls"]
+    wrong = pd.DataFrame({"n": [1.5, 2.0, 3.0], "x": ["1", "2", "3"], "t": pd.date_range("2024", periods=3, tz="UTC"),
+                          "c": ["a", "b", "a"]})
+    report = validate(wrong, p)
+    checks = {f.column: (f.check, f.count) for f in report.failures}
+    assert checks == {"n": ("dtype", 1), "x": ("dtype", 3), "t": ("dtype", 3)}
+    assert "training data had float64" in report.failures_for("x")[0].message
+
+
+def test_against_a_path_a_dict_rules_and_a_model_uri(trained, tmp_path):
+    df, p = trained
+    path = p.save(tmp_path / "p.json")
+    assert validate(df, str(path)).ok and validate(df, path).ok
+    assert validate(df, p.to_dict()).ok
+    assert not validate(df, {"income": {"max": 10}}).ok
+    assert not validate(df, Rules({"income": {"max": 10}})).ok
+    (tmp_path / "r.yaml").write_text("income: {max: 10}\n")
+    assert not validate(df, str(tmp_path / "r.yaml")).ok
+    report = validate(df, p, rules={"age": {"max": 20}})
+    assert [f.column for f in report.failures] == ["age"]
+    with pytest.raises(DataError, match="no profile file"):
+        validate(df, str(tmp_path / "missing.json"))
+    with pytest.raises(DataError, match="nothing to validate against"):
+        validate(df)
+    with pytest.raises(DataError, match="not a pandas DataFrame"):
+        validate({"a": [1]}, p)
+    with pytest.raises(DataError, match="cannot validate against"):
+        validate(df, 42)
+    newer = p.to_dict()
+    newer["schema_version"] = 99
+    (tmp_path / "new.json").write_text(json.dumps(newer))
+    with pytest.raises(ProfileError, match="newer"):
+        validate(df, str(tmp_path / "new.json"))
+
+
+@pytest.mark.slow
+def test_a_model_uri_goes_to_the_registry(trained):
+    df, p = trained
+    with pytest.raises(NbprodError, match="no-such-model"):  # the real (empty) registry of this test's home
+        validate(df, "no-such-model@champion")
+
+
+def test_key_checks(trained):
+    df, p = trained
+    dup = pd.concat([df, df.iloc[:2]], ignore_index=True)
+    report = validate(dup, p)
+    assert [(f.check, f.count) for f in report.failures] == [("duplicate_key", 4)]
+    assert validate(dup, p, key=["id", "income"]).failures[0].count == 4
+    report = validate(df.drop(columns="id"), p)
+    assert [f.check for f in report.failures] == ["missing_column"]
+
+
+def test_empty_frames_single_rows_all_null_columns_unicode_names(nbprod_home):
+    df = pd.DataFrame({"ä ö": [1.0, 2.0], "nul": [None, None], "s": pd.Series(["x", "y"], dtype="string")})
+    p = profile(df)
+    assert validate(df.iloc[:0], p).ok
+    assert validate(df.iloc[:1], p).ok
+    report = validate(pd.DataFrame({"ä ö": [5.0], "nul": ["now set"], "s": pd.Series(["z"], dtype="string")}), p)
+    assert {(f.column, f.check) for f in report.failures} == {("ä ö", "out_of_range"), ("s", "unseen_category")}
+
+
+def test_boolean_and_nullable_dtypes(nbprod_home):
+    df = pd.DataFrame({"b": pd.array([True, True, None], dtype="boolean"), "i": pd.array([1, None, 3], dtype="Int64"),
+                       "f": pd.array([0.5, 0.25, None], dtype="Float64")})
+    p = profile(df)
+    assert validate(df, p).ok
+    new = pd.DataFrame({"b": pd.array([False, None, True], dtype="boolean"), "i": pd.array([None, 9, 2], dtype="Int64"),
+                        "f": pd.array([None, 0.75, 0.3], dtype="Float64")})
+    report = validate(new, p)
+    assert {(f.column, f.check, f.count) for f in report.failures} == {
+        ("b", "unseen_category", 1), ("i", "out_of_range", 1), ("f", "out_of_range", 1)}
+
+
+def test_row_flags_small_and_large_paths_agree(trained):
+    df, p = trained
+    bad = df.copy().iloc[:100].reset_index(drop=True)
+    bad.loc[3, "income"] = 1e9
+    bad.loc[4, "city"] = "Tokyo"
+    bad.loc[5, "since"] = pd.Timestamp("1999-01-01")
+    bad.loc[6, "score"] = np.nan  # missing values are not out of distribution
+    flags, reasons = row_flags(bad, p)
+    assert flags.dtype == bool and list(np.flatnonzero(flags)) == [3, 4, 5]
+    assert reasons[3] == [f"income=1000000000.0 above the seen max {p.columns['income'].max}"]
+    assert "Tokyo" in reasons[4][0] and reasons[0] == []
+    for i in (3, 4, 5, 0):
+        one, why = row_flags(bad.iloc[[i]], p)
+        assert bool(one[0]) == bool(flags[i]) and len(why[0]) == len(reasons[i])
+    # a JSON request: numbers as text, categories as plain strings
+    request = pd.DataFrame([{"income": "5", "city": "Paris", "country": "DE", "age": 30}])
+    flags, reasons = row_flags(request, p)
+    assert not flags[0]
+    with pytest.raises(DataError):
+        row_flags(df, p.to_dict())
+
+
+def test_report_is_a_plain_object(trained):
+    df, p = trained
+    report = validate(df, p)
+    assert isinstance(report, ValidationReport) and report.checks == []
+    assert isinstance(Profile.from_json(p.to_json()), Profile)
