@@ -7,10 +7,13 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: demo test install bench clean
 
+# compileall: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise
+# recompile mlflow from source (tens of seconds each time).
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
 	$(UV) pip install --quiet --python $(PY) -e '.[test,lab]'
+	$(PY) -m compileall -q -j 0 $(VENV)/lib >/dev/null || true
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

@@ -34,8 +34,22 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "audit": ("nbprod.audit", None),
     "package": ("nbprod.packaging", "package"),
     "Bundle": ("nbprod.packaging", "Bundle"),
-    # registry (the module, for nbprod.registry.<function>)
+    # registry and evaluation
     "registry": ("nbprod.registry", None),
+    "register": ("nbprod.registry", "register"),
+    "get_version": ("nbprod.registry", "get_version"),
+    "set_alias": ("nbprod.registry", "set_alias"),
+    "delete_alias": ("nbprod.registry", "delete_alias"),
+    "models": ("nbprod.registry", "models"),
+    "load_profile": ("nbprod.registry", "load_profile"),
+    "download": ("nbprod.registry", "download"),
+    "load_model": ("nbprod.registry", "load_model"),
+    "evaluate": ("nbprod.registry", "evaluate"),
+    "parse_model_uri": ("nbprod.registry", "parse_model_uri"),
+    "ModelVersion": ("nbprod.registry", "ModelVersion"),
+    "ModelTable": ("nbprod.registry", "ModelTable"),
+    "LoadedModel": ("nbprod.registry", "LoadedModel"),
+    "EvaluationResult": ("nbprod.registry", "EvaluationResult"),
     # drift
     "drift": ("nbprod.drift.api", "drift"),
     "DriftReport": ("nbprod.drift.report", "DriftReport"),
@@ -80,6 +94,9 @@ def unload_ipython_extension(ipython) -> None:
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import audit, config, datasets, errors, registry
     from .packaging import Bundle, package
+    from .registry import (EvaluationResult, LoadedModel, ModelTable, ModelVersion, delete_alias, download,
+                           evaluate, get_version, load_model, load_profile, models, parse_model_uri, register,
+                           set_alias)
     from .config import settings
     from .data.profile import ColumnProfile, Profile, profile
     from .data.rules import Rules

@@ -35,7 +35,7 @@ class Options:
     tracking_uri: str = field(default="", metadata={"help": "MLflow tracking URI; default sqlite:///<home>/mlflow.db."})
     registry_uri: str = field(default="", metadata={"help": "MLflow registry URI; default: the tracking URI."})
     db_url: str = field(default="", metadata={"help": "SQLAlchemy URL of the state DB; default sqlite:///<home>/nbprod.db."})
-    range_tolerance: float = field(default=0.0, metadata={"help": "Slack on the seen [min, max] range, as a fraction of its span, before a value counts as out of range."})
+    range_tolerance: float = field(default=0.1, metadata={"help": "Slack on the seen [min, max] range, as a fraction of its span, before a value counts as out of range (fresh data from the same source lands a little outside the training extremes)."})
     max_examples: int = field(default=5, metadata={"help": "Example rows kept per validation failure."})
     sample_size: int = field(default=1000, metadata={"help": "Rows kept in a profile's bounded reservoir sample."})
     top_k: int = field(default=50, metadata={"help": "Categories kept per column in a profile; the rest count as 'other'."})

@@ -1,0 +1,333 @@
+"""``evaluate``: score a candidate and the champion on the same data, check thresholds, record it.
+
+Thresholds per metric (any combination)::
+
+    {"roc_auc": {"min_absolute_change": 0.0},   # candidate − champion ≥ 0 (sign flips when lower is better)
+     "accuracy": {"threshold": 0.8},            # candidate ≥ 0.8 on its own
+     "rmse": {"min_relative_change": 0.05, "greater_is_better": False}}
+
+Without a champion only absolute ``threshold``\\s can be checked; change-based ones are reported as
+skipped, not as passed. The result is stored on the candidate version (``nbprod.evaluation`` tag
+and a JSON artefact on its run, outside the manifest-covered ``model/`` folder) and audited.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import EvaluationError, EvaluationFailed, ModelNotFoundError
+from . import _html
+from .uris import parse_model_uri
+
+__all__ = ["evaluate", "EvaluationResult", "MetricRow", "GREATER_IS_BETTER", "parse_thresholds"]
+
+GREATER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
+                     "mae": False, "rmse": False, "r2": True}
+CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc")
+REGRESSION = ("mae", "rmse", "r2")
+_KNOWN_KEYS = {"threshold", "min_absolute_change", "min_relative_change", "greater_is_better"}
+
+
+@dataclass
+class MetricRow:
+    metric: str
+    candidate: float | None
+    champion: float | None
+    change: float | None
+    threshold: str | None
+    passed: bool | None  # None: nothing to check (no threshold, or change-based without champion)
+    note: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: getattr(self, k) for k in ("metric", "candidate", "champion", "change", "threshold", "passed", "note")}
+
+
+@dataclass
+class EvaluationResult:
+    """Per-metric comparison of a candidate with the champion; ``ok`` when no threshold failed."""
+
+    candidate_uri: str
+    champion_uri: str | None
+    task: str
+    n_rows: int
+    rows: list[MetricRow] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.passed is not False for r in self.rows)
+
+    @property
+    def passed(self) -> bool:
+        return self.ok
+
+    @property
+    def failures(self) -> list[MetricRow]:
+        return [r for r in self.rows if r.passed is False]
+
+    def __getitem__(self, metric: str) -> MetricRow:
+        for row in self.rows:
+            if row.metric == metric:
+                return row
+        raise KeyError(metric)
+
+    def raise_for_failure(self) -> "EvaluationResult":
+        if not self.ok:
+            failed = ", ".join(f"{r.metric} ({r.note or r.threshold})" for r in self.failures)
+            raise EvaluationFailed(f"{self.candidate_uri} failed its thresholds: {failed}",
+                                   "improve the candidate, or revisit the thresholds; the champion stays in place",
+                                   result=self)
+        return self
+
+    def to_dict(self) -> dict:
+        return {"candidate": self.candidate_uri, "champion": self.champion_uri, "task": self.task,
+                "n_rows": self.n_rows, "ok": self.ok, "metrics": [r.to_dict() for r in self.rows]}
+
+    def _table_rows(self) -> list[list[Any]]:
+        mark = {True: "pass", False: "FAIL", None: "–"}
+        return [[r.metric, r.candidate, r.champion, _signed(r.change), r.threshold or "–", mark[r.passed]] for r in self.rows]
+
+    HEADERS = ["metric", "candidate", "champion", "change", "threshold", "result"]
+
+    def _title(self) -> str:
+        against = f"against {self.champion_uri}" if self.champion_uri else "no champion: absolute thresholds only"
+        return f"{'PASSED' if self.ok else 'FAILED'} · {self.candidate_uri} {against} · {self.task}, {self.n_rows} rows"
+
+    def __str__(self) -> str:
+        return self._title() + "\n" + _html.text_table(self.HEADERS, self._table_rows())
+
+    def chart(self):
+        """An Altair grouped bar chart: candidate vs champion per metric."""
+        import altair as alt
+        import pandas as pd
+
+        data = []
+        for r in self.rows:
+            for who, value in (("candidate", r.candidate), ("champion", r.champion)):
+                if value is not None and not (isinstance(value, float) and math.isnan(value)):
+                    data.append({"metric": r.metric, "model": who, "value": value})
+        frame = pd.DataFrame(data, columns=["metric", "model", "value"])
+        return (alt.Chart(frame).mark_bar().encode(
+            x=alt.X("model:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
+            y=alt.Y("value:Q", title=None),
+            color=alt.Color("model:N", scale=alt.Scale(domain=["candidate", "champion"], range=["#4c78a8", "#bbbbbb"])),
+            column=alt.Column("metric:N", title=None),
+            tooltip=["metric", "model", alt.Tooltip("value:Q", format=".4f")],
+        ).properties(width=60, height=120, title=self._title()))
+
+    def _repr_html_(self) -> str:
+        color = "#2a7d2a" if self.ok else "#b00020"
+        return f'<div><p style="color:{color};font-weight:bold">{_html.esc(self._title())}</p>{_html.table(self.HEADERS, self._table_rows())}</div>'
+
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
+        try:
+            spec = self.chart().to_dict()
+            bundle["application/vnd.vegalite.v5+json"] = spec
+        except Exception:  # a chart is a nicety; the table carries the result
+            pass
+        return bundle
+
+
+def _signed(value: float | None) -> str | None:
+    return None if value is None else f"{value:+.4g}"
+
+
+def parse_thresholds(items: list[str]) -> dict[str, dict]:
+    """``["roc_auc:min_absolute_change=0", "accuracy:threshold=0.8"]`` → the thresholds dict."""
+    out: dict[str, dict] = {}
+    for item in items or []:
+        metric, sep, rest = item.partition(":")
+        if not sep:
+            metric, sep, value = item.partition("=")
+            rest = f"threshold={value}" if sep else ""
+        if not metric or not rest:
+            raise EvaluationError(f"cannot read threshold {item!r}",
+                                  "write metric:key=value, e.g. roc_auc:min_absolute_change=0 or accuracy:threshold=0.8 (or accuracy=0.8)")
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            if not eq:
+                raise EvaluationError(f"cannot read threshold {item!r}", "write metric:key=value, e.g. accuracy:threshold=0.8")
+            value = value.strip()
+            out.setdefault(metric.strip(), {})[key.strip()] = value.lower() in ("true", "1", "yes") if key.strip() == "greater_is_better" else value
+    return out
+
+
+def _check_thresholds(thresholds: dict | None) -> dict[str, dict]:
+    checked: dict[str, dict] = {}
+    for metric, spec in (thresholds or {}).items():
+        if isinstance(spec, (int, float)):
+            spec = {"threshold": spec}
+        if not isinstance(spec, dict):
+            raise EvaluationError(f"threshold for {metric!r} must be a dict or a number, got {spec!r}",
+                                  'use e.g. {"accuracy": {"threshold": 0.8}}')
+        unknown = set(spec) - _KNOWN_KEYS
+        if unknown:
+            raise EvaluationError(f"unknown threshold key(s) for {metric!r}: {', '.join(sorted(unknown))}",
+                                  f"use {', '.join(sorted(_KNOWN_KEYS))}")
+        clean = {}
+        for key, value in spec.items():
+            if key == "greater_is_better":
+                clean[key] = bool(value)
+                continue
+            try:
+                clean[key] = float(value)
+            except (TypeError, ValueError):
+                raise EvaluationError(f"threshold {metric}.{key}={value!r} is not a number", "give numbers, e.g. 0.8") from None
+        checked[metric] = clean
+    return checked
+
+
+def _task(y) -> str:
+    import numpy as np
+    import pandas as pd
+
+    s = pd.Series(np.asarray(y).ravel()) if not isinstance(y, pd.Series) else y
+    if s.dtype.kind in "fc":
+        values = s.dropna()
+        if len(values) and np.all(np.mod(values, 1) == 0) and values.nunique() <= 20:
+            return "classification"
+        return "regression"
+    return "classification"
+
+
+def _score(model, X, y, task: str) -> dict[str, float]:
+    import numpy as np
+    from sklearn import metrics as m
+
+    pred = np.asarray(model.predict(X))
+    if pred.ndim == 2 and pred.shape[1] == 1:
+        pred = pred.ravel()
+    y_true = np.asarray(y).ravel()
+    if task == "regression":
+        return {"mae": float(m.mean_absolute_error(y_true, pred)),
+                "rmse": float(math.sqrt(m.mean_squared_error(y_true, pred))),
+                "r2": float(m.r2_score(y_true, pred))}
+    labels = np.unique(np.concatenate([y_true, pred]))
+    binary = len(labels) <= 2
+    avg = "binary" if binary else "weighted"
+    kw = {"average": avg, "zero_division": 0}
+    if binary:
+        kw["pos_label"] = labels[-1]
+    out = {"accuracy": float(m.accuracy_score(y_true, pred)),
+           "precision": float(m.precision_score(y_true, pred, **kw)),
+           "recall": float(m.recall_score(y_true, pred, **kw)),
+           "f1": float(m.f1_score(y_true, pred, **kw))}
+    proba = model.predict_proba(X)
+    if proba is not None and len(np.unique(y_true)) > 1:
+        try:
+            proba = np.asarray(proba)
+            if proba.ndim == 2 and proba.shape[1] == 2:
+                out["roc_auc"] = float(m.roc_auc_score(y_true, proba[:, 1]))
+            elif proba.ndim == 2:
+                out["roc_auc"] = float(m.roc_auc_score(y_true, proba, multi_class="ovr", labels=model.raw_model.classes_))
+        except (ValueError, AttributeError):
+            pass
+    return out
+
+
+def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str) -> list[MetricRow]:
+    unknown = sorted(set(thresholds) - set(cand))
+    if unknown:
+        raise EvaluationError(f"threshold(s) for metric(s) not computed for this {task} model: {', '.join(unknown)}",
+                              f"use thresholds on {', '.join(cand)}")
+    rows = []
+    for metric, value in cand.items():
+        other = champ.get(metric) if champ else None
+        change = None if other is None else value - other
+        spec = thresholds.get(metric, {})
+        gib = spec.get("greater_is_better", GREATER_IS_BETTER.get(metric, True))
+        sign = 1.0 if gib else -1.0
+        checks, texts, notes = [], [], []
+        if "threshold" in spec:
+            t = spec["threshold"]
+            texts.append(f"{'≥' if gib else '≤'} {t:g}")
+            ok = sign * (value - t) >= 0
+            checks.append(ok)
+            if not ok:
+                notes.append(f"{value:.4g} {'<' if gib else '>'} {t:g}")
+        for key, label in (("min_absolute_change", "Δ"), ("min_relative_change", "Δ%")):
+            if key not in spec:
+                continue
+            t = spec[key]
+            texts.append(f"{label} {'≥' if gib else '≤'} {'' if gib else '−'}{t:g}" if key == "min_absolute_change"
+                         else f"{label} {'≥' if gib else '≤'} {'' if gib else '−'}{t:.0%}")
+            if other is None:
+                notes.append(f"{key} skipped: no champion")
+                continue
+            improvement = sign * change if key == "min_absolute_change" else (
+                sign * change / abs(other) if other else (0.0 if change == 0 else math.inf * sign * change))
+            ok = improvement >= t - 1e-12
+            checks.append(ok)
+            if not ok:
+                notes.append(f"{key}: improvement {improvement:+.4g} < {t:g}")
+        passed = None if not checks else all(checks)
+        rows.append(MetricRow(metric, value, other, change, "; ".join(texts) or None, passed, "; ".join(notes) or None))
+    return rows
+
+
+def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thresholds: dict | None = None) -> EvaluationResult:
+    """Score ``candidate_uri`` and the version ``against`` names on ``(X, y)`` and check thresholds.
+
+    ``against`` may be ``"@alias"`` (same model), a full URI, or None for thresholds only. A
+    missing champion alias is not an error: the first model has nothing to beat.
+    """
+    import pandas as pd
+
+    from .loading import load_model
+    from .store import client
+    from .versions import TAG, _audit, _mlflow_call, get_version
+
+    checked = _check_thresholds(thresholds)
+    if not isinstance(X, pd.DataFrame):
+        raise EvaluationError(f"X must be a pandas DataFrame, got {type(X).__name__}", "pass the evaluation frame")
+    if y is None or len(y) != len(X):
+        raise EvaluationError(f"X has {len(X)} rows but y has {None if y is None else len(y)}",
+                              "pass the labels that belong to X (same rows, same order)")
+    if len(X) == 0:
+        raise EvaluationError("X has no rows", "pass a non-empty evaluation frame")
+    cand_version = get_version(candidate_uri)
+    champ_version = None
+    if against:
+        name = cand_version.name
+        target = f"{name}{against}" if against.startswith("@") else against
+        if against.startswith("@"):
+            parse_model_uri(target)
+        try:
+            champ_version = get_version(target)
+        except ModelNotFoundError:
+            if not against.startswith("@"):
+                raise
+            champ_version = None  # no champion yet: absolute thresholds only
+    task = _task(y)
+    candidate = load_model(cand_version.uri)
+    try:
+        cand_scores = _score(candidate, X, y, task)
+        champ_scores = None
+        if champ_version is not None:
+            champ_scores = _score(load_model(champ_version.uri), X, y, task)
+    except EvaluationError:
+        raise
+    except Exception as exc:
+        raise EvaluationError(f"cannot score the models on this data: {type(exc).__name__}: {exc}",
+                              "pass a frame with the columns the model was trained on, and matching labels") from exc
+    result = EvaluationResult(cand_version.uri, champ_version.uri if champ_version else None, task, int(len(X)),
+                              _rows(cand_scores, champ_scores, checked, task))
+    _store(result, cand_version, checked, client(), TAG, _mlflow_call)
+    _audit("evaluate", cand_version.uri, {**result.to_dict(), "thresholds": checked})
+    return result
+
+
+def _store(result: EvaluationResult, version, thresholds: dict, c, TAG: str, call) -> None:
+    summary = {"ok": result.ok, "against": result.champion_uri, "task": result.task, "n_rows": result.n_rows,
+               "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "metrics": {r.metric: r.candidate for r in result.rows},
+               "failed": [r.metric for r in result.failures]}
+    call(c.set_model_version_tag, version.name, version.version, TAG + "evaluation", json.dumps(summary))
+    if version.run_id:
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
+        call(c.log_text, version.run_id, json.dumps({**result.to_dict(), "thresholds": thresholds}, indent=1),
+             f"nbprod-evaluations/{stamp}-{int(time.time() * 1000) % 1000:03d}.json")

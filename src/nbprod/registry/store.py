@@ -1,0 +1,130 @@
+"""The MLflow client nbprod talks to: explicit URIs, cached, and failing fast when unreachable.
+
+nbprod never touches MLflow's global tracking URI: settings may change between calls (and tests),
+so every call builds/reuses a client for the URIs in force *now*. Creating a client on a fresh
+SQLite store runs MLflow's migrations (about a second), so clients are cached per URI pair.
+A remote server is probed once with a short timeout, so a wrong URI fails in seconds with a
+:class:`TrackingServerError` instead of MLflow's two minutes of retries.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+from ..errors import TrackingServerError
+
+__all__ = ["client", "experiment_id", "is_remote", "EXPERIMENT", "reset_cache"]
+
+EXPERIMENT = "nbprod"
+PROBE_TIMEOUT = 3.0
+_PROBE_TTL = 30.0
+
+_lock = threading.Lock()
+_clients: dict[tuple[str, str], Any] = {}
+_experiments: dict[tuple[str, str], str] = {}
+_probed: dict[str, float] = {}
+
+
+def is_remote(uri: str) -> bool:
+    return urlparse(uri).scheme in ("http", "https")
+
+
+def _probe(uri: str) -> None:
+    """GET ``/health`` with a short timeout; raise TrackingServerError when nothing answers."""
+    import urllib.error
+    import urllib.request
+
+    now = time.monotonic()
+    if now - _probed.get(uri, -1e9) < _PROBE_TTL:
+        return
+    url = uri.rstrip("/") + "/health"
+    try:
+        with urllib.request.urlopen(url, timeout=PROBE_TIMEOUT) as response:  # noqa: S310 - the user's own server
+            response.read(64)
+    except urllib.error.HTTPError as exc:
+        if exc.code >= 500:
+            raise TrackingServerError(f"MLflow tracking server {uri} answered {exc.code}", "check the server's logs, or unset MLFLOW_TRACKING_URI to use the local store") from None
+    except (OSError, ValueError) as exc:
+        raise TrackingServerError(
+            f"cannot reach the MLflow tracking server at {uri} ({getattr(exc, 'reason', exc)})",
+            "start the server (`mlflow server --host 127.0.0.1 --port 5000`), fix MLFLOW_TRACKING_URI, "
+            "or unset it to use the local store under NBPROD_HOME",
+        ) from None
+    _probed[uri] = now
+
+
+def _prepare_local(uri: str) -> None:
+    parsed = urlparse(uri)
+    if parsed.scheme == "sqlite":
+        path = uri[len("sqlite:///"):]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    elif parsed.scheme in ("", "file"):
+        Path(parsed.path or uri).mkdir(parents=True, exist_ok=True)
+
+
+def client():
+    """An ``MlflowClient`` for the current settings (cached per tracking/registry URI)."""
+    from ..config import settings
+
+    tracking, registry = settings.tracking_uri, settings.registry_uri
+    for uri in {tracking, registry}:
+        if is_remote(uri):
+            # Bounded retries for every later call too; only defaults, a user's own choice wins.
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "30")
+            _probe(uri)
+    key = (tracking, registry)
+    cached = _clients.get(key)
+    if cached is not None:
+        return cached
+    with _lock:
+        cached = _clients.get(key)
+        if cached is None:
+            from mlflow import MlflowClient
+
+            for uri in {tracking, registry}:
+                _prepare_local(uri)
+            cached = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+            _clients[key] = cached
+    return cached
+
+
+def experiment_id(mlflow_client=None) -> str:
+    """The id of the "nbprod" experiment, created on first use (artefacts under NBPROD_HOME locally)."""
+    from ..config import settings
+
+    c = mlflow_client or client()
+    key = (settings.tracking_uri, settings.home)
+    cached = _experiments.get(key)
+    if cached is not None:
+        return cached
+    exp = c.get_experiment_by_name(EXPERIMENT)
+    if exp is None:
+        location = None if is_remote(settings.tracking_uri) else settings.artifact_root
+        try:
+            exp_id = c.create_experiment(EXPERIMENT, artifact_location=location)
+        except Exception:  # created concurrently by another process
+            exp = c.get_experiment_by_name(EXPERIMENT)
+            if exp is None:
+                raise
+            exp_id = exp.experiment_id
+    else:
+        if exp.lifecycle_stage == "deleted":
+            c.restore_experiment(exp.experiment_id)
+        exp_id = exp.experiment_id
+    _experiments[key] = exp_id
+    return exp_id
+
+
+def reset_cache() -> None:
+    """Forget cached clients (tests that swap stores mid-process)."""
+    with _lock:
+        _clients.clear()
+        _experiments.clear()
+        _probed.clear()

@@ -1,0 +1,398 @@
+"""Model versions as nbprod sees them: look-up by any URI spelling, aliases, the models table.
+
+MLflow is the source of truth; nbprod keeps what it needs to show a version without extra
+round-trips (metrics, creator, profile size, manifest digest, format) as ``nbprod.*`` tags on the
+model version itself.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+from urllib.request import url2pathname
+
+from ..errors import ModelNotFoundError, RegistryError, TrackingServerError
+from . import _html
+from .store import client
+from .uris import check_alias, check_name, format_uri, parse_model_uri
+
+__all__ = [
+    "ModelVersion", "ModelTable", "AliasChange", "get_version", "set_alias", "delete_alias", "models",
+    "load_profile", "download", "local_model_dir", "TAG",
+]
+
+TAG = "nbprod."
+_KEY_METRICS = ("roc_auc", "auc", "accuracy", "f1", "r2", "rmse", "mae")
+
+
+def _mlflow_call(fn, *args, **kwargs):
+    """Call MLflow, turning transport failures into TrackingServerError."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return fn(*args, **kwargs)
+    except MlflowException as exc:
+        text = str(exc)
+        if "API request" in text or "Max retries" in text or "Connection" in text:
+            raise TrackingServerError(f"the MLflow tracking server failed: {text.splitlines()[0]}",
+                                      "check that the tracking server is up (MLFLOW_TRACKING_URI)") from None
+        raise
+
+
+@dataclass
+class ModelVersion:
+    """One registered version. ``profile`` is loaded on first access."""
+
+    name: str
+    version: str
+    aliases: list[str] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    run_id: str | None = None
+    created_by: str | None = None
+    created_at: datetime | None = None
+    source: str | None = None
+    description: str | None = None
+    serialization_format: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    _profile: Any = field(default=None, repr=False)
+
+    @property
+    def uri(self) -> str:
+        return format_uri(self.name, self.version)
+
+    @property
+    def profile(self):
+        if self._profile is None:
+            self._profile = load_profile(self.uri)
+        return self._profile
+
+    @property
+    def evaluation(self) -> dict | None:
+        """The last stored evaluation summary, if any."""
+        raw = self.tags.get(TAG + "evaluation")
+        return json.loads(raw) if raw else None
+
+    @classmethod
+    def _from_mlflow(cls, mv) -> "ModelVersion":
+        tags = dict(mv.tags or {})
+        try:
+            metrics = json.loads(tags.get(TAG + "metrics", "{}"))
+        except ValueError:
+            metrics = {}
+        created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc) if mv.creation_timestamp else None
+        return cls(
+            name=mv.name, version=str(mv.version), aliases=sorted(mv.aliases or []), metrics=metrics,
+            run_id=mv.run_id, created_by=tags.get(TAG + "created_by") or getattr(mv, "user_id", None) or None,
+            created_at=created, source=mv.source, description=mv.description or None,
+            serialization_format=tags.get(TAG + "serialization_format"), tags=tags,
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name, "version": self.version, "uri": self.uri, "aliases": list(self.aliases),
+            "metrics": dict(self.metrics), "run_id": self.run_id, "created_by": self.created_by,
+            "created_at": self.created_at.isoformat() if self.created_at else None, "source": self.source,
+            "description": self.description, "serialization_format": self.serialization_format,
+            "git_commit": self.tags.get(TAG + "git_commit"), "notebook": self.tags.get(TAG + "notebook"),
+            "profile_rows": _int(self.tags.get(TAG + "profile_rows")),
+            "profile_columns": _int(self.tags.get(TAG + "profile_columns")),
+        }
+
+    def _facts(self) -> list[tuple[str, Any]]:
+        d = self.to_dict()
+        facts = [
+            ("uri", d["uri"]),
+            ("aliases", ", ".join("@" + a for a in self.aliases) or "–"),
+            ("created", f"{d['created_at'] or '–'} by {self.created_by or '–'}"),
+            ("training data", f"{d['profile_rows']} rows × {d['profile_columns']} columns" if d["profile_rows"] is not None else "–"),
+            ("metrics", ", ".join(f"{k}={_html.fmt(v)}" for k, v in sorted(self.metrics.items())) or "–"),
+            ("format", self.serialization_format or "–"),
+            ("notebook", d["notebook"] or "–"),
+            ("git commit", (d["git_commit"] or "–")[:12] + (" (dirty)" if self.tags.get(TAG + "git_dirty") == "true" else "")),
+        ]
+        if self.description:
+            facts.insert(1, ("description", self.description))
+        evaluation = self.evaluation
+        if evaluation:
+            facts.append(("last evaluation", f"{'passed' if evaluation.get('ok') else 'FAILED'} against {evaluation.get('against') or 'thresholds only'}"))
+        return facts
+
+    def _repr_html_(self) -> str:
+        rows = "".join(
+            f'<tr><th style="{_html.CELL};color:#555;font-weight:normal">{_html.esc(k)}</th><td style="{_html.CELL}">{_html.esc(v)}</td></tr>'
+            for k, v in self._facts()
+        )
+        return (f'<div style="border:1px solid #ccc;border-radius:6px;padding:8px 12px;display:inline-block">'
+                f'<div style="font-weight:bold;font-size:15px">{_html.esc(self.name)} '
+                f'<span style="color:#555">v{_html.esc(self.version)}</span></div>'
+                f'<table style="{_html.STYLE}">{rows}</table></div>')
+
+    def __str__(self) -> str:
+        width = max(len(k) for k, _ in self._facts())
+        lines = [f"{self.name} v{self.version}"] + [f"  {k.ljust(width)}  {v}" for k, v in self._facts()]
+        return "\n".join(lines)
+
+
+def _int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _existing_models(c) -> list[str]:
+    return sorted(m.name for m in _mlflow_call(c.search_registered_models, max_results=200))
+
+
+def _registered_model(c, name: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return _mlflow_call(c.get_registered_model, name)
+    except MlflowException:
+        existing = _existing_models(c)
+        raise ModelNotFoundError(
+            f"no registered model called {name!r}",
+            f"register it first (nbprod.register(model, {name!r}, X, y)); existing models: {', '.join(existing) or 'none'}",
+        ) from None
+
+
+def _versions(c, name: str, model=None) -> list:
+    """All versions of ``name``, oldest first, with their aliases (search results lack them)."""
+    found = sorted(_mlflow_call(c.search_model_versions, f"name='{name}'"), key=lambda v: int(v.version))
+    if model is None:
+        try:
+            model = _mlflow_call(c.get_registered_model, name)
+        except Exception:
+            model = None
+    by_version: dict[str, list[str]] = {}
+    for alias, version in dict(getattr(model, "aliases", None) or {}).items():
+        by_version.setdefault(str(version), []).append(alias)
+    for v in found:
+        if not v.aliases:
+            v._aliases = sorted(by_version.get(str(v.version), []))
+    return found
+
+
+def get_version(uri: str) -> ModelVersion:
+    """The version ``uri`` names (``name``, ``name/3``, ``name@alias``, ``models:/…``)."""
+    from mlflow.exceptions import MlflowException
+
+    name, version, alias = parse_model_uri(uri)
+    c = client()
+    try:
+        if alias is not None:
+            return ModelVersion._from_mlflow(_mlflow_call(c.get_model_version_by_alias, name, alias))
+        if version is not None:
+            return ModelVersion._from_mlflow(_mlflow_call(c.get_model_version, name, version))
+    except MlflowException:
+        pass
+    else:
+        versions = _versions(c, name)
+        if versions:
+            return ModelVersion._from_mlflow(versions[-1])
+    # Not found: say what exists.
+    model = _registered_model(c, name)
+    versions = [str(v.version) for v in _versions(c, name)]
+    aliases = sorted(dict(getattr(model, "aliases", {}) or {}).items())
+    known = f"versions: {', '.join(versions) or 'none'}; aliases: {', '.join(f'@{a} → v{v}' for a, v in aliases) or 'none'}"
+    what = f"alias @{alias}" if alias else (f"version {version}" if version else "any version")
+    raise ModelNotFoundError(f"model {name!r} has no {what}", f"use one of its {known}")
+
+
+def _audit(action: str, model_uri: str, details: dict) -> None:
+    from .. import audit
+
+    audit.record(action, model_uri=model_uri, details=details)
+
+
+@dataclass
+class AliasChange:
+    """What an alias command did: set, moved (from → to) or deleted."""
+
+    name: str
+    alias: str
+    action: str
+    version: str | None
+    previous: str | None
+    ok: bool = True
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "alias": self.alias, "action": self.action, "version": self.version, "previous": self.previous}
+
+    def __str__(self) -> str:
+        if self.action == "delete":
+            return f"deleted {self.name}@{self.alias} (was v{self.previous})"
+        if self.action == "move":
+            return f"moved {self.name}@{self.alias}: v{self.previous} → v{self.version}"
+        return f"set {self.name}@{self.alias} → v{self.version}"
+
+    def _repr_html_(self) -> str:
+        return f"<p><code>{_html.esc(str(self))}</code></p>"
+
+
+def set_alias(uri: str, alias: str) -> AliasChange:
+    """Point ``alias`` at the version ``uri`` names (moving it if it pointed elsewhere)."""
+    from mlflow.exceptions import MlflowException
+
+    alias = check_alias(alias)
+    target = get_version(uri)
+    c = client()
+    try:
+        previous = str(c.get_model_version_by_alias(target.name, alias).version)
+    except MlflowException:
+        previous = None
+    _mlflow_call(c.set_registered_model_alias, target.name, alias, target.version)
+    action = "set" if previous is None else ("move" if previous != target.version else "set")
+    change = AliasChange(target.name, alias, action, target.version, previous)
+    try:
+        _audit(f"alias.{action}", format_uri(target.name, alias=alias), change.to_dict())
+    except Exception:
+        # The audit row is part of the action: undo the alias change when it cannot be recorded.
+        if previous is None:
+            c.delete_registered_model_alias(target.name, alias)
+        else:
+            c.set_registered_model_alias(target.name, alias, previous)
+        raise
+    return change
+
+
+def delete_alias(name: str, alias: str) -> AliasChange:
+    """Remove ``alias`` from model ``name``; an unknown alias is a ModelNotFoundError."""
+    name = check_name(name.removeprefix("models:/").split("@")[0])
+    alias = check_alias(alias)
+    version = get_version(format_uri(name, alias=alias)).version
+    c = client()
+    _mlflow_call(c.delete_registered_model_alias, name, alias)
+    change = AliasChange(name, alias, "delete", None, version)
+    try:
+        _audit("alias.delete", format_uri(name, alias=alias), change.to_dict())
+    except Exception:
+        c.set_registered_model_alias(name, alias, version)
+        raise
+    return change
+
+
+@dataclass
+class ModelTable:
+    """Registered models and their versions, newest first within each model."""
+
+    versions: list[ModelVersion]
+    ok: bool = True
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    def __iter__(self):
+        return iter(self.versions)
+
+    def _rows(self) -> list[list[Any]]:
+        rows = []
+        for v in self.versions:
+            d = v.to_dict()
+            key = [k for k in _KEY_METRICS if k in v.metrics][:2] or sorted(v.metrics)[:2]
+            rows.append([
+                v.name, v.version, " ".join("@" + a for a in v.aliases),
+                ", ".join(f"{k}={_html.fmt(v.metrics[k])}" for k in key),
+                v.created_by, d["created_at"][:16].replace("T", " ") if d["created_at"] else None,
+                f"{d['profile_rows']}×{d['profile_columns']}" if d["profile_rows"] is not None else None,
+                v.serialization_format,
+            ])
+        return rows
+
+    HEADERS = ["model", "version", "aliases", "metrics", "created by", "created (UTC)", "training data", "format"]
+
+    def to_dict(self) -> dict:
+        return {"versions": [v.to_dict() for v in self.versions]}
+
+    def __str__(self) -> str:
+        if not self.versions:
+            return "no registered models (register one with `nbprod register`)"
+        return _html.text_table(self.HEADERS, self._rows())
+
+    def _repr_html_(self) -> str:
+        if not self.versions:
+            return "<p>No registered models yet: <code>%nbprod register model --name NAME --data X y</code></p>"
+        from ..config import settings
+
+        rows = self._rows()
+        limit = max(int(settings.display_limit), 1)
+        note = f"<p style='color:#555'>{len(rows) - limit} more versions not shown</p>" if len(rows) > limit else ""
+        return _html.table(self.HEADERS, rows[:limit]) + note
+
+
+def models(name: str | None = None) -> ModelTable:
+    """Every registered version (of ``name`` only, if given), with aliases and key metrics."""
+    c = client()
+    if name is not None:
+        name = parse_model_uri(name)[0]
+        _registered_model(c, name)
+        found = _versions(c, name)
+    else:
+        found = []
+        for model in sorted(_mlflow_call(c.search_registered_models, max_results=1000), key=lambda m: m.name):
+            found.extend(_versions(c, model.name, model))
+    ordered = sorted(found, key=lambda v: (v.name, -int(v.version)))
+    return ModelTable([ModelVersion._from_mlflow(v) for v in ordered])
+
+
+def _local_path(source: str | None) -> Path | None:
+    if not source:
+        return None
+    parsed = urlparse(source)
+    if parsed.scheme == "file":
+        return Path(url2pathname(parsed.path))
+    if parsed.scheme == "" and Path(source).is_absolute():
+        return Path(source)
+    return None
+
+
+def local_model_dir(version: ModelVersion) -> Path:
+    """The version's model directory on this machine: in place for a local store, else a cached download."""
+    from ..config import settings
+
+    path = _local_path(version.source)
+    if path is not None:
+        if not path.is_dir():
+            from ..errors import IntegrityError
+
+            raise IntegrityError(f"the artefacts of {version.uri} are missing from {path}",
+                                 "restore the artefact store, or re-register the model from its notebook")
+        return path
+    cache = Path(settings.home) / "cache" / "models" / version.name / version.version
+    if not (cache / "model" / "MLmodel").is_file():
+        download(version.uri, cache)
+    return cache / "model"
+
+
+def download(uri: str, dst_dir: str | Path) -> Path:
+    """Copy the version's complete model directory to ``dst_dir``/model and return that path."""
+    import mlflow.artifacts
+
+    from ..config import settings
+
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm noise in cells/logs
+    version = get_version(uri)
+    dst = Path(dst_dir)
+    dst.mkdir(parents=True, exist_ok=True)
+    local = _mlflow_call(mlflow.artifacts.download_artifacts, artifact_uri=version.source, dst_path=str(dst),
+                         tracking_uri=settings.tracking_uri)
+    return Path(local)
+
+
+def load_profile(uri: str):
+    """The training profile registered with the version ``uri`` names."""
+    from ..data.profile import Profile
+
+    version = get_version(uri)
+    path = local_model_dir(version) / "nbprod" / "profile.json"
+    if not path.is_file():
+        raise RegistryError(f"{version.uri} has no training profile (nbprod/profile.json)",
+                            "register the model with nbprod.register, which stores the profile")
+    return Profile.from_json(path.read_text(encoding="utf-8"))

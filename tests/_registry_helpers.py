@@ -1,0 +1,38 @@
+"""Shared by the registry tests: a real ColumnTransformer pipeline and a module-scoped nbprod home."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+
+def pipeline(X, y, C: float = 1.0):
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = [c for c in X.columns if X[c].dtype.kind in "if"]
+    categorical = [c for c in X.columns if c not in numeric]
+    pre = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(), StandardScaler()), numeric),
+        ("cat", OneHotEncoder(handle_unknown="ignore"), categorical),
+    ])
+    return make_pipeline(pre, LogisticRegression(C=C, max_iter=300)).fit(X, y)
+
+
+@contextlib.contextmanager
+def module_home(tmp_path_factory, name: str):
+    """Like the ``nbprod_home`` fixture, for a module whose tests share one MLflow store."""
+    from nbprod.config import settings
+
+    home = tmp_path_factory.mktemp(name) / "nbprod-home"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("NBPROD_HOME", str(home))
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "NBPROD_DB_URL"):
+            mp.delenv(var, raising=False)
+        settings.reset()
+        yield home
+        settings.reset()

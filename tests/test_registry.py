@@ -1,0 +1,339 @@
+"""The model registry on a real MLflow SQLite store: register, aliases, URIs, integrity, bad input.
+
+Creating an MLflow store costs about a second, so tests that do not interfere share one home
+(module scope); tests that need a pristine or broken store use the ``nbprod_home`` fixture.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from _registry_helpers import module_home, pipeline
+
+from nbprod.errors import (IntegrityError, ModelNotFoundError, NbprodError, RegistrationError, RegistryError,
+                           TrackingServerError)
+
+
+@pytest.fixture(scope="module")
+def data():
+    from nbprod.datasets import credit
+
+    return credit(600, seed=1)
+
+
+@pytest.fixture(scope="module")
+def model(data):
+    return pipeline(*data)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    with module_home(tmp_path_factory, "registry") as h:
+        yield h
+
+
+@pytest.fixture(scope="module")
+def registered(home, data, model):
+    """credit-risk v1 (@champion) and v2 (@challenger)."""
+    from nbprod import registry
+
+    X, y = data
+    v1 = registry.register(model, "credit-risk", X, y, metrics={"auc": 0.71}, params={"C": 1.0}, alias="champion",
+                           description="first")
+    v2 = registry.register(pipeline(X, y, C=0.1), "credit-risk", X, y, metrics={"auc": 0.72}, alias="challenger")
+    return v1, v2
+
+
+# --- URIs -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("uri, expected", [
+    ("credit-risk@champion", ("credit-risk", None, "champion")),
+    ("credit-risk/3", ("credit-risk", "3", None)),
+    ("models:/credit-risk@champion", ("credit-risk", None, "champion")),
+    ("models:/credit-risk/3", ("credit-risk", "3", None)),
+    ("credit-risk", ("credit-risk", None, None)),
+    ("models:/credit.risk_v2/latest", ("credit.risk_v2", None, None)),
+])
+def test_parse_model_uri_accepts_every_spelling(uri, expected):
+    from nbprod.registry import parse_model_uri
+
+    assert parse_model_uri(uri) == expected
+
+
+@pytest.mark.parametrize("bad", ["", "credit risk", "credit-risk/0", "credit-risk/abc", "a/b/c", "models:/x@1st", "x@"])
+def test_parse_model_uri_rejects_garbage_with_a_fix(bad):
+    from nbprod.registry import parse_model_uri
+
+    with pytest.raises(ModelNotFoundError) as err:
+        parse_model_uri(bad)
+    assert err.value.fix
+
+
+# --- register -------------------------------------------------------------------------------
+
+def test_register_writes_a_complete_versioned_model(registered, data):
+    v1, v2 = registered
+    assert (v1.name, v1.version, v2.version) == ("credit-risk", "1", "2")
+    assert v1.uri == "models:/credit-risk/1" and v1.aliases == ["champion"] and v2.aliases == ["challenger"]
+    assert v1.metrics == {"auc": 0.71} and v1.run_id and v1.created_by and v1.created_at
+    # The known trap: a ColumnTransformer pipeline still gets the safe format, with numpy.dtype trusted.
+    assert v1.serialization_format == "skops"
+    from nbprod.registry.versions import local_model_dir
+
+    path = local_model_dir(v1)
+    for rel in ("MLmodel", "model.skops", "requirements.txt", "conda.yaml", "python_env.yaml", "input_example.json",
+                "nbprod/profile.json", "nbprod/lineage.json", "nbprod/manifest.json"):
+        assert (path / rel).is_file(), rel
+    lineage = json.loads((path / "nbprod/lineage.json").read_text())
+    assert lineage["serialization_format"] == "skops" and "numpy.dtype" in lineage["skops_trusted_types"]
+    assert lineage["metrics"] == {"auc": 0.71} and lineage["params"] == {"C": "1.0"}
+    assert lineage["notebook_snapshot"] is None and lineage["notebook_snapshot_missing_reason"]
+    manifest = json.loads((path / "nbprod/manifest.json").read_text())["files"]
+    assert "nbprod/profile.json" in manifest and "model.skops" in manifest and "nbprod/manifest.json" not in manifest
+    reqs = (path / "requirements.txt").read_text().split()
+    assert any(r.startswith("mlflow==") for r in reqs) and any(r.startswith("scikit-learn==") for r in reqs)
+    assert any(r.startswith("skops==") for r in reqs) and any(r.startswith("nbprod==") for r in reqs)
+    assert v1.profile.n_rows == len(data[0])
+    html, text = v1._repr_html_(), str(v1)
+    assert "credit-risk" in html and "@champion" in html and "skops" in text and "first" in text
+    assert v1.to_dict()["profile_rows"] == len(data[0])
+
+
+def test_versions_resolve_by_alias_number_and_latest(registered):
+    from nbprod.registry import get_version
+
+    assert get_version("credit-risk@champion").version == "1"
+    assert get_version("models:/credit-risk@challenger").version == "2"
+    assert get_version("models:/credit-risk/1").version == "1"
+    assert get_version("credit-risk/2").aliases == ["challenger"]
+    assert get_version("credit-risk").version >= "2"
+
+
+def test_unknown_alias_version_and_model_name_what_exists(registered):
+    from nbprod.registry import get_version
+
+    with pytest.raises(ModelNotFoundError) as err:
+        get_version("credit-risk@prod")
+    assert "@champion" in err.value.fix and "@challenger" in err.value.fix
+    with pytest.raises(ModelNotFoundError, match="no version 99"):
+        get_version("credit-risk/99")
+    with pytest.raises(ModelNotFoundError) as err:
+        get_version("no-such-model@champion")
+    assert "credit-risk" in err.value.fix
+
+
+def test_models_table_lists_versions_aliases_and_metrics(registered):
+    from nbprod.registry import models
+
+    table = models()
+    assert [(v.name, v.version) for v in table][:2] == [("credit-risk", "2"), ("credit-risk", "1")]
+    text, html = str(table), table._repr_html_()
+    assert "@champion" in text and "auc=0.71" in text and "600×8" in text
+    assert "<table" in html and "@challenger" in html
+    assert len(models("credit-risk")) == len(table)
+    with pytest.raises(ModelNotFoundError):
+        models("nope")
+
+
+def test_alias_set_move_delete_each_audited(registered):
+    from nbprod import audit
+    from nbprod.registry import delete_alias, get_version, set_alias
+
+    change = set_alias("credit-risk/1", "staging")
+    assert (change.action, change.version, change.previous) == ("set", "1", None)
+    change = set_alias("models:/credit-risk/2", "@staging")
+    assert (change.action, change.version, change.previous) == ("move", "2", "1")
+    assert "v1 → v2" in str(change)
+    assert get_version("credit-risk@staging").version == "2"
+    change = delete_alias("credit-risk", "staging")
+    assert change.action == "delete" and change.previous == "2"
+    with pytest.raises(ModelNotFoundError):
+        get_version("credit-risk@staging")
+    with pytest.raises(ModelNotFoundError):
+        delete_alias("credit-risk", "staging")
+    actions = [e.action for e in audit.history("credit-risk")]
+    assert {"register", "alias.set", "alias.move", "alias.delete"} <= set(actions)
+    assert audit.verify().ok
+
+
+def test_load_model_verifies_and_predicts(registered, data, model):
+    import numpy as np
+
+    from nbprod.registry import load_model
+
+    X, _ = data
+    loaded = load_model("credit-risk@champion")
+    assert (loaded.name, loaded.version, loaded.uri) == ("credit-risk", "1", "models:/credit-risk/1")
+    assert np.array_equal(np.asarray(loaded.predict(X.head(20))), model.predict(X.head(20)))
+    assert loaded.raw_model is not None and hasattr(loaded.raw_model, "predict_proba")
+    assert loaded.metadata["serialization_format"] == "skops" and loaded.metadata["verified"]
+    assert loaded.signature is not None and loaded.profile.n_rows == len(X)
+    assert loaded.pyfunc.metadata.flavors["sklearn"]["serialization_format"] == "skops"
+    again = load_model(loaded.path)  # a local model directory works too
+    assert again.name == "credit-risk" and again.uri is None
+
+
+def test_download_gives_the_full_directory(registered, tmp_path):
+    from nbprod.registry import download, load_model
+
+    path = download("credit-risk@challenger", tmp_path / "dl")
+    assert (path / "MLmodel").is_file() and (path / "nbprod" / "manifest.json").is_file()
+    assert load_model(path).metadata["verified"]
+
+
+def test_load_profile(registered, data):
+    from nbprod.registry import load_profile
+
+    assert load_profile("credit-risk@challenger").n_rows == len(data[0])
+
+
+# --- integrity ------------------------------------------------------------------------------
+
+def _flip_byte(path):
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0x01
+    path.write_bytes(bytes(blob))
+
+
+def test_one_flipped_byte_is_refused(registered, tmp_path):
+    from nbprod.registry import download, load_model
+    from nbprod.registry.versions import local_model_dir
+
+    copy = download("credit-risk/1", tmp_path / "copy")
+    _flip_byte(copy / "model.skops")
+    with pytest.raises(IntegrityError, match="changed: model.skops"):
+        load_model(copy)
+    # The registered artefact itself: tamper, refuse, restore.
+    stored = local_model_dir(registered[0]) / "model.skops"
+    original = stored.read_bytes()
+    try:
+        _flip_byte(stored)
+        with pytest.raises(IntegrityError):
+            load_model("credit-risk@champion")
+    finally:
+        stored.write_bytes(original)
+    assert load_model("credit-risk@champion").metadata["verified"]
+
+
+def test_incomplete_extra_or_rewritten_manifest_is_refused(registered, tmp_path):
+    from nbprod.registry import download, load_model
+    from nbprod.registry.integrity import write_manifest
+    from nbprod.registry.versions import local_model_dir
+
+    copy = download("credit-risk/1", tmp_path / "a")
+    (copy / "conda.yaml").unlink()
+    with pytest.raises(IntegrityError, match="missing: conda.yaml"):
+        load_model(copy)
+    copy = download("credit-risk/1", tmp_path / "b")
+    (copy / "sitecustomize.py").write_text("print('hi')")
+    with pytest.raises(IntegrityError, match="not in the manifest"):
+        load_model(copy)
+    assert load_model(copy, verify=False).metadata["verified"] is False
+    # Rewriting the manifest to match a changed file is caught by the digest kept in the registry.
+    stored = local_model_dir(registered[1])
+    backup = tmp_path / "backup"
+    shutil.copytree(stored, backup)
+    try:
+        (stored / "input_example.json").write_text("{}")
+        write_manifest(stored)
+        load_model(stored)  # self-consistent on its own…
+        with pytest.raises(IntegrityError, match="differs from the one recorded"):
+            load_model("credit-risk/2")  # …but not what was registered
+    finally:
+        shutil.rmtree(stored)
+        shutil.copytree(backup, stored)
+
+
+# --- bad input: a clear error and nothing half-registered ------------------------------------
+
+def _count(name="credit-risk"):
+    from nbprod.registry.store import client
+
+    return len(client().search_model_versions(f"name='{name}'"))
+
+
+def test_bad_input_is_refused_before_anything_is_written(registered, data, model):
+    from sklearn.linear_model import LogisticRegression
+
+    from nbprod.registry import register
+
+    X, y = data
+    before = _count()
+    with pytest.raises(RegistrationError, match="not fitted") as err:
+        register(LogisticRegression(), "credit-risk", X, y)
+    assert "fit" in err.value.fix
+    with pytest.raises(RegistrationError, match="600 rows but y has 10"):
+        register(model, "credit-risk", X, y[:10])
+    with pytest.raises(RegistrationError, match="illegal model name") as err:
+        register(model, "credit risk/1", X, y)
+    assert "letters, digits" in err.value.fix
+    with pytest.raises(RegistrationError, match="illegal alias"):
+        register(model, "credit-risk", X, y, alias="1st")
+    with pytest.raises(RegistrationError, match="cannot predict"):
+        register(model, "credit-risk", X.drop(columns=["age"]), y)
+    assert _count() == before
+
+
+def test_cloudpickle_fallback_for_types_skops_does_not_trust(nbprod_home, data):
+    import numpy as np
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    from nbprod.registry import load_model, register
+
+    X, y = data
+    num = X[["age", "debt_ratio", "late_payments"]]
+    from sklearn.linear_model import LogisticRegression
+
+    model = make_pipeline(FunctionTransformer(lambda a: np.log1p(np.abs(a))), LogisticRegression()).fit(num, y)
+    version = register(model, "odd", num, y)
+    assert version.serialization_format == "cloudpickle"
+    loaded = load_model("odd")
+    assert loaded.metadata["serialization_format"] == "cloudpickle"
+    assert np.array_equal(np.asarray(loaded.predict(num.head())), model.predict(num.head()))
+
+
+def test_audit_failure_rolls_the_registration_back(nbprod_home, data, model, tmp_path):
+    from nbprod.config import settings
+    from nbprod.registry import register
+    from nbprod.registry.store import client
+
+    X, y = data
+    register(model, "rollback", X, y, alias="champion")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state DB's folder should be")
+    settings.set(db_url=f"sqlite:///{blocker}/nbprod.db")
+    # (the state DB's own error type is the audit module's business; any failure must roll back)
+    with pytest.raises((NbprodError, OSError)):
+        register(model, "rollback", X, y, alias="champion")
+    with pytest.raises((NbprodError, OSError)):
+        register(model, "rollback-new", X, y)
+    settings.set(db_url="")
+    c = client()
+    assert [str(v.version) for v in c.search_model_versions("name='rollback'")] == ["1"]
+    assert str(c.get_model_version_by_alias("rollback", "champion").version) == "1"
+    assert [m.name for m in c.search_registered_models()] == ["rollback"]
+    runs = c.search_runs([c.get_experiment_by_name("nbprod").experiment_id])
+    assert len(runs) == 1  # the failed runs are deleted
+    artifacts = nbprod_home / "artifacts"
+    assert len([p for p in artifacts.iterdir() if p.is_dir()]) == 1
+
+
+def test_unreachable_tracking_server_fails_fast(nbprod_home, data, model):
+    import socket
+
+    from nbprod.config import settings
+    from nbprod.registry import get_version, register
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    settings.set(tracking_uri=f"http://127.0.0.1:{port}")
+    with pytest.raises(TrackingServerError) as err:
+        register(model, "x", *data)
+    assert "mlflow server" in err.value.fix
+    with pytest.raises(TrackingServerError):
+        get_version("x@champion")
+    assert isinstance(err.value, (RegistryError, ConnectionError))
