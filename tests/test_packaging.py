@@ -1,0 +1,235 @@
+"""Deployable bundles: layout, Dockerfile, Kubernetes/KServe manifests, and a venv built from them alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from _registry_helpers import module_home, pipeline
+from nbprod.commands import parse
+from nbprod.errors import ModelNotFoundError, PackagingError
+
+
+@pytest.fixture(scope="module")
+def registered(tmp_path_factory):
+    """One registered ColumnTransformer pipeline in a module-wide home; returns (uri, X)."""
+    import numpy as np
+    import pandas as pd
+
+    from nbprod.registry import register
+
+    with module_home(tmp_path_factory, "packaging") as home:
+        rng = np.random.default_rng(0)
+        X = pd.DataFrame({"income": rng.normal(50, 10, 300), "age": rng.integers(18, 80, 300).astype(float),
+                          "region": rng.choice(["north", "south", "east"], 300)})
+        y = (X["income"] > 50).astype(int)
+        version = register(pipeline(X, y), "Credit_Risk", X, y, alias="challenger")
+        yield version, X, home
+
+
+@pytest.fixture(scope="module")
+def bundle(registered, tmp_path_factory):
+    from nbprod.packaging import package
+
+    out = tmp_path_factory.mktemp("bundles") / "credit-risk"
+    return package("Credit_Risk@challenger", out, canary_percent=10, image="registry.local/team/credit-risk:1",
+                   replicas=3, cpu="250m", memory="512Mi")
+
+
+def _load(bundle, rel: str) -> dict:
+    return yaml.safe_load((bundle.path / rel).read_text())
+
+
+def test_bundle_holds_everything(bundle, registered):
+    version, _, _ = registered
+    expected = {"Dockerfile", ".dockerignore", "requirements.txt", "README.md", "profile.json", "bundle.json",
+                "k8s/deployment.yaml", "k8s/service.yaml", "k8s/hpa.yaml", "k8s/inferenceservice.yaml",
+                "model/MLmodel", "model/nbprod/manifest.json", "model/nbprod/profile.json",
+                "model/nbprod/lineage.json", f"wheels/{bundle.wheel}"}
+    assert expected <= set(bundle.files)
+    assert bundle.uri == version.uri and bundle.version == version.version
+    assert bundle.wheel.startswith("nbprod-") and bundle.wheel.endswith("-py3-none-any.whl")
+    assert json.loads((bundle.path / "profile.json").read_text()) == json.loads(
+        (bundle.path / "model/nbprod/profile.json").read_text())
+    meta = json.loads((bundle.path / "bundle.json").read_text())
+    assert meta["uri"] == version.uri and meta["manifest_sha256"] == version.tags["nbprod.manifest_sha256"]
+    assert "docker build" in str(bundle) and "<table>" in bundle._repr_html_()
+    assert json.loads(json.dumps(bundle.to_dict()))["image"] == "registry.local/team/credit-risk:1"
+    readme = (bundle.path / "README.md").read_text()
+    for needle in ("docker build", "docker run", "kubectl apply", "canaryTrafficPercent: 10"):
+        assert needle in readme
+    assert not [p for p in bundle.path.parent.iterdir() if "nbprod-tmp" in p.name]
+
+
+def test_model_in_bundle_verifies_against_its_manifest(bundle):
+    from nbprod.registry import verify_manifest
+
+    verify_manifest(bundle.path / "model")
+
+
+def test_deployment_service_and_hpa(bundle):
+    dep = _load(bundle, "k8s/deployment.yaml")
+    assert dep["apiVersion"] == "apps/v1" and dep["kind"] == "Deployment"
+    name = dep["metadata"]["name"]
+    assert name == "credit-risk"  # a DNS-1123 label made from "Credit_Risk"
+    assert dep["spec"]["replicas"] == 3
+    assert dep["spec"]["selector"]["matchLabels"].items() <= dep["spec"]["template"]["metadata"]["labels"].items()
+    (container,) = dep["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == "registry.local/team/credit-risk:1"
+    assert container["ports"][0]["containerPort"] == 8080
+    assert container["readinessProbe"]["httpGet"] == {"path": "/v2/health/ready", "port": 8080}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/v2/health/live", "port": 8080}
+    assert container["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"},
+                                      "limits": {"cpu": "250m", "memory": "512Mi"}}
+    assert container["securityContext"]["runAsNonRoot"] is True
+
+    svc = _load(bundle, "k8s/service.yaml")
+    assert svc["kind"] == "Service" and svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080
+
+    hpa = _load(bundle, "k8s/hpa.yaml")
+    assert hpa["apiVersion"] == "autoscaling/v2" and hpa["kind"] == "HorizontalPodAutoscaler"
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+    assert hpa["spec"]["minReplicas"] == 3 and hpa["spec"]["maxReplicas"] >= 3
+    (metric,) = hpa["spec"]["metrics"]
+    assert metric["resource"]["name"] == "cpu" and metric["resource"]["target"]["averageUtilization"] == 70
+
+
+def test_kserve_inference_service_with_canary(bundle):
+    isvc = _load(bundle, "k8s/inferenceservice.yaml")
+    assert isvc["apiVersion"] == "serving.kserve.io/v1beta1" and isvc["kind"] == "InferenceService"
+    predictor = isvc["spec"]["predictor"]
+    assert predictor["canaryTrafficPercent"] == 10
+    (container,) = predictor["containers"]
+    assert container["name"] == "kserve-container" and container["image"] == "registry.local/team/credit-risk:1"
+    assert container["ports"][0]["containerPort"] == 8080
+    assert container["readinessProbe"]["httpGet"]["path"] == "/v2/health/ready"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/v2/health/live"
+    assert container["resources"]["limits"]["memory"] == "512Mi"
+
+
+def _hadolint() -> str | None:
+    return shutil.which("hadolint") or (str(p) if (p := Path(sys.executable).parent / "hadolint").exists() else None)
+
+
+def test_dockerfile(bundle):
+    text = (bundle.path / "Dockerfile").read_text()
+    lint = _hadolint()
+    if lint:
+        out = subprocess.run([lint, "--failure-threshold", "warning", str(bundle.path / "Dockerfile")],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stdout + out.stderr
+    # parsed either way: join continuation lines, then look at each instruction
+    instructions = [line.strip() for line in text.replace("\\\n", " ").splitlines()
+                    if line.strip() and not line.lstrip().startswith("#")]
+    ops = [(i.split(None, 1)[0].upper(), i.split(None, 1)[1]) for i in instructions]
+    froms = [arg for op, arg in ops if op == "FROM"]
+    assert froms == [f"python:{sys.version_info.major}.{sys.version_info.minor}-slim"]
+    users = [arg for op, arg in ops if op == "USER"]
+    assert users and users[-1].split(":")[0] not in ("root", "0")
+    assert any(op == "EXPOSE" and arg == "8080" for op, arg in ops)
+    (health,) = [arg for op, arg in ops if op == "HEALTHCHECK"]
+    assert "urllib.request" in health and "/ping" in health and "curl" not in health
+    (cmd,) = [arg for op, arg in ops if op == "CMD"]
+    assert json.loads(cmd) == ["nbprod", "serve", "--model-dir", "/app/model", "--port", "8080", "--host", "0.0.0.0"]
+    order = [op + " " + arg.split()[0] for op, arg in ops if op in ("COPY", "RUN")]
+    assert order.index("COPY requirements.txt") < order.index("COPY model/")  # dependency layer first
+    ignored = [ln for ln in (bundle.path / ".dockerignore").read_text().splitlines() if not ln.startswith("#")]
+    assert "k8s/" in ignored and not [ln for ln in ignored if ln.startswith(("model", "wheels", "requirements"))]
+
+
+def test_requirements_are_pinned_and_name_the_wheel(bundle):
+    lines = [ln for ln in (bundle.path / "requirements.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+    assert lines[-1] == f"./wheels/{bundle.wheel}"
+    pins = lines[:-1]
+    assert all("==" in ln for ln in pins), [ln for ln in pins if "==" not in ln]
+    names = {ln.split("==")[0].lower() for ln in pins}
+    assert {"mlflow", "scikit-learn", "pandas", "starlette", "uvicorn"} <= names
+    assert "nbprod" not in names and len(names) == len(pins)
+
+
+def test_existing_bundle_needs_overwrite_and_failures_leave_it_intact(registered, tmp_path):
+    from nbprod import audit
+    from nbprod.packaging import package
+
+    out = tmp_path / "b"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(PackagingError, match="not empty"):
+        package("Credit_Risk@challenger", out)
+    with pytest.raises(ModelNotFoundError):
+        package("Credit_Risk@nosuchalias", out, overwrite=True)
+    assert (out / "keep.txt").read_text() == "mine"
+    before = len(audit.history("Credit_Risk"))
+    bundle = package("Credit_Risk@challenger", out, overwrite=True)
+    assert not (out / "keep.txt").exists() and (out / "Dockerfile").is_file()
+    assert "canaryTrafficPercent" not in _load(bundle, "k8s/inferenceservice.yaml")["spec"]["predictor"]
+    rows = audit.history("Credit_Risk")
+    assert len(rows) == before + 1 and rows[0].action == "package"
+    assert rows[0].details["out_dir"] == str(out.resolve()) and audit.verify().ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp or old dirs left behind
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"canary_percent": 150}, "canary_percent"),
+    ({"cpu": "lots"}, "CPU"),
+    ({"memory": "1 GB"}, "memory"),
+    ({"replicas": 0}, "replicas"),
+    ({"image": "bad image!"}, "image"),
+])
+def test_bad_arguments(registered, tmp_path, kwargs, match):
+    from nbprod.packaging import package
+
+    with pytest.raises(PackagingError, match=match):
+        package("Credit_Risk@challenger", tmp_path / "b", **kwargs)
+    assert not (tmp_path / "b").exists()
+
+
+def test_package_verb(registered, tmp_path):
+    command, args = parse("nbprod", ["package", "Credit_Risk@challenger", str(tmp_path / "b"), "--canary", "25",
+                                     "--image", "cr:2"])
+    bundle = command.run(args, None)
+    isvc = yaml.safe_load((bundle.path / "k8s/inferenceservice.yaml").read_text())
+    assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 25 and bundle.image == "cr:2"
+
+
+@pytest.mark.slow
+def test_bundle_installs_and_loads_in_a_fresh_venv(bundle, registered, tmp_path):
+    """The bundle alone (no project tree, no registry) is enough to load and run the model."""
+    _, X, _ = registered
+    uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
+    if not Path(uv).exists():
+        pytest.skip("uv not available to build the venv")
+    copy = tmp_path / "bundle"
+    shutil.copytree(bundle.path, copy)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "NBPROD_", "MLFLOW_"))}
+    env["NBPROD_HOME"] = str(tmp_path / "home")
+    subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(copy / ".venv")], cwd=copy, env=env,
+                   check=True, timeout=300)
+    python = copy / ".venv" / "bin" / "python"
+    out = subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "-r", "requirements.txt"],
+                         cwd=copy, env=env, capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    row = X.head(1).to_json(orient="split", index=False)
+    dtypes = {c: str(t) for c, t in X.dtypes.items()}
+    script = f"""
+import json, sys, pandas as pd, nbprod
+from pathlib import Path
+from nbprod.registry import load_model
+assert Path(nbprod.__file__).resolve().is_relative_to(Path(sys.prefix).resolve()), nbprod.__file__
+model = load_model({str(copy / 'model')!r}, verify=True)
+assert model.metadata["verified"]
+frame = pd.read_json(__import__("io").StringIO({row!r}), orient="split").astype({dtypes!r})
+print(json.dumps([int(v) for v in model.predict(frame)]))
+"""
+    run = subprocess.run([str(python), "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert json.loads(run.stdout.strip().splitlines()[-1]) in ([0], [1])
