@@ -50,6 +50,10 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "ModelTable": ("nbprod.registry", "ModelTable"),
     "LoadedModel": ("nbprod.registry", "LoadedModel"),
     "EvaluationResult": ("nbprod.registry", "EvaluationResult"),
+    # serving
+    "serve": ("nbprod.serving.server", "serve"),
+    "create_app": ("nbprod.serving.app", "create_app"),
+    "DeploymentSpec": ("nbprod.serving.spec", "DeploymentSpec"),
     # drift
     "drift": ("nbprod.drift.api", "drift"),
     "DriftReport": ("nbprod.drift.report", "DriftReport"),
@@ -104,4 +108,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .drift.api import drift
     from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError
+    from .serving.app import create_app
+    from .serving.server import serve
+    from .serving.spec import DeploymentSpec
     from .jobs import run

@@ -1,0 +1,552 @@
+"""The model server: a Starlette app speaking MLflow's scoring protocol and the Open Inference Protocol v2.
+
+``create_app(source, token=...)`` returns an ASGI app serving the deployment a :class:`SpecSource`
+describes. Every prediction response carries the answering model version and prediction ids:
+
+- header ``X-Model-Version``; header ``X-Prediction-Id`` = the *request id* (one per request);
+- body ``model_version``, ``prediction_ids`` = ``["<request id>-0", "<request id>-1", …]`` — one per
+  row, so ground truth can be joined to a row later; ``ood`` = one list of reasons per row.
+
+Every error is JSON ``{"error", "message", "fix"}`` with a 4xx status for bad input; a failing
+*stable* model answers 503, a failing canary is answered by the stable version (see router).
+Auth: ``Authorization: Bearer <token>`` compared (``hmac.compare_digest``) by sha256 against the
+spec's ``token_sha256``; probes (``/ping``, ``/health``, ``/v2/health/*``) and ``/metrics`` are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import hmac
+import time
+import uuid
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route as HttpRoute
+
+from .._version import __version__
+from ..errors import ServingError
+from . import codecs
+from .fastpath import UnknownCategory
+from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
+from .router import Router, RoutingTable, Target
+from .spec import DeploymentSpec, SpecSource, hash_token
+
+__all__ = ["create_app", "ServingHooks", "ServingState"]
+
+_OPEN_PATHS = {"/ping", "/health", "/v2/health/live", "/v2/health/ready", "/metrics"}
+
+
+@dataclass
+class ServingHooks:
+    """Callbacks the deploy and monitoring code wire in; each receives one dict.
+
+    ``on_prediction``: every answered request (request_id, version, role, n, inputs, predictions, ood).
+    ``on_shadow``: every shadow answer (never returned to the client).
+    ``on_event``: operational events (canary_failed, version_load_failed, spec_applied, spec_rejected).
+    Hooks run on the event loop: they must be quick (enqueue, don't write to a DB inline).
+    """
+
+    on_prediction: Callable[[dict], None] | None = None
+    on_shadow: Callable[[dict], None] | None = None
+    on_event: Callable[[str, dict], None] | None = None
+
+
+def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
+    return Response(codecs.dumps(obj), status_code=status, media_type="application/json", headers=headers)
+
+
+def _error(err: ServingError) -> Response:
+    body = {"error": getattr(err, "code", None) or type(err).__name__, "message": err.problem, "fix": err.fix}
+    headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    return _json(body, err.status, headers)
+
+
+class ServingState:
+    """Everything one app holds: router, metrics, limits, idempotency store, background tasks."""
+
+    def __init__(self, source: SpecSource, token: str | None, auth: bool, hooks: ServingHooks) -> None:
+        self.source = source
+        self.hooks = hooks
+        self.metrics = ServingMetrics()
+        self.router = Router(on_event=self._event, on_batch=self._batch)
+        self.token_sha256 = hash_token(token) if token else None
+        self.auth = auth
+        self.idempotency: OrderedDict[str, tuple[int, bytes, dict]] = OrderedDict()
+        self.tasks: set[asyncio.Task] = set()
+        self.ready = False
+        self.started = time.time()
+
+    # -- hooks and metrics ------------------------------------------------------------------
+    def _event(self, kind: str, info: dict) -> None:
+        if kind == "version_load_failed":
+            self.metrics.load_failures.labels(str(info.get("version")), str(info.get("role"))).inc()
+        if self.hooks.on_event is not None:
+            try:
+                self.hooks.on_event(kind, info)
+            except Exception:  # noqa: BLE001 - a hook never breaks serving
+                pass
+
+    def _batch(self, version: str, rows: int) -> None:
+        self.metrics.batch_rows.labels(version).observe(rows)
+
+    def _hook(self, fn: Callable[[dict], None] | None, record: dict) -> None:
+        if fn is None:
+            return
+        try:
+            fn(record)
+        except Exception:  # noqa: BLE001
+            self.metrics.dropped_log_rows.inc()
+
+    @property
+    def spec(self) -> DeploymentSpec:
+        return self.router.table.spec
+
+    # -- start-up and spec polling ------------------------------------------------------------
+    async def start(self) -> None:
+        spec = await asyncio.get_running_loop().run_in_executor(None, self.source.initial)
+        table = await asyncio.get_running_loop().run_in_executor(None, self.router.build, spec)
+        self.router.install(table)
+        self.metrics.set_routes(table)
+        self.ready = True
+        if self.source.poll_interval:
+            self._spawn(self._poll())
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _poll(self) -> None:
+        loop = asyncio.get_running_loop()
+        failed_generation = None
+        while True:
+            await asyncio.sleep(self.source.poll_interval)
+            try:
+                spec = await loop.run_in_executor(None, self.source.changed, self.router.table.generation)
+            except Exception as exc:  # noqa: BLE001 - the DB may be briefly unavailable
+                self._event("spec_poll_failed", {"error": f"{type(exc).__name__}: {exc}"})
+                continue
+            if spec is None or spec.generation == failed_generation:
+                continue
+            if await self.router.apply(spec):
+                self.metrics.set_routes(self.router.table)
+            else:
+                failed_generation = spec.generation
+
+    async def stop(self) -> None:
+        for task in list(self.tasks):
+            task.cancel()
+        for task in list(self.tasks):
+            with contextlib.suppress(BaseException):
+                await task
+        if self.router.table is not None:
+            for t in self.router.table.targets.values():
+                t.batcher.close()
+
+    # -- request plumbing ---------------------------------------------------------------------
+    def check_auth(self, request: Request) -> None:
+        expected = self.spec.token_sha256 or self.token_sha256
+        if not self.auth or expected is None:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        given = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
+        if not hmac.compare_digest(given, expected):
+            raise ServingError("missing or wrong bearer token",
+                               "send the header `Authorization: Bearer <token>` with the token shown at deploy time",
+                               status=401)
+
+    async def read_body(self, request: Request) -> bytes:
+        limit = self.spec.max_body_bytes
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            raise _too_large(int(length), limit)
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _too_large(size, limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+
+def _too_large(size: int, limit: int) -> ServingError:
+    err = ServingError(f"the request body is {size} bytes, more than the limit of {limit}",
+                       "split the rows over several requests (or raise max_body_bytes in the deployment)", status=413)
+    err.code = "body_too_large"  # type: ignore[attr-defined]
+    return err
+
+
+def _content_kind(request: Request) -> str:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype in ("application/json", "") or ctype.endswith("+json"):
+        return "json"
+    if ctype in ("text/csv", "application/csv"):
+        return "csv"
+    err = ServingError(f"unsupported content type {ctype!r}",
+                       "send Content-Type: application/json (or text/csv with a header row)", status=415)
+    err.code = "unsupported_media_type"  # type: ignore[attr-defined]
+    raise err
+
+
+async def _predict(state: ServingState, table: RoutingTable, target: Target, role: str,
+                   batch: codecs.Batch) -> tuple[Target, str, Any, dict, list | None]:
+    """Coerce, check OOD, predict — falling back to the stable version if a canary fails."""
+    cols = codecs.coerce(batch, target.served.signature)
+    ood = target.served.ood.flags(cols, batch.n) if target.served.ood is not None else None
+    if ood is not None and state.spec.ood == "reject":
+        state.metrics.ood_rejected.labels(target.served.version).inc()
+        rows = [i for i, r in enumerate(ood) if r][:5]
+        err = ServingError(f"{sum(1 for r in ood if r)} row(s) are outside the training distribution "
+                           f"(row {rows[0]}: {'; '.join(ood[rows[0]])})",
+                           "send values inside the training range and seen categories, or deploy with ood='flag'",
+                           status=400)
+        err.code = "out_of_distribution"  # type: ignore[attr-defined]
+        raise err
+    params = {k: v for k, v in batch.params.items() if k != "_id"}
+    try:
+        if params and target.served.has_params:  # params change the answer: no batching with others
+            pred = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: target.served.predict(cols, batch.n, params, batch.order))
+            return target, role, pred, cols, ood
+        return target, role, await target.batcher.submit(cols, batch.n), cols, ood
+    except UnknownCategory as exc:
+        err = ServingError(str(exc), f"send a category of {exc.column!r} seen in training", status=400)
+        err.code = "unknown_category"  # type: ignore[attr-defined]
+        raise err from None
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # noqa: BLE001
+        version = target.served.version
+        state.metrics.model_errors.labels(version, role).inc()
+        stable = table.stable
+        if target is stable:
+            raise ServingError(f"model version {version} failed: {type(exc).__name__}: {exc}",
+                               "check the server log; the model raised on this input", status=503) from None
+        state.metrics.fallbacks.labels(version, "predict_error").inc()
+        state._event("canary_failed", {"version": version, "role": role, "error": f"{type(exc).__name__}: {exc}"})
+        return await _predict(state, table, stable, "stable", batch)
+
+
+def _observe(state: ServingState, version: str, pred: Any, n: int, ood: list | None) -> None:
+    m = state.metrics
+    if isinstance(pred, np.ndarray) and pred.dtype.kind in "fiub" and pred.size:
+        values = pred if pred.ndim == 1 else pred.reshape(len(pred), -1)[:, -1]
+        hist = m.predictions.labels(version)
+        for v in values.tolist():
+            hist.observe(v)
+    if ood is not None:
+        flagged = sum(1 for r in ood if r)
+        if flagged:
+            m.ood_rows.labels(version).inc(flagged)
+
+
+def _shadow(state: ServingState, table: RoutingTable, batch: codecs.Batch, request_id: str) -> None:
+    for shadow in table.shadows():
+        async def run(t: Target = shadow) -> None:
+            version = t.served.version
+            try:
+                cols = codecs.coerce(batch, t.served.signature)
+                pred = await t.batcher.submit(cols, batch.n)
+                state.metrics.rows.labels(version, "shadow").inc(batch.n)
+                state._hook(state.hooks.on_shadow, {"request_id": request_id, "version": version,
+                                                    "predictions": codecs.to_jsonable(pred)})
+            except Exception as exc:  # noqa: BLE001 - a shadow never affects the answer
+                state.metrics.model_errors.labels(version, "shadow").inc()
+                state._event("shadow_failed", {"version": version, "error": f"{type(exc).__name__}: {exc}"})
+        state._spawn(run())
+
+
+async def _serve_prediction(state: ServingState, request: Request, endpoint: str, decode, encode,
+                            version: str | None = None) -> Response:
+    """The shared life of a prediction request, for both protocols."""
+    t0 = time.perf_counter()
+    m = state.metrics
+    m.in_flight.inc()
+    label, status = "none", 500
+    try:
+        state.check_auth(request)
+        key = request.headers.get("idempotency-key")
+        if key is not None:
+            stored = state.idempotency.get(key)
+            if stored is not None:
+                state.idempotency.move_to_end(key)
+                status, body, headers = stored
+                label = headers.get("X-Model-Version", "none")
+                return Response(body, status_code=status, media_type="application/json",
+                                headers={**headers, "Idempotent-Replay": "true"})
+        kind = _content_kind(request)
+        body = await state.read_body(request)
+        table = state.router.table
+        if version is not None:
+            target = table.by_version(version)
+            if target is None:
+                raise ServingError(f"version {version!r} is not served here",
+                                   f"use one of: {', '.join(s.version for s in table.versions())}", status=404)
+            role = "pinned"
+        else:
+            target, role = table.pick()
+        batch = decode(kind, body, target.served.signature)
+        request_id = uuid.uuid4().hex
+        try:
+            target, role, pred, cols, ood = await asyncio.wait_for(
+                _predict(state, table, target, role, batch), state.spec.timeout_s)
+        except asyncio.TimeoutError:
+            raise ServingError(f"the prediction took longer than {state.spec.timeout_s:g} s",
+                               "send fewer rows per request, or raise timeout_s in the deployment", status=504) from None
+        label = target.served.version
+        ids = [f"{request_id}-{i}" for i in range(batch.n)]
+        payload = encode(pred, target, ids, ood, request_id, batch)
+        status = 200
+        headers = {"X-Model-Version": label, "X-Prediction-Id": request_id}
+        response = _json(payload, 200, headers)
+        m.rows.labels(label, role).inc(batch.n)
+        _observe(state, label, pred, batch.n, ood)
+        if version is None:
+            _shadow(state, table, batch, request_id)
+        state._hook(state.hooks.on_prediction, {"request_id": request_id, "version": label, "role": role,
+                                                "n": batch.n, "inputs": cols, "predictions": pred, "ood": ood})
+        if key is not None:
+            state.idempotency[key] = (200, response.body, headers)
+            while len(state.idempotency) > state.spec.idempotency_keys:
+                state.idempotency.popitem(last=False)
+        return response
+    except ServingError as err:
+        status = err.status
+        return _error(err)
+    except Exception as exc:  # noqa: BLE001 - never let a bug turn into a dropped connection
+        status = 500
+        return _json({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
+                      "fix": "this is a bug in nbprod's server; please report it with the request"}, 500)
+    finally:
+        m.in_flight.dec()
+        elapsed = time.perf_counter() - t0
+        m.requests.labels(label, str(status), endpoint).inc()
+        m.latency.labels(label, str(status)).observe(elapsed)
+
+
+# --- MLflow scoring protocol -------------------------------------------------------------------
+
+
+def _decode_mlflow(kind: str, body: bytes, signature):
+    if kind == "csv":
+        return codecs.decode_csv(body)
+    return codecs.decode_mlflow(codecs.parse_json(body), signature)
+
+
+def _encode_mlflow(pred, target: Target, ids, ood, request_id, batch) -> dict:
+    out = {"predictions": codecs.to_jsonable(pred), "model_version": target.served.version,
+           "prediction_ids": ids}
+    if target.served.ood is not None:
+        out["ood"] = ood if ood is not None else [[] for _ in range(batch.n)]
+    return out
+
+
+async def invocations(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    return await _serve_prediction(state, request, "invocations", _decode_mlflow, _encode_mlflow)
+
+
+# --- Open Inference Protocol v2 ----------------------------------------------------------------
+
+
+def _model_names(state: ServingState) -> set[str]:
+    table = state.router.table
+    return {table.spec.name, *(s.name for s in table.versions())}
+
+
+def _check_model(state: ServingState, name: str) -> None:
+    if not state.ready:
+        raise ServingError("the server is still loading its models", "retry in a moment", status=503)
+    if name not in _model_names(state):
+        raise ServingError(f"no model called {name!r} is served here",
+                           f"use /v2/models/{state.spec.name}", status=404)
+
+
+async def v2_infer(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    name = request.path_params["name"]
+    version = request.path_params.get("version")
+    try:
+        _check_model(state, name)
+    except ServingError as err:
+        return _error(err)
+
+    def decode(kind: str, body: bytes, signature):
+        if kind != "json":
+            raise ServingError("the inference protocol takes JSON", "send Content-Type: application/json", status=415)
+        batch, req_id = codecs.decode_v2(codecs.parse_json(body), signature)
+        batch.params = {"_id": req_id, **batch.params}
+        return batch
+
+    def encode(pred, target: Target, ids, ood, request_id, batch) -> dict:
+        out = {"model_name": name, "model_version": target.served.version,
+               "id": batch.params.get("_id") or request_id,
+               "outputs": codecs.encode_v2_outputs(pred, target.served.predict_fn),
+               "prediction_ids": ids,
+               "parameters": {"prediction_ids": ids}}
+        if target.served.ood is not None:
+            out["ood"] = out["parameters"]["ood"] = ood if ood is not None else [[] for _ in range(batch.n)]
+        return out
+
+    return await _serve_prediction(state, request, "v2_infer", decode, encode, version)
+
+
+def _dtype(t: str | None) -> str:
+    return {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL"}.get(t or "", "BYTES")
+
+
+async def v2_model(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    name = request.path_params["name"]
+    try:
+        state.check_auth(request)
+        _check_model(state, name)
+    except ServingError as err:
+        return _error(err)
+    table = state.router.table
+    stable = table.stable.served
+    return _json({"name": name, "versions": [s.version for s in table.versions()], "platform": "mlflow",
+                  "inputs": [{"name": c.name, "datatype": _dtype(c.type), "shape": [-1]} for c in stable.signature or []],
+                  "outputs": [{"name": stable.predict_fn, "datatype": "FP64", "shape": [-1]}]})
+
+
+async def v2_model_ready(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    name = request.path_params["name"]
+    try:
+        state.check_auth(request)
+        _check_model(state, name)
+    except ServingError as err:
+        return _error(err)
+    version = request.path_params.get("version")
+    if version is not None and state.router.table.by_version(version) is None:
+        return _json({"name": name, "ready": False}, 404)
+    return _json({"name": name, "ready": True})
+
+
+async def v2_live(request: Request) -> Response:
+    return _json({"live": True})
+
+
+async def v2_ready(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    return _json({"ready": state.ready}, 200 if state.ready else 503)
+
+
+async def v2_server(request: Request) -> Response:
+    return _json({"name": "nbprod", "version": __version__, "extensions": []})
+
+
+# --- probes, version, metrics -------------------------------------------------------------------
+
+
+async def ping(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    return Response("\n" if state.ready else "loading\n", status_code=200 if state.ready else 503,
+                    media_type="text/plain")
+
+
+def _describe(state: ServingState) -> dict:
+    table = state.router.table
+    routes = []
+    for route, served in table.routes:
+        d = served.describe() if served is not None else {"uri": route.uri, "version": route.version,
+                                                          "path": None, "error": "failed to load"}
+        d.update(role=route.role, weight=route.weight)
+        routes.append(d)
+    return {"deployment": table.spec.name, "generation": table.generation, "nbprod": __version__,
+            "ood": table.spec.ood, "auth": bool(state.auth and (table.spec.token_sha256 or state.token_sha256)),
+            "routes": routes, "uptime_s": round(time.time() - state.started, 3)}
+
+
+async def health(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    if not state.ready:
+        return _json({"status": "loading"}, 503)
+    d = _describe(state)
+    return _json({"status": "ok", "deployment": d["deployment"], "generation": d["generation"],
+                  "versions": [{"version": r["version"], "role": r["role"], "weight": r["weight"],
+                                "path": r["path"]} for r in d["routes"]]})
+
+
+async def version_info(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    try:
+        state.check_auth(request)
+    except ServingError as err:
+        return _error(err)
+    return _json(_describe(state))
+
+
+async def metrics(request: Request) -> Response:
+    state: ServingState = request.app.state.serving
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    status = getattr(exc, "status_code", 404)
+    if status == 405:
+        return _json({"error": "method_not_allowed", "message": f"{request.method} is not allowed on {request.url.path}",
+                      "fix": "use POST for predictions and GET for probes"}, 405)
+    return _json({"error": "not_found", "message": f"no endpoint {request.url.path}",
+                  "fix": "POST /invocations or /v2/models/{name}/infer; GET /ping, /health, /version, /metrics"}, status)
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    return _json({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
+                  "fix": "this is a bug in nbprod's server; please report it"}, 500)
+
+
+def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None = None, auth: bool = True,
+               hooks: ServingHooks | None = None) -> Starlette:
+    """The ASGI app for ``source`` (a SpecSource, a DeploymentSpec, or a model dir / URI).
+
+    ``token``: the bearer token clients must send (only its sha256 is kept); alternatively the
+    spec's ``token_sha256``. ``auth=False`` serves without auth (``--no-auth``, local use only).
+    Models load in the app's lifespan, before the first request is accepted.
+    """
+    from .spec import StaticSource
+
+    if isinstance(source, str):
+        source = StaticSource.model(source)
+    elif isinstance(source, DeploymentSpec):
+        source = StaticSource(source)
+    state = ServingState(source, token, auth, hooks or ServingHooks())
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        await state.start()
+        try:
+            yield
+        finally:
+            await state.stop()
+
+    routes = [
+        HttpRoute("/invocations", invocations, methods=["POST"]),
+        HttpRoute("/ping", ping, methods=["GET"]),
+        HttpRoute("/health", health, methods=["GET"]),
+        HttpRoute("/version", version_info, methods=["GET"]),
+        HttpRoute("/metrics", metrics, methods=["GET"]),
+        HttpRoute("/v2", v2_server, methods=["GET"]),
+        HttpRoute("/v2/health/live", v2_live, methods=["GET"]),
+        HttpRoute("/v2/health/ready", v2_ready, methods=["GET"]),
+        HttpRoute("/v2/models/{name}", v2_model, methods=["GET"]),
+        HttpRoute("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
+        HttpRoute("/v2/models/{name}/versions/{version}", v2_model, methods=["GET"]),
+        HttpRoute("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
+        HttpRoute("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
+        HttpRoute("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+    ]
+    app = Starlette(routes=routes, lifespan=lifespan,
+                    exception_handlers={404: _not_found, 405: _not_found, 500: _server_error})
+    app.state.serving = state
+    return app

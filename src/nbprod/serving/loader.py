@@ -1,0 +1,308 @@
+"""One servable model version: its signature, OOD checker, compiled fast path and pyfunc fallback.
+
+Why a start-up cache: importing scikit-learn (it pulls pandas and scipy) takes ~3.5 s on the
+reference machine and mlflow ~4 s, so a server that unpickles the model on every start cannot
+be ready in 2 s. The first load of a model directory does the full job — the registry's
+``load_model`` (sha256 manifest verified), compile the fast path, check it against the model's own
+predictions on sample rows — and stores the outcome (plan, signature, OOD ranges) under
+``$NBPROD_HOME/cache/serving/<sha256 of every file of the model dir>.pkl``. Later starts hash the
+files (which is also the integrity check: any changed byte is a cache miss and a verified full
+load) and unpickle plain numpy arrays. The pyfunc model is then loaded only when it is needed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..errors import ServingError
+from .codecs import Column
+
+__all__ = ["ServedVersion", "OodChecker", "load_version", "model_dir_digest", "CACHE_SCHEMA"]
+
+CACHE_SCHEMA = 1
+
+
+# --- out-of-distribution checks ----------------------------------------------------------------
+
+
+@dataclass
+class OodChecker:
+    """Per-column training ranges and categories, compiled from a profile; vectorised."""
+
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    categories: dict[str, frozenset] = field(default_factory=dict)
+
+    @classmethod
+    def from_profile(cls, profile: Any, tolerance: float | None = None) -> "OodChecker | None":
+        """Same rules as ``nbprod.data.validate.row_flags``: numeric ranges widened by
+        ``tolerance`` × span, categories only when the profile saw the complete set."""
+        if profile is None or not getattr(profile, "columns", None):
+            return None
+        if tolerance is None:
+            from ..config import settings
+
+            tolerance = float(settings.range_tolerance)
+        checker = cls()
+        for name, col in profile.columns.items():
+            kind = getattr(col, "kind", "")
+            if kind == "numeric" and col.min is not None and col.max is not None:
+                lo, hi = float(col.min), float(col.max)
+                slack = (hi - lo) * tolerance if tolerance else 0.0
+                checker.ranges[str(name)] = (lo - slack, hi + slack)
+            elif kind in ("categorical", "boolean") and col.categories and getattr(col, "count", 1) > 0 \
+                    and getattr(col, "other_count", 0) == 0:
+                checker.categories[str(name)] = frozenset(str(c) for c in col.categories)
+        return checker if (checker.ranges or checker.categories) else None
+
+    def flags(self, cols: dict[str, Any], n: int) -> list[list[str]] | None:
+        """One list of reasons per row (empty = in distribution), or None when no row is flagged."""
+        reasons: list[list[str]] | None = None
+        for name, (lo, hi) in self.ranges.items():
+            v = cols.get(name)
+            if v is None:
+                continue
+            arr = np.asarray(v, dtype=np.float64)
+            with np.errstate(invalid="ignore"):
+                bad = (arr < lo) | (arr > hi)
+            if bad.any():
+                reasons = reasons or [[] for _ in range(n)]
+                for r in np.flatnonzero(bad):
+                    side = "below" if arr[r] < lo else "above"
+                    reasons[r].append(f"{name}={arr[r]:g} {side} the seen {'min' if side == 'below' else 'max'} "
+                                      f"{lo if side == 'below' else hi:g}")
+        for name, seen in self.categories.items():
+            v = cols.get(name)
+            if v is None:
+                continue
+            for r, x in enumerate(v):
+                if x is not None and str(x) not in seen:
+                    reasons = reasons or [[] for _ in range(n)]
+                    reasons[r].append(f"{name}={x!r} is an unseen category")
+        return reasons
+
+
+# --- model directories -------------------------------------------------------------------------
+
+
+def model_dir_digest(path: Path) -> str:
+    """sha256 over every file (relative path + content) of a model directory."""
+    h = hashlib.sha256()
+    for p in sorted(x for x in path.rglob("*") if x.is_file() and "__pycache__" not in x.parts):
+        h.update(str(p.relative_to(path)).encode() + b"\0")
+        with open(p, "rb") as fh:
+            h.update(hashlib.sha256(fh.read()).digest())
+    return h.hexdigest()
+
+
+def _read_mlmodel(path: Path) -> dict:
+    import yaml
+
+    try:
+        with open(path / "MLmodel") as fh:
+            return yaml.safe_load(fh) or {}
+    except FileNotFoundError:
+        raise ServingError(f"{path} is not an MLflow model directory (no MLmodel file)",
+                           "pass the directory mlflow.<flavor>.save_model wrote, or a registered model URI",
+                           status=500) from None
+
+
+def _signature(mlmodel: dict) -> tuple[list[Column] | None, bool]:
+    sig = mlmodel.get("signature") or {}
+    raw = sig.get("inputs")
+    has_params = bool(sig.get("params"))
+    if not raw:
+        return None, has_params
+    specs = json.loads(raw) if isinstance(raw, str) else raw
+    if not all(isinstance(s, dict) and s.get("name") for s in specs):
+        return None, has_params  # tensor signature: no named columns
+    return [Column(s["name"], s.get("type"), s.get("required", True)) for s in specs], has_params
+
+
+def _predict_fn(mlmodel: dict) -> str:
+    flavors = mlmodel.get("flavors") or {}
+    return (flavors.get("python_function") or {}).get("predict_fn") or "predict"
+
+
+def _cache_dir() -> Path:
+    from ..config import settings
+
+    return Path(settings.home) / "cache" / "serving"
+
+
+@dataclass
+class ServedVersion:
+    """A loaded model version, ready to predict on coerced column dicts."""
+
+    name: str
+    version: str
+    uri: str
+    path: Path
+    signature: list[Column] | None
+    has_params: bool = False
+    plan: Any = None  # fastpath.Plan when the equivalence check passed
+    fastpath_reason: str = ""
+    ood: OodChecker | None = None
+    predict_fn: str = "predict"
+    _pyfunc: Any = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @property
+    def path_kind(self) -> str:
+        return "fastpath" if self.plan is not None else "pyfunc"
+
+    @property
+    def pyfunc(self):
+        """The MLflow pyfunc model, loaded on first use (thread-safe)."""
+        if self._pyfunc is None:
+            with self._lock:
+                if self._pyfunc is None:
+                    self._pyfunc = _load_full(self.path)[0].pyfunc
+        return self._pyfunc
+
+    def predict(self, cols: dict[str, Any], n: int, params: dict | None = None, order: list[str] | None = None):
+        """Predict on coerced columns: the fast path when compiled, else pyfunc on a DataFrame."""
+        if self.plan is not None and not (params and self.has_params):
+            return self.plan(cols, n)
+        import pandas as pd
+
+        names = [c.name for c in self.signature] if self.signature else (order or list(cols))
+        df = pd.DataFrame({k: cols[k] for k in names}, columns=names)
+        if params and self.has_params:
+            return self.pyfunc.predict(df, params=params)
+        return self.pyfunc.predict(df)
+
+    def describe(self) -> dict:
+        return {"name": self.name, "version": self.version, "uri": self.uri, "path": self.path_kind,
+                "fastpath": self.plan.description if self.plan is not None else None,
+                "fastpath_reason": self.fastpath_reason,
+                "inputs": [{"name": c.name, "type": c.type} for c in self.signature or []]}
+
+
+class _Full:
+    """What a full load yields (registry LoadedModel or a plain MLflow load)."""
+
+    def __init__(self, pyfunc, raw, profile, name, version):
+        self.pyfunc, self.raw_model, self.profile, self.name, self.version = pyfunc, raw, profile, name, version
+
+
+def _load_full(path: Path) -> tuple[_Full, str]:
+    """Load a model directory through the registry (integrity verified) or MLflow directly."""
+    try:
+        from ..registry import load_model  # type: ignore[attr-defined]
+    except ImportError:
+        load_model = None
+    if load_model is not None and (path / "nbprod").is_dir():
+        lm = load_model(str(path), verify=True)
+        return _Full(lm.pyfunc, lm.raw_model, lm.profile, lm.name, str(lm.version or "")), "registry"
+    import mlflow.pyfunc
+
+    pyf = mlflow.pyfunc.load_model(str(path))
+    try:
+        raw = pyf.get_raw_model()
+    except Exception:  # noqa: BLE001 - flavors without a raw model
+        raw = None
+    return _Full(pyf, raw, None, "", ""), "mlflow"
+
+
+def _sample_rows(path: Path, signature: list[Column] | None, profile: Any) -> Any:
+    """Rows for the equivalence check: the profile's sample, else the saved input example."""
+    import pandas as pd
+
+    if profile is not None and getattr(profile, "sample", None):
+        try:
+            frame = profile.sample_frame()
+            if len(frame):
+                return frame
+        except Exception:  # noqa: BLE001 - fall back to the input example
+            pass
+    for name in ("input_example.json", "serving_input_example.json"):
+        p = path / name
+        if p.is_file():
+            data = json.loads(p.read_text())
+            if "inputs" in data and isinstance(data["inputs"], dict) and "dataframe_split" in data["inputs"]:
+                data = data["inputs"]["dataframe_split"]
+            if "dataframe_split" in data:
+                data = data["dataframe_split"]
+            if "columns" in data and "data" in data:
+                return pd.DataFrame(data["data"], columns=data["columns"])
+    return None
+
+
+def _compile(full: _Full, path: Path, signature, predict_fn: str) -> tuple[Any, str]:
+    from .fastpath import Unsupported, compile_estimator, equivalent
+
+    if full.raw_model is None:
+        return None, "no scikit-learn model in this flavor"
+    try:
+        plan = compile_estimator(full.raw_model, predict_fn)
+    except Unsupported as exc:
+        return None, f"not compiled: {exc}"
+    except Exception as exc:  # noqa: BLE001 - an odd estimator must never stop serving
+        return None, f"not compiled: {type(exc).__name__}: {exc}"
+    df = _sample_rows(path, signature, full.profile)
+    if df is None or not len(df):
+        return None, "no sample rows to check the compiled path against"
+    if signature:
+        df = df[[c.name for c in signature if c.name in df.columns]]
+    from .codecs import Batch, coerce
+
+    cols = coerce(Batch({k: df[k].tolist() for k in df.columns}, len(df)), signature)
+    expected = full.pyfunc.predict(df)
+    ok, why = equivalent(plan, np.asarray(expected), cols, len(df))
+    return (plan, f"equivalent on {len(df)} sample rows") if ok else (None, f"equivalence check failed: {why}")
+
+
+def load_version(source: str, version: str | None = None, *, name: str | None = None,
+                 fast: bool = True, cache: bool = True,
+                 on_event: Callable[[str, dict], None] | None = None) -> ServedVersion:
+    """Load a model directory or registered model URI as a :class:`ServedVersion`."""
+    path = Path(source).expanduser()
+    uri = source
+    if not path.is_dir():
+        from ..registry.versions import get_version, local_model_dir
+
+        mv = get_version(source)
+        path = Path(local_model_dir(mv))
+        name = name or mv.name
+        version = version or str(mv.version)
+    path = path.resolve()
+    mlmodel = _read_mlmodel(path)
+    signature, has_params = _signature(mlmodel)
+    predict_fn = _predict_fn(mlmodel)
+    digest = model_dir_digest(path)
+    cache_file = _cache_dir() / f"{digest}.pkl"
+    if cache and cache_file.is_file():
+        try:
+            with open(cache_file, "rb") as fh:
+                meta = pickle.load(fh)
+            if meta.get("schema") == CACHE_SCHEMA and meta.get("fast") == fast:
+                return ServedVersion(name or meta["name"] or path.name, str(version or meta["version"] or "1"), uri,
+                                     path, signature, has_params, meta["plan"], meta["reason"], meta["ood"],
+                                     predict_fn)
+        except Exception:  # noqa: BLE001 - a corrupt cache is just a miss
+            pass
+    full, _how = _load_full(path)
+    plan, reason = _compile(full, path, signature, predict_fn) if fast else (None, "fast path disabled")
+    ood = OodChecker.from_profile(full.profile)
+    served = ServedVersion(name or full.name or path.name, str(version or full.version or "1"), uri, path,
+                           signature, has_params, plan, reason, ood, predict_fn, full.pyfunc)
+    if cache:
+        try:
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")
+            with open(tmp, "wb") as fh:
+                pickle.dump({"schema": CACHE_SCHEMA, "fast": fast, "name": full.name, "version": full.version,
+                             "plan": plan, "reason": reason, "ood": ood}, fh, protocol=5)
+            os.replace(tmp, cache_file)
+        except OSError:
+            pass
+    return served

@@ -1,0 +1,73 @@
+"""Run the app under uvicorn: ``nbprod serve`` and the packaged image's entry point.
+
+With ``workers=1`` the app object is built here and handed to uvicorn. With ``workers > 1`` uvicorn
+spawns processes that each import :func:`app_from_env`, so the spec source (and the token's hash,
+never the token) travel in environment variables; each worker loads the models and polls the
+state DB on its own, and the kernel balances connections between them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from .spec import ENV_VAR, DeploymentSpec, SpecSource, StaticSource, hash_token, source_from_env, source_to_env
+
+__all__ = ["serve", "app_from_env", "AUTH_ENV"]
+
+AUTH_ENV = "NBPROD_SERVE_AUTH"  # JSON: {"auth": bool, "token_sha256": str | null}
+
+
+def app_from_env():
+    """uvicorn factory for worker processes (``nbprod.serving.server:app_from_env``)."""
+    from .app import create_app
+
+    auth = json.loads(os.environ.get(AUTH_ENV) or "{}")
+    source = source_from_env()
+    app = create_app(source, auth=bool(auth.get("auth", True)), hooks=_deployment_hooks(source))
+    app.state.serving.token_sha256 = auth.get("token_sha256")
+    return app
+
+
+def _deployment_hooks(source: SpecSource) -> Any:
+    """A deployment's workers report applied generations and canary fallbacks (nbprod.deployments.events)."""
+    from .spec import DbSource
+
+    if isinstance(source, DbSource):
+        from ..deployments.events import serving_hooks
+
+        return serving_hooks(source.name)
+    return None
+
+
+def _http_impl() -> str:
+    try:
+        import httptools  # noqa: F401
+
+        return "httptools"
+    except ImportError:
+        return "h11"
+
+
+def serve(source: SpecSource | DeploymentSpec | str, *, host: str = "127.0.0.1", port: int = 8080,
+          workers: int = 1, token: str | None = None, auth: bool = True, log_level: str = "warning",
+          hooks: Any = None) -> None:
+    """Serve until interrupted (blocking). ``token``: bearer token clients must send."""
+    import uvicorn
+
+    if isinstance(source, str):
+        source = StaticSource.model(source)
+    elif isinstance(source, DeploymentSpec):
+        source = StaticSource(source)
+    common = dict(host=host, port=port, log_level=log_level, access_log=False, http=_http_impl(),
+                  timeout_graceful_shutdown=5, lifespan="on")
+    if workers <= 1:
+        from .app import create_app
+
+        hooks = hooks or _deployment_hooks(source)
+        uvicorn.run(create_app(source, token=token, auth=auth, hooks=hooks), **common)
+        return
+    os.environ[ENV_VAR] = source_to_env(source)
+    os.environ[AUTH_ENV] = json.dumps({"auth": auth, "token_sha256": hash_token(token) if token else None})
+    uvicorn.run("nbprod.serving.server:app_from_env", factory=True, workers=workers, **common)

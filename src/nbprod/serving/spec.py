@@ -1,0 +1,299 @@
+"""The deployment spec (which versions serve, with which weights and options) and where it lives.
+
+A server serves one :class:`DeploymentSpec`. It comes from a :class:`SpecSource`:
+
+- :class:`StaticSource`: one model directory or model URI, fixed for the life of the process
+  (``nbprod serve --model-dir ./model``, ``nbprod serve --model credit-risk@champion``);
+- :class:`DbSource`: a named deployment in nbprod's state DB (``nbprod serve --deployment credit``).
+  Every worker polls the row's ``generation`` (one indexed SELECT every 200 ms); when it changes
+  the worker loads the new spec, loads any new model versions in the background and swaps its
+  routing table in one assignment. :func:`save_spec` bumps ``generation`` in the same transaction
+  that writes the spec, so a change is all-or-nothing.
+
+The spec never holds a bearer token, only its sha256 (``token_sha256``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ..errors import DeploymentError
+
+__all__ = ["Route", "DeploymentSpec", "SpecSource", "StaticSource", "DbSource", "deployments",
+           "load_spec", "save_spec", "read_generation", "hash_token", "source_from_env", "source_to_env",
+           "ROLES", "OOD_POLICIES"]
+
+ROLES = ("stable", "canary", "shadow")
+OOD_POLICIES = ("flag", "reject")
+
+
+def hash_token(token: str) -> str:
+    """sha256 hex of a bearer token: what specs and the state DB store instead of the token."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+@dataclass
+class Route:
+    """One model version in a deployment. ``path`` is an optional local copy of its artefacts."""
+
+    uri: str
+    version: str = ""
+    weight: float = 100.0
+    role: str = "stable"
+    path: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.role not in ROLES:
+            raise DeploymentError(f"route role {self.role!r} is not one of {', '.join(ROLES)}",
+                                  "use role 'stable', 'canary' or 'shadow'")
+        try:
+            self.weight = float(self.weight)
+        except (TypeError, ValueError):
+            raise DeploymentError(f"route weight {self.weight!r} is not a number", "use a weight between 0 and 100") from None
+        if not 0 <= self.weight <= 100:
+            raise DeploymentError(f"route weight {self.weight} is outside 0..100", "use a weight between 0 and 100")
+
+    @property
+    def source(self) -> str:
+        return self.path if self.path and os.path.isdir(self.path) else self.uri
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}#{self.version}"
+
+
+@dataclass
+class DeploymentSpec:
+    """What one server serves, and how."""
+
+    name: str
+    routes: list[Route]
+    ood: str = "flag"
+    token_sha256: str | None = None
+    max_body_bytes: int = 8 * 1024 * 1024
+    timeout_s: float = 10.0
+    max_batch_rows: int = 512
+    max_wait_ms: float = 1.0
+    idempotency_keys: int = 1024
+    fastpath: bool = True
+    generation: int = field(default=0, compare=False)
+
+    def __post_init__(self) -> None:
+        self.routes = [r if isinstance(r, Route) else Route(**r) for r in self.routes]
+        if self.ood not in OOD_POLICIES:
+            raise DeploymentError(f"ood policy {self.ood!r} is not one of {', '.join(OOD_POLICIES)}",
+                                  "use ood='flag' (serve and mark) or ood='reject' (answer 400)")
+        if not any(r.role == "stable" for r in self.routes):
+            raise DeploymentError(f"deployment {self.name!r} has no stable route",
+                                  "give exactly one route role='stable' (the fallback for canaries)")
+        if sum(r.weight for r in self.routes if r.role != "shadow") <= 0:
+            raise DeploymentError(f"deployment {self.name!r} sends traffic nowhere (all weights are 0)",
+                                  "give the stable route a weight > 0")
+        for attr in ("max_body_bytes", "max_batch_rows", "idempotency_keys"):
+            if int(getattr(self, attr)) <= 0:
+                raise DeploymentError(f"{attr} must be positive", f"set {attr} to a positive integer")
+        if float(self.timeout_s) <= 0:
+            raise DeploymentError("timeout_s must be positive", "set timeout_s to a number of seconds > 0")
+
+    @property
+    def stable(self) -> Route:
+        return next(r for r in self.routes if r.role == "stable")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d.pop("generation")
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict, generation: int = 0) -> "DeploymentSpec":
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__ and k != "generation"}
+        return cls(**known, generation=generation)
+
+    @classmethod
+    def single(cls, source: str, *, name: str | None = None, version: str = "", **options: Any) -> "DeploymentSpec":
+        """A one-route spec for one model directory or URI."""
+        route = Route(uri=source, version=version, weight=100, role="stable")
+        return cls(name=name or _default_name(source), routes=[route], **options)
+
+
+def _default_name(source: str) -> str:
+    s = source.rstrip("/")
+    if s.startswith("models:/"):
+        s = s[len("models:/"):]
+    return s.replace("\\", "/").split("/")[-1].split("@")[0] or "model"
+
+
+# --- the deployments table ----------------------------------------------------------------------
+
+
+def _table():
+    from sqlalchemy import Column, Float, Integer, String, Table, Text
+
+    from .. import state
+
+    existing = state.metadata.tables.get("deployments")
+    if existing is not None:
+        return existing
+    return Table(
+        "deployments", state.metadata,
+        Column("name", String(255), primary_key=True),
+        Column("spec", Text, nullable=False),  # DeploymentSpec.to_dict() as JSON
+        Column("generation", Integer, nullable=False, default=1),  # +1 on every change
+        Column("updated_at", Float, nullable=False),  # unix time
+        Column("host", String(255)),  # filled by nbprod.deploy
+        Column("port", Integer),
+        Column("pid", Integer),
+        Column("status", String(32)),
+    )
+
+
+class _LazyTable:
+    """``deployments`` is defined on first access so importing this module needs no SQLAlchemy."""
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(_table(), item)
+
+
+deployments: Any = _LazyTable()
+_created: set = set()
+
+
+def _engine():
+    from .. import state
+
+    eng = state.engine()
+    key = (str(eng.url), os.getpid())
+    if key not in _created:
+        _table().create(eng, checkfirst=True)
+        _created.add(key)
+    return eng
+
+
+def load_spec(name: str) -> DeploymentSpec:
+    """The stored spec of deployment ``name`` (with its ``generation``)."""
+    from sqlalchemy import select
+
+    t = _table()
+    with _engine().connect() as conn:
+        row = conn.execute(select(t.c.spec, t.c.generation).where(t.c.name == name)).first()
+    if row is None:
+        raise DeploymentError(f"no deployment called {name!r} in the state DB",
+                              "deploy it first (nbprod deploy MODEL --name NAME) or check NBPROD_HOME / NBPROD_DB_URL")
+    return DeploymentSpec.from_dict(json.loads(row.spec), generation=int(row.generation))
+
+
+def read_generation(name: str, conn: Any = None) -> int | None:
+    """The current generation of ``name`` (None when the deployment is gone): one indexed SELECT."""
+    from sqlalchemy import select
+
+    t = _table()
+    stmt = select(t.c.generation).where(t.c.name == name)
+    if conn is not None:
+        return conn.execute(stmt).scalar()
+    with _engine().connect() as c:
+        return c.execute(stmt).scalar()
+
+
+def save_spec(name: str, spec: DeploymentSpec, **columns: Any) -> int:
+    """Write ``spec`` for ``name`` and bump its generation in one transaction; return the new one.
+
+    Extra keyword arguments set the deploy engineer's columns (host, port, pid, status).
+    """
+    from sqlalchemy import select
+
+    from .. import state
+
+    if spec.name != name:
+        spec = DeploymentSpec.from_dict({**spec.to_dict(), "name": name})
+    t = _table()
+    _engine()
+    body = json.dumps(spec.to_dict(), sort_keys=True)
+    with state.write_transaction() as conn:
+        state.lock(conn, f"deployment:{name}")
+        current = conn.execute(select(t.c.generation).where(t.c.name == name)).scalar()
+        now = time.time()
+        if current is None:
+            conn.execute(t.insert().values(name=name, spec=body, generation=1, updated_at=now, **columns))
+            return 1
+        conn.execute(t.update().where(t.c.name == name).values(spec=body, generation=current + 1,
+                                                                 updated_at=now, **columns))
+        return current + 1
+
+
+# --- sources ------------------------------------------------------------------------------------
+
+
+class SpecSource:
+    """Where a server's spec comes from. ``initial()`` once, then ``changed()`` on every poll."""
+
+    poll_interval: float | None = None  # seconds; None = never changes
+
+    def initial(self) -> DeploymentSpec:
+        raise NotImplementedError
+
+    def changed(self, generation: int) -> DeploymentSpec | None:
+        """A newer spec than ``generation``, or None (cheap: called every ``poll_interval``)."""
+        return None
+
+    def to_env(self) -> dict:
+        raise NotImplementedError
+
+
+class StaticSource(SpecSource):
+    """A fixed spec: one model directory or URI, or a spec built in code."""
+
+    def __init__(self, spec: DeploymentSpec) -> None:
+        self.spec = spec
+
+    @classmethod
+    def model(cls, source: str, **options: Any) -> "StaticSource":
+        return cls(DeploymentSpec.single(source, **options))
+
+    def initial(self) -> DeploymentSpec:
+        return self.spec
+
+    def to_env(self) -> dict:
+        return {"kind": "static", "spec": self.spec.to_dict()}
+
+
+class DbSource(SpecSource):
+    """A named deployment in the state DB, polled every ``poll_interval`` seconds."""
+
+    def __init__(self, name: str, poll_interval: float = 0.2) -> None:
+        self.name = name
+        self.poll_interval = poll_interval
+
+    def initial(self) -> DeploymentSpec:
+        return load_spec(self.name)
+
+    def changed(self, generation: int) -> DeploymentSpec | None:
+        current = read_generation(self.name)
+        if current is None or current == generation:
+            return None
+        return load_spec(self.name)
+
+    def to_env(self) -> dict:
+        return {"kind": "db", "name": self.name, "poll_interval": self.poll_interval}
+
+
+ENV_VAR = "NBPROD_SERVE_SOURCE"
+
+
+def source_to_env(source: SpecSource) -> str:
+    return json.dumps(source.to_env())
+
+
+def source_from_env(value: str | None = None) -> SpecSource:
+    """Rebuild the source a parent process put in ``NBPROD_SERVE_SOURCE`` (uvicorn workers)."""
+    raw = value if value is not None else os.environ.get(ENV_VAR)
+    if not raw:
+        raise DeploymentError(f"{ENV_VAR} is not set", "start the server with `nbprod serve`")
+    d = json.loads(raw)
+    if d["kind"] == "static":
+        return StaticSource(DeploymentSpec.from_dict(d["spec"]))
+    return DbSource(d["name"], float(d.get("poll_interval", 0.2)))

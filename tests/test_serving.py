@@ -1,0 +1,319 @@
+"""The model server in-process (starlette TestClient): protocols, checks, garbage, routing."""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+
+import numpy as np
+import pytest
+
+from _serving_models import build
+
+warnings.filterwarnings("ignore", message=".*httpx.*")
+
+from starlette.testclient import TestClient  # noqa: E402
+
+from nbprod.serving.app import ServingHooks, create_app  # noqa: E402
+from nbprod.serving.spec import DeploymentSpec, Route  # noqa: E402
+
+TOKEN = "s3cret-token"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("serving-models"))
+
+
+@pytest.fixture
+def home(nbprod_home):
+    return nbprod_home
+
+
+def client(spec_or_dir, **kw) -> TestClient:
+    return TestClient(create_app(spec_or_dir, **kw), raise_server_exceptions=False)
+
+
+def split(df):
+    return {"columns": list(df.columns), "data": json.loads(df.to_json(orient="values"))}
+
+
+def pyfunc_predictions(path, df):
+    import mlflow.pyfunc
+
+    return mlflow.pyfunc.load_model(path).predict(df).tolist()
+
+
+def test_every_mlflow_format_matches_mlflow_pyfunc(models, home):
+    df = models["df"].head(7)
+    expected = pyfunc_predictions(models["clf"], df)
+    records = json.loads(df.to_json(orient="records"))
+    payloads = [
+        {"dataframe_split": split(df)},
+        {"dataframe_records": records},
+        {"instances": records},
+        {"inputs": {c: json.loads(df[c].to_json(orient="values")) for c in df.columns}},
+        {"inputs": records, "params": {}},
+        {"instances": split(df)["data"]},
+    ]
+    with client(models["clf"], auth=False) as c:
+        for payload in payloads:
+            r = c.post("/invocations", json=payload)
+            assert r.status_code == 200, (payload.keys(), r.text)
+            body = r.json()
+            assert body["predictions"] == expected
+            assert body["model_version"] == r.headers["X-Model-Version"] == "1"
+            assert len(body["prediction_ids"]) == len(df) == len(set(body["prediction_ids"]))
+            assert body["prediction_ids"][0].startswith(r.headers["X-Prediction-Id"])
+        buf = io.StringIO()
+        df.to_csv(buf, index=False)
+        r = c.post("/invocations", content=buf.getvalue(), headers={"Content-Type": "text/csv"})
+        assert r.status_code == 200, r.text
+        assert r.json()["predictions"] == expected
+
+
+def test_predict_proba_model_and_fastpath_off_agree(models, home):
+    df = models["df"].head(20)
+    expected = pyfunc_predictions(models["proba"], df)
+    with client(models["proba"], auth=False) as c:
+        fast = c.post("/invocations", json={"dataframe_split": split(df)}).json()["predictions"]
+        assert c.get("/version").json()["routes"][0]["path"] == "fastpath"
+    spec = DeploymentSpec.single(models["proba"], fastpath=False)
+    with client(spec, auth=False) as c:
+        slow = c.post("/invocations", json={"dataframe_split": split(df)}).json()["predictions"]
+        assert c.get("/version").json()["routes"][0]["path"] == "pyfunc"
+    np.testing.assert_allclose(fast, expected, rtol=1e-9)
+    np.testing.assert_allclose(slow, expected, rtol=1e-9)  # to_json keeps 10 digits
+
+
+def test_fastpath_equivalent_to_sklearn(models):
+    from nbprod.serving.codecs import Batch, Column, coerce
+    from nbprod.serving.fastpath import Unsupported, compile_estimator
+
+    from _serving_models import frame
+
+    pipe = models["pipe"]
+    df, _ = frame(2000, seed=7)
+    df.loc[::17, "age"] = np.nan  # the imputer's job
+    df.loc[::23, "city"] = "berlin"  # unknown category, handle_unknown="ignore"
+    sig = [Column(c, "long" if c == "visits" else "double" if df[c].dtype.kind == "f" else "string") for c in df]
+    cols = coerce(Batch({c: df[c].tolist() for c in df}, len(df)), sig)
+    assert (compile_estimator(pipe)(cols, len(df)) == pipe.predict(df)).all()
+    np.testing.assert_allclose(compile_estimator(pipe, "predict_proba")(cols, len(df)), pipe.predict_proba(df),
+                               rtol=1e-9, atol=1e-12)
+    from sklearn.ensemble import RandomForestClassifier
+
+    with pytest.raises(Unsupported):
+        compile_estimator(RandomForestClassifier(n_estimators=2).fit(models["df"][["score"]], models["y"]))
+
+
+def test_open_inference_protocol_v2(models, home):
+    df = models["df"].head(4)
+    expected = pyfunc_predictions(models["clf"], df)
+    types = {"age": "FP64", "income": "FP64", "score": "FP64", "visits": "INT64", "city": "BYTES", "plan": "BYTES"}
+    columnar = {"id": "req-1", "inputs": [{"name": c, "shape": [4], "datatype": types[c],
+                                          "data": json.loads(df[c].to_json(orient="values"))} for c in df]}
+    with client(models["clf"], auth=False) as c:
+        assert c.get("/v2/health/live").json() == {"live": True}
+        assert c.get("/v2/health/ready").json() == {"ready": True}
+        meta = c.get("/v2/models/clf").json()
+        assert meta["name"] == "clf" and [i["name"] for i in meta["inputs"]] == list(df.columns)
+        assert c.get("/v2/models/clf/ready").json()["ready"] is True
+        r = c.post("/v2/models/clf/infer", json=columnar)
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["id"] == "req-1" and body["model_version"] == "1"
+        assert body["outputs"][0]["data"] == expected and body["outputs"][0]["shape"] == [4]
+        assert len(body["parameters"]["prediction_ids"]) == 4
+        # one [n, k] tensor in signature order, pinned to a version
+        matrix = {"inputs": [{"name": "x", "shape": [4, 6], "datatype": "BYTES",
+                              "data": json.loads(df.to_json(orient="values"))}]}
+        r = c.post("/v2/models/clf/versions/1/infer", json=matrix)
+        assert r.status_code == 200, r.text
+        assert r.json()["outputs"][0]["data"] == expected
+        assert c.post("/v2/models/nope/infer", json=columnar).status_code == 404
+        assert c.post("/v2/models/clf/versions/9/infer", json=columnar).status_code == 404
+
+
+def test_bearer_auth(models, home):
+    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
+    with client(models["clf"], token=TOKEN) as c:
+        assert c.get("/ping").status_code == 200  # probes stay open
+        r = c.post("/invocations", json=one)
+        assert r.status_code == 401 and r.json()["fix"] and r.headers["WWW-Authenticate"] == "Bearer"
+        assert c.post("/invocations", json=one, headers={"Authorization": "Bearer wrong"}).status_code == 401
+        assert c.get("/version").status_code == 401
+        assert c.post("/invocations", json=one, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+    # the spec holds only the hash
+    from nbprod.serving.spec import hash_token
+
+    spec = DeploymentSpec.single(models["clf"], token_sha256=hash_token(TOKEN))
+    assert TOKEN not in json.dumps(spec.to_dict())
+    with client(spec) as c:
+        assert c.post("/invocations", json=one).status_code == 401
+        assert c.post("/invocations", json=one, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
+
+
+def test_body_limit_timeout_and_idempotency(models, home):
+    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
+    with client(DeploymentSpec.single(models["clf"], max_body_bytes=2000), auth=False) as c:
+        big = {"dataframe_records": one["dataframe_records"] * 100}
+        r = c.post("/invocations", json=big)
+        assert r.status_code == 413 and r.json()["error"] == "body_too_large"
+        a = c.post("/invocations", json=one, headers={"Idempotency-Key": "k1"})
+        b = c.post("/invocations", json=one, headers={"Idempotency-Key": "k1"})
+        d = c.post("/invocations", json=one, headers={"Idempotency-Key": "k2"})
+        assert a.json() == b.json() and b.headers.get("Idempotent-Replay") == "true"
+        assert d.json()["prediction_ids"] != a.json()["prediction_ids"]
+        assert c.get("/ping").status_code == 200
+    with client(DeploymentSpec.single(models["slow"], timeout_s=0.3), auth=False) as c:
+        r = c.post("/invocations", json=one)
+        assert r.status_code == 504 and "timeout_s" in r.json()["fix"]
+        assert c.get("/ping").status_code == 200
+
+
+GARBAGE = [
+    (b"{not json", "application/json", 400),
+    (b"", "application/json", 400),
+    (b'{"dataframe_records": [{"age": NaN}]}', "application/json", 400),
+    (b'{"dataframe_records": [{"age": Infinity}]}', "application/json", 400),
+    (b'{"dataframe_records": []}', "application/json", 400),
+    (b'{"dataframe_split": {"columns": ["age"], "data": [[1, 2]]}}', "application/json", 400),
+    (b'{"dataframe_split": {"columns": ["age"], "data": 5}}', "application/json", 400),
+    (b'{"whatever": []}', "application/json", 400),
+    (b"[1, 2, 3]", "application/json", 400),
+    (b'"just a string"', "application/json", 400),
+    (b'{"instances": 7}', "application/json", 400),
+    (b"\xff\xfe\x00garbage", "application/json", 400),
+    (b"age\n", "text/csv", 400),
+    (b"hello", "application/x-www-form-urlencoded", 415),
+    (b"[" * 100000 + b"]" * 100000, "application/json", 400),
+]
+
+
+@pytest.mark.parametrize("body,ctype,status", GARBAGE)
+def test_garbage_is_a_4xx_json_and_the_server_keeps_serving(models, home, body, ctype, status):
+    with client(models["clf"], auth=False) as c:
+        r = c.post("/invocations", content=body, headers={"Content-Type": ctype})
+        assert r.status_code == status, r.text
+        assert set(r.json()) == {"error", "message", "fix"} and r.json()["fix"]
+        assert c.get("/ping").status_code == 200
+        assert c.post("/v2/models/clf/infer", content=body, headers={"Content-Type": "application/json"}).status_code in (400, 415)
+
+
+def test_columns_and_types_are_checked_and_named(models, home):
+    row = json.loads(models["df"].head(1).to_json(orient="records"))[0]
+    with client(models["clf"], auth=False) as c:
+        def post(r):
+            return c.post("/invocations", json={"dataframe_records": [r]})
+
+        missing = {k: v for k, v in row.items() if k != "city"}
+        r = post(missing)
+        assert r.status_code == 400 and "'city'" in r.json()["message"] and r.json()["error"] == "missing_column"
+        r = post({**row, "colour": "red"})
+        assert r.status_code == 400 and "'colour'" in r.json()["message"]
+        r = post({**row, "age": "old"})
+        assert r.status_code == 400 and "'age'" in r.json()["message"] and r.json()["error"] == "wrong_type"
+        r = post({**row, "visits": 2.5})
+        assert r.status_code == 400 and "'visits'" in r.json()["message"]
+        r = post({**row, "city": 3})
+        assert r.status_code == 400 and "'city'" in r.json()["message"]
+        r = post({**row, "age": [1, 2]})
+        assert r.status_code == 400 and "'age'" in r.json()["message"]
+        assert post({**row, "age": "41.5"}).status_code == 200  # numeric text is cast, as CSV needs
+        assert c.get("/nope").status_code == 404 and c.get("/invocations").status_code == 405
+
+
+def test_canary_that_errors_or_fails_to_load_falls_back_to_stable(models, home):
+    events = []
+    spec = DeploymentSpec("credit", [Route(models["clf"], "1", 0, "stable"), Route(models["broken"], "2", 100, "canary"),
+                                     Route("/does/not/exist", "3", 10, "canary")])
+    one = {"dataframe_records": json.loads(models["df"].head(2).to_json(orient="records"))}
+    with client(spec, auth=False, hooks=ServingHooks(on_event=lambda kind, info: events.append(kind))) as c:
+        for _ in range(5):
+            r = c.post("/invocations", json=one)
+            assert r.status_code == 200 and r.headers["X-Model-Version"] == "1"
+        metrics = c.get("/metrics").text
+        assert 'nbprod_canary_fallbacks_total{reason="predict_error",version="2"} 5.0' in metrics
+        assert 'nbprod_version_load_failures_total{role="canary",version="3"} 1.0' in metrics
+        routes = c.get("/version").json()["routes"]
+        assert [r.get("error") for r in routes] == [None, None, "failed to load"]
+    assert "canary_failed" in events and "version_load_failed" in events
+    # a failing stable model answers 503, not 500
+    with client(DeploymentSpec.single(models["broken"]), auth=False) as c:
+        r = c.post("/invocations", json=one)
+        assert r.status_code == 503 and r.json()["message"]
+
+
+def test_shadow_is_never_returned_and_split_uses_both(models, home):
+    shadowed = []
+    spec = DeploymentSpec("credit", [Route(models["clf"], "1", 100, "stable"), Route(models["proba"], "2", 100, "shadow")])
+    one = {"dataframe_records": json.loads(models["df"].head(3).to_json(orient="records"))}
+    with client(spec, auth=False, hooks=ServingHooks(on_shadow=shadowed.append)) as c:
+        for _ in range(10):
+            r = c.post("/invocations", json=one)
+            assert r.headers["X-Model-Version"] == "1" and isinstance(r.json()["predictions"][0], int)
+    assert len(shadowed) == 10 and shadowed[0]["version"] == "2" and len(shadowed[0]["predictions"][0]) == 2
+    spec = DeploymentSpec("ab", [Route(models["clf"], "3", 50, "stable"), Route(models["clf"], "4", 50, "canary")])
+    with client(spec, auth=False) as c:
+        seen = {c.post("/invocations", json=one).headers["X-Model-Version"] for _ in range(60)}
+    assert seen == {"3", "4"}
+
+
+def test_metrics_and_probes(models, home):
+    one = {"dataframe_records": json.loads(models["df"].head(2).to_json(orient="records"))}
+    with client(models["clf"], auth=False) as c:
+        c.post("/invocations", json=one)
+        c.post("/invocations", content=b"{", headers={"Content-Type": "application/json"})
+        text = c.get("/metrics").text
+        assert 'nbprod_requests_total{endpoint="invocations",status="200",version="1"} 1.0' in text
+        assert 'nbprod_requests_total{endpoint="invocations",status="400",version="none"} 1.0' in text
+        for name in ("nbprod_request_latency_seconds_bucket", "nbprod_prediction_value_bucket",
+                     "nbprod_in_flight_requests", "nbprod_dropped_log_rows_total", 'path="fastpath"'):
+            assert name in text
+        assert c.get("/health").json()["status"] == "ok"
+        assert c.get("/ping").status_code == 200
+        v = c.get("/version").json()
+        assert v["routes"][0]["path"] == "fastpath" and v["routes"][0]["fastpath_reason"].startswith("equivalent")
+
+
+def test_ood_flag_and_reject_with_a_registered_profile(models, home):
+    """A version registered through nbprod carries its training profile: out-of-range → flagged."""
+    import nbprod.registry as registry
+
+    mv = registry.register(models["pipe"], "credit-risk", models["df"], models["y"])
+    uri = f"credit-risk/{mv.version}"
+    ok = json.loads(models["df"].head(2).to_json(orient="records"))
+    bad = [dict(ok[0], age=500.0), dict(ok[1], city="berlin")]
+    with client(DeploymentSpec.single(uri), auth=False) as c:
+        r = c.post("/invocations", json={"dataframe_records": ok + bad})
+        assert r.status_code == 200, r.text
+        ood = r.json()["ood"]
+        assert ood[0] == [] and ood[1] == []
+        assert "age=500" in ood[2][0] and "berlin" in ood[3][0]
+        assert 'nbprod_ood_rows_total{version="1"} 2.0' in c.get("/metrics").text
+        assert r.json()["model_version"] == str(mv.version)
+    with client(DeploymentSpec.single(uri, ood="reject"), auth=False) as c:
+        assert c.post("/invocations", json={"dataframe_records": ok}).status_code == 200
+        r = c.post("/invocations", json={"dataframe_records": ok + bad})
+        assert r.status_code == 400 and r.json()["error"] == "out_of_distribution" and "age=500" in r.json()["message"]
+
+
+def test_ood_checker_agrees_with_row_flags(models):
+    from nbprod.data.profile import profile
+    from nbprod.data.validate import row_flags
+    from nbprod.serving.codecs import Batch, Column, coerce
+    from nbprod.serving.loader import OodChecker
+
+    df = models["df"]
+    prof = profile(df)
+    test = df.head(50).copy()
+    test.loc[3, "age"] = 999.0
+    test.loc[7, "income"] = -1.0
+    test.loc[9, "plan"] = "gold"
+    flags, _ = row_flags(test, prof)
+    sig = [Column(c, "long" if c == "visits" else "double" if df[c].dtype.kind == "f" else "string") for c in df]
+    cols = coerce(Batch({c: test[c].tolist() for c in test}, len(test)), sig)
+    mine = OodChecker.from_profile(prof).flags(cols, len(test))
+    assert [bool(r) for r in mine] == flags.tolist()
