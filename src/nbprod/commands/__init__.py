@@ -23,7 +23,7 @@ from ..errors import DataError, NbprodError
 __all__ = ["Command", "Context", "UsageProblem", "HelpShown", "all_commands", "build_parser"]
 
 #: Command modules, in the order their verbs appear in help.
-MODULES = ["data", "registry", "packaging", "audit", "serving", "jobs"]
+MODULES = ["data", "registry", "packaging", "audit", "serving", "drift", "jobs"]
 
 
 class UsageProblem(NbprodError):

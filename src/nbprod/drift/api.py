@@ -1,0 +1,247 @@
+"""``nbprod.drift(reference, current)``: compare new data with a training baseline.
+
+The reference can be a training profile (``nbprod.profile(df)`` or a ``profile.json`` path), a
+registered model (``"credit@champion"``: its stored profile), or a DataFrame. With a frame every
+statistic equals scipy's; with a profile the statistics come from its quantiles, category counts
+and sample, so the training data need not be kept — each result row says how it was computed.
+The current frame is read one column at a time (one sorted copy of one column at a time), so the
+memory used beyond the current frame is one column plus O(columns × bins).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+from ..errors import DriftError
+from .choice import default_test, get_test
+from .report import ColumnDrift, DriftReport
+
+__all__ = ["drift"]
+
+
+def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
+          tests: str | Mapping[str, str] | None = None, thresholds: float | Mapping[str, float] | None = None,
+          drift_share: float = 0.5, prediction: str | None = None, target: str | None = None) -> DriftReport:
+    """Drift of ``current`` against ``reference``, per column and for the dataset.
+
+    ``tests``: one test name for every column, or ``{column: test}`` (``ks``, ``chisquare``, ``z``,
+    ``wasserstein``, ``jensenshannon``, ``psi``); unlisted columns get Evidently's default choice.
+    ``thresholds``: one value or ``{column: value}``; default 0.05 for p-values, 0.1 for distances.
+    ``prediction`` / ``target`` name the model-output and label columns: they are tested with the
+    same machinery and reported as prediction drift and label drift, outside the dataset share.
+    """
+    from ..data._columns import check_frame
+
+    if not 0 < drift_share <= 1:
+        raise DriftError(f"drift_share must be in (0, 1], got {drift_share}", "use e.g. drift_share=0.5")
+    ref = _Reference.resolve(reference)
+    current = check_frame(current, "the current data")
+    if len(current) == 0:
+        raise DriftError("the current data has no rows (an empty window)",
+                         "pass a frame with rows, or widen the time window")
+    names = _choose_columns(ref.names, list(map(str, current.columns)), columns, prediction, target)
+    test_for = _per_column(tests, names, "tests")
+    threshold_for = _per_column(thresholds, names, "thresholds")
+    _check_types(ref, current, names)
+
+    rows = []
+    for name in names:
+        role = "prediction" if name == prediction else "target" if name == target else "feature"
+        rows.append(_column(name, role, ref, current[name], test_for.get(name), threshold_for.get(name)))
+    extra = [c for c in map(str, current.columns) if c not in ref.names]
+    return DriftReport(rows, drift_share=drift_share, reference=ref.label, n_reference=ref.n_rows,
+                       n_current=len(current), extra_columns=extra)
+
+
+class _Reference:
+    """The reference, whatever was passed: a frame, or a profile (possibly from a model)."""
+
+    def __init__(self, *, frame=None, profile=None, label: str = "") -> None:
+        self.frame = frame
+        self.profile = profile
+        self.label = label
+        self._sample = None
+        if frame is not None:
+            self.names = list(map(str, frame.columns))
+            self.n_rows = len(frame)
+        else:
+            self.names = list(profile.columns)
+            self.n_rows = int(profile.n_rows)
+            sample = getattr(profile, "sample", None) or {}
+            self.sample_rows = len(next(iter(sample.values()))) if sample else 0
+
+    @classmethod
+    def resolve(cls, reference: Any) -> "_Reference":
+        import pandas as pd
+
+        from ..data._columns import check_frame
+
+        if isinstance(reference, pd.DataFrame):
+            return cls(frame=check_frame(reference, "the reference data"), label="frame")
+        if hasattr(reference, "columns") and hasattr(reference, "n_rows"):
+            return cls(profile=reference, label="profile")
+        if isinstance(reference, str):
+            return cls._from_string(reference)
+        if isinstance(reference, pd.Series):
+            raise DriftError("the reference is a pandas Series", "pass a DataFrame, a profile or a model URI")
+        raise DriftError(f"cannot use a {type(reference).__name__} as the drift reference",
+                         "pass a training profile, a profile.json path, a model URI like 'credit@champion' or a DataFrame")
+
+    @classmethod
+    def _from_string(cls, text: str) -> "_Reference":
+        from pathlib import Path
+
+        path = Path(text)
+        if path.suffix.lower() == ".json" and path.is_file():
+            from ..data.profile import Profile
+
+            try:
+                return cls(profile=Profile.from_json(path.read_text(encoding="utf-8")), label=f"profile {path.name}")
+            except DriftError:
+                raise
+            except Exception as exc:  # a JSON that is not a profile: say so
+                from ..errors import NbprodError
+
+                if isinstance(exc, NbprodError):
+                    raise
+                raise DriftError(f"{text} is not a readable nbprod profile: {exc}",
+                                 "pass a profile written by Profile.to_json, or a data file") from exc
+        if path.is_file():
+            from ..commands import read_frame
+
+            return cls(frame=read_frame(text), label=f"frame {path.name}")
+        from ..registry import load_profile
+
+        return cls(profile=load_profile(text), label=f"model {text}")
+
+    # -- per column ----------------------------------------------------------------------------
+    def kind(self, name: str) -> str:
+        from ..data._columns import kind_of
+
+        if self.frame is not None:
+            return kind_of(self.frame[name].dtype)
+        return getattr(self.profile.columns[name], "kind", "categorical")
+
+    def side(self, name: str):
+        from . import sides
+
+        if self.frame is not None:
+            return sides.from_series(self.frame[name])
+        col = self.profile.columns[name]
+        if self.sample_rows and self.sample_rows >= self.n_rows:
+            # the sample holds every reference row: use it as the reference itself (exact)
+            series = self._sample_frame()[name]
+            integer = str(getattr(col, "dtype", "")).lower().startswith(("int", "uint"))
+            side = sides.from_series(series, reference_kind=getattr(col, "kind", None))
+            if side.kind in ("numeric", "categorical") and getattr(col, "kind", "") == "numeric":
+                categorical = integer and (side.distinct or 0) <= sides.INTEGER_CARDINALITY_LIMIT
+                if categorical and side.kind == "numeric":
+                    side = sides.from_series(series, reference_kind="numeric", categorical=True)
+            return side
+        sample = None
+        if getattr(col, "kind", "") == "numeric" and self.sample_rows:
+            import pandas as pd
+
+            sample = pd.Series(self.profile.sample[name], dtype="float64")
+        return sides.from_profile_column(col, sample)
+
+    def _sample_frame(self):
+        if self._sample is None:
+            self._sample = self.profile.sample_frame()
+        return self._sample
+
+
+def _choose_columns(ref_names: list[str], cur_names: list[str], columns, prediction, target) -> list[str]:
+    if columns is not None:
+        if isinstance(columns, str):
+            columns = [columns]
+        unknown = [c for c in columns if c not in ref_names]
+        if unknown:
+            raise DriftError(f"column(s) not in the reference: {', '.join(map(repr, unknown))}",
+                             f"choose among the reference columns: {', '.join(ref_names)}")
+        names = list(dict.fromkeys(columns))
+    else:
+        names = list(ref_names)
+    for role, name in (("prediction", prediction), ("target", target)):
+        if name is None:
+            continue
+        if name not in ref_names:
+            raise DriftError(f"the {role} column {name!r} is not in the reference",
+                             f"name a reference column as {role}= (columns: {', '.join(ref_names)})")
+        if name not in names:
+            names.append(name)
+    missing = [c for c in names if c not in cur_names]
+    if missing:
+        raise DriftError(f"the current data lacks column(s) {', '.join(map(repr, missing))} of the reference",
+                         "add the missing columns, or pass columns=[...] to test only the columns both sides have")
+    return names
+
+
+def _per_column(value, names: list[str], what: str) -> dict:
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        unknown = [c for c in value if c not in names]
+        if unknown:
+            raise DriftError(f"{what} name column(s) that are not tested: {', '.join(map(repr, unknown))}",
+                             f"use columns among: {', '.join(names)}")
+        return dict(value)
+    return {n: value for n in names}
+
+
+def _check_types(ref: _Reference, current, names: list[str]) -> None:
+    """A column whose kind changed (numbers became strings…) cannot be compared: say which."""
+    from ..data._columns import kind_of
+
+    changed = []
+    for name in names:
+        series = current[name]
+        want, got = ref.kind(name), kind_of(series.dtype)
+        if want == got or series.isna().all():
+            continue
+        changed.append(f"{name!r} ({want} in the reference, {got} now: dtype {series.dtype})")
+    if changed:
+        raise DriftError(f"column type changed: {'; '.join(changed)}",
+                         "cast the current column back to the reference type, or leave it out with columns=[...]")
+
+
+def _column(name: str, role: str, ref: _Reference, series, test_name, threshold) -> ColumnDrift:
+    from . import engine, sides
+
+    r = ref.side(name)
+    kind = "categorical" if r.kind == "categorical" else r.kind
+    categorical = r.kind == "categorical"
+    if r.kind == "datetime":
+        return ColumnDrift(name, role, "datetime", None, None, None, None, None, None, False, status="not tested",
+                           reason="datetime columns are not tested for drift (as in Evidently); "
+                                  "derive a numeric feature from it to test it",
+                           n_reference=r.n, nulls_reference=r.nulls)
+    c = sides.from_series(series, reference_kind="numeric" if r.numeric_values else r.kind, categorical=categorical)
+    base = dict(column=name, role=role, kind=kind, n_reference=r.n, n_current=c.n,
+                nulls_reference=r.nulls, nulls_current=c.nulls)
+    if r.n == 0 or c.n == 0:
+        side = "reference" if r.n == 0 else "current data"
+        return ColumnDrift(test=test_name, test_display=None, score_name=None, score=None, statistic=None,
+                           threshold=None, drifted=False, status="not enough data",
+                           reason=f"no non-null values in the {side}", **base)
+    if test_name is not None:
+        test = get_test(test_name, name, not r.numeric_values)
+    else:
+        test = default_test(categorical=categorical, n_reference=r.n, n_values=engine.union_values(r, c))
+    limit = float(threshold) if threshold is not None else test.threshold
+    outcome = engine.run_test(test, r, c, categorical=categorical)
+    distribution = engine.distributions(r, c, categorical)
+    value = outcome.score if test.score == "p_value" else outcome.statistic
+    method = outcome.method
+    if value is None or math.isnan(value):
+        why = "only one category on both sides" if (r.distinct or 0) <= 1 else f"cannot compute {test.name}: {method}"
+        return ColumnDrift(test=test.name, test_display=test.display, score_name=test.score, score=None, statistic=None,
+                           threshold=limit, drifted=False, status="not enough data", reason=why,
+                           exact=outcome.exact, method=method, distribution=distribution, **base)
+    statistic = outcome.statistic if test.score == "p_value" else value
+    return ColumnDrift(test=test.name, test_display=test.display, score_name=test.score, score=float(value),
+                       statistic=None if statistic is None or math.isnan(statistic) else float(statistic),
+                       threshold=limit, drifted=bool(test.drifted(value, limit)), exact=outcome.exact, method=method,
+                       distribution=distribution, **base)
+

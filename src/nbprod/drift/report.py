@@ -1,0 +1,234 @@
+"""The result of a drift computation: one row per column, dataset drift, and its displays.
+
+A :class:`DriftReport` holds summaries only (scores, counts, per-bin shares for the charts),
+never raw rows, so its HTML stays small however large the data was.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from ..errors import DriftError
+
+__all__ = ["ColumnDrift", "DriftReport", "psi_band"]
+
+
+def psi_band(value: float | None) -> str | None:
+    """The conventional PSI reading: < 0.1 stable, 0.1–0.25 moderate shift, ≥ 0.25 significant shift."""
+    if value is None or not math.isfinite(value):
+        return None
+    return "stable" if value < 0.1 else "moderate" if value < 0.25 else "significant"
+
+
+@dataclass
+class ColumnDrift:
+    """Drift of one column. ``status`` is "ok" when tested, otherwise says why there is no score."""
+
+    column: str
+    role: str  # "feature" | "prediction" | "target"
+    kind: str  # "numeric" | "categorical" | "datetime"
+    test: str | None
+    test_display: str | None
+    score_name: str | None  # "p_value" | "distance"
+    score: float | None  # the p-value or distance the threshold applies to
+    statistic: float | None  # the test statistic (KS D, chi², z) or the distance itself
+    threshold: float | None
+    drifted: bool
+    status: str = "ok"  # "ok" | "not enough data" | "not tested"
+    reason: str | None = None
+    exact: bool = True
+    method: str = ""
+    n_reference: int = 0
+    n_current: int = 0
+    nulls_reference: int = 0
+    nulls_current: int = 0
+    distribution: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def p_value(self) -> float | None:
+        return self.score if self.score_name == "p_value" else None
+
+    @property
+    def distance(self) -> float | None:
+        return self.score if self.score_name == "distance" else None
+
+    @property
+    def band(self) -> str | None:
+        return psi_band(self.score) if self.test == "psi" else None
+
+    def to_dict(self, *, distribution: bool = True) -> dict:
+        out = asdict(self)
+        for key in ("score", "statistic"):
+            value = out[key]
+            if value is not None and not math.isfinite(value):
+                out[key] = "inf" if value > 0 else "-inf"
+        out["band"] = self.band
+        if not distribution:
+            out.pop("distribution")
+        return out
+
+
+@dataclass
+class DriftReport:
+    """Per-column drift and dataset drift (share of drifted feature columns ≥ ``drift_share``)."""
+
+    columns: list[ColumnDrift]
+    drift_share: float = 0.5
+    reference: str = ""  # what the reference was: "profile", "frame", "model <uri>"
+    n_reference: int = 0
+    n_current: int = 0
+    extra_columns: list[str] = field(default_factory=list)
+    fail_on_drift: bool = False  # set by `nbprod drift --fail-on-drift`: then ``ok`` is False on drift
+
+    # -- the numbers -------------------------------------------------------------------------
+    @property
+    def features(self) -> list[ColumnDrift]:
+        return [c for c in self.columns if c.role == "feature"]
+
+    @property
+    def tested(self) -> list[ColumnDrift]:
+        return [c for c in self.features if c.status == "ok"]
+
+    @property
+    def drifted_columns(self) -> list[str]:
+        return [c.column for c in self.features if c.drifted]
+
+    @property
+    def share_drifted(self) -> float:
+        tested = self.tested
+        return len(self.drifted_columns) / len(tested) if tested else 0.0
+
+    @property
+    def dataset_drift(self) -> bool:
+        return bool(self.tested) and self.share_drifted >= self.drift_share
+
+    @property
+    def not_enough_data(self) -> list[str]:
+        return [c.column for c in self.columns if c.status != "ok"]
+
+    @property
+    def prediction_drift(self) -> ColumnDrift | None:
+        return next((c for c in self.columns if c.role == "prediction"), None)
+
+    @property
+    def target_drift(self) -> ColumnDrift | None:
+        return next((c for c in self.columns if c.role == "target"), None)
+
+    @property
+    def ok(self) -> bool:
+        """False only when asked to gate (``fail_on_drift``) and the dataset drifted."""
+        return not (self.fail_on_drift and self.dataset_drift)
+
+    def __getitem__(self, column: str) -> ColumnDrift:
+        for c in self.columns:
+            if c.column == column:
+                return c
+        raise DriftError(f"no column {column!r} in this drift report",
+                         f"use one of: {', '.join(c.column for c in self.columns)}")
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset_drift": self.dataset_drift,
+            "drift_share": self.drift_share,
+            "share_drifted": self.share_drifted,
+            "n_drifted": len(self.drifted_columns),
+            "n_tested": len(self.tested),
+            "drifted_columns": self.drifted_columns,
+            "not_enough_data": self.not_enough_data,
+            "extra_columns": list(self.extra_columns),
+            "reference": self.reference,
+            "n_reference": self.n_reference,
+            "n_current": self.n_current,
+            "prediction_drift": None if self.prediction_drift is None else self.prediction_drift.drifted,
+            "target_drift": None if self.target_drift is None else self.target_drift.drifted,
+            "columns": [c.to_dict() for c in self.columns],
+        }
+
+    def to_frame(self):
+        """One row per column (without the chart data): a tidy pandas frame."""
+        import pandas as pd
+
+        return pd.DataFrame([c.to_dict(distribution=False) for c in self.columns])
+
+    # -- displays ----------------------------------------------------------------------------
+    def _headline(self) -> str:
+        verdict = "DATASET DRIFT" if self.dataset_drift else "no dataset drift"
+        return (f"{verdict}: {len(self.drifted_columns)} of {len(self.tested)} columns drifted "
+                f"(share {self.share_drifted:.2f}, threshold {self.drift_share:.2f}); "
+                f"reference {self.reference} ({self.n_reference:,} rows), current {self.n_current:,} rows")
+
+    def _rows(self) -> list[list[Any]]:
+        order = sorted(self.columns, key=lambda c: (not c.drifted, c.status != "ok", c.role != "feature", c.column))
+        rows = []
+        for c in order:
+            note = c.reason or ("" if c.exact else f"approx.: {c.method}")
+            if c.band:
+                note = f"{c.band}; {note}" if note else c.band
+            rows.append([c.column + ("" if c.role == "feature" else f" ({c.role})"), c.kind, c.test or "-",
+                         _num(c.score), c.threshold, "YES" if c.drifted else ("-" if c.status != "ok" else "no"),
+                         c.status, note])
+        return rows
+
+    _HEADER = ["column", "kind", "test", "score", "threshold", "drifted", "status", "note"]
+
+    def __str__(self) -> str:
+        from ..data._render import text_table
+
+        lines = [self._headline(), text_table(self._HEADER, self._rows())]
+        if self.extra_columns:
+            lines.append(f"not in the reference, not tested: {', '.join(self.extra_columns)}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<DriftReport dataset_drift={self.dataset_drift} drifted={self.drifted_columns}>"
+
+    def _repr_html_(self) -> str:
+        from ..config import settings
+        from ..data._render import html_table
+
+        color = "#b00020" if self.dataset_drift else "#1b5e20"
+        extra = ""
+        if self.extra_columns:
+            extra = f"<p>Not in the reference, not tested: {escape(', '.join(self.extra_columns))}</p>"
+        return (f"<div><p style='color:{color}'><b>{escape(self._headline())}</b></p>"
+                + html_table(self._HEADER, self._rows(), limit=settings.display_limit) + extra + "</div>")
+
+    def chart(self, column: str | None = None):
+        """Altair charts: ``column`` → its reference vs current distribution; None → the drift
+        scores of every column above the overlays of the (up to four) most drifted columns."""
+        from .charts import distribution_chart, overview_chart
+
+        if column is not None:
+            return distribution_chart(self[column])
+        return overview_chart(self)
+
+    def to_html(self, path: str | Path) -> Path:
+        """Write a self-contained HTML report (summaries and per-bin shares only, no scripts)."""
+        from .charts import html_document
+
+        path = Path(path)
+        text = html_document(self)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise DriftError(f"cannot write the drift report to {path}: {exc}", "choose a writable path") from exc
+        return path
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+
+def _num(value: float | None) -> Any:
+    if value is None:
+        return None
+    if not math.isfinite(value):
+        return "inf" if value > 0 else "-inf"
+    return float(f"{value:.4g}")
