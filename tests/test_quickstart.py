@@ -15,6 +15,10 @@ def test_quickstart_runs_headless_through_papermill(nbprod_home):
     summary = result.tagged_output("summary")
     assert "validation: fresh data" in summary
     assert "new market flagged: " in summary and "country unseen_category" in summary
+    assert "registry: credit-risk v1 @champion, v2 @challenger" in summary and "-> passed" in summary
+    assert "package: bundle with" in summary
+    assert "audit: chain verified" in summary
+    assert (nbprod_home / "bundles" / "credit-risk" / "Dockerfile").is_file()
 
 
 def test_quickstart_is_what_the_builder_writes():

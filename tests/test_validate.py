@@ -14,6 +14,16 @@ from nbprod.data.validate import ValidationReport, row_flags, validate
 from nbprod.errors import DataError, NbprodError, ProfileError, ValidationError
 
 
+@pytest.fixture(autouse=True)
+def exact_range(nbprod_home):
+    """These tests count values past the exact seen range; the default tolerance widens it 10 %."""
+    from nbprod.config import settings
+
+    settings.set(range_tolerance=0.0)
+    yield
+    settings.reset()
+
+
 def train_frame(n: int = 200) -> pd.DataFrame:
     rng = np.random.default_rng(7)
     return pd.DataFrame({

@@ -46,13 +46,58 @@ report"""),
 income: {min: 0, nullable: true}
 country: {in: [DE, FR, US, NL]}
 debt_ratio: {min: 0, max: 1, nullable: false}"""),
+    ("md", """## 3. Train, register, and compare with the champion
+
+Two candidate models. `register` stores each with everything production needs: the training
+profile, the signature and an input example, metrics, the notebook and git commit it came from,
+pinned requirements and a sha256 manifest of every file — and writes a row to the audit log."""),
+    ("code", """from sklearn.compose import ColumnTransformer
+from sklearn.impute import SimpleImputer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+numeric = ["age", "income", "debt_ratio", "credit_lines", "late_payments"]
+categorical = ["employment", "country", "purpose"]
+X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=seed)
+
+def pipeline(columns, C=1.0):
+    pre = ColumnTransformer([
+        ("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), [c for c in columns if c in numeric]),
+        ("cat", OneHotEncoder(handle_unknown="ignore"), [c for c in columns if c in categorical]),
+    ])
+    return make_pipeline(pre, LogisticRegression(C=C, max_iter=1000)).fit(X_train[columns], y_train)
+
+baseline = pipeline(["age", "income", "employment"])      # a weak first model
+candidate = pipeline(numeric + categorical)               # every feature"""),
+    ("code", """champion = nbprod.register(baseline, "credit-risk", X_train[["age", "income", "employment"]], y_train,
+                           metrics={"note_features": 3}, alias="champion")
+champion"""),
+    ("code", """%nbprod register candidate --name credit-risk --data X_train y_train --alias challenger"""),
+    ("code", """result = nbprod.evaluate("credit-risk@challenger", X_test, y_test, against="@champion",
+                         thresholds={"roc_auc": {"min_absolute_change": 0.0}, "accuracy": {"threshold": 0.7}})
+result"""),
+    ("code", """%nbprod models credit-risk"""),
+    ("md", """## 4. Package it for Docker and Kubernetes
+
+A self-contained bundle: the model with its manifest, a Dockerfile that runs `nbprod serve`,
+pinned requirements with an nbprod wheel, and Kubernetes + KServe manifests."""),
+    ("code", """bundle = nbprod.package("credit-risk@challenger", f"{nbprod.settings.home}/bundles/credit-risk", overwrite=True)
+bundle"""),
+    ("code", """%nbprod audit credit-risk --limit 5"""),
     ("code", """def failing(r):
     return ", ".join(f"{f.column} {f.check} ({f.count} rows)" for f in r.failures) or "none"
 
 unseen = [f for f in report.failures if f.check == "unseen_category"]
 assert unseen and unseen[0].column == "country"
 print(f"validation: fresh data {'ok' if fresh_report.ok else 'flagged: ' + failing(fresh_report)}")
-print(f"validation: new market flagged: {failing(report)}")""", ["summary"]),
+print(f"validation: new market flagged: {failing(report)}")
+roc = result["roc_auc"]
+print(f"registry: credit-risk v{champion.version} @champion, v{nbprod.get_version('credit-risk@challenger').version} @challenger;",
+      f"challenger ROC AUC {roc.candidate:.3f} vs champion {roc.champion:.3f} -> {'passed' if result.ok else 'FAILED'}")
+print(f"package: bundle with {len(bundle.files)} files at {bundle.path}")
+print(f"audit: chain {'verified' if nbprod.audit.verify().ok else 'BROKEN'}")""", ["summary"]),
 ]
 
 

@@ -15,7 +15,14 @@ __all__ = ["main"]
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    except BrokenPipeError:  # `nbprod ... | head`: the reader left; that is not an error
+        sys.stdout = None  # type: ignore[assignment]  # keep the interpreter from flushing into the closed pipe
+        return 0
+
+
+def _main(argv: list[str]) -> int:
     if argv and argv[0] in ("--version", "-V"):
         from ._version import __version__
 
