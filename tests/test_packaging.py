@@ -89,6 +89,8 @@ def test_deployment_service_and_hpa(bundle):
     assert container["resources"] == {"requests": {"cpu": "250m", "memory": "512Mi"},
                                       "limits": {"cpu": "250m", "memory": "512Mi"}}
     assert container["securityContext"]["runAsNonRoot"] is True
+    (token,) = container["env"]
+    assert token == {"name": "NBPROD_TOKEN", "valueFrom": {"secretKeyRef": {"name": "credit-risk-token", "key": "token"}}}
 
     svc = _load(bundle, "k8s/service.yaml")
     assert svc["kind"] == "Service" and svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
@@ -139,6 +141,8 @@ def test_dockerfile(bundle):
     assert "urllib.request" in health and "/ping" in health and "curl" not in health
     (cmd,) = [arg for op, arg in ops if op == "CMD"]
     assert json.loads(cmd) == ["nbprod", "serve", "--model-dir", "/app/model", "--port", "8080", "--host", "0.0.0.0"]
+    warm = [arg for op, arg in ops if op == "RUN" and "load_version('/app/model')" in arg]
+    assert warm, "the image warms the server's verified start-up cache at build time"
     order = [op + " " + arg.split()[0] for op, arg in ops if op in ("COPY", "RUN")]
     assert order.index("COPY requirements.txt") < order.index("COPY model/")  # dependency layer first
     ignored = [ln for ln in (bundle.path / ".dockerignore").read_text().splitlines() if not ln.startswith("#")]
@@ -200,23 +204,44 @@ def test_package_verb(registered, tmp_path):
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 25 and bundle.image == "cr:2"
 
 
-@pytest.mark.slow
-def test_bundle_installs_and_loads_in_a_fresh_venv(bundle, registered, tmp_path):
-    """The bundle alone (no project tree, no registry) is enough to load and run the model."""
-    _, X, _ = registered
+_VENVS: dict[str, Path] = {}
+
+
+def _clean_env(tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "NBPROD_", "MLFLOW_"))}
+    env["NBPROD_HOME"] = str(tmp_path / "home")
+    return env
+
+
+def _bundle_venv(bundle, tmp_path: Path) -> Path:
+    """A copy of the bundle outside the repo with a venv built from its requirements.txt alone
+    (built once per test module; returns the venv's python)."""
+    key = str(bundle.path)
+    if key in _VENVS:
+        return _VENVS[key]
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     if not Path(uv).exists():
         pytest.skip("uv not available to build the venv")
     copy = tmp_path / "bundle"
     shutil.copytree(bundle.path, copy)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV", "NBPROD_", "MLFLOW_"))}
-    env["NBPROD_HOME"] = str(tmp_path / "home")
+    env = _clean_env(tmp_path)
     subprocess.run([uv, "venv", "-q", "--python", sys.executable, str(copy / ".venv")], cwd=copy, env=env,
                    check=True, timeout=300)
     python = copy / ".venv" / "bin" / "python"
     out = subprocess.run([uv, "pip", "install", "-q", "--python", str(python), "-r", "requirements.txt"],
                          cwd=copy, env=env, capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stderr[-3000:]
+    _VENVS[key] = python
+    return python
+
+
+@pytest.mark.slow
+def test_bundle_installs_and_loads_in_a_fresh_venv(bundle, registered, tmp_path):
+    """The bundle alone (no project tree, no registry) is enough to load and run the model."""
+    _, X, _ = registered
+    python = _bundle_venv(bundle, tmp_path)
+    copy = python.parents[2]
+    env = _clean_env(tmp_path)
     row = X.head(1).to_json(orient="split", index=False)
     dtypes = {c: str(t) for c, t in X.dtypes.items()}
     script = f"""
@@ -233,3 +258,66 @@ print(json.dumps([int(v) for v in model.predict(frame)]))
                          timeout=300)
     assert run.returncode == 0, run.stderr[-3000:]
     assert json.loads(run.stdout.strip().splitlines()[-1]) in ([0], [1])
+
+
+def _dockerfile_cmd(bundle_dir: Path) -> list[str]:
+    (line,) = [ln for ln in (bundle_dir / "Dockerfile").read_text().splitlines() if ln.startswith("CMD ")]
+    return json.loads(line[len("CMD "):])
+
+
+@pytest.mark.slow
+def test_bundle_serves_predictions_with_its_own_command(bundle, registered, tmp_path):
+    """The Dockerfile's own CMD, run from the bundle directory in the bundle's own venv, answers
+    /invocations (no Docker here: same command, loopback instead of 0.0.0.0, a free port)."""
+    import socket
+    import time
+    import urllib.error
+    import urllib.request
+
+    venv_python = _bundle_venv(bundle, tmp_path)
+    copy = venv_python.parents[2]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cmd = _dockerfile_cmd(copy)
+    assert cmd[:2] == ["nbprod", "serve"]
+    argv = [str(venv_python.parent / "nbprod"), *cmd[1:]]
+    argv[argv.index("/app/model")] = "model"
+    argv[argv.index("0.0.0.0")] = "127.0.0.1"
+    argv[argv.index("8080")] = str(port)
+    env = _clean_env(tmp_path)
+    env["NBPROD_TOKEN"] = "bundle-test-token"
+    server = subprocess.Popen(argv, cwd=copy, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, OSError):
+                pass
+            assert server.poll() is None, server.stdout.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "the bundle's server did not answer /ping in 120 s"
+            time.sleep(0.2)
+        body = (copy / "model" / "serving_input_example.json").read_bytes()
+        request = urllib.request.Request(f"{base}/invocations", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+        with pytest.raises(urllib.error.HTTPError) as denied:
+            urllib.request.urlopen(request, timeout=10)
+        assert denied.value.code == 401  # no token, no prediction
+        request.add_header("Authorization", "Bearer bundle-test-token")
+        with urllib.request.urlopen(request, timeout=10) as r:
+            answer = json.loads(r.read())
+            assert r.headers["X-Model-Version"] == answer["model_version"]
+        assert answer["predictions"] and set(answer["predictions"]) <= {0, 1}
+        assert len(answer["prediction_ids"]) == len(answer["predictions"])
+    finally:
+        os.killpg(server.pid, 15)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
+            server.wait(timeout=10)
