@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import require
 from nbprod import audit, state
 from nbprod.commands import parse
 from nbprod.errors import AuditChainBroken, AuditError
@@ -37,7 +38,7 @@ def pg_server(tmp_path_factory):
         return
     bindir = _pg_bindir()
     if bindir is None or not (bindir / "pg_ctl").exists():
-        pytest.skip("no PostgreSQL: set NBPROD_TEST_PG_URL or install postgresql (initdb, pg_ctl)")
+        require(False, "no PostgreSQL: set NBPROD_TEST_PG_URL or install postgresql (initdb, pg_ctl)")
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="nbprod-pg-"))  # not under pytest's 0700 tmp: postgres must reach it
@@ -50,7 +51,7 @@ def pg_server(tmp_path_factory):
         run(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-w", "-o",
             f"-c listen_addresses='' -c unix_socket_directories={root} -c fsync=off", "start")
     except (subprocess.CalledProcessError, OSError) as exc:
-        pytest.skip(f"could not start a throwaway PostgreSQL cluster: {exc}")
+        require(False, f"could not start a throwaway PostgreSQL cluster: {exc}")
     try:
         yield f"postgresql+psycopg://postgres@/postgres?host={root}"
     finally:
@@ -68,7 +69,10 @@ def db_url(request, nbprod_home, monkeypatch):
         yield url
         state.dispose()
         return
-    pytest.importorskip("psycopg", reason="psycopg (v3) not installed: pip install 'nbprod[postgres]'")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        require(False, "psycopg (v3) not installed: pip install 'nbprod[postgres]'")
     import sqlalchemy as sa
 
     server = request.getfixturevalue("pg_server")

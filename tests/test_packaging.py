@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from _registry_helpers import module_home, pipeline
+from conftest import require
 from nbprod.commands import parse
 from nbprod.errors import ModelNotFoundError, PackagingError
 
@@ -221,7 +222,7 @@ def _bundle_venv(bundle, tmp_path: Path) -> Path:
         return _VENVS[key]
     uv = shutil.which("uv") or str(Path(sys.executable).parent / "uv")
     if not Path(uv).exists():
-        pytest.skip("uv not available to build the venv")
+        require(False, "uv not available to build the venv (it comes with `make install`)")
     copy = tmp_path / "bundle"
     shutil.copytree(bundle.path, copy)
     env = _clean_env(tmp_path)
