@@ -37,3 +37,40 @@ def require(condition: bool, reason: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"required in CI: {reason}")
     pytest.skip(reason)
+
+
+def kill_recorded_servers() -> None:
+    """SIGKILL every model server recorded in the current state DB (and its process group),
+    whatever its status says: the finalizer of every test that deploys, so none outlives the suite."""
+    import signal
+    import time
+
+    from nbprod.deployments import process, store
+
+    try:
+        names = store.names()
+    except Exception:  # noqa: BLE001 - no state DB, nothing was deployed
+        return
+    for name in names:
+        found = store.read(name)
+        pid = found[1]["pid"] if found else None
+        if pid and process.is_server_of(pid, name):
+            for child in process.children(pid):
+                sigkill(child)
+            try:
+                os.killpg(pid, signal.SIGKILL)
+            except OSError:
+                sigkill(pid)
+            for _ in range(100):
+                if not process.alive(pid):
+                    break
+                time.sleep(0.02)
+
+
+def sigkill(pid: int) -> None:
+    import signal
+
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except OSError:
+        pass

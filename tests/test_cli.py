@@ -21,3 +21,14 @@ def test_unknown_command_exits_2_with_a_hint(capsys):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "nbprod.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "usage: nbprod" in out.stdout
+
+
+def test_every_verb_has_working_help(capsys):
+    from nbprod.commands import all_commands
+
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    for name in all_commands():
+        assert name in top
+        assert main([name, "--help"]) == 0, name
+        assert f"usage: nbprod {name}" in capsys.readouterr().out

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import kill_recorded_servers
 from nbprod.jobs import run
 
 QUICKSTART = Path(__file__).parents[1] / "notebooks" / "quickstart.ipynb"
@@ -11,12 +12,17 @@ pytestmark = pytest.mark.slow
 
 
 def test_quickstart_runs_headless_through_papermill(nbprod_home):
-    result = run(QUICKSTART, {"n_rows": 3000}, progress=False, timeout=600)
+    try:
+        result = run(QUICKSTART, {"n_rows": 3000}, progress=False, timeout=600)
+    finally:
+        kill_recorded_servers()  # the notebook undeploys; a failing cell must not leave a server behind
     summary = result.tagged_output("summary")
     assert "validation: fresh data" in summary
     assert "new market flagged: " in summary and "country unseen_category" in summary
     assert "registry: credit-risk v1 @champion, v2 @challenger" in summary and "-> passed" in summary
     assert "package: bundle with" in summary
+    assert "serving: canary v2 took" in summary and "latency gate p95" in summary
+    assert "promote applied to every worker in" in summary and "rollback in" in summary
     assert "audit: chain verified" in summary
     assert (nbprod_home / "bundles" / "credit-risk" / "Dockerfile").is_file()
 

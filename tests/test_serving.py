@@ -211,8 +211,8 @@ def test_columns_and_types_are_checked_and_named(models, home):
         missing = {k: v for k, v in row.items() if k != "city"}
         r = post(missing)
         assert r.status_code == 400 and "'city'" in r.json()["message"] and r.json()["error"] == "missing_column"
-        r = post({**row, "colour": "red"})
-        assert r.status_code == 400 and "'colour'" in r.json()["message"]
+        r = post({**row, "colour": "red"})  # a column the model does not use: ignored, as MLflow does
+        assert r.status_code == 200
         r = post({**row, "age": "old"})
         assert r.status_code == 400 and "'age'" in r.json()["message"] and r.json()["error"] == "wrong_type"
         r = post({**row, "visits": 2.5})
@@ -317,3 +317,28 @@ def test_ood_checker_agrees_with_row_flags(models):
     cols = coerce(Batch({c: test[c].tolist() for c in test}, len(test)), sig)
     mine = OodChecker.from_profile(prof).flags(cols, len(test))
     assert [bool(r) for r in mine] == flags.tolist()
+
+
+def test_columns_the_model_does_not_use_are_ignored_like_mlflow(tmp_path):
+    """One feature row serves versions that use different subsets of it (as `mlflow models serve`)."""
+    from starlette.testclient import TestClient
+
+    import mlflow
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+
+    from nbprod.serving.app import create_app
+    from nbprod.serving.spec import DeploymentSpec
+
+    X = pd.DataFrame({"a": [0.0, 1.0, 2.0, 3.0], "b": [1.0, 0.0, 1.0, 0.0]})
+    model = LogisticRegression().fit(X[["a"]], [0, 0, 1, 1])
+    path = tmp_path / "m"
+    mlflow.sklearn.save_model(model, str(path), input_example=X[["a"]].head(2),
+                              serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_CLOUDPICKLE)
+    app = create_app(DeploymentSpec.single(str(path)), auth=False)
+    with TestClient(app) as client:
+        both = client.post("/invocations", json={"dataframe_records": [{"a": 3.0, "b": 9.0}]})
+        only = client.post("/invocations", json={"dataframe_records": [{"a": 3.0}]})
+        missing = client.post("/invocations", json={"dataframe_records": [{"b": 3.0}]})
+    assert both.status_code == 200 and both.json()["predictions"] == only.json()["predictions"]
+    assert missing.status_code == 400 and "'a'" in missing.json()["message"]

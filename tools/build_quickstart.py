@@ -86,6 +86,30 @@ pinned requirements with an nbprod wheel, and Kubernetes + KServe manifests.""")
     ("code", """bundle = nbprod.package("credit-risk@challenger", f"{nbprod.settings.home}/bundles/credit-risk", overwrite=True)
 bundle"""),
     ("code", """%nbprod audit credit-risk --limit 5"""),
+    ("md", """## 5. Deploy, canary, promote, roll back
+
+`deploy` starts a detached REST server on 127.0.0.1 (it survives a kernel restart), serving the
+MLflow scoring protocol and the Open Inference Protocol, with Prometheus metrics at `/metrics`.
+Its bearer token is shown once. Deploying another version to the same name adds it beside the
+running one; `budget_p95_ms` load-tests it first and refuses it if it is too slow."""),
+    ("code", """service = nbprod.deploy("credit-risk@champion", name="credit")
+token = service.token
+service"""),
+    ("code", """answer = service.predict(X_test.head(5))
+answer"""),
+    ("code", """canary = nbprod.deploy("credit-risk@challenger", name="credit", canary=20, budget_p95_ms=250, token=token)
+canary"""),
+    ("code", """from collections import Counter
+
+served = Counter(service.predict(X_test.sample(1, random_state=i))["model_version"] for i in range(100))
+served  # about 80 % v1, 20 % v2"""),
+    ("code", """promoted = %nbprod promote credit
+promoted"""),
+    ("code", """rolled_back = nbprod.rollback("credit")
+assert service.predict(X_test.head(1))["model_version"] == "1"
+rolled_back"""),
+    ("code", """%nbprod status"""),
+    ("code", """nbprod.undeploy("credit")"""),
     ("code", """def failing(r):
     return ", ".join(f"{f.column} {f.check} ({f.count} rows)" for f in r.failures) or "none"
 
@@ -97,6 +121,9 @@ roc = result["roc_auc"]
 print(f"registry: credit-risk v{champion.version} @champion, v{nbprod.get_version('credit-risk@challenger').version} @challenger;",
       f"challenger ROC AUC {roc.candidate:.3f} vs champion {roc.champion:.3f} -> {'passed' if result.ok else 'FAILED'}")
 print(f"package: bundle with {len(bundle.files)} files at {bundle.path}")
+print(f"serving: canary v2 took {served['2']} of 100 requests; latency gate p95 {canary.latency['p95_ms']:.1f} ms"
+      f" (budget 250 ms)")
+print(f"promote applied to every worker in {promoted.last_change_s:.2f} s; rollback in {rolled_back.last_change_s:.2f} s")
 print(f"audit: chain {'verified' if nbprod.audit.verify().ok else 'BROKEN'}")""", ["summary"]),
 ]
 

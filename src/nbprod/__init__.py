@@ -54,6 +54,15 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "serve": ("nbprod.serving.server", "serve"),
     "create_app": ("nbprod.serving.app", "create_app"),
     "DeploymentSpec": ("nbprod.serving.spec", "DeploymentSpec"),
+    # deployments
+    "deploy": ("nbprod.deployments.api", "deploy"),
+    "promote": ("nbprod.deployments.api", "promote"),
+    "rollback": ("nbprod.deployments.api", "rollback"),
+    "undeploy": ("nbprod.deployments.api", "undeploy"),
+    "status": ("nbprod.deployments.api", "status"),
+    "restore": ("nbprod.deployments.api", "restore"),
+    "Deployment": ("nbprod.deployments.results", "Deployment"),
+    "StatusTable": ("nbprod.deployments.results", "StatusTable"),
     # drift
     "drift": ("nbprod.drift.api", "drift"),
     "DriftReport": ("nbprod.drift.report", "DriftReport"),
@@ -105,6 +114,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.profile import ColumnProfile, Profile, profile
     from .data.rules import Rules
     from .data.validate import Failure, ValidationReport, row_flags, validate
+    from .deployments.api import deploy, promote, restore, rollback, status, undeploy
+    from .deployments.results import Deployment, StatusTable
     from .drift.api import drift
     from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError

@@ -23,7 +23,7 @@ from ..errors import DataError, NbprodError
 __all__ = ["Command", "Context", "UsageProblem", "HelpShown", "all_commands", "build_parser"]
 
 #: Command modules, in the order their verbs appear in help.
-MODULES = ["data", "registry", "packaging", "audit", "serving", "drift", "jobs"]
+MODULES = ["data", "registry", "packaging", "audit", "serving", "deploy", "drift", "jobs"]
 
 
 class UsageProblem(NbprodError):
@@ -134,7 +134,8 @@ def build_parser(prog: str) -> tuple[argparse.ArgumentParser, dict[str, Command]
             epilog += f"cell body (%%nbprod {command.name}):\n  {command.cell_body}\n"
         if command.examples:
             epilog += "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
-        p = sub.add_parser(command.name, help=command.help, description=command.description or command.help,
+        # argparse %-formats an action's help: a verb's help may say "100%" and mean it.
+        p = sub.add_parser(command.name, help=command.help.replace("%", "%%"), description=command.description or command.help,
                            epilog=epilog or None, formatter_class=argparse.RawDescriptionHelpFormatter)
         command.arguments(p)
     return parser, commands

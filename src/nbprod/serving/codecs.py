@@ -274,16 +274,13 @@ def coerce(batch: Batch, signature: list[Column] | None) -> dict[str, Any]:
     """Cast each column to its signature type; 400 naming the column when it cannot be.
 
     Numeric columns become float64 / int64 arrays, strings stay Python lists (``None`` = missing).
-    Unknown and missing required columns are refused, so a typo never reaches the model.
+    Missing required columns are refused, naming the column. Columns the model does not use are
+    ignored, as ``mlflow models serve`` ignores them: a client sends one feature row to a
+    deployment whose versions may use different subsets of it (a canary that adds a feature).
     """
     cols = batch.columns
     if signature is None:
         return cols
-    known = {c.name for c in signature}
-    unknown = [k for k in cols if k not in known]
-    if unknown:
-        raise _bad(f"unknown column(s) {', '.join(map(repr, unknown))}: the model was not trained on them",
-                   f"send only the model's columns: {', '.join(c.name for c in signature)}", error="unknown_column")
     out: dict[str, Any] = {}
     n = batch.n
     for c in signature:

@@ -1,0 +1,103 @@
+"""Verbs of the deployments capability: deploy, promote, rollback, undeploy, status (see nbprod.commands)."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import Command, Context, UsageProblem
+
+
+def _split(text: str) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for part in text.split(","):
+        version, sep, weight = part.partition("=")
+        if not sep or not version.strip():
+            raise UsageProblem(f"--split {text!r}: {part!r} is not VERSION=WEIGHT", "use e.g. --split 3=50,4=50")
+        try:
+            out[version.strip()] = float(weight)
+        except ValueError:
+            raise UsageProblem(f"--split {text!r}: weight {weight!r} is not a number", "use e.g. --split 3=50,4=50") from None
+    return out
+
+
+def _deploy_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("uri", nargs="?", help="registered model version: credit-risk@challenger, credit-risk/3")
+    p.add_argument("--name", help="deployment name (default: the model's name)")
+    p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--canary", type=float, metavar="PCT", help="give the new version PCT %% of the traffic")
+    how.add_argument("--shadow", action="store_true", help="send the new version a copy of traffic (answers logged, never returned)")
+    how.add_argument("--split", type=_split, metavar="V=W,…", help="A/B split, e.g. 3=50,4=50")
+    p.add_argument("--ood", choices=["flag", "reject"], help="out-of-distribution rows: flag (default) or reject with 400")
+    p.add_argument("--no-auth", action="store_true", help="no bearer token (local experiments only)")
+    p.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    p.add_argument("--budget-p95-ms", type=float, metavar="MS",
+                   help="latency gate: refuse the version if its single-row p95 exceeds MS")
+    p.add_argument("--restore", action="store_true", help="restart every recorded deployment whose server died")
+
+
+def _deploy(args: argparse.Namespace, ctx: Context):
+    from ..deployments.api import deploy
+
+    if args.uri is None and not args.restore:
+        raise UsageProblem("nothing to deploy", "pass a model URI (nbprod deploy credit-risk@champion) or --restore")
+    return deploy(args.uri, name=args.name, port=args.port, canary=args.canary, shadow=args.shadow,
+                  split=args.split, ood=args.ood, no_auth=args.no_auth, workers=args.workers,
+                  budget_p95_ms=args.budget_p95_ms, restore=args.restore)
+
+
+def _name_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", help="deployment name")
+
+
+def _promote_arguments(p: argparse.ArgumentParser) -> None:
+    _name_argument(p)
+    p.add_argument("--version", help="which candidate to promote when there are several (A/B split)")
+
+
+def _promote(args: argparse.Namespace, ctx: Context):
+    from ..deployments.api import promote
+
+    return promote(args.name, version=args.version)
+
+
+def _rollback(args: argparse.Namespace, ctx: Context):
+    from ..deployments.api import rollback
+
+    return rollback(args.name)
+
+
+def _undeploy_arguments(p: argparse.ArgumentParser) -> None:
+    _name_argument(p)
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to drain before SIGKILL (default 10)")
+
+
+def _undeploy(args: argparse.Namespace, ctx: Context):
+    from ..deployments.api import undeploy
+
+    return undeploy(args.name, timeout=args.timeout)
+
+
+def _status(args: argparse.Namespace, ctx: Context):
+    from ..deployments.api import status
+
+    return status(args.name)
+
+
+COMMANDS = [
+    Command(name="deploy", help="Run a registered model version as a local REST deployment, or add it as canary/shadow/split.",
+            arguments=_deploy_arguments, run=_deploy,
+            examples=["nbprod deploy credit-risk@champion --name credit",
+                      "nbprod deploy credit-risk@challenger --name credit --canary 5 --budget-p95-ms 50",
+                      "nbprod deploy credit-risk --name credit --split 3=50,4=50",
+                      "nbprod deploy --restore"]),
+    Command(name="promote", help="Send 100% of a deployment's traffic to its canary and set @champion.",
+            arguments=_promote_arguments, run=_promote, examples=["nbprod promote credit"]),
+    Command(name="rollback", help="Return all of a deployment's traffic to the previous stable version.",
+            arguments=_name_argument, run=_rollback, examples=["nbprod rollback credit"]),
+    Command(name="undeploy", help="Drain a deployment (finish in-flight requests) and stop its server.",
+            arguments=_undeploy_arguments, run=_undeploy, examples=["nbprod undeploy credit"]),
+    Command(name="status", help="List deployments with live health (a dead server shows as dead).",
+            arguments=lambda p: p.add_argument("name", nargs="?", help="one deployment (default: all)"),
+            run=_status, examples=["nbprod status", "nbprod status credit"]),
+]

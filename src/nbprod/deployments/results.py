@@ -1,0 +1,220 @@
+"""What the deploy verbs return: a :class:`Deployment` card and a :class:`StatusTable`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any
+
+__all__ = ["Deployment", "DeploymentStatus", "StatusTable"]
+
+_STYLE = "border-collapse:collapse;font-size:13px"
+_CELL = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left"
+_COLORS = {"running": "#1a7f37", "degraded": "#9a6700", "unhealthy": "#9a6700", "dead": "#cf222e",
+           "stopped": "#57606a", "starting": "#0969da"}
+
+
+def _routes_text(routes: list[dict]) -> str:
+    parts = []
+    for r in routes:
+        share = "copy" if r["role"] == "shadow" else f"{r['weight']:g}%"
+        parts.append(f"v{r['version']} {r['role']} {share}")
+    return ", ".join(parts) or "–"
+
+
+def _fmt_s(v: float | None) -> str:
+    return "–" if v is None else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
+
+
+@dataclass
+class Deployment:
+    """A running deployment as a deploy / promote / rollback call left it.
+
+    ``token`` is only set by the call that created the deployment: it is shown once and only its
+    sha256 is stored. ``last_change_s``: seconds from the call until every worker served the
+    change (acknowledged by the workers themselves); ``ready_s``: start until ready.
+    """
+
+    name: str
+    url: str
+    action: str
+    routes: list[dict]
+    pid: int | None
+    workers: int
+    generation: int
+    token: str | None = None
+    auth: bool = True
+    ready_s: float | None = None
+    last_change_s: float | None = None
+    latency: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+    ok: bool = True
+
+    @property
+    def versions(self) -> list[str]:
+        return [r["version"] for r in self.routes]
+
+    @property
+    def weights(self) -> dict[str, float]:
+        return {r["version"]: r["weight"] for r in self.routes if r["role"] != "shadow"}
+
+    @property
+    def headers(self) -> dict[str, str]:
+        """HTTP headers a client sends (the bearer token when this object holds it)."""
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
+
+    def predict(self, X, *, token: str | None = None, timeout: float = 30.0) -> dict[str, Any]:
+        """POST ``X`` (a DataFrame) to the deployment's ``/invocations`` as ``dataframe_split``.
+
+        Returns the server's answer: ``predictions``, ``model_version``, ``prediction_ids`` and
+        ``ood``. A refused request raises :class:`ServingError` with the server's own message.
+        """
+        import json
+        import urllib.error
+        import urllib.request
+
+        from ..errors import ServingError
+
+        token = token or self.token
+        body = X.to_json(orient="split", index=False, date_format="iso")
+        request = urllib.request.Request(
+            f"{self.url}/invocations", data=f'{{"dataframe_split": {body}}}'.encode(), method="POST",
+            headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
+        try:
+            with urllib.request.urlopen(request, timeout=timeout) as answer:
+                return json.loads(answer.read())
+        except urllib.error.HTTPError as exc:
+            try:
+                error = json.loads(exc.read())
+            except ValueError:
+                error = {"message": str(exc), "fix": None}
+            raise ServingError(f"{self.name} answered {exc.code}: {error.get('message')}", error.get("fix"),
+                               status=exc.code) from None
+        except (urllib.error.URLError, OSError) as exc:
+            raise ServingError(f"cannot reach deployment {self.name!r} at {self.url}: {exc}",
+                               f"check it runs: nbprod status {self.name}", status=503) from None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "action": self.action, "routes": self.routes,
+                "versions": self.versions, "weights": self.weights, "pid": self.pid, "workers": self.workers,
+                "generation": self.generation, "token": self.token, "auth": self.auth, "ready_s": self.ready_s,
+                "last_change_s": self.last_change_s, "latency": self.latency, "warnings": list(self.warnings)}
+
+    def _facts(self) -> list[tuple[str, str]]:
+        facts = [("url", self.url), ("traffic", _routes_text(self.routes)),
+                 ("process", f"pid {self.pid}, {self.workers} worker(s), generation {self.generation}")]
+        if not self.auth:
+            facts.append(("auth", "none (--no-auth: local experiments only)"))
+        elif self.token:
+            facts.append(("token", f"{self.token}  (shown once: store it now)"))
+        else:
+            facts.append(("token", "unchanged (shown when the deployment was created)"))
+        if self.ready_s is not None:
+            facts.append(("ready in", _fmt_s(self.ready_s)))
+        if self.last_change_s is not None:
+            facts.append(("applied to every worker in", _fmt_s(self.last_change_s)))
+        if self.latency:
+            lat = self.latency
+            budget = f", budget p95 {lat['budget_p95_ms']:g} ms" if lat.get("budget_p95_ms") is not None else ""
+            facts.append(("latency gate", f"p50 {lat['p50_ms']:.2f} / p95 {lat['p95_ms']:.2f} / "
+                                          f"p99 {lat['p99_ms']:.2f} ms{budget}"))
+        for w in self.warnings:
+            facts.append(("warning", w))
+        return facts
+
+    def __str__(self) -> str:
+        width = max(len(k) for k, _ in self._facts())
+        head = f"deployment {self.name}: {self.action}"
+        return "\n".join([head] + [f"  {k.ljust(width)}  {v}" for k, v in self._facts()])
+
+    def _repr_html_(self) -> str:
+        rows = "".join(f'<tr><th style="{_CELL};color:#555;font-weight:normal">{escape(k)}</th>'
+                       f'<td style="{_CELL}"><code>{escape(v)}</code></td></tr>' for k, v in self._facts())
+        return (f'<div style="border:1px solid #ccc;border-radius:6px;padding:8px 12px;display:inline-block">'
+                f'<div style="font-weight:bold;font-size:15px">{escape(self.name)} '
+                f'<span style="color:#1a7f37">{escape(self.action)}</span></div>'
+                f'<table style="{_STYLE}">{rows}</table></div>')
+
+
+@dataclass
+class DeploymentStatus:
+    """One deployment's recorded spec and live health."""
+
+    name: str
+    url: str | None
+    state: str  # running | degraded | unhealthy | dead | stopped | starting
+    pid: int | None
+    workers: str
+    routes: list[dict]
+    generation: int
+    served_generation: int | None = None
+    detail: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "url": self.url, "state": self.state, "pid": self.pid, "workers": self.workers,
+                "routes": self.routes, "generation": self.generation, "served_generation": self.served_generation,
+                "detail": self.detail}
+
+    def _cells(self) -> list[str]:
+        gen = str(self.generation) if self.served_generation in (None, self.generation) \
+            else f"{self.served_generation} → {self.generation}"
+        return [self.name, self.state, self.url or "–", str(self.pid or "–"), self.workers,
+                _routes_text(self.routes), gen, self.detail]
+
+
+_HEAD = ["name", "state", "url", "pid", "workers", "traffic", "generation", "detail"]
+
+
+@dataclass
+class StatusTable:
+    """``nbprod status``: every recorded deployment with live health. ``ok`` is False if one is dead."""
+
+    rows: list[DeploymentStatus]
+    title: str = "deployments"
+
+    @property
+    def ok(self) -> bool:
+        return all(r.state not in ("dead", "unhealthy", "degraded") for r in self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def __getitem__(self, key: int | str) -> DeploymentStatus:
+        if isinstance(key, str):
+            for r in self.rows:
+                if r.name == key:
+                    return r
+            from ..errors import DeploymentError
+
+            raise DeploymentError(f"no deployment called {key!r} in this table",
+                                  f"use one of: {', '.join(r.name for r in self.rows) or 'none'}")
+        return self.rows[key]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"deployments": [r.to_dict() for r in self.rows], "ok": self.ok}
+
+    def __str__(self) -> str:
+        if not self.rows:
+            return f"{self.title}: none (nbprod deploy MODEL --name NAME starts one)"
+        cells = [r._cells() for r in self.rows]
+        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(_HEAD)]
+        line = lambda items: "  ".join(s.ljust(w) for s, w in zip(items, widths)).rstrip()  # noqa: E731
+        return "\n".join([f"{self.title}: {len(self.rows)}", line(_HEAD), line(["-" * w for w in widths]),
+                          *(line(c) for c in cells)])
+
+    def _repr_html_(self) -> str:
+        head = "".join(f'<th style="{_CELL}">{h}</th>' for h in _HEAD)
+        body = ""
+        for r in self.rows:
+            cells = r._cells()
+            color = _COLORS.get(r.state, "#000")
+            tds = [f'<td style="{_CELL}">{escape(c)}</td>' for c in cells]
+            tds[1] = f'<td style="{_CELL};color:{color};font-weight:bold">{escape(cells[1])}</td>'
+            body += "<tr>" + "".join(tds) + "</tr>"
+        if not self.rows:
+            body = f'<tr><td colspan="{len(_HEAD)}">none yet: <code>%nbprod deploy MODEL --name NAME</code></td></tr>'
+        return (f'<div><b>nbprod {escape(self.title)}</b><table style="{_STYLE}"><thead><tr>{head}</tr></thead>'
+                f'<tbody>{body}</tbody></table></div>')

@@ -1,0 +1,233 @@
+"""What nbprod.deployments keeps in the state DB beside the serving spec.
+
+The serving engineer's ``deployments`` table holds the spec, its ``generation`` and the process
+columns (host, port, pid, status). Deploy adds two tables of its own:
+
+- ``deployment_meta``: per deployment, JSON the server never reads — worker count, auth, log path,
+  the previous stable route (what ``rollback`` returns to), the last change's timing;
+- ``deployment_workers``: one row per serving worker process, written by the server itself
+  (:mod:`nbprod.deployments.events`): which spec generation it has applied. ``deploy`` waits on these
+  acknowledgements to know that *every* worker serves a change, and how long that took.
+
+A traffic change, its meta update and its audit row are written in ONE transaction
+(:func:`write_change`), so the spec and the audit log never disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+__all__ = ["meta_table", "workers_table", "ensure", "write_change", "read", "names", "set_columns",
+           "delete", "acks", "register_worker", "ack_generation", "record_server"]
+
+_created: set = set()
+
+
+def deployments_table():
+    """The serving spec's ``deployments`` Table itself (``spec.deployments`` is a lazy proxy)."""
+    from ..serving.spec import deployments
+
+    return deployments.c.name.table
+
+
+def meta_table():
+    from sqlalchemy import Column, String, Table, Text
+
+    from .. import state
+
+    t = state.metadata.tables.get("deployment_meta")
+    if t is not None:
+        return t
+    return Table("deployment_meta", state.metadata,
+                 Column("name", String(255), primary_key=True),
+                 Column("meta", Text, nullable=False))
+
+
+def workers_table():
+    from sqlalchemy import Column, Float, Integer, String, Table
+
+    from .. import state
+
+    t = state.metadata.tables.get("deployment_workers")
+    if t is not None:
+        return t
+    return Table("deployment_workers", state.metadata,
+                 Column("name", String(255), primary_key=True),
+                 Column("pid", Integer, primary_key=True, autoincrement=False),
+                 Column("parent", Integer),
+                 Column("generation", Integer),  # last applied generation (None: initial spec)
+                 Column("started_at", Float, nullable=False),
+                 Column("updated_at", Float, nullable=False))
+
+
+def ensure():
+    """The state DB engine with the deployments, meta and workers tables created (once per process)."""
+    from .. import state
+    eng = state.engine()
+    key = (str(eng.url), os.getpid())
+    if key not in _created:
+        with state.write_transaction() as conn:
+            for t in (deployments_table(), meta_table(), workers_table()):
+                t.create(conn, checkfirst=True)
+        _created.add(key)
+    return eng
+
+
+def _upsert_meta(conn, name: str, meta: dict) -> None:
+    from sqlalchemy import select
+
+    t = meta_table()
+    body = json.dumps(meta, sort_keys=True)
+    if conn.execute(select(t.c.name).where(t.c.name == name)).first() is None:
+        conn.execute(t.insert().values(name=name, meta=body))
+    else:
+        conn.execute(t.update().where(t.c.name == name).values(meta=body))
+
+
+def write_change(name: str, spec, *, meta: dict | None, action: str, model_uri: str | None,
+                 details: dict, expected_generation: int | None = None, **columns: Any) -> int:
+    """Write ``spec`` (generation + 1), ``meta`` and the audit row in one transaction; the new generation.
+
+    ``expected_generation``: the generation the change was computed from; if another call changed
+    the deployment in between, nothing is written (no lost update) and DeploymentError says retry.
+    """
+    from ..errors import DeploymentError
+
+    from sqlalchemy import select
+
+    from .. import audit, state
+    t = deployments_table()
+
+    ensure()
+    body = json.dumps(spec.to_dict(), sort_keys=True)
+    with state.write_transaction() as conn:
+        state.lock(conn, f"deployment:{name}")
+        current = conn.execute(select(t.c.generation).where(t.c.name == name)).scalar()
+        if expected_generation is not None and current != expected_generation:
+            raise DeploymentError(f"deployment {name!r} was changed by someone else meanwhile "
+                                  f"(generation {current}, expected {expected_generation})",
+                                  "look at nbprod status, then run the command again")
+        now = time.time()
+        if current is None:
+            generation = 1
+            conn.execute(t.insert().values(name=name, spec=body, generation=1, updated_at=now, **columns))
+        else:
+            generation = current + 1
+            conn.execute(t.update().where(t.c.name == name).values(spec=body, generation=generation,
+                                                                    updated_at=now, **columns))
+        if meta is not None:
+            _upsert_meta(conn, name, meta)
+        audit.record(action, model_uri=model_uri, details={"deployment": name, "generation": generation, **details},
+                     connection=conn)
+    return generation
+
+
+def read(name: str) -> tuple[Any, dict, dict] | None:
+    """(spec, process columns, meta) of ``name``, or None."""
+    from sqlalchemy import select
+
+    from ..serving.spec import DeploymentSpec
+
+    t = deployments_table()
+
+    eng = ensure()
+    m = meta_table()
+    with eng.connect() as conn:
+        row = conn.execute(select(t).where(t.c.name == name)).first()
+        if row is None:
+            return None
+        meta_row = conn.execute(select(m.c.meta).where(m.c.name == name)).first()
+    r = row._mapping
+    spec = DeploymentSpec.from_dict(json.loads(r["spec"]), generation=int(r["generation"]))
+    cols = {k: r[k] for k in ("host", "port", "pid", "status", "updated_at", "generation")}
+    return spec, cols, (json.loads(meta_row.meta) if meta_row else {})
+
+
+def names() -> list[str]:
+    from sqlalchemy import select
+
+    t = deployments_table()
+
+    with ensure().connect() as conn:
+        return [r.name for r in conn.execute(select(t.c.name).order_by(t.c.name))]
+
+
+def set_columns(name: str, *, meta: dict | None = None, audit_action: str | None = None,
+                model_uri: str | None = None, details: dict | None = None, **columns: Any) -> None:
+    """Update process columns (no generation bump: workers do not reload) and optionally meta + audit."""
+    from .. import audit, state
+    t = deployments_table()
+
+    ensure()
+    with state.write_transaction() as conn:
+        if columns:
+            conn.execute(t.update().where(t.c.name == name).values(**columns))
+        if meta is not None:
+            _upsert_meta(conn, name, meta)
+        if audit_action is not None:
+            audit.record(audit_action, model_uri=model_uri, details={"deployment": name, **(details or {})},
+                         connection=conn)
+
+
+def delete(name: str, *, audit_action: str, model_uri: str | None, details: dict) -> None:
+    """Remove a deployment that never started (a failed first deploy), with its audit row."""
+    from .. import audit, state
+    t = deployments_table()
+
+    ensure()
+    with state.write_transaction() as conn:
+        conn.execute(t.delete().where(t.c.name == name))
+        conn.execute(meta_table().delete().where(meta_table().c.name == name))
+        conn.execute(workers_table().delete().where(workers_table().c.name == name))
+        audit.record(audit_action, model_uri=model_uri, details={"deployment": name, **details}, connection=conn)
+
+
+def acks(name: str) -> dict[int, dict]:
+    """pid -> {parent, generation, started_at, updated_at} of every worker that registered for ``name``."""
+    from sqlalchemy import select
+
+    w = workers_table()
+    with ensure().connect() as conn:
+        rows = conn.execute(select(w).where(w.c.name == name)).all()
+    return {r.pid: {"parent": r.parent, "generation": r.generation, "started_at": r.started_at,
+                    "updated_at": r.updated_at} for r in rows}
+
+
+def register_worker(name: str, pid: int, parent: int) -> None:
+    from .. import state
+
+    w = workers_table()
+    ensure()
+    now = time.time()
+    with state.write_transaction() as conn:
+        conn.execute(w.delete().where((w.c.name == name) & (w.c.pid == pid)))
+        conn.execute(w.insert().values(name=name, pid=pid, parent=parent, generation=None, started_at=now,
+                                       updated_at=now))
+
+
+def ack_generation(name: str, pid: int, generation: int) -> None:
+    from .. import state
+
+    w = workers_table()
+    ensure()
+    with state.write_transaction() as conn:
+        conn.execute(w.update().where((w.c.name == name) & (w.c.pid == pid))
+                     .values(generation=int(generation), updated_at=time.time()))
+
+
+def record_server(name: str, host: str, port: int, pid: int) -> None:
+    """Called by ``nbprod serve --deployment NAME`` on start: the row says where it serves now."""
+    t = deployments_table()
+
+    ensure()
+    from .. import state
+
+    with state.write_transaction() as conn:
+        conn.execute(t.update().where(t.c.name == name).values(host=host, port=int(port), pid=int(pid),
+                                                               status="running"))
+        # workers of an earlier process for this deployment are gone
+        w = workers_table()
+        conn.execute(w.delete().where((w.c.name == name) & (w.c.pid != pid) & (w.c.parent != pid)))
