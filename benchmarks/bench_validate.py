@@ -1,17 +1,36 @@
 """Validation benchmark: nbprod vs pandera (lazy DataFrameSchema) vs a hand-written numpy check.
 
 The frame is benchmarks/data.py's 1,000,000 rows × 25 columns (20 numeric, 5 categorical, a few
-nullable). The checks are the same for all three: dtype, nulls (only where the training data had
-none), the seen [min, max] range and the seen categories. nbprod validates against a profile of
-the clean frame; pandera gets the equivalent lazy schema built from the same profile; the numpy
-floor is the minimum work (a min/max per numeric column, a null check, a category look-up on
-codes). Both the clean frame and the "bad" frame (~1% bad values in 4 columns) are measured.
+nullable). nbprod validates against a profile of the clean frame; pandera gets the equivalent lazy
+schema built from the same profile; the numpy floor is a naive hand-written check (two reductions
+per numeric column, a null check, a category look-up). Both the clean frame and the "bad" frame
+(~1% bad values in 4 columns) are measured, in the same process, interleaved.
+
+What each side checks, column by column (the same rules, both lazy — every failure collected):
+
+================  =============================================  ====================================
+check             nbprod ``validate(df, profile, tolerance=t)``  pandera ``schema.validate(df, lazy=True)``
+================  =============================================  ====================================
+columns           missing and extra columns                      ``required=True`` + ``strict=True``
+dtype             numeric: same kind, exact or widening           ``pa.Column(<profile dtype>)`` (exact)
+                  (int→float only if integral); categorical:
+                  any non-datetime dtype (compared by text)
+nulls             only where the training data had none           ``nullable=False`` where it had none
+range             seen [min, max] widened by t × span, inclusive  ``Check.in_range(lo, hi)`` with the
+                  (``nbprod.data.ood.bounds``)                    same widened bounds, inclusive
+categories        seen set (when complete)                        ``Check.isin(categories)``
+================  =============================================  ====================================
+
+nbprod checks a frame with ≥ 2 string columns on a thread pool (2 workers on this machine; string
+hashing is CPU-bound), numeric and ``category`` columns serially (they run at memory speed);
+``--serial`` also times it on one thread, in the same run, and checks the reports are identical.
 
 Run it in the benchmark venv (pandera is not an nbprod dependency)::
 
-    benchmarks/.venv/bin/python benchmarks/bench_validate.py [--rows 1000000] [--repeat 5]
+    benchmarks/.venv/bin/python benchmarks/bench_validate.py [--rows 1000000] [--repeat 7] [--categorical str]
 
-It prints medians, the nbprod/pandera ratio, profile() time, and peak extra memory (tracemalloc)
+It prints the machine load (``uptime``) before and after, medians, the pandera/nbprod ratio,
+profile() time, and peak extra memory (tracemalloc; pyarrow's own allocations are not traced)
 relative to the frame's size.
 """
 
@@ -50,16 +69,21 @@ def peak_extra(fn) -> int:
     return peak - base
 
 
-def pandera_schema(profile, categorical: str):
+def pandera_schema(profile, tolerance: float):
+    """The lazy pandera schema of nbprod's profile checks (see the module docstring)."""
     import pandera.pandas as pa
+
+    from nbprod.data.ood import bounds
 
     columns = {}
     for name, col in profile.columns.items():
         nullable = col.null_count > 0
         if col.kind == "numeric":
-            columns[name] = pa.Column(col.dtype, checks=[pa.Check.in_range(col.min, col.max)], nullable=nullable)
+            lo, hi = bounds(col, tolerance)  # the bounds nbprod uses
+            columns[name] = pa.Column(col.dtype, checks=[pa.Check.in_range(lo, hi)], nullable=nullable, required=True)
         else:
-            columns[name] = pa.Column(categorical, checks=[pa.Check.isin(list(col.categories))], nullable=nullable)
+            columns[name] = pa.Column(col.dtype, checks=[pa.Check.isin(list(col.categories))], nullable=nullable,
+                                      required=True)
     return pa.DataFrameSchema(columns, strict=True)
 
 
@@ -73,8 +97,10 @@ def pandera_validate(schema, df) -> int:
     return 0
 
 
-def numpy_floor(profile, df) -> int:
-    """The same checks, hand-written: the least work any validator has to do."""
+def numpy_floor(profile, df, tolerance: float) -> int:
+    """The same checks, hand-written the obvious way (two reductions per numeric column)."""
+    from nbprod.data.ood import bounds
+
     bad = 0
     for name, col in profile.columns.items():
         s = df[name]
@@ -85,8 +111,9 @@ def numpy_floor(profile, df) -> int:
             if col.null_count == 0 and v.dtype.kind == "f":
                 bad += int(np.isnan(v).sum())
             lo, hi = np.fmin.reduce(v), np.fmax.reduce(v)
-            if lo < col.min or hi > col.max:
-                bad += int(np.count_nonzero((v < col.min) | (v > col.max)))
+            b_lo, b_hi = bounds(col, tolerance)
+            if lo < b_lo or hi > b_hi:
+                bad += int(np.count_nonzero((v < b_lo) | (v > b_hi)))
         elif isinstance(s.dtype, pd.CategoricalDtype):
             allowed = set(col.categories)
             lut = np.array([c not in allowed for c in s.cat.categories] + [col.null_count == 0])
@@ -96,51 +123,101 @@ def numpy_floor(profile, df) -> int:
     return bad
 
 
+def uptime() -> str:
+    """The machine's load average (1, 5, 15 min), as ``uptime`` shows it."""
+    try:
+        return "load average " + ", ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:  # pragma: no cover - not Linux
+        import os
+
+        return "load average " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def interleaved(fns: dict, repeat: int) -> dict:
+    """Median seconds of each function, run round-robin so that load changes hit all alike."""
+    times: dict = {k: [] for k in fns}
+    results: dict = {}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            t0 = time.perf_counter()
+            results[k] = fn()
+            times[k].append(time.perf_counter() - t0)
+    return {k: (statistics.median(v), results[k]) for k, v in times.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
-    parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--tolerance", type=float, default=0.1, help="range tolerance for both sides (default 0.1)")
     parser.add_argument("--categorical", default="category", choices=["category", "str"],
                         help="dtype of the 5 categorical columns (default: category)")
     parser.add_argument("--no-pandera", action="store_true", help="skip pandera (e.g. outside the benchmark venv)")
+    parser.add_argument("--serial", action="store_true", help="also time nbprod on one thread")
     args = parser.parse_args()
 
     import nbprod
+    import nbprod.data.validate as V
     from nbprod.data.profile import profile
     from nbprod.data.validate import validate
 
+    print(f"before: {uptime()}")
     clean = make_frame(args.rows, seed=0, categorical=args.categorical)
     bad = make_frame(args.rows, seed=0, bad=True, categorical=args.categorical)
     size = int(clean.memory_usage(deep=True).sum())
     versions = f"nbprod {nbprod.__version__}, pandas {pd.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}"
-    schema, categorical = None, args.categorical
+    schema = None
     if not args.no_pandera:
         import pandera
 
         versions += f", pandera {pandera.__version__}"
     print(f"{args.rows:,} rows × {clean.shape[1]} columns ({args.categorical} categoricals), {size / 1e6:.0f} MB; {versions}")
+    print(f"nbprod threads: {V._workers(args.rows, sum(V._hashed(clean[c]) for c in clean.columns))}")
 
     t_profile, prof = timed(lambda: profile(clean), args.repeat)
     mem_profile = peak_extra(lambda: profile(clean))
     print(f"profile():            {t_profile * 1000:8.1f} ms   peak extra memory {mem_profile / 1e6:6.1f} MB "
           f"({mem_profile / size:.2f}× the frame)")
     if not args.no_pandera:
-        schema = pandera_schema(prof, categorical)
+        schema = pandera_schema(prof, args.tolerance)
+    tol = args.tolerance
+
+    def serial(df):
+        saved, V.PARALLEL_MIN_ROWS = V.PARALLEL_MIN_ROWS, 1 << 62
+        try:
+            return validate(df, prof, tolerance=tol)
+        finally:
+            V.PARALLEL_MIN_ROWS = saved
 
     for label, df in (("clean", clean), ("bad", bad)):
-        t_nb, report = timed(lambda: validate(df, prof), args.repeat)
-        mem_nb = peak_extra(lambda: validate(df, prof))
-        t_np, floor_bad = timed(lambda: numpy_floor(prof, df), args.repeat)
+        fns = {"nbprod": lambda: validate(df, prof, tolerance=tol)}
+        if args.serial:
+            fns["nbprod serial"] = lambda: serial(df)
+        fns["numpy floor"] = lambda: numpy_floor(prof, df, tol)
+        if schema is not None:
+            fns["pandera"] = lambda: pandera_validate(schema, df)
+        got = interleaved(fns, args.repeat)
+        mem_nb = peak_extra(lambda: validate(df, prof, tolerance=tol))
+        t_nb, report = got["nbprod"]
         found = sorted({f.column for f in report.failures})
+        n_bad = sum(f.count for f in report.failures)
         print(f"[{label}] nbprod validate: {t_nb * 1000:8.1f} ms   peak extra memory {mem_nb / 1e6:6.1f} MB "
-              f"({mem_nb / size:.2f}× the frame); failures in {found or 'none'}")
+              f"({mem_nb / size:.2f}× the frame); {n_bad:,} bad values in {found or 'none'}")
+        if args.serial:
+            t_s, rep_s = got["nbprod serial"]
+            assert rep_s.to_dict() == report.to_dict()
+            print(f"[{label}] nbprod serial:   {t_s * 1000:8.1f} ms   (same report)")
+        t_np, floor_bad = got["numpy floor"]
         print(f"[{label}] numpy floor:     {t_np * 1000:8.1f} ms   ({floor_bad:,} bad values)")
         if label == "bad":
             assert found == sorted(BAD_COLUMNS), found
         if schema is not None:
-            t_pa, n_cases = timed(lambda: pandera_validate(schema, df), max(3, args.repeat // 2))
+            t_pa, n_cases = got["pandera"]
+            assert n_cases == n_bad == floor_bad, (n_cases, n_bad, floor_bad)
             print(f"[{label}] pandera lazy:    {t_pa * 1000:8.1f} ms   ({n_cases:,} failure cases)")
-            print(f"[{label}] ratio pandera / nbprod = {t_pa / t_nb:.1f}×   (nbprod / numpy floor = {t_nb / t_np:.2f}×)")
+            extra = f", serial {t_pa / got['nbprod serial'][0]:.1f}×" if args.serial else ""
+            print(f"[{label}] ratio pandera / nbprod = {t_pa / t_nb:.1f}×{extra}   (nbprod / numpy floor = {t_nb / t_np:.2f}×)")
+    print(f"after: {uptime()}")
 
 
 if __name__ == "__main__":

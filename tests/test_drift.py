@@ -136,12 +136,12 @@ def test_profile_reference_approximates_exact(nbprod_home):
     assert approx.drifted_columns == exact.drifted_columns == ["income"]
     for a, e in zip(approx.columns, exact.columns):
         assert a.test == e.test
-        if a.test in ("wasserstein", "jensenshannon") and "estimated" not in a.method:
-            # (integer columns with ≤ 10 values: the profile has no value counts for numerics yet,
-            # they are estimated from quantiles and marked so — see the report to the lead)
+        if a.test in ("wasserstein", "jensenshannon"):
             assert abs(a.score - e.score) < 0.005, (a.column, a.score, e.score)
     assert not approx["income"].exact and "quantiles" in approx["income"].method
-    assert "estimated" in approx["late_payments"].method and not approx["late_payments"].exact
+    # low-cardinality integers: the profile keeps their exact value counts
+    assert approx["late_payments"].exact
+    assert approx["late_payments"].score == pytest.approx(exact["late_payments"].score)
     # a JSON round trip changes nothing
     again = drift(type(prof).from_json(prof.to_json()), cur)
     assert [c.score for c in again.columns] == pytest.approx([c.score for c in approx.columns])

@@ -206,3 +206,34 @@ def test_any_frame_profiles_round_trips_and_passes_its_own_profile(nbprod_home, 
     assert report.ok, str(report)
     flags, reasons = row_flags(df, again)
     assert not flags.any() and reasons == [[] for _ in range(len(df))]
+
+
+def test_low_cardinality_numeric_columns_keep_exact_value_counts(nbprod_home):
+    from nbprod.data.profile import LOW_CARDINALITY, QUANTILE_SAMPLE
+
+    rng = np.random.default_rng(5)
+    n = QUANTILE_SAMPLE + 50_000  # above it, candidates come from the sample and are confirmed on the column
+    rare = rng.poisson(2.0, n)
+    rare[[10, 20]] = 17  # a value the sample is likely to miss: still counted exactly
+    df = pd.DataFrame({"small": rare, "floaty": rng.choice([0.5, 1.5, 2.5], n),
+                       "many": np.arange(n) % (LOW_CARDINALITY + 1), "cont": rng.random(n),
+                       "nullable": pd.array(np.where(rng.random(n) < 0.1, None, rng.integers(0, 3, n)), dtype="Int64")})
+    p = profile(df)
+    small = p.columns["small"]
+    values, counts = np.unique(rare, return_counts=True)
+    assert small.categories == {str(v): int(c) for v, c in sorted(zip(values, counts), key=lambda vc: -vc[1])}
+    assert small.other_count == 0 and small.distinct_count == len(values) and small.categories["17"] >= 2
+    assert set(p.columns["floaty"].categories) == {"0.5", "1.5", "2.5"}
+    assert sum(p.columns["nullable"].categories.values()) == p.columns["nullable"].count
+    assert p.columns["many"].categories is None and p.columns["cont"].categories is None
+    assert Profile.from_json(p.to_json()).to_dict() == p.to_dict()
+    # a small frame (exact path), and an old profile without numeric categories still reads and validates
+    q = profile(pd.DataFrame({"k": [1, 2, 2, 3]}))
+    assert q.columns["k"].categories == {"2": 2, "1": 1, "3": 1}
+    old = q.to_dict()
+    old["columns"]["k"]["categories"] = None
+    assert validate(pd.DataFrame({"k": [1, 3]}), Profile.from_dict(old)).ok
+    assert not validate(pd.DataFrame({"k": [1, 9]}), q, tolerance=0).ok  # the range, not the categories, decides
+    r = profile(pd.DataFrame({"k": [1, 5, 5]}))
+    assert r.columns["k"].categories == {"5": 2, "1": 1} and validate(pd.DataFrame({"k": [3]}), r, tolerance=0).ok
+    assert not row_flags(pd.DataFrame({"k": [3]}), r, tolerance=0)[0].any()

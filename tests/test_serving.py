@@ -300,7 +300,8 @@ def test_ood_flag_and_reject_with_a_registered_profile(models, home):
         assert r.status_code == 400 and r.json()["error"] == "out_of_distribution" and "age=500" in r.json()["message"]
 
 
-def test_ood_checker_agrees_with_row_flags(models):
+def test_request_columns_and_frames_get_the_same_ood_flags(models):
+    """The server flags decoded request columns; validate flags frames: one checker, same answers."""
     from nbprod.data.profile import profile
     from nbprod.data.validate import row_flags
     from nbprod.serving.codecs import Batch, Column, coerce

@@ -226,3 +226,98 @@ def test_report_is_a_plain_object(trained):
     report = validate(df, p)
     assert isinstance(report, ValidationReport) and report.checks == []
     assert isinstance(Profile.from_json(p.to_json()), Profile)
+
+
+# --- fast paths: block min/max, Arrow strings, columns on threads -------------------------------------
+def test_minmax_matches_numpy_on_every_dtype_and_nan_pattern(monkeypatch):
+    from nbprod.data import _checks as K
+
+    monkeypatch.setattr(K, "_BLOCK", 7)  # many blocks on a small array
+    rng = np.random.default_rng(1)
+    for values in (rng.normal(size=100), rng.integers(-5, 5, 101), rng.random(50) < 0.5,
+                   rng.normal(size=64).astype("float32"), np.arange(15, dtype="uint8")):
+        assert K.minmax(values) == (values.min(), values.max())
+    f = rng.normal(size=100)
+    f[[3, 90]] = np.nan
+    lo, hi = K.minmax(f)
+    assert np.isnan(lo) and np.isnan(hi)
+    assert K.minmax(f, skipna=True) == (np.nanmin(f), np.nanmax(f))
+    assert all(np.isnan(K.minmax(np.full(30, np.nan), skipna=True)))
+
+
+def test_reduce_mask_keeps_the_count_and_the_first_positions():
+    from nbprod.data import _checks as K
+
+    mask = np.zeros(300_000, dtype=bool)
+    mask[[5, 70_000, 150_000, 299_999]] = True
+    found = K.reduce_mask(mask, 3)
+    assert found.count == 4 and found.positions.tolist() == [5, 70_000, 150_000]
+    assert K.reduce_mask(mask, 10).positions.tolist() == [5, 70_000, 150_000, 299_999]
+    assert K.reduce_mask(np.zeros(10, dtype=bool)) is None and K.reduce_mask(None) is None
+
+
+def _as_object(df: pd.DataFrame) -> pd.DataFrame:
+    return df.assign(city=df["city"].astype(object))
+
+
+@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]", "string[python]", "object"])
+def test_string_columns_give_the_same_report_whatever_their_storage(trained, dtype):
+    from nbprod.data import _checks as K
+
+    df, p = trained
+    bad = df.copy()
+    bad["city"] = bad["city"].astype(object)
+    bad.loc[[4, 9, 30], "city"] = ["Tokyo", "Rome", "Tokyo"]
+    bad.loc[[5, 6], "city"] = None
+    expected = validate(bad, p).to_dict()  # object column: pandas isin
+    typed = bad.assign(city=bad["city"].astype(dtype))
+    assert (K.arrow_strings(typed["city"]) is not None) == (dtype in ("str", "string[pyarrow]"))
+    got = validate(typed, p).to_dict()
+    assert got == expected
+    checks = {(f["column"], f["check"]): f for f in got["failures"]}
+    assert checks[("city", "unseen_category")]["count"] == 3 and "'Tokyo', 'Rome'" in checks[("city", "unseen_category")]["message"]
+    assert checks[("city", "nulls")]["count"] == 2
+
+
+def test_arrow_string_rules_and_clean_columns(trained):
+    df, p = trained
+    assert df["city"].dtype == "str"
+    assert validate(df, p).ok
+    report = validate(df, rules={"city": {"in": ["Berlin", "Paris"], "nullable": False}})
+    (failure,) = report.failures
+    assert failure.check == "unseen_category" and failure.count == int((df["city"] == "NYC").sum())
+    assert failure.examples[0]["city"] == "NYC"
+
+
+def test_columns_checked_on_threads_give_the_serial_report(trained, monkeypatch):
+    import nbprod.data.validate as V
+
+    df, p = trained
+    bad = df.copy()
+    bad.loc[[3, 5], "income"] = [-1.0, 1e6]
+    bad.loc[7, "age"] = 200
+    bad["country"] = bad["country"].cat.add_categories(["XX"])
+    bad.loc[[1, 2, 4], "country"] = "XX"
+    bad.loc[9, "city"] = "Tokyo"
+    bad.loc[[10, 11], "income"] = np.nan
+    bad.loc[14, "since"] = pd.Timestamp("2035-01-01")
+    bad.loc[15, "since"] = pd.NaT
+    bad = bad.drop(columns=["member"]).assign(extra=1)
+    serial = validate(bad, p).to_dict()
+    assert len(serial["failures"]) >= 7
+    for workers in (2, 3, 16):
+        monkeypatch.setattr(V, "_workers", lambda n_rows, n_columns, w=workers: w)
+        assert validate(bad, p).to_dict() == serial
+    monkeypatch.undo()
+    assert V._workers(10, 25) == 1 and V._workers(V.PARALLEL_MIN_ROWS, 1) == 1
+
+
+def test_datetime_ranges_with_and_without_missing_times(trained):
+    df, p = trained
+    early = df.copy()
+    early.loc[2, "since"] = pd.Timestamp("2019-01-01")
+    assert [(f.check, f.count) for f in validate(early, p).failures] == [("out_of_range", 1)]
+    early.loc[3, "since"] = pd.NaT
+    got = {(f.check, f.count) for f in validate(early, p).failures}
+    assert got == {("out_of_range", 1), ("nulls", 1)}
+    assert validate(df.assign(since=df["since"].astype("datetime64[us]")), p).ok

@@ -32,7 +32,7 @@ from ..errors import ProfileError
 from . import _columns as C
 from ._render import html_table, text_table
 
-__all__ = ["SCHEMA_VERSION", "QUANTILE_SAMPLE", "ColumnProfile", "Profile", "profile"]
+__all__ = ["SCHEMA_VERSION", "QUANTILE_SAMPLE", "LOW_CARDINALITY", "ColumnProfile", "Profile", "profile"]
 
 #: Version of the JSON layout. Bump it when a reader of the old layout would misread the new one.
 SCHEMA_VERSION = 1
@@ -45,6 +45,11 @@ QUANTILE_SAMPLE = 100_000
 _EXACT_DISTINCT = QUANTILE_SAMPLE
 _SKETCH_SIZE = 16_384  # expected number of hashes kept by the sketch
 _SKETCH_MIN = 1_024  # fewer distinct hashes than this in the sketch → count exactly instead
+
+#: Numeric columns with at most this many distinct values also store exact ``categories``
+#: (value → count), so drift on low-cardinality integer columns — categorical by Evidently's
+#: rules — is exact rather than estimated from quantiles.
+LOW_CARDINALITY = 20
 
 
 @dataclass
@@ -62,7 +67,11 @@ class ColumnProfile:
     ``top_k`` most frequent values (as strings) with their counts and ``other_count`` the rest; when
     ``other_count`` is 0 the categories are the complete set seen (what unseen-category checks
     need). For boolean columns ``categories`` is ``{"True": n, "False": m}`` and ``mean`` the rate
-    of True. Datetimes are ISO 8601 strings (``std`` an ISO 8601 duration).
+    of True. Numeric columns with at most :data:`LOW_CARDINALITY` distinct values also get
+    exact ``categories`` (the value's text → count, ``other_count`` 0, ``distinct_count`` exact);
+    for them the range, not the categories, drives validation. Profiles written before this
+    (numeric ``categories`` None) are read as they are. Datetimes are ISO 8601 strings (``std`` an
+    ISO 8601 duration).
     """
 
     name: str
@@ -118,7 +127,7 @@ class ColumnProfile:
 
     def _summary_row(self) -> list[Any]:
         top = ""
-        if self.categories:
+        if self.categories and self.kind != "numeric":  # numeric values are summarised by min/max/mean
             top = ", ".join(list(self.categories)[:3]) + (" …" if len(self.categories) > 3 else "")
         return [self.name, self.dtype, self.kind, f"{self.null_rate:.1%}", self.min, self.max,
                 self.mean, self.distinct_count, top]
@@ -351,10 +360,46 @@ def _numeric(col: ColumnProfile, series: pd.Series, n_quantiles: int, q_idx: np.
     edges = _quantiles(ordered, n_quantiles)
     edges[0], edges[-1] = float(lo), float(hi)
     col.quantiles = [float(e) for e in edges]
-    if q_idx is None:  # the whole column is sorted already: count its distinct values exactly
+    counts = _low_cardinality_counts(ordered, valid if q_idx is not None else None)
+    if counts is not None:  # few distinct values: keep them all, exactly (drift reads them as categories)
+        ranked = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties keep value order
+        col.categories, col.other_count, col.distinct_count = dict(ranked), 0, len(counts)
+    elif q_idx is None:  # the whole column is sorted already: count its distinct values exactly
         col.distinct_count = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
     else:
         col.distinct_count = _distinct(valid)
+
+
+def _low_cardinality_counts(ordered: np.ndarray, valid: np.ndarray | None) -> dict[str, int] | None:
+    """Exact value → count of a numeric column with at most :data:`LOW_CARDINALITY` distinct values.
+
+    ``ordered`` is the sorted column (``valid`` None) or a sorted uniform sample of ``valid`` (the
+    whole column). With a sample, its distinct values are the candidates; one binary search over
+    the column confirms them and counts (values the sample missed are added when few), so a
+    high-cardinality column costs nothing beyond the sample's distinct count.
+    """
+    if not len(ordered):
+        return None
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])
+    if len(starts) > LOW_CARDINALITY:
+        return None
+    if valid is None:
+        keys, tallies = ordered[starts], np.diff(np.r_[starts, len(ordered)])
+    else:
+        keys = ordered[starts]
+        for _ in range(2):
+            pos = np.minimum(np.searchsorted(keys, valid), len(keys) - 1)
+            hit = keys[pos] == valid
+            if hit.all():
+                break
+            missed = np.unique(valid[~hit])
+            if len(keys) + len(missed) > LOW_CARDINALITY:
+                return None
+            keys = np.union1d(keys, missed)
+        else:  # pragma: no cover - the union covers every value
+            return None
+        tallies = np.bincount(pos, minlength=len(keys))
+    return {str(_num(k)): int(c) for k, c in zip(keys, tallies) if c}
 
 
 def _quantiles(ordered: np.ndarray, n_quantiles: int) -> np.ndarray:

@@ -28,10 +28,11 @@ from . import _checks as K
 from . import _columns as C
 from ._checks import Failure
 from ._render import html_table, text_table
+from .ood import OodChecker, bounds, resolve_tolerance
 from .profile import ColumnProfile, Profile
 from .rules import Rules
 
-__all__ = ["validate", "ValidationReport", "Failure", "row_flags"]
+__all__ = ["validate", "ValidationReport", "Failure", "row_flags", "checker_for"]
 
 
 @dataclass
@@ -116,7 +117,7 @@ def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str
     if profile is None and against_rules is None and extra_rules is None:
         raise DataError("nothing to validate against", "pass against=<Profile | Rules | profile.json | model URI>, "
                         "or rules=...; to describe the data itself use nbprod.profile(df)")
-    tolerance = _tolerance(tolerance)
+    tolerance = resolve_tolerance(tolerance)
     keys = _keys(key, profile)
     collector = K.Collector(df, key=[k for k in keys if k in {str(c) for c in df.columns}])
     missing: set[str] = set()
@@ -128,17 +129,6 @@ def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str
     if keys:
         _check_key(df, keys, collector, missing)
     return ValidationReport(n_rows=len(df), failures=collector.failures, against=label, n_columns=df.shape[1])
-
-
-def _tolerance(tolerance: float | None) -> float:
-    tolerance = settings.range_tolerance if tolerance is None else tolerance
-    try:
-        tolerance = float(tolerance)
-    except (TypeError, ValueError):
-        raise DataError(f"tolerance {tolerance!r} is not a number", "pass a fraction of the seen range, e.g. 0.05") from None
-    if not tolerance >= 0:
-        raise DataError(f"tolerance {tolerance} is negative", "pass a fraction ≥ 0 of the seen range, e.g. 0.05")
-    return tolerance
 
 
 def _keys(key: str | list[str] | None, profile: Profile | None) -> list[str]:
@@ -214,28 +204,89 @@ def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, toleran
     for c in names:
         if c not in profile.columns:
             out.add(c, "extra_column", None, f"{c}: column not in the training data ({df[names[c]].dtype})", count=n)
-    for name, col in profile.columns.items():
-        if name in names:
-            _check_column(name, df[names[name]], col, out, tolerance, n)
+    todo = [(name, df[names[name]], col) for name, col in profile.columns.items() if name in names]
+    workers = _workers(n, sum(_hashed(series) for _, series, _ in todo))
+
+    def run(item: tuple[str, pd.Series, ColumnProfile]) -> _Pending:
+        pending = _Pending(out.max_examples)
+        _check_column(item[0], item[1], item[2], pending, tolerance, n)
+        return pending
+
+    if workers > 1:  # one task per worker (columns dealt round-robin): few hand-offs, balanced load
+        def run_group(items: list) -> list[_Pending]:
+            return [run(item) for item in items]
+
+        groups = list(_pool(workers).map(run_group, [todo[i::workers] for i in range(workers)]))
+        results = [groups[i % workers][i // workers] for i in range(len(todo))]
+    else:
+        results = map(run, todo)
+    for pending in results:  # in the profile's column order, whatever thread finished first
+        pending.replay(out)
     return set(missing)
 
 
-def _bounds(col: ColumnProfile, tolerance: float) -> tuple[Any, Any]:
-    """The seen range widened by ``tolerance`` × its span (datetimes as datetime64)."""
-    if col.kind == "datetime":
-        lo, hi = C.to_timestamp(col.min), C.to_timestamp(col.max)
-        if tolerance:
-            slack = (hi - lo) * tolerance
-            lo, hi = lo - slack, hi + slack
-        return lo, hi
-    lo, hi = col.min, col.max
-    if tolerance:
-        slack = (hi - lo) * tolerance
-        lo, hi = lo - slack, hi + slack
-    return lo, hi
+# --- columns in parallel -----------------------------------------------------------------------------
+#: Frames with fewer rows are checked serially (a thread hand-off costs more than the column).
+PARALLEL_MIN_ROWS = 200_000
+#: At most this many threads (pyarrow hashing and numpy reductions release the GIL).
+MAX_WORKERS = 4
+_POOL: tuple[int, int, Any] | None = None  # (pid, workers, executor)
 
 
-def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Collector, tolerance: float,
+def _hashed(series: pd.Series) -> bool:
+    """Is the column checked by hashing its values (strings, objects)? Those checks are
+    CPU-bound and gain from threads; numeric and ``category`` columns are checked at memory speed
+    (one read), where a second thread measured no gain on 2 cores (BENCHMARKS.md, Validation)."""
+    return C.kind_of(series.dtype) == "categorical" and not isinstance(series.dtype, pd.CategoricalDtype)
+
+
+def _workers(n_rows: int, n_columns: int) -> int:
+    """Threads for ``n_columns`` hashed columns of ``n_rows`` rows (1: check serially)."""
+    import os
+
+    if n_rows < PARALLEL_MIN_ROWS or n_columns < 2:
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - macOS, Windows
+        cpus = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, cpus, n_columns))
+
+
+def _pool(workers: int):
+    """A process-wide thread pool (re-created after a fork, whose child has no threads)."""
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    global _POOL
+    if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
+        _POOL = (os.getpid(), workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nbprod-validate"))
+    return _POOL[2]
+
+
+class _Pending:
+    """One column's failures, collected in a worker: masks are reduced at once (count + first
+    positions) so memory stays at one mask per worker; replayed into the report in order."""
+
+    def __init__(self, max_examples: int) -> None:
+        self.max_examples = max_examples
+        self.items: list[tuple] = []
+
+    def add(self, column, check, mask, message, *, count=None) -> None:
+        if mask is not None and not isinstance(mask, K.Found):
+            mask = K.reduce_mask(mask, self.max_examples)
+            if mask is None:
+                return
+        elif mask is None and count is None:
+            return
+        self.items.append((column, check, mask, message, count))
+
+    def replay(self, out: K.Collector) -> None:
+        for column, check, found, message, count in self.items:
+            out.add(column, check, found, message, count=count)
+
+
+def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Collector | _Pending, tolerance: float,
                   n: int) -> None:
     problem = K.dtype_problem(series, col.dtype, col.kind)
     if problem is not None:
@@ -245,7 +296,7 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
             return
     seen_any = col.count > 0
     if col.kind == "numeric" and C.kind_of(series.dtype) in ("numeric", "boolean"):
-        lo, hi = _bounds(col, tolerance) if col.min is not None else (None, None)
+        lo, hi = bounds(col, tolerance) if col.min is not None else (None, None)
         nulls, found = K.numeric_nulls_and_range(series, seen_any and col.null_count == 0, lo, hi)
         if nulls is not None:
             out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
@@ -258,7 +309,7 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
             out.add(name, "nulls", mask, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
             del mask
     if col.kind in ("numeric", "datetime") and col.min is not None:
-        lo, hi = _bounds(col, tolerance)
+        lo, hi = bounds(col, tolerance)
         found = K.range_mask(series, col.kind, lo, hi)
         if found is not None:
             _add_range(name, col, found, tolerance, out, n)
@@ -271,7 +322,8 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
                               f"e.g. {', '.join(map(repr, values))}")
 
 
-def _add_range(name: str, col: ColumnProfile, found: tuple, tolerance: float, out: K.Collector, n: int) -> None:
+def _add_range(name: str, col: ColumnProfile, found: tuple, tolerance: float, out: K.Collector | _Pending,
+               n: int) -> None:
     mask, below, above = found
     tol = f", tolerance {tolerance:g}" if tolerance else ""
     out.add(name, "out_of_range", mask,
@@ -294,22 +346,6 @@ def _check_key(df: pd.DataFrame, keys: list[str], out: K.Collector, missing: set
 
 
 # --- per-row out-of-distribution flags ------------------------------------------------------------
-def _plan(profile: Profile, tolerance: float) -> list[tuple[str, str, Any, Any, Any]]:
-    """Per-column bounds / category sets, computed once per profile and tolerance."""
-    cache = profile._cache.setdefault("row_flags", {})
-    plan = cache.get(tolerance)
-    if plan is None:
-        plan = []
-        for name, col in profile.columns.items():
-            if col.kind in ("numeric", "datetime") and col.min is not None:
-                lo, hi = _bounds(col, tolerance)
-                plan.append((name, col.kind, lo, hi, None))
-            elif col.kind in ("categorical", "boolean") and col.count > 0 and col.categories_complete:
-                plan.append((name, col.kind, None, None, frozenset(col.categories)))
-        cache[tolerance] = plan
-    return plan
-
-
 def row_flags(df: pd.DataFrame, profile: Profile, *, tolerance: float | None = None) -> tuple[np.ndarray, list[list[str]]]:
     """Which rows are out of distribution, and why.
 
@@ -317,101 +353,23 @@ def row_flags(df: pd.DataFrame, profile: Profile, *, tolerance: float | None = N
     seen range (widened by ``tolerance``) or a category the training data never had;
     ``reasons[i]`` lists why, e.g. ``"income=1e9 above the seen max 250000"``. Missing values and
     columns the profile lacks are not flagged (``validate`` reports those). Values are compared
-    leniently (numbers sent as text are parsed), since requests arrive as JSON.
+    leniently (numbers sent as text are parsed), since requests arrive as JSON. The rules are
+    those of :class:`nbprod.data.ood.OodChecker` — the model server runs the same checker.
     """
     df = C.check_frame(df)
     if not isinstance(profile, Profile):
         raise DataError(f"row_flags needs a Profile, got {type(profile).__name__}", "pass nbprod.profile(training_df)")
     n = len(df)
-    flags = np.zeros(n, dtype=bool)
-    reasons: list[list[str]] = [[] for _ in range(n)]
     if not n:
-        return flags, reasons
-    plan = _plan(profile, _tolerance(tolerance))
-    if n <= _SMALL:
-        return _row_flags_small(df, plan, flags, reasons)
-    names = {str(c): c for c in df.columns}
-    for name, kind, lo, hi, allowed in plan:
-        if name not in names:
-            continue
-        series = df[names[name]]
-        if allowed is None:
-            bad, text = _row_range(series, kind, lo, hi)
-        else:
-            bad, text = _row_unseen(series, allowed)
-        if bad is None:
-            continue
-        flags |= bad
-        for i in np.flatnonzero(bad):
-            reasons[i].append(f"{name}={text(i)}")
-    return flags, reasons
+        return np.zeros(0, dtype=bool), []
+    return checker_for(profile, tolerance).check_frame(df)
 
 
-_SMALL = 64  # rows; below this a plain Python loop beats per-column pandas overhead
-
-
-def _row_flags_small(df: pd.DataFrame, plan: list, flags: np.ndarray, reasons: list[list[str]]):
-    """row_flags for a few rows (a serving request): one object matrix, plain comparisons."""
-    matrix = df.to_numpy(dtype=object)
-    position = {str(c): i for i, c in enumerate(df.columns)}
-    for name, kind, lo, hi, allowed in plan:
-        j = position.get(name)
-        if j is None:
-            continue
-        for i, raw in enumerate(matrix[:, j]):
-            v = C.json_scalar(raw)
-            if v is None:
-                continue
-            if allowed is not None:
-                if str(v) not in allowed:
-                    flags[i] = True
-                    reasons[i].append(f"{name}={v!r} is an unseen category")
-                continue
-            try:
-                x = C.to_timestamp(raw) if kind == "datetime" else float(v)
-            except (TypeError, ValueError):
-                continue  # not comparable: validate() reports the dtype problem
-            if x != x:
-                continue
-            if x < lo:
-                flags[i] = True
-                reasons[i].append(f"{name}={v} below the seen min {lo}")
-            elif x > hi:
-                flags[i] = True
-                reasons[i].append(f"{name}={v} above the seen max {hi}")
-    return flags, reasons
-
-
-def _row_range(series: pd.Series, kind: str, lo: Any, hi: Any):
-    if kind == "datetime":
-        values = C.datetime_view(series)
-    else:
-        if C.kind_of(series.dtype) not in ("numeric", "boolean"):
-            series = pd.to_numeric(series, errors="coerce")
-        values, nulls = C.numeric_view(series)
-        if nulls is not None:
-            values = np.where(nulls, np.nan, values.astype("float64"))
-    with np.errstate(invalid="ignore"):
-        below, above = values < lo, values > hi
-    if not (below.any() or above.any()):
-        return None, None
-
-    def text(i: int) -> str:
-        v = C.json_scalar(values[i])
-        return f"{v} below the seen min {lo}" if below[i] else f"{v} above the seen max {hi}"
-
-    return below | above, text
-
-
-def _row_unseen(series: pd.Series, allowed: frozenset[str]):
-    if len(series) <= 64 and not isinstance(series.dtype, pd.CategoricalDtype):
-        values = [C.json_scalar(v) for v in series.tolist()]
-        bad = np.array([v is not None and str(v) not in allowed for v in values], dtype=bool)
-        if not bad.any():
-            return None, None
-        return bad, lambda i: f"{values[i]!r} is an unseen category"
-    found = K.unseen_mask(series, allowed)
-    if found is None:
-        return None, None
-    bad = found[0]
-    return bad, lambda i: f"{C.json_scalar(series.iloc[i])!r} is an unseen category"
+def checker_for(profile: Profile, tolerance: float | None = None) -> OodChecker:
+    """The profile's compiled :class:`OodChecker` for ``tolerance``, built once and cached on it."""
+    tolerance = resolve_tolerance(tolerance)
+    cache = profile._cache.setdefault("ood", {})
+    checker = cache.get(tolerance)
+    if checker is None:
+        checker = cache[tolerance] = OodChecker.from_profile(profile, tolerance)
+    return checker

@@ -23,71 +23,13 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ..data.ood import OodChecker
 from ..errors import ServingError
 from .codecs import Column
 
 __all__ = ["ServedVersion", "OodChecker", "load_version", "model_dir_digest", "CACHE_SCHEMA"]
 
-CACHE_SCHEMA = 1
-
-
-# --- out-of-distribution checks ----------------------------------------------------------------
-
-
-@dataclass
-class OodChecker:
-    """Per-column training ranges and categories, compiled from a profile; vectorised."""
-
-    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
-    categories: dict[str, frozenset] = field(default_factory=dict)
-
-    @classmethod
-    def from_profile(cls, profile: Any, tolerance: float | None = None) -> "OodChecker | None":
-        """Same rules as ``nbprod.data.validate.row_flags``: numeric ranges widened by
-        ``tolerance`` × span, categories only when the profile saw the complete set."""
-        if profile is None or not getattr(profile, "columns", None):
-            return None
-        if tolerance is None:
-            from ..config import settings
-
-            tolerance = float(settings.range_tolerance)
-        checker = cls()
-        for name, col in profile.columns.items():
-            kind = getattr(col, "kind", "")
-            if kind == "numeric" and col.min is not None and col.max is not None:
-                lo, hi = float(col.min), float(col.max)
-                slack = (hi - lo) * tolerance if tolerance else 0.0
-                checker.ranges[str(name)] = (lo - slack, hi + slack)
-            elif kind in ("categorical", "boolean") and col.categories and getattr(col, "count", 1) > 0 \
-                    and getattr(col, "other_count", 0) == 0:
-                checker.categories[str(name)] = frozenset(str(c) for c in col.categories)
-        return checker if (checker.ranges or checker.categories) else None
-
-    def flags(self, cols: dict[str, Any], n: int) -> list[list[str]] | None:
-        """One list of reasons per row (empty = in distribution), or None when no row is flagged."""
-        reasons: list[list[str]] | None = None
-        for name, (lo, hi) in self.ranges.items():
-            v = cols.get(name)
-            if v is None:
-                continue
-            arr = np.asarray(v, dtype=np.float64)
-            with np.errstate(invalid="ignore"):
-                bad = (arr < lo) | (arr > hi)
-            if bad.any():
-                reasons = reasons or [[] for _ in range(n)]
-                for r in np.flatnonzero(bad):
-                    side = "below" if arr[r] < lo else "above"
-                    reasons[r].append(f"{name}={arr[r]:g} {side} the seen {'min' if side == 'below' else 'max'} "
-                                      f"{lo if side == 'below' else hi:g}")
-        for name, seen in self.categories.items():
-            v = cols.get(name)
-            if v is None:
-                continue
-            for r, x in enumerate(v):
-                if x is not None and str(x) not in seen:
-                    reasons = reasons or [[] for _ in range(n)]
-                    reasons[r].append(f"{name}={x!r} is an unseen category")
-        return reasons
+CACHE_SCHEMA = 2  # 2: the OOD checker is nbprod.data.ood.OodChecker (shared with row_flags)
 
 
 # --- model directories -------------------------------------------------------------------------
@@ -261,6 +203,15 @@ def _compile(full: _Full, path: Path, signature, predict_fn: str) -> tuple[Any, 
     return (plan, f"equivalent on {len(df)} sample rows") if ok else (None, f"equivalence check failed: {why}")
 
 
+def _ood_checker(profile: Any) -> OodChecker | None:
+    """The shared OOD checker (nbprod.data.ood) of a version's training profile; None without
+    a profile or with nothing to check. Tolerance: ``settings.range_tolerance``, as ``row_flags``."""
+    if profile is None or not getattr(profile, "columns", None):
+        return None
+    checker = OodChecker.from_profile(profile)
+    return checker if len(checker) else None
+
+
 def load_version(source: str, version: str | None = None, *, name: str | None = None,
                  fast: bool = True, cache: bool = True,
                  on_event: Callable[[str, dict], None] | None = None) -> ServedVersion:
@@ -292,7 +243,7 @@ def load_version(source: str, version: str | None = None, *, name: str | None = 
             pass
     full, _how = _load_full(path)
     plan, reason = _compile(full, path, signature, predict_fn) if fast else (None, "fast path disabled")
-    ood = OodChecker.from_profile(full.profile)
+    ood = _ood_checker(full.profile)
     served = ServedVersion(name or full.name or path.name, str(version or full.version or "1"), uri, path,
                            signature, has_params, plan, reason, ood, predict_fn, full.pyfunc)
     if cache:
