@@ -29,6 +29,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "ValidationReport": ("nbprod.data.validate", "ValidationReport"),
     "Failure": ("nbprod.data.validate", "Failure"),
     "row_flags": ("nbprod.data.validate", "row_flags"),
+    "OodChecker": ("nbprod.data.ood", "OodChecker"),
     "Rules": ("nbprod.data.rules", "Rules"),
     # audit trail and packaging
     "audit": ("nbprod.audit", None),
@@ -67,6 +68,12 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "drift": ("nbprod.drift.api", "drift"),
     "DriftReport": ("nbprod.drift.report", "DriftReport"),
     "ColumnDrift": ("nbprod.drift.report", "ColumnDrift"),
+    # monitoring
+    "monitor": ("nbprod.monitoring.monitor", "monitor"),
+    "feedback": ("nbprod.monitoring.feedback", "feedback"),
+    "MonitorReport": ("nbprod.monitoring.report", "MonitorReport"),
+    "FeedbackResult": ("nbprod.monitoring.feedback", "FeedbackResult"),
+    "monitor_panel": ("nbprod.monitoring.widget", "panel"),
     # datasets and jobs
     "datasets": ("nbprod.datasets", None),
     "run": ("nbprod.jobs", "run"),
@@ -111,6 +118,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
                            evaluate, get_version, load_model, load_profile, models, parse_model_uri, register,
                            set_alias)
     from .config import settings
+    from .data.ood import OodChecker
     from .data.profile import ColumnProfile, Profile, profile
     from .data.rules import Rules
     from .data.validate import Failure, ValidationReport, row_flags, validate
@@ -123,3 +131,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .serving.server import serve
     from .serving.spec import DeploymentSpec
     from .jobs import run
+    from .monitoring.feedback import FeedbackResult, feedback
+    from .monitoring.monitor import monitor
+    from .monitoring.report import MonitorReport
+    from .monitoring.widget import panel as monitor_panel

@@ -51,12 +51,15 @@ class ServingHooks:
     ``on_prediction``: every answered request (request_id, version, role, n, inputs, predictions, ood).
     ``on_shadow``: every shadow answer (never returned to the client).
     ``on_event``: operational events (canary_failed, version_load_failed, spec_applied, spec_rejected).
+    ``on_error``: every failed prediction request (version, status, endpoint, latency_ms) — the
+    prediction log counts error rates from it (nbprod.monitoring).
     Hooks run on the event loop: they must be quick (enqueue, don't write to a DB inline).
     """
 
     on_prediction: Callable[[dict], None] | None = None
     on_shadow: Callable[[dict], None] | None = None
     on_event: Callable[[str, dict], None] | None = None
+    on_error: Callable[[dict], None] | None = None  # monitoring: one call per failed request
 
 
 def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
@@ -313,7 +316,8 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
         if version is None:
             _shadow(state, table, batch, request_id)
         state._hook(state.hooks.on_prediction, {"request_id": request_id, "version": label, "role": role,
-                                                "n": batch.n, "inputs": cols, "predictions": pred, "ood": ood})
+                                                "n": batch.n, "inputs": cols, "predictions": pred, "ood": ood,
+                                                "latency_ms": (time.perf_counter() - t0) * 1000.0})
         if key is not None:
             state.idempotency[key] = (200, response.body, headers)
             while len(state.idempotency) > state.spec.idempotency_keys:
@@ -331,6 +335,9 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
         elapsed = time.perf_counter() - t0
         m.requests.labels(label, str(status), endpoint).inc()
         m.latency.labels(label, str(status)).observe(elapsed)
+        if status >= 400 and state.hooks.on_error is not None:  # monitoring: error rate from the log
+            state._hook(state.hooks.on_error, {"version": None if label == "none" else label, "status": status,
+                                               "endpoint": endpoint, "latency_ms": elapsed * 1000.0})
 
 
 # --- MLflow scoring protocol -------------------------------------------------------------------
@@ -492,6 +499,13 @@ async def metrics(request: Request) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
+async def feedback(request: Request) -> Response:
+    """``POST /feedback``: ground truth joined by prediction id (nbprod.monitoring.http)."""
+    from ..monitoring.http import feedback_endpoint
+
+    return await feedback_endpoint(request)
+
+
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
     if status == 405:
@@ -536,6 +550,7 @@ def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None =
         HttpRoute("/health", health, methods=["GET"]),
         HttpRoute("/version", version_info, methods=["GET"]),
         HttpRoute("/metrics", metrics, methods=["GET"]),
+        HttpRoute("/feedback", feedback, methods=["POST"]),
         HttpRoute("/v2", v2_server, methods=["GET"]),
         HttpRoute("/v2/health/live", v2_live, methods=["GET"]),
         HttpRoute("/v2/health/ready", v2_ready, methods=["GET"]),

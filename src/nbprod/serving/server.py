@@ -27,6 +27,14 @@ def app_from_env():
     source = source_from_env()
     app = create_app(source, auth=bool(auth.get("auth", True)), hooks=_deployment_hooks(source))
     app.state.serving.token_sha256 = auth.get("token_sha256")
+    return _with_prediction_log(app, source)
+
+
+def _with_prediction_log(app, source: SpecSource):
+    """Monitoring: log every answer of ``app`` to the state DB (nbprod.monitoring.predlog)."""
+    from ..monitoring.predlog import attach
+
+    attach(app, source)
     return app
 
 
@@ -66,7 +74,7 @@ def serve(source: SpecSource | DeploymentSpec | str, *, host: str = "127.0.0.1",
         from .app import create_app
 
         hooks = hooks or _deployment_hooks(source)
-        uvicorn.run(create_app(source, token=token, auth=auth, hooks=hooks), **common)
+        uvicorn.run(_with_prediction_log(create_app(source, token=token, auth=auth, hooks=hooks), source), **common)
         return
     os.environ[ENV_VAR] = source_to_env(source)
     os.environ[AUTH_ENV] = json.dumps({"auth": auth, "token_sha256": hash_token(token) if token else None})

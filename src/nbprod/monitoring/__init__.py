@@ -1,0 +1,27 @@
+"""Monitoring: the prediction and feedback log, drift and performance over time, alerts, the panel.
+
+Modules, one job each: ``predlog`` (tables + the server's background writer), ``feedback``
+(late ground truth), ``http`` (``POST /feedback``), ``windows`` (durations, aligned windows),
+``performance`` (realised metrics), ``monitor`` (the windows of a deployment → ``MonitorReport``),
+``report`` / ``charts`` (its displays), ``alerts`` (rules, webhook, dedup), ``widget`` (the live panel).
+
+Importing this package loads nothing heavy; each name loads its module on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__all__ = ["monitor", "MonitorReport", "feedback", "FeedbackResult", "PredictionLog", "parse_rule", "Rule",
+           "check", "AlertCheck", "MonitorPanel", "panel"]
+
+_WHERE = {"monitor": "monitor", "MonitorReport": "report", "feedback": "feedback", "FeedbackResult": "feedback",
+          "PredictionLog": "predlog", "parse_rule": "alerts", "Rule": "alerts", "check": "alerts",
+          "AlertCheck": "alerts", "MonitorPanel": "widget", "panel": "widget"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'nbprod.monitoring' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)

@@ -1,0 +1,102 @@
+"""Altair charts of a MonitorReport: metrics over time with the deployment's version changes marked.
+
+Only windows where a metric has a value are drawn (a gap means "not enough data", never a zero).
+Version changes are dashed vertical rules labelled with the action and version.
+"""
+
+from __future__ import annotations
+
+__all__ = ["performance", "latency", "latency_histogram", "drift", "features", "traffic", "overview", "metric_lines"]
+
+_WIDTH, _HEIGHT = 520, 160
+
+
+def _points(report, metrics: tuple[str, ...]):
+    import pandas as pd
+
+    rows = []
+    for w in report.windows:
+        for m in metrics:
+            value, status = w["metrics"].get(m, (None, "n/a"))
+            if value is not None and (status == "ok" or status.startswith("ok ")):
+                rows.append({"time": pd.Timestamp(w["start"] + report.window_s / 2, unit="s", tz="UTC"),
+                             "metric": m, "value": float(value)})
+    return pd.DataFrame(rows, columns=["time", "metric", "value"])
+
+
+def _changes(report):
+    import altair as alt
+    import pandas as pd
+
+    rows = [{"time": pd.Timestamp(c["ts"], unit="s", tz="UTC"), "label": f"{c['action']} v{c['version']}"}
+            for c in report.version_changes]
+    frame = pd.DataFrame(rows, columns=["time", "label"])
+    base = alt.Chart(frame)
+    rules = base.mark_rule(strokeDash=[4, 3], color="#555").encode(x="time:T", tooltip=["label", "time:T"])
+    text = base.mark_text(align="left", dx=3, dy=-4, fontSize=9, color="#555").encode(
+        x="time:T", y=alt.value(8), text="label:N")
+    return rules + text
+
+
+def metric_lines(report, metrics: tuple[str, ...], title: str, y_title: str):
+    import altair as alt
+
+    frame = _points(report, metrics)
+    lines = alt.Chart(frame).mark_line(point=True).encode(
+        x=alt.X("time:T", title="window (UTC)",
+                scale=alt.Scale(domain=[report.since * 1000, report.until * 1000])),
+        y=alt.Y("value:Q", title=y_title), color=alt.Color("metric:N", title=None),
+        tooltip=["metric", "time:T", alt.Tooltip("value:Q", format=".4g")])
+    return alt.layer(lines, _changes(report)).properties(title=title, width=_WIDTH, height=_HEIGHT)
+
+
+def performance(report):
+    names = report.performance_metrics
+    title = "Realised performance (labelled rows)" + ("" if report.task == "classification" else " — error")
+    return metric_lines(report, names, title, "score" if report.task == "classification" else "error")
+
+
+def latency(report):
+    return metric_lines(report, ("p50_ms", "p95_ms", "p99_ms"), "Latency per window", "ms")
+
+
+def traffic(report):
+    return metric_lines(report, ("request_rate",), "Requests per second", "req/s")
+
+
+def drift(report):
+    return metric_lines(report, ("drift_share", "prediction_drift_score", "error_rate", "ood_rate"),
+                        "Drift and errors per window", "share / score")
+
+
+def latency_histogram(report):
+    import altair as alt
+    import pandas as pd
+
+    h = report.latency_ms or {}
+    edges, counts = h.get("edges") or [], h.get("counts") or []
+    frame = pd.DataFrame([{"start": edges[i], "end": edges[i + 1], "requests": counts[i]} for i in range(len(counts))],
+                         columns=["start", "end", "requests"])
+    return alt.Chart(frame).mark_bar(color="#2c7fb8").encode(
+        x=alt.X("start:Q", scale=alt.Scale(type="log"), title="latency (ms, log scale)"), x2="end:Q",
+        y=alt.Y("requests:Q", title="requests"), tooltip=["start", "end", "requests"],
+    ).properties(title="Latency histogram (whole period)", width=_WIDTH, height=_HEIGHT)
+
+
+def features(report):
+    """A heat map: one row per input column, one cell per window, coloured by drifted."""
+    import altair as alt
+
+    frame = report.drift_frame()
+    frame = frame[frame.status == "ok"]
+    return alt.Chart(frame).mark_rect().encode(
+        x=alt.X("window_start:T", title="window (UTC)"), y=alt.Y("column:N", title=None),
+        color=alt.Color("drifted:N", scale=alt.Scale(domain=[False, True], range=["#d9d9d9", "#c0392b"])),
+        tooltip=["column", "window_start:T", "test", alt.Tooltip("score:Q", format=".4g"), "threshold", "drifted"],
+    ).properties(title="Input drift per column", width=_WIDTH)
+
+
+def overview(report):
+    import altair as alt
+
+    return alt.vconcat(performance(report), latency(report), drift(report), features(report)).resolve_scale(color="independent")

@@ -1,0 +1,147 @@
+"""Ground truth that arrives late: ``nbprod.feedback(prediction_ids, labels)``, joined by prediction id.
+
+Decisions, so callers can rely on them:
+
+- An id the prediction log does not hold is **reported back** (``result.unknown``) and not stored:
+  a typo or a label for another deployment never pollutes the realised metrics silently.
+- Sending the same label again is a no-op (``result.unchanged``): retries are safe.
+- Sending a *different* label for an id that has one **updates** it (labels get corrected in
+  real life) and says so (``result.updated``, with the old label), so nothing changes silently.
+- The whole call is one transaction: either every known id is stored or none is.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from html import escape
+from typing import Any, Iterable
+
+from ..errors import DataError
+
+__all__ = ["feedback", "FeedbackResult"]
+
+_CHUNK = 500
+
+
+@dataclass
+class FeedbackResult:
+    """What one feedback call did, id by id."""
+
+    stored: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    updated: list[dict] = field(default_factory=list)  # {"prediction_id", "old", "new"}
+    unknown: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """False when some ids were unknown (the CLI exits 1 so a pipeline notices)."""
+        return not self.unknown
+
+    def to_dict(self) -> dict:
+        return {"stored": len(self.stored), "unchanged": len(self.unchanged), "updated": self.updated,
+                "unknown": list(self.unknown), "ok": self.ok}
+
+    def _line(self) -> str:
+        return (f"feedback: {len(self.stored)} stored, {len(self.updated)} updated, "
+                f"{len(self.unchanged)} unchanged, {len(self.unknown)} unknown id(s)")
+
+    def __str__(self) -> str:
+        lines = [self._line()]
+        for u in self.updated[:10]:
+            lines.append(f"  updated {u['prediction_id']}: {u['old']!r} -> {u['new']!r}")
+        if self.unknown:
+            more = f" (+{len(self.unknown) - 10} more)" if len(self.unknown) > 10 else ""
+            lines.append(f"  unknown (not in the prediction log, not stored): {', '.join(self.unknown[:10])}{more}")
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"<FeedbackResult {self._line()}>"
+
+    def _repr_html_(self) -> str:
+        color = "#1b5e20" if self.ok else "#b00020"
+        body = f"<p style='color:{color}'><b>{escape(self._line())}</b></p>"
+        if self.unknown:
+            body += f"<p>Unknown ids (not stored): <code>{escape(', '.join(self.unknown[:10]))}</code></p>"
+        return f"<div>{body}</div>"
+
+
+def _label(value: Any) -> Any:
+    if hasattr(value, "item") and not hasattr(value, "__len__"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        raise DataError("a label is NaN or infinite", "send a real label for every prediction id (drop the missing ones)")
+    if value is None:
+        raise DataError("a label is missing (None)", "send a label for every prediction id (drop the missing ones)")
+    if not isinstance(value, (str, int, float, bool)):
+        raise DataError(f"a label must be a number, a string or a bool, got {type(value).__name__}",
+                        "send one scalar label per prediction id")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # 1.0 and 1 are one label
+    return value
+
+
+def _as_list(values: Any, what: str) -> list:
+    if isinstance(values, (str, bytes)):
+        return [values]
+    if hasattr(values, "tolist"):
+        return list(values.tolist())
+    try:
+        return list(values)
+    except TypeError:
+        raise DataError(f"{what} must be a list (or array/Series), got {type(values).__name__}",
+                        f"pass {what} as a list") from None
+
+
+def feedback(prediction_ids: Iterable[str] | str, labels: Any) -> FeedbackResult:
+    """Store the true ``labels`` of earlier predictions (ids from the server's ``prediction_ids``)."""
+    from sqlalchemy import select
+
+    from .. import state
+    from .predlog import ensure_tables, feedback_table, predictions
+
+    ids = [str(i) for i in _as_list(prediction_ids, "prediction_ids")]
+    values = _as_list(labels, "labels") if not isinstance(labels, (int, float, bool)) else [labels]
+    if len(ids) != len(values):
+        raise DataError(f"{len(ids)} prediction id(s) but {len(values)} label(s)",
+                        "pass one label per prediction id, in the same order")
+    pairs: dict[str, str] = {}
+    for pid, value in zip(ids, values):
+        text = json.dumps(_label(value))
+        if pid in pairs and pairs[pid] != text:
+            raise DataError(f"prediction id {pid!r} appears twice with different labels",
+                            "send each prediction id once")
+        pairs[pid] = text
+    result = FeedbackResult()
+    if not pairs:
+        return result
+    ensure_tables()
+    now = time.time()
+    f, p = feedback_table, predictions
+    keys = list(pairs)
+    with state.write_transaction() as conn:
+        known: set[str] = set()
+        existing: dict[str, str] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start:start + _CHUNK]
+            known.update(r[0] for r in conn.execute(select(p.c.prediction_id).where(p.c.prediction_id.in_(chunk))))
+            existing.update((r[0], r[1]) for r in conn.execute(select(f.c.prediction_id, f.c.label)
+                                                                .where(f.c.prediction_id.in_(chunk))))
+        new_rows = []
+        for pid in keys:
+            text = pairs[pid]
+            if pid not in known:
+                result.unknown.append(pid)
+            elif pid not in existing:
+                new_rows.append({"prediction_id": pid, "label": text, "ts": now, "updated_at": now})
+                result.stored.append(pid)
+            elif existing[pid] == text:
+                result.unchanged.append(pid)
+            else:
+                conn.execute(f.update().where(f.c.prediction_id == pid).values(label=text, updated_at=now))
+                result.updated.append({"prediction_id": pid, "old": json.loads(existing[pid]), "new": json.loads(text)})
+        if new_rows:
+            conn.execute(f.insert(), new_rows)
+    return result

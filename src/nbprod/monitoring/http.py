@@ -1,0 +1,58 @@
+"""``POST /feedback`` on the model server: the HTTP face of :func:`nbprod.monitoring.feedback.feedback`.
+
+Body: ``{"prediction_ids": [...], "labels": [...]}`` or ``{"feedback": [{"prediction_id", "label"}, ...]}``.
+Answer: 200 with ``{"stored", "unchanged", "updated", "unknown", "ok"}`` — unknown ids are listed,
+not dropped silently. Auth is the server's (bearer token). The DB write runs in a worker thread,
+never on the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+__all__ = ["feedback_endpoint"]
+
+
+def _parse(body: bytes) -> tuple[list, list]:
+    from ..errors import ServingError
+
+    def bad(problem: str) -> ServingError:
+        err = ServingError(problem, 'send {"prediction_ids": ["<id>", ...], "labels": [<label>, ...]}', status=400)
+        err.code = "bad_feedback"  # type: ignore[attr-defined]
+        return err
+
+    try:
+        data = json.loads(body or b"null")
+    except ValueError as exc:
+        raise bad(f"the body is not JSON: {exc}") from None
+    if isinstance(data, dict) and isinstance(data.get("feedback"), list):
+        items = data["feedback"]
+        if not all(isinstance(i, dict) and "prediction_id" in i and "label" in i for i in items):
+            raise bad("every item of 'feedback' needs 'prediction_id' and 'label'")
+        return [i["prediction_id"] for i in items], [i["label"] for i in items]
+    if isinstance(data, dict) and isinstance(data.get("prediction_ids"), list) and isinstance(data.get("labels"), list):
+        return data["prediction_ids"], data["labels"]
+    raise bad("the body needs 'prediction_ids' and 'labels' lists (or a 'feedback' list)")
+
+
+async def feedback_endpoint(request):
+    from ..errors import NbprodError, ServingError
+    from ..serving.app import _error, _json
+    from .feedback import feedback
+
+    state = request.app.state.serving
+    try:
+        state.check_auth(request)
+        ids, labels = _parse(await state.read_body(request))
+        try:
+            result = await asyncio.get_running_loop().run_in_executor(None, feedback, ids, labels)
+        except ServingError:
+            raise
+        except NbprodError as exc:
+            err = ServingError(exc.problem, exc.fix, status=400)
+            err.code = type(exc).__name__  # type: ignore[attr-defined]
+            raise err from None
+        return _json(result.to_dict())
+    except ServingError as err:
+        return _error(err)

@@ -1,0 +1,394 @@
+"""``nbprod.monitor("credit")``: drift, realised performance and health over time windows of the log.
+
+Per window (``window="1h"``, aligned to the epoch; the default period is the last 24 windows):
+
+- **health**: requests, request rate, error rate (4xx+5xx) and server error rate (5xx) — failed
+  requests are rows of the prediction log —, latency p50/p95/p99 over every request, OOD rate;
+- **input drift**: :func:`nbprod.drift` of the window's inputs against the *serving version's
+  registered training profile* (the version answering most rows of the window), or ``reference=``;
+- **prediction drift**: the drift engine on the prediction (positive-class score when the model
+  returns probabilities, else the predicted value) against the predictions of the *first window
+  of the period with enough rows* — the training profile holds no predictions, and re-scoring the
+  training sample would load the model into the monitor; the first window is the baseline the
+  deployment started from. ``prediction_reference=`` (a frame with a ``prediction`` column) overrides it;
+- **label drift** likewise on the labels that arrived (first window with enough labels);
+- **realised performance** on rows whose ground truth has arrived (:mod:`.feedback`):
+  accuracy, precision, recall, F1, ROC AUC — or MAE/RMSE for regression.
+
+A window with fewer than ``min_rows`` rows (``min_requests`` requests for health) reports
+``"not enough data"`` for that metric, never a number. The deployment's version changes in the
+period (deploy/promote/rollback from the audit log, and versions first seen in the log) are part
+of the report, for marking on charts.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from typing import Any
+
+from ..errors import DeploymentError, DriftError, NbprodError
+from .windows import parse_duration, parse_time, window_edges
+
+__all__ = ["monitor", "resolve_name", "HEALTH", "NOT_ENOUGH"]
+
+NOT_ENOUGH = "not enough data"
+HEALTH = ("requests", "rows", "request_rate", "errors", "error_rate", "server_error_rate", "ood_rate",
+          "p50_ms", "p95_ms", "p99_ms")
+_VERSION_ACTIONS = {"deploy", "promote", "rollback", "promote.reverted", "undeploy"}
+
+
+def resolve_name(deployment_or_model: str) -> str:
+    """``credit``, ``credit@champion``, ``models:/credit/3`` → the name the log is kept under."""
+    if not isinstance(deployment_or_model, str) or not deployment_or_model.strip():
+        raise DeploymentError(f"{deployment_or_model!r} is not a deployment name",
+                              "pass the deployment name, e.g. monitor('credit')")
+    text = deployment_or_model.strip()
+    if text.startswith("models:/"):
+        text = text[len("models:/"):]
+    return text.split("@")[0].split("/")[0]
+
+
+# --- reading the log ------------------------------------------------------------------------------
+
+
+def _load(name: str, lo: float, hi: float):
+    """The period's non-shadow rows (with their labels) as a frame, oldest first."""
+    import pandas as pd
+    from sqlalchemy import select
+
+    from .predlog import ensure_tables, feedback_table as f, predictions as p
+
+    eng = ensure_tables()
+    stmt = (select(p.c.ts, p.c.version, p.c.role, p.c.status, p.c.latency_ms, p.c.row_index, p.c.inputs,
+                   p.c.prediction, p.c.ood, f.c.label)
+            .select_from(p.outerjoin(f, f.c.prediction_id == p.c.prediction_id))
+            .where(p.c.deployment == name, p.c.ts >= lo, p.c.ts < hi, p.c.role != "shadow")
+            .order_by(p.c.ts, p.c.id))
+    with eng.connect() as conn:
+        rows = conn.execute(stmt).all()
+    columns = ["ts", "version", "role", "status", "latency_ms", "row_index", "inputs", "prediction", "ood", "label"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _known(name: str) -> bool:
+    from sqlalchemy import select
+
+    from .predlog import ensure_tables, predictions as p
+
+    eng = ensure_tables()
+    with eng.connect() as conn:
+        if conn.execute(select(p.c.id).where(p.c.deployment == name).limit(1)).first() is not None:
+            return True
+    try:
+        from ..serving.spec import load_spec
+
+        load_spec(name)
+        return True
+    except NbprodError:
+        return False
+
+
+def _logged_names() -> list[str]:
+    from sqlalchemy import select
+
+    from .predlog import ensure_tables, predictions as p
+
+    with ensure_tables().connect() as conn:
+        return [r[0] for r in conn.execute(select(p.c.deployment).distinct().limit(20))]
+
+
+# --- version changes and references -----------------------------------------------------------
+
+
+def _audit_changes(name: str, lo: float, hi: float) -> tuple[list[dict], dict[str, str]]:
+    """Deploy/promote/rollback rows of this deployment in the period, and every version → URI seen."""
+    from datetime import datetime
+
+    from sqlalchemy import select
+
+    from .. import state
+
+    t = state.audit_log
+    changes, uris = [], {}
+    try:
+        with state.engine().connect() as conn:
+            rows = conn.execute(select(t.c.timestamp, t.c.action, t.c.model_uri, t.c.details)
+                                .where(t.c.action.in_(sorted(_VERSION_ACTIONS))).order_by(t.c.seq)).all()
+    except Exception:  # noqa: BLE001 - no audit table yet: no changes to show
+        return [], {}
+    for ts_text, action, model_uri, details_text in rows:
+        try:
+            details = json.loads(details_text)
+        except ValueError:
+            continue
+        if details.get("deployment") != name:
+            continue
+        routes = details.get("routes") or []
+        for r in routes:
+            if r.get("version") and r.get("uri"):
+                uris[str(r["version"])] = r["uri"]
+        ts = datetime.fromisoformat(ts_text.replace("Z", "+00:00")).timestamp()
+        if lo <= ts < hi:
+            stable = next((str(r.get("version")) for r in routes if r.get("role") == "stable"), None)
+            others = [f"v{r.get('version')} {r.get('role')} {r.get('weight', 0):g}%" for r in routes if r.get("role") != "stable"]
+            changes.append({"ts": ts, "action": action, "version": details.get("to") or stable,
+                            "detail": ", ".join(others), "source": "audit"})
+    return changes, uris
+
+
+def _first_seen(frame, lo: float) -> list[dict]:
+    out = []
+    if frame.empty:
+        return out
+    answered = frame[frame.role != "error"]
+    firsts = sorted(answered.groupby("version", sort=False)["ts"].min().items(), key=lambda kv: kv[1])
+    for version, ts in firsts[1:]:  # the first version seen is where the period starts, not a change
+        if ts > lo:
+            out.append({"ts": float(ts), "action": "first seen", "version": str(version), "detail": "", "source": "log"})
+    return out
+
+
+def _profile_for(name: str, version: str, uris: dict[str, str], cache: dict) -> tuple[Any, str]:
+    """The training profile of ``version`` (and a label), or (None, why not)."""
+    if version in cache:
+        return cache[version]
+    from pathlib import Path
+
+    from ..data.profile import Profile
+
+    candidates: list[str] = []
+    try:
+        from ..serving.spec import load_spec
+
+        for r in load_spec(name).routes:
+            if r.version == version:
+                candidates += [p for p in (r.path, r.uri) if p]
+    except NbprodError:
+        pass
+    if version in uris:
+        candidates.append(uris[version])
+    if version and version.isdigit():
+        candidates.append(f"models:/{name}/{version}")
+    found: tuple[Any, str] = (None, f"no registered training profile found for version {version}")
+    for c in dict.fromkeys(candidates):
+        try:
+            path = Path(c) / "nbprod" / "profile.json"
+            if path.is_file():
+                found = (Profile.from_json(path.read_text(encoding="utf-8")), f"training profile of v{version}")
+                break
+            if not Path(c).exists():
+                from ..registry import load_profile
+
+                found = (load_profile(c), f"training profile of v{version}")
+                break
+        except Exception:  # noqa: BLE001 - try the next place; the report says if none worked
+            continue
+    cache[version] = found
+    return found
+
+
+# --- the windows --------------------------------------------------------------------------------
+
+
+def _pct(values, q: float) -> float:
+    import numpy as np
+
+    return float(np.percentile(np.asarray(values, dtype=float), q))
+
+
+def _health(win, window_s: float, min_requests: int) -> dict:
+    errors = win[win.role == "error"]
+    answered = win[(win.role != "error") & (win.row_index == 0)]
+    n_req = len(errors) + len(answered)
+    rows = int((win.role != "error").sum())
+    m: dict[str, tuple[float | None, str]] = {"requests": (float(n_req), "ok"), "rows": (float(rows), "ok"),
+                                              "errors": (float(len(errors)), "ok"),
+                                              "request_rate": (n_req / window_s, "ok")}
+    if n_req < min_requests:
+        for k in ("error_rate", "server_error_rate", "p50_ms", "p95_ms", "p99_ms"):
+            m[k] = (None, NOT_ENOUGH)
+    else:
+        m["error_rate"] = (len(errors) / n_req, "ok")
+        m["server_error_rate"] = (float((errors.status >= 500).sum()) / n_req, "ok")
+        lat = [v for v in list(answered.latency_ms) + list(errors.latency_ms) if v is not None and v == v]
+        for k, q in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99)):
+            m[k] = (_pct(lat, q), "ok") if len(lat) >= min_requests else (None, NOT_ENOUGH)
+    if rows == 0:
+        m["ood_rate"] = (None, NOT_ENOUGH)
+    else:
+        m["ood_rate"] = (float(win[win.role != "error"].ood.notna().sum()) / rows, "ok")
+    return m
+
+
+def _one_column_drift(ref_values, cur_values) -> tuple[float | None, bool | None, str, str | None]:
+    """(score, drifted, status, test) of one value column against a reference column."""
+    import pandas as pd
+
+    from ..drift import drift
+
+    try:
+        rep = drift(pd.DataFrame({"value": ref_values}), pd.DataFrame({"value": cur_values}))
+    except DriftError as exc:
+        return None, None, f"error: {exc.problem}", None
+    c = rep.columns[0]
+    if c.status != "ok":
+        return None, None, c.status if c.reason is None else f"{c.status}: {c.reason}", c.test
+    return c.score, c.drifted, "ok", c.test
+
+
+def _series(values: list):
+    import pandas as pd
+
+    s = pd.Series(values)
+    if s.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all():
+        return s.astype(float)
+    return s.astype(str)
+
+
+def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, until: Any = None,
+            reference: Any = None, prediction_reference: Any = None, task: str | None = None,
+            min_rows: int = 30, min_requests: int = 5, drift_share: float = 0.5):
+    """Monitor a deployment over time windows of its prediction log → :class:`MonitorReport`."""
+    import numpy as np
+    import pandas as pd
+
+    from ..drift import drift
+    from .performance import infer_task, normalise, performance
+    from .report import MonitorReport
+
+    name = resolve_name(deployment_or_model)
+    window_s = parse_duration(window)
+    now = time.time()
+    until_ts = parse_time(until, now=now) or now
+    since_ts = parse_time(since, now=now)
+    if since_ts is None:
+        since_ts = until_ts - 24 * window_s
+    edges = window_edges(since_ts, until_ts, window_s)
+    if task not in (None, "classification", "regression"):
+        raise DriftError(f"task {task!r} is not 'classification' or 'regression'", "pass task=None to infer it from the labels")
+    if not _known(name):
+        logged = _logged_names()
+        raise DeploymentError(f"no deployment and no logged predictions called {name!r}",
+                              f"pass a deployment name ({', '.join(logged) or 'none has logged predictions yet'}); "
+                              "check NBPROD_HOME / NBPROD_DB_URL")
+    lo, hi = edges[0][0], until_ts
+    frame = _load(name, lo, hi)
+    notes: list[str] = []
+
+    answered = frame[frame.role != "error"].reset_index(drop=True)
+    inputs = pd.DataFrame.from_records([json.loads(s) if s else {} for s in answered.inputs]) if len(answered) else pd.DataFrame()
+    preds_raw = [json.loads(s) if s else None for s in answered.prediction]
+    labels_raw = [json.loads(s) if isinstance(s, str) else None for s in answered.label]
+    labelled = [v for v in labels_raw if v is not None]
+    if task is None:
+        task = infer_task(labelled) if labelled else (
+            "classification" if preds_raw and isinstance(preds_raw[0], list) else infer_task([p for p in preds_raw[:200] if not isinstance(p, (list, dict))]))
+    norm = [normalise(p, task) for p in preds_raw]
+    pred_value = [s if s is not None else v for v, s in norm]
+
+    # references ---------------------------------------------------------------------------------
+    changes, uris = _audit_changes(name, lo, hi)
+    changes = sorted(changes + [c for c in _first_seen(frame, lo) if c["source"] == "log"], key=lambda c: c["ts"])
+    cache: dict = {}
+    explicit_label = None
+    if reference is not None:
+        explicit_label = "frame" if hasattr(reference, "iloc") else (reference if isinstance(reference, str) else "profile")
+
+    ts_answered = answered.ts.to_numpy(dtype=float) if len(answered) else []
+    windows, reports = [], []
+    pred_ref = None
+    if prediction_reference is not None:
+        pred_ref = list(prediction_reference["prediction"])
+    label_ref = None
+    for start, end in edges:
+        win = frame[(frame.ts >= start) & (frame.ts < end)]
+        idx = list(range(*np.searchsorted(ts_answered, [start, end], side="left"))) if len(answered) else []
+        metrics = _health(win, window_s, min_requests)
+        versions = dict(Counter(str(v) for v in answered.version.iloc[idx])) if idx else {}
+        rep = None
+        # input drift
+        if len(idx) < min_rows:
+            drift_status = NOT_ENOUGH
+        else:
+            version = max(versions, key=versions.get)
+            if reference is not None:
+                ref, ref_label = reference, explicit_label
+            else:
+                ref, ref_label = _profile_for(name, version, uris, cache)
+            if ref is None:
+                drift_status = f"no reference: {ref_label}"
+            else:
+                cur = inputs.iloc[idx]
+                try:
+                    ref_cols = list(getattr(ref, "columns", []))
+                    cols = [c for c in ref_cols if c in cur.columns] or None
+                    rep = drift(ref, cur, columns=cols, drift_share=drift_share)
+                    drift_status = "ok"
+                except NbprodError as exc:
+                    drift_status = f"error: {exc.problem}"
+        if rep is not None:
+            metrics["drift_share"] = (rep.share_drifted, "ok") if rep.tested else (None, NOT_ENOUGH)
+            metrics["n_drifted"] = (float(len(rep.drifted_columns)), "ok")
+            metrics["dataset_drift"] = (float(rep.dataset_drift), "ok")
+        else:
+            for k in ("drift_share", "n_drifted", "dataset_drift"):
+                metrics[k] = (None, drift_status)
+        # prediction drift
+        cur_pred = [pred_value[i] for i in idx if pred_value[i] is not None]
+        if len(cur_pred) < min_rows:
+            metrics["prediction_drift_score"] = metrics["prediction_drift"] = (None, NOT_ENOUGH)
+        elif pred_ref is None:
+            pred_ref = cur_pred
+            metrics["prediction_drift_score"] = metrics["prediction_drift"] = (None, "reference window")
+        else:
+            score, drifted, status, _ = _one_column_drift(_series(pred_ref), _series(cur_pred))
+            metrics["prediction_drift_score"] = (score, status)
+            metrics["prediction_drift"] = (None if drifted is None else float(drifted), status)
+        # labels: coverage, label drift, realised performance
+        lab_idx = [i for i in idx if labels_raw[i] is not None]
+        metrics["feedback_rows"] = (float(len(lab_idx)), "ok")
+        metrics["feedback_rate"] = (len(lab_idx) / len(idx), "ok") if idx else (None, NOT_ENOUGH)
+        cur_labels = [labels_raw[i] for i in lab_idx]
+        if len(cur_labels) < min_rows:
+            metrics["label_drift_score"] = metrics["label_drift"] = (None, NOT_ENOUGH)
+        elif label_ref is None:
+            label_ref = cur_labels
+            metrics["label_drift_score"] = metrics["label_drift"] = (None, "reference window")
+        else:
+            score, drifted, status, _ = _one_column_drift(_series(label_ref), _series(cur_labels))
+            metrics["label_drift_score"] = (score, status)
+            metrics["label_drift"] = (None if drifted is None else float(drifted), status)
+        names = ("accuracy", "precision", "recall", "f1", "roc_auc") if task == "classification" else ("mae", "rmse")
+        if len(lab_idx) < min_rows:
+            for k in names:
+                metrics[k] = (None, NOT_ENOUGH if lab_idx or not idx else "no feedback yet")
+        else:
+            perf = performance(cur_labels, [norm[i][0] for i in lab_idx], [norm[i][1] for i in lab_idx], task)
+            metrics.update(perf)
+        windows.append({"start": start, "end": end, "partial": end > until_ts, "versions": versions, "metrics": metrics})
+        reports.append(rep)
+    if reference is None and cache and all(v[0] is None for v in cache.values()):
+        notes.append("input drift not computed: no registered training profile for the served version(s); "
+                     "pass reference= (a profile, a model URI or a frame)")
+    if frame.empty:
+        notes.append("no predictions logged in this period")
+    lat = [v for v in frame.latency_ms if v is not None and v == v]
+    return MonitorReport(deployment=name, window_s=window_s, since=lo, until=until_ts, task=task, windows=windows,
+                         drift_reports=reports, version_changes=changes, notes=notes, latency_ms=_latency_hist(lat),
+                         reference=explicit_label or "training profile of the serving version",
+                         min_rows=min_rows)
+
+
+def _latency_hist(values: list) -> dict:
+    """Latency histogram of the period on log-spaced bins (counts only, never the raw values)."""
+    import numpy as np
+
+    if not values:
+        return {"edges": [], "counts": []}
+    arr = np.asarray(values, dtype=float)
+    lo, hi = max(arr.min(), 0.01), max(arr.max(), 0.02)
+    edges = np.geomspace(lo, hi * 1.0001, 25)
+    counts, _ = np.histogram(np.clip(arr, lo, None), bins=edges)
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts]}

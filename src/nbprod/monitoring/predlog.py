@@ -1,0 +1,460 @@
+"""The prediction log: every answered row, every shadow answer and every failed request, in the state DB.
+
+Why it is built this way:
+
+- The server's hooks run on the event loop, so :class:`PredictionLog` only *appends a reference*
+  to the request's arrays to a bounded in-memory buffer (no JSON, no SQL on the request path).
+  One background thread drains the buffer every ``flush_s`` (or as soon as ``batch_rows`` rows
+  wait), turns the arrays into rows and writes them with one ``executemany`` per batch.
+- When the buffer holds ``max_pending_rows`` rows the new request's rows are dropped — never
+  waited for — and counted in ``nbprod_dropped_log_rows_total`` (per row). A failing DB write is
+  retried once, then its rows are dropped and counted too; a prediction never waits or fails
+  because of the log.
+- Error rate: every failed request (4xx/5xx) is logged as ONE row with ``status`` set and no
+  prediction id, so windows count requests and errors from the same table (the ``/metrics``
+  counters are per process and reset on restart; the log is not).
+- Shadow answers are rows with ``role='shadow'``, no prediction id and no inputs (they are the
+  stable row's inputs: join on ``request_id`` + ``row_index``).
+- Retention: the writer deletes rows older than ``max_age_s`` and keeps at most ``max_rows`` rows
+  per deployment (oldest first), every ``prune_every_s``; feedback older than ``max_age_s`` goes too.
+
+``import nbprod`` does not load this module (SQLAlchemy, numpy).
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import json
+import math
+import os
+import threading
+import time
+from typing import Any, Iterable
+
+from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text, delete, select
+
+from .. import state
+
+__all__ = ["predictions", "feedback_table", "PredictionLog", "attach", "ensure_tables", "write_rows", "log_rows",
+           "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS"]
+
+DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
+DISABLE_ENV = "NBPROD_PREDICTION_LOG"  # "off" / "0": the server logs nothing (benchmarks, privacy)
+DEFAULT_MAX_ROWS = 1_000_000
+
+_ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER PRIMARY KEY
+
+predictions = Table(
+    "predictions", state.metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("deployment", String(255), nullable=False),
+    Column("ts", Float, nullable=False),  # unix time the answer was sent
+    Column("request_id", String(64)),
+    Column("row_index", Integer, nullable=False, default=0),  # position of the row in its request
+    Column("prediction_id", String(80)),  # "<request_id>-<row_index>"; NULL for shadow and error rows
+    Column("version", String(64)),
+    Column("role", String(16), nullable=False),  # stable | canary | pinned | shadow | error
+    Column("status", Integer, nullable=False, default=200),
+    Column("latency_ms", Float),  # server-side latency of the whole request (same on each of its rows)
+    Column("n_rows", Integer, nullable=False, default=1),  # rows in the request
+    Column("inputs", Text),  # JSON object: column -> value
+    Column("prediction", Text),  # JSON value (a label, a number or a list of class probabilities)
+    Column("ood", Text),  # JSON list of reasons, NULL when the row was inside the training distribution
+    Index("ix_predictions_deployment_ts", "deployment", "ts"),
+    Index("ux_predictions_prediction_id", "prediction_id", unique=True),
+)
+
+feedback_table = Table(
+    "feedback", state.metadata,
+    Column("prediction_id", String(80), primary_key=True),
+    Column("label", Text, nullable=False),  # JSON value
+    Column("ts", Float, nullable=False),  # when the label first arrived
+    Column("updated_at", Float, nullable=False),
+)
+
+_created: set = set()
+
+
+def ensure_tables(db_url: str | None = None):
+    """The state-DB engine with the prediction and feedback tables created (once per process)."""
+    eng = state.engine(db_url)
+    key = (str(eng.url), os.getpid())
+    if key not in _created:
+        with eng.connect() as conn:
+            conn.execution_options(nbprod_write=True)
+            with conn.begin():
+                state.lock(conn, "nbprod.schema")
+                predictions.create(conn, checkfirst=True)
+                feedback_table.create(conn, checkfirst=True)
+        _created.add(key)
+    return eng
+
+
+# --- turning a request's arrays into rows (in the writer thread) -------------------------------
+
+
+def _plain_list(values: Any, n: int) -> list:
+    """Column values as a list of JSON-able Python values (NaN → None)."""
+    if hasattr(values, "tolist"):
+        out = values.tolist()
+        kind = getattr(getattr(values, "dtype", None), "kind", "")
+        if kind == "f":
+            out = [None if v != v else v for v in out]
+    else:
+        out = list(values)
+    if len(out) != n:
+        out = (out + [None] * n)[:n]
+    return out
+
+
+def _jsonable(v: Any) -> Any:
+    if v is None or isinstance(v, (str, bool, int)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if hasattr(v, "item") and not hasattr(v, "__len__"):
+        return _jsonable(v.item())
+    if hasattr(v, "tolist"):
+        return _jsonable(v.tolist())
+    if isinstance(v, (list, tuple)):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, dict):
+        return {str(k): _jsonable(x) for k, x in v.items()}
+    return str(v)
+
+
+def _prediction_list(pred: Any, n: int) -> list:
+    """One prediction value per row, whatever the model returned."""
+    mod = type(pred).__module__
+    if mod.startswith("pandas"):
+        if hasattr(pred, "columns"):
+            records = pred.to_dict(orient="records")
+            return [_jsonable(r if len(r) > 1 else next(iter(r.values()))) for r in records]
+        pred = pred.to_numpy()
+    if hasattr(pred, "ndim"):
+        if pred.ndim == 1:
+            return _plain_list(pred, n)
+        return [_jsonable(r) for r in pred.reshape(len(pred), -1).tolist()]
+    if isinstance(pred, dict):  # {output: array} → one object per row
+        cols = {k: _prediction_list(v, n) for k, v in pred.items()}
+        return [{k: cols[k][i] for k in cols} for i in range(n)]
+    values = list(pred) if isinstance(pred, (list, tuple)) else [pred] * n
+    return [_jsonable(v) for v in (values + [None] * n)[:n]]
+
+
+def _dumps(v: Any) -> str:
+    return json.dumps(v, separators=(",", ":"), allow_nan=False, default=str)
+
+
+def _rows_of(deployment: str, kind: str, ts: float, rec: dict) -> list[dict]:
+    if kind == "error":
+        return [{"deployment": deployment, "ts": ts, "request_id": rec.get("request_id"), "row_index": 0,
+                 "prediction_id": None, "version": _s(rec.get("version")), "role": "error",
+                 "status": int(rec.get("status") or 500), "latency_ms": rec.get("latency_ms"), "n_rows": 0,
+                 "inputs": None, "prediction": None, "ood": None}]
+    pred = rec.get("predictions")
+    n = int(rec.get("n") or 0) or (len(pred) if hasattr(pred, "__len__") and not isinstance(pred, (str, dict)) else 1)
+    preds = _prediction_list(pred, n)
+    base = {"deployment": deployment, "ts": ts, "request_id": rec.get("request_id"), "version": _s(rec.get("version")),
+            "status": 200, "latency_ms": rec.get("latency_ms"), "n_rows": n}
+    if kind == "shadow":
+        return [{**base, "row_index": i, "prediction_id": None, "role": "shadow", "inputs": None,
+                 "prediction": _dumps(_jsonable(preds[i])), "ood": None} for i in range(n)]
+    inputs = rec.get("inputs") or {}
+    cols = {k: _plain_list(v, n) for k, v in inputs.items()}
+    names = list(cols)
+    ood = rec.get("ood")
+    rid = rec.get("request_id")
+    out = []
+    for i in range(n):
+        flags = ood[i] if ood is not None and i < len(ood) else None
+        out.append({**base, "row_index": i, "prediction_id": f"{rid}-{i}", "role": rec.get("role") or "stable",
+                    "inputs": _dumps({k: _jsonable(cols[k][i]) for k in names}),
+                    "prediction": _dumps(_jsonable(preds[i]) if i < len(preds) else None),
+                    "ood": _dumps(list(flags)) if flags else None})
+    return out
+
+
+def _s(v: Any) -> str | None:
+    return None if v is None else str(v)
+
+
+def write_rows(rows: list[dict], db_url: str | None = None) -> int:
+    """Insert prediction-log rows (one ``executemany``); the number written."""
+    if not rows:
+        return 0
+    full = [{"request_id": None, "row_index": 0, "prediction_id": None, "version": None, "status": 200,
+             "latency_ms": None, "n_rows": 1, "inputs": None, "prediction": None, "ood": None, **r} for r in rows]
+    eng = ensure_tables(db_url)
+    with eng.connect() as conn:
+        conn.execution_options(nbprod_write=True)
+        with conn.begin():
+            conn.execute(predictions.insert(), full)
+    return len(full)
+
+
+def log_rows(deployment: str, records: Iterable[tuple[str, float, dict]], db_url: str | None = None) -> int:
+    """Write hook records directly — ``(kind, unix_ts, record)`` with kind prediction|shadow|error.
+
+    The same conversion the server's writer does, synchronously: tests and back-fills use it to
+    put traffic in the log fast.
+    """
+    rows: list[dict] = []
+    for kind, ts, rec in records:
+        rows.extend(_rows_of(deployment, kind, ts, rec))
+    return write_rows(rows, db_url)
+
+
+# --- the writer ---------------------------------------------------------------------------------
+
+
+class PredictionLog:
+    """A bounded buffer the server's hooks fill, and the thread that writes it to the state DB.
+
+    ``hooks(base)`` returns :class:`~nbprod.serving.app.ServingHooks` with this log's
+    ``on_prediction``/``on_shadow``/``on_error`` added to ``base``'s hooks. ``bind_counter`` gives
+    it the app's ``nbprod_dropped_log_rows_total`` so drops are counted per row; without one, an
+    overflow raises inside the hook and the app counts one drop per request.
+    """
+
+    def __init__(self, deployment: str, *, db_url: str | None = None, max_pending_rows: int = 50_000,
+                 batch_rows: int = 2_000, flush_s: float = 0.25, max_age_s: float = DEFAULT_MAX_AGE_S,
+                 max_rows: int = DEFAULT_MAX_ROWS, prune_every_s: float = 300.0) -> None:
+        self.deployment = deployment
+        self.db_url = db_url
+        self.max_pending_rows = max_pending_rows
+        self.batch_rows = batch_rows
+        self.flush_s = flush_s
+        self.max_age_s = max_age_s
+        self.max_rows = max_rows
+        self.prune_every_s = prune_every_s
+        self._buffer: collections.deque = collections.deque()
+        self._pending = 0  # rows waiting; only changed under _lock
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._counter = None
+        self.written = 0
+        self.dropped = 0
+        self.failed_batches = 0
+        self.last_error: str | None = None
+        self._last_prune = 0.0
+
+    # -- the request path: append only -----------------------------------------------------------
+    def bind_counter(self, counter) -> None:
+        self._counter = counter
+
+    def _put(self, kind: str, record: dict, rows: int) -> None:
+        with self._lock:
+            if self._pending + rows > self.max_pending_rows:
+                full = True
+            else:
+                full = False
+                self._pending += rows
+                self._buffer.append((kind, time.time(), record))
+        if full:
+            self._drop(rows)
+            return
+        if self._thread is None:
+            self.start()
+        if self._pending >= self.batch_rows:
+            self._wake.set()
+
+    def _drop(self, rows: int) -> None:
+        self.dropped += rows
+        if self._counter is not None:
+            self._counter.inc(rows)
+        else:
+            raise OverflowError("prediction log buffer full")  # the app counts it (one per request)
+
+    def on_prediction(self, record: dict) -> None:
+        self._put("prediction", record, int(record.get("n") or 1))
+
+    def on_shadow(self, record: dict) -> None:
+        preds = record.get("predictions")
+        self._put("shadow", record, len(preds) if isinstance(preds, list) else 1)
+
+    def on_error(self, record: dict) -> None:
+        self._put("error", record, 1)
+
+    def hooks(self, base: Any = None):
+        """ServingHooks with this log's hooks added to ``base``'s (whose own hooks still run first)."""
+        from ..serving.app import ServingHooks
+
+        def chain(first, second):
+            if first is None:
+                return second
+
+            def both(record: dict) -> None:
+                try:
+                    first(record)
+                finally:
+                    second(record)
+            return both
+
+        base = base or ServingHooks()
+        return ServingHooks(on_prediction=chain(base.on_prediction, self.on_prediction),
+                            on_shadow=chain(base.on_shadow, self.on_shadow),
+                            on_event=base.on_event,
+                            on_error=chain(getattr(base, "on_error", None), self.on_error))
+
+    # -- the writer thread ---------------------------------------------------------------------
+    def start(self) -> "PredictionLog":
+        with self._lock:
+            if self._thread is not None:
+                return self
+            self._thread = threading.Thread(target=self._run, name=f"nbprod-predlog-{self.deployment}", daemon=True)
+            self._thread.start()
+        atexit.register(self.close)
+        return self
+
+    def _take(self) -> list:
+        with self._lock:
+            items = list(self._buffer)
+            self._buffer.clear()
+        return items
+
+    def _run(self) -> None:
+        while True:
+            self._wake.wait(self.flush_s)
+            self._wake.clear()
+            items = self._take()
+            if items:
+                self._write(items)
+            if time.time() - self._last_prune > self.prune_every_s:
+                self._last_prune = time.time()
+                try:
+                    self.prune()
+                except Exception as exc:  # noqa: BLE001 - pruning is retried next period
+                    self.last_error = f"prune: {type(exc).__name__}: {exc}"
+            if self._stop.is_set() and not self._buffer:
+                return
+
+    def _write(self, items: list) -> None:
+        rows: list[dict] = []
+        for kind, ts, rec in items:
+            try:
+                rows.extend(_rows_of(self.deployment, kind, ts, rec))
+            except Exception as exc:  # noqa: BLE001 - one odd record never stops the log
+                self.last_error = f"convert: {type(exc).__name__}: {exc}"
+                self._count_failed(1)
+        n_taken = sum(_rows_in(kind, rec) for kind, _, rec in items)
+        for start in range(0, len(rows), self.batch_rows):
+            chunk = rows[start:start + self.batch_rows]
+            for attempt in (0, 1):
+                try:
+                    write_rows(chunk, self.db_url)
+                    self.written += len(chunk)
+                    break
+                except Exception as exc:  # noqa: BLE001 - the DB may be briefly locked or away
+                    self.last_error = f"write: {type(exc).__name__}: {exc}"
+                    if attempt:
+                        self.failed_batches += 1
+                        self._count_failed(len(chunk))
+                    else:
+                        time.sleep(0.2)
+        with self._lock:
+            self._pending = max(0, self._pending - n_taken)
+
+    def _count_failed(self, rows: int) -> None:
+        self.dropped += rows
+        if self._counter is not None:
+            self._counter.inc(rows)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything buffered so far is written (True) or ``timeout`` passes (False)."""
+        if self._thread is None:
+            return not self._buffer
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while time.monotonic() < deadline:
+            if self._pending == 0:  # rows leave _pending only once written (or counted as dropped)
+                return True
+            time.sleep(0.01)  # never spin: the writer needs the GIL
+            if self._buffer:
+                self._wake.set()
+        return self._pending == 0
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is buffered and stop the thread (idempotent; also runs at interpreter exit)."""
+        if self._thread is None:
+            return
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    # -- retention ----------------------------------------------------------------------------
+    def prune(self, now: float | None = None) -> int:
+        """Delete rows past the age limit, then the oldest beyond ``max_rows``; the number deleted."""
+        now = time.time() if now is None else now
+        cutoff = now - self.max_age_s
+        eng = ensure_tables(self.db_url)
+        t = predictions
+        deleted = 0
+        with eng.connect() as conn:
+            conn.execution_options(nbprod_write=True)
+            with conn.begin():
+                deleted += conn.execute(delete(t).where(t.c.deployment == self.deployment, t.c.ts < cutoff)).rowcount or 0
+                edge = conn.execute(select(t.c.id).where(t.c.deployment == self.deployment)
+                                    .order_by(t.c.id.desc()).offset(self.max_rows).limit(1)).scalar()
+                if edge is not None:
+                    deleted += conn.execute(delete(t).where(t.c.deployment == self.deployment, t.c.id <= edge)).rowcount or 0
+                conn.execute(delete(feedback_table).where(feedback_table.c.updated_at < cutoff))
+        return deleted
+
+    def stats(self) -> dict:
+        return {"deployment": self.deployment, "written": self.written, "dropped": self.dropped,
+                "pending": self._pending, "failed_batches": self.failed_batches, "last_error": self.last_error}
+
+
+def deployment_of(source: Any) -> str:
+    """The name a server's rows are logged under: the deployment, or the served model's name."""
+    name = getattr(source, "name", None)
+    if isinstance(name, str) and name:
+        return name
+    spec = getattr(source, "spec", None)
+    return getattr(spec, "name", None) or "model"
+
+
+def attach(app: Any, source: Any, **options: Any) -> PredictionLog | None:
+    """Log every answer of a :func:`~nbprod.serving.app.create_app` app; stop the writer with the app.
+
+    The server calls this (``nbprod serve``); the writer thread starts on the first request and
+    is flushed and stopped when the app's lifespan ends (and at interpreter exit).
+    ``NBPROD_PREDICTION_LOG=off`` in the server's environment turns the log off.
+    """
+    import contextlib
+
+    serving = app.state.serving
+    if os.environ.get(DISABLE_ENV, "").lower() in ("0", "off", "false", "no"):
+        app.state.prediction_log = None
+        return None
+    log = PredictionLog(deployment_of(source), **options)
+    log.bind_counter(serving.metrics.dropped_log_rows)
+    serving.hooks = log.hooks(serving.hooks)
+    app.state.prediction_log = log
+    inner = app.router.lifespan_context
+
+    @contextlib.asynccontextmanager
+    async def lifespan(a):
+        try:
+            async with inner(a) as value:
+                yield value
+        finally:
+            import asyncio
+
+            await asyncio.get_running_loop().run_in_executor(None, log.close)
+
+    app.router.lifespan_context = lifespan
+    return log
+
+
+def _rows_in(kind: str, rec: dict) -> int:
+    if kind == "error":
+        return 1
+    if kind == "shadow":
+        preds = rec.get("predictions")
+        return len(preds) if isinstance(preds, list) else 1
+    return int(rec.get("n") or 1)

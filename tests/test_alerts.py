@@ -1,0 +1,121 @@
+"""Alert rules: the safe grammar, evaluation, a real webhook receiver on 127.0.0.1, dedup until resolved."""
+
+from __future__ import annotations
+
+import contextlib
+import http.server
+import json
+import threading
+
+import pytest
+
+from _monitoring_helpers import db_url, hour_start, traffic  # noqa: F401 - fixture
+from nbprod.errors import RuleError
+from nbprod.monitoring.alerts import check, parse_rule, parse_rules
+from nbprod.monitoring.monitor import monitor
+
+
+@contextlib.contextmanager
+def receiver(status: int = 200):
+    """A real HTTP server on 127.0.0.1 recording the JSON posted to it; always shut down."""
+    received: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            received.append(json.loads(body))
+            self.send_response(status)
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.timeout = 5
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def test_rule_grammar():
+    assert parse_rule("error_rate > 1%").threshold == pytest.approx(0.01)
+    assert parse_rule("p95_ms>100").op == ">" and parse_rule("p95_ms <= 0.2s").threshold == pytest.approx(200)
+    assert parse_rule("roc_auc < 0.8").fires(0.7) and not parse_rule("roc_auc < 0.8").fires(0.9)
+    assert parse_rule("drift_share >= 3e-1").threshold == pytest.approx(0.3)
+    for bad, match in [("__import__('os') > 1", "cannot read"), ("p95 > 100", "unknown metric"),
+                       ("roc_auc < 80ms", "not a latency"), ("p95_ms > 1; rm -rf /", "cannot read"), ("", "cannot read")]:
+        with pytest.raises(RuleError, match=match):
+            parse_rule(bad)
+
+
+def test_rules_file(tmp_path):
+    f = tmp_path / "alerts.txt"
+    f.write_text("# latency\np95_ms > 100\n- 'error_rate > 1%'  # errors\n\nroc_auc < 0.8\np95_ms > 100\n")
+    assert [r.text for r in parse_rules(["drift_share > 0.3"], path=f)] == [
+        "drift_share > 0.3", "p95_ms > 100", "error_rate > 1%", "roc_auc < 0.8"]
+    with pytest.raises(RuleError, match="no rules file"):
+        parse_rules(path=tmp_path / "missing.txt")
+
+
+def test_firing_posts_once_until_resolved_then_again(db_url):
+    start = hour_start(3)
+    traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, errors_per_hour=1, send_labels=False)
+    rules = ["p95_ms > 100", "error_rate > 50%", "roc_auc < 0.8"]
+    with receiver() as (url, received):
+        report = monitor("credit", since=start)
+        result = check(report, rules, webhook=url)
+        assert not result.ok and not report.ok and [o.rule for o in result.firing] == ["p95_ms > 100"]
+        states = {o.rule: (o.state, o.notification) for o in result.outcomes}
+        assert states["p95_ms > 100"] == ("firing", "sent")
+        assert states["error_rate > 50%"] == ("ok", None) and states["roc_auc < 0.8"][0] == "no data"
+        assert len(received) == 1
+        msg = received[0]
+        assert set(msg) == {"text", "blocks"} and isinstance(msg["blocks"], list)
+        for part in ("credit", "p95_ms > 100", "250.0 ms", "nbprod rollback credit", "window"):
+            assert part in msg["text"]
+        # still firing: deduplicated, nothing posted
+        again = check(monitor("credit", since=start), rules, webhook=url)
+        assert again.firing[0].notification.startswith("suppressed") and len(received) == 1
+        # it resolves (fast traffic in a newer window): one "resolved" message, then a new firing posts again
+        traffic("credit", start=start + 3600, hours=1, per_hour=60, latency_ms=5.0, seed=5, send_labels=False)
+        resolved = check(monitor("credit", since=start), rules, webhook=url)
+        assert resolved.ok and len(received) == 2 and received[1]["text"].startswith("RESOLVED")
+        traffic("credit", start=start + 7200, hours=1, per_hour=60, latency_ms=300.0, seed=6, send_labels=False)
+        refired = check(monitor("credit", since=start), rules, webhook=url)
+        assert refired.firing[0].notification == "sent" and len(received) == 3
+    assert "FIRING" in str(refired) and "nbprod rollback credit" in str(refired)
+    json.dumps(refired.to_dict())
+
+
+def test_a_failed_post_is_retried_at_the_next_check(nbprod_home):
+    start = hour_start(2)
+    traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
+    with receiver(status=500) as (url, received):
+        first = check(monitor("credit", since=start), ["p95_ms > 100"], webhook=url)
+        assert first.firing[0].notification.startswith("failed")
+    with receiver() as (url, received):
+        second = check(monitor("credit", since=start), ["p95_ms > 100"], webhook=url)
+        assert second.firing[0].notification == "sent" and len(received) == 1
+
+
+def test_cli_check_exits_1_while_firing(nbprod_home, capsys, monkeypatch):
+    from nbprod import commands
+    from nbprod.cli import main
+
+    if "monitoring" not in commands.MODULES:
+        monkeypatch.setattr(commands, "MODULES", [*commands.MODULES, "monitoring"])
+    start = hour_start(2)
+    traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
+    with receiver() as (url, received):
+        assert main(["monitor", "credit", "--since", "3h", "--check", "--rule", "p95_ms > 100", "--webhook", url]) == 1
+        assert main(["monitor", "credit", "--since", "3h", "--check", "--rule", "p95_ms > 1000", "--webhook", url]) == 0
+        assert len(received) == 1
+    out = capsys.readouterr().out
+    assert "FIRING" in out and "all clear" in out
+    assert main(["monitor", "credit", "--check"]) == 2  # --check without rules: a usage error

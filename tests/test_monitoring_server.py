@@ -1,0 +1,79 @@
+"""End to end through a real server (uvicorn on 127.0.0.1): predictions are logged, feedback is posted,
+and monitor() reports realised accuracy, error rate and drift against the version's training profile."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from _serving_models import build
+from test_serving_server import env, request, server  # noqa: F401 - fixtures and helpers
+
+TOKEN = "tok-mon"
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("monitoring-server-models"))
+
+
+def _logged(n: int, timeout: float = 15.0) -> int:
+    import sqlalchemy as sa
+
+    from nbprod.monitoring.predlog import ensure_tables, predictions
+
+    deadline = time.monotonic() + timeout
+    count = 0
+    while time.monotonic() < deadline:
+        with ensure_tables().connect() as conn:
+            count = conn.execute(sa.select(sa.func.count()).select_from(predictions)).scalar()
+        if count >= n:
+            return count
+        time.sleep(0.1)
+    return count
+
+
+def test_predictions_feedback_and_monitor_through_a_real_server(models, env):
+    from nbprod.data.profile import profile
+    from nbprod.monitoring.monitor import monitor
+    from nbprod.serving.spec import DeploymentSpec, Route, save_spec
+
+    df, y = models["df"], models["y"]
+    path = models["proba"]  # an unregistered model dir: its training profile is passed as reference=
+    reference = env["NBPROD_HOME"] + "/profile.json"
+    from pathlib import Path
+
+    Path(reference).parent.mkdir(parents=True, exist_ok=True)
+    Path(reference).write_text(profile(df).to_json(), encoding="utf-8")
+    save_spec("credit", DeploymentSpec("credit", [Route(path, "1", 100, "stable")]))
+    ids, labels = [], []
+    with server(["--deployment", "credit", "--token", TOKEN], env) as port:
+        for start in range(0, 200, 20):
+            chunk = df.iloc[start:start + 20]
+            body = {"dataframe_records": json.loads(chunk.to_json(orient="records"))}
+            status, _, data = request(port, "POST", "/invocations", body, token=TOKEN)
+            assert status == 200
+            ids += json.loads(data)["prediction_ids"]
+            labels += [int(v) for v in y.iloc[start:start + 20]]
+        assert request(port, "POST", "/invocations", {"bad": 1}, token=TOKEN)[0] == 400  # an error row
+        assert _logged(201) == 201  # 200 rows + 1 failed request, written by the background writer
+        # feedback: auth like every endpoint; unknown ids are reported back
+        fb = {"prediction_ids": ids + ["nope-0"], "labels": labels + [1]}
+        assert request(port, "POST", "/feedback", fb)[0] == 401
+        status, _, data = request(port, "POST", "/feedback", fb, token=TOKEN)
+        answer = json.loads(data)
+        assert status == 200 and answer["stored"] == 200 and answer["unknown"] == ["nope-0"] and not answer["ok"]
+        status, _, data = request(port, "POST", "/feedback", {"prediction_ids": ids[:1], "labels": [1 - labels[0]]}, token=TOKEN)
+        assert status == 200 and json.loads(data)["updated"][0]["prediction_id"] == ids[0]
+        status, _, data = request(port, "POST", "/feedback", {"labels": [1]}, token=TOKEN)
+        assert status == 400 and json.loads(data)["error"] == "bad_feedback"
+        assert b"nbprod_dropped_log_rows_total 0.0" in request(port, "GET", "/metrics")[2]
+    report = monitor("credit", window="1h", since="2h", min_rows=50, reference=reference)
+    accuracy, status, window = report.latest("accuracy")
+    assert status == "ok" and 0.6 < accuracy <= 1.0
+    assert report.latest("roc_auc")[1] == "ok"
+    assert report.latest("error_rate")[0] == pytest.approx(1 / 11)
+    assert report.latest("p95_ms")[0] > 0
+    assert report.last_drift is not None and report.last_drift.reference == "profile profile.json"

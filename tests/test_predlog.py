@@ -1,0 +1,134 @@
+"""The prediction log and feedback: background writer, drops, retention, late labels — SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+import sqlalchemy as sa
+
+from _monitoring_helpers import db_url  # noqa: F401 - fixture
+from nbprod.errors import DataError
+from nbprod.monitoring.feedback import feedback
+from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions
+
+
+def _rows(deployment: str | None = None) -> list:
+    with ensure_tables().connect() as conn:
+        stmt = sa.select(predictions).order_by(predictions.c.id)
+        if deployment:
+            stmt = stmt.where(predictions.c.deployment == deployment)
+        return conn.execute(stmt).all()
+
+
+def _record(rid: str, n: int = 3, version: str = "1") -> dict:
+    return {"request_id": rid, "version": version, "role": "stable", "n": n,
+            "inputs": {"age": np.array([30.0, np.nan, 50.0][:n]), "city": ["paris", None, "nice"][:n]},
+            "predictions": np.array([[0.9, 0.1], [0.2, 0.8], [0.5, 0.5]][:n]), "ood": [[], ["age: missing"], []][:n],
+            "latency_ms": 4.5}
+
+
+def test_writer_logs_predictions_shadows_and_errors_in_batches(db_url):
+    log = PredictionLog("credit", flush_s=0.05)
+    hooks = log.hooks()
+    hooks.on_prediction(_record("r1"))
+    hooks.on_shadow({"request_id": "r1", "version": "2", "predictions": [[0.8, 0.2], [0.3, 0.7], [0.4, 0.6]]})
+    hooks.on_error({"version": None, "status": 400, "endpoint": "invocations", "latency_ms": 0.7})
+    assert log.flush(10)
+    log.close()
+    rows = _rows("credit")
+    assert [r.role for r in rows] == ["stable"] * 3 + ["shadow"] * 3 + ["error"]
+    first = rows[0]
+    assert first.prediction_id == "r1-0" and first.version == "1" and first.latency_ms == 4.5 and first.n_rows == 3
+    assert json.loads(rows[1].inputs) == {"age": None, "city": None}  # NaN is stored as null, not NaN
+    assert json.loads(rows[1].prediction) == [0.2, 0.8] and json.loads(rows[1].ood) == ["age: missing"]
+    assert rows[0].ood is None
+    assert rows[3].prediction_id is None and rows[3].request_id == "r1" and rows[3].inputs is None
+    assert rows[6].status == 400 and rows[6].prediction_id is None
+    assert log.stats()["written"] == 7 and log.stats()["dropped"] == 0
+
+
+def test_overflow_drops_rows_counts_them_and_never_blocks(nbprod_home):
+    from nbprod.serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics()
+    log = PredictionLog("credit", max_pending_rows=5, batch_rows=1000, flush_s=60)
+    log.bind_counter(metrics.dropped_log_rows)
+    t0 = time.perf_counter()
+    for i in range(4):
+        log.on_prediction(_record(f"r{i}", n=2))  # 2 fit (4 rows), then every request of 2 rows overflows
+    assert time.perf_counter() - t0 < 5  # sanity bound only: nothing waited on the DB
+    assert log.dropped == 4
+    assert metrics.dropped_log_rows._value.get() == 4
+    log.close()  # writes what was buffered
+    assert len(_rows()) == 4
+
+    unbound = PredictionLog("credit", max_pending_rows=1, flush_s=60)
+    unbound.on_prediction(_record("a", n=1))
+    with pytest.raises(OverflowError):  # the app's hook wrapper counts it in nbprod_dropped_log_rows_total
+        unbound.on_prediction(_record("b", n=1))
+    unbound.close()
+
+
+def test_a_broken_database_drops_rows_but_never_raises_into_the_request(nbprod_home):
+    log = PredictionLog("credit", db_url="nosuchdialect://x", flush_s=0.01)
+    log.on_prediction(_record("r1"))
+    deadline = time.monotonic() + 10
+    while log.dropped < 3 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.close()
+    assert log.dropped == 3 and log.written == 0 and "ConfigError" in (log.last_error or "")
+
+
+def test_hooks_keep_the_deploy_hooks_and_run_them_first(nbprod_home):
+    from nbprod.serving.app import ServingHooks
+
+    seen = []
+    base = ServingHooks(on_prediction=lambda r: seen.append(("base", r["request_id"])), on_event=lambda k, i: None)
+    log = PredictionLog("credit", flush_s=0.05)
+    hooks = log.hooks(base)
+    hooks.on_prediction(_record("r9", n=1))
+    assert seen == [("base", "r9")] and hooks.on_event is base.on_event
+    log.close()
+    assert [r.prediction_id for r in _rows()] == ["r9-0"]
+
+
+def test_retention_prunes_by_age_and_by_row_count(db_url):
+    now = time.time()
+    old = [("prediction", now - 40 * 86400, _record("old", n=2))]
+    recent = [("prediction", now - 60 + i, _record(f"new{i}", n=2)) for i in range(5)]
+    log_rows("credit", old + recent)
+    log_rows("other", [("prediction", now - 40 * 86400, _record("o", n=1))])
+    feedback(["old-0", "new0-0"], [1, 0])
+    log = PredictionLog("credit", max_age_s=30 * 86400, max_rows=6)
+    assert log.prune(now) == 2 + 4
+    kept = _rows("credit")
+    assert [r.prediction_id for r in kept] == ["new2-0", "new2-1", "new3-0", "new3-1", "new4-0", "new4-1"]
+    assert len(_rows("other")) == 1  # another deployment's rows are its own writer's business
+
+
+def test_feedback_joins_by_id_reports_unknown_and_is_idempotent(db_url):
+    log_rows("credit", [("prediction", time.time(), _record("r1")), ("prediction", time.time(), _record("r2"))])
+    first = feedback(["r1-0", "r1-1", "nope-0"], [1, 0, 1])
+    assert first.stored == ["r1-0", "r1-1"] and first.unknown == ["nope-0"] and not first.ok
+    assert "nope-0" in str(first) and "unknown" in first._repr_html_()
+    again = feedback(["r1-0", "r1-1"], np.array([1.0, 1]))  # 1.0 == 1: same label; r1-1 changes
+    assert again.unchanged == ["r1-0"] and again.updated == [{"prediction_id": "r1-1", "old": 0, "new": 1}]
+    assert again.ok and json.loads(json.dumps(again.to_dict()))["updated"][0]["new"] == 1
+    with ensure_tables().connect() as conn:
+        labels = dict(conn.execute(sa.select(feedback_table.c.prediction_id, feedback_table.c.label)).all())
+    assert labels == {"r1-0": "1", "r1-1": "1"}
+
+
+def test_feedback_refuses_bad_input_without_writing(nbprod_home):
+    log_rows("credit", [("prediction", time.time(), _record("r1"))])
+    with pytest.raises(DataError, match="2 prediction id"):
+        feedback(["r1-0", "r1-1"], [1])
+    with pytest.raises(DataError, match="NaN"):
+        feedback(["r1-0", "r1-1"], [1, float("nan")])
+    with pytest.raises(DataError, match="twice"):
+        feedback(["r1-0", "r1-0"], [1, 0])
+    with ensure_tables().connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(feedback_table)).scalar() == 0
