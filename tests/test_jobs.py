@@ -47,3 +47,25 @@ def test_cli_run_parses_parameter_values_as_yaml(nbprod_home, tmp_path, capsys):
     executed = nbformat.read(out, as_version=4)
     assert any("half: 1.0" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
     assert main(["run", str(FILES / "fails.ipynb"), "--no-progress"]) == 2
+
+
+def test_the_job_uses_the_callers_nbprod_home(nbprod_home, tmp_path, monkeypatch):
+    """The kernel runs in the notebook's folder; its nbprod home must still be the caller's, even
+    when the caller set it in Python (%config Nbprod.home) rather than in the environment."""
+    import nbformat
+
+    from nbprod.config import settings
+
+    monkeypatch.delenv("NBPROD_HOME")
+    home = tmp_path / "callers-home"
+    settings.set(home=str(home))
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("from nbprod.config import settings\nprint(settings.home)")])
+    nb.cells[0].metadata["tags"] = ["summary"]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    (tmp_path / "elsewhere").mkdir()
+    path = tmp_path / "elsewhere" / "home.ipynb"
+    nbformat.write(nb, path)
+    result = run(path, progress=False)
+    assert result.tagged_output("summary") == str(home.resolve())

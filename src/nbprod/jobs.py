@@ -88,9 +88,12 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, outpu
     target = Path(output) if output else _output_path(source)
     parameters = dict(parameters or {})
     start = time.perf_counter()
-    # The kernel inherits this, so the registry and the audit log record which notebook ran.
-    previous = os.environ.get("NBPROD_NOTEBOOK")
-    os.environ["NBPROD_NOTEBOOK"] = str(source.resolve())
+    # The kernel inherits these: the registry and the audit log record which notebook ran, and the
+    # job uses the caller's nbprod home (the kernel runs in the notebook's folder, where a relative
+    # default home would otherwise put a second, separate registry).
+    kernel_env = {"NBPROD_NOTEBOOK": str(source.resolve()), "NBPROD_HOME": settings.home}
+    previous = {k: os.environ.get(k) for k in kernel_env}
+    os.environ.update(kernel_env)
     try:
         nb = papermill.execute_notebook(
             str(source), str(target), parameters=parameters, kernel_name=kernel, progress_bar=progress,
@@ -104,9 +107,10 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, outpu
     except Exception as exc:  # kernel missing, unreadable notebook, …
         raise JobError(f"cannot run {source}: {exc}", "check the notebook's kernel (jupyter kernelspec list) and JSON") from exc
     finally:
-        if previous is None:
-            os.environ.pop("NBPROD_NOTEBOOK", None)
-        else:
-            os.environ["NBPROD_NOTEBOOK"] = previous
+        for key, value in previous.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
     return JobResult(source, target, parameters, time.perf_counter() - start,
                      kernel=nb.metadata.get("kernelspec", {}).get("name"), _nb=nb)
