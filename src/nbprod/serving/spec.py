@@ -16,6 +16,7 @@ The spec never holds a bearer token, only its sha256 (``token_sha256``).
 from __future__ import annotations
 
 import hashlib
+from abc import ABC, abstractmethod
 import json
 import os
 import time
@@ -228,20 +229,22 @@ def save_spec(name: str, spec: DeploymentSpec, **columns: Any) -> int:
 # --- sources ------------------------------------------------------------------------------------
 
 
-class SpecSource:
+class SpecSource(ABC):
     """Where a server's spec comes from. ``initial()`` once, then ``changed()`` on every poll."""
 
     poll_interval: float | None = None  # seconds; None = never changes
 
+    @abstractmethod
     def initial(self) -> DeploymentSpec:
-        raise NotImplementedError
+        """The spec to start serving."""
 
     def changed(self, generation: int) -> DeploymentSpec | None:
         """A newer spec than ``generation``, or None (cheap: called every ``poll_interval``)."""
         return None
 
+    @abstractmethod
     def to_env(self) -> dict:
-        raise NotImplementedError
+        """Environment variables from which a worker process rebuilds this source."""
 
 
 class StaticSource(SpecSource):
