@@ -94,30 +94,12 @@ def write_change(name: str, spec, *, meta: dict | None, action: str, model_uri: 
     ``expected_generation``: the generation the change was computed from; if another call changed
     the deployment in between, nothing is written (no lost update) and DeploymentError says retry.
     """
-    from ..errors import DeploymentError
-
-    from sqlalchemy import select
-
     from .. import audit, state
-    t = deployments_table()
+    from ..serving.spec import write_spec
 
     ensure()
-    body = json.dumps(spec.to_dict(), sort_keys=True)
     with state.write_transaction() as conn:
-        state.lock(conn, f"deployment:{name}")
-        current = conn.execute(select(t.c.generation).where(t.c.name == name)).scalar()
-        if expected_generation is not None and current != expected_generation:
-            raise DeploymentError(f"deployment {name!r} was changed by someone else meanwhile "
-                                  f"(generation {current}, expected {expected_generation})",
-                                  "look at nbprod status, then run the command again")
-        now = time.time()
-        if current is None:
-            generation = 1
-            conn.execute(t.insert().values(name=name, spec=body, generation=1, updated_at=now, **columns))
-        else:
-            generation = current + 1
-            conn.execute(t.update().where(t.c.name == name).values(spec=body, generation=generation,
-                                                                    updated_at=now, **columns))
+        generation = write_spec(conn, name, spec, expected_generation=expected_generation, **columns)
         if meta is not None:
             _upsert_meta(conn, name, meta)
         audit.record(action, model_uri=model_uri, details={"deployment": name, "generation": generation, **details},

@@ -26,7 +26,7 @@ from typing import Any
 from ..errors import DeploymentError
 
 __all__ = ["Route", "DeploymentSpec", "SpecSource", "StaticSource", "DbSource", "deployments",
-           "load_spec", "save_spec", "read_generation", "hash_token", "source_from_env", "source_to_env",
+           "load_spec", "save_spec", "write_spec", "read_generation", "hash_token", "source_from_env", "source_to_env",
            "ROLES", "OOD_POLICIES"]
 
 ROLES = ("stable", "canary", "shadow")
@@ -205,6 +205,22 @@ def save_spec(name: str, spec: DeploymentSpec, **columns: Any) -> int:
 
     Extra keyword arguments set the deploy engineer's columns (host, port, pid, status).
     """
+    from .. import state
+
+    _engine()
+    with state.write_transaction() as conn:
+        return write_spec(conn, name, spec, **columns)
+
+
+def write_spec(conn: Any, name: str, spec: DeploymentSpec, *, expected_generation: int | None = None,
+               **columns: Any) -> int:
+    """Inside the caller's write transaction: lock ``name``, write ``spec``, bump and return its
+    generation. Callers that must write more in the same transaction (the deploy code's metadata
+    and audit row) use this; everyone else calls :func:`save_spec`.
+
+    ``expected_generation``: the generation the change was computed from; if another writer changed
+    the deployment in between, nothing is written (no lost update) and DeploymentError says retry.
+    """
     from sqlalchemy import select
 
     from .. import state
@@ -212,18 +228,20 @@ def save_spec(name: str, spec: DeploymentSpec, **columns: Any) -> int:
     if spec.name != name:
         spec = DeploymentSpec.from_dict({**spec.to_dict(), "name": name})
     t = _table()
-    _engine()
     body = json.dumps(spec.to_dict(), sort_keys=True)
-    with state.write_transaction() as conn:
-        state.lock(conn, f"deployment:{name}")
-        current = conn.execute(select(t.c.generation).where(t.c.name == name)).scalar()
-        now = time.time()
-        if current is None:
-            conn.execute(t.insert().values(name=name, spec=body, generation=1, updated_at=now, **columns))
-            return 1
-        conn.execute(t.update().where(t.c.name == name).values(spec=body, generation=current + 1,
-                                                                 updated_at=now, **columns))
-        return current + 1
+    state.lock(conn, f"deployment:{name}")
+    current = conn.execute(select(t.c.generation).where(t.c.name == name)).scalar()
+    if expected_generation is not None and current != expected_generation:
+        raise DeploymentError(f"deployment {name!r} was changed by someone else meanwhile "
+                              f"(generation {current}, expected {expected_generation})",
+                              "look at nbprod status, then run the command again")
+    now = time.time()
+    if current is None:
+        conn.execute(t.insert().values(name=name, spec=body, generation=1, updated_at=now, **columns))
+        return 1
+    conn.execute(t.update().where(t.c.name == name).values(spec=body, generation=current + 1,
+                                                             updated_at=now, **columns))
+    return current + 1
 
 
 # --- sources ------------------------------------------------------------------------------------
