@@ -222,15 +222,14 @@ class Profile:
 
     def save(self, path: str | Path) -> Path:
         """Write the profile as JSON (atomically: a failed write leaves no partial file)."""
+        from .._files import write_text_atomic
+
         path = Path(path)
         text = self.to_json(indent=1)
-        tmp = path.with_name(path.name + ".tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
+            write_text_atomic(path, text)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise ProfileError(f"cannot write the profile to {path}: {exc}", "choose a writable path") from exc
         return path
 

@@ -209,16 +209,14 @@ class DriftReport:
 
     def to_html(self, path: str | Path) -> Path:
         """Write a self-contained HTML report (summaries and per-bin shares only, no scripts)."""
+        from .._files import write_text_atomic
         from .charts import html_document
 
         path = Path(path)
         text = html_document(self)
-        tmp = path.with_name(path.name + ".tmp")
         try:
-            tmp.write_text(text, encoding="utf-8")
-            tmp.replace(path)
+            write_text_atomic(path, text)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise DriftError(f"cannot write the drift report to {path}: {exc}", "choose a writable path") from exc
         return path
 

@@ -1,0 +1,20 @@
+"""Small file helpers shared by the modules that write user-facing files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+__all__ = ["write_text_atomic"]
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write ``text`` to ``path`` through a temporary file and a rename, so a failed write never
+    leaves a partial file behind. Raises ``OSError``; callers turn it into their own error."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(path)
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
