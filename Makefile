@@ -5,7 +5,11 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install peers bench clean
+
+# Benchmark peers (pandera, Evidently) live in venvs of their own, never in nbprod's.
+PEER_PANDERA   := benchmarks/.venv/.installed
+PEER_EVIDENTLY := benchmarks/.venv-evidently/.installed
 
 # compileall: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise
 # recompile mlflow from source (tens of seconds each time).
@@ -25,8 +29,32 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-bench: $(STAMP)
-	$(MAKE) -C benchmarks
+# Evidently 0.7.23 needs pandas < 3, hence its own venv; tests/test_drift.py compares
+# nbprod's drift decisions with it there (CI builds it; elsewhere that test skips with a hint).
+$(PEER_EVIDENTLY): $(STAMP) benchmarks/requirements-evidently.txt
+	$(PYTHON) -m venv benchmarks/.venv-evidently
+	$(UV) pip install --quiet --python benchmarks/.venv-evidently/bin/python -r benchmarks/requirements-evidently.txt
+	benchmarks/.venv-evidently/bin/python -m compileall -q -j 0 benchmarks/.venv-evidently/lib >/dev/null || true
+	touch $@
+
+$(PEER_PANDERA): $(STAMP) benchmarks/requirements.txt
+	$(PYTHON) -m venv benchmarks/.venv
+	$(UV) pip install --quiet --python benchmarks/.venv/bin/python -r benchmarks/requirements.txt -e .
+	benchmarks/.venv/bin/python -m compileall -q -j 0 benchmarks/.venv/lib >/dev/null || true
+	touch $@
+
+peers: $(PEER_PANDERA) $(PEER_EVIDENTLY)
+
+# Every benchmark once, each against its peer; the figures in BENCHMARKS.md come from these.
+bench: peers
+	$(PY) benchmarks/bench_import.py
+	benchmarks/.venv/bin/python benchmarks/bench_validate.py
+	$(PY) benchmarks/bench_registry.py
+	$(PY) benchmarks/bench_serve.py
+	$(PY) benchmarks/bench_deploy.py
+	benchmarks/.venv-evidently/bin/python benchmarks/bench_drift.py
+	$(PY) benchmarks/bench_audit.py
+	$(PY) benchmarks/bench_predlog.py
 
 clean:
 	rm -rf $(VENV) .nbprod build dist

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -15,6 +17,8 @@ from nbprod.datasets import credit
 from nbprod.drift import DriftReport, drift
 from nbprod.drift import stats as dstats
 from nbprod.errors import DriftError, NbprodError
+
+from conftest import require
 
 
 def _frame(n: int, seed: int, shift: str | None = None) -> pd.DataFrame:
@@ -259,23 +263,58 @@ def test_drift_command(tmp_path, monkeypatch, big_pair):
     assert report.ok and report.drifted_columns == ["income"]
 
 
-# -- Evidently's decisions, where Evidently is importable -------------------------------------------
-def test_same_decisions_as_evidently():
-    pytest.importorskip("evidently", reason="Evidently is not installed here (it lives in benchmarks/.venv-evidently)")
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.presets import DataDriftPreset
+# -- Evidently's decisions, computed by Evidently itself in its own venv -----------------------------
+EVIDENTLY_PY = Path(__file__).resolve().parents[1] / "benchmarks" / ".venv-evidently" / "bin" / "python"
 
-    for n_ref, shift in ((5000, "income"), (800, "country"), (5000, "label")):
-        ref, cur = _frame(n_ref, 0), _frame(3000, 1, shift)
-        snapshot = Report([DataDriftPreset()]).run(Dataset.from_pandas(cur, data_definition=DataDefinition()),
-                                                  Dataset.from_pandas(ref, data_definition=DataDefinition()))
-        ev = {}
-        for metric in snapshot.dict()["metrics"]:
-            config = metric["config"]
-            if config["type"].endswith("ValueDrift"):
-                value, p = float(metric["value"]), "p_value" in config["method"]
-                ev[config["column"]] = (value, (value < config["threshold"]) if p else (value >= config["threshold"]))
-        report = drift(ref, cur)
-        for column, (value, drifted) in ev.items():
-            assert report[column].drifted == drifted, (shift, column)
-            assert report[column].score == pytest.approx(value, abs=1e-9), (shift, column)
+CASES = {"income": 5000, "country": 800, "label": 5000}  # shift → reference rows (800: the small-sample tests)
+
+# Runs inside benchmarks/.venv-evidently (Evidently 0.7.23 needs pandas < 3, so it cannot share
+# nbprod's venv), once for all cases: {case: {column: [value, drifted]}} from reference/current parquet files.
+_EVIDENTLY_SCRIPT = """
+import json, sys
+from pathlib import Path
+import pandas as pd
+from evidently import DataDefinition, Dataset, Report
+from evidently.presets import DataDriftPreset
+out = {}
+for case in sys.argv[2:]:
+    ref, cur = (pd.read_parquet(Path(sys.argv[1]) / f"{case}-{side}.parquet") for side in ("ref", "cur"))
+    snapshot = Report([DataDriftPreset()]).run(Dataset.from_pandas(cur, data_definition=DataDefinition()),
+                                              Dataset.from_pandas(ref, data_definition=DataDefinition()))
+    out[case] = {}
+    for metric in snapshot.dict()["metrics"]:
+        config = metric["config"]
+        if config["type"].endswith("ValueDrift"):
+            value, p_value = float(metric["value"]), "p_value" in config["method"]
+            drifted = value < config["threshold"] if p_value else value >= config["threshold"]
+            out[case][config["column"]] = [value, bool(drifted)]
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def evidently_decisions(tmp_path_factory):
+    """Each case's frames and Evidently's own per-column (score, drifted), from one Evidently process."""
+    require(EVIDENTLY_PY.is_file(), "Evidently's venv is missing: `make peers` builds benchmarks/.venv-evidently")
+    where = tmp_path_factory.mktemp("evidently")
+    frames = {case: (_frame(n_ref, 0), _frame(3000, 1, case)) for case, n_ref in CASES.items()}
+    for case, (ref, cur) in frames.items():
+        ref.to_parquet(where / f"{case}-ref.parquet")
+        cur.to_parquet(where / f"{case}-cur.parquet")
+    proc = subprocess.run([str(EVIDENTLY_PY), "-c", _EVIDENTLY_SCRIPT, str(where), *CASES],
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return frames, json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shift", list(CASES))
+def test_same_decisions_as_evidently(evidently_decisions, shift):
+    frames, decisions = evidently_decisions
+    ref, cur = frames[shift]
+    evidently = decisions[shift]
+    assert set(evidently) == set(ref.columns)
+    report = drift(ref, cur)
+    for column, (value, drifted) in evidently.items():
+        assert report[column].drifted == drifted, (shift, column)
+        assert report[column].score == pytest.approx(value, abs=1e-9), (shift, column)
