@@ -44,6 +44,19 @@ def trained(nbprod_home):
     return df, profile(df, key="id")
 
 
+def spoiled(df: pd.DataFrame) -> pd.DataFrame:
+    """A copy with one failure of every kind a profile catches (but duplicate keys)."""
+    bad = df.copy()
+    bad.loc[[3, 5], "income"] = [-1.0, 1e6]
+    bad.loc[7, "age"] = 200
+    bad["country"] = bad["country"].cat.add_categories(["XX"])
+    bad.loc[[1, 2, 4], "country"] = "XX"
+    bad.loc[9, "city"] = "Tokyo"
+    bad.loc[[10, 11], "income"] = np.nan
+    bad.loc[14, "since"] = pd.Timestamp("2035-01-01")
+    return bad.drop(columns=["member"]).assign(extra=1)
+
+
 def test_clean_data_passes(trained):
     df, p = trained
     report = validate(df, p)
@@ -54,16 +67,8 @@ def test_clean_data_passes(trained):
 
 def test_every_failure_is_collected_with_counts_and_examples(trained, nbprod_home):
     df, p = trained
-    bad = df.copy()
-    bad.loc[[3, 5], "income"] = [-1.0, 1e6]
-    bad.loc[7, "age"] = 200
-    bad["country"] = bad["country"].cat.add_categories(["XX"])
-    bad.loc[[1, 2, 4], "country"] = "XX"
-    bad.loc[9, "city"] = "Tokyo"
-    bad.loc[[10, 11], "income"] = np.nan
+    bad = spoiled(df)
     bad.loc[12, "id"] = 13
-    bad.loc[14, "since"] = pd.Timestamp("2035-01-01")
-    bad = bad.drop(columns=["member"]).assign(extra=1)
     report = validate(bad, p)
     assert not report.ok
     got = {(f.column, f.check): f.count for f in report.failures}
@@ -293,16 +298,8 @@ def test_columns_checked_on_threads_give_the_serial_report(trained, monkeypatch)
     import nbprod.data.validate as V
 
     df, p = trained
-    bad = df.copy()
-    bad.loc[[3, 5], "income"] = [-1.0, 1e6]
-    bad.loc[7, "age"] = 200
-    bad["country"] = bad["country"].cat.add_categories(["XX"])
-    bad.loc[[1, 2, 4], "country"] = "XX"
-    bad.loc[9, "city"] = "Tokyo"
-    bad.loc[[10, 11], "income"] = np.nan
-    bad.loc[14, "since"] = pd.Timestamp("2035-01-01")
+    bad = spoiled(df)
     bad.loc[15, "since"] = pd.NaT
-    bad = bad.drop(columns=["member"]).assign(extra=1)
     serial = validate(bad, p).to_dict()
     assert len(serial["failures"]) >= 7
     for workers in (2, 3, 16):

@@ -195,24 +195,16 @@ class OodChecker:
         columns of length ``n``; columns it lacks are not checked.
         """
         reasons: list[list[str]] | None = None
-        for chk in self.ranges:
-            values = cols.get(chk.name)
-            if values is None:
-                continue
-            found = _range(chk, values, n)
-            if found is not None:
-                reasons = reasons or [[] for _ in range(n)]
-                for i, why in found:
-                    reasons[i].append(why)
-        for chk in self.categories:
-            values = cols.get(chk.name)
-            if values is None:
-                continue
-            found = _unseen(chk, values, n)
-            if found is not None:
-                reasons = reasons or [[] for _ in range(n)]
-                for i, why in found:
-                    reasons[i].append(why)
+        for checks, check in ((self.ranges, _range), (self.categories, _unseen)):
+            for chk in checks:
+                values = cols.get(chk.name)
+                if values is None:
+                    continue
+                found = check(chk, values, n)
+                if found is not None:
+                    reasons = reasons or [[] for _ in range(n)]
+                    for i, why in found:
+                        reasons[i].append(why)
         return reasons
 
     def check_frame(self, df: Any) -> tuple[np.ndarray, list[list[str]]]:

@@ -411,14 +411,22 @@ def _dtype(t: str | None) -> str:
     return {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL"}.get(t or "", "BYTES")
 
 
-async def v2_model(request: Request) -> Response:
+def _v2_metadata_guard(request: Request) -> tuple[ServingState, str, Response | None]:
+    """The state, the model name and, when auth or the name is wrong, the error response to send."""
     state: ServingState = request.app.state.serving
     name = request.path_params["name"]
     try:
         state.check_auth(request)
         _check_model(state, name)
     except ServingError as err:
-        return _error(err)
+        return state, name, _error(err)
+    return state, name, None
+
+
+async def v2_model(request: Request) -> Response:
+    state, name, refused = _v2_metadata_guard(request)
+    if refused is not None:
+        return refused
     table = state.router.table
     stable = table.stable.served
     return _json({"name": name, "versions": [s.version for s in table.versions()], "platform": "mlflow",
@@ -427,13 +435,9 @@ async def v2_model(request: Request) -> Response:
 
 
 async def v2_model_ready(request: Request) -> Response:
-    state: ServingState = request.app.state.serving
-    name = request.path_params["name"]
-    try:
-        state.check_auth(request)
-        _check_model(state, name)
-    except ServingError as err:
-        return _error(err)
+    state, name, refused = _v2_metadata_guard(request)
+    if refused is not None:
+        return refused
     version = request.path_params.get("version")
     if version is not None and state.router.table.by_version(version) is None:
         return _json({"name": name, "ready": False}, 404)
