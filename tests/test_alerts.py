@@ -93,6 +93,47 @@ def test_firing_posts_once_until_resolved_then_again(db_url):
     json.dumps(refired.to_dict())
 
 
+def test_the_four_rules_of_the_issue_fire_on_bad_traffic(nbprod_home):
+    """drift_share, p95_ms, error_rate and roc_auc each fire on traffic that breaks them, and each
+    firing posts its own message naming the rule and the value."""
+    from _monitoring_helpers import model
+
+    from nbprod.data.profile import profile
+
+    _, X = model()
+    numeric = [c for c in X.columns if X[c].dtype.kind in "if"]
+    moved = profile(X.assign(**{c: X[c] * 3 + 10 for c in numeric}))  # every numeric column drifts
+    start = hour_start(2)
+    traffic("credit", start=start, hours=1, per_hour=400, batch=20, latency_ms=250.0, errors_per_hour=3,
+            shift="concept", shift_from=0)
+    report = monitor("credit", since=start, reference=moved)
+    rules = ["drift_share > 0.3", "p95_ms > 100", "error_rate > 1%", "roc_auc < 0.8"]
+    values = {r: report.latest(r.split()[0])[0] for r in rules}
+    assert values["drift_share > 0.3"] >= len(numeric) / len(X.columns) > 0.3
+    assert values["error_rate > 1%"] == pytest.approx(3 / 23) and values["roc_auc < 0.8"] < 0.8
+    with receiver() as (url, received):
+        result = check(report, rules, webhook=url)
+    assert [o.rule for o in result.firing] == rules and all(o.notification == "sent" for o in result.firing)
+    assert len(received) == 4
+    for rule, msg in zip(rules, received):
+        assert rule in msg["text"] and "nbprod rollback credit" in msg["text"]
+    assert "13.04%" in received[2]["text"]  # error_rate shown as a rate, the value the rule compared
+
+
+def test_a_firing_rule_with_no_data_left_resolves_so_the_next_firing_posts(nbprod_home):
+    start = hour_start(5)
+    traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
+    with receiver() as (url, received):
+        assert check(monitor("credit", since=start), ["p95_ms > 100"], webhook=url).firing
+        # traffic stopped: a period after it has nothing to judge the rule on
+        quiet = check(monitor("credit", since=start + 2 * 3600), ["p95_ms > 100"], webhook=url)
+        assert quiet.ok and quiet.outcomes[0].state == "no data" and quiet.outcomes[0].notification == "resolved sent"
+        assert len(received) == 2 and received[1]["text"].startswith("RESOLVED") and "no data" in received[1]["text"]
+        traffic("credit", start=start + 3 * 3600, hours=1, per_hour=60, latency_ms=300.0, seed=7, send_labels=False)
+        again = check(monitor("credit", since=start + 2 * 3600), ["p95_ms > 100"], webhook=url)
+        assert again.firing[0].notification == "sent" and len(received) == 3
+
+
 def test_a_failed_post_is_retried_at_the_next_check(nbprod_home):
     start = hour_start(2)
     traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)

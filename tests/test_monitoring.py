@@ -76,7 +76,7 @@ def test_small_windows_say_not_enough_data(nbprod_home, training_profile):
     assert empty["requests"] == (0.0, "ok") and empty["accuracy"][0] is None
     assert "not enough data" in str(report)
     assert all(v is None or not math.isnan(v) for v in report.to_frame().value)
-    assert report.latest("accuracy") == (None, "no feedback yet", None) or report.latest("accuracy")[0] is None
+    assert report.latest("accuracy") == (None, "not enough data", None)
 
 
 def test_concept_drift_shows_as_falling_accuracy_with_stable_inputs(nbprod_home, training_profile):
@@ -104,6 +104,36 @@ def test_reference_defaults_to_the_serving_versions_training_profile(nbprod_home
     traffic("credit", start=start + 3600, hours=1, per_hour=100, version="7", seed=9)
     later = monitor("credit", window="1h", since=start)
     assert later.windows[1]["metrics"]["drift_share"][1].startswith("no reference")
+
+
+@pytest.mark.parametrize(("shift", "moved", "still"), [("income", "prediction_drift", "label_drift"),
+                                                      ("label", "label_drift", "prediction_drift")])
+def test_prediction_and_label_drift_against_the_training_outputs(nbprod_home, training_profile, tmp_path,
+                                                                 shift, moved, still):
+    """A shift present from the period's first window on is seen: the baseline is what the model
+    answered on its training data and the training labels, not the first window."""
+    from _monitoring_helpers import model
+
+    from nbprod.datasets import credit
+    from nbprod.monitoring.outputs import outputs_profile
+    from nbprod.serving.spec import DeploymentSpec, Route, save_spec
+
+    pipe, X = model()
+    _, y = credit(len(X), 0)
+    model_dir = tmp_path / "model"
+    (model_dir / "nbprod").mkdir(parents=True)
+    (model_dir / "nbprod" / "profile.json").write_text(training_profile.to_json(), encoding="utf-8")
+    (model_dir / "nbprod" / "outputs.json").write_text(outputs_profile(pipe.predict_proba, X, y).to_json())
+    save_spec("credit", DeploymentSpec("credit", [Route("models:/credit/1", "1", 100, "stable", path=str(model_dir))]))
+    start = hour_start(3)
+    traffic("credit", start=start, hours=2, per_hour=400, batch=50, shift=shift, shift_from=0)
+    report = monitor("credit", window="1h", since=start, until=start + 7200)
+    assert [w["metrics"][moved] for w in report.windows] == [(1.0, "ok"), (1.0, "ok")]
+    assert [w["metrics"][still] for w in report.windows] == [(0.0, "ok"), (0.0, "ok")]
+    # without training outputs (an MLflow directory registered as it is), the first window is the baseline
+    (model_dir / "nbprod" / "outputs.json").unlink()
+    fallback = monitor("credit", window="1h", since=start, until=start + 7200)
+    assert fallback.windows[0]["metrics"][moved] == (None, "reference window")
 
 
 def test_regression_metrics(nbprod_home):

@@ -101,6 +101,25 @@ def test_register_writes_a_complete_versioned_model(registered, data):
     assert v1.to_dict()["profile_rows"] == len(data[0])
 
 
+def test_register_stores_the_training_outputs_monitoring_compares_against(registered, data, model):
+    """nbprod/outputs.json: the profile of what the served model answers on the training rows
+    (MLflow's default predict_fn, ``predict``) and of the labels — prediction/label drift's baseline."""
+    import numpy as np
+
+    from nbprod.data.profile import Profile
+    from nbprod.registry.versions import local_model_dir
+
+    X, y = data
+    path = local_model_dir(registered[0]) / "nbprod" / "outputs.json"
+    outputs = Profile.from_json(path.read_text())
+    assert set(outputs.columns) == {"prediction", "label"} and outputs.n_rows == len(X)
+    assert "nbprod/outputs.json" in json.loads((path.parent / "manifest.json").read_text())["files"]
+    predicted = model.predict(X)
+    assert outputs.columns["prediction"].count == len(X)
+    assert outputs.columns["prediction"].mean == pytest.approx(float(np.mean(predicted)))
+    assert outputs.columns["label"].mean == pytest.approx(float(np.mean(y)))
+
+
 def test_versions_resolve_by_alias_number_and_latest(registered):
     from nbprod.registry import get_version
 

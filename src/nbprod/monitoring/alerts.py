@@ -216,6 +216,13 @@ def message(deployment: str, rule: Rule, value: float, window: dict, *, resolved
     ]}
 
 
+def no_data_message(deployment: str, rule: Rule, status: str) -> dict:
+    """The "resolved" payload of a firing rule that no window of the period can judge any more."""
+    text = (f"RESOLVED nbprod alert on {deployment}: `{rule.text}` has no data in the monitored period "
+            f"({rule.metric}: {status}); it will fire again if the condition returns")
+    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f":grey_question: {text}"}}]}
+
+
 def post_webhook(url: str, payload: dict, *, timeout: float = 5.0) -> None:
     """POST ``payload`` as JSON; raises OSError/ValueError on failure (non-2xx included)."""
     import urllib.error
@@ -274,7 +281,17 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
             value, status, window = report.latest(rule.metric)
             row = conn.execute(select(t).where(t.c.deployment == deployment, t.c.rule == rule.text)).first()
             if value is None or window is None:
-                result.outcomes.append(AlertOutcome(rule.text, "no data", None, None, None, message=status))
+                out = AlertOutcome(rule.text, "no data", None, None, None, message=status)
+                result.outcomes.append(out)
+                if row is not None and row.firing:
+                    # Nothing left to judge (traffic stopped, or its windows left the period): the
+                    # alert resolves, so that the next firing is posted instead of deduplicated away.
+                    payload = no_data_message(deployment, rule, status)
+                    conn.execute(t.update().where(t.c.deployment == deployment, t.c.rule == rule.text)
+                                 .values(firing=False, notified_at=None, message=payload["text"], updated_at=now))
+                    if row.notified_at is not None:
+                        posts.append((out, payload, True))
+                    out.message = payload["text"]
                 continue
             firing = rule.fires(value) and not (isinstance(value, float) and math.isnan(value))
             out = AlertOutcome(rule.text, "firing" if firing else "ok", value, window["start"], window["end"])

@@ -7,11 +7,13 @@ Per window (``window="1h"``, aligned to the epoch; the default period is the las
 - **input drift**: :func:`nbprod.drift` of the window's inputs against the *serving version's
   registered training profile* (the version answering most rows of the window), or ``reference=``;
 - **prediction drift**: the drift engine on the prediction (positive-class score when the model
-  returns probabilities, else the predicted value) against the predictions of the *first window
-  of the period with enough rows* — the training profile holds no predictions, and re-scoring the
-  training sample would load the model into the monitor; the first window is the baseline the
-  deployment started from. ``prediction_reference=`` (a frame with a ``prediction`` column) overrides it;
-- **label drift** likewise on the labels that arrived (first window with enough labels);
+  returns probabilities, else the predicted value) against the serving version's *training
+  outputs* (``nbprod/outputs.json``: what the model answered on its training sample at
+  registration, :mod:`.outputs`), so a shift already present when the period starts is seen. A
+  version registered without them (a copied MLflow directory) falls back to the *first window of
+  the period with enough rows*, which reports "reference window". ``prediction_reference=`` (a
+  frame with a ``prediction`` column) overrides both;
+- **label drift** likewise on the labels that arrived, against the training labels;
 - **realised performance** on rows whose ground truth has arrived (:mod:`.feedback`):
   accuracy, precision, recall, F1, ROC AUC — or MAE/RMSE for regression.
 
@@ -30,6 +32,7 @@ from typing import Any
 
 from ..errors import DeploymentError, DriftError, NbprodError
 from .windows import parse_duration, parse_time, window_edges
+from .outputs import OUTPUTS_FILE
 
 __all__ = ["monitor", "resolve_name", "HEALTH", "NOT_ENOUGH"]
 
@@ -150,10 +153,13 @@ def _first_seen(frame, lo: float) -> list[dict]:
     return out
 
 
-def _profile_for(name: str, version: str, uris: dict[str, str], cache: dict) -> tuple[Any, str]:
-    """The training profile of ``version`` (and a label), or (None, why not)."""
-    if version in cache:
-        return cache[version]
+def _profile_for(name: str, version: str, uris: dict[str, str], cache: dict,
+                 filename: str = "profile.json") -> tuple[Any, str]:
+    """A profile registered with ``version`` — the training inputs (``profile.json``) or the
+    training predictions and labels (``outputs.json``) — and a label, or (None, why not)."""
+    key = (version, filename)
+    if key in cache:
+        return cache[key]
     from pathlib import Path
 
     from ..data.profile import Profile
@@ -171,21 +177,21 @@ def _profile_for(name: str, version: str, uris: dict[str, str], cache: dict) -> 
         candidates.append(uris[version])
     if version and version.isdigit():
         candidates.append(f"models:/{name}/{version}")
-    found: tuple[Any, str] = (None, f"no registered training profile found for version {version}")
+    what = "training profile" if filename == "profile.json" else "training outputs"
+    found: tuple[Any, str] = (None, f"no registered {what} found for version {version}")
     for c in dict.fromkeys(candidates):
         try:
-            path = Path(c) / "nbprod" / "profile.json"
-            if path.is_file():
-                found = (Profile.from_json(path.read_text(encoding="utf-8")), f"training profile of v{version}")
-                break
+            path = Path(c) / "nbprod" / filename
             if not Path(c).exists():
-                from ..registry import load_profile
+                from ..registry.versions import get_version, local_model_dir
 
-                found = (load_profile(c), f"training profile of v{version}")
+                path = local_model_dir(get_version(c)) / "nbprod" / filename
+            if path.is_file():
+                found = (Profile.from_json(path.read_text(encoding="utf-8")), f"{what} of v{version}")
                 break
         except Exception:  # noqa: BLE001 - try the next place; the report says if none worked
             continue
-    cache[version] = found
+    cache[key] = found
     return found
 
 
@@ -222,20 +228,49 @@ def _health(win, window_s: float, min_requests: int) -> dict:
     return m
 
 
-def _one_column_drift(ref_values, cur_values) -> tuple[float | None, bool | None, str, str | None]:
-    """(score, drifted, status, test) of one value column against a reference column."""
+def _one_column_drift(reference: Any, column: str, cur_values: list) -> tuple[float | None, bool | None, str, str | None]:
+    """(score, drifted, status, test) of one value column: ``reference`` is a profile holding
+    ``column`` (the training outputs) or the reference values themselves."""
     import pandas as pd
 
     from ..drift import drift
 
+    current = pd.DataFrame({column: _series(cur_values)})
     try:
-        rep = drift(pd.DataFrame({"value": ref_values}), pd.DataFrame({"value": cur_values}))
+        if isinstance(reference, list):
+            rep = drift(pd.DataFrame({column: _series(reference)}), current)
+        else:
+            rep = drift(reference, current, columns=[column])
     except DriftError as exc:
         return None, None, f"error: {exc.problem}", None
     c = rep.columns[0]
     if c.status != "ok":
         return None, None, c.status if c.reason is None else f"{c.status}: {c.reason}", c.test
     return c.score, c.drifted, "ok", c.test
+
+
+def _output_drift(metrics: dict, key: str, values: list, fixed: list | None, outputs: Any, column: str,
+                  first: list, min_rows: int) -> None:
+    """Prediction or label drift of one window, into ``metrics[key + "_score"]`` and ``metrics[key]``.
+
+    The reference, first that exists: the values the caller passed (``fixed``), the serving
+    version's training outputs, the first window of the period with enough rows (``first``, filled
+    here; that window itself reports "reference window")."""
+    if len(values) < min_rows:
+        metrics[key + "_score"] = metrics[key] = (None, NOT_ENOUGH)
+        return
+    reference: Any = fixed
+    if reference is None and outputs is not None and column in outputs.columns:
+        reference = outputs
+    if reference is None:
+        if not first:
+            first.extend(values)
+            metrics[key + "_score"] = metrics[key] = (None, "reference window")
+            return
+        reference = first
+    score, drifted, status, _ = _one_column_drift(reference, column, values)
+    metrics[key + "_score"] = (score, status)
+    metrics[key] = (None if drifted is None else float(drifted), status)
 
 
 def _series(values: list):
@@ -286,7 +321,7 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
         task = infer_task(labelled) if labelled else (
             "classification" if preds_raw and isinstance(preds_raw[0], list) else infer_task([p for p in preds_raw[:200] if not isinstance(p, (list, dict))]))
     norm = [normalise(p, task) for p in preds_raw]
-    pred_value = [s if s is not None else v for v, s in norm]
+    pred_value = [s if s is not None else v for v, s in norm]  # = outputs.prediction_value
 
     # references ---------------------------------------------------------------------------------
     changes, uris = _audit_changes(name, lo, hi)
@@ -301,22 +336,23 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
     pred_ref = None
     if prediction_reference is not None:
         pred_ref = list(prediction_reference["prediction"])
-    label_ref = None
+    first_preds: list = []
+    first_labels: list = []
     for start, end in edges:
         win = frame[(frame.ts >= start) & (frame.ts < end)]
         idx = list(range(*np.searchsorted(ts_answered, [start, end], side="left"))) if len(answered) else []
         metrics = _health(win, window_s, min_requests)
         versions = dict(Counter(str(v) for v in answered.version.iloc[idx])) if idx else {}
+        major = max(versions, key=versions.get) if versions else None
         rep = None
         # input drift
         if len(idx) < min_rows:
             drift_status = NOT_ENOUGH
         else:
-            version = max(versions, key=versions.get)
             if reference is not None:
                 ref, ref_label = reference, explicit_label
             else:
-                ref, ref_label = _profile_for(name, version, uris, cache)
+                ref, ref_label = _profile_for(name, major, uris, cache)
             if ref is None:
                 drift_status = f"no reference: {ref_label}"
             else:
@@ -335,31 +371,15 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
         else:
             for k in ("drift_share", "n_drifted", "dataset_drift"):
                 metrics[k] = (None, drift_status)
-        # prediction drift
+        # prediction drift and label drift
+        outputs = _profile_for(name, major, uris, cache, OUTPUTS_FILE)[0] if major is not None else None
         cur_pred = [pred_value[i] for i in idx if pred_value[i] is not None]
-        if len(cur_pred) < min_rows:
-            metrics["prediction_drift_score"] = metrics["prediction_drift"] = (None, NOT_ENOUGH)
-        elif pred_ref is None:
-            pred_ref = cur_pred
-            metrics["prediction_drift_score"] = metrics["prediction_drift"] = (None, "reference window")
-        else:
-            score, drifted, status, _ = _one_column_drift(_series(pred_ref), _series(cur_pred))
-            metrics["prediction_drift_score"] = (score, status)
-            metrics["prediction_drift"] = (None if drifted is None else float(drifted), status)
-        # labels: coverage, label drift, realised performance
+        _output_drift(metrics, "prediction_drift", cur_pred, pred_ref, outputs, "prediction", first_preds, min_rows)
         lab_idx = [i for i in idx if labels_raw[i] is not None]
         metrics["feedback_rows"] = (float(len(lab_idx)), "ok")
         metrics["feedback_rate"] = (len(lab_idx) / len(idx), "ok") if idx else (None, NOT_ENOUGH)
         cur_labels = [labels_raw[i] for i in lab_idx]
-        if len(cur_labels) < min_rows:
-            metrics["label_drift_score"] = metrics["label_drift"] = (None, NOT_ENOUGH)
-        elif label_ref is None:
-            label_ref = cur_labels
-            metrics["label_drift_score"] = metrics["label_drift"] = (None, "reference window")
-        else:
-            score, drifted, status, _ = _one_column_drift(_series(label_ref), _series(cur_labels))
-            metrics["label_drift_score"] = (score, status)
-            metrics["label_drift"] = (None if drifted is None else float(drifted), status)
+        _output_drift(metrics, "label_drift", cur_labels, None, outputs, "label", first_labels, min_rows)
         names = ("accuracy", "precision", "recall", "f1", "roc_auc") if task == "classification" else ("mae", "rmse")
         if len(lab_idx) < min_rows:
             for k in names:
@@ -369,7 +389,8 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
             metrics.update(perf)
         windows.append({"start": start, "end": end, "partial": end > until_ts, "versions": versions, "metrics": metrics})
         reports.append(rep)
-    if reference is None and cache and all(v[0] is None for v in cache.values()):
+    inputs_found = [v[0] for k, v in cache.items() if k[1] == "profile.json"]
+    if reference is None and inputs_found and all(v is None for v in inputs_found):
         notes.append("input drift not computed: no registered training profile for the served version(s); "
                      "pass reference= (a profile, a model URI or a frame)")
     if frame.empty:

@@ -28,6 +28,7 @@ from typing import Any
 
 from ..errors import RegistrationError
 from .integrity import write_manifest
+from ..monitoring.outputs import OUTPUTS_FILE, outputs_profile
 
 __all__ = ["BuiltModel", "build_model_dir", "pinned_requirements", "run_context", "TRUSTED_PREFIXES"]
 
@@ -161,6 +162,24 @@ def _load_model_file(path: Path) -> Any:
     raise RegistrationError(f"cannot read a model from {path}", "pass a .skops, .pkl/.joblib file or an MLflow model directory (with an MLmodel file)")
 
 
+def _outputs_baseline(model: Any, source_dir: Path | None, dst: Path, X, y):
+    """The training-time prediction/label profile (``nbprod/outputs.json``), predicted the way the
+    server will answer: the pyfunc flavour's ``predict_fn`` of the saved model."""
+    import mlflow
+
+    if source_dir is not None:
+        return None  # a copied MLflow directory: predicting would mean loading it; the monitor falls back
+    if isinstance(model, mlflow.pyfunc.PythonModel):
+        def predict(rows):
+            return model.predict(None, rows)
+    else:
+        pyfunc = mlflow.models.Model.load(str(dst / "MLmodel")).flavors.get("python_function", {})
+        predict = getattr(model, pyfunc.get("predict_fn") or "predict", None)
+        if predict is None:
+            return None
+    return outputs_profile(predict, X, y)
+
+
 def build_model_dir(model: Any, X, dst: str | Path, *, y=None, metrics=None, params=None, name: str = "") -> BuiltModel:
     """Write the complete model directory under ``dst``; the manifest is written last."""
     import mlflow
@@ -228,6 +247,9 @@ def build_model_dir(model: Any, X, dst: str | Path, *, y=None, metrics=None, par
     nbdir = dst / "nbprod"
     nbdir.mkdir(parents=True, exist_ok=True)
     (nbdir / "profile.json").write_text(prof.to_json(), encoding="utf-8")
+    outputs = _outputs_baseline(model, source_dir, dst, X, y)
+    if outputs is not None:
+        (nbdir / OUTPUTS_FILE).write_text(outputs.to_json(), encoding="utf-8")
     has_nb, why = _notebook_snapshot(getattr(ctx, "notebook_path", None), nbdir / "notebook.ipynb")
     lineage = {
         "name": name,
