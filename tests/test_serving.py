@@ -343,3 +343,56 @@ def test_columns_the_model_does_not_use_are_ignored_like_mlflow(tmp_path):
         missing = client.post("/invocations", json={"dataframe_records": [{"b": 3.0}]})
     assert both.status_code == 200 and both.json()["predictions"] == only.json()["predictions"]
     assert missing.status_code == 400 and "'a'" in missing.json()["message"]
+
+
+def test_traffic_changes_under_load_fail_no_request_on_the_pyfunc_path(models, home):
+    """Versions served through MLflow's pyfunc (no fast path) leave the routing table while requests
+    routed to them are in flight: every request still gets its answer (the dropped version's
+    batcher finishes what it was handed, and later submissions run on the default executor)."""
+    import asyncio
+
+    import httpx
+
+    body = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
+
+    def spec(generation: int) -> DeploymentSpec:
+        path = models["clf"] if generation % 2 else models["proba"]
+        s = DeploymentSpec("credit", [Route(path, str(generation), 100, "stable")], fastpath=False)
+        s.generation = generation
+        return s
+
+    async def run() -> tuple[dict, set, list]:
+        app = create_app(spec(1), auth=False)
+        serving = app.state.serving
+        await serving.start()
+        statuses: dict[int, int] = {}
+        versions: set[str] = set()
+        applied: list[bool] = []
+        switching = True
+        transport = httpx.ASGITransport(app=app)
+        try:
+            async with httpx.AsyncClient(transport=transport, base_url="http://nbprod.test") as c:
+                async def client_loop() -> None:
+                    for _ in range(400):  # bounded: ends well after the switches
+                        r = await c.post("/invocations", json=body)
+                        statuses[r.status_code] = statuses.get(r.status_code, 0) + 1
+                        versions.add(r.headers.get("X-Model-Version", "?"))
+                        if not switching:
+                            return
+
+                async def switcher() -> None:
+                    nonlocal switching
+                    for generation in range(2, 22):
+                        await asyncio.sleep(0.02)
+                        applied.append(await serving.router.apply(spec(generation)))
+                    switching = False
+
+                await asyncio.gather(switcher(), *(client_loop() for _ in range(8)))
+        finally:
+            await serving.stop()
+        return statuses, versions, applied
+
+    statuses, versions, applied = asyncio.run(run())
+    assert all(applied) and len(applied) == 20
+    assert set(statuses) == {200}, statuses
+    assert len(versions) > 2  # requests were answered by several generations, across the switches

@@ -84,6 +84,8 @@ class MicroBatcher:
     async def _call(self, cols: dict, n: int) -> Any:
         if self.inline:
             return self.fn(cols, n)
+        # After close() the version's own thread is gone (``_executor`` is None): a request routed to
+        # it just before a traffic change still gets its answer, on the loop's default executor.
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.fn, cols, n)
 
     async def _drain(self) -> None:
@@ -124,5 +126,10 @@ class MicroBatcher:
             self._running = False
 
     def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        """Release the version's thread. Called when a traffic change drops the version while
+        requests routed to it may still be in flight: a batch already handed to the thread finishes
+        (no ``cancel_futures``), and later submissions run on the default executor, so no request
+        routed before the change fails because of it."""
+        executor, self._executor = self._executor, None
+        if executor is not None:
+            executor.shutdown(wait=False)
