@@ -95,6 +95,29 @@ def test_failing_thresholds_raise_evaluation_failed(versions, split):
     assert result.to_dict()["ok"] is False
 
 
+def test_unknown_alias_other_than_champion_is_an_error_and_writes_nothing(versions, split):
+    """Only a missing @champion means "first model, nothing to beat"; a typo must not silently turn
+    change-based thresholds into skipped ones."""
+    from nbprod import audit
+    from nbprod.errors import ModelNotFoundError
+    from nbprod.registry import evaluate, get_version
+    from nbprod.registry.store import client
+
+    _, (X, y) = split
+    c = client()
+
+    def evaluations():
+        return [f.path for f in c.list_artifacts(versions[1].run_id, "nbprod-evaluations")]
+
+    rows, tag, files = len(audit.history("credit")), get_version("credit/2").tags.get("nbprod.evaluation"), evaluations()
+    with pytest.raises(ModelNotFoundError) as err:
+        evaluate("credit@challenger", X, y, against="@champoin", thresholds={"roc_auc": {"min_absolute_change": 0.0}})
+    assert "@champoin" in err.value.problem and "@challenger" in err.value.problem  # names it, lists what exists
+    assert "against=None" in err.value.fix and "credit/1" in err.value.fix
+    assert len(audit.history("credit")) == rows and audit.verify().ok
+    assert get_version("credit/2").tags.get("nbprod.evaluation") == tag and evaluations() == files
+
+
 def test_regression_metrics_and_lower_is_better(nbprod_home):
     import numpy as np
     import pandas as pd

@@ -30,6 +30,7 @@ GREATER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": 
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION = ("mae", "rmse", "r2")
 _KNOWN_KEYS = {"threshold", "min_absolute_change", "min_relative_change", "greater_is_better"}
+DEFAULT_CHAMPION = "champion"  # the one alias whose absence means "first model, nothing to beat"
 
 
 @dataclass
@@ -273,7 +274,8 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
     """Score ``candidate_uri`` and the version ``against`` names on ``(X, y)`` and check thresholds.
 
     ``against`` may be ``"@alias"`` (same model), a full URI, or None for thresholds only. A
-    missing champion alias is not an error: the first model has nothing to beat.
+    missing ``@champion`` is not an error: the first model has nothing to beat. Any other unknown
+    alias raises :class:`ModelNotFoundError` before anything is scored or recorded.
     """
     import pandas as pd
 
@@ -290,18 +292,7 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
     if len(X) == 0:
         raise EvaluationError("X has no rows", "pass a non-empty evaluation frame")
     cand_version = get_version(candidate_uri)
-    champ_version = None
-    if against:
-        name = cand_version.name
-        target = f"{name}{against}" if against.startswith("@") else against
-        if against.startswith("@"):
-            parse_model_uri(target)
-        try:
-            champ_version = get_version(target)
-        except ModelNotFoundError:
-            if not against.startswith("@"):
-                raise
-            champ_version = None  # no champion yet: absolute thresholds only
+    champ_version = _champion(cand_version.name, against) if against else None
     task = _task(y)
     candidate = load_model(cand_version.uri)
     try:
@@ -319,6 +310,33 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
     _store(result, cand_version, checked, client(), TAG, _mlflow_call)
     _audit("evaluate", cand_version.uri, {**result.to_dict(), "thresholds": checked})
     return result
+
+
+def _champion(name: str, against: str):
+    """The version ``against`` names, or None for a missing ``@champion`` (the first model).
+
+    Any other unknown alias is a mistake (a typo, a deleted alias), not "no champion": comparing
+    with nothing would pass change-based thresholds silently, so it raises and writes nothing.
+    """
+    from .store import client
+    from .versions import _mlflow_call, get_version
+
+    if not against.startswith("@"):
+        return get_version(against)
+    _, _, alias = parse_model_uri(f"{name}{against}")
+    try:
+        return get_version(f"{name}@{alias}")
+    except ModelNotFoundError:
+        if alias == DEFAULT_CHAMPION:
+            return None  # no champion yet: absolute thresholds only
+        model = _mlflow_call(client().get_registered_model, name)
+        existing = sorted(dict(getattr(model, "aliases", None) or {}))
+        raise ModelNotFoundError(
+            f"cannot evaluate against @{alias}: model {name!r} has no alias @{alias} "
+            f"(its aliases: {', '.join('@' + a for a in existing) or 'none'})",
+            f"compare with one of its aliases or a version (e.g. against='{name}/1'), or pass against=None "
+            "(--against none) to check absolute thresholds only",
+        ) from None
 
 
 def _store(result: EvaluationResult, version, thresholds: dict, c, TAG: str, call) -> None:

@@ -169,7 +169,7 @@ def _rollback(c, name: str, version: str | None, created_model: bool, run_id: st
     if version is not None:
         if alias is not None and previous_alias is not None:
             steps.append(lambda: c.set_registered_model_alias(name, alias, previous_alias))
-        steps.append(lambda: c.delete_model_version(name, version))
+        # Deleting a version also drops any alias still pointing at it (a new alias set by this call).
         steps.append(lambda: c.delete_model_version(name, version))
     if created_model:
         steps.append(lambda: c.delete_registered_model(name))
