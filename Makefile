@@ -29,7 +29,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-# Evidently 0.7.23 needs pandas < 3, hence its own venv; tests/test_drift.py compares
+# Evidently 0.7.23 needs pandas < 3, hence its own venv (pandera is there too, for pandas 2 figures); tests/test_drift.py compares
 # nbprod's drift decisions with it there (CI builds it; elsewhere that test skips with a hint).
 $(PEER_EVIDENTLY): $(STAMP) benchmarks/requirements-evidently.txt
 	$(PYTHON) -m venv benchmarks/.venv-evidently
@@ -49,6 +49,7 @@ peers: $(PEER_PANDERA) $(PEER_EVIDENTLY)
 bench: peers
 	$(PY) benchmarks/bench_import.py
 	benchmarks/.venv/bin/python benchmarks/bench_validate.py
+	benchmarks/.venv-evidently/bin/python benchmarks/bench_validate.py --categorical object
 	$(PY) benchmarks/bench_registry.py
 	$(PY) benchmarks/bench_serve.py
 	$(PY) benchmarks/bench_deploy.py

@@ -152,8 +152,11 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--tolerance", type=float, default=0.1, help="range tolerance for both sides (default 0.1)")
-    parser.add_argument("--categorical", default="category", choices=["category", "str"],
-                        help="dtype of the 5 categorical columns (default: category)")
+    parser.add_argument("--categorical", default="category", choices=["category", "str", "object"],
+                        help="dtype of the 5 categorical columns (default: category). On pandas 2, 'str' and "
+                             "'object' are both object columns: 'str' of one string object per row "
+                             "(astype(str)), 'object' of a few shared objects, as read_csv and "
+                             "read_parquet give them")
     parser.add_argument("--no-pandera", action="store_true", help="skip pandera (e.g. outside the benchmark venv)")
     parser.add_argument("--serial", action="store_true", help="also time nbprod on one thread")
     args = parser.parse_args()

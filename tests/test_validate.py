@@ -318,3 +318,59 @@ def test_datetime_ranges_with_and_without_missing_times(trained):
     got = {(f.check, f.count) for f in validate(early, p).failures}
     assert got == {("out_of_range", 1), ("nulls", 1)}
     assert validate(df.assign(since=df["since"].astype("datetime64[us]")), p).ok
+
+
+def _object_columns(n: int) -> dict[str, tuple[pd.DataFrame, pd.DataFrame]]:
+    """(training, current) object columns: few shared string objects (as read_csv gives them),
+    one string object per row (as astype(str) gives them), mixed scalars, and unhashable lists."""
+    rng = np.random.default_rng(3)
+
+    def frame(values) -> pd.DataFrame:  # pandas 3 would infer its Arrow "str" dtype for strings
+        return pd.DataFrame({"c": pd.Series(values, dtype=object)})
+
+    levels = np.array(["DE", "FR", "US", "NL"], dtype=object)
+    shared = levels[rng.integers(0, 4, n)]  # 4 string objects, each repeated
+    unseen, missing = rng.random(n) < 0.01, rng.random(n) < 0.01
+    bad_shared = np.where(unseen, "XX", shared).astype(object)
+    bad_shared[missing] = None
+    distinct = np.array(["".join(v) for v in shared], dtype=object)  # one string object per row
+    bad_distinct = np.array(["".join(v) for v in bad_shared.astype(str)], dtype=object)
+    bad_distinct[unseen] = ["X" + "X" for _ in range(unseen.sum())]
+    bad_distinct[missing] = np.nan
+    mixed = np.array([1, "1", 2.0, True, "x"], dtype=object)[rng.integers(0, 5, n)]
+    bad_mixed = mixed.copy()
+    bad_mixed[::97] = "new"
+    listed = mixed.copy()
+    listed[0], listed[7] = [1], {"k": 2}
+    return {"shared": (frame(shared), frame(bad_shared)), "distinct": (frame(distinct), frame(bad_distinct)),
+            "mixed": (frame(mixed), frame(bad_mixed)), "unhashable": (frame(mixed), frame(listed))}
+
+
+@pytest.mark.parametrize("n", [300, 30_000])  # below and above SHARED_MIN_ROWS
+@pytest.mark.parametrize("case", ["shared", "distinct", "mixed", "unhashable"])
+def test_object_columns_checked_in_one_pass_give_the_generic_report(nbprod_home, monkeypatch, case, n):
+    """Object columns are checked by one pass over their distinct values (or object addresses);
+    the report must be exactly what the separate null and category checks give."""
+    import nbprod.data.validate as V
+    from nbprod.data import _checks as K
+
+    train, current = _object_columns(n)[case]
+    assert current["c"].dtype == object
+    p = profile(train)
+    one_pass = validate(current, p).to_dict()
+    shared_path = []
+    monkeypatch.setattr(K, "_object_at", lambda a, f=K._object_at: shared_path.append(a) or f(a))
+    assert validate(current, p).to_dict() == one_pass
+    assert bool(shared_path) == (n >= K.SHARED_MIN_ROWS and case in ("shared", "mixed", "unhashable"))
+    monkeypatch.setattr(V, "is_object_dtype", lambda dtype: False)  # the generic checks
+    assert one_pass == validate(current, p).to_dict()
+    checks = {f["check"]: f for f in one_pass["failures"]}
+    if case in ("shared", "distinct"):
+        assert set(checks) == {"nulls", "unseen_category"}
+        assert checks["nulls"]["count"] == int(current["c"].isna().sum())
+        assert checks["unseen_category"]["count"] == int((current["c"] == "XX").sum()) > 0
+        assert checks["unseen_category"]["message"].endswith("e.g. 'XX'")  # each unseen text named once
+    elif case == "mixed":
+        assert checks["unseen_category"]["count"] == int((current["c"] == "new").sum())
+    else:
+        assert checks["unseen_category"]["count"] == 2 and checks["unseen_category"]["examples"][0]["index"] == 0

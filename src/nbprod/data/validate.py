@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api.types import is_object_dtype
 
 from ..config import settings
 from ..errors import DataError, NbprodError, ValidationError
@@ -306,6 +307,14 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
         if found is not None:
             _add_range(name, col, found, tolerance, out, n)
         return
+    if col.kind == "categorical" and is_object_dtype(series.dtype):
+        allowed = col.categories if seen_any and col.categories_complete else None
+        nulls, found = K.object_nulls_and_unseen(series, seen_any and col.null_count == 0, allowed)
+        if nulls is not None:
+            out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
+        if found is not None:
+            _add_unseen(name, found, out, n)
+        return
     if seen_any and col.null_count == 0:
         mask = K.null_mask(series)
         if mask is not None:
@@ -319,10 +328,14 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
     elif col.kind in ("categorical", "boolean") and seen_any and col.categories_complete:
         found = K.unseen_mask(series, col.categories)
         if found is not None:
-            mask, values = found
-            out.add(name, "unseen_category", mask,
-                    lambda k: f"{name}: {k:,} values ({K.pct(k, n)}) in categories the training data never had, "
-                              f"e.g. {', '.join(map(repr, values))}")
+            _add_unseen(name, found, out, n)
+
+
+def _add_unseen(name: str, found: tuple, out: K.Collector | _Pending, n: int) -> None:
+    mask, values = found
+    out.add(name, "unseen_category", mask,
+            lambda k: f"{name}: {k:,} values ({K.pct(k, n)}) in categories the training data never had, "
+                      f"e.g. {', '.join(map(repr, values))}")
 
 
 def _add_range(name: str, col: ColumnProfile, found: tuple, tolerance: float, out: K.Collector | _Pending,
