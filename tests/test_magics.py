@@ -70,3 +70,37 @@ def test_unload_removes_the_magics():
     assert "nbprod" not in shell.magics_manager.magics["cell"]
     with pytest.raises(UsageError):
         shell.run_line_magic("nbprod", "")
+
+
+def test_a_verb_error_shows_its_problem_and_fix_without_a_traceback(ip, capsys):
+    from nbprod.errors import DataError
+
+    result = ip.run_cell("%nbprod validate no_such_frame")
+    assert isinstance(result.error_in_exec, DataError)  # still the typed error, for code and papermill
+    out = capsys.readouterr()
+    shown = out.out + out.err
+    assert "DataError: no variable and no file called 'no_such_frame'" in shown
+    assert "Fix: " in shown and "Traceback" not in shown and "site-packages" not in shown
+
+
+def test_config_shows_and_overrides_the_values_in_force(nbprod_home, tmp_path, monkeypatch, capsys):
+    """[tool.nbprod] sets top_k = 7: %config Nbprod shows 7, and setting the default (50) takes effect."""
+    from nbprod.config import settings
+
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pyproject.toml").write_text("[tool.nbprod]\ntop_k = 7\n")
+    monkeypatch.chdir(project)
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbprod")
+    try:
+        assert settings.top_k == 7
+        capsys.readouterr()
+        shell.run_line_magic("config", "Nbprod")
+        listing = capsys.readouterr().out
+        assert "Current: 7" in listing.split("Nbprod.top_k", 1)[1].split("Nbprod.", 1)[0]
+        shell.run_line_magic("config", "Nbprod.top_k = 50")
+        assert settings.top_k == 50
+    finally:
+        shell.run_line_magic("unload_ext", "nbprod")
+        settings.reset()

@@ -42,13 +42,25 @@ class Nbprod(Magics):
 
     locals().update(_option_traits())
 
+    _syncing = False
+
     @observe(*Options.names())
     def _forward(self, change) -> None:
-        default = getattr(Options, change["name"])
-        if change["new"] == default:
-            settings._overrides.pop(change["name"], None)
-        else:
+        if not self._syncing:  # every value set here is an explicit override, the default included
             settings.set(**{change["name"]: change["new"]})
+
+    def _show_effective_settings(self) -> None:
+        """Start the traits at the values in force (environment, ``[tool.nbprod]``), not at the
+        defaults: ``%config Nbprod`` then shows what applies, and setting any value — the
+        default too — changes it (traitlets only notify on a change of the trait's value)."""
+        self._syncing = True
+        try:
+            for name in Options.names():
+                setattr(self, name, settings._raw(name))
+        except NbprodError:  # an unreadable [tool.nbprod]: the verbs will say so when they run
+            pass
+        finally:
+            self._syncing = False
 
     @line_cell_magic
     def nbprod(self, line: str, cell: str | None = None):
@@ -67,11 +79,25 @@ class Nbprod(Magics):
             return None
         except _commands.UsageProblem as exc:
             raise UsageError(f"{exc.problem} (hint: {exc.fix})" if exc.fix else exc.problem) from None
+        except NbprodError as exc:
+            raise _shown_briefly(exc) from None
+
+
+def _shown_briefly(exc: NbprodError) -> NbprodError:
+    """The error, shown in the cell as its problem and its fix instead of a traceback through
+    nbprod's internals (IPython's ``_render_traceback_`` protocol). It stays the same exception,
+    so code that catches it, papermill's failed-cell report and ``%debug`` still see its type."""
+    lines = [f"{type(exc).__name__}: {exc.problem}"]
+    if exc.fix:
+        lines.append(f"Fix: {exc.fix}")
+    exc._render_traceback_ = lambda: lines
+    return exc
 
 
 def load_ipython_extension(ipython) -> None:
     Nbprod.nbprod.__doc__ = _help_text()
     magics = Nbprod(shell=ipython, parent=ipython)
+    magics._show_effective_settings()
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
