@@ -23,6 +23,8 @@ def test_quickstart_runs_headless_through_papermill(nbprod_home):
     assert "package: bundle with" in summary
     assert "serving: canary v2 took" in summary and "latency gate p95" in summary
     assert "promote applied to every worker in" in summary and "rollback in" in summary
+    assert "monitoring: 600 labels joined; drift share" in summary and "realised accuracy" in summary
+    assert "alerts firing: drift_share > 0.3" in summary  # income drifted: 1 of v1's 3 input columns
     assert "audit: chain verified" in summary
     assert (nbprod_home / "bundles" / "credit-risk" / "Dockerfile").is_file()
 

@@ -109,6 +109,23 @@ promoted"""),
 assert service.predict(X_test.head(1))["model_version"] == "1"
 rolled_back"""),
     ("code", """%nbprod status"""),
+    ("md", """## 6. Monitor: drift, realised performance, latency, alerts
+
+Every answer the server gives goes to the prediction log: inputs, outputs, version, latency and
+prediction ids. Here the applicants' incomes drift; their true outcomes arrive later and are
+joined by prediction id. `monitor` turns the log into windows, against the serving version's
+training profile; alert rules are checked the way `nbprod monitor credit --check` checks them
+from cron (add `--webhook URL` to post to Slack)."""),
+    ("code", """import time
+
+drifted, drifted_truth = credit(600, seed + 3, shift="income")
+answers = [service.predict(drifted.iloc[i:i + 50]) for i in range(0, len(drifted), 50)]
+time.sleep(1)  # the server writes its log in the background, every 0.25 s
+labels = nbprod.feedback([pid for a in answers for pid in a["prediction_ids"]], drifted_truth)
+labels"""),
+    ("code", """monitored = %nbprod monitor credit --check --min-rows 50 --rule "drift_share > 0.3" --rule "p95_ms > 250"
+monitored"""),
+    ("code", """nbprod.drift("credit-risk@champion", drifted)"""),
     ("code", """nbprod.undeploy("credit")"""),
     ("code", """def failing(r):
     return ", ".join(f"{f.column} {f.check} ({f.count} rows)" for f in r.failures) or "none"
@@ -124,6 +141,12 @@ print(f"package: bundle with {len(bundle.files)} files at {bundle.path}")
 print(f"serving: canary v2 took {served['2']} of 100 requests; latency gate p95 {canary.latency['p95_ms']:.1f} ms"
       f" (budget 250 ms)")
 print(f"promote applied to every worker in {promoted.last_change_s:.2f} s; rollback in {rolled_back.last_change_s:.2f} s")
+share, _, _ = monitored.latest("drift_share")
+accuracy, _, _ = monitored.latest("accuracy")
+p95, _, _ = monitored.latest("p95_ms")
+firing = [o.rule for o in monitored.alerts.outcomes if o.state == "firing"]
+print(f"monitoring: {len(labels.stored)} labels joined; drift share {share:.2f}, realised accuracy {accuracy:.3f}, "
+      f"p95 {p95:.1f} ms; alerts firing: {', '.join(firing) or 'none'}")
 print(f"audit: chain {'verified' if nbprod.audit.verify().ok else 'BROKEN'}")""", ["summary"]),
 ]
 

@@ -12,3 +12,16 @@ from .choice import TESTS, default_test
 from .report import ColumnDrift, DriftReport
 
 __all__ = ["drift", "DriftReport", "ColumnDrift", "TESTS", "default_test"]
+
+
+class _Verb(type(__import__("sys"))):
+    """``nbprod.drift`` is both this package and the verb. Importing any ``nbprod.drift.*`` module
+    (``monitor`` does) binds the package to the name ``nbprod.drift``, replacing the lazily
+    exported function; calling the package calls the verb, so ``nbprod.drift(ref, cur)`` works
+    whichever of the two the name holds."""
+
+    def __call__(self, *args, **kwargs) -> DriftReport:
+        return drift(*args, **kwargs)
+
+
+__import__("sys").modules[__name__].__class__ = _Verb
