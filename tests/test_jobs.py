@@ -69,3 +69,18 @@ def test_the_job_uses_the_callers_nbprod_home(nbprod_home, tmp_path, monkeypatch
     nbformat.write(nb, path)
     result = run(path, progress=False)
     assert result.tagged_output("summary") == str(home.resolve())
+
+
+def test_a_notebook_without_a_kernelspec_runs_on_the_default_kernel(nbprod_home, tmp_path):
+    """nbformat.v4.new_notebook() writes no kernelspec; papermill alone refuses such a notebook."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    path = tmp_path / "bare.ipynb"
+    nbformat.write(nb, path)
+    result = run(path, progress=False)
+    assert result.kernel == "python3"
+    executed = nbformat.read(result.output, as_version=4)
+    assert executed.cells[0].outputs[0]["text"] == "42\n"
+    path.write_text("{not json", encoding="utf-8")
+    with pytest.raises(JobError, match="cannot read .* as a notebook"):
+        run(path, progress=False)

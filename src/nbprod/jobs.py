@@ -69,6 +69,23 @@ def _output_path(notebook: Path) -> Path:
     return runs / f"{notebook.stem}-{stamp}.ipynb"
 
 
+#: The kernel of a notebook that names none (nbformat.v4.new_notebook() writes no kernelspec):
+#: Jupyter's default, which ``make install`` registers for this environment.
+DEFAULT_KERNEL = "python3"
+
+
+def _kernel_of(notebook: Path) -> str:
+    """The notebook's own kernel name, or :data:`DEFAULT_KERNEL` (papermill refuses a notebook
+    without one, with "No kernel name found")."""
+    import json
+
+    try:
+        metadata = json.loads(notebook.read_text(encoding="utf-8")).get("metadata", {})
+    except (OSError, ValueError, AttributeError) as exc:
+        raise JobError(f"cannot read {notebook} as a notebook: {exc}", "pass a valid .ipynb file (JSON)") from exc
+    return (metadata.get("kernelspec") or {}).get("name") or DEFAULT_KERNEL
+
+
 def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, output: str | Path | None = None,
         kernel: str | None = None, cwd: str | Path | None = None, progress: bool = True,
         timeout: float | None = None) -> JobResult:
@@ -87,6 +104,7 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, outpu
         raise JobError(f"{source} is not a notebook (.ipynb)", "pass a Jupyter notebook file")
     target = Path(output) if output else _output_path(source)
     parameters = dict(parameters or {})
+    kernel = kernel or _kernel_of(source)
     start = time.perf_counter()
     # The kernel inherits these: the registry and the audit log record which notebook ran, and the
     # job uses the caller's nbprod home (the kernel runs in the notebook's folder, where a relative
@@ -113,4 +131,4 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, outpu
             else:
                 os.environ[key] = value
     return JobResult(source, target, parameters, time.perf_counter() - start,
-                     kernel=nb.metadata.get("kernelspec", {}).get("name"), _nb=nb)
+                     kernel=nb.metadata.get("kernelspec", {}).get("name") or kernel, _nb=nb)
