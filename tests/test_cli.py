@@ -32,3 +32,12 @@ def test_every_verb_has_working_help(capsys):
         assert name in top
         assert main([name, "--help"]) == 0, name
         assert f"usage: nbprod {name}" in capsys.readouterr().out
+
+
+def test_top_level_help_shows_the_cell_magic_escaped_once(capsys):
+    assert main(["--help"]) == 0
+    top = capsys.readouterr().out
+    assert "(the %%nbprod expect cell body" in top and "%%%%" not in top
+    from nbprod.magics import _help_text
+
+    assert "(the %%nbprod expect cell body" in _help_text() and "%%%%" not in _help_text()

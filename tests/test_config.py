@@ -78,3 +78,31 @@ def test_error_hierarchy_matches_builtins():
     assert issubclass(errors.DataError, ValueError)
     for name in errors.__all__:
         assert issubclass(getattr(errors, name), NbprodError)
+
+
+def test_pyproject_is_read_with_tomli_where_there_is_no_tomllib(nbprod_home, tmp_path, monkeypatch):
+    import sys
+    import tomllib
+    import types
+
+    from nbprod import config
+
+    monkeypatch.setitem(sys.modules, "tomllib", None)  # Python 3.10: `import tomllib` fails
+    monkeypatch.setitem(sys.modules, "tomli", types.SimpleNamespace(load=tomllib.load))
+    (tmp_path / "pyproject.toml").write_text("[tool.nbprod]\ntop_k = 7\n")
+    monkeypatch.chdir(tmp_path)
+    assert Settings().top_k == 7
+    monkeypatch.setitem(sys.modules, "tomli", None)  # neither: say so rather than ignore the table
+    (tmp_path / "pyproject.toml").write_text("[tool.nbprod]\ntop_k = 8\n")
+    config._TABLE_CACHE.clear()  # the file may keep its mtime within a coarse clock tick
+    with pytest.raises(ConfigError, match="no TOML parser") as err:
+        Settings().top_k
+    assert "tomli" in err.value.fix
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    config._TABLE_CACHE.clear()
+    assert Settings().top_k == 50
+
+
+def test_pyproject_declares_tomli_for_python_3_10():
+    text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
+    assert "tomli>=2; python_version<'3.11'" in text

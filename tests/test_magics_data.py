@@ -128,3 +128,72 @@ def test_cli_bad_input_exits_2_with_the_fix(files, capsys):
     (d / "broken.yaml").write_text("x: {min: 0")
     assert main(["expect", str(d / "train.csv"), "--rules", str(d / "broken.yaml")]) == 2
     assert main(["expect", str(d / "train.csv")]) == 2
+
+
+def test_cli_a_binary_file_as_profile_or_rules_says_what_it_is_not(files, capsys):
+    d = files
+    data = str(d / "train.parquet")
+    assert main(["validate", data, "--against", data]) == 2
+    err = capsys.readouterr().err
+    assert "is not a JSON profile" in err and "Fix:" in err
+    assert main(["expect", data, "--rules", data]) == 2
+    err = capsys.readouterr().err
+    assert "is not a YAML rules file" in err and "Fix:" in err
+
+
+def test_misleading_messages_of_validate_say_what_was_looked_for(ip, nbprod_home):
+    from nbprod.errors import DataError, ModelNotFoundError, RuleError
+
+    with pytest.raises(ModelNotFoundError, match="no variable, profile file or registered model called 'typo'"):
+        ip.run_line_magic("nbprod", "validate df --against typo")
+    assert not (nbprod_home / "mlflow.db").exists()  # a typo creates no MLflow store
+    with pytest.raises(RuleError, match="no variable and no file called 'name'"):
+        ip.run_line_magic("nbprod", "validate df --rules name")
+    with pytest.raises(RuleError, match="no variable and no file called 'name'"):
+        ip.run_line_magic("nbprod", "expect df --rules name")
+    ip.user_ns["prof"] = ip.run_line_magic("nbprod", "profile df")
+    with pytest.raises(DataError, match="tolerance nan is not a finite number"):
+        ip.run_line_magic("nbprod", "validate df --against prof --tolerance nan")
+    with pytest.raises(UsageError, match="--tolerance .* no --against"):
+        ip.run_line_magic("nbprod", "validate df --tolerance 0.1")
+    with pytest.raises(DataError, match=r"'df\[\[income\]\]'") as err:
+        ip.run_line_magic("nbprod", "validate df[['income']]")
+    assert "quote it" in err.value.fix
+    assert isinstance(ip.run_line_magic("nbprod", "validate \"df[['income']]\""), Profile)
+
+
+def test_cli_messages_speak_of_files_not_variables(files, capsys):
+    d = files
+    assert main(["validate", str(d / "nope.parquet")]) == 2
+    err = capsys.readouterr().err
+    assert "no file called" in err and "variable" not in err
+    assert main(["validate", str(d / "train.csv"), "--rules", "name"]) == 2
+    err = capsys.readouterr().err
+    assert "no file called 'name'" in err and "variable" not in err
+    assert main(["validate", str(d / "train.csv"), "--against", "typo"]) == 2
+    assert "no profile file and no registered model called 'typo'" in capsys.readouterr().err
+    (d / "rules.txt").write_text("x: {max: 1e-6}\n")  # a rules file is YAML whatever its name
+    assert main(["validate", str(d / "train.csv"), "--rules", str(d / "rules.txt")]) == 1
+    assert main(["expect", str(d / "train.csv"), "--rules", str(d / "rules.txt")]) == 1
+    assert "out_of_range" in capsys.readouterr().out
+
+
+def test_cli_csv_and_json_files_match_a_datetime_profile(tmp_path, nbprod_home, capsys):
+    df = pd.DataFrame({"when": pd.date_range("2024-01-01", periods=5, freq="D"),
+                       "tz": pd.date_range("2024-01-01", periods=5, freq="h", tz="Europe/Berlin"),
+                       "x": np.arange(5.0), "c": list("abcab")})
+    from nbprod.data.profile import profile
+
+    p = str(profile(df).save(tmp_path / "p.json"))
+    df.to_csv(tmp_path / "d.csv", index=False)
+    df.to_json(tmp_path / "d.json", orient="records", date_format="iso")
+    df.iloc[:0].to_csv(tmp_path / "header.csv", index=False)
+    for name in ("d.csv", "d.json", "header.csv"):
+        assert main(["validate", str(tmp_path / name), "--against", p]) == 0, capsys.readouterr().out
+    assert "against " + p in capsys.readouterr().out
+    bad = df.astype({"when": str})
+    bad.loc[2, "when"] = "not a date"
+    bad.to_csv(tmp_path / "bad.csv", index=False)
+    assert main(["validate", str(tmp_path / "bad.csv"), "--against", p]) == 1
+    out = capsys.readouterr().out
+    assert "dtype" in out and "when" in out and " tz " not in out

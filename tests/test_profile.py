@@ -156,7 +156,7 @@ def test_display_is_a_summary_not_the_data(nbprod_home):
 
 
 # --- property-style: any odd frame profiles, round-trips, and validates against itself -----------
-_floats = st.floats(allow_nan=True, allow_infinity=False, width=64)
+_floats = st.floats(allow_nan=True, allow_infinity=True, width=64)
 
 
 @st.composite
@@ -237,3 +237,44 @@ def test_low_cardinality_numeric_columns_keep_exact_value_counts(nbprod_home):
     r = profile(pd.DataFrame({"k": [1, 5, 5]}))
     assert r.columns["k"].categories == {"5": 2, "1": 1} and validate(pd.DataFrame({"k": [3]}), r, tolerance=0).ok
     assert not row_flags(pd.DataFrame({"k": [3]}), r, tolerance=0)[0].any()
+
+
+def test_infinities_are_counted_apart_and_keep_the_profile_finite_and_strict_json(nbprod_home):
+    df = pd.DataFrame({"x": [1.0, np.inf, 3.0, np.nan, -np.inf, np.inf], "only_inf": [np.inf] * 6,
+                       "F": pd.array([1.0, None, np.inf, 2.0, 2.0, 2.0], dtype="Float64")})
+    p = profile(df, n_quantiles=4)
+    x = p.columns["x"]
+    assert (x.neg_inf_count, x.pos_inf_count, x.inf_count, x.null_count, x.count) == (1, 2, 3, 1, 5)
+    assert (x.min, x.max, x.mean) == (1.0, 3.0, 2.0) and x.quantiles == [1.0, 1.5, 2.0, 2.5, 3.0]
+    assert p.columns["only_inf"].min is None and p.columns["only_inf"].pos_inf_count == 6
+    assert p.columns["F"].max == 2.0 and p.columns["F"].pos_inf_count == 1
+    text = p.to_json()
+    json.loads(text, parse_constant=lambda c: pytest.fail(f"non-strict JSON token {c}"))
+    again = Profile.from_json(text)
+    assert again.to_dict() == p.to_dict()
+    assert again.sample_frame()["x"].tolist()[:3] == [1.0, np.inf, 3.0]
+    assert "inf" not in str(p).split("\n", 1)[0] and "<table>" in p._repr_html_() and "x" in str(p)
+    assert validate(df, again).ok
+    # an infinity the training data did not have (or of the other sign) is out of range, everywhere
+    clean = profile(pd.DataFrame({"x": [1.0, 2.0, 3.0]}))
+    new = pd.DataFrame({"x": [2.0, np.inf, -np.inf]})
+    report = validate(new, clean)
+    assert report.checks == ["out_of_range"] and report.failures[0].count == 2
+    assert report.to_dict()["failures"][0]["examples"][0]["x"] == "inf"
+    json.dumps(report.to_dict(), allow_nan=False)
+    flags, reasons = row_flags(new, clean)
+    assert flags.tolist() == [False, True, True] and "above the seen max" in reasons[1][0]
+    big = pd.concat([new] * 30, ignore_index=True)  # the vectorised path of the OOD checker
+    assert row_flags(big, clean)[0].sum() == 60
+    pos_only = profile(pd.DataFrame({"x": [1.0, 3.0, np.inf]}))
+    assert row_flags(new, pos_only)[0].tolist() == [False, False, True]
+    assert row_flags(big, pos_only)[0].sum() == 30
+    assert [f.count for f in validate(new, pos_only).failures] == [1]
+
+
+def test_profiles_without_inf_fields_still_load(nbprod_home):
+    d = profile(pd.DataFrame({"x": [1.0, 2.0]})).to_dict()
+    for col in d["columns"].values():
+        del col["neg_inf_count"], col["pos_inf_count"]
+    old = Profile.from_dict(d)
+    assert old.columns["x"].inf_count == 0 and not validate(pd.DataFrame({"x": [np.inf]}), old).ok

@@ -109,3 +109,44 @@ def test_rules_on_top_of_a_profile_skip_missing_profiled_columns(df):
     p = profile(df)
     report = validate(df.drop(columns="income"), p, rules={"income": {"min": 0}})
     assert [(f.column, f.check) for f in report.failures] == [("income", "missing_column")]
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("when: {max: 2024-02-30}", r"at line 1, column 13: '2024-02-30' is not a valid timestamp"),
+    ("income:\n  min: !!float abc", r"at line 2, column 8: 'abc' is not a valid float"),
+    ("income: {min: !!timestamp xx}", r"'xx' is not a valid timestamp"),
+    ("income: {min: !!int 1.5}", r"'1.5' is not a valid int"),
+])
+def test_yaml_values_its_tags_cannot_build_are_rule_errors_at_their_line(text, problem):
+    with pytest.raises(RuleError, match=problem) as err:
+        Rules.from_yaml(text)
+    assert "quote it" in err.value.fix
+
+
+def test_yaml_rules_read_scientific_notation_as_numbers_and_refuse_duplicate_keys(df):
+    rules = Rules.from_yaml("income: {max: 1e6, min: -2.5E-3}\nid: {in: [1e0, 2, 3]}\ncountry: {in: [NO, 1_0, 1.2.3]}")
+    assert rules.columns["income"] == {"max": 1e6, "min": -0.0025}
+    assert rules.columns["country"]["in"] == ["NO", 10, "1.2.3"] and rules.columns["id"]["in"] == [1.0, 2, 3]
+    assert validate(df, rules).checks == ["out_of_range", "unseen_category"]
+    with pytest.raises(RuleError, match=r"at line 2, column 1: 'income' is given twice") as err:
+        Rules.from_yaml("income: {min: 0}\nincome: {max: 1}")
+    assert "merge" in err.value.fix
+    with pytest.raises(RuleError, match="'min' is given twice"):
+        Rules.from_yaml("income: {min: 0, min: 1}")
+    base = "base: &b {min: 0}\nincome:\n  <<: *b\n  min: 1\n"  # a merge key overridden on purpose is fine
+    assert Rules.from_yaml(base).columns["income"] == {"min": 1}
+
+
+def test_datetime_bounds_must_be_dates_in_order_and_no_bound_is_nan(df):
+    with pytest.raises(RuleError, match="'when' holds datetimes, but its min 5 is a number") as err:
+        validate(df, {"when": {"min": 5}})
+    assert "ISO date" in err.value.fix
+    with pytest.raises(RuleError, match="min 2024-06-01 is after max 2024-01-01"):
+        Rules.from_yaml("when: {min: 2024-06-01, max: 2024-01-01}")
+    with pytest.raises(RuleError, match="after max"):
+        Rules({"when": {"min": "2024-01-02T00:00:00+01:00", "max": "2024-01-01T22:00:00Z"}})
+    for text in ("income: {min: .nan}", "income: {max: .NaN, min: 0}"):
+        with pytest.raises(RuleError, match="is NaN"):
+            Rules.from_yaml(text)
+    assert validate(df, {"when": {"min": "2024-01-01", "max": "2025-01-01"}}).ok
+    assert not validate(df, Rules.from_yaml("when: {max: 2024-12-31}")).ok

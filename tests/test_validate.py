@@ -374,3 +374,57 @@ def test_object_columns_checked_in_one_pass_give_the_generic_report(nbprod_home,
         assert checks["unseen_category"]["count"] == int((current["c"] == "new").sum())
     else:
         assert checks["unseen_category"]["count"] == 2 and checks["unseen_category"]["examples"][0]["index"] == 0
+
+
+def test_unique_rules_and_keys_on_unhashable_values_compare_their_text(nbprod_home):
+    m = pd.DataFrame({"m": pd.Series([1, [1], {"k": 1}, "a", [1]], dtype=object), "n": [1, 2, 3, 4, 2]})
+    for report in (validate(m, {"m": {"unique": True}}), validate(m, profile(m, key="m")),
+                   validate(m, profile(m), key=["m", "n"])):
+        assert report.checks == ["duplicate_key"] and report.failures[0].count == 2
+        assert [e["index"] for e in report.failures[0].examples] == [1, 4]
+    assert validate(m.iloc[:4], {"m": {"unique": True}}).ok
+
+
+def test_a_bare_name_that_is_no_file_creates_no_store_and_rules_words_are_not_yaml(trained, nbprod_home):
+    from nbprod.errors import ModelNotFoundError, RuleError
+
+    df, p = trained
+    with pytest.raises(ModelNotFoundError, match="no profile file and no registered model called 'typo'"):
+        validate(df, "typo")
+    assert not (nbprod_home / "mlflow.db").exists()
+    with pytest.raises(RuleError, match="no rules file called 'name'"):
+        validate(df, p, rules="name")
+    assert validate(df, p, rules="").ok and validate(df, p, rules="{}").ok
+    for bad in (float("nan"), float("inf")):
+        with pytest.raises(DataError, match="not a finite number"):
+            validate(df, p, tolerance=bad)
+
+
+def test_all_null_object_columns_report_nulls_not_a_dtype(nbprod_home):
+    p = profile(pd.DataFrame({"x": [1.0, 2.0], "when": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+                              "maybe": [np.nan, 1.0]}))
+    empty = pd.DataFrame({"x": pd.Series([], dtype=object), "when": pd.Series([], dtype=object),
+                          "maybe": pd.Series([], dtype=object)})
+    assert validate(empty, p).ok  # a header-only CSV
+    nones = pd.DataFrame({"x": [None, None, None], "when": [None] * 3, "maybe": [None] * 3}, dtype=object)
+    report = validate(nones, p)
+    assert [(f.column, f.check, f.count) for f in report.failures] == [("x", "nulls", 3), ("when", "nulls", 3)]
+    assert not validate(pd.DataFrame({"x": ["a", None], "when": [None, None], "maybe": [1.0, 2.0]}), p).ok
+
+
+def test_parse_profiled_dates_only_when_every_value_is_a_time(nbprod_home):
+    from nbprod.data.validate import parse_profiled_dates
+
+    df = pd.DataFrame({"when": pd.to_datetime(["2024-01-01", "2024-01-02"]),
+                       "tz": pd.to_datetime(["2024-01-01T10:00", "2024-01-02T10:00"]).tz_localize("Europe/Berlin"),
+                       "s": ["2024-01-01", "b"]})
+    p = profile(df)
+    text = pd.DataFrame({"when": ["2024-01-01", None], "tz": ["2024-01-01T10:00:00+01:00", "2024-01-01T09:00:00Z"],
+                         "s": ["2024-01-01", "x"]}, dtype=object)
+    parsed = parse_profiled_dates(text, p)
+    assert str(parsed["when"].dtype) == p.columns["when"].dtype and parsed["when"].isna().tolist() == [False, True]
+    assert str(parsed["tz"].dt.tz) == "Europe/Berlin" and parsed["s"].dtype == object
+    assert [(f.column, f.check) for f in validate(parsed, p).failures] == [("when", "nulls"), ("s", "unseen_category")]
+    half = text.assign(when=["2024-01-01", "soon"])
+    assert parse_profiled_dates(half, p)["when"].tolist() == ["2024-01-01", "soon"]
+    assert validate(half, p).checks[0] == "dtype"

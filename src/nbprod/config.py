@@ -82,11 +82,29 @@ def _pyproject_table() -> tuple[Path | None, dict[str, Any]]:
     return path, _TABLE_CACHE[key]
 
 
-def _read_pyproject_table(path: Path) -> dict[str, Any]:
+def _toml_module():
+    """``tomllib`` (Python ≥ 3.11) or its backport ``tomli`` (a dependency on Python 3.10), or None."""
     try:
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        return {}
+    except ImportError:  # Python 3.10
+        try:
+            import tomli as tomllib
+        except ImportError:
+            return None
+    return tomllib
+
+
+def _read_pyproject_table(path: Path) -> dict[str, Any]:
+    tomllib = _toml_module()
+    if tomllib is None:
+        try:
+            has_table = b"[tool.nbprod" in path.read_bytes()
+        except OSError:
+            return {}
+        if not has_table:  # nothing for nbprod in it: nothing is lost
+            return {}
+        raise ConfigError(f"cannot read [tool.nbprod] from {path}: this Python has no TOML parser (tomllib or tomli)",
+                          "pip install 'tomli>=2' (nbprod depends on it on Python 3.10), or use Python 3.11+")
     try:
         with open(path, "rb") as fh:
             data = tomllib.load(fh)

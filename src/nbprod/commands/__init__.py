@@ -73,8 +73,14 @@ def read_frame(path: str, *, in_notebook: bool = False):
 
     p = Path(path)
     if not p.exists():
-        where = "no variable and no file" if in_notebook else "no file"
-        raise DataError(f"{where} called {path!r}", "pass the name of a DataFrame variable or a path to a .parquet/.csv/.json file")
+        if not in_notebook:
+            raise DataError(f"no file called {path!r}", "pass the path of an existing .parquet/.csv/.json/.feather file")
+        fix = "pass the name of a DataFrame variable or a path to a .parquet/.csv/.json/.feather file"
+        if not path.isidentifier() and any(c in path for c in "[]()."):
+            # the magic splits its line like a shell: unquoted, df[['a']] arrives as df[[a]]
+            fix = ("to pass an expression, quote it whole: %nbprod validate \"df[['a', 'b']]\" "
+                   "(or assign it to a variable first)")
+        raise DataError(f"no variable and no file called {path!r}", fix)
     readers = {".parquet": pd.read_parquet, ".pq": pd.read_parquet, ".csv": pd.read_csv,
                ".json": pd.read_json, ".feather": pd.read_feather}
     reader = readers.get(p.suffix.lower())
@@ -134,7 +140,7 @@ def build_parser(prog: str) -> tuple[argparse.ArgumentParser, dict[str, Command]
             epilog += f"cell body (%%nbprod {command.name}):\n  {command.cell_body}\n"
         if command.examples:
             epilog += "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
-        # argparse %-formats an action's help: a verb's help may say "100%" and mean it.
+        # argparse %-formats an action's help: a verb's help is plain text ("100%", "%%nbprod") and means it.
         p = sub.add_parser(command.name, help=command.help.replace("%", "%%"), description=command.description or command.help,
                            epilog=epilog or None, formatter_class=argparse.RawDescriptionHelpFormatter)
         command.arguments(p)

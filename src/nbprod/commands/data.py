@@ -22,29 +22,75 @@ def _against(token: str, ctx: Context) -> Any:
     return token if value is None else value
 
 
+def _rules(token: str, ctx: Context) -> Any:
+    """A Rules/dict notebook variable called ``token``, else the rules read from that YAML file."""
+    from ..data.rules import Rules
+    from ..errors import RuleError
+
+    value = ctx.lookup(token)
+    if value is not None:
+        return value
+    path = Path(token).expanduser()
+    if not path.is_file():
+        if ctx.namespace is not None:
+            raise RuleError(f"no variable and no file called {token!r}",
+                            "pass a Rules (or dict) variable or the path of a .yaml rules file")
+        raise RuleError(f"no file called {token!r}", "pass the path of a .yaml rules file")
+    return Rules.load(path)
+
+
 def _validate(args: argparse.Namespace, ctx: Context):
     from ..data.profile import profile
-    from ..data.validate import validate
+    from ..data.validate import NO_SUCH_AGAINST, validate
+    from ..errors import ModelNotFoundError
 
+    if args.tolerance is not None and args.against is None:
+        raise UsageProblem("--tolerance widens a profile's seen range, and no --against profile was given",
+                           "add --against PROFILE, or drop --tolerance")
     df = ctx.frame(args.data)
     rules = None
     if args.rules:
-        rules = _against(args.rules, ctx)
+        rules = _rules(args.rules, ctx)
     if args.against is None and rules is None:
         return profile(df, key=args.key)
     against = None if args.against is None else _against(args.against, ctx)
-    return validate(df, against, rules=rules, key=args.key, tolerance=args.tolerance)
+    label = None
+    try:
+        text_file = Path(args.data).suffix.lower() in (".csv", ".json") and ctx.lookup(args.data) is None
+        if against is not None and text_file:
+            # text files hold times as ISO strings: read them as the profile's datetimes
+            from ..data.validate import _resolve, parse_profiled_dates
+
+            resolved, resolved_rules, label = _resolve(against)
+            if resolved is not None:
+                df = parse_profiled_dates(df, resolved)
+            against = resolved if resolved is not None else resolved_rules
+        report = validate(df, against, rules=rules, key=args.key, tolerance=args.tolerance)
+    except ModelNotFoundError as exc:
+        if ctx.namespace is None or exc.problem != NO_SUCH_AGAINST.format(args.against):
+            raise
+        raise ModelNotFoundError(f"no variable, profile file or registered model called {args.against!r}",
+                                 "pass a Profile variable, a profile .json path, a rules .yaml path or a model URI "
+                                 "such as 'name@champion'") from None
+    if label is not None:
+        report.against = label
+    return report
+
+
+_DATA_HELP = ("a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather file; quote an expression: "
+              "\"df[['a', 'b']]\"")
 
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather file")
+    p.add_argument("data", help=_DATA_HELP)
     p.add_argument("--against", metavar="PROFILE",
                    help="a Profile variable, a profile .json, a rules .yaml or a model URI (name@champion, "
                         "models:/name/3); without it the data is profiled and the profile shown")
     p.add_argument("--rules", metavar="RULES", help="extra rules: a Rules/dict variable or a .yaml file")
     p.add_argument("--key", nargs="+", metavar="COL", help="column(s) that must be unique together")
     p.add_argument("--tolerance", type=float, metavar="X",
-                   help="widen the seen range by this fraction of its span (default: the range_tolerance option)")
+                   help="with --against: widen the seen range by this fraction of its span (default: the "
+                        "range_tolerance option)")
 
 
 def _profile(args: argparse.Namespace, ctx: Context):
@@ -58,7 +104,7 @@ def _profile(args: argparse.Namespace, ctx: Context):
 
 
 def _profile_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather file")
+    p.add_argument("data", help=_DATA_HELP)
     p.add_argument("-o", "--output", metavar="PATH", help="also write the profile as JSON to PATH")
     p.add_argument("--key", nargs="+", metavar="COL", help="column(s) identifying a row")
     p.add_argument("--sample-size", type=int, metavar="N", help="rows in the reservoir sample (default: sample_size option)")
@@ -76,8 +122,7 @@ def _expect(args: argparse.Namespace, ctx: Context):
     if ctx.cell is not None and ctx.cell.strip():
         rules = Rules.from_yaml(ctx.cell)
     elif args.rules:
-        value = ctx.lookup(args.rules)
-        rules = value if value is not None else Rules.load(Path(args.rules))
+        rules = _rules(args.rules, ctx)
     else:
         raise UsageProblem("no rules given", "write YAML rules in a %%nbprod expect cell body, or pass --rules rules.yaml")
     df = ctx.frame(args.data)
@@ -85,7 +130,7 @@ def _expect(args: argparse.Namespace, ctx: Context):
 
 
 def _expect_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("data", help="a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather file")
+    p.add_argument("data", help=_DATA_HELP)
     p.add_argument("--rules", metavar="RULES", help="a rules .yaml file (or a Rules variable); in a notebook, "
                                                     "write the YAML in the %%%%nbprod expect cell instead")
     p.add_argument("--key", nargs="+", metavar="COL", help="column(s) that must be unique together")
@@ -112,7 +157,7 @@ COMMANDS = [
     ),
     Command(
         name="expect",
-        help="validate data against YAML rules (the %%%%nbprod expect cell body, or --rules FILE)",
+        help="validate data against YAML rules (the %%nbprod expect cell body, or --rules FILE)",
         description="Validate a frame against hand-written rules: per column dtype, min, max, nullable, in "
                     "(allowed values), unique. The CLI exits 1 when a rule fails.",
         arguments=_expect_arguments,

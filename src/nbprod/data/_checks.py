@@ -225,8 +225,10 @@ def range_mask(series: pd.Series, kind: str, lo: Any, hi: Any) -> tuple[np.ndarr
     return _numeric_range(values, mask, lo, hi)
 
 
-def _numeric_range(values: np.ndarray, mask: np.ndarray | None, lo: Any, hi: Any, extremes: tuple | None = None):
-    """range_mask of a numeric array (``mask``: missing values); ``extremes`` = its known (min, max)."""
+def _numeric_range(values: np.ndarray, mask: np.ndarray | None, lo: Any, hi: Any, extremes: tuple | None = None,
+                   inf_ok: tuple[bool, bool] = (False, False)):
+    """range_mask of a numeric array (``mask``: missing values); ``extremes`` = its known (min, max).
+    ``inf_ok`` = (-inf, +inf) allowed although outside the bounds (the training data had them)."""
     if not len(values):
         return None
     if extremes is None:
@@ -238,12 +240,17 @@ def _numeric_range(values: np.ndarray, mask: np.ndarray | None, lo: Any, hi: Any
         return None
     if (lo is None or vmin >= lo) and (hi is None or vmax <= hi):
         return None
-    return _outside(values, mask, lo, hi)
+    return _outside(values, mask, lo, hi, inf_ok)
 
 
-def _outside(values: np.ndarray, mask: np.ndarray | None, lo: Any, hi: Any) -> tuple[np.ndarray, int, int] | None:
+def _outside(values: np.ndarray, mask: np.ndarray | None, lo: Any, hi: Any,
+             inf_ok: tuple[bool, bool] = (False, False)) -> tuple[np.ndarray, int, int] | None:
     below = np.zeros(len(values), dtype=bool) if lo is None else values < lo
     above = np.zeros(len(values), dtype=bool) if hi is None else values > hi
+    if inf_ok[0] and lo is not None:
+        below &= values != -np.inf
+    if inf_ok[1] and hi is not None:
+        above &= values != np.inf
     if mask is not None:
         below &= ~mask
         above &= ~mask
@@ -254,13 +261,15 @@ def _outside(values: np.ndarray, mask: np.ndarray | None, lo: Any, hi: Any) -> t
     return below, n_below, n_above
 
 
-def numeric_nulls_and_range(series: pd.Series, want_nulls: bool, lo: Any, hi: Any):
+def numeric_nulls_and_range(series: pd.Series, want_nulls: bool, lo: Any, hi: Any,
+                            inf_ok: tuple[bool, bool] = (False, False)):
     """Null and range checks of a numeric column in as few passes as possible.
 
     Returns ``(null_mask_or_None, range_result_or_None)`` like :func:`null_mask` and
-    :func:`range_mask`. A clean column costs one :func:`minmax` read: a NaN shows up as a NaN
-    minimum (only then, and only if nulls are unexpected, is a null mask built); a column that
-    had nulls in training skips NaN in that same read.
+    :func:`range_mask`; ``inf_ok`` = (-inf allowed, +inf allowed): the training data had them.
+    A clean column costs one :func:`minmax` read: a NaN shows up as a NaN minimum (only then,
+    and only if nulls are unexpected, is a null mask built); a column that had nulls in training
+    skips NaN in that same read.
     """
     values, mask = C.numeric_view(series)
     if not len(values):
@@ -273,10 +282,10 @@ def numeric_nulls_and_range(series: pd.Series, want_nulls: bool, lo: Any, hi: An
             if nulls.all():
                 return nulls, None
             vmin, vmax = minmax(values, skipna=True)
-        return nulls, _numeric_range(values, None, lo, hi, (vmin, vmax))
+        return nulls, _numeric_range(values, None, lo, hi, (vmin, vmax), inf_ok)
     if mask is not None and want_nulls and mask.any():
         nulls = mask
-    return nulls, _numeric_range(values, mask, lo, hi)
+    return nulls, _numeric_range(values, mask, lo, hi, inf_ok=inf_ok)
 
 
 def unseen_mask(series: pd.Series, allowed: Iterable[Any]) -> tuple[np.ndarray, list[str]] | None:
@@ -560,7 +569,18 @@ def rule_dtype_ok(series: pd.Series, spec: str) -> bool:
 
 
 def duplicate_mask(df: pd.DataFrame, columns: list[Any]) -> np.ndarray | None:
-    """Rows whose key appears more than once (all of them, not only the repeats), or None."""
+    """Rows whose key appears more than once (all of them, not only the repeats), or None.
+
+    Unhashable values (lists, dicts in an object column) are compared by their text, as
+    category checks compare them.
+    """
+    try:
+        return _duplicate_mask(df, columns)
+    except TypeError:  # unhashable values: hashing failed before any mask was built
+        return _duplicate_mask(df[columns].astype(str), columns)
+
+
+def _duplicate_mask(df: pd.DataFrame, columns: list[Any]) -> np.ndarray | None:
     if len(columns) == 1:
         s = df[columns[0]]
         if s.is_unique:

@@ -128,8 +128,9 @@ def iso(value: Any) -> str | None:
 
 
 def json_scalar(value: Any) -> Any:
-    """A value as something ``json.dumps`` writes faithfully: None for any missing value,
-    Python numbers, ISO strings for times, ``str()`` for anything else exotic."""
+    """A value as something ``json.dumps`` writes faithfully (and strictly): None for any missing
+    value, Python numbers, ``"inf"``/``"-inf"`` for infinities (strict JSON has none; pandas and
+    ``float()`` read them back), ISO strings for times, ``str()`` for anything else exotic."""
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)):
@@ -138,7 +139,9 @@ def json_scalar(value: Any) -> Any:
         return int(value)
     if isinstance(value, (float, np.floating)):
         f = float(value)
-        return None if math.isnan(f) else f
+        if math.isfinite(f):
+            return f
+        return None if math.isnan(f) else ("inf" if f > 0 else "-inf")
     if isinstance(value, str):
         return value
     if isinstance(value, (pd.Timestamp, np.datetime64)) or hasattr(value, "isoformat"):
@@ -166,6 +169,6 @@ def json_list(series: pd.Series) -> list:
     if kind in ("numeric", "boolean") and isinstance(series.dtype, np.dtype) and series.dtype.kind in "fiub":
         values = series.to_numpy().tolist()
         if series.dtype.kind == "f":
-            return [None if v != v else v for v in values]
+            return [v if v - v == 0 else json_scalar(v) for v in values]  # NaN → None, ±inf → "±inf"
         return values
     return [json_scalar(v) for v in series.astype(object).tolist()]

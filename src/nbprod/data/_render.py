@@ -6,6 +6,7 @@ rows with a "… N more" line, and every cell is escaped.
 
 from __future__ import annotations
 
+import math
 from html import escape
 from typing import Any, Sequence
 
@@ -21,8 +22,8 @@ def fmt(value: Any, digits: int = 4) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        if value != value:
-            return "-"
+        if not math.isfinite(value):
+            return "-" if value != value else ("inf" if value > 0 else "-inf")
         if value == int(value) and abs(value) < 1e15:
             return f"{int(value):,}"
         return f"{value:.{digits}g}"

@@ -6,7 +6,8 @@ rules cannot drift apart:
 
 - numeric and datetime columns: a value is out of distribution when it lies outside the seen
   ``[min, max]`` widened by ``tolerance`` × the span (inclusive bounds: the seen extremes are in);
-  datetimes are compared as naive UTC;
+  datetimes are compared as naive UTC; the profile's bounds are finite, so ±inf is out of
+  distribution unless the training data had an infinity of that sign;
 - categorical and boolean columns: a value is out of distribution when its text is not among the
   seen categories — only when the profile kept the complete set (``other_count == 0``);
 - missing values (None, NaN, NaT, NA) are never out of distribution (``validate`` reports nulls),
@@ -42,6 +43,9 @@ def resolve_tolerance(tolerance: float | None) -> float:
         tolerance = float(tolerance)
     except (TypeError, ValueError):
         raise DataError(f"tolerance {tolerance!r} is not a number", "pass a fraction of the seen range, e.g. 0.05") from None
+    if tolerance != tolerance or tolerance == float("inf"):
+        raise DataError(f"tolerance {tolerance} is not a finite number",
+                        "pass a fraction ≥ 0 of the seen range, e.g. 0.05 (0: the exact seen range)")
     if not tolerance >= 0:
         raise DataError(f"tolerance {tolerance} is negative", "pass a fraction ≥ 0 of the seen range, e.g. 0.05")
     return tolerance
@@ -73,12 +77,15 @@ def bounds(col: Any, tolerance: float) -> tuple[Any, Any]:
 
 @dataclass(frozen=True)
 class RangeCheck:
-    """Values of ``name`` must lie in ``[lo, hi]`` (``kind``: ``numeric`` or ``datetime``)."""
+    """Values of ``name`` must lie in ``[lo, hi]`` (``kind``: ``numeric`` or ``datetime``);
+    ``neg_inf_ok`` / ``pos_inf_ok``: -inf / +inf pass too (the training data had them)."""
 
     name: str
     kind: str
     lo: Any
     hi: Any
+    neg_inf_ok: bool = False
+    pos_inf_ok: bool = False
 
 
 @dataclass(frozen=True)
@@ -172,7 +179,8 @@ class OodChecker:
         for name, col in columns.items():
             if col.kind in ("numeric", "datetime") and col.min is not None and col.max is not None:
                 lo, hi = bounds(col, tolerance)
-                ranges.append(RangeCheck(str(name), col.kind, lo, hi))
+                ranges.append(RangeCheck(str(name), col.kind, lo, hi, getattr(col, "neg_inf_count", 0) > 0,
+                                         getattr(col, "pos_inf_count", 0) > 0))
             elif col.kind in ("categorical", "boolean") and col.count > 0 and col.categories_complete:
                 categories.append(CategoryCheck(str(name), frozenset(str(c) for c in col.categories)))
         return cls(ranges, categories, tolerance)
@@ -246,9 +254,13 @@ def _range(chk: RangeCheck, values: Any, n: int) -> list[tuple[int, str]] | None
             if x is None:
                 continue
             if x < lo:
+                if chk.neg_inf_ok and x == -np.inf:
+                    continue
                 out = out or []
                 out.append((i, _below(chk, _shown(v, x))))
             elif x > hi:
+                if chk.pos_inf_ok and x == np.inf:
+                    continue
                 out = out or []
                 out.append((i, _above(chk, _shown(v, x))))
         return out
@@ -258,6 +270,10 @@ def _range(chk: RangeCheck, values: Any, n: int) -> list[tuple[int, str]] | None
     arr = _datetimes(values) if chk.kind == "datetime" else _floats(values)
     with np.errstate(invalid="ignore"):
         below, above = arr < chk.lo, arr > chk.hi
+    if chk.neg_inf_ok:
+        below &= arr != -np.inf
+    if chk.pos_inf_ok:
+        above &= arr != np.inf
     bad = below | above
     if nulls is not None:
         bad &= ~nulls

@@ -72,6 +72,12 @@ class ColumnProfile:
     for them the range, not the categories, drives validation. Profiles written before this
     (numeric ``categories`` None) are read as they are. Datetimes are ISO 8601 strings (``std`` an
     ISO 8601 duration).
+
+    Infinite values (float columns) are counted in ``neg_inf_count`` / ``pos_inf_count`` and left
+    out of every statistic, so ``min``/``max``/``mean``/``std``/``quantiles``/``categories`` are
+    finite (or None when no finite value was seen) and the JSON is strict. Validation and the OOD
+    checker accept an infinity of a sign the training data had; any other ±inf is out of range.
+    Profiles written before these fields read as having seen no infinity.
     """
 
     name: str
@@ -88,6 +94,13 @@ class ColumnProfile:
     categories: dict[str, int] | None = None
     other_count: int = 0
     distinct_count: int = 0
+    neg_inf_count: int = 0
+    pos_inf_count: int = 0
+
+    @property
+    def inf_count(self) -> int:
+        """How many values were ±infinity (numeric only; they are in ``count``, not in the stats)."""
+        return self.neg_inf_count + self.pos_inf_count
 
     @property
     def categories_complete(self) -> bool:
@@ -115,6 +128,7 @@ class ColumnProfile:
             col = cls(**values)
             col.null_count, col.count, col.other_count, col.distinct_count = (
                 int(col.null_count), int(col.count), int(col.other_count), int(col.distinct_count))
+            col.neg_inf_count, col.pos_inf_count = int(col.neg_inf_count), int(col.pos_inf_count)
             col.null_rate = float(col.null_rate)
             if col.categories is not None:
                 col.categories = {str(k): int(v) for k, v in dict(col.categories).items()}
@@ -209,7 +223,12 @@ class Profile:
                    sample=sample)
 
     def to_json(self, indent: int | None = None) -> str:
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        """Strict JSON (no NaN/Infinity tokens, which other JSON readers refuse)."""
+        try:
+            return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False, allow_nan=False)
+        except ValueError as exc:  # a non-finite float that was not profiled by nbprod.profile()
+            raise ProfileError(f"the profile holds a value JSON cannot represent: {exc}",
+                               "regenerate the profile with nbprod.profile(df), which keeps its statistics finite") from exc
 
     @classmethod
     def from_json(cls, s: str | bytes) -> Profile:
@@ -241,6 +260,9 @@ class Profile:
         except OSError as exc:
             raise ProfileError(f"cannot read a profile from {path}: {exc}",
                                "pass the path of a JSON file written by Profile.save() or `nbprod profile -o`") from exc
+        except UnicodeDecodeError:
+            raise ProfileError(f"{path} is not a JSON profile (it is not UTF-8 text; a data file?)",
+                               "pass the path of a JSON file written by Profile.save() or `nbprod profile -o`") from None
         return cls.from_json(text)
 
     # --- display ------------------------------------------------------------------------------
@@ -327,9 +349,9 @@ def _profile_column(name: str, series: pd.Series, n: int, *, top_k: int, n_quant
 
 
 def _num(x: Any) -> Any:
-    """A numpy scalar as a JSON-native number (NaN → None)."""
+    """A numpy scalar as a JSON-native number (NaN and ±inf, e.g. an overflowed mean → None)."""
     v = x.item() if hasattr(x, "item") else x
-    if isinstance(v, float) and math.isnan(v):
+    if isinstance(v, float) and not math.isfinite(v):
         return None
     return v
 
@@ -343,6 +365,18 @@ def _numeric(col: ColumnProfile, series: pd.Series, n_quantiles: int, q_idx: np.
     if not len(valid):
         return
     lo, hi = valid.min(), valid.max()
+    if values.dtype.kind == "f" and (np.isinf(lo) or np.isinf(hi)):  # only then: count and set aside ±inf
+        inf = np.isinf(values)
+        if mask is not None:
+            inf &= ~mask
+        col.pos_inf_count = int(np.count_nonzero(inf & (values > 0)))
+        col.neg_inf_count = int(np.count_nonzero(inf)) - col.pos_inf_count
+        mask = inf if mask is None else mask | inf  # from here on, "not a finite value"
+        valid = values[~mask]
+        col.distinct_count = (col.neg_inf_count > 0) + (col.pos_inf_count > 0)
+        if not len(valid):
+            return
+        lo, hi = valid.min(), valid.max()
     col.min, col.max = _num(lo), _num(hi)
     if values.dtype.kind == "f":  # keep float columns' bounds floats, even when integral
         col.min, col.max = float(lo), float(hi)
@@ -362,11 +396,12 @@ def _numeric(col: ColumnProfile, series: pd.Series, n_quantiles: int, q_idx: np.
     counts = _low_cardinality_counts(ordered, valid if q_idx is not None else None)
     if counts is not None:  # few distinct values: keep them all, exactly (drift reads them as categories)
         ranked = sorted(counts.items(), key=lambda kv: -kv[1])  # stable: ties keep value order
-        col.categories, col.other_count, col.distinct_count = dict(ranked), 0, len(counts)
+        col.categories, col.other_count = dict(ranked), 0
+        col.distinct_count += len(counts)
     elif q_idx is None:  # the whole column is sorted already: count its distinct values exactly
-        col.distinct_count = int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
+        col.distinct_count += int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
     else:
-        col.distinct_count = _distinct(valid)
+        col.distinct_count += _distinct(valid)
 
 
 def _low_cardinality_counts(ordered: np.ndarray, valid: np.ndarray | None) -> dict[str, int] | None:
@@ -414,6 +449,9 @@ def _quantiles(ordered: np.ndarray, n_quantiles: int) -> np.ndarray:
     low, high = ordered[below].astype("float64"), ordered[above].astype("float64")
     with np.errstate(invalid="ignore", over="ignore"):
         edges = low + (high - low) * frac
+        spilled = ~np.isfinite(edges)  # high - low overflowed (values near ±1.8e308): interpolate apart
+        if spilled.any():
+            edges[spilled] = (low * (1 - frac) + high * frac)[spilled]
     return np.where(frac == 0, low, edges)
 
 

@@ -16,8 +16,10 @@ One entry per column, with any of these keys::
 Custom checks are Python functions of the whole frame returning a boolean Series/array that is
 True for GOOD rows: ``rules.add("adult", lambda df: df.age >= 18, column="age")``.
 
-YAML is read so that ``NO``, ``yes``, ``on`` and ``off`` stay strings (country codes!); only
-``true``/``false`` are booleans. Any mistake — malformed YAML, an unknown key, a bad value, a
+YAML is read as YAML 1.2 scalars: ``NO``, ``yes``, ``on`` and ``off`` stay strings (country
+codes!), only ``true``/``false`` are booleans, and ``1e6`` is a number. A column (or a rule key)
+given twice is an error rather than a silent override. ``min``/``max`` of a datetime column must
+be dates, and no bound may be NaN. Any mistake — malformed YAML, an unknown key, a bad value, a
 rule on a column the data lacks — raises :class:`~nbprod.errors.RuleError` saying what to fix.
 """
 
@@ -38,16 +40,66 @@ DTYPE_FAMILIES = ("int", "integer", "float", "numeric", "number", "bool", "boole
 _EXAMPLE = "income: {min: 0, nullable: false}"
 
 
+class _DuplicateKey(Exception):
+    """Marker base of the loader's duplicate-key error (see :func:`_yaml_loader`)."""
+
+
+class _BadValue(Exception):
+    """Marker base of the loader's error for a value its tag cannot build (see :func:`_yaml_loader`)."""
+
+
 def _yaml_loader():
     import yaml
+    from yaml.constructor import ConstructorError
+
+    class DuplicateKey(ConstructorError, _DuplicateKey):
+        pass
+
+    class BadValue(ConstructorError, _BadValue):
+        pass
 
     class Loader(yaml.SafeLoader):
-        """SafeLoader where only true/false are booleans (YAML 1.2 style)."""
+        """SafeLoader with YAML 1.2 scalars: only true/false are booleans, ``1e6`` is a float;
+        a key given twice in one mapping is an error (PyYAML keeps the last one silently); a
+        value its tag's constructor cannot build (``2024-02-30``, ``!!float abc``) is a
+        ConstructorError at that value's line, not a bare ValueError."""
+
+        def construct_object(self, node, deep=False):
+            try:
+                return super().construct_object(node, deep)
+            except yaml.YAMLError:
+                raise
+            except (ValueError, TypeError, AttributeError, OverflowError) as exc:
+                tag = str(node.tag).rsplit(":", 1)[-1]
+                value = node.value if isinstance(node, yaml.ScalarNode) else f"a {node.id}"
+                why = f" ({exc})" if isinstance(exc, ValueError) and str(exc) else ""
+                raise BadValue(None, None, f"{value!r} is not a valid {tag}{why}", node.start_mark) from None
+
+        def construct_mapping(self, node, deep=False):
+            if isinstance(node, yaml.MappingNode):
+                seen: set = set()
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        if key in seen:
+                            raise DuplicateKey(None, None, f"{key!r} is given twice (the second would silently "
+                                               "replace the first)", key_node.start_mark)
+                        seen.add(key)
+                    except TypeError:  # an unhashable key: the base constructor reports it
+                        pass
+            return super().construct_mapping(node, deep)
 
     Loader.yaml_implicit_resolvers = {k: [r for r in v if r[0] != "tag:yaml.org,2002:bool"]
                                       for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()}
     Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
                                  list("tTfF"))
+    # YAML 1.2 floats PyYAML (YAML 1.1) reads as strings: 1e6, 2.5E-3, .5e1. Checked after the int
+    # resolver, so plain integers stay ints.
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float",
+                                 re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$"),
+                                 list("-+.0123456789"))
     return Loader
 
 
@@ -76,11 +128,16 @@ class Rules:
             raise RuleError(f"YAML rules must be text, got {type(text).__name__}", f"pass a string such as `{_EXAMPLE}`")
         try:
             data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
             where = getattr(exc, "problem_mark", None)
             at = f" at line {where.line + 1}, column {where.column + 1}" if where is not None else ""
-            raise RuleError(f"the rules are not valid YAML{at}: {getattr(exc, 'problem', None) or exc}",
-                            f"write one mapping per column, e.g. `{_EXAMPLE}`") from None
+            fix = f"write one mapping per column, e.g. `{_EXAMPLE}`"
+            if isinstance(exc, _BadValue):
+                fix = ("write a valid value (a real date such as 2024-02-29, a number such as 1e6), "
+                       "or quote it to make it text")
+            elif isinstance(exc, _DuplicateKey):
+                fix = "give each column (and each rule key) once: merge them, e.g. `income: {min: 0, max: 1}`"
+            raise RuleError(f"the rules are not valid YAML{at}: {getattr(exc, 'problem', None) or exc}", fix) from None
         if data is None:
             data = {}
         if not isinstance(data, dict):
@@ -95,6 +152,9 @@ class Rules:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise RuleError(f"cannot read rules from {path}: {exc}", "pass the path of a YAML rules file") from exc
+        except UnicodeDecodeError:
+            raise RuleError(f"{path} is not a YAML rules file (it is not UTF-8 text; a data file?)",
+                            f"pass the path of a YAML rules file, one line per column, e.g. `{_EXAMPLE}`") from None
         return cls.from_yaml(text)
 
     def add(self, name: str, fn: Callable[[Any], Any], *, column: str | None = None) -> Rules:
@@ -165,6 +225,11 @@ class Rules:
                 if kind not in ("numeric", "datetime"):
                     raise RuleError(f"column {col!r} is {series.dtype}: min/max need a numeric or datetime column",
                                     f"drop min/max from {col!r} or use `in:` for allowed values")
+                numbers = [b for b in ("min", "max") if b in spec and not isinstance(spec[b], str)]
+                if kind == "datetime" and numbers:  # pandas would read 5 as 5 ns after 1970-01-01
+                    b = numbers[0]
+                    raise RuleError(f"column {col!r} holds datetimes, but its {b} {spec[b]!r} is a number",
+                                    f"write {b} as an ISO date, e.g. `{col}: {{{b}: 2024-01-01}}`")
                 try:
                     found = K.range_mask(series, kind, spec.get("min"), spec.get("max"))
                 except (TypeError, ValueError) as exc:
@@ -241,10 +306,17 @@ def _check_spec(col: str, spec: Any) -> dict[str, Any]:
             if isinstance(v, bool) or not isinstance(v, (int, float, str)) and not hasattr(v, "isoformat"):
                 raise RuleError(f"column {col!r}: {bound} {v!r} is not a number or a date",
                                 f"write {bound} as a number (e.g. 0) or an ISO date (e.g. 2024-01-01)")
+            if isinstance(v, float) and v != v:
+                raise RuleError(f"column {col!r}: {bound} is NaN, which would disable the check",
+                                f"write {bound} as a number (e.g. 0), or drop it for no bound")
             if hasattr(v, "isoformat") and not isinstance(v, str):
                 out[bound] = v.isoformat()
-    if isinstance(out.get("min"), (int, float)) and isinstance(out.get("max"), (int, float)) and out["min"] > out["max"]:
-        raise RuleError(f"column {col!r}: min {out['min']} is above max {out['max']}", "swap min and max")
+    lo, hi = out.get("min"), out.get("max")
+    if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
+        raise RuleError(f"column {col!r}: min {lo} is above max {hi}", "swap min and max")
+    if isinstance(lo, str) and isinstance(hi, str) and _timestamp(lo) is not None and _timestamp(hi) is not None \
+            and _timestamp(lo) > _timestamp(hi):
+        raise RuleError(f"column {col!r}: min {lo} is after max {hi}", "swap min and max")
     for flag in ("nullable", "unique"):
         if flag in out and not isinstance(out[flag], bool):
             raise RuleError(f"column {col!r}: {flag} must be true or false, got {out[flag]!r}", f"write `{flag}: false`")
@@ -258,6 +330,16 @@ def _check_spec(col: str, spec: Any) -> dict[str, Any]:
                             "write e.g. `country: {in: [DE, FR, US]}`")
         out["in"] = list(values)
     return out
+
+
+def _timestamp(text: str):
+    """An ISO date/time as naive UTC datetime64 (what datetime columns compare with), or None."""
+    from . import _columns as C
+
+    try:
+        return C.to_timestamp(text)
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
 def _known_dtype(spec: str) -> bool:

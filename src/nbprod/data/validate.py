@@ -24,7 +24,7 @@ import pandas as pd
 from pandas.api.types import is_object_dtype
 
 from ..config import settings
-from ..errors import DataError, NbprodError, ValidationError
+from ..errors import DataError, ModelNotFoundError, NbprodError, RuleError, ValidationError
 from . import _checks as K
 from . import _columns as C
 from ._checks import Failure
@@ -33,7 +33,7 @@ from .ood import OodChecker, bounds, resolve_tolerance
 from .profile import ColumnProfile, Profile
 from .rules import Rules
 
-__all__ = ["validate", "ValidationReport", "Failure", "row_flags", "checker_for"]
+__all__ = ["validate", "ValidationReport", "Failure", "row_flags", "checker_for", "parse_profiled_dates"]
 
 
 @dataclass
@@ -132,6 +132,36 @@ def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str
     return ValidationReport(n_rows=len(df), failures=collector.failures, against=label, n_columns=df.shape[1])
 
 
+def parse_profiled_dates(df: pd.DataFrame, profile: Profile) -> pd.DataFrame:
+    """``df`` with text columns parsed as datetimes where ``profile`` says the column is a datetime
+    and every non-null value is an ISO 8601 time (as CSV and JSON files hold them); a column with
+    any other value stays as it is, so its dtype failure stands. Other columns are untouched."""
+    parsed = {}
+    for name, col in profile.columns.items():
+        if col.kind != "datetime" or name not in df.columns or C.kind_of(df[name].dtype) == "datetime":
+            continue
+        series = df[name]
+        if not (is_object_dtype(series.dtype) or pd.api.types.is_string_dtype(series.dtype)) \
+                or isinstance(series.dtype, pd.CategoricalDtype):
+            continue
+        present = series.notna()
+        if not present.any():
+            continue
+        try:
+            values = pd.to_datetime(series, format="ISO8601", utc=True, errors="coerce")
+        except (TypeError, ValueError, OverflowError):
+            continue
+        if int(values.notna().sum()) != int(present.sum()):
+            continue
+        tz = col.dtype.split(",", 1)[1].rstrip("]").strip() if "," in col.dtype else None
+        values = values.dt.tz_convert(tz) if tz else values.dt.tz_localize(None)
+        try:
+            parsed[name] = values.astype(col.dtype) if not tz else values
+        except (TypeError, ValueError):
+            parsed[name] = values
+    return df.assign(**parsed) if parsed else df
+
+
 def _keys(key: str | list[str] | None, profile: Profile | None) -> list[str]:
     if key is None:
         return list(profile.key or []) if profile is not None else []
@@ -146,6 +176,12 @@ def _as_rules(value: Any) -> Rules:
     if isinstance(value, (str, Path)) and Path(value).suffix.lower() in (".yaml", ".yml"):
         return Rules.load(value)
     if isinstance(value, str):
+        one_word = value.strip() and "\n" not in value and ":" not in value and value.strip()[0] not in "{#"
+        if one_word:  # a file name, not YAML rules
+            if Path(value).expanduser().is_file():
+                return Rules.load(Path(value).expanduser())
+            raise RuleError(f"no rules file called {value!r} (and it is not YAML rules text)",
+                            "pass a .yaml path, YAML text such as `income: {min: 0}`, Rules(...) or a dict of column rules")
         return Rules.from_yaml(value)
     raise DataError(f"rules must be Rules, a dict or YAML, got {type(value).__name__}",
                     "pass Rules({...}), a dict of column rules, or YAML text / a .yaml path")
@@ -175,9 +211,30 @@ def _resolve(against: Any) -> tuple[Profile | None, Rules | None, str]:
                 raise DataError(f"no profile file at {text}",
                                 "pass the path of a profile JSON (Profile.save / `nbprod profile -o`) or a model URI")
             return Profile.load(path), None, text
-        return _registry_profile(text), None, text
+        if "@" not in text and not text.startswith(("models:/", "runs:/")) and _no_model_store():
+            # a bare name that is no file, and no registry to hold a model of that name: do not create one
+            raise ModelNotFoundError(NO_SUCH_AGAINST.format(text), _AGAINST_FIX)
+        try:
+            return _registry_profile(text), None, text
+        except ModelNotFoundError as exc:
+            if "@" in text or text.startswith(("models:/", "runs:/")):
+                raise
+            raise ModelNotFoundError(NO_SUCH_AGAINST.format(text), _AGAINST_FIX) from exc
     raise DataError(f"cannot validate against a {type(against).__name__}",
                     "pass a Profile, Rules, a dict of rules, a profile JSON path or a model URI such as 'name@champion'")
+
+
+#: What a bare name (``validate(df, "typo")``) that is neither a file nor a registered model gets.
+NO_SUCH_AGAINST = "no profile file and no registered model called {!r}"
+_AGAINST_FIX = ("pass a Profile, a profile .json path, a rules .yaml path or a model URI such as 'name@champion' "
+                "(nbprod.registry lists the registered models)")
+
+
+def _no_model_store() -> bool:
+    """True when the registry is the default SQLite store and it does not exist yet (so it holds no
+    model, and asking it would create it)."""
+    uri = settings.registry_uri
+    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
 
 
 def _registry_profile(uri: str) -> Profile:
@@ -293,6 +350,12 @@ class _Pending:
 def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Collector | _Pending, tolerance: float,
                   n: int) -> None:
     problem = K.dtype_problem(series, col.dtype, col.kind)
+    if problem is not None and is_object_dtype(series.dtype) and not series.notna().any():
+        # all missing in an object column (a header-only CSV, a column of None): the dtype says
+        # nothing about the values, so only the nulls are reported
+        if n and col.count > 0 and col.null_count == 0:
+            out.add(name, "nulls", None, f"{name}: {n:,} missing values (100.00%); the training data had none", count=n)
+        return
     if problem is not None:
         message, mask, comparable = problem
         out.add(name, "dtype", mask, f"{name}: {message}", count=None if mask is not None else n)
@@ -301,7 +364,8 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
     seen_any = col.count > 0
     if col.kind == "numeric" and C.kind_of(series.dtype) in ("numeric", "boolean"):
         lo, hi = bounds(col, tolerance) if col.min is not None else (None, None)
-        nulls, found = K.numeric_nulls_and_range(series, seen_any and col.null_count == 0, lo, hi)
+        inf_ok = (getattr(col, "neg_inf_count", 0) > 0, getattr(col, "pos_inf_count", 0) > 0)
+        nulls, found = K.numeric_nulls_and_range(series, seen_any and col.null_count == 0, lo, hi, inf_ok)
         if nulls is not None:
             out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
         if found is not None:
