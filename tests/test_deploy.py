@@ -145,6 +145,9 @@ def audit_actions(name: str = "credit") -> list[str]:
     ({"budget_p95_ms": -1}, "budget_p95_ms"),
     ({"ood": "ignore"}, "ood"),
     ({"name": "bad name!"}, "not a valid deployment name"),
+    ({"canary": True}, "percentage"),  # a bool is not a number here
+    ({"budget_p95_ms": True}, "budget_p95_ms"),
+    ({"port": "abc"}, "port must be an integer"),
 ])
 def test_bad_options_are_typed_errors_that_say_the_fix(versions, kwargs, fragment):
     from nbprod.deployments import deploy
@@ -232,6 +235,20 @@ def test_canary_with_latency_gate_then_promote_and_rollback_under_load(credit, v
     assert registry.get_version("credit-risk@champion").version == "1"
     actions = audit_actions()
     assert actions.index("promote") < actions.index("rollback")
+
+
+def test_a_second_rollback_is_refused_not_rolled_forward(credit, versions):
+    """After promote v2 and rollback to v1, another rollback must not bring v2 back."""
+    from nbprod import deployments
+    from nbprod.serving.spec import load_spec
+
+    before = load_spec("credit")
+    with pytest.raises(DeploymentError, match="already rolled back") as info:
+        deployments.rollback("credit")
+    assert "nbprod.deploy('models:/credit-risk/2'" in info.value.fix
+    after = load_spec("credit")
+    assert after.generation == before.generation and [r.version for r in after.routes] == ["1"]
+    assert versions_seen(credit, _body(versions[3]), 10) == {"1"}
 
 
 def test_latency_gate_refuses_a_version_over_budget_and_the_old_split_keeps_serving(credit, versions):
@@ -372,3 +389,21 @@ def test_commands_and_undeploy(credit, versions):
     assert "undeploy" in audit_actions()
     with pytest.raises(commands.UsageProblem):
         parser.parse_args(["deploy", "credit-risk", "--split", "1:50"])
+
+
+def test_a_stopped_deployment_refuses_traffic_changes(credit, versions):
+    """After undeploy: promote/rollback say it is stopped (nothing moves, @champion stays) and a second
+    undeploy writes no second audit row."""
+    from nbprod import deployments, registry
+
+    champion = registry.get_version("credit-risk@champion").version
+    assert deployments.status("credit")["credit"].state == "stopped"
+    for verb in (deployments.promote, deployments.rollback):
+        with pytest.raises(DeploymentError, match="is stopped") as info:
+            verb("credit")
+        assert "nbprod.deploy(" in info.value.fix
+    assert registry.get_version("credit-risk@champion").version == champion
+    assert deployments.status("credit")["credit"].state == "stopped"
+    count = audit_actions().count("undeploy")
+    assert deployments.undeploy("credit")["credit"].state == "stopped"
+    assert audit_actions().count("undeploy") == count

@@ -396,3 +396,176 @@ def test_traffic_changes_under_load_fail_no_request_on_the_pyfunc_path(models, h
     assert all(applied) and len(applied) == 20
     assert set(statuses) == {200}, statuses
     assert len(versions) > 2  # requests were answered by several generations, across the switches
+
+
+def compact(obj) -> bytes:
+    return json.dumps(obj, separators=(",", ":")).encode()
+
+
+def test_integers_past_int64_and_huge_literals_are_400_naming_the_column(models, home):
+    """An integer the model's int64 column cannot hold is refused, not wrapped around to a wrong answer."""
+    row = json.loads(models["df"].head(1).to_json(orient="records"))[0]
+    with client(models["clf"], auth=False) as c:
+        for bad in (b"9223372036854775808", b"1e20", b"-9223372036854775809", b"1" + b"0" * 400):
+            body = compact({"dataframe_records": [{**row, "visits": 0}]}).replace(b'"visits":0', b'"visits":' + bad)
+            r = c.post("/invocations", content=body, headers={"Content-Type": "application/json"})
+            assert r.status_code == 400, (bad[:30], r.text)
+            assert r.json()["error"] == "wrong_type" and "'visits'" in r.json()["message"] and r.json()["fix"]
+            assert len(r.json()["message"]) < 300  # a 401-digit literal is not echoed whole
+        huge_double = compact({"dataframe_records": [{**row, "age": 0}]}).replace(b'"age":0', b'"age":1' + b"0" * 400)
+        r = c.post("/invocations", content=huge_double, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400 and "'age'" in r.json()["message"]
+        csv_body = "age,income,score,visits,city,plan\n40,1000,0.5,99999999999999999999,paris,pro\n"
+        r = c.post("/invocations", content=csv_body, headers={"Content-Type": "text/csv"})
+        assert r.status_code == 400 and r.json()["error"] == "wrong_type" and "'visits'" in r.json()["message"]
+        ok = c.post("/invocations", json={"dataframe_records": [{**row, "visits": 9223372036854775807}]})
+        assert ok.status_code == 200, ok.text  # the largest int64 is still an int64
+
+
+def test_repeated_columns_are_400_duplicate_column(models, home):
+    df = models["df"].head(2)
+    cols = list(df.columns)
+    data = json.loads(df.to_json(orient="values"))
+    with client(models["clf"], auth=False) as c:
+        r = c.post("/invocations", json={"dataframe_split": {"columns": cols + ["age"], "data": [d + [99.0] for d in data]}})
+        assert r.status_code == 400 and r.json()["error"] == "duplicate_column" and "'age'" in r.json()["message"]
+        csv_body = ",".join(cols + ["city"]) + "\n" + "40,1000,0.5,3,paris,pro,lyon\n"
+        r = c.post("/invocations", content=csv_body, headers={"Content-Type": "text/csv"})
+        assert r.status_code == 400 and r.json()["error"] == "duplicate_column" and "'city'" in r.json()["message"]
+        tensors = [{"name": "age", "shape": [1], "datatype": "FP64", "data": [40.0]}] * 2
+        r = c.post("/v2/models/clf/infer", json={"inputs": tensors})
+        assert r.status_code == 400 and r.json()["error"] == "duplicate_column"
+
+
+def test_malformed_v2_requests_are_400_not_500(models, home):
+    good = {"name": "age", "shape": [1], "datatype": "FP64", "data": [40.0]}
+    bad_requests = [
+        {"inputs": [{**good, "datatype": ["x"]}]},
+        {"inputs": [{**good, "name": ["a"]}]},
+        {"inputs": [good], "parameters": [1, 2]},
+        {"inputs": [good], "parameters": "x"},
+        {"inputs": [{**good, "parameters": "x"}]},
+        {"inputs": [{**good, "shape": [True]}]},
+        {"inputs": [good], "id": {"a": 1}},
+    ]
+    with client(models["clf"], auth=False) as c:
+        for payload in bad_requests:
+            r = c.post("/v2/models/clf/infer", json=payload)
+            assert r.status_code == 400, (payload, r.text)
+            assert set(r.json()) == {"error", "message", "fix"} and r.json()["error"] in ("wrong_shape", "wrong_type")
+        assert c.get("/ping").status_code == 200
+
+
+def test_idempotency_key_is_bound_to_its_request(models, home):
+    """A key reused with another body or endpoint is refused (422), never answered with the old response."""
+    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
+    two = {"dataframe_records": json.loads(models["df"].head(2).to_json(orient="records"))}
+    v2 = {"inputs": [{"name": c, "shape": [1], "datatype": "BYTES" if models["df"][c].dtype == object else "FP64",
+                      "data": json.loads(models["df"][c].head(1).to_json(orient="values"))} for c in models["df"]]}
+    with client(models["clf"], auth=False) as c:
+        first = c.post("/invocations", json=one, headers={"Idempotency-Key": "k1"})
+        assert first.status_code == 200
+        for r in (c.post("/invocations", json=two, headers={"Idempotency-Key": "k1"}),
+                  c.post("/invocations", content=b"{garbage", headers={"Idempotency-Key": "k1",
+                                                                       "Content-Type": "application/json"}),
+                  c.post("/v2/models/clf/infer", json=v2, headers={"Idempotency-Key": "k1"})):
+            assert r.status_code == 422, r.text
+            assert r.json()["error"] == "idempotency_key_reused" and "Idempotency-Key" in r.json()["fix"]
+        again = c.post("/invocations", json=one, headers={"Idempotency-Key": "k1"})
+        assert again.json() == first.json() and again.headers["Idempotent-Replay"] == "true"
+        # a failed request does not use up its key
+        assert c.post("/invocations", json={"dataframe_records": []}, headers={"Idempotency-Key": "k3"}).status_code == 400
+        assert c.post("/invocations", json=one, headers={"Idempotency-Key": "k3"}).status_code == 200
+
+
+def test_idempotency_keys_are_shared_by_every_worker_and_computed_once(models, home):
+    """Two apps on one state DB stand for two worker processes: a key answered by one is replayed by the
+    other; concurrent requests with one key in one worker compute one answer."""
+    import asyncio
+
+    import httpx
+
+    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
+    with client(models["clf"], auth=False) as a, client(models["clf"], auth=False) as b:
+        first = a.post("/invocations", json=one, headers={"Idempotency-Key": "shared"})
+        second = b.post("/invocations", json=one, headers={"Idempotency-Key": "shared"})
+        assert second.status_code == 200 and second.headers["Idempotent-Replay"] == "true"
+        assert second.json()["prediction_ids"] == first.json()["prediction_ids"]
+
+    async def concurrent() -> list:
+        app = create_app(models["clf"], auth=False)
+        await app.state.serving.start()
+        try:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+                rs = await asyncio.gather(*(c.post("/invocations", json=one, headers={"Idempotency-Key": "burst"})
+                                            for _ in range(8)))
+        finally:
+            await app.state.serving.stop()
+        return rs
+
+    rs = asyncio.run(concurrent())
+    assert {r.status_code for r in rs} == {200}
+    assert len({r.headers["X-Prediction-Id"] for r in rs}) == 1
+    assert sum(1 for r in rs if r.headers.get("Idempotent-Replay") == "true") == 7
+
+
+def test_auth_comes_before_the_model_name_and_errors_have_codes(models, home):
+    columnar = {"inputs": [{"name": "age", "shape": [1], "datatype": "FP64", "data": [40.0]}]}
+    with client(models["clf"], token=TOKEN) as c:
+        r = c.post("/v2/models/nope/infer", json=columnar)
+        assert r.status_code == 401 and r.json()["error"] == "unauthorized" and "clf" not in r.text
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        r = c.post("/v2/models/nope/infer", json=columnar, headers=auth)
+        assert r.status_code == 404 and r.json()["error"] == "not_found"
+        r = c.post("/v2/models/clf/versions/9/infer", json=columnar, headers=auth)
+        assert r.status_code == 404 and r.json()["error"] == "not_found"
+        meta = c.get("/v2/models/clf", headers=auth).json()
+        assert meta["outputs"][0]["datatype"] == "INT64"  # the classifier's labels, as the outputs say
+    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
+    with client(DeploymentSpec.single(models["slow"], timeout_s=0.3), auth=False) as c:
+        assert c.post("/invocations", json=one).json()["error"] == "timeout"
+    with client(DeploymentSpec.single(models["broken"]), auth=False) as c:
+        assert c.post("/invocations", json=one).json()["error"] == "model_error"
+    with client(models["proba"], auth=False) as c:
+        assert c.get("/v2/models/proba").json()["outputs"][0]["datatype"] == "FP64"
+
+
+def test_a_model_the_fast_path_does_not_match_is_served_by_pyfunc(models, home, tmp_path):
+    """The compiled path is used only when it reproduces the model on the sample rows; otherwise the
+    server says why and answers through MLflow's pyfunc, with the model's own predictions."""
+    import copy
+
+    import mlflow.sklearn
+
+    df = models["df"]
+    odd = copy.deepcopy(models["pipe"])
+    odd.predict = lambda X: 1 - models["pipe"].predict(X)  # disagrees with its own coefficients
+    path = tmp_path / "odd"
+    mlflow.sklearn.save_model(odd, str(path), input_example=df.head(10), serialization_format="cloudpickle",
+                              pip_requirements=["scikit-learn"])
+    with client(str(path), auth=False) as c:
+        route = c.get("/version").json()["routes"][0]
+        assert route["path"] == "pyfunc" and route["fastpath_reason"].startswith("equivalence check failed")
+        r = c.post("/invocations", json={"dataframe_split": split(df.head(20))})
+        assert r.status_code == 200
+        assert r.json()["predictions"] == (1 - models["pipe"].predict(df.head(20))).tolist()
+
+
+def test_stored_idempotency_answers_are_bounded_per_deployment(models, home):
+    from sqlalchemy import func, select
+
+    from nbprod import state
+    from nbprod.serving.idempotency import idempotency_keys
+
+    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
+    with client(DeploymentSpec.single(models["clf"], idempotency_keys=2), auth=False) as c:
+        for key in ("a", "b", "c"):
+            assert c.post("/invocations", json=one, headers={"Idempotency-Key": key}).status_code == 200
+        with state.connect() as conn:
+            stored = conn.execute(select(func.count()).select_from(idempotency_keys.c.key.table)
+                                  .where(idempotency_keys.c.scope == "clf")).scalar()
+        assert stored == 2
+        assert c.post("/invocations", json=one, headers={"Idempotency-Key": "c"}).headers.get("Idempotent-Replay") == "true"
+        assert "Idempotent-Replay" not in c.post("/invocations", json=one, headers={"Idempotency-Key": "a"}).headers
+        r = c.post("/invocations", json=one, headers={"Idempotency-Key": "x" * 300})
+        assert r.status_code == 400 and r.json()["error"] == "bad_idempotency_key"

@@ -153,3 +153,31 @@ def test_traffic_switch_through_the_state_db_reaches_every_worker_without_errors
         assert {"1", "2"} <= set(versions)
         info = json.loads(request(port, "GET", "/version")[2])
         assert info["generation"] == 3 and info["deployment"] == "credit"
+
+
+def test_an_idempotency_key_gives_one_answer_across_workers(models, env):
+    """Keys live in the state DB: fresh connections (spread over 2 workers by the kernel), sequential or
+    concurrent, all get the one stored answer for a key."""
+    body = json.dumps(rows(models, 1)).encode()
+
+    def post(key: str) -> tuple[int, str | None]:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=15)
+        try:
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json", "Idempotency-Key": key})
+            r = conn.getresponse()
+            r.read()
+            return r.status, r.getheader("X-Prediction-Id")
+        finally:
+            conn.close()
+
+    with server(["--model-dir", models["clf"], "--workers", "2", "--no-auth"], env) as port:
+        sequential = [post("one-key") for _ in range(20)]
+        assert {s for s, _ in sequential} == {200} and len({i for _, i in sequential}) == 1
+        results: list = []
+        threads = [threading.Thread(target=lambda: results.append(post("burst-key"))) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        assert len(results) == 8 and {s for s, _ in results} == {200}
+        assert len({i for _, i in results}) == 1

@@ -113,15 +113,18 @@ def _check_options(canary, shadow, split, workers, budget_p95_ms, ood) -> None:
         raise DeploymentError("canary, shadow and split are alternatives", "pass at most one of them")
     if canary is not None:
         try:
+            if isinstance(canary, bool):
+                raise TypeError("a bool is not a percentage")
             canary = float(canary)
         except (TypeError, ValueError):
             raise DeploymentError(f"canary must be a percentage, got {canary!r}", "e.g. canary=5") from None
         if not 0 < canary < 100:
             raise DeploymentError(f"canary must be between 0 and 100 (exclusive), got {canary:g}",
                                   "e.g. canary=5; use promote() to send it 100%")
-    if not isinstance(workers, int) or workers < 1:
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
         raise DeploymentError(f"workers must be a positive integer, got {workers!r}", "e.g. workers=2")
-    if budget_p95_ms is not None and (not isinstance(budget_p95_ms, (int, float)) or budget_p95_ms <= 0):
+    if budget_p95_ms is not None and (isinstance(budget_p95_ms, bool) or not isinstance(budget_p95_ms, (int, float))
+                                      or budget_p95_ms <= 0):
         raise DeploymentError(f"budget_p95_ms must be a positive number, got {budget_p95_ms!r}", "e.g. budget_p95_ms=50")
     if ood is not None and ood not in ("flag", "reject"):
         raise DeploymentError(f"ood must be 'flag' or 'reject', got {ood!r}",
@@ -202,8 +205,12 @@ def _change(name: str, spec, new_routes: list, *, action: str, model_uri: str | 
 
 
 def _ensure_running(name: str) -> tuple[Any, dict, dict]:
+    """The deployment's (spec, cols, meta), restarting a server that died; a stopped one is refused."""
     spec, cols, meta = _find(name)
-    if cols["status"] == "stopped" or not process.is_server_of(cols["pid"], name):
+    if cols["status"] == "stopped":
+        raise DeploymentError(f"deployment {name!r} is stopped (undeployed); its traffic cannot be changed",
+                              f"deploy it again: nbprod.deploy({spec.stable.uri!r}, name={name!r})")
+    if not process.is_server_of(cols["pid"], name):
         _restore(name)
         spec, cols, meta = _find(name)
     return spec, cols, meta
@@ -366,7 +373,10 @@ def _deploy_new(name, mv, *, port, canary, shadow, split, ood, no_auth, workers,
                               f"deploy a stable version first: nbprod.deploy({mv.uri!r}, name={name!r})")
     if port is None:
         port = process.free_port(HOST)
-    elif not isinstance(port, int) or not 0 < port < 65536 or not process.port_free(port, HOST):
+    elif isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise DeploymentError(f"port must be an integer between 1 and 65535, got {port!r}",
+                              "pass e.g. port=8080, or leave it out for a free one")
+    elif not process.port_free(port, HOST):
         raise DeploymentError(f"port {port!r} on {HOST} is not free", "pick another port, or leave it out for a free one")
     routes = _split_routes(mv.name, split, None) if split is not None else [_route(mv, 100, "stable")]
     token = None if no_auth else secrets.token_urlsafe(24)
@@ -435,7 +445,11 @@ def promote(name: str, version: str | None = None) -> Deployment:
 
 
 def rollback(name: str) -> Deployment:
-    """All traffic back to the stable version (dropping a canary), or to the previous stable after a promote."""
+    """All traffic back to the stable version (dropping a canary), or to the previous stable after a promote.
+
+    Once: a second rollback with no promote or switch in between is refused (DeploymentError), rather
+    than rolling forward to the version just rolled back from. A stopped deployment is refused too.
+    """
     from ..registry import get_version, set_alias
     from ..serving.spec import Route
 
@@ -447,11 +461,20 @@ def rollback(name: str) -> Deployment:
         what = "dropped " + ", ".join(f"v{r.version} ({r.role})" for r in spec.routes if r.role != "stable")
     else:
         prev = meta.get("previous")
+        done = meta.get("rolled_back")
+        if not prev and done:
+            raise DeploymentError(f"deployment {name!r} was already rolled back (v{done['from']} → v{done['to']}) "
+                                  "and no earlier version is recorded",
+                                  f"to serve v{done['from']} again, deploy it: "
+                                  f"nbprod.deploy({done.get('uri') or 'URI'!r}, name={name!r})")
         if not prev:
             raise DeploymentError(f"deployment {name!r} has no previous version to roll back to",
                                   "rollback returns to the version served before the last promote or switch")
         target = Route(**{**prev, "weight": 100, "role": "stable"})
-        routes, new_meta = [target], {**meta, "previous": dataclasses.asdict(stable)}
+        # a rollback is not undone by the next rollback: the version rolled back from is not kept as
+        # "previous" (deploy it again to serve it)
+        routes, new_meta = [target], {**meta, "previous": None,
+                                      "rolled_back": {"from": stable.version, "to": target.version, "uri": stable.uri}}
         what = f"v{stable.version} → v{target.version}"
     _, took, warnings = _change(name, spec, routes, action="rollback", model_uri=target.uri,
                                 details={"what": what, "from": stable.version, "to": target.version},
@@ -469,6 +492,8 @@ def rollback(name: str) -> Deployment:
 def undeploy(name: str, *, timeout: float = 10.0) -> StatusTable:
     """Drain and stop: SIGTERM (stop accepting, finish in-flight requests), SIGKILL after ``timeout``."""
     spec, cols, meta = _find(name)
+    if cols["status"] == "stopped":  # already undeployed: nothing to stop, nothing to audit
+        return status(name)
     pid = cols["pid"]
     t0 = time.perf_counter()
     store.set_columns(name, status="draining")

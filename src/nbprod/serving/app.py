@@ -11,6 +11,13 @@ Every error is JSON ``{"error", "message", "fix"}`` with a 4xx status for bad in
 *stable* model answers 503, a failing canary is answered by the stable version (see router).
 Auth: ``Authorization: Bearer <token>`` compared (``hmac.compare_digest``) by sha256 against the
 spec's ``token_sha256``; probes (``/ping``, ``/health``, ``/v2/health/*``) and ``/metrics`` are open.
+Auth comes first on every model endpoint, so an unauthenticated caller learns no model names.
+
+``Idempotency-Key``: the stored answer is shared by every worker through the state DB and bound to
+the request it answered (another body or endpoint with the same key: 422); see :mod:`.idempotency`.
+A body that does not arrive within ``body_timeout_s`` is answered 408; a client that disconnects
+mid-body is counted as status 499, not as a server error; an unexpected exception is logged with its
+traceback (logger ``nbprod.serving``) and answered 500 JSON.
 """
 
 from __future__ import annotations
@@ -19,27 +26,29 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import logging
 import time
 import uuid
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route as HttpRoute
 
 from .._version import __version__
 from ..errors import ServingError
-from . import codecs
+from . import codecs, idempotency
 from .fastpath import UnknownCategory
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from .router import Router, RoutingTable, Target
 from .spec import DeploymentSpec, SpecSource, hash_token
 
 __all__ = ["create_app", "ServingHooks", "ServingState"]
+
+log = logging.getLogger("nbprod.serving")
 
 _OPEN_PATHS = {"/ping", "/health", "/v2/health/live", "/v2/health/ready", "/metrics"}
 
@@ -82,7 +91,7 @@ class ServingState:
         self.router = Router(on_event=self._event, on_batch=self._batch)
         self.token_sha256 = hash_token(token) if token else None
         self.auth = auth
-        self.idempotency: OrderedDict[str, tuple[int, bytes, dict]] = OrderedDict()
+        self.idempotency = idempotency.IdempotencyStore(on_event=self._event)
         self.tasks: set[asyncio.Task] = set()
         self.ready = False
         self.started = time.time()
@@ -163,21 +172,32 @@ class ServingState:
         scheme, _, token = header.partition(" ")
         given = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
         if not hmac.compare_digest(given, expected):
-            raise ServingError("missing or wrong bearer token",
-                               "send the header `Authorization: Bearer <token>` with the token shown at deploy time",
-                               status=401)
+            raise codecs._bad("missing or wrong bearer token",
+                              "send the header `Authorization: Bearer <token>` with the token shown at deploy time",
+                              status=401, error="unauthorized")
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.spec.max_body_bytes
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise _too_large(int(length), limit)
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _too_large(size, limit)
-            chunks.append(chunk)
+        chunks: list[bytes] = []
+
+        async def read() -> None:
+            size = 0
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _too_large(size, limit)
+                chunks.append(chunk)
+
+        timeout = self.spec.body_timeout_s
+        try:
+            await asyncio.wait_for(read(), timeout)
+        except asyncio.TimeoutError:
+            raise codecs._bad(f"the request body did not arrive within {timeout:g} s",
+                              "send the whole body at once (and a correct Content-Length)", status=408,
+                              error="body_timeout") from None
         return b"".join(chunks)
 
 
@@ -232,8 +252,9 @@ async def _predict(state: ServingState, table: RoutingTable, target: Target, rol
         state.metrics.model_errors.labels(version, role).inc()
         stable = table.stable
         if target is stable:
-            raise ServingError(f"model version {version} failed: {type(exc).__name__}: {exc}",
-                               "check the server log; the model raised on this input", status=503) from None
+            raise codecs._bad(f"model version {version} failed: {type(exc).__name__}: {exc}",
+                              "check the server log; the model raised on this input", status=503,
+                              error="model_error") from None
         state.metrics.fallbacks.labels(version, "predict_error").inc()
         state._event("canary_failed", {"version": version, "role": role, "error": f"{type(exc).__name__}: {exc}"})
         return await _predict(state, table, stable, "stable", batch)
@@ -277,57 +298,31 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
     label, status = "none", 500
     try:
         state.check_auth(request)
-        key = request.headers.get("idempotency-key")
-        if key is not None:
-            stored = state.idempotency.get(key)
-            if stored is not None:
-                state.idempotency.move_to_end(key)
-                status, body, headers = stored
-                label = headers.get("X-Model-Version", "none")
-                return Response(body, status_code=status, media_type="application/json",
-                                headers={**headers, "Idempotent-Replay": "true"})
         kind = _content_kind(request)
         body = await state.read_body(request)
-        table = state.router.table
-        if version is not None:
-            target = table.by_version(version)
-            if target is None:
-                raise ServingError(f"version {version!r} is not served here",
-                                   f"use one of: {', '.join(s.version for s in table.versions())}", status=404)
-            role = "pinned"
+
+        async def answer() -> Response:
+            return await _answer(state, kind, body, decode, encode, version, t0)
+
+        key = request.headers.get("idempotency-key")
+        if key is None:
+            response = await answer()
         else:
-            target, role = table.pick()
-        batch = decode(kind, body, target.served.signature)
-        request_id = uuid.uuid4().hex
-        try:
-            target, role, pred, cols, ood = await asyncio.wait_for(
-                _predict(state, table, target, role, batch), state.spec.timeout_s)
-        except asyncio.TimeoutError:
-            raise ServingError(f"the prediction took longer than {state.spec.timeout_s:g} s",
-                               "send fewer rows per request, or raise timeout_s in the deployment", status=504) from None
-        label = target.served.version
-        ids = [f"{request_id}-{i}" for i in range(batch.n)]
-        payload = encode(pred, target, ids, ood, request_id, batch)
-        status = 200
-        headers = {"X-Model-Version": label, "X-Prediction-Id": request_id}
-        response = _json(payload, 200, headers)
-        m.rows.labels(label, role).inc(batch.n)
-        _observe(state, label, pred, batch.n, ood)
-        if version is None:
-            _shadow(state, table, batch, request_id)
-        state._hook(state.hooks.on_prediction, {"request_id": request_id, "version": label, "role": role,
-                                                "n": batch.n, "inputs": cols, "predictions": pred, "ood": ood,
-                                                "latency_ms": (time.perf_counter() - t0) * 1000.0})
-        if key is not None:
-            state.idempotency[key] = (200, response.body, headers)
-            while len(state.idempotency) > state.spec.idempotency_keys:
-                state.idempotency.popitem(last=False)
+            fp = idempotency.fingerprint(request.method, request.url.path, request.url.query,
+                                         request.headers.get("authorization", ""), body)
+            response = await state.idempotency.run(key, fp, state.spec, answer)
+        status = response.status_code
+        label = response.headers.get("x-model-version", "none")
         return response
     except ServingError as err:
         status = err.status
         return _error(err)
+    except ClientDisconnect:  # the client went away mid-body: nobody to answer, not a server error
+        status = 499
+        return Response(status_code=499)
     except Exception as exc:  # noqa: BLE001 - never let a bug turn into a dropped connection
         status = 500
+        log.exception("internal error answering %s %s", request.method, request.url.path)
         return _json({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
                       "fix": "this is a bug in nbprod's server; please report it with the request"}, 500)
     finally:
@@ -335,9 +330,46 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
         elapsed = time.perf_counter() - t0
         m.requests.labels(label, str(status), endpoint).inc()
         m.latency.labels(label, str(status)).observe(elapsed)
-        if status >= 400 and state.hooks.on_error is not None:  # monitoring: error rate from the log
+        if status >= 400 and state.hooks.on_error is not None:  # monitoring: error rate (499: client left)
             state._hook(state.hooks.on_error, {"version": None if label == "none" else label, "status": status,
                                                "endpoint": endpoint, "latency_ms": elapsed * 1000.0})
+
+
+async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, version: str | None,
+                  t0: float) -> Response:
+    """Route, decode, predict and encode one request whose body has been read."""
+    table = state.router.table
+    if version is not None:
+        target = table.by_version(version)
+        if target is None:
+            raise codecs._bad(f"version {version!r} is not served here",
+                              f"use one of: {', '.join(s.version for s in table.versions())}", status=404,
+                              error="not_found")
+        role = "pinned"
+    else:
+        target, role = table.pick()
+    batch = decode(kind, body, target.served.signature)
+    request_id = uuid.uuid4().hex
+    try:
+        target, role, pred, cols, ood = await asyncio.wait_for(
+            _predict(state, table, target, role, batch), state.spec.timeout_s)
+    except asyncio.TimeoutError:
+        raise codecs._bad(f"the prediction took longer than {state.spec.timeout_s:g} s",
+                          "send fewer rows per request, or raise timeout_s in the deployment", status=504,
+                          error="timeout") from None
+    label = target.served.version
+    ids = [f"{request_id}-{i}" for i in range(batch.n)]
+    payload = encode(pred, target, ids, ood, request_id, batch)
+    headers = {"X-Model-Version": label, "X-Prediction-Id": request_id}
+    response = _json(payload, 200, headers)
+    state.metrics.rows.labels(label, role).inc(batch.n)
+    _observe(state, label, pred, batch.n, ood)
+    if version is None:
+        _shadow(state, table, batch, request_id)
+    state._hook(state.hooks.on_prediction, {"request_id": request_id, "version": label, "role": role,
+                                            "n": batch.n, "inputs": cols, "predictions": pred, "ood": ood,
+                                            "latency_ms": (time.perf_counter() - t0) * 1000.0})
+    return response
 
 
 # --- MLflow scoring protocol -------------------------------------------------------------------
@@ -372,10 +404,11 @@ def _model_names(state: ServingState) -> set[str]:
 
 def _check_model(state: ServingState, name: str) -> None:
     if not state.ready:
-        raise ServingError("the server is still loading its models", "retry in a moment", status=503)
+        raise codecs._bad("the server is still loading its models", "retry in a moment", status=503,
+                          error="not_ready")
     if name not in _model_names(state):
-        raise ServingError(f"no model called {name!r} is served here",
-                           f"use /v2/models/{state.spec.name}", status=404)
+        raise codecs._bad(f"no model called {name!r} is served here",
+                          f"use /v2/models/{state.spec.name}", status=404, error="not_found")
 
 
 async def v2_infer(request: Request) -> Response:
@@ -383,13 +416,15 @@ async def v2_infer(request: Request) -> Response:
     name = request.path_params["name"]
     version = request.path_params.get("version")
     try:
+        state.check_auth(request)  # before the name: no model names for unauthenticated callers
         _check_model(state, name)
     except ServingError as err:
         return _error(err)
 
     def decode(kind: str, body: bytes, signature):
         if kind != "json":
-            raise ServingError("the inference protocol takes JSON", "send Content-Type: application/json", status=415)
+            raise codecs._bad("the inference protocol takes JSON", "send Content-Type: application/json",
+                              status=415, error="unsupported_media_type")
         batch, req_id = codecs.decode_v2(codecs.parse_json(body), signature)
         batch.params = {"_id": req_id, **batch.params}
         return batch
@@ -431,7 +466,7 @@ async def v2_model(request: Request) -> Response:
     stable = table.stable.served
     return _json({"name": name, "versions": [s.version for s in table.versions()], "platform": "mlflow",
                   "inputs": [{"name": c.name, "datatype": _dtype(c.type), "shape": [-1]} for c in stable.signature or []],
-                  "outputs": [{"name": stable.predict_fn, "datatype": "FP64", "shape": [-1]}]})
+                  "outputs": [{"name": stable.predict_fn, "datatype": stable.output_datatype or "FP64", "shape": [-1]}]})
 
 
 async def v2_model_ready(request: Request) -> Response:

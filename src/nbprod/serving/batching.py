@@ -6,8 +6,10 @@ queue up and go together in the next call, so throughput grows with load. Adapti
 adds no wait at all (a lone request runs at once); only when the previous call carried more than
 one request does the batcher wait up to ``max_wait_s`` for more, and never past ``max_rows``.
 
-The fast path runs inline on the event loop (tens of microseconds); the pyfunc path runs on one
-worker thread per version, so a slow model never blocks the loop. A failing batch is retried one
+The fast path runs inline on the event loop (tens of microseconds) for batches up to
+``INLINE_MAX_ROWS`` rows; a larger batch runs on the loop's default executor, so probes keep
+answering and the request timeout (504) still applies. The pyfunc path runs on one worker thread
+per version, so a slow model never blocks the loop. A failing batch is retried one
 request at a time, so a request the model rejects fails alone.
 """
 
@@ -19,7 +21,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["MicroBatcher"]
+__all__ = ["MicroBatcher", "INLINE_MAX_ROWS"]
+
+INLINE_MAX_ROWS = 2000  # the fast path on more rows takes milliseconds: too long for the event loop
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -82,8 +86,10 @@ class MicroBatcher:
         return batch
 
     async def _call(self, cols: dict, n: int) -> Any:
-        if self.inline:
+        if self.inline and n <= INLINE_MAX_ROWS:
             return self.fn(cols, n)
+        if self.inline:
+            return await asyncio.get_running_loop().run_in_executor(None, self.fn, cols, n)
         # After close() the version's own thread is gone (``_executor`` is None): a request routed to
         # it just before a traffic change still gets its answer, on the loop's default executor.
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.fn, cols, n)

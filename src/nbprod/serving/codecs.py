@@ -90,7 +90,17 @@ def _columnar(records: list, fmt: str) -> tuple[dict[str, list], list[str]]:
     return cols, list(cols)
 
 
+def _check_unique(names: list, fmt: str) -> None:
+    seen: set = set()
+    for name in names:
+        if name in seen:
+            raise _bad(f"{fmt} names column {name!r} more than once",
+                       f"send each column once; rename or drop the repeated {name!r}", error="duplicate_column")
+        seen.add(name)
+
+
 def _from_rows(rows: list, names: list[str], fmt: str) -> dict[str, list]:
+    _check_unique(names, fmt)
     width = len(names)
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != width:
@@ -221,18 +231,35 @@ def decode_v2(payload: Any, signature: list[Column] | None) -> tuple[Batch, str 
                    "send {\"inputs\": [{\"name\": ..., \"shape\": [n], \"datatype\": \"FP64\", \"data\": [...]}]}",
                    error="wrong_shape")
     req_id = payload.get("id")
-    params = payload.get("parameters") or {}
+    if req_id is not None and not isinstance(req_id, str):
+        raise _bad(f"the request \"id\" is a {type(req_id).__name__}, not a string",
+                   "send \"id\" as a string (or leave it out)", error="wrong_shape")
+    params = payload.get("parameters")
+    if params is None:
+        params = {}
+    elif not isinstance(params, dict):
+        raise _bad(f"\"parameters\" is a {type(params).__name__}, not an object",
+                   "send parameters as {\"name\": value} (or leave them out)", error="wrong_shape")
     tensors = payload["inputs"]
     for t in tensors:
         if not isinstance(t, dict) or not {"name", "shape", "datatype", "data"} <= set(t):
             raise _bad("each input tensor needs name, shape, datatype and data",
                        "see the Open Inference Protocol v2 request schema", error="wrong_shape")
-        if t["datatype"] not in _V2_TYPES:
+        if not isinstance(t["name"], str):
+            raise _bad(f"an input tensor's name is {t['name']!r}, not a string",
+                       "name each input tensor with a column name string", error="wrong_shape")
+        if not isinstance(t["datatype"], str) or t["datatype"] not in _V2_TYPES:
             raise _bad(f"input {t['name']!r} has unknown datatype {t['datatype']!r}",
                        f"use one of {', '.join(_V2_TYPES)}", error="wrong_type")
         shape = t["shape"]
-        if not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape) or not 1 <= len(shape) <= 2:
-            raise _bad(f"input {t['name']!r} has shape {shape!r}", "use shape [n] or [n, k]", error="wrong_shape")
+        if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
+                or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
+            raise _bad(f"input {t['name']!r} has shape {shape!r}", "use shape [n] or [n, k] of non-negative integers",
+                       error="wrong_shape")
+        if t.get("parameters") is not None and not isinstance(t["parameters"], dict):
+            raise _bad(f"input {t['name']!r}: \"parameters\" is a {type(t['parameters']).__name__}, not an object",
+                       "send tensor parameters as {\"name\": value} (or leave them out)", error="wrong_shape")
+    _check_unique([t["name"] for t in tensors], "the inference request")
     names = [c.name for c in signature] if signature else None
     if len(tensors) == 1 and len(tensors[0]["shape"]) == 2 and tensors[0]["shape"][1] != 1:
         t = tensors[0]
@@ -296,7 +323,7 @@ def coerce(batch: Batch, signature: list[Column] | None) -> dict[str, Any]:
                 raise _type_error(c, values)
             try:
                 arr = np.array(values, dtype=np.float64)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past 1e308
                 raise _type_error(c, values) from None
             if arr.ndim != 1:
                 raise _bad(f"column {c.name!r} holds nested values", f"send one {t} per row in {c.name!r}",
@@ -310,7 +337,8 @@ def coerce(batch: Batch, signature: list[Column] | None) -> dict[str, Any]:
                                f"send an integer for {c.name!r} in every row", error="missing_value")
                 if (arr != np.floor(arr)).any():
                     raise _type_error(c, values)
-                arr = arr.astype(np.int64)
+                limit = min(_EXACT, 2.0 ** (_INT_BITS.get(t, 64) - 1))
+                arr = _exact_ints(c, values) if (np.abs(arr) >= limit).any() else arr.astype(np.int64)
             out[c.name] = arr
         elif t == "string":
             for v in values:
@@ -332,9 +360,41 @@ def coerce(batch: Batch, signature: list[Column] | None) -> dict[str, Any]:
     return out
 
 
+_EXACT = 2.0 ** 53  # every integer below this is exact in float64
+_INT_BITS = {"long": 64, "integer": 32}
+
+
+def _exact_ints(c: Column, values: list) -> np.ndarray:
+    """An integer column with a value too large for float64 to hold exactly: cast value by value,
+    refusing what does not fit the column's integer type (rather than wrapping it around)."""
+    bits = _INT_BITS.get(c.type or "", 64)
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+    out = []
+    for v in values:
+        if isinstance(v, str):
+            try:
+                v = int(v.strip())
+            except ValueError:
+                v = float(v)  # numeric text such as "1e20": castable, checked below
+        if isinstance(v, float):
+            if abs(v) >= _EXACT:
+                raise _bad(f"column {c.name!r} holds {v!r}, a floating-point number too large to be an exact "
+                           f"integer ({c.type})",
+                           f"send {c.name!r} as a JSON integer (digits only), between {lo} and {hi}",
+                           error="wrong_type")
+            v = int(v)
+        if not lo <= v <= hi:
+            raise _bad(f"column {c.name!r} holds {v}, outside the range of a {bits}-bit integer ({c.type})",
+                       f"send an integer between {lo} and {hi} in {c.name!r}", error="wrong_type")
+        out.append(v)
+    return np.array(out, dtype=np.int64)
+
+
 def _type_error(c: Column, values: list) -> ServingError:
     bad = next((v for v in values if v is not None and not _castable(v, c.type)), None)
-    return _bad(f"column {c.name!r} expects {c.type} but got {bad!r} ({type(bad).__name__})",
+    shown = repr(bad)
+    shown = shown if len(shown) <= 40 else f"{shown[:20]}…({len(shown)} characters)"
+    return _bad(f"column {c.name!r} expects {c.type} but got {shown} ({type(bad).__name__})",
                 f"send a {c.type} value in {c.name!r}", error="wrong_type")
 
 
@@ -344,9 +404,9 @@ def _castable(v: Any, t: str | None) -> bool:
             return False
         try:
             f = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             return False
-        return t in _FLOAT or f == int(f)
+        return t in _FLOAT or (np.isfinite(f) and f == int(f))
     if t == "string":
         return isinstance(v, str)
     return True

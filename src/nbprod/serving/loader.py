@@ -69,6 +69,27 @@ def _signature(mlmodel: dict) -> tuple[list[Column] | None, bool]:
     return [Column(s["name"], s.get("type"), s.get("required", True)) for s in specs], has_params
 
 
+_V2_DATATYPES = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL",
+                 "string": "BYTES", "binary": "BYTES", "float64": "FP64", "float32": "FP32", "float16": "FP16",
+                 "int64": "INT64", "int32": "INT32", "int16": "INT16", "int8": "INT8", "uint64": "UINT64",
+                 "uint32": "UINT32", "uint16": "UINT16", "uint8": "UINT8", "bool": "BOOL", "object": "BYTES",
+                 "str": "BYTES"}
+
+
+def _output_datatype(mlmodel: dict) -> str | None:
+    """The Open Inference Protocol datatype of the model's output signature (None: not declared)."""
+    raw = (mlmodel.get("signature") or {}).get("outputs")
+    try:
+        specs = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return None
+    if not isinstance(specs, list) or not specs or not isinstance(specs[0], dict):
+        return None
+    first = specs[0]
+    name = (first.get("tensor-spec") or {}).get("dtype") if first.get("type") == "tensor" else first.get("type")
+    return _V2_DATATYPES.get(str(name))
+
+
 def _predict_fn(mlmodel: dict) -> str:
     flavors = mlmodel.get("flavors") or {}
     return (flavors.get("python_function") or {}).get("predict_fn") or "predict"
@@ -94,6 +115,7 @@ class ServedVersion:
     fastpath_reason: str = ""
     ood: OodChecker | None = None
     predict_fn: str = "predict"
+    output_datatype: str | None = None  # OIP v2 datatype of the output signature
     _pyfunc: Any = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -229,6 +251,7 @@ def load_version(source: str, version: str | None = None, *, name: str | None = 
     mlmodel = _read_mlmodel(path)
     signature, has_params = _signature(mlmodel)
     predict_fn = _predict_fn(mlmodel)
+    output_datatype = _output_datatype(mlmodel)
     digest = model_dir_digest(path)
     cache_file = _cache_dir() / f"{digest}.pkl"
     if cache and cache_file.is_file():
@@ -238,14 +261,14 @@ def load_version(source: str, version: str | None = None, *, name: str | None = 
             if meta.get("schema") == CACHE_SCHEMA and meta.get("fast") == fast:
                 return ServedVersion(name or meta["name"] or path.name, str(version or meta["version"] or "1"), uri,
                                      path, signature, has_params, meta["plan"], meta["reason"], meta["ood"],
-                                     predict_fn)
+                                     predict_fn, output_datatype)
         except Exception:  # noqa: BLE001 - a corrupt cache is just a miss
             pass
     full, _how = _load_full(path)
     plan, reason = _compile(full, path, signature, predict_fn) if fast else (None, "fast path disabled")
     ood = _ood_checker(full.profile)
     served = ServedVersion(name or full.name or path.name, str(version or full.version or "1"), uri, path,
-                           signature, has_params, plan, reason, ood, predict_fn, full.pyfunc)
+                           signature, has_params, plan, reason, ood, predict_fn, output_datatype, full.pyfunc)
     if cache:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)

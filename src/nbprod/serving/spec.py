@@ -80,7 +80,9 @@ class DeploymentSpec:
     timeout_s: float = 10.0
     max_batch_rows: int = 512
     max_wait_ms: float = 1.0
-    idempotency_keys: int = 1024
+    idempotency_keys: int = 1024  # stored answers per deployment (state DB, shared by the workers)
+    idempotency_ttl_s: float = 24 * 3600.0  # how long a stored answer is replayed
+    body_timeout_s: float = 30.0  # reading a request body longer than this: 408
     fastpath: bool = True
     generation: int = field(default=0, compare=False)
 
@@ -98,8 +100,9 @@ class DeploymentSpec:
         for attr in ("max_body_bytes", "max_batch_rows", "idempotency_keys"):
             if int(getattr(self, attr)) <= 0:
                 raise DeploymentError(f"{attr} must be positive", f"set {attr} to a positive integer")
-        if float(self.timeout_s) <= 0:
-            raise DeploymentError("timeout_s must be positive", "set timeout_s to a number of seconds > 0")
+        for attr in ("timeout_s", "idempotency_ttl_s", "body_timeout_s"):
+            if float(getattr(self, attr)) <= 0:
+                raise DeploymentError(f"{attr} must be positive", f"set {attr} to a number of seconds > 0")
 
     @property
     def stable(self) -> Route:
