@@ -266,3 +266,27 @@ def test_model_name_parses_every_uri_form():
                 "models:/credit-risk", "models:/credit-risk/latest"):
         assert audit.model_name(uri) == "credit-risk", uri
     assert audit.model_name(None) is None
+
+
+def test_state_db_folder_that_cannot_be_created_is_a_config_error(nbprod_home, monkeypatch, capsys):
+    from nbprod.cli import main
+    from nbprod.config import settings
+    from nbprod.errors import ConfigError
+
+    monkeypatch.setenv("NBPROD_DB_URL", "sqlite:////proc/nope/x.db")
+    settings.reset()
+    for call in (audit.history, audit.verify, lambda: audit.record("register", model_uri="models:/m/1")):
+        with pytest.raises(ConfigError) as err:
+            call()
+        assert "/proc/nope" in err.value.problem and "sqlite:////proc/nope/x.db" in err.value.problem
+        assert "NBPROD_DB_URL" in err.value.fix
+    assert main(["audit", "--verify"]) == 2
+    captured = capsys.readouterr()
+    assert "/proc/nope" in captured.err and "Fix:" in captured.err and "Traceback" not in captured.out + captured.err
+
+
+def test_terminal_repr_is_the_readable_text(nbprod_home):
+    _fill(2)
+    table, result = audit.history(), audit.verify()
+    assert repr(table) == str(table) and "AuditTable(" not in repr(table) and "credit-risk" in repr(table)
+    assert repr(result) == str(result) and "OK" in repr(result)

@@ -157,3 +157,185 @@ def test_bad_evaluation_requests(versions, split):
         "rmse": {"threshold": "2", "greater_is_better": False}}
     with pytest.raises(EvaluationError):
         parse_thresholds(["accuracy"])
+
+
+# --- bad input and partial failures: a typed error and nothing stored --------------------------
+
+def _stored(version):
+    """(audit rows of the model, the evaluation tag, the evaluation artefacts) of ``version``."""
+    from nbprod import audit
+    from nbprod.registry import get_version
+    from nbprod.registry.store import client
+
+    files = [f.path for f in client().list_artifacts(version.run_id, "nbprod-evaluations")]
+    return len(audit.history(version.name)), get_version(version.uri).tags.get("nbprod.evaluation"), files
+
+
+def test_non_finite_threshold_is_refused_before_anything_is_stored(versions, split):
+    from nbprod.registry import evaluate
+
+    _, (X, y) = split
+    before = _stored(versions[1])
+    for bad in (float("nan"), float("inf"), "nan"):
+        with pytest.raises(EvaluationError, match="not a finite number") as err:
+            evaluate("credit/2", X, y, against=None, thresholds={"accuracy": {"threshold": bad}})
+        assert "finite" in err.value.fix
+    assert _stored(versions[1]) == before
+
+
+def test_unreachable_state_db_stores_no_evaluation(versions, split, tmp_path):
+    from nbprod import audit
+    from nbprod.config import settings
+    from nbprod.errors import ConfigError
+    from nbprod.registry import evaluate
+
+    _, (X, y) = split
+    before = _stored(versions[1])
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state DB's folder should be")
+    settings.set(db_url=f"sqlite:///{blocker}/nbprod.db")
+    try:
+        with pytest.raises(ConfigError) as err:
+            evaluate("credit/2", X, y, against=None, thresholds={"accuracy": {"threshold": 0.5}})
+        assert str(blocker) in err.value.problem and "NBPROD_DB_URL" in err.value.fix
+    finally:
+        settings.set(db_url="")
+    assert _stored(versions[1]) == before and audit.verify().ok
+
+
+def test_failure_storing_the_result_rolls_the_tag_and_the_audit_row_back(nbprod_home):
+    """The result is stored inside the audit row's transaction: when storing the artefact fails, the
+    tag already set is restored and the audit row is rolled back."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from nbprod import audit
+    from nbprod.registry import evaluate, get_version, register
+    from nbprod.registry.store import client
+    from nbprod.registry.versions import _local_path
+
+    rng = np.random.default_rng(4)
+    X = pd.DataFrame({"a": rng.normal(size=60)})
+    y = pd.Series(2 * X["a"], name="y")
+    version = register(LinearRegression().fit(X, y), "store-fails", X, y)
+    root = _local_path(client().get_run(version.run_id).info.artifact_uri)
+    (root / "nbprod-evaluations").write_text("a file where the evaluations folder should be")
+    rows = len(audit.history("store-fails"))
+    with pytest.raises(EvaluationError, match="cannot store the evaluation") as err:
+        evaluate("store-fails/1", X, y, against=None)
+    assert err.value.fix
+    assert get_version("store-fails/1").tags.get("nbprod.evaluation") is None
+    assert len(audit.history("store-fails")) == rows and audit.verify().ok
+
+
+def test_metrics_that_cannot_be_computed_are_none_not_nan(nbprod_home):
+    """r2 of a single row is undefined: reported and stored as "not enough data", never NaN."""
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from nbprod import audit
+    from nbprod.registry import evaluate, get_version, register
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.normal(size=50)})
+    y = pd.Series(3 * X["a"] + 0.5, name="y")
+    register(LinearRegression().fit(X, y), "one-row", X, y)
+    result = evaluate("one-row/1", X.head(1), y.head(1), against=None)
+    r2 = result["r2"]
+    assert r2.candidate is None and r2.passed is None and "not enough data" in r2.note
+    assert result["mae"].candidate is not None and result.ok
+    stored = get_version("one-row/1").evaluation
+    assert stored["metrics"]["r2"] is None and stored["ok"] is True
+    assert audit.history("one-row")[0].action == "evaluate" and audit.verify().ok
+    # A threshold on a metric that cannot be computed cannot be met.
+    strict = evaluate("one-row/1", X.head(1), y.head(1), against=None, thresholds={"r2": {"threshold": 0.9}})
+    assert strict["r2"].passed is False and not strict.ok
+    assert json.dumps(strict.to_dict(), allow_nan=False)
+
+
+def test_integer_regression_target_is_evaluated_as_regression(nbprod_home):
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression
+
+    from nbprod.commands import parse
+    from nbprod.registry import evaluate, register
+
+    rng = np.random.default_rng(2)
+    X = pd.DataFrame({"rooms": rng.integers(1, 6, 200), "area": rng.normal(80, 20, 200)})
+    price = (1000 * X["rooms"] + 50 * X["area"] + rng.normal(0, 100, 200)).round().astype(int).rename("price")
+    register(LinearRegression().fit(X, price), "price", X, price)
+    result = evaluate("price/1", X, price, against=None, thresholds={"r2": {"threshold": 0.9}})
+    assert result.task == "regression" and [r.metric for r in result.rows] == ["mae", "rmse", "r2"] and result.ok
+    # Few distinct float values that look like classes: still the model's task.
+    small = (X["rooms"] * 1.0).rename("rooms_again")
+    register(LinearRegression().fit(X, small), "small", X, small)
+    assert evaluate("small/1", X, small, against=None).task == "regression"
+    # task= overrides the inference; a wrong value is refused.
+    with pytest.raises(EvaluationError, match="task must be") as err:
+        evaluate("price/1", X, price, against=None, task="ranking")
+    assert "regression" in err.value.fix
+    frame = X.assign(price=price)
+    command, args = parse("nbprod", ["evaluate", "price/1", "--data", "frame", "price", "--against", "none",
+                                     "--task", "regression"])
+    from nbprod.commands import Context
+
+    assert command.run(args, Context(namespace={"frame": frame})).task == "regression"
+
+
+def test_tampered_champion_raises_integrity_error_unchanged(nbprod_home):
+    import numpy as np
+    import pandas as pd
+    from sklearn.linear_model import LinearRegression, Ridge
+
+    from nbprod.errors import IntegrityError
+    from nbprod.registry import evaluate, register
+    from nbprod.registry.versions import local_model_dir
+
+    rng = np.random.default_rng(3)
+    X = pd.DataFrame({"a": rng.normal(size=100), "b": rng.normal(size=100)})
+    y = pd.Series(X["a"] - X["b"], name="y")
+    register(LinearRegression().fit(X, y), "reg", X, y)
+    v2 = register(Ridge().fit(X, y), "reg", X, y)
+    (local_model_dir(v2) / "input_example.json").write_text("{}")
+    before = _stored(v2)
+    with pytest.raises(IntegrityError) as err:
+        evaluate("reg/1", X, y, against="reg/2")
+    assert type(err.value) is IntegrityError and str(err.value).count("Fix:") == 1
+    assert "input_example.json" in err.value.problem
+    assert _stored(v2) == before
+
+
+def test_missing_columns_are_named_without_dumping_the_frame(versions, split):
+    from nbprod.registry import evaluate
+
+    _, (X, y) = split
+    with pytest.raises(EvaluationError) as err:
+        evaluate("credit/2", X.drop(columns=["income"]).assign(extra=1), y, against=None)
+    assert "['income']" in err.value.problem and "['extra']" in err.value.problem
+    assert len(str(err.value)) < 600 and "income" in err.value.fix
+
+
+def test_threshold_specs_are_checked_strictly(versions, split):
+    from nbprod.registry import evaluate
+
+    _, (X, y) = split
+    result = evaluate("credit/2", X, y, against=None,
+                      thresholds={"accuracy": {"threshold": 0.99, "greater_is_better": "false"}})
+    assert result["accuracy"].passed is True and "≤" in result["accuracy"].threshold  # lower is better now
+    with pytest.raises(EvaluationError, match="greater_is_better") as err:
+        evaluate("credit/2", X, y, against=None, thresholds={"accuracy": {"threshold": 0.5, "greater_is_better": "maybe"}})
+    assert "True or False" in err.value.fix
+    with pytest.raises(EvaluationError, match="thresholds must be a dict") as err:
+        evaluate("credit/2", X, y, against=None, thresholds=["accuracy"])
+    assert "parse_thresholds" in err.value.fix
+
+
+def test_result_repr_is_the_readable_table(versions, split):
+    from nbprod.registry import evaluate
+
+    _, (X, y) = split
+    result = evaluate("credit/2", X, y, against=None)
+    assert repr(result) == str(result) and "EvaluationResult(" not in repr(result)

@@ -188,6 +188,8 @@ def test_existing_bundle_needs_overwrite_and_failures_leave_it_intact(registered
     ({"memory": "1 GB"}, "memory"),
     ({"replicas": 0}, "replicas"),
     ({"image": "bad image!"}, "image"),
+    ({"image": "Registry/Foo:1"}, "'Registry/Foo' has uppercase letters"),
+    ({"image": "registry.local:5000/Team/credit-risk:V1"}, "'Team/credit-risk' has uppercase letters"),
 ])
 def test_bad_arguments(registered, tmp_path, kwargs, match):
     from nbprod.packaging import package
@@ -203,6 +205,21 @@ def test_package_verb(registered, tmp_path):
     bundle = command.run(args, None)
     isvc = yaml.safe_load((bundle.path / "k8s/inferenceservice.yaml").read_text())
     assert isvc["spec"]["predictor"]["canaryTrafficPercent"] == 25 and bundle.image == "cr:2"
+
+
+def test_image_registry_host_and_tag_may_have_capitals(registered, tmp_path):
+    from nbprod.packaging import package
+
+    bundle = package("Credit_Risk@challenger", tmp_path / "b", image="Registry.Example.com:5000/team/credit-risk:V1")
+    assert bundle.image == "Registry.Example.com:5000/team/credit-risk:V1"
+
+
+def test_package_verb_port(registered, tmp_path):
+    command, args = parse("nbprod", ["package", "Credit_Risk@challenger", str(tmp_path / "b"), "--port", "9000"])
+    bundle = command.run(args, None)
+    assert "EXPOSE 9000" in (bundle.path / "Dockerfile").read_text()
+    container = _load(bundle, "k8s/deployment.yaml")["spec"]["template"]["spec"]["containers"][0]
+    assert container["ports"][0]["containerPort"] == 9000
 
 
 _VENVS: dict[str, Path] = {}

@@ -12,7 +12,7 @@ import shutil
 import pytest
 from _registry_helpers import module_home, pipeline
 
-from nbprod.errors import (IntegrityError, ModelNotFoundError, NbprodError, RegistrationError, RegistryError,
+from nbprod.errors import (ConfigError, IntegrityError, ModelNotFoundError, RegistrationError, RegistryError,
                            TrackingServerError)
 
 
@@ -324,10 +324,10 @@ def test_audit_failure_rolls_the_registration_back(nbprod_home, data, model, tmp
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("a file where the state DB's folder should be")
     settings.set(db_url=f"sqlite:///{blocker}/nbprod.db")
-    # (the state DB's own error type is the audit module's business; any failure must roll back)
-    with pytest.raises((NbprodError, OSError)):
+    with pytest.raises(ConfigError) as err:
         register(model, "rollback", X, y, alias="champion")
-    with pytest.raises((NbprodError, OSError)):
+    assert str(blocker) in err.value.problem and "NBPROD_DB_URL" in err.value.fix
+    with pytest.raises(ConfigError):
         register(model, "rollback-new", X, y)
     settings.set(db_url="")
     c = client()
@@ -356,3 +356,221 @@ def test_unreachable_tracking_server_fails_fast(nbprod_home, data, model):
     with pytest.raises(TrackingServerError):
         get_version("x@champion")
     assert isinstance(err.value, (RegistryError, ConnectionError))
+
+
+# --- more bad input: typed errors, nothing half-written ---------------------------------------
+
+def test_edited_profile_is_refused_like_an_edited_model(registered, data):
+    from nbprod import validate
+    from nbprod.registry import load_model, load_profile
+    from nbprod.registry.versions import local_model_dir
+
+    X, _ = data
+    path = local_model_dir(registered[1]) / "nbprod" / "profile.json"
+    original = path.read_text()
+    try:
+        edited = json.loads(original)
+        edited["n_rows"] = 1
+        path.write_text(json.dumps(edited))
+        with pytest.raises(IntegrityError, match="changed: nbprod/profile.json") as err:
+            load_profile("credit-risk@challenger")
+        assert "re-register" in err.value.fix
+        with pytest.raises(IntegrityError):
+            validate(X, against="credit-risk@challenger")
+        with pytest.raises(IntegrityError):
+            load_model("credit-risk@challenger")
+    finally:
+        path.write_text(original)
+    assert load_profile("credit-risk@challenger").n_rows == len(X)
+
+
+def test_non_finite_metrics_are_refused_before_anything_is_built(registered, data, model):
+    from nbprod import audit
+    from nbprod.registry import register
+
+    X, y = data
+    before, rows = _count(), len(audit.history())
+    for bad in (float("nan"), float("inf"), "-inf"):
+        with pytest.raises(RegistrationError, match="not a finite number") as err:
+            register(model, "credit-risk", X, y, metrics={"auc": bad})
+        assert "finite" in err.value.fix
+    assert _count() == before and len(audit.history()) == rows
+
+
+def test_unreadable_model_file_is_named(registered, data, tmp_path):
+    from nbprod.registry import register
+
+    X, y = data
+    garbage = tmp_path / "garbage.pkl"
+    garbage.write_bytes(b"not a pickle at all \x00\x01\x02")
+    before = _count()
+    with pytest.raises(RegistrationError) as err:
+        register(str(garbage), "credit-risk", X, y)
+    assert f"cannot read model file {garbage}" in err.value.problem and "cannot save" not in err.value.problem
+    assert "joblib.dump" in err.value.fix
+    assert _count() == before
+
+
+@pytest.mark.parametrize("bad", ["..a", ".hidden", "..", "."])
+def test_names_that_are_relative_paths_are_illegal(registered, data, model, bad):
+    from nbprod.registry import register
+
+    X, y = data
+    with pytest.raises(RegistrationError, match="illegal model name") as err:
+        register(model, bad, X, y)
+    assert "not starting with '.'" in err.value.fix
+
+
+@pytest.mark.parametrize("bad", [3, None, 2.5, ["credit-risk"]])
+def test_load_model_of_a_non_uri_is_a_typed_error(registered, bad):
+    from nbprod.registry import load_model
+
+    with pytest.raises(ModelNotFoundError, match="needs a model URI") as err:
+        load_model(bad)
+    assert "credit-risk@champion" in err.value.fix
+
+
+def test_label_left_in_the_frame_is_not_a_feature(nbprod_home, data, model, tmp_path):
+    """Without y, a column the model never reads (the label, usually) is not a serving input."""
+    import joblib
+
+    from nbprod.cli import main
+    from nbprod.registry import get_version, load_model
+
+    X, y = data
+    frame = X.assign(default=y)
+    frame.to_parquet(tmp_path / "train.parquet")
+    joblib.dump(model, tmp_path / "model.pkl")
+    with pytest.warns(UserWarning, match=r"does not use: \['default'\].*pass it as y"):
+        assert main(["register", str(tmp_path / "model.pkl"), "--name", "cr", "--data", str(tmp_path / "train.parquet")]) == 0
+    loaded = load_model("cr/1")
+    assert loaded.signature.inputs.input_names() == list(X.columns)
+    assert set(loaded.profile.columns) == set(X.columns)
+    assert get_version("cr/1").to_dict()["profile_columns"] == len(X.columns)
+    assert len(loaded.predict(X.head(3))) == 3  # serving needs no label column
+
+
+def test_terminal_repr_is_the_readable_text(registered):
+    from nbprod.registry import get_version, models
+
+    version, table = get_version("credit-risk/1"), models()
+    assert repr(version) == str(version) and "ModelVersion(" not in repr(version)
+    assert repr(table) == str(table) and "ModelTable(" not in repr(table)
+
+
+def test_rollback_keeps_a_model_another_process_added_a_version_to(nbprod_home, data, model):
+    """register's rollback deletes a registered model it created only while no other version exists."""
+    from nbprod.registry import register
+    from nbprod.registry.register import _rollback
+    from nbprod.registry.store import client
+
+    X, y = data
+    register(model, "shared", X, y)  # "another process" registered v1 after this call created the model
+    c = client()
+    mv = c.create_model_version("shared", c.get_model_version("shared", "1").source)
+    _rollback(c, "shared", str(mv.version), True, None, None, None)
+    assert [str(v.version) for v in c.search_model_versions("name='shared'")] == ["1"]
+    assert c.get_registered_model("shared").name == "shared"
+
+
+def test_package_of_a_version_whose_artefacts_are_gone(nbprod_home, data, model, tmp_path):
+    from nbprod import audit
+    from nbprod.packaging import package
+    from nbprod.registry import load_model, load_profile, register
+    from nbprod.registry.versions import local_model_dir
+
+    X, y = data
+    version = register(model, "gone", X, y)
+    shutil.rmtree(local_model_dir(version))
+    rows = len(audit.history())
+    for call in (lambda: package("gone/1", tmp_path / "b"), lambda: load_model("gone/1"), lambda: load_profile("gone/1")):
+        with pytest.raises(IntegrityError, match="gone/1") as err:
+            call()
+        assert "re-register" in err.value.fix
+    assert not (tmp_path / "b").exists() and len(audit.history()) == rows
+
+
+def test_a_tracking_uri_that_is_not_mlflow_is_a_tracking_server_error(nbprod_home, data, model):
+    import http.server
+    import threading
+
+    from nbprod.config import settings
+    from nbprod.registry import register
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        settings.set(tracking_uri=f"http://127.0.0.1:{server.server_address[1]}")
+        with pytest.raises(TrackingServerError) as err:
+            register(model, "x", *data)
+        assert "MLflow tracking server" in err.value.problem and "MLFLOW_TRACKING_URI" in err.value.fix
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+RACER = """
+import os, sys, time
+import numpy as np, pandas as pd
+from sklearn.linear_model import LinearRegression
+from nbprod.registry import register
+go, ready = sys.argv[1], sys.argv[2]
+X = pd.DataFrame({"a": np.arange(20.0)})
+y = pd.Series(2 * X["a"], name="y")
+model = LinearRegression().fit(X, y)
+open(ready, "w").close()
+while not os.path.exists(go):
+    time.sleep(0.005)
+print(register(model, "race", X, y).version)
+"""
+
+
+def test_two_processes_on_a_fresh_home_both_register(nbprod_home, tmp_path):
+    """Both create the MLflow store (alembic migrations) at the same moment: neither may crash."""
+    import os
+    import subprocess
+    import sys
+
+    from nbprod.registry.store import client
+
+    go = tmp_path / "go"
+    env = {**os.environ, "NBPROD_HOME": str(nbprod_home)}
+    ready = [tmp_path / f"ready-{i}" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(go), str(r)], env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for r in ready]
+    try:
+        import time
+
+        while not all(r.exists() for r in ready) and all(p.poll() is None for p in procs):
+            time.sleep(0.01)  # both imported nbprod and MLflow: release them onto the fresh store together
+        go.touch()
+        outs = [p.communicate(timeout=300) for p in procs]
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-2000:]
+    assert sorted(out.split()[-1] for out, _ in outs) == ["1", "2"]
+    assert sorted(str(v.version) for v in client().search_model_versions("name='race'")) == ["1", "2"]
+
+
+def test_unreachable_state_db_leaves_the_alias_alone(registered, tmp_path):
+    from nbprod.config import settings
+    from nbprod.registry import delete_alias, get_version, set_alias
+
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the state DB's folder should be")
+    settings.set(db_url=f"sqlite:///{blocker}/nbprod.db")
+    try:
+        with pytest.raises(ConfigError, match="state DB"):
+            set_alias("credit-risk/2", "champion")
+        with pytest.raises(ConfigError, match="state DB"):
+            delete_alias("credit-risk", "challenger")
+    finally:
+        settings.set(db_url="")
+    assert get_version("credit-risk@champion").version == "1"
+    assert get_version("credit-risk@challenger").version == "2"

@@ -139,7 +139,7 @@ def _short(details: dict, width: int = 60) -> str:
 _COLUMNS = ("seq", "timestamp", "user", "action", "model_uri", "details", "notebook", "git_commit")
 
 
-@dataclass
+@dataclass(repr=False)
 class AuditTable:
     """Audit entries, newest first; a table in a notebook and in a terminal."""
 
@@ -173,6 +173,9 @@ class AuditTable:
         lines.insert(1, "  ".join("-" * w for w in widths))
         return self._title() + "\n" + "\n".join(lines)
 
+    def __repr__(self) -> str:  # terminal IPython and logs: the table, not the dataclass fields
+        return str(self)
+
     def _repr_html_(self) -> str:
         from .config import settings
 
@@ -197,7 +200,7 @@ class AuditTable:
         return frame
 
 
-@dataclass
+@dataclass(repr=False)
 class AuditVerification:
     """The result of :func:`verify`: ``ok``, how many rows, and the first bad row and why."""
 
@@ -227,6 +230,9 @@ class AuditVerification:
         if len(self.problems) > 6:
             lines.append(f"  … {len(self.problems) - 6} more problems")
         return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return str(self)
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.ok else "#cf222e"

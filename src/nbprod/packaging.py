@@ -130,6 +130,22 @@ def _check_args(canary_percent, replicas, cpu, memory, port, max_replicas) -> No
         raise PackagingError(f"memory {memory!r} is not a Kubernetes memory quantity", "use e.g. '512Mi' or '1Gi'")
 
 
+def _check_image(image) -> None:
+    """A Docker image reference: ``[host[:port]/]path[:tag][@digest]``, the path in lowercase."""
+    if not isinstance(image, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", image):
+        raise PackagingError(f"image {image!r} is not a valid image reference", "use e.g. registry.example.com/team/credit-risk:3")
+    ref = image.split("@", 1)[0]
+    first, slash, rest = ref.partition("/")
+    # The first component is a registry host when it has a '.' or ':' or is localhost (may be mixed case).
+    path = rest if slash and ("." in first or ":" in first or first == "localhost") else ref
+    head, colon, tag = path.rpartition(":")
+    repository = head if colon and "/" not in tag else path
+    if repository != repository.lower():
+        raise PackagingError(f"image {image!r}: the repository name {repository!r} has uppercase letters, "
+                             "which Docker refuses",
+                             f"use lowercase, e.g. image={image.replace(repository, repository.lower(), 1)!r}")
+
+
 # --- the nbprod wheel -------------------------------------------------------------------------
 
 def _source_root() -> Path | None:
@@ -554,8 +570,7 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
     version = get_version(uri)
     slug = _slug(version.name)
     image = image or f"{slug}:{version.version}"
-    if not isinstance(image, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", image):
-        raise PackagingError(f"image {image!r} is not a valid image reference", "use e.g. registry.example.com/team/credit-risk:3")
+    _check_image(image)
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     expected = version.tags.get("nbprod.manifest_sha256")
 

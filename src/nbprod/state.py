@@ -129,7 +129,14 @@ def _make_engine(db_url: str) -> Engine:
     kwargs: dict = {}
     if _is_sqlite(url):
         if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(url.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(f"cannot create the folder {folder} of nbprod's state DB "
+                                  f"{url.render_as_string(hide_password=True)}: {exc.strerror or exc}",
+                                  "set NBPROD_DB_URL (or NBPROD_HOME) to a writable location, "
+                                  "e.g. sqlite:////path/to/nbprod.db") from exc
         kwargs["connect_args"] = {"timeout": BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
@@ -156,6 +163,9 @@ def _create_tables(eng: Engine) -> None:
                 metadata.create_all(conn, checkfirst=True)
     except OperationalError as exc:
         raise ConfigError(f"cannot open nbprod's state DB at {_safe_url(eng)}: {exc.orig}",
+                          "check NBPROD_DB_URL / NBPROD_HOME: the database must be reachable and writable") from exc
+    except OSError as exc:  # e.g. a driver that opens files itself
+        raise ConfigError(f"cannot open nbprod's state DB at {_safe_url(eng)}: {exc}",
                           "check NBPROD_DB_URL / NBPROD_HOME: the database must be reachable and writable") from exc
     except DBAPIError:
         # Another process won a CREATE race the lock could not cover (a dialect without advisory

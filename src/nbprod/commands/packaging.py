@@ -18,6 +18,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-replicas", type=int, help="autoscaling maximum (default max(5 × replicas, 10))")
     p.add_argument("--cpu", default="500m", help="CPU request and limit per replica (default 500m)")
     p.add_argument("--memory", default="1Gi", help="memory request and limit per replica (default 1Gi)")
+    p.add_argument("--port", type=int, default=8080, help="port the container serves on (default 8080)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
 
 
@@ -25,7 +26,8 @@ def _run(args: argparse.Namespace, ctx: Context):
     from ..packaging import package
 
     return package(args.uri, args.out_dir, canary_percent=args.canary, image=args.image, replicas=args.replicas,
-                   max_replicas=args.max_replicas, cpu=args.cpu, memory=args.memory, overwrite=args.overwrite)
+                   max_replicas=args.max_replicas, cpu=args.cpu, memory=args.memory, port=args.port,
+                   overwrite=args.overwrite)
 
 
 COMMANDS = [

@@ -101,6 +101,8 @@ def _evaluate_args(p) -> None:
     p.add_argument("--threshold", nargs="*", default=[], metavar="METRIC:KEY=V",
                    help="e.g. roc_auc:min_absolute_change=0 accuracy:threshold=0.8 (keys: threshold, "
                         "min_absolute_change, min_relative_change, greater_is_better)")
+    p.add_argument("--task", choices=["classification", "regression"],
+                   help="which metrics to compute (default: from the model; e.g. a regressor trained on integer targets)")
 
 
 def _evaluate(args, ctx):
@@ -108,7 +110,7 @@ def _evaluate(args, ctx):
 
     X, y = _data(args.data, ctx, need_y=True)
     against = None if str(args.against).lower() in ("none", "") else args.against
-    return evaluate(args.candidate, X, y, against=against, thresholds=parse_thresholds(args.threshold))
+    return evaluate(args.candidate, X, y, against=against, thresholds=parse_thresholds(args.threshold), task=args.task)
 
 
 COMMANDS = [

@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import EvaluationError, EvaluationFailed, ModelNotFoundError
+from ..errors import EvaluationError, EvaluationFailed, ModelNotFoundError, NbprodError
 from . import _html
 from .uris import parse_model_uri
 
@@ -31,6 +31,8 @@ CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION = ("mae", "rmse", "r2")
 _KNOWN_KEYS = {"threshold", "min_absolute_change", "min_relative_change", "greater_is_better"}
 DEFAULT_CHAMPION = "champion"  # the one alias whose absence means "first model, nothing to beat"
+TASKS = ("classification", "regression")
+NOT_ENOUGH_DATA = "not enough data"
 
 
 @dataclass
@@ -100,6 +102,9 @@ class EvaluationResult:
     def __str__(self) -> str:
         return self._title() + "\n" + _html.text_table(self.HEADERS, self._table_rows())
 
+    def __repr__(self) -> str:  # terminal IPython and logs: the table, not the dataclass fields
+        return str(self)
+
     def chart(self):
         """An Altair grouped bar chart: candidate vs champion per metric."""
         import altair as alt
@@ -157,7 +162,23 @@ def parse_thresholds(items: list[str]) -> dict[str, dict]:
     return out
 
 
+def _bool(metric: str, value) -> bool:
+    """``greater_is_better`` as given from Python or a command line: a bool or a true/false word."""
+    import numpy as np
+
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise EvaluationError(f"threshold {metric}.greater_is_better={value!r} is not true or false",
+                          "pass greater_is_better=True or False (or the strings 'true'/'false')")
+
+
 def _check_thresholds(thresholds: dict | None) -> dict[str, dict]:
+    if thresholds is not None and not isinstance(thresholds, dict):
+        raise EvaluationError(f"thresholds must be a dict of metric → spec, got {type(thresholds).__name__} {thresholds!r}",
+                              'pass e.g. {"accuracy": {"threshold": 0.8}}, or build one from strings with '
+                              'parse_thresholds(["accuracy:threshold=0.8"])')
     checked: dict[str, dict] = {}
     for metric, spec in (thresholds or {}).items():
         if isinstance(spec, (int, float)):
@@ -172,17 +193,40 @@ def _check_thresholds(thresholds: dict | None) -> dict[str, dict]:
         clean = {}
         for key, value in spec.items():
             if key == "greater_is_better":
-                clean[key] = bool(value)
+                clean[key] = _bool(metric, value)
                 continue
             try:
                 clean[key] = float(value)
             except (TypeError, ValueError):
                 raise EvaluationError(f"threshold {metric}.{key}={value!r} is not a number", "give numbers, e.g. 0.8") from None
+            if not math.isfinite(clean[key]):
+                raise EvaluationError(f"threshold {metric}.{key}={value!r} is not a finite number",
+                                      "give a finite number, e.g. 0.8 (drop the key to check nothing)")
         checked[metric] = clean
     return checked
 
 
+def _model_task(model) -> str | None:
+    """``classification``/``regression`` from the model itself (scikit-learn's estimator type), or None."""
+    raw = getattr(model, "raw_model", None)
+    if raw is None:
+        return None
+    try:
+        from sklearn.base import is_classifier, is_regressor
+
+        if is_classifier(raw):
+            return "classification"
+        if is_regressor(raw):
+            return "regression"
+    except Exception:  # not a scikit-learn estimator
+        pass
+    if hasattr(raw, "classes_") or hasattr(raw, "predict_proba"):
+        return "classification"
+    return None
+
+
 def _task(y) -> str:
+    """A guess from the labels alone, for models that do not say (pyfunc models)."""
     import numpy as np
     import pandas as pd
 
@@ -193,6 +237,11 @@ def _task(y) -> str:
             return "classification"
         return "regression"
     return "classification"
+
+
+def _finite(scores: dict[str, float]) -> dict[str, float | None]:
+    """NaN/inf metrics (r2 on one row, …) become None: not enough data to compute them."""
+    return {k: (v if v is not None and math.isfinite(v) else None) for k, v in scores.items()}
 
 
 def _score(model, X, y, task: str) -> dict[str, float]:
@@ -238,11 +287,22 @@ def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str
     rows = []
     for metric, value in cand.items():
         other = champ.get(metric) if champ else None
-        change = None if other is None else value - other
+        change = None if other is None or value is None else value - other
         spec = thresholds.get(metric, {})
         gib = spec.get("greater_is_better", GREATER_IS_BETTER.get(metric, True))
         sign = 1.0 if gib else -1.0
         checks, texts, notes = [], [], []
+        if value is None:
+            # Cannot be computed on this data (r2 of one row): a threshold on it cannot be met.
+            limits = [k for k in ("threshold",) + (("min_absolute_change", "min_relative_change") if champ else ())
+                      if k in spec]
+            if limits:
+                checks.append(False)
+                texts.append(", ".join(limits))
+            notes.append(f"{NOT_ENOUGH_DATA} to compute {metric}")
+            rows.append(MetricRow(metric, None, other, None, "; ".join(texts) or None,
+                                  None if not checks else False, "; ".join(notes)))
+            continue
         if "threshold" in spec:
             t = spec["threshold"]
             texts.append(f"{'≥' if gib else '≤'} {t:g}")
@@ -257,7 +317,8 @@ def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str
             texts.append(f"{label} {'≥' if gib else '≤'} {'' if gib else '−'}{t:g}" if key == "min_absolute_change"
                          else f"{label} {'≥' if gib else '≤'} {'' if gib else '−'}{t:.0%}")
             if other is None:
-                notes.append(f"{key} skipped: no champion")
+                notes.append(f"{key} skipped: " + ("no champion" if champ is None
+                                                   else f"{NOT_ENOUGH_DATA} to compute the champion's {metric}"))
                 continue
             improvement = sign * change if key == "min_absolute_change" else (
                 sign * change / abs(other) if other else (0.0 if change == 0 else math.inf * sign * change))
@@ -270,20 +331,26 @@ def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str
     return rows
 
 
-def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thresholds: dict | None = None) -> EvaluationResult:
+def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thresholds: dict | None = None,
+             task: str | None = None) -> EvaluationResult:
     """Score ``candidate_uri`` and the version ``against`` names on ``(X, y)`` and check thresholds.
 
     ``against`` may be ``"@alias"`` (same model), a full URI, or None for thresholds only. A
     missing ``@champion`` is not an error: the first model has nothing to beat. Any other unknown
     alias raises :class:`ModelNotFoundError` before anything is scored or recorded.
+
+    ``task`` (``"classification"`` or ``"regression"``) picks the metrics; by default it comes from
+    the model (scikit-learn's estimator type), and only for models that do not say from the labels.
     """
     import pandas as pd
 
     from .loading import load_model
-    from .store import client
-    from .versions import TAG, _audit, _mlflow_call, get_version
+    from .versions import get_version
 
     checked = _check_thresholds(thresholds)
+    if task is not None and task not in TASKS:
+        raise EvaluationError(f"task must be 'classification' or 'regression', got {task!r}",
+                              "pass task='classification' or task='regression' (--task), or leave it out to infer it from the model")
     if not isinstance(X, pd.DataFrame):
         raise EvaluationError(f"X must be a pandas DataFrame, got {type(X).__name__}", "pass the evaluation frame")
     if y is None or len(y) != len(X):
@@ -293,23 +360,102 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
         raise EvaluationError("X has no rows", "pass a non-empty evaluation frame")
     cand_version = get_version(candidate_uri)
     champ_version = _champion(cand_version.name, against) if against else None
-    task = _task(y)
     candidate = load_model(cand_version.uri)
+    _check_columns(candidate, X)
+    task = task or _model_task(candidate) or _task(y)
     try:
-        cand_scores = _score(candidate, X, y, task)
+        cand_scores = _finite(_score(candidate, X, y, task))
         champ_scores = None
         if champ_version is not None:
-            champ_scores = _score(load_model(champ_version.uri), X, y, task)
-    except EvaluationError:
+            champion = load_model(champ_version.uri)
+            _check_columns(champion, X)
+            champ_scores = _finite(_score(champion, X, y, task))
+    except NbprodError:
         raise
     except Exception as exc:
-        raise EvaluationError(f"cannot score the models on this data: {type(exc).__name__}: {exc}",
-                              "pass a frame with the columns the model was trained on, and matching labels") from exc
+        text = str(exc)
+        text = text if len(text) <= 300 else text[:300] + "…"
+        raise EvaluationError(f"cannot score the models on this data as {task}: {type(exc).__name__}: {text}",
+                              "pass a frame with the columns the model was trained on and the labels that belong to it"
+                              + ("" if task == "regression" else "; for a regression model pass task='regression' (--task regression)")
+                              ) from exc
     result = EvaluationResult(cand_version.uri, champ_version.uri if champ_version else None, task, int(len(X)),
                               _rows(cand_scores, champ_scores, checked, task))
-    _store(result, cand_version, checked, client(), TAG, _mlflow_call)
-    _audit("evaluate", cand_version.uri, {**result.to_dict(), "thresholds": checked})
+    _record(result, cand_version, checked)
     return result
+
+
+def _check_columns(model, X) -> None:
+    """Name the columns X lacks (from the model's signature) before MLflow's error dumps the frame."""
+    signature = getattr(model, "signature", None)
+    inputs = getattr(signature, "inputs", None)
+    try:
+        names = [n for n in inputs.input_names() if n is not None] if inputs is not None else []
+        required = {s.name for s in inputs.inputs if getattr(s, "name", None) and getattr(s, "required", True)}
+    except Exception:  # a tensor signature: nothing to compare by name
+        return
+    if not names:
+        return
+    missing = [n for n in names if n in required and n not in X.columns]
+    if missing:
+        extra = [str(c) for c in X.columns if c not in set(names)]
+        raise EvaluationError(
+            f"X lacks column(s) {missing} that {model.uri or 'the model'} needs"
+            + (f"; it has column(s) the model does not use: {extra}" if extra else ""),
+            f"pass an evaluation frame with the model's input columns: {names}")
+
+
+def _record(result: EvaluationResult, version, thresholds: dict) -> None:
+    """Audit row and stored result, all or nothing.
+
+    The audit row is written first, in a transaction that commits only after the tag and the
+    artefact are stored: a failure storing them rolls the row back, a failure writing the row
+    stores nothing, and a failed commit removes what was stored.
+    """
+    from .. import audit, state
+    from .store import client
+    from .versions import TAG, _mlflow_call
+
+    c = client()
+    tag = TAG + "evaluation"
+    previous = version.tags.get(tag)
+    stored: list[str] = []
+    try:
+        with state.write_transaction() as conn:
+            audit.record("evaluate", model_uri=version.uri, connection=conn,
+                         details={**result.to_dict(), "thresholds": thresholds})
+            try:
+                _store(result, version, thresholds, c, TAG, _mlflow_call, stored)
+            except NbprodError:
+                raise
+            except Exception as exc:
+                raise EvaluationError(f"cannot store the evaluation of {version.uri}: {type(exc).__name__}: {exc}",
+                                      "check that the MLflow store and its artefact location are writable, then "
+                                      "evaluate again (nothing was recorded)") from exc
+    except BaseException:
+        _unstore(c, version, tag, previous, stored)
+        raise
+
+
+def _unstore(c, version, tag: str, previous: str | None, stored: list[str]) -> None:
+    """Undo :func:`_store` (best effort): restore the previous tag, delete the artefact written."""
+    from .versions import _local_path
+
+    if "tag" in stored:
+        try:
+            if previous is None:
+                c.delete_model_version_tag(version.name, version.version, tag)
+            else:
+                c.set_model_version_tag(version.name, version.version, tag, previous)
+        except Exception:
+            pass
+    for rel in stored[1:]:
+        try:
+            root = _local_path(c.get_run(version.run_id).info.artifact_uri)
+            if root is not None:
+                (root / rel).unlink(missing_ok=True)
+        except Exception:
+            pass
 
 
 def _champion(name: str, against: str):
@@ -339,13 +485,17 @@ def _champion(name: str, against: str):
         ) from None
 
 
-def _store(result: EvaluationResult, version, thresholds: dict, c, TAG: str, call) -> None:
+def _store(result: EvaluationResult, version, thresholds: dict, c, TAG: str, call, stored: list[str]) -> None:
     summary = {"ok": result.ok, "against": result.champion_uri, "task": result.task, "n_rows": result.n_rows,
                "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "metrics": {r.metric: r.candidate for r in result.rows},
                "failed": [r.metric for r in result.failures]}
-    call(c.set_model_version_tag, version.name, version.version, TAG + "evaluation", json.dumps(summary))
+    text = json.dumps(summary, allow_nan=False)
+    call(c.set_model_version_tag, version.name, version.version, TAG + "evaluation", text)
+    stored.append("tag")
     if version.run_id:
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime())
-        call(c.log_text, version.run_id, json.dumps({**result.to_dict(), "thresholds": thresholds}, indent=1),
-             f"nbprod-evaluations/{stamp}-{int(time.time() * 1000) % 1000:03d}.json")
+        rel = f"nbprod-evaluations/{stamp}-{int(time.time() * 1000) % 1000:03d}.json"
+        stored.append(rel)
+        call(c.log_text, version.run_id, json.dumps({**result.to_dict(), "thresholds": thresholds}, indent=1,
+                                                    allow_nan=False), rel)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..errors import IntegrityError
 
-__all__ = ["MANIFEST", "write_manifest", "verify_manifest", "sha256_file", "manifest_digest"]
+__all__ = ["MANIFEST", "write_manifest", "verify_manifest", "verify_file", "sha256_file", "manifest_digest"]
 
 MANIFEST = "nbprod/manifest.json"
 _CHUNK = 1 << 20
@@ -52,21 +52,44 @@ def manifest_digest(model_dir: str | Path) -> str | None:
     return sha256_file(target) if target.is_file() else None
 
 
+_FIX = "re-register the model from its notebook, or download it again; never edit a registered model's files"
+
+
+def _read_manifest(model_dir: Path, expected_digest: str | None) -> dict:
+    target = model_dir / MANIFEST
+    if not target.is_file():
+        raise IntegrityError(f"{model_dir} has no {MANIFEST}: it was not registered by nbprod or is incomplete", _FIX)
+    raw = target.read_bytes()
+    if expected_digest and hashlib.sha256(raw).hexdigest() != expected_digest:
+        raise IntegrityError(f"the manifest of {model_dir} differs from the one recorded at registration", _FIX)
+    try:
+        manifest = json.loads(raw)
+        if not isinstance(manifest["files"], dict):
+            raise TypeError("'files' is not a mapping")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise IntegrityError(f"the manifest of {model_dir} is unreadable: {exc}", _FIX) from None
+    return manifest
+
+
+def verify_file(model_dir: str | Path, rel: str, *, expected_digest: str | None = None) -> bytes:
+    """The bytes of one file of the model directory, checked against the manifest (and the manifest
+    against ``expected_digest``); raise :class:`IntegrityError` when it is not what was registered."""
+    model_dir = Path(model_dir)
+    entry = _read_manifest(model_dir, expected_digest)["files"].get(rel)
+    if not isinstance(entry, dict):
+        raise IntegrityError(f"{rel} of {model_dir} is not in its sha256 manifest", _FIX)
+    data = (model_dir / rel).read_bytes()
+    if len(data) != entry.get("size") or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise IntegrityError(f"model artefact {model_dir} does not match its sha256 manifest (changed: {rel})", _FIX)
+    return data
+
+
 def verify_manifest(model_dir: str | Path, *, expected_digest: str | None = None) -> dict:
     """Check every file against the manifest; return the manifest or raise :class:`IntegrityError`."""
     model_dir = Path(model_dir)
-    target = model_dir / MANIFEST
-    fix = "re-register the model from its notebook, or download it again; never edit a registered model's files"
-    if not target.is_file():
-        raise IntegrityError(f"{model_dir} has no {MANIFEST}: it was not registered by nbprod or is incomplete", fix)
-    raw = target.read_bytes()
-    if expected_digest and hashlib.sha256(raw).hexdigest() != expected_digest:
-        raise IntegrityError(f"the manifest of {model_dir} differs from the one recorded at registration", fix)
-    try:
-        manifest = json.loads(raw)
-        listed: dict = manifest["files"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise IntegrityError(f"the manifest of {model_dir} is unreadable: {exc}", fix) from None
+    fix = _FIX
+    manifest = _read_manifest(model_dir, expected_digest)
+    listed: dict = manifest["files"]
     present = set(_files(model_dir))
     missing = sorted(set(listed) - present)
     extra = sorted(present - set(listed))

@@ -122,6 +122,10 @@ def load_model(uri_or_local_path: str | os.PathLike, *, verify: bool = True) -> 
 
     name = version = uri = None
     expected = None
+    if not isinstance(uri_or_local_path, (str, os.PathLike)):
+        raise ModelNotFoundError(f"load_model needs a model URI or a model directory, got {type(uri_or_local_path).__name__} "
+                                 f"{uri_or_local_path!r}",
+                                 "pass a model URI as text, e.g. 'credit-risk@champion' or 'credit-risk/3', or a directory path")
     candidate = Path(os.fspath(uri_or_local_path)).expanduser()
     if candidate.is_dir():
         path = candidate

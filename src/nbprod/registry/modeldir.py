@@ -146,6 +146,19 @@ def _notebook_snapshot(notebook_path: str | None, dst: Path) -> tuple[bool, str 
 
 def _load_model_file(path: Path) -> Any:
     """A model from a .skops (safe types only) or pickle file, for the CLI form of register."""
+    try:
+        return _read_model_file(path)
+    except RegistrationError:
+        raise
+    except Exception as exc:  # a truncated, corrupt or foreign file: pickle/skops raise anything
+        text = str(exc)
+        raise RegistrationError(
+            f"cannot read model file {path} ({type(exc).__name__}: {text[:200]}): not a valid {path.suffix} model file",
+            "save the fitted model again (skops.io.dump, joblib.dump or cloudpickle.dump) and register that file, "
+            "or register the model object from Python") from exc
+
+
+def _read_model_file(path: Path) -> Any:
     if path.suffix == ".skops":
         import skops.io as sio
 
@@ -180,6 +193,31 @@ def _outputs_baseline(model: Any, source_dir: Path | None, dst: Path, X, y):
     return outputs_profile(predict, X, y)
 
 
+def _used_columns(model: Any, X):
+    """X restricted to the columns the model was fitted on (``feature_names_in_``), in that order.
+
+    A column the model never reads — typically the label left in the frame when no ``y`` was
+    given — must not become a required serving input in the signature, nor a feature in the
+    training profile. Such columns are dropped with a warning that names them; a column the
+    model needs but X lacks is left for the prediction check to report.
+    """
+    import warnings
+
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        return X
+    names = [str(n) for n in names]
+    if not set(names) <= set(map(str, X.columns)):
+        return X
+    unused = [str(c) for c in X.columns if str(c) not in set(names)]
+    if not unused:
+        return X
+    warnings.warn(f"X has column(s) the model does not use: {unused}; registering with the {len(names)} columns "
+                  f"it was fitted on. If one of them is the label, pass it as y (--data X y) so it is recorded "
+                  "as the label.", UserWarning, stacklevel=3)
+    return X[names]
+
+
 def build_model_dir(model: Any, X, dst: str | Path, *, y=None, metrics=None, params=None, name: str = "") -> BuiltModel:
     """Write the complete model directory under ``dst``; the manifest is written last."""
     import mlflow
@@ -199,6 +237,10 @@ def build_model_dir(model: Any, X, dst: str | Path, *, y=None, metrics=None, par
             model = _load_model_file(p)
         else:
             raise RegistrationError(f"no model at {model}", "pass a fitted model, a model file or an MLflow model directory")
+
+    if source_dir is None and not isinstance(model, mlflow.pyfunc.PythonModel) and isinstance(X, pd.DataFrame):
+        X = _used_columns(model, X)
+        example = X.head(_EXAMPLE_ROWS)
 
     trusted: list[str] = []
     if source_dir is not None:

@@ -10,6 +10,7 @@ without its profile and manifest, and none without its audit row.
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import tempfile
 import time
@@ -46,6 +47,9 @@ def _check_metrics(metrics: dict | None) -> dict[str, float]:
             out[str(key)] = float(value)
         except (TypeError, ValueError):
             raise RegistrationError(f"metric {key}={value!r} is not a number", "pass metrics as numbers, e.g. auc=0.91") from None
+        if not math.isfinite(out[str(key)]):
+            raise RegistrationError(f"metric {key}={value!r} is not a finite number",
+                                    "pass finite metric values, e.g. auc=0.91, and leave out metrics that could not be computed")
     return out
 
 
@@ -172,7 +176,7 @@ def _rollback(c, name: str, version: str | None, created_model: bool, run_id: st
         # Deleting a version also drops any alias still pointing at it (a new alias set by this call).
         steps.append(lambda: c.delete_model_version(name, version))
     if created_model:
-        steps.append(lambda: c.delete_registered_model(name))
+        steps.append(lambda: _delete_if_unused(c, name, version))
     if run_id is not None:
         steps.append(lambda: _remove_run_artifacts(c, run_id))
         steps.append(lambda: c.delete_run(run_id))
@@ -181,6 +185,13 @@ def _rollback(c, name: str, version: str | None, created_model: bool, run_id: st
             step()
         except Exception:
             pass
+
+
+def _delete_if_unused(c, name: str, own_version: str | None) -> None:
+    """Delete the registered model this call created, unless another process has added a version."""
+    others = [v for v in c.search_model_versions(f"name='{name}'") if str(v.version) != own_version]
+    if not others:
+        c.delete_registered_model(name)
 
 
 def _alias_target(c, name: str, alias: str) -> str | None:

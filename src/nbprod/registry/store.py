@@ -9,9 +9,11 @@ A remote server is probed once with a short timeout, so a wrong URI fails in sec
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -68,6 +70,34 @@ def _prepare_local(uri: str) -> None:
         Path(parsed.path or uri).mkdir(parents=True, exist_ok=True)
 
 
+def _sqlite_path(uri: str) -> Path | None:
+    if urlparse(uri).scheme != "sqlite":
+        return None
+    path = uri[len("sqlite:///"):]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def _migration_lock(uris: set[str]) -> Iterator[None]:
+    """Serialise, across processes, the creation of clients on the same SQLite stores.
+
+    Creating a client on a fresh SQLite store runs MLflow's alembic migrations; two processes
+    doing that at once on one file fail with a raw alembic ``CommandError``. An ``flock`` on a
+    file next to the database makes the second process wait and then find the schema current.
+    """
+    paths = sorted({p for uri in uris if (p := _sqlite_path(uri)) is not None})
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; the race stays possible there
+        paths = []
+    with contextlib.ExitStack() as stack:
+        for path in paths:
+            fh = stack.enter_context(open(path.with_name(path.name + ".nbprod-lock"), "a"))
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+            stack.callback(fcntl.flock, fh.fileno(), fcntl.LOCK_UN)
+        yield
+
+
 def client():
     """An ``MlflowClient`` for the current settings (cached per tracking/registry URI)."""
     from ..config import settings
@@ -90,7 +120,10 @@ def client():
 
             for uri in {tracking, registry}:
                 _prepare_local(uri)
-            cached = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+            with _migration_lock({tracking, registry}):
+                cached = MlflowClient(tracking_uri=tracking, registry_uri=registry)
+                if _sqlite_path(registry) is not None:
+                    cached._get_registry_client()  # runs the registry store's migrations under the lock too
             _clients[key] = cached
     return cached
 
@@ -98,25 +131,26 @@ def client():
 def experiment_id(mlflow_client=None) -> str:
     """The id of the "nbprod" experiment, created on first use (artefacts under NBPROD_HOME locally)."""
     from ..config import settings
+    from .versions import _mlflow_call
 
     c = mlflow_client or client()
     key = (settings.tracking_uri, settings.home)
     cached = _experiments.get(key)
     if cached is not None:
         return cached
-    exp = c.get_experiment_by_name(EXPERIMENT)
+    exp = _mlflow_call(c.get_experiment_by_name, EXPERIMENT)
     if exp is None:
         location = None if is_remote(settings.tracking_uri) else settings.artifact_root
         try:
             exp_id = c.create_experiment(EXPERIMENT, artifact_location=location)
         except Exception:  # created concurrently by another process
-            exp = c.get_experiment_by_name(EXPERIMENT)
+            exp = _mlflow_call(c.get_experiment_by_name, EXPERIMENT)
             if exp is None:
                 raise
             exp_id = exp.experiment_id
     else:
         if exp.lifecycle_stage == "deleted":
-            c.restore_experiment(exp.experiment_id)
+            _mlflow_call(c.restore_experiment, exp.experiment_id)
         exp_id = exp.experiment_id
     _experiments[key] = exp_id
     return exp_id

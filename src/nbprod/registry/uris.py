@@ -13,15 +13,15 @@ from ..errors import ModelNotFoundError, RegistrationError
 
 __all__ = ["parse_model_uri", "check_name", "check_alias", "format_uri", "NAME_RULE"]
 
-NAME_RULE = "letters, digits, '.', '_' and '-' (at most 128 characters)"
-_NAME = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+NAME_RULE = "letters, digits, '.', '_' and '-', not starting with '.' (at most 128 characters)"
+_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")  # a leading '.': hidden/parent paths
 _ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
 _URI = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?/?$")
 
 
 def check_name(name: str, what: str = "model name") -> str:
     """Return ``name`` if it is legal, else raise :class:`RegistrationError` saying what is allowed."""
-    if not isinstance(name, str) or not _NAME.match(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NAME.match(name):
         raise RegistrationError(f"illegal {what} {name!r}", f"use only {NAME_RULE}, e.g. 'credit-risk'")
     return name
 

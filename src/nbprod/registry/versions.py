@@ -37,13 +37,20 @@ def _mlflow_call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except MlflowException as exc:
         text = str(exc)
+        if "API request" in text and ("404" in text or "405" in text):
+            from ..config import settings
+
+            raise TrackingServerError(f"{settings.tracking_uri} does not answer like an MLflow tracking server: "
+                                      f"{text.splitlines()[0][:200]}",
+                                      "point MLFLOW_TRACKING_URI at an MLflow tracking server "
+                                      "(`mlflow server --host 127.0.0.1 --port 5000`), or unset it to use the local store") from None
         if "API request" in text or "Max retries" in text or "Connection" in text:
             raise TrackingServerError(f"the MLflow tracking server failed: {text.splitlines()[0]}",
                                       "check that the tracking server is up (MLFLOW_TRACKING_URI)") from None
         raise
 
 
-@dataclass
+@dataclass(repr=False)
 class ModelVersion:
     """One registered version. ``profile`` is loaded on first access."""
 
@@ -136,6 +143,9 @@ class ModelVersion:
         lines = [f"{self.name} v{self.version}"] + [f"  {k.ljust(width)}  {v}" for k, v in self._facts()]
         return "\n".join(lines)
 
+    def __repr__(self) -> str:  # terminal IPython and logs: the card, not the dataclass fields
+        return str(self)
+
 
 def _int(value) -> int | None:
     try:
@@ -210,7 +220,7 @@ def _audit(action: str, model_uri: str, details: dict) -> None:
     audit.record(action, model_uri=model_uri, details=details)
 
 
-@dataclass
+@dataclass(repr=False)
 class AliasChange:
     """What an alias command did: set, moved (from → to) or deleted."""
 
@@ -230,6 +240,8 @@ class AliasChange:
         if self.action == "move":
             return f"moved {self.name}@{self.alias}: v{self.previous} → v{self.version}"
         return f"set {self.name}@{self.alias} → v{self.version}"
+
+    __repr__ = __str__
 
     def _repr_html_(self) -> str:
         return f"<p><code>{_html.esc(str(self))}</code></p>"
@@ -277,7 +289,7 @@ def delete_alias(name: str, alias: str) -> AliasChange:
     return change
 
 
-@dataclass
+@dataclass(repr=False)
 class ModelTable:
     """Registered models and their versions, newest first within each model."""
 
@@ -313,6 +325,9 @@ class ModelTable:
         if not self.versions:
             return "no registered models (register one with `nbprod register`)"
         return _html.text_table(self.HEADERS, self._rows())
+
+    def __repr__(self) -> str:  # terminal IPython and logs: the table, not the dataclass fields
+        return str(self)
 
     def _repr_html_(self) -> str:
         if not self.versions:
@@ -381,8 +396,17 @@ def download(uri: str, dst_dir: str | Path) -> Path:
     version = get_version(uri)
     dst = Path(dst_dir)
     dst.mkdir(parents=True, exist_ok=True)
-    local = _mlflow_call(mlflow.artifacts.download_artifacts, artifact_uri=version.source, dst_path=str(dst),
-                         tracking_uri=settings.tracking_uri)
+    from mlflow.exceptions import MlflowException
+
+    try:
+        local = _mlflow_call(mlflow.artifacts.download_artifacts, artifact_uri=version.source, dst_path=str(dst),
+                             tracking_uri=settings.tracking_uri)
+    except MlflowException as exc:
+        from ..errors import IntegrityError
+
+        raise IntegrityError(f"cannot download the artefacts of {version.uri} from {version.source}: "
+                             f"{str(exc).splitlines()[0][:300]}",
+                             "restore the artefact store, or re-register the model from its notebook") from None
     return Path(local)
 
 
@@ -390,9 +414,14 @@ def load_profile(uri: str):
     """The training profile registered with the version ``uri`` names."""
     from ..data.profile import Profile
 
+    from .integrity import verify_file
+
     version = get_version(uri)
-    path = local_model_dir(version) / "nbprod" / "profile.json"
+    model_dir = local_model_dir(version)
+    path = model_dir / "nbprod" / "profile.json"
     if not path.is_file():
         raise RegistryError(f"{version.uri} has no training profile (nbprod/profile.json)",
                             "register the model with nbprod.register, which stores the profile")
-    return Profile.from_json(path.read_text(encoding="utf-8"))
+    # The profile drives validation and drift: it must be exactly what was registered.
+    raw = verify_file(model_dir, "nbprod/profile.json", expected_digest=version.tags.get(TAG + "manifest_sha256"))
+    return Profile.from_json(raw.decode("utf-8"))
