@@ -97,8 +97,10 @@ def columns_of(frame) -> dict:
 
 def traffic(deployment: str, *, start: float, hours: int, per_hour: int = 120, batch: int = 10, shift=None,
             shift_from: int | None = None, version: str = "1", versions: dict | None = None, latency_ms=None,
-            errors_per_hour: int = 0, seed: int = 1, label_share: float = 1.0, send_labels: bool = True) -> dict:
-    """Write ``hours`` of credit traffic to the log through the writer's API; label it; return ids/labels."""
+            errors_per_hour: int = 0, seed: int = 1, label_share: float = 1.0, send_labels: bool = True,
+            drop_inputs: tuple = ()) -> dict:
+    """Write ``hours`` of credit traffic to the log through the writer's API; label it; return ids/labels.
+    ``drop_inputs``: input columns the logged requests lack (the model still sees them)."""
     from nbprod.datasets import credit
     from nbprod.monitoring.feedback import feedback
     from nbprod.monitoring.predlog import log_rows
@@ -117,7 +119,8 @@ def traffic(deployment: str, *, start: float, hours: int, per_hour: int = 120, b
             ood = [["country: unseen category 'PL'"] if c == "PL" else [] for c in X.country.iloc[sl]]
             records.append(("prediction", start + h * 3600 + i * 3600 / per_hour,
                             {"request_id": rid, "version": v, "role": "stable", "n": len(X.iloc[sl]),
-                             "inputs": columns_of(X.iloc[sl]), "predictions": proba[sl], "ood": ood,
+                             "inputs": columns_of(X.iloc[sl].drop(columns=list(drop_inputs))),
+                             "predictions": proba[sl], "ood": ood,
                              "latency_ms": float(lat)}))
             n_label = int(round(len(X.iloc[sl]) * label_share))
             ids += [f"{rid}-{j}" for j in range(n_label)]

@@ -16,14 +16,17 @@ from nbprod.monitoring.monitor import monitor
 
 
 @contextlib.contextmanager
-def receiver(status: int = 200):
-    """A real HTTP server on 127.0.0.1 recording the JSON posted to it; always shut down."""
+def receiver(status: int = 200, hold: threading.Event | None = None):
+    """A real HTTP server on 127.0.0.1 recording the JSON posted to it; always shut down.
+    ``hold``: each request is recorded, then answered only once the event is set (bounded)."""
     received: list[dict] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802
             body = self.rfile.read(int(self.headers.get("content-length", 0)))
             received.append(json.loads(body))
+            if hold is not None:
+                hold.wait(10)
             self.send_response(status)
             self.end_headers()
             self.wfile.write(b"ok")
@@ -143,6 +146,29 @@ def test_a_failed_post_is_retried_at_the_next_check(nbprod_home):
     with receiver() as (url, received):
         second = check(monitor("credit", since=start), ["p95_ms > 100"], webhook=url)
         assert second.firing[0].notification == "sent" and len(received) == 1
+
+
+def test_concurrent_checks_post_a_firing_once(db_url):
+    """cron's `nbprod monitor --check` beside the server's loop: while one check's post is in flight,
+    a second check of the same incident posts nothing (the firing is claimed under the lock)."""
+    start = hour_start(2)
+    traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
+    reports = [monitor("credit", since=start), monitor("credit", since=start)]
+    hold, first = threading.Event(), []
+    with receiver(hold=hold) as (url, received):
+        thread = threading.Thread(target=lambda: first.append(check(reports[0], ["p95_ms > 100"], webhook=url)))
+        thread.start()
+        try:
+            for _ in range(500):  # bounded: until the first post reaches the receiver
+                if received:
+                    break
+                threading.Event().wait(0.02)
+            second = check(reports[1], ["p95_ms > 100"], webhook=url)
+        finally:
+            hold.set()
+            thread.join(10)
+    assert first[0].firing[0].notification == "sent"
+    assert second.firing[0].notification.startswith("suppressed") and len(received) == 1
 
 
 def test_cli_check_exits_1_while_firing(nbprod_home, capsys, monkeypatch):

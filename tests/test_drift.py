@@ -318,3 +318,108 @@ def test_same_decisions_as_evidently(evidently_decisions, shift):
     for column, (value, drifted) in evidently.items():
         assert report[column].drifted == drifted, (shift, column)
         assert report[column].score == pytest.approx(value, abs=1e-9), (shift, column)
+
+
+# -- audit fixes (issue 5) --------------------------------------------------------------------------
+def test_non_string_column_labels():
+    ref = pd.DataFrame({0: np.arange(600.0), 1: ["a", "b"] * 300})
+    report = drift(ref, pd.DataFrame({0: np.arange(600.0) + 300, 1: ["a", "b"] * 300}))
+    assert [c.column for c in report.columns] == ["0", "1"]
+    assert report["0"].drifted and not report["1"].drifted
+    assert drift(ref, pd.DataFrame({"0": np.arange(600.0), "1": ["a", "b"] * 300})).drifted_columns == []
+
+
+def test_thresholds_must_be_usable_numbers():
+    ref, cur = pd.DataFrame({"x": np.arange(600.0)}), pd.DataFrame({"x": np.arange(600.0) + 300})
+    for bad, says in [(float("nan"), "finite"), (float("inf"), "finite"), (-1, "≥ 0"), ("high", "not a number"),
+                      ({"x": float("nan")}, "finite")]:
+        with pytest.raises(DriftError, match=says):
+            drift(ref, cur, thresholds=bad)
+    with pytest.raises(DriftError, match=r"p-value threshold .* \(0, 1\]"):
+        drift(ref, cur, tests="ks", thresholds=1.5)
+    with pytest.raises(DriftError, match=r"\(0, 1\]"):
+        drift(ref, cur, tests="ks", thresholds=0)
+    assert drift(ref, cur, tests="wasserstein", thresholds=1.5)["x"].threshold == 1.5  # distances may exceed 1
+    assert drift(ref, cur, tests="ks", thresholds=1)["x"].drifted
+
+
+def test_reports_never_name_the_values_of_near_unique_or_rare_categories(tmp_path):
+    n = 2000
+    ref = pd.DataFrame({"email": [f"user{i}@example.com" for i in range(n)],
+                        "plan": ["free"] * (n - 3) + ["vip-ceo-only"] * 3})
+    cur = pd.DataFrame({"email": [f"new{i}@example.org" for i in range(n)], "plan": ["free", "pro"] * (n // 2)})
+    report = drift(ref, cur)
+    html = report.to_html(tmp_path / "r.html").read_text() + report._repr_html_() + report.to_json()
+    assert "@example" not in html and "vip-ceo-only" not in html
+    plan = report["plan"].distribution
+    assert "free" in plan["labels"] and "pro" in plan["labels"]  # frequent categories are still named
+    assert sum(plan["reference"]) == pytest.approx(1.0) and sum(report["email"].distribution["current"]) == pytest.approx(1.0)
+    assert report["email"].distribution["labels"] == ["(rare values)"]
+
+
+def test_counts_tests_on_a_continuous_column_are_refused():
+    ref, cur = pd.DataFrame({"x": np.random.default_rng(0).normal(size=600)}), pd.DataFrame({"x": np.arange(600.0)})
+    for test in ("chisquare", "z"):
+        with pytest.raises(DriftError, match=f"'{test}' compares value counts.*continuous") as err:
+            drift(ref, cur, tests={"x": test})
+        assert "ks" in err.value.fix
+    few = pd.DataFrame({"x": np.tile(np.arange(5.0), 120)})  # few values: counts exist, chi-square runs
+    assert drift(few, few, tests="chisquare")["x"].status == "ok"
+
+
+def test_a_boolean_column_with_missing_values_keeps_its_kind():
+    ref = pd.DataFrame({"b": [True, False] * 300})
+    cur = pd.DataFrame({"b": pd.Series([True, None, False] * 50, dtype=object)})
+    row = drift(ref, cur)["b"]
+    assert row.status == "ok" and row.nulls_current == 50 and not row.drifted
+    assert drift(pd.DataFrame({"b": pd.Series([True, None] * 300, dtype=object)}), ref)["b"].status == "ok"
+    with pytest.raises(DriftError, match="type changed"):  # strings are still a change of kind
+        drift(ref, pd.DataFrame({"b": pd.Series(["yes", None] * 150, dtype=object)}))
+
+
+def test_infinite_values_are_counted_apart_from_nulls():
+    ref = pd.DataFrame({"x": np.arange(600.0), "y": np.arange(600.0)})
+    cur = pd.DataFrame({"x": np.r_[np.arange(590.0), [np.inf] * 5, [np.nan] * 5], "y": np.full(600, np.inf)})
+    report = drift(ref, cur)
+    assert (report["x"].nulls_current, report["x"].infinite_current, report["x"].status) == (5, 5, "ok")
+    y = report["y"]
+    assert y.status == "not enough data" and y.score is None and y.reason == "all values are infinite in the current data"
+    assert (y.nulls_current, y.infinite_current) == (0, 600)
+    mixed = drift(ref, pd.DataFrame({"x": np.arange(600.0), "y": np.r_[[np.inf] * 300, [np.nan] * 300]}))["y"]
+    assert "no finite values" in mixed.reason and "300 infinite" in mixed.reason
+    json.dumps(report.to_dict())
+
+
+def test_too_few_rows_are_not_enough_data_not_drift():
+    ref = pd.DataFrame({"x": np.arange(600.0), "c": ["a", "b"] * 300})
+    report = drift(ref, pd.DataFrame({"x": [10_000.0], "c": ["z"]}))
+    assert report.drifted_columns == [] and not report.dataset_drift and report.not_enough_data == ["x", "c"]
+    assert "fewer than min_rows=30" in report["x"].reason
+    assert drift(ref, pd.DataFrame({"x": [10_000.0] * 5, "c": ["z"] * 5}), min_rows=5).drifted_columns == ["x", "c"]
+    with pytest.raises(DriftError, match="min_rows"):
+        drift(ref, ref, min_rows=0)
+
+
+def test_a_missing_reference_file_is_named(tmp_path):
+    cur = pd.DataFrame({"x": np.arange(600.0)})
+    for name in ("nope.parquet", "nope.csv", "nope.json"):
+        with pytest.raises(DriftError, match=f"reference file .*{name} does not exist"):
+            drift(str(tmp_path / name), cur)
+
+
+def test_cli_fail_on_drift_exit_codes(tmp_path, monkeypatch, nbprod_home, capsys):
+    from nbprod import commands
+    from nbprod.cli import main
+
+    if "drift" not in commands.MODULES:
+        monkeypatch.setattr(commands, "MODULES", [*commands.MODULES, "drift"])
+    ref, cur = _frame(2000, 0), _frame(2000, 1, "income")
+    ref.to_parquet(tmp_path / "ref.parquet")
+    cur.to_parquet(tmp_path / "cur.parquet")
+    _frame(2000, 2).to_parquet(tmp_path / "same.parquet")
+    base = ["drift", str(tmp_path / "ref.parquet")]
+    assert main([*base, str(tmp_path / "cur.parquet"), "--fail-on-drift", "--drift-share", "0.1"]) == 1
+    assert "DATASET DRIFT" in capsys.readouterr().out
+    assert main([*base, str(tmp_path / "same.parquet"), "--fail-on-drift", "--drift-share", "0.1"]) == 0
+    assert main([*base, str(tmp_path / "cur.parquet"), "--drift-share", "0.1"]) == 0  # no gate: drift is reported
+    assert main([*base, str(tmp_path / "missing.parquet"), "--fail-on-drift"]) == 2

@@ -209,3 +209,43 @@ def test_cli_monitor_and_feedback(nbprod_home, tmp_path, capsys, with_monitoring
     assert main(["monitor", "credit", "--since", "3h", "--min-rows", "10"]) == 0
     printed = capsys.readouterr().out
     assert "credit:" in printed and "window (UTC)" in printed
+
+
+def test_reference_columns_missing_from_the_logged_inputs_are_reported(db_url, training_profile):
+    start = hour_start(2)
+    traffic("credit", start=start, hours=1, per_hour=200, batch=20, drop_inputs=("income",), send_labels=False)
+    report = monitor("credit", window="1h", since=start, reference=training_profile)
+    rep = report.last_drift
+    row = rep["income"]
+    assert row.status == "not tested" and row.reason.startswith("not in the logged inputs") and row.score is None
+    assert row.kind == "numeric" and "income" in rep.not_enough_data and "income" not in rep.drifted_columns
+    assert any("income" in n and "not in the logged inputs" in n for n in report.notes)
+    assert "income" in str(report) and report.latest("drift_share")[1] == "ok"
+    assert set(report.drift_frame().column) >= {"income", "age"}
+    json.dumps(report.to_dict(), allow_nan=False)
+
+
+def test_a_logged_boolean_input_with_nulls_is_still_tested(nbprod_home):
+    import numpy as np
+    import pandas as pd
+
+    from nbprod.monitoring.predlog import log_rows
+
+    start = hour_start(2)
+    flags = [True, None, False] * 20  # JSON true / null / false: an object column once read back
+    log_rows("credit", [("prediction", start + i, {"request_id": f"r{i}", "version": "1", "n": 1,
+                                                   "inputs": {"b": [flags[i]], "x": np.array([float(i)])},
+                                                   "predictions": np.array([0.0]), "latency_ms": 2.0})
+                        for i in range(60)])
+    reference = pd.DataFrame({"b": [True, False] * 300, "x": np.arange(600.0) % 60})
+    report = monitor("credit", window="1h", since=start, reference=reference)
+    assert report.latest("drift_share")[1] == "ok"
+    row = report.last_drift["b"]
+    assert row.status == "ok" and row.nulls_current == 20 and not row.drifted
+
+
+def test_monitor_passes_min_rows_to_the_drift_engine(nbprod_home, training_profile):
+    start = hour_start(2)
+    traffic("credit", start=start, hours=1, per_hour=20, batch=5, send_labels=False)
+    report = monitor("credit", window="1h", since=start, reference=training_profile, min_rows=10)
+    assert report.latest("drift_share")[1] == "ok" and report.last_drift.tested

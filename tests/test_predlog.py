@@ -132,3 +132,44 @@ def test_feedback_refuses_bad_input_without_writing(nbprod_home):
         feedback(["r1-0", "r1-0"], [1, 0])
     with ensure_tables().connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(feedback_table)).scalar() == 0
+
+
+def test_retention_limits_are_settings_of_the_server_and_take_the_feedback_along(db_url, monkeypatch, tmp_path):
+    from nbprod.errors import ConfigError
+    from nbprod.monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, attach
+    from nbprod.serving.app import create_app
+    from nbprod.serving.spec import StaticSource
+
+    source = StaticSource.model(str(tmp_path / "credit"))  # loaded lazily: attach only needs the app
+    monkeypatch.setenv(MAX_AGE_ENV, "2d")
+    monkeypatch.setenv(MAX_ROWS_ENV, "3")
+    log = attach(create_app(source, auth=False), source)
+    assert (log.deployment, log.max_age_s, log.max_rows) == ("credit", 2 * 86400.0, 3)
+    monkeypatch.setenv(MAX_AGE_ENV, "3600")
+    log = attach(create_app(source, auth=False), source)
+    assert (log.max_age_s, log.max_rows) == (3600.0, 3)
+    for env, bad in [(MAX_AGE_ENV, "forever"), (MAX_AGE_ENV, "-1d"), (MAX_ROWS_ENV, "0"), (MAX_ROWS_ENV, "1.5")]:
+        monkeypatch.setenv(env, bad)
+        with pytest.raises(ConfigError, match=env):
+            attach(create_app(source, auth=False), source)
+        monkeypatch.setenv(env, "3600" if env == MAX_AGE_ENV else "3")
+    # pruning by row count (and by age) deletes the feedback of the deleted predictions: no orphans
+    now = time.time()
+    log_rows("credit", [("prediction", now - 60 + i, _record(f"r{i}", n=2)) for i in range(3)])
+    log_rows("credit", [("prediction", now - 7200, _record("old", n=1))])
+    feedback(["r0-0", "r0-1", "r1-0", "r2-1", "old-0"], [1, 0, 1, 0, 1])
+    assert log.prune(now) == 1 + 3
+    kept = [r.prediction_id for r in _rows("credit")]
+    assert kept == ["r1-1", "r2-0", "r2-1"]
+    with ensure_tables().connect() as conn:
+        labelled = sorted(r[0] for r in conn.execute(sa.select(feedback_table.c.prediction_id)))
+    assert labelled == ["r2-1"]
+
+
+def test_feedback_bool_and_int_labels_are_one_label(db_url):
+    log_rows("credit", [("prediction", time.time(), _record("r1"))])
+    assert feedback(["r1-0", "r1-1"], [True, False]).stored == ["r1-0", "r1-1"]
+    again = feedback(["r1-0", "r1-1", "r1-2"], [1, 0.0, np.True_])  # a retry from a CSV / numpy column
+    assert again.unchanged == ["r1-0", "r1-1"] and again.updated == [] and again.stored == ["r1-2"]
+    changed = feedback(["r1-0"], [False])
+    assert changed.updated == [{"prediction_id": "r1-0", "old": 1, "new": 0}]

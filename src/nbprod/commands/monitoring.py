@@ -30,7 +30,7 @@ def _monitor_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run_monitor(args: argparse.Namespace, ctx: Context):
-    from ..monitoring.alerts import check, parse_rules
+    from ..monitoring.alerts import check_deployment, parse_rules
 
     rules = parse_rules(args.rule, path=args.rules) if (args.rule or args.rules) else []
     if args.check and not rules:
@@ -48,12 +48,12 @@ def _run_monitor(args: argparse.Namespace, ctx: Context):
 
         return panel(args.deployment, rules=[r.text for r in rules], interval=args.interval or None,
                      until=args.until, **options)
+    if args.check:  # the same path as the server's background alert loop (nbprod.monitoring.loop)
+        return check_deployment(args.deployment, rules, webhook=args.webhook or os.environ.get(WEBHOOK_ENV) or None,
+                                until=args.until, **options)
     from ..monitoring.monitor import monitor
 
-    report = monitor(args.deployment, until=args.until, **options)
-    if args.check:
-        check(report, rules, webhook=args.webhook or os.environ.get(WEBHOOK_ENV) or None)
-    return report
+    return monitor(args.deployment, until=args.until, **options)
 
 
 def _feedback_arguments(p: argparse.ArgumentParser) -> None:

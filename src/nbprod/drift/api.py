@@ -20,9 +20,14 @@ from .report import ColumnDrift, DriftReport
 __all__ = ["drift"]
 
 
+#: Usable (non-null, finite) values a column needs on each side before it is tested.
+MIN_ROWS = 30
+
+
 def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
           tests: str | Mapping[str, str] | None = None, thresholds: float | Mapping[str, float] | None = None,
-          drift_share: float = 0.5, prediction: str | None = None, target: str | None = None) -> DriftReport:
+          drift_share: float = 0.5, prediction: str | None = None, target: str | None = None,
+          min_rows: int = MIN_ROWS) -> DriftReport:
     """Drift of ``current`` against ``reference``, per column and for the dataset.
 
     ``tests``: one test name for every column, or ``{column: test}`` (``ks``, ``chisquare``, ``z``,
@@ -30,11 +35,16 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
     ``thresholds``: one value or ``{column: value}``; default 0.05 for p-values, 0.1 for distances.
     ``prediction`` / ``target`` name the model-output and label columns: they are tested with the
     same machinery and reported as prediction drift and label drift, outside the dataset share.
+    ``min_rows``: a column with fewer usable (non-null, finite) values than this on either side
+    is reported as "not enough data" instead of tested (default 30: a test on a handful of rows
+    flags noise as drift).
     """
     from ..data._columns import check_frame
 
     if not 0 < drift_share <= 1:
         raise DriftError(f"drift_share must be in (0, 1], got {drift_share}", "use e.g. drift_share=0.5")
+    if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
+        raise DriftError(f"min_rows must be a whole number ≥ 1, got {min_rows!r}", f"use e.g. min_rows={MIN_ROWS}")
     ref = _Reference.resolve(reference)
     current = check_frame(current, "the current data")
     if len(current) == 0:
@@ -43,12 +53,16 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
     names = _choose_columns(ref.names, list(map(str, current.columns)), columns, prediction, target)
     test_for = _per_column(tests, names, "tests")
     threshold_for = _per_column(thresholds, names, "thresholds")
-    _check_types(ref, current, names)
+    for name, value in threshold_for.items():
+        _threshold(value, name)
+    label_of = {str(c): c for c in current.columns}  # names are text; the frame may use other labels
+    _check_types(ref, current, label_of, names)
 
     rows = []
     for name in names:
         role = "prediction" if name == prediction else "target" if name == target else "feature"
-        rows.append(_column(name, role, ref, current[name], test_for.get(name), threshold_for.get(name)))
+        rows.append(_column(name, role, ref, current[label_of[name]], test_for.get(name), threshold_for.get(name),
+                            min_rows))
     extra = [c for c in map(str, current.columns) if c not in ref.names]
     return DriftReport(rows, drift_share=drift_share, reference=ref.label, n_reference=ref.n_rows,
                        n_current=len(current), extra_columns=extra)
@@ -64,6 +78,7 @@ class _Reference:
         self._sample = None
         if frame is not None:
             self.names = list(map(str, frame.columns))
+            self._labels = dict(zip(self.names, frame.columns))
             self.n_rows = len(frame)
         else:
             self.names = list(profile.columns)
@@ -111,23 +126,30 @@ class _Reference:
             from ..commands import read_frame
 
             return cls(frame=read_frame(text), label=f"frame {path.name}")
+        if path.suffix.lower() in DATA_SUFFIXES:
+            raise DriftError(f"the reference file {text} does not exist",
+                             "check the path (relative paths start at the working directory), or pass a model URI "
+                             "like 'credit@champion'")
         from ..registry import load_profile
 
         return cls(profile=load_profile(text), label=f"model {text}")
 
     # -- per column ----------------------------------------------------------------------------
-    def kind(self, name: str) -> str:
-        from ..data._columns import kind_of
+    def column(self, name: str):
+        """The reference frame's column called ``name`` (whatever its label's type)."""
+        return self.frame[self._labels[name]]
 
+    def kind(self, name: str) -> str:
         if self.frame is not None:
-            return kind_of(self.frame[name].dtype)
+            return series_kind(self.column(name))
         return getattr(self.profile.columns[name], "kind", "categorical")
 
     def side(self, name: str):
         from . import sides
 
         if self.frame is not None:
-            return sides.from_series(self.frame[name])
+            series = self.column(name)
+            return sides.from_series(series, reference_kind=_object_kind(series))
         col = self.profile.columns[name]
         if self.sample_rows and self.sample_rows >= self.n_rows:
             # the sample holds every reference row: use it as the reference itself (exact)
@@ -190,14 +212,34 @@ def _per_column(value, names: list[str], what: str) -> dict:
     return {n: value for n in names}
 
 
-def _check_types(ref: _Reference, current, names: list[str]) -> None:
-    """A column whose kind changed (numbers became strings…) cannot be compared: say which."""
+def _object_kind(series) -> str | None:
+    """The kind of an ``object`` column's non-null values (JSON with nulls: ``[True, None]`` is
+    boolean, ``[1, None, 2.5]`` numeric); None for any other dtype. One C-level pass."""
+    if series.dtype != object:
+        return None
+    import pandas as pd
+
+    inferred = pd.api.types.infer_dtype(series, skipna=True)
+    if inferred == "boolean":
+        return "boolean"
+    if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+        return "numeric"
+    return "categorical"
+
+
+def series_kind(series) -> str:
+    """:func:`nbprod.data._columns.kind_of` of the dtype, an object column read by its values."""
     from ..data._columns import kind_of
 
+    return _object_kind(series) or kind_of(series.dtype)
+
+
+def _check_types(ref: _Reference, current, label_of: dict, names: list[str]) -> None:
+    """A column whose kind changed (numbers became strings…) cannot be compared: say which."""
     changed = []
     for name in names:
-        series = current[name]
-        want, got = ref.kind(name), kind_of(series.dtype)
+        series = current[label_of[name]]
+        want, got = ref.kind(name), series_kind(series)
         if want == got or series.isna().all():
             continue
         changed.append(f"{name!r} ({want} in the reference, {got} now: dtype {series.dtype})")
@@ -206,7 +248,26 @@ def _check_types(ref: _Reference, current, names: list[str]) -> None:
                          "cast the current column back to the reference type, or leave it out with columns=[...]")
 
 
-def _column(name: str, role: str, ref: _Reference, series, test_name, threshold) -> ColumnDrift:
+DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".json", ".jsonl", ".feather", ".arrow", ".xlsx")
+
+
+def _threshold(value: Any, column: str, score: str | None = None) -> float:
+    """A threshold as a float: finite, in (0, 1] for p-values, ≥ 0 for distances; else DriftError."""
+    try:
+        limit = float(value)
+    except (TypeError, ValueError):
+        raise DriftError(f"the threshold for {column!r} is not a number: {value!r}",
+                         "use e.g. 0.05 for p-value tests, 0.1 for distances") from None
+    if isinstance(value, bool) or not math.isfinite(limit) or limit < 0:
+        raise DriftError(f"the threshold for {column!r} must be a finite number ≥ 0, got {value!r}",
+                         "use e.g. 0.05 for p-value tests, 0.1 for distances")
+    if score == "p_value" and not 0 < limit <= 1:
+        raise DriftError(f"the p-value threshold for {column!r} must be in (0, 1], got {value!r}",
+                         "use e.g. 0.05 (drift when the p-value is below it)")
+    return limit
+
+
+def _column(name: str, role: str, ref: _Reference, series, test_name, threshold, min_rows: int) -> ColumnDrift:
     from . import engine, sides
 
     r = ref.side(name)
@@ -219,17 +280,25 @@ def _column(name: str, role: str, ref: _Reference, series, test_name, threshold)
                            n_reference=r.n, nulls_reference=r.nulls)
     c = sides.from_series(series, reference_kind="numeric" if r.numeric_values else r.kind, categorical=categorical)
     base = dict(column=name, role=role, kind=kind, n_reference=r.n, n_current=c.n,
-                nulls_reference=r.nulls, nulls_current=c.nulls)
-    if r.n == 0 or c.n == 0:
-        side = "reference" if r.n == 0 else "current data"
+                nulls_reference=r.nulls, nulls_current=c.nulls, infinite_reference=r.infinite,
+                infinite_current=c.infinite)
+    if r.n < min_rows or c.n < min_rows:
+        side, s = ("reference", r) if r.n < min_rows else ("current data", c)
+        if s.n == 0 and s.infinite and not s.nulls:
+            why = f"all values are infinite in the {side}"
+        elif s.n == 0 and s.infinite:
+            why = f"no finite values in the {side} ({s.nulls:,} null, {s.infinite:,} infinite)"
+        elif s.n == 0:
+            why = f"no non-null values in the {side}"
+        else:
+            why = f"only {s.n:,} usable value(s) in the {side}, fewer than min_rows={min_rows}"
         return ColumnDrift(test=test_name, test_display=None, score_name=None, score=None, statistic=None,
-                           threshold=None, drifted=False, status="not enough data",
-                           reason=f"no non-null values in the {side}", **base)
+                           threshold=None, drifted=False, status="not enough data", reason=why, **base)
     if test_name is not None:
-        test = get_test(test_name, name, not r.numeric_values)
+        test = get_test(test_name, name, not r.numeric_values, counts=r.counts is not None)
     else:
         test = default_test(categorical=categorical, n_reference=r.n, n_values=engine.union_values(r, c))
-    limit = float(threshold) if threshold is not None else test.threshold
+    limit = _threshold(threshold, name, test.score) if threshold is not None else test.threshold
     outcome = engine.run_test(test, r, c, categorical=categorical)
     distribution = engine.distributions(r, c, categorical)
     value = outcome.score if test.score == "p_value" else outcome.statistic

@@ -63,14 +63,27 @@ TESTS: dict[str, Test] = {
 }
 
 
-def get_test(name: str, column: str, categorical: bool) -> Test:
-    """The test called ``name`` for ``column``, or a :class:`DriftError` saying what exists."""
+#: Tests that compare per-value counts: a numeric column needs few distinct values for them.
+COUNT_TESTS = ("chisquare", "z")
+
+
+def get_test(name: str, column: str, categorical: bool, *, counts: bool = True) -> Test:
+    """The test called ``name`` for ``column``, or a :class:`DriftError` saying what exists.
+
+    ``counts``: whether the reference has per-value counts for the column (categorical, or
+    numeric with at most ``sides.LOW_CARDINALITY`` values); chi-square and the z-test need them.
+    """
     test = TESTS.get(name)
     if test is None:
         raise DriftError(f"unknown drift test {name!r} for column {column!r}", f"use one of: {', '.join(TESTS)}")
     if categorical and not test.categorical:
         raise DriftError(f"test {name!r} needs a numeric column, but {column!r} is categorical",
                          "use chisquare, z, jensenshannon or psi for categorical columns")
+    if name in COUNT_TESTS and not categorical and not counts:
+        raise DriftError(f"test {name!r} compares value counts, but {column!r} is a continuous numeric column "
+                         "(too many distinct values to count)",
+                         "use ks, wasserstein, jensenshannon or psi for it, or bin it first (e.g. pd.cut) "
+                         "and test the bins")
     return test
 
 

@@ -190,11 +190,35 @@ def _decile_hist(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return np.diff(np.searchsorted(sorted_values, edges, side="left")).astype(float)
 
 
+#: A category is named in a report only when at least this many rows on one side hold it …
+MIN_LABEL_COUNT = 5
+#: … and the column is not near-unique (distinct values above this share of the rows: ids, emails).
+NEAR_UNIQUE = 0.5
+RARE = "(rare values)"
+
+
+def _near_unique(side: Side) -> bool:
+    return side.distinct is not None and side.n > 0 and side.distinct > NEAR_UNIQUE * side.n
+
+
 def distributions(ref: Side, cur: Side, categorical: bool, *, bins: int = 20, top: int = 15) -> dict:
-    """Small reference/current distributions for charts: shares per bin or per category (O(bins))."""
+    """Small reference/current distributions for charts: shares per bin or per category (O(bins)).
+
+    Reports hold summaries, never raw rows: categories held by fewer than ``MIN_LABEL_COUNT``
+    rows on both sides, and every category of a near-unique column (ids, emails), are shown
+    together as one unnamed "(rare values)" bar instead of by value.
+    """
     if categorical or not ref.numeric:
-        _, r, c, _ = _aligned_counts(ref, cur)
-        keys = _aligned_counts(ref, cur)[0]
+        keys, r, c, _ = _aligned_counts(ref, cur)
+        named = np.maximum(r, c) >= MIN_LABEL_COUNT
+        if _near_unique(ref) or _near_unique(cur):
+            named[:] = False
+        if ref.other:
+            named[-1] = True  # the profile's "(other)" bucket is an aggregate, not a value
+        if not named.all():
+            keys = [k for k, n in zip(keys, named) if n] + [RARE]
+            r = np.r_[r[named], r[~named].sum()]
+            c = np.r_[c[named], c[~named].sum()]
         r = r / max(r.sum(), 1)
         c = c / max(c.sum(), 1)
         order = np.argsort(-(r + c))[:top]

@@ -47,6 +47,8 @@ class ColumnDrift:
     n_current: int = 0
     nulls_reference: int = 0
     nulls_current: int = 0
+    infinite_reference: int = 0  # ±inf values, left out of the test (as Evidently does) but counted
+    infinite_current: int = 0
     distribution: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -46,7 +46,7 @@ class Side:
     kind: str  # "numeric" | "categorical" | "datetime" | "empty"
     dtype: str
     n: int  # usable (non-null, finite) values
-    nulls: int
+    nulls: int  # missing values (None, NaN, NaT)
     exact: bool = True  # raw values (or every count) are known
     sorted: np.ndarray | None = None  # numeric, exact sides
     counts: dict | None = None  # category (or low-cardinality value) -> count
@@ -60,6 +60,7 @@ class Side:
     sample: np.ndarray | None = None  # raw reference values from a profile's sample
     numeric_values: bool = False  # values are numbers (also for integer columns read as categories)
     notes: list[str] = field(default_factory=list)
+    infinite: int = 0  # ±inf values: dropped like Evidently does, but counted apart from the nulls
 
     @property
     def numeric(self) -> bool:
@@ -90,8 +91,9 @@ def quantiles_sorted(values: np.ndarray, probs: np.ndarray) -> np.ndarray:
     return a + (b - a) * frac
 
 
-def _clean_numeric(series) -> tuple[np.ndarray, int]:
-    """Finite values as float64 (a copy only when needed) and the count of dropped values."""
+def _clean_numeric(series) -> tuple[np.ndarray, int, int]:
+    """Finite values as float64 (a copy only when needed), the count of missing values and the
+    count of ±inf values (both dropped)."""
     from ..data._columns import numeric_view
 
     values, mask = numeric_view(series)
@@ -101,9 +103,11 @@ def _clean_numeric(series) -> tuple[np.ndarray, int]:
         values = values[~mask]
     values = values.astype(np.float64, copy=False)
     finite = np.isfinite(values)
+    infinite = 0
     if not finite.all():
+        infinite = int(np.isinf(values).sum())
         values = values[finite]
-    return values, len(series) - values.size
+    return values, len(series) - values.size - infinite, infinite
 
 
 def _sorted_counts(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -126,12 +130,13 @@ def from_series(series, *, reference_kind: str | None = None, categorical: bool 
     if kind == "boolean":
         kind = "categorical"
     if kind == "datetime":
-        values, dropped = _clean_numeric(series)
+        values, dropped, _ = _clean_numeric(series)
         return Side(kind="datetime", dtype=dtype, n=values.size, nulls=dropped)
     if kind == "numeric":
-        values, dropped = _clean_numeric(series)
+        values, dropped, infinite = _clean_numeric(series)
         values = np.sort(values)
-        side = Side(kind="numeric", dtype=dtype, n=values.size, nulls=dropped, sorted=values, numeric_values=True)
+        side = Side(kind="numeric", dtype=dtype, n=values.size, nulls=dropped, sorted=values, numeric_values=True,
+                    infinite=infinite)
         if values.size:
             uniq, counts = _sorted_counts(values)
             side.distinct = int(uniq.size)
@@ -195,7 +200,7 @@ def from_profile_column(col: Any, sample=None) -> Side:
             side.counts = {float(k): int(v) for k, v in categories.items()}
             side.distinct = len(side.counts)
         if sample is not None:
-            values, _ = _clean_numeric(sample)
+            values, _, _ = _clean_numeric(sample)
             side.sample = np.sort(values)
         integer = dtype.lower().startswith(("int", "uint"))
         if integer and side.distinct is not None and side.distinct <= INTEGER_CARDINALITY_LIMIT:

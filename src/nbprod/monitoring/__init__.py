@@ -3,7 +3,8 @@
 Modules, one job each: ``predlog`` (tables + the server's background writer), ``feedback``
 (late ground truth), ``http`` (``POST /feedback``), ``windows`` (durations, aligned windows),
 ``performance`` (realised metrics), ``outputs`` (training-time prediction/label baseline), ``monitor`` (the windows of a deployment → ``MonitorReport``),
-``report`` / ``charts`` (its displays), ``alerts`` (rules, webhook, dedup), ``widget`` (the live panel).
+``report`` / ``charts`` (its displays), ``alerts`` (rules, webhook, dedup), ``loop`` (the server's
+background alert loop: ``alerts`` every N seconds), ``widget`` (the live panel).
 
 Importing this package loads nothing heavy; each name loads its module on first use.
 """

@@ -6,9 +6,10 @@ Metrics are the report's (``nbprod.monitoring.report.METRICS``). A rule is evalu
 recent window where its metric has a value; no such window → "no data" (neither fires nor resolves).
 
 Deduplication: the state of each (deployment, rule) lives in the ``alert_state`` table. The first
-check that finds a rule firing posts the webhook; later checks while it keeps firing post nothing
-(``suppressed``); when it stops firing one "resolved" message is posted and the next firing posts
-again. A failed post leaves the alert un-notified, so the next check retries it.
+check that finds a rule firing claims it (under a lock on the deployment, so concurrent checks —
+cron beside the server's background loop — post it once) and posts the webhook; later checks while
+it keeps firing post nothing (``suppressed``); when it stops firing one "resolved" message is posted
+and the next firing posts again. A failed post releases the claim, so the next check retries it.
 
 Each message names the deployment and served model, the rule, the value, the window, and the
 next action: the exact ``nbprod rollback <deployment>`` command.
@@ -32,7 +33,7 @@ from ..errors import RuleError
 from .report import METRICS
 from .windows import iso
 
-__all__ = ["Rule", "parse_rule", "parse_rules", "check", "evaluate", "AlertCheck", "AlertOutcome", "alert_state", "post_webhook"]
+__all__ = ["Rule", "parse_rule", "parse_rules", "check", "check_deployment", "evaluate", "AlertCheck", "AlertOutcome", "alert_state", "post_webhook"]
 
 alert_state = Table(
     "alert_state", state.metadata,
@@ -42,7 +43,7 @@ alert_state = Table(
     Column("since", Float),  # when it started firing
     Column("value", Float),
     Column("window_start", Float),
-    Column("notified_at", Float),  # NULL while firing = the post failed: retry next check
+    Column("notified_at", Float),  # NULL while firing = not notified (post failed, no webhook): retry next check
     Column("updated_at", Float, nullable=False),
     Column("message", Text),
 )
@@ -275,6 +276,10 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
     _ensure()
     posts: list[tuple[AlertOutcome, dict, bool]] = []
     t = alert_state
+    # A firing about to be posted is claimed (notified_at = this check's time) in the locked
+    # transaction, so a concurrent check (cron beside the server's loop, a second server) sees it
+    # as notified and posts nothing; a failed post releases the claim for the next check to retry.
+    claim = now if webhook is not None else None
     with state.write_transaction() as conn:
         state.lock(conn, f"alerts:{deployment}")
         for rule in parsed:
@@ -300,10 +305,11 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
             if firing:
                 if row is None or not row.firing:
                     payload = message(deployment, rule, value, window)
-                    values.update(firing=True, since=now, notified_at=None, message=payload["text"])
+                    values.update(firing=True, since=now, notified_at=claim, message=payload["text"])
                     posts.append((out, payload, False))
                 elif row.notified_at is None:
                     payload = message(deployment, rule, value, window)
+                    values.update(notified_at=claim)
                     posts.append((out, payload, False))
                 else:
                     out.notification = "suppressed (already notified)"
@@ -328,11 +334,22 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
             post_webhook(webhook, payload)
         except Exception as exc:  # noqa: BLE001 - reported, retried at the next check
             out.notification = f"failed: {type(exc).__name__}: {exc}"[:200]
+            if not resolved:  # release the claim: the next check posts it again
+                with state.write_transaction() as conn:
+                    conn.execute(t.update().where(t.c.deployment == deployment, t.c.rule == out.rule,
+                                                  t.c.notified_at == claim).values(notified_at=None))
             continue
         out.notification = "resolved sent" if resolved else "sent"
-        if not resolved:
-            with state.write_transaction() as conn:
-                conn.execute(t.update().where(t.c.deployment == deployment, t.c.rule == out.rule, t.c.firing.is_(True))
-                             .values(notified_at=time.time()))
     report.alerts = result
     return result
+
+
+def check_deployment(deployment: str, rules: Iterable[str | Rule] | str, *, webhook: str | None = None,
+                     **monitor_options: Any):
+    """``monitor(deployment, **monitor_options)`` then :func:`check` — what ``nbprod monitor --check``
+    and the server's background loop (:mod:`.loop`) both run. Returns the report (``report.alerts``)."""
+    from .monitor import monitor
+
+    report = monitor(deployment, **monitor_options)
+    check(report, rules, webhook=webhook)
+    return report

@@ -4,7 +4,9 @@ Decisions, so callers can rely on them:
 
 - An id the prediction log does not hold is **reported back** (``result.unknown``) and not stored:
   a typo or a label for another deployment never pollutes the realised metrics silently.
-- Sending the same label again is a no-op (``result.unchanged``): retries are safe.
+- Sending the same label again is a no-op (``result.unchanged``): retries are safe. Labels are
+  normalised first — ``True``/``1``/``1.0`` are one label (stored as ``1``) — so a retry with
+  another encoding is not reported as an update.
 - Sending a *different* label for an id that has one **updates** it (labels get corrected in
   real life) and says so (``result.updated``, with the old label), so nothing changes silently.
 - The whole call is one transaction: either every known id is stored or none is.
@@ -78,6 +80,8 @@ def _label(value: Any) -> Any:
     if not isinstance(value, (str, int, float, bool)):
         raise DataError(f"a label must be a number, a string or a bool, got {type(value).__name__}",
                         "send one scalar label per prediction id")
+    if isinstance(value, bool):
+        return int(value)  # True and 1 are one label (JSON true, a bool column, 1 from a CSV)
     if isinstance(value, float) and value.is_integer():
         return int(value)  # 1.0 and 1 are one label
     return value

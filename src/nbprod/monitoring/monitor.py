@@ -228,7 +228,8 @@ def _health(win, window_s: float, min_requests: int) -> dict:
     return m
 
 
-def _one_column_drift(reference: Any, column: str, cur_values: list) -> tuple[float | None, bool | None, str, str | None]:
+def _one_column_drift(reference: Any, column: str, cur_values: list,
+                      min_rows: int = 30) -> tuple[float | None, bool | None, str, str | None]:
     """(score, drifted, status, test) of one value column: ``reference`` is a profile holding
     ``column`` (the training outputs) or the reference values themselves."""
     import pandas as pd
@@ -238,9 +239,9 @@ def _one_column_drift(reference: Any, column: str, cur_values: list) -> tuple[fl
     current = pd.DataFrame({column: _series(cur_values)})
     try:
         if isinstance(reference, list):
-            rep = drift(pd.DataFrame({column: _series(reference)}), current)
+            rep = drift(pd.DataFrame({column: _series(reference)}), current, min_rows=min_rows)
         else:
-            rep = drift(reference, current, columns=[column])
+            rep = drift(reference, current, columns=[column], min_rows=min_rows)
     except DriftError as exc:
         return None, None, f"error: {exc.problem}", None
     c = rep.columns[0]
@@ -268,9 +269,25 @@ def _output_drift(metrics: dict, key: str, values: list, fixed: list | None, out
             metrics[key + "_score"] = metrics[key] = (None, "reference window")
             return
         reference = first
-    score, drifted, status, _ = _one_column_drift(reference, column, values)
+    score, drifted, status, _ = _one_column_drift(reference, column, values, min_rows)
     metrics[key + "_score"] = (score, status)
     metrics[key] = (None if drifted is None else float(drifted), status)
+
+
+def _not_logged(rep, ref: Any, missing: list[str], seen: dict) -> None:
+    """Reference columns absent from the logged inputs: explicit rows of ``rep``, never a silent skip."""
+    from ..drift.api import series_kind
+    from ..drift.report import ColumnDrift
+
+    for name in missing:
+        seen[name] = None
+        if hasattr(ref, "iloc"):
+            kind = series_kind(ref[next(c for c in ref.columns if str(c) == name)])
+        else:
+            kind = getattr(ref.columns[name], "kind", "categorical")
+        rep.columns.append(ColumnDrift(name, "feature", "categorical" if kind == "boolean" else kind, None, None, None,
+                                       None, None, None, False, status="not tested",
+                                       reason="not in the logged inputs (the requests did not send this column)"))
 
 
 def _series(values: list):
@@ -338,6 +355,7 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
         pred_ref = list(prediction_reference["prediction"])
     first_preds: list = []
     first_labels: list = []
+    missing_inputs: dict[str, None] = {}  # reference columns the logged inputs lack (ordered set)
     for start, end in edges:
         win = frame[(frame.ts >= start) & (frame.ts < end)]
         idx = list(range(*np.searchsorted(ts_answered, [start, end], side="left"))) if len(answered) else []
@@ -358,10 +376,12 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
             else:
                 cur = inputs.iloc[idx]
                 try:
-                    ref_cols = list(getattr(ref, "columns", []))
+                    ref_cols = [str(c) for c in getattr(ref, "columns", [])]
                     cols = [c for c in ref_cols if c in cur.columns] or None
-                    rep = drift(ref, cur, columns=cols, drift_share=drift_share)
+                    rep = drift(ref, cur, columns=cols, drift_share=drift_share, min_rows=min_rows)
                     drift_status = "ok"
+                    if cols is not None:
+                        _not_logged(rep, ref, [c for c in ref_cols if c not in cur.columns], missing_inputs)
                 except NbprodError as exc:
                     drift_status = f"error: {exc.problem}"
         if rep is not None:
@@ -393,6 +413,9 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
     if reference is None and inputs_found and all(v is None for v in inputs_found):
         notes.append("input drift not computed: no registered training profile for the served version(s); "
                      "pass reference= (a profile, a model URI or a frame)")
+    if missing_inputs:
+        notes.append(f"input column(s) {', '.join(missing_inputs)} of the drift reference are not in the logged "
+                     "inputs: not tested for drift (the requests did not send them)")
     if frame.empty:
         notes.append("no predictions logged in this period")
     lat = [v for v in frame.latency_ms if v is not None and v == v]

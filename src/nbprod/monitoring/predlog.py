@@ -16,7 +16,10 @@ Why it is built this way:
 - Shadow answers are rows with ``role='shadow'``, no prediction id and no inputs (they are the
   stable row's inputs: join on ``request_id`` + ``row_index``).
 - Retention: the writer deletes rows older than ``max_age_s`` and keeps at most ``max_rows`` rows
-  per deployment (oldest first), every ``prune_every_s``; feedback older than ``max_age_s`` goes too.
+  per deployment (oldest first), every ``prune_every_s``; the feedback of every deleted prediction
+  goes with it, and feedback older than ``max_age_s`` too. A server reads both limits from the
+  options ``prediction_log_max_age`` / ``prediction_log_max_rows`` (``NBPROD_PREDICTION_LOG_MAX_AGE``
+  = ``30d``, ``12h`` or seconds; ``NBPROD_PREDICTION_LOG_MAX_ROWS``), default 30 days / 1,000,000.
 
 ``import nbprod`` does not load this module (SQLAlchemy, numpy).
 """
@@ -37,11 +40,13 @@ from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table,
 from .. import state
 
 __all__ = ["predictions", "feedback_table", "PredictionLog", "attach", "ensure_tables", "write_rows", "log_rows",
-           "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS"]
+           "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV", "MAX_ROWS_ENV"]
 
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
 DISABLE_ENV = "NBPROD_PREDICTION_LOG"  # "off" / "0": the server logs nothing (benchmarks, privacy)
 DEFAULT_MAX_ROWS = 1_000_000
+MAX_AGE_ENV = "NBPROD_PREDICTION_LOG_MAX_AGE"  # option prediction_log_max_age: "30d", "12h" or seconds
+MAX_ROWS_ENV = "NBPROD_PREDICTION_LOG_MAX_ROWS"  # option prediction_log_max_rows: rows kept per deployment
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER PRIMARY KEY
 
@@ -396,17 +401,66 @@ class PredictionLog:
         with eng.connect() as conn:
             conn.execution_options(nbprod_write=True)
             with conn.begin():
-                deleted += conn.execute(delete(t).where(t.c.deployment == self.deployment, t.c.ts < cutoff)).rowcount or 0
-                edge = conn.execute(select(t.c.id).where(t.c.deployment == self.deployment)
-                                    .order_by(t.c.id.desc()).offset(self.max_rows).limit(1)).scalar()
+                mine = t.c.deployment == self.deployment
+                deleted += self._delete(conn, mine, t.c.ts < cutoff)
+                edge = conn.execute(select(t.c.id).where(mine).order_by(t.c.id.desc()).offset(self.max_rows).limit(1)).scalar()
                 if edge is not None:
-                    deleted += conn.execute(delete(t).where(t.c.deployment == self.deployment, t.c.id <= edge)).rowcount or 0
+                    deleted += self._delete(conn, mine, t.c.id <= edge)
                 conn.execute(delete(feedback_table).where(feedback_table.c.updated_at < cutoff))
         return deleted
+
+    @staticmethod
+    def _delete(conn, *where) -> int:
+        """Delete the prediction rows matching ``where`` and the feedback of their ids (no orphans)."""
+        t, f = predictions, feedback_table
+        conn.execute(delete(f).where(f.c.prediction_id.in_(select(t.c.prediction_id).where(*where))))
+        return conn.execute(delete(t).where(*where)).rowcount or 0
 
     def stats(self) -> dict:
         return {"deployment": self.deployment, "written": self.written, "dropped": self.dropped,
                 "pending": self._pending, "failed_batches": self.failed_batches, "last_error": self.last_error}
+
+
+def _option(name: str, env: str) -> Any:
+    """An nbprod option if config.py defines it (``%config``, ``[tool.nbprod]``), else its env variable."""
+    from ..config import settings
+
+    try:
+        value = getattr(settings, name)
+    except AttributeError:  # not (yet) an option of nbprod.config: the environment only
+        value = os.environ.get(env)
+    return None if value in (None, "") else value
+
+
+def retention() -> dict:
+    """``{"max_age_s", "max_rows"}`` of the prediction log from the settings; ConfigError if unusable."""
+    from ..errors import ConfigError
+    from .windows import parse_duration
+
+    age = _option("prediction_log_max_age", MAX_AGE_ENV)
+    rows = _option("prediction_log_max_rows", MAX_ROWS_ENV)
+    out = {"max_age_s": DEFAULT_MAX_AGE_S, "max_rows": DEFAULT_MAX_ROWS}
+    if age is not None:
+        if isinstance(age, str):
+            try:
+                age = float(age)
+            except ValueError:
+                pass  # a duration like "30d"
+        try:
+            out["max_age_s"] = parse_duration(age)
+        except ConfigError as exc:
+            raise ConfigError(f"prediction_log_max_age ({MAX_AGE_ENV}): {exc.problem}",
+                              "use a duration such as 30d or 12h, or a number of seconds") from None
+    if rows is not None:
+        try:
+            number = float(rows)
+            if not number.is_integer() or number < 1:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise ConfigError(f"prediction_log_max_rows ({MAX_ROWS_ENV}) must be a whole number ≥ 1, got {rows!r}",
+                              "use e.g. 1000000 (rows kept per deployment)") from None
+        out["max_rows"] = int(number)
+    return out
 
 
 def deployment_of(source: Any) -> str:
@@ -423,7 +477,8 @@ def attach(app: Any, source: Any, **options: Any) -> PredictionLog | None:
 
     The server calls this (``nbprod serve``); the writer thread starts on the first request and
     is flushed and stopped when the app's lifespan ends (and at interpreter exit).
-    ``NBPROD_PREDICTION_LOG=off`` in the server's environment turns the log off.
+    ``NBPROD_PREDICTION_LOG=off`` in the server's environment turns the log off. Retention
+    comes from :func:`retention` unless ``options`` set ``max_age_s`` / ``max_rows``.
     """
     import contextlib
 
@@ -431,7 +486,7 @@ def attach(app: Any, source: Any, **options: Any) -> PredictionLog | None:
     if os.environ.get(DISABLE_ENV, "").lower() in ("0", "off", "false", "no"):
         app.state.prediction_log = None
         return None
-    log = PredictionLog(deployment_of(source), **options)
+    log = PredictionLog(deployment_of(source), **{**retention(), **options})
     log.bind_counter(serving.metrics.dropped_log_rows)
     serving.hooks = log.hooks(serving.hooks)
     app.state.prediction_log = log

@@ -1,0 +1,166 @@
+"""The model server's background alert loop: ``nbprod monitor --check``, every ``interval`` seconds.
+
+Why it is built this way:
+
+- **One code path.** Each tick calls :func:`nbprod.monitoring.alerts.check_deployment` — what
+  ``nbprod monitor NAME --check`` runs — so a rule fires, deduplicates and resolves the same way
+  whether cron or the server evaluates it, and both can run at once (the dedup state is per
+  incident in the state DB, claimed under a lock before the webhook is posted).
+- **One loop per server, not per worker.** :func:`nbprod.serving.server.serve` starts it in the
+  process that runs ``nbprod serve`` (the one recorded as the deployment's pid); with
+  ``--workers N`` that is uvicorn's supervisor, which serves no request, and the workers never
+  start one.
+- **Never in the way of a prediction.** The loop is a daemon thread that only reads the log and
+  posts to the webhook; a failing check (DB away, webhook down, no traffic yet) is logged on the
+  ``nbprod.alerts`` logger, counted in :attr:`AlertLoop.failures` and retried at the next tick.
+  It stops when the server stops (:meth:`AlertLoop.stop`, also at interpreter exit).
+
+Settings, keyword first, then the server's environment: ``NBPROD_ALERT_RULES`` (rules separated
+by ``;`` or new lines), ``NBPROD_ALERT_WEBHOOK`` (the same variable ``nbprod monitor --check``
+reads), ``NBPROD_ALERT_INTERVAL`` (seconds or a duration, default 60 s) and
+``NBPROD_ALERT_WINDOW`` (the monitor window, default 1h). No rules: no loop.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import threading
+from typing import Any, Iterable
+
+from ..errors import ConfigError, NbprodError, RuleError
+
+__all__ = ["AlertLoop", "from_settings", "RULES_ENV", "WEBHOOK_ENV", "INTERVAL_ENV", "WINDOW_ENV",
+           "DEFAULT_INTERVAL_S"]
+
+RULES_ENV = "NBPROD_ALERT_RULES"
+WEBHOOK_ENV = "NBPROD_ALERT_WEBHOOK"
+INTERVAL_ENV = "NBPROD_ALERT_INTERVAL"
+WINDOW_ENV = "NBPROD_ALERT_WINDOW"
+DEFAULT_INTERVAL_S = 60.0
+
+logger = logging.getLogger("nbprod.alerts")
+
+
+def _split_rules(text: str) -> list[str]:
+    return [part.strip() for part in re.split(r"[;\n]", text) if part.strip()]
+
+
+class AlertLoop:
+    """Check ``rules`` on ``deployment`` every ``interval`` seconds on a daemon thread.
+
+    ``run_once()`` is one tick (what the thread calls); ``checks``, ``failures``, ``last_error``
+    and ``last_check`` (the latest :class:`~nbprod.monitoring.alerts.AlertCheck`) say what it did.
+    """
+
+    def __init__(self, deployment: str, rules: Iterable[str] | str, *, webhook: str | None = None,
+                 interval: Any = DEFAULT_INTERVAL_S, window: Any = "1h", min_rows: int = 30) -> None:
+        from .alerts import parse_rules
+        from .windows import parse_duration
+
+        self.deployment = deployment
+        self.rules = parse_rules(rules)
+        if not self.rules:
+            raise RuleError("the alert loop has no rules", f"pass rules, e.g. {RULES_ENV}='p95_ms > 100; error_rate > 1%'")
+        if webhook is not None and not webhook.lower().startswith(("http://", "https://")):
+            raise ConfigError(f"the alert webhook {webhook!r} is not an http(s) URL",
+                              "pass the Slack-compatible webhook URL, e.g. https://hooks.slack.com/services/…")
+        self.webhook = webhook
+        self.interval = parse_duration(interval)
+        self.window = window
+        parse_duration(window)
+        self.min_rows = int(min_rows)
+        self.checks = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.last_check = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- one tick ---------------------------------------------------------------------------------
+    def run_once(self):
+        """One check of every rule (never raises): the AlertCheck, or None when the check failed."""
+        from .alerts import check_deployment
+
+        try:
+            report = check_deployment(self.deployment, self.rules, webhook=self.webhook, window=self.window,
+                                      min_rows=self.min_rows)
+        except Exception as exc:  # noqa: BLE001 - logged and retried at the next tick
+            text = exc.problem if isinstance(exc, NbprodError) else f"{type(exc).__name__}: {exc}"
+            self.failures += 1
+            if text != self.last_error:  # the same failure every tick is logged once
+                logger.warning("nbprod alert check of %r failed (retried every %gs): %s", self.deployment,
+                               self.interval, text)
+            self.last_error = text
+            return None
+        self.checks += 1
+        self.last_error = None
+        self.last_check = report.alerts
+        for out in report.alerts.outcomes:
+            if out.notification and out.notification.startswith("failed"):
+                logger.warning("nbprod alert %r on %r: webhook %s (retried at the next check)", out.rule,
+                               self.deployment, out.notification)
+            elif out.notification in ("sent", "resolved sent"):
+                logger.info("nbprod alert %r on %r: %s", out.rule, self.deployment, out.notification)
+        return report.alerts
+
+    # -- the thread -------------------------------------------------------------------------------
+    def start(self) -> "AlertLoop":
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name=f"nbprod-alerts-{self.deployment}", daemon=True)
+            self._thread.start()
+            atexit.register(self.stop)
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.run_once()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """End the loop (idempotent); a check in progress finishes first, up to ``timeout``."""
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def to_dict(self) -> dict:
+        return {"deployment": self.deployment, "rules": [r.text for r in self.rules], "interval_s": self.interval,
+                "window": self.window, "webhook": self.webhook is not None, "running": self.running,
+                "checks": self.checks, "failures": self.failures, "last_error": self.last_error}
+
+    def __repr__(self) -> str:
+        return (f"<AlertLoop {self.deployment} rules={[r.text for r in self.rules]} every {self.interval:g}s "
+                f"checks={self.checks} failures={self.failures}>")
+
+
+def from_settings(deployment: str, *, rules: Iterable[str] | str | None = None, webhook: str | None = None,
+                  interval: Any = None, window: Any = None) -> AlertLoop | None:
+    """The server's loop from keywords, else ``NBPROD_ALERT_*`` (module docstring); None without rules.
+
+    Bad settings raise here (RuleError, ConfigError), before the server starts.
+    """
+    if rules is None:
+        rules = _split_rules(os.environ.get(RULES_ENV, ""))
+    elif isinstance(rules, str):
+        rules = _split_rules(rules)
+    rules = list(rules)
+    if not rules:
+        if interval is not None or webhook is not None:
+            raise RuleError("an alert webhook or interval was given without alert rules",
+                            f"add rules (--alert-rule 'p95_ms > 100' or {RULES_ENV}), or leave the alert options out")
+        return None
+    webhook = webhook or os.environ.get(WEBHOOK_ENV) or None
+    if interval is None:
+        interval = os.environ.get(INTERVAL_ENV) or DEFAULT_INTERVAL_S
+        if isinstance(interval, str):
+            try:
+                interval = float(interval)
+            except ValueError:
+                pass  # a duration like "30s", checked by AlertLoop
+    window = window or os.environ.get(WINDOW_ENV) or "1h"
+    return AlertLoop(deployment, rules, webhook=webhook, interval=interval, window=window)
