@@ -85,6 +85,13 @@ def test_bad_alert_settings_stop_serve_before_it_starts(models, env):
         done = subprocess.run([NBPROD, "serve", "--model-dir", models["clf"], "--no-auth", "--port", "1"],
                               env={**env, **extra}, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and says in done.stderr
+    # the same settings as flags of nbprod serve
+    for flags, says in [(["--alert-rule", "p95_ms > 100", "--alert-rule", "p95 > 100"], "unknown metric"),
+                        (["--alert-rule", "p95_ms > 100", "--alert-interval", "-5"], "not positive"),
+                        (["--alert-interval", "60"], "without alert rules")]:
+        done = subprocess.run([NBPROD, "serve", "--model-dir", models["clf"], "--no-auth", "--port", "1", *flags],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and says in done.stderr, done.stderr
 
 
 def test_the_loop_logs_failures_retries_and_stops(db_url, stack, caplog):

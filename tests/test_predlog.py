@@ -173,3 +173,23 @@ def test_feedback_bool_and_int_labels_are_one_label(db_url):
     assert again.unchanged == ["r1-0", "r1-1"] and again.updated == [] and again.stored == ["r1-2"]
     changed = feedback(["r1-0"], [False])
     assert changed.updated == [{"prediction_id": "r1-0", "old": 1, "new": 0}]
+
+
+def test_retention_limits_come_from_the_project_settings_too(nbprod_home, tmp_path, monkeypatch):
+    """prediction_log_max_age / _max_rows are nbprod options: [tool.nbprod], %config, NBPROD_…"""
+    from nbprod.config import settings
+    from nbprod.errors import ConfigError
+    from nbprod.monitoring.predlog import MAX_ROWS_ENV, retention
+    from nbprod.monitoring.windows import parse_duration
+
+    assert retention() == {"max_age_s": 30 * 86400.0, "max_rows": 1_000_000}
+    (tmp_path / "pyproject.toml").write_text('[tool.nbprod]\nprediction_log_max_age = "12h"\nprediction_log_max_rows = 500\n')
+    monkeypatch.chdir(tmp_path)
+    assert retention() == {"max_age_s": 12 * 3600.0, "max_rows": 500}
+    settings.set(prediction_log_max_rows=7)
+    assert retention()["max_rows"] == 7
+    settings.reset()
+    monkeypatch.setenv(MAX_ROWS_ENV, "many")
+    with pytest.raises(ConfigError, match=f"{MAX_ROWS_ENV}='many' in the environment"):
+        retention()
+    assert parse_duration("60") == parse_duration(60) == 60.0 and parse_duration("1e3") == 1000.0  # seconds as text

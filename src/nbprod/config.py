@@ -41,6 +41,8 @@ class Options:
     top_k: int = field(default=50, metadata={"help": "Categories kept per column in a profile; the rest count as 'other'."})
     n_quantiles: int = field(default=100, metadata={"help": "Quantile bins per numeric column in a profile (edges stored: n+1)."})
     display_limit: int = field(default=20, metadata={"help": "Rows shown in notebook tables before truncation."})
+    prediction_log_max_age: str = field(default="30d", metadata={"help": "How long model servers keep prediction-log rows and their feedback: a duration (30d, 12h) or seconds."})
+    prediction_log_max_rows: int = field(default=1_000_000, metadata={"help": "Prediction-log rows a model server keeps per deployment; the oldest go first, with their feedback."})
 
     @classmethod
     def names(cls) -> list[str]:
@@ -150,9 +152,14 @@ class Settings:
     def _raw(self, name: str) -> Any:
         if name in self._overrides:
             return self._overrides[name]
-        env = os.environ.get(_ENV_NAMES.get(name, f"NBPROD_{name.upper()}"))
+        variable = _ENV_NAMES.get(name, f"NBPROD_{name.upper()}")
+        env = os.environ.get(variable)
         if env:
-            return _coerce(name, env)
+            try:
+                return _coerce(name, env)
+            except ConfigError as exc:  # say where the bad value comes from
+                raise ConfigError(f"{variable}={env!r} in the environment: {exc.problem}",
+                                  f"set {variable} to a {type(getattr(Options, name)).__name__}, or unset it") from None
         path, table = _pyproject_table()
         if name in table:
             value = _coerce(name, table[name])

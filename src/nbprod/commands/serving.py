@@ -48,6 +48,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-body-mb", type=float, default=8.0, help="request body limit in MB (413 above)")
     p.add_argument("--no-fastpath", action="store_true", help="always predict through MLflow pyfunc")
     p.add_argument("--log-level", default="warning", help="uvicorn log level")
+    p.add_argument("--alert-rule", action="append", metavar="RULE",
+                   help="alert rule the server checks in the background (repeatable), e.g. 'p95_ms > 100' "
+                        "(default: $NBPROD_ALERT_RULES, rules separated by ';')")
+    p.add_argument("--alert-webhook", metavar="URL", help="Slack-compatible webhook for alerts (default: $NBPROD_ALERT_WEBHOOK)")
+    p.add_argument("--alert-interval", metavar="SECONDS", help="seconds between alert checks (default: $NBPROD_ALERT_INTERVAL, else 60)")
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
@@ -81,7 +86,8 @@ def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
         record_server(args.deployment, args.host, args.port, os.getpid())
     print(f"nbprod serve: {label} on {url} ({args.workers} worker(s))", file=sys.stderr, flush=True)
     serve(source, host=args.host, port=args.port, workers=args.workers, token=token, auth=not args.no_auth,
-          log_level=args.log_level)
+          log_level=args.log_level, alert_rules=args.alert_rule, alert_webhook=args.alert_webhook,
+          alert_interval=args.alert_interval)
     return ServeResult(url, label)
 
 
@@ -95,6 +101,7 @@ COMMANDS = [
             "nbprod serve --model-dir ./model --port 8080 --host 0.0.0.0",
             "nbprod serve --model credit-risk@champion --no-auth",
             "nbprod serve --deployment credit --workers 2",
+            "nbprod serve --deployment credit --alert-rule 'p95_ms > 100' --alert-rule 'drift_share > 0.3' --alert-webhook URL",
         ],
     )
 ]

@@ -157,10 +157,5 @@ def from_settings(deployment: str, *, rules: Iterable[str] | str | None = None, 
     webhook = webhook or os.environ.get(WEBHOOK_ENV) or None
     if interval is None:
         interval = os.environ.get(INTERVAL_ENV) or DEFAULT_INTERVAL_S
-        if isinstance(interval, str):
-            try:
-                interval = float(interval)
-            except ValueError:
-                pass  # a duration like "30s", checked by AlertLoop
     window = window or os.environ.get(WINDOW_ENV) or "1h"
     return AlertLoop(deployment, rules, webhook=webhook, interval=interval, window=window)

@@ -421,14 +421,11 @@ class PredictionLog:
                 "pending": self._pending, "failed_batches": self.failed_batches, "last_error": self.last_error}
 
 
-def _option(name: str, env: str) -> Any:
-    """An nbprod option if config.py defines it (``%config``, ``[tool.nbprod]``), else its env variable."""
+def _option(name: str) -> Any:
+    """The nbprod option ``name`` (``%config``, ``NBPROD_<NAME>``, ``[tool.nbprod]``), None if empty."""
     from ..config import settings
 
-    try:
-        value = getattr(settings, name)
-    except AttributeError:  # not (yet) an option of nbprod.config: the environment only
-        value = os.environ.get(env)
+    value = getattr(settings, name)
     return None if value in (None, "") else value
 
 
@@ -437,15 +434,10 @@ def retention() -> dict:
     from ..errors import ConfigError
     from .windows import parse_duration
 
-    age = _option("prediction_log_max_age", MAX_AGE_ENV)
-    rows = _option("prediction_log_max_rows", MAX_ROWS_ENV)
+    age = _option("prediction_log_max_age")
+    rows = _option("prediction_log_max_rows")
     out = {"max_age_s": DEFAULT_MAX_AGE_S, "max_rows": DEFAULT_MAX_ROWS}
     if age is not None:
-        if isinstance(age, str):
-            try:
-                age = float(age)
-            except ValueError:
-                pass  # a duration like "30d"
         try:
             out["max_age_s"] = parse_duration(age)
         except ConfigError as exc:

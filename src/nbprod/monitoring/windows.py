@@ -20,8 +20,14 @@ _UNITS = {"s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 7 * 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$")
 
 
+_SECONDS = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
 def parse_duration(value: Any) -> float:
-    """``"1h"`` → 3600.0; numbers are seconds; a ``timedelta`` works too."""
+    """``"1h"`` → 3600.0; numbers are seconds, as text too (``"60"``: a flag or an environment
+    variable); a ``timedelta`` works too."""
+    if isinstance(value, str) and _SECONDS.match(value.strip()):
+        value = float(value)
     if hasattr(value, "total_seconds"):
         seconds = float(value.total_seconds())
     elif isinstance(value, (int, float)) and not isinstance(value, bool):

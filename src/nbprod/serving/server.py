@@ -71,12 +71,16 @@ def _alert_loop(source: SpecSource, rules, webhook, interval, window):
 
 def _retention_env(max_age: Any, max_rows: Any) -> None:
     """Prediction-log retention for this server and its workers (read by predlog.attach)."""
+    from ..config import settings
     from ..monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, retention
 
+    # the environment reaches uvicorn's worker processes; the override wins in this one
     if max_age is not None:
         os.environ[MAX_AGE_ENV] = str(max_age)
+        settings.set(prediction_log_max_age=str(max_age))
     if max_rows is not None:
         os.environ[MAX_ROWS_ENV] = str(max_rows)
+        settings.set(prediction_log_max_rows=max_rows)
     retention()  # a bad value fails here, before the server starts
 
 
