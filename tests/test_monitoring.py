@@ -33,6 +33,7 @@ def test_monitor_windows_drift_performance_and_health(db_url, training_profile):
     audit.record("promote", model_uri="models:/credit/2",
                  details={"deployment": "credit", "generation": 2, "from": "1", "to": "2",
                           "routes": [{"version": "2", "role": "stable", "weight": 100, "uri": "models:/credit/2"}]})
+    audit.record("undeploy", details={"deployment": "credit"})  # names no version
     report = monitor("credit", window="1h", since=start, reference=training_profile)
     active = [w for w in report.windows if w["metrics"]["requests"][0]]
     assert len(active) == 6 and report.task == "classification"
@@ -55,6 +56,7 @@ def test_monitor_windows_drift_performance_and_health(db_url, training_profile):
     # displays and exports: never a NaN presented as a number
     text = str(report)
     assert "credit" in text and "promote v2" in text and "<table>" in report._repr_html_()
+    assert ": undeploy\n" in text + "\n" and "vNone" not in text + report._repr_html_()
     json.dumps(report.to_dict(), allow_nan=False)
     frame = report.to_frame()
     assert set(frame.columns) >= {"window_start", "metric", "value", "status"}

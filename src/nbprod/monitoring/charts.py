@@ -28,7 +28,7 @@ def _changes(report):
     import altair as alt
     import pandas as pd
 
-    rows = [{"time": pd.Timestamp(c["ts"], unit="s", tz="UTC"), "label": f"{c['action']} v{c['version']}"}
+    rows = [{"time": pd.Timestamp(c["ts"], unit="s", tz="UTC"), "label": c["label"]}
             for c in report.version_changes]
     frame = pd.DataFrame(rows, columns=["time", "label"])
     base = alt.Chart(frame)

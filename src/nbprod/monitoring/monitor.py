@@ -136,7 +136,8 @@ def _audit_changes(name: str, lo: float, hi: float) -> tuple[list[dict], dict[st
         if lo <= ts < hi:
             stable = next((str(r.get("version")) for r in routes if r.get("role") == "stable"), None)
             others = [f"v{r.get('version')} {r.get('role')} {r.get('weight', 0):g}%" for r in routes if r.get("role") != "stable"]
-            changes.append({"ts": ts, "action": action, "version": details.get("to") or stable,
+            version = details.get("to") or stable
+            changes.append({"ts": ts, "action": action, "version": version, "label": _label(action, version),
                             "detail": ", ".join(others), "source": "audit"})
     return changes, uris
 
@@ -149,8 +150,14 @@ def _first_seen(frame, lo: float) -> list[dict]:
     firsts = sorted(answered.groupby("version", sort=False)["ts"].min().items(), key=lambda kv: kv[1])
     for version, ts in firsts[1:]:  # the first version seen is where the period starts, not a change
         if ts > lo:
-            out.append({"ts": float(ts), "action": "first seen", "version": str(version), "detail": "", "source": "log"})
+            out.append({"ts": float(ts), "action": "first seen", "version": str(version),
+                        "label": _label("first seen", version), "detail": "", "source": "log"})
     return out
+
+
+def _label(action: str, version: Any) -> str:
+    """How a version change is named on charts and in reports: ``promote v2``; ``undeploy`` alone."""
+    return f"{action} v{version}" if version not in (None, "") else action
 
 
 def _profile_for(name: str, version: str, uris: dict[str, str], cache: dict,

@@ -174,7 +174,7 @@ class MonitorReport:
         if any(w["partial"] for w in self.windows):
             lines.append("* window still in progress")
         for c in self.version_changes:
-            lines.append(f"version change {iso(c['ts'])}: {c['action']} v{c['version']} {c['detail']}".rstrip())
+            lines.append(f"version change {iso(c['ts'])}: {c['label']} {c['detail']}".rstrip())
         lines += [f"note: {n}" for n in self.notes]
         if self.alerts is not None:
             lines.append(str(self.alerts))
@@ -187,8 +187,8 @@ class MonitorReport:
         from ..data._render import html_table
 
         header, rows = self._table(limit=24)
-        changes = "".join(f"<li>{escape(iso(c['ts']))}: {escape(c['action'])} v{escape(str(c['version']))} "
-                          f"{escape(c['detail'])}</li>" for c in self.version_changes)
+        changes = "".join(f"<li>{escape(iso(c['ts']))}: {escape(c['label'])} {escape(c['detail'])}</li>"
+                          for c in self.version_changes)
         notes = "".join(f"<p><i>{escape(n)}</i></p>" for n in self.notes)
         alerts = self.alerts._repr_html_() if self.alerts is not None else ""
         return (f"<div><p><b>{escape(self._headline())}</b></p>" + html_table(header, rows, limit=24)
