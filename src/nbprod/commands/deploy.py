@@ -34,6 +34,15 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--budget-p95-ms", type=float, metavar="MS",
                    help="latency gate: refuse the version if its single-row p95 exceeds MS")
     p.add_argument("--restore", action="store_true", help="restart every recorded deployment whose server died")
+    alerts = p.add_mutually_exclusive_group()
+    alerts.add_argument("--alert-rule", action="append", metavar="RULE",
+                        help="alert rule the server checks in the background (repeatable), e.g. 'p95_ms > 100'; "
+                             "recorded with the deployment (default: the recorded rules)")
+    alerts.add_argument("--no-alerts", action="store_true", help="remove the deployment's recorded alert rules")
+    p.add_argument("--alert-webhook", metavar="URL",
+                   help="Slack-compatible webhook for alerts, never stored (default: $NBPROD_ALERT_WEBHOOK)")
+    p.add_argument("--alert-interval", metavar="SECONDS", help="seconds between alert checks (default 60, or the recorded one)")
+    p.add_argument("--alert-window", metavar="DURATION", help="monitor window the rules are checked on (default 1h)")
 
 
 def _deploy(args: argparse.Namespace, ctx: Context):
@@ -43,7 +52,9 @@ def _deploy(args: argparse.Namespace, ctx: Context):
         raise UsageProblem("nothing to deploy", "pass a model URI (nbprod deploy credit-risk@champion) or --restore")
     return deploy(args.uri, name=args.name, port=args.port, canary=args.canary, shadow=args.shadow,
                   split=args.split, ood=args.ood, no_auth=args.no_auth, workers=args.workers,
-                  budget_p95_ms=args.budget_p95_ms, restore=args.restore)
+                  budget_p95_ms=args.budget_p95_ms, restore=args.restore,
+                  alert_rules=[] if args.no_alerts else args.alert_rule, alert_webhook=args.alert_webhook,
+                  alert_interval=args.alert_interval, alert_window=args.alert_window)
 
 
 def _name_argument(p: argparse.ArgumentParser) -> None:
@@ -90,6 +101,8 @@ COMMANDS = [
             examples=["nbprod deploy credit-risk@champion --name credit",
                       "nbprod deploy credit-risk@challenger --name credit --canary 5 --budget-p95-ms 50",
                       "nbprod deploy credit-risk --name credit --split 3=50,4=50",
+                      "nbprod deploy credit-risk@champion --name credit --alert-rule 'p95_ms > 100' "
+                      "--alert-rule 'drift_share > 0.3' --alert-webhook URL --alert-interval 60",
                       "nbprod deploy --restore"]),
     Command(name="promote", help="Send 100% of a deployment's traffic to its canary and set @champion.",
             arguments=_promote_arguments, run=_promote, examples=["nbprod promote credit"]),

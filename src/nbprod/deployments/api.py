@@ -6,6 +6,17 @@ is one transaction — new spec, generation + 1, audit row — and the server's 
 on their next poll (200 ms) and swap their routing table atomically, so no request fails and no
 worker serves a mix. The call then waits until every worker has acknowledged the generation and
 reports how long that took (``Deployment.last_change_s``).
+
+Alert rules (``alert_rules=``): the server's background loop (:mod:`nbprod.monitoring.loop`)
+checks them as ``nbprod monitor NAME --check`` does. The rules, interval and window are recorded
+in the deployment's meta (``meta["alerts"]``), so a restart brings them back and a later deploy
+that gives no alert options keeps them. The webhook URL is a credential: it is never written to
+the state DB, only handed to the server in its environment — ``alert_webhook=``, else
+``NBPROD_ALERT_WEBHOOK`` of the process that starts the server (a deploy, or a restore). A server
+started without one still checks its rules and records firings in ``alert_state`` without posting
+them (``nbprod status`` says "no webhook"); the first check of a server that has one posts them.
+A server reads its alert settings when it starts: new settings given to a running deployment are
+recorded and apply when its server restarts (the card and ``nbprod status`` say so meanwhile).
 """
 
 from __future__ import annotations
@@ -17,7 +28,7 @@ import secrets
 import time
 from typing import Any
 
-from ..errors import DeploymentError, LatencyBudgetExceeded
+from ..errors import ConfigError, DeploymentError, LatencyBudgetExceeded, RuleError
 from . import process, store
 from .results import Deployment, DeploymentStatus, StatusTable
 
@@ -26,6 +37,7 @@ __all__ = ["deploy", "promote", "rollback", "undeploy", "status", "restore", "HO
 HOST = "127.0.0.1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 _APPLY_TIMEOUT_S = 15.0
+_KEEP = object()  # _restore: start with the recorded alert settings
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -181,7 +193,7 @@ def _deployment(name: str, action: str, *, token: str | None = None, ready_s=Non
     return Deployment(name=name, url=_url(cols) or "", action=action, routes=_route_dicts(spec), pid=cols["pid"],
                       workers=int(meta.get("workers", 1)), generation=spec.generation, token=token,
                       auth=spec.token_sha256 is not None, ready_s=ready_s, last_change_s=last_change_s,
-                      latency=latency, warnings=list(warnings or []))
+                      latency=latency, warnings=list(warnings or []), alerts=_alerts_view(meta))
 
 
 def _change(name: str, spec, new_routes: list, *, action: str, model_uri: str | None, details: dict,
@@ -204,16 +216,111 @@ def _change(name: str, spec, new_routes: list, *, action: str, model_uri: str | 
     return generation, took, warnings
 
 
-def _ensure_running(name: str) -> tuple[Any, dict, dict]:
-    """The deployment's (spec, cols, meta), restarting a server that died; a stopped one is refused."""
+def _ensure_running(name: str, *, alerts: Any = _KEEP, webhook: str | None = None) -> tuple[Any, dict, dict, bool]:
+    """The deployment's (spec, cols, meta, restarted), restarting a server that died (with ``alerts``
+    and ``webhook`` when given); a stopped one is refused."""
     spec, cols, meta = _find(name)
     if cols["status"] == "stopped":
         raise DeploymentError(f"deployment {name!r} is stopped (undeployed); its traffic cannot be changed",
                               f"deploy it again: nbprod.deploy({spec.stable.uri!r}, name={name!r})")
     if not process.is_server_of(cols["pid"], name):
-        _restore(name)
+        _restore(name, alerts=alerts, webhook=webhook)
         spec, cols, meta = _find(name)
-    return spec, cols, meta
+        return spec, cols, meta, True
+    return spec, cols, meta, False
+
+
+# --- alert settings -----------------------------------------------------------------------------
+
+def _given_alerts(rules: Any, webhook: Any, interval: Any, window: Any) -> dict:
+    """This call's alert options, validated as the server's loop validates them (RuleError,
+    ConfigError) before anything is resolved or started: ``{}`` when none were given."""
+    if rules is None and webhook is None and interval is None and window is None:
+        return {}
+    from ..monitoring.alerts import parse_rules
+    from ..monitoring.windows import parse_duration
+
+    given: dict = {}
+    if rules is not None:
+        if isinstance(rules, str):
+            from ..monitoring.loop import _split_rules
+
+            rules = _split_rules(rules)
+        elif not isinstance(rules, (list, tuple, set)):
+            raise RuleError(f"alert_rules must be a list of rules, got {type(rules).__name__}",
+                            "pass e.g. alert_rules=['p95_ms > 100', 'drift_share > 0.3']")
+        given["rules"] = [r.text for r in parse_rules(list(rules))]
+    if interval is not None:
+        given["interval_s"] = parse_duration(interval)
+    if window is not None:
+        given["window"] = window.strip() if isinstance(window, str) else str(parse_duration(window))
+        parse_duration(given["window"])
+    if webhook is not None:
+        from ..monitoring.loop import check_webhook
+
+        given["webhook"] = check_webhook(webhook, "alert_webhook")
+    return given
+
+
+def _merge_alerts(given: dict, recorded: dict | None) -> dict | None:
+    """The alert settings after this call: ``recorded`` with the given options applied (an option
+    left out keeps its recorded value). None: no rules, no alert loop."""
+    base = recorded if recorded and recorded.get("rules") else {}
+    rules = given.get("rules", base.get("rules", []))
+    if not rules:
+        extra = [k for k in ("webhook", "interval_s", "window") if k in given]
+        if extra:
+            raise RuleError("an alert webhook, interval or window was given without alert rules",
+                            "add rules (alert_rules=['p95_ms > 100'], --alert-rule 'p95_ms > 100'), "
+                            "or leave the alert options out")
+        return None
+    from ..monitoring.loop import DEFAULT_INTERVAL_S
+
+    interval = given.get("interval_s", base.get("interval_s", DEFAULT_INTERVAL_S))
+    return {"rules": list(rules), "interval_s": float(interval), "window": str(given.get("window", base.get("window", "1h")))}
+
+
+def _webhook(given: str | None, *, strict: bool) -> str | None:
+    """The webhook a server starts with: ``given``, else ``NBPROD_ALERT_WEBHOOK`` here. A bad
+    variable is a ConfigError (``strict``, a deploy) or ignored (a restore: the loop runs, unposted)."""
+    from ..monitoring.loop import WEBHOOK_ENV, check_webhook
+
+    if given:
+        return given
+    url = os.environ.get(WEBHOOK_ENV) or None
+    if url is None:
+        return None
+    try:
+        return check_webhook(url, f"${WEBHOOK_ENV}")
+    except ConfigError:
+        if strict:
+            raise
+        return None
+
+
+def _served_alerts(alerts: dict | None, webhook: str | None) -> dict | None:
+    """What a server is started with, for status: the settings and whether it has a webhook (never the URL)."""
+    return {**alerts, "webhook": webhook is not None} if alerts else None
+
+
+def _settings(alerts: dict | None) -> tuple | None:
+    if not alerts or not alerts.get("rules"):
+        return None
+    return tuple(alerts["rules"]), float(alerts["interval_s"]), str(alerts["window"])
+
+
+def _alerts_view(meta: dict, *, running: bool = True) -> dict | None:
+    """The alert settings shown on the card and in ``nbprod status`` (never the webhook URL)."""
+    want, served = meta.get("alerts") or None, meta.get("alerts_server") or None
+    pending = running and _settings(want) != _settings(served)
+    if want is None and not pending:
+        return None
+    view: dict = {"rules": list((want or {}).get("rules", [])), "interval_s": (want or {}).get("interval_s"),
+                  "window": (want or {}).get("window")}
+    if running:
+        view["webhook"] = bool(served and served.get("webhook"))
+        view["pending"] = pending
+    return view
 
 
 # --- the latency gate ---------------------------------------------------------------------------
@@ -268,7 +375,9 @@ def _refuse(figures, mv, budget: float) -> LatencyBudgetExceeded:
 def deploy(uri: str | None = None, *, name: str | None = None, port: int | None = None,
            canary: float | None = None, shadow: bool = False, split: dict | None = None,
            ood: str | None = None, no_auth: bool = False, workers: int = 1, budget_p95_ms: float | None = None,
-           restore: bool = False, token: str | None = None) -> Deployment | StatusTable:
+           restore: bool = False, token: str | None = None, alert_rules: Any = None,
+           alert_webhook: str | None = None, alert_interval: Any = None,
+           alert_window: Any = None) -> Deployment | StatusTable:
     """Serve the registered version ``uri`` as deployment ``name`` (default: the model's name).
 
     A new name starts a detached server on 127.0.0.1 (``port`` or a free one) and returns its
@@ -278,9 +387,22 @@ def deploy(uri: str | None = None, *, name: str | None = None, port: int | None 
     ``budget_p95_ms`` measures the version before it gets traffic and refuses it
     (:class:`LatencyBudgetExceeded`) over budget. ``restore=True`` restarts recorded deployments
     whose server died. ``token``: the deployment's token, lets the gate run inside the live server.
+
+    ``alert_rules`` (``["p95_ms > 100", "drift_share > 0.3"]``, or text separated by ``;``): the
+    server checks them every ``alert_interval`` seconds (default 60; or ``"5m"``) over monitor
+    windows of ``alert_window`` (default ``"1h"``) and posts firings to ``alert_webhook`` (default
+    ``$NBPROD_ALERT_WEBHOOK``; never stored). A bad rule is a RuleError, a bad interval or webhook a
+    ConfigError, before anything starts. A later deploy to the name keeps the recorded settings
+    unless it gives new ones (``alert_rules=[]`` removes them); a running server applies new
+    settings when it restarts (module docstring). ``restore=True`` takes ``alert_webhook`` for the
+    servers it restarts; their rules are the recorded ones.
     """
+    given = _given_alerts(alert_rules, alert_webhook, alert_interval, alert_window)
     if restore:
-        return _restore(name)
+        if set(given) - {"webhook"}:
+            raise DeploymentError("restore restarts deployments with their recorded alert rules, interval and window",
+                                  "leave those out (alert_webhook is fine), or deploy a version with the new settings")
+        return _restore(name, webhook=given.get("webhook"))
     if uri is None:
         raise DeploymentError("no model to deploy", "pass a registered model URI, e.g. credit-risk@challenger")
     _check_options(canary, shadow, split, workers, budget_p95_ms, ood)
@@ -288,14 +410,18 @@ def deploy(uri: str | None = None, *, name: str | None = None, port: int | None 
     mv = _resolve(uri)
     name = _check_name(name or mv.name)
     found = store.read(name)
+    alerts = _merge_alerts(given, found[2].get("alerts") if found else None)
     if found is None or found[1]["status"] == "stopped":
         return _deploy_new(name, mv, port=port, canary=canary, shadow=shadow, split=split, ood=ood or "flag",
-                           no_auth=no_auth, workers=workers, budget=budget_p95_ms)
+                           no_auth=no_auth, workers=workers, budget=budget_p95_ms, alerts=alerts,
+                           webhook=_webhook(given.get("webhook"), strict=True) if alerts else None)
     if port is not None and found[1]["port"] not in (None, port):
         raise DeploymentError(f"deployment {name!r} already serves on port {found[1]['port']}",
                               "leave port out to change its traffic, or undeploy it first to move it")
-    spec, cols, meta = _ensure_running(name)
-    notes = []
+    changes_alerts = bool(given) and _settings(alerts) != _settings(found[2].get("alerts"))
+    spec, cols, meta, restarted = _ensure_running(name, alerts=alerts if given else _KEEP,
+                                                  webhook=given.get("webhook"))
+    notes = [] if restarted or not given else _alert_notes(name, cols["pid"], meta, alerts, given)
     if workers != int(meta.get("workers", 1)):
         notes.append(f"workers={workers} ignored: {name!r} runs {meta.get('workers', 1)} worker(s); "
                      "undeploy and deploy again to change it")
@@ -325,11 +451,28 @@ def deploy(uri: str | None = None, *, name: str | None = None, port: int | None 
     if new_stable.key != stable.key:
         new_meta["previous"] = dataclasses.asdict(stable)
     how = "split" if split is not None else "canary" if canary is not None else "shadow" if shadow else "switch"
+    details = {"mode": how, "from": stable.version, "budget_p95_ms": budget_p95_ms}
+    if given:
+        new_meta["alerts"] = alerts
+        if changes_alerts:
+            details["alerts"] = alerts  # rules, interval, window: never the webhook
     changes = {"ood": ood} if ood else {}
-    _, took, warnings = _change(name, spec, routes, action="deploy", model_uri=mv.uri,
-                                details={"mode": how, "from": stable.version, "budget_p95_ms": budget_p95_ms},
+    _, took, warnings = _change(name, spec, routes, action="deploy", model_uri=mv.uri, details=details,
                                 meta=new_meta, cols=cols, t_call=t_call, **changes)
     return _deployment(name, f"deploy ({how})", last_change_s=took, latency=latency, warnings=notes + warnings)
+
+
+def _alert_notes(name: str, pid: int | None, meta: dict, alerts: dict | None, given: dict) -> list[str]:
+    """What a running server does with alert options it was not started with: they wait for its restart."""
+    notes = []
+    restart = f"nbprod undeploy {name}, then deploy again (the recorded alert settings are kept)"
+    if _settings(alerts) != _settings(meta.get("alerts_server")):
+        notes.append(f"new alert settings recorded; the running server (pid {pid}) checks the ones it started "
+                     f"with until it restarts: {restart}")
+    if "webhook" in given:
+        notes.append(f"alert_webhook not applied: the running server (pid {pid}) keeps the webhook it started with "
+                     f"(the URL is never stored); to change it: {restart}, with alert_webhook= or NBPROD_ALERT_WEBHOOK")
+    return notes
 
 
 def _gate_existing(name, spec, cols, meta, mv, budget, token, t_call) -> dict:
@@ -364,7 +507,8 @@ def _gate_existing(name, spec, cols, meta, mv, budget, token, t_call) -> dict:
     return figures.to_dict()
 
 
-def _deploy_new(name, mv, *, port, canary, shadow, split, ood, no_auth, workers, budget) -> Deployment:
+def _deploy_new(name, mv, *, port, canary, shadow, split, ood, no_auth, workers, budget, alerts=None,
+                webhook=None) -> Deployment:
     from ..serving.spec import DeploymentSpec, hash_token
 
     if canary is not None or shadow:
@@ -382,14 +526,17 @@ def _deploy_new(name, mv, *, port, canary, shadow, split, ood, no_auth, workers,
     token = None if no_auth else secrets.token_urlsafe(24)
     spec = DeploymentSpec(name=name, routes=routes, ood=ood, token_sha256=hash_token(token) if token else None)
     meta = {"workers": workers, "auth": not no_auth, "log": str(process.log_path(name)),
-            "created_at": time.time(), "previous": None}
+            "created_at": time.time(), "previous": None, "alerts": alerts,
+            "alerts_server": _served_alerts(alerts, webhook)}
     store.write_change(name, spec, meta=meta, action="deploy", model_uri=mv.uri,
                        details={"mode": "split" if split else "new", "routes": _route_dicts(spec), "port": port,
-                                "workers": workers, "auth": not no_auth, "budget_p95_ms": budget},
+                                "workers": workers, "auth": not no_auth, "budget_p95_ms": budget,
+                                **({"alerts": alerts} if alerts else {})},
                        host=HOST, port=port, pid=None, status="starting")
     pid = None
     try:
-        pid = process.start_server(name, port, workers=workers, auth=not no_auth, host=HOST)
+        pid = process.start_server(name, port, workers=workers, auth=not no_auth, host=HOST, alerts=alerts,
+                                   webhook=webhook)
         store.set_columns(name, pid=pid)
         ready_s = _wait_ready(name, port, pid, workers)
         store.set_columns(name, status="running", meta={**meta, "ready_s": round(ready_s, 4)})
@@ -413,7 +560,7 @@ def promote(name: str, version: str | None = None) -> Deployment:
     from ..registry import set_alias
 
     t_call = time.time()
-    spec, cols, meta = _ensure_running(name)
+    spec, cols, meta, _ = _ensure_running(name)
     stable = spec.stable
     candidates = [r for r in spec.routes if r.role != "stable"]
     if version is not None:
@@ -454,7 +601,7 @@ def rollback(name: str) -> Deployment:
     from ..serving.spec import Route
 
     t_call = time.time()
-    spec, cols, meta = _ensure_running(name)
+    spec, cols, meta, _ = _ensure_running(name)
     stable = spec.stable
     if any(r.role != "stable" for r in spec.routes):
         routes, target, new_meta = [dataclasses.replace(stable, weight=100)], stable, meta
@@ -509,9 +656,10 @@ def _live_row(name: str) -> DeploymentStatus:
     routes = _route_dicts(spec)
     base = dict(name=name, url=_url(cols), pid=pid, routes=routes, generation=spec.generation)
     if cols["status"] == "stopped":
-        return DeploymentStatus(state="stopped", workers=f"0/{want}", **{**base, "pid": None})
+        return DeploymentStatus(state="stopped", workers=f"0/{want}", alerts=_alerts_view(meta, running=False),
+                                **{**base, "pid": None})
     if not process.is_server_of(pid, name):
-        return DeploymentStatus(state="dead", workers=f"0/{want}",
+        return DeploymentStatus(state="dead", workers=f"0/{want}", alerts=_alerts_view(meta, running=False),
                                 detail=f"process {pid} is gone: nbprod deploy --restore" if pid else "never started",
                                 **base)
     workers = _live_workers(name, pid)
@@ -524,7 +672,7 @@ def _live_row(name: str) -> DeploymentStatus:
     else:
         state, detail = "running", ""
     return DeploymentStatus(state=state, workers=f"{len(workers)}/{want}", served_generation=served, detail=detail,
-                            **base)
+                            alerts=_alerts_view(meta), **base)
 
 
 def status(name: str | None = None) -> StatusTable:
@@ -537,12 +685,15 @@ def restore(name: str | None = None) -> StatusTable:
     """Restart every recorded deployment (or ``name``) whose server is not running, with its recorded split.
 
     Stopped (undeployed) deployments stay stopped. The restarted server reuses the recorded port when it
-    is free, the recorded spec (routes, weights, token hash) and worker count.
+    is free, the recorded spec (routes, weights, token hash), worker count and alert rules; it posts
+    alerts to ``$NBPROD_ALERT_WEBHOOK`` of this process — without it, the rules are still checked and
+    firings recorded, not posted (``nbprod status`` shows "no webhook").
     """
     return _restore(name)
 
 
-def _restore(name: str | None) -> StatusTable:
+def _restore(name: str | None, *, alerts: Any = _KEEP, webhook: str | None = None) -> StatusTable:
+    """``alerts`` / ``webhook``: a deploy call's new alert settings for the one deployment ``name``."""
     names = [_check_name(name)] if name else store.names()
     started = []
     for n in names:
@@ -550,8 +701,12 @@ def _restore(name: str | None) -> StatusTable:
         if cols["status"] == "stopped" or process.is_server_of(cols["pid"], n):
             continue
         port = cols["port"] if cols["port"] and process.port_free(cols["port"], HOST) else process.free_port(HOST)
-        pid = process.start_server(n, port, workers=int(meta.get("workers", 1)), auth=bool(meta.get("auth", True)))
-        store.set_columns(n, host=HOST, port=port, pid=pid, status="starting")
+        settings = meta.get("alerts") if alerts is _KEEP else alerts
+        hook = _webhook(webhook, strict=False) if settings else None
+        pid = process.start_server(n, port, workers=int(meta.get("workers", 1)), auth=bool(meta.get("auth", True)),
+                                   alerts=settings, webhook=hook)
+        store.set_columns(n, host=HOST, port=port, pid=pid, status="starting",
+                          meta={**meta, "alerts": settings, "alerts_server": _served_alerts(settings, hook)})
         started.append((n, spec, port, pid, cols["pid"]))
     errors = []
     for n, spec, port, pid, old in started:

@@ -5,6 +5,11 @@ started it — a kernel restart kills the kernel's process group, not a server i
 Why the ``/proc`` checks: a pid in the state DB may be stale (the machine rebooted, the pid was
 reused); before signalling a pid we check that its command line is this deployment's server.
 All HTTP here goes to 127.0.0.1 with short timeouts.
+
+Alert settings reach a deployment's server through its environment (``NBPROD_ALERT_*``, read by
+:mod:`nbprod.monitoring.loop`): the rules, interval and window recorded for the deployment, never
+those of whoever starts it, and the webhook URL — a credential, so it is never written to the
+state DB — only in the child's environment.
 """
 
 from __future__ import annotations
@@ -50,11 +55,22 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-def _child_env() -> dict:
+def _child_env(alerts: dict | None = None, webhook: str | None = None) -> dict:
+    """The environment of a server started from here. ``alerts``: the deployment's recorded
+    ``{"rules", "interval_s", "window"}`` (None: no alert loop); ``webhook``: where it posts."""
     from ..config import settings
+    from ..monitoring.loop import INTERVAL_ENV, RULES_ENV, WEBHOOK_ENV, WINDOW_ENV
 
     env = dict(os.environ)
     env.pop("NBPROD_TOKEN", None)  # the spec's token hash is the only credential
+    for var in (RULES_ENV, WEBHOOK_ENV, INTERVAL_ENV, WINDOW_ENV):
+        env.pop(var, None)  # a deployment checks its own recorded rules, a gate server none
+    if alerts and alerts.get("rules"):
+        env[RULES_ENV] = "; ".join(alerts["rules"])
+        env[INTERVAL_ENV] = repr(float(alerts["interval_s"]))
+        env[WINDOW_ENV] = str(alerts["window"])
+        if webhook:
+            env[WEBHOOK_ENV] = webhook
     env["NBPROD_HOME"] = str(settings.home)
     env["MLFLOW_TRACKING_URI"] = settings.tracking_uri
     env["NBPROD_DB_URL"] = settings.db_url
@@ -62,8 +78,10 @@ def _child_env() -> dict:
     return env
 
 
-def start_server(name: str, port: int, *, workers: int = 1, auth: bool = True, host: str = "127.0.0.1") -> int:
-    """Start ``nbprod serve --deployment name`` detached; return its pid."""
+def start_server(name: str, port: int, *, workers: int = 1, auth: bool = True, host: str = "127.0.0.1",
+                 alerts: dict | None = None, webhook: str | None = None) -> int:
+    """Start ``nbprod serve --deployment name`` detached; return its pid. ``alerts`` / ``webhook``:
+    the server's background alert loop (see :func:`_child_env`)."""
     cmd = [sys.executable, "-m", "nbprod.cli", "serve", "--deployment", name, "--host", host, "--port", str(port),
            "--workers", str(int(workers))]
     if not auth:
@@ -73,7 +91,7 @@ def start_server(name: str, port: int, *, workers: int = 1, auth: bool = True, h
         log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(cmd[1:])}\n".encode())
         log.flush()
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True, env=_child_env(), close_fds=True)
+                                start_new_session=True, env=_child_env(alerts, webhook), close_fds=True)
     finally:
         log.close()
     _popen[proc.pid] = proc

@@ -22,6 +22,29 @@ def _routes_text(routes: list[dict]) -> str:
     return ", ".join(parts) or "–"
 
 
+def _alerts_text(alerts: dict | None, *, short: bool = False) -> str:
+    """The alert rules a deployment checks, how often, and whether firings reach a webhook (never its URL)."""
+    if not alerts:
+        return "–" if short else "none"
+    rules = "; ".join(alerts.get("rules") or []) or "none"
+    every = f"{alerts['interval_s']:g}s" if alerts.get("interval_s") is not None else None
+    if short:
+        parts = [rules + (f" every {every}" if every and alerts.get("rules") else "")]
+        if alerts.get("webhook") is False and alerts.get("rules"):
+            parts.append("no webhook")
+        if alerts.get("pending"):
+            parts.append("restart pending")
+        return ", ".join(parts)
+    text = rules if not alerts.get("rules") else f"{rules} (every {every}, window {alerts.get('window')})"
+    if alerts.get("rules") and alerts.get("webhook") is True:
+        text += "; firings posted to the webhook"
+    elif alerts.get("rules") and alerts.get("webhook") is False:
+        text += "; no webhook: firings recorded, not posted (set NBPROD_ALERT_WEBHOOK where the server starts)"
+    if alerts.get("pending"):
+        text += "; the running server checks the settings it started with until it restarts"
+    return text
+
+
 def _fmt_s(v: float | None) -> str:
     return "–" if v is None else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
 
@@ -33,6 +56,9 @@ class Deployment:
     ``token`` is only set by the call that created the deployment: it is shown once and only its
     sha256 is stored. ``last_change_s``: seconds from the call until every worker served the
     change (acknowledged by the workers themselves); ``ready_s``: start until ready.
+    ``alerts``: the recorded alert rules (``rules``, ``interval_s``, ``window``), whether the
+    server has a webhook (``webhook``, never its URL) and whether new settings wait for a
+    restart (``pending``); None without rules.
     """
 
     name: str
@@ -48,6 +74,7 @@ class Deployment:
     last_change_s: float | None = None
     latency: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    alerts: dict | None = None
     ok: bool = True
 
     @property
@@ -98,7 +125,8 @@ class Deployment:
         return {"name": self.name, "url": self.url, "action": self.action, "routes": self.routes,
                 "versions": self.versions, "weights": self.weights, "pid": self.pid, "workers": self.workers,
                 "generation": self.generation, "token": self.token, "auth": self.auth, "ready_s": self.ready_s,
-                "last_change_s": self.last_change_s, "latency": self.latency, "warnings": list(self.warnings)}
+                "last_change_s": self.last_change_s, "latency": self.latency, "warnings": list(self.warnings),
+                "alerts": self.alerts}
 
     def _facts(self) -> list[tuple[str, str]]:
         facts = [("url", self.url), ("traffic", _routes_text(self.routes)),
@@ -118,6 +146,8 @@ class Deployment:
             budget = f", budget p95 {lat['budget_p95_ms']:g} ms" if lat.get("budget_p95_ms") is not None else ""
             facts.append(("latency gate", f"p50 {lat['p50_ms']:.2f} / p95 {lat['p95_ms']:.2f} / "
                                           f"p99 {lat['p99_ms']:.2f} ms{budget}"))
+        if self.alerts:
+            facts.append(("alerts", _alerts_text(self.alerts)))
         for w in self.warnings:
             facts.append(("warning", w))
         return facts
@@ -149,20 +179,21 @@ class DeploymentStatus:
     generation: int
     served_generation: int | None = None
     detail: str = ""
+    alerts: dict | None = None  # as on Deployment.alerts
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "url": self.url, "state": self.state, "pid": self.pid, "workers": self.workers,
                 "routes": self.routes, "generation": self.generation, "served_generation": self.served_generation,
-                "detail": self.detail}
+                "detail": self.detail, "alerts": self.alerts}
 
     def _cells(self) -> list[str]:
         gen = str(self.generation) if self.served_generation in (None, self.generation) \
             else f"{self.served_generation} → {self.generation}"
         return [self.name, self.state, self.url or "–", str(self.pid or "–"), self.workers,
-                _routes_text(self.routes), gen, self.detail]
+                _routes_text(self.routes), gen, _alerts_text(self.alerts, short=True), self.detail]
 
 
-_HEAD = ["name", "state", "url", "pid", "workers", "traffic", "generation", "detail"]
+_HEAD = ["name", "state", "url", "pid", "workers", "traffic", "generation", "alerts", "detail"]
 
 
 @dataclass

@@ -4,6 +4,7 @@ The serving engineer's ``deployments`` table holds the spec, its ``generation`` 
 columns (host, port, pid, status). Deploy adds two tables of its own:
 
 - ``deployment_meta``: per deployment, JSON the server never reads — worker count, auth, log path,
+  the alert rules, interval and window (``alerts``; never the webhook URL, a credential),
   the previous stable route (what ``rollback`` returns to), the last change's timing;
 - ``deployment_workers``: one row per serving worker process, written by the server itself
   (:mod:`nbprod.deployments.events`): which spec generation it has applied. ``deploy`` waits on these

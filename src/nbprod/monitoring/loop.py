@@ -32,7 +32,7 @@ from typing import Any, Iterable
 
 from ..errors import ConfigError, NbprodError, RuleError
 
-__all__ = ["AlertLoop", "from_settings", "RULES_ENV", "WEBHOOK_ENV", "INTERVAL_ENV", "WINDOW_ENV",
+__all__ = ["AlertLoop", "from_settings", "check_webhook", "RULES_ENV", "WEBHOOK_ENV", "INTERVAL_ENV", "WINDOW_ENV",
            "DEFAULT_INTERVAL_S"]
 
 RULES_ENV = "NBPROD_ALERT_RULES"
@@ -46,6 +46,15 @@ logger = logging.getLogger("nbprod.alerts")
 
 def _split_rules(text: str) -> list[str]:
     return [part.strip() for part in re.split(r"[;\n]", text) if part.strip()]
+
+
+def check_webhook(url: Any, where: str = "the alert webhook") -> str:
+    """``url`` if it is an http(s) URL, else a ConfigError naming ``where`` it came from (not the
+    URL itself: a webhook URL is a credential)."""
+    if not isinstance(url, str) or not url.lower().startswith(("http://", "https://")):
+        raise ConfigError(f"{where} is not an http(s) URL",
+                          "pass the Slack-compatible webhook URL, e.g. https://hooks.slack.com/services/…")
+    return url
 
 
 class AlertLoop:
@@ -64,10 +73,7 @@ class AlertLoop:
         self.rules = parse_rules(rules)
         if not self.rules:
             raise RuleError("the alert loop has no rules", f"pass rules, e.g. {RULES_ENV}='p95_ms > 100; error_rate > 1%'")
-        if webhook is not None and not webhook.lower().startswith(("http://", "https://")):
-            raise ConfigError(f"the alert webhook {webhook!r} is not an http(s) URL",
-                              "pass the Slack-compatible webhook URL, e.g. https://hooks.slack.com/services/…")
-        self.webhook = webhook
+        self.webhook = None if webhook is None else check_webhook(webhook)
         self.interval = parse_duration(interval)
         self.window = window
         parse_duration(window)
