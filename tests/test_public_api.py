@@ -19,3 +19,19 @@ assert nbprod.drift(frame, frame).dataset_drift is False
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+def test_results_print_readably_in_a_terminal(nbprod_home, tmp_path):
+    """A terminal (IPython, a log) shows repr(): the readable text, not a dump of dataclass fields."""
+    from nbprod.deployments.results import Deployment, StatusTable
+    from nbprod.jobs import JobResult
+    from nbprod.monitoring.alerts import AlertCheck
+    from nbprod.packaging import Bundle
+
+    results = [Deployment(name="credit", url="http://127.0.0.1:1", action="deployed", routes=[], pid=1, workers=1,
+                          generation=1, token="secret-token"),
+               StatusTable(rows=[]), AlertCheck("credit"), JobResult(tmp_path / "a.ipynb", tmp_path / "b.ipynb", {}, 1.0)]
+    results.append(Bundle(tmp_path, "models:/credit/1", "credit", "1", "credit:1", files=["model/MLmodel", "k8s/x.yaml"]))
+    for result in results:
+        assert repr(result) == str(result), type(result).__name__
+        assert f"{type(result).__name__}(" not in repr(result)

@@ -50,6 +50,9 @@ class JobResult:
         return {"notebook": str(self.notebook), "output": str(self.output), "parameters": self.parameters,
                 "seconds": round(self.seconds, 2), "ok": self.ok, "kernel": self.kernel}
 
+    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
+        return str(self)
+
     def __str__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.parameters.items()) or "none"
         return f"ran {self.notebook} in {self.seconds:.1f} s (parameters: {params})\nexecuted copy: {self.output}"

@@ -89,6 +89,9 @@ class Bundle:
             ("build", f"docker build -t {self.image} {self.path}"),
         ]
 
+    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
+        return str(self)
+
     def __str__(self) -> str:
         width = max(len(k) for k, _ in self._summary())
         return "\n".join([f"bundle for {self.uri} in {self.path}"] +

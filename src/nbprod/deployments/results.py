@@ -152,6 +152,9 @@ class Deployment:
             facts.append(("warning", w))
         return facts
 
+    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
+        return str(self)
+
     def __str__(self) -> str:
         width = max(len(k) for k, _ in self._facts())
         head = f"deployment {self.name}: {self.action}"
@@ -226,6 +229,9 @@ class StatusTable:
 
     def to_dict(self) -> dict[str, Any]:
         return {"deployments": [r.to_dict() for r in self.rows], "ok": self.ok}
+
+    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
+        return str(self)
 
     def __str__(self) -> str:
         if not self.rows:

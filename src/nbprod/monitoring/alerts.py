@@ -157,6 +157,9 @@ class AlertCheck:
 
     _HEADER = ["rule", "state", "value", "window", "notification"]
 
+    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
+        return str(self)
+
     def __str__(self) -> str:
         from ..data._render import text_table
 
