@@ -13,6 +13,8 @@ from nbprod.data.rules import Rules
 from nbprod.data.validate import ValidationReport, row_flags, validate
 from nbprod.errors import DataError, NbprodError, ProfileError, ValidationError
 
+PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
+
 
 @pytest.fixture(autouse=True)
 def exact_range(nbprod_home):
@@ -265,7 +267,9 @@ def _as_object(df: pd.DataFrame) -> pd.DataFrame:
     return df.assign(city=df["city"].astype(object))
 
 
-@pytest.mark.parametrize("dtype", ["str", "string[pyarrow]", "string[python]", "object"])
+@pytest.mark.parametrize("dtype", [
+    pytest.param("str", marks=pytest.mark.skipif(not PANDAS_3, reason="pandas 2's astype(str) writes None as 'None'")),
+    "string[pyarrow]", "string[python]", "object"])
 def test_string_columns_give_the_same_report_whatever_their_storage(trained, dtype):
     from nbprod.data import _checks as K
 
@@ -285,8 +289,12 @@ def test_string_columns_give_the_same_report_whatever_their_storage(trained, dty
 
 
 def test_arrow_string_rules_and_clean_columns(trained):
+    from nbprod.data import _checks as K
+
     df, p = trained
-    assert df["city"].dtype == "str"
+    if not PANDAS_3:  # pandas 3 stores text in Arrow by default; pandas 2 only when asked
+        df = df.assign(city=df["city"].astype("string[pyarrow]"))
+    assert K.arrow_strings(df["city"]) is not None
     assert validate(df, p).ok
     report = validate(df, rules={"city": {"in": ["Berlin", "Paris"], "nullable": False}})
     (failure,) = report.failures
