@@ -21,6 +21,8 @@ import os
 import time
 from typing import Any
 
+from .._lazytable import LazyTable
+
 __all__ = ["meta_table", "workers_table", "ensure", "write_change", "read", "names", "set_columns",
            "delete", "acks", "register_worker", "ack_generation", "record_server"]
 
@@ -31,37 +33,37 @@ def deployments_table():
     """The serving spec's ``deployments`` Table itself (``spec.deployments`` is a lazy proxy)."""
     from ..serving.spec import deployments
 
-    return deployments.c.name.table
+    return deployments.table()
+
+
+def _meta_columns() -> list:
+    from sqlalchemy import Column, String, Text
+
+    return [Column("name", String(255), primary_key=True),
+            Column("meta", Text, nullable=False)]
+
+
+def _worker_columns() -> list:
+    from sqlalchemy import Column, Float, Integer, String
+
+    return [Column("name", String(255), primary_key=True),
+            Column("pid", Integer, primary_key=True, autoincrement=False),
+            Column("parent", Integer),
+            Column("generation", Integer),  # last applied generation (None: initial spec)
+            Column("started_at", Float, nullable=False),
+            Column("updated_at", Float, nullable=False)]
+
+
+_META = LazyTable("deployment_meta", _meta_columns)
+_WORKERS = LazyTable("deployment_workers", _worker_columns)
 
 
 def meta_table():
-    from sqlalchemy import Column, String, Table, Text
-
-    from .. import state
-
-    t = state.metadata.tables.get("deployment_meta")
-    if t is not None:
-        return t
-    return Table("deployment_meta", state.metadata,
-                 Column("name", String(255), primary_key=True),
-                 Column("meta", Text, nullable=False))
+    return _META.table()
 
 
 def workers_table():
-    from sqlalchemy import Column, Float, Integer, String, Table
-
-    from .. import state
-
-    t = state.metadata.tables.get("deployment_workers")
-    if t is not None:
-        return t
-    return Table("deployment_workers", state.metadata,
-                 Column("name", String(255), primary_key=True),
-                 Column("pid", Integer, primary_key=True, autoincrement=False),
-                 Column("parent", Integer),
-                 Column("generation", Integer),  # last applied generation (None: initial spec)
-                 Column("started_at", Float, nullable=False),
-                 Column("updated_at", Float, nullable=False))
+    return _WORKERS.table()
 
 
 def ensure():

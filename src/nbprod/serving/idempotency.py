@@ -34,6 +34,7 @@ from typing import Any, Awaitable, Callable
 
 from starlette.responses import Response
 
+from .._lazytable import LazyTable
 from ..errors import ServingError
 
 __all__ = ["IdempotencyStore", "fingerprint", "idempotency_keys"]
@@ -59,16 +60,10 @@ def _error(message: str, fix: str, status: int, code: str) -> ServingError:
 
 # --- the table ----------------------------------------------------------------------------------
 
-def _table():
-    from sqlalchemy import Column, Float, Index, Integer, LargeBinary, String, Table, Text
+def _columns() -> list:
+    from sqlalchemy import Column, Float, Index, Integer, LargeBinary, String, Text
 
-    from .. import state
-
-    existing = state.metadata.tables.get("idempotency_keys")
-    if existing is not None:
-        return existing
-    return Table(
-        "idempotency_keys", state.metadata,
+    return [
         Column("scope", String(255), primary_key=True),  # the deployment name
         Column("key", String(MAX_KEY_LENGTH), primary_key=True),
         Column("fingerprint", String(64), nullable=False),
@@ -77,15 +72,10 @@ def _table():
         Column("headers", Text),  # JSON
         Column("created_at", Float, nullable=False),  # unix time of the claim / the answer
         Index("ix_idempotency_keys_scope_created", "scope", "created_at"),
-    )
+    ]
 
 
-class _LazyTable:
-    def __getattr__(self, item: str) -> Any:
-        return getattr(_table(), item)
-
-
-idempotency_keys: Any = _LazyTable()
+idempotency_keys: Any = LazyTable("idempotency_keys", _columns)
 
 
 class _Row:
@@ -101,7 +91,7 @@ class _DbBackend:
 
         from .. import state
 
-        t = _table()
+        t = idempotency_keys.table()
         try:
             with state.write_transaction() as conn:  # serialised against other workers creating it
                 t.create(conn, checkfirst=True)
@@ -114,7 +104,7 @@ class _DbBackend:
 
         from .. import state
 
-        t = _table()
+        t = idempotency_keys.table()
         where = (t.c.scope == scope) & (t.c.key == key)
         with state.write_transaction() as conn:
             state.lock(conn, f"idempotency:{scope}:{key}")
@@ -137,7 +127,7 @@ class _DbBackend:
 
         from .. import state
 
-        t = _table()
+        t = idempotency_keys.table()
         now = time.time()
         with state.write_transaction() as conn:
             conn.execute(t.update().where((t.c.scope == scope) & (t.c.key == key) & (t.c.fingerprint == fp))
@@ -152,7 +142,7 @@ class _DbBackend:
     def release(self, scope: str, key: str, fp: str) -> None:
         from .. import state
 
-        t = _table()
+        t = idempotency_keys.table()
         with state.write_transaction() as conn:
             conn.execute(t.delete().where((t.c.scope == scope) & (t.c.key == key) & (t.c.fingerprint == fp)
                                           & t.c.status.is_(None)))

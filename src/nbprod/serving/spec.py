@@ -23,6 +23,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from .._lazytable import LazyTable
 from ..errors import DeploymentError
 
 __all__ = ["Route", "DeploymentSpec", "SpecSource", "StaticSource", "DbSource", "deployments",
@@ -135,16 +136,10 @@ def _default_name(source: str) -> str:
 # --- the deployments table ----------------------------------------------------------------------
 
 
-def _table():
-    from sqlalchemy import Column, Float, Integer, String, Table, Text
+def _deployment_columns() -> list:
+    from sqlalchemy import Column, Float, Integer, String, Text
 
-    from .. import state
-
-    existing = state.metadata.tables.get("deployments")
-    if existing is not None:
-        return existing
-    return Table(
-        "deployments", state.metadata,
+    return [
         Column("name", String(255), primary_key=True),
         Column("spec", Text, nullable=False),  # DeploymentSpec.to_dict() as JSON
         Column("generation", Integer, nullable=False, default=1),  # +1 on every change
@@ -153,17 +148,10 @@ def _table():
         Column("port", Integer),
         Column("pid", Integer),
         Column("status", String(32)),
-    )
+    ]
 
 
-class _LazyTable:
-    """``deployments`` is defined on first access so importing this module needs no SQLAlchemy."""
-
-    def __getattr__(self, item: str) -> Any:
-        return getattr(_table(), item)
-
-
-deployments: Any = _LazyTable()
+deployments: Any = LazyTable("deployments", _deployment_columns)
 _created: set = set()
 
 
@@ -173,7 +161,7 @@ def _engine():
     eng = state.engine()
     key = (str(eng.url), os.getpid())
     if key not in _created:
-        _table().create(eng, checkfirst=True)
+        deployments.table().create(eng, checkfirst=True)
         _created.add(key)
     return eng
 
@@ -182,7 +170,7 @@ def load_spec(name: str) -> DeploymentSpec:
     """The stored spec of deployment ``name`` (with its ``generation``)."""
     from sqlalchemy import select
 
-    t = _table()
+    t = deployments.table()
     with _engine().connect() as conn:
         row = conn.execute(select(t.c.spec, t.c.generation).where(t.c.name == name)).first()
     if row is None:
@@ -195,7 +183,7 @@ def read_generation(name: str, conn: Any = None) -> int | None:
     """The current generation of ``name`` (None when the deployment is gone): one indexed SELECT."""
     from sqlalchemy import select
 
-    t = _table()
+    t = deployments.table()
     stmt = select(t.c.generation).where(t.c.name == name)
     if conn is not None:
         return conn.execute(stmt).scalar()
@@ -230,7 +218,7 @@ def write_spec(conn: Any, name: str, spec: DeploymentSpec, *, expected_generatio
 
     if spec.name != name:
         spec = DeploymentSpec.from_dict({**spec.to_dict(), "name": name})
-    t = _table()
+    t = deployments.table()
     body = json.dumps(spec.to_dict(), sort_keys=True)
     state.lock(conn, f"deployment:{name}")
     current = conn.execute(select(t.c.generation).where(t.c.name == name)).scalar()
