@@ -84,3 +84,36 @@ def test_a_notebook_without_a_kernelspec_runs_on_the_default_kernel(nbprod_home,
     path.write_text("{not json", encoding="utf-8")
     with pytest.raises(JobError, match="cannot read .* as a notebook"):
         run(path, progress=False)
+
+
+def test_a_demo_that_fails_after_deploying_stops_the_server_it_started(nbprod_home, tmp_path):
+    """The quickstart's last cells undeploy; a cell failing before them must not leave a detached
+    server running. A deployment that ran before the demo is left alone."""
+    from conftest import kill_recorded_servers
+    from nbprod.deployments import process, store
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(
+        "import nbprod\nfrom nbprod.datasets import credit\nfrom sklearn.linear_model import LogisticRegression\n"
+        "X, y = credit(300)\nX = X[['age', 'income']].fillna(0)\n"
+        "nbprod.register(LogisticRegression().fit(X, y), 'demo-model', X, y)\n"
+        "nbprod.deploy('demo-model/1', name='demo', no_auth=True)"),
+        nbformat.v4.new_code_cell("raise ValueError('broken after deploying')")]
+    path = tmp_path / "failing-demo.ipynb"
+    nbformat.write(nb, path)
+    try:
+        import nbprod
+        from nbprod.datasets import credit
+        from sklearn.linear_model import LogisticRegression
+
+        X, y = credit(300)
+        X = X[["age", "income"]].fillna(0)
+        nbprod.register(LogisticRegression().fit(X, y), "kept-model", X, y)
+        kept = nbprod.deploy("kept-model/1", name="kept", no_auth=True)
+        assert main(["demo", "--notebook", str(path)]) != 0
+        spec, cols, meta = store.read("demo")
+        assert cols["status"] == "stopped" and (cols["pid"] is None or not process.alive(cols["pid"]))
+        assert store.read("kept")[1]["status"] != "stopped" and process.alive(kept.pid)
+    finally:
+        kill_recorded_servers()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..errors import NbprodError
 from . import Command, Context, UsageProblem
 
 
@@ -42,8 +43,31 @@ def _demo(args: argparse.Namespace, ctx: Context):
     notebook = Path(args.notebook)
     if not notebook.is_file():
         raise UsageProblem(f"no quickstart notebook at {notebook}", "run `make demo` from the nbprod repository root, or pass --notebook")
-    result = run(notebook, progress=True)
+    before = _running()
+    try:
+        result = run(notebook, progress=True)
+    except NbprodError:
+        _stop_started_since(before)
+        raise
     return _DemoSummary(result)
+
+
+def _running() -> dict[str, int | None]:
+    """Deployments of this nbprod home not recorded as stopped, with their server's pid."""
+    from ..deployments import store
+
+    found = {name: store.read(name) for name in store.names()}
+    return {name: rec[1]["pid"] for name, rec in found.items() if rec and rec[1]["status"] != "stopped"}
+
+
+def _stop_started_since(before: dict[str, int | None]) -> None:
+    """A demo that fails part-way never reaches its undeploy cell: stop the servers it started
+    (detached, they would outlive it), and leave alone those that ran before it."""
+    from ..deployments.api import undeploy
+
+    for name, pid in _running().items():
+        if name not in before or before[name] != pid:
+            undeploy(name)
 
 
 class _DemoSummary:
