@@ -143,11 +143,13 @@ class AuditChainBroken(AuditError):
 
 
 class ServingError(NbprodError):
-    """A request to a model server is invalid. ``.status`` is the HTTP status to answer with."""
+    """A request to a model server is invalid. ``.status`` is the HTTP status to answer with,
+    ``.code`` the stable ``error`` field of the JSON answer (None: the class name)."""
 
-    def __init__(self, problem: str, fix: str | None = None, *, status: int = 400) -> None:
+    def __init__(self, problem: str, fix: str | None = None, *, status: int = 400, code: str | None = None) -> None:
         super().__init__(problem, fix)
         self.status = status
+        self.code = code
 
 
 class DeploymentError(NbprodError):

@@ -18,9 +18,8 @@ def _parse(body: bytes) -> tuple[list, list]:
     from ..errors import ServingError
 
     def bad(problem: str) -> ServingError:
-        err = ServingError(problem, 'send {"prediction_ids": ["<id>", ...], "labels": [<label>, ...]}', status=400)
-        err.code = "bad_feedback"  # type: ignore[attr-defined]
-        return err
+        return ServingError(problem, 'send {"prediction_ids": ["<id>", ...], "labels": [<label>, ...]}', status=400,
+                            code="bad_feedback")
 
     try:
         data = json.loads(body or b"null")
@@ -50,9 +49,7 @@ async def feedback_endpoint(request):
         except ServingError:
             raise
         except NbprodError as exc:
-            err = ServingError(exc.problem, exc.fix, status=400)
-            err.code = type(exc).__name__  # type: ignore[attr-defined]
-            raise err from None
+            raise ServingError(exc.problem, exc.fix, status=400, code=type(exc).__name__) from None
         return _json(result.to_dict())
     except ServingError as err:
         return _error(err)

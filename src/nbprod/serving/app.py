@@ -76,7 +76,7 @@ def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
 
 
 def _error(err: ServingError) -> Response:
-    body = {"error": getattr(err, "code", None) or type(err).__name__, "message": err.problem, "fix": err.fix}
+    body = {"error": err.code or type(err).__name__, "message": err.problem, "fix": err.fix}
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
     return _json(body, err.status, headers)
 
@@ -202,10 +202,9 @@ class ServingState:
 
 
 def _too_large(size: int, limit: int) -> ServingError:
-    err = ServingError(f"the request body is {size} bytes, more than the limit of {limit}",
-                       "split the rows over several requests (or raise max_body_bytes in the deployment)", status=413)
-    err.code = "body_too_large"  # type: ignore[attr-defined]
-    return err
+    return ServingError(f"the request body is {size} bytes, more than the limit of {limit}",
+                        "split the rows over several requests (or raise max_body_bytes in the deployment)",
+                        status=413, code="body_too_large")
 
 
 def _content_kind(request: Request) -> str:
@@ -214,10 +213,9 @@ def _content_kind(request: Request) -> str:
         return "json"
     if ctype in ("text/csv", "application/csv"):
         return "csv"
-    err = ServingError(f"unsupported content type {ctype!r}",
-                       "send Content-Type: application/json (or text/csv with a header row)", status=415)
-    err.code = "unsupported_media_type"  # type: ignore[attr-defined]
-    raise err
+    raise ServingError(f"unsupported content type {ctype!r}",
+                       "send Content-Type: application/json (or text/csv with a header row)", status=415,
+                       code="unsupported_media_type")
 
 
 async def _predict(state: ServingState, table: RoutingTable, target: Target, role: str,
@@ -228,12 +226,10 @@ async def _predict(state: ServingState, table: RoutingTable, target: Target, rol
     if ood is not None and state.spec.ood == "reject":
         state.metrics.ood_rejected.labels(target.served.version).inc()
         rows = [i for i, r in enumerate(ood) if r][:5]
-        err = ServingError(f"{sum(1 for r in ood if r)} row(s) are outside the training distribution "
+        raise ServingError(f"{sum(1 for r in ood if r)} row(s) are outside the training distribution "
                            f"(row {rows[0]}: {'; '.join(ood[rows[0]])})",
                            "send values inside the training range and seen categories, or deploy with ood='flag'",
-                           status=400)
-        err.code = "out_of_distribution"  # type: ignore[attr-defined]
-        raise err
+                           status=400, code="out_of_distribution")
     params = {k: v for k, v in batch.params.items() if k != "_id"}
     try:
         if params and target.served.has_params:  # params change the answer: no batching with others
@@ -242,9 +238,8 @@ async def _predict(state: ServingState, table: RoutingTable, target: Target, rol
             return target, role, pred, cols, ood
         return target, role, await target.batcher.submit(cols, batch.n), cols, ood
     except UnknownCategory as exc:
-        err = ServingError(str(exc), f"send a category of {exc.column!r} seen in training", status=400)
-        err.code = "unknown_category"  # type: ignore[attr-defined]
-        raise err from None
+        raise ServingError(str(exc), f"send a category of {exc.column!r} seen in training", status=400,
+                           code="unknown_category") from None
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001

@@ -50,9 +50,7 @@ class Batch:
 
 
 def _bad(message: str, fix: str, status: int = 400, error: str = "bad_request") -> ServingError:
-    err = ServingError(message, fix, status=status)
-    err.code = error  # type: ignore[attr-defined]
-    return err
+    return ServingError(message, fix, status=status, code=error)
 
 
 def _reject_constant(name: str):

@@ -52,12 +52,6 @@ def fingerprint(method: str, path: str, query: str, authorization: str, body: by
     return h.hexdigest()
 
 
-def _error(message: str, fix: str, status: int, code: str) -> ServingError:
-    err = ServingError(message, fix, status=status)
-    err.code = code  # type: ignore[attr-defined]
-    return err
-
-
 # --- the table ----------------------------------------------------------------------------------
 
 def _columns() -> list:
@@ -207,14 +201,14 @@ class IdempotencyStore:
         try:
             return await asyncio.get_running_loop().run_in_executor(None, run)
         except Exception as exc:  # noqa: BLE001 - a DB hiccup is a retryable 503, never a 500
-            raise _error(f"the idempotency store (nbprod's state DB) failed: {type(exc).__name__}: {exc}"[:500],
-                         "retry the request with the same Idempotency-Key", 503, "store_unavailable") from None
+            raise ServingError(f"the idempotency store (nbprod's state DB) failed: {type(exc).__name__}: {exc}"[:500],
+                               "retry the request with the same Idempotency-Key", status=503, code="store_unavailable") from None
 
     async def run(self, key: str, fp: str, spec: Any, compute: Callable[[], Awaitable[Response]]) -> Response:
         """Replay the stored answer of ``key``, or ``compute`` it once and store it (status 200)."""
         if not key.strip() or len(key) > MAX_KEY_LENGTH:
-            raise _error(f"the Idempotency-Key header is {'empty' if not key.strip() else f'{len(key)} characters long'}",
-                         f"send a key of 1 to {MAX_KEY_LENGTH} characters, e.g. a UUID", 400, "bad_idempotency_key")
+            raise ServingError(f"the Idempotency-Key header is {'empty' if not key.strip() else f'{len(key)} characters long'}",
+                               f"send a key of 1 to {MAX_KEY_LENGTH} characters, e.g. a UUID", status=400, code="bad_idempotency_key")
         lock, users = self._locks.get(key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
@@ -238,16 +232,16 @@ class IdempotencyStore:
             if outcome == "claimed":
                 break
             if row.fingerprint != fp:
-                raise _error(f"Idempotency-Key {key!r} was already used for a different request "
-                             "(another body, endpoint or credential)",
-                             "use a new Idempotency-Key for every distinct request; resend the original request "
-                             "unchanged to get its stored answer", 422, "idempotency_key_reused")
+                raise ServingError(f"Idempotency-Key {key!r} was already used for a different request "
+                                   "(another body, endpoint or credential)",
+                                   "use a new Idempotency-Key for every distinct request; resend the original request "
+                                   "unchanged to get its stored answer", status=422, code="idempotency_key_reused")
             if outcome == "done":
                 return Response(row.body, status_code=row.status, media_type="application/json",
                                 headers={**(row.headers or {}), "Idempotent-Replay": "true"})
             if time.monotonic() > deadline:  # another worker is still answering it
-                raise _error(f"a request with Idempotency-Key {key!r} is still being answered",
-                             "retry in a moment with the same key to get its answer", 409, "idempotency_key_in_flight")
+                raise ServingError(f"a request with Idempotency-Key {key!r} is still being answered",
+                                   "retry in a moment with the same key to get its answer", status=409, code="idempotency_key_in_flight")
             await asyncio.sleep(_POLL_S)
         try:
             response = await compute()
