@@ -314,9 +314,10 @@ def _check_spec(col: str, spec: Any) -> dict[str, Any]:
     lo, hi = out.get("min"), out.get("max")
     if isinstance(lo, (int, float)) and isinstance(hi, (int, float)) and lo > hi:
         raise RuleError(f"column {col!r}: min {lo} is above max {hi}", "swap min and max")
-    if isinstance(lo, str) and isinstance(hi, str) and _timestamp(lo) is not None and _timestamp(hi) is not None \
-            and _timestamp(lo) > _timestamp(hi):
-        raise RuleError(f"column {col!r}: min {lo} is after max {hi}", "swap min and max")
+    if isinstance(lo, str) and isinstance(hi, str):
+        t_lo, t_hi = _timestamp(lo), _timestamp(hi)
+        if t_lo is not None and t_hi is not None and t_lo > t_hi:
+            raise RuleError(f"column {col!r}: min {lo} is after max {hi}", "swap min and max")
     for flag in ("nullable", "unique"):
         if flag in out and not isinstance(out[flag], bool):
             raise RuleError(f"column {col!r}: {flag} must be true or false, got {out[flag]!r}", f"write `{flag}: false`")

@@ -7,6 +7,9 @@ package loads no numpy, pandas or scipy; they load on the first call.
 
 from __future__ import annotations
 
+import sys
+import types
+
 from .api import drift
 from .choice import TESTS, default_test
 from .report import ColumnDrift, DriftReport
@@ -14,7 +17,7 @@ from .report import ColumnDrift, DriftReport
 __all__ = ["drift", "DriftReport", "ColumnDrift", "TESTS", "default_test"]
 
 
-class _Verb(type(__import__("sys"))):
+class _Verb(types.ModuleType):
     """``nbprod.drift`` is both this package and the verb. Importing any ``nbprod.drift.*`` module
     (``monitor`` does) binds the package to the name ``nbprod.drift``, replacing the lazily
     exported function; calling the package calls the verb, so ``nbprod.drift(ref, cur)`` works
@@ -24,4 +27,4 @@ class _Verb(type(__import__("sys"))):
         return drift(*args, **kwargs)
 
 
-__import__("sys").modules[__name__].__class__ = _Verb
+sys.modules[__name__].__class__ = _Verb

@@ -87,7 +87,6 @@ def verify_file(model_dir: str | Path, rel: str, *, expected_digest: str | None 
 def verify_manifest(model_dir: str | Path, *, expected_digest: str | None = None) -> dict:
     """Check every file against the manifest; return the manifest or raise :class:`IntegrityError`."""
     model_dir = Path(model_dir)
-    fix = _FIX
     manifest = _read_manifest(model_dir, expected_digest)
     listed: dict = manifest["files"]
     present = set(_files(model_dir))
@@ -107,5 +106,5 @@ def verify_manifest(model_dir: str | Path, *, expected_digest: str | None = None
     if extra:
         problems.append(f"not in the manifest: {', '.join(extra)}")
     if problems:
-        raise IntegrityError(f"model artefact {model_dir} does not match its sha256 manifest ({'; '.join(problems)})", fix)
+        raise IntegrityError(f"model artefact {model_dir} does not match its sha256 manifest ({'; '.join(problems)})", _FIX)
     return manifest
