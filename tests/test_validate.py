@@ -90,6 +90,11 @@ def test_every_failure_is_collected_with_counts_and_examples(trained, nbprod_hom
     assert income.examples[0]["income"] == -1.0 and "1 below, 1 above" in income.message
     country = next(f for f in report.failures if f.check == "unseen_category" and f.column == "country")
     assert "'XX'" in country.message and len(country.examples) == 3
+    for f in report.failures:  # examples of all failures are taken in one go: each still shows its own rows
+        for e in f.examples:
+            assert next(iter(e)) == "index" and list(e)[1] == f.column
+            want = bad.loc[e["index"], f.column]
+            assert e[f.column] == (None if pd.isna(want) else want.isoformat() if hasattr(want, "isoformat") else want)
     d = report.to_dict()
     json.dumps(d)  # JSON-safe, examples included
     assert d["ok"] is False and len(d["failures"]) == 9

@@ -31,6 +31,7 @@ __all__ = [
 ]
 
 KINDS = ("numeric", "boolean", "categorical", "datetime")
+_NUMPY_KINDS = {"b": "boolean", "i": "numeric", "u": "numeric", "f": "numeric", "m": "numeric", "M": "datetime"}
 
 
 def dtype_name(dtype: Any) -> str:
@@ -40,6 +41,8 @@ def dtype_name(dtype: Any) -> str:
 
 def kind_of(dtype: Any) -> str:
     """One of :data:`KINDS`. Strings, objects, categories and anything unusual are categorical."""
+    if isinstance(dtype, np.dtype):  # the common case, by numpy's kind letter (validate asks per column)
+        return _NUMPY_KINDS.get(dtype.kind, "categorical")
     from pandas.api import types as t
 
     if t.is_bool_dtype(dtype):
