@@ -183,6 +183,9 @@ def test_deploy_starts_a_detached_authenticated_server(credit, versions, home):
     assert os.getsid(credit.pid) != os.getsid(0)  # own session: survives the kernel
     assert (home / "deployments" / "credit" / "server.log").is_file()
     assert "<table" in credit._repr_html_() and credit.token in str(credit)
+    # what a notebook saves with the cell (text/plain and text/html) hides the token
+    assert credit.token not in repr(credit) and credit.token not in credit._repr_html_()
+    assert f"…{credit.token[-4:]}" in repr(credit) and ".token" in credit._repr_html_()
     assert credit.to_dict()["workers"] == 2
     assert post(credit, _body(X), token=None)[0] == 401
     status_code, version, body = post(credit, _body(X, 3))

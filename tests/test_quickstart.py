@@ -27,6 +27,8 @@ def test_quickstart_runs_headless_through_papermill(nbprod_home):
     assert "alerts firing: drift_share > 0.3" in summary  # income drifted: 1 of v1's 3 input columns
     assert "audit: chain verified" in summary
     assert (nbprod_home / "bundles" / "credit-risk" / "Dockerfile").is_file()
+    saved = result.output.read_text()  # the executed notebook keeps the deployment card, not the token
+    assert "hidden so that a saved notebook does not keep it" in saved and "shown once: store it now" not in saved
 
 
 def test_quickstart_is_what_the_builder_writes():

@@ -90,7 +90,8 @@ bundle"""),
 
 `deploy` starts a detached REST server on 127.0.0.1 (it survives a kernel restart), serving the
 MLflow scoring protocol and the Open Inference Protocol, with Prometheus metrics at `/metrics`.
-Its bearer token is shown once. Deploying another version to the same name adds it beside the
+Its bearer token is shown once, and not in the cell's output (a saved notebook keeps its
+outputs): `service.token` holds it. Deploying another version to the same name adds it beside the
 running one; `budget_p95_ms` load-tests it first and refuses it if it is too slow."""),
     ("code", """service = nbprod.deploy("credit-risk@champion", name="credit")
 token = service.token

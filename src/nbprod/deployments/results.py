@@ -54,7 +54,8 @@ class Deployment:
     """A running deployment as a deploy / promote / rollback call left it.
 
     ``token`` is only set by the call that created the deployment: it is shown once and only its
-    sha256 is stored. ``last_change_s``: seconds from the call until every worker served the
+    sha256 is stored. ``print()`` (and so the CLI) shows it; the repr and HTML card a notebook
+    saves with its outputs show its last 4 characters only. ``last_change_s``: seconds from the call until every worker served the
     change (acknowledged by the workers themselves); ``ready_s``: start until ready.
     ``alerts``: the recorded alert rules (``rules``, ``interval_s``, ``window``), whether the
     server has a webhook (``webhook``, never its URL) and whether new settings wait for a
@@ -128,13 +129,16 @@ class Deployment:
                 "last_change_s": self.last_change_s, "latency": self.latency, "warnings": list(self.warnings),
                 "alerts": self.alerts}
 
-    def _facts(self) -> list[tuple[str, str]]:
+    def _facts(self, reveal: bool = True) -> list[tuple[str, str]]:
         facts = [("url", self.url), ("traffic", _routes_text(self.routes)),
                  ("process", f"pid {self.pid}, {self.workers} worker(s), generation {self.generation}")]
         if not self.auth:
             facts.append(("auth", "none (--no-auth: local experiments only)"))
-        elif self.token:
+        elif self.token and reveal:
             facts.append(("token", f"{self.token}  (shown once: store it now)"))
+        elif self.token:
+            facts.append(("token", f"…{self.token[-4:]}  (hidden so that a saved notebook does not keep it: "
+                                   f"read this result's .token, or print() it, and store it now)"))
         else:
             facts.append(("token", "unchanged (shown when the deployment was created)"))
         if self.ready_s is not None:
@@ -152,17 +156,23 @@ class Deployment:
             facts.append(("warning", w))
         return facts
 
-    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
-        return str(self)
+    def __repr__(self) -> str:
+        """The readable text with the token hidden: this is what a notebook stores as the cell's
+        output (and an echo in a terminal); ``print()`` and the CLI show the token in full."""
+        return self._text(reveal=False)
 
     def __str__(self) -> str:
-        width = max(len(k) for k, _ in self._facts())
+        return self._text(reveal=True)
+
+    def _text(self, reveal: bool) -> str:
+        facts = self._facts(reveal)
+        width = max(len(k) for k, _ in facts)
         head = f"deployment {self.name}: {self.action}"
-        return "\n".join([head] + [f"  {k.ljust(width)}  {v}" for k, v in self._facts()])
+        return "\n".join([head] + [f"  {k.ljust(width)}  {v}" for k, v in facts])
 
     def _repr_html_(self) -> str:
         rows = "".join(f'<tr><th style="{_CELL};color:#555;font-weight:normal">{escape(k)}</th>'
-                       f'<td style="{_CELL}"><code>{escape(v)}</code></td></tr>' for k, v in self._facts())
+                       f'<td style="{_CELL}"><code>{escape(v)}</code></td></tr>' for k, v in self._facts(reveal=False))
         return (f'<div style="border:1px solid #ccc;border-radius:6px;padding:8px 12px;display:inline-block">'
                 f'<div style="font-weight:bold;font-size:15px">{escape(self.name)} '
                 f'<span style="color:#1a7f37">{escape(self.action)}</span></div>'
