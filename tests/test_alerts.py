@@ -64,6 +64,11 @@ def test_rules_file(tmp_path):
         "drift_share > 0.3", "p95_ms > 100", "error_rate > 1%", "roc_auc < 0.8"]
     with pytest.raises(RuleError, match="no rules file"):
         parse_rules(path=tmp_path / "missing.txt")
+    # one text holds rules separated by ';' or new lines (NBPROD_ALERT_RULES, alert_rules="...")
+    assert [r.text for r in parse_rules("p95_ms > 100; error_rate > 1%\n roc_auc < 0.8 ;")] == [
+        "p95_ms > 100", "error_rate > 1%", "roc_auc < 0.8"]
+    with pytest.raises(RuleError, match="cannot read"):
+        parse_rules("p95_ms > 1; rm -rf /")
 
 
 def test_firing_posts_once_until_resolved_then_again(db_url):

@@ -33,7 +33,7 @@ from ..errors import RuleError
 from .report import METRICS
 from .windows import iso
 
-__all__ = ["Rule", "parse_rule", "parse_rules", "check", "check_deployment", "evaluate", "AlertCheck", "AlertOutcome", "alert_state", "post_webhook"]
+__all__ = ["Rule", "parse_rule", "parse_rules", "split_rules", "check", "check_deployment", "evaluate", "AlertCheck", "AlertOutcome", "alert_state", "post_webhook"]
 
 alert_state = Table(
     "alert_state", state.metadata,
@@ -93,11 +93,17 @@ def parse_rule(text: str) -> Rule:
     return Rule(metric, op, number, canonical)
 
 
+def split_rules(text: str) -> list[str]:
+    """The rules of one text, separated by ``;`` or new lines (``NBPROD_ALERT_RULES``, ``alert_rules="…"``)."""
+    return [part.strip() for part in re.split(r"[;\n]", text) if part.strip()]
+
+
 def parse_rules(rules: Iterable[str] | str | None = None, *, path: str | Path | None = None) -> list[Rule]:
-    """Rules from a list, one text, and/or a file (one rule per line, ``#`` comments, ``- `` bullets ok)."""
+    """Rules from a list, a text (rules separated by ``;`` or new lines) and/or a file (one rule
+    per line, ``#`` comments, ``- `` bullets ok)."""
     texts: list[str] = []
     if isinstance(rules, str):
-        texts.append(rules)
+        texts.extend(split_rules(rules))
     elif rules is not None:
         texts.extend(rules)
     if path is not None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import re
 import threading
 from typing import Any, Iterable
 
@@ -42,10 +41,6 @@ WINDOW_ENV = "NBPROD_ALERT_WINDOW"
 DEFAULT_INTERVAL_S = 60.0
 
 logger = logging.getLogger("nbprod.alerts")
-
-
-def _split_rules(text: str) -> list[str]:
-    return [part.strip() for part in re.split(r"[;\n]", text) if part.strip()]
 
 
 def check_webhook(url: Any, where: str = "the alert webhook") -> str:
@@ -150,10 +145,12 @@ def from_settings(deployment: str, *, rules: Iterable[str] | str | None = None, 
 
     Bad settings raise here (RuleError, ConfigError), before the server starts.
     """
+    from .alerts import split_rules
+
     if rules is None:
-        rules = _split_rules(os.environ.get(RULES_ENV, ""))
+        rules = split_rules(os.environ.get(RULES_ENV, ""))
     elif isinstance(rules, str):
-        rules = _split_rules(rules)
+        rules = split_rules(rules)
     rules = list(rules)
     if not rules:
         if interval is not None or webhook is not None:
