@@ -320,6 +320,12 @@ def test_columns_checked_on_threads_give_the_serial_report(trained, monkeypatch)
         assert validate(bad, p).to_dict() == serial
     monkeypatch.undo()
     assert V._workers(10, 25) == 1 and V._workers(V.PARALLEL_MIN_ROWS, 1) == 1
+    # columns are dealt by cost: 5 string hashes after 20 numeric columns do not pile up on one thread
+    costs = [V._NUMBER_COST] * 20 + [V._STRING_COST] * 5
+    groups = V._deal(costs, 2)
+    assert sorted(i for g in groups for i in g) == list(range(25))
+    loads = [sum(costs[i] for i in g) for g in groups]
+    assert max(loads) - min(loads) <= V._NUMBER_COST
 
 
 def test_datetime_ranges_with_and_without_missing_times(trained):

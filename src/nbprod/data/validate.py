@@ -263,19 +263,22 @@ def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, toleran
         if c not in profile.columns:
             out.add(c, "extra_column", None, f"{c}: column not in the training data ({df[names[c]].dtype})", count=n)
     todo = [(name, df[names[name]], col) for name, col in profile.columns.items() if name in names]
-    workers = _workers(n, sum(_long_pass(series) for _, series, _ in todo))
+    costs = [_pass_cost(series) for _, series, _ in todo]
+    workers = _workers(n, sum(c > 0 for c in costs))
 
     def run(item: tuple[str, pd.Series, ColumnProfile]) -> _Pending:
         pending = _Pending(out.max_examples)
         _check_column(item[0], item[1], item[2], pending, tolerance, n)
         return pending
 
-    if workers > 1:  # one task per worker (columns dealt round-robin): few hand-offs, balanced load
-        def run_group(items: list) -> list[_Pending]:
-            return [run(item) for item in items]
+    if workers > 1:  # one task per worker, columns dealt by cost: few hand-offs, balanced load
+        groups = _deal(costs, workers)
 
-        groups = list(_pool(workers).map(run_group, [todo[i::workers] for i in range(workers)]))
-        results = [groups[i % workers][i // workers] for i in range(len(todo))]
+        def run_group(group: list[int]) -> list[tuple[int, _Pending]]:
+            return [(i, run(todo[i])) for i in group]
+
+        done = dict(pair for pairs in _pool(workers).map(run_group, groups) for pair in pairs)
+        results = [done[i] for i in range(len(todo))]
     else:
         results = map(run, todo)
     for pending in results:  # in the profile's column order, whatever thread finished first
@@ -293,12 +296,35 @@ _POOL: tuple[int, int, Any] | None = None  # (pid, workers, executor)
 
 def _long_pass(series: pd.Series) -> bool:
     """Is the column checked by a pass over every value that releases the GIL? Numeric columns
-    (a min and a max reduction per block, compute-bound at ~18 GB/s per core, not memory-bound) and
-    string/object columns (a hash pass) are; ``category`` columns (a look-up of a few codes) are
-    too cheap to hand to a thread. On 2 cores, threads took 1M × 25 from 17.5 to 13.3 ms
-    (BENCHMARKS.md, Validation)."""
+    (a min and a max reduction per block) and string/object columns (a hash pass) are;
+    ``category`` columns (a look-up of a few codes) are too cheap to hand to a thread. On 2
+    cores, threads took 1M × 25 from 17.5 to 13.3 ms (BENCHMARKS.md, Validation)."""
+    return _pass_cost(series) > 0
+
+
+#: Relative cost per row of a column's pass: a string is hashed (pyarrow: ~11 ms per 1M), a
+#: number is read by two reductions (~0.6 ms per 1M).
+_STRING_COST, _NUMBER_COST = 15.0, 1.0
+
+
+def _pass_cost(series: pd.Series) -> float:
     kind = C.kind_of(series.dtype)
-    return kind == "numeric" or (kind == "categorical" and not isinstance(series.dtype, pd.CategoricalDtype))
+    if kind == "numeric":
+        return _NUMBER_COST
+    if kind == "categorical" and not isinstance(series.dtype, pd.CategoricalDtype):
+        return _STRING_COST
+    return 0.0
+
+
+def _deal(costs: list[float], workers: int) -> list[list[int]]:
+    """Column positions per worker: the costliest column first, each to the least loaded worker
+    (dealt round-robin, 5 string columns after 20 numeric ones left one thread 3 hashes to do)."""
+    loads, groups = [0.0] * workers, [[] for _ in range(workers)]
+    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
+        w = loads.index(min(loads))
+        groups[w].append(i)
+        loads[w] += costs[i]
+    return groups
 
 
 def _workers(n_rows: int, n_columns: int) -> int:
