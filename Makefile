@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test install peers bench clean
+.PHONY: demo test test-pandas2 install peers bench clean
 
 # Benchmark peers (pandera, Evidently) live in venvs of their own, never in nbprod's.
 PEER_PANDERA   := benchmarks/.venv/.installed
@@ -28,6 +28,24 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# nbprod supports pandas >= 2.1 and `make test` runs on the newest (3.x). pandas 2 differs where
+# nbprod reads frames (object vs Arrow strings, NaN vs None, copy semantics), so CI also runs the
+# tests of everything that reads or writes frames on pandas 2, in a venv of its own.
+PANDAS2       := .venv-pandas2
+PANDAS2_STAMP := $(PANDAS2)/.installed
+PANDAS2_TESTS := tests/test_profile.py tests/test_validate.py tests/test_rules.py tests/test_ood.py \
+                 tests/test_magics_data.py tests/test_drift.py tests/test_serving.py tests/test_serving_http.py \
+                 tests/test_predlog.py tests/test_monitoring.py tests/test_registry.py tests/test_evaluate.py
+
+$(PANDAS2_STAMP): $(STAMP)
+	$(PYTHON) -m venv $(PANDAS2)
+	$(UV) pip install --quiet --python $(PANDAS2)/bin/python -e '.[test]' 'pandas>=2.1,<3'
+	$(PANDAS2)/bin/python -m compileall -q -j 0 $(PANDAS2)/lib >/dev/null || true
+	touch $@
+
+test-pandas2: $(PANDAS2_STAMP)
+	$(PANDAS2)/bin/python -m pytest $(PYTEST_ARGS) $(PANDAS2_TESTS)
 
 # Evidently 0.7.23 needs pandas < 3, hence its own venv (pandera is there too, for pandas 2 figures); tests/test_drift.py compares
 # nbprod's drift decisions with it there (CI builds it; elsewhere that test skips with a hint).
@@ -58,4 +76,4 @@ bench: peers
 	$(PY) benchmarks/bench_predlog.py
 
 clean:
-	rm -rf $(VENV) .nbprod build dist
+	rm -rf $(VENV) $(PANDAS2) .nbprod build dist
