@@ -196,7 +196,7 @@ def main() -> None:
 
         versions += f", pandera {pandera.__version__}"
     print(f"{args.rows:,} rows × {clean.shape[1]} columns ({args.categorical} categoricals), {size / 1e6:.0f} MB; {versions}")
-    print(f"nbprod threads: {V._workers(args.rows, sum(V._long_pass(clean[c]) for c in clean.columns))}")
+    print(f"nbprod threads: {V._workers(args.rows, sum(V._pass_cost(clean[c]) > 0 for c in clean.columns))}")
 
     t_profile, prof = timed(lambda: profile(clean), args.repeat)
     mem_profile = peak_extra(lambda: profile(clean))

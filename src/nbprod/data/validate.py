@@ -294,20 +294,16 @@ MAX_WORKERS = 4
 _POOL: tuple[int, int, Any] | None = None  # (pid, workers, executor)
 
 
-def _long_pass(series: pd.Series) -> bool:
-    """Is the column checked by a pass over every value that releases the GIL? Numeric columns
-    (a min and a max reduction per block) and string/object columns (a hash pass) are;
-    ``category`` columns (a look-up of a few codes) are too cheap to hand to a thread. On 2
-    cores, threads took 1M × 25 from 17.5 to 13.3 ms (BENCHMARKS.md, Validation)."""
-    return _pass_cost(series) > 0
-
-
 #: Relative cost per row of a column's pass: a string is hashed (pyarrow: ~11 ms per 1M), a
 #: number is read by two reductions (~0.6 ms per 1M).
 _STRING_COST, _NUMBER_COST = 15.0, 1.0
 
 
 def _pass_cost(series: pd.Series) -> float:
+    """The relative cost of the column's pass over every value, work that releases the GIL:
+    numeric columns (a min and a max reduction) and string/object columns (a hash) are worth a
+    thread; ``category`` columns (a look-up of a few codes) cost 0, too cheap to hand off. On 2
+    cores, threads took 1M × 25 from 17.5 to 13.3 ms (BENCHMARKS.md, Validation)."""
     kind = C.kind_of(series.dtype)
     if kind == "numeric":
         return _NUMBER_COST
@@ -317,8 +313,8 @@ def _pass_cost(series: pd.Series) -> float:
 
 
 def _deal(costs: list[float], workers: int) -> list[list[int]]:
-    """Column positions per worker: the costliest column first, each to the least loaded worker
-    (dealt round-robin, 5 string columns after 20 numeric ones left one thread 3 hashes to do)."""
+    """Column positions per worker: the costliest column first, each to the least loaded worker.
+    (Round-robin by position gave one of 2 threads 3 of a frame's 5 string columns to hash.)"""
     loads, groups = [0.0] * workers, [[] for _ in range(workers)]
     for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
         w = loads.index(min(loads))

@@ -245,7 +245,7 @@ def _given_alerts(rules: Any, webhook: Any, interval: Any, window: Any) -> dict:
         if not isinstance(rules, (str, list, tuple, set)):
             raise RuleError(f"alert_rules must be a list of rules, got {type(rules).__name__}",
                             "pass e.g. alert_rules=['p95_ms > 100', 'drift_share > 0.3']")
-        given["rules"] = [r.text for r in parse_rules(rules if isinstance(rules, str) else list(rules))]
+        given["rules"] = [r.text for r in parse_rules(rules)]
     if interval is not None:
         given["interval_s"] = parse_duration(interval)
     if window is not None:

@@ -54,9 +54,10 @@ class Deployment:
     """A running deployment as a deploy / promote / rollback call left it.
 
     ``token`` is only set by the call that created the deployment: it is shown once and only its
-    sha256 is stored. ``print()`` (and so the CLI) shows it; the repr and HTML card a notebook
-    saves with its outputs show its last 4 characters only. ``last_change_s``: seconds from the call until every worker served the
-    change (acknowledged by the workers themselves); ``ready_s``: start until ready.
+    sha256 is stored. ``print()`` (and so the CLI) shows it; the repr and the HTML card, which a
+    notebook saves with its outputs, show its last 4 characters only. ``last_change_s``: seconds
+    from the call until every worker served the change (acknowledged by the workers themselves);
+    ``ready_s``: start until ready.
     ``alerts``: the recorded alert rules (``rules``, ``interval_s``, ``window``), whether the
     server has a webhook (``webhook``, never its URL) and whether new settings wait for a
     restart (``pending``); None without rules.
