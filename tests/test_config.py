@@ -106,3 +106,12 @@ def test_pyproject_is_read_with_tomli_where_there_is_no_tomllib(nbprod_home, tmp
 def test_pyproject_declares_tomli_for_python_3_10():
     text = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     assert "tomli>=2; python_version<'3.11'" in text
+
+
+def test_sqlite_path_names_the_database_file_of_a_sqlite_uri(tmp_path):
+    from nbprod._files import sqlite_path
+
+    assert sqlite_path(f"sqlite:///{tmp_path}/mlflow.db") == tmp_path / "mlflow.db"
+    assert sqlite_path("sqlite:///rel/m.db") == Path("rel/m.db")
+    for other in ("sqlite:///:memory:", "sqlite://", "http://127.0.0.1:5000", "postgresql://u@h/db", "/tmp/mlruns"):
+        assert sqlite_path(other) is None, other

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["write_text_atomic"]
+__all__ = ["write_text_atomic", "sqlite_path"]
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -18,3 +18,11 @@ def write_text_atomic(path: Path, text: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file a ``sqlite:///…`` URI names (None for any other URI, or ``:memory:``)."""
+    if not uri.lower().startswith("sqlite:"):
+        return None
+    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    return Path(path) if path and path != ":memory:" else None

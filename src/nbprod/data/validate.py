@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_object_dtype
 
+from .._files import sqlite_path
 from ..config import settings
 from ..errors import DataError, ModelNotFoundError, NbprodError, RuleError, ValidationError
 from . import _checks as K
@@ -233,8 +234,8 @@ _AGAINST_FIX = ("pass a Profile, a profile .json path, a rules .yaml path or a m
 def _no_model_store() -> bool:
     """True when the registry is the default SQLite store and it does not exist yet (so it holds no
     model, and asking it would create it)."""
-    uri = settings.registry_uri
-    return uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).exists()
+    path = sqlite_path(settings.registry_uri)
+    return path is not None and not path.exists()
 
 
 def _registry_profile(uri: str) -> Profile:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
+from .._files import sqlite_path
 from ..errors import TrackingServerError
 
 __all__ = ["client", "experiment_id", "is_remote", "EXPERIMENT", "reset_cache"]
@@ -62,19 +63,11 @@ def _probe(uri: str) -> None:
 
 def _prepare_local(uri: str) -> None:
     parsed = urlparse(uri)
-    if parsed.scheme == "sqlite":
-        path = uri[len("sqlite:///"):]
-        if path and path != ":memory:":
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
+    path = sqlite_path(uri)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
     elif parsed.scheme in ("", "file"):
         Path(parsed.path or uri).mkdir(parents=True, exist_ok=True)
-
-
-def _sqlite_path(uri: str) -> Path | None:
-    if urlparse(uri).scheme != "sqlite":
-        return None
-    path = uri[len("sqlite:///"):]
-    return Path(path) if path and path != ":memory:" else None
 
 
 @contextlib.contextmanager
@@ -85,7 +78,7 @@ def _migration_lock(uris: set[str]) -> Iterator[None]:
     doing that at once on one file fail with a raw alembic ``CommandError``. An ``flock`` on a
     file next to the database makes the second process wait and then find the schema current.
     """
-    paths = sorted({p for uri in uris if (p := _sqlite_path(uri)) is not None})
+    paths = sorted({p for uri in uris if (p := sqlite_path(uri)) is not None})
     try:
         import fcntl
     except ImportError:  # Windows: no flock; the race stays possible there
@@ -122,7 +115,7 @@ def client():
                 _prepare_local(uri)
             with _migration_lock({tracking, registry}):
                 cached = MlflowClient(tracking_uri=tracking, registry_uri=registry)
-                if _sqlite_path(registry) is not None:
+                if sqlite_path(registry) is not None:
                     cached._get_registry_client()  # runs the registry store's migrations under the lock too
             _clients[key] = cached
     return cached
