@@ -38,7 +38,7 @@ PANDAS2_TESTS := tests/test_profile.py tests/test_validate.py tests/test_rules.p
                  tests/test_magics_data.py tests/test_drift.py tests/test_serving.py tests/test_serving_http.py \
                  tests/test_predlog.py tests/test_monitoring.py tests/test_registry.py tests/test_evaluate.py
 
-$(PANDAS2_STAMP): $(STAMP)
+$(PANDAS2_STAMP): $(STAMP) pyproject.toml
 	$(PYTHON) -m venv $(PANDAS2)
 	$(UV) pip install --quiet --python $(PANDAS2)/bin/python -e '.[test]' 'pandas>=2.1,<3'
 	$(PANDAS2)/bin/python -m compileall -q -j 0 $(PANDAS2)/lib >/dev/null || true
