@@ -373,7 +373,7 @@ def unseen_mask(series: pd.Series, allowed: Iterable[Any]) -> tuple[np.ndarray, 
         return _arrow_unseen(data, allowed_text)
     # strings / objects
     try:
-        ok = series.isin(allowed + sorted(allowed_text - set(a for a in allowed if isinstance(a, str))))
+        ok = series.isin(_with_texts(allowed, allowed_text))
     except TypeError:  # unhashable values
         ok = series.map(lambda v: str(v) in allowed_text)
     cand = ~ok.to_numpy(dtype=bool) & series.notna().to_numpy(dtype=bool)
@@ -388,6 +388,12 @@ def unseen_mask(series: pd.Series, allowed: Iterable[Any]) -> tuple[np.ndarray, 
     return cand, still[:5]
 
 
+def _with_texts(allowed: list, allowed_text: set[str]) -> list:
+    """What an ``isin`` matches an object column against: the allowed values as they are, then
+    the texts of those that are not strings (``1`` allowed: ``"1"`` matches too)."""
+    return allowed + sorted(allowed_text - {a for a in allowed if isinstance(a, str)})
+
+
 def object_nulls_and_unseen(series: pd.Series, want_nulls: bool, allowed: Iterable[Any] | None):
     """``(null_mask_or_None, unseen_or_None)`` of an object column in one hash pass.
 
@@ -399,7 +405,7 @@ def object_nulls_and_unseen(series: pd.Series, want_nulls: bool, allowed: Iterab
     values = series.to_numpy()
     allowed = None if allowed is None else list(allowed)
     allowed_text = set() if allowed is None else {str(a) for a in allowed}
-    known = None if allowed is None else allowed + sorted(allowed_text - {a for a in allowed if isinstance(a, str)})
+    known = None if allowed is None else _with_texts(allowed, allowed_text)
     distinct = _suspects(values, known) if len(values) else None
     if distinct is None:  # unhashable values, or only the null check on distinct objects
         return (null_mask(series) if want_nulls else None), (unseen_mask(series, allowed) if allowed is not None else None)
