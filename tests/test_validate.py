@@ -320,12 +320,43 @@ def test_columns_checked_on_threads_give_the_serial_report(trained, monkeypatch)
         assert validate(bad, p).to_dict() == serial
     monkeypatch.undo()
     assert V._workers(10, 25) == 1 and V._workers(V.PARALLEL_MIN_ROWS, 1) == 1
-    # columns are dealt by cost: 5 string hashes after 20 numeric columns do not pile up on one thread
-    costs = [V._NUMBER_COST] * 20 + [V._STRING_COST] * 5
-    groups = V._deal(costs, 2)
-    assert sorted(i for g in groups for i in g) == list(range(25))
-    loads = [sum(costs[i] for i in g) for g in groups]
-    assert max(loads) - min(loads) <= V._NUMBER_COST
+
+
+def test_only_work_that_releases_the_gil_goes_to_threads():
+    import nbprod.data.validate as V
+
+    n = 20_000
+    shared = pd.Series(np.array(["DE", "FR"] * (n // 2), dtype=object))  # a few objects, as read_csv gives
+    distinct = pd.Series([f"c{i % 3}" for i in range(n)], dtype=object)  # one object per row
+    assert V._pass_cost(pd.Series(np.zeros(n))) == V._NUMBER_COST
+    assert V._pass_cost(shared.astype("string[pyarrow]")) == V._pass_cost(shared) == V._STRING_COST
+    assert V._pass_cost(distinct) == V._pass_cost(distinct.astype("category")) == 0  # GIL held / too cheap
+
+
+def test_numeric_reads_on_threads_give_the_serial_report_in_every_nan_mode(nbprod_home, monkeypatch):
+    import nbprod.data.validate as V
+
+    rng = np.random.default_rng(2)
+    n = 500
+    train = pd.DataFrame({"f": rng.normal(size=n), "g": pd.Series(rng.normal(size=n)).where(rng.random(n) > 0.3),
+                          "i": rng.integers(0, 10, n), "u": rng.integers(0, 10, n).astype("uint8"),
+                          "x": rng.normal(size=n), "ok": rng.normal(size=n)})
+    p = profile(train)
+    bad = train.copy()
+    bad.loc[[1, 2], "f"] = np.nan  # NaN where training had none: read NaN-propagating
+    bad.loc[3, "g"] = 99.0  # out of range where training had nulls: read NaN-skipping
+    bad.loc[4, "i"] = -1
+    bad["u"] = bad["u"].astype("float64")
+    bad.loc[5, "u"] = 0.5  # a float where uint8 was seen
+    bad["x"] = np.nan  # all missing
+    serial = validate(bad, p).to_dict()
+    assert {(f["column"], f["check"]) for f in serial["failures"]} == {
+        ("f", "nulls"), ("g", "out_of_range"), ("i", "out_of_range"), ("u", "dtype"), ("x", "nulls")}
+    reads = []
+    monkeypatch.setattr(V, "_workers", lambda n_rows, n_columns: 2)
+    monkeypatch.setattr(V, "_numeric_read", lambda series, col, read=V._numeric_read: reads.append(col) or read(series, col))
+    assert validate(bad, p).to_dict() == serial
+    assert len(reads) == 6  # every column was read on the threads, then checked on the caller
 
 
 def test_datetime_ranges_with_and_without_missing_times(trained):

@@ -31,7 +31,7 @@ import pandas as pd
 from ..config import settings
 from . import _columns as C
 
-__all__ = ["Failure", "Collector", "Found", "reduce_mask", "minmax", "null_mask", "range_mask", "numeric_nulls_and_range", "unseen_mask", "object_nulls_and_unseen", "dtype_problem", "duplicate_mask",
+__all__ = ["Failure", "Collector", "Found", "reduce_mask", "minmax", "null_mask", "range_mask", "numeric_extremes", "numeric_nulls_and_range", "unseen_mask", "object_nulls_and_unseen", "dtype_problem", "duplicate_mask",
            "rule_dtype_ok"]
 
 
@@ -282,31 +282,39 @@ def _outside(values: np.ndarray, mask: np.ndarray | None, lo: Any, hi: Any,
     return below, n_below, n_above
 
 
+def numeric_extremes(values: np.ndarray, mask: np.ndarray | None, want_nulls: bool) -> tuple[Any, Any]:
+    """The one read of a numeric column that its null and range checks need: ``(min, max)``,
+    NaN-propagating where a NaN would be a failure (a NaN result flags it), NaN-skipping elsewhere."""
+    return minmax(values, skipna=not (want_nulls and mask is None and values.dtype.kind == "f"))
+
+
 def numeric_nulls_and_range(series: pd.Series, want_nulls: bool, lo: Any, hi: Any,
-                            inf_ok: tuple[bool, bool] = (False, False)):
+                            inf_ok: tuple[bool, bool] = (False, False), extremes: tuple | None = None):
     """Null and range checks of a numeric column in as few passes as possible.
 
     Returns ``(null_mask_or_None, range_result_or_None)`` like :func:`null_mask` and
     :func:`range_mask`; ``inf_ok`` = (-inf allowed, +inf allowed): the training data had them.
-    A clean column costs one :func:`minmax` read: a NaN shows up as a NaN minimum (only then,
-    and only if nulls are unexpected, is a null mask built); a column that had nulls in training
-    skips NaN in that same read.
+    A clean column costs one :func:`numeric_extremes` read (or none when ``extremes``, its
+    result, is given): a NaN shows up as a NaN minimum (only then, and only if nulls are
+    unexpected, is a null mask built); a column that had nulls in training skips NaN in that read.
     """
     values, mask = C.numeric_view(series)
     if not len(values):
         return None, None
+    if extremes is None:
+        extremes = numeric_extremes(values, mask, want_nulls)
     nulls = None
     if mask is None and values.dtype.kind == "f" and want_nulls:
-        vmin, vmax = minmax(values)
+        vmin, vmax = extremes
         if vmin != vmin or vmax != vmax:  # NaN present: missing values
             nulls = np.isnan(values)
             if nulls.all():
                 return nulls, None
-            vmin, vmax = minmax(values, skipna=True)
-        return nulls, _numeric_range(values, None, lo, hi, (vmin, vmax), inf_ok)
+            extremes = minmax(values, skipna=True)
+        return nulls, _numeric_range(values, None, lo, hi, extremes, inf_ok)
     if mask is not None and want_nulls and mask.any():
         nulls = mask
-    return nulls, _numeric_range(values, mask, lo, hi, inf_ok=inf_ok)
+    return nulls, _numeric_range(values, mask, lo, hi, extremes, inf_ok)
 
 
 def unseen_mask(series: pd.Series, allowed: Iterable[Any]) -> tuple[np.ndarray, list[str]] | None:
@@ -445,30 +453,28 @@ def _suspects(values: np.ndarray, known: list | None):
     Object columns read by ``pd.read_csv`` (its parser interns repeated strings) or converted from
     Arrow (``to_pandas`` de-duplicates) hold a handful of string *objects*, each repeated. Their
     addresses are then hashed as integers (≈ 4 ms per 1M rows; hashing the strings takes 35 ms)
-    and each distinct object is looked at once; a strided sample of addresses tells which case a
-    column is. Otherwise one ``isin`` against the ``known`` good values (25 ms per 1M) settles
+    and each distinct object is looked at once (:func:`shares_objects` tells which case a column
+    is). Otherwise one ``isin`` against the ``known`` good values (25 ms per 1M) settles
     every row it matches, and only the rest — none, in a clean column — are factorized. With no
     ``known`` values (a null check only) that pass is left to :func:`null_mask`: None.
     """
     n = len(values)
-    if n >= SHARED_MIN_ROWS and values.flags.c_contiguous:
+    if shares_objects(values):
         addresses = _addresses(values)
-        sample = addresses[:: max(1, n // 2048)]
-        if len(np.unique(sample)) * 8 <= len(sample):
-            pointers = pd.unique(addresses)
-            objects = np.empty(len(pointers), dtype=object)
-            objects[:] = [_object_at(p) for p in pointers.tolist()]
+        pointers = pd.unique(addresses)
+        objects = np.empty(len(pointers), dtype=object)
+        objects[:] = [_object_at(p) for p in pointers.tolist()]
 
-            def rows_of_objects(flags: np.ndarray) -> np.ndarray:
-                bad = pointers[flags]
-                if len(bad) > 4:
-                    return np.isin(addresses, bad)
-                mask = addresses == bad[0]
-                for p in bad[1:]:
-                    mask |= addresses == p
-                return mask
+        def rows_of_objects(flags: np.ndarray) -> np.ndarray:
+            bad = pointers[flags]
+            if len(bad) > 4:
+                return np.isin(addresses, bad)
+            mask = addresses == bad[0]
+            for p in bad[1:]:
+                mask |= addresses == p
+            return mask
 
-            return objects, rows_of_objects
+        return objects, rows_of_objects
     if known is None:
         return None
     try:
@@ -486,6 +492,17 @@ def _suspects(values: np.ndarray, known: list | None):
         return mask
 
     return objects, rows_of_rest
+
+
+def shares_objects(values: np.ndarray) -> bool:
+    """Whether a long object array repeats a few objects (as ``read_csv`` gives strings): then
+    its checks hash the objects' addresses, as integers and with the GIL released; a strided
+    sample of the addresses tells."""
+    n = len(values)
+    if n < SHARED_MIN_ROWS or not values.flags.c_contiguous:
+        return False
+    sample = _addresses(values)[:: max(1, n // 2048)]
+    return len(np.unique(sample)) * 8 <= len(sample)
 
 
 def _addresses(values: np.ndarray) -> np.ndarray:

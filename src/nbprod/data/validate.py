@@ -15,6 +15,7 @@ All checks are vectorised, one column at a time (see :mod:`nbprod.data._checks`)
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,25 +265,36 @@ def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, toleran
         if c not in profile.columns:
             out.add(c, "extra_column", None, f"{c}: column not in the training data ({df[names[c]].dtype})", count=n)
     todo = [(name, df[names[name]], col) for name, col in profile.columns.items() if name in names]
-    costs = [_pass_cost(series) for _, series, _ in todo]
-    workers = _workers(n, sum(c > 0 for c in costs))
 
-    def run(item: tuple[str, pd.Series, ColumnProfile]) -> _Pending:
+    def run(i: int, extremes: tuple | None = None) -> _Pending:
         pending = _Pending(out.max_examples)
-        _check_column(item[0], item[1], item[2], pending, tolerance, n)
+        name, series, col = todo[i]
+        _check_column(name, series, col, pending, tolerance, n, extremes)
         return pending
 
-    if workers > 1:  # one task per worker, columns dealt by cost: few hand-offs, balanced load
-        groups = _deal(costs, workers)
+    costs = [_pass_cost(series) for _, series, _ in todo]
+    workers = _workers(n, sum(c > 0 for c in costs))
+    early: dict[int, _Pending | tuple] = {}
+    if workers > 1:  # the long passes first, on every thread (the caller's among them), costliest first:
+        # whichever thread is free takes the next, so a thread that wakes late or stalls holds no one up
+        queue = deque(sorted((i for i, c in enumerate(costs) if c > 0), key=lambda i: -costs[i]))
 
-        def run_group(group: list[int]) -> list[tuple[int, _Pending]]:
-            return [(i, run(todo[i])) for i in group]
+        def long_passes() -> list[tuple[int, _Pending | tuple]]:
+            done = []
+            while True:
+                try:
+                    i = queue.popleft()  # atomic: each column is taken once, by whichever thread is free
+                except IndexError:
+                    return done
+                done.append((i, _numeric_read(*todo[i][1:]) or run(i)))
 
-        done = dict(pair for pairs in _pool(workers).map(run_group, groups) for pair in pairs)
-        results = [done[i] for i in range(len(todo))]
-    else:
-        results = map(run, todo)
-    for pending in results:  # in the profile's column order, whatever thread finished first
+        others = [_pool(workers - 1).submit(long_passes) for _ in range(workers - 1)]
+        early.update(long_passes())
+        for future in others:
+            early.update(future.result())
+    for i in range(len(todo)):  # the rest, in the profile's column order, whatever thread finished first
+        done = early.get(i)
+        pending = done if isinstance(done, _Pending) else run(i, done)
         pending.replay(out)
     return set(missing)
 
@@ -300,28 +312,34 @@ _POOL: tuple[int, int, Any] | None = None  # (pid, workers, executor)
 _STRING_COST, _NUMBER_COST = 15.0, 1.0
 
 
+def _numeric_read(series: pd.Series, col: ColumnProfile) -> tuple | None:
+    """The ``(min, max)`` read of a plain numpy numeric column (None for any other column).
+
+    On threads, a column's long pass is that read alone; the rest of its check follows on the
+    calling thread. Run with the whole check, the threads overlapped badly: one back from a
+    reduction waited for the other's Python to let go of the GIL, now and then for milliseconds
+    (1M x 25, 2 threads: 18-20 -> 11-13 ms, BENCHMARKS.md, Validation)."""
+    if col.kind != "numeric" or not isinstance(series.dtype, np.dtype) or series.dtype.kind not in "iuf":
+        return None
+    return K.numeric_extremes(series.to_numpy(), None, col.count > 0 and col.null_count == 0)
+
+
 def _pass_cost(series: pd.Series) -> float:
-    """The relative cost of the column's pass over every value, work that releases the GIL:
-    numeric columns (a min and a max reduction) and string/object columns (a hash) are worth a
-    thread; ``category`` columns (a look-up of a few codes) cost 0, too cheap to hand off. On 2
-    cores, threads took 1M × 25 from 17.5 to 13.3 ms (BENCHMARKS.md, Validation)."""
+    """The relative cost of the column's pass over every value if it is work that releases the
+    GIL, else 0 (the column is checked on the calling thread, after the threads are done).
+
+    Numeric columns (a min and a max reduction), Arrow strings and object columns of a few shared
+    strings (a hash of the strings or of their addresses) are worth a thread. ``category`` columns
+    (a look-up of a few codes) are too cheap to hand off; other object and Python string columns
+    hash Python objects, GIL held: on a thread they only stalled the others (pandas 2, 5 such
+    columns in 1M x 25: 191 ms on 2 threads, 159 ms serial)."""
     kind = C.kind_of(series.dtype)
     if kind == "numeric":
         return _NUMBER_COST
-    if kind == "categorical" and not isinstance(series.dtype, pd.CategoricalDtype):
+    if kind == "categorical" and (K.arrow_strings(series) is not None
+                                  or (is_object_dtype(series.dtype) and K.shares_objects(series.to_numpy()))):
         return _STRING_COST
     return 0.0
-
-
-def _deal(costs: list[float], workers: int) -> list[list[int]]:
-    """Column positions per worker: the costliest column first, each to the least loaded worker.
-    (Round-robin by position gave one of 2 threads 3 of a frame's 5 string columns to hash.)"""
-    loads, groups = [0.0] * workers, [[] for _ in range(workers)]
-    for i in sorted(range(len(costs)), key=lambda i: -costs[i]):
-        w = loads.index(min(loads))
-        groups[w].append(i)
-        loads[w] += costs[i]
-    return groups
 
 
 def _workers(n_rows: int, n_columns: int) -> int:
@@ -371,7 +389,7 @@ class _Pending:
 
 
 def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Collector | _Pending, tolerance: float,
-                  n: int) -> None:
+                  n: int, extremes: tuple | None = None) -> None:
     problem = K.dtype_problem(series, col.dtype, col.kind)
     if problem is not None and is_object_dtype(series.dtype) and not series.notna().any():
         # all missing in an object column (a header-only CSV, a column of None): the dtype says
@@ -388,7 +406,8 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
     if col.kind == "numeric" and C.kind_of(series.dtype) in ("numeric", "boolean"):
         lo, hi = bounds(col, tolerance) if col.min is not None else (None, None)
         inf_ok = (getattr(col, "neg_inf_count", 0) > 0, getattr(col, "pos_inf_count", 0) > 0)
-        nulls, found = K.numeric_nulls_and_range(series, seen_any and col.null_count == 0, lo, hi, inf_ok)
+        nulls, found = K.numeric_nulls_and_range(series, seen_any and col.null_count == 0, lo, hi, inf_ok,
+                                                    extremes)
         if nulls is not None:
             out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
         if found is not None:
