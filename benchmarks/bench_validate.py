@@ -21,9 +21,10 @@ range             seen [min, max] widened by t × span, inclusive  ``Check.in_ra
 categories        seen set (when complete)                        ``Check.isin(categories)``
 ================  =============================================  ====================================
 
-nbprod checks numeric and string columns of a large frame on a thread pool (2 workers on this
-machine: min/max reductions and string hashing are CPU-bound and release the GIL);
-``--serial`` also times it on one thread, in the same run, and checks the reports are identical.
+nbprod reads a large frame's numeric columns (min/max reductions) and hashes its Arrow or
+shared-object string columns on threads, the calling thread included (2 on this machine: that work
+is CPU-bound and releases the GIL); ``--serial`` also times it on one thread, in the same run, and
+checks the reports are identical.
 
 Run it in the benchmark venv (pandera is not an nbprod dependency)::
 
