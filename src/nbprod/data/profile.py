@@ -103,6 +103,11 @@ class ColumnProfile:
         return self.neg_inf_count + self.pos_inf_count
 
     @property
+    def never_null(self) -> bool:
+        """True when the training data had values and none missing: a null now is a failure."""
+        return self.count > 0 and self.null_count == 0
+
+    @property
     def categories_complete(self) -> bool:
         """True when ``categories`` lists every value seen (no "other" bucket)."""
         return self.categories is not None and self.other_count == 0

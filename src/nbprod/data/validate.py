@@ -321,7 +321,7 @@ def _numeric_read(series: pd.Series, col: ColumnProfile) -> tuple | None:
     (1M x 25, 2 threads: 18-20 -> 11-13 ms, BENCHMARKS.md, Validation)."""
     if col.kind != "numeric" or not isinstance(series.dtype, np.dtype) or series.dtype.kind not in "iuf":
         return None
-    return K.numeric_extremes(series.to_numpy(), None, col.count > 0 and col.null_count == 0)
+    return K.numeric_extremes(series.to_numpy(), None, col.never_null)
 
 
 def _pass_cost(series: pd.Series) -> float:
@@ -394,7 +394,7 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
     if problem is not None and is_object_dtype(series.dtype) and not series.notna().any():
         # all missing in an object column (a header-only CSV, a column of None): the dtype says
         # nothing about the values, so only the nulls are reported
-        if n and col.count > 0 and col.null_count == 0:
+        if n and col.never_null:
             out.add(name, "nulls", None, f"{name}: {n:,} missing values (100.00%); the training data had none", count=n)
         return
     if problem is not None:
@@ -406,8 +406,7 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
     if col.kind == "numeric" and C.kind_of(series.dtype) in ("numeric", "boolean"):
         lo, hi = bounds(col, tolerance) if col.min is not None else (None, None)
         inf_ok = (getattr(col, "neg_inf_count", 0) > 0, getattr(col, "pos_inf_count", 0) > 0)
-        nulls, found = K.numeric_nulls_and_range(series, seen_any and col.null_count == 0, lo, hi, inf_ok,
-                                                    extremes)
+        nulls, found = K.numeric_nulls_and_range(series, col.never_null, lo, hi, inf_ok, extremes)
         if nulls is not None:
             out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
         if found is not None:
@@ -415,13 +414,13 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
         return
     if col.kind == "categorical" and is_object_dtype(series.dtype):
         allowed = col.categories if seen_any and col.categories_complete else None
-        nulls, found = K.object_nulls_and_unseen(series, seen_any and col.null_count == 0, allowed)
+        nulls, found = K.object_nulls_and_unseen(series, col.never_null, allowed)
         if nulls is not None:
             out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
         if found is not None:
             _add_unseen(name, found, out, n)
         return
-    if seen_any and col.null_count == 0:
+    if col.never_null:
         mask = K.null_mask(series)
         if mask is not None:
             out.add(name, "nulls", mask, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
