@@ -113,5 +113,6 @@ def test_sqlite_path_names_the_database_file_of_a_sqlite_uri(tmp_path):
 
     assert sqlite_path(f"sqlite:///{tmp_path}/mlflow.db") == tmp_path / "mlflow.db"
     assert sqlite_path("sqlite:///rel/m.db") == Path("rel/m.db")
+    assert sqlite_path("SQLite:///rel/m.db") == Path("rel/m.db")  # a URI scheme is case-insensitive
     for other in ("sqlite:///:memory:", "sqlite://", "http://127.0.0.1:5000", "postgresql://u@h/db", "/tmp/mlruns"):
         assert sqlite_path(other) is None, other

@@ -22,7 +22,7 @@ def write_text_atomic(path: Path, text: str) -> Path:
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file a ``sqlite:///…`` URI names (None for any other URI, or ``:memory:``)."""
-    if not uri.lower().startswith("sqlite:"):
+    if not uri.lower().startswith("sqlite:///"):  # the scheme in any case, as urlparse reads it
         return None
-    path = uri[len("sqlite:///"):] if uri.startswith("sqlite:///") else ""
+    path = uri[len("sqlite:///"):]
     return Path(path) if path and path != ":memory:" else None
