@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-pandas2 install peers bench clean
+.PHONY: demo test test-pandas2 install lint peers bench clean
 
 # Benchmark peers (pandera, Evidently) live in venvs of their own, never in nbprod's.
 PEER_PANDERA   := benchmarks/.venv/.installed
@@ -28,6 +28,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# ruff (E, F, I, B at 120 columns) and mypy (check_untyped_defs) over the code; settings in pyproject.toml.
+lint: $(STAMP)
+	$(VENV)/bin/ruff check src tests benchmarks tools
+	$(VENV)/bin/mypy
 
 # nbprod supports pandas >= 2.1 and `make test` runs on the newest (3.x). pandas 2 differs where
 # nbprod reads frames (object vs Arrow strings, NaN vs None, copy semantics), so CI also runs the

@@ -10,9 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 
-import numpy as np
 import pytest
-
 from conftest import require
 
 CI_PG_URL = "postgresql+psycopg://nbprod:nbprod@127.0.0.1:5432/nbprod"

@@ -8,8 +8,8 @@ import json
 import threading
 
 import pytest
-
 from _monitoring_helpers import db_url, hour_start, traffic  # noqa: F401 - fixture
+
 from nbprod.errors import RuleError
 from nbprod.monitoring.alerts import check, parse_rule, parse_rules
 from nbprod.monitoring.monitor import monitor

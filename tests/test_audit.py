@@ -12,8 +12,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-
 from conftest import require
+
 from nbprod import audit, state
 from nbprod.commands import parse
 from nbprod.errors import AuditChainBroken, AuditError

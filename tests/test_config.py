@@ -82,8 +82,9 @@ def test_error_hierarchy_matches_builtins():
 
 def test_pyproject_is_read_with_tomli_where_there_is_no_tomllib(nbprod_home, tmp_path, monkeypatch):
     import sys
-    import tomllib
     import types
+
+    import tomllib
 
     from nbprod import config
 

@@ -372,9 +372,8 @@ def test_kill_9_shows_dead_and_restore_brings_back_the_split(credit, versions):
 
 
 def test_commands_and_undeploy(credit, versions):
-    from nbprod.commands import Context, build_parser
-
     import nbprod.commands as commands
+    from nbprod.commands import Context, build_parser
 
     if "deploy" not in commands.MODULES:
         commands.MODULES.append("deploy")  # until the lead registers the module

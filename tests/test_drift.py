@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import require
 from scipy import stats
 from scipy.spatial import distance
 
@@ -17,8 +18,6 @@ from nbprod.datasets import credit
 from nbprod.drift import DriftReport, drift
 from nbprod.drift import stats as dstats
 from nbprod.errors import DriftError, NbprodError
-
-from conftest import require
 
 
 def _frame(n: int, seed: int, shift: str | None = None) -> pd.DataFrame:

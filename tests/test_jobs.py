@@ -90,6 +90,7 @@ def test_a_demo_that_fails_after_deploying_stops_the_server_it_started(nbprod_ho
     """The quickstart's last cells undeploy; a cell failing before them must not leave a detached
     server running. A deployment that ran before the demo is left alone."""
     from conftest import kill_recorded_servers
+
     from nbprod.deployments import process, store
 
     nb = nbformat.v4.new_notebook()
@@ -103,9 +104,10 @@ def test_a_demo_that_fails_after_deploying_stops_the_server_it_started(nbprod_ho
     path = tmp_path / "failing-demo.ipynb"
     nbformat.write(nb, path)
     try:
+        from sklearn.linear_model import LogisticRegression
+
         import nbprod
         from nbprod.datasets import credit
-        from sklearn.linear_model import LogisticRegression
 
         X, y = credit(300)
         X = X[["age", "income"]].fillna(0)

@@ -6,8 +6,8 @@ import json
 import math
 
 import pytest
-
 from _monitoring_helpers import db_url, hour_start, model, traffic  # noqa: F401 - fixture
+
 from nbprod.errors import ConfigError, DeploymentError
 from nbprod.monitoring.monitor import monitor
 

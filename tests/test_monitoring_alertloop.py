@@ -10,7 +10,6 @@ import time
 
 import pytest
 import sqlalchemy as sa
-
 from _monitoring_helpers import db_url, hour_start, traffic  # noqa: F401 - fixture
 from _serving_models import build
 from test_alerts import receiver

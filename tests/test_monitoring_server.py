@@ -7,7 +7,6 @@ import json
 import time
 
 import pytest
-
 from _serving_models import build
 from test_serving_server import env, request, server  # noqa: F401 - fixtures and helpers
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from _registry_helpers import module_home, pipeline
 from conftest import require
+
 from nbprod.commands import parse
 from nbprod.errors import ModelNotFoundError, PackagingError
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 import sqlalchemy as sa
-
 from _monitoring_helpers import db_url  # noqa: F401 - fixture
+
 from nbprod.errors import DataError
 from nbprod.monitoring.feedback import feedback
 from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions

@@ -7,7 +7,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from nbprod.data.profile import SCHEMA_VERSION, ColumnProfile, Profile, profile
 from nbprod.data.validate import row_flags, validate

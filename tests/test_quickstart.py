@@ -3,8 +3,8 @@
 from pathlib import Path
 
 import pytest
-
 from conftest import kill_recorded_servers
+
 from nbprod.jobs import run
 
 QUICKSTART = Path(__file__).parents[1] / "notebooks" / "quickstart.ipynb"

@@ -12,8 +12,14 @@ import shutil
 import pytest
 from _registry_helpers import module_home, pipeline
 
-from nbprod.errors import (ConfigError, IntegrityError, ModelNotFoundError, RegistrationError, RegistryError,
-                           TrackingServerError)
+from nbprod.errors import (
+    ConfigError,
+    IntegrityError,
+    ModelNotFoundError,
+    RegistrationError,
+    RegistryError,
+    TrackingServerError,
+)
 
 
 @pytest.fixture(scope="module")

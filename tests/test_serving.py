@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-
 from _serving_models import build
 
 warnings.filterwarnings("ignore", message=".*httpx.*")
@@ -88,10 +87,10 @@ def test_predict_proba_model_and_fastpath_off_agree(models, home):
 
 
 def test_fastpath_equivalent_to_sklearn(models):
+    from _serving_models import frame
+
     from nbprod.serving.codecs import Batch, Column, coerce
     from nbprod.serving.fastpath import Unsupported, compile_estimator
-
-    from _serving_models import frame
 
     pipe = models["pipe"]
     df, _ = frame(2000, seed=7)
@@ -322,11 +321,10 @@ def test_request_columns_and_frames_get_the_same_ood_flags(models):
 
 def test_columns_the_model_does_not_use_are_ignored_like_mlflow(tmp_path):
     """One feature row serves versions that use different subsets of it (as `mlflow models serve`)."""
-    from starlette.testclient import TestClient
-
     import mlflow
     import pandas as pd
     from sklearn.linear_model import LogisticRegression
+    from starlette.testclient import TestClient
 
     from nbprod.serving.app import create_app
     from nbprod.serving.spec import DeploymentSpec

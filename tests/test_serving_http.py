@@ -10,7 +10,6 @@ import threading
 import time
 
 import pytest
-
 from _serving_models import build
 
 from nbprod.serving.app import create_app

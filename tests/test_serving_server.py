@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from _serving_models import build
 
 TOKEN = "tok-123"

@@ -6,7 +6,6 @@ import json
 import time
 
 import pytest
-
 from _monitoring_helpers import hour_start, model, traffic
 
 

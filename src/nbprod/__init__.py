@@ -113,10 +113,6 @@ def unload_ipython_extension(ipython) -> None:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import audit, config, datasets, errors, registry
-    from .packaging import Bundle, package
-    from .registry import (EvaluationResult, LoadedModel, ModelTable, ModelVersion, delete_alias, download,
-                           evaluate, get_version, load_model, load_profile, models, parse_model_uri, register,
-                           set_alias)
     from .config import settings
     from .data.ood import OodChecker
     from .data.profile import ColumnProfile, Profile, profile
@@ -127,11 +123,28 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .drift.api import drift
     from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError
-    from .serving.app import create_app
-    from .serving.server import serve
-    from .serving.spec import DeploymentSpec
     from .jobs import run
     from .monitoring.feedback import FeedbackResult, feedback
     from .monitoring.monitor import monitor
     from .monitoring.report import MonitorReport
     from .monitoring.widget import panel as monitor_panel
+    from .packaging import Bundle, package
+    from .registry import (
+        EvaluationResult,
+        LoadedModel,
+        ModelTable,
+        ModelVersion,
+        delete_alias,
+        download,
+        evaluate,
+        get_version,
+        load_model,
+        load_profile,
+        models,
+        parse_model_uri,
+        register,
+        set_alias,
+    )
+    from .serving.app import create_app
+    from .serving.server import serve
+    from .serving.spec import DeploymentSpec

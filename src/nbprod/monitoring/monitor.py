@@ -31,8 +31,8 @@ from collections import Counter
 from typing import Any
 
 from ..errors import DeploymentError, DriftError, NbprodError
-from .windows import parse_duration, parse_time, window_edges
 from .outputs import OUTPUTS_FILE
+from .windows import parse_duration, parse_time, window_edges
 
 __all__ = ["monitor", "resolve_name", "HEALTH", "NOT_ENOUGH"]
 
@@ -61,7 +61,9 @@ def _load(name: str, lo: float, hi: float):
     import pandas as pd
     from sqlalchemy import select
 
-    from .predlog import ensure_tables, feedback_table as f, predictions as p
+    from .predlog import ensure_tables
+    from .predlog import feedback_table as f
+    from .predlog import predictions as p
 
     eng = ensure_tables()
     stmt = (select(p.c.ts, p.c.version, p.c.role, p.c.status, p.c.latency_ms, p.c.row_index, p.c.inputs,
@@ -78,7 +80,8 @@ def _load(name: str, lo: float, hi: float):
 def _known(name: str) -> bool:
     from sqlalchemy import select
 
-    from .predlog import ensure_tables, predictions as p
+    from .predlog import ensure_tables
+    from .predlog import predictions as p
 
     eng = ensure_tables()
     with eng.connect() as conn:
@@ -96,7 +99,8 @@ def _known(name: str) -> bool:
 def _logged_names() -> list[str]:
     from sqlalchemy import select
 
-    from .predlog import ensure_tables, predictions as p
+    from .predlog import ensure_tables
+    from .predlog import predictions as p
 
     with ensure_tables().connect() as conn:
         return [r[0] for r in conn.execute(select(p.c.deployment).distinct().limit(20))]

@@ -183,9 +183,10 @@ class MonitorPanel:
 
     def save_png(self, path, *, scale: float = 1.0):
         """Render the panel's charts (drift scores, distribution, performance, latency) to one PNG."""
+        from pathlib import Path
+
         import altair as alt
         import vl_convert as vlc
-        from pathlib import Path
 
         parts = [self.charts[k] for k in ("performance", "latency", "drift_scores", "distribution") if k in self.charts]
         combined = alt.vconcat(*parts).resolve_scale(color="independent")

@@ -19,8 +19,17 @@ from .integrity import verify_manifest
 from .loading import LoadedModel, load_model
 from .register import register
 from .uris import parse_model_uri
-from .versions import (AliasChange, ModelTable, ModelVersion, delete_alias, download, get_version, load_profile,
-                       models, set_alias)
+from .versions import (
+                       AliasChange,
+                       ModelTable,
+                       ModelVersion,
+                       delete_alias,
+                       download,
+                       get_version,
+                       load_profile,
+                       models,
+                       set_alias,
+)
 
 __all__ = [
     "parse_model_uri", "register", "get_version", "set_alias", "delete_alias", "models", "load_profile",

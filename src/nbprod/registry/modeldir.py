@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RegistrationError
-from .integrity import write_manifest
 from ..monitoring.outputs import OUTPUTS_FILE, outputs_profile
+from .integrity import write_manifest
 
 __all__ = ["BuiltModel", "build_model_dir", "pinned_requirements", "run_context", "TRUSTED_PREFIXES"]
 

@@ -386,11 +386,11 @@ def local_model_dir(version: ModelVersion) -> Path:
 
 def download(uri: str, dst_dir: str | Path) -> Path:
     """Copy the version's complete model directory to ``dst_dir``/model and return that path."""
+    import os
+
     import mlflow.artifacts
 
     from ..config import settings
-
-    import os
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm noise in cells/logs
     version = get_version(uri)
@@ -413,7 +413,6 @@ def download(uri: str, dst_dir: str | Path) -> Path:
 def load_profile(uri: str):
     """The training profile registered with the version ``uri`` names."""
     from ..data.profile import Profile
-
     from .integrity import verify_file
 
     version = get_version(uri)

@@ -17,7 +17,7 @@ import asyncio
 import bisect
 import random
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 from .batching import MicroBatcher
 from .loader import ServedVersion, load_version

@@ -16,10 +16,10 @@ The spec never holds a bearer token, only its sha256 (``token_sha256``).
 from __future__ import annotations
 
 import hashlib
-from abc import ABC, abstractmethod
 import json
 import os
 import time
+from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
