@@ -117,7 +117,7 @@ def test_prediction_and_label_drift_against_the_training_outputs(nbprod_home, tr
     from _monitoring_helpers import model
 
     from nbprod.datasets import credit
-    from nbprod.monitoring.outputs import outputs_profile
+    from nbprod.registry.outputs import outputs_profile
     from nbprod.serving.spec import DeploymentSpec, Route, save_spec
 
     pipe, X = model()

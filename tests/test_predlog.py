@@ -136,22 +136,21 @@ def test_feedback_refuses_bad_input_without_writing(nbprod_home):
 
 def test_retention_limits_are_settings_of_the_server_and_take_the_feedback_along(db_url, monkeypatch, tmp_path):
     from nbprod.errors import ConfigError
-    from nbprod.monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, attach
-    from nbprod.serving.app import create_app
+    from nbprod.monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, server_log
     from nbprod.serving.spec import StaticSource
 
-    source = StaticSource.model(str(tmp_path / "credit"))  # loaded lazily: attach only needs the app
+    source = StaticSource.model(str(tmp_path / "credit"))  # never loaded: the log only needs its name
     monkeypatch.setenv(MAX_AGE_ENV, "2d")
     monkeypatch.setenv(MAX_ROWS_ENV, "3")
-    log = attach(create_app(source, auth=False), source)
+    log = server_log(source)
     assert (log.deployment, log.max_age_s, log.max_rows) == ("credit", 2 * 86400.0, 3)
     monkeypatch.setenv(MAX_AGE_ENV, "3600")
-    log = attach(create_app(source, auth=False), source)
+    log = server_log(source)
     assert (log.max_age_s, log.max_rows) == (3600.0, 3)
     for env, bad in [(MAX_AGE_ENV, "forever"), (MAX_AGE_ENV, "-1d"), (MAX_ROWS_ENV, "0"), (MAX_ROWS_ENV, "1.5")]:
         monkeypatch.setenv(env, bad)
         with pytest.raises(ConfigError, match=env):
-            attach(create_app(source, auth=False), source)
+            server_log(source)
         monkeypatch.setenv(env, "3600" if env == MAX_AGE_ENV else "3")
     # pruning by row count (and by age) deletes the feedback of the deleted predictions: no orphans
     now = time.time()

@@ -14,6 +14,7 @@ warnings.filterwarnings("ignore", message=".*httpx.*")
 
 from starlette.testclient import TestClient  # noqa: E402
 
+from nbprod.errors import ServingError  # noqa: E402
 from nbprod.serving.app import ServingHooks, create_app  # noqa: E402
 from nbprod.serving.spec import DeploymentSpec, Route  # noqa: E402
 
@@ -280,12 +281,16 @@ def test_metrics_and_probes(models, home):
 def test_ood_flag_and_reject_with_a_registered_profile(models, home):
     """A version registered through nbprod carries its training profile: out-of-range → flagged."""
     import nbprod.registry as registry
+    from nbprod.service import model_store
 
     mv = registry.register(models["pipe"], "credit-risk", models["df"], models["y"])
     uri = f"credit-risk/{mv.version}"
+    with pytest.raises(ServingError, match="no model store"):  # serving alone resolves no registered URI
+        with client(DeploymentSpec.single(uri), auth=False):
+            pass
     ok = json.loads(models["df"].head(2).to_json(orient="records"))
     bad = [dict(ok[0], age=500.0), dict(ok[1], city="berlin")]
-    with client(DeploymentSpec.single(uri), auth=False) as c:
+    with client(DeploymentSpec.single(uri), auth=False, models=model_store()) as c:
         r = c.post("/invocations", json={"dataframe_records": ok + bad})
         assert r.status_code == 200, r.text
         ood = r.json()["ood"]
@@ -293,7 +298,7 @@ def test_ood_flag_and_reject_with_a_registered_profile(models, home):
         assert "age=500" in ood[2][0] and "berlin" in ood[3][0]
         assert 'nbprod_ood_rows_total{version="1"} 2.0' in c.get("/metrics").text
         assert r.json()["model_version"] == str(mv.version)
-    with client(DeploymentSpec.single(uri, ood="reject"), auth=False) as c:
+    with client(DeploymentSpec.single(uri, ood="reject"), auth=False, models=model_store()) as c:
         assert c.post("/invocations", json={"dataframe_records": ok}).status_code == 200
         r = c.post("/invocations", json={"dataframe_records": ok + bad})
         assert r.status_code == 400 and r.json()["error"] == "out_of_distribution" and "age=500" in r.json()["message"]

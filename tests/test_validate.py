@@ -175,9 +175,11 @@ def test_against_a_path_a_dict_rules_and_a_model_uri(trained, tmp_path):
 
 @pytest.mark.slow
 def test_a_model_uri_goes_to_the_registry(trained):
+    import nbprod
+
     df, p = trained
     with pytest.raises(NbprodError, match="no-such-model"):  # the real (empty) registry of this test's home
-        validate(df, "no-such-model@champion")
+        nbprod.validate(df, "no-such-model@champion")
 
 
 def test_key_checks(trained):
@@ -438,8 +440,12 @@ def test_unique_rules_and_keys_on_unhashable_values_compare_their_text(nbprod_ho
 def test_a_bare_name_that_is_no_file_creates_no_store_and_rules_words_are_not_yaml(trained, nbprod_home):
     from nbprod.errors import ModelNotFoundError, RuleError
 
+    import nbprod
+
     df, p = trained
     with pytest.raises(ModelNotFoundError, match="no profile file and no registered model called 'typo'"):
+        nbprod.validate(df, "typo")
+    with pytest.raises(ModelNotFoundError, match="'typo'"):  # nbprod.data alone reads no registry
         validate(df, "typo")
     assert not (nbprod_home / "mlflow.db").exists()
     with pytest.raises(RuleError, match="no rules file called 'name'"):

@@ -25,7 +25,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "profile": ("nbprod.data.profile", "profile"),
     "Profile": ("nbprod.data.profile", "Profile"),
     "ColumnProfile": ("nbprod.data.profile", "ColumnProfile"),
-    "validate": ("nbprod.data.validate", "validate"),
+    "validate": ("nbprod.registry.against", "validate"),
     "ValidationReport": ("nbprod.data.validate", "ValidationReport"),
     "Failure": ("nbprod.data.validate", "Failure"),
     "row_flags": ("nbprod.data.validate", "row_flags"),
@@ -52,7 +52,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "LoadedModel": ("nbprod.registry", "LoadedModel"),
     "EvaluationResult": ("nbprod.registry", "EvaluationResult"),
     # serving
-    "serve": ("nbprod.serving.server", "serve"),
+    "serve": ("nbprod.service", "serve"),
     "create_app": ("nbprod.serving.app", "create_app"),
     "DeploymentSpec": ("nbprod.serving.spec", "DeploymentSpec"),
     # deployments
@@ -117,7 +117,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.ood import OodChecker
     from .data.profile import ColumnProfile, Profile, profile
     from .data.rules import Rules
-    from .data.validate import Failure, ValidationReport, row_flags, validate
+    from .data.validate import Failure, ValidationReport, row_flags
+    from .registry.against import validate
     from .deployments.api import deploy, promote, restore, rollback, status, undeploy
     from .deployments.results import Deployment, StatusTable
     from .drift.api import drift
@@ -146,5 +147,5 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         set_alias,
     )
     from .serving.app import create_app
-    from .serving.server import serve
+    from .service import serve
     from .serving.spec import DeploymentSpec

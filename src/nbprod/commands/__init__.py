@@ -68,28 +68,18 @@ class Context:
 
 
 def read_frame(path: str, *, in_notebook: bool = False):
-    """Read a frame from a data file; the error says what was looked for."""
-    import pandas as pd
+    """Read a frame from a data file (:func:`nbprod.data.io.read_frame`); in a notebook a name that is
+    no file is said to be neither a variable nor a file, with how to pass an expression."""
+    from ..data.io import read_frame as read
 
-    p = Path(path)
-    if not p.exists():
-        if not in_notebook:
-            raise DataError(f"no file called {path!r}", "pass the path of an existing .parquet/.csv/.json/.feather file")
+    if in_notebook and not Path(path).exists():
         fix = "pass the name of a DataFrame variable or a path to a .parquet/.csv/.json/.feather file"
         if not path.isidentifier() and any(c in path for c in "[]()."):
             # the magic splits its line like a shell: unquoted, df[['a']] arrives as df[[a]]
             fix = ("to pass an expression, quote it whole: %nbprod validate \"df[['a', 'b']]\" "
                    "(or assign it to a variable first)")
         raise DataError(f"no variable and no file called {path!r}", fix)
-    readers = {".parquet": pd.read_parquet, ".pq": pd.read_parquet, ".csv": pd.read_csv,
-               ".json": pd.read_json, ".feather": pd.read_feather}
-    reader = readers.get(p.suffix.lower())
-    if reader is None:
-        raise DataError(f"cannot read {path!r}: unknown file type {p.suffix!r}", "use .parquet, .csv, .json or .feather")
-    try:
-        return reader(p)
-    except Exception as exc:
-        raise DataError(f"cannot read {path!r}: {exc}", "check that the file is a valid " + p.suffix.lstrip(".") + " file") from exc
+    return read(path)
 
 
 @dataclass

@@ -41,8 +41,9 @@ def _rules(token: str, ctx: Context) -> Any:
 
 def _validate(args: argparse.Namespace, ctx: Context):
     from ..data.profile import profile
-    from ..data.validate import NO_SUCH_AGAINST, validate
+    from ..data.validate import NO_SUCH_AGAINST
     from ..errors import ModelNotFoundError
+    from ..registry.against import validate
 
     if args.tolerance is not None and args.against is None:
         raise UsageProblem("--tolerance widens a profile's seen range, and no --against profile was given",
@@ -59,9 +60,10 @@ def _validate(args: argparse.Namespace, ctx: Context):
         text_file = Path(args.data).suffix.lower() in (".csv", ".json") and ctx.lookup(args.data) is None
         if against is not None and text_file:
             # text files hold times as ISO strings: read them as the profile's datetimes
-            from ..data.validate import _resolve, parse_profiled_dates
+            from ..data.validate import parse_profiled_dates
+            from ..registry.against import resolve_against
 
-            resolved, resolved_rules, label = _resolve(against)
+            resolved, resolved_rules, label = resolve_against(against)
             if resolved is not None:
                 df = parse_profiled_dates(df, resolved)
             against = resolved if resolved is not None else resolved_rules

@@ -56,7 +56,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
-    from ..serving.server import serve
+    from ..service import serve
     from ..serving.spec import DbSource, DeploymentSpec, StaticSource
 
     if args.deployment:

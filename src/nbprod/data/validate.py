@@ -18,15 +18,14 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import pandas as pd
 from pandas.api.types import is_object_dtype
 
-from .._files import sqlite_path
 from ..config import settings
-from ..errors import DataError, ModelNotFoundError, NbprodError, RuleError, ValidationError
+from ..errors import DataError, ModelNotFoundError, RuleError, ValidationError
 from . import _checks as K
 from . import _columns as C
 from ._checks import Failure
@@ -35,7 +34,8 @@ from .ood import OodChecker, bounds, resolve_tolerance
 from .profile import ColumnProfile, Profile
 from .rules import Rules
 
-__all__ = ["validate", "ValidationReport", "Failure", "row_flags", "checker_for", "parse_profiled_dates"]
+__all__ = ["validate", "resolve_against", "ValidationReport", "Failure", "row_flags", "checker_for",
+           "parse_profiled_dates", "NO_SUCH_AGAINST"]
 
 
 @dataclass
@@ -105,17 +105,20 @@ class ValidationReport:
 
 # ---------------------------------------------------------------------------------------------
 def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str | None = None,
-             key: str | list[str] | None = None, tolerance: float | None = None) -> ValidationReport:
+             key: str | list[str] | None = None, tolerance: float | None = None,
+             model_profile: Callable[[str], Profile] | None = None) -> ValidationReport:
     """Check ``df`` against a profile and/or rules; collect every failure into a report.
 
     ``against`` is a :class:`Profile`, :class:`Rules`, a dict of rules, a path to a profile JSON
     (or a YAML rules file), or a model URI (``"credit-risk@champion"``, ``"models:/credit-risk/3"``)
-    whose registered training profile is used. ``rules`` adds rules on top of a profile.
-    ``key`` (default: the profile's key) is checked for duplicates. ``tolerance`` widens the seen
-    range by that fraction of its span (default ``settings.range_tolerance``).
+    whose registered training profile ``model_profile(uri)`` returns — :func:`nbprod.validate`
+    passes the registry's (nbprod.data sits below the registry and does not import it).
+    ``rules`` adds rules on top of a profile. ``key`` (default: the profile's key) is checked for
+    duplicates. ``tolerance`` widens the seen range by that fraction of its span (default
+    ``settings.range_tolerance``).
     """
     df = C.check_frame(df)
-    profile, against_rules, label = _resolve(against)
+    profile, against_rules, label = resolve_against(against, model_profile=model_profile)
     extra_rules = _as_rules(rules) if rules is not None else None
     if profile is None and against_rules is None and extra_rules is None:
         raise DataError("nothing to validate against", "pass against=<Profile | Rules | profile.json | model URI>, "
@@ -189,8 +192,10 @@ def _as_rules(value: Any) -> Rules:
                     "pass Rules({...}), a dict of column rules, or YAML text / a .yaml path")
 
 
-def _resolve(against: Any) -> tuple[Profile | None, Rules | None, str]:
-    """What to validate against: (profile, rules, label for the report)."""
+def resolve_against(against: Any, *, model_profile: Callable[[str], Profile] | None = None,
+                    ) -> tuple[Profile | None, Rules | None, str]:
+    """What to validate against: (profile, rules, label for the report). A text that is no file
+    is a model URI, whose profile ``model_profile`` reads (see :func:`validate`)."""
     if against is None:
         return None, None, ""
     if isinstance(against, Profile):
@@ -213,45 +218,17 @@ def _resolve(against: Any) -> tuple[Profile | None, Rules | None, str]:
                 raise DataError(f"no profile file at {text}",
                                 "pass the path of a profile JSON (Profile.save / `nbprod profile -o`) or a model URI")
             return Profile.load(path), None, text
-        if "@" not in text and not text.startswith(("models:/", "runs:/")) and _no_model_store():
-            # a bare name that is no file, and no registry to hold a model of that name: do not create one
-            raise ModelNotFoundError(NO_SUCH_AGAINST.format(text), _AGAINST_FIX)
-        try:
-            return _registry_profile(text), None, text
-        except ModelNotFoundError as exc:
-            if "@" in text or text.startswith(("models:/", "runs:/")):
-                raise
-            raise ModelNotFoundError(NO_SUCH_AGAINST.format(text), _AGAINST_FIX) from exc
+        if model_profile is None:
+            raise ModelNotFoundError(NO_SUCH_AGAINST.format(text), "pass a Profile, a profile .json path or a rules "
+                                     ".yaml path; to validate against a registered model use nbprod.validate")
+        return model_profile(text), None, text
     raise DataError(f"cannot validate against a {type(against).__name__}",
-                    "pass a Profile, Rules, a dict of rules, a profile JSON path or a model URI such as 'name@champion'")
+                    "pass a Profile, Rules, a dict of rules, a profile JSON path or a model URI such as "
+                    "'name@champion'")
 
 
 #: What a bare name (``validate(df, "typo")``) that is neither a file nor a registered model gets.
 NO_SUCH_AGAINST = "no profile file and no registered model called {!r}"
-_AGAINST_FIX = ("pass a Profile, a profile .json path, a rules .yaml path or a model URI such as 'name@champion' "
-                "(nbprod.registry lists the registered models)")
-
-
-def _no_model_store() -> bool:
-    """True when the registry is the default SQLite store and it does not exist yet (so it holds no
-    model, and asking it would create it)."""
-    path = sqlite_path(settings.registry_uri)
-    return path is not None and not path.exists()
-
-
-def _registry_profile(uri: str) -> Profile:
-    try:
-        from nbprod.registry import load_profile
-    except ImportError as exc:
-        raise NbprodError(f"cannot resolve model URI {uri!r}: the nbprod registry is not available ({exc})",
-                          "pass a Profile or a profile JSON path instead, or install nbprod with its registry") from exc
-    loaded = load_profile(uri)
-    if isinstance(loaded, dict):
-        loaded = Profile.from_dict(loaded)
-    if not isinstance(loaded, Profile):
-        raise DataError(f"the registry returned no profile for {uri!r}",
-                        "register the model with its training data so nbprod stores a profile")
-    return loaded
 
 
 def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, tolerance: float) -> set[str]:

@@ -123,7 +123,7 @@ class _Reference:
                 raise DriftError(f"{text} is not a readable nbprod profile: {exc}",
                                  "pass a profile written by Profile.to_json, or a data file") from exc
         if path.is_file():
-            from ..commands import read_frame
+            from ..data.io import read_frame
 
             return cls(frame=read_frame(text), label=f"frame {path.name}")
         if path.suffix.lower() in DATA_SUFFIXES:

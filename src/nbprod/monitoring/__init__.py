@@ -2,9 +2,11 @@
 
 Modules, one job each: ``predlog`` (tables + the server's background writer), ``feedback``
 (late ground truth), ``http`` (``POST /feedback``), ``windows`` (durations, aligned windows),
-``performance`` (realised metrics), ``outputs`` (training-time prediction/label baseline), ``monitor`` (the windows of a deployment → ``MonitorReport``),
+``performance`` (realised metrics), ``monitor`` (the windows of a deployment → ``MonitorReport``),
 ``report`` / ``charts`` (its displays), ``alerts`` (rules, webhook, dedup), ``loop`` (the server's
-background alert loop: ``alerts`` every N seconds), ``widget`` (the live panel).
+background alert loop: ``alerts`` every N seconds), ``widget`` (the live panel). The training-time
+prediction/label baseline the monitor compares with is written at registration by
+:mod:`nbprod.registry.outputs`.
 
 Importing this package loads nothing heavy; each name loads its module on first use.
 """

@@ -3,7 +3,8 @@
 Body: ``{"prediction_ids": [...], "labels": [...]}`` or ``{"feedback": [{"prediction_id", "label"}, ...]}``.
 Answer: 200 with ``{"stored", "unchanged", "updated", "unknown", "ok"}`` — unknown ids are listed,
 not dropped silently. Auth is the server's (bearer token). The DB write runs in a worker thread,
-never on the event loop.
+never on the event loop. The server's wiring (:mod:`nbprod.service`) adds :func:`feedback_route`
+to the app through ``create_app(routes=...)``.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-__all__ = ["feedback_endpoint"]
+__all__ = ["feedback_endpoint", "feedback_route"]
 
 
 def _parse(body: bytes) -> tuple[list, list]:
@@ -37,7 +38,7 @@ def _parse(body: bytes) -> tuple[list, list]:
 
 async def feedback_endpoint(request):
     from ..errors import NbprodError, ServingError
-    from ..serving.app import _error, _json
+    from ..serving.app import error_response, json_response
     from .feedback import feedback
 
     state = request.app.state.serving
@@ -50,6 +51,13 @@ async def feedback_endpoint(request):
             raise
         except NbprodError as exc:
             raise ServingError(exc.problem, exc.fix, status=400, code=type(exc).__name__) from None
-        return _json(result.to_dict())
+        return json_response(result.to_dict())
     except ServingError as err:
-        return _error(err)
+        return error_response(err)
+
+
+def feedback_route():
+    """``POST /feedback`` as a route for ``create_app(routes=...)``."""
+    from starlette.routing import Route
+
+    return Route("/feedback", feedback_endpoint, methods=["POST"])

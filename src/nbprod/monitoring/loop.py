@@ -6,7 +6,7 @@ Why it is built this way:
   ``nbprod monitor NAME --check`` runs — so a rule fires, deduplicates and resolves the same way
   whether cron or the server evaluates it, and both can run at once (the dedup state is per
   incident in the state DB, claimed under a lock before the webhook is posted).
-- **One loop per server, not per worker.** :func:`nbprod.serving.server.serve` starts it in the
+- **One loop per server, not per worker.** :func:`nbprod.service.serve` starts it in the
   process that runs ``nbprod serve`` (the one recorded as the deployment's pid); with
   ``--workers N`` that is uvicorn's supervisor, which serves no request, and the workers never
   start one.
@@ -67,7 +67,8 @@ class AlertLoop:
         self.deployment = deployment
         self.rules = parse_rules(rules)
         if not self.rules:
-            raise RuleError("the alert loop has no rules", f"pass rules, e.g. {RULES_ENV}='p95_ms > 100; error_rate > 1%'")
+            raise RuleError("the alert loop has no rules",
+                            f"pass rules, e.g. {RULES_ENV}='p95_ms > 100; error_rate > 1%'")
         self.webhook = None if webhook is None else check_webhook(webhook)
         self.interval = parse_duration(interval)
         self.window = window

@@ -9,7 +9,7 @@ Per window (``window="1h"``, aligned to the epoch; the default period is the las
 - **prediction drift**: the drift engine on the prediction (positive-class score when the model
   returns probabilities, else the predicted value) against the serving version's *training
   outputs* (``nbprod/outputs.json``: what the model answered on its training sample at
-  registration, :mod:`.outputs`), so a shift already present when the period starts is seen. A
+  registration, :mod:`nbprod.registry.outputs`), so a shift already present when the period starts is seen. A
   version registered without them (a copied MLflow directory) falls back to the *first window of
   the period with enough rows*, which reports "reference window". ``prediction_reference=`` (a
   frame with a ``prediction`` column) overrides both;
@@ -31,7 +31,7 @@ from collections import Counter
 from typing import Any
 
 from ..errors import DeploymentError, DriftError, NbprodError
-from .outputs import OUTPUTS_FILE
+from ..registry.outputs import OUTPUTS_FILE
 from .windows import parse_duration, parse_time, window_edges
 
 __all__ = ["monitor", "resolve_name", "HEALTH", "NOT_ENOUGH"]

@@ -39,8 +39,8 @@ from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table,
 
 from .. import state
 
-__all__ = ["predictions", "feedback_table", "PredictionLog", "attach", "ensure_tables", "write_rows", "log_rows",
-           "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV", "MAX_ROWS_ENV"]
+__all__ = ["predictions", "feedback_table", "PredictionLog", "server_log", "writer_lifespan", "ensure_tables",
+           "write_rows", "log_rows", "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV", "MAX_ROWS_ENV"]
 
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
 DISABLE_ENV = "NBPROD_PREDICTION_LOG"  # "off" / "0": the server logs nothing (benchmarks, privacy)
@@ -464,38 +464,36 @@ def deployment_of(source: Any) -> str:
     return getattr(spec, "name", None) or "model"
 
 
-def attach(app: Any, source: Any, **options: Any) -> PredictionLog | None:
-    """Log every answer of a :func:`~nbprod.serving.app.create_app` app; stop the writer with the app.
+def server_log(source: Any, **options: Any) -> PredictionLog | None:
+    """The prediction log of a server serving ``source``, or None when ``NBPROD_PREDICTION_LOG=off``.
 
-    The server calls this (``nbprod serve``); the writer thread starts on the first request and
-    is flushed and stopped when the app's lifespan ends (and at interpreter exit).
-    ``NBPROD_PREDICTION_LOG=off`` in the server's environment turns the log off. Retention
-    comes from :func:`retention` unless ``options`` set ``max_age_s`` / ``max_rows``.
+    The server's wiring (:mod:`nbprod.service`) passes what it offers to ``create_app``:
+    ``log.hooks(base)`` as the hooks and :func:`writer_lifespan` as a lifespan; the writer thread
+    starts on the first answer. Retention comes from :func:`retention` unless ``options`` set
+    ``max_age_s`` / ``max_rows`` (a bad setting raises ConfigError here, before the server starts).
     """
+    if os.environ.get(DISABLE_ENV, "").lower() in ("0", "off", "false", "no"):
+        return None
+    return PredictionLog(deployment_of(source), **{**retention(), **options})
+
+
+def writer_lifespan(log: PredictionLog):
+    """The app lifespan of ``log``: it counts its dropped rows in the app's ``/metrics``
+    (``nbprod_dropped_log_rows_total``), is ``app.state.prediction_log`` while the app runs, and
+    writes what is buffered and stops its writer when the app stops (and at interpreter exit)."""
+    import asyncio
     import contextlib
 
-    serving = app.state.serving
-    if os.environ.get(DISABLE_ENV, "").lower() in ("0", "off", "false", "no"):
-        app.state.prediction_log = None
-        return None
-    log = PredictionLog(deployment_of(source), **{**retention(), **options})
-    log.bind_counter(serving.metrics.dropped_log_rows)
-    serving.hooks = log.hooks(serving.hooks)
-    app.state.prediction_log = log
-    inner = app.router.lifespan_context
-
     @contextlib.asynccontextmanager
-    async def lifespan(a):
+    async def lifespan(app: Any):
+        log.bind_counter(app.state.serving.metrics.dropped_log_rows)
+        app.state.prediction_log = log
         try:
-            async with inner(a) as value:
-                yield value
+            yield
         finally:
-            import asyncio
-
             await asyncio.get_running_loop().run_in_executor(None, log.close)
 
-    app.router.lifespan_context = lifespan
-    return log
+    return lifespan
 
 
 def _rows_in(kind: str, rec: dict) -> int:

@@ -5,6 +5,7 @@ Modules, one job each:
 - :mod:`.uris` — ``models:/name@alias`` / ``name/3`` parsing and name rules;
 - :mod:`.store` — the cached, explicit-URI ``MlflowClient`` (fails fast on a dead server);
 - :mod:`.modeldir` — the local model directory (serialisation choice, pinned requirements, ``nbprod/``);
+- :mod:`.outputs` — the training-time baseline of a model's predictions and labels (``outputs.json``);
 - :mod:`.integrity` — the sha256 manifest, written last and checked first;
 - :mod:`.register` — all-or-nothing registration;
 - :mod:`.versions` — versions, aliases, the models table, profiles, downloads;

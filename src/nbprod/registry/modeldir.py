@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import RegistrationError
-from ..monitoring.outputs import OUTPUTS_FILE, outputs_profile
 from .integrity import write_manifest
+from .outputs import OUTPUTS_FILE, outputs_profile
 
 __all__ = ["BuiltModel", "build_model_dir", "pinned_requirements", "run_context", "TRUSTED_PREFIXES"]
 

@@ -3,7 +3,11 @@
 Modules: ``app`` (Starlette app), ``codecs`` (request/response formats), ``router`` (weighted
 routes, atomic swap), ``loader`` (a servable version + start-up cache), ``fastpath`` (compiled
 scikit-learn predict), ``batching`` (adaptive micro-batching), ``metrics`` (Prometheus),
-``spec`` (deployment spec, state-DB table, spec sources), ``server`` (uvicorn entry).
+``spec`` (deployment spec, state-DB table, spec sources), ``server`` (uvicorn runner).
+
+Serving is the bottom of the request path: it imports no other capability. The registry, the
+prediction log, ``/feedback`` and deployment events plug in through ``create_app``'s keywords;
+:mod:`nbprod.service` wires them (``nbprod.serve``).
 
 Importing this package is cheap; the submodules import numpy/starlette when used.
 """
@@ -13,10 +17,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["create_app", "serve", "DeploymentSpec", "Route", "StaticSource", "DbSource", "ServingHooks",
+__all__ = ["create_app", "DeploymentSpec", "Route", "StaticSource", "DbSource", "ServingHooks",
            "load_spec", "save_spec", "hash_token"]
 
-_WHERE = {"create_app": "app", "ServingHooks": "app", "serve": "server", "DeploymentSpec": "spec",
+_WHERE = {"create_app": "app", "ServingHooks": "app", "DeploymentSpec": "spec",
           "Route": "spec", "StaticSource": "spec", "DbSource": "spec", "load_spec": "spec",
           "save_spec": "spec", "hash_token": "spec"}
 

@@ -18,6 +18,12 @@ the request it answered (another body or endpoint with the same key: 422); see :
 A body that does not arrive within ``body_timeout_s`` is answered 408; a client that disconnects
 mid-body is counted as status 499, not as a server error; an unexpected exception is logged with its
 traceback (logger ``nbprod.serving``) and answered 500 JSON.
+
+Serving is the bottom of the request path: it knows nothing of monitoring or deployments. What
+they add — hooks on every answer, extra routes (``POST /feedback``), lifespans (the prediction
+log's writer), the model store that resolves registered URIs — comes in through
+:func:`create_app`'s keywords, the way ``Starlette(routes=, lifespan=)`` takes them; the server's
+wiring (:mod:`nbprod.service`) passes them.
 """
 
 from __future__ import annotations
@@ -30,23 +36,28 @@ import logging
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, AsyncContextManager, Callable, Sequence
 
 import numpy as np
 from starlette.applications import Starlette
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute
 from starlette.routing import Route as HttpRoute
 
 from .._version import __version__
 from ..errors import ServingError
 from . import codecs, idempotency
 from .fastpath import UnknownCategory
+from .loader import ModelStore
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from .router import Router, RoutingTable, Target
 from .spec import DeploymentSpec, SpecSource, hash_token
 
-__all__ = ["create_app", "ServingHooks", "ServingState"]
+__all__ = ["create_app", "ServingHooks", "ServingState", "Lifespan", "json_response", "error_response"]
+
+#: A lifespan another layer adds to the app: entered before the models load, left after they stop.
+Lifespan = Callable[[Starlette], AsyncContextManager[Any]]
 
 log = logging.getLogger("nbprod.serving")
 
@@ -71,24 +82,27 @@ class ServingHooks:
     on_error: Callable[[dict], None] | None = None  # monitoring: one call per failed request
 
 
-def _json(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
+def json_response(obj: Any, status: int = 200, headers: dict | None = None) -> Response:
+    """A JSON response encoded the way predictions are (NaN-safe, numpy-aware): every route's answer."""
     return Response(codecs.dumps(obj), status_code=status, media_type="application/json", headers=headers)
 
 
-def _error(err: ServingError) -> Response:
+def error_response(err: ServingError) -> Response:
+    """``err`` as the server's error body ``{"error", "message", "fix"}`` with its status (401: a Bearer challenge)."""
     body = {"error": err.code or type(err).__name__, "message": err.problem, "fix": err.fix}
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
-    return _json(body, err.status, headers)
+    return json_response(body, err.status, headers)
 
 
 class ServingState:
     """Everything one app holds: router, metrics, limits, idempotency store, background tasks."""
 
-    def __init__(self, source: SpecSource, token: str | None, auth: bool, hooks: ServingHooks) -> None:
+    def __init__(self, source: SpecSource, token: str | None, auth: bool, hooks: ServingHooks,
+                 models: ModelStore | None = None) -> None:
         self.source = source
         self.hooks = hooks
         self.metrics = ServingMetrics()
-        self.router = Router(on_event=self._event, on_batch=self._batch)
+        self.router = Router(on_event=self._event, on_batch=self._batch, store=models)
         self.token_sha256 = hash_token(token) if token else None
         self.auth = auth
         self.idempotency = idempotency.IdempotencyStore(on_event=self._event)
@@ -172,9 +186,9 @@ class ServingState:
         scheme, _, token = header.partition(" ")
         given = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
         if not hmac.compare_digest(given, expected):
-            raise codecs._bad("missing or wrong bearer token",
-                              "send the header `Authorization: Bearer <token>` with the token shown at deploy time",
-                              status=401, error="unauthorized")
+            raise codecs.http_error("missing or wrong bearer token",
+                                    "send the header `Authorization: Bearer <token>` with the token shown at "
+                                    "deploy time", status=401, error="unauthorized")
 
     async def read_body(self, request: Request) -> bytes:
         limit = self.spec.max_body_bytes
@@ -195,9 +209,9 @@ class ServingState:
         try:
             await asyncio.wait_for(read(), timeout)
         except asyncio.TimeoutError:
-            raise codecs._bad(f"the request body did not arrive within {timeout:g} s",
-                              "send the whole body at once (and a correct Content-Length)", status=408,
-                              error="body_timeout") from None
+            raise codecs.http_error(f"the request body did not arrive within {timeout:g} s",
+                                    "send the whole body at once (and a correct Content-Length)", status=408,
+                                    error="body_timeout") from None
         return b"".join(chunks)
 
 
@@ -247,9 +261,9 @@ async def _predict(state: ServingState, table: RoutingTable, target: Target, rol
         state.metrics.model_errors.labels(version, role).inc()
         stable = table.stable
         if target is stable:
-            raise codecs._bad(f"model version {version} failed: {type(exc).__name__}: {exc}",
-                              "check the server log; the model raised on this input", status=503,
-                              error="model_error") from None
+            raise codecs.http_error(f"model version {version} failed: {type(exc).__name__}: {exc}",
+                                    "check the server log; the model raised on this input", status=503,
+                                    error="model_error") from None
         state.metrics.fallbacks.labels(version, "predict_error").inc()
         state._event("canary_failed", {"version": version, "role": role, "error": f"{type(exc).__name__}: {exc}"})
         return await _predict(state, table, stable, "stable", batch)
@@ -311,15 +325,15 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
         return response
     except ServingError as err:
         status = err.status
-        return _error(err)
+        return error_response(err)
     except ClientDisconnect:  # the client went away mid-body: nobody to answer, not a server error
         status = 499
         return Response(status_code=499)
     except Exception as exc:  # noqa: BLE001 - never let a bug turn into a dropped connection
         status = 500
         log.exception("internal error answering %s %s", request.method, request.url.path)
-        return _json({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
-                      "fix": "this is a bug in nbprod's server; please report it with the request"}, 500)
+        return json_response({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
+                              "fix": "this is a bug in nbprod's server; please report it with the request"}, 500)
     finally:
         m.in_flight.dec()
         elapsed = time.perf_counter() - t0
@@ -337,9 +351,9 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
     if version is not None:
         target = table.by_version(version)
         if target is None:
-            raise codecs._bad(f"version {version!r} is not served here",
-                              f"use one of: {', '.join(s.version for s in table.versions())}", status=404,
-                              error="not_found")
+            raise codecs.http_error(f"version {version!r} is not served here",
+                                    f"use one of: {', '.join(s.version for s in table.versions())}", status=404,
+                                    error="not_found")
         role = "pinned"
     else:
         target, role = table.pick()
@@ -349,14 +363,14 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
         target, role, pred, cols, ood = await asyncio.wait_for(
             _predict(state, table, target, role, batch), state.spec.timeout_s)
     except asyncio.TimeoutError:
-        raise codecs._bad(f"the prediction took longer than {state.spec.timeout_s:g} s",
-                          "send fewer rows per request, or raise timeout_s in the deployment", status=504,
-                          error="timeout") from None
+        raise codecs.http_error(f"the prediction took longer than {state.spec.timeout_s:g} s",
+                                "send fewer rows per request, or raise timeout_s in the deployment", status=504,
+                                error="timeout") from None
     label = target.served.version
     ids = [f"{request_id}-{i}" for i in range(batch.n)]
     payload = encode(pred, target, ids, ood, request_id, batch)
     headers = {"X-Model-Version": label, "X-Prediction-Id": request_id}
-    response = _json(payload, 200, headers)
+    response = json_response(payload, 200, headers)
     state.metrics.rows.labels(label, role).inc(batch.n)
     _observe(state, label, pred, batch.n, ood)
     if version is None:
@@ -399,11 +413,11 @@ def _model_names(state: ServingState) -> set[str]:
 
 def _check_model(state: ServingState, name: str) -> None:
     if not state.ready:
-        raise codecs._bad("the server is still loading its models", "retry in a moment", status=503,
-                          error="not_ready")
+        raise codecs.http_error("the server is still loading its models", "retry in a moment", status=503,
+                                error="not_ready")
     if name not in _model_names(state):
-        raise codecs._bad(f"no model called {name!r} is served here",
-                          f"use /v2/models/{state.spec.name}", status=404, error="not_found")
+        raise codecs.http_error(f"no model called {name!r} is served here",
+                                f"use /v2/models/{state.spec.name}", status=404, error="not_found")
 
 
 async def v2_infer(request: Request) -> Response:
@@ -414,12 +428,12 @@ async def v2_infer(request: Request) -> Response:
         state.check_auth(request)  # before the name: no model names for unauthenticated callers
         _check_model(state, name)
     except ServingError as err:
-        return _error(err)
+        return error_response(err)
 
     def decode(kind: str, body: bytes, signature):
         if kind != "json":
-            raise codecs._bad("the inference protocol takes JSON", "send Content-Type: application/json",
-                              status=415, error="unsupported_media_type")
+            raise codecs.http_error("the inference protocol takes JSON", "send Content-Type: application/json",
+                                    status=415, error="unsupported_media_type")
         batch, req_id = codecs.decode_v2(codecs.parse_json(body), signature)
         batch.params = {"_id": req_id, **batch.params}
         return batch
@@ -438,7 +452,8 @@ async def v2_infer(request: Request) -> Response:
 
 
 def _dtype(t: str | None) -> str:
-    return {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL"}.get(t or "", "BYTES")
+    types = {"double": "FP64", "float": "FP32", "long": "INT64", "integer": "INT32", "boolean": "BOOL"}
+    return types.get(t or "", "BYTES")
 
 
 def _v2_metadata_guard(request: Request) -> tuple[ServingState, str, Response | None]:
@@ -449,7 +464,7 @@ def _v2_metadata_guard(request: Request) -> tuple[ServingState, str, Response | 
         state.check_auth(request)
         _check_model(state, name)
     except ServingError as err:
-        return state, name, _error(err)
+        return state, name, error_response(err)
     return state, name, None
 
 
@@ -459,9 +474,10 @@ async def v2_model(request: Request) -> Response:
         return refused
     table = state.router.table
     stable = table.stable.served
-    return _json({"name": name, "versions": [s.version for s in table.versions()], "platform": "mlflow",
-                  "inputs": [{"name": c.name, "datatype": _dtype(c.type), "shape": [-1]} for c in stable.signature or []],
-                  "outputs": [{"name": stable.predict_fn, "datatype": stable.output_datatype or "FP64", "shape": [-1]}]})
+    inputs = [{"name": c.name, "datatype": _dtype(c.type), "shape": [-1]} for c in stable.signature or []]
+    outputs = [{"name": stable.predict_fn, "datatype": stable.output_datatype or "FP64", "shape": [-1]}]
+    return json_response({"name": name, "versions": [s.version for s in table.versions()], "platform": "mlflow",
+                          "inputs": inputs, "outputs": outputs})
 
 
 async def v2_model_ready(request: Request) -> Response:
@@ -470,21 +486,21 @@ async def v2_model_ready(request: Request) -> Response:
         return refused
     version = request.path_params.get("version")
     if version is not None and state.router.table.by_version(version) is None:
-        return _json({"name": name, "ready": False}, 404)
-    return _json({"name": name, "ready": True})
+        return json_response({"name": name, "ready": False}, 404)
+    return json_response({"name": name, "ready": True})
 
 
 async def v2_live(request: Request) -> Response:
-    return _json({"live": True})
+    return json_response({"live": True})
 
 
 async def v2_ready(request: Request) -> Response:
     state: ServingState = request.app.state.serving
-    return _json({"ready": state.ready}, 200 if state.ready else 503)
+    return json_response({"ready": state.ready}, 200 if state.ready else 503)
 
 
 async def v2_server(request: Request) -> Response:
-    return _json({"name": "nbprod", "version": __version__, "extensions": []})
+    return json_response({"name": "nbprod", "version": __version__, "extensions": []})
 
 
 # --- probes, version, metrics -------------------------------------------------------------------
@@ -512,9 +528,9 @@ def _describe(state: ServingState) -> dict:
 async def health(request: Request) -> Response:
     state: ServingState = request.app.state.serving
     if not state.ready:
-        return _json({"status": "loading"}, 503)
+        return json_response({"status": "loading"}, 503)
     d = _describe(state)
-    return _json({"status": "ok", "deployment": d["deployment"], "generation": d["generation"],
+    return json_response({"status": "ok", "deployment": d["deployment"], "generation": d["generation"],
                   "versions": [{"version": r["version"], "role": r["role"], "weight": r["weight"],
                                 "path": r["path"]} for r in d["routes"]]})
 
@@ -524,8 +540,8 @@ async def version_info(request: Request) -> Response:
     try:
         state.check_auth(request)
     except ServingError as err:
-        return _error(err)
-    return _json(_describe(state))
+        return error_response(err)
+    return json_response(_describe(state))
 
 
 async def metrics(request: Request) -> Response:
@@ -533,34 +549,37 @@ async def metrics(request: Request) -> Response:
     return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
 
-async def feedback(request: Request) -> Response:
-    """``POST /feedback``: ground truth joined by prediction id (nbprod.monitoring.http)."""
-    from ..monitoring.http import feedback_endpoint
-
-    return await feedback_endpoint(request)
-
-
 async def _not_found(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
     if status == 405:
-        return _json({"error": "method_not_allowed", "message": f"{request.method} is not allowed on {request.url.path}",
-                      "fix": "use POST for predictions and GET for probes"}, 405)
-    return _json({"error": "not_found", "message": f"no endpoint {request.url.path}",
-                  "fix": "POST /invocations or /v2/models/{name}/infer; GET /ping, /health, /version, /metrics"}, status)
+        return json_response({"error": "method_not_allowed",
+                              "message": f"{request.method} is not allowed on {request.url.path}",
+                              "fix": "use POST for predictions and GET for probes"}, 405)
+    return json_response({"error": "not_found", "message": f"no endpoint {request.url.path}",
+                          "fix": "POST /invocations or /v2/models/{name}/infer; "
+                                 "GET /ping, /health, /version, /metrics"}, status)
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    return _json({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
-                  "fix": "this is a bug in nbprod's server; please report it"}, 500)
+    return json_response({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
+                          "fix": "this is a bug in nbprod's server; please report it"}, 500)
 
 
 def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None = None, auth: bool = True,
-               hooks: ServingHooks | None = None) -> Starlette:
+               hooks: ServingHooks | None = None, routes: Sequence[BaseRoute] = (),
+               lifespan: Lifespan | Sequence[Lifespan] = (), models: ModelStore | None = None) -> Starlette:
     """The ASGI app for ``source`` (a SpecSource, a DeploymentSpec, or a model dir / URI).
 
     ``token``: the bearer token clients must send (only its sha256 is kept); alternatively the
     spec's ``token_sha256``. ``auth=False`` serves without auth (``--no-auth``, local use only).
     Models load in the app's lifespan, before the first request is accepted.
+
+    What other layers add, as ``Starlette(routes=, lifespan=)`` takes it: ``hooks`` (called on
+    every answer, error and event), ``routes`` (served beside the model endpoints; they reach this
+    app's :class:`ServingState` as ``request.app.state.serving``), ``lifespan`` (one or several;
+    entered in order before the models load, left in reverse after they stop) and ``models``
+    (the :class:`~nbprod.serving.loader.ModelStore` that resolves registered model URIs and
+    verifies registered directories; without one, only plain MLflow directories are served).
     """
     from .spec import StaticSource
 
@@ -568,23 +587,26 @@ def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None =
         source = StaticSource.model(source)
     elif isinstance(source, DeploymentSpec):
         source = StaticSource(source)
-    state = ServingState(source, token, auth, hooks or ServingHooks())
+    state = ServingState(source, token, auth, hooks or ServingHooks(), models)
+    extra = [lifespan] if callable(lifespan) else list(lifespan)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app):
-        await state.start()
-        try:
-            yield
-        finally:
-            await state.stop()
+    async def serving_lifespan(app):
+        async with contextlib.AsyncExitStack() as stack:
+            for enter in extra:
+                await stack.enter_async_context(enter(app))
+            await state.start()
+            try:
+                yield
+            finally:
+                await state.stop()
 
-    routes = [
+    table = [
         HttpRoute("/invocations", invocations, methods=["POST"]),
         HttpRoute("/ping", ping, methods=["GET"]),
         HttpRoute("/health", health, methods=["GET"]),
         HttpRoute("/version", version_info, methods=["GET"]),
         HttpRoute("/metrics", metrics, methods=["GET"]),
-        HttpRoute("/feedback", feedback, methods=["POST"]),
         HttpRoute("/v2", v2_server, methods=["GET"]),
         HttpRoute("/v2/health/live", v2_live, methods=["GET"]),
         HttpRoute("/v2/health/ready", v2_ready, methods=["GET"]),
@@ -594,8 +616,9 @@ def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None =
         HttpRoute("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
         HttpRoute("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
         HttpRoute("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        *routes,
     ]
-    app = Starlette(routes=routes, lifespan=lifespan,
+    app = Starlette(routes=table, lifespan=serving_lifespan,
                     exception_handlers={404: _not_found, 405: _not_found, 500: _server_error})
     app.state.serving = state
     return app

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import ServingError
 
-__all__ = ["Batch", "Column", "parse_json", "decode_mlflow", "decode_csv", "decode_v2", "coerce",
+__all__ = ["http_error", "Batch", "Column", "parse_json", "decode_mlflow", "decode_csv", "decode_v2", "coerce",
            "to_jsonable", "encode_v2_outputs", "dumps"]
 
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
@@ -49,28 +49,30 @@ class Batch:
     order: list[str] | None = None  # column order as sent (for models without a signature)
 
 
-def _bad(message: str, fix: str, status: int = 400, error: str = "bad_request") -> ServingError:
+def http_error(message: str, fix: str, status: int = 400, error: str = "bad_request") -> ServingError:
     return ServingError(message, fix, status=status, code=error)
 
 
 def _reject_constant(name: str):
-    raise _bad(f"the JSON body contains {name}, which is not valid JSON and not a usable number",
-               "send finite numbers; use null for a missing value", error="invalid_number")
+    raise http_error(f"the JSON body contains {name}, which is not valid JSON and not a usable number",
+                     "send finite numbers; use null for a missing value", error="invalid_number")
 
 
 def parse_json(body: bytes) -> Any:
     """``json.loads`` that refuses NaN/Infinity and says what is wrong with a bad body."""
     if not body.strip():
-        raise _bad("the request body is empty", "send a JSON object, e.g. {\"dataframe_records\": [{...}]}", error="empty_body")
+        raise http_error("the request body is empty", "send a JSON object, e.g. {\"dataframe_records\": [{...}]}",
+                         error="empty_body")
     try:
         return json.loads(body, parse_constant=_reject_constant)
     except ServingError:
         raise
     except (ValueError, UnicodeDecodeError) as exc:
-        raise _bad(f"the request body is not valid JSON: {exc}", "send a JSON object encoded as UTF-8",
-                   error="invalid_json") from None
+        raise http_error(f"the request body is not valid JSON: {exc}", "send a JSON object encoded as UTF-8",
+                         error="invalid_json") from None
     except RecursionError:
-        raise _bad("the JSON body is nested too deeply", "send a flat table of rows", error="invalid_json") from None
+        raise http_error("the JSON body is nested too deeply", "send a flat table of rows",
+                         error="invalid_json") from None
 
 
 def _columnar(records: list, fmt: str) -> tuple[dict[str, list], list[str]]:
@@ -78,8 +80,8 @@ def _columnar(records: list, fmt: str) -> tuple[dict[str, list], list[str]]:
     n = len(records)
     for i, rec in enumerate(records):
         if not isinstance(rec, dict):
-            raise _bad(f"{fmt}[{i}] is a {type(rec).__name__}, not an object of column: value",
-                       f"send {fmt} as a list of objects like {{\"age\": 42, ...}}", error="wrong_shape")
+            raise http_error(f"{fmt}[{i}] is a {type(rec).__name__}, not an object of column: value",
+                             f"send {fmt} as a list of objects like {{\"age\": 42, ...}}", error="wrong_shape")
         for k, v in rec.items():
             col = cols.get(k)
             if col is None:
@@ -92,8 +94,8 @@ def _check_unique(names: list, fmt: str) -> None:
     seen: set = set()
     for name in names:
         if name in seen:
-            raise _bad(f"{fmt} names column {name!r} more than once",
-                       f"send each column once; rename or drop the repeated {name!r}", error="duplicate_column")
+            raise http_error(f"{fmt} names column {name!r} more than once",
+                             f"send each column once; rename or drop the repeated {name!r}", error="duplicate_column")
         seen.add(name)
 
 
@@ -103,9 +105,9 @@ def _from_rows(rows: list, names: list[str], fmt: str) -> dict[str, list]:
     for i, row in enumerate(rows):
         if not isinstance(row, list) or len(row) != width:
             got = len(row) if isinstance(row, list) else type(row).__name__
-            raise _bad(f"{fmt} row {i} has {got} values but there are {width} columns",
-                       f"send one value per column, in the order {names[:5]}{'…' if width > 5 else ''}",
-                       error="wrong_shape")
+            raise http_error(f"{fmt} row {i} has {got} values but there are {width} columns",
+                             f"send one value per column, in the order {names[:5]}{'…' if width > 5 else ''}",
+                             error="wrong_shape")
     return {name: [row[j] for row in rows] for j, name in enumerate(names)}
 
 
@@ -114,8 +116,8 @@ def _from_dict_of_lists(d: dict, fmt: str) -> tuple[dict[str, list], int]:
     for k, v in d.items():
         v = v if isinstance(v, list) else [v]
         if n is not None and len(v) != n:
-            raise _bad(f"{fmt}: column {k!r} has {len(v)} values, others have {n}",
-                       "send the same number of values for every column", error="wrong_shape")
+            raise http_error(f"{fmt}: column {k!r} has {len(v)} values, others have {n}",
+                             "send the same number of values for every column", error="wrong_shape")
         n = len(v)
         cols[k] = v
     return cols, n or 0
@@ -124,39 +126,40 @@ def _from_dict_of_lists(d: dict, fmt: str) -> tuple[dict[str, list], int]:
 def decode_mlflow(payload: Any, signature: list[Column] | None) -> Batch:
     """Decode any of MLflow's four JSON formats (plus ``params``) into a :class:`Batch`."""
     if not isinstance(payload, dict):
-        raise _bad(f"the JSON body is a {type(payload).__name__}, not an object",
-                   f"wrap the data in one of {', '.join(_FORMATS)}; {_DOCS}", error="unknown_format")
+        raise http_error(f"the JSON body is a {type(payload).__name__}, not an object",
+                         f"wrap the data in one of {', '.join(_FORMATS)}; {_DOCS}", error="unknown_format")
     keys = [k for k in payload if k in _FORMATS]
     extra = [k for k in payload if k not in _FORMATS and k != "params"]
     if len(keys) != 1 or extra:
         found = ", ".join(map(repr, payload)) or "nothing"
-        raise _bad(f"the JSON body must have exactly one of {', '.join(_FORMATS)} (found {found})",
-                   f"e.g. {{\"dataframe_split\": {{\"columns\": [...], \"data\": [[...]]}}}}; {_DOCS}",
-                   error="unknown_format")
+        raise http_error(f"the JSON body must have exactly one of {', '.join(_FORMATS)} (found {found})",
+                         f"e.g. {{\"dataframe_split\": {{\"columns\": [...], \"data\": [[...]]}}}}; {_DOCS}",
+                         error="unknown_format")
     params = payload.get("params") or {}
     if not isinstance(params, dict):
-        raise _bad("params must be an object", "send params as {\"name\": value}", error="wrong_shape")
+        raise http_error("params must be an object", "send params as {\"name\": value}", error="wrong_shape")
     fmt = keys[0]
     data = payload[fmt]
     names = [c.name for c in signature] if signature else None
     if fmt == "dataframe_split":
         if not isinstance(data, dict) or not isinstance(data.get("data"), list):
-            raise _bad("dataframe_split must be an object with a \"data\" list (and \"columns\")",
-                       "send {\"dataframe_split\": {\"columns\": [...], \"data\": [[...], ...]}}", error="wrong_shape")
+            raise http_error("dataframe_split must be an object with a \"data\" list (and \"columns\")",
+                             "send {\"dataframe_split\": {\"columns\": [...], \"data\": [[...], ...]}}",
+                             error="wrong_shape")
         rows = data["data"]
         cols_sent = data.get("columns", names)
         if cols_sent is None:
-            raise _bad("dataframe_split has no \"columns\" and the model has no signature",
-                       "add \"columns\": [...] naming each value of a row", error="missing_column")
+            raise http_error("dataframe_split has no \"columns\" and the model has no signature",
+                             "add \"columns\": [...] naming each value of a row", error="missing_column")
         if not isinstance(cols_sent, list) or not all(isinstance(c, str) for c in cols_sent):
-            raise _bad("dataframe_split.columns must be a list of column names", "send column names as strings",
-                       error="wrong_shape")
+            raise http_error("dataframe_split.columns must be a list of column names", "send column names as strings",
+                             error="wrong_shape")
         cols, order = _from_rows(rows, cols_sent, "dataframe_split"), list(cols_sent)
         n = len(rows)
     elif fmt == "dataframe_records":
         if not isinstance(data, list):
-            raise _bad("dataframe_records must be a list of row objects", "send [{\"col\": value, ...}, ...]",
-                       error="wrong_shape")
+            raise http_error("dataframe_records must be a list of row objects", "send [{\"col\": value, ...}, ...]",
+                             error="wrong_shape")
         cols, order = _columnar(data, fmt)
         n = len(data)
     else:  # instances / inputs
@@ -168,16 +171,16 @@ def decode_mlflow(payload: Any, signature: list[Column] | None) -> Batch:
             n = len(data)
         elif isinstance(data, list) and data and all(isinstance(r, list) for r in data):
             if names is None:
-                raise _bad(f"{fmt} rows are lists but the model has no signature to name their columns",
-                           f"send {fmt} as a list of objects {{\"col\": value}}", error="missing_column")
+                raise http_error(f"{fmt} rows are lists but the model has no signature to name their columns",
+                                 f"send {fmt} as a list of objects {{\"col\": value}}", error="missing_column")
             cols, order, n = _from_rows(data, names, fmt), names, len(data)
         elif isinstance(data, list) and not data:
             cols, order, n = {}, [], 0
         else:
-            raise _bad(f"{fmt} must be a list of rows (objects or lists) or an object of columns",
-                       f"send {{\"{fmt}\": [{{\"col\": value, ...}}]}}", error="wrong_shape")
+            raise http_error(f"{fmt} must be a list of rows (objects or lists) or an object of columns",
+                             f"send {{\"{fmt}\": [{{\"col\": value, ...}}]}}", error="wrong_shape")
     if n == 0:
-        raise _bad("the request holds no rows", "send at least one row", error="empty_batch")
+        raise http_error("the request holds no rows", "send at least one row", error="empty_batch")
     return Batch(cols, n, params, order)
 
 
@@ -186,15 +189,16 @@ def decode_csv(body: bytes) -> Batch:
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
-        raise _bad("the CSV body is not UTF-8", "send UTF-8 text/csv", error="invalid_csv") from None
+        raise http_error("the CSV body is not UTF-8", "send UTF-8 text/csv", error="invalid_csv") from None
     try:
         rows = list(csv.reader(io.StringIO(text)))
     except csv.Error as exc:
-        raise _bad(f"the CSV body cannot be parsed: {exc}", "send a header row, then one row per line",
-                   error="invalid_csv") from None
+        raise http_error(f"the CSV body cannot be parsed: {exc}", "send a header row, then one row per line",
+                         error="invalid_csv") from None
     rows = [r for r in rows if r]
     if len(rows) < 2:
-        raise _bad("the CSV body holds no data rows", "send a header row and at least one data row", error="empty_batch")
+        raise http_error("the CSV body holds no data rows", "send a header row and at least one data row",
+                         error="empty_batch")
     header = rows[0]
     cols = _from_rows(rows[1:], header, "csv")
     for values in cols.values():
@@ -225,38 +229,40 @@ def decode_v2(payload: Any, signature: list[Column] | None) -> tuple[Batch, str 
     ``[n, k]`` tensor whose k values per row follow the signature's column order.
     """
     if not isinstance(payload, dict) or not isinstance(payload.get("inputs"), list) or not payload["inputs"]:
-        raise _bad("an inference request needs a non-empty \"inputs\" list",
-                   "send {\"inputs\": [{\"name\": ..., \"shape\": [n], \"datatype\": \"FP64\", \"data\": [...]}]}",
-                   error="wrong_shape")
+        raise http_error("an inference request needs a non-empty \"inputs\" list",
+                         "send {\"inputs\": [{\"name\": ..., \"shape\": [n], \"datatype\": \"FP64\", "
+                         "\"data\": [...]}]}",
+                         error="wrong_shape")
     req_id = payload.get("id")
     if req_id is not None and not isinstance(req_id, str):
-        raise _bad(f"the request \"id\" is a {type(req_id).__name__}, not a string",
-                   "send \"id\" as a string (or leave it out)", error="wrong_shape")
+        raise http_error(f"the request \"id\" is a {type(req_id).__name__}, not a string",
+                         "send \"id\" as a string (or leave it out)", error="wrong_shape")
     params = payload.get("parameters")
     if params is None:
         params = {}
     elif not isinstance(params, dict):
-        raise _bad(f"\"parameters\" is a {type(params).__name__}, not an object",
-                   "send parameters as {\"name\": value} (or leave them out)", error="wrong_shape")
+        raise http_error(f"\"parameters\" is a {type(params).__name__}, not an object",
+                         "send parameters as {\"name\": value} (or leave them out)", error="wrong_shape")
     tensors = payload["inputs"]
     for t in tensors:
         if not isinstance(t, dict) or not {"name", "shape", "datatype", "data"} <= set(t):
-            raise _bad("each input tensor needs name, shape, datatype and data",
-                       "see the Open Inference Protocol v2 request schema", error="wrong_shape")
+            raise http_error("each input tensor needs name, shape, datatype and data",
+                             "see the Open Inference Protocol v2 request schema", error="wrong_shape")
         if not isinstance(t["name"], str):
-            raise _bad(f"an input tensor's name is {t['name']!r}, not a string",
-                       "name each input tensor with a column name string", error="wrong_shape")
+            raise http_error(f"an input tensor's name is {t['name']!r}, not a string",
+                             "name each input tensor with a column name string", error="wrong_shape")
         if not isinstance(t["datatype"], str) or t["datatype"] not in _V2_TYPES:
-            raise _bad(f"input {t['name']!r} has unknown datatype {t['datatype']!r}",
-                       f"use one of {', '.join(_V2_TYPES)}", error="wrong_type")
+            raise http_error(f"input {t['name']!r} has unknown datatype {t['datatype']!r}",
+                             f"use one of {', '.join(_V2_TYPES)}", error="wrong_type")
         shape = t["shape"]
         if (not isinstance(shape, list) or not 1 <= len(shape) <= 2
                 or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape)):
-            raise _bad(f"input {t['name']!r} has shape {shape!r}", "use shape [n] or [n, k] of non-negative integers",
-                       error="wrong_shape")
+            raise http_error(f"input {t['name']!r} has shape {shape!r}",
+                             "use shape [n] or [n, k] of non-negative integers", error="wrong_shape")
         if t.get("parameters") is not None and not isinstance(t["parameters"], dict):
-            raise _bad(f"input {t['name']!r}: \"parameters\" is a {type(t['parameters']).__name__}, not an object",
-                       "send tensor parameters as {\"name\": value} (or leave them out)", error="wrong_shape")
+            kind = type(t["parameters"]).__name__
+            raise http_error(f"input {t['name']!r}: \"parameters\" is a {kind}, not an object",
+                             "send tensor parameters as {\"name\": value} (or leave them out)", error="wrong_shape")
     _check_unique([t["name"] for t in tensors], "the inference request")
     names = [c.name for c in signature] if signature else None
     if len(tensors) == 1 and len(tensors[0]["shape"]) == 2 and tensors[0]["shape"][1] != 1:
@@ -264,12 +270,13 @@ def decode_v2(payload: Any, signature: list[Column] | None) -> tuple[Batch, str 
         n, k = t["shape"]
         flat = _flatten(t["data"])
         if names is None or k != len(names):
-            raise _bad(f"input {t['name']!r} has {k} values per row but the model takes "
-                       f"{len(names) if names else 'named'} columns",
-                       "send one tensor per column, or a [n, k] tensor in signature column order", error="wrong_shape")
+            raise http_error(f"input {t['name']!r} has {k} values per row but the model takes "
+                             f"{len(names) if names else 'named'} columns",
+                             "send one tensor per column, or a [n, k] tensor in signature column order",
+                             error="wrong_shape")
         if len(flat) != n * k:
-            raise _bad(f"input {t['name']!r}: shape {t['shape']} needs {n * k} values, got {len(flat)}",
-                       "make data match shape", error="wrong_shape")
+            raise http_error(f"input {t['name']!r}: shape {t['shape']} needs {n * k} values, got {len(flat)}",
+                             "make data match shape", error="wrong_shape")
         cols = {name: flat[j::k] for j, name in enumerate(names)}
         batch = Batch(cols, n, params, names)
     else:
@@ -278,16 +285,16 @@ def decode_v2(payload: Any, signature: list[Column] | None) -> tuple[Batch, str 
             flat = _flatten(t["data"])
             rows = t["shape"][0]
             if len(flat) != rows:
-                raise _bad(f"input {t['name']!r}: shape {t['shape']} needs {rows} values, got {len(flat)}",
-                           "make data match shape", error="wrong_shape")
+                raise http_error(f"input {t['name']!r}: shape {t['shape']} needs {rows} values, got {len(flat)}",
+                                 "make data match shape", error="wrong_shape")
             if n is not None and rows != n:
-                raise _bad(f"input {t['name']!r} has {rows} rows, others have {n}",
-                           "send the same number of rows for every input", error="wrong_shape")
+                raise http_error(f"input {t['name']!r} has {rows} rows, others have {n}",
+                                 "send the same number of rows for every input", error="wrong_shape")
             n = rows
             cols[t["name"]] = flat
         batch = Batch(cols, n or 0, params, list(cols))
     if batch.n == 0:
-        raise _bad("the request holds no rows", "send at least one row", error="empty_batch")
+        raise http_error("the request holds no rows", "send at least one row", error="empty_batch")
     return batch, req_id
 
 
@@ -312,8 +319,8 @@ def coerce(batch: Batch, signature: list[Column] | None) -> dict[str, Any]:
         values = cols.get(c.name)
         if values is None:
             if c.required:
-                raise _bad(f"missing column {c.name!r} (type {c.type})",
-                           f"add {c.name!r} to every row", error="missing_column")
+                raise http_error(f"missing column {c.name!r} (type {c.type})",
+                                 f"add {c.name!r} to every row", error="missing_column")
             values = [None] * n
         t = c.type
         if t in _FLOAT or t in _INT:
@@ -324,15 +331,15 @@ def coerce(batch: Batch, signature: list[Column] | None) -> dict[str, Any]:
             except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past 1e308
                 raise _type_error(c, values) from None
             if arr.ndim != 1:
-                raise _bad(f"column {c.name!r} holds nested values", f"send one {t} per row in {c.name!r}",
-                           error="wrong_shape")
+                raise http_error(f"column {c.name!r} holds nested values", f"send one {t} per row in {c.name!r}",
+                                 error="wrong_shape")
             if np.isinf(arr).any():
-                raise _bad(f"column {c.name!r} holds an infinite value", "send finite numbers",
-                           error="invalid_number")
+                raise http_error(f"column {c.name!r} holds an infinite value", "send finite numbers",
+                                 error="invalid_number")
             if t in _INT:
                 if np.isnan(arr).any():
-                    raise _bad(f"column {c.name!r} has a missing value but the model expects integers",
-                               f"send an integer for {c.name!r} in every row", error="missing_value")
+                    raise http_error(f"column {c.name!r} has a missing value but the model expects integers",
+                                     f"send an integer for {c.name!r} in every row", error="missing_value")
                 if (arr != np.floor(arr)).any():
                     raise _type_error(c, values)
                 limit = min(_EXACT, 2.0 ** (_INT_BITS.get(t, 64) - 1))
@@ -376,14 +383,14 @@ def _exact_ints(c: Column, values: list) -> np.ndarray:
                 v = float(v)  # numeric text such as "1e20": castable, checked below
         if isinstance(v, float):
             if abs(v) >= _EXACT:
-                raise _bad(f"column {c.name!r} holds {v!r}, a floating-point number too large to be an exact "
-                           f"integer ({c.type})",
-                           f"send {c.name!r} as a JSON integer (digits only), between {lo} and {hi}",
-                           error="wrong_type")
+                raise http_error(f"column {c.name!r} holds {v!r}, a floating-point number too large to be an exact "
+                                 f"integer ({c.type})",
+                                 f"send {c.name!r} as a JSON integer (digits only), between {lo} and {hi}",
+                                 error="wrong_type")
             v = int(v)
         if not lo <= v <= hi:
-            raise _bad(f"column {c.name!r} holds {v}, outside the range of a {bits}-bit integer ({c.type})",
-                       f"send an integer between {lo} and {hi} in {c.name!r}", error="wrong_type")
+            raise http_error(f"column {c.name!r} holds {v}, outside the range of a {bits}-bit integer ({c.type})",
+                             f"send an integer between {lo} and {hi} in {c.name!r}", error="wrong_type")
         out.append(v)
     return np.array(out, dtype=np.int64)
 
@@ -392,8 +399,8 @@ def _type_error(c: Column, values: list) -> ServingError:
     bad = next((v for v in values if v is not None and not _castable(v, c.type)), None)
     shown = repr(bad)
     shown = shown if len(shown) <= 40 else f"{shown[:20]}…({len(shown)} characters)"
-    return _bad(f"column {c.name!r} expects {c.type} but got {shown} ({type(bad).__name__})",
-                f"send a {c.type} value in {c.name!r}", error="wrong_type")
+    return http_error(f"column {c.name!r} expects {c.type} but got {shown} ({type(bad).__name__})",
+                      f"send a {c.type} value in {c.name!r}", error="wrong_type")
 
 
 def _castable(v: Any, t: str | None) -> bool:

@@ -207,8 +207,10 @@ class IdempotencyStore:
     async def run(self, key: str, fp: str, spec: Any, compute: Callable[[], Awaitable[Response]]) -> Response:
         """Replay the stored answer of ``key``, or ``compute`` it once and store it (status 200)."""
         if not key.strip() or len(key) > MAX_KEY_LENGTH:
-            raise ServingError(f"the Idempotency-Key header is {'empty' if not key.strip() else f'{len(key)} characters long'}",
-                               f"send a key of 1 to {MAX_KEY_LENGTH} characters, e.g. a UUID", status=400, code="bad_idempotency_key")
+            what = "empty" if not key.strip() else f"{len(key)} characters long"
+            raise ServingError(f"the Idempotency-Key header is {what}",
+                               f"send a key of 1 to {MAX_KEY_LENGTH} characters, e.g. a UUID", status=400,
+                               code="bad_idempotency_key")
         lock, users = self._locks.get(key, (None, 0))
         if lock is None:
             lock = asyncio.Lock()
@@ -241,7 +243,8 @@ class IdempotencyStore:
                                 headers={**(row.headers or {}), "Idempotent-Replay": "true"})
             if time.monotonic() > deadline:  # another worker is still answering it
                 raise ServingError(f"a request with Idempotency-Key {key!r} is still being answered",
-                                   "retry in a moment with the same key to get its answer", status=409, code="idempotency_key_in_flight")
+                                   "retry in a moment with the same key to get its answer", status=409,
+                                   code="idempotency_key_in_flight")
             await asyncio.sleep(_POLL_S)
         try:
             response = await compute()

@@ -2,12 +2,17 @@
 
 Why a start-up cache: importing scikit-learn (it pulls pandas and scipy) takes ~3.5 s on the
 reference machine and mlflow ~4 s, so a server that unpickles the model on every start cannot
-be ready in 2 s. The first load of a model directory does the full job — the registry's
-``load_model`` (sha256 manifest verified), compile the fast path, check it against the model's own
+be ready in 2 s. The first load of a model directory does the full job — the model store's
+``open`` (for nbprod's registry: the sha256 manifest verified), compile the fast path, check it against the model's own
 predictions on sample rows — and stores the outcome (plan, signature, OOD ranges) under
 ``$NBPROD_HOME/cache/serving/<sha256 of every file of the model dir>.pkl``. Later starts hash the
 files (which is also the integrity check: any changed byte is a cache miss and a verified full
 load) and unpickle plain numpy arrays. The pyfunc model is then loaded only when it is needed.
+
+Why a :class:`ModelStore` is passed in: serving is the bottom of the request path and imports no
+other capability. What it needs from a registry (where a registered URI's files are, and a
+verified load of a directory in the registry's format) is handed to it by the code that builds
+the server (:mod:`nbprod.service`), the way the server's hooks and routes are.
 """
 
 from __future__ import annotations
@@ -27,12 +32,30 @@ from ..data.ood import OodChecker
 from ..errors import ServingError
 from .codecs import Column
 
-__all__ = ["ServedVersion", "OodChecker", "load_version", "model_dir_digest", "CACHE_SCHEMA"]
+__all__ = ["ServedVersion", "ModelStore", "OodChecker", "load_version", "model_dir_digest", "CACHE_SCHEMA"]
 
 CACHE_SCHEMA = 2  # 2: the OOD checker is nbprod.data.ood.OodChecker (shared with row_flags)
 
 
 # --- model directories -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ModelStore:
+    """What the server needs from a model registry (nbprod's: :func:`nbprod.service.model_store`).
+
+    ``locate(uri)``: the local directory, name and version of a registered model URI.
+    ``open(path)``: the verified full load of a directory in the registry's format — an object
+    with ``pyfunc``, ``raw_model``, ``profile``, ``name`` and ``version`` — or None when the
+    directory is a plain MLflow model (loaded with ``mlflow.pyfunc``).
+    """
+
+    locate: Callable[[str], tuple[Path, str, str]]
+    open: Callable[[Path], Any]
+
+
+#: The folder a registered model directory carries beside MLmodel (profile, sha256 manifest).
+NBPROD_DIR = "nbprod"
 
 
 def model_dir_digest(path: Path) -> str:
@@ -117,6 +140,7 @@ class ServedVersion:
     predict_fn: str = "predict"
     output_datatype: str | None = None  # OIP v2 datatype of the output signature
     _pyfunc: Any = None
+    _store: ModelStore | None = field(default=None, repr=False)  # opens the pyfunc (verified) on first use
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -129,7 +153,7 @@ class ServedVersion:
         if self._pyfunc is None:
             with self._lock:
                 if self._pyfunc is None:
-                    self._pyfunc = _load_full(self.path)[0].pyfunc
+                    self._pyfunc = _load_full(self.path, self._store)[0].pyfunc
         return self._pyfunc
 
     def predict(self, cols: dict[str, Any], n: int, params: dict | None = None, order: list[str] | None = None):
@@ -158,15 +182,16 @@ class _Full:
         self.pyfunc, self.raw_model, self.profile, self.name, self.version = pyfunc, raw, profile, name, version
 
 
-def _load_full(path: Path) -> tuple[_Full, str]:
-    """Load a model directory through the registry (integrity verified) or MLflow directly."""
-    try:
-        from ..registry import load_model  # type: ignore[attr-defined]
-    except ImportError:
-        load_model = None
-    if load_model is not None and (path / "nbprod").is_dir():
-        lm = load_model(str(path), verify=True)
-        return _Full(lm.pyfunc, lm.raw_model, lm.profile, lm.name, str(lm.version or "")), "registry"
+def _load_full(path: Path, store: ModelStore | None) -> tuple[_Full, str]:
+    """Load a model directory through the model store (integrity verified) or MLflow directly."""
+    opened = store.open(path) if store is not None else None
+    if opened is not None:
+        return _Full(opened.pyfunc, opened.raw_model, opened.profile, opened.name, str(opened.version or "")), "store"
+    if (path / NBPROD_DIR).is_dir():  # never load a registered directory without its integrity check
+        raise ServingError(f"{path} is a registered nbprod model directory, and this server has no model store "
+                           "to verify its sha256 manifest",
+                           "serve it with nbprod.serve / `nbprod serve` (or pass models=nbprod.service.model_store() "
+                           "to create_app)", status=500, code="no_model_store")
     import mlflow.pyfunc
 
     pyf = mlflow.pyfunc.load_model(str(path))
@@ -236,17 +261,21 @@ def _ood_checker(profile: Any) -> OodChecker | None:
 
 def load_version(source: str, version: str | None = None, *, name: str | None = None,
                  fast: bool = True, cache: bool = True,
-                 on_event: Callable[[str, dict], None] | None = None) -> ServedVersion:
-    """Load a model directory or registered model URI as a :class:`ServedVersion`."""
+                 on_event: Callable[[str, dict], None] | None = None,
+                 store: ModelStore | None = None) -> ServedVersion:
+    """Load a model directory, or a registered model URI through ``store``, as a :class:`ServedVersion`."""
     path = Path(source).expanduser()
     uri = source
     if not path.is_dir():
-        from ..registry.versions import get_version, local_model_dir
-
-        mv = get_version(source)
-        path = Path(local_model_dir(mv))
-        name = name or mv.name
-        version = version or str(mv.version)
+        if store is None:
+            raise ServingError(f"{source!r} is not a model directory, and this server has no model store to "
+                               "resolve a registered model URI",
+                               "pass a model directory, or serve the URI with nbprod.serve / `nbprod serve`",
+                               status=500, code="no_model_store")
+        path, mv_name, mv_version = store.locate(source)
+        path = Path(path)
+        name = name or mv_name
+        version = version or mv_version
     path = path.resolve()
     mlmodel = _read_mlmodel(path)
     signature, has_params = _signature(mlmodel)
@@ -261,14 +290,15 @@ def load_version(source: str, version: str | None = None, *, name: str | None = 
             if meta.get("schema") == CACHE_SCHEMA and meta.get("fast") == fast:
                 return ServedVersion(name or meta["name"] or path.name, str(version or meta["version"] or "1"), uri,
                                      path, signature, has_params, meta["plan"], meta["reason"], meta["ood"],
-                                     predict_fn, output_datatype)
+                                     predict_fn, output_datatype, _store=store)
         except Exception:  # noqa: BLE001 - a corrupt cache is just a miss
             pass
-    full, _how = _load_full(path)
+    full, _how = _load_full(path, store)
     plan, reason = _compile(full, path, signature, predict_fn) if fast else (None, "fast path disabled")
     ood = _ood_checker(full.profile)
     served = ServedVersion(name or full.name or path.name, str(version or full.version or "1"), uri, path,
-                           signature, has_params, plan, reason, ood, predict_fn, output_datatype, full.pyfunc)
+                           signature, has_params, plan, reason, ood, predict_fn, output_datatype, full.pyfunc,
+                           _store=store)
     if cache:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from .batching import MicroBatcher
-from .loader import ServedVersion, load_version
+from .loader import ModelStore, ServedVersion, load_version
 from .spec import DeploymentSpec, Route
 
 __all__ = ["RoutingTable", "Router", "Target"]
@@ -63,7 +63,10 @@ class RoutingTable:
 
     def pick(self, rnd: Callable[[], float] = random.random) -> tuple[Target, str]:
         """A target by weight, and its role."""
-        i = 0 if len(self._keys) == 1 else min(bisect.bisect_right(self._cum, rnd() * self._cum[-1]), len(self._keys) - 1)
+        if len(self._keys) == 1:
+            i = 0
+        else:
+            i = min(bisect.bisect_right(self._cum, rnd() * self._cum[-1]), len(self._keys) - 1)
         return self.targets[self._keys[i]], self._roles[i]
 
     def shadows(self) -> list[Target]:
@@ -83,8 +86,9 @@ class Router:
     """Holds the current :class:`RoutingTable` and replaces it when the spec changes."""
 
     def __init__(self, *, on_event: Callable[[str, dict], None] | None = None,
-                 on_batch: Callable[[str, int], None] | None = None) -> None:
+                 on_batch: Callable[[str, int], None] | None = None, store: ModelStore | None = None) -> None:
         self.table: RoutingTable | None = None
+        self.store = store  # resolves registered URIs and verifies registered directories (see loader)
         self.on_event = on_event or (lambda kind, info: None)
         self.on_batch = on_batch
         self._loaded: dict[str, Target] = {}
@@ -93,7 +97,7 @@ class Router:
         t = self._loaded.get(route.key)
         if t is not None:
             return t
-        served = load_version(route.source, route.version or None, fast=spec.fastpath)
+        served = load_version(route.source, route.version or None, fast=spec.fastpath, store=self.store)
         if route.version:
             served.version = route.version
         version = served.version

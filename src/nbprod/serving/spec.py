@@ -56,7 +56,8 @@ class Route:
         try:
             self.weight = float(self.weight)
         except (TypeError, ValueError):
-            raise DeploymentError(f"route weight {self.weight!r} is not a number", "use a weight between 0 and 100") from None
+            raise DeploymentError(f"route weight {self.weight!r} is not a number",
+                                  "use a weight between 0 and 100") from None
         if not 0 <= self.weight <= 100:
             raise DeploymentError(f"route weight {self.weight} is outside 0..100", "use a weight between 0 and 100")
 

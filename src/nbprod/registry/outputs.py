@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from .performance import infer_task, normalise
+from ..monitoring.performance import infer_task, normalise
 
 __all__ = ["OUTPUTS_FILE", "SAMPLE_ROWS", "outputs_profile", "prediction_value"]
 

@@ -1,0 +1,145 @@
+"""The model service: the model server (nbprod.serving) wired to the registry, monitoring and deployments.
+
+Serving is the bottom of the request path and knows nothing above it; this module, in the verbs
+layer, is the one place that plugs the rest in, through ``create_app``'s keywords:
+
+- the **model store** (:func:`model_store`): registered model URIs resolved and registered
+  directories verified by nbprod.registry;
+- the **prediction log** (nbprod.monitoring.predlog): its hooks and its writer's lifespan;
+- ``POST /feedback`` (nbprod.monitoring.http);
+- the **deployment events** of a deployment's workers (nbprod.deployments.events);
+- the **alert loop** (nbprod.monitoring.loop), run in the process that runs ``nbprod serve`` —
+  uvicorn's supervisor when ``workers > 1`` — so a server posts each alert once, never once per
+  worker.
+
+``nbprod.serve`` and ``nbprod serve`` (also the packaged image's ``CMD``) run :func:`serve`; with
+``workers > 1`` every uvicorn worker builds its app with :func:`app_from_env`
+(``nbprod.service:app_from_env``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .serving.app import ServingHooks, create_app
+from .serving.loader import ModelStore
+from .serving.loader import load_version as _load_version
+from .serving.server import as_source, run, worker_settings
+from .serving.spec import DbSource, DeploymentSpec, SpecSource
+
+__all__ = ["serve", "build_app", "app_from_env", "model_store", "load_version", "FACTORY"]
+
+FACTORY = "nbprod.service:app_from_env"
+
+
+def model_store() -> ModelStore:
+    """What the server needs from nbprod's registry: a registered URI's local directory, and the
+    sha256-verified load of a registered directory (None for a plain MLflow directory)."""
+
+    def locate(uri: str) -> tuple[Path, str, str]:
+        from .registry.versions import get_version, local_model_dir
+
+        mv = get_version(uri)
+        return Path(local_model_dir(mv)), mv.name, str(mv.version)
+
+    def open_(path: Path) -> Any:
+        from .registry.loading import load_model
+        from .serving.loader import NBPROD_DIR
+
+        return load_model(str(path), verify=True) if (path / NBPROD_DIR).is_dir() else None
+
+    return ModelStore(locate=locate, open=open_)
+
+
+def load_version(source: str, version: str | None = None, **options: Any):
+    """:func:`nbprod.serving.loader.load_version` with the registry's model store: loads (and so
+    verifies and caches) a model directory or registered URI the way a server will."""
+    return _load_version(source, version, store=model_store(), **options)
+
+
+def _deployment_hooks(source: SpecSource) -> ServingHooks | None:
+    """A deployment's workers report applied generations and canary fallbacks (nbprod.deployments.events)."""
+    if isinstance(source, DbSource):
+        from .deployments.events import serving_hooks
+
+        return serving_hooks(source.name)
+    return None
+
+
+def build_app(source: SpecSource | DeploymentSpec | str, *, token: str | None = None, auth: bool = True,
+              hooks: ServingHooks | None = None):
+    """The server's app: ``create_app`` with the model store, the deployment events, the prediction
+    log (unless ``NBPROD_PREDICTION_LOG=off``) and ``POST /feedback``."""
+    from .monitoring.http import feedback_route
+    from .monitoring.predlog import server_log, writer_lifespan
+
+    source = as_source(source)
+    hooks = hooks or _deployment_hooks(source)
+    log = server_log(source)
+    lifespans = []
+    if log is not None:
+        hooks = log.hooks(hooks)
+        lifespans.append(writer_lifespan(log))
+    return create_app(source, token=token, auth=auth, hooks=hooks, routes=[feedback_route()], lifespan=lifespans,
+                      models=model_store())
+
+
+def app_from_env():
+    """uvicorn factory for worker processes (``nbprod.service:app_from_env``)."""
+    source, auth, token_sha256 = worker_settings()
+    app = build_app(source, auth=auth)
+    app.state.serving.token_sha256 = token_sha256
+    return app
+
+
+def _alert_loop(source: SpecSource, rules, webhook, interval, window):
+    """The server's background alert loop (nbprod.monitoring.loop), or None without rules."""
+    from .monitoring.loop import from_settings
+    from .monitoring.predlog import deployment_of
+
+    return from_settings(deployment_of(source), rules=rules, webhook=webhook, interval=interval, window=window)
+
+
+def _retention_env(max_age: Any, max_rows: Any) -> None:
+    """Prediction-log retention for this server and its workers (read by predlog.server_log)."""
+    from .config import settings
+    from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, retention
+
+    # the environment reaches uvicorn's worker processes; the override wins in this one
+    if max_age is not None:
+        os.environ[MAX_AGE_ENV] = str(max_age)
+        settings.set(prediction_log_max_age=str(max_age))
+    if max_rows is not None:
+        os.environ[MAX_ROWS_ENV] = str(max_rows)
+        settings.set(prediction_log_max_rows=max_rows)
+    retention()  # a bad value fails here, before the server starts
+
+
+def serve(source: SpecSource | DeploymentSpec | str, *, host: str = "127.0.0.1", port: int = 8080,
+          workers: int = 1, token: str | None = None, auth: bool = True, log_level: str = "warning",
+          hooks: Any = None, alert_rules: Any = None, alert_webhook: str | None = None,
+          alert_interval: Any = None, alert_window: Any = None, prediction_log_max_age: Any = None,
+          prediction_log_max_rows: int | None = None) -> None:
+    """Serve until interrupted (blocking). ``token``: bearer token clients must send.
+
+    ``alert_rules`` (a list, or text with rules separated by ``;``): a background loop checks them
+    every ``alert_interval`` seconds (default 60) exactly as ``nbprod monitor --check`` does and
+    posts firings to ``alert_webhook`` — one loop per server, whatever ``workers`` is; defaults
+    come from ``NBPROD_ALERT_RULES`` / ``_WEBHOOK`` / ``_INTERVAL`` / ``_WINDOW``.
+    ``prediction_log_max_age`` (``"30d"`` or seconds) and ``prediction_log_max_rows``: retention
+    of the prediction log (default ``NBPROD_PREDICTION_LOG_MAX_AGE`` / ``_MAX_ROWS``, else 30 days
+    and 1,000,000 rows per deployment).
+    """
+    source = as_source(source)
+    _retention_env(prediction_log_max_age, prediction_log_max_rows)
+    alerts = _alert_loop(source, alert_rules, alert_webhook, alert_interval, alert_window)  # bad rules fail here
+    if alerts is not None:
+        alerts.start()
+    try:
+        run(source, lambda: build_app(source, token=token, auth=auth, hooks=hooks), factory=FACTORY, host=host,
+            port=port, workers=workers, token=token, auth=auth, log_level=log_level)
+    finally:
+        if alerts is not None:
+            alerts.stop(timeout=2.0)  # a check in progress never holds up the shutdown (daemon thread)
