@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 
 __all__ = ["feedback_endpoint", "feedback_route"]
+
+log = logging.getLogger("nbprod.monitoring")
 
 
 def _parse(body: bytes) -> tuple[list, list]:
@@ -37,7 +40,10 @@ def _parse(body: bytes) -> tuple[list, list]:
 
 
 async def feedback_endpoint(request):
-    from ..errors import NbprodError, ServingError
+    """Store the labels of one request; 400 for bad input, 503 (``Retry-After``) when the state DB
+    cannot take them — the cause goes to the server log, never into the answer (it can name the
+    DB's host, port and driver)."""
+    from ..errors import DataError, ServingError
     from ..serving.app import error_response, json_response
     from .feedback import feedback
 
@@ -49,8 +55,13 @@ async def feedback_endpoint(request):
             result = await asyncio.get_running_loop().run_in_executor(None, feedback, ids, labels)
         except ServingError:
             raise
-        except NbprodError as exc:
+        except DataError as exc:  # the labels themselves: a 400 that says which
             raise ServingError(exc.problem, exc.fix, status=400, code=type(exc).__name__) from None
+        except Exception:  # noqa: BLE001 - the state DB is unreachable, locked or failing
+            log.warning("POST /feedback: the labels could not be stored", exc_info=True)
+            raise ServingError("the labels could not be stored: nbprod's state DB is unavailable",
+                               "retry the same request later (a repeated label is a no-op)", status=503,
+                               code="feedback_unavailable") from None
         return json_response(result.to_dict())
     except ServingError as err:
         return error_response(err)

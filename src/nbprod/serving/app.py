@@ -54,7 +54,8 @@ from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from .router import Router, RoutingTable, Target
 from .spec import DeploymentSpec, SpecSource, hash_token
 
-__all__ = ["create_app", "ServingHooks", "ServingState", "Lifespan", "json_response", "error_response"]
+__all__ = ["create_app", "ServingHooks", "ServingState", "Lifespan", "json_response", "error_response",
+           "internal_error", "RETRY_AFTER_S"]
 
 #: A lifespan another layer adds to the app: entered before the models load, left after they stop.
 Lifespan = Callable[[Starlette], AsyncContextManager[Any]]
@@ -87,11 +88,25 @@ def json_response(obj: Any, status: int = 200, headers: dict | None = None) -> R
     return Response(codecs.dumps(obj), status_code=status, media_type="application/json", headers=headers)
 
 
+#: Seconds a client is asked to wait (``Retry-After``) before retrying a 503.
+RETRY_AFTER_S = 5
+
+
 def error_response(err: ServingError) -> Response:
-    """``err`` as the server's error body ``{"error", "message", "fix"}`` with its status (401: a Bearer challenge)."""
+    """``err`` as the server's error body ``{"error", "message", "fix"}`` with its status (401: a
+    Bearer challenge; 503: ``Retry-After``)."""
     body = {"error": err.code or type(err).__name__, "message": err.problem, "fix": err.fix}
     headers = {"WWW-Authenticate": "Bearer"} if err.status == 401 else None
+    if err.status == 503:
+        headers = {"Retry-After": str(RETRY_AFTER_S)}
     return json_response(body, err.status, headers)
+
+
+def internal_error() -> Response:
+    """The 500 answer to a bug: what went wrong stays in the server log (exception text can name
+    hosts, ports, paths or drivers), the client gets the code and the fix."""
+    return json_response({"error": "internal_error", "message": "nbprod's server failed unexpectedly on this request",
+                          "fix": "this is a bug in nbprod's server: report it with the server log's traceback"}, 500)
 
 
 class ServingState:
@@ -153,13 +168,21 @@ class ServingState:
     async def _poll(self) -> None:
         loop = asyncio.get_running_loop()
         failed_generation = None
+        failing = False
         while True:
             await asyncio.sleep(self.source.poll_interval)
             try:
                 spec = await loop.run_in_executor(None, self.source.changed, self.router.table.generation)
-            except Exception as exc:  # noqa: BLE001 - the DB may be briefly unavailable
+            except Exception as exc:  # noqa: BLE001 - the DB may be unavailable: keep serving, keep polling
+                if not failing:  # once per outage, not five times a second
+                    log.warning("nbprod: cannot read the deployment spec (%s); serving generation %d meanwhile",
+                                type(exc).__name__, self.router.table.generation)
+                failing = True
                 self._event("spec_poll_failed", {"error": f"{type(exc).__name__}: {exc}"})
                 continue
+            if failing:
+                log.warning("nbprod: the deployment spec is readable again")
+                failing = False
             if spec is None or spec.generation == failed_generation:
                 continue
             if await self.router.apply(spec):
@@ -261,7 +284,8 @@ async def _predict(state: ServingState, table: RoutingTable, target: Target, rol
         state.metrics.model_errors.labels(version, role).inc()
         stable = table.stable
         if target is stable:
-            raise codecs.http_error(f"model version {version} failed: {type(exc).__name__}: {exc}",
+            log.error("model version %s raised on a request", version, exc_info=exc)
+            raise codecs.http_error(f"model version {version} failed ({type(exc).__name__})",
                                     "check the server log; the model raised on this input", status=503,
                                     error="model_error") from None
         state.metrics.fallbacks.labels(version, "predict_error").inc()
@@ -329,11 +353,10 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
     except ClientDisconnect:  # the client went away mid-body: nobody to answer, not a server error
         status = 499
         return Response(status_code=499)
-    except Exception as exc:  # noqa: BLE001 - never let a bug turn into a dropped connection
+    except Exception:  # noqa: BLE001 - never let a bug turn into a dropped connection
         status = 500
         log.exception("internal error answering %s %s", request.method, request.url.path)
-        return json_response({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
-                              "fix": "this is a bug in nbprod's server; please report it with the request"}, 500)
+        return internal_error()
     finally:
         m.in_flight.dec()
         elapsed = time.perf_counter() - t0
@@ -561,8 +584,8 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
-    return json_response({"error": "internal_error", "message": f"{type(exc).__name__}: {exc}",
-                          "fix": "this is a bug in nbprod's server; please report it"}, 500)
+    log.error("internal error answering %s %s", request.method, request.url.path, exc_info=exc)
+    return internal_error()
 
 
 def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None = None, auth: bool = True,

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
@@ -36,6 +37,8 @@ from starlette.responses import Response
 
 from .._lazytable import LazyTable
 from ..errors import ServingError
+
+log = logging.getLogger("nbprod.serving")
 
 __all__ = ["IdempotencyStore", "fingerprint", "idempotency_keys"]
 
@@ -200,9 +203,12 @@ class IdempotencyStore:
 
         try:
             return await asyncio.get_running_loop().run_in_executor(None, run)
-        except Exception as exc:  # noqa: BLE001 - a DB hiccup is a retryable 503, never a 500
-            raise ServingError(f"the idempotency store (nbprod's state DB) failed: {type(exc).__name__}: {exc}"[:500],
-                               "retry the request with the same Idempotency-Key", status=503, code="store_unavailable") from None
+        except Exception:  # noqa: BLE001 - a DB hiccup is a retryable 503, never a 500
+            # the cause (driver, host, port) goes to the server log, never into the answer
+            log.warning("the idempotency store (nbprod's state DB) failed", exc_info=True)
+            raise ServingError("the idempotency store (nbprod's state DB) is unavailable",
+                               "retry the request with the same Idempotency-Key in a moment", status=503,
+                               code="store_unavailable") from None
 
     async def run(self, key: str, fp: str, spec: Any, compute: Callable[[], Awaitable[Response]]) -> Response:
         """Replay the stored answer of ``key``, or ``compute`` it once and store it (status 200)."""

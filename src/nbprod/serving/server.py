@@ -9,6 +9,10 @@ balances connections between them.
 This module serves what it is given and knows nothing above serving: ``nbprod serve`` and the
 packaged image go through :func:`nbprod.service.serve`, which builds the app with the prediction
 log, ``/feedback``, the deployment events and the alert loop, and names its own factory.
+
+Connections are bounded (:mod:`.connections`): a connection that does not complete a request's
+headers in time is closed, idle keep-alive connections close 5 s after their last answer, and a
+process never holds more connections than its file-descriptor limit allows.
 """
 
 from __future__ import annotations
@@ -51,15 +55,6 @@ def app_from_env():
     return app
 
 
-def _http_impl() -> str:
-    try:
-        import httptools  # noqa: F401
-
-        return "httptools"
-    except ImportError:
-        return "h11"
-
-
 def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY, host: str = "127.0.0.1",
         port: int = 8080, workers: int = 1, token: str | None = None, auth: bool = True,
         log_level: str = "warning") -> None:
@@ -72,7 +67,13 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
     """
     import uvicorn
 
-    common: dict[str, Any] = dict(host=host, port=port, log_level=log_level, access_log=False, http=_http_impl(),
+    from .connections import ACCEPT_BURST, BoundedH11Protocol
+
+    # h11 with a header timeout and a connection cap below the fd limit (see .connections);
+    # idle keep-alive connections close 5 s after their last answer; headers are at most 16 KiB
+    common: dict[str, Any] = dict(host=host, port=port, log_level=log_level, access_log=False,
+                                  http=BoundedH11Protocol, timeout_keep_alive=5,
+                                  h11_max_incomplete_event_size=16 * 1024, backlog=ACCEPT_BURST,
                                   timeout_graceful_shutdown=5, lifespan="on")
     if workers <= 1:
         uvicorn.run(build(), **common)

@@ -8,7 +8,10 @@ A server serves one :class:`DeploymentSpec`. It comes from a :class:`SpecSource`
   Every worker polls the row's ``generation`` (one indexed SELECT every 200 ms); when it changes
   the worker loads the new spec, loads any new model versions in the background and swaps its
   routing table in one assignment. :func:`save_spec` bumps ``generation`` in the same transaction
-  that writes the spec, so a change is all-or-nothing.
+  that writes the spec, so a change is all-or-nothing. Every spec a DbSource reads is also kept on
+  disk (``$NBPROD_HOME/cache/specs/``, 0600): a worker that starts while the state DB is
+  unreachable serves the last spec this host saw, logs it, and its poll picks up the DB when it
+  is back — so a worker crash during a DB outage does not take the server down.
 
 The spec never holds a bearer token, only its sha256 (``token_sha256``).
 """
@@ -17,7 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
@@ -26,8 +31,11 @@ from typing import Any
 from .._lazytable import LazyTable
 from ..errors import DeploymentError
 
+log = logging.getLogger("nbprod.serving")
+
 __all__ = ["Route", "DeploymentSpec", "SpecSource", "StaticSource", "DbSource", "deployments",
            "load_spec", "save_spec", "write_spec", "read_generation", "hash_token", "source_from_env", "source_to_env",
+           "remember_spec", "last_known_spec",
            "ROLES", "OOD_POLICIES"]
 
 ROLES = ("stable", "canary", "shadow")
@@ -282,16 +290,69 @@ class DbSource(SpecSource):
         self.poll_interval = poll_interval
 
     def initial(self) -> DeploymentSpec:
-        return load_spec(self.name)
+        """The stored spec; when the state DB cannot be reached, the last one this host read."""
+        try:
+            spec = load_spec(self.name)
+        except DeploymentError:  # the DB answered: there is no such deployment
+            raise
+        except Exception as exc:  # noqa: BLE001 - unreachable DB: serve what we know, retry in the poll
+            spec = last_known_spec(self.name)
+            if spec is None:
+                raise
+            log.warning("nbprod: the state DB is unreachable (%s); deployment %r starts with its last known spec "
+                        "(generation %d) and keeps retrying", type(exc).__name__, self.name, spec.generation)
+            return spec
+        remember_spec(self.name, spec)
+        return spec
 
     def changed(self, generation: int) -> DeploymentSpec | None:
         current = read_generation(self.name)
         if current is None or current == generation:
             return None
-        return load_spec(self.name)
+        spec = load_spec(self.name)
+        remember_spec(self.name, spec)
+        return spec
 
     def to_env(self) -> dict:
         return {"kind": "db", "name": self.name, "poll_interval": self.poll_interval}
+
+
+def _spec_file(name: str):
+    from pathlib import Path
+
+    from ..config import settings
+
+    safe = name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}", name) else hash_token(name)
+    return Path(settings.home) / "cache" / "specs" / f"{safe}.json"
+
+
+def remember_spec(name: str, spec: DeploymentSpec) -> None:
+    """Keep ``spec`` (it holds a token's hash, never a token) as the last known spec of ``name``,
+    atomically and readable by its owner only; a failure to write is logged, never raised."""
+    path = _spec_file(name)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        data = json.dumps({"generation": spec.generation, "spec": spec.to_dict()})
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("nbprod: cannot keep the last known spec of %r: %s", name, exc)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def last_known_spec(name: str) -> DeploymentSpec | None:
+    """The spec :func:`remember_spec` kept for ``name``, or None."""
+    try:
+        d = json.loads(_spec_file(name).read_text(encoding="utf-8"))
+        return DeploymentSpec.from_dict(d["spec"], generation=int(d["generation"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 ENV_VAR = "NBPROD_SERVE_SOURCE"

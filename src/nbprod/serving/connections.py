@@ -1,0 +1,129 @@
+"""Bounds on connections that uvicorn leaves open: idle and half-sent ones, and how many at once.
+
+Why: uvicorn closes a keep-alive connection 5 s after its last response (``timeout_keep_alive``),
+but a connection that never completes a request's headers — opened and left idle, or sending its
+headers a byte at a time — stays open forever. Each holds a file descriptor; at the process's
+limit (``ulimit -n``, often 1,024) ``accept()`` fails and every new client, predictions included,
+waits until it times out. :class:`BoundedH11Protocol` (uvicorn's h11 protocol with two bounds)
+fixes both:
+
+- **header timeout**: a connection must complete a request's headers within ``header_timeout_s``
+  of opening, and of its previous response; otherwise it is closed. A request whose headers
+  arrived is not affected (its body has the app's ``body_timeout_s``, 408).
+- **connection cap**: at most ``max_connections`` per process, below the descriptor limit; a new
+  connection beyond it closes the connection that has been idle longest (no request in progress),
+  or itself when every other one is busy — so a flood of idle sockets can never lock out a client.
+
+Why the cap leaves room for two accept bursts: asyncio accepts up to ``backlog`` connections per
+wake-up before any of them reaches ``connection_made`` (where the cap is enforced), and the
+descriptors of the connections it closes are freed one loop turn later. Were the process to hit
+its limit anyway, ``accept()`` would pause for a second. So the server listens with
+:data:`ACCEPT_BURST` and the cap is the limit minus a reserve minus two bursts.
+
+Settings (environment, read in every worker): ``NBPROD_HEADER_TIMEOUT`` (seconds, default 10)
+and ``NBPROD_MAX_CONNECTIONS`` (default: the soft ``RLIMIT_NOFILE`` minus a reserve of an eighth,
+at least 64, for model files, the state DB and logs, minus two accept bursts).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["BoundedH11Protocol", "header_timeout_s", "max_connections", "HEADER_TIMEOUT_ENV",
+           "MAX_CONNECTIONS_ENV", "DEFAULT_HEADER_TIMEOUT_S", "ACCEPT_BURST"]
+
+HEADER_TIMEOUT_ENV = "NBPROD_HEADER_TIMEOUT"
+MAX_CONNECTIONS_ENV = "NBPROD_MAX_CONNECTIONS"
+DEFAULT_HEADER_TIMEOUT_S = 10.0
+#: uvicorn's ``backlog``: the listen queue, and how many connections asyncio accepts per wake-up.
+ACCEPT_BURST = 128
+
+
+def header_timeout_s() -> float:
+    """Seconds a connection may take to send a request's headers (``NBPROD_HEADER_TIMEOUT``)."""
+    try:
+        value = float(os.environ.get(HEADER_TIMEOUT_ENV) or DEFAULT_HEADER_TIMEOUT_S)
+    except ValueError:
+        return DEFAULT_HEADER_TIMEOUT_S
+    return value if value > 0 else DEFAULT_HEADER_TIMEOUT_S
+
+
+def max_connections() -> int:
+    """Open connections allowed per process: ``NBPROD_MAX_CONNECTIONS``, else below the fd limit."""
+    raw = os.environ.get(MAX_CONNECTIONS_ENV)
+    if raw and raw.isdigit() and int(raw) > 0:
+        return int(raw)
+    try:
+        import resource
+
+        soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    except (ImportError, OSError, ValueError):
+        return 10_000
+    if soft == resource.RLIM_INFINITY or soft <= 0:
+        return 10_000
+    return max(16, soft - max(64, soft // 8) - 2 * ACCEPT_BURST)
+
+
+class BoundedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a header timeout and a per-process connection cap (module doc)."""
+
+    _header_timeout_s: float | None = None
+    _max_connections: int | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        cls = type(self)
+        if cls._header_timeout_s is None:
+            cls._header_timeout_s, cls._max_connections = header_timeout_s(), max_connections()
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm()
+        self._evict_if_over()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        super().connection_lost(exc)
+
+    # -- the header timeout ---------------------------------------------------------------------
+    def _idle(self) -> bool:
+        return self.cycle is None or self.cycle.response_complete
+
+    def _arm(self) -> None:
+        """Start the clock for the next request's headers (a new request changes ``self.cycle``)."""
+        self._disarm()
+        if self.transport.is_closing():
+            return
+        self._armed_cycle = self.cycle
+        self._idle_since = self.loop.time()
+        self._header_timer = self.loop.call_later(self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S,
+                                                  self._header_timeout)
+
+    def _disarm(self) -> None:
+        timer = getattr(self, "_header_timer", None)
+        if timer is not None:
+            timer.cancel()
+            self._header_timer = None
+
+    def _header_timeout(self) -> None:
+        self._header_timer = None
+        if self.cycle is self._armed_cycle and self._idle() and not self.transport.is_closing():
+            self.transport.close()  # idle, or headers still incomplete: free the descriptor
+
+    # -- the connection cap ---------------------------------------------------------------------
+    def _evict_if_over(self) -> None:
+        live = [c for c in self.connections if not c.transport.is_closing()]
+        over = len(live) - (self._max_connections or 10_000)
+        if over <= 0:
+            return
+        idle = sorted((c for c in live if c is not self and isinstance(c, BoundedH11Protocol) and c._idle()),
+                      key=lambda c: c._idle_since)
+        for conn in idle[:over]:
+            conn.transport.close()
+        if len(idle) < over:  # every other connection is busy: this one waits for none of them
+            self.transport.close()
