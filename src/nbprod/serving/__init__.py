@@ -3,7 +3,8 @@
 Modules: ``app`` (Starlette app), ``codecs`` (request/response formats), ``router`` (weighted
 routes, atomic swap), ``loader`` (a servable version + start-up cache), ``fastpath`` (compiled
 scikit-learn predict), ``batching`` (adaptive micro-batching), ``metrics`` (Prometheus),
-``spec`` (deployment spec, state-DB table, spec sources), ``server`` (uvicorn runner).
+``spec`` (deployment spec, state-DB table, spec sources), ``server`` (uvicorn runner),
+``connections`` (header timeout and connection cap).
 
 Serving is the bottom of the request path: it imports no other capability. The registry, the
 prediction log, ``/feedback`` and deployment events plug in through ``create_app``'s keywords;

@@ -175,8 +175,8 @@ class ServingState:
                 spec = await loop.run_in_executor(None, self.source.changed, self.router.table.generation)
             except Exception as exc:  # noqa: BLE001 - the DB may be unavailable: keep serving, keep polling
                 if not failing:  # once per outage, not five times a second
-                    log.warning("nbprod: cannot read the deployment spec (%s); serving generation %d meanwhile",
-                                type(exc).__name__, self.router.table.generation)
+                    log.warning("nbprod: cannot read the deployment spec (%s); serving generation %s meanwhile",
+                                type(exc).__name__, getattr(self.router.table, "generation", None))
                 failing = True
                 self._event("spec_poll_failed", {"error": f"{type(exc).__name__}: {exc}"})
                 continue

@@ -296,12 +296,12 @@ class DbSource(SpecSource):
         except DeploymentError:  # the DB answered: there is no such deployment
             raise
         except Exception as exc:  # noqa: BLE001 - unreachable DB: serve what we know, retry in the poll
-            spec = last_known_spec(self.name)
-            if spec is None:
+            known = last_known_spec(self.name)
+            if known is None:
                 raise
             log.warning("nbprod: the state DB is unreachable (%s); deployment %r starts with its last known spec "
-                        "(generation %d) and keeps retrying", type(exc).__name__, self.name, spec.generation)
-            return spec
+                        "(generation %d) and keeps retrying", type(exc).__name__, self.name, known.generation)
+            return known
         remember_spec(self.name, spec)
         return spec
 
