@@ -125,15 +125,15 @@ def main() -> None:
 
     # nbprod: cold start once (fills the start-up cache), then warm starts
     ready, calls = [], []
-    cold = api.deploy("credit-risk@champion", name="cold", workers=2, no_auth=True)
+    cold = api.deploy("credit-risk@champion", name="cold", server={"workers": 2, "auth": False})
     api.undeploy("cold")
     for i in range(args.runs):
         t0 = time.perf_counter()
-        d = api.deploy("credit-risk@champion", name=f"warm{i}", workers=2, no_auth=True)
+        d = api.deploy("credit-risk@champion", name=f"warm{i}", server={"workers": 2, "auth": False})
         calls.append(time.perf_counter() - t0)
         ready.append(d.ready_s)
         api.undeploy(f"warm{i}")
-    dep = api.deploy("credit-risk@champion", name="credit", workers=2)
+    dep = api.deploy("credit-risk@champion", name="credit", server={"workers": 2})
     port = int(dep.url.rsplit(":", 1)[1])
     headers = {"Content-Type": "application/json", **dep.headers}
     canary, promote, rollback = [], [], []

@@ -19,6 +19,7 @@ import pytest
 from _registry_helpers import module_home, pipeline
 from conftest import kill_recorded_servers, sigkill
 
+from nbprod.deployments import ServerSettings
 from nbprod.errors import DeploymentError, LatencyBudgetExceeded, NbprodError
 
 pytestmark = pytest.mark.timeout(600)
@@ -48,7 +49,7 @@ def versions(home):
 def credit(versions):
     from nbprod.deployments import deploy
 
-    return deploy("credit-risk@champion", name="credit", workers=2)
+    return deploy("credit-risk@champion", name="credit", server=ServerSettings(workers=2))
 
 
 # --- a tiny bounded HTTP client ----------------------------------------------------------------
@@ -95,7 +96,7 @@ class Load:
     """A few threads of keep-alive http.client sending single-row requests until stopped (bounded)."""
 
     def __init__(self, dep, body, threads: int = 3, max_requests: int = 1500, max_seconds: float = 60) -> None:
-        self.dep, self.body, self.results = dep, body, []
+        self.dep, self.body, self.results, self.timed = dep, body, [], []
         self.stop_flag = threading.Event()
         self.threads = [threading.Thread(target=self._run, args=(max_requests, max_seconds)) for _ in range(threads)]
 
@@ -107,16 +108,27 @@ class Load:
             for _ in range(max_requests):
                 if self.stop_flag.is_set() or time.monotonic() > deadline:
                     break
+                started = time.monotonic()
                 try:
                     status, version, _ = post(self.dep, self.body, conn=conn)
                 except (OSError, http.client.HTTPException) as exc:
                     status, version = f"error {exc!r}", None
                     conn.close()
                     conn = http.client.HTTPConnection(host, int(port), timeout=10)
-                self.results.append((time.monotonic(), status, version))
+                ended = time.monotonic()
+                self.results.append((ended, status, version))
+                self.timed.append((started, ended, version))
                 time.sleep(0.002)
         finally:
             conn.close()
+
+    def wait_for(self, more: int, timeout: float = 30.0) -> None:
+        """Poll until ``more`` further requests have completed (bounded)."""
+        target = len(self.results) + more
+        deadline = time.monotonic() + timeout
+        while len(self.results) < target and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(self.results) >= target, f"the load completed {len(self.results)} of {target} requests"
 
     def __enter__(self):
         for t in self.threads:
@@ -141,13 +153,15 @@ def audit_actions(name: str = "credit") -> list[str]:
     ({"canary": 150}, "between 0 and 100"),
     ({"canary": 5, "shadow": True}, "alternatives"),
     ({"split": {"1": 70, "2": 70}}, "add up to 100"),
-    ({"workers": 0}, "workers"),
+    ({"server": ServerSettings(workers=0)}, "workers"),
+    ({"server": {"workers": 2, "threads": 4}}, "unknown server setting"),
+    ({"server": 2}, "ServerSettings or a dict"),
     ({"budget_p95_ms": -1}, "budget_p95_ms"),
-    ({"ood": "ignore"}, "ood"),
+    ({"server": ServerSettings(ood="ignore")}, "ood"),
     ({"name": "bad name!"}, "not a valid deployment name"),
     ({"canary": True}, "percentage"),  # a bool is not a number here
     ({"budget_p95_ms": True}, "budget_p95_ms"),
-    ({"port": "abc"}, "port must be an integer"),
+    ({"server": ServerSettings(port="abc")}, "port must be an integer"),  # type: ignore[arg-type]
 ])
 def test_bad_options_are_typed_errors_that_say_the_fix(versions, kwargs, fragment):
     from nbprod.deployments import deploy
@@ -214,23 +228,26 @@ def test_canary_with_latency_gate_then_promote_and_rollback_under_load(credit, v
     assert versions_seen(credit, body, 60) == {"1", "2"}
 
     with Load(credit, body) as load:
-        time.sleep(0.5)
+        load.wait_for(30)
         t_start = time.monotonic()
         promoted = deployments.promote("credit")
+        t_promoted = time.monotonic()  # every worker acknowledged: what starts now goes to v2
         assert versions_seen(credit, body) == {"2"}  # every worker, fresh connections
-        t_promoted = time.monotonic()
-        time.sleep(0.3)
+        load.wait_for(20)
+        t_rollback = time.monotonic()
         rolled = deployments.rollback("credit")
-        assert versions_seen(credit, body) == {"1"}
         t_rolled = time.monotonic()
-        time.sleep(0.5)
+        assert versions_seen(credit, body) == {"1"}
+        load.wait_for(30)
     assert len(load.results) > 30  # bounded load that ran before, during and after both changes
     assert any(t < t_start for t, _, _ in load.results) and any(t > t_rolled for t, _, _ in load.results)
     bad = [r for r in load.results if r[1] != 200]
     assert not bad, bad[:5]
-    after_promote = {v for t, _, v in load.results if t_promoted < t < t_promoted + 0.25}
-    after_rollback = {v for t, _, v in load.results if t > t_rolled}
-    assert after_promote <= {"2"} and after_rollback == {"1"}
+    # by when a request started, not by timing windows: between the two calls only v2 answered,
+    # after the rollback returned only v1
+    after_promote = {v for start, end, v in load.timed if start > t_promoted and end < t_rollback}
+    after_rollback = {v for start, _, v in load.timed if start > t_rolled}
+    assert after_promote == {"2"} and after_rollback == {"1"}
     assert promoted.routes[0]["version"] == "2" and promoted.last_change_s is not None
     assert rolled.routes == [{"version": "1", "role": "stable", "weight": 100.0, "uri": "models:/credit-risk/1"}]
     assert rolled.last_change_s is not None
@@ -321,7 +338,7 @@ def test_canary_that_fails_to_load_falls_back_and_is_audited(credit, versions):
 
     # the same broken version as a NEW deployment: the server refuses to start, nothing is left behind
     with pytest.raises(DeploymentError, match="exited before it was ready"):
-        deployments.deploy("credit-risk/3", name="broken", no_auth=True)
+        deployments.deploy("credit-risk/3", name="broken", server={"auth": False})
     assert "broken" not in {r.name for r in deployments.status()}
     assert "deploy.failed" in audit_actions("broken")
 
@@ -362,7 +379,7 @@ def test_kill_9_shows_dead_and_restore_brings_back_the_split(credit, versions):
     assert table["credit"].state == "dead" and not table.ok
     assert "dead" in str(table) and "dead" in table._repr_html_()
 
-    restored = deployments.deploy(restore=True)
+    restored = deployments.restore()
     row = restored["credit"]
     assert row.state == "running" and row.pid != old.pid and row.workers == "2/2"
     assert [(r["version"], r["weight"]) for r in row.routes] == [("1", 60.0), ("2", 40.0)]

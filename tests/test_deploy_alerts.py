@@ -18,7 +18,8 @@ from conftest import kill_recorded_servers, sigkill
 from test_alerts import receiver
 from test_monitoring_alertloop import _alert_rows, _wait
 
-from nbprod.errors import ConfigError, DeploymentError, RuleError
+from nbprod.deployments import AlertSettings
+from nbprod.errors import ConfigError, RuleError
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -91,22 +92,23 @@ def _kill_9(pid: int) -> None:
 # --- refused before anything starts ------------------------------------------------------------
 
 @pytest.mark.parametrize("kwargs, error, fragment", [
-    ({"alert_rules": ["p95 > 100"]}, RuleError, "unknown metric"),
-    ({"alert_rules": ["p95_ms > 1; rm -rf /"]}, RuleError, "cannot read"),
-    ({"alert_rules": "p95_ms > 100; roc_auc < 80ms"}, RuleError, "not a latency"),
-    ({"alert_rules": 5}, RuleError, "list of rules"),
-    ({"alert_rules": ["p95_ms > 100"], "alert_interval": -5}, ConfigError, "not positive"),
-    ({"alert_rules": ["p95_ms > 100"], "alert_interval": "soon"}, ConfigError, "not a duration"),
-    ({"alert_rules": ["p95_ms > 100"], "alert_window": "0h"}, ConfigError, "not positive"),
-    ({"alert_rules": ["p95_ms > 100"], "alert_webhook": "ftp://x"}, ConfigError, "not an http(s) URL"),
-    ({"alert_webhook": "https://hooks.example/x"}, RuleError, "without alert rules"),
-    ({"alert_interval": 60}, RuleError, "without alert rules"),
+    ({"rules": ["p95 > 100"]}, RuleError, "unknown metric"),
+    ({"rules": ["p95_ms > 1; rm -rf /"]}, RuleError, "cannot read"),
+    ({"rules": "p95_ms > 100; roc_auc < 80ms"}, RuleError, "not a latency"),
+    ({"rules": 5}, RuleError, "list of rules"),
+    ({"rules": ["p95_ms > 100"], "interval": -5}, ConfigError, "not positive"),
+    ({"rules": ["p95_ms > 100"], "interval": "soon"}, ConfigError, "not a duration"),
+    ({"rules": ["p95_ms > 100"], "window": "0h"}, ConfigError, "not positive"),
+    ({"rules": ["p95_ms > 100"], "webhook": "ftp://x"}, ConfigError, "not an http(s) URL"),
+    ({"webhook": "https://hooks.example/x"}, RuleError, "without alert rules"),
+    ({"interval": 60}, RuleError, "without alert rules"),
+    ({"rules": ["p95_ms > 100"], "every": 60}, RuleError, "unknown alert setting"),
 ])
 def test_bad_alert_settings_are_typed_errors_before_any_server_starts(versions, home, kwargs, error, fragment):
     from nbprod.deployments import deploy, store
 
     with pytest.raises(error) as info:
-        deploy("credit-risk@champion", name="bad", **kwargs)
+        deploy("credit-risk@champion", name="bad", alerts=kwargs)
     assert fragment in str(info.value) and info.value.fix
     assert store.read("bad") is None and not (home / "deployments" / "bad").exists()  # no row, no log, no server
 
@@ -116,10 +118,8 @@ def test_a_bad_webhook_in_the_environment_is_refused_too(versions, home, monkeyp
 
     monkeypatch.setenv(WEBHOOK_ENV, "not-a-url")
     with pytest.raises(ConfigError, match=WEBHOOK_ENV):
-        deploy("credit-risk@champion", name="bad", alert_rules=["p95_ms > 100"])
+        deploy("credit-risk@champion", name="bad", alerts=AlertSettings(rules=["p95_ms > 100"]))
     assert store.read("bad") is None
-    with pytest.raises(DeploymentError, match="recorded alert rules"):
-        deploy(restore=True, alert_rules=["p95_ms > 100"])
 
 
 # --- a deployment that checks its rules --------------------------------------------------------
@@ -128,8 +128,8 @@ def test_a_firing_rule_posts_the_webhook_once(versions, home, stack):
     from nbprod.deployments import deploy, status, store
 
     url, received = stack.enter_context(receiver())
-    dep = deploy("credit-risk@champion", name="credit", alert_rules=["p95_ms > 0", "error_rate > 90%"],
-                 alert_webhook=url, alert_interval=0.3)
+    dep = deploy("credit-risk@champion", name="credit",
+                 alerts=AlertSettings(rules=["p95_ms > 0", "error_rate > 90%"], webhook=url, interval=0.3))
     assert dep.alerts == {"rules": ["p95_ms > 0", "error_rate > 90%"], "interval_s": 0.3, "window": "1h",
                           "webhook": True, "pending": False}
     assert "p95_ms > 0; error_rate > 90%" in str(dep) and "posted to the webhook" in dep._repr_html_()
@@ -163,10 +163,11 @@ def test_a_later_deploy_keeps_the_alert_settings_unless_new_ones_are_given(versi
     # a bad rule on a running deployment: refused, traffic unchanged
     generation = store.read("credit")[0].generation
     with pytest.raises(RuleError, match="unknown metric"):
-        deployments.deploy("credit-risk@challenger", name="credit", canary=50, alert_rules=["p95 > 1"])
+        deployments.deploy("credit-risk@challenger", name="credit", canary=50, alerts={"rules": ["p95 > 1"]})
     assert store.read("credit")[0].generation == generation
     # new settings: recorded (the interval kept), applied when the server restarts, and said so
-    changed = deployments.deploy("credit-risk@challenger", name="credit", canary=30, alert_rules=["p99_ms > 1000"])
+    changed = deployments.deploy("credit-risk@challenger", name="credit", canary=30,
+                                 alerts=AlertSettings(rules=["p99_ms > 1000"]))
     assert changed.weights == {"1": 70.0, "2": 30.0}
     assert changed.alerts == {"rules": ["p99_ms > 1000"], "interval_s": 0.3, "window": "1h", "webhook": True,
                               "pending": True}
@@ -179,8 +180,8 @@ def test_a_later_deploy_keeps_the_alert_settings_unless_new_ones_are_given(versi
     assert again.alerts == {"rules": ["p99_ms > 1000"], "interval_s": 0.3, "window": "1h", "webhook": False,
                             "pending": False}
     assert "no webhook" in str(again)
-    # alert_rules=[] removes them (waiting for the restart, like any change)
-    cleared = deployments.deploy("credit-risk@champion", name="credit", alert_rules=[])
+    # rules=[] removes them (waiting for the restart, like any change)
+    cleared = deployments.deploy("credit-risk@champion", name="credit", alerts=AlertSettings(rules=[]))
     assert cleared.alerts["rules"] == [] and cleared.alerts["pending"]
     assert store.read("credit")[2]["alerts"] is None
 
@@ -189,8 +190,8 @@ def test_the_rules_survive_restore_and_post_with_the_restoring_process_webhook(v
     from nbprod import deployments
 
     # started without a webhook: the server checks and records the firing, posting nothing
-    dep = deployments.deploy("credit-risk@champion", name="restored", alert_rules="p95_ms > 0",
-                             alert_interval="0.3")
+    dep = deployments.deploy("credit-risk@champion", name="restored",
+                             alerts=AlertSettings(rules="p95_ms > 0", interval="0.3"))
     assert dep.alerts["webhook"] is False and "no webhook" in str(deployments.status("restored"))
     _traffic(dep, versions)
     _wait(lambda: any(r.firing and r.notified_at is None for r in _alert_rows("restored")),
@@ -201,7 +202,7 @@ def test_the_rules_survive_restore_and_post_with_the_restoring_process_webhook(v
     # restored with NBPROD_ALERT_WEBHOOK set: same rules, and the pending firing is posted once
     url, received = stack.enter_context(receiver())
     monkeypatch.setenv(WEBHOOK_ENV, url)
-    row = deployments.deploy(restore=True)["restored"]
+    row = deployments.restore()["restored"]
     assert row.state == "running" and row.pid != dep.pid
     assert row.alerts == {"rules": ["p95_ms > 0"], "interval_s": 0.3, "window": "1h", "webhook": True,
                           "pending": False}
@@ -229,18 +230,28 @@ def test_magic_and_cli_alert_flags_reach_deploy(versions, home, monkeypatch):
         assert store.read("magic") is None
         calls: list[dict] = []
         monkeypatch.setattr(api, "deploy", lambda uri=None, **kw: calls.append({"uri": uri, **kw}) or "deployed")
-        line = ("deploy credit-risk@champion --name credit --alert-rule 'p95_ms > 100' --alert-rule 'drift_share > 0.3' "
-                "--alert-webhook https://hooks.example/T0/B0/x --alert-interval 60 --alert-window 15m")
+        line = ("deploy credit-risk@champion --name credit --alert-rule 'p95_ms > 100' "
+                "--alert-rule 'drift_share > 0.3' --alert-webhook https://hooks.example/T0/B0/x "
+                "--alert-interval 60 --alert-window 15m")
         assert shell.run_line_magic("nbprod", line) == "deployed"
         parser, cmds = commands.build_parser("nbprod")
-        args = parser.parse_args(["deploy", "credit-risk@challenger", "--name", "credit", "--canary", "5", "--no-alerts"])
+        args = parser.parse_args(["deploy", "credit-risk@challenger", "--name", "credit", "--canary", "5",
+                                  "--no-alerts"])
         assert cmds["deploy"].run(args, commands.Context()) == "deployed"
         with pytest.raises(commands.UsageProblem):
             parser.parse_args(["deploy", "credit-risk", "--no-alerts", "--alert-rule", "p95_ms > 1"])
+        # --restore restarts with the recorded rules: new ones are refused, a webhook is taken
+        args = parser.parse_args(["deploy", "--restore", "--alert-rule", "p95_ms > 1"])
+        with pytest.raises(commands.UsageProblem, match="recorded alert rules"):
+            cmds["deploy"].run(args, commands.Context())
+        monkeypatch.setattr(api, "restore", lambda name=None, **kw: calls.append({"restore": name, **kw}) or "restored")
+        args = parser.parse_args(["deploy", "--restore", "--alert-webhook", "https://hooks.example/T0/B0/y"])
+        assert cmds["deploy"].run(args, commands.Context()) == "restored"
     finally:
         shell.run_line_magic("unload_ext", "nbprod")
-    magic, cli = calls
+    magic, cli, restored = calls
     assert magic["uri"] == "credit-risk@champion" and magic["name"] == "credit"
-    assert (magic["alert_rules"], magic["alert_webhook"], magic["alert_interval"], magic["alert_window"]) == (
-        ["p95_ms > 100", "drift_share > 0.3"], "https://hooks.example/T0/B0/x", "60", "15m")
-    assert cli["canary"] == 5 and cli["alert_rules"] == [] and cli["alert_webhook"] is None
+    assert magic["alerts"] == AlertSettings(rules=["p95_ms > 100", "drift_share > 0.3"],
+                                            webhook="https://hooks.example/T0/B0/x", interval="60", window="15m")
+    assert cli["canary"] == 5 and cli["alerts"] == AlertSettings(rules=[]) and cli["alerts"].webhook is None
+    assert restored == {"restore": None, "alert_webhook": "https://hooks.example/T0/B0/y"}

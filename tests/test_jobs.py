@@ -99,7 +99,7 @@ def test_a_demo_that_fails_after_deploying_stops_the_server_it_started(nbprod_ho
         "import nbprod\nfrom nbprod.datasets import credit\nfrom sklearn.linear_model import LogisticRegression\n"
         "X, y = credit(300)\nX = X[['age', 'income']].fillna(0)\n"
         "nbprod.register(LogisticRegression().fit(X, y), 'demo-model', X, y)\n"
-        "nbprod.deploy('demo-model/1', name='demo', no_auth=True)"),
+        "nbprod.deploy('demo-model/1', name='demo', server={'auth': False})"),
         nbformat.v4.new_code_cell("raise ValueError('broken after deploying')")]
     path = tmp_path / "failing-demo.ipynb"
     nbformat.write(nb, path)
@@ -112,7 +112,7 @@ def test_a_demo_that_fails_after_deploying_stops_the_server_it_started(nbprod_ho
         X, y = credit(300)
         X = X[["age", "income"]].fillna(0)
         nbprod.register(LogisticRegression().fit(X, y), "kept-model", X, y)
-        kept = nbprod.deploy("kept-model/1", name="kept", no_auth=True)
+        kept = nbprod.deploy("kept-model/1", name="kept", server={"auth": False})
         assert main(["demo", "--notebook", str(path)]) != 0
         spec, cols, meta = store.read("demo")
         assert cols["status"] == "stopped" and (cols["pid"] is None or not process.alive(cols["pid"]))

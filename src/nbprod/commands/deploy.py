@@ -16,7 +16,8 @@ def _split(text: str) -> dict[str, float]:
         try:
             out[version.strip()] = float(weight)
         except ValueError:
-            raise UsageProblem(f"--split {text!r}: weight {weight!r} is not a number", "use e.g. --split 3=50,4=50") from None
+            raise UsageProblem(f"--split {text!r}: weight {weight!r} is not a number",
+                               "use e.g. --split 3=50,4=50") from None
     return out
 
 
@@ -26,11 +27,14 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, help="port on 127.0.0.1 (default: a free one)")
     how = p.add_mutually_exclusive_group()
     how.add_argument("--canary", type=float, metavar="PCT", help="give the new version PCT %% of the traffic")
-    how.add_argument("--shadow", action="store_true", help="send the new version a copy of traffic (answers logged, never returned)")
+    how.add_argument("--shadow", action="store_true",
+                     help="send the new version a copy of traffic (answers logged, never returned)")
     how.add_argument("--split", type=_split, metavar="V=W,…", help="A/B split, e.g. 3=50,4=50")
-    p.add_argument("--ood", choices=["flag", "reject"], help="out-of-distribution rows: flag (default) or reject with 400")
+    p.add_argument("--ood", choices=["flag", "reject"],
+                   help="out-of-distribution rows: flag (default) or reject with 400")
     p.add_argument("--no-auth", action="store_true", help="no bearer token (local experiments only)")
-    p.add_argument("--workers", type=int, default=1, help="server worker processes (default 1)")
+    p.add_argument("--workers", type=int,
+                   help="server worker processes (default 1; a running deployment keeps its count)")
     p.add_argument("--budget-p95-ms", type=float, metavar="MS",
                    help="latency gate: refuse the version if its single-row p95 exceeds MS")
     p.add_argument("--restore", action="store_true", help="restart every recorded deployment whose server died")
@@ -41,20 +45,31 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     alerts.add_argument("--no-alerts", action="store_true", help="remove the deployment's recorded alert rules")
     p.add_argument("--alert-webhook", metavar="URL",
                    help="Slack-compatible webhook for alerts, never stored (default: $NBPROD_ALERT_WEBHOOK)")
-    p.add_argument("--alert-interval", metavar="SECONDS", help="seconds between alert checks (default 60, or the recorded one)")
+    p.add_argument("--alert-interval", metavar="SECONDS",
+                   help="seconds between alert checks (default 60, or the recorded one)")
     p.add_argument("--alert-window", metavar="DURATION", help="monitor window the rules are checked on (default 1h)")
 
 
 def _deploy(args: argparse.Namespace, ctx: Context):
-    from ..deployments.api import deploy
+    from ..deployments.api import AlertSettings, ServerSettings, deploy, restore
 
-    if args.uri is None and not args.restore:
+    if args.restore:
+        if args.uri is not None:
+            raise UsageProblem(f"--restore restarts recorded deployments; it takes no model URI (got {args.uri!r})",
+                               "nbprod deploy --restore [--name NAME], or deploy the URI without --restore")
+        if args.alert_rule or args.no_alerts or args.alert_interval or args.alert_window:
+            raise UsageProblem("--restore restarts deployments with their recorded alert rules, interval and window",
+                               "leave those out (--alert-webhook is fine), or deploy a version with the new settings")
+        return restore(args.name, alert_webhook=args.alert_webhook)
+    if args.uri is None:
         raise UsageProblem("nothing to deploy", "pass a model URI (nbprod deploy credit-risk@champion) or --restore")
-    return deploy(args.uri, name=args.name, port=args.port, canary=args.canary, shadow=args.shadow,
-                  split=args.split, ood=args.ood, no_auth=args.no_auth, workers=args.workers,
-                  budget_p95_ms=args.budget_p95_ms, restore=args.restore,
-                  alert_rules=[] if args.no_alerts else args.alert_rule, alert_webhook=args.alert_webhook,
-                  alert_interval=args.alert_interval, alert_window=args.alert_window)
+    given = (args.alert_rule, args.no_alerts, args.alert_webhook, args.alert_interval, args.alert_window)
+    alerts = None if not any(given) else AlertSettings(
+        rules=[] if args.no_alerts else args.alert_rule, webhook=args.alert_webhook,
+        interval=args.alert_interval, window=args.alert_window)
+    server = ServerSettings(port=args.port, workers=args.workers, auth=not args.no_auth, ood=args.ood)
+    return deploy(args.uri, name=args.name, canary=args.canary, shadow=args.shadow, split=args.split,
+                  budget_p95_ms=args.budget_p95_ms, server=server, alerts=alerts)
 
 
 def _name_argument(p: argparse.ArgumentParser) -> None:
@@ -89,6 +104,10 @@ def _undeploy(args: argparse.Namespace, ctx: Context):
     return undeploy(args.name, timeout=args.timeout)
 
 
+def _status_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("name", nargs="?", help="one deployment (default: all)")
+
+
 def _status(args: argparse.Namespace, ctx: Context):
     from ..deployments.api import status
 
@@ -96,7 +115,8 @@ def _status(args: argparse.Namespace, ctx: Context):
 
 
 COMMANDS = [
-    Command(name="deploy", help="Run a registered model version as a local REST deployment, or add it as canary/shadow/split.",
+    Command(name="deploy",
+            help="Run a registered model version as a local REST deployment, or add it as canary/shadow/split.",
             arguments=_deploy_arguments, run=_deploy,
             examples=["nbprod deploy credit-risk@champion --name credit",
                       "nbprod deploy credit-risk@challenger --name credit --canary 5 --budget-p95-ms 50",
@@ -111,6 +131,6 @@ COMMANDS = [
     Command(name="undeploy", help="Drain a deployment (finish in-flight requests) and stop its server.",
             arguments=_undeploy_arguments, run=_undeploy, examples=["nbprod undeploy credit"]),
     Command(name="status", help="List deployments with live health (a dead server shows as dead).",
-            arguments=lambda p: p.add_argument("name", nargs="?", help="one deployment (default: all)"),
+            arguments=_status_arguments,
             run=_status, examples=["nbprod status", "nbprod status credit"]),
 ]

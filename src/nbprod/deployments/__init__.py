@@ -1,8 +1,10 @@
 """Deployments: detached servers on this machine, canary / shadow / split, promote, rollback, latency gate.
 
-Modules: ``api`` (the verbs), ``store`` (state-DB rows beside the serving spec), ``process``
-(start, probe, stop server processes), ``events`` (runs inside the server: worker
-acknowledgements and canary-fallback audit rows), ``gate`` (the latency gate), ``results``.
+Modules: ``api`` (the verbs), ``options`` (a call's checks, :class:`ServerSettings`), ``alerting``
+(:class:`AlertSettings`: recorded, merged, handed to the server), ``routes`` (the versions and
+weights of a spec), ``store`` (state-DB rows beside the serving spec), ``process`` (start, probe,
+stop server processes), ``events`` (runs inside the server: worker acknowledgements and
+canary-fallback audit rows), ``gate`` (the latency gate), ``results``.
 Importing this package is cheap.
 """
 
@@ -12,10 +14,11 @@ import importlib
 from typing import Any
 
 __all__ = ["deploy", "promote", "rollback", "undeploy", "status", "restore", "Deployment", "DeploymentStatus",
-           "StatusTable"]
+           "StatusTable", "AlertSettings", "ServerSettings"]
 
 _WHERE = {"deploy": "api", "promote": "api", "rollback": "api", "undeploy": "api", "status": "api",
-          "restore": "api", "Deployment": "results", "DeploymentStatus": "results", "StatusTable": "results"}
+          "restore": "api", "AlertSettings": "alerting", "ServerSettings": "options", "Deployment": "results",
+          "DeploymentStatus": "results", "StatusTable": "results"}
 
 
 def __getattr__(name: str) -> Any:

@@ -15,9 +15,11 @@ import math
 import time
 from dataclasses import dataclass
 
-from ..errors import DeploymentError
+from ..errors import DeploymentError, LatencyBudgetExceeded
+from . import process
 
-__all__ = ["LatencyFigures", "measure", "store_on_version", "rows_for"]
+__all__ = ["LatencyFigures", "measure", "store_on_version", "rows_for", "measure_deployment",
+           "measure_on_side_server", "refusal"]
 
 
 @dataclass
@@ -39,7 +41,8 @@ class LatencyFigures:
     def __str__(self) -> str:
         budget = f" (budget p95 {self.budget_p95_ms:g} ms: {'ok' if self.ok else 'EXCEEDED'})" \
             if self.budget_p95_ms is not None else ""
-        return f"p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms, p99 {self.p99_ms:.2f} ms over {self.requests} requests{budget}"
+        return (f"p50 {self.p50_ms:.2f} ms, p95 {self.p95_ms:.2f} ms, p99 {self.p99_ms:.2f} ms "
+                f"over {self.requests} requests{budget}")
 
 
 def _pct(sorted_ms: list[float], q: float) -> float:
@@ -123,3 +126,40 @@ def store_on_version(uri: str, figures: LatencyFigures) -> None:
     for key in ("p50_ms", "p95_ms", "p99_ms"):
         c.set_model_version_tag(mv.name, mv.version, f"{TAG}latency_{key}", str(getattr(figures, key)))
     c.set_model_version_tag(mv.name, mv.version, f"{TAG}latency", json.dumps(figures.to_dict(), sort_keys=True))
+
+
+def measure_deployment(name: str, mv, budget: float, *, host: str, port: int, token: str | None) -> LatencyFigures:
+    """Measure version ``mv`` inside deployment ``name``'s running server (it holds the version as a
+    zero-weight route) and keep the figures on the version."""
+    figures = measure(host, port, name, str(mv.version), rows_for(mv.uri), token=token, budget_p95_ms=float(budget))
+    store_on_version(mv.uri, figures)
+    return figures
+
+
+def measure_on_side_server(mv, budget: float, *, host: str = "127.0.0.1") -> LatencyFigures:
+    """Measure on a temporary no-auth server on 127.0.0.1 (when the deployment's token is unknown)."""
+    port = process.free_port(host)
+    label = f"gate-{mv.name}-{mv.version}"
+    pid = process.start_side_server(mv.uri, port, log_name=label, host=host)
+    try:
+        process.wait_ready(label, host, port, pid, timeout=90)
+        _, body, _ = process.http_get(host, port, "/health")
+        served_as = body.get("deployment") if isinstance(body, dict) else mv.name
+        figures = measure(host, port, served_as or mv.name, str(mv.version), rows_for(mv.uri), token=None,
+                          budget_p95_ms=float(budget))
+    finally:
+        process.stop(pid, timeout=5)
+    store_on_version(mv.uri, figures)
+    return figures
+
+
+def refusal(figures: LatencyFigures, mv, budget: float) -> LatencyBudgetExceeded:
+    """The error a version over its latency budget is refused with (it carries the figures)."""
+    err = LatencyBudgetExceeded(
+        f"{mv.uri} answers single-row requests in p95 {figures.p95_ms:.2f} ms, over the budget of {budget:g} ms "
+        f"(p50 {figures.p50_ms:.2f}, p99 {figures.p99_ms:.2f} ms over {figures.requests} requests); "
+        "it was not given traffic",
+        "make the model faster, raise budget_p95_ms, or deploy without a budget")
+    err.figures = figures  # type: ignore[attr-defined]
+    return err
+

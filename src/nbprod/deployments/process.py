@@ -26,8 +26,8 @@ from pathlib import Path
 
 from ..errors import DeploymentError
 
-__all__ = ["free_port", "start_server", "alive", "is_server_of", "children", "stop", "http_get",
-           "wait_ready", "log_path", "port_free"]
+__all__ = ["free_port", "start_server", "start_side_server", "alive", "is_server_of", "children", "stop",
+           "http_get", "wait_ready", "log_path", "port_free"]
 
 _popen: dict[int, subprocess.Popen] = {}  # servers started by this process, reaped when they exit
 
@@ -98,6 +98,19 @@ def start_server(name: str, port: int, *, workers: int = 1, auth: bool = True, h
     return proc.pid
 
 
+def start_side_server(uri: str, port: int, *, log_name: str, host: str = "127.0.0.1") -> int:
+    """Start a temporary ``nbprod serve --model uri --no-auth`` detached (no deployment, no alert
+    loop, no token of ours in its environment); return its pid. The latency gate measures on one
+    when it does not know a deployment's token; :func:`stop` ends it."""
+    cmd = [sys.executable, "-m", "nbprod.cli", "serve", "--model", uri, "--no-auth", "--host", host,
+           "--port", str(int(port))]
+    with open(log_path(log_name), "ab") as log:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                start_new_session=True, env=_child_env(), close_fds=True)
+    _popen[proc.pid] = proc
+    return proc.pid
+
+
 def _stat(pid: int) -> list[str] | None:
     try:
         raw = Path(f"/proc/{pid}/stat").read_text()
@@ -143,7 +156,7 @@ def is_server_of(pid: int | None, name: str) -> bool:
 
 def children(pid: int) -> list[int]:
     """Live child pids of ``pid`` (uvicorn's worker processes)."""
-    out = []
+    out: list[int] = []
     proc = Path("/proc")
     if not proc.is_dir():
         return out
