@@ -91,7 +91,8 @@ def test_deployment_service_and_hpa(bundle):
                                       "limits": {"cpu": "250m", "memory": "512Mi"}}
     assert container["securityContext"]["runAsNonRoot"] is True
     (token,) = container["env"]
-    assert token == {"name": "NBPROD_TOKEN", "valueFrom": {"secretKeyRef": {"name": "credit-risk-token", "key": "token"}}}
+    assert token == {"name": "NBPROD_TOKEN",
+                     "valueFrom": {"secretKeyRef": {"name": "credit-risk-token", "key": "token"}}}
 
     svc = _load(bundle, "k8s/service.yaml")
     assert svc["kind"] == "Service" and svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
@@ -165,21 +166,78 @@ def test_existing_bundle_needs_overwrite_and_failures_leave_it_intact(registered
     from nbprod.packaging import package
 
     out = tmp_path / "b"
-    out.mkdir()
-    (out / "keep.txt").write_text("mine")
+    first = package("Credit_Risk@challenger", out, canary_percent=5)
+    assert "bundle.json" in first.files
+    assert sorted(json.loads((out / "bundle.json").read_text())["files"]) == first.files  # what overwrite may replace
     with pytest.raises(PackagingError, match="not empty"):
         package("Credit_Risk@challenger", out)
     with pytest.raises(ModelNotFoundError):
         package("Credit_Risk@nosuchalias", out, overwrite=True)
-    assert (out / "keep.txt").read_text() == "mine"
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == first.files
     before = len(audit.history("Credit_Risk"))
     bundle = package("Credit_Risk@challenger", out, overwrite=True)
-    assert not (out / "keep.txt").exists() and (out / "Dockerfile").is_file()
+    assert (out / "Dockerfile").is_file()
     assert "canaryTrafficPercent" not in _load(bundle, "k8s/inferenceservice.yaml")["spec"]["predictor"]
     rows = audit.history("Credit_Risk")
     assert len(rows) == before + 1 and rows[0].action == "package"
     assert rows[0].details["out_dir"] == str(out.resolve()) and audit.verify().ok
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp or old dirs left behind
+
+
+def test_overwrite_replaces_only_a_previous_bundle_as_nbprod_wrote_it(registered, tmp_path, monkeypatch):
+    """--overwrite deletes a directory: never one it did not write, nor NBPROD_HOME, nor the working
+    directory, and it follows no symlink."""
+    from nbprod.packaging import package
+
+    _, _, home = registered
+    uri = "Credit_Risk@challenger"
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
+    with pytest.raises(PackagingError, match="not an nbprod bundle"):
+        package(uri, mine, overwrite=True)
+    assert (mine / "notes.txt").read_text() == "mine"
+
+    prev = package(uri, tmp_path / "prev").path
+    (prev / "model" / "by-hand.txt").write_text("added later")
+    with pytest.raises(PackagingError, match="did not write .*model/by-hand.txt"):
+        package(uri, prev, overwrite=True)
+    assert (prev / "model" / "by-hand.txt").is_file()
+    (prev / "model" / "by-hand.txt").unlink()
+
+    (prev / "escape").symlink_to(mine)  # a symlink inside: nothing behind it is touched
+    with pytest.raises(PackagingError, match="symlinks"):
+        package(uri, prev, overwrite=True)
+    (prev / "escape").unlink()
+    link = tmp_path / "link"  # the bundle path itself a symlink to a bundle: not followed
+    link.symlink_to(prev)
+    with pytest.raises(PackagingError, match="is a symlink"):
+        package(uri, link, overwrite=True)
+    assert link.is_symlink() and (prev / "bundle.json").is_file() and (mine / "notes.txt").is_file()
+
+    monkeypatch.chdir(prev / "k8s")  # the working directory inside the bundle
+    with pytest.raises(PackagingError, match="working directory"):
+        package(uri, prev, overwrite=True)
+    with pytest.raises(PackagingError, match="working directory"):
+        package(uri, ".", overwrite=True)
+    monkeypatch.chdir(tmp_path)
+
+    # the parent of NBPROD_HOME, even dressed up as a bundle: the registry and state DB stay
+    parent = home.parent
+    (parent / "bundle.json").write_text(json.dumps({"files": ["bundle.json"]}))
+    (parent / "unrelated.txt").write_text("keep")
+    with pytest.raises(PackagingError, match="NBPROD_HOME"):
+        package(uri, parent, overwrite=True)
+    assert (home / "mlflow.db").is_file() and (home / "nbprod.db").is_file()
+    assert (parent / "unrelated.txt").read_text() == "keep"
+    with pytest.raises(PackagingError, match="NBPROD_HOME"):
+        package(uri, home, overwrite=True)
+    (parent / "bundle.json").unlink()
+    (parent / "unrelated.txt").unlink()
+
+    again = package(uri, prev, overwrite=True)  # a previous bundle as nbprod wrote it is replaced
+    assert again.path == prev and (prev / "Dockerfile").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link", "mine", "prev"]
 
 
 @pytest.mark.parametrize("kwargs, match", [

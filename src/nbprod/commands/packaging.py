@@ -12,14 +12,16 @@ __all__ = ["COMMANDS"]
 def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("uri", help="the model version: credit-risk@challenger, models:/credit-risk/3, …")
     p.add_argument("out_dir", help="the bundle directory to write (must not exist or be empty, unless --overwrite)")
-    p.add_argument("--canary", type=int, metavar="N", help="KServe canaryTrafficPercent: send N%% of traffic to this version")
+    p.add_argument("--canary", type=int, metavar="N",
+                   help="KServe canaryTrafficPercent: send N%% of traffic to this version")
     p.add_argument("--image", help="image name the Kubernetes manifests run (default <model>:<version>)")
     p.add_argument("--replicas", type=int, default=2, help="minimum replicas (default 2)")
     p.add_argument("--max-replicas", type=int, help="autoscaling maximum (default max(5 × replicas, 10))")
     p.add_argument("--cpu", default="500m", help="CPU request and limit per replica (default 500m)")
     p.add_argument("--memory", default="1Gi", help="memory request and limit per replica (default 1Gi)")
     p.add_argument("--port", type=int, default=8080, help="port the container serves on (default 8080)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing bundle directory")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace a previous bundle (a folder with bundle.json and only the files nbprod wrote)")
 
 
 def _run(args: argparse.Namespace, ctx: Context):
@@ -40,7 +42,8 @@ COMMANDS = [
         arguments=_arguments,
         run=_run,
         examples=["nbprod package credit-risk@challenger build/credit-risk",
-                  "nbprod package credit-risk@challenger build/credit-risk --canary 10 --image ghcr.io/acme/credit-risk:3",
+                  "nbprod package credit-risk@challenger build/credit-risk --canary 10 "
+                  "--image ghcr.io/acme/credit-risk:3",
                   "%nbprod package credit-risk@champion build/credit-risk --overwrite"],
     ),
 ]

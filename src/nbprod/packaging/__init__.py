@@ -25,7 +25,7 @@ complete, in the same transaction as its ``package`` audit row: there is never a
 
 Modules: ``api`` (the verb and its argument checks), ``results`` (:class:`Bundle`), ``wheel``
 (the nbprod wheel), ``pins`` (the pinned requirements), ``templates`` (Dockerfile, Kubernetes and
-KServe manifests, README).
+KServe manifests, README), ``target`` (where a bundle may be written; what ``overwrite`` replaces).
 """
 
 from __future__ import annotations

@@ -21,6 +21,7 @@ from ..errors import NbprodError, PackagingError
 from . import templates
 from .pins import pinned_environment
 from .results import Bundle
+from .target import MANIFEST, bundle_path, check_target
 from .wheel import nbprod_wheel
 
 __all__ = ["package"]
@@ -77,14 +78,6 @@ def _check_image(image) -> None:
 
 # --- the verb ---------------------------------------------------------------------------------
 
-def _check_out_dir(out: Path, overwrite: bool) -> None:
-    if out.exists() and not out.is_dir():
-        raise PackagingError(f"{out} exists and is not a directory", "pass a directory path for the bundle")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise PackagingError(f"{out} already exists and is not empty",
-                             "pass overwrite=True (--overwrite) to replace it, or choose another directory")
-
-
 def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None = None, image: str | None = None,
             replicas: int = 2, max_replicas: int | None = None, cpu: str = "500m", memory: str = "1Gi",
             port: int = 8080, overwrite: bool = False) -> Bundle:
@@ -92,15 +85,16 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
 
     ``image`` names the image the Kubernetes manifests run (default ``<model-slug>:<version>``);
     ``canary_percent`` adds KServe's ``canaryTrafficPercent``. Writes atomically; an existing
-    non-empty ``out_dir`` is an error unless ``overwrite``. Appends a ``package`` audit row.
+    non-empty ``out_dir`` is an error unless ``overwrite``, which replaces only a previous bundle
+    as nbprod wrote it (:mod:`.target`). Appends a ``package`` audit row.
     """
     from .. import audit, state
     from ..registry import download, get_version, verify_manifest
 
     max_replicas = max(replicas * 5, 10) if max_replicas is None else max_replicas
     _check_args(canary_percent, replicas, cpu, memory, port, max_replicas)
-    out = Path(out_dir).expanduser().resolve()
-    _check_out_dir(out, overwrite)
+    out = bundle_path(out_dir)
+    check_target(out, overwrite)
     version = get_version(uri)
     slug = _slug(version.name)
     image = image or f"{slug}:{version.version}"
@@ -149,16 +143,19 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
         (tmp / "README.md").write_text(readme, encoding="utf-8")
         bundle = Bundle(path=out, uri=version.uri, name=version.name, version=str(version.version), image=image,
                         wheel=wheel.name, canary_percent=canary_percent, manifest_sha256=digest, python=python)
-        (tmp / "bundle.json").write_text(json.dumps({**bundle.to_dict(), "created_at": stamp,
-                                                     "nbprod_version": __version__, "port": port},
-                                                    indent=2) + "\n", encoding="utf-8")
-        bundle.files = sorted(p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file())
+        # bundle.json lists every file written, itself included: a later overwrite replaces only those
+        written = [p.relative_to(tmp).as_posix() for p in tmp.rglob("*") if p.is_file()]
+        bundle.files = sorted([*written, MANIFEST])
+        (tmp / MANIFEST).write_text(json.dumps({**bundle.to_dict(), "created_at": stamp,
+                                                "nbprod_version": __version__, "port": port},
+                                               indent=2) + "\n", encoding="utf-8")
 
         # The audit row and the rename commit together: no bundle without its row, nor the reverse.
         with state.write_transaction() as conn:
             audit.record("package", model_uri=version.uri, connection=conn,
                          details={"out_dir": str(out), "image": image, "canary_percent": canary_percent,
                                   "manifest_sha256": digest, "wheel": wheel.name})
+            check_target(out, overwrite)  # again: nothing may have moved in while the bundle was built
             _swap_into_place(tmp, out)
     except NbprodError:
         raise
