@@ -348,7 +348,12 @@ def test_kill_9_shows_dead_and_restore_brings_back_the_split(credit, versions):
     from nbprod.deployments import process
 
     body = _body(versions[3])
-    deployments.deploy("credit-risk/2", name="credit", canary=40)
+    # the CLI without --workers: the 2-worker deployment keeps its count, and says nothing about it
+    from nbprod.commands import parse
+
+    command, args = parse("nbprod", ["deploy", "credit-risk/2", "--name", "credit", "--canary", "40"])
+    canary = command.run(args, None)
+    assert canary.workers == 2 and canary.warnings == [], canary.warnings
     old = deployments.status("credit")["credit"]
     assert old.state == "running" and old.workers == "2/2"
     # one worker dies: status says degraded; uvicorn replaces it and it registers again

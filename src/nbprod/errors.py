@@ -26,7 +26,8 @@ Subclasses also derive from the built-in they resemble, so generic code keeps wo
     │   └── AuditChainBroken             the hash chain of the audit log does not verify
     ├── ServingError                     bad request to a model server (carries an HTTP status)
     ├── DeploymentError                  a deployment cannot be started, changed or found
-    │   └── LatencyBudgetExceeded        the latency gate refused a version
+    │   ├── LatencyBudgetExceeded        the latency gate refused a version
+    │   └── DeploymentConflict           another caller is deploying, restoring or stopping it now
     ├── DriftError
     └── JobError                         a papermill job failed
 """
@@ -53,6 +54,7 @@ __all__ = [
     "ServingError",
     "DeploymentError",
     "LatencyBudgetExceeded",
+    "DeploymentConflict",
     "DriftError",
     "JobError",
 ]
@@ -158,6 +160,10 @@ class DeploymentError(NbprodError):
 
 class LatencyBudgetExceeded(DeploymentError):
     """The latency gate measured a p95 above the budget; the old version keeps serving."""
+
+
+class DeploymentConflict(DeploymentError):
+    """Someone else is deploying, restoring or stopping this deployment right now; nothing was changed."""
 
 
 class DriftError(NbprodError):

@@ -15,13 +15,14 @@ Modules beside this one: :mod:`.options` (the checks of a call's options, :class
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import secrets
 import time
 from typing import Any
 
-from ..errors import DeploymentError, LatencyBudgetExceeded
+from ..errors import DeploymentConflict, DeploymentError, LatencyBudgetExceeded
 from . import alerting, gate, process, routes, store
 from .alerting import AlertSettings
 from .options import ServerSettings, check_traffic
@@ -136,9 +137,11 @@ def _ensure_running(name: str, *, alerts: Any = _KEEP, webhook: str | None = Non
     """The deployment's (spec, cols, meta, restarted), restarting a server that died (with ``alerts``
     and ``webhook`` when given); a stopped one is refused."""
     spec, cols, meta = _find(name)
-    if cols["status"] == "stopped":
-        raise DeploymentError(f"deployment {name!r} is stopped (undeployed); its traffic cannot be changed",
-                              f"deploy it again: nbprod.deploy({spec.stable.uri!r}, name={name!r})")
+    if cols["status"] in ("stopped", "draining"):
+        raise store.stopped_error(name, cols["status"], json.dumps(spec.to_dict()))
+    claim = store.live_claim(meta)
+    if claim is not None:  # a deploy or restore is starting its server right now
+        raise store.conflict(name, claim)
     if not process.is_server_of(cols["pid"], name):
         _restore(name, alerts=alerts, webhook=webhook)
         spec, cols, meta = _find(name)
@@ -184,7 +187,7 @@ def deploy(uri: str, *, name: str | None = None, canary: float | None = None, sh
     merged = alerting.merge(given, found[2].get("alerts") if found else None)
     if found is None or found[1]["status"] == "stopped":
         return _deploy_new(name, mv, server=server, canary=canary, shadow=shadow, split=split, budget=budget_p95_ms,
-                           alerts=merged,
+                           alerts=merged, replacing=None if found is None else found[1]["generation"],
                            webhook=alerting.webhook_for(given.get("webhook"), strict=True) if merged else None)
     if server.port is not None and found[1]["port"] not in (None, server.port):
         raise DeploymentError(f"deployment {name!r} already serves on port {found[1]['port']}",
@@ -269,7 +272,12 @@ def _gate_existing(name, spec, cols, meta, mv, budget, token, t_call) -> dict:
 
 
 def _deploy_new(name: str, mv, *, server: ServerSettings, canary, shadow, split, budget, alerts: dict | None,
-                webhook: str | None) -> Deployment:
+                webhook: str | None, replacing: int | None) -> Deployment:
+    """Start a server for a new name (or one that was undeployed: ``replacing`` its generation).
+
+    :func:`store.create` records it claimed by this process, so a concurrent deploy or restore of
+    the name is refused rather than starting a second server; the claim ends when the server is
+    ready (and through the gate), or with the record when the start fails."""
     from ..serving.spec import DeploymentSpec, hash_token
 
     if canary is not None or shadow:
@@ -289,24 +297,25 @@ def _deploy_new(name: str, mv, *, server: ServerSettings, canary, shadow, split,
     meta = {"workers": workers, "auth": not no_auth, "log": str(process.log_path(name)),
             "created_at": time.time(), "previous": None, "alerts": alerts,
             "alerts_server": alerting.served(alerts, webhook)}
-    store.write_change(name, spec, meta=meta, action="deploy", model_uri=mv.uri,
-                       details={"mode": "split" if split else "new", "routes": routes.as_dicts(spec), "port": port,
-                                "workers": workers, "auth": not no_auth, "budget_p95_ms": budget,
-                                **({"alerts": alerts} if alerts else {})},
-                       host=HOST, port=port, pid=None, status="starting")
+    store.create(name, spec, meta=meta, action="deploy", model_uri=mv.uri,
+                 details={"mode": "split" if split else "new", "routes": routes.as_dicts(spec), "port": port,
+                          "workers": workers, "auth": not no_auth, "budget_p95_ms": budget,
+                          **({"alerts": alerts} if alerts else {})},
+                 replacing=replacing, host=HOST, port=port, pid=None, status="starting")
     pid = None
     try:
         pid = process.start_server(name, port, workers=workers, auth=not no_auth, host=HOST, alerts=alerts,
                                    webhook=webhook)
         store.set_columns(name, pid=pid)
         ready_s = _wait_ready(name, port, pid, workers)
-        store.set_columns(name, status="running", meta={**meta, "ready_s": round(ready_s, 4)})
+        store.set_columns(name, status="running")
         latency = None
         if budget is not None:
             figures = gate.measure_deployment(name, mv, budget, host=HOST, port=port, token=token)
             if not figures.ok:
                 raise gate.refusal(figures, mv, budget)
             latency = figures.to_dict()
+        store.set_columns(name, meta={**meta, "ready_s": round(ready_s, 4)})  # without the claim: done
     except BaseException as exc:
         if pid is not None:
             process.stop(pid, timeout=5)
@@ -403,10 +412,13 @@ def undeploy(name: str, *, timeout: float = 10.0) -> StatusTable:
     spec, cols, meta = _find(name)
     if cols["status"] == "stopped":  # already undeployed: nothing to stop, nothing to audit
         return status(name)
-    pid = cols["pid"]
     t0 = time.perf_counter()
-    store.set_columns(name, status="draining")
+    cols = store.begin_undeploy(name)  # draining, under the lock: no traffic change commits after this
+    if cols is None:
+        return status(name)
+    pid = cols["pid"]
     result = process.stop(pid, timeout=timeout) if process.is_server_of(pid, name) else "not running"
+    _stop_strays(pid)
     store.set_columns(name, pid=None, status="stopped", audit_action="undeploy", model_uri=spec.stable.uri,
                       details={"result": result, "stop_s": round(time.perf_counter() - t0, 3), "pid": pid})
     return status(name)
@@ -420,6 +432,10 @@ def _live_row(name: str) -> DeploymentStatus:
     if cols["status"] == "stopped":
         return DeploymentStatus(state="stopped", workers=f"0/{want}", alerts=alerting.view(meta, running=False),
                                 **{**base, "pid": None})
+    claim = store.live_claim(meta)
+    if claim is not None and not process.is_server_of(pid, name):
+        return DeploymentStatus(state="starting", workers=f"0/{want}", alerts=alerting.view(meta, running=False),
+                                detail=f"being started by process {claim['pid']}", **base)
     if not process.is_server_of(pid, name):
         return DeploymentStatus(state="dead", workers=f"0/{want}", alerts=alerting.view(meta, running=False),
                                 detail=f"process {pid} is gone: nbprod deploy --restore" if pid else "never started",
@@ -455,34 +471,59 @@ def restore(name: str | None = None, *, alert_webhook: str | None = None) -> Sta
     return _restore(name, webhook=webhook)
 
 
+def _stop_strays(pid: int | None) -> None:
+    """Workers left by a server process that died (its group outlives it): SIGKILL them. Workers
+    die with their master (:func:`events.die_with_parent`); this is for the ones that could not."""
+    if pid and not process.alive(pid):
+        for stray in process.group_members(pid):
+            process.stop(stray, timeout=2)
+
+
 def _restore(name: str | None, *, alerts: Any = _KEEP, webhook: str | None = None) -> StatusTable:
-    """``alerts`` / ``webhook``: a deploy call's new alert settings for the one deployment ``name``."""
+    """``alerts`` / ``webhook``: a deploy call's new alert settings for the one deployment ``name``.
+
+    Each restart is claimed first (:func:`store.claim_restart`): a concurrent restore or deploy of
+    the same name gets DeploymentConflict (for ``name``) or skips it (restoring all)."""
     names = [_check_name(name)] if name else store.names()
-    started = []
-    for n in names:
-        spec, cols, meta = _find(n)
-        if cols["status"] == "stopped" or process.is_server_of(cols["pid"], n):
-            continue
-        port = cols["port"] if cols["port"] and process.port_free(cols["port"], HOST) else process.free_port(HOST)
-        settings = meta.get("alerts") if alerts is _KEEP else alerts
-        hook = alerting.webhook_for(webhook, strict=False) if settings else None
-        pid = process.start_server(n, port, workers=int(meta.get("workers", 1)), auth=bool(meta.get("auth", True)),
-                                   alerts=settings, webhook=hook)
-        store.set_columns(n, host=HOST, port=port, pid=pid, status="starting",
-                          meta={**meta, "alerts": settings, "alerts_server": alerting.served(settings, hook)})
-        started.append((n, spec, port, pid, cols["pid"]))
-    errors = []
-    for n, spec, port, pid, old in started:
-        try:
-            ready_s = _wait_ready(n, port, pid, int(_find(n)[2].get("workers", 1)))
-        except DeploymentError as exc:
-            store.set_columns(n, status="dead", audit_action="deploy.restore_failed", model_uri=spec.stable.uri,
-                              details={"error": exc.problem[:500]})
-            errors.append(exc)
-            continue
-        store.set_columns(n, status="running", audit_action="deploy.restore", model_uri=spec.stable.uri,
-                          details={"routes": routes.as_dicts(spec), "port": port, "pid": pid, "old_pid": old,
-                                   "ready_s": round(ready_s, 3)})
+    started: list[tuple] = []
+    claimed: list[str] = []
+    errors: list[DeploymentError] = []
+    try:
+        for n in names:
+            try:
+                if not store.claim_restart(n):
+                    continue
+            except DeploymentConflict:
+                if name:
+                    raise
+                continue  # someone else is restarting it: theirs to finish
+            claimed.append(n)
+            spec, cols, meta = _find(n)
+            _stop_strays(cols["pid"])
+            port = cols["port"] if cols["port"] and process.port_free(cols["port"], HOST) else process.free_port(HOST)
+            settings = meta.get("alerts") if alerts is _KEEP else alerts
+            hook = alerting.webhook_for(webhook, strict=False) if settings else None
+            pid = process.start_server(n, port, workers=int(meta.get("workers", 1)),
+                                       auth=bool(meta.get("auth", True)), alerts=settings, webhook=hook)
+            store.set_columns(n, host=HOST, port=port, pid=pid)
+            new_meta = {k: v for k, v in meta.items() if k != store.CLAIM}
+            new_meta.update(alerts=settings, alerts_server=alerting.served(settings, hook))
+            started.append((n, spec, port, pid, cols["pid"], new_meta))
+        for n, spec, port, pid, old, new_meta in started:
+            try:
+                ready_s = _wait_ready(n, port, pid, int(new_meta.get("workers", 1)))
+            except DeploymentError as exc:
+                store.set_columns(n, status="dead", meta=new_meta, audit_action="deploy.restore_failed",
+                                  model_uri=spec.stable.uri, details={"error": exc.problem[:500]})
+                errors.append(exc)
+                continue
+            store.set_columns(n, status="running", meta=new_meta, audit_action="deploy.restore",
+                              model_uri=spec.stable.uri,
+                              details={"routes": routes.as_dicts(spec), "port": port, "pid": pid, "old_pid": old,
+                                       "ready_s": round(ready_s, 3)})
+    finally:
+        for n in claimed:  # done, failed or interrupted: the claim ends with this call
+            store.release(n)
     if errors and len(errors) == len(started) and name:
         raise errors[0]
     return status(name)

@@ -4,7 +4,9 @@
 ``--deployment NAME`` uses. Hooks run on the event loop and must be quick, so every state-DB write
 goes through one background thread:
 
-- on start, the worker registers its pid (``deployment_workers``);
+- on start, the worker registers its pid (``deployment_workers``) and, when it is a worker of the
+  deployment's server process (``--workers`` > 1), arranges to die with it (:func:`die_with_parent`):
+  workers left serving after their master was killed would be out of every command's reach;
 - ``spec_applied`` → the worker acknowledges the generation, which is how ``deploy``/``promote``
   know that every worker serves a change, and how long it took;
 - ``canary_failed`` / ``version_load_failed`` / ``shadow_failed`` (the server already fell back to
@@ -16,15 +18,56 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import sys
 import threading
 import time
 from typing import Any
 
-__all__ = ["serving_hooks", "FAILURE_EVENTS"]
+__all__ = ["serving_hooks", "die_with_parent", "FAILURE_EVENTS"]
 
 FAILURE_EVENTS = ("canary_failed", "version_load_failed", "shadow_failed", "spec_rejected")
 _AUDIT_EVERY_S = 60.0
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+_ORPHAN_POLL_S = 0.5
+_ORPHAN_GRACE_S = 10.0
+
+
+def die_with_parent(name: str) -> bool:
+    """In a worker of deployment ``name``'s server: exit when that server process dies.
+
+    Linux: ``prctl(PR_SET_PDEATHSIG, SIGTERM)`` — the kernel sends SIGTERM the moment the parent
+    dies, and uvicorn's worker shuts down gracefully (in-flight requests finish). Everywhere, as a
+    fallback, a thread polls the parent pid: reparented means orphaned, so SIGTERM, and a hard exit
+    if the graceful shutdown has not ended after ``_ORPHAN_GRACE_S``. A single-process server (its
+    parent is whoever started it, not a server of ``name``) is left alone. True if armed.
+    """
+    from . import process
+
+    parent = os.getppid()
+    if not process.is_server_of(parent, name):
+        return False
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
+        except (OSError, AttributeError):  # no prctl: the polling thread below still works
+            pass
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(_ORPHAN_POLL_S)
+        print(f"nbprod deployments: worker {os.getpid()} lost its server process {parent}; exiting",
+              file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(_ORPHAN_GRACE_S)
+        os._exit(1)
+
+    threading.Thread(target=watch, name=f"nbprod-orphan-watch-{name}", daemon=True).start()
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os.kill(os.getpid(), signal.SIGTERM)
+    return True
 
 
 class _Reporter:
@@ -36,6 +79,7 @@ class _Reporter:
         self.suppressed: dict[tuple[str, str], int] = {}
         threading.Thread(target=self._run, name=f"nbprod-deploy-events-{name}", daemon=True).start()
         self.queue.put(("register", {}))
+        die_with_parent(name)
 
     def on_event(self, kind: str, info: dict) -> None:
         if kind == "spec_applied":

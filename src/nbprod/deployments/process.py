@@ -27,7 +27,7 @@ from pathlib import Path
 from ..errors import DeploymentError
 
 __all__ = ["free_port", "start_server", "start_side_server", "alive", "is_server_of", "children", "stop",
-           "http_get", "wait_ready", "log_path", "port_free"]
+           "http_get", "wait_ready", "log_path", "port_free", "identity", "same_process", "group_members"]
 
 _popen: dict[int, subprocess.Popen] = {}  # servers started by this process, reaped when they exit
 
@@ -117,6 +117,38 @@ def _stat(pid: int) -> list[str] | None:
     except OSError:
         return None
     return raw[raw.rindex(")") + 2:].split()  # fields after "pid (comm) "
+
+
+def identity(pid: int | None = None) -> dict:
+    """What names a process beyond its pid, which the system reuses: ``{"pid", "start"}`` (the start
+    time in clock ticks since boot from /proc; None without /proc)."""
+    pid = os.getpid() if pid is None else pid
+    st = _stat(pid)
+    return {"pid": pid, "start": st[19] if st is not None and len(st) > 19 else None}
+
+
+def same_process(ident: dict | None) -> bool:
+    """Is the process ``ident`` (from :func:`identity`) still running, and not a reused pid?"""
+    if not ident or not alive(ident.get("pid")):
+        return False
+    start = ident.get("start")
+    return start is None or identity(int(ident["pid"]))["start"] in (None, start)
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live processes in process group ``pgid`` (a server leads its own group; its workers are in it,
+    also after the leader died)."""
+    out: list[int] = []
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return out
+    for p in proc.iterdir():
+        if not p.name.isdigit():
+            continue
+        st = _stat(int(p.name))
+        if st is not None and len(st) > 2 and st[2] == str(pgid) and st[0] not in ("Z", "X"):
+            out.append(int(p.name))
+    return out
 
 
 def alive(pid: int | None) -> bool:

@@ -249,7 +249,7 @@ class StatusTable:
             return f"{self.title}: none (nbprod deploy MODEL --name NAME starts one)"
         cells = [r._cells() for r in self.rows]
         widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(_HEAD)]
-        line = lambda items: "  ".join(s.ljust(w) for s, w in zip(items, widths)).rstrip()  # noqa: E731
+        line = lambda items: "  ".join(s.ljust(w) for s, w in zip(items, widths, strict=False)).rstrip()  # noqa: E731
         return "\n".join([f"{self.title}: {len(self.rows)}", line(_HEAD), line(["-" * w for w in widths]),
                           *(line(c) for c in cells)])
 
