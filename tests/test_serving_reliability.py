@@ -284,7 +284,7 @@ def test_workers_killed_while_the_state_db_is_down_come_back_and_serve(pg_throug
     relay = pg_through_relay
     X, y = credit(600, 3)
     registry.register(pipeline(X, y), "credit-risk", X, y, alias="champion")
-    dep = deploy("credit-risk@champion", name="credit", workers=2)
+    dep = deploy("credit-risk@champion", name="credit", server={"workers": 2})
     port = int(dep.url.rstrip("/").rsplit(":", 1)[1])
     frame = X.dropna().head(2)
     body = json.dumps({"dataframe_split": {"columns": list(frame.columns),
