@@ -145,6 +145,11 @@ def test_dockerfile(bundle):
     assert json.loads(cmd) == ["nbprod", "serve", "--model-dir", "/app/model", "--port", "8080", "--host", "0.0.0.0"]
     warm = [arg for op, arg in ops if op == "RUN" and "load_version('/app/model')" in arg]
     assert warm, "the image warms the server's verified start-up cache at build time"
+    # and the warm-up runs: the command the image runs, on this bundle's model folder
+    code = warm[0].split('python -c "', 1)[1].split('"', 1)[0].replace("/app/model", str(bundle.path / "model"))
+    env = {**os.environ, "NBPROD_HOME": str(bundle.path.parent / "warm-home")}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr
     order = [op + " " + arg.split()[0] for op, arg in ops if op in ("COPY", "RUN")]
     assert order.index("COPY requirements.txt") < order.index("COPY model/")  # dependency layer first
     ignored = [ln for ln in (bundle.path / ".dockerignore").read_text().splitlines() if not ln.startswith("#")]

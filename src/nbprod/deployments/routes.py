@@ -38,7 +38,7 @@ def warm(route) -> None:
     """Load a version once here, before any worker needs it: this checks its manifest, compiles its
     fast path and fills the server's verified start-up cache, so every worker then switches to it
     from the cache in well under a second instead of each doing a full load while serving."""
-    from ..serving.loader import load_version
+    from ..service import load_version  # with the registry's model store: serving alone refuses it
 
     try:
         load_version(route.source, route.version)

@@ -45,7 +45,7 @@ RUN pip install --no-cache-dir -r requirements.txt
 # The model last. Loading it once here checks its sha256 manifest and fills the server's
 # verified start-up cache, so a container is ready in about a second instead of a full load.
 COPY model/ ./model/
-RUN python -c "from nbprod.serving.loader import load_version; load_version('/app/model')" \
+RUN python -c "from nbprod.service import load_version; load_version('/app/model')" \
     && chown -R {APP_UID}:{APP_UID} /app/.nbprod
 
 USER {APP_UID}:{APP_UID}
