@@ -59,8 +59,10 @@ def build(root: Path) -> dict:
     out = {"df": df, "y": y, "pipe": pipe}
     for name, kw in {"clf": {}, "proba": {"pyfunc_predict_fn": "predict_proba"}}.items():
         path = root / name
-        mlflow.sklearn.save_model(pipe, str(path), signature=infer_signature(df, getattr(pipe, kw.get("pyfunc_predict_fn", "predict"))(df)),
-                                  input_example=df.head(10), serialization_format="cloudpickle", pip_requirements=["scikit-learn"], **kw)
+        predict = getattr(pipe, kw.get("pyfunc_predict_fn", "predict"))
+        mlflow.sklearn.save_model(pipe, str(path), signature=infer_signature(df, predict(df)),
+                                  input_example=df.head(10), serialization_format="cloudpickle",
+                                  pip_requirements=["scikit-learn"], **kw)
         out[name] = str(path)
     for name, model in {"slow": Slow(), "broken": Broken()}.items():
         path = root / name
