@@ -69,3 +69,10 @@ def build(root: Path) -> dict:
         mlflow.pyfunc.save_model(str(path), python_model=model, signature=sig, pip_requirements=["mlflow"])
         out[name] = str(path)
     return out
+
+
+def rows(models: dict, n: int = 2) -> dict:
+    """The first ``n`` rows of the served frame as an MLflow ``dataframe_records`` request body."""
+    import json
+
+    return {"dataframe_records": json.loads(models["df"].head(n).to_json(orient="records"))}

@@ -9,14 +9,11 @@ import time
 
 import pytest
 from _servers import request, server, wait_until
+from _serving_models import rows
 
 pytestmark = pytest.mark.slow  # every test starts `nbprod serve` (real uvicorn workers)
 
 TOKEN = "tok-123"
-
-
-def rows(serving_models, n=2):
-    return {"dataframe_records": json.loads(serving_models["df"].head(n).to_json(orient="records"))}
 
 
 def test_serve_model_dir_with_token(serving_models, env):
@@ -46,7 +43,7 @@ def test_traffic_switch_through_the_state_db_reaches_every_worker_without_errors
         def load() -> None:
             conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
             body = json.dumps(rows(serving_models, 1)).encode()
-            deadline = time.monotonic() + 30  # bounded even if the test body fails
+            deadline = time.monotonic() + 120  # bounded even if the test body fails (stop is set in finally)
             while not stop.is_set() and time.monotonic() < deadline:
                 conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
                 r = conn.getresponse()

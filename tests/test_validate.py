@@ -440,9 +440,8 @@ def test_unique_rules_and_keys_on_unhashable_values_compare_their_text(nbprod_ho
 
 
 def test_a_bare_name_that_is_no_file_creates_no_store_and_rules_words_are_not_yaml(trained, nbprod_home):
-    from nbprod.errors import ModelNotFoundError, RuleError
-
     import nbprod
+    from nbprod.errors import ModelNotFoundError, RuleError
 
     df, p = trained
     with pytest.raises(ModelNotFoundError, match="no profile file and no registered model called 'typo'"):
