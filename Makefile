@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-pandas2 install lint peers bench clean
+.PHONY: demo test test-fast test-pandas2 install lint peers bench clean
 
 # Benchmark peers (pandera, Evidently) live in venvs of their own, never in nbprod's.
 PEER_PANDERA   := benchmarks/.venv/.installed
@@ -28,6 +28,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The edit-test loop: every test that starts no server and no kernel (those are marked slow), under a minute.
+test-fast: $(STAMP)
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
 # ruff (E, F, I, B at 120 columns) and mypy (check_untyped_defs) over the code; settings in pyproject.toml.
 lint: $(STAMP)

@@ -69,7 +69,8 @@ def scipy_loop(ref: pd.DataFrame, cur: pd.DataFrame) -> list[str]:
         else:
             rc, cc = r.value_counts(), c.value_counts()
             keys = rc.index.union(cc.index)
-            score = distance.jensenshannon(rc.reindex(keys, fill_value=0) / len(r), cc.reindex(keys, fill_value=0) / len(c))
+            score = distance.jensenshannon(rc.reindex(keys, fill_value=0) / len(r),
+                                           cc.reindex(keys, fill_value=0) / len(c))
         if score >= 0.1:
             drifted.append(name)
     return drifted
@@ -140,7 +141,7 @@ def main() -> None:
 
     errors = {"wasserstein": 0.0, "jensenshannon": 0.0}
     worst = {}
-    for a, b in zip(report.columns, exact.columns):
+    for a, b in zip(report.columns, exact.columns, strict=True):
         assert a.test == b.test, (a.column, a.test, b.test)
         err = abs(a.score - b.score)
         if err >= errors.get(a.test, 0.0):

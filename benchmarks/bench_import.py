@@ -45,8 +45,11 @@ def wall(code: str, runs: int) -> float:
 
 def inner(code: str, runs: int) -> float:
     """Median of the time a fresh interpreter reports for ``code`` itself."""
-    out = [float(subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout.split()[-1])
-           for _ in range(runs)]
+    def once() -> float:
+        done = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
+        return float(done.stdout.split()[-1])
+
+    out = [once() for _ in range(runs)]
     return statistics.median(out)
 
 

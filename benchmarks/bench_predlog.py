@@ -150,7 +150,8 @@ def writer_rate(home: Path, rows: int, per_request: int) -> tuple[float, float]:
     pred = rng.uniform(size=(per_request, 2))
     log = PredictionLog(f"bench-{per_request}", max_pending_rows=rows + 1)
     records = [{"request_id": f"r{per_request}-{i}", "version": "1", "role": "stable", "n": per_request,
-                "inputs": cols, "predictions": pred, "ood": None, "latency_ms": 1.0} for i in range(rows // per_request)]
+                "inputs": cols, "predictions": pred, "ood": None, "latency_ms": 1.0}
+               for i in range(rows // per_request)]
     t = time.perf_counter()
     for record in records:
         log.on_prediction(record)
@@ -208,14 +209,16 @@ def main() -> None:
                       flush=True)
         med = {k: {m: statistics.median(v) for m, v in d.items()} for k, d in res.items()}
         print(f"\nsequential one-row requests ({args.seq}/run), median of {args.runs} runs:")
-        print(f"  p50: off {med[False]['p50']:.3f} ms, on {med[True]['p50']:.3f} ms, ratio on/off {med[True]['p50'] / med[False]['p50']:.3f}")
-        print(f"  p99: off {med[False]['p99']:.3f} ms, on {med[True]['p99']:.3f} ms, ratio on/off {med[True]['p99'] / med[False]['p99']:.3f}")
+        for q in ("p50", "p99"):
+            print(f"  {q}: off {med[False][q]:.3f} ms, on {med[True][q]:.3f} ms, "
+                  f"ratio on/off {med[True][q] / med[False][q]:.3f}")
         print(f"throughput ({args.clients} clients, {args.seconds:g} s): off {med[False]['rps']:.0f} req/s, "
               f"on {med[True]['rps']:.0f} req/s, ratio on/off {med[True]['rps'] / med[False]['rps']:.3f}")
         for per in (1, 50):
             n = args.rows if per > 1 else args.rows // 5
             runs = [writer_rate(root / f"writer-{per}-{i}", n, per) for i in range(args.runs)]
-            print(f"writer (SQLite, {per}-row requests, {n} rows): median {statistics.median(r for r, _ in runs):,.0f} rows/s; "
+            print(f"writer (SQLite, {per}-row requests, {n} rows): "
+                  f"median {statistics.median(r for r, _ in runs):,.0f} rows/s; "
                   f"hook call on the request path: median {statistics.median(u for _, u in runs):.1f} µs/request")
 
 

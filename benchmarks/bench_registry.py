@@ -96,15 +96,16 @@ def main() -> None:
 
     def mlflow_default():
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(5), serialization_format="cloudpickle")
+            info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(5),
+                                            serialization_format="cloudpickle")
         mlflow.register_model(info.model_uri, "bench-mlflow-default")
 
     reqs = pinned_requirements("cloudpickle")
 
     def mlflow_explicit():
         with mlflow.start_run():
-            info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(5), serialization_format="cloudpickle",
-                                            pip_requirements=reqs)
+            info = mlflow.sklearn.log_model(model, name="model", input_example=X.head(5),
+                                            serialization_format="cloudpickle", pip_requirements=reqs)
         mlflow.register_model(info.model_uri, "bench-mlflow-explicit")
 
     ours, ours_all = _timed(nbprod_register, args.runs)
@@ -120,8 +121,10 @@ def main() -> None:
           f"Python {sys.version.split()[0]}, {os.cpu_count()} cores; {args.rows} rows x {X.shape[1]} columns; "
           f"median of {args.runs} runs")
     print(f"register  nbprod (profile+signature+manifest+audit): {ours:.3f} s   {[round(t, 3) for t in ours_all]}")
-    print(f"register  MLflow default log_model+register_model:    {default:.3f} s   {[round(t, 3) for t in default_all]}")
-    print(f"register  MLflow, explicit pip_requirements:          {explicit:.3f} s   {[round(t, 3) for t in explicit_all]}")
+    print(f"register  MLflow default log_model+register_model:    {default:.3f} s   "
+          f"{[round(t, 3) for t in default_all]}")
+    print(f"register  MLflow, explicit pip_requirements:          {explicit:.3f} s   "
+          f"{[round(t, 3) for t in explicit_all]}")
     print(f"ratio     MLflow default / nbprod:                    {default / ours:.1f}x  (goal >= 3x, nbprod < 1 s)")
     print(f"load      nbprod load_model (sha256 manifest check):  {load:.3f} s   (goal < 0.1 s)")
     print(f"load      mlflow.pyfunc.load_model (no check):        {mlflow_load:.3f} s")

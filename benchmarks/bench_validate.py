@@ -190,13 +190,15 @@ def main() -> None:
     clean = make_frame(args.rows, seed=0, categorical=args.categorical)
     bad = make_frame(args.rows, seed=0, bad=True, categorical=args.categorical)
     size = int(clean.memory_usage(deep=True).sum())
-    versions = f"nbprod {nbprod.__version__}, pandas {pd.__version__}, numpy {np.__version__}, Python {sys.version.split()[0]}"
+    versions = (f"nbprod {nbprod.__version__}, pandas {pd.__version__}, numpy {np.__version__}, "
+                f"Python {sys.version.split()[0]}")
     schema = None
     if not args.no_pandera:
         import pandera
 
         versions += f", pandera {pandera.__version__}"
-    print(f"{args.rows:,} rows × {clean.shape[1]} columns ({args.categorical} categoricals), {size / 1e6:.0f} MB; {versions}")
+    print(f"{args.rows:,} rows × {clean.shape[1]} columns ({args.categorical} categoricals), {size / 1e6:.0f} MB; "
+          f"{versions}")
     print(f"nbprod threads: {V._workers(args.rows, sum(V._pass_cost(clean[c]) > 0 for c in clean.columns))}")
 
     t_profile, prof = timed(lambda: profile(clean), args.repeat)
@@ -214,7 +216,8 @@ def main() -> None:
         finally:
             V.PARALLEL_MIN_ROWS = saved
 
-    for label, df in (("clean", clean), ("bad", bad)):
+    def compare(label: str, df) -> None:
+        """Time nbprod (and its serial path), the numpy floor and pandera on one frame; print the ratios."""
         fns = {"nbprod": lambda: validate(df, prof, tolerance=tol)}
         if args.serial:
             fns["nbprod serial"] = lambda: serial(df)
@@ -241,7 +244,8 @@ def main() -> None:
             assert n_cases == n_bad == floor_bad, (n_cases, n_bad, floor_bad)
             print(f"[{label}] pandera lazy:    {t_pa * 1000:8.1f} ms   ({n_cases:,} failure cases)")
             extra = f", serial {t_pa / got['nbprod serial'][0]:.1f}×" if args.serial else ""
-            print(f"[{label}] ratio pandera / nbprod = {t_pa / t_nb:.1f}×{extra}   (nbprod / numpy floor = {t_nb / t_np:.2f}×)")
+            print(f"[{label}] ratio pandera / nbprod = {t_pa / t_nb:.1f}×{extra}   "
+                  f"(nbprod / numpy floor = {t_nb / t_np:.2f}×)")
         if schema is not None:  # the same two, each repeated back to back (the frame stays in L3, as timeit runs it)
             t_nb_w, _ = timed(lambda: validate(df, prof, tolerance=tol), args.repeat)
             t_pa_w, _ = timed(lambda: pandera_validate(schema, df), args.repeat)
@@ -250,6 +254,9 @@ def main() -> None:
             t_cold = cold({"nbprod": fns["nbprod"], "pandera": fns["pandera"]}, args.repeat, size)
             print(f"[{label}] cold cache:   nbprod {t_cold['nbprod'] * 1000:.1f} ms, pandera "
                   f"{t_cold['pandera'] * 1000:.1f} ms, ratio {t_cold['pandera'] / t_cold['nbprod']:.1f}×")
+
+    for label, df in (("clean", clean), ("bad", bad)):
+        compare(label, df)
     print(f"after: {uptime()}")
 
 

@@ -49,7 +49,8 @@ def _numeric(rng: np.random.Generator, i: int, n: int) -> np.ndarray:
     return rng.standard_t(5, n) * 3.0
 
 
-def make_frame(n_rows: int = 1_000_000, seed: int = 0, bad: bool = False, categorical: str = "category") -> pd.DataFrame:
+def make_frame(n_rows: int = 1_000_000, seed: int = 0, bad: bool = False,
+               categorical: str = "category") -> pd.DataFrame:
     """The 25-column benchmark frame (see the module docstring). Deterministic in ``seed``.
 
     ``categorical="str"`` gives the 5 categorical columns pandas' default string dtype instead of
@@ -63,7 +64,7 @@ def make_frame(n_rows: int = 1_000_000, seed: int = 0, bad: bool = False, catego
             values = values.astype("float64")
             values[rng.random(n_rows) < 0.05] = np.nan
         data[name] = values
-    for name, levels in zip(CATEGORICAL, CAT_LEVELS):
+    for name, levels in zip(CATEGORICAL, CAT_LEVELS, strict=True):
         weights = 1.0 / np.arange(1, levels + 1)
         codes = rng.choice(levels, n_rows, p=weights / weights.sum()).astype("int8")
         labels = [f"{name}_level_{j:02d}" for j in range(levels)]

@@ -1,68 +1,7 @@
-"""Shared by the monitoring tests: a state DB per test (SQLite, or a PostgreSQL schema) and fast traffic.
-
-PostgreSQL: ``NBPROD_TEST_PG_URL`` (CI), else the local server at the CI URL if one answers. Each
-test gets a schema of its own (``search_path``), dropped afterwards, so tests never touch other
-tables of a shared database. With ``CI=true`` a missing PostgreSQL fails instead of skipping.
-"""
+"""Plain helpers shared by the monitoring tests: a real credit model, fast traffic through the writer's API,
+hour boundaries and the alert-state rows. (The ``db_url`` fixture they use lives in conftest.py.)"""
 
 from __future__ import annotations
-
-import os
-import uuid
-
-import pytest
-from conftest import require
-
-CI_PG_URL = "postgresql+psycopg://nbprod:nbprod@127.0.0.1:5432/nbprod"
-
-
-def _pg_server() -> str | None:
-    url = os.environ.get("NBPROD_TEST_PG_URL") or CI_PG_URL
-    try:
-        import sqlalchemy as sa
-
-        eng = sa.create_engine(url, connect_args={"connect_timeout": 3})
-        with eng.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-        eng.dispose()
-        return url
-    except Exception:  # noqa: BLE001 - reported through require()
-        return None
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, nbprod_home, monkeypatch):
-    """The state DB of one test: SQLite in the test's home, or a fresh schema on PostgreSQL."""
-    from nbprod import state
-    from nbprod.config import settings
-
-    if request.param == "sqlite":
-        url = f"sqlite:///{nbprod_home / 'nbprod.db'}"
-        monkeypatch.setenv("NBPROD_DB_URL", url)
-        settings.reset()
-        yield url
-        state.dispose()
-        return
-    pytest.importorskip("psycopg", reason="psycopg (v3) not installed: pip install 'nbprod[postgres]'")
-    server = _pg_server()
-    require(server is not None, "no PostgreSQL: set NBPROD_TEST_PG_URL or run one at " + CI_PG_URL)
-    import sqlalchemy as sa
-
-    schema = f"nbprod_mon_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
-    url = sa.make_url(server).update_query_dict({"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False)
-    monkeypatch.setenv("NBPROD_DB_URL", url)
-    settings.reset()
-    try:
-        yield url
-    finally:
-        state.dispose()
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
-        admin.dispose()
-
 
 _MODEL = {}
 
@@ -89,8 +28,12 @@ def model():
 
 def columns_of(frame) -> dict:
     """A frame as the server's coerced columns: numeric → numpy arrays, strings → lists."""
-    return {c: frame[c].to_numpy() if frame[c].dtype.kind in "if" else frame[c].astype(object).where(frame[c].notna(), None).tolist()
-            for c in frame.columns}
+    def column(c):
+        if frame[c].dtype.kind in "if":
+            return frame[c].to_numpy()
+        return frame[c].astype(object).where(frame[c].notna(), None).tolist()
+
+    return {c: column(c) for c in frame.columns}
 
 
 def traffic(deployment: str, *, start: float, hours: int, per_hour: int = 120, batch: int = 10, shift=None,
@@ -137,3 +80,13 @@ def hour_start(hours_ago: int) -> float:
 
     now = time.time()
     return (now // 3600 - hours_ago) * 3600
+
+
+def alert_rows(deployment: str) -> list:
+    """The alert-state rows of ``deployment`` in the current state DB."""
+    import sqlalchemy as sa
+
+    from nbprod.monitoring.alerts import _ensure, alert_state
+
+    with _ensure().connect() as conn:
+        return list(conn.execute(sa.select(alert_state).where(alert_state.c.deployment == deployment)).all())

@@ -59,11 +59,20 @@ def build(root: Path) -> dict:
     out = {"df": df, "y": y, "pipe": pipe}
     for name, kw in {"clf": {}, "proba": {"pyfunc_predict_fn": "predict_proba"}}.items():
         path = root / name
-        mlflow.sklearn.save_model(pipe, str(path), signature=infer_signature(df, getattr(pipe, kw.get("pyfunc_predict_fn", "predict"))(df)),
-                                  input_example=df.head(10), serialization_format="cloudpickle", pip_requirements=["scikit-learn"], **kw)
+        predict = getattr(pipe, kw.get("pyfunc_predict_fn", "predict"))
+        mlflow.sklearn.save_model(pipe, str(path), signature=infer_signature(df, predict(df)),
+                                  input_example=df.head(10), serialization_format="cloudpickle",
+                                  pip_requirements=["scikit-learn"], **kw)
         out[name] = str(path)
     for name, model in {"slow": Slow(), "broken": Broken()}.items():
         path = root / name
         mlflow.pyfunc.save_model(str(path), python_model=model, signature=sig, pip_requirements=["mlflow"])
         out[name] = str(path)
     return out
+
+
+def rows(models: dict, n: int = 2) -> dict:
+    """The first ``n`` rows of the served frame as an MLflow ``dataframe_records`` request body."""
+    import json
+
+    return {"dataframe_records": json.loads(models["df"].head(n).to_json(orient="records"))}

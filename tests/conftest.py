@@ -1,11 +1,23 @@
-"""Shared fixtures: every test gets its own NBPROD_HOME, so no state leaks between tests."""
+"""Shared fixtures: every test gets its own NBPROD_HOME, so no state leaks between tests.
+
+Fixtures used by more than one test module live here (never imported from another test module);
+plain helpers live in ``_*.py`` modules next to the tests (``_servers``, ``_serving_models``,
+``_registry_helpers``, ``_monitoring_helpers``).
+
+PostgreSQL (``db_url``): ``NBPROD_TEST_PG_URL`` (CI), else the local server at the CI URL if one
+answers. Each test gets a schema of its own (``search_path``), dropped afterwards, so tests never
+touch other tables of a shared database. With ``CI=true`` a missing PostgreSQL fails instead of skipping.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+import uuid
 
 import pytest
+
+CI_PG_URL = "postgresql+psycopg://nbprod:nbprod@127.0.0.1:5432/nbprod"
 
 
 @pytest.fixture
@@ -28,6 +40,71 @@ def nbprod_home(tmp_path, monkeypatch):
 def in_ci() -> bool:
     """In CI a missing system component fails the test instead of skipping it."""
     return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+@pytest.fixture
+def env(nbprod_home) -> dict:
+    """The environment of a `nbprod serve` subprocess: this test's home, no outside store, DB or token."""
+    e = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "NBPROD_DB_URL", "NBPROD_TOKEN")}
+    e["NBPROD_HOME"] = str(nbprod_home)
+    return e
+
+
+@pytest.fixture(scope="module")
+def serving_models(tmp_path_factory) -> dict:
+    """Small real models saved with mlflow.*.save_model (see _serving_models.build), once per module."""
+    from _serving_models import build
+
+    return build(tmp_path_factory.mktemp("serving-models"))
+
+
+def _pg_server() -> str | None:
+    url = os.environ.get("NBPROD_TEST_PG_URL") or CI_PG_URL
+    try:
+        import sqlalchemy as sa
+
+        eng = sa.create_engine(url, connect_args={"connect_timeout": 3})
+        with eng.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        eng.dispose()
+        return url
+    except Exception:  # noqa: BLE001 - reported through require()
+        return None
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, nbprod_home, monkeypatch):
+    """The state DB of one test: SQLite in the test's home, or a fresh schema on PostgreSQL."""
+    from nbprod import state
+    from nbprod.config import settings
+
+    if request.param == "sqlite":
+        url = f"sqlite:///{nbprod_home / 'nbprod.db'}"
+        monkeypatch.setenv("NBPROD_DB_URL", url)
+        settings.reset()
+        yield url
+        state.dispose()
+        return
+    pytest.importorskip("psycopg", reason="psycopg (v3) not installed: pip install 'nbprod[postgres]'")
+    server = _pg_server()
+    require(server is not None, "no PostgreSQL: set NBPROD_TEST_PG_URL or run one at " + CI_PG_URL)
+    import sqlalchemy as sa
+
+    schema = f"nbprod_mon_{uuid.uuid4().hex[:10]}"
+    admin = sa.create_engine(server, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    url = (sa.make_url(server).update_query_dict({"options": f"-csearch_path={schema}"})
+           .render_as_string(hide_password=False))
+    monkeypatch.setenv("NBPROD_DB_URL", url)
+    settings.reset()
+    try:
+        yield url
+    finally:
+        state.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        admin.dispose()
 
 
 def require(condition: bool, reason: str) -> None:

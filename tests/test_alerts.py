@@ -2,48 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
-import http.server
 import json
 import threading
 
 import pytest
-from _monitoring_helpers import db_url, hour_start, traffic  # noqa: F401 - fixture
+from _monitoring_helpers import hour_start, traffic
+from _servers import receiver
 
 from nbprod.errors import RuleError
 from nbprod.monitoring.alerts import check, parse_rule, parse_rules
 from nbprod.monitoring.monitor import monitor
-
-
-@contextlib.contextmanager
-def receiver(status: int = 200, hold: threading.Event | None = None):
-    """A real HTTP server on 127.0.0.1 recording the JSON posted to it; always shut down.
-    ``hold``: each request is recorded, then answered only once the event is set (bounded)."""
-    received: list[dict] = []
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            received.append(json.loads(body))
-            if hold is not None:
-                hold.wait(10)
-            self.send_response(status)
-            self.end_headers()
-            self.wfile.write(b"ok")
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.timeout = 5
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def test_rule_grammar():
@@ -52,7 +20,8 @@ def test_rule_grammar():
     assert parse_rule("roc_auc < 0.8").fires(0.7) and not parse_rule("roc_auc < 0.8").fires(0.9)
     assert parse_rule("drift_share >= 3e-1").threshold == pytest.approx(0.3)
     for bad, match in [("__import__('os') > 1", "cannot read"), ("p95 > 100", "unknown metric"),
-                       ("roc_auc < 80ms", "not a latency"), ("p95_ms > 1; rm -rf /", "cannot read"), ("", "cannot read")]:
+                       ("roc_auc < 80ms", "not a latency"), ("p95_ms > 1; rm -rf /", "cannot read"),
+                       ("", "cannot read")]:
         with pytest.raises(RuleError, match=match):
             parse_rule(bad)
 
@@ -71,6 +40,7 @@ def test_rules_file(tmp_path):
         parse_rules("p95_ms > 1; rm -rf /")
 
 
+@pytest.mark.slow
 def test_firing_posts_once_until_resolved_then_again(db_url):
     start = hour_start(3)
     traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, errors_per_hour=1, send_labels=False)
@@ -101,6 +71,7 @@ def test_firing_posts_once_until_resolved_then_again(db_url):
     json.dumps(refired.to_dict())
 
 
+@pytest.mark.slow
 def test_the_four_rules_of_the_issue_fire_on_bad_traffic(nbprod_home):
     """drift_share, p95_ms, error_rate and roc_auc each fire on traffic that breaks them, and each
     firing posts its own message naming the rule and the value."""
@@ -123,11 +94,12 @@ def test_the_four_rules_of_the_issue_fire_on_bad_traffic(nbprod_home):
         result = check(report, rules, webhook=url)
     assert [o.rule for o in result.firing] == rules and all(o.notification == "sent" for o in result.firing)
     assert len(received) == 4
-    for rule, msg in zip(rules, received):
+    for rule, msg in zip(rules, received, strict=True):
         assert rule in msg["text"] and "nbprod rollback credit" in msg["text"]
     assert "13.04%" in received[2]["text"]  # error_rate shown as a rate, the value the rule compared
 
 
+@pytest.mark.slow
 def test_a_firing_rule_with_no_data_left_resolves_so_the_next_firing_posts(nbprod_home):
     start = hour_start(5)
     traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
@@ -142,6 +114,7 @@ def test_a_firing_rule_with_no_data_left_resolves_so_the_next_firing_posts(nbpro
         assert again.firing[0].notification == "sent" and len(received) == 3
 
 
+@pytest.mark.slow
 def test_a_failed_post_is_retried_at_the_next_check(nbprod_home):
     start = hour_start(2)
     traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
@@ -153,6 +126,7 @@ def test_a_failed_post_is_retried_at_the_next_check(nbprod_home):
         assert second.firing[0].notification == "sent" and len(received) == 1
 
 
+@pytest.mark.slow
 def test_concurrent_checks_post_a_firing_once(db_url):
     """cron's `nbprod monitor --check` beside the server's loop: while one check's post is in flight,
     a second check of the same incident posts nothing (the firing is claimed under the lock)."""
@@ -176,12 +150,10 @@ def test_concurrent_checks_post_a_firing_once(db_url):
     assert second.firing[0].notification.startswith("suppressed") and len(received) == 1
 
 
-def test_cli_check_exits_1_while_firing(nbprod_home, capsys, monkeypatch):
-    from nbprod import commands
+@pytest.mark.slow
+def test_cli_check_exits_1_while_firing(nbprod_home, capsys):
     from nbprod.cli import main
 
-    if "monitoring" not in commands.MODULES:
-        monkeypatch.setattr(commands, "MODULES", [*commands.MODULES, "monitoring"])
     start = hour_start(2)
     traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
     with receiver() as (url, received):

@@ -223,6 +223,7 @@ WRITER = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_concurrent_writers_lose_nothing_and_keep_the_chain(db_url, tmp_path):
     n = 40
     go = tmp_path / "go"

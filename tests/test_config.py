@@ -51,7 +51,7 @@ def test_bad_pyproject_is_a_clear_error(nbprod_home, tmp_path, monkeypatch, toml
     (tmp_path / "pyproject.toml").write_text(toml)
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError) as err:
-        Settings().top_k
+        Settings().top_k  # noqa: B018 - reading the option is what raises
     assert "Fix:" in str(err.value)
 
 
@@ -97,7 +97,7 @@ def test_pyproject_is_read_with_tomli_where_there_is_no_tomllib(nbprod_home, tmp
     (tmp_path / "pyproject.toml").write_text("[tool.nbprod]\ntop_k = 8\n")
     config._TABLE_CACHE.clear()  # the file may keep its mtime within a coarse clock tick
     with pytest.raises(ConfigError, match="no TOML parser") as err:
-        Settings().top_k
+        Settings().top_k  # noqa: B018 - reading the option is what raises
     assert "tomli" in err.value.fix
     (tmp_path / "pyproject.toml").write_text("[project]\nname = 'x'\n")
     config._TABLE_CACHE.clear()

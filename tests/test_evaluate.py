@@ -9,6 +9,8 @@ from _registry_helpers import module_home, pipeline
 
 from nbprod.errors import EvaluationError, EvaluationFailed
 
+pytestmark = pytest.mark.slow  # every test uses the module's registered versions (an MLflow store: seconds to build)
+
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
@@ -109,7 +111,8 @@ def test_unknown_alias_other_than_champion_is_an_error_and_writes_nothing(versio
     def evaluations():
         return [f.path for f in c.list_artifacts(versions[1].run_id, "nbprod-evaluations")]
 
-    rows, tag, files = len(audit.history("credit")), get_version("credit/2").tags.get("nbprod.evaluation"), evaluations()
+    rows, tag = len(audit.history("credit")), get_version("credit/2").tags.get("nbprod.evaluation")
+    files = evaluations()
     with pytest.raises(ModelNotFoundError) as err:
         evaluate("credit@challenger", X, y, against="@champoin", thresholds={"roc_auc": {"min_absolute_change": 0.0}})
     assert "@champoin" in err.value.problem and "@challenger" in err.value.problem  # names it, lists what exists
@@ -152,7 +155,8 @@ def test_bad_evaluation_requests(versions, split):
         evaluate("credit@nope", X, y)
     with pytest.raises(ModelNotFoundError):
         evaluate("credit/2", X, y, against="credit/77")
-    assert parse_thresholds(["roc_auc:min_absolute_change=0", "accuracy=0.8", "rmse:threshold=2,greater_is_better=false"]) == {
+    given = ["roc_auc:min_absolute_change=0", "accuracy=0.8", "rmse:threshold=2,greater_is_better=false"]
+    assert parse_thresholds(given) == {
         "roc_auc": {"min_absolute_change": "0"}, "accuracy": {"threshold": "0.8"},
         "rmse": {"threshold": "2", "greater_is_better": False}}
     with pytest.raises(EvaluationError):
@@ -326,7 +330,8 @@ def test_threshold_specs_are_checked_strictly(versions, split):
                       thresholds={"accuracy": {"threshold": 0.99, "greater_is_better": "false"}})
     assert result["accuracy"].passed is True and "≤" in result["accuracy"].threshold  # lower is better now
     with pytest.raises(EvaluationError, match="greater_is_better") as err:
-        evaluate("credit/2", X, y, against=None, thresholds={"accuracy": {"threshold": 0.5, "greater_is_better": "maybe"}})
+        evaluate("credit/2", X, y, against=None,
+                 thresholds={"accuracy": {"threshold": 0.5, "greater_is_better": "maybe"}})
     assert "True or False" in err.value.fix
     with pytest.raises(EvaluationError, match="thresholds must be a dict") as err:
         evaluate("credit/2", X, y, against=None, thresholds=["accuracy"])

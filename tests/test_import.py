@@ -39,4 +39,4 @@ def test_every_public_name_resolves(name):
 
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'frobnicate'"):
-        nbprod.frobnicate
+        nbprod.frobnicate  # noqa: B018 - the attribute lookup is what raises

@@ -51,7 +51,8 @@ def test_validate_against_a_profile_variable_and_a_path(ip, tmp_path):
 
 
 def test_expect_cell_magic_validates_against_yaml(ip):
-    report = ip.run_cell_magic("nbprod", "expect bad", "income: {min: 0, nullable: false}\ncountry: {in: [DE, FR, US]}\n")
+    rules = "income: {min: 0, nullable: false}\ncountry: {in: [DE, FR, US]}\n"
+    report = ip.run_cell_magic("nbprod", "expect bad", rules)
     assert isinstance(report, ValidationReport)
     assert [(f.column, f.check) for f in report.failures] == [
         ("income", "nulls"), ("income", "out_of_range"), ("country", "unseen_category")]

@@ -6,10 +6,12 @@ import json
 import math
 
 import pytest
-from _monitoring_helpers import db_url, hour_start, model, traffic  # noqa: F401 - fixture
+from _monitoring_helpers import hour_start, model, traffic
 
 from nbprod.errors import ConfigError, DeploymentError
 from nbprod.monitoring.monitor import monitor
+
+pytestmark = pytest.mark.slow  # trains models and writes hours of traffic: seconds per test
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +153,8 @@ def test_regression_metrics(nbprod_home):
     y = rng.normal(100, 10, 60)
     pred = y + rng.normal(0, 2, 60)
     log_rows("prices", [("prediction", now - 60 + i, {"request_id": f"p{i}", "version": "1", "role": "stable", "n": 1,
-                                                        "inputs": {"x": np.array([float(i)])}, "predictions": np.array([pred[i]]),
+                                                        "inputs": {"x": np.array([float(i)])},
+                                                        "predictions": np.array([pred[i]]),
                                                         "ood": None, "latency_ms": 1.0}) for i in range(60)])
     feedback([f"p{i}-0" for i in range(60)], y)
     report = monitor("prices", window="1h", since="-1h", reference=None)
@@ -187,16 +190,7 @@ def test_charts_mark_version_changes(nbprod_home, training_profile):
         report.chart("pie")
 
 
-@pytest.fixture
-def with_monitoring_commands(monkeypatch):
-    """Until the lead lists "monitoring" in nbprod.commands.MODULES."""
-    from nbprod import commands
-
-    if "monitoring" not in commands.MODULES:
-        monkeypatch.setattr(commands, "MODULES", [*commands.MODULES, "monitoring"])
-
-
-def test_cli_monitor_and_feedback(nbprod_home, tmp_path, capsys, with_monitoring_commands):
+def test_cli_monitor_and_feedback(nbprod_home, tmp_path, capsys):
     import pandas as pd
 
     from nbprod.cli import main
@@ -204,7 +198,8 @@ def test_cli_monitor_and_feedback(nbprod_home, tmp_path, capsys, with_monitoring
     start = hour_start(2)
     out = traffic("credit", start=start, hours=1, per_hour=40, send_labels=False)
     labels = tmp_path / "labels.csv"
-    pd.DataFrame({"prediction_id": out["ids"][:30] + ["missing-0"], "label": out["labels"][:30] + [1]}).to_csv(labels, index=False)
+    pd.DataFrame({"prediction_id": out["ids"][:30] + ["missing-0"],
+                  "label": out["labels"][:30] + [1]}).to_csv(labels, index=False)
     assert main(["feedback", str(labels)]) == 1  # one unknown id: reported, exit 1
     assert "1 unknown" in capsys.readouterr().out
     assert main(["feedback", "--id", out["ids"][30], "--label", "1"]) == 0

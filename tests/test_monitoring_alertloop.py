@@ -6,21 +6,14 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import time
 
 import pytest
-import sqlalchemy as sa
-from _monitoring_helpers import db_url, hour_start, traffic  # noqa: F401 - fixture
-from _serving_models import build
-from test_alerts import receiver
-from test_serving_server import NBPROD, env, request, server  # noqa: F401 - fixtures and helpers
+from _monitoring_helpers import alert_rows, hour_start, traffic
+from _servers import NBPROD, receiver, request, server, wait_until
 
 from nbprod.errors import ConfigError, RuleError
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("alert-loop-models"))
+pytestmark = pytest.mark.slow  # real servers, or seconds of traffic and loop ticks
 
 
 @pytest.fixture
@@ -30,34 +23,22 @@ def stack():
         yield s
 
 
-def _alert_rows(deployment: str) -> list:
-    from nbprod.monitoring.alerts import _ensure, alert_state
-
-    with _ensure().connect() as conn:
-        return conn.execute(sa.select(alert_state).where(alert_state.c.deployment == deployment)).all()
+# test_deploy_alerts.py still imports these two from here; drop the aliases once it imports them
+# from _monitoring_helpers and _servers.
+_alert_rows, _wait = alert_rows, wait_until
 
 
-def _wait(predicate, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"{what} not reached within {timeout:g} s")
-
-
-def test_serve_runs_the_alert_loop_once_per_server_and_posts_each_firing_once(models, env, stack):
+def test_serve_runs_the_alert_loop_once_per_server_and_posts_each_firing_once(serving_models, env, stack):
     url, received = stack.enter_context(receiver())
     env = {**env, "NBPROD_ALERT_RULES": "p95_ms > 0; error_rate > 90%", "NBPROD_ALERT_WEBHOOK": url,
            "NBPROD_ALERT_INTERVAL": "0.3"}
-    port = stack.enter_context(server(["--model-dir", models["clf"], "--no-auth", "--workers", "2"], env))
+    port = stack.enter_context(server(["--model-dir", serving_models["clf"], "--no-auth", "--workers", "2"], env))
     # 10 requests of 2 rows: enough for latency (5 requests), below monitor()'s 30 rows for drift
-    body = {"dataframe_records": json.loads(models["df"].head(2).to_json(orient="records"))}
+    body = {"dataframe_records": json.loads(serving_models["df"].head(2).to_json(orient="records"))}
     statuses = [request(port, "POST", "/invocations", body)[0] for _ in range(10)]
     assert statuses == [200] * 10
-    _wait(lambda: received, what="a webhook post from the server's loop")
-    name = models["clf"].rstrip("/").split("/")[-1]  # a --model-dir server logs under the directory's name
+    wait_until(lambda: received, what="a webhook post from the server's loop")
+    name = serving_models["clf"].rstrip("/").split("/")[-1]  # a --model-dir server logs under the directory's name
     msg = received[0]
     assert "p95_ms > 0" in msg["text"] and f"nbprod rollback {name}" in msg["text"] and "window" in msg["text"]
     # the loop keeps checking (alert_state.updated_at moves on) but the incident is posted once,
@@ -65,30 +46,32 @@ def test_serve_runs_the_alert_loop_once_per_server_and_posts_each_firing_once(mo
     seen: set = set()
 
     def checked_three_more_times() -> bool:
-        seen.update(r.updated_at for r in _alert_rows(name))
+        seen.update(r.updated_at for r in alert_rows(name))
         return len(seen) >= 4
 
-    _wait(checked_three_more_times, what="three more checks")
+    wait_until(checked_three_more_times, what="three more checks")
     one = {"dataframe_records": body["dataframe_records"][:1]}
     assert [request(port, "POST", "/invocations", one)[0] for _ in range(5)] == [200] * 5
-    rows = {r.rule: r for r in _alert_rows(name)}
+    rows = {r.rule: r for r in alert_rows(name)}
     assert rows["p95_ms > 0"].firing and rows["p95_ms > 0"].notified_at is not None
     assert not rows["error_rate > 90%"].firing
     assert len(received) == 1
 
 
-def test_bad_alert_settings_stop_serve_before_it_starts(models, env):
+def test_bad_alert_settings_stop_serve_before_it_starts(serving_models, env):
     for extra, says in [({"NBPROD_ALERT_RULES": "p95 > 100"}, "unknown metric"),
                         ({"NBPROD_ALERT_RULES": "p95_ms > 100", "NBPROD_ALERT_INTERVAL": "-5"}, "not positive"),
-                        ({"NBPROD_ALERT_RULES": "p95_ms > 100", "NBPROD_ALERT_WEBHOOK": "ftp://x"}, "not an http(s) URL")]:
-        done = subprocess.run([NBPROD, "serve", "--model-dir", models["clf"], "--no-auth", "--port", "1"],
+                        ({"NBPROD_ALERT_RULES": "p95_ms > 100", "NBPROD_ALERT_WEBHOOK": "ftp://x"},
+                         "not an http(s) URL")]:
+        done = subprocess.run([NBPROD, "serve", "--model-dir", serving_models["clf"], "--no-auth", "--port", "1"],
                               env={**env, **extra}, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and says in done.stderr
     # the same settings as flags of nbprod serve
     for flags, says in [(["--alert-rule", "p95_ms > 100", "--alert-rule", "p95 > 100"], "unknown metric"),
                         (["--alert-rule", "p95_ms > 100", "--alert-interval", "-5"], "not positive"),
                         (["--alert-interval", "60"], "without alert rules")]:
-        done = subprocess.run([NBPROD, "serve", "--model-dir", models["clf"], "--no-auth", "--port", "1", *flags],
+        done = subprocess.run([NBPROD, "serve", "--model-dir", serving_models["clf"], "--no-auth", "--port", "1",
+                               *flags],
                               env=env, capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and says in done.stderr, done.stderr
 
@@ -119,7 +102,7 @@ def test_the_loop_logs_failures_retries_and_stops(db_url, stack, caplog):
     good_url, good = stack.enter_context(receiver())
     loop = AlertLoop("credit", "p95_ms > 100", webhook=good_url, interval=0.1).start()
     try:
-        _wait(lambda: loop.checks >= 3, what="three checks of the running loop")
+        wait_until(lambda: loop.checks >= 3, what="three checks of the running loop")
     finally:
         loop.stop()
     assert not loop.running and len(good) == 1 and loop.last_check.firing[0].notification.startswith("suppressed")

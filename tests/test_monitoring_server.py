@@ -7,15 +7,11 @@ import json
 import time
 
 import pytest
-from _serving_models import build
-from test_serving_server import env, request, server  # noqa: F401 - fixtures and helpers
+from _servers import request, server
+
+pytestmark = pytest.mark.slow  # starts `nbprod serve` (real uvicorn)
 
 TOKEN = "tok-mon"
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("monitoring-server-models"))
 
 
 def _logged(n: int, timeout: float = 15.0) -> int:
@@ -34,13 +30,13 @@ def _logged(n: int, timeout: float = 15.0) -> int:
     return count
 
 
-def test_predictions_feedback_and_monitor_through_a_real_server(models, env):
+def test_predictions_feedback_and_monitor_through_a_real_server(serving_models, env):
     from nbprod.data.profile import profile
     from nbprod.monitoring.monitor import monitor
     from nbprod.serving.spec import DeploymentSpec, Route, save_spec
 
-    df, y = models["df"], models["y"]
-    path = models["proba"]  # an unregistered model dir: its training profile is passed as reference=
+    df, y = serving_models["df"], serving_models["y"]
+    path = serving_models["proba"]  # an unregistered model dir: its training profile is passed as reference=
     reference = env["NBPROD_HOME"] + "/profile.json"
     from pathlib import Path
 
@@ -64,7 +60,8 @@ def test_predictions_feedback_and_monitor_through_a_real_server(models, env):
         status, _, data = request(port, "POST", "/feedback", fb, token=TOKEN)
         answer = json.loads(data)
         assert status == 200 and answer["stored"] == 200 and answer["unknown"] == ["nope-0"] and not answer["ok"]
-        status, _, data = request(port, "POST", "/feedback", {"prediction_ids": ids[:1], "labels": [1 - labels[0]]}, token=TOKEN)
+        relabel = {"prediction_ids": ids[:1], "labels": [1 - labels[0]]}
+        status, _, data = request(port, "POST", "/feedback", relabel, token=TOKEN)
         assert status == 200 and json.loads(data)["updated"][0]["prediction_id"] == ids[0]
         status, _, data = request(port, "POST", "/feedback", {"labels": [1]}, token=TOKEN)
         assert status == 400 and json.loads(data)["error"] == "bad_feedback"

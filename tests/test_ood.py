@@ -59,7 +59,8 @@ def request_columns(df: pd.DataFrame) -> dict:
         if c in ("income", "age", "visits", "score"):
             cols[c] = s.to_numpy(dtype="float64", na_value=np.nan)
         else:
-            cols[c] = [None if pd.isna(v) else (v.isoformat() if isinstance(v, pd.Timestamp) else v) for v in s.tolist()]
+            cols[c] = [None if pd.isna(v) else (v.isoformat() if isinstance(v, pd.Timestamp) else v)
+                       for v in s.tolist()]
     return cols
 
 

@@ -8,7 +8,6 @@ import time
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from _monitoring_helpers import db_url  # noqa: F401 - fixture
 
 from nbprod.errors import DataError
 from nbprod.monitoring.feedback import feedback
@@ -182,7 +181,8 @@ def test_retention_limits_come_from_the_project_settings_too(nbprod_home, tmp_pa
     from nbprod.monitoring.windows import parse_duration
 
     assert retention() == {"max_age_s": 30 * 86400.0, "max_rows": 1_000_000}
-    (tmp_path / "pyproject.toml").write_text('[tool.nbprod]\nprediction_log_max_age = "12h"\nprediction_log_max_rows = 500\n')
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.nbprod]\nprediction_log_max_age = "12h"\nprediction_log_max_rows = 500\n')
     monkeypatch.chdir(tmp_path)
     assert retention() == {"max_age_s": 12 * 3600.0, "max_rows": 500}
     settings.set(prediction_log_max_rows=7)

@@ -55,7 +55,8 @@ def test_every_dtype_gets_the_right_kind_and_stats(nbprod_home):
     assert f.mean == pytest.approx(df.f.mean()) and f.std == pytest.approx(df.f.std())
     assert len(f.quantiles) == 5 and f.quantiles[0] == f.min and f.quantiles[-1] == f.max
     assert f.quantiles == sorted(f.quantiles)
-    assert p.columns["Int"].null_count == int(df.Int.isna().sum()) and p.columns["Int"].count == 40 - p.columns["Int"].null_count
+    nulls = p.columns["Int"].null_count
+    assert nulls == int(df.Int.isna().sum()) and p.columns["Int"].count == 40 - nulls
     assert p.columns["Int"].min == int(df.Int.min())
     assert p.columns["all_null"].null_rate == 1.0 and p.columns["all_null"].min is None
     assert p.columns["all_null"].quantiles is None
@@ -100,7 +101,7 @@ def test_sample_is_bounded_uniform_and_reproducible(nbprod_home):
     df = pd.DataFrame({"x": np.arange(10_000), "y": np.arange(10_000) * 2})
     a, b = profile(df, sample_size=500), profile(df, sample_size=500)
     assert a.sample == b.sample and len(a.sample["x"]) == 500
-    assert all(y == 2 * x for x, y in zip(a.sample["x"], a.sample["y"]))  # whole rows
+    assert all(y == 2 * x for x, y in zip(a.sample["x"], a.sample["y"], strict=True))  # whole rows
     assert 3_000 < np.mean(a.sample["x"]) < 7_000
 
 
@@ -196,8 +197,8 @@ def odd_frames(draw):
                                    dtype="boolean")
         elif kind == "datetime":
             days = draw(st.lists(st.one_of(st.none(), st.integers(0, 20_000)), min_size=n, max_size=n))
-            cols[name] = pd.Series([None if d is None else pd.Timestamp("1990-01-01") + pd.Timedelta(days=d) for d in days],
-                                   dtype="datetime64[ns]")
+            stamps = [None if d is None else pd.Timestamp("1990-01-01") + pd.Timedelta(days=d) for d in days]
+            cols[name] = pd.Series(stamps, dtype="datetime64[ns]")
         elif kind == "allnull":
             cols[name] = pd.Series([None] * n, dtype=object)
         else:
@@ -232,7 +233,8 @@ def test_low_cardinality_numeric_columns_keep_exact_value_counts(nbprod_home):
     p = profile(df)
     small = p.columns["small"]
     values, counts = np.unique(rare, return_counts=True)
-    assert small.categories == {str(v): int(c) for v, c in sorted(zip(values, counts), key=lambda vc: -vc[1])}
+    by_count = sorted(zip(values, counts, strict=True), key=lambda vc: -vc[1])
+    assert small.categories == {str(v): int(c) for v, c in by_count}
     assert small.other_count == 0 and small.distinct_count == len(values) and small.categories["17"] >= 2
     assert set(p.columns["floaty"].categories) == {"0.5", "1.5", "2.5"}
     assert sum(p.columns["nullable"].categories.values()) == p.columns["nullable"].count

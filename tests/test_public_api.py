@@ -3,7 +3,10 @@
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.slow
 def test_verbs_stay_callable_after_their_subpackages_are_imported():
     """``nbprod.drift`` is a verb and a subpackage: importing the subpackage (monitor() does) binds
     the package to that name. Checked in a fresh interpreter, where nothing is imported yet."""
@@ -30,10 +33,13 @@ def test_results_print_readably_in_a_terminal(nbprod_home, tmp_path):
 
     results = [Deployment(name="credit", url="http://127.0.0.1:1", action="deployed", routes=[], pid=1, workers=1,
                           generation=1, token="secret-token"),
-               StatusTable(rows=[]), AlertCheck("credit"), JobResult(tmp_path / "a.ipynb", tmp_path / "b.ipynb", {}, 1.0)]
-    results.append(Bundle(tmp_path, "models:/credit/1", "credit", "1", "credit:1", files=["model/MLmodel", "k8s/x.yaml"]))
+               StatusTable(rows=[]), AlertCheck("credit"),
+               JobResult(tmp_path / "a.ipynb", tmp_path / "b.ipynb", {}, 1.0)]
+    results.append(Bundle(tmp_path, "models:/credit/1", "credit", "1", "credit:1",
+                          files=["model/MLmodel", "k8s/x.yaml"]))
     for result in results:
-        shown = str(result).replace("secret-token  (shown once: store it now)", "…oken  (hidden so that a saved "
-                                    "notebook does not keep it: read this result's .token, or print() it, and store it now)")
+        shown = str(result).replace("secret-token  (shown once: store it now)",
+                                    "…oken  (hidden so that a saved notebook does not keep it: "
+                                    "read this result's .token, or print() it, and store it now)")
         assert repr(result) == shown, type(result).__name__  # repr (what a notebook saves) hides the token
         assert f"{type(result).__name__}(" not in repr(result)

@@ -301,6 +301,7 @@ def test_bad_input_is_refused_before_anything_is_written(registered, data, model
     assert _count() == before
 
 
+@pytest.mark.slow
 def test_cloudpickle_fallback_for_types_skops_does_not_trust(nbprod_home, data):
     import numpy as np
     from sklearn.pipeline import make_pipeline
@@ -320,6 +321,7 @@ def test_cloudpickle_fallback_for_types_skops_does_not_trust(nbprod_home, data):
     assert np.array_equal(np.asarray(loaded.predict(num.head())), model.predict(num.head()))
 
 
+@pytest.mark.slow
 def test_audit_failure_rolls_the_registration_back(nbprod_home, data, model, tmp_path):
     from nbprod.config import settings
     from nbprod.registry import register
@@ -436,6 +438,7 @@ def test_load_model_of_a_non_uri_is_a_typed_error(registered, bad):
     assert "credit-risk@champion" in err.value.fix
 
 
+@pytest.mark.slow
 def test_label_left_in_the_frame_is_not_a_feature(nbprod_home, data, model, tmp_path):
     """Without y, a column the model never reads (the label, usually) is not a serving input."""
     import joblib
@@ -448,7 +451,8 @@ def test_label_left_in_the_frame_is_not_a_feature(nbprod_home, data, model, tmp_
     frame.to_parquet(tmp_path / "train.parquet")
     joblib.dump(model, tmp_path / "model.pkl")
     with pytest.warns(UserWarning, match=r"does not use: \['default'\].*pass it as y"):
-        assert main(["register", str(tmp_path / "model.pkl"), "--name", "cr", "--data", str(tmp_path / "train.parquet")]) == 0
+        args = ["register", str(tmp_path / "model.pkl"), "--name", "cr", "--data", str(tmp_path / "train.parquet")]
+        assert main(args) == 0
     loaded = load_model("cr/1")
     assert loaded.signature.inputs.input_names() == list(X.columns)
     assert set(loaded.profile.columns) == set(X.columns)
@@ -464,6 +468,7 @@ def test_terminal_repr_is_the_readable_text(registered):
     assert repr(table) == str(table) and "ModelTable(" not in repr(table)
 
 
+@pytest.mark.slow
 def test_rollback_keeps_a_model_another_process_added_a_version_to(nbprod_home, data, model):
     """register's rollback deletes a registered model it created only while no other version exists."""
     from nbprod.registry import register
@@ -479,6 +484,7 @@ def test_rollback_keeps_a_model_another_process_added_a_version_to(nbprod_home, 
     assert c.get_registered_model("shared").name == "shared"
 
 
+@pytest.mark.slow
 def test_package_of_a_version_whose_artefacts_are_gone(nbprod_home, data, model, tmp_path):
     from nbprod import audit
     from nbprod.packaging import package
@@ -489,7 +495,8 @@ def test_package_of_a_version_whose_artefacts_are_gone(nbprod_home, data, model,
     version = register(model, "gone", X, y)
     shutil.rmtree(local_model_dir(version))
     rows = len(audit.history())
-    for call in (lambda: package("gone/1", tmp_path / "b"), lambda: load_model("gone/1"), lambda: load_profile("gone/1")):
+    for call in (lambda: package("gone/1", tmp_path / "b"), lambda: load_model("gone/1"),
+                 lambda: load_profile("gone/1")):
         with pytest.raises(IntegrityError, match="gone/1") as err:
             call()
         assert "re-register" in err.value.fix
@@ -533,6 +540,7 @@ print(register(model, "race", X, y).version)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_on_a_fresh_home_both_register(nbprod_home, tmp_path):
     """Both create the MLflow store (alembic migrations) at the same moment: neither may crash."""
     import os
@@ -558,7 +566,7 @@ def test_two_processes_on_a_fresh_home_both_register(nbprod_home, tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, (out, err) in zip(procs, outs):
+    for p, (_, err) in zip(procs, outs, strict=True):
         assert p.returncode == 0, err[-2000:]
     assert sorted(out.split()[-1] for out, _ in outs) == ["1", "2"]
     assert sorted(str(v.version) for v in client().search_model_versions("name='race'")) == ["1", "2"]

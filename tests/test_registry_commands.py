@@ -11,6 +11,8 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbprod.errors import ModelNotFoundError, RegistrationError
 
+pytestmark = pytest.mark.slow  # registers and evaluates real models through the magics and the CLI
+
 
 @pytest.fixture
 def ip(nbprod_home, tmp_path):

@@ -8,7 +8,6 @@ import warnings
 
 import numpy as np
 import pytest
-from _serving_models import build
 
 warnings.filterwarnings("ignore", message=".*httpx.*")
 
@@ -19,11 +18,6 @@ from nbprod.serving.app import ServingHooks, create_app  # noqa: E402
 from nbprod.serving.spec import DeploymentSpec, Route  # noqa: E402
 
 TOKEN = "s3cret-token"
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("serving-models"))
 
 
 @pytest.fixture
@@ -45,9 +39,9 @@ def pyfunc_predictions(path, df):
     return mlflow.pyfunc.load_model(path).predict(df).tolist()
 
 
-def test_every_mlflow_format_matches_mlflow_pyfunc(models, home):
-    df = models["df"].head(7)
-    expected = pyfunc_predictions(models["clf"], df)
+def test_every_mlflow_format_matches_mlflow_pyfunc(serving_models, home):
+    df = serving_models["df"].head(7)
+    expected = pyfunc_predictions(serving_models["clf"], df)
     records = json.loads(df.to_json(orient="records"))
     payloads = [
         {"dataframe_split": split(df)},
@@ -57,7 +51,7 @@ def test_every_mlflow_format_matches_mlflow_pyfunc(models, home):
         {"inputs": records, "params": {}},
         {"instances": split(df)["data"]},
     ]
-    with client(models["clf"], auth=False) as c:
+    with client(serving_models["clf"], auth=False) as c:
         for payload in payloads:
             r = c.post("/invocations", json=payload)
             assert r.status_code == 200, (payload.keys(), r.text)
@@ -73,13 +67,13 @@ def test_every_mlflow_format_matches_mlflow_pyfunc(models, home):
         assert r.json()["predictions"] == expected
 
 
-def test_predict_proba_model_and_fastpath_off_agree(models, home):
-    df = models["df"].head(20)
-    expected = pyfunc_predictions(models["proba"], df)
-    with client(models["proba"], auth=False) as c:
+def test_predict_proba_model_and_fastpath_off_agree(serving_models, home):
+    df = serving_models["df"].head(20)
+    expected = pyfunc_predictions(serving_models["proba"], df)
+    with client(serving_models["proba"], auth=False) as c:
         fast = c.post("/invocations", json={"dataframe_split": split(df)}).json()["predictions"]
         assert c.get("/version").json()["routes"][0]["path"] == "fastpath"
-    spec = DeploymentSpec.single(models["proba"], fastpath=False)
+    spec = DeploymentSpec.single(serving_models["proba"], fastpath=False)
     with client(spec, auth=False) as c:
         slow = c.post("/invocations", json={"dataframe_split": split(df)}).json()["predictions"]
         assert c.get("/version").json()["routes"][0]["path"] == "pyfunc"
@@ -87,13 +81,13 @@ def test_predict_proba_model_and_fastpath_off_agree(models, home):
     np.testing.assert_allclose(slow, expected, rtol=1e-9)  # to_json keeps 10 digits
 
 
-def test_fastpath_equivalent_to_sklearn(models):
+def test_fastpath_equivalent_to_sklearn(serving_models):
     from _serving_models import frame
 
     from nbprod.serving.codecs import Batch, Column, coerce
     from nbprod.serving.fastpath import Unsupported, compile_estimator
 
-    pipe = models["pipe"]
+    pipe = serving_models["pipe"]
     df, _ = frame(2000, seed=7)
     df.loc[::17, "age"] = np.nan  # the imputer's job
     df.loc[::23, "city"] = "berlin"  # unknown category, handle_unknown="ignore"
@@ -105,16 +99,17 @@ def test_fastpath_equivalent_to_sklearn(models):
     from sklearn.ensemble import RandomForestClassifier
 
     with pytest.raises(Unsupported):
-        compile_estimator(RandomForestClassifier(n_estimators=2).fit(models["df"][["score"]], models["y"]))
+        forest = RandomForestClassifier(n_estimators=2).fit(serving_models["df"][["score"]], serving_models["y"])
+        compile_estimator(forest)
 
 
-def test_open_inference_protocol_v2(models, home):
-    df = models["df"].head(4)
-    expected = pyfunc_predictions(models["clf"], df)
+def test_open_inference_protocol_v2(serving_models, home):
+    df = serving_models["df"].head(4)
+    expected = pyfunc_predictions(serving_models["clf"], df)
     types = {"age": "FP64", "income": "FP64", "score": "FP64", "visits": "INT64", "city": "BYTES", "plan": "BYTES"}
     columnar = {"id": "req-1", "inputs": [{"name": c, "shape": [4], "datatype": types[c],
                                           "data": json.loads(df[c].to_json(orient="values"))} for c in df]}
-    with client(models["clf"], auth=False) as c:
+    with client(serving_models["clf"], auth=False) as c:
         assert c.get("/v2/health/live").json() == {"live": True}
         assert c.get("/v2/health/ready").json() == {"ready": True}
         meta = c.get("/v2/models/clf").json()
@@ -136,9 +131,9 @@ def test_open_inference_protocol_v2(models, home):
         assert c.post("/v2/models/clf/versions/9/infer", json=columnar).status_code == 404
 
 
-def test_bearer_auth(models, home):
-    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
-    with client(models["clf"], token=TOKEN) as c:
+def test_bearer_auth(serving_models, home):
+    one = {"dataframe_records": json.loads(serving_models["df"].head(1).to_json(orient="records"))}
+    with client(serving_models["clf"], token=TOKEN) as c:
         assert c.get("/ping").status_code == 200  # probes stay open
         r = c.post("/invocations", json=one)
         assert r.status_code == 401 and r.json()["fix"] and r.headers["WWW-Authenticate"] == "Bearer"
@@ -148,16 +143,16 @@ def test_bearer_auth(models, home):
     # the spec holds only the hash
     from nbprod.serving.spec import hash_token
 
-    spec = DeploymentSpec.single(models["clf"], token_sha256=hash_token(TOKEN))
+    spec = DeploymentSpec.single(serving_models["clf"], token_sha256=hash_token(TOKEN))
     assert TOKEN not in json.dumps(spec.to_dict())
     with client(spec) as c:
         assert c.post("/invocations", json=one).status_code == 401
         assert c.post("/invocations", json=one, headers={"Authorization": f"Bearer {TOKEN}"}).status_code == 200
 
 
-def test_body_limit_timeout_and_idempotency(models, home):
-    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
-    with client(DeploymentSpec.single(models["clf"], max_body_bytes=2000), auth=False) as c:
+def test_body_limit_timeout_and_idempotency(serving_models, home):
+    one = {"dataframe_records": json.loads(serving_models["df"].head(1).to_json(orient="records"))}
+    with client(DeploymentSpec.single(serving_models["clf"], max_body_bytes=2000), auth=False) as c:
         big = {"dataframe_records": one["dataframe_records"] * 100}
         r = c.post("/invocations", json=big)
         assert r.status_code == 413 and r.json()["error"] == "body_too_large"
@@ -167,7 +162,7 @@ def test_body_limit_timeout_and_idempotency(models, home):
         assert a.json() == b.json() and b.headers.get("Idempotent-Replay") == "true"
         assert d.json()["prediction_ids"] != a.json()["prediction_ids"]
         assert c.get("/ping").status_code == 200
-    with client(DeploymentSpec.single(models["slow"], timeout_s=0.3), auth=False) as c:
+    with client(DeploymentSpec.single(serving_models["slow"], timeout_s=0.3), auth=False) as c:
         r = c.post("/invocations", json=one)
         assert r.status_code == 504 and "timeout_s" in r.json()["fix"]
         assert c.get("/ping").status_code == 200
@@ -193,18 +188,19 @@ GARBAGE = [
 
 
 @pytest.mark.parametrize("body,ctype,status", GARBAGE)
-def test_garbage_is_a_4xx_json_and_the_server_keeps_serving(models, home, body, ctype, status):
-    with client(models["clf"], auth=False) as c:
+def test_garbage_is_a_4xx_json_and_the_server_keeps_serving(serving_models, home, body, ctype, status):
+    with client(serving_models["clf"], auth=False) as c:
         r = c.post("/invocations", content=body, headers={"Content-Type": ctype})
         assert r.status_code == status, r.text
         assert set(r.json()) == {"error", "message", "fix"} and r.json()["fix"]
         assert c.get("/ping").status_code == 200
-        assert c.post("/v2/models/clf/infer", content=body, headers={"Content-Type": "application/json"}).status_code in (400, 415)
+        r = c.post("/v2/models/clf/infer", content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code in (400, 415)
 
 
-def test_columns_and_types_are_checked_and_named(models, home):
-    row = json.loads(models["df"].head(1).to_json(orient="records"))[0]
-    with client(models["clf"], auth=False) as c:
+def test_columns_and_types_are_checked_and_named(serving_models, home):
+    row = json.loads(serving_models["df"].head(1).to_json(orient="records"))[0]
+    with client(serving_models["clf"], auth=False) as c:
         def post(r):
             return c.post("/invocations", json={"dataframe_records": [r]})
 
@@ -225,11 +221,12 @@ def test_columns_and_types_are_checked_and_named(models, home):
         assert c.get("/nope").status_code == 404 and c.get("/invocations").status_code == 405
 
 
-def test_canary_that_errors_or_fails_to_load_falls_back_to_stable(models, home):
+def test_canary_that_errors_or_fails_to_load_falls_back_to_stable(serving_models, home):
     events = []
-    spec = DeploymentSpec("credit", [Route(models["clf"], "1", 0, "stable"), Route(models["broken"], "2", 100, "canary"),
+    spec = DeploymentSpec("credit", [Route(serving_models["clf"], "1", 0, "stable"),
+                                     Route(serving_models["broken"], "2", 100, "canary"),
                                      Route("/does/not/exist", "3", 10, "canary")])
-    one = {"dataframe_records": json.loads(models["df"].head(2).to_json(orient="records"))}
+    one = {"dataframe_records": json.loads(serving_models["df"].head(2).to_json(orient="records"))}
     with client(spec, auth=False, hooks=ServingHooks(on_event=lambda kind, info: events.append(kind))) as c:
         for _ in range(5):
             r = c.post("/invocations", json=one)
@@ -241,29 +238,31 @@ def test_canary_that_errors_or_fails_to_load_falls_back_to_stable(models, home):
         assert [r.get("error") for r in routes] == [None, None, "failed to load"]
     assert "canary_failed" in events and "version_load_failed" in events
     # a failing stable model answers 503, not 500
-    with client(DeploymentSpec.single(models["broken"]), auth=False) as c:
+    with client(DeploymentSpec.single(serving_models["broken"]), auth=False) as c:
         r = c.post("/invocations", json=one)
         assert r.status_code == 503 and r.json()["message"]
 
 
-def test_shadow_is_never_returned_and_split_uses_both(models, home):
+def test_shadow_is_never_returned_and_split_uses_both(serving_models, home):
     shadowed = []
-    spec = DeploymentSpec("credit", [Route(models["clf"], "1", 100, "stable"), Route(models["proba"], "2", 100, "shadow")])
-    one = {"dataframe_records": json.loads(models["df"].head(3).to_json(orient="records"))}
+    spec = DeploymentSpec("credit", [Route(serving_models["clf"], "1", 100, "stable"),
+                                     Route(serving_models["proba"], "2", 100, "shadow")])
+    one = {"dataframe_records": json.loads(serving_models["df"].head(3).to_json(orient="records"))}
     with client(spec, auth=False, hooks=ServingHooks(on_shadow=shadowed.append)) as c:
         for _ in range(10):
             r = c.post("/invocations", json=one)
             assert r.headers["X-Model-Version"] == "1" and isinstance(r.json()["predictions"][0], int)
     assert len(shadowed) == 10 and shadowed[0]["version"] == "2" and len(shadowed[0]["predictions"][0]) == 2
-    spec = DeploymentSpec("ab", [Route(models["clf"], "3", 50, "stable"), Route(models["clf"], "4", 50, "canary")])
+    spec = DeploymentSpec("ab", [Route(serving_models["clf"], "3", 50, "stable"),
+                                 Route(serving_models["clf"], "4", 50, "canary")])
     with client(spec, auth=False) as c:
         seen = {c.post("/invocations", json=one).headers["X-Model-Version"] for _ in range(60)}
     assert seen == {"3", "4"}
 
 
-def test_metrics_and_probes(models, home):
-    one = {"dataframe_records": json.loads(models["df"].head(2).to_json(orient="records"))}
-    with client(models["clf"], auth=False) as c:
+def test_metrics_and_probes(serving_models, home):
+    one = {"dataframe_records": json.loads(serving_models["df"].head(2).to_json(orient="records"))}
+    with client(serving_models["clf"], auth=False) as c:
         c.post("/invocations", json=one)
         c.post("/invocations", content=b"{", headers={"Content-Type": "application/json"})
         text = c.get("/metrics").text
@@ -278,17 +277,18 @@ def test_metrics_and_probes(models, home):
         assert v["routes"][0]["path"] == "fastpath" and v["routes"][0]["fastpath_reason"].startswith("equivalent")
 
 
-def test_ood_flag_and_reject_with_a_registered_profile(models, home):
+@pytest.mark.slow
+def test_ood_flag_and_reject_with_a_registered_profile(serving_models, home):
     """A version registered through nbprod carries its training profile: out-of-range → flagged."""
     import nbprod.registry as registry
     from nbprod.service import model_store
 
-    mv = registry.register(models["pipe"], "credit-risk", models["df"], models["y"])
+    mv = registry.register(serving_models["pipe"], "credit-risk", serving_models["df"], serving_models["y"])
     uri = f"credit-risk/{mv.version}"
     with pytest.raises(ServingError, match="no model store"):  # serving alone resolves no registered URI
         with client(DeploymentSpec.single(uri), auth=False):
             pass
-    ok = json.loads(models["df"].head(2).to_json(orient="records"))
+    ok = json.loads(serving_models["df"].head(2).to_json(orient="records"))
     bad = [dict(ok[0], age=500.0), dict(ok[1], city="berlin")]
     with client(DeploymentSpec.single(uri), auth=False, models=model_store()) as c:
         r = c.post("/invocations", json={"dataframe_records": ok + bad})
@@ -304,14 +304,14 @@ def test_ood_flag_and_reject_with_a_registered_profile(models, home):
         assert r.status_code == 400 and r.json()["error"] == "out_of_distribution" and "age=500" in r.json()["message"]
 
 
-def test_request_columns_and_frames_get_the_same_ood_flags(models):
+def test_request_columns_and_frames_get_the_same_ood_flags(serving_models):
     """The server flags decoded request columns; validate flags frames: one checker, same answers."""
     from nbprod.data.profile import profile
     from nbprod.data.validate import row_flags
     from nbprod.serving.codecs import Batch, Column, coerce
     from nbprod.serving.loader import OodChecker
 
-    df = models["df"]
+    df = serving_models["df"]
     prof = profile(df)
     test = df.head(50).copy()
     test.loc[3, "age"] = 999.0
@@ -324,6 +324,7 @@ def test_request_columns_and_frames_get_the_same_ood_flags(models):
     assert [bool(r) for r in mine] == flags.tolist()
 
 
+@pytest.mark.slow
 def test_columns_the_model_does_not_use_are_ignored_like_mlflow(tmp_path):
     """One feature row serves versions that use different subsets of it (as `mlflow models serve`)."""
     import mlflow
@@ -348,7 +349,7 @@ def test_columns_the_model_does_not_use_are_ignored_like_mlflow(tmp_path):
     assert missing.status_code == 400 and "'a'" in missing.json()["message"]
 
 
-def test_traffic_changes_under_load_fail_no_request_on_the_pyfunc_path(models, home):
+def test_traffic_changes_under_load_fail_no_request_on_the_pyfunc_path(serving_models, home):
     """Versions served through MLflow's pyfunc (no fast path) leave the routing table while requests
     routed to them are in flight: every request still gets its answer (the dropped version's
     batcher finishes what it was handed, and later submissions run on the default executor)."""
@@ -356,10 +357,10 @@ def test_traffic_changes_under_load_fail_no_request_on_the_pyfunc_path(models, h
 
     import httpx
 
-    body = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
+    body = {"dataframe_records": json.loads(serving_models["df"].head(1).to_json(orient="records"))}
 
     def spec(generation: int) -> DeploymentSpec:
-        path = models["clf"] if generation % 2 else models["proba"]
+        path = serving_models["clf"] if generation % 2 else serving_models["proba"]
         s = DeploymentSpec("credit", [Route(path, str(generation), 100, "stable")], fastpath=False)
         s.generation = generation
         return s
@@ -405,10 +406,10 @@ def compact(obj) -> bytes:
     return json.dumps(obj, separators=(",", ":")).encode()
 
 
-def test_integers_past_int64_and_huge_literals_are_400_naming_the_column(models, home):
+def test_integers_past_int64_and_huge_literals_are_400_naming_the_column(serving_models, home):
     """An integer the model's int64 column cannot hold is refused, not wrapped around to a wrong answer."""
-    row = json.loads(models["df"].head(1).to_json(orient="records"))[0]
-    with client(models["clf"], auth=False) as c:
+    row = json.loads(serving_models["df"].head(1).to_json(orient="records"))[0]
+    with client(serving_models["clf"], auth=False) as c:
         for bad in (b"9223372036854775808", b"1e20", b"-9223372036854775809", b"1" + b"0" * 400):
             body = compact({"dataframe_records": [{**row, "visits": 0}]}).replace(b'"visits":0', b'"visits":' + bad)
             r = c.post("/invocations", content=body, headers={"Content-Type": "application/json"})
@@ -425,12 +426,13 @@ def test_integers_past_int64_and_huge_literals_are_400_naming_the_column(models,
         assert ok.status_code == 200, ok.text  # the largest int64 is still an int64
 
 
-def test_repeated_columns_are_400_duplicate_column(models, home):
-    df = models["df"].head(2)
+def test_repeated_columns_are_400_duplicate_column(serving_models, home):
+    df = serving_models["df"].head(2)
     cols = list(df.columns)
     data = json.loads(df.to_json(orient="values"))
-    with client(models["clf"], auth=False) as c:
-        r = c.post("/invocations", json={"dataframe_split": {"columns": cols + ["age"], "data": [d + [99.0] for d in data]}})
+    with client(serving_models["clf"], auth=False) as c:
+        split = {"columns": cols + ["age"], "data": [d + [99.0] for d in data]}
+        r = c.post("/invocations", json={"dataframe_split": split})
         assert r.status_code == 400 and r.json()["error"] == "duplicate_column" and "'age'" in r.json()["message"]
         csv_body = ",".join(cols + ["city"]) + "\n" + "40,1000,0.5,3,paris,pro,lyon\n"
         r = c.post("/invocations", content=csv_body, headers={"Content-Type": "text/csv"})
@@ -440,7 +442,7 @@ def test_repeated_columns_are_400_duplicate_column(models, home):
         assert r.status_code == 400 and r.json()["error"] == "duplicate_column"
 
 
-def test_malformed_v2_requests_are_400_not_500(models, home):
+def test_malformed_v2_requests_are_400_not_500(serving_models, home):
     good = {"name": "age", "shape": [1], "datatype": "FP64", "data": [40.0]}
     bad_requests = [
         {"inputs": [{**good, "datatype": ["x"]}]},
@@ -451,7 +453,7 @@ def test_malformed_v2_requests_are_400_not_500(models, home):
         {"inputs": [{**good, "shape": [True]}]},
         {"inputs": [good], "id": {"a": 1}},
     ]
-    with client(models["clf"], auth=False) as c:
+    with client(serving_models["clf"], auth=False) as c:
         for payload in bad_requests:
             r = c.post("/v2/models/clf/infer", json=payload)
             assert r.status_code == 400, (payload, r.text)
@@ -459,13 +461,14 @@ def test_malformed_v2_requests_are_400_not_500(models, home):
         assert c.get("/ping").status_code == 200
 
 
-def test_idempotency_key_is_bound_to_its_request(models, home):
+def test_idempotency_key_is_bound_to_its_request(serving_models, home):
     """A key reused with another body or endpoint is refused (422), never answered with the old response."""
-    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
-    two = {"dataframe_records": json.loads(models["df"].head(2).to_json(orient="records"))}
-    v2 = {"inputs": [{"name": c, "shape": [1], "datatype": "BYTES" if models["df"][c].dtype == object else "FP64",
-                      "data": json.loads(models["df"][c].head(1).to_json(orient="values"))} for c in models["df"]]}
-    with client(models["clf"], auth=False) as c:
+    one = {"dataframe_records": json.loads(serving_models["df"].head(1).to_json(orient="records"))}
+    two = {"dataframe_records": json.loads(serving_models["df"].head(2).to_json(orient="records"))}
+    df = serving_models["df"]
+    v2 = {"inputs": [{"name": c, "shape": [1], "datatype": "BYTES" if df[c].dtype == object else "FP64",
+                      "data": json.loads(df[c].head(1).to_json(orient="values"))} for c in df]}
+    with client(serving_models["clf"], auth=False) as c:
         first = c.post("/invocations", json=one, headers={"Idempotency-Key": "k1"})
         assert first.status_code == 200
         for r in (c.post("/invocations", json=two, headers={"Idempotency-Key": "k1"}),
@@ -477,26 +480,27 @@ def test_idempotency_key_is_bound_to_its_request(models, home):
         again = c.post("/invocations", json=one, headers={"Idempotency-Key": "k1"})
         assert again.json() == first.json() and again.headers["Idempotent-Replay"] == "true"
         # a failed request does not use up its key
-        assert c.post("/invocations", json={"dataframe_records": []}, headers={"Idempotency-Key": "k3"}).status_code == 400
+        empty = {"dataframe_records": []}
+        assert c.post("/invocations", json=empty, headers={"Idempotency-Key": "k3"}).status_code == 400
         assert c.post("/invocations", json=one, headers={"Idempotency-Key": "k3"}).status_code == 200
 
 
-def test_idempotency_keys_are_shared_by_every_worker_and_computed_once(models, home):
+def test_idempotency_keys_are_shared_by_every_worker_and_computed_once(serving_models, home):
     """Two apps on one state DB stand for two worker processes: a key answered by one is replayed by the
     other; concurrent requests with one key in one worker compute one answer."""
     import asyncio
 
     import httpx
 
-    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
-    with client(models["clf"], auth=False) as a, client(models["clf"], auth=False) as b:
+    one = {"dataframe_records": json.loads(serving_models["df"].head(1).to_json(orient="records"))}
+    with client(serving_models["clf"], auth=False) as a, client(serving_models["clf"], auth=False) as b:
         first = a.post("/invocations", json=one, headers={"Idempotency-Key": "shared"})
         second = b.post("/invocations", json=one, headers={"Idempotency-Key": "shared"})
         assert second.status_code == 200 and second.headers["Idempotent-Replay"] == "true"
         assert second.json()["prediction_ids"] == first.json()["prediction_ids"]
 
     async def concurrent() -> list:
-        app = create_app(models["clf"], auth=False)
+        app = create_app(serving_models["clf"], auth=False)
         await app.state.serving.start()
         try:
             async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
@@ -512,9 +516,9 @@ def test_idempotency_keys_are_shared_by_every_worker_and_computed_once(models, h
     assert sum(1 for r in rs if r.headers.get("Idempotent-Replay") == "true") == 7
 
 
-def test_auth_comes_before_the_model_name_and_errors_have_codes(models, home):
+def test_auth_comes_before_the_model_name_and_errors_have_codes(serving_models, home):
     columnar = {"inputs": [{"name": "age", "shape": [1], "datatype": "FP64", "data": [40.0]}]}
-    with client(models["clf"], token=TOKEN) as c:
+    with client(serving_models["clf"], token=TOKEN) as c:
         r = c.post("/v2/models/nope/infer", json=columnar)
         assert r.status_code == 401 and r.json()["error"] == "unauthorized" and "clf" not in r.text
         auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -524,25 +528,25 @@ def test_auth_comes_before_the_model_name_and_errors_have_codes(models, home):
         assert r.status_code == 404 and r.json()["error"] == "not_found"
         meta = c.get("/v2/models/clf", headers=auth).json()
         assert meta["outputs"][0]["datatype"] == "INT64"  # the classifier's labels, as the outputs say
-    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
-    with client(DeploymentSpec.single(models["slow"], timeout_s=0.3), auth=False) as c:
+    one = {"dataframe_records": json.loads(serving_models["df"].head(1).to_json(orient="records"))}
+    with client(DeploymentSpec.single(serving_models["slow"], timeout_s=0.3), auth=False) as c:
         assert c.post("/invocations", json=one).json()["error"] == "timeout"
-    with client(DeploymentSpec.single(models["broken"]), auth=False) as c:
+    with client(DeploymentSpec.single(serving_models["broken"]), auth=False) as c:
         assert c.post("/invocations", json=one).json()["error"] == "model_error"
-    with client(models["proba"], auth=False) as c:
+    with client(serving_models["proba"], auth=False) as c:
         assert c.get("/v2/models/proba").json()["outputs"][0]["datatype"] == "FP64"
 
 
-def test_a_model_the_fast_path_does_not_match_is_served_by_pyfunc(models, home, tmp_path):
+def test_a_model_the_fast_path_does_not_match_is_served_by_pyfunc(serving_models, home, tmp_path):
     """The compiled path is used only when it reproduces the model on the sample rows; otherwise the
     server says why and answers through MLflow's pyfunc, with the model's own predictions."""
     import copy
 
     import mlflow.sklearn
 
-    df = models["df"]
-    odd = copy.deepcopy(models["pipe"])
-    odd.predict = lambda X: 1 - models["pipe"].predict(X)  # disagrees with its own coefficients
+    df = serving_models["df"]
+    odd = copy.deepcopy(serving_models["pipe"])
+    odd.predict = lambda X: 1 - serving_models["pipe"].predict(X)  # disagrees with its own coefficients
     path = tmp_path / "odd"
     mlflow.sklearn.save_model(odd, str(path), input_example=df.head(10), serialization_format="cloudpickle",
                               pip_requirements=["scikit-learn"])
@@ -551,24 +555,25 @@ def test_a_model_the_fast_path_does_not_match_is_served_by_pyfunc(models, home, 
         assert route["path"] == "pyfunc" and route["fastpath_reason"].startswith("equivalence check failed")
         r = c.post("/invocations", json={"dataframe_split": split(df.head(20))})
         assert r.status_code == 200
-        assert r.json()["predictions"] == (1 - models["pipe"].predict(df.head(20))).tolist()
+        assert r.json()["predictions"] == (1 - serving_models["pipe"].predict(df.head(20))).tolist()
 
 
-def test_stored_idempotency_answers_are_bounded_per_deployment(models, home):
+def test_stored_idempotency_answers_are_bounded_per_deployment(serving_models, home):
     from sqlalchemy import func, select
 
     from nbprod import state
     from nbprod.serving.idempotency import idempotency_keys
 
-    one = {"dataframe_records": json.loads(models["df"].head(1).to_json(orient="records"))}
-    with client(DeploymentSpec.single(models["clf"], idempotency_keys=2), auth=False) as c:
+    one = {"dataframe_records": json.loads(serving_models["df"].head(1).to_json(orient="records"))}
+    with client(DeploymentSpec.single(serving_models["clf"], idempotency_keys=2), auth=False) as c:
         for key in ("a", "b", "c"):
             assert c.post("/invocations", json=one, headers={"Idempotency-Key": key}).status_code == 200
         with state.connect() as conn:
             stored = conn.execute(select(func.count()).select_from(idempotency_keys.c.key.table)
                                   .where(idempotency_keys.c.scope == "clf")).scalar()
         assert stored == 2
-        assert c.post("/invocations", json=one, headers={"Idempotency-Key": "c"}).headers.get("Idempotent-Replay") == "true"
+        replay = c.post("/invocations", json=one, headers={"Idempotency-Key": "c"})
+        assert replay.headers.get("Idempotent-Replay") == "true"
         assert "Idempotent-Replay" not in c.post("/invocations", json=one, headers={"Idempotency-Key": "a"}).headers
         r = c.post("/invocations", json=one, headers={"Idempotency-Key": "x" * 300})
         assert r.status_code == 400 and r.json()["error"] == "bad_idempotency_key"

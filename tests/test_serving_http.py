@@ -10,23 +10,20 @@ import threading
 import time
 
 import pytest
-from _serving_models import build
+from _servers import wait_until
 
 from nbprod.serving.app import create_app
 from nbprod.serving.spec import DeploymentSpec
 
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("serving-http-models"))
+pytestmark = pytest.mark.slow  # every test runs the app under a real uvicorn
 
 
 @pytest.fixture
-def live(models, nbprod_home):
+def live(serving_models, nbprod_home):
     """A real uvicorn serving the classifier on a free loopback port; always stopped."""
     import uvicorn
 
-    spec = DeploymentSpec.single(models["clf"], body_timeout_s=0.5)
+    spec = DeploymentSpec.single(serving_models["clf"], body_timeout_s=0.5)
     config = uvicorn.Config(create_app(spec, auth=False), host="127.0.0.1", port=0, log_level="warning",
                             lifespan="on", access_log=False)
     server = uvicorn.Server(config)
@@ -63,14 +60,15 @@ def partial_request(port: int, declared: int, sent: bytes) -> socket.socket:
 
 def test_a_client_that_disconnects_mid_body_is_499_not_a_server_error(live):
     s = partial_request(live, 1000, b'{"dataframe_records": [')
-    time.sleep(0.1)  # let the server start reading the body (not an assertion on time)
+
+    def metrics() -> str:
+        return get(live, "/metrics")[1].decode()
+
+    # the server has the request and waits for the rest of its body (in flight from before reading it)
+    wait_until(lambda: "nbprod_in_flight_requests 1.0" in metrics(), 10, "the request in flight")
     s.close()
-    text = ""
-    for _ in range(200):  # bounded: the server notices the disconnect shortly
-        text = get(live, "/metrics")[1].decode()
-        if 'status="499"' in text:
-            break
-        time.sleep(0.02)
+    wait_until(lambda: 'status="499"' in metrics(), 10, "a 499 after the disconnect")
+    text = metrics()
     assert 'nbprod_requests_total{endpoint="invocations",status="499",version="none"} 1.0' in text
     assert 'status="500"' not in text
     assert get(live, "/ping")[0] == 200

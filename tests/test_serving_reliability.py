@@ -21,14 +21,11 @@ import time
 import uuid
 
 import pytest
-import test_serving_server
-from conftest import kill_recorded_servers, require
-from test_serving_server import NBPROD, free_port, request, rows
+from _servers import NBPROD, free_port, request
+from _serving_models import rows
+from conftest import CI_PG_URL, _pg_server, kill_recorded_servers, require
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
-
-env = test_serving_server.env  # fixtures: the served models, and a server environment with its own home
-models = test_serving_server.models
 
 
 @contextlib.contextmanager
@@ -63,16 +60,16 @@ def serve(args: list[str], env: dict, *, nofile: int | None = None):
 # --- point 8: idle and half-sent connections ----------------------------------------------------
 
 
-def test_idle_sockets_beyond_the_fd_limit_do_not_lock_out_predictions(models, env):
+def test_idle_sockets_beyond_the_fd_limit_do_not_lock_out_predictions(serving_models, env):
     """1.5x the server's descriptor limit in idle connections: predictions are still answered."""
     env = dict(env, NBPROD_HEADER_TIMEOUT="120")  # the cap, not the timeout, must make room here
-    with serve(["--model-dir", models["clf"], "--no-auth"], env, nofile=512) as port:
+    with serve(["--model-dir", serving_models["clf"], "--no-auth"], env, nofile=512) as port:
         idle: list[socket.socket] = []
         try:
             for _ in range(768):
                 idle.append(socket.create_connection(("127.0.0.1", port), timeout=10))
             for _ in range(3):
-                status, _headers, body = request(port, "POST", "/invocations", rows(models))
+                status, _headers, body = request(port, "POST", "/invocations", rows(serving_models))
                 assert status == 200, body
             assert request(port, "GET", "/ping")[0] == 200
         finally:
@@ -91,14 +88,14 @@ def _closed_by_server(sock: socket.socket, timeout: float = 60) -> bool:
         return False
 
 
-def test_half_sent_headers_and_idle_connections_are_closed_after_a_bound(models, env):
+def test_half_sent_headers_and_idle_connections_are_closed_after_a_bound(serving_models, env):
     env = dict(env, NBPROD_HEADER_TIMEOUT="2")
-    with serve(["--model-dir", models["clf"], "--no-auth"], env) as port:
+    with serve(["--model-dir", serving_models["clf"], "--no-auth"], env) as port:
         slow = socket.create_connection(("127.0.0.1", port), timeout=10)
         slow.sendall(b"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
         idle = socket.create_connection(("127.0.0.1", port), timeout=10)
         kept = http.client.HTTPConnection("127.0.0.1", port, timeout=10)  # keep-alive: answered, then closed
-        body = json.dumps(rows(models)).encode()
+        body = json.dumps(rows(serving_models)).encode()
         for _ in range(2):  # one connection, two requests: keep-alive still works
             kept.request("POST", "/invocations", body, {"Content-Type": "application/json"})
             response = kept.getresponse()
@@ -116,11 +113,11 @@ def test_half_sent_headers_and_idle_connections_are_closed_after_a_bound(models,
 # --- point 9: the state DB down -------------------------------------------------------------------
 
 
-def test_feedback_and_idempotency_answer_503_without_internals_when_the_state_db_is_down(pg_through_relay, models,
-                                                                                         env):
+def test_feedback_and_idempotency_answer_503_without_internals_when_the_state_db_is_down(
+        pg_through_relay, serving_models, env):
     relay = pg_through_relay
     env = dict(env, NBPROD_DB_URL=os.environ["NBPROD_DB_URL"])
-    body = json.dumps(rows(models)).encode()
+    body = json.dumps(rows(serving_models)).encode()
 
     def keyed() -> tuple[int, dict, bytes]:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
@@ -131,7 +128,7 @@ def test_feedback_and_idempotency_answer_503_without_internals_when_the_state_db
         conn.close()
         return answer
 
-    with serve(["--model-dir", models["clf"], "--no-auth"], env) as port:
+    with serve(["--model-dir", serving_models["clf"], "--no-auth"], env) as port:
         assert keyed()[0] == 200  # the idempotency store is the state DB
         relay.stop()  # ... which is now gone
         answers = [request(port, "POST", "/feedback", {"prediction_ids": ["x-0"], "labels": [1]}), keyed()]
@@ -145,7 +142,7 @@ def test_feedback_and_idempotency_answer_503_without_internals_when_the_state_db
                              "nbprod_rel_", "Error:"):
                 assert internal not in text, f"{internal!r} in {text}"
         assert [json.loads(raw)["error"] for _s, _h, raw in answers] == ["feedback_unavailable", "store_unavailable"]
-        assert request(port, "POST", "/invocations", rows(models))[0] == 200  # predictions need no state DB
+        assert request(port, "POST", "/invocations", rows(serving_models))[0] == 200  # predictions need no state DB
 
 
 # --- point 3: the state DB down + workers crash ---------------------------------------------------
@@ -217,7 +214,6 @@ def pg_through_relay(nbprod_home, monkeypatch):
     """The state DB on PostgreSQL (a schema of its own) reached through a :class:`Relay`."""
     pytest.importorskip("psycopg", reason="psycopg (v3) not installed: pip install 'nbprod[postgres]'")
     import sqlalchemy as sa
-    from _monitoring_helpers import CI_PG_URL, _pg_server
 
     from nbprod import state
     from nbprod.config import settings

@@ -291,7 +291,8 @@ def test_string_columns_give_the_same_report_whatever_their_storage(trained, dty
     got = validate(typed, p).to_dict()
     assert got == expected
     checks = {(f["column"], f["check"]): f for f in got["failures"]}
-    assert checks[("city", "unseen_category")]["count"] == 3 and "'Tokyo', 'Rome'" in checks[("city", "unseen_category")]["message"]
+    unseen = checks[("city", "unseen_category")]
+    assert unseen["count"] == 3 and "'Tokyo', 'Rome'" in unseen["message"]
     assert checks[("city", "nulls")]["count"] == 2
 
 
@@ -356,7 +357,8 @@ def test_numeric_reads_on_threads_give_the_serial_report_in_every_nan_mode(nbpro
         ("f", "nulls"), ("g", "out_of_range"), ("i", "out_of_range"), ("u", "dtype"), ("x", "nulls")}
     reads = []
     monkeypatch.setattr(V, "_workers", lambda n_rows, n_columns: 2)
-    monkeypatch.setattr(V, "_numeric_read", lambda series, col, read=V._numeric_read: reads.append(col) or read(series, col))
+    monkeypatch.setattr(V, "_numeric_read",
+                        lambda series, col, read=V._numeric_read: reads.append(col) or read(series, col))
     assert validate(bad, p).to_dict() == serial
     assert len(reads) == 6  # every column was read on the threads, then checked on the caller
 
@@ -438,9 +440,8 @@ def test_unique_rules_and_keys_on_unhashable_values_compare_their_text(nbprod_ho
 
 
 def test_a_bare_name_that_is_no_file_creates_no_store_and_rules_words_are_not_yaml(trained, nbprod_home):
-    from nbprod.errors import ModelNotFoundError, RuleError
-
     import nbprod
+    from nbprod.errors import ModelNotFoundError, RuleError
 
     df, p = trained
     with pytest.raises(ModelNotFoundError, match="no profile file and no registered model called 'typo'"):

@@ -18,7 +18,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return _main(sys.argv[1:] if argv is None else argv)
     except BrokenPipeError:  # `nbprod ... | head`: the reader left; that is not an error
-        sys.stdout = None  # type: ignore[assignment]  # keep the interpreter from flushing into the closed pipe
+        sys.stdout = None  # keep the interpreter from flushing into the closed pipe
         return 0
 
 

@@ -73,7 +73,8 @@ def credit(n_rows: int = 5000, seed: int = 0, shift: str | None = None):
             "debt_ratio": rng.beta(2, 5, n_rows),
             "credit_lines": rng.poisson(4, n_rows),
             "late_payments": rng.poisson(0.3, n_rows),
-            "employment": rng.choice(["employed", "self-employed", "unemployed", "retired"], n_rows, p=[0.7, 0.15, 0.05, 0.1]),
+            "employment": rng.choice(["employed", "self-employed", "unemployed", "retired"], n_rows,
+                                     p=[0.7, 0.15, 0.05, 0.1]),
             "country": rng.choice(countries, n_rows, p=country_p),
             "purpose": rng.choice(["car", "home", "education", "business", "other"], n_rows),
         }

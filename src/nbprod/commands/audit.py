@@ -10,9 +10,13 @@ __all__ = ["COMMANDS"]
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model", nargs="?", help="only this model's rows: a name or any model URI (credit-risk, models:/credit-risk/3)")
-    p.add_argument("--verify", action="store_true", help="check the whole hash chain instead; exits 1 when it is broken")
-    p.add_argument("--anchor", help="with --verify: a '<seq>:<hash>' head kept from an earlier verify that must still be in the chain")
+    p.add_argument("model", nargs="?",
+                   help="only this model's rows: a name or any model URI (credit-risk, models:/credit-risk/3)")
+    p.add_argument("--verify", action="store_true",
+                   help="check the whole hash chain instead; exits 1 when it is broken")
+    p.add_argument("--anchor",
+                   help="with --verify: a '<seq>:<hash>' head kept from an earlier verify "
+                        "that must still be in the chain")
     p.add_argument("--limit", type=int, help="show only the newest N rows")
 
 

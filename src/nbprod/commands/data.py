@@ -109,9 +109,11 @@ def _profile_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help=_DATA_HELP)
     p.add_argument("-o", "--output", metavar="PATH", help="also write the profile as JSON to PATH")
     p.add_argument("--key", nargs="+", metavar="COL", help="column(s) identifying a row")
-    p.add_argument("--sample-size", type=int, metavar="N", help="rows in the reservoir sample (default: sample_size option)")
+    p.add_argument("--sample-size", type=int, metavar="N",
+                   help="rows in the reservoir sample (default: sample_size option)")
     p.add_argument("--top-k", type=int, metavar="K", help="categories kept per column (default: top_k option)")
-    p.add_argument("--quantiles", type=int, metavar="N", help="quantile bins per numeric column (default: n_quantiles option)")
+    p.add_argument("--quantiles", type=int, metavar="N",
+                   help="quantile bins per numeric column (default: n_quantiles option)")
 
 
 def _expect(args: argparse.Namespace, ctx: Context):
@@ -126,7 +128,8 @@ def _expect(args: argparse.Namespace, ctx: Context):
     elif args.rules:
         rules = _rules(args.rules, ctx)
     else:
-        raise UsageProblem("no rules given", "write YAML rules in a %%nbprod expect cell body, or pass --rules rules.yaml")
+        raise UsageProblem("no rules given",
+                           "write YAML rules in a %%nbprod expect cell body, or pass --rules rules.yaml")
     df = ctx.frame(args.data)
     return validate(df, rules=rules, key=args.key)
 

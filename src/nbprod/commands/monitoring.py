@@ -18,7 +18,8 @@ def _monitor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--until", help="end (default: now)")
     p.add_argument("--reference", help="drift reference: a profile.json, a model URI or a data file "
                                        "(default: the serving version's training profile)")
-    p.add_argument("--min-rows", type=int, default=30, help="rows a window needs for drift and performance (default 30)")
+    p.add_argument("--min-rows", type=int, default=30,
+                   help="rows a window needs for drift and performance (default 30)")
     p.add_argument("--check", action="store_true",
                    help="evaluate the alert rules, post new alerts to the webhook, exit 1 while any rule fires")
     p.add_argument("--rules", metavar="FILE", help="alert rules file: one rule per line, e.g. p95_ms > 100")
@@ -77,7 +78,8 @@ def _run_feedback(args: argparse.Namespace, ctx: Context):
     from ..monitoring.feedback import feedback
 
     if args.source is None and not args.ids:
-        raise UsageProblem("no feedback given", "pass a file with prediction_id and label columns, or --id ID --label L")
+        raise UsageProblem("no feedback given",
+                           "pass a file with prediction_id and label columns, or --id ID --label L")
     if args.source is not None and args.ids:
         raise UsageProblem("give either a file or --id/--label pairs, not both", "use one of the two")
     if args.source is None:
@@ -87,8 +89,9 @@ def _run_feedback(args: argparse.Namespace, ctx: Context):
     frame = ctx.frame(args.source)
     missing = [c for c in (args.id_column, args.label_column) if c not in frame.columns]
     if missing:
+        columns = ", ".join(map(str, frame.columns))
         raise UsageProblem(f"{args.source} has no column(s) {', '.join(map(repr, missing))}",
-                           f"name them with --id-column / --label-column (columns: {', '.join(map(str, frame.columns))})")
+                           f"name them with --id-column / --label-column (columns: {columns})")
     return feedback(frame[args.id_column].astype(str).tolist(), frame[args.label_column].tolist())
 
 

@@ -40,7 +40,8 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default 1)")
-    p.add_argument("--token", help=f"bearer token clients must send (default: ${TOKEN_ENV}, else one is generated and printed)")
+    p.add_argument("--token",
+                   help=f"bearer token clients must send (default: ${TOKEN_ENV}, else one is generated and printed)")
     p.add_argument("--no-auth", action="store_true", help="serve without auth (local experiments only)")
     p.add_argument("--ood", choices=["flag", "reject"], default="flag",
                    help="out-of-distribution rows: flag them in the answer, or reject with 400")
@@ -51,14 +52,17 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alert-rule", action="append", metavar="RULE",
                    help="alert rule the server checks in the background (repeatable), e.g. 'p95_ms > 100' "
                         "(default: $NBPROD_ALERT_RULES, rules separated by ';')")
-    p.add_argument("--alert-webhook", metavar="URL", help="Slack-compatible webhook for alerts (default: $NBPROD_ALERT_WEBHOOK)")
-    p.add_argument("--alert-interval", metavar="SECONDS", help="seconds between alert checks (default: $NBPROD_ALERT_INTERVAL, else 60)")
+    p.add_argument("--alert-webhook", metavar="URL",
+                   help="Slack-compatible webhook for alerts (default: $NBPROD_ALERT_WEBHOOK)")
+    p.add_argument("--alert-interval", metavar="SECONDS",
+                   help="seconds between alert checks (default: $NBPROD_ALERT_INTERVAL, else 60)")
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
     from ..service import serve
     from ..serving.spec import DbSource, DeploymentSpec, StaticSource
 
+    source: DbSource | StaticSource
     if args.deployment:
         source, label = DbSource(args.deployment), f"deployment {args.deployment}"
     else:
@@ -101,7 +105,8 @@ COMMANDS = [
             "nbprod serve --model-dir ./model --port 8080 --host 0.0.0.0",
             "nbprod serve --model credit-risk@champion --no-auth",
             "nbprod serve --deployment credit --workers 2",
-            "nbprod serve --deployment credit --alert-rule 'p95_ms > 100' --alert-rule 'drift_share > 0.3' --alert-webhook URL",
+            "nbprod serve --deployment credit --alert-rule 'p95_ms > 100' --alert-rule 'drift_share > 0.3' "
+            "--alert-webhook URL",
         ],
     )
 ]

@@ -31,8 +31,11 @@ import pandas as pd
 from ..config import settings
 from . import _columns as C
 
-__all__ = ["Failure", "Collector", "Found", "reduce_mask", "minmax", "null_mask", "range_mask", "numeric_extremes", "numeric_nulls_and_range", "unseen_mask", "object_nulls_and_unseen", "dtype_problem", "duplicate_mask",
-           "rule_dtype_ok"]
+__all__ = [
+    "Failure", "Collector", "Found", "reduce_mask", "minmax", "null_mask", "range_mask", "numeric_extremes",
+    "numeric_nulls_and_range", "unseen_mask", "object_nulls_and_unseen", "dtype_problem", "duplicate_mask",
+    "rule_dtype_ok",
+]
 
 
 @dataclass
@@ -348,18 +351,18 @@ def unseen_mask(series: pd.Series, allowed: Iterable[Any]) -> tuple[np.ndarray, 
         if kind == "datetime":
             values = C.datetime_view(series)
             nulls = np.isnat(values)
-            targets = []
+            stamps = []
             for a in allowed:
                 try:
-                    targets.append(C.to_timestamp(a))
+                    stamps.append(C.to_timestamp(a))
                 except (TypeError, ValueError):
                     pass
-            ok = np.isin(values, np.array(targets, dtype="datetime64[ns]")) if targets else np.zeros(len(values), bool)
+            ok = np.isin(values, np.array(stamps, dtype="datetime64[ns]")) if stamps else np.zeros(len(values), bool)
         else:
             values, nulls = C.numeric_view(series)
             if nulls is None and values.dtype.kind == "f":
                 nulls = np.isnan(values)
-            targets = [a for a in allowed if isinstance(a, (int, float, np.number, bool, np.bool_))]
+            targets: list[Any] = [a for a in allowed if isinstance(a, (int, float, np.number, bool, np.bool_))]
             targets += [_number(a) for a in allowed if isinstance(a, str) and _number(a) is not None]
             ok = np.isin(values, np.array(targets)) if targets else np.zeros(len(values), bool)
             if kind == "boolean":
@@ -416,7 +419,8 @@ def object_nulls_and_unseen(series: pd.Series, want_nulls: bool, allowed: Iterab
     known = None if allowed is None else _with_texts(allowed, allowed_text)
     distinct = _suspects(values, known) if len(values) else None
     if distinct is None:  # unhashable values, or only the null check on distinct objects
-        return (null_mask(series) if want_nulls else None), (unseen_mask(series, allowed) if allowed is not None else None)
+        nulls = null_mask(series) if want_nulls else None
+        return nulls, (unseen_mask(series, allowed) if allowed is not None else None)
     uniques, rows_of = distinct
     is_null = np.asarray(pd.isna(uniques), dtype=bool)
     nulls = rows_of(is_null) if want_nulls and is_null.any() else None
@@ -435,7 +439,7 @@ def object_nulls_and_unseen(series: pd.Series, want_nulls: bool, allowed: Iterab
             pass
         return str(value) in allowed_text
 
-    unseen = np.array([not null and not seen(u) for u, null in zip(uniques, is_null)], dtype=bool)
+    unseen = np.array([not null and not seen(u) for u, null in zip(uniques, is_null, strict=True)], dtype=bool)
     if not unseen.any():
         return nulls, None
     # distinct objects can share a text ("new" built twice): the examples name each text once

@@ -22,6 +22,7 @@ rows with vectorised numpy.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -42,7 +43,8 @@ def resolve_tolerance(tolerance: float | None) -> float:
     try:
         tolerance = float(tolerance)
     except (TypeError, ValueError):
-        raise DataError(f"tolerance {tolerance!r} is not a number", "pass a fraction of the seen range, e.g. 0.05") from None
+        raise DataError(f"tolerance {tolerance!r} is not a number",
+                        "pass a fraction of the seen range, e.g. 0.05") from None
     if tolerance != tolerance or tolerance == float("inf"):
         raise DataError(f"tolerance {tolerance} is not a finite number",
                         "pass a fraction ≥ 0 of the seen range, e.g. 0.05 (0: the exact seen range)")
@@ -189,7 +191,8 @@ class OodChecker:
         return len(self.ranges) + len(self.categories)
 
     def __repr__(self) -> str:
-        return f"OodChecker({len(self.ranges)} ranges, {len(self.categories)} category sets, tolerance {self.tolerance:g})"
+        return (f"OodChecker({len(self.ranges)} ranges, {len(self.categories)} category sets, "
+                f"tolerance {self.tolerance:g})")
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, OodChecker) and self.ranges == other.ranges
@@ -203,16 +206,15 @@ class OodChecker:
         columns of length ``n``; columns it lacks are not checked.
         """
         reasons: list[list[str]] | None = None
-        for checks, check in ((self.ranges, _range), (self.categories, _unseen)):
-            for chk in checks:
-                values = cols.get(chk.name)
-                if values is None:
-                    continue
-                found = check(chk, values, n)
-                if found is not None:
-                    reasons = reasons or [[] for _ in range(n)]
-                    for i, why in found:
-                        reasons[i].append(why)
+        found_per_check = itertools.chain(
+            (_range(chk, values, n) for chk in self.ranges if (values := cols.get(chk.name)) is not None),
+            (_unseen(chk, values, n) for chk in self.categories if (values := cols.get(chk.name)) is not None),
+        )
+        for found in found_per_check:
+            if found is not None:
+                reasons = reasons or [[] for _ in range(n)]
+                for i, why in found:
+                    reasons[i].append(why)
         return reasons
 
     def check_frame(self, df: Any) -> tuple[np.ndarray, list[list[str]]]:
@@ -242,7 +244,7 @@ def _range(chk: RangeCheck, values: Any, n: int) -> list[tuple[int, str]] | None
         out = None
         lo, hi = chk.lo, chk.hi
         if isinstance(values, Masked):
-            items = [None if m else v for v, m in zip(values.values.tolist(), values.mask.tolist())]
+            items = [None if m else v for v, m in zip(values.values.tolist(), values.mask.tolist(), strict=True)]
         elif isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
             items = values.tolist()
         else:
@@ -382,7 +384,8 @@ def _frame_columns(df: Any, ranges: dict[str, RangeCheck], categories: set[str])
         if name in ranges:
             if ranges[name].kind == "datetime":
                 kind = C.kind_of(series.dtype)
-                cols[name] = C.datetime_view(series) if kind == "datetime" else _datetimes(series.to_numpy(dtype=object))
+                cols[name] = (C.datetime_view(series) if kind == "datetime"
+                              else _datetimes(series.to_numpy(dtype=object)))
                 continue
             if C.kind_of(series.dtype) in ("numeric", "boolean"):
                 values, nulls = C.numeric_view(series)

@@ -28,7 +28,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import AbstractSet, Any, Callable
 
 from ..errors import RuleError
 
@@ -125,7 +125,8 @@ class Rules:
         import yaml
 
         if not isinstance(text, str):
-            raise RuleError(f"YAML rules must be text, got {type(text).__name__}", f"pass a string such as `{_EXAMPLE}`")
+            raise RuleError(f"YAML rules must be text, got {type(text).__name__}",
+                            f"pass a string such as `{_EXAMPLE}`")
         try:
             data = yaml.load(text, Loader=_yaml_loader())  # noqa: S506 - a SafeLoader subclass
         except (yaml.YAMLError, ValueError, TypeError, AttributeError) as exc:
@@ -162,7 +163,8 @@ class Rules:
         if not isinstance(name, str) or not name:
             raise RuleError(f"a custom rule needs a non-empty name, got {name!r}", "rules.add('positive', fn)")
         if not callable(fn):
-            raise RuleError(f"custom rule {name!r} is not callable", "pass a function df -> boolean Series of good rows")
+            raise RuleError(f"custom rule {name!r} is not callable",
+                            "pass a function df -> boolean Series of good rows")
         self.custom[name] = (fn, None if column is None else str(column))
         return self
 
@@ -190,12 +192,13 @@ class Rules:
     def _repr_html_(self) -> str:
         from ._render import html_table
 
-        rows = [[c, ", ".join(f"{k}: {v}" for k, v in spec.items()) or "(present)"] for c, spec in self.columns.items()]
+        rows = [[c, ", ".join(f"{k}: {v}" for k, v in spec.items()) or "(present)"]
+                for c, spec in self.columns.items()]
         rows += [[c or "-", f"rule:{n}"] for n, (_, c) in self.custom.items()]
         return html_table(["column", "rules"], rows, caption=repr(self))
 
     # --- checking -----------------------------------------------------------------------------
-    def check(self, df, collector, *, missing_ok: set[str] = frozenset()) -> None:
+    def check(self, df, collector, *, missing_ok: AbstractSet[str] = frozenset()) -> None:
         """Apply the rules to ``df``, adding failures to ``collector`` (see nbprod.data.validate).
 
         A rule on a column the frame lacks raises :class:`RuleError` — unless the column is in
@@ -220,7 +223,8 @@ class Rules:
                 collector.add(col, "dtype", None, f"{col}: is {series.dtype}, the rule wants {spec['dtype']}", count=n)
             if spec.get("nullable") is False:
                 mask = K.null_mask(series)
-                collector.add(col, "nulls", mask, lambda k, col=col: f"{col}: {k:,} missing values ({K.pct(k, n)}); the rule says nullable: false")
+                collector.add(col, "nulls", mask, lambda k, col=col:
+                              f"{col}: {k:,} missing values ({K.pct(k, n)}); the rule says nullable: false")
             if "min" in spec or "max" in spec:
                 if kind not in ("numeric", "datetime"):
                     raise RuleError(f"column {col!r} is {series.dtype}: min/max need a numeric or datetime column",
@@ -242,17 +246,21 @@ class Rules:
                                   lambda k, col=col, b=bounds, lo=below, hi=above:
                                   f"{col}: {k:,} values ({K.pct(k, n)}) outside {b} ({lo:,} below, {hi:,} above)")
             if "in" in spec:
-                found = K.unseen_mask(series, spec["in"])
-                if found is not None:
-                    mask, values = found
+                unseen = K.unseen_mask(series, spec["in"])
+                if unseen is not None:
+                    mask, values = unseen
                     collector.add(col, "unseen_category", mask,
-                                  lambda k, col=col, v=values: f"{col}: {k:,} values ({K.pct(k, n)}) not among the allowed values, e.g. {', '.join(map(repr, v))}")
+                                  lambda k, col=col, v=values:
+                                  f"{col}: {k:,} values ({K.pct(k, n)}) not among the allowed values, "
+                                  f"e.g. {', '.join(map(repr, v))}")
             if spec.get("unique"):
                 mask = K.duplicate_mask(df, [names[col]])
-                collector.add(col, "duplicate_key", mask, lambda k, col=col: f"{col}: {k:,} rows share a value with another row; the rule says unique: true")
+                collector.add(col, "duplicate_key", mask, lambda k, col=col:
+                              f"{col}: {k:,} rows share a value with another row; the rule says unique: true")
         for name, (fn, column) in self.custom.items():
             if column is not None and column not in names:
-                raise RuleError(f"custom rule {name!r} is attached to column {column!r}, which the data does not have",
+                raise RuleError(f"custom rule {name!r} is attached to column {column!r}, "
+                                "which the data does not have",
                                 f"use one of: {', '.join(list(names)[:20])}")
             try:
                 good = fn(df)
@@ -260,7 +268,8 @@ class Rules:
                 raise RuleError(f"custom rule {name!r} raised {type(exc).__name__}: {exc}",
                                 "fix the rule function; it receives the whole DataFrame") from exc
             bad = _bad_rows(name, good, n)
-            collector.add(column, f"rule:{name}", bad, lambda k, name=name: f"rule {name}: {k:,} rows ({K.pct(k, n)}) fail")
+            collector.add(column, f"rule:{name}", bad,
+                          lambda k, name=name: f"rule {name}: {k:,} rows ({K.pct(k, n)}) fail")
 
 
 def _bad_rows(name: str, good: Any, n: int):
@@ -320,7 +329,8 @@ def _check_spec(col: str, spec: Any) -> dict[str, Any]:
             raise RuleError(f"column {col!r}: min {lo} is after max {hi}", "swap min and max")
     for flag in ("nullable", "unique"):
         if flag in out and not isinstance(out[flag], bool):
-            raise RuleError(f"column {col!r}: {flag} must be true or false, got {out[flag]!r}", f"write `{flag}: false`")
+            raise RuleError(f"column {col!r}: {flag} must be true or false, got {out[flag]!r}",
+                            f"write `{flag}: false`")
     if "in" in out:
         values = out["in"]
         if not isinstance(values, (list, tuple, set, frozenset)):

@@ -56,7 +56,7 @@ def _aligned_counts(ref: Side, cur: Side) -> tuple[list, np.ndarray, np.ndarray,
         in_other = np.array([k not in ref_counts for k in keys])
         c = np.r_[c[~in_other], c[in_other].sum()]
         r = np.r_[r[~in_other], float(ref.other)]
-        keys = [k for k, o in zip(keys, in_other) if not o] + ["(other)"]
+        keys = [k for k, o in zip(keys, in_other, strict=True) if not o] + ["(other)"]
     return keys, r, c, exact
 
 
@@ -73,7 +73,7 @@ def _current_counts(cur: Side) -> dict:
         return cur.counts
     if cur.sorted is not None:
         values, counts = np.unique(cur.sorted, return_counts=True)
-        return {float(v): int(c) for v, c in zip(values, counts)}
+        return {float(v): int(c) for v, c in zip(values, counts, strict=True)}
     return {}
 
 
@@ -101,7 +101,7 @@ def run_test(test: Test, ref: Side, cur: Side, *, categorical: bool) -> Outcome:
 
 
 def _z(ref: Side, cur: Side, keys: list, r: np.ndarray, c: np.ndarray) -> tuple[float, float]:
-    present = [k for k, a, b in zip(keys, r, c) if a or b]
+    present = [k for k, a, b in zip(keys, r, c, strict=True) if a or b]
     if len(present) <= 1:
         return 0.0, 1.0  # one and the same value on both sides: Evidently's p = 1
     first = sorted(present, key=lambda k: (isinstance(k, str), k))[0]
@@ -111,11 +111,11 @@ def _z(ref: Side, cur: Side, keys: list, r: np.ndarray, c: np.ndarray) -> tuple[
 
 def _ks(ref: Side, cur: Side) -> Outcome:
     if ref.sorted is not None:
-        statistic, p = stats.ks_2samp(ref.sorted, cur.sorted)
+        statistic, p = stats.ks_2samp(ref.sorted, cur.raw())
         return Outcome(statistic, p, True, "raw values")
     if ref.sample is None or ref.sample.size == 0:
         return Outcome(math.nan, math.nan, False, "no sample in the profile")
-    statistic, p = stats.ks_2samp(ref.sample, cur.sorted)
+    statistic, p = stats.ks_2samp(ref.sample, cur.raw())
     whole = ref.sample.size >= ref.n
     return Outcome(statistic, p, whole,
                    "profile sample (= the whole reference)" if whole else f"profile sample of {ref.sample.size:,} rows")
@@ -124,10 +124,10 @@ def _ks(ref: Side, cur: Side) -> Outcome:
 def _wasserstein(ref: Side, cur: Side) -> Outcome:
     norm = max(ref.std if math.isfinite(ref.std) else 0.0, 0.001)
     if ref.sorted is not None:
-        return Outcome(stats.wasserstein_sorted(ref.sorted, cur.sorted) / norm, math.nan, True, "raw values")
+        return Outcome(stats.wasserstein_sorted(ref.sorted, cur.raw()) / norm, math.nan, True, "raw values")
     if ref.counts is not None and ref.other == 0:
         rv, rc = ref.value_counts()
-        cv, cc = np.unique(cur.sorted, return_counts=True)
+        cv, cc = np.unique(cur.raw(), return_counts=True)
         distance = stats.wasserstein_weighted(rv, rc, cv, cc) / norm
         return Outcome(distance, math.nan, not ref.notes, _counts_method(ref, not ref.notes))
     if ref.quantiles is None:
@@ -147,11 +147,11 @@ def _binned(ref: Side, cur: Side, categorical: bool) -> tuple[np.ndarray, np.nda
     lo = min(ref.min, cur.min)
     hi = max(ref.max, cur.max)
     edges = stats.sturges_edges(lo, hi, ref.n + cur.n)
-    c = _histogram(cur.sorted, edges) / cur.n
+    c = _histogram(cur.raw(), edges) / cur.n
     if ref.sorted is not None:
         return _histogram(ref.sorted, edges) / ref.n, c, True, "Sturges bins on raw values"
-    r = stats.masses_from_quantiles(ref.quantiles, edges)
-    return r, c, False, f"Sturges bins from profile quantiles ({ref.quantiles.size - 1} bins)"
+    q = np.asarray(ref.quantiles, dtype=float)
+    return stats.masses_from_quantiles(q, edges), c, False, f"Sturges bins from profile quantiles ({q.size - 1} bins)"
 
 
 def _histogram(sorted_values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -174,11 +174,11 @@ def _psi(ref: Side, cur: Side, categorical: bool) -> Outcome:
     probs = np.linspace(0.1, 0.9, 9)
     deciles = np.unique(ref.quantiles_at(probs))
     edges = np.r_[-np.inf, deciles, np.inf]
-    c = _decile_hist(cur.sorted, edges) / cur.n
+    c = _decile_hist(cur.raw(), edges) / cur.n
     if ref.sorted is not None:
         r = _decile_hist(ref.sorted, edges) / ref.n
         return Outcome(stats.psi(r, c), math.nan, True, "reference decile bins")
-    q = ref.quantiles
+    q = np.asarray(ref.quantiles, dtype=float)  # as ref.quantiles_at read them
     grid = np.linspace(0.0, 1.0, q.size)
     cdf = np.interp(deciles, q, grid)
     r = np.diff(np.r_[0.0, cdf, 1.0])
@@ -216,7 +216,7 @@ def distributions(ref: Side, cur: Side, categorical: bool, *, bins: int = 20, to
         if ref.other:
             named[-1] = True  # the profile's "(other)" bucket is an aggregate, not a value
         if not named.all():
-            keys = [k for k, n in zip(keys, named) if n] + [RARE]
+            keys = [k for k, n in zip(keys, named, strict=True) if n] + [RARE]
             r = np.r_[r[named], r[~named].sum()]
             c = np.r_[c[named], c[~named].sum()]
         r = r / max(r.sum(), 1)
@@ -230,7 +230,7 @@ def distributions(ref: Side, cur: Side, categorical: bool, *, bins: int = 20, to
     if hi == lo:
         hi = lo + 1.0
     edges = np.linspace(lo, hi, bins + 1)
-    c = _histogram(cur.sorted, edges) / max(cur.n, 1)
+    c = _histogram(cur.raw(), edges) / max(cur.n, 1)
     if ref.sorted is not None:
         r = _histogram(ref.sorted, edges) / max(ref.n, 1)
     elif ref.quantiles is not None:

@@ -73,6 +73,12 @@ class Side:
         values = np.array(sorted(float(k) for k in self.counts), dtype=float)
         return values, np.array([self.counts[v] for v in values], dtype=float)
 
+    def raw(self) -> np.ndarray:
+        """The sorted raw values: only exact numeric sides have them (every current side, read from a frame)."""
+        if self.sorted is None:
+            raise ValueError(f"this {self.kind} side was built from a profile: it has no raw values")
+        return self.sorted
+
     def quantiles_at(self, probs: np.ndarray) -> np.ndarray:
         if self.sorted is not None:
             return quantiles_sorted(self.sorted, probs)
@@ -138,31 +144,32 @@ def from_series(series, *, reference_kind: str | None = None, categorical: bool 
         side = Side(kind="numeric", dtype=dtype, n=values.size, nulls=dropped, sorted=values, numeric_values=True,
                     infinite=infinite)
         if values.size:
-            uniq, counts = _sorted_counts(values)
+            uniq, freq = _sorted_counts(values)
             side.distinct = int(uniq.size)
             side.mean = float(values.mean())
             side.std = float(values.std())
             side.min, side.max = float(values[0]), float(values[-1])
             if uniq.size <= LOW_CARDINALITY:
-                side.counts = {float(u): int(c) for u, c in zip(uniq, counts)}
+                side.counts = {float(u): int(c) for u, c in zip(uniq, freq, strict=True)}
         if categorical is None:
             categorical = t.is_integer_dtype(series.dtype) and (side.distinct or 0) <= INTEGER_CARDINALITY_LIMIT
         if categorical:
             side.kind = "categorical"
-            side.counts = {float(u): int(c) for u, c in zip(*_sorted_counts(values))}
+            side.counts = {float(u): int(c) for u, c in zip(*_sorted_counts(values), strict=True)}
         return side
     # categorical: strings, objects, categories, booleans
     if isinstance(series.dtype, type(None)):  # pragma: no cover - defensive
         raise TypeError
+    counts: dict[Any, int]
     if hasattr(series, "cat"):
         codes = series.cat.codes.to_numpy()
         tallies = np.bincount(codes + 1, minlength=len(series.cat.categories) + 1)
         nulls = int(tallies[0])
-        counts = {key_of(c): int(n) for c, n in zip(series.cat.categories, tallies[1:]) if n}
+        counts = {key_of(c): int(n) for c, n in zip(series.cat.categories, tallies[1:], strict=True) if n}
     else:
         vc = series.value_counts(dropna=True, sort=False)
         counts = {}
-        for value, n in zip(vc.index.tolist(), vc.to_numpy().tolist()):
+        for value, n in zip(vc.index.tolist(), vc.to_numpy().tolist(), strict=True):
             key = key_of(value)
             counts[key] = counts.get(key, 0) + int(n)
         nulls = len(series) - sum(counts.values())
@@ -222,13 +229,15 @@ def _profile_key(key: Any, kind: str) -> Any:
 
 def _counts_from_quantiles(side: Side) -> dict:
     """Approximate value counts of a discrete column from its quantile plateaus."""
+    if side.quantiles is None:  # no finite value in the profiled column: nothing to count
+        return {}
     q = side.quantiles
     values = np.unique(q)
     edges = np.r_[values[:-1] + np.diff(values) / 2, np.inf]
     probs = np.linspace(0.0, 1.0, q.size)
     cdf = np.interp(edges[:-1], q, probs)
     shares = np.diff(np.r_[0.0, cdf, 1.0])
-    return {float(v): int(round(s * side.n)) for v, s in zip(values, shares)}
+    return {float(v): int(round(s * side.n)) for v, s in zip(values, shares, strict=True)}
 
 
 def _float(value: Any) -> float:

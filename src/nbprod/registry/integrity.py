@@ -39,7 +39,8 @@ def _files(model_dir: Path) -> list[str]:
 def write_manifest(model_dir: str | Path) -> str:
     """Hash every file under ``model_dir`` into the manifest; return the manifest's own sha256."""
     model_dir = Path(model_dir)
-    files = {rel: {"sha256": sha256_file(model_dir / rel), "size": (model_dir / rel).stat().st_size} for rel in _files(model_dir)}
+    files = {rel: {"sha256": sha256_file(model_dir / rel), "size": (model_dir / rel).stat().st_size}
+             for rel in _files(model_dir)}
     body = json.dumps({"algorithm": "sha256", "files": files}, indent=1, sort_keys=True).encode()
     target = model_dir / MANIFEST
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -106,5 +107,6 @@ def verify_manifest(model_dir: str | Path, *, expected_digest: str | None = None
     if extra:
         problems.append(f"not in the manifest: {', '.join(extra)}")
     if problems:
-        raise IntegrityError(f"model artefact {model_dir} does not match its sha256 manifest ({'; '.join(problems)})", _FIX)
+        raise IntegrityError(f"model artefact {model_dir} does not match its sha256 manifest "
+                             f"({'; '.join(problems)})", _FIX)
     return manifest

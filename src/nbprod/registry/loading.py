@@ -84,7 +84,8 @@ class LoadedModel:
 
     def __str__(self) -> str:
         fmt = self.metadata.get("serialization_format")
-        return f"{self.uri or self.path} (loaded from {self.path}, format {fmt}, manifest {'verified' if self.metadata.get('verified') else 'NOT verified'})"
+        verified = "verified" if self.metadata.get("verified") else "NOT verified"
+        return f"{self.uri or self.path} (loaded from {self.path}, format {fmt}, manifest {verified})"
 
     def _repr_html_(self) -> str:
         from html import escape
@@ -123,14 +124,16 @@ def load_model(uri_or_local_path: str | os.PathLike, *, verify: bool = True) -> 
     name = version = uri = None
     expected = None
     if not isinstance(uri_or_local_path, (str, os.PathLike)):
-        raise ModelNotFoundError(f"load_model needs a model URI or a model directory, got {type(uri_or_local_path).__name__} "
-                                 f"{uri_or_local_path!r}",
-                                 "pass a model URI as text, e.g. 'credit-risk@champion' or 'credit-risk/3', or a directory path")
+        raise ModelNotFoundError("load_model needs a model URI or a model directory, "
+                                 f"got {type(uri_or_local_path).__name__} {uri_or_local_path!r}",
+                                 "pass a model URI as text, e.g. 'credit-risk@champion' or 'credit-risk/3', "
+                                 "or a directory path")
     candidate = Path(os.fspath(uri_or_local_path)).expanduser()
     if candidate.is_dir():
         path = candidate
     elif isinstance(uri_or_local_path, os.PathLike) or not _looks_like_uri(str(uri_or_local_path)):
-        raise ModelNotFoundError(f"no model directory at {uri_or_local_path}", "pass a model URI like 'credit-risk@champion' or an existing model directory")
+        raise ModelNotFoundError(f"no model directory at {uri_or_local_path}",
+                                 "pass a model URI like 'credit-risk@champion' or an existing model directory")
     else:
         mv = get_version(str(uri_or_local_path))
         name, version, uri = mv.name, mv.version, mv.uri
@@ -150,14 +153,16 @@ def load_model(uri_or_local_path: str | os.PathLike, *, verify: bool = True) -> 
             pyfunc = mlflow.pyfunc.load_model(str(path))
     except Exception as exc:
         raise RegistryError(f"cannot load the model in {path}: {type(exc).__name__}: {exc}",
-                            "install the model's requirements (requirements.txt in the model directory) and retry") from exc
+                            "install the model's requirements (requirements.txt in the model directory) "
+                            "and retry") from exc
     raw = None
     flavors = pyfunc.metadata.flavors
     if "sklearn" in flavors:
         impl = getattr(pyfunc, "_model_impl", None)
         raw = getattr(impl, "sklearn_model", None)
     metadata = {
-        "serialization_format": lineage.get("serialization_format") or flavors.get("sklearn", {}).get("serialization_format"),
+        "serialization_format": (lineage.get("serialization_format")
+                                 or flavors.get("sklearn", {}).get("serialization_format")),
         "flavor": lineage.get("flavor") or ("sklearn" if "sklearn" in flavors else "python_function"),
         "verified": bool(verify),
         "lineage": lineage,

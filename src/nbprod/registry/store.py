@@ -51,7 +51,8 @@ def _probe(uri: str) -> None:
             response.read(64)
     except urllib.error.HTTPError as exc:
         if exc.code >= 500:
-            raise TrackingServerError(f"MLflow tracking server {uri} answered {exc.code}", "check the server's logs, or unset MLFLOW_TRACKING_URI to use the local store") from None
+            fix = "check the server's logs, or unset MLFLOW_TRACKING_URI to use the local store"
+            raise TrackingServerError(f"MLflow tracking server {uri} answered {exc.code}", fix) from None
     except (OSError, ValueError) as exc:
         raise TrackingServerError(
             f"cannot reach the MLflow tracking server at {uri} ({getattr(exc, 'reason', exc)})",
