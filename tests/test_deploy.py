@@ -22,7 +22,7 @@ from conftest import kill_recorded_servers, sigkill
 from nbprod.deployments import ServerSettings
 from nbprod.errors import DeploymentError, LatencyBudgetExceeded, NbprodError
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
 @pytest.fixture(scope="module")

@@ -13,15 +13,15 @@ import signal
 import time
 
 import pytest
+from _monitoring_helpers import alert_rows
 from _registry_helpers import module_home, pipeline
+from _servers import receiver, wait_until
 from conftest import kill_recorded_servers, sigkill
-from test_alerts import receiver
-from test_monitoring_alertloop import _alert_rows, _wait
 
 from nbprod.deployments import AlertSettings
 from nbprod.errors import ConfigError, RuleError
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 WEBHOOK_ENV = "NBPROD_ALERT_WEBHOOK"
 
@@ -65,10 +65,10 @@ def _checks(name: str, at_least: int) -> None:
     seen: set = set()
 
     def enough() -> bool:
-        seen.update(r.updated_at for r in _alert_rows(name))
+        seen.update(r.updated_at for r in alert_rows(name))
         return len(seen) >= at_least + 1
 
-    _wait(enough, what=f"{at_least} more alert checks of {name!r}")
+    wait_until(enough, what=f"{at_least} more alert checks of {name!r}")
 
 
 def _stored_anywhere(home, text: str) -> list[str]:
@@ -134,11 +134,11 @@ def test_a_firing_rule_posts_the_webhook_once(versions, home, stack):
                           "webhook": True, "pending": False}
     assert "p95_ms > 0; error_rate > 90%" in str(dep) and "posted to the webhook" in dep._repr_html_()
     _traffic(dep, versions)
-    _wait(lambda: received, what="a webhook post from the deployment's server")
+    wait_until(lambda: received, what="a webhook post from the deployment's server")
     msg = received[0]["text"]
     assert "p95_ms > 0" in msg and "nbprod rollback credit" in msg
     _checks("credit", 3)  # the loop keeps checking; the incident is posted once
-    rows = {r.rule: r for r in _alert_rows("credit")}
+    rows = {r.rule: r for r in alert_rows("credit")}
     assert rows["p95_ms > 0"].firing and rows["p95_ms > 0"].notified_at is not None
     assert not rows["error_rate > 90%"].firing
     assert len(received) == 1
@@ -194,7 +194,7 @@ def test_the_rules_survive_restore_and_post_with_the_restoring_process_webhook(v
                              alerts=AlertSettings(rules="p95_ms > 0", interval="0.3"))
     assert dep.alerts["webhook"] is False and "no webhook" in str(deployments.status("restored"))
     _traffic(dep, versions)
-    _wait(lambda: any(r.firing and r.notified_at is None for r in _alert_rows("restored")),
+    wait_until(lambda: any(r.firing and r.notified_at is None for r in alert_rows("restored")),
           what="a recorded, unposted firing")
     _kill_9(dep.pid)
     dead = deployments.status("restored")["restored"]
@@ -206,7 +206,7 @@ def test_the_rules_survive_restore_and_post_with_the_restoring_process_webhook(v
     assert row.state == "running" and row.pid != dep.pid
     assert row.alerts == {"rules": ["p95_ms > 0"], "interval_s": 0.3, "window": "1h", "webhook": True,
                           "pending": False}
-    _wait(lambda: received, what="the restored server posting the firing")
+    wait_until(lambda: received, what="the restored server posting the firing")
     _checks("restored", 3)
     assert len(received) == 1 and "p95_ms > 0" in received[0]["text"]
     assert _stored_anywhere(home, url) == []

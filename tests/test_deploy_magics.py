@@ -9,7 +9,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 from nbprod.errors import DeploymentError
 
-pytestmark = pytest.mark.timeout(300)
+pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
 @pytest.fixture

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import pytest
-from _monitoring_helpers import db_url  # noqa: F401 - fixture
 from _registry_helpers import pipeline
 from conftest import kill_recorded_servers, sigkill
 

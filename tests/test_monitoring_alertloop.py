@@ -25,7 +25,6 @@ def stack():
 
 # test_deploy_alerts.py still imports these two from here; drop the aliases once it imports them
 # from _monitoring_helpers and _servers.
-_alert_rows, _wait = alert_rows, wait_until
 
 
 def test_serve_runs_the_alert_loop_once_per_server_and_posts_each_firing_once(serving_models, env, stack):

@@ -17,6 +17,8 @@ from conftest import require
 from nbprod.commands import parse
 from nbprod.errors import ModelNotFoundError, PackagingError
 
+pytestmark = pytest.mark.slow  # every test builds on a registered model and a bundle (~11 s)
+
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
