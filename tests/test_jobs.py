@@ -1,5 +1,6 @@
-"""Notebook jobs on a real kernel through papermill."""
+"""Notebook jobs on a real kernel through papermill: each job is one MLflow run in nbprod's store."""
 
+import json
 from pathlib import Path
 
 import nbformat
@@ -7,13 +8,19 @@ import pytest
 
 from nbprod.cli import main
 from nbprod.errors import JobError
-from nbprod.jobs import run
+from nbprod.jobs import JobFailed, get_run, run, runs
 
 FILES = Path(__file__).parent / "files"
 pytestmark = pytest.mark.slow
 
 
-def test_run_injects_parameters_and_keeps_the_executed_copy(nbprod_home):
+def _artifacts(run_id: str) -> set[str]:
+    from nbprod.registry.store import client
+
+    return {f.path for f in client().list_artifacts(run_id, "job")}
+
+
+def test_a_job_is_one_mlflow_run_with_everything_recorded(nbprod_home):
     result = run(FILES / "params.ipynb", {"alpha": 21, "name": "answer"}, progress=False)
     assert result.output.parent == nbprod_home.resolve() / "runs"
     assert result.output.name.startswith("params-") and result.output.exists()
@@ -21,14 +28,55 @@ def test_run_injects_parameters_and_keeps_the_executed_copy(nbprod_home):
     executed = nbformat.read(result.output, as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     assert injected and "alpha = 21" in injected[0].source
+    assert executed.metadata["nbprod"]["status"] == "FINISHED"
     assert result.to_dict()["parameters"] == {"alpha": 21, "name": "answer"}
 
+    from nbprod.registry.store import client
 
-def test_failing_cell_is_a_job_error_naming_the_cell(nbprod_home):
-    with pytest.raises(JobError, match=r"failed in cell 2 with ValueError: broken on purpose") as err:
+    recorded = client().get_run(result.run_id)
+    assert recorded.info.status == "FINISHED" and result.status == "FINISHED" and result.ok
+    assert recorded.data.params == {"alpha": "21", "name": "answer"}
+    tags = recorded.data.tags
+    assert tags["nbprod.kind"] == "job" and tags["nbprod.kernel"] == "python3"
+    assert tags["nbprod.notebook"] == str((FILES / "params.ipynb").resolve())
+    assert tags["mlflow.source.git.commit"] == tags["nbprod.git_commit"] and len(tags["nbprod.git_commit"]) == 40
+    assert tags["nbprod.git_dirty"] in ("true", "false")
+    assert _artifacts(result.run_id) == {"job/source.ipynb", "job/executed.ipynb", "job/executed.html",
+                                         "job/cells.json", "job/environment.json"}
+    env = result.environment
+    assert env["packages"]["nbprod"] and env["packages"]["papermill"] and len(env["digest"]) == 64
+    assert tags["nbprod.env_digest"] == env["digest"] and tags["nbprod.python"] == env["python"]
+    timed = [c for c in result.cells if not c["injected"]]
+    assert [c["source"] for c in timed] == ["alpha = 1", "result = alpha * 2"]
+    assert all(c["seconds"] is not None and c["seconds"] >= 0 and c["status"] == "completed" for c in timed)
+
+    # read back: by id, by a unique prefix, in the table and as JSON lines
+    assert get_run(result.run_id[:6]).parameters == {"alpha": 21, "name": "answer"}
+    table = runs()
+    assert [j.run_id for j in table] == [result.run_id]
+    assert result.run_id[:8] in str(table) and "alpha=21" in str(table)
+    assert json.loads(str(runs(as_json=True)))["run_id"] == result.run_id
+
+
+def test_a_failing_cell_is_a_failed_job_naming_the_users_cell(nbprod_home, capsys):
+    with pytest.raises(JobFailed, match=r"cell 2 \(`raise ValueError\('broken on purpose'\)`\) raised ValueError: "
+                                        r"broken on purpose") as err:
         run(FILES / "fails.ipynb", progress=False)
-    assert "executed copy" in err.value.fix
-    assert list((nbprod_home / "runs").glob("fails-*.ipynb")), "the executed copy is kept for debugging"
+    assert isinstance(err.value, JobError) and "executed copy" in err.value.fix
+    result = err.value.result
+    assert result.status == "FAILED" and not result.ok and result.error["cell"] == 2
+    executed = nbformat.read(result.output, as_version=4)
+    assert executed.metadata["nbprod"]["error"]["ename"] == "ValueError"
+    assert "job/executed.ipynb" in _artifacts(result.run_id)
+    from nbprod.registry.store import client
+
+    assert client().get_run(result.run_id).info.status == "FAILED"
+    # the CLI: 1 for a failed notebook, 2 for a usage error, 0 for a finished one
+    assert main(["run", str(FILES / "fails.ipynb"), "--no-progress"]) == 1
+    out = capsys.readouterr()
+    assert "FAILED" in out.out and "cell 2" in out.err
+    assert main(["run", str(FILES / "params.ipynb"), "-p", "nope", "1", "--no-progress"]) == 2
+    assert "declares no parameter 'nope'" in capsys.readouterr().err
 
 
 def test_missing_notebook_is_a_clear_error(nbprod_home, tmp_path):
@@ -37,8 +85,6 @@ def test_missing_notebook_is_a_clear_error(nbprod_home, tmp_path):
     (tmp_path / "data.csv").write_text("a\n1\n")
     with pytest.raises(JobError, match="not a notebook"):
         run(tmp_path / "data.csv")
-
-
 def test_cli_run_parses_parameter_values_as_yaml(nbprod_home, tmp_path, capsys):
     out = tmp_path / "out.ipynb"
     assert main(["run", str(FILES / "params.ipynb"), "-p", "alpha", "0.5", "-p", "name", "half",
@@ -46,7 +92,7 @@ def test_cli_run_parses_parameter_values_as_yaml(nbprod_home, tmp_path, capsys):
     assert "executed copy" in capsys.readouterr().out
     executed = nbformat.read(out, as_version=4)
     assert any("half: 1.0" in o.get("text", "") for c in executed.cells for o in c.get("outputs", []))
-    assert main(["run", str(FILES / "fails.ipynb"), "--no-progress"]) == 2
+    assert main(["run", str(FILES / "fails.ipynb"), "--no-progress"]) == 1
 
 
 def test_the_job_uses_the_callers_nbprod_home(nbprod_home, tmp_path, monkeypatch):

@@ -77,6 +77,17 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     # datasets and jobs
     "datasets": ("nbprod.datasets", None),
     "run": ("nbprod.jobs", "run"),
+    "rerun": ("nbprod.jobs", "rerun"),
+    "runs": ("nbprod.jobs", "runs"),
+    "get_run": ("nbprod.jobs", "get_run"),
+    "diff": ("nbprod.jobs", "diff"),
+    "check": ("nbprod.jobs", "check"),
+    "inspect": ("nbprod.jobs", "inspect"),
+    "track_input": ("nbprod.jobs", "track_input"),
+    "JobResult": ("nbprod.jobs", "JobResult"),
+    "RunTable": ("nbprod.jobs", "RunTable"),
+    "JobDiff": ("nbprod.jobs", "JobDiff"),
+    "CheckReport": ("nbprod.jobs", "CheckReport"),
 }
 
 __all__ = ["__version__", "load_ipython_extension", "unload_ipython_extension", *_LAZY]
@@ -124,7 +135,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .drift.api import drift
     from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError
-    from .jobs import run
+    from .jobs import CheckReport, JobDiff, JobResult, RunTable, check, diff, get_run, inspect, rerun, run, runs, track_input
     from .monitoring.feedback import FeedbackResult, feedback
     from .monitoring.monitor import monitor
     from .monitoring.report import MonitorReport

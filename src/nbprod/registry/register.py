@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import tempfile
 import time
@@ -104,7 +105,11 @@ def register(model: Any, name: str, X, y=None, *, metrics: dict | None = None, p
             raise RegistrationError(f"cannot save the model: {type(exc).__name__}: {exc}",
                                     "register a fitted scikit-learn model/pipeline or an mlflow.pyfunc.PythonModel") from exc
         lineage = built.lineage
+        # Inside an nbprod job (`nbprod run`), the job's run is this registration's parent and the
+        # version names the job: the version shows the job, the job finds its versions by this tag.
+        job_run = os.environ.get("NBPROD_JOB_RUN_ID") or ""
         run = _mlflow_call(c.create_run, exp_id, run_name=f"register-{name}", tags={
+            **({"mlflow.parentRunId": job_run, TAG + "job_run_id": job_run} if job_run else {}),
             "mlflow.user": lineage.get("user") or "", "mlflow.source.name": lineage.get("notebook_path") or "",
             **({"mlflow.source.git.commit": lineage["git_commit"]} if lineage.get("git_commit") else {}),
             TAG + "action": "register",
@@ -140,6 +145,7 @@ def register(model: Any, name: str, X, y=None, *, metrics: dict | None = None, p
             TAG + "notebook": lineage.get("notebook_path") or "",
             TAG + "git_commit": lineage.get("git_commit") or "",
             TAG + "git_dirty": str(bool(lineage.get("git_dirty"))).lower() if lineage.get("git_dirty") is not None else "",
+            TAG + "job_run_id": job_run,
         }
         if key is not None:
             tags[TAG + "key"] = key

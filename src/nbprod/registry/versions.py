@@ -105,6 +105,7 @@ class ModelVersion:
             "created_at": self.created_at.isoformat() if self.created_at else None, "source": self.source,
             "description": self.description, "serialization_format": self.serialization_format,
             "git_commit": self.tags.get(TAG + "git_commit"), "notebook": self.tags.get(TAG + "notebook"),
+            "job": self.tags.get(TAG + "job_run_id"),
             "profile_rows": _int(self.tags.get(TAG + "profile_rows")),
             "profile_columns": _int(self.tags.get(TAG + "profile_columns")),
         }
@@ -119,6 +120,7 @@ class ModelVersion:
             ("metrics", ", ".join(f"{k}={_html.fmt(v)}" for k, v in sorted(self.metrics.items())) or "–"),
             ("format", self.serialization_format or "–"),
             ("notebook", d["notebook"] or "–"),
+            *([("job", f"{d['job'][:8]} (nbprod runs / get_run)")] if d["job"] else []),
             ("git commit", (d["git_commit"] or "–")[:12] + (" (dirty)" if self.tags.get(TAG + "git_dirty") == "true" else "")),
         ]
         if self.description:

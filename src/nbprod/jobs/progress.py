@@ -1,0 +1,117 @@
+"""Watching a job's cells: per-cell timing hooks on papermill's engine, and the progress display.
+
+papermill calls its execution manager at each cell's start and end; :class:`Watch` hooks those
+calls to keep the partly executed notebook at hand (a dead kernel or a timeout leaves papermill
+with no copy that says so) and to drive a progress display. In a terminal papermill's own tqdm
+bar does that; in a notebook :class:`NotebookProgress` shows a live line — current cell, its
+first line, elapsed time — updated in place from a timer thread, so a long cell still ticks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable
+
+__all__ = ["Watch", "NotebookProgress", "ENGINE", "in_notebook", "register_engine"]
+
+ENGINE = "nbprod"
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (where a live HTML display can be updated)."""
+    import sys
+
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
+
+
+def first_line(source: str) -> str:
+    return next((line.strip() for line in source.splitlines() if line.strip()), "")
+
+
+class Watch:
+    """Hooks papermill's execution manager: the notebook being executed and a per-cell callback."""
+
+    def __init__(self, on_cell: Callable[[int, int, Any], None] | None = None) -> None:
+        self.nb_man: Any = None
+        self.on_cell = on_cell
+        self.current: int | None = None
+
+    @property
+    def nb(self):
+        return self.nb_man.nb if self.nb_man is not None else None
+
+    def attach(self, nb_man) -> None:
+        self.nb_man = nb_man
+        start = nb_man.cell_start
+
+        def cell_start(cell, cell_index=None, **kwargs):
+            self.current = cell_index
+            if self.on_cell is not None and cell_index is not None:
+                self.on_cell(cell_index, len(nb_man.nb.cells), cell)
+            return start(cell, cell_index, **kwargs)
+
+        nb_man.cell_start = cell_start
+
+
+def register_engine() -> None:
+    """Make papermill's engine ``nbprod`` available (idempotent; papermill is imported here, not
+    when nbprod is)."""
+    from papermill.engines import NBClientEngine, papermill_engines
+
+    if ENGINE in papermill_engines._engines:
+        return
+
+    class NbprodEngine(NBClientEngine):
+        """papermill's nbclient engine, with nbprod's :class:`Watch` attached to its manager."""
+
+        @classmethod
+        def execute_managed_notebook(cls, nb_man, kernel_name, nbprod_watch=None, **kwargs):
+            if nbprod_watch is not None:
+                nbprod_watch.attach(nb_man)
+            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+
+    papermill_engines.register(ENGINE, NbprodEngine)
+
+
+class NotebookProgress:
+    """A live progress line in a notebook cell's output, then cleared for the result card."""
+
+    def __init__(self, notebook: str) -> None:
+        from IPython.display import HTML, display
+
+        self._HTML = HTML
+        self.notebook = notebook
+        self.start = time.monotonic()
+        self.index, self.total, self.line = 0, 0, "starting the kernel"
+        self.handle = display(HTML(self._html()), display_id=True)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._tick, daemon=True, name="nbprod-progress")
+        self._thread.start()
+
+    def _html(self, done: str | None = None) -> str:
+        from html import escape
+
+        elapsed = time.monotonic() - self.start
+        pct = 100 if done else (100 * self.index // self.total if self.total else 0)
+        where = done or f"cell {self.index + 1}/{self.total or '?'} · <code>{escape(self.line[:80])}</code>"
+        return (f"<div class='nbprod-progress'><b>nbprod run</b> <code>{escape(self.notebook)}</code> · {where} · "
+                f"{elapsed:.1f} s<div style='background:#eee;width:20em;height:6px'>"
+                f"<div style='background:#4c78a8;width:{pct}%;height:6px'></div></div></div>")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.5):
+            self.handle.update(self._HTML(self._html()))
+
+    def cell(self, index: int, total: int, cell) -> None:
+        self.index, self.total, self.line = index, total, first_line(cell.get("source", ""))
+        self.handle.update(self._HTML(self._html()))
+
+    def close(self, status: str) -> None:
+        self._stop.set()
+        self._thread.join(timeout=2)
+        self.handle.update(self._HTML(self._html(done=status.lower())))

@@ -1,0 +1,165 @@
+"""Reading jobs back from MLflow: ``nbprod runs``, ``nbprod.get_run(id)``.
+
+A job is an MLflow run tagged ``nbprod.kind=job``; everything nbprod shows about it is in the
+run's tags, params, metrics and artefacts, so the MLflow UI and ``nbprod runs`` tell the same
+story. A job id is its MLflow run id; a unique prefix of it is enough.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..errors import JobError
+from .inputs import recorded_inputs
+from .results import JobResult, RunTable
+
+__all__ = ["TAG", "runs", "get_run", "job_from_run", "job_filter", "artifact_file"]
+
+TAG = "nbprod."
+KIND_FILTER = "tags.`nbprod.kind` = 'job'"
+
+
+def job_filter() -> str:
+    return KIND_FILTER
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _status(run, tags: dict[str, str]) -> str:
+    status = tags.get(TAG + "status") or run.info.status
+    if status == "RUNNING":
+        # A job whose process was SIGKILLed never wrote its end: on this host, a dead pid says so.
+        pid = tags.get(TAG + "pid")
+        if tags.get(TAG + "host") == socket.gethostname() and pid and pid.isdigit() and not _alive(int(pid)):
+            return "KILLED"
+    return status
+
+
+def _json(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def job_from_run(run) -> JobResult:
+    """A :class:`JobResult` from an MLflow run of a job."""
+    tags = dict(run.data.tags)
+    start = datetime.fromtimestamp(run.info.start_time / 1000, tz=timezone.utc) if run.info.start_time else None
+    if run.info.end_time and run.info.start_time:
+        seconds = (run.info.end_time - run.info.start_time) / 1000
+    else:
+        seconds = float(tags.get(TAG + "seconds") or 0.0)
+    status = _status(run, tags)
+    models = [m for m in (tags.get(TAG + "models") or "").split(",") if m]
+    output = tags.get(TAG + "output")
+    dirty = tags.get(TAG + "git_dirty")
+    return JobResult(
+        notebook=Path(tags.get(TAG + "notebook") or tags.get("mlflow.source.name") or "?"),
+        output=Path(output) if output else None,
+        parameters=_json(tags.get(TAG + "parameters"), {}),
+        seconds=seconds,
+        ok=status == "FINISHED",
+        kernel=tags.get(TAG + "kernel"),
+        run_id=run.info.run_id,
+        status=status,
+        metrics=dict(run.data.metrics),
+        models=models,
+        error=_json(tags.get(TAG + "error"), None),
+        start=start,
+        attempts=int(tags.get(TAG + "attempts") or 1),
+        notes=_json(tags.get(TAG + "notes"), []),
+        environment={"python": tags.get(TAG + "python"), "digest": tags.get(TAG + "env_digest")},
+        inputs=recorded_inputs(tags),
+        git_commit=tags.get(TAG + "git_commit") or None,
+        git_dirty=None if not dirty else dirty == "true",
+        experiment=run.info.experiment_id,
+        html=tags.get(TAG + "html"),
+        rerun_of=tags.get(TAG + "rerun_of"),
+    )
+
+
+def _experiment_ids(c) -> list[str]:
+    return [e.experiment_id for e in c.search_experiments()]
+
+
+def runs(limit: int = 100, *, notebook: str | None = None, as_json: bool = False) -> RunTable:
+    """The jobs in nbprod's MLflow store, newest first (``limit`` of them)."""
+    from ..registry.store import client
+
+    c = client()
+    filters = [KIND_FILTER]
+    if notebook:
+        filters.append(f"tags.`nbprod.notebook` LIKE '%{Path(notebook).name.replace(chr(39), '')}'")
+    found = c.search_runs(_experiment_ids(c), filter_string=" and ".join(filters),
+                          order_by=["attributes.start_time DESC"], max_results=limit)
+    return RunTable([job_from_run(r) for r in found], as_json=as_json)
+
+
+def resolve(run_id: str) -> str:
+    """The full run id of the job ``run_id`` names (a unique prefix is enough)."""
+    from ..registry.store import client
+
+    rid = (run_id or "").strip().lower()
+    if not rid or any(ch not in "0123456789abcdef" for ch in rid):
+        raise JobError(f"{run_id!r} is not a job id", "pass a job id as `nbprod runs` shows it (hex, a prefix is enough)")
+    c = client()
+    if len(rid) == 32:
+        return rid
+    matches: list[str] = []
+    token = None
+    while True:
+        page = c.search_runs(_experiment_ids(c), filter_string=KIND_FILTER, max_results=1000, page_token=token)
+        matches += [r.info.run_id for r in page if r.info.run_id.startswith(rid)]
+        token = page.token
+        if not token or len(matches) > 1:
+            break
+    if not matches:
+        raise JobError(f"no job with id {run_id!r}", "list the jobs with `nbprod runs`")
+    if len(matches) > 1:
+        raise JobError(f"job id {run_id!r} is ambiguous: it starts {len(matches)} jobs ({', '.join(m[:12] for m in matches[:5])})",
+                       "pass more characters of the id")
+    return matches[0]
+
+
+def get_run(run_id: str) -> JobResult:
+    """One job by its id (a unique prefix is enough)."""
+    from mlflow.exceptions import MlflowException
+
+    from ..registry.store import client
+
+    full = resolve(run_id)
+    try:
+        run = client().get_run(full)
+    except MlflowException:
+        raise JobError(f"no job with id {run_id!r}", "list the jobs with `nbprod runs`") from None
+    if run.data.tags.get(TAG + "kind") != "job":
+        raise JobError(f"run {full} is an MLflow run but not an nbprod job", "list the jobs with `nbprod runs`")
+    return job_from_run(run)
+
+
+def artifact_file(run_id: str, path: str) -> Path | None:
+    """A local copy of one artefact of the run (``None`` when the run has no such artefact)."""
+    import tempfile
+
+    from ..registry.store import client
+
+    try:
+        return Path(client().download_artifacts(run_id, path, tempfile.mkdtemp(prefix="nbprod-job-")))
+    except Exception:
+        return None
