@@ -92,6 +92,16 @@ def declared(nb) -> list[Any]:
     return _infer_parameters(nb) if has_parameters_cell(nb) else []
 
 
+def _type(annotated: str | None, default: str | None) -> str:
+    """The annotated type, else the type of a literal default (papermill only reads annotations)."""
+    if annotated and annotated != "None":
+        return annotated
+    try:
+        return type(ast.literal_eval(default or "")).__name__
+    except (ValueError, SyntaxError):
+        return ""
+
+
 def inspect(notebook: str | Path) -> Parameters:
     """The parameters ``notebook`` declares in its ``parameters`` cell (papermill's inference)."""
     path = Path(notebook)
@@ -99,8 +109,8 @@ def inspect(notebook: str | Path) -> Parameters:
         raise JobError(f"no notebook at {path}", "pass the path of an existing .ipynb file")
     nb = read_notebook(path)
     found = declared(nb)
-    declared = [Parameter(p.name, p.inferred_type_name or "", p.default or "", p.help or "") for p in found]
-    return Parameters(path, declared, has_parameters_cell(nb))
+    params = [Parameter(p.name, _type(p.inferred_type_name, p.default), p.default or "", p.help or "") for p in found]
+    return Parameters(path, params, has_parameters_cell(nb))
 
 
 def load_file(path: str | Path) -> dict[str, Any]:
