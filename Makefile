@@ -83,6 +83,7 @@ bench: peers
 	benchmarks/.venv-evidently/bin/python benchmarks/bench_drift.py
 	$(PY) benchmarks/bench_audit.py
 	$(PY) benchmarks/bench_predlog.py
+	$(PY) benchmarks/bench_jobs.py
 
 clean:
 	rm -rf $(VENV) $(PANDAS2) .nbprod build dist

@@ -135,7 +135,20 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .drift.api import drift
     from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError
-    from .jobs import CheckReport, JobDiff, JobResult, RunTable, check, diff, get_run, inspect, rerun, run, runs, track_input
+    from .jobs import (
+        CheckReport,
+        JobDiff,
+        JobResult,
+        RunTable,
+        check,
+        diff,
+        get_run,
+        inspect,
+        rerun,
+        run,
+        runs,
+        track_input,
+    )
     from .monitoring.feedback import FeedbackResult, feedback
     from .monitoring.monitor import monitor
     from .monitoring.report import MonitorReport

@@ -131,7 +131,8 @@ def _demo(args: argparse.Namespace, ctx: Context):
 
     notebook = Path(args.notebook)
     if not notebook.is_file():
-        raise UsageProblem(f"no quickstart notebook at {notebook}", "run `make demo` from the nbprod repository root, or pass --notebook")
+        raise UsageProblem(f"no quickstart notebook at {notebook}",
+                           "run `make demo` from the nbprod repository root, or pass --notebook")
     before = _running()
     try:
         result = run(notebook, progress=True)
@@ -176,7 +177,13 @@ class _DemoSummary:
         return self.result._repr_html_() + f"<pre>{escape(self.result.tagged_output('summary'))}</pre>"
 
 
-_NB = lambda p: p.add_argument("notebook", help="the .ipynb file")  # noqa: E731
+def _NB(p: argparse.ArgumentParser) -> None:
+    p.add_argument("notebook", help="the .ipynb file")
+
+
+def _demo_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--notebook", default="notebooks/quickstart.ipynb", help="the quickstart notebook")
+
 
 COMMANDS = [
     Command(
@@ -228,7 +235,7 @@ COMMANDS = [
     Command(
         name="demo",
         help="run the end-to-end quickstart notebook and print what it did",
-        arguments=lambda p: p.add_argument("--notebook", default="notebooks/quickstart.ipynb", help="the quickstart notebook"),
+        arguments=_demo_arguments,
         run=_demo,
     ),
 ]

@@ -8,21 +8,21 @@ Modules, one job each:
 - :mod:`.inputs` — ``track_input``: content hashes of what a job read;
 - :mod:`.progress` — per-cell hooks on papermill's engine, the live progress display;
 - :mod:`.records` — ``runs`` and ``get_run``: jobs read back from MLflow;
-- :mod:`.rerun` — ``rerun``: the recorded notebook with the recorded parameters;
+- :mod:`.replay` — ``rerun``: the recorded notebook with the recorded parameters;
 - :mod:`.compare` — ``diff``: two jobs side by side;
-- :mod:`.check` — ``check``: the reproducibility lint for hand-over;
+- :mod:`.lint` — ``check``: the reproducibility lint for hand-over;
 - :mod:`.results` — what they return, displayed.
 """
 
 from __future__ import annotations
 
-from .check import CheckReport, check
 from .compare import JobDiff, diff
 from .execute import DEFAULT_KERNEL, JobWarning, run
 from .inputs import InputChanged, track_input
+from .lint import CheckReport, check
 from .params import Parameters, inspect
 from .records import get_run, runs
-from .rerun import Rerun, rerun
+from .replay import Rerun, rerun
 from .results import JobFailed, JobResult, RunTable
 
 __all__ = ["run", "rerun", "runs", "get_run", "diff", "check", "inspect", "track_input", "JobDiff", "Rerun",

@@ -54,7 +54,8 @@ class JobDiff:
         for name, x, y in self.parameters:
             rows.append(("parameter", name, repr(x) if x is not None else "-", repr(y) if y is not None else "-", ""))
         for name, x, y, d, r in self.metrics:
-            change = "same" if d == 0 else ("" if d is None else f"{d:+.6g}" + (f" ({r:+.2%})" if r is not None else ""))
+            relative = f" ({r:+.2%})" if r is not None else ""
+            change = "same" if d == 0 else ("" if d is None else f"{d:+.6g}{relative}")
             rows.append(("metric", name, _num(x), _num(y), change))
         if self.python:
             rows.append(("python", "", str(self.python[0]), str(self.python[1]), ""))
@@ -76,7 +77,7 @@ class JobDiff:
             return f"{head}: same parameters, metrics, environment and inputs"
         table = [("", "name", a, b, "change")] + rows
         widths = [max(len(r[i]) for r in table) for i in range(5)]
-        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in table]
+        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in table]
         if not (self.parameters or self.python or self.added or self.removed or self.changed or self.inputs):
             lines.append("same parameters, environment and inputs")
         return "\n".join(lines)
@@ -86,7 +87,8 @@ class JobDiff:
         rows = self._rows()
         if not rows:
             return f"<div>{escape(str(self))}</div>"
-        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{escape(c)}</td>" for c in r) + "</tr>" for r in rows)
+        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{escape(c)}</td>" for c in r) + "</tr>"
+                       for r in rows)
         return (f"<div class='nbprod-diff'><b>job {a} → job {b}</b><table><tr><th></th><th>name</th><th>{a}</th>"
                 f"<th>{b}</th><th>change</th></tr>{body}</table></div>")
 

@@ -3,7 +3,8 @@
 Read from ``importlib.metadata`` in this process (no ``pip freeze`` subprocess: that costs about a
 second per job). The list only changes when something is installed, which touches the
 ``site-packages`` folders, so the answer is cached per process and keyed on those folders'
-modification times, in this process and on disk under ``$NBPROD_HOME/cache``. A kernel running another interpreter (a kernelspec pointing at another
+modification times, in this process and on disk under ``$NBPROD_HOME/cache``.
+A kernel running another interpreter (a kernelspec pointing at another
 environment) is asked once, through that interpreter, and cached the same way.
 """
 

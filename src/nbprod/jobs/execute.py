@@ -75,7 +75,8 @@ def _choose_kernel(requested: str | None, nb) -> tuple[str, str | None, str]:
         if requested:
             raise JobError(f"no kernel called {requested!r} here", "list the kernels with `jupyter kernelspec list`, "
                            "or leave out --kernel to use the notebook's own (or this environment's Python)") from None
-        note = f"the notebook's kernel {name!r} is not installed here; ran it on this environment's Python kernel ({DEFAULT_KERNEL})"
+        note = (f"the notebook's kernel {name!r} is not installed here; "
+                f"ran it on this environment's Python kernel ({DEFAULT_KERNEL})")
         name = DEFAULT_KERNEL
         spec = ksm.get_kernel_spec(name)
     argv0 = spec.argv[0] if spec.argv else sys.executable
@@ -93,7 +94,8 @@ def _check_parameters(source: Path, nb, params: dict[str, Any]) -> list[str]:
         unknown = [k for k in params if k not in names]
         if unknown:
             raise JobError(f"{source} declares no parameter {', '.join(map(repr, unknown))}",
-                           f"use the parameters it declares: {', '.join(names) or '(none)'} (see `nbprod inspect {source}`)")
+                           f"use the parameters it declares: {', '.join(names) or '(none)'} "
+                           f"(see `nbprod inspect {source}`)")
         return []
     found = usage(nb, list(params))
     notes = []
@@ -101,7 +103,8 @@ def _check_parameters(source: Path, nb, params: dict[str, Any]) -> list[str]:
     unread = [k for k, v in found.items() if v == "unread"]
     if overwritten:
         notes.append(f"{source} has no 'parameters' cell and overwrites {', '.join(overwritten)} before reading it: "
-                     "the values given were injected at the top and then replaced (tag the cell that sets them 'parameters')")
+                     "the values given were injected at the top and then replaced "
+                     "(tag the cell that sets them 'parameters')")
     if unread:
         notes.append(f"{source} never reads {', '.join(unread)}: the values given have no effect")
     return notes
@@ -259,7 +262,8 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
                      TAG + "git_dirty": str(bool(dirty)).lower() if dirty is not None else ""})
     if _rerun_of:
         tags[TAG + "rerun_of"] = _rerun_of
-    run_id = c.create_run(exp_id, run_name=Path(shown).stem, tags={k: v for k, v in tags.items() if v != ""}).info.run_id
+    run_id = c.create_run(exp_id, run_name=Path(shown).stem,
+                          tags={k: v for k, v in tags.items() if v != ""}).info.run_id
 
     kernel_env = {
         "NBPROD_NOTEBOOK": str(Path(shown).resolve()), "NBPROD_HOME": settings.home,
@@ -318,8 +322,9 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
                     break
                 except Exception as exc:  # the kernel could not start, the notebook could not be written, …
                     final_nb = watch.nb
-                    status, error = "FAILED", {"cell": None, "source": "", "ename": type(exc).__name__, "evalue": str(exc),
-                                               "message": f"cannot run {shown}: {type(exc).__name__}: {exc}"}
+                    status = "FAILED"
+                    error = {"cell": None, "source": "", "ename": type(exc).__name__, "evalue": str(exc),
+                             "message": f"cannot run {shown}: {type(exc).__name__}: {exc}"}
                     break
     except (KeyboardInterrupt, _Terminated):
         final_nb = watch.nb

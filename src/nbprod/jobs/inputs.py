@@ -51,7 +51,8 @@ def _describe(source: Any) -> dict[str, Any]:
     if isinstance(source, (str, os.PathLike)):
         path = Path(source).expanduser()
         if not path.is_file():
-            raise JobError(f"track_input: no file at {path}", "pass the path of the file the notebook reads, or the frame")
+            raise JobError(f"track_input: no file at {path}",
+                           "pass the path of the file the notebook reads, or the frame")
         return {"kind": "file", "path": str(path.resolve()), "sha256": file_hash(path), "bytes": path.stat().st_size}
     if hasattr(source, "dtypes") and hasattr(source, "index"):
         return {"kind": "frame", "sha256": frame_hash(source), "rows": int(len(source))}
@@ -71,7 +72,8 @@ def track_input(source: Any, name: str | None = None) -> str:
         raise InputChanged(
             f"input {name!r} changed since the recorded job: it was sha256 {expected[:16]}…, it is now "
             f"{info['sha256'][:16]}… (full: {expected} -> {info['sha256']})",
-            "re-run with --allow-changed-inputs (allow_changed_inputs=True) to run on the new data, or restore the old data")
+            "re-run with --allow-changed-inputs (allow_changed_inputs=True) to run on the new data, "
+            "or restore the old data")
     run_id = os.environ.get(JOB_RUN_ENV)
     if run_id:
         from ..registry.store import client

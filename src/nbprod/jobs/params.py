@@ -15,7 +15,8 @@ from typing import Any
 
 from ..errors import JobError
 
-__all__ = ["Parameter", "Parameters", "inspect", "declared", "load_file", "merge", "usage", "user_code_cells", "python_source"]
+__all__ = ["Parameter", "Parameters", "inspect", "declared", "load_file", "merge", "usage", "user_code_cells",
+           "python_source"]
 
 
 @dataclass
@@ -62,7 +63,8 @@ class Parameters:
         if not self.has_cell:
             return f"<div>{escape(str(self))}</div>"
         rows = "".join(f"<tr><td><code>{escape(p.name)}</code></td><td>{escape(p.type)}</td>"
-                       f"<td><code>{escape(p.default)}</code></td><td>{escape(p.help)}</td></tr>" for p in self.declared)
+                       f"<td><code>{escape(p.default)}</code></td><td>{escape(p.help)}</td></tr>"
+                       for p in self.declared)
         return (f"<div><b>{escape(str(self.notebook))}</b><table><tr><th>parameter</th><th>type</th><th>default</th>"
                 f"<th>help</th></tr>{rows}</table></div>")
 
@@ -121,7 +123,8 @@ def load_file(path: str | Path) -> dict[str, Any]:
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise JobError(f"cannot read the parameter file {p}: {exc.strerror or exc}", "pass an existing YAML file") from exc
+        raise JobError(f"cannot read the parameter file {p}: {exc.strerror or exc}",
+                       "pass an existing YAML file") from exc
     except yaml.YAMLError as exc:
         raise JobError(f"{p} is not valid YAML: {exc}", "write the parameters as `name: value` lines") from exc
     if data is None:

@@ -117,7 +117,8 @@ def resolve(run_id: str) -> str:
 
     rid = (run_id or "").strip().lower()
     if not rid or any(ch not in "0123456789abcdef" for ch in rid):
-        raise JobError(f"{run_id!r} is not a job id", "pass a job id as `nbprod runs` shows it (hex, a prefix is enough)")
+        raise JobError(f"{run_id!r} is not a job id",
+                       "pass a job id as `nbprod runs` shows it (hex, a prefix is enough)")
     c = client()
     if len(rid) == 32:
         return rid
@@ -132,7 +133,8 @@ def resolve(run_id: str) -> str:
     if not matches:
         raise JobError(f"no job with id {run_id!r}", "list the jobs with `nbprod runs`")
     if len(matches) > 1:
-        raise JobError(f"job id {run_id!r} is ambiguous: it starts {len(matches)} jobs ({', '.join(m[:12] for m in matches[:5])})",
+        some = ", ".join(m[:12] for m in matches[:5])
+        raise JobError(f"job id {run_id!r} is ambiguous: it starts {len(matches)} jobs ({some})",
                        "pass more characters of the id")
     return matches[0]
 

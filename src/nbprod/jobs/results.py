@@ -102,7 +102,8 @@ class JobResult:
 
     def __str__(self) -> str:
         head = f"job {self.run_id[:8]} " if self.run_id else ""
-        lines = [f"{head}{self.status}: {self.notebook} in {self.seconds:.1f} s (parameters: {_params(self.parameters)})"]
+        lines = [f"{head}{self.status}: {self.notebook} in {self.seconds:.1f} s "
+                 f"(parameters: {_params(self.parameters)})"]
         if self.error:
             lines.append(f"error: {self.error.get('message')}")
         if self.metrics:
@@ -123,7 +124,8 @@ class JobResult:
         if self.error:
             rows.append(("error", f"<code>{escape(str(self.error.get('message')))}</code>"))
         if self.metrics:
-            rows.append(("metrics", "<br>".join(f"{escape(k)} = <b>{v:.6g}</b>" for k, v in sorted(self.metrics.items()))))
+            shown = (f"{escape(k)} = <b>{v:.6g}</b>" for k, v in sorted(self.metrics.items()))
+            rows.append(("metrics", "<br>".join(shown)))
         if self.models:
             rows.append(("models", escape(", ".join(self.models))))
         if self.attempts > 1:
@@ -132,8 +134,8 @@ class JobResult:
         link = escape(str(self.output))
         rows.append(("executed copy", f"<a href='{link}' target='_blank'><code>{link}</code></a>"
                      + (f" · <a href='{escape(self.html)}' target='_blank'>HTML</a>" if self.html else "")))
-        body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{k}</th><td style='text-align:left'>{v}</td></tr>"
-                       for k, v in rows)
+        body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{k}</th>"
+                       f"<td style='text-align:left'>{v}</td></tr>" for k, v in rows)
         rid = f" <code>{escape(self.run_id[:8])}</code>" if self.run_id else ""
         return (f"<div class='nbprod-job'><b>nbprod job</b>{rid} <span style='color:{colour};font-weight:bold'>"
                 f"{escape(self.status)}</span> <code>{escape(str(self.notebook))}</code> — {self.seconds:.1f} s"
@@ -178,7 +180,7 @@ class RunTable:
             return "no jobs yet: run one with `nbprod run NOTEBOOK.ipynb`"
         rows = [self._HEAD] + [self._row(j) for j in self.jobs]
         widths = [min(40, max(len(r[i]) for r in rows)) for i in range(len(self._HEAD))]
-        return "\n".join("  ".join(c[:40].ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+        return "\n".join("  ".join(c[:40].ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
 
     def _repr_html_(self) -> str:
         if not self.jobs:

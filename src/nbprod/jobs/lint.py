@@ -81,8 +81,8 @@ class CheckReport:
     def _repr_html_(self) -> str:
         if self.ok:
             return f"<div>{escape(str(self))}</div>"
-        rows = "".join(f"<tr><td>{escape(f.where())}</td><td><code>{escape(f.rule)}</code></td><td>{escape(f.message)}</td>"
-                       f"<td>{escape(f.fix)}</td></tr>" for f in self.findings)
+        rows = "".join(f"<tr><td>{escape(f.where())}</td><td><code>{escape(f.rule)}</code></td>"
+                       f"<td>{escape(f.message)}</td><td>{escape(f.fix)}</td></tr>" for f in self.findings)
         return (f"<div><b>{escape(str(self.notebook))}</b>: {len(self.findings)} reproducibility problem(s)"
                 f"<table><tr><th>where</th><th>rule</th><th>problem</th><th>fix</th></tr>{rows}</table></div>")
 
@@ -97,10 +97,11 @@ def _name(node: ast.AST) -> str:
 
 def _order(nb) -> list[Finding]:
     counts = [(n, c.get("execution_count")) for n, c in user_code_cells(nb) if c.get("execution_count") is not None]
-    for (n0, a), (n1, b) in zip(counts, counts[1:]):
+    for (n0, a), (n1, b) in zip(counts, counts[1:], strict=False):
         if b <= a:
             return [Finding("out-of-order", n1, None,
-                            f"stored outputs come from an out-of-order run: cell {n1} ran as [{b}] after cell {n0} ran as [{a}]",
+                            f"stored outputs come from an out-of-order run: cell {n1} ran as [{b}] "
+                            f"after cell {n0} ran as [{a}]",
                             "restart the kernel and run all cells top to bottom, then save (or clear all outputs)")]
     return []
 
@@ -139,7 +140,8 @@ def _code_findings(nb) -> list[Finding]:
                         pass  # requests.get, json.load, df.sample... not scikit-learn
                     else:
                         findings.append(Finding(
-                            "unseeded-random", number, node.lineno, f"{last}(...) without random_state: results change from run to run",
+                            "unseeded-random", number, node.lineno,
+                            f"{last}(...) without random_state: results change from run to run",
                             f"pass random_state=<a fixed int> to {last} (best a parameter, e.g. seed)"))
                 if last in _READERS and node.args and isinstance(node.args[0], ast.Constant) \
                         and isinstance(node.args[0].value, str) and _URL.match(node.args[0].value):
@@ -147,19 +149,22 @@ def _code_findings(nb) -> list[Finding]:
             if isinstance(node, ast.Constant) and isinstance(node.value, str) and _ABS.match(node.value) \
                     and "\n" not in node.value and len(node.value) < 300:
                 findings.append(Finding(
-                    "absolute-path", number, getattr(node, "lineno", None), f"absolute path {node.value!r} only exists on one machine",
+                    "absolute-path", number, getattr(node, "lineno", None),
+                    f"absolute path {node.value!r} only exists on one machine",
                     "use a path relative to the notebook (jobs run in the notebook's folder), or make it a parameter"))
     if np_uses and not np_seeded:
         n, line, name = np_uses[0]
         findings.append(Finding("unseeded-random", n, line, f"{name} draws numpy random numbers without a seed",
-                                "seed it: rng = np.random.default_rng(seed) (or np.random.seed(seed)) with seed a parameter"))
+                                "seed it: rng = np.random.default_rng(seed) (or np.random.seed(seed)), "
+                                "with seed a parameter"))
     if random_uses and not random_seeded:
         n, line, name = random_uses[0]
         findings.append(Finding("unseeded-random", n, line, f"{name}() uses Python's random module without a seed",
                                 "call random.seed(seed) first, with seed a parameter"))
     if url_reads and not tracked:
         for n, line, url in url_reads:
-            findings.append(Finding("untracked-url", n, line, f"reads {url} with no hash: the data behind a URL can change",
+            findings.append(Finding("untracked-url", n, line,
+                                    f"reads {url} with no hash: the data behind a URL can change",
                                     "record what was read: nbprod.track_input(df, name='...') right after reading it"))
     return findings
 
@@ -173,9 +178,9 @@ def check(notebook: str | Path) -> CheckReport:
     findings = _order(nb) + _code_findings(nb)
     if not has_parameters_cell(nb):
         findings.append(Finding("no-parameters-cell", None, None,
-                                "no cell is tagged 'parameters': -p values are injected at the top and the notebook's own "
-                                "assignments overwrite them",
-                                "tag the cell that sets the notebook's settings 'parameters' (JupyterLab: property inspector → "
-                                "Cell Tags)"))
+                                "no cell is tagged 'parameters': -p values are injected at the top and the "
+                                "notebook's own assignments overwrite them",
+                                "tag the cell that sets the notebook's settings 'parameters' "
+                                "(JupyterLab: property inspector → Cell Tags)"))
     findings.sort(key=lambda f: (f.cell or 0, f.line or 0))
     return CheckReport(path, findings)

@@ -76,7 +76,7 @@ def rerun(run_id: str, parameters: dict[str, Any] | None = None, *, allow_change
         raise JobError(f"job {run_id} has no recorded notebook (job/source.ipynb)",
                        "re-run the notebook itself with `nbprod run`; jobs recorded by this nbprod keep their notebook")
     params = {**original.parameters, **(parameters or {})}
-    expected = {name: info.get("sha256") for name, info in original.inputs.items() if info.get("sha256")}
+    expected = {name: str(info["sha256"]) for name, info in original.inputs.items() if info.get("sha256")}
 
     cwd = None
     tags_cwd = _recorded_cwd(original)

@@ -1,0 +1,134 @@
+"""Notebook jobs: what ``nbprod run`` costs over bare papermill, and ``nbprod runs`` over 1,000 jobs.
+
+Issue 14's goals: the overhead of ``nbprod run`` over ``papermill.execute_notebook`` on the same
+small notebook, in the same run, under +0.5 s per job all-in (MLflow run, parameters, environment
+capture from a cached digest — no ``pip freeze`` —, executed copy + HTML + source + cell times as
+artefacts, models/metrics read back); ``nbprod runs`` over 1,000 recorded jobs under 0.5 s.
+
+Both sides execute the same three-cell notebook on the same ``python3`` kernel, interleaved
+(papermill, nbprod, papermill, nbprod, …) after one warm-up each, so kernel start-up and machine
+load hit both alike. Also timed: the two command lines (``papermill in.ipynb out.ipynb`` and
+``nbprod run``), each a fresh process, where nbprod's per-process costs (importing MLflow, the
+first HTML rendering) count too. Then 1,000 job runs are recorded in the store and
+``nbprod.runs()`` (the default 50 and all 1,000) and the ``nbprod runs`` command are timed.
+
+    .venv/bin/python benchmarks/bench_jobs.py [--runs 7] [--jobs 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def _notebook(path: Path) -> Path:
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    nb = new_notebook(cells=[new_code_cell("alpha = 1", metadata={"tags": ["parameters"]}),
+                             new_code_cell("total = sum(i * alpha for i in range(1000))"),
+                             new_code_cell("print(total)")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+def _time(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def _record_jobs(n: int) -> None:
+    """n finished jobs as ``nbprod run`` records them (tags, params, metrics), without kernels."""
+    from mlflow.entities import Metric, Param, RunTag
+
+    from nbprod.registry.store import client, experiment_id
+
+    c = client()
+    exp = experiment_id(c)
+    now = int(time.time() * 1000)
+    for i in range(n):
+        rid = c.create_run(exp, run_name="train", tags={"nbprod.kind": "job", "nbprod.notebook": "/x/train.ipynb",
+                                                          "nbprod.status": "FINISHED"}).info.run_id
+        c.log_batch(rid, metrics=[Metric("roc_auc", 0.8 + i / 1e5, now, 0), Metric("accuracy", 0.7, now, 0)],
+                    params=[Param("C", str(i)), Param("seed", "0")],
+                    tags=[RunTag("nbprod.parameters", json.dumps({"C": i, "seed": 0})),
+                          RunTag("nbprod.models", f"credit-risk/{i + 1}"), RunTag("nbprod.kernel", "python3")])
+        c.set_terminated(rid, "FINISHED")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--jobs", type=int, default=1000)
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="bench-jobs-"))
+    os.environ["NBPROD_HOME"] = str(work / "home")
+    os.environ.pop("MLFLOW_TRACKING_URI", None)
+    import mlflow
+    import papermill
+
+    import nbprod
+    from nbprod.jobs import run, runs
+
+    nb = _notebook(work / "small.ipynb")
+    out = work / "papermill-out.ipynb"
+
+    def bare():
+        papermill.execute_notebook(str(nb), str(out), parameters={"alpha": 2}, kernel_name="python3",
+                                   progress_bar=False, cwd=str(work))
+
+    def ours():
+        run(nb, {"alpha": 2}, progress=False)
+
+    bare(), ours()  # warm-up: kernel spec lookup, store migrations, HTML templates, environment digest
+    pm, nj = [], []
+    for _ in range(args.runs):
+        pm.append(_time(bare))
+        nj.append(_time(ours))
+    pm_med, nj_med = statistics.median(pm), statistics.median(nj)
+
+    env = {**os.environ}
+    cli_pm, cli_nb = [], []
+    for _ in range(max(3, args.runs // 2)):
+        cli_pm.append(_time(lambda: subprocess.run([str(Path(sys.executable).parent / "papermill"), str(nb), str(out),
+                                                    "-p", "alpha", "2", "-k", "python3", "--no-progress-bar"],
+                                                   check=True, capture_output=True, env=env)))
+        cli_nb.append(_time(lambda: subprocess.run([sys.executable, "-m", "nbprod.cli", "run", str(nb), "-p", "alpha",
+                                                    "2", "--no-progress"], check=True, capture_output=True, env=env)))
+
+    _record_jobs(args.jobs)
+    total = len(runs(limit=args.jobs + 100))
+    list50 = [_time(lambda: runs()) for _ in range(7)]
+    list_all = [_time(lambda: runs(limit=args.jobs + 100)) for _ in range(5)]
+    cli_runs = [_time(lambda: subprocess.run([sys.executable, "-m", "nbprod.cli", "runs"], check=True,
+                                             capture_output=True, env=env)) for _ in range(3)]
+
+    load = os.getloadavg()[0]
+    print(f"nbprod {nbprod.__version__}, papermill {papermill.__version__}, mlflow {mlflow.__version__}, "
+          f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average {load:.1f}")
+    print(f"in one process, median of {args.runs} (interleaved):")
+    print(f"  papermill.execute_notebook   {pm_med:.3f} s   runs: {', '.join(f'{t:.2f}' for t in pm)}")
+    print(f"  nbprod.run                   {nj_med:.3f} s   runs: {', '.join(f'{t:.2f}' for t in nj)}")
+    print(f"  overhead per job             {nj_med - pm_med:+.3f} s   (goal < +0.5 s)   ratio {nj_med / pm_med:.2f}x")
+    cp, cn = statistics.median(cli_pm), statistics.median(cli_nb)
+    print(f"command lines, fresh process each, median of {len(cli_pm)}:")
+    print(f"  papermill CLI                {cp:.3f} s")
+    print(f"  nbprod run                   {cn:.3f} s   overhead {cn - cp:+.3f} s   ratio {cn / cp:.2f}x")
+    print(f"nbprod runs with {total} jobs recorded:")
+    print(f"  nbprod.runs() (50 newest)    {statistics.median(list50):.3f} s   (goal < 0.5 s)")
+    print(f"  nbprod.runs(limit=all)       {statistics.median(list_all):.3f} s")
+    print(f"  `nbprod runs` (fresh process) {statistics.median(cli_runs):.3f} s")
+
+
+if __name__ == "__main__":
+    main()
