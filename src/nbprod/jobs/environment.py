@@ -64,7 +64,8 @@ def _here() -> dict[str, Any]:
 
 
 def _site_dirs(executable: str) -> list[str]:
-    prefix = Path(executable).resolve().parent.parent if executable != sys.executable else Path(sys.prefix)
+    # not resolve(): a venv's python is a symlink to the base interpreter, its packages are the venv's
+    prefix = Path(executable).absolute().parent.parent if executable != sys.executable else Path(sys.prefix)
     return [str(p) for p in prefix.glob("lib*/python*/site-packages")] or [str(prefix)]
 
 
@@ -98,7 +99,8 @@ def capture(executable: str | None = None) -> dict[str, Any]:
     """``{python, platform, executable, packages: {name: version}, digest}`` for ``executable``
     (default: this interpreter), cached until something is installed or removed."""
     executable = executable or sys.executable
-    same = os.path.realpath(executable) == os.path.realpath(sys.executable) or executable == sys.executable
+    # compared unresolved: two venvs on one base interpreter resolve to the same file
+    same = os.path.abspath(executable) == os.path.abspath(sys.executable)
     paths = [p for p in sys.path if p] if same else _site_dirs(executable)
     key = (executable, _key(paths))
     found = _cache.get(key) or _read_disk(key)

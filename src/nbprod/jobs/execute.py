@@ -266,7 +266,7 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
                           tags={k: v for k, v in tags.items() if v != ""}).info.run_id
 
     kernel_env = {
-        "NBPROD_NOTEBOOK": str(Path(shown).resolve()), "NBPROD_HOME": settings.home,
+        "NBPROD_NOTEBOOK": str(Path(shown).resolve()), "NBPROD_HOME": settings.home, "NBPROD_DB_URL": settings.db_url,
         "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.registry_uri,
         "MLFLOW_RUN_ID": run_id, "MLFLOW_EXPERIMENT_ID": exp_id, JOB_RUN_ENV: run_id,
         EXPECT_ENV: json.dumps(_expect_inputs or {}), ALLOW_ENV: "1" if allow_changed_inputs else "0",
