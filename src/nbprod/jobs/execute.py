@@ -170,11 +170,30 @@ def _cell_times(nb) -> list[dict[str, Any]]:
     return out
 
 
-def _html(nb) -> str | None:
+_exporter: list[Any] = []
+
+
+def _warm_html() -> None:
+    """Import nbconvert and load its template while the kernel runs (the parent process mostly waits
+    then): a fresh ``nbprod run`` process would otherwise spend that time after the last cell."""
     try:
+        import nbformat
         from nbconvert import HTMLExporter
 
-        body, _ = HTMLExporter(template_name="classic").from_notebook_node(nb)
+        exporter = HTMLExporter(template_name="classic")
+        exporter.from_notebook_node(nbformat.v4.new_notebook())
+        _exporter.append(exporter)
+    except Exception:  # no nbconvert: no HTML rendering, the .ipynb is the record
+        pass
+
+
+def _html(nb, warming: threading.Thread | None) -> str | None:
+    if warming is not None:
+        warming.join(timeout=120)
+    if not _exporter:
+        return None
+    try:
+        body, _ = _exporter[0].from_notebook_node(nb)
         return body
     except Exception:  # rendering is a convenience; the .ipynb is the record
         return None
@@ -278,6 +297,10 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
     else:
         bar = bool(progress)
 
+    warming = None
+    if not _exporter:
+        warming = threading.Thread(target=_warm_html, daemon=True, name="nbprod-html")
+        warming.start()
     start = time.perf_counter()
     status, error, final_nb, attempts = "RUNNING", None, None, 0
     watch = Watch()
@@ -332,13 +355,13 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
         status = "KILLED"
         error = _cell_error(final_nb, watch.current, "KeyboardInterrupt", "the job was interrupted or terminated")
         _finish(c, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env, start,
-                kernel_name, notes, live)
+                kernel_name, notes, live, warming)
         raise
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_handler)
     result = _finish(c, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env,
-                     start, kernel_name, notes, live)
+                     start, kernel_name, notes, live, warming)
     if status != "FINISHED":
         raise JobFailed(f"{shown} {status.lower().replace('_', ' ')}: {error['message'] if error else ''}".rstrip(": "),
                         _fix(status, target, retries), result)
@@ -356,7 +379,7 @@ def _fix(status: str, target: Path, retries: int) -> str:
 
 def _finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict[str, Any], nb, status: str,
             error: dict[str, Any] | None, attempts: int, retry_log: list[str], env: dict[str, Any], start: float,
-            kernel_name: str, notes: list[str], live) -> JobResult:
+            kernel_name: str, notes: list[str], live, warming: threading.Thread | None) -> JobResult:
     """Write the executed copy with the outcome in its metadata, log the artefacts, close the run."""
     import nbformat
     from mlflow.entities import Param, RunTag
@@ -377,7 +400,7 @@ def _finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dic
         if target.is_file():
             shutil.copyfile(target, stage / "executed.ipynb")
         if nb is not None:
-            body = _html(nb)
+            body = _html(nb, warming)
             if body is not None:
                 (stage / "executed.html").write_text(body, encoding="utf-8")
                 html_name = "executed.html"
