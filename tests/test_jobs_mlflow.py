@@ -25,7 +25,7 @@ def test_mlflow_calls_register_and_track_input_land_in_the_job(nbprod_home, tmp_
     shutil.copy(FILES / "mlflow_example.ipynb", notebook)
     monkeypatch.chdir(tmp_path)
     with pytest.warns(JobWarning, match="'conda-env-py37' is not installed here") as caught:
-        result = run(notebook, {"C": 0.5}, progress=False, experiment="credit")
+        result = run(notebook, {"C": 0.5}, progress=False)  # the notebook picks experiment "credit"
     assert len([w for w in caught if issubclass(w.category, JobWarning)]) == 1, "said once"
     assert result.kernel == "python3" and "conda-env-py37" in result.notes[0]
 

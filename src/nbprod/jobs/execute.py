@@ -110,6 +110,30 @@ def _check_parameters(source: Path, nb, params: dict[str, Any]) -> list[str]:
     return notes
 
 
+def _notebook_experiment(nb) -> str | None:
+    """The experiment a notebook picks itself with ``mlflow.set_experiment("name")``, if literal.
+
+    MLflow refuses to resume the job's run (``MLFLOW_RUN_ID``) from another experiment than the
+    active one, so such a notebook would fail in its ``start_run()``: the job is recorded in that
+    experiment instead."""
+    import ast
+
+    from .params import python_source
+
+    for _, cell in user_code_cells(nb):
+        try:
+            tree = ast.parse(python_source(cell.source))
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            called = getattr(node, "func", None)
+            if isinstance(node, ast.Call) and getattr(called, "attr", getattr(called, "id", "")) == "set_experiment":
+                args = [*node.args[:1], *[k.value for k in node.keywords if k.arg == "experiment_name"]]
+                if args and isinstance(args[0], ast.Constant) and isinstance(args[0].value, str):
+                    return args[0].value
+    return None
+
+
 def _experiment(c, name: str | None) -> str:
     from ..registry.store import experiment_id, is_remote
 
@@ -262,8 +286,13 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
     if not workdir.is_dir():
         workdir = source.resolve().parent
 
+    own = _notebook_experiment(nb)
+    if own and experiment and own != experiment:
+        raise JobError(f"{shown} calls mlflow.set_experiment({own!r}), "
+                       f"but the job was asked to record in {experiment!r}",
+                       f"leave out --experiment (the job is then recorded in {own!r}) or remove set_experiment")
     c = client()
-    exp_id = _experiment(c, experiment)
+    exp_id = _experiment(c, experiment or own)
     env = environment.capture(executable)
     commit, dirty = git_info(str(Path(shown).resolve()))
     tags = {
