@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
-from .records import artifact_file, get_run
+from .records import artifact_text, get_run
 from .results import JobResult
 
 __all__ = ["diff", "JobDiff"]
@@ -98,12 +98,10 @@ def _num(x: float | None) -> str:
 
 
 def _packages(job: JobResult) -> dict[str, Any] | None:
-    path = artifact_file(job.run_id or "", "job/environment.json")
-    if path is None:
-        return None
+    text = artifact_text(job.run_id or "", "job/environment.json")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        return json.loads(text) if text else None
+    except ValueError:
         return None
 
 

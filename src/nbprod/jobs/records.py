@@ -18,7 +18,7 @@ from ..errors import JobError
 from .inputs import recorded_inputs
 from .results import JobResult, RunTable
 
-__all__ = ["TAG", "runs", "get_run", "job_from_run", "job_filter", "artifact_file"]
+__all__ = ["TAG", "runs", "get_run", "job_from_run", "job_filter", "artifact_text"]
 
 TAG = "nbprod."
 KIND_FILTER = "tags.`nbprod.kind` = 'job'"
@@ -155,13 +155,17 @@ def get_run(run_id: str) -> JobResult:
     return job_from_run(run)
 
 
-def artifact_file(run_id: str, path: str) -> Path | None:
-    """A local copy of one artefact of the run (``None`` when the run has no such artefact)."""
+def artifact_text(run_id: str, path: str) -> str | None:
+    """The text of one artefact of the run (``None`` when the run has no such artefact)."""
+    import shutil
     import tempfile
 
     from ..registry.store import client
 
+    folder = tempfile.mkdtemp(prefix="nbprod-job-")
     try:
-        return Path(client().download_artifacts(run_id, path, tempfile.mkdtemp(prefix="nbprod-job-")))
+        return Path(client().download_artifacts(run_id, path, folder)).read_text(encoding="utf-8")
     except Exception:
         return None
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

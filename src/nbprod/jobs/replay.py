@@ -9,6 +9,8 @@ error names the input and both hashes, and ``allow_changed_inputs=True`` runs re
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,7 @@ from ..errors import JobError
 from .compare import JobDiff, compare
 from .execute import run
 from .inputs import InputChanged, file_hash
-from .records import artifact_file, get_run
+from .records import artifact_text, get_run
 from .results import JobFailed, JobResult
 
 __all__ = ["rerun", "Rerun"]
@@ -71,8 +73,8 @@ def rerun(run_id: str, parameters: dict[str, Any] | None = None, *, allow_change
     original = get_run(run_id)
     if not allow_changed_inputs:
         _check_file_inputs(original)
-    source = artifact_file(original.run_id or "", "job/source.ipynb")
-    if source is None:
+    text = artifact_text(original.run_id or "", "job/source.ipynb")
+    if text is None:
         raise JobError(f"job {run_id} has no recorded notebook (job/source.ipynb)",
                        "re-run the notebook itself with `nbprod run`; jobs recorded by this nbprod keep their notebook")
     params = {**original.parameters, **(parameters or {})}
@@ -82,6 +84,9 @@ def rerun(run_id: str, parameters: dict[str, Any] | None = None, *, allow_change
     tags_cwd = _recorded_cwd(original)
     if tags_cwd and Path(tags_cwd).is_dir():
         cwd = tags_cwd
+    folder = Path(tempfile.mkdtemp(prefix="nbprod-rerun-"))
+    source = folder / Path(original.notebook).name
+    source.write_text(text, encoding="utf-8")
     try:
         result = run(source, params, kernel=original.kernel if _installed(original.kernel) else None,
                      cwd=cwd, progress=progress, timeout=timeout, retries=retries,
@@ -90,6 +95,8 @@ def rerun(run_id: str, parameters: dict[str, Any] | None = None, *, allow_change
     except JobFailed as exc:
         exc.result.rerun_of = original.run_id
         raise
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
     return Rerun(result, compare(original, result))
 
 def _recorded_cwd(job: JobResult) -> str | None:
