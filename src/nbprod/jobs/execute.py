@@ -28,7 +28,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .._context import _user, git_info
+from .._context import git_info
 from ..config import settings
 from ..errors import JobError
 from . import environment
@@ -240,6 +240,16 @@ class _KernelEnv:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+
+
+def _user() -> str:
+    """Who runs the job: the JupyterHub login, else the OS login (as the audit log records it)."""
+    import getpass
+
+    try:
+        return os.environ.get("JUPYTERHUB_USER") or getpass.getuser()
+    except Exception:  # no login name (some containers run with an unnamed uid)
+        return "unknown"
 
 
 def _on_sigterm(signum, frame):
