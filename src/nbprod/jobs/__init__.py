@@ -2,7 +2,10 @@
 
 Modules, one job each:
 
-- :mod:`.execute` — ``run``: execute a notebook on a real kernel as one MLflow run, and record it;
+- :mod:`.execute` — ``run``: execute a notebook on a real kernel as one MLflow run (the kernel's
+  environment, retries, timeouts, kills);
+- :mod:`.prepare` — before the first cell: kernel, experiment, parameter checks, where the copy goes;
+- :mod:`.recording` — after the last cell: the outcome in the copy's metadata, artefacts, the run closed;
 - :mod:`.environment` — the pinned package list and its digest, cached;
 - :mod:`.params` — declared parameters (``inspect``), parameter files, what a notebook does with them;
 - :mod:`.inputs` — ``track_input``: content hashes of what a job read;

@@ -1,0 +1,174 @@
+"""After a job's last cell (or its failure): the outcome written down.
+
+The executed copy gets the outcome in its metadata (and, after a dead kernel or a timeout, cell
+statuses that say which cell failed and which never ran); the copy, its HTML rendering, the
+source notebook, per-cell wall times and the environment are logged as artefacts in one call; the
+run gets its parameters, status, attempts, error and the model versions the job produced, and is
+closed with an MLflow status that is never FINISHED for a job that did not finish.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from .params import user_code_cells
+from .progress import first_line
+from .records import TAG
+from .results import JobResult
+
+__all__ = ["cell_error", "mark_unfinished", "cell_times", "start_warming", "render_html", "finish", "models_of"]
+
+
+def cell_error(nb, index: int | None, ename: str, evalue: str) -> dict[str, Any]:
+    """The error as the user sees their notebook: their own cell number (the injected cell not
+    counted), its first line, the exception."""
+    number, line = None, ""
+    if nb is not None and index is not None and 0 <= index < len(nb.cells):
+        target = nb.cells[index]
+        for n, cell in user_code_cells(nb):
+            if cell is target:
+                number = n
+        line = first_line(target.source)
+    where = f"cell {number} (`{line}`)" if number else "a cell"
+    return {"cell": number, "source": line, "ename": ename, "evalue": evalue,
+            "message": f"{where} raised {ename}: {evalue}" if ename else f"{where}: {evalue}"}
+
+
+def mark_unfinished(nb, index: int | None) -> None:
+    """papermill marks every cell 'completed' after a dead kernel or a timeout: put it right."""
+    if nb is None:
+        return
+    nb.metadata.setdefault("papermill", {})["exception"] = True
+    for i, cell in enumerate(nb.cells):
+        meta = cell.metadata.setdefault("papermill", {})
+        if index is not None and i == index:
+            meta["status"], meta["exception"] = "failed", True
+        elif index is not None and i > index:
+            meta["status"], meta["exception"], meta["duration"] = "pending", None, None
+
+
+def cell_times(nb) -> list[dict[str, Any]]:
+    out = []
+    for i, cell in enumerate(getattr(nb, "cells", [])):
+        if cell.cell_type != "code":
+            continue
+        meta = cell.metadata.get("papermill", {})
+        out.append({"index": i, "injected": "injected-parameters" in cell.metadata.get("tags", []),
+                    "source": first_line(cell.source)[:120], "seconds": meta.get("duration"),
+                    "status": meta.get("status")})
+    return out
+
+
+_exporter: list[Any] = []
+
+
+def warm_html() -> None:
+    """Import nbconvert and load its template while the kernel runs (the parent process mostly waits
+    then): a fresh ``nbprod run`` process would otherwise spend that time after the last cell."""
+    try:
+        import nbformat
+        from nbconvert import HTMLExporter
+
+        exporter = HTMLExporter(template_name="classic")
+        exporter.from_notebook_node(nbformat.v4.new_notebook())
+        _exporter.append(exporter)
+    except Exception:  # no nbconvert: no HTML rendering, the .ipynb is the record
+        pass
+
+
+def start_warming() -> threading.Thread | None:
+    """Start :func:`warm_html` on a thread, unless this process has a loaded exporter already."""
+    if _exporter:
+        return None
+    thread = threading.Thread(target=warm_html, daemon=True, name="nbprod-html")
+    thread.start()
+    return thread
+
+
+def render_html(nb, warming: threading.Thread | None) -> str | None:
+    if warming is not None:
+        warming.join(timeout=120)
+    if not _exporter:
+        return None
+    try:
+        body, _ = _exporter[0].from_notebook_node(nb)
+        return body
+    except Exception:  # rendering is a convenience; the .ipynb is the record
+        return None
+
+
+def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict[str, Any], nb, status: str,
+            error: dict[str, Any] | None, attempts: int, retry_log: list[str], env: dict[str, Any], start: float,
+            kernel_name: str, notes: list[str], live, warming: threading.Thread | None) -> JobResult:
+    """Write the executed copy with the outcome in its metadata, log the artefacts, close the run."""
+    import nbformat
+    from mlflow.entities import Param, RunTag
+
+    seconds = time.perf_counter() - start
+    if nb is not None:
+        nb.metadata["nbprod"] = {"run_id": run_id, "status": status, "error": error, "attempts": attempts}
+        nb.metadata["kernelspec"] = {**(nb.metadata.get("kernelspec") or {}), "name": kernel_name}
+        if error:
+            nb.metadata.setdefault("papermill", {})["exception"] = True
+        tmp_out = target.with_name(target.name + ".tmp")
+        nbformat.write(nb, str(tmp_out))
+        os.replace(tmp_out, target)
+    stage = Path(tempfile.mkdtemp(prefix="nbprod-job-"))
+    html_name = None
+    try:
+        shutil.copyfile(source, stage / "source.ipynb")
+        if target.is_file():
+            shutil.copyfile(target, stage / "executed.ipynb")
+        if nb is not None:
+            body = render_html(nb, warming)
+            if body is not None:
+                (stage / "executed.html").write_text(body, encoding="utf-8")
+                html_name = "executed.html"
+        cells = cell_times(nb)
+        (stage / "cells.json").write_text(json.dumps(cells, indent=1), encoding="utf-8")
+        (stage / "environment.json").write_text(json.dumps(env, indent=1), encoding="utf-8")
+        c.log_artifacts(run_id, str(stage), "job")
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    run = c.get_run(run_id)
+    logged = run.data.params
+    new_params = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in logged]
+    models = models_of(c, run_id)
+    artifact_uri = run.info.artifact_uri.rstrip("/")
+    tags = {TAG + "status": status, TAG + "attempts": str(attempts), TAG + "seconds": f"{seconds:.3f}",
+            TAG + "models": ",".join(models), TAG + "retries": json.dumps(retry_log) if retry_log else "",
+            TAG + "error": json.dumps(error) if error else "", TAG + "kernel": kernel_name,
+            TAG + "html": f"{artifact_uri}/job/{html_name}" if html_name else ""}
+    c.log_batch(run_id, params=new_params, tags=[RunTag(k, v) for k, v in tags.items() if v != ""])
+    mlflow_status = {"FINISHED": "FINISHED", "KILLED": "KILLED"}.get(status, "FAILED")
+    c.set_terminated(run_id, mlflow_status)
+    if live is not None:
+        live.close(status)
+    from .records import job_from_run
+
+    result = job_from_run(c.get_run(run_id))
+    result._nb = nb
+    result.notebook = shown
+    result.cells = cells
+    result.environment = env
+    return result
+
+
+def models_of(c, run_id: str) -> list[str]:
+    """The model versions this job produced: registered by ``nbprod.register`` inside it (tagged
+    with the job's run) or by MLflow's own ``log_model(registered_model_name=...)`` in its run."""
+    found: dict[tuple[str, str], None] = {}
+    for query in (f"tags.`nbprod.job_run_id` = '{run_id}'", f"run_id = '{run_id}'"):
+        try:
+            for v in c.search_model_versions(query):
+                found[(v.name, str(v.version))] = None
+        except Exception:  # a registry that does not support the filter
+            continue
+    return [f"{name}/{version}" for name, version in sorted(found)]
