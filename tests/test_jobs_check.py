@@ -80,3 +80,16 @@ def test_a_seeded_tracked_notebook_passes_check(tmp_path):
                       "a, b = train_test_split(df, random_state=seed)")])
     assert check(clean).ok and main(["check", str(clean)]) == 0
     assert check(ROOT / "notebooks" / "train.ipynb").ok, str(check(ROOT / "notebooks" / "train.ipynb"))
+
+
+def test_an_experiment_the_notebook_contradicts_and_bad_job_ids_are_refused(nbprod_home, tmp_path):
+    from nbprod.jobs import get_run
+
+    own = _write(tmp_path / "own.ipynb", [new_code_cell("import mlflow\nmlflow.set_experiment('credit')")])
+    with pytest.raises(JobError, match=r"calls mlflow.set_experiment\('credit'\), but the job was asked to record "
+                                       r"in 'other'"):
+        run(own, experiment="other")
+    with pytest.raises(JobError, match="is not a job id"):
+        get_run("not-hex")
+    with pytest.raises(JobError, match="no job with id 'abc123'"):
+        get_run("abc123")
