@@ -1,4 +1,4 @@
-"""The live monitoring panel, headless: widget state, chart specs, live refresh and stop, PNG once."""
+"""The live monitoring panel, headless: widget state, chart specs, live refresh and stop."""
 
 from __future__ import annotations
 
@@ -54,10 +54,23 @@ def test_panel_refreshes_live_and_stops(panel_data):
         assert p.refreshes >= 3
     finally:
         p.stop()
-    assert not p.live
+    assert not p.live and "(not live)" in p.header.value
     n = p.refreshes
     time.sleep(0.2)
     assert p.refreshes == n  # stopped means stopped
+
+
+def test_header_reads_live_from_the_first_drawing(panel_data):
+    """The first refresh runs before the loop thread starts: it must not say "(not live)"."""
+    from nbprod.monitoring.widget import panel
+
+    start, reference = panel_data
+    p = panel("credit", since=start, reference=reference, interval=3600)
+    try:
+        assert p.refreshes == 1 and "(live, every 3600 s)" in p.header.value
+    finally:
+        p.stop()
+    assert "(not live)" in p.header.value
 
 
 def test_a_failing_refresh_shows_the_error_and_keeps_running(nbprod_home):
@@ -78,13 +91,3 @@ def test_magic_returns_the_panel(panel_data, monkeypatch):
     command, args = parse("%nbprod", ["monitor", "credit", "--since", "4h", "--interval", "0", "--reference", "ref"])
     result = command.run(args, Context(namespace={"ref": reference}, front_end="magic"))
     assert isinstance(result, MonitorPanel) and not result.live and result.report is not None
-
-
-def test_png_render(panel_data, tmp_path):
-    pytest.importorskip("vl_convert", reason="vl-convert-python is a test extra")
-    from nbprod.monitoring.widget import panel
-
-    start, reference = panel_data
-    p = panel("credit", since=start, reference=reference, interval=None)
-    out = p.save_png(tmp_path / "monitor.png")
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -2,13 +2,16 @@
 
 Both draw only what the report holds (scores and per-bin shares), never raw rows. The saved HTML
 uses no scripts and no network: bars are sized ``<div>`` elements, so the file opens anywhere and
-stays a few tens of kilobytes.
+stays a few tens of kilobytes. The Altair charts come back as ``nbprod._charts.Chart``, which
+draws as Vega-Lite 5 in JupyterLab, Notebook 7 and VS Code (``.altair`` is the Altair object).
 """
 
 from __future__ import annotations
 
 import math
 from html import escape
+
+from .._charts import Chart, wrap
 
 __all__ = ["distribution_chart", "scores_chart", "overview_chart", "html_document"]
 
@@ -23,12 +26,12 @@ def _distribution_rows(col) -> list[dict]:
                 rows.append({"side": side, "start": edges[i], "end": edges[i + 1], "share": share})
     elif d.get("type") == "categorical":
         for side in ("reference", "current"):
-            for label, share in zip(d["labels"], d[side]):
+            for label, share in zip(d["labels"], d[side], strict=False):
                 rows.append({"side": side, "value": label, "share": share})
     return rows
 
 
-def distribution_chart(col):
+def distribution_chart(col) -> Chart:
     """Reference vs current distribution of one column (overlaid bars per bin or category)."""
     import altair as alt
     import pandas as pd
@@ -37,20 +40,21 @@ def distribution_chart(col):
     title = f"{col.column}: {col.test or 'not tested'}" + (" — drifted" if col.drifted else "")
     colors = alt.Scale(domain=["reference", "current"], range=["#7f8c8d", "#e67e22"])
     if not rows:
-        return alt.Chart(pd.DataFrame({"x": []})).mark_text().properties(title=f"{col.column}: no data")
+        return wrap(alt.Chart(pd.DataFrame({"x": []})).mark_text().properties(title=f"{col.column}: no data"))
     frame = pd.DataFrame(rows)
+    share = alt.Tooltip("share", format=".3f")
     if "start" in frame:
-        return alt.Chart(frame, title=title).mark_bar(opacity=0.55, binSpacing=0).encode(
+        chart = alt.Chart(frame, title=title).mark_bar(opacity=0.55, binSpacing=0).encode(
             x=alt.X("start:Q", title=col.column), x2="end:Q", y=alt.Y("share:Q", stack=None, title="share"),
-            color=alt.Color("side:N", scale=colors), tooltip=["side", "start", "end", alt.Tooltip("share", format=".3f")],
-        ).properties(width=320, height=160)
-    return alt.Chart(frame, title=title).mark_bar().encode(
-        x=alt.X("value:N", sort="-y", title=col.column), xOffset="side:N", y=alt.Y("share:Q", title="share"),
-        color=alt.Color("side:N", scale=colors), tooltip=["side", "value", alt.Tooltip("share", format=".3f")],
-    ).properties(width=320, height=160)
+            color=alt.Color("side:N", scale=colors), tooltip=["side", "start", "end", share])
+    else:
+        chart = alt.Chart(frame, title=title).mark_bar().encode(
+            x=alt.X("value:N", sort="-y", title=col.column), xOffset="side:N", y=alt.Y("share:Q", title="share"),
+            color=alt.Color("side:N", scale=colors), tooltip=["side", "value", share])
+    return wrap(chart.properties(width=320, height=160))
 
 
-def scores_chart(report):
+def scores_chart(report) -> Chart:
     """One bar per tested column: its score, with the threshold as a tick; drifted bars in red."""
     import altair as alt
     import pandas as pd
@@ -58,7 +62,8 @@ def scores_chart(report):
     rows = [{"column": c.column, "score": c.score, "threshold": c.threshold, "test": c.test,
              "kind": c.score_name, "drifted": c.drifted}
             for c in report.columns if c.status == "ok" and c.score is not None and math.isfinite(c.score)]
-    frame = pd.DataFrame(rows or [{"column": "", "score": 0.0, "threshold": 0.0, "test": "", "kind": "", "drifted": False}])
+    empty = {"column": "", "score": 0.0, "threshold": 0.0, "test": "", "kind": "", "drifted": False}
+    frame = pd.DataFrame(rows or [empty])
     base = alt.Chart(frame)
     bars = base.mark_bar().encode(
         y=alt.Y("column:N", sort="-x", title=None), x=alt.X("score:Q", title="score (p-value or distance)"),
@@ -66,16 +71,16 @@ def scores_chart(report):
         tooltip=["column", "test", "kind", alt.Tooltip("score", format=".4g"), "threshold", "drifted"],
     )
     ticks = base.mark_tick(color="black", thickness=2).encode(y="column:N", x="threshold:Q")
-    return (bars + ticks).properties(title="Drift scores", width=320)
+    return wrap((bars + ticks).properties(title="Drift scores", width=320))
 
 
-def overview_chart(report):
+def overview_chart(report) -> Chart:
     import altair as alt
 
     ranked = sorted((c for c in report.columns if c.status == "ok"), key=lambda c: (not c.drifted, c.column))[:4]
-    parts = [distribution_chart(c) for c in ranked]
+    parts = [distribution_chart(c).altair for c in ranked]
     rows = [alt.hconcat(*parts[i:i + 2]) for i in range(0, len(parts), 2)]
-    return alt.vconcat(scores_chart(report), *rows)
+    return wrap(alt.vconcat(scores_chart(report).altair, *rows))
 
 
 def _bars_html(col) -> str:
@@ -89,7 +94,7 @@ def _bars_html(col) -> str:
         return "<p>no distribution</p>"
     top = max([*d["reference"], *d["current"], 1e-12])
     cells = []
-    for label, r, c in zip(labels, d["reference"], d["current"]):
+    for label, r, c in zip(labels, d["reference"], d["current"], strict=False):
         cells.append(
             f"<tr><td class=l>{escape(str(label))}</td><td><div class=r style='width:{160 * r / top:.1f}px'></div>"
             f"<div class=c style='width:{160 * c / top:.1f}px'></div></td><td class=n>{r:.3f} / {c:.3f}</td></tr>")
@@ -101,8 +106,9 @@ def html_document(report) -> str:
     from .report import _num
 
     rows = "".join(
-        f"<tr class={'d' if c.drifted else ''}><td>{escape(c.column)}</td><td>{escape(c.role)}</td><td>{escape(c.kind)}</td>"
-        f"<td>{escape(c.test or '-')}</td><td>{escape(str(_num(c.score)))}</td><td>{c.threshold if c.threshold is not None else '-'}</td>"
+        f"<tr class={'d' if c.drifted else ''}><td>{escape(c.column)}</td><td>{escape(c.role)}</td>"
+        f"<td>{escape(c.kind)}</td><td>{escape(c.test or '-')}</td><td>{escape(str(_num(c.score)))}</td>"
+        f"<td>{c.threshold if c.threshold is not None else '-'}</td>"
         f"<td>{'YES' if c.drifted else 'no'}</td><td>{escape(c.status)}</td>"
         f"<td>{escape(c.reason or ('exact' if c.exact else 'approx.: ' + c.method))}</td></tr>"
         for c in report.columns)

@@ -1,7 +1,9 @@
 """Altair charts of a MonitorReport: metrics over time with the deployment's version changes marked.
 
 Only windows where a metric has a value are drawn (a gap means "not enough data", never a zero).
-Version changes are dashed vertical rules labelled with the action and version.
+Version changes are dashed vertical rules labelled with the action and version. Every function
+returns a ``nbprod._charts.Chart``, which draws as Vega-Lite 5 in JupyterLab, Notebook 7 and VS
+Code (``.altair`` is the Altair object).
 """
 
 from __future__ import annotations
@@ -9,6 +11,19 @@ from __future__ import annotations
 __all__ = ["performance", "latency", "latency_histogram", "drift", "features", "traffic", "overview", "metric_lines"]
 
 _WIDTH, _HEIGHT = 520, 160
+
+
+def _shown(make):
+    """Return what ``make`` draws as a Chart that every notebook front end renders."""
+    from functools import wraps
+
+    @wraps(make)
+    def shown(*args, **kwargs):
+        from .._charts import wrap
+
+        return wrap(make(*args, **kwargs))
+
+    return shown
 
 
 def _points(report, metrics: tuple[str, ...]):
@@ -38,6 +53,7 @@ def _changes(report):
     return rules + text
 
 
+@_shown
 def metric_lines(report, metrics: tuple[str, ...], title: str, y_title: str):
     import altair as alt
 
@@ -50,25 +66,30 @@ def metric_lines(report, metrics: tuple[str, ...], title: str, y_title: str):
     return alt.layer(lines, _changes(report)).properties(title=title, width=_WIDTH, height=_HEIGHT)
 
 
+@_shown
 def performance(report):
     names = report.performance_metrics
     title = "Realised performance (labelled rows)" + ("" if report.task == "classification" else " — error")
     return metric_lines(report, names, title, "score" if report.task == "classification" else "error")
 
 
+@_shown
 def latency(report):
     return metric_lines(report, ("p50_ms", "p95_ms", "p99_ms"), "Latency per window", "ms")
 
 
+@_shown
 def traffic(report):
     return metric_lines(report, ("request_rate",), "Requests per second", "req/s")
 
 
+@_shown
 def drift(report):
     return metric_lines(report, ("drift_share", "prediction_drift_score", "error_rate", "ood_rate"),
                         "Drift and errors per window", "share / score")
 
 
+@_shown
 def latency_histogram(report):
     import altair as alt
     import pandas as pd
@@ -83,6 +104,7 @@ def latency_histogram(report):
     ).properties(title="Latency histogram (whole period)", width=_WIDTH, height=_HEIGHT)
 
 
+@_shown
 def features(report):
     """A heat map: one row per input column, one cell per window, coloured by drifted."""
     import altair as alt
@@ -96,7 +118,9 @@ def features(report):
     ).properties(title="Input drift per column", width=_WIDTH)
 
 
+@_shown
 def overview(report):
     import altair as alt
 
-    return alt.vconcat(performance(report), latency(report), drift(report), features(report)).resolve_scale(color="independent")
+    parts = (make(report).altair for make in (performance, latency, drift, features))
+    return alt.vconcat(*parts).resolve_scale(color="independent")

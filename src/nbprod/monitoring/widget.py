@@ -4,9 +4,10 @@ Tabs: **Drift** (per-feature scores of the latest window, and a distribution ove
 picked in a dropdown), **Performance** (realised metrics over time, version changes marked),
 **Latency** (p50/p95/p99 over time and a histogram), **Alerts** (the rules' states).
 
-Charts go into ``Output`` widgets as Vega-Lite mime bundles (``outputs`` set directly), so they
-render in JupyterLab/Notebook 7/VS Code, can be set from a thread, and are testable headless:
-``panel.charts[name].to_dict()`` is the spec, ``panel.tabs`` the widget state.
+Charts go into ``Output`` widgets as Vega-Lite 5 mime bundles (``outputs`` set directly, through
+``nbprod._charts.output``), so they render in JupyterLab/Notebook 7/VS Code with no network, can
+be set from a thread, and are testable headless: ``panel.charts[name].to_dict()`` is the spec,
+``panel.tabs`` the widget state.
 
 Live refresh runs in a daemon thread that sleeps ``interval`` seconds between refreshes, so the
 kernel stays free; ``panel.stop()`` ends it (and is safe to call twice).
@@ -19,17 +20,11 @@ import time
 from html import escape
 from typing import Any
 
+from .._charts import output
+
 __all__ = ["MonitorPanel", "panel", "TABS"]
 
 TABS = ("Drift", "Performance", "Latency", "Alerts")
-
-
-def _bundle(chart) -> dict:
-    import altair as alt
-
-    major = alt.SCHEMA_VERSION.lstrip("v").split(".")[0]
-    return {"output_type": "display_data", "metadata": {},
-            "data": {f"application/vnd.vegalite.v{major}+json": chart.to_dict(), "text/plain": f"<{chart.__class__.__name__}>"}}
 
 
 class MonitorPanel:
@@ -47,8 +42,8 @@ class MonitorPanel:
         self.rules = [parse_rule(r) for r in (rules or [])]
         self.interval = interval
         self.monitor_options = monitor_options
-        self.report = None
-        self.alerts = None
+        self.report: Any = None  # the latest MonitorReport
+        self.alerts: Any = None  # the latest AlertCheck, when rules are given
         self.error: str | None = None
         self.refreshes = 0
         self.charts: dict[str, Any] = {}
@@ -96,10 +91,12 @@ class MonitorPanel:
 
         stamp = time.strftime("%H:%M:%S")
         if self.report is None:
-            self.header.value = f"<b>{escape(self.deployment)}</b>: <span style='color:#b00020'>{escape(self.error or '')}</span>"
+            error = escape(self.error or "")
+            self.header.value = f"<b>{escape(self.deployment)}</b>: <span style='color:#b00020'>{error}</span>"
             return
         r = self.report
-        live = f"live, every {self.interval:g} s" if self._thread is not None and not self._stop.is_set() else "not live"
+        # Live from the first drawing on: the first refresh runs before the loop thread starts.
+        live = f"live, every {self.interval:g} s" if self.interval and not self._stop.is_set() else "not live"
         err = f" — <span style='color:#b00020'>last refresh failed: {escape(self.error)}</span>" if self.error else ""
         self.header.value = f"<b>{escape(r._headline())}</b><br><small>refreshed {stamp} ({live}){err}</small>"
         last = r.last_drift
@@ -121,7 +118,7 @@ class MonitorPanel:
         self.charts["latency_histogram"] = r.chart("latency_histogram")
         for name, chart in self.charts.items():
             if name in self.out and name != "distribution":
-                self.out[name].outputs = (_bundle(chart),)
+                self.out[name].outputs = (output(chart),)
         if self.alerts is not None:
             self.alerts_html.value = self.alerts._repr_html_()
         else:
@@ -132,7 +129,7 @@ class MonitorPanel:
         if last is None or not self.column.value:
             return
         self.charts["distribution"] = last.chart(self.column.value)
-        self.out["distribution"].outputs = (_bundle(self.charts["distribution"]),)
+        self.out["distribution"].outputs = (output(self.charts["distribution"]),)
 
     def _column_changed(self, change) -> None:
         self._draw_distribution()
@@ -180,19 +177,6 @@ class MonitorPanel:
     @property
     def ok(self) -> bool:
         return self.alerts is None or self.alerts.ok
-
-    def save_png(self, path, *, scale: float = 1.0):
-        """Render the panel's charts (drift scores, distribution, performance, latency) to one PNG."""
-        from pathlib import Path
-
-        import altair as alt
-        import vl_convert as vlc
-
-        parts = [self.charts[k] for k in ("performance", "latency", "drift_scores", "distribution") if k in self.charts]
-        combined = alt.vconcat(*parts).resolve_scale(color="independent")
-        png = vlc.vegalite_to_png(combined.to_json(), scale=scale)
-        Path(path).write_bytes(png)
-        return Path(path)
 
 
 def panel(deployment: str, **options: Any) -> MonitorPanel:

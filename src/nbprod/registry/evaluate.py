@@ -106,9 +106,12 @@ class EvaluationResult:
         return str(self)
 
     def chart(self):
-        """An Altair grouped bar chart: candidate vs champion per metric."""
+        """A grouped bar chart, candidate vs champion per metric (an ``nbprod._charts.Chart``: it draws
+        as Vega-Lite 5 in every notebook front end; ``.altair`` is the Altair object)."""
         import altair as alt
         import pandas as pd
+
+        from .._charts import wrap
 
         data = []
         for r in self.rows:
@@ -116,7 +119,7 @@ class EvaluationResult:
                 if value is not None and not (isinstance(value, float) and math.isnan(value)):
                     data.append({"metric": r.metric, "model": who, "value": value})
         frame = pd.DataFrame(data, columns=["metric", "model", "value"])
-        return (alt.Chart(frame).mark_bar().encode(
+        return wrap(alt.Chart(frame).mark_bar().encode(
             x=alt.X("model:N", title=None, axis=alt.Axis(labels=False, ticks=False)),
             y=alt.Y("value:Q", title=None),
             color=alt.Color("model:N", scale=alt.Scale(domain=["candidate", "champion"], range=["#4c78a8", "#bbbbbb"])),
@@ -128,11 +131,26 @@ class EvaluationResult:
         color = "#2a7d2a" if self.ok else "#b00020"
         return f'<div><p style="color:{color};font-weight:bold">{_html.esc(self._title())}</p>{_html.table(self.HEADERS, self._table_rows())}</div>'
 
+    def _ipython_display_(self) -> None:
+        """The table, then the chart as its own output: a front end draws one mimetype per output and
+        prefers HTML over Vega-Lite, so in one bundle the chart would never be drawn."""
+        from IPython.display import display
+
+        from .._charts import VEGALITE_MIME
+
+        display({"text/plain": str(self), "text/html": self._repr_html_()}, raw=True)
+        try:
+            chart = {VEGALITE_MIME: self.chart().to_dict()}
+        except Exception:  # a chart is a nicety; the table carries the result
+            return
+        display(chart, raw=True)
+
     def _repr_mimebundle_(self, include=None, exclude=None):
+        from .._charts import VEGALITE_MIME
+
         bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
         try:
-            spec = self.chart().to_dict()
-            bundle["application/vnd.vegalite.v5+json"] = spec
+            bundle[VEGALITE_MIME] = self.chart().to_dict()
         except Exception:  # a chart is a nicety; the table carries the result
             pass
         return bundle
