@@ -11,12 +11,14 @@ QUICKSTART = Path(__file__).parents[1] / "notebooks" / "quickstart.ipynb"
 pytestmark = pytest.mark.slow
 
 
-def test_quickstart_runs_headless_through_papermill(nbprod_home):
+def test_quickstart_runs_headless_through_papermill_twice_on_one_home(nbprod_home):
+    """As `make demo` runs it, then again on the same home (Run All twice, or JupyterLab after `make demo`)."""
     try:
-        result = run(QUICKSTART, {"n_rows": 3000}, progress=False, timeout=600)
+        first = run(QUICKSTART, {"n_rows": 3000}, progress=False, timeout=600)
+        again = run(QUICKSTART, {"n_rows": 3000}, progress=False, timeout=600)
     finally:
         kill_recorded_servers()  # the notebook undeploys; a failing cell must not leave a server behind
-    summary = result.tagged_output("summary")
+    summary = first.tagged_output("summary")
     assert "validation: fresh data" in summary
     assert "new market flagged: " in summary and "country unseen_category" in summary
     assert "registry: credit-risk v1 @champion, v2 @challenger" in summary and "-> passed" in summary
@@ -27,8 +29,15 @@ def test_quickstart_runs_headless_through_papermill(nbprod_home):
     assert "alerts firing: drift_share > 0.3" in summary  # income drifted: 1 of v1's 3 input columns
     assert "audit: chain verified" in summary
     assert (nbprod_home / "bundles" / "credit-risk" / "Dockerfile").is_file()
-    saved = result.output.read_text()  # the executed notebook keeps the deployment card, not the token
+    saved = first.output.read_text()  # the executed notebook keeps the deployment card, not the token
     assert "hidden so that a saved notebook does not keep it" in saved and "shown once: store it now" not in saved
+    # The live panel is shown, live from its first drawing, and did not keep the headless run from ending.
+    assert "application/vnd.jupyter.widget-view+json" in saved and "live, every 30 s" in saved
+    # The second run registers v3 and v4 and checks them, not v1 and v2.
+    summary = again.tagged_output("summary")
+    assert "registry: credit-risk v3 @champion, v4 @challenger" in summary and "-> passed" in summary
+    assert "serving: canary v4 took" in summary and "rollback in" in summary
+    assert "monitoring: 600 labels joined" in summary and "audit: chain verified" in summary
 
 
 def test_quickstart_is_what_the_builder_writes():
@@ -37,7 +46,8 @@ def test_quickstart_is_what_the_builder_writes():
 
     import nbformat
 
-    spec = importlib.util.spec_from_file_location("build_quickstart", QUICKSTART.parents[1] / "tools" / "build_quickstart.py")
+    builder_py = QUICKSTART.parents[1] / "tools" / "build_quickstart.py"
+    spec = importlib.util.spec_from_file_location("build_quickstart", builder_py)
     builder = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(builder)
     on_disk = nbformat.read(QUICKSTART, as_version=4)

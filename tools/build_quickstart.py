@@ -3,6 +3,7 @@
 The quickstart is code we ship, so it is kept as reviewable Python here and generated; edit the
 cells here, run `python tools/build_quickstart.py`, commit both.
 """
+# ruff: noqa: E501 - the cells' code is laid out for the notebook's reader, not for this file's line length
 
 from pathlib import Path
 
@@ -13,7 +14,9 @@ CELLS = [
     ("md", """# nbprod quickstart
 
 From a notebook to a monitored, reversible model service. This notebook is also what `make demo`
-runs headless through papermill (the executed copy lands in `.nbprod/runs/`).
+runs headless through papermill (the executed copy lands in `.nbprod/runs/`). Run it as often as you
+like: each run registers new versions of `credit-risk` and redeploys `credit`, and every check
+below reads the version numbers this run got instead of assuming v1 and v2.
 
 The data is nbprod's synthetic credit-risk set (`nbprod.datasets.credit`): it ships with nbprod,
 nothing is downloaded, and its construction and built-in shifts are documented in its docstring."""),
@@ -74,7 +77,8 @@ candidate = pipeline(numeric + categorical)               # every feature"""),
     ("code", """champion = nbprod.register(baseline, "credit-risk", X_train[["age", "income", "employment"]], y_train,
                            metrics={"note_features": 3}, alias="champion")
 champion"""),
-    ("code", """%nbprod register candidate --name credit-risk --data X_train y_train --alias challenger"""),
+    ("code", """challenger = %nbprod register candidate --name credit-risk --data X_train y_train --alias challenger
+challenger"""),
     ("code", """result = nbprod.evaluate("credit-risk@challenger", X_test, y_test, against="@champion",
                          thresholds={"roc_auc": {"min_absolute_change": 0.0}, "accuracy": {"threshold": 0.7}})
 result"""),
@@ -93,7 +97,9 @@ MLflow scoring protocol and the Open Inference Protocol, with Prometheus metrics
 Its bearer token is shown once, and not in the cell's output (a saved notebook keeps its
 outputs): `service.token` holds it. Deploying another version to the same name adds it beside the
 running one; `budget_p95_ms` load-tests it first and refuses it if it is too slow."""),
-    ("code", """service = nbprod.deploy("credit-risk@champion", name="credit")
+    ("code", """if any(d.name == "credit" and d.state != "stopped" for d in nbprod.status()):
+    nbprod.undeploy("credit")  # an earlier run stopped half-way: start this one afresh
+service = nbprod.deploy("credit-risk@champion", name="credit")
 token = service.token
 service"""),
     ("code", """answer = service.predict(X_test.head(5))
@@ -102,12 +108,13 @@ answer"""),
 canary"""),
     ("code", """from collections import Counter
 
+v_champion, v_challenger = str(champion.version), str(challenger.version)  # this run's versions
 served = Counter(service.predict(X_test.sample(1, random_state=i))["model_version"] for i in range(100))
-served  # about 80 % v1, 20 % v2"""),
+served  # about 80 % the champion's version, 20 % the challenger's"""),
     ("code", """promoted = %nbprod promote credit
 promoted"""),
     ("code", """rolled_back = nbprod.rollback("credit")
-assert service.predict(X_test.head(1))["model_version"] == "1"
+assert service.predict(X_test.head(1))["model_version"] == v_champion
 rolled_back"""),
     ("code", """%nbprod status"""),
     ("md", """## 6. Monitor: drift, realised performance, latency, alerts
@@ -115,8 +122,9 @@ rolled_back"""),
 Every answer the server gives goes to the prediction log: inputs, outputs, version, latency and
 prediction ids. Here the applicants' incomes drift; their true outcomes arrive later and are
 joined by prediction id. `monitor` turns the log into windows, against the serving version's
-training profile; alert rules are checked the way `nbprod monitor credit --check` checks them
-from cron (add `--webhook URL` to post to Slack)."""),
+training profile. The panel below is live: it refreshes every 30 seconds while the kernel runs
+(`panel.stop()` ends it); its tabs show drift per column, realised performance, latency and the
+alert rules' states."""),
     ("code", """import time
 
 drifted, drifted_truth = credit(600, seed + 3, shift="income")
@@ -124,6 +132,10 @@ answers = [service.predict(drifted.iloc[i:i + 50]) for i in range(0, len(drifted
 time.sleep(1)  # the server writes its log in the background, every 0.25 s
 labels = nbprod.feedback([pid for a in answers for pid in a["prediction_ids"]], drifted_truth)
 labels"""),
+    ("code", """panel = %nbprod monitor credit --min-rows 50 --rule "drift_share > 0.3" --rule "p95_ms > 250"
+panel"""),
+    ("md", """The same rules, checked once the way `nbprod monitor credit --check` checks them from cron (add
+`--webhook URL` to post to Slack):"""),
     ("code", """monitored = %nbprod monitor credit --check --min-rows 50 --rule "drift_share > 0.3" --rule "p95_ms > 250"
 monitored"""),
     ("code", """nbprod.drift("credit-risk@champion", drifted)"""),
@@ -136,10 +148,10 @@ assert unseen and unseen[0].column == "country"
 print(f"validation: fresh data {'ok' if fresh_report.ok else 'flagged: ' + failing(fresh_report)}")
 print(f"validation: new market flagged: {failing(report)}")
 roc = result["roc_auc"]
-print(f"registry: credit-risk v{champion.version} @champion, v{nbprod.get_version('credit-risk@challenger').version} @challenger;",
+print(f"registry: credit-risk v{v_champion} @champion, v{v_challenger} @challenger;",
       f"challenger ROC AUC {roc.candidate:.3f} vs champion {roc.champion:.3f} -> {'passed' if result.ok else 'FAILED'}")
 print(f"package: bundle with {len(bundle.files)} files at {bundle.path}")
-print(f"serving: canary v2 took {served['2']} of 100 requests; latency gate p95 {canary.latency['p95_ms']:.1f} ms"
+print(f"serving: canary v{v_challenger} took {served[v_challenger]} of 100 requests; latency gate p95 {canary.latency['p95_ms']:.1f} ms"
       f" (budget 250 ms)")
 print(f"promote applied to every worker in {promoted.last_change_s:.2f} s; rollback in {rolled_back.last_change_s:.2f} s")
 share, _, _ = monitored.latest("drift_share")
