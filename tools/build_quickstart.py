@@ -123,8 +123,8 @@ Every answer the server gives goes to the prediction log: inputs, outputs, versi
 prediction ids. Here the applicants' incomes drift; their true outcomes arrive later and are
 joined by prediction id. `monitor` turns the log into windows, against the serving version's
 training profile. The panel below is live: it refreshes every 30 seconds while the kernel runs
-(`panel.stop()` ends it); its tabs show drift per column, realised performance, latency and the
-alert rules' states."""),
+(`panel.stop()` ends it) in one-minute windows over the last 20 minutes; its tabs show drift per
+column, realised performance, latency and the alert rules' states."""),
     ("code", """import time
 
 drifted, drifted_truth = credit(600, seed + 3, shift="income")
@@ -132,7 +132,7 @@ answers = [service.predict(drifted.iloc[i:i + 50]) for i in range(0, len(drifted
 time.sleep(1)  # the server writes its log in the background, every 0.25 s
 labels = nbprod.feedback([pid for a in answers for pid in a["prediction_ids"]], drifted_truth)
 labels"""),
-    ("code", """panel = %nbprod monitor credit --min-rows 50 --rule "drift_share > 0.3" --rule "p95_ms > 250"
+    ("code", """panel = %nbprod monitor credit --window 1m --since 20m --min-rows 50 --rule "drift_share > 0.3" --rule "p95_ms > 250"
 panel"""),
     ("md", """The same rules, checked once the way `nbprod monitor credit --check` checks them from cron (add
 `--webhook URL` to post to Slack):"""),

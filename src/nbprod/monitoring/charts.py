@@ -43,13 +43,15 @@ def _changes(report):
     import altair as alt
     import pandas as pd
 
-    rows = [{"time": pd.Timestamp(c["ts"], unit="s", tz="UTC"), "label": c["label"]}
-            for c in report.version_changes]
-    frame = pd.DataFrame(rows, columns=["time", "label"])
+    # Changes close in time (deploy, canary, promote, rollback in one minute) get their labels on
+    # four staggered lines, left of their rule, so they neither overprint nor run into the legend.
+    rows = [{"time": pd.Timestamp(c["ts"], unit="s", tz="UTC"), "label": c["label"], "line": 8 + 11 * (i % 4)}
+            for i, c in enumerate(report.version_changes)]
+    frame = pd.DataFrame(rows, columns=["time", "label", "line"])
     base = alt.Chart(frame)
     rules = base.mark_rule(strokeDash=[4, 3], color="#555").encode(x="time:T", tooltip=["label", "time:T"])
-    text = base.mark_text(align="left", dx=3, dy=-4, fontSize=9, color="#555").encode(
-        x="time:T", y=alt.value(8), text="label:N")
+    text = base.mark_text(align="right", dx=-3, fontSize=9, color="#555").encode(
+        x="time:T", y=alt.Y("line:Q", scale=None, axis=None), text="label:N")
     return rules + text
 
 
