@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-pandas2 install lint peers bench clean
+.PHONY: demo test test-fast test-pandas2 install lint peers bench clean lab screenshots
 
 # Benchmark peers (pandera, Evidently) live in venvs of their own, never in nbprod's.
 PEER_PANDERA   := benchmarks/.venv/.installed
@@ -32,6 +32,19 @@ test: $(STAMP)
 # The edit-test loop: every test that starts no server and no kernel (those are marked slow), under a minute.
 test-fast: $(STAMP)
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+# JupyterLab on this project, on 127.0.0.1 only, behind a fresh token; prints the URL to open. Ctrl+C stops it.
+LAB_PORT ?= 8888
+lab: $(STAMP)
+	@token=$$($(PY) -c 'import secrets; print(secrets.token_hex(24))'); \
+	echo; echo "  JupyterLab on $(CURDIR): http://127.0.0.1:$(LAB_PORT)/lab/tree/notebooks/quickstart.ipynb?token=$$token"; \
+	echo "  (port busy? make lab LAB_PORT=8899; Ctrl+C stops it)"; echo; \
+	exec $(VENV)/bin/jupyter lab --no-browser --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	  --IdentityProvider.token=$$token --ServerApp.root_dir=$(CURDIR) $(if $(filter 0,$(shell id -u)),--allow-root)
+
+# The README's pictures: the browser test of the quickstart, saving its screenshots into docs/.
+screenshots: $(STAMP)
+	NBPROD_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/ui/test_quickstart_ui.py
 
 # ruff (E, F, I, B at 120 columns) and mypy (check_untyped_defs) over the code; settings in pyproject.toml.
 lint: $(STAMP)
