@@ -75,6 +75,27 @@ def test_chart_passes_altair_through_and_stays_drawable():
     assert output(raw)["data"][VEGALITE_MIME]["$schema"] == SCHEMA
     assert json.loads(chart.to_json())["$schema"] == SCHEMA
     assert (raw + raw).to_dict()["$schema"] != SCHEMA  # Altair's own objects stay Altair's
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shown, _ = InteractiveShell.instance().display_formatter.format(chart)  # what a notebook cell gets
+    assert set(shown) == {VEGALITE_MIME, "text/plain"}
     import copy
 
     assert copy.copy(chart).altair is raw or copy.copy(chart).to_dict() == chart.to_dict()
+
+
+def test_evaluation_shows_its_table_then_its_chart():
+    """One output per mimetype choice: in one bundle the front end would show the HTML table only."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from nbprod.registry.evaluate import EvaluationResult, MetricRow
+
+    result = EvaluationResult("models:/c/2", "models:/c/1", "classification", 100,
+                              [MetricRow("roc_auc", 0.8, 0.7, 0.1, "min_absolute_change=0", True, None)])
+    shell = InteractiveShell.instance()
+    with capture_output() as captured:
+        shell.display_formatter.format(result)
+    table, chart = (o.data for o in captured.outputs)
+    assert {"text/html", "text/plain"} <= set(table) and VEGALITE_MIME not in table
+    assert set(chart) == {VEGALITE_MIME} and chart[VEGALITE_MIME]["$schema"] == SCHEMA
