@@ -45,7 +45,9 @@ def distribution_chart(col) -> Chart:
     share = alt.Tooltip("share", format=".3f")
     if "start" in frame:
         chart = alt.Chart(frame, title=title).mark_bar(opacity=0.55, binSpacing=0).encode(
-            x=alt.X("start:Q", title=col.column), x2="end:Q", y=alt.Y("share:Q", stack=None, title="share"),
+            # y2 at 0: with x and x2 both set, a bar without y2 is drawn as a thin line at its share
+            x=alt.X("start:Q", title=col.column), x2="end:Q",
+            y=alt.Y("share:Q", stack=None, title="share"), y2=alt.datum(0),
             color=alt.Color("side:N", scale=colors), tooltip=["side", "start", "end", share])
     else:
         chart = alt.Chart(frame, title=title).mark_bar().encode(
