@@ -44,8 +44,10 @@ def open_notebook(page: Any, lab: Lab, path: str) -> Any:
 
 
 def new_notebook(page: Any) -> Any:
-    """A new, empty notebook on the Python 3 kernel, from the launcher (as a new user makes one)."""
-    page.locator(".jp-LauncherCard[title^='Python 3']").first.click()
+    """A new, empty notebook on the Python 3 kernel, from a new launcher (File > New Launcher), as a user makes one."""
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^File$")).click()
+    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^New Launcher$")).click()
+    page.locator(".jp-LauncherCard[title^='Python 3']:visible").first.click()
     panel = page.locator(".jp-NotebookPanel:visible").last
     panel.locator(".jp-Notebook .jp-Cell").first.wait_for()
     wait_idle(page)
@@ -103,7 +105,16 @@ def run_cell(page: Any, source: str, timeout_s: float = 120.0) -> Any:
     cell = cells.nth(cells.count() - 1)
     cell.locator(".cm-content").click()
     page.keyboard.insert_text(source)
-    page.keyboard.press("Control+Enter")
+    prompt = cell.locator(".jp-InputPrompt")
+    for attempt in range(5):  # a notebook still wiring its kernel up ignores the keystroke: press again
+        cell.locator(".cm-content").click()
+        page.keyboard.press("Control+Enter")
+        try:
+            prompt.filter(has_text=re.compile(r"\*|\d")).wait_for(timeout=15_000)
+            break
+        except Exception:  # noqa: BLE001 - playwright's TimeoutError: not started yet
+            if attempt == 4:
+                raise
     cell.locator(".jp-InputPrompt", has_text=re.compile(r"^\[\d+\]:$")).wait_for(timeout=timeout_s * 1000)
     wait_idle(page, timeout_s)
     return cell
