@@ -27,7 +27,7 @@ def nbprod_home(tmp_path, monkeypatch):
 
     home = tmp_path / "nbprod-home"
     monkeypatch.setenv("NBPROD_HOME", str(home))
-    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "NBPROD_DB_URL"):
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "NBPROD_DB_URL", "NBPROD_EXPORTED_TRACKING_URI"):
         monkeypatch.delenv(var, raising=False)
     settings.reset()
     yield home

@@ -21,6 +21,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "errors": ("nbprod.errors", None),
     "settings": ("nbprod.config", "settings"),
     "NbprodError": ("nbprod.errors", "NbprodError"),
+    "info": ("nbprod.info", "info"),
     # data: training profiles and validation
     "profile": ("nbprod.data.profile", "profile"),
     "Profile": ("nbprod.data.profile", "Profile"),
@@ -135,6 +136,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .drift.api import drift
     from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError
+    from .info import info
     from .jobs import (
         CheckReport,
         JobDiff,

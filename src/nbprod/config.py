@@ -7,7 +7,11 @@ Resolution order, first hit wins:
 2. an environment variable (``NBPROD_HOME``, ``MLFLOW_TRACKING_URI``, ``NBPROD_DB_URL``, and
    ``NBPROD_<OPTION>`` for every other option);
 3. ``[tool.nbprod]`` in the nearest ``pyproject.toml`` at or above the working directory;
-4. the defaults below.
+4. the defaults below. The default ``home`` is found the way git finds ``.git``: the nearest
+   existing ``.nbprod`` folder at or above the working directory, else ``.nbprod`` in the project
+   root (the nearest folder with a ``pyproject.toml`` or a ``.git``), else ``.nbprod`` in the working
+   directory. A notebook in ``notebooks/`` (its kernel runs there) and ``nbprod status`` at the
+   project root then share one home, one registry and one set of deployments.
 
 Paths derived from ``home`` (the MLflow store, the state DB, job runs) follow ``home`` unless they
 are set themselves, so moving ``NBPROD_HOME`` moves everything.
@@ -18,20 +22,30 @@ This module imports nothing heavy: it is read by ``import nbprod``, the magics a
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
 
-__all__ = ["Options", "Settings", "settings"]
+__all__ = ["Options", "Settings", "settings", "find_home", "HOME_DIR"]
+
+#: The folder name nbprod keeps its state in, inside a project.
+HOME_DIR = ".nbprod"
+#: Set in the environment next to ``MLFLOW_TRACKING_URI`` when nbprod exported it itself (see
+#: :meth:`Settings.export_tracking_uri`): that value is nbprod's default, not the user's choice.
+_EXPORTED = "NBPROD_EXPORTED_TRACKING_URI"
 
 
 @dataclass
 class Options:
     """Every option, its type and default. The field docs become ``%config Nbprod`` help."""
 
-    home: str = field(default=".nbprod", metadata={"help": "Where nbprod keeps its state: MLflow store, state DB, job runs."})
+    home: str = field(default="", metadata={"help": (
+        "Where nbprod keeps its state: MLflow store, state DB, job runs. Default: the nearest existing .nbprod "
+        "at or above the working directory, else <project root>/.nbprod (the nearest folder with pyproject.toml "
+        "or .git), else ./.nbprod.")})
     tracking_uri: str = field(default="", metadata={"help": "MLflow tracking URI; default sqlite:///<home>/mlflow.db."})
     registry_uri: str = field(default="", metadata={"help": "MLflow registry URI; default: the tracking URI."})
     db_url: str = field(default="", metadata={"help": "SQLAlchemy URL of the state DB; default sqlite:///<home>/nbprod.db."})
@@ -55,6 +69,27 @@ _ENV_NAMES = {
     "registry_uri": "MLFLOW_REGISTRY_URI",
     "db_url": "NBPROD_DB_URL",
 }
+
+
+def find_home(start: Path | None = None) -> tuple[Path, str]:
+    """The default home for ``start`` (the working directory) and how it was found.
+
+    Like git finding ``.git``: the nearest existing ``.nbprod`` folder at or above ``start``; else
+    ``.nbprod`` in the project root, the nearest folder with a ``pyproject.toml`` or a ``.git``; else
+    ``.nbprod`` in ``start`` itself. One walk up, a few ``stat`` calls: cheap enough to redo on
+    every read, so a home created meanwhile (or a ``chdir``) is seen at once.
+    """
+    start = (start or Path.cwd()).resolve()
+    root: Path | None = None
+    for folder in (start, *start.parents):
+        if (folder / HOME_DIR).is_dir():
+            return folder / HOME_DIR, f"the nearest existing {HOME_DIR} at or above {start}"
+        if root is None and ((folder / "pyproject.toml").is_file() or (folder / ".git").exists()):
+            root = folder
+    if root is not None:
+        marker = "pyproject.toml" if (root / "pyproject.toml").is_file() else ".git"
+        return root / HOME_DIR, f"the project root {root}, which has {marker} and no {HOME_DIR} yet"
+    return start / HOME_DIR, f"the working directory: no {HOME_DIR}, pyproject.toml or .git at or above it"
 
 
 def _find_pyproject(start: Path) -> Path | None:
@@ -144,30 +179,101 @@ class Settings:
             if name not in Options.names():
                 raise ConfigError(f"unknown nbprod option {name!r}", f"use one of: {', '.join(Options.names())}")
             self._overrides[name] = _coerce(name, value)
+        self._reexport()
 
     def reset(self) -> None:
         """Forget every override (tests use this)."""
         self._overrides.clear()
+        self._reexport()
+
+    def _reexport(self) -> None:
+        """Keep an exported ``MLFLOW_TRACKING_URI`` in step with the home it was derived from."""
+        exported = os.environ.get(_EXPORTED)
+        if exported and os.environ.get("MLFLOW_TRACKING_URI") == exported:
+            try:
+                uri = self.tracking_uri
+            except ConfigError:
+                return
+            os.environ["MLFLOW_TRACKING_URI"] = uri
+            os.environ[_EXPORTED] = uri
 
     def _raw(self, name: str) -> Any:
+        return self._resolve(name)[0]
+
+    def _resolve(self, name: str) -> tuple[Any, str]:
+        """The option's raw value and where it came from (what ``nbprod info`` shows)."""
         if name in self._overrides:
-            return self._overrides[name]
+            return self._overrides[name], "set in this process (%config Nbprod / settings.set)"
         variable = _ENV_NAMES.get(name, f"NBPROD_{name.upper()}")
         env = os.environ.get(variable)
-        if env:
+        if env and not (name == "tracking_uri" and env == os.environ.get(_EXPORTED)):
             try:
-                return _coerce(name, env)
+                return _coerce(name, env), f"environment variable {variable}"
             except ConfigError as exc:  # say where the bad value comes from
                 raise ConfigError(f"{variable}={env!r} in the environment: {exc.problem}",
                                   f"set {variable} to a {type(getattr(Options, name)).__name__}, or unset it") from None
         path, table = _pyproject_table()
         if name in table:
             value = _coerce(name, table[name])
-            if name == "home" and not Path(value).is_absolute():
+            if name == "home" and not Path(value).is_absolute() and path is not None:
                 # Relative to the pyproject.toml that set it, not to wherever the kernel runs.
                 value = str(path.parent / value)
-            return value
-        return getattr(Options, name)
+            return value, f"[tool.nbprod] in {path}"
+        if name == "home":
+            home, how = find_home()
+            return str(home), f"default: {how}"
+        return getattr(Options, name), "default"
+
+    def source(self, name: str) -> str:
+        """How option ``name`` got its value, in words ("environment variable NBPROD_HOME", …)."""
+        if name not in Options.names():
+            raise ConfigError(f"unknown nbprod option {name!r}", f"use one of: {', '.join(Options.names())}")
+        value, how = self._resolve(name)
+        if not value and name in ("tracking_uri", "db_url", "registry_uri"):
+            return {"tracking_uri": "default: mlflow.db in the home", "db_url": "default: nbprod.db in the home",
+                    "registry_uri": "default: the tracking URI"}[name]
+        return how
+
+    def export_tracking_uri(self) -> str | None:
+        """Point MLflow's own API in this process (and its children) at nbprod's store.
+
+        ``%load_ext nbprod`` calls this so that a user's ``mlflow.search_runs()``,
+        ``MlflowClient()`` or ``autolog()`` in the notebook sees the models nbprod registered. It
+        sets the ``MLFLOW_TRACKING_URI`` environment variable, which MLflow reads on every call
+        (so nothing imports mlflow here), and only where the user has not chosen a tracking URI:
+        their ``MLFLOW_TRACKING_URI``, or an ``mlflow.set_tracking_uri`` already made, win. The
+        value is marked as nbprod's own, so nbprod still follows a later change of ``home``
+        (:meth:`set` re-exports it). Returns the URI exported, or None when the user's stands.
+        """
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env and env != os.environ.get(_EXPORTED):
+            return None
+        mlflow_utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+        if mlflow_utils is not None and getattr(mlflow_utils, "_tracking_uri", None):
+            return None
+        uri = self.tracking_uri
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        os.environ[_EXPORTED] = uri
+        return uri
+
+    def unexport_tracking_uri(self) -> None:
+        """Undo :meth:`export_tracking_uri` (``%unload_ext nbprod``), leaving a user's own URI alone."""
+        exported = os.environ.pop(_EXPORTED, None)
+        if exported and os.environ.get("MLFLOW_TRACKING_URI") == exported:
+            del os.environ["MLFLOW_TRACKING_URI"]
+
+    def mlflow_tracking_uri(self) -> tuple[str | None, str]:
+        """What MLflow's own API in this process talks to, and why (without importing mlflow)."""
+        mlflow_utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+        chosen = getattr(mlflow_utils, "_tracking_uri", None) if mlflow_utils is not None else None
+        if chosen:
+            return str(chosen), "set by mlflow.set_tracking_uri in this process"
+        env = os.environ.get("MLFLOW_TRACKING_URI")
+        if env and env == os.environ.get(_EXPORTED):
+            return env, "nbprod's store, set by %load_ext nbprod (MLFLOW_TRACKING_URI)"
+        if env:
+            return env, "your MLFLOW_TRACKING_URI"
+        return None, "MLflow's own default store, not nbprod's: %load_ext nbprod points MLflow's API at nbprod's store"
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_") or name not in Options.names():

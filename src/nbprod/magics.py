@@ -98,12 +98,17 @@ def load_ipython_extension(ipython) -> None:
     Nbprod.nbprod.__doc__ = _help_text()
     magics = Nbprod(shell=ipython, parent=ipython)
     magics._show_effective_settings()
+    try:  # MLflow's own API in this notebook talks to nbprod's store, unless the user chose another
+        settings.export_tracking_uri()
+    except NbprodError:  # an unreadable [tool.nbprod]: the verbs will say so when they run
+        pass
     ipython.register_magics(magics)
     if magics not in ipython.configurables:
         ipython.configurables.append(magics)
 
 
 def unload_ipython_extension(ipython) -> None:
+    settings.unexport_tracking_uri()
     for kind in ("line", "cell"):
         ipython.magics_manager.magics[kind].pop("nbprod", None)
     ipython.configurables[:] = [c for c in ipython.configurables if not isinstance(c, Nbprod)]
