@@ -28,7 +28,7 @@ def test_command_help_comes_from_the_argument_definitions(ip, capsys):
 
 
 def test_unknown_command_is_a_usage_error_with_a_hint(ip):
-    with pytest.raises(UsageError, match="unknown command 'deplyo'.*use one of"):
+    with pytest.raises(UsageError, match="unknown command .deplyo.*did you mean `%nbprod deploy`"):
         ip.run_line_magic("nbprod", "deplyo x")
 
 
@@ -104,3 +104,29 @@ def test_config_shows_and_overrides_the_values_in_force(nbprod_home, tmp_path, m
     finally:
         shell.run_line_magic("unload_ext", "nbprod")
         settings.reset()
+
+
+def test_a_mistyped_command_suggests_the_nearest(ip):
+    with pytest.raises(UsageError, match=r"unknown command 'valdate' \(hint: did you mean `%nbprod validate`\?\)"):
+        ip.run_line_magic("nbprod", "valdate df")
+    with pytest.raises(UsageError) as err:
+        ip.run_line_magic("nbprod", "zzzzzz")
+    assert "see `%nbprod --help`" in str(err.value) and "validate, profile" not in str(err.value)
+
+
+def test_two_unknown_names_are_both_named(ip):
+    from nbprod.errors import DataError
+
+    with pytest.raises(DataError) as err:
+        ip.run_line_magic("nbprod", "validate nosuchvar --against nosuchprof")
+    assert "'nosuchvar'" in err.value.problem and "'nosuchprof'" in err.value.problem
+    assert "--against" in err.value.fix
+
+
+def test_command_descriptions_start_alike():
+    from nbprod.commands import all_commands
+
+    helps = {c.name: c.help for c in all_commands().values()}
+    lower = {name for name, text in helps.items() if text[:1].islower()}
+    assert lower == set(helps), f"start these with a small letter like the rest: {sorted(set(helps) - lower)}"
+    assert not [name for name, text in helps.items() if text.endswith(".")]

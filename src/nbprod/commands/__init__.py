@@ -142,6 +142,17 @@ def parse(prog: str, argv: list[str]) -> tuple[Command, argparse.Namespace]:
     if not argv:
         raise HelpShown(parser.format_help())
     if argv[0] not in commands and not argv[0].startswith("-"):
-        raise UsageProblem(f"unknown command {argv[0]!r}", f"use one of: {', '.join(commands)} (see `{prog} --help`)")
+        raise UsageProblem(f"unknown command {argv[0]!r}", _suggest(argv[0], list(commands), prog))
     args = parser.parse_args(argv)
     return commands[args.command], args
+
+
+def _suggest(word: str, commands: list[str], prog: str) -> str:
+    """The fix for an unknown command: the nearest command(s) when the word looks like a typo
+    (``valdate`` -> ``validate``), else where to find them all."""
+    import difflib
+
+    close = difflib.get_close_matches(word.lower(), commands, n=1, cutoff=0.6)
+    if close:
+        return f"did you mean `{prog} {close[0]}`?"
+    return f"see `{prog} --help` for the {len(commands)} commands"

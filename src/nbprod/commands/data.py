@@ -48,7 +48,7 @@ def _validate(args: argparse.Namespace, ctx: Context):
     if args.tolerance is not None and args.against is None:
         raise UsageProblem("--tolerance widens a profile's seen range, and no --against profile was given",
                            "add --against PROFILE, or drop --tolerance")
-    df = ctx.frame(args.data)
+    df = _frame_naming_every_unknown(args, ctx)
     rules = None
     if args.rules:
         rules = _rules(args.rules, ctx)
@@ -77,6 +77,29 @@ def _validate(args: argparse.Namespace, ctx: Context):
     if label is not None:
         report.against = label
     return report
+
+
+def _frame_naming_every_unknown(args: argparse.Namespace, ctx: Context):
+    """The data frame; when it is unknown and ``--against`` is unknown too, one error names both
+    (fixing one typo only to meet the next is a wasted cell run)."""
+    from ..errors import DataError, NbprodError
+
+    try:
+        return ctx.frame(args.data)
+    except DataError as exc:
+        if args.against is None or ctx.lookup(args.against) is not None:
+            raise
+        from ..data.validate import _resolve
+
+        try:
+            _resolve(args.against)
+        except NbprodError as other:
+            problem = other.problem
+            if ctx.namespace is not None and problem.startswith("no profile file and no registered model"):
+                problem = f"no variable, profile file or registered model called {args.against!r}"
+            raise DataError(f"{exc.problem}; and --against: {problem}",
+                            f"{exc.fix}; for --against, {other.fix}") from None
+        raise
 
 
 _DATA_HELP = ("a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather file; quote an expression: "

@@ -116,7 +116,7 @@ def _status(args: argparse.Namespace, ctx: Context):
 
 COMMANDS = [
     Command(name="deploy",
-            help="Run a registered model version as a local REST deployment, or add it as canary/shadow/split.",
+            help="run a registered model version as a local REST deployment, or add it as canary/shadow/split",
             arguments=_deploy_arguments, run=_deploy,
             examples=["nbprod deploy credit-risk@champion --name credit",
                       "nbprod deploy credit-risk@challenger --name credit --canary 5 --budget-p95-ms 50",
@@ -124,13 +124,13 @@ COMMANDS = [
                       "nbprod deploy credit-risk@champion --name credit --alert-rule 'p95_ms > 100' "
                       "--alert-rule 'drift_share > 0.3' --alert-webhook URL --alert-interval 60",
                       "nbprod deploy --restore"]),
-    Command(name="promote", help="Send 100% of a deployment's traffic to its canary and set @champion.",
+    Command(name="promote", help="send 100% of a deployment's traffic to its canary and set @champion",
             arguments=_promote_arguments, run=_promote, examples=["nbprod promote credit"]),
-    Command(name="rollback", help="Return all of a deployment's traffic to the previous stable version.",
+    Command(name="rollback", help="return all of a deployment's traffic to the previous stable version",
             arguments=_name_argument, run=_rollback, examples=["nbprod rollback credit"]),
-    Command(name="undeploy", help="Drain a deployment (finish in-flight requests) and stop its server.",
+    Command(name="undeploy", help="drain a deployment (finish in-flight requests) and stop its server",
             arguments=_undeploy_arguments, run=_undeploy, examples=["nbprod undeploy credit"]),
-    Command(name="status", help="List deployments with live health (a dead server shows as dead).",
+    Command(name="status", help="list deployments with live health (a dead server shows as dead)",
             arguments=_status_arguments,
             run=_status, examples=["nbprod status", "nbprod status credit"]),
 ]

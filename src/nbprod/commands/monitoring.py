@@ -98,7 +98,7 @@ def _run_feedback(args: argparse.Namespace, ctx: Context):
 COMMANDS = [
     Command(
         name="monitor",
-        help="Drift, realised performance, latency and errors of a deployment over time windows; alerts with --check.",
+        help="drift, realised performance, latency and errors of a deployment over time windows; alerts with --check",
         arguments=_monitor_arguments,
         run=_run_monitor,
         examples=[
@@ -110,7 +110,7 @@ COMMANDS = [
     ),
     Command(
         name="feedback",
-        help="Store ground truth for earlier predictions, joined by prediction id (unknown ids are reported).",
+        help="store ground truth for earlier predictions, joined by prediction id (unknown ids are reported)",
         arguments=_feedback_arguments,
         run=_run_feedback,
         examples=[

@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
 COMMANDS = [
     Command(
         name="serve",
-        help="Serve a model or a deployment over HTTP (MLflow /invocations and Open Inference Protocol v2).",
+        help="serve a model or a deployment over HTTP (MLflow /invocations and Open Inference Protocol v2)",
         arguments=_arguments,
         run=_run,
         examples=[
