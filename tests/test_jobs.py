@@ -165,3 +165,21 @@ def test_a_demo_that_fails_after_deploying_stops_the_server_it_started(nbprod_ho
         assert store.read("kept")[1]["status"] != "stopped" and process.alive(kept.pid)
     finally:
         kill_recorded_servers()
+
+
+def test_a_job_prints_no_kernel_transport_warning(nbprod_home, tmp_path):
+    """`make demo` showed the kernel's "running over TCP without encryption" warning (issue 12, point 4)."""
+    import os
+    import subprocess
+    import sys
+
+    notebook = tmp_path / "nb" / "quiet.ipynb"
+    notebook.parent.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, notebook)
+    out = subprocess.run([sys.executable, "-m", "nbprod.cli", "run", str(notebook), "--no-progress"],
+                         capture_output=True, text=True, env=dict(os.environ), timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "without encryption" not in out.stderr, out.stderr
+    assert sorted(p.name for p in notebook.parent.iterdir()) == ["quiet.ipynb"]  # no socket files left beside it

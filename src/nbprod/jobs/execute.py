@@ -105,6 +105,31 @@ def _on_sigterm(signum, frame):
     raise _Terminated()
 
 
+def _local_transport() -> dict[str, Any]:
+    """Talk to the job's kernel over Unix sockets, not TCP on 127.0.0.1.
+
+    A kernel on TCP without CurveZMQ keys warns "Kernel is running over TCP without encryption"
+    on stderr, into ``make demo``'s output; on IPC the sockets are files only this user can reach,
+    so there is nothing to warn about. The socket files go to a fresh name in the temp folder (not
+    the notebook's folder) and the kernel manager removes them at shutdown. Windows has no IPC
+    transport in ZeroMQ: it keeps TCP.
+    """
+    if os.name == "nt":
+        return {}
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(Path(tempfile.gettempdir()) / f"nbprod-kernel-{uuid.uuid4().hex[:12]}")
+
+    return {"kernel_manager_class": _IpcKernelManager}
+
+
 def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, parameters_file: str | Path | None = None,
         experiment: str | None = None, output: str | Path | None = None, kernel: str | None = None,
         cwd: str | Path | None = None, progress: bool | str = True, timeout: float | None = None, retries: int = 0,
@@ -200,7 +225,8 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
                 try:
                     final_nb = papermill.execute_notebook(
                         str(source), str(target), parameters=params, kernel_name=kernel_name, progress_bar=bar,
-                        cwd=str(workdir), execution_timeout=timeout, engine_name=ENGINE, nbprod_watch=watch)
+                        cwd=str(workdir), execution_timeout=timeout, engine_name=ENGINE, nbprod_watch=watch,
+                        **_local_transport())
                     status = "FINISHED"
                     break
                 except PapermillExecutionError as exc:

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._quiet import quiet_mlflow
 from ..errors import EvaluationError, EvaluationFailed, ModelNotFoundError, NbprodError
 from . import _html
 from .uris import parse_model_uri
@@ -349,6 +350,7 @@ def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str
     return rows
 
 
+@quiet_mlflow()
 def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thresholds: dict | None = None,
              task: str | None = None) -> EvaluationResult:
     """Score ``candidate_uri`` and the version ``against`` names on ``(X, y)`` and check thresholds.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._quiet import quiet_mlflow
 from ..errors import IntegrityError, ModelNotFoundError, RegistryError
 from .integrity import verify_manifest
 from .versions import TAG, get_version, local_model_dir
@@ -65,6 +66,7 @@ class LoadedModel:
                 self._profile = Profile.from_json(path.read_text(encoding="utf-8"))
         return self._profile
 
+    @quiet_mlflow()
     def predict(self, df):
         """Predict through MLflow's pyfunc (schema enforced).
 
@@ -113,6 +115,7 @@ def _looks_like_uri(text: str) -> bool:
     return True
 
 
+@quiet_mlflow()
 def load_model(uri_or_local_path: str | os.PathLike, *, verify: bool = True) -> LoadedModel:
     """Load a registered version (any URI spelling) or a local nbprod model directory.
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .._quiet import quiet_mlflow
 from ..errors import NbprodError, RegistrationError
 from .modeldir import build_model_dir
 from .store import client, experiment_id
@@ -63,6 +64,7 @@ def _remove_run_artifacts(c, run_id: str) -> None:
         shutil.rmtree(path.parent if path.name == "artifacts" else path, ignore_errors=True)
 
 
+@quiet_mlflow()
 def register(model: Any, name: str, X, y=None, *, metrics: dict | None = None, params: dict | None = None,
              alias: str | None = None, description: str | None = None, key: str | None = None) -> ModelVersion:
     """Register a fitted model as a new version of ``name`` with everything production needs.

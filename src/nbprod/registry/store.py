@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from .._files import sqlite_path
+from .._quiet import quiet_mlflow
 from ..errors import TrackingServerError
 
 __all__ = ["client", "experiment_id", "is_remote", "EXPERIMENT", "reset_cache"]
@@ -114,7 +115,7 @@ def client():
 
             for uri in {tracking, registry}:
                 _prepare_local(uri)
-            with _migration_lock({tracking, registry}):
+            with _migration_lock({tracking, registry}), quiet_mlflow():
                 cached = MlflowClient(tracking_uri=tracking, registry_uri=registry)
                 if sqlite_path(registry) is not None:
                     cached._get_registry_client()  # runs the registry store's migrations under the lock too
