@@ -41,7 +41,8 @@ print(json.dumps({"before": before, "after": after}))
 
 @pytest.mark.slow
 def test_register_and_evaluate_print_none_of_mlflows_chatter(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k not in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "NBPROD_DB_URL")}
+    unset = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "NBPROD_DB_URL", "NBPROD_EXPORTED_TRACKING_URI")
+    env = {k: v for k, v in os.environ.items() if k not in unset}
     env["NBPROD_HOME"] = str(tmp_path / "home")
     out = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, env=env, cwd=tmp_path,
                          timeout=300)
