@@ -39,8 +39,10 @@ import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from html import escape
+from pathlib import Path
 from typing import Any
 
+from . import _format
 from .errors import AuditChainBroken, AuditError
 
 __all__ = ["record", "history", "verify", "AuditEntry", "AuditTable", "AuditVerification", "GENESIS",
@@ -158,18 +160,19 @@ class AuditTable:
     def _cells(self, e: AuditEntry) -> list[str]:
         commit = (e.git_commit or "")[:8] + ("*" if e.git_dirty else "")
         return [str(e.seq), e.timestamp[:19].replace("T", " "), e.user, e.action, e.model_uri or "",
-                _short(e.details), e.notebook or "", commit]
+                _short(e.details), Path(e.notebook).name if e.notebook else "", commit]
 
     def _title(self) -> str:
         scope = f" for {self.model}" if self.model else ""
-        return f"audit log{scope}: {len(self.entries)} entr{'y' if len(self.entries) == 1 else 'ies'}"
+        n = len(self.entries)
+        return f"audit log{scope}: {_format.count(n)} entr{'y' if n == 1 else 'ies'}"
 
     def __str__(self) -> str:
         if not self.entries:
             return self._title()
         rows = [list(_COLUMNS)] + [self._cells(e) for e in self.entries]
         widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
+        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
         lines.insert(1, "  ".join("-" * w for w in widths))
         return self._title() + "\n" + "\n".join(lines)
 
@@ -182,11 +185,26 @@ class AuditTable:
         limit = max(1, int(settings.display_limit))
         shown = self.entries[:limit]
         head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
-        body = "".join("<tr>" + "".join(f"<td>{escape(c)}</td>" for c in self._cells(e)) + "</tr>" for e in shown)
+        body = "".join("<tr>" + "".join(self._html_cell(name, text, e) for name, text in zip(_COLUMNS, self._cells(e),
+                                                                                             strict=True)) + "</tr>"
+                       for e in shown)
         more = (f"<tr><td colspan='{len(_COLUMNS)}'>… {len(self.entries) - limit} older entries "
                 f"(to_frame() has them all)</td></tr>") if len(self.entries) > limit else ""
         return (f"<div><b>nbprod {escape(self._title())}</b><table><thead><tr>{head}</tr></thead>"
                 f"<tbody>{body}{more}</tbody></table></div>")
+
+    @staticmethod
+    def _html_cell(name: str, text: str, e: AuditEntry) -> str:
+        """A cell; the long ones (details, notebook) wrap inside a bounded width instead of pushing the
+        table off the right edge, and keep their whole text in the title (shown on hover)."""
+        if name == "details" and e.details:
+            full = ", ".join(f"{k}={v if not isinstance(v, (dict, list)) else _canonical(v)}"
+                             for k, v in e.details.items())
+            return (f"<td title='{escape(full, quote=True)}' style='max-width:32em;white-space:normal;"
+                    f"overflow-wrap:anywhere;text-align:left'>{escape(_format.truncate(full, 240))}</td>")
+        if name == "notebook" and e.notebook:
+            return f"<td title='{escape(e.notebook, quote=True)}'>{escape(Path(e.notebook).name)}</td>"
+        return f"<td>{escape(text)}</td>"
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "entries": [e.to_dict() for e in self.entries]}

@@ -1,34 +1,18 @@
 """Small text and HTML table helpers shared by profiles and validation reports.
 
 Results render summaries only (never raw data dumps), so a table is at most ``display_limit``
-rows with a "… N more" line, and every cell is escaped.
+rows with a "… N more" line, and every cell is escaped. Numbers are written by
+:mod:`nbprod._format`, the one number format of every result.
 """
 
 from __future__ import annotations
 
-import math
 from html import escape
 from typing import Any, Sequence
 
+from .._format import cell as fmt
+
 __all__ = ["fmt", "html_table", "text_table"]
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A compact human form of a number or value (``1,000,000``, ``0.0123``, ``2.5e+07``)."""
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return "-" if value != value else ("inf" if value > 0 else "-inf")
-        if value == int(value) and abs(value) < 1e15:
-            return f"{int(value):,}"
-        return f"{value:.{digits}g}"
-    text = str(value)
-    return text if len(text) <= 160 else text[:157] + "…"
 
 
 def html_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, limit: int | None = None,
@@ -48,7 +32,7 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[Any]], *, limit: i
     shown = rows if limit is None else rows[:limit]
     cells = [list(header)] + [[fmt(c) for c in row] for row in shown]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in cells]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in cells]
     lines.insert(1, "  ".join("-" * w for w in widths))
     if len(shown) < len(rows):
         lines.append(f"… {len(rows) - len(shown)} more")

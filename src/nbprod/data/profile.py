@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import _format
 from ..config import settings
 from ..errors import ProfileError
 from . import _columns as C
@@ -273,15 +274,16 @@ class Profile:
     # --- display ------------------------------------------------------------------------------
     def _headline(self) -> str:
         key = f", key {', '.join(self.key)}" if self.key else ""
-        return (f"Profile of {self.n_rows:,} rows × {len(self.columns)} columns{key}"
-                f" (sample of {len(next(iter(self.sample.values()), []))} rows; {self.created_at})")
+        sample = len(next(iter(self.sample.values()), []))
+        return (f"Profile of {_format.rows(self.n_rows)} × {_format.rows(len(self.columns), 'column')}{key}"
+                f" (sample of {_format.rows(sample)}; {self.created_at})")
 
     def __str__(self) -> str:
         rows = [c._summary_row() for c in self.columns.values()]
         return self._headline() + "\n" + text_table(_HEADER, rows, limit=settings.display_limit)
 
     def __repr__(self) -> str:
-        return f"<Profile {self.n_rows} rows × {len(self.columns)} columns>"
+        return f"<Profile {_format.rows(self.n_rows)} × {_format.rows(len(self.columns), 'column')}>"
 
     def _repr_html_(self) -> str:
         rows = [c._summary_row() for c in self.columns.values()]

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from pandas.api.types import is_object_dtype
 
+from .. import _format
 from ..config import settings
 from ..errors import DataError, ModelNotFoundError, RuleError, ValidationError
 from . import _checks as K
@@ -75,12 +76,13 @@ class ValidationReport:
     def _summary(self) -> str:
         n = len(self.failures)
         cols = len({f.column for f in self.failures})
-        return f"{n} failure{'s' * (n != 1)} in {cols} column{'s' * (cols != 1)} of {self.n_rows:,} rows"
+        return (f"{_format.rows(n, 'failure')} in {_format.rows(cols, 'column')} of {_format.rows(self.n_rows)}")
 
     def _headline(self) -> str:
         against = f" against {self.against}" if self.against else ""
         if self.ok:
-            return f"Validation passed: {self.n_rows:,} rows × {self.n_columns} columns{against}"
+            return (f"Validation passed: {_format.rows(self.n_rows)} × {_format.rows(self.n_columns, 'column')}"
+                    f"{against}")
         return f"Validation FAILED: {self._summary()}{against}"
 
     def _rows(self) -> list[list[Any]]:
@@ -93,7 +95,7 @@ class ValidationReport:
                                                   limit=settings.display_limit)
 
     def __repr__(self) -> str:
-        return f"<ValidationReport ok={self.ok} failures={len(self.failures)} rows={self.n_rows}>"
+        return f"<ValidationReport ok={self.ok} failures={len(self.failures)} rows={_format.count(self.n_rows)}>"
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.ok else "#cf222e"

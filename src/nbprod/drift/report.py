@@ -13,6 +13,7 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from .. import _format
 from ..errors import DriftError
 
 __all__ = ["ColumnDrift", "DriftReport", "psi_band"]
@@ -160,9 +161,10 @@ class DriftReport:
     # -- displays ----------------------------------------------------------------------------
     def _headline(self) -> str:
         verdict = "DATASET DRIFT" if self.dataset_drift else "no dataset drift"
-        return (f"{verdict}: {len(self.drifted_columns)} of {len(self.tested)} columns drifted "
-                f"(share {self.share_drifted:.2f}, threshold {self.drift_share:.2f}); "
-                f"reference {self.reference} ({self.n_reference:,} rows), current {self.n_current:,} rows")
+        return (f"{verdict}: {_format.count(len(self.drifted_columns))} of {_format.rows(len(self.tested), 'column')} "
+                f"drifted (drift share {_format.score(self.share_drifted)}; dataset drift when it is ≥ "
+                f"{_format.number(self.drift_share)}, drift_share=); reference {self.reference} "
+                f"({_format.rows(self.n_reference)}), current {_format.rows(self.n_current)}")
 
     def _rows(self) -> list[list[Any]]:
         order = sorted(self.columns, key=lambda c: (not c.drifted, c.status != "ok", c.role != "feature", c.column))
@@ -172,7 +174,8 @@ class DriftReport:
             if c.band:
                 note = f"{c.band}; {note}" if note else c.band
             rows.append([c.column + ("" if c.role == "feature" else f" ({c.role})"), c.kind, c.test or "-",
-                         _num(c.score), c.threshold, "YES" if c.drifted else ("-" if c.status != "ok" else "no"),
+                         _format.score(_num(c.score)), _format.score(c.threshold),
+                         "YES" if c.drifted else ("-" if c.status != "ok" else "no"),
                          c.status, note])
         return rows
 

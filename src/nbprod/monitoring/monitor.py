@@ -433,7 +433,7 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
     return MonitorReport(deployment=name, window_s=window_s, since=lo, until=until_ts, task=task, windows=windows,
                          drift_reports=reports, version_changes=changes, notes=notes, latency_ms=_latency_hist(lat),
                          reference=explicit_label or "training profile of the serving version",
-                         min_rows=min_rows)
+                         min_rows=min_rows, drift_share_threshold=drift_share)
 
 
 def _latency_hist(values: list) -> dict:

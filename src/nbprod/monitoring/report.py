@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any
 
+from .. import _format
 from ..errors import DriftError
 from .windows import iso
 
@@ -23,18 +24,30 @@ METRICS = ("requests", "rows", "request_rate", "errors", "error_rate", "server_e
            "accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse")
 
 
+COUNTS = ("requests", "rows", "errors", "feedback_rows", "n_drifted")
+
+
 def _fmt(value: float | None, status: str, metric: str) -> str:
+    """A metric's cell: its value in the one number format (nbprod._format), or its status."""
     if status != "ok" and not status.startswith("ok ") or value is None:
         return "—" if status in ("reference window",) else status.split(":")[0]
     if metric.endswith("_ms"):
         return f"{value:.1f}"
-    if metric in ("requests", "rows", "errors", "feedback_rows", "n_drifted"):
-        return f"{int(value)}"
+    if metric in COUNTS:
+        return _format.count(value)
     if metric in ("dataset_drift", "prediction_drift", "label_drift"):
         return "YES" if value else "no"
     if metric.endswith("_rate") and metric != "request_rate":
         return f"{value:.1%}"
-    return f"{value:.3g}"
+    if metric == "request_rate":
+        return _format.number(value)
+    return _format.score(value)
+
+
+def _why(status: str) -> str | None:
+    """The reason a status gives after its first ``:``, if it has one ("n/a: not a binary task")."""
+    head, sep, reason = status.partition(":")
+    return reason.strip() if sep and head.strip() not in ("ok",) and reason.strip() else None
 
 
 @dataclass
@@ -54,6 +67,8 @@ class MonitorReport:
     reference: str = ""
     min_rows: int = 30
     alerts: Any = None  # an AlertCheck when rules were evaluated
+    #: the share of drifted input columns from which a window counts as dataset drift (monitor's drift_share=)
+    drift_share_threshold: float = 0.5
 
     # -- numbers -----------------------------------------------------------------------------
     @property
@@ -147,32 +162,67 @@ class MonitorReport:
         perf = ["roc_auc", "accuracy"] if self.task == "classification" else ["mae", "rmse"]
         return ["requests", "error_rate", "p95_ms", "drift_share", "prediction_drift", "feedback_rows", *perf]
 
+    def _shown(self, limit: int | None = None) -> list[dict]:
+        shown = [w for w in self.windows if w["metrics"]["requests"][0]] or self.windows[-1:]
+        return shown if limit is None else shown[-limit:]
+
     def _table(self, limit: int | None = None) -> tuple[list[str], list[list[str]]]:
         cols = self._columns()
         header = ["window (UTC)", "versions", *cols]
         rows = []
-        shown = [w for w in self.windows if w["metrics"]["requests"][0]] or self.windows[-1:]
-        if limit is not None:
-            shown = shown[-limit:]
-        for w in shown:
+        reasons = self._reasons(limit)
+        for w in self._shown(limit):
             label = iso(w["start"])[:-1] + ("*" if w["partial"] else "")
-            rows.append([label, ",".join(sorted(w["versions"])) or "-",
-                         *[_fmt(*w["metrics"].get(c, (None, "n/a")), c) for c in cols]])
+            cells = []
+            for c in cols:
+                value, status = w["metrics"].get(c, (None, "n/a"))
+                text = _fmt(value, status, c)
+                why = _why(status) if value is None else None
+                if why is not None:
+                    text += f" [{reasons[(c, why)]}]"
+                cells.append(text)
+            rows.append([label, ",".join(sorted(w["versions"])) or "-", *cells])
         return header, rows
+
+    def _reasons(self, limit: int | None = None) -> dict[tuple[str, str], int]:
+        """Every (metric, reason) a shown cell has no value for, numbered for the footnotes."""
+        found: dict[tuple[str, str], int] = {}
+        for w in self._shown(limit):
+            for c in self._columns():
+                value, status = w["metrics"].get(c, (None, "n/a"))
+                why = _why(status) if value is None else None
+                if why is not None and (c, why) not in found:
+                    found[(c, why)] = len(found) + 1
+        return found
+
+    def legend(self, limit: int | None = None) -> list[str]:
+        """What the table's marks and thresholds mean: the footnotes of every value-less cell, the
+        ``*`` window, ``not enough data``, and the drift share's threshold (alert rules name theirs)."""
+        lines = [f"[{k}] {metric}: {why}" for (metric, why), k in self._reasons(limit).items()]
+        shown = self._shown(limit)
+        if any(w["partial"] for w in shown):
+            lines.append("* window still in progress: its figures will change")
+        statuses = {w["metrics"].get(c, (None, ""))[1] for w in shown for c in self._columns()}
+        if any(s.startswith("not enough data") for s in statuses):
+            lines.append(f"not enough data: fewer than {_format.rows(self.min_rows)} in the window (min_rows)")
+        if "no feedback yet" in statuses:
+            lines.append("no feedback yet: no labels joined to the window's predictions (nbprod.feedback)")
+        lines.append(f"drift_share: the share of input columns that drifted; a window is dataset drift when it is ≥ "
+                     f"{_format.number(self.drift_share_threshold)} (drift_share=)"
+                     + ("; alert rules compare it with their own threshold" if self.alerts is not None else ""))
+        return lines
 
     def _headline(self) -> str:
         n_active = sum(1 for w in self.windows if w["metrics"]["requests"][0])
-        text = (f"{self.deployment}: {len(self.windows)} window(s) of {_duration(self.window_s)} "
-                f"from {iso(self.since)} to {iso(self.until)}, {n_active} with traffic; task {self.task}")
+        text = (f"{self.deployment}: {_format.count(len(self.windows))} window(s) of {_duration(self.window_s)} "
+                f"from {iso(self.since)} to {iso(self.until)}, {_format.count(n_active)} with traffic; task {self.task}")
         return text
 
     def __str__(self) -> str:
         from ..data._render import text_table
 
         header, rows = self._table()
-        lines = [self._headline(), text_table(header, rows)]
-        if any(w["partial"] for w in self.windows):
-            lines.append("* window still in progress")
+        lines = [self._headline(), text_table(header, rows), *self.legend()]
         for c in self.version_changes:
             lines.append(f"version change {iso(c['ts'])}: {c['label']} {c['detail']}".rstrip())
         lines += [f"note: {n}" for n in self.notes]
@@ -190,8 +240,10 @@ class MonitorReport:
         changes = "".join(f"<li>{escape(iso(c['ts']))}: {escape(c['label'])} {escape(c['detail'])}</li>"
                           for c in self.version_changes)
         notes = "".join(f"<p><i>{escape(n)}</i></p>" for n in self.notes)
+        legend = "".join(f"<div>{escape(line)}</div>" for line in self.legend(limit=24))
+        legend = f"<div style='font-size:12px;color:#555;margin:4px 0'>{legend}</div>"
         alerts = self.alerts._repr_html_() if self.alerts is not None else ""
-        return (f"<div><p><b>{escape(self._headline())}</b></p>" + html_table(header, rows, limit=24)
+        return (f"<div><p><b>{escape(self._headline())}</b></p>" + html_table(header, rows, limit=24) + legend
                 + (f"<p>Version changes:</p><ul>{changes}</ul>" if changes else "") + notes + alerts + "</div>")
 
     # -- charts -----------------------------------------------------------------------------

@@ -19,6 +19,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import _format
 from .._quiet import quiet_mlflow
 from ..errors import EvaluationError, EvaluationFailed, ModelNotFoundError, NbprodError
 from . import _html
@@ -59,6 +60,8 @@ class EvaluationResult:
     task: str
     n_rows: int
     rows: list[MetricRow] = field(default_factory=list)
+    #: classification: the share of each label in y (for the class-imbalance hint); None otherwise
+    class_shares: dict[str, float] | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,17 +94,50 @@ class EvaluationResult:
                 "n_rows": self.n_rows, "ok": self.ok, "metrics": [r.to_dict() for r in self.rows]}
 
     def _table_rows(self) -> list[list[Any]]:
-        mark = {True: "pass", False: "FAIL", None: "–"}
-        return [[r.metric, r.candidate, r.champion, _signed(r.change), r.threshold or "–", mark[r.passed]] for r in self.rows]
+        def mark(r: MetricRow) -> str:
+            if r.passed is not None:
+                return "pass" if r.passed else "FAIL"
+            return "skipped" if r.threshold else "not gated"
+
+        return [[r.metric, _format.score(r.candidate), _format.score(r.champion), _format.signed_score(r.change),
+                 r.threshold or "–", mark(r)] for r in self.rows]
 
     HEADERS = ["metric", "candidate", "champion", "change", "threshold", "result"]
 
+    @property
+    def gated(self) -> list[str]:
+        """The metrics a threshold was checked on: what PASSED or FAILED means."""
+        return [r.metric for r in self.rows if r.passed is not None]
+
     def _title(self) -> str:
         against = f"against {self.champion_uri}" if self.champion_uri else "no champion: absolute thresholds only"
-        return f"{'PASSED' if self.ok else 'FAILED'} · {self.candidate_uri} {against} · {self.task}, {self.n_rows} rows"
+        gated = self.gated
+        verdict = "PASSED" if self.ok else "FAILED"
+        scope = (f"gated on {', '.join(gated)}" if gated else "nothing gated: no threshold was given")
+        return (f"{verdict} ({scope}) · {self.candidate_uri} {against} · {self.task}, "
+                f"{_format.rows(self.n_rows)}")
+
+    @property
+    def notes(self) -> list[str]:
+        """What a reader of the table should know: metrics at ~0 next to an imbalanced label, and
+        metrics that could not be computed, each with its reason."""
+        notes = [f"{r.metric}: {r.note}" for r in self.rows if r.note and r.passed is not False]
+        if self.task != "classification":
+            return notes
+        low = [f"{r.metric} {_format.score(v)} ({who})" for r in self.rows if r.metric in ("precision", "recall", "f1")
+               for who, v in (("candidate", r.candidate), ("champion", r.champion)) if v is not None and v < 0.05]
+        if low:
+            shares = self.class_shares or {}
+            minority = min(shares.items(), key=lambda kv: kv[1]) if len(shares) >= 2 else None
+            balance = (f"label {minority[0]!s} is only {_format.percent(minority[1])} of the rows"
+                       if minority is not None else "the label may be imbalanced")
+            notes.append(f"near 0: {', '.join(low)}; {balance}, so a model that rarely predicts it keeps a high "
+                         "accuracy. Gate on recall, f1 or roc_auc, or rebalance (class_weight='balanced').")
+        return notes
 
     def __str__(self) -> str:
-        return self._title() + "\n" + _html.text_table(self.HEADERS, self._table_rows())
+        text = self._title() + "\n" + _html.text_table(self.HEADERS, self._table_rows())
+        return text + "".join(f"\nnote: {n}" for n in self.notes)
 
     def __repr__(self) -> str:  # terminal IPython and logs: the table, not the dataclass fields
         return str(self)
@@ -130,7 +166,9 @@ class EvaluationResult:
 
     def _repr_html_(self) -> str:
         color = "#2a7d2a" if self.ok else "#b00020"
-        return f'<div><p style="color:{color};font-weight:bold">{_html.esc(self._title())}</p>{_html.table(self.HEADERS, self._table_rows())}</div>'
+        notes = "".join(f"<p style='color:#555;margin:2px 0'>{_html.esc(n)}</p>" for n in self.notes)
+        return (f'<div><p style="color:{color};font-weight:bold">{_html.esc(self._title())}</p>'
+                f"{_html.table(self.HEADERS, self._table_rows())}{notes}</div>")
 
     def _ipython_display_(self) -> None:
         """The table, then the chart as its own output: a front end draws one mimetype per output and
@@ -156,9 +194,6 @@ class EvaluationResult:
             pass
         return bundle
 
-
-def _signed(value: float | None) -> str | None:
-    return None if value is None else f"{value:+.4g}"
 
 
 def parse_thresholds(items: list[str]) -> dict[str, dict]:
@@ -328,7 +363,7 @@ def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str
             ok = sign * (value - t) >= 0
             checks.append(ok)
             if not ok:
-                notes.append(f"{value:.4g} {'<' if gib else '>'} {t:g}")
+                notes.append(f"{_format.score(value)} {'<' if gib else '>'} {t:g}")
         for key, label in (("min_absolute_change", "Δ"), ("min_relative_change", "Δ%")):
             if key not in spec:
                 continue
@@ -344,7 +379,7 @@ def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str
             ok = improvement >= t - 1e-12
             checks.append(ok)
             if not ok:
-                notes.append(f"{key}: improvement {improvement:+.4g} < {t:g}")
+                notes.append(f"{key}: improvement {_format.signed_score(improvement)} < {t:g}")
         passed = None if not checks else all(checks)
         rows.append(MetricRow(metric, value, other, change, "; ".join(texts) or None, passed, "; ".join(notes) or None))
     return rows
@@ -400,9 +435,18 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
                               + ("" if task == "regression" else "; for a regression model pass task='regression' (--task regression)")
                               ) from exc
     result = EvaluationResult(cand_version.uri, champ_version.uri if champ_version else None, task, int(len(X)),
-                              _rows(cand_scores, champ_scores, checked, task))
+                              _rows(cand_scores, champ_scores, checked, task),
+                              class_shares=_class_shares(y) if task == "classification" else None)
     _record(result, cand_version, checked)
     return result
+
+
+def _class_shares(y) -> dict[str, float]:
+    """Each label's share of ``y`` (what the class-imbalance hint names)."""
+    import pandas as pd
+
+    shares = pd.Series(pd.Series(y).to_numpy().ravel()).value_counts(normalize=True)
+    return {str(k): float(v) for k, v in shares.items()}
 
 
 def _check_columns(model, X) -> None:

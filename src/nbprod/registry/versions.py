@@ -15,6 +15,7 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
+from .. import _format
 from ..errors import ModelNotFoundError, RegistryError, TrackingServerError
 from . import _html
 from .store import client
@@ -48,6 +49,18 @@ def _mlflow_call(fn, *args, **kwargs):
             raise TrackingServerError(f"the MLflow tracking server failed: {text.splitlines()[0]}",
                                       "check that the tracking server is up (MLFLOW_TRACKING_URI)") from None
         raise
+
+
+def _training_data(d: dict) -> str | None:
+    """``"3,500 rows × 3 columns"``: the count format of every result (nbprod._format)."""
+    if d["profile_rows"] is None:
+        return None
+    return f"{_format.rows(d['profile_rows'])} × {_format.rows(d['profile_columns'], 'column')}"
+
+
+def _metric(name: str, value: Any) -> str:
+    """A score metric (accuracy, roc_auc, …) as a score; any other metric a user logged as a number."""
+    return _format.score(value) if name in _KEY_METRICS else _format.number(value)
 
 
 @dataclass(repr=False)
@@ -116,8 +129,8 @@ class ModelVersion:
             ("uri", d["uri"]),
             ("aliases", ", ".join("@" + a for a in self.aliases) or "–"),
             ("created", f"{d['created_at'] or '–'} by {self.created_by or '–'}"),
-            ("training data", f"{d['profile_rows']} rows × {d['profile_columns']} columns" if d["profile_rows"] is not None else "–"),
-            ("metrics", ", ".join(f"{k}={_html.fmt(v)}" for k, v in sorted(self.metrics.items())) or "–"),
+            ("training data", _training_data(d) or "–"),
+            ("metrics", ", ".join(f"{k}={_metric(k, v)}" for k, v in sorted(self.metrics.items())) or "–"),
             ("format", self.serialization_format or "–"),
             ("notebook", d["notebook"] or "–"),
             *([("job", f"{d['job'][:8]} (nbprod runs / get_run)")] if d["job"] else []),
@@ -311,9 +324,9 @@ class ModelTable:
             key = [k for k in _KEY_METRICS if k in v.metrics][:2] or sorted(v.metrics)[:2]
             rows.append([
                 v.name, v.version, " ".join("@" + a for a in v.aliases),
-                ", ".join(f"{k}={_html.fmt(v.metrics[k])}" for k in key),
+                ", ".join(f"{k}={_metric(k, v.metrics[k])}" for k in key),
                 v.created_by, d["created_at"][:16].replace("T", " ") if d["created_at"] else None,
-                f"{d['profile_rows']}×{d['profile_columns']}" if d["profile_rows"] is not None else None,
+                _training_data(d),
                 v.serialization_format,
             ])
         return rows
