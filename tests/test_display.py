@@ -119,3 +119,49 @@ def test_evaluation_names_what_it_gated_and_hints_at_class_imbalance(nbprod_home
     assert "rebalance (class_weight=" in result._repr_html_()
     ungated = nbprod.evaluate("credit-risk@challenger", X[cols], y)
     assert "nothing gated" in str(ungated)
+
+
+def test_a_prediction_answer_displays_as_a_table_and_stays_the_dict():
+    import json
+
+    from nbprod.deployments.prediction import PredictionResult
+
+    answer = {"predictions": [0, 1, 0], "model_version": "2", "prediction_ids": ["p-0", "p-1", "p-2"],
+              "ood": [[], ["country: unseen category 'PL'"], []]}
+    result = PredictionResult(answer, deployment="credit")
+    assert result["predictions"] == [0, 1, 0] and result.to_dict() == answer
+    assert json.loads(json.dumps(result)) == answer
+    text, html = str(result), result._repr_html_()
+    assert text.startswith("credit: 3 predictions by model version 2; 1 row out of distribution")
+    assert "p-1" in text and "unseen category 'PL'" in text and "{'predictions'" not in repr(result)
+    assert "<table>" in html and "p-2" in html and "unseen category" in html
+    from IPython.lib.pretty import pretty
+
+    assert pretty(result) == text
+
+
+@pytest.mark.slow
+def test_deployment_predict_returns_the_displayable_answer(nbprod_home):
+    import warnings
+
+    from conftest import kill_recorded_servers
+    from sklearn.linear_model import LogisticRegression
+
+    import nbprod
+    from nbprod.datasets import credit
+    from nbprod.deployments.prediction import PredictionResult
+
+    X, y = credit(300)
+    cols = ["age", "credit_lines"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        nbprod.register(LogisticRegression(max_iter=500).fit(X[cols], y), "credit-risk", X[cols], y, alias="champion")
+    try:
+        service = nbprod.deploy("credit-risk@champion", name="credit")
+        answer = service.predict(X[cols].head(4))
+        assert isinstance(answer, PredictionResult) and isinstance(answer, dict)
+        assert len(answer["predictions"]) == 4 and answer.model_version == "1"
+        assert "4 predictions by model version 1" in str(answer) and "<table>" in answer._repr_html_()
+        nbprod.undeploy("credit")
+    finally:
+        kill_recorded_servers()

@@ -155,7 +155,7 @@ def test_models_table_lists_versions_aliases_and_metrics(registered):
     table = models()
     assert [(v.name, v.version) for v in table][:2] == [("credit-risk", "2"), ("credit-risk", "1")]
     text, html = str(table), table._repr_html_()
-    assert "@champion" in text and "auc=0.71" in text and "600×8" in text
+    assert "@champion" in text and "auc=0.7100" in text and "600 rows × 8 columns" in text
     assert "<table" in html and "@challenger" in html
     assert len(models("credit-risk")) == len(table)
     with pytest.raises(ModelNotFoundError):

@@ -21,7 +21,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "errors": ("nbprod.errors", None),
     "settings": ("nbprod.config", "settings"),
     "NbprodError": ("nbprod.errors", "NbprodError"),
-    "info": ("nbprod.info", "info"),
+    "info": ("nbprod._info", "info"),
     # data: training profiles and validation
     "profile": ("nbprod.data.profile", "profile"),
     "Profile": ("nbprod.data.profile", "Profile"),
@@ -65,6 +65,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "restore": ("nbprod.deployments.api", "restore"),
     "Deployment": ("nbprod.deployments.results", "Deployment"),
     "StatusTable": ("nbprod.deployments.results", "StatusTable"),
+    "PredictionResult": ("nbprod.deployments.prediction", "PredictionResult"),
     # drift
     "drift": ("nbprod.drift.api", "drift"),
     "DriftReport": ("nbprod.drift.report", "DriftReport"),
@@ -132,11 +133,12 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.validate import Failure, ValidationReport, row_flags
     from .registry.against import validate
     from .deployments.api import deploy, promote, restore, rollback, status, undeploy
+    from .deployments.prediction import PredictionResult
     from .deployments.results import Deployment, StatusTable
     from .drift.api import drift
     from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError
-    from .info import info
+    from ._info import info
     from .jobs import (
         CheckReport,
         JobDiff,

@@ -10,7 +10,7 @@ __all__ = ["COMMANDS"]
 
 
 def _run(args: argparse.Namespace, ctx: Context):
-    from ..info import info
+    from .._info import info
 
     return info()
 

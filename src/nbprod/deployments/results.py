@@ -103,6 +103,7 @@ class Deployment:
         import urllib.request
 
         from ..errors import ServingError
+        from .prediction import PredictionResult
 
         token = token or self.token
         body = X.to_json(orient="split", index=False, date_format="iso")
@@ -111,7 +112,7 @@ class Deployment:
             headers={"Content-Type": "application/json", **({"Authorization": f"Bearer {token}"} if token else {})})
         try:
             with urllib.request.urlopen(request, timeout=timeout) as answer:
-                return json.loads(answer.read())
+                return PredictionResult(json.loads(answer.read()), deployment=self.name)
         except urllib.error.HTTPError as exc:
             try:
                 error = json.loads(exc.read())

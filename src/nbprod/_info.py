@@ -1,5 +1,7 @@
 """``nbprod info``: which home, which stores and which versions are in force, and why.
 
+(A private module: the verb is ``nbprod.info``, which a module of that name would shadow.)
+
 Two front ends in two folders (a notebook's kernel in ``notebooks/``, a shell at the project
 root) must agree on one home; when they do not, this is where a user sees it. Every value says
 how it was chosen (an override, the environment, ``[tool.nbprod]``, or the default found the way
