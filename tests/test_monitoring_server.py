@@ -73,3 +73,36 @@ def test_predictions_feedback_and_monitor_through_a_real_server(serving_models, 
     assert report.latest("error_rate")[0] == pytest.approx(1 / 11)
     assert report.latest("p95_ms")[0] > 0
     assert report.last_drift is not None and report.last_drift.reference == "profile profile.json"
+
+
+def test_latency_gate_traffic_is_logged_as_gate_and_left_out_of_the_monitor(models, env):
+    """The gate's test requests are not production traffic (issue 12, point 3): the monitor counted
+    them, and showed the canary's version as "first seen" before the canary started."""
+    import sqlalchemy as sa
+
+    from nbprod.deployments.gate import _datatype, measure
+    from nbprod.monitoring.monitor import monitor
+    from nbprod.monitoring.predlog import ensure_tables, predictions
+    from nbprod.serving.spec import DeploymentSpec, Route, save_spec
+
+    df = models["df"]
+    save_spec("credit", DeploymentSpec("credit", [Route(models["proba"], "1", 100, "stable")]))
+    complete = df.dropna().head(10)
+    bodies = [{"inputs": [{"name": str(c), "shape": [1], "datatype": _datatype(complete[c].iloc[i:i + 1]),
+                           "data": json.loads(complete[c].iloc[i:i + 1].to_json(orient="values"))}
+                          for c in complete.columns]} for i in range(len(complete))]
+    with server(["--deployment", "credit", "--token", TOKEN], env) as port:
+        for start in range(0, 40, 10):  # production: 4 requests, 40 rows
+            body = {"dataframe_records": json.loads(df.iloc[start:start + 10].to_json(orient="records"))}
+            assert request(port, "POST", "/invocations", body, token=TOKEN)[0] == 200
+        figures = measure("127.0.0.1", port, "credit", "1", bodies, token=TOKEN, requests=20)
+        assert figures.requests == 20
+        assert _logged(40 + 25) == 65  # the gate sends 5 warm-up requests more than it measures
+    with ensure_tables().connect() as conn:
+        roles = dict(conn.execute(sa.select(predictions.c.role, sa.func.count()).group_by(predictions.c.role)).all())
+    assert roles == {"stable": 40, "gate": 25}
+    report = monitor("credit", window="1h", since="2h", min_rows=5)
+    assert report.latest("requests")[0] == 4 and report.latest("rows")[0] == 40
+    assert any("25 latency-gate test request(s) left out" in n for n in report.notes)
+    counted = monitor("credit", window="1h", since="2h", min_rows=5, include_gate=True)
+    assert counted.latest("requests")[0] == 29 and counted.latest("rows")[0] == 65

@@ -26,6 +26,8 @@ def _monitor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", action="append", default=[], metavar="RULE",
                    help="an alert rule (repeatable): 'drift_share > 0.3', 'error_rate > 1%%', 'roc_auc < 0.8'")
     p.add_argument("--webhook", help=f"Slack-compatible webhook URL for alerts (default: ${WEBHOOK_ENV})")
+    p.add_argument("--include-gate", action="store_true",
+                   help="count the latency gate's test requests too (left out by default: not production traffic)")
     p.add_argument("--interval", type=float, default=30.0,
                    help="notebook panel: seconds between live refreshes (0 = no live refresh)")
 
@@ -44,6 +46,8 @@ def _run_monitor(args: argparse.Namespace, ctx: Context):
     options = dict(window=args.window, since=args.since, min_rows=args.min_rows)
     if reference is not None:
         options["reference"] = reference
+    if args.include_gate:
+        options["include_gate"] = True
     if ctx.front_end == "magic" and not args.check:
         from ..monitoring.widget import panel
 

@@ -84,7 +84,7 @@ def measure(host: str, port: int, deployment: str, version: str, bodies: list[di
             requests: int = 200, max_seconds: float = 30.0, budget_p95_ms: float | None = None) -> LatencyFigures:
     """Send ``requests`` single-row requests (bounded by ``max_seconds``) to the pinned version."""
     path = f"/v2/models/{deployment}/versions/{version}/infer"
-    headers = {"Content-Type": "application/json"}
+    headers = {"Content-Type": "application/json", "X-Nbprod-Traffic": "latency-gate"}  # logged as test traffic
     if token:
         headers["Authorization"] = f"Bearer {token}"
     payloads = [json.dumps(b).encode() for b in bodies]

@@ -312,8 +312,11 @@ def _series(values: list):
 
 def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, until: Any = None,
             reference: Any = None, prediction_reference: Any = None, task: str | None = None,
-            min_rows: int = 30, min_requests: int = 5, drift_share: float = 0.5):
-    """Monitor a deployment over time windows of its prediction log → :class:`MonitorReport`."""
+            min_rows: int = 30, min_requests: int = 5, drift_share: float = 0.5, include_gate: bool = False):
+    """Monitor a deployment over time windows of its prediction log → :class:`MonitorReport`.
+
+    The latency gate's test requests (role ``gate`` in the log) are not production traffic: they
+    are left out of every figure unless ``include_gate=True``; the report says how many were."""
     import numpy as np
     import pandas as pd
 
@@ -339,6 +342,12 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
     lo, hi = edges[0][0], until_ts
     frame = _load(name, lo, hi)
     notes: list[str] = []
+    gate = frame.role == "gate"
+    if gate.any() and not include_gate:
+        n_gate = int((gate & (frame.row_index == 0)).sum())
+        notes.append(f"{n_gate:,} latency-gate test request(s) left out: not production traffic "
+                     "(include_gate=True, --include-gate, counts them)")
+        frame = frame[~gate].reset_index(drop=True)
 
     answered = frame[frame.role != "error"].reset_index(drop=True)
     inputs = pd.DataFrame.from_records([json.loads(s) if s else {} for s in answered.inputs]) if len(answered) else pd.DataFrame()

@@ -59,7 +59,7 @@ predictions = Table(
     Column("row_index", Integer, nullable=False, default=0),  # position of the row in its request
     Column("prediction_id", String(80)),  # "<request_id>-<row_index>"; NULL for shadow and error rows
     Column("version", String(64)),
-    Column("role", String(16), nullable=False),  # stable | canary | pinned | shadow | error
+    Column("role", String(16), nullable=False),  # stable | canary | pinned | gate (latency-gate test) | shadow | error
     Column("status", Integer, nullable=False, default=200),
     Column("latency_ms", Float),  # server-side latency of the whole request (same on each of its rows)
     Column("n_rows", Integer, nullable=False, default=1),  # rows in the request

@@ -62,6 +62,12 @@ Lifespan = Callable[[Starlette], AsyncContextManager[Any]]
 
 log = logging.getLogger("nbprod.serving")
 
+#: A request carrying ``X-Nbprod-Traffic: latency-gate`` (the deploy verb's latency gate sends it
+#: to a pinned version) is test traffic: its rows are logged with role ``gate`` and the monitor
+#: leaves them out unless asked (``include_gate=True``).
+TRAFFIC_HEADER = "x-nbprod-traffic"
+GATE_TRAFFIC = "latency-gate"
+
 _OPEN_PATHS = {"/ping", "/health", "/v2/health/live", "/v2/health/ready", "/metrics"}
 
 
@@ -334,8 +340,10 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
         kind = _content_kind(request)
         body = await state.read_body(request)
 
+        gate = version is not None and request.headers.get(TRAFFIC_HEADER, "").lower() == GATE_TRAFFIC
+
         async def answer() -> Response:
-            return await _answer(state, kind, body, decode, encode, version, t0)
+            return await _answer(state, kind, body, decode, encode, version, t0, gate)
 
         key = request.headers.get("idempotency-key")
         if key is None:
@@ -368,8 +376,9 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
 
 
 async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, version: str | None,
-                  t0: float) -> Response:
-    """Route, decode, predict and encode one request whose body has been read."""
+                  t0: float, gate: bool = False) -> Response:
+    """Route, decode, predict and encode one request whose body has been read. ``gate``: a pinned
+    request the latency gate sent (role ``gate`` in the prediction log, not production traffic)."""
     table = state.router.table
     if version is not None:
         target = table.by_version(version)
@@ -377,7 +386,7 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
             raise codecs.http_error(f"version {version!r} is not served here",
                                     f"use one of: {', '.join(s.version for s in table.versions())}", status=404,
                                     error="not_found")
-        role = "pinned"
+        role = "gate" if gate else "pinned"
     else:
         target, role = table.pick()
     batch = decode(kind, body, target.served.signature)
