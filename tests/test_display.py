@@ -119,6 +119,10 @@ def test_evaluation_names_what_it_gated_and_hints_at_class_imbalance(nbprod_home
     assert "rebalance (class_weight=" in result._repr_html_()
     ungated = nbprod.evaluate("credit-risk@challenger", X[cols], y)
     assert "nothing gated" in str(ungated)
+    negatives = y == 0
+    one_class = nbprod.evaluate("credit-risk@challenger", X.loc[negatives, cols], y[negatives])
+    assert one_class["roc_auc"].candidate is None
+    assert "roc_auc: n/a: only one class in y" in str(one_class)
 
 
 def test_a_prediction_answer_displays_as_a_table_and_stays_the_dict():

@@ -293,12 +293,15 @@ def _task(y) -> str:
     return "classification"
 
 
-def _finite(scores: dict[str, float]) -> dict[str, float | None]:
+def _finite(scores: dict[str, float | None]) -> dict[str, float | None]:
     """NaN/inf metrics (r2 on one row, …) become None: not enough data to compute them."""
     return {k: (v if v is not None and math.isfinite(v) else None) for k, v in scores.items()}
 
 
-def _score(model, X, y, task: str) -> dict[str, float]:
+def _score(model, X, y, task: str, why: dict[str, str] | None = None) -> dict[str, float | None]:
+    """The task's metrics of ``model`` on ``(X, y)``; ``why`` collects the reason of each metric
+    that has no value (roc_auc with one class in y, or a model without predict_proba)."""
+    why = {} if why is None else why
     import numpy as np
     from sklearn import metrics as m
 
@@ -316,24 +319,31 @@ def _score(model, X, y, task: str) -> dict[str, float]:
     kw = {"average": avg, "zero_division": 0}
     if binary:
         kw["pos_label"] = labels[-1]
-    out = {"accuracy": float(m.accuracy_score(y_true, pred)),
+    out: dict[str, float | None] = {"accuracy": float(m.accuracy_score(y_true, pred)),
            "precision": float(m.precision_score(y_true, pred, **kw)),
            "recall": float(m.recall_score(y_true, pred, **kw)),
            "f1": float(m.f1_score(y_true, pred, **kw))}
     proba = model.predict_proba(X)
-    if proba is not None and len(np.unique(y_true)) > 1:
+    if proba is None:
+        pass  # a model without scores has no roc_auc row at all
+    elif len(np.unique(y_true)) < 2:
+        out["roc_auc"] = None
+        why["roc_auc"] = "n/a: only one class in y, so there is nothing to rank against"
+    else:
         try:
             proba = np.asarray(proba)
             if proba.ndim == 2 and proba.shape[1] == 2:
                 out["roc_auc"] = float(m.roc_auc_score(y_true, proba[:, 1]))
             elif proba.ndim == 2:
                 out["roc_auc"] = float(m.roc_auc_score(y_true, proba, multi_class="ovr", labels=model.raw_model.classes_))
-        except (ValueError, AttributeError):
-            pass
+        except (ValueError, AttributeError) as exc:
+            out["roc_auc"] = None
+            why["roc_auc"] = f"n/a: {exc}"
     return out
 
 
-def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str) -> list[MetricRow]:
+def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str,
+          why: dict[str, str] | None = None) -> list[MetricRow]:
     unknown = sorted(set(thresholds) - set(cand))
     if unknown:
         raise EvaluationError(f"threshold(s) for metric(s) not computed for this {task} model: {', '.join(unknown)}",
@@ -353,7 +363,7 @@ def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str
             if limits:
                 checks.append(False)
                 texts.append(", ".join(limits))
-            notes.append(f"{NOT_ENOUGH_DATA} to compute {metric}")
+            notes.append((why or {}).get(metric) or f"{NOT_ENOUGH_DATA} to compute {metric}")
             rows.append(MetricRow(metric, None, other, None, "; ".join(texts) or None,
                                   None if not checks else False, "; ".join(notes)))
             continue
@@ -419,7 +429,8 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
     _check_columns(candidate, X)
     task = task or _model_task(candidate) or _task(y)
     try:
-        cand_scores = _finite(_score(candidate, X, y, task))
+        why: dict[str, str] = {}
+        cand_scores = _finite(_score(candidate, X, y, task, why))
         champ_scores = None
         if champ_version is not None:
             champion = load_model(champ_version.uri)
@@ -435,7 +446,7 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
                               + ("" if task == "regression" else "; for a regression model pass task='regression' (--task regression)")
                               ) from exc
     result = EvaluationResult(cand_version.uri, champ_version.uri if champ_version else None, task, int(len(X)),
-                              _rows(cand_scores, champ_scores, checked, task),
+                              _rows(cand_scores, champ_scores, checked, task, why),
                               class_shares=_class_shares(y) if task == "classification" else None)
     _record(result, cand_version, checked)
     return result
