@@ -89,10 +89,10 @@ def _frame_naming_every_unknown(args: argparse.Namespace, ctx: Context):
     except DataError as exc:
         if args.against is None or ctx.lookup(args.against) is not None:
             raise
-        from ..data.validate import _resolve
+        from ..registry.against import resolve_against
 
         try:
-            _resolve(args.against)
+            resolve_against(args.against)
         except NbprodError as other:
             problem = other.problem
             if ctx.namespace is not None and problem.startswith("no profile file and no registered model"):
