@@ -215,7 +215,8 @@ class MonitorReport:
     def _headline(self) -> str:
         n_active = sum(1 for w in self.windows if w["metrics"]["requests"][0])
         text = (f"{self.deployment}: {_format.count(len(self.windows))} window(s) of {_duration(self.window_s)} "
-                f"from {iso(self.since)} to {iso(self.until)}, {_format.count(n_active)} with traffic; task {self.task}")
+                f"from {iso(self.since)} to {iso(self.until)}, {_format.count(n_active)} with traffic; "
+                f"task {self.task}")
         return text
 
     def __str__(self) -> str:
