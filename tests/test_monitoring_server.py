@@ -75,7 +75,7 @@ def test_predictions_feedback_and_monitor_through_a_real_server(serving_models, 
     assert report.last_drift is not None and report.last_drift.reference == "profile profile.json"
 
 
-def test_latency_gate_traffic_is_logged_as_gate_and_left_out_of_the_monitor(models, env):
+def test_latency_gate_traffic_is_logged_as_gate_and_left_out_of_the_monitor(serving_models, env):
     """The gate's test requests are not production traffic (issue 12, point 3): the monitor counted
     them, and showed the canary's version as "first seen" before the canary started."""
     import sqlalchemy as sa
@@ -85,8 +85,8 @@ def test_latency_gate_traffic_is_logged_as_gate_and_left_out_of_the_monitor(mode
     from nbprod.monitoring.predlog import ensure_tables, predictions
     from nbprod.serving.spec import DeploymentSpec, Route, save_spec
 
-    df = models["df"]
-    save_spec("credit", DeploymentSpec("credit", [Route(models["proba"], "1", 100, "stable")]))
+    df = serving_models["df"]
+    save_spec("credit", DeploymentSpec("credit", [Route(serving_models["proba"], "1", 100, "stable")]))
     complete = df.dropna().head(10)
     bodies = [{"inputs": [{"name": str(c), "shape": [1], "datatype": _datatype(complete[c].iloc[i:i + 1]),
                            "data": json.loads(complete[c].iloc[i:i + 1].to_json(orient="values"))}
