@@ -126,6 +126,7 @@ def unload_ipython_extension(ipython) -> None:
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from . import audit, config, datasets, errors, registry
+    from ._info import info
     from .config import settings
     from .data.ood import OodChecker
     from .data.profile import ColumnProfile, Profile, profile
@@ -138,7 +139,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .drift.api import drift
     from .drift.report import ColumnDrift, DriftReport
     from .errors import NbprodError
-    from ._info import info
     from .jobs import (
         CheckReport,
         JobDiff,
