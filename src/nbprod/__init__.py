@@ -65,9 +65,9 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "Deployment": ("nbprod.deployments.results", "Deployment"),
     "StatusTable": ("nbprod.deployments.results", "StatusTable"),
     # drift
-    "drift": ("nbprod.drift.api", "drift"),
-    "DriftReport": ("nbprod.drift.report", "DriftReport"),
-    "ColumnDrift": ("nbprod.drift.report", "ColumnDrift"),
+    "drift": ("nbprod.driftstats.api", "drift"),
+    "DriftReport": ("nbprod.driftstats.report", "DriftReport"),
+    "ColumnDrift": ("nbprod.driftstats.report", "ColumnDrift"),
     # monitoring
     "monitor": ("nbprod.monitoring.monitor", "monitor"),
     "feedback": ("nbprod.monitoring.feedback", "feedback"),
@@ -132,8 +132,8 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .registry.against import validate
     from .deployments.api import deploy, promote, restore, rollback, status, undeploy
     from .deployments.results import Deployment, StatusTable
-    from .drift.api import drift
-    from .drift.report import ColumnDrift, DriftReport
+    from .driftstats.api import drift
+    from .driftstats.report import ColumnDrift, DriftReport
     from .errors import NbprodError
     from .jobs import (
         CheckReport,

@@ -245,7 +245,7 @@ def _one_column_drift(reference: Any, column: str, cur_values: list,
     ``column`` (the training outputs) or the reference values themselves."""
     import pandas as pd
 
-    from ..drift import drift
+    from ..driftstats import drift
 
     current = pd.DataFrame({column: _series(cur_values)})
     try:
@@ -287,8 +287,8 @@ def _output_drift(metrics: dict, key: str, values: list, fixed: list | None, out
 
 def _not_logged(rep, ref: Any, missing: list[str], seen: dict) -> None:
     """Reference columns absent from the logged inputs: explicit rows of ``rep``, never a silent skip."""
-    from ..drift.api import series_kind
-    from ..drift.report import ColumnDrift
+    from ..driftstats.api import series_kind
+    from ..driftstats.report import ColumnDrift
 
     for name in missing:
         seen[name] = None
@@ -317,7 +317,7 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
     import numpy as np
     import pandas as pd
 
-    from ..drift import drift
+    from ..driftstats import drift
     from .performance import infer_task, normalise, performance
     from .report import MonitorReport
 

@@ -87,7 +87,7 @@ class MonitorPanel:
             self._draw()
 
     def _draw(self) -> None:
-        from ..drift.charts import scores_chart
+        from ..driftstats.charts import scores_chart
 
         stamp = time.strftime("%H:%M:%S")
         if self.report is None:
