@@ -28,6 +28,23 @@ assert nbprod.drift(frame, frame).dataset_drift is False
     assert done.returncode == 0, done.stderr
 
 
+INTERNALS = {"OodChecker": "nbprod.data.ood", "row_flags": "nbprod.data.validate", "create_app": "nbprod.serving.app",
+             "DeploymentSpec": "nbprod.serving.spec", "parse_model_uri": "nbprod.registry.uris"}
+
+
+def test_internals_are_not_top_level_names_but_stay_importable_from_their_modules():
+    """The top level is what users call: the verbs, what they return, what they build (Profile, Rules)."""
+    import importlib
+
+    import nbprod
+
+    for name, module in INTERNALS.items():
+        assert name not in nbprod.__all__ and name not in dir(nbprod)
+        assert getattr(importlib.import_module(module), name) is not None
+    assert {"profile", "validate", "register", "deploy", "drift", "monitor", "feedback", "run", "Profile",
+            "Rules"} <= set(nbprod.__all__)
+
+
 def test_results_print_readably_in_a_terminal(nbprod_home, tmp_path):
     """A terminal (IPython, a log) shows repr(): the readable text, not a dump of dataclass fields."""
     from nbprod.deployments.results import Deployment, StatusTable
