@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._files import write_text_atomic
 from ..config import settings
 from ..errors import ProfileError
 from . import _columns as C
@@ -246,8 +247,6 @@ class Profile:
 
     def save(self, path: str | Path) -> Path:
         """Write the profile as JSON (atomically: a failed write leaves no partial file)."""
-        from .._files import write_text_atomic
-
         path = Path(path)
         text = self.to_json(indent=1)
         try:
