@@ -8,9 +8,10 @@ background alert loop: ``alerts`` every N seconds), ``widget`` (the live panel).
 prediction/label baseline the monitor compares with is written at registration by
 :mod:`nbprod.registry.outputs`.
 
-``http``, ``predlog``, ``loop`` and ``alerts`` run inside the model server, so they and ``report``
-(whose ``METRICS`` the alerts read) import pandas, numpy, altair and the monitor inside the
-functions that need them: a server start loads none of them. The other modules import at the top.
+``http``, ``predlog``, ``loop`` and ``alerts`` run inside the model server, so they, ``report``
+(whose ``METRICS`` the alerts read) and ``performance`` (which the registry imports) import
+pandas, numpy, scikit-learn, altair and the monitor inside the functions that need them: a
+server start loads none of them. The other modules import at the top.
 
 Importing this package loads nothing heavy; each public name (listed in ``__init__.pyi``) loads
 its module on first use.

@@ -12,9 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-from sklearn import metrics as skm
-
 __all__ = ["infer_task", "normalise", "performance", "CLASSIFICATION", "REGRESSION"]
 
 CLASSIFICATION = ("accuracy", "precision", "recall", "f1", "roc_auc")
@@ -66,6 +63,8 @@ def _positive(labels: list) -> Any:
 
 def performance(labels: list, predicted: list, scores: list, task: str) -> dict[str, tuple[float | None, str]]:
     """Metric name → (value, status) for one window's labelled rows."""
+    import numpy as np
+
     out: dict[str, tuple[float | None, str]] = {}
     if task == "regression":
         try:
@@ -80,6 +79,7 @@ def performance(labels: list, predicted: list, scores: list, task: str) -> dict[
         out["mae"] = (float(np.abs(err).mean()), "ok")
         out["rmse"] = (float(math.sqrt((err ** 2).mean())), "ok")
         return out
+    from sklearn import metrics as skm
 
     y = [str(v) if not isinstance(v, (int, bool)) else int(v) for v in labels]
     p = [str(v) if not isinstance(v, (int, bool)) and v is not None else (None if v is None else int(v)) for v in predicted]
