@@ -47,9 +47,14 @@ screenshots: $(STAMP)
 	NBPROD_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/ui/test_quickstart_ui.py
 
 # ruff (E, F, I, B at 120 columns) and mypy (check_untyped_defs) over the code; settings in pyproject.toml.
+# A package's __init__.pyi (its lazy public names, nbprod/_lazy.py) hides its __init__.py from the
+# first mypy run; the second checks those __init__.py files themselves.
+LAZY_INITS := $(patsubst %.pyi,%.py,$(wildcard src/nbprod/__init__.pyi src/nbprod/*/__init__.pyi))
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks tools
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy $(LAZY_INITS)
 
 # nbprod supports pandas >= 2.1 and `make test` runs on the newest (3.x). pandas 2 differs where
 # nbprod reads frames (object vs Arrow strings, NaN vs None, copy semantics), so CI also runs the

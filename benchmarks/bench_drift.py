@@ -107,7 +107,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import nbprod
-    from nbprod.drift import drift
+    from nbprod.driftstats import drift
 
     n = args.rows
     ref, cur = make_frame(n, 0), shifted_frame(n, 1)

@@ -17,7 +17,7 @@ MONITOR_KINDS = ("performance", "latency", "latency_histogram", "drift", "featur
 def charts(nbprod_home):
     """Every chart a user can be shown, by name: monitor report, drift report, evaluation, panel."""
     from nbprod.data.profile import profile
-    from nbprod.drift.api import drift
+    from nbprod.driftstats.api import drift
     from nbprod.monitoring.monitor import monitor
     from nbprod.monitoring.widget import panel
     from nbprod.registry.evaluate import EvaluationResult, MetricRow

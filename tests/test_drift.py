@@ -15,8 +15,8 @@ from scipy import stats
 from scipy.spatial import distance
 
 from nbprod.datasets import credit
-from nbprod.drift import DriftReport, drift
-from nbprod.drift import stats as dstats
+from nbprod.driftstats import DriftReport, drift
+from nbprod.driftstats import stats as dstats
 from nbprod.errors import DriftError, NbprodError
 
 

@@ -1,7 +1,8 @@
 """Nothing imports upward: every import of every module under src/nbprod against the layer table.
 
 The order is written once, in docs/design-notes.md ("## Layers"); this test parses it. Every
-import counts — at the top, inside a function, under ``TYPE_CHECKING``, and
+import counts — at the top, inside a function, under ``TYPE_CHECKING``, in a package's lazy
+``__init__.pyi``, and
 ``importlib.import_module("nbprod.…")`` with a literal name — because a function-local import
 hides a cycle from import time, not from a reader.
 """
@@ -58,7 +59,7 @@ def modules() -> dict[str, Path]:
 
 def imports_of(module: str, path: Path, known: set[str]) -> list[Import]:
     """Every import of an nbprod module in ``path`` (wherever it stands in the file)."""
-    package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+    package = module if path.stem == "__init__" else module.rsplit(".", 1)[0]
     out: list[Import] = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Import):
@@ -129,7 +130,9 @@ def violations(ranks: dict[str, int], bottom: str | None) -> list[str]:
     mods = modules()
     known = set(mods)
     bad = []
-    for module, path in sorted(mods.items()):
+    # a package's __init__.pyi lists its lazy public names (nbprod/_lazy.py): its imports count too
+    stubs = {module: path.with_suffix(".pyi") for module, path in mods.items() if path.with_suffix(".pyi").is_file()}
+    for module, path in sorted(mods.items()) + sorted(stubs.items()):
         src = _top(module)
         for imp in imports_of(module, path, known):
             dst = _top(imp.target)

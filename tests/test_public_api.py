@@ -8,20 +8,41 @@ import pytest
 
 @pytest.mark.slow
 def test_verbs_stay_callable_after_their_subpackages_are_imported():
-    """``nbprod.drift`` is a verb and a subpackage: importing the subpackage (monitor() does) binds
-    the package to that name. Checked in a fresh interpreter, where nothing is imported yet."""
+    """Importing a subpackage binds its name on ``nbprod``: no verb may share a name with one. The
+    drift statistics are ``nbprod.driftstats``, so ``nbprod.drift`` stays the plain function (no
+    module posing as one). Checked in a fresh interpreter, where nothing is imported yet."""
     code = """
 import nbprod
 verbs = [n for n in nbprod.__all__ if n[0].islower() and callable(getattr(nbprod, n))]
-import nbprod.drift.report, nbprod.monitoring.monitor, nbprod.registry, nbprod.deployments.api, nbprod.data.validate
+import nbprod.driftstats.report, nbprod.monitoring.monitor, nbprod.registry, nbprod.deployments.api
+import nbprod.data.validate
 not_callable = [n for n in verbs if not callable(getattr(nbprod, n))]
 assert not not_callable, not_callable
+import types
+assert isinstance(nbprod.drift, types.FunctionType), type(nbprod.drift)
 import pandas as pd
 frame = pd.DataFrame({"x": [float(i) for i in range(100)]})
 assert nbprod.drift(frame, frame).dataset_drift is False
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
+
+
+INTERNALS = {"OodChecker": "nbprod.data.ood", "row_flags": "nbprod.data.validate", "create_app": "nbprod.serving.app",
+             "DeploymentSpec": "nbprod.serving.spec", "parse_model_uri": "nbprod.registry.uris"}
+
+
+def test_internals_are_not_top_level_names_but_stay_importable_from_their_modules():
+    """The top level is what users call: the verbs, what they return, what they build (Profile, Rules)."""
+    import importlib
+
+    import nbprod
+
+    for name, module in INTERNALS.items():
+        assert name not in nbprod.__all__ and name not in dir(nbprod)
+        assert getattr(importlib.import_module(module), name) is not None
+    assert {"profile", "validate", "register", "deploy", "drift", "monitor", "feedback", "run", "Profile",
+            "Rules"} <= set(nbprod.__all__)
 
 
 def test_results_print_readably_in_a_terminal(nbprod_home, tmp_path):

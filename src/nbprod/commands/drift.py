@@ -18,7 +18,7 @@ def _arguments(p) -> None:
 
 
 def _run(args, ctx):
-    from ..drift import drift
+    from ..driftstats import drift
 
     reference = ctx.lookup(args.reference)
     if reference is None:

@@ -22,11 +22,15 @@ Where the time goes, and what is done about it (1M rows):
 
 from __future__ import annotations
 
+import ctypes
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Iterable
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+from pandas.api import types as t
 
 from ..config import settings
 from . import _columns as C
@@ -512,25 +516,18 @@ def shares_objects(values: np.ndarray) -> bool:
 def _addresses(values: np.ndarray) -> np.ndarray:
     """The object pointers of a C-contiguous object array, as ``intp``: a view, no copy and no
     reference counting. Valid while ``values`` is alive (the callers hold it)."""
-    import ctypes
-
     buffer = (ctypes.c_ssize_t * len(values)).from_address(values.ctypes.data)
     return np.ctypeslib.as_array(buffer)
 
 
 def _object_at(address: int) -> Any:
     """The object at an address taken from a live object array by :func:`_addresses` (a new reference)."""
-    import ctypes
-
     return ctypes.cast(address, ctypes.py_object).value
 
 
 def _arrow_unseen(data: Any, allowed_text: set[str]) -> tuple[np.ndarray, list[str]] | None:
     """unseen_mask of an Arrow string column: one hash pass (pyarrow.compute.unique, GIL
     released), then the distinct values are compared; a row mask only when one is unseen."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     value_set = pa.array(sorted(allowed_text), type=data.type)
     uniques = pc.unique(data)
     unseen = pc.filter(uniques, pc.and_(pc.is_valid(uniques),
@@ -590,8 +587,6 @@ def dtype_problem(series: pd.Series, expected: str, expected_kind: str) -> tuple
 
 def rule_dtype_ok(series: pd.Series, spec: str) -> bool:
     """Does the column match a rule's ``dtype:`` (a family name or an exact pandas dtype)?"""
-    from pandas.api import types as t
-
     dtype = series.dtype
     family = spec.lower()
     if family in ("int", "integer"):

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from pandas.api import types as t
 
 from ..errors import DataError
 
@@ -43,7 +44,6 @@ def kind_of(dtype: Any) -> str:
     """One of :data:`KINDS`. Strings, objects, categories and anything unusual are categorical."""
     if isinstance(dtype, np.dtype):  # the common case, by numpy's kind letter (validate asks per column)
         return _NUMPY_KINDS.get(dtype.kind, "categorical")
-    from pandas.api import types as t
 
     if t.is_bool_dtype(dtype):
         return "boolean"

@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from ..errors import DataError
 
 __all__ = ["read_frame"]
@@ -16,8 +18,6 @@ __all__ = ["read_frame"]
 def read_frame(path: str | Path) -> Any:
     """The DataFrame in the .parquet/.csv/.json/.feather file ``path``; a DataError says what was
     looked for (no such file, an unknown type, a file pandas cannot read)."""
-    import pandas as pd
-
     p = Path(path)
     if not p.exists():
         raise DataError(f"no file called {str(path)!r}",

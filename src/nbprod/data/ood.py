@@ -28,6 +28,12 @@ from typing import Any, Iterable, Mapping
 
 import numpy as np
 
+from ..config import settings
+from ..errors import DataError
+
+# pandas, and ._columns (which imports it), are imported in the functions that need them: the
+# model server imports this module on every start, and a start from its cache never loads pandas.
+
 __all__ = ["OodChecker", "RangeCheck", "CategoryCheck", "Coded", "Masked", "bounds", "resolve_tolerance", "SMALL"]
 
 #: Up to this many rows, values are checked one by one in Python (cheaper than numpy's set-up).
@@ -36,9 +42,6 @@ SMALL = 64
 
 def resolve_tolerance(tolerance: float | None) -> float:
     """``tolerance`` as a float ≥ 0 (default: ``settings.range_tolerance``), else a DataError."""
-    from ..config import settings
-    from ..errors import DataError
-
     tolerance = settings.range_tolerance if tolerance is None else tolerance
     try:
         tolerance = float(tolerance)
@@ -170,8 +173,6 @@ class OodChecker:
     @classmethod
     def from_profile(cls, profile: Any, tolerance: float | None = None) -> OodChecker:
         """Compile the checks of ``profile`` (a :class:`~nbprod.data.profile.Profile`)."""
-        from ..errors import DataError
-
         columns = getattr(profile, "columns", None)
         if not isinstance(columns, dict):
             raise DataError(f"an OOD checker needs a Profile, got {type(profile).__name__}",

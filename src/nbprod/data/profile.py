@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from .. import _format
+from .._files import write_text_atomic
 from ..config import settings
 from ..errors import ProfileError
 from . import _columns as C
@@ -247,8 +248,6 @@ class Profile:
 
     def save(self, path: str | Path) -> Path:
         """Write the profile as JSON (atomically: a failed write leaves no partial file)."""
-        from .._files import write_text_atomic
-
         path = Path(path)
         text = self.to_json(indent=1)
         try:

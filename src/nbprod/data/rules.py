@@ -30,7 +30,16 @@ import re
 from pathlib import Path
 from typing import AbstractSet, Any, Callable
 
+import numpy as np
+import pandas as pd
+import yaml
+from pandas.api.types import pandas_dtype
+from yaml.constructor import ConstructorError
+
 from ..errors import RuleError
+from . import _checks as K
+from . import _columns as C
+from ._render import html_table
 
 __all__ = ["Rules", "RULE_KEYS", "DTYPE_FAMILIES"]
 
@@ -49,9 +58,6 @@ class _BadValue(Exception):
 
 
 def _yaml_loader():
-    import yaml
-    from yaml.constructor import ConstructorError
-
     class DuplicateKey(ConstructorError, _DuplicateKey):
         pass
 
@@ -122,8 +128,6 @@ class Rules:
 
     @classmethod
     def from_yaml(cls, text: str) -> Rules:
-        import yaml
-
         if not isinstance(text, str):
             raise RuleError(f"YAML rules must be text, got {type(text).__name__}",
                             f"pass a string such as `{_EXAMPLE}`")
@@ -174,8 +178,6 @@ class Rules:
         return {c: dict(spec) for c, spec in self.columns.items()}
 
     def to_yaml(self) -> str:
-        import yaml
-
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None)
 
     def __len__(self) -> int:
@@ -190,8 +192,6 @@ class Rules:
         return "\n".join(lines) or "Rules()"
 
     def _repr_html_(self) -> str:
-        from ._render import html_table
-
         rows = [[c, ", ".join(f"{k}: {v}" for k, v in spec.items()) or "(present)"]
                 for c, spec in self.columns.items()]
         rows += [[c or "-", f"rule:{n}"] for n, (_, c) in self.custom.items()]
@@ -204,9 +204,6 @@ class Rules:
         A rule on a column the frame lacks raises :class:`RuleError` — unless the column is in
         ``missing_ok`` (the profile already reported it as a missing column).
         """
-        from . import _checks as K
-        from . import _columns as C
-
         names = {str(c): c for c in df.columns}
         n = len(df)
         for col, spec in self.columns.items():
@@ -274,9 +271,6 @@ class Rules:
 
 def _bad_rows(name: str, good: Any, n: int):
     """The negation of a custom rule's result, checked to be one boolean per row (missing = bad)."""
-    import numpy as np
-    import pandas as pd
-
     fix = "return a boolean Series/array with one entry per row (True = good row)"
     s = good if isinstance(good, pd.Series) else pd.Series(np.asarray(good).ravel() if np.ndim(good) == 1 else [good])
     if np.ndim(good) != 1 or len(s) != n:
@@ -345,8 +339,6 @@ def _check_spec(col: str, spec: Any) -> dict[str, Any]:
 
 def _timestamp(text: str):
     """An ISO date/time as naive UTC datetime64 (what datetime columns compare with), or None."""
-    from . import _columns as C
-
     try:
         return C.to_timestamp(text)
     except (TypeError, ValueError, OverflowError):
@@ -356,7 +348,6 @@ def _timestamp(text: str):
 def _known_dtype(spec: str) -> bool:
     if spec.lower() in DTYPE_FAMILIES:
         return True
-    from pandas.api.types import pandas_dtype
 
     try:
         pandas_dtype(spec)

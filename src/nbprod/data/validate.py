@@ -15,7 +15,9 @@ All checks are vectorised, one column at a time (see :mod:`nbprod.data._checks`)
 
 from __future__ import annotations
 
+import os
 from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -323,8 +325,6 @@ def _pass_cost(series: pd.Series) -> float:
 
 def _workers(n_rows: int, n_columns: int) -> int:
     """Threads for ``n_columns`` long-pass columns of ``n_rows`` rows (1: check serially)."""
-    import os
-
     if n_rows < PARALLEL_MIN_ROWS or n_columns < 2:
         return 1
     try:
@@ -336,9 +336,6 @@ def _workers(n_rows: int, n_columns: int) -> int:
 
 def _pool(workers: int):
     """A process-wide thread pool (re-created after a fork, whose child has no threads)."""
-    import os
-    from concurrent.futures import ThreadPoolExecutor
-
     global _POOL
     if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
         _POOL = (os.getpid(), workers, ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nbprod-validate"))

@@ -5,23 +5,11 @@ Modules: ``api`` (the verbs), ``options`` (a call's checks, :class:`ServerSettin
 weights of a spec), ``store`` (state-DB rows beside the serving spec), ``process`` (start, probe,
 stop server processes), ``events`` (runs inside the server: worker acknowledgements and
 canary-fallback audit rows), ``gate`` (the latency gate), ``results``.
-Importing this package is cheap.
+Importing this package is cheap: each public name (listed in ``__init__.pyi``) loads its module
+on first use.
 """
 
-from __future__ import annotations
+from .._lazy import attach
 
-import importlib
-from typing import Any
-
-__all__ = ["deploy", "promote", "rollback", "undeploy", "status", "restore", "Deployment", "DeploymentStatus",
-           "StatusTable", "AlertSettings", "ServerSettings"]
-
-_WHERE = {"deploy": "api", "promote": "api", "rollback": "api", "undeploy": "api", "status": "api",
-          "restore": "api", "AlertSettings": "alerting", "ServerSettings": "options", "Deployment": "results",
-          "DeploymentStatus": "results", "StatusTable": "results"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'nbprod.deployments' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__, __dir__, __all__ = attach(__name__, __file__)
+del attach

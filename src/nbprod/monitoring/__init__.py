@@ -8,23 +8,16 @@ background alert loop: ``alerts`` every N seconds), ``widget`` (the live panel).
 prediction/label baseline the monitor compares with is written at registration by
 :mod:`nbprod.registry.outputs`.
 
-Importing this package loads nothing heavy; each name loads its module on first use.
+``http``, ``predlog``, ``loop`` and ``alerts`` run inside the model server, so they, ``report``
+(whose ``METRICS`` the alerts read) and ``performance`` (which the registry imports) import
+pandas, numpy, scikit-learn, altair and the monitor inside the functions that need them: a
+server start loads none of them. The other modules import at the top.
+
+Importing this package loads nothing heavy; each public name (listed in ``__init__.pyi``) loads
+its module on first use.
 """
 
-from __future__ import annotations
+from .._lazy import attach
 
-import importlib
-from typing import Any
-
-__all__ = ["monitor", "MonitorReport", "feedback", "FeedbackResult", "PredictionLog", "parse_rule", "Rule",
-           "check", "AlertCheck", "MonitorPanel", "panel"]
-
-_WHERE = {"monitor": "monitor", "MonitorReport": "report", "feedback": "feedback", "FeedbackResult": "feedback",
-          "PredictionLog": "predlog", "parse_rule": "alerts", "Rule": "alerts", "check": "alerts",
-          "AlertCheck": "alerts", "MonitorPanel": "widget", "panel": "widget"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'nbprod.monitoring' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__, __dir__, __all__ = attach(__name__, __file__)
+del attach

@@ -21,6 +21,7 @@ import json
 import math
 import re
 import time
+import urllib.request
 from dataclasses import dataclass, field
 from html import escape
 from pathlib import Path
@@ -235,8 +236,6 @@ def no_data_message(deployment: str, rule: Rule, status: str) -> dict:
 
 def post_webhook(url: str, payload: dict, *, timeout: float = 5.0) -> None:
     """POST ``payload`` as JSON; raises OSError/ValueError on failure (non-2xx included)."""
-    import urllib.error
-    import urllib.request
 
     if not url.lower().startswith(("http://", "https://")):
         raise ValueError(f"the webhook URL {url!r} is not http(s)")

@@ -8,6 +8,13 @@ Code (``.altair`` is the Altair object).
 
 from __future__ import annotations
 
+from functools import wraps
+
+import altair as alt
+import pandas as pd
+
+from .._charts import wrap
+
 __all__ = ["performance", "latency", "latency_histogram", "drift", "features", "traffic", "overview", "metric_lines"]
 
 _WIDTH, _HEIGHT = 520, 160
@@ -15,20 +22,14 @@ _WIDTH, _HEIGHT = 520, 160
 
 def _shown(make):
     """Return what ``make`` draws as a Chart that every notebook front end renders."""
-    from functools import wraps
-
     @wraps(make)
     def shown(*args, **kwargs):
-        from .._charts import wrap
-
         return wrap(make(*args, **kwargs))
 
     return shown
 
 
 def _points(report, metrics: tuple[str, ...]):
-    import pandas as pd
-
     rows = []
     for w in report.windows:
         for m in metrics:
@@ -40,9 +41,6 @@ def _points(report, metrics: tuple[str, ...]):
 
 
 def _changes(report):
-    import altair as alt
-    import pandas as pd
-
     # Changes close in time (deploy, canary, promote, rollback in one minute) get their labels on
     # four staggered lines, left of their rule, so they neither overprint nor run into the legend.
     rows = [{"time": pd.Timestamp(c["ts"], unit="s", tz="UTC"), "label": c["label"], "line": 8 + 11 * (i % 4)}
@@ -57,8 +55,6 @@ def _changes(report):
 
 @_shown
 def metric_lines(report, metrics: tuple[str, ...], title: str, y_title: str):
-    import altair as alt
-
     frame = _points(report, metrics)
     lines = alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("time:T", title="window (UTC)",
@@ -93,9 +89,6 @@ def drift(report):
 
 @_shown
 def latency_histogram(report):
-    import altair as alt
-    import pandas as pd
-
     h = report.latency_ms or {}
     edges, counts = h.get("edges") or [], h.get("counts") or []
     frame = pd.DataFrame([{"start": edges[i], "end": edges[i + 1], "requests": counts[i]} for i in range(len(counts))],
@@ -109,8 +102,6 @@ def latency_histogram(report):
 @_shown
 def features(report):
     """A heat map: one row per input column, one cell per window, coloured by drifted."""
-    import altair as alt
-
     frame = report.drift_frame()
     frame = frame[frame.status == "ok"]
     return alt.Chart(frame).mark_rect().encode(
@@ -122,7 +113,5 @@ def features(report):
 
 @_shown
 def overview(report):
-    import altair as alt
-
     parts = (make(report).altair for make in (performance, latency, drift, features))
     return alt.vconcat(*parts).resolve_scale(color="independent")

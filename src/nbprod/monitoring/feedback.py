@@ -21,7 +21,11 @@ from dataclasses import dataclass, field
 from html import escape
 from typing import Any, Iterable
 
+from sqlalchemy import select
+
+from .. import state
 from ..errors import DataError
+from .predlog import ensure_tables, feedback_table, predictions
 
 __all__ = ["feedback", "FeedbackResult"]
 
@@ -101,10 +105,6 @@ def _as_list(values: Any, what: str) -> list:
 
 def feedback(prediction_ids: Iterable[str] | str, labels: Any) -> FeedbackResult:
     """Store the true ``labels`` of earlier predictions (ids from the server's ``prediction_ids``)."""
-    from sqlalchemy import select
-
-    from .. import state
-    from .predlog import ensure_tables, feedback_table, predictions
 
     ids = [str(i) for i in _as_list(prediction_ids, "prediction_ids")]
     values = _as_list(labels, "labels") if not isinstance(labels, (int, float, bool)) else [labels]

@@ -13,14 +13,18 @@ import asyncio
 import json
 import logging
 
+from starlette.routing import Route
+
+from ..errors import DataError, ServingError
+from ..serving.app import error_response, json_response
+from .feedback import feedback
+
 __all__ = ["feedback_endpoint", "feedback_route"]
 
 log = logging.getLogger("nbprod.monitoring")
 
 
 def _parse(body: bytes) -> tuple[list, list]:
-    from ..errors import ServingError
-
     def bad(problem: str) -> ServingError:
         return ServingError(problem, 'send {"prediction_ids": ["<id>", ...], "labels": [<label>, ...]}', status=400,
                             code="bad_feedback")
@@ -43,10 +47,6 @@ async def feedback_endpoint(request):
     """Store the labels of one request; 400 for bad input, 503 (``Retry-After``) when the state DB
     cannot take them — the cause goes to the server log, never into the answer (it can name the
     DB's host, port and driver)."""
-    from ..errors import DataError, ServingError
-    from ..serving.app import error_response, json_response
-    from .feedback import feedback
-
     state = request.app.state.serving
     try:
         state.check_auth(request)
@@ -69,6 +69,4 @@ async def feedback_endpoint(request):
 
 def feedback_route():
     """``POST /feedback`` as a route for ``create_app(routes=...)``."""
-    from starlette.routing import Route
-
     return Route("/feedback", feedback_endpoint, methods=["POST"])

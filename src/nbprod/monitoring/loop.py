@@ -30,6 +30,7 @@ import threading
 from typing import Any, Iterable
 
 from ..errors import ConfigError, NbprodError, RuleError
+from .alerts import check_deployment, parse_rules, split_rules
 
 __all__ = ["AlertLoop", "from_settings", "check_webhook", "RULES_ENV", "WEBHOOK_ENV", "INTERVAL_ENV", "WINDOW_ENV",
            "DEFAULT_INTERVAL_S"]
@@ -61,7 +62,6 @@ class AlertLoop:
 
     def __init__(self, deployment: str, rules: Iterable[str] | str, *, webhook: str | None = None,
                  interval: Any = DEFAULT_INTERVAL_S, window: Any = "1h", min_rows: int = 30) -> None:
-        from .alerts import parse_rules
         from .windows import parse_duration
 
         self.deployment = deployment
@@ -84,8 +84,6 @@ class AlertLoop:
     # -- one tick ---------------------------------------------------------------------------------
     def run_once(self):
         """One check of every rule (never raises): the AlertCheck, or None when the check failed."""
-        from .alerts import check_deployment
-
         try:
             report = check_deployment(self.deployment, self.rules, webhook=self.webhook, window=self.window,
                                       min_rows=self.min_rows)
@@ -146,8 +144,6 @@ def from_settings(deployment: str, *, rules: Iterable[str] | str | None = None, 
 
     Bad settings raise here (RuleError, ConfigError), before the server starts.
     """
-    from .alerts import split_rules
-
     if rules is None:
         rules = split_rules(os.environ.get(RULES_ENV, ""))
     elif isinstance(rules, str):

@@ -28,10 +28,26 @@ from __future__ import annotations
 import json
 import time
 from collections import Counter
+from datetime import datetime
+from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
+from sqlalchemy import select
+
+from .. import state
+from ..data.profile import Profile
+from ..driftstats import drift
+from ..driftstats.api import series_kind
+from ..driftstats.report import ColumnDrift
 from ..errors import DeploymentError, DriftError, NbprodError
 from ..registry.outputs import OUTPUTS_FILE
+from .performance import infer_task, normalise, performance
+from .predlog import ensure_tables
+from .predlog import feedback_table as f
+from .predlog import predictions as p
+from .report import MonitorReport
 from .windows import parse_duration, parse_time, window_edges
 
 __all__ = ["monitor", "resolve_name", "HEALTH", "NOT_ENOUGH"]
@@ -58,12 +74,6 @@ def resolve_name(deployment_or_model: str) -> str:
 
 def _load(name: str, lo: float, hi: float):
     """The period's non-shadow rows (with their labels) as a frame, oldest first."""
-    import pandas as pd
-    from sqlalchemy import select
-
-    from .predlog import ensure_tables
-    from .predlog import feedback_table as f
-    from .predlog import predictions as p
 
     eng = ensure_tables()
     stmt = (select(p.c.ts, p.c.version, p.c.role, p.c.status, p.c.latency_ms, p.c.row_index, p.c.inputs,
@@ -78,11 +88,6 @@ def _load(name: str, lo: float, hi: float):
 
 
 def _known(name: str) -> bool:
-    from sqlalchemy import select
-
-    from .predlog import ensure_tables
-    from .predlog import predictions as p
-
     eng = ensure_tables()
     with eng.connect() as conn:
         if conn.execute(select(p.c.id).where(p.c.deployment == name).limit(1)).first() is not None:
@@ -97,11 +102,6 @@ def _known(name: str) -> bool:
 
 
 def _logged_names() -> list[str]:
-    from sqlalchemy import select
-
-    from .predlog import ensure_tables
-    from .predlog import predictions as p
-
     with ensure_tables().connect() as conn:
         return [r[0] for r in conn.execute(select(p.c.deployment).distinct().limit(20))]
 
@@ -111,11 +111,7 @@ def _logged_names() -> list[str]:
 
 def _audit_changes(name: str, lo: float, hi: float) -> tuple[list[dict], dict[str, str]]:
     """Deploy/promote/rollback rows of this deployment in the period, and every version → URI seen."""
-    from datetime import datetime
 
-    from sqlalchemy import select
-
-    from .. import state
 
     t = state.audit_log
     changes, uris = [], {}
@@ -171,9 +167,7 @@ def _profile_for(name: str, version: str, uris: dict[str, str], cache: dict,
     key = (version, filename)
     if key in cache:
         return cache[key]
-    from pathlib import Path
 
-    from ..data.profile import Profile
 
     candidates: list[str] = []
     try:
@@ -210,8 +204,6 @@ def _profile_for(name: str, version: str, uris: dict[str, str], cache: dict,
 
 
 def _pct(values, q: float) -> float:
-    import numpy as np
-
     return float(np.percentile(np.asarray(values, dtype=float), q))
 
 
@@ -243,9 +235,6 @@ def _one_column_drift(reference: Any, column: str, cur_values: list,
                       min_rows: int = 30) -> tuple[float | None, bool | None, str, str | None]:
     """(score, drifted, status, test) of one value column: ``reference`` is a profile holding
     ``column`` (the training outputs) or the reference values themselves."""
-    import pandas as pd
-
-    from ..drift import drift
 
     current = pd.DataFrame({column: _series(cur_values)})
     try:
@@ -287,9 +276,6 @@ def _output_drift(metrics: dict, key: str, values: list, fixed: list | None, out
 
 def _not_logged(rep, ref: Any, missing: list[str], seen: dict) -> None:
     """Reference columns absent from the logged inputs: explicit rows of ``rep``, never a silent skip."""
-    from ..drift.api import series_kind
-    from ..drift.report import ColumnDrift
-
     for name in missing:
         seen[name] = None
         if hasattr(ref, "iloc"):
@@ -302,8 +288,6 @@ def _not_logged(rep, ref: Any, missing: list[str], seen: dict) -> None:
 
 
 def _series(values: list):
-    import pandas as pd
-
     s = pd.Series(values)
     if s.map(lambda v: isinstance(v, (int, float)) and not isinstance(v, bool)).all():
         return s.astype(float)
@@ -317,12 +301,6 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
 
     The latency gate's test requests (role ``gate`` in the log) are not production traffic: they
     are left out of every figure unless ``include_gate=True``; the report says how many were."""
-    import numpy as np
-    import pandas as pd
-
-    from ..drift import drift
-    from .performance import infer_task, normalise, performance
-    from .report import MonitorReport
 
     name = resolve_name(deployment_or_model)
     window_s = parse_duration(window)
@@ -447,8 +425,6 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
 
 def _latency_hist(values: list) -> dict:
     """Latency histogram of the period on log-spaced bins (counts only, never the raw values)."""
-    import numpy as np
-
     if not values:
         return {"edges": [], "counts": []}
     arr = np.asarray(values, dtype=float)

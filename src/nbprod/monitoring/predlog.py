@@ -26,8 +26,10 @@ Why it is built this way:
 
 from __future__ import annotations
 
+import asyncio
 import atexit
 import collections
+import contextlib
 import json
 import math
 import os
@@ -38,6 +40,9 @@ from typing import Any, Iterable
 from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text, delete, select
 
 from .. import state
+from ..config import settings
+from ..errors import ConfigError
+from ..serving.app import ServingHooks
 
 __all__ = ["predictions", "feedback_table", "PredictionLog", "server_log", "writer_lifespan", "ensure_tables",
            "write_rows", "log_rows", "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV", "MAX_ROWS_ENV"]
@@ -286,8 +291,6 @@ class PredictionLog:
 
     def hooks(self, base: Any = None):
         """ServingHooks with this log's hooks added to ``base``'s (whose own hooks still run first)."""
-        from ..serving.app import ServingHooks
-
         def chain(first, second):
             if first is None:
                 return second
@@ -423,15 +426,12 @@ class PredictionLog:
 
 def _option(name: str) -> Any:
     """The nbprod option ``name`` (``%config``, ``NBPROD_<NAME>``, ``[tool.nbprod]``), None if empty."""
-    from ..config import settings
-
     value = getattr(settings, name)
     return None if value in (None, "") else value
 
 
 def retention() -> dict:
     """``{"max_age_s", "max_rows"}`` of the prediction log from the settings; ConfigError if unusable."""
-    from ..errors import ConfigError
     from .windows import parse_duration
 
     age = _option("prediction_log_max_age")
@@ -481,9 +481,6 @@ def writer_lifespan(log: PredictionLog):
     """The app lifespan of ``log``: it counts its dropped rows in the app's ``/metrics``
     (``nbprod_dropped_log_rows_total``), is ``app.state.prediction_log`` while the app runs, and
     writes what is buffered and stops its writer when the app stops (and at interpreter exit)."""
-    import asyncio
-    import contextlib
-
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
         log.bind_counter(app.state.serving.metrics.dropped_log_rows)

@@ -20,7 +20,12 @@ import time
 from html import escape
 from typing import Any
 
+import ipywidgets as w
+
 from .._charts import output
+from ..driftstats.charts import scores_chart
+from .alerts import evaluate, parse_rule
+from .monitor import monitor
 
 __all__ = ["MonitorPanel", "panel", "TABS"]
 
@@ -32,10 +37,6 @@ class MonitorPanel:
 
     def __init__(self, deployment: str, *, window: Any = "1h", since: Any = None, rules: list[str] | None = None,
                  interval: float | None = 30.0, **monitor_options: Any) -> None:
-        import ipywidgets as w
-
-        from .alerts import parse_rule
-
         self.deployment = deployment
         self.window = window
         self.since = since
@@ -72,9 +73,6 @@ class MonitorPanel:
     # -- data -------------------------------------------------------------------------------------
     def refresh(self) -> None:
         """Recompute the report and redraw every tab (errors are shown in the header, never raised)."""
-        from .alerts import evaluate
-        from .monitor import monitor
-
         with self._lock:
             try:
                 report = monitor(self.deployment, window=self.window, since=self.since, **self.monitor_options)
@@ -87,8 +85,6 @@ class MonitorPanel:
             self._draw()
 
     def _draw(self) -> None:
-        from ..drift.charts import scores_chart
-
         stamp = time.strftime("%H:%M:%S")
         if self.report is None:
             error = escape(self.error or "")

@@ -11,6 +11,10 @@ Modules, one job each:
 - :mod:`.versions` — versions, aliases, the models table, profiles, downloads;
 - :mod:`.loading` — ``load_model`` for serving and evaluation;
 - :mod:`.evaluate` — champion/challenger evaluation.
+
+mlflow, scikit-learn, skops, pandas, numpy, altair and :mod:`nbprod.data` are imported inside the
+functions that use them, not at the top: the model server imports this package on every start
+(:mod:`nbprod.service`'s model store), and a start from the serving cache loads none of them.
 """
 
 from __future__ import annotations

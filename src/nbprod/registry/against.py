@@ -12,6 +12,7 @@ from typing import Any
 from .._files import sqlite_path
 from ..config import settings
 from ..errors import DataError, ModelNotFoundError
+from .versions import load_profile
 
 __all__ = ["validate", "resolve_against", "model_profile"]
 
@@ -31,7 +32,6 @@ def model_profile(uri: str):
     model (nor a file) gets ``NO_SUCH_AGAINST``, and never creates the default store."""
     from ..data.profile import Profile
     from ..data.validate import NO_SUCH_AGAINST
-    from .versions import load_profile
 
     pinned = "@" in uri or uri.startswith(("models:/", "runs:/"))
     if not pinned and _no_model_store():

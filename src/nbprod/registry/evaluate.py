@@ -19,11 +19,14 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from .. import _format
+from .. import _format, audit, state
 from .._quiet import quiet_mlflow
 from ..errors import EvaluationError, EvaluationFailed, ModelNotFoundError, NbprodError
 from . import _html
+from .loading import load_model
+from .store import client
 from .uris import parse_model_uri
+from .versions import _local_path, get_version
 
 __all__ = ["evaluate", "EvaluationResult", "MetricRow", "GREATER_IS_BETTER", "parse_thresholds"]
 
@@ -409,8 +412,6 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
     """
     import pandas as pd
 
-    from .loading import load_model
-    from .versions import get_version
 
     checked = _check_thresholds(thresholds)
     if task is not None and task not in TASKS:
@@ -487,8 +488,6 @@ def _record(result: EvaluationResult, version, thresholds: dict) -> None:
     artefact are stored: a failure storing them rolls the row back, a failure writing the row
     stores nothing, and a failed commit removes what was stored.
     """
-    from .. import audit, state
-    from .store import client
     from .versions import TAG, _mlflow_call
 
     c = client()
@@ -514,8 +513,6 @@ def _record(result: EvaluationResult, version, thresholds: dict) -> None:
 
 def _unstore(c, version, tag: str, previous: str | None, stored: list[str]) -> None:
     """Undo :func:`_store` (best effort): restore the previous tag, delete the artefact written."""
-    from .versions import _local_path
-
     if "tag" in stored:
         try:
             if previous is None:
@@ -539,7 +536,6 @@ def _champion(name: str, against: str):
     Any other unknown alias is a mistake (a typo, a deleted alias), not "no champion": comparing
     with nothing would pass change-based thresholds silently, so it raises and writes nothing.
     """
-    from .store import client
     from .versions import _mlflow_call, get_version
 
     if not against.startswith("@"):

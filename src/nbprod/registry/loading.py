@@ -14,12 +14,14 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
 from .._quiet import quiet_mlflow
 from ..errors import IntegrityError, ModelNotFoundError, RegistryError
 from .integrity import verify_manifest
+from .uris import parse_model_uri
 from .versions import TAG, get_version, local_model_dir
 
 __all__ = ["LoadedModel", "load_model"]
@@ -90,8 +92,6 @@ class LoadedModel:
         return f"{self.uri or self.path} (loaded from {self.path}, format {fmt}, manifest {verified})"
 
     def _repr_html_(self) -> str:
-        from html import escape
-
         return f"<p>Loaded model <code>{escape(str(self))}</code></p>"
 
 
@@ -106,8 +106,6 @@ def _decategorize(df):
 
 
 def _looks_like_uri(text: str) -> bool:
-    from .uris import parse_model_uri
-
     try:
         parse_model_uri(text)
     except ModelNotFoundError:

@@ -20,12 +20,14 @@ import platform
 import shutil
 import socket
 import sys
+import warnings
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from .._version import __version__
 from ..errors import RegistrationError
 from .integrity import write_manifest
 from .outputs import OUTPUTS_FILE, outputs_profile
@@ -58,8 +60,6 @@ def _version_of(dist: str) -> str | None:
 
 def pinned_requirements(serialization_format: str, extra: tuple[str, ...] = ()) -> list[str]:
     """``dist==version`` for what loading the model needs, read from the installed environment."""
-    from .._version import __version__
-
     dists = ["mlflow", "scikit-learn", "numpy", "pandas", "scipy", *extra]
     if serialization_format == "skops":
         dists.append("skops")
@@ -201,8 +201,6 @@ def _used_columns(model: Any, X):
     training profile. Such columns are dropped with a warning that names them; a column the
     model needs but X lacks is left for the prediction check to report.
     """
-    import warnings
-
     names = getattr(model, "feature_names_in_", None)
     if names is None:
         return X

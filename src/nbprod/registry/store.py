@@ -13,6 +13,8 @@ import contextlib
 import os
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from urllib.parse import urlparse
 
 from .._files import sqlite_path
 from .._quiet import quiet_mlflow
+from ..config import settings
 from ..errors import TrackingServerError
 
 __all__ = ["client", "experiment_id", "is_remote", "EXPERIMENT", "reset_cache"]
@@ -40,8 +43,6 @@ def is_remote(uri: str) -> bool:
 
 def _probe(uri: str) -> None:
     """GET ``/health`` with a short timeout; raise TrackingServerError when nothing answers."""
-    import urllib.error
-    import urllib.request
 
     now = time.monotonic()
     if now - _probed.get(uri, -1e9) < _PROBE_TTL:
@@ -95,8 +96,6 @@ def _migration_lock(uris: set[str]) -> Iterator[None]:
 
 def client():
     """An ``MlflowClient`` for the current settings (cached per tracking/registry URI)."""
-    from ..config import settings
-
     tracking, registry = settings.tracking_uri, settings.registry_uri
     for uri in {tracking, registry}:
         if is_remote(uri):
@@ -125,7 +124,6 @@ def client():
 
 def experiment_id(mlflow_client=None) -> str:
     """The id of the "nbprod" experiment, created on first use (artefacts under NBPROD_HOME locally)."""
-    from ..config import settings
     from .versions import _mlflow_call
 
     c = mlflow_client or client()

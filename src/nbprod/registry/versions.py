@@ -8,6 +8,7 @@ model version itself.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,9 +16,11 @@ from typing import Any
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from .. import _format
+from .. import _format, audit
+from ..config import settings
 from ..errors import ModelNotFoundError, RegistryError, TrackingServerError
 from . import _html
+from .integrity import verify_file
 from .store import client
 from .uris import check_alias, check_name, format_uri, parse_model_uri
 
@@ -230,8 +233,6 @@ def get_version(uri: str) -> ModelVersion:
 
 
 def _audit(action: str, model_uri: str, details: dict) -> None:
-    from .. import audit
-
     audit.record(action, model_uri=model_uri, details=details)
 
 
@@ -347,7 +348,6 @@ class ModelTable:
     def _repr_html_(self) -> str:
         if not self.versions:
             return "<p>No registered models yet: <code>%nbprod register model --name NAME --data X y</code></p>"
-        from ..config import settings
 
         rows = self._rows()
         limit = max(int(settings.display_limit), 1)
@@ -383,8 +383,6 @@ def _local_path(source: str | None) -> Path | None:
 
 def local_model_dir(version: ModelVersion) -> Path:
     """The version's model directory on this machine: in place for a local store, else a cached download."""
-    from ..config import settings
-
     path = _local_path(version.source)
     if path is not None:
         if not path.is_dir():
@@ -401,11 +399,9 @@ def local_model_dir(version: ModelVersion) -> Path:
 
 def download(uri: str, dst_dir: str | Path) -> Path:
     """Copy the version's complete model directory to ``dst_dir``/model and return that path."""
-    import os
 
     import mlflow.artifacts
 
-    from ..config import settings
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm noise in cells/logs
     version = get_version(uri)
@@ -428,7 +424,6 @@ def download(uri: str, dst_dir: str | Path) -> Path:
 def load_profile(uri: str):
     """The training profile registered with the version ``uri`` names."""
     from ..data.profile import Profile
-    from .integrity import verify_file
 
     version = get_version(uri)
     model_dir = local_model_dir(version)

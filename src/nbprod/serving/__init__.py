@@ -10,23 +10,11 @@ Serving is the bottom of the request path: it imports no other capability. The r
 prediction log, ``/feedback`` and deployment events plug in through ``create_app``'s keywords;
 :mod:`nbprod.service` wires them (``nbprod.serve``).
 
-Importing this package is cheap; the submodules import numpy/starlette when used.
+Importing this package is cheap; each public name (listed in ``__init__.pyi``) loads its module,
+and numpy/starlette, on first use.
 """
 
-from __future__ import annotations
+from .._lazy import attach
 
-import importlib
-from typing import Any
-
-__all__ = ["create_app", "DeploymentSpec", "Route", "StaticSource", "DbSource", "ServingHooks",
-           "load_spec", "save_spec", "hash_token"]
-
-_WHERE = {"create_app": "app", "ServingHooks": "app", "DeploymentSpec": "spec",
-          "Route": "spec", "StaticSource": "spec", "DbSource": "spec", "load_spec": "spec",
-          "save_spec": "spec", "hash_token": "spec"}
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _WHERE:
-        raise AttributeError(f"module 'nbprod.serving' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"{__name__}.{_WHERE[name]}"), name)
+__getattr__, __dir__, __all__ = attach(__name__, __file__)
+del attach

@@ -52,7 +52,7 @@ from .fastpath import UnknownCategory
 from .loader import ModelStore
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
 from .router import Router, RoutingTable, Target
-from .spec import DeploymentSpec, SpecSource, hash_token
+from .spec import DeploymentSpec, SpecSource, StaticSource, hash_token
 
 __all__ = ["create_app", "ServingHooks", "ServingState", "Lifespan", "json_response", "error_response",
            "internal_error", "RETRY_AFTER_S"]
@@ -613,8 +613,6 @@ def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None =
     (the :class:`~nbprod.serving.loader.ModelStore` that resolves registered model URIs and
     verifies registered directories; without one, only plain MLflow directories are served).
     """
-    from .spec import StaticSource
-
     if isinstance(source, str):
         source = StaticSource.model(source)
     elif isinstance(source, DeploymentSpec):

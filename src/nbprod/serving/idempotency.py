@@ -33,8 +33,11 @@ import time
 from collections import OrderedDict
 from typing import Any, Awaitable, Callable
 
+from sqlalchemy import Column, Float, Index, Integer, LargeBinary, String, Text, select
+from sqlalchemy.exc import DBAPIError
 from starlette.responses import Response
 
+from .. import state
 from .._lazytable import LazyTable
 from ..errors import ServingError
 
@@ -58,8 +61,6 @@ def fingerprint(method: str, path: str, query: str, authorization: str, body: by
 # --- the table ----------------------------------------------------------------------------------
 
 def _columns() -> list:
-    from sqlalchemy import Column, Float, Index, Integer, LargeBinary, String, Text
-
     return [
         Column("scope", String(255), primary_key=True),  # the deployment name
         Column("key", String(MAX_KEY_LENGTH), primary_key=True),
@@ -84,10 +85,6 @@ class _DbBackend:
     """Keys in the state DB, shared by every worker (and every server) using that DB."""
 
     def __init__(self) -> None:
-        from sqlalchemy.exc import DBAPIError
-
-        from .. import state
-
         t = idempotency_keys.table()
         try:
             with state.write_transaction() as conn:  # serialised against other workers creating it
@@ -97,9 +94,6 @@ class _DbBackend:
 
     def claim(self, scope: str, key: str, fp: str, now: float, stale_s: float, ttl_s: float) -> tuple[str, _Row | None]:
         """("claimed", None) when this request answers the key; else ("done" | "in_flight", the row)."""
-        from sqlalchemy import select
-
-        from .. import state
 
         t = idempotency_keys.table()
         where = (t.c.scope == scope) & (t.c.key == key)
@@ -120,10 +114,6 @@ class _DbBackend:
 
     def complete(self, scope: str, key: str, fp: str, status: int, body: bytes, headers: dict, limit: int,
                  ttl_s: float) -> None:
-        from sqlalchemy import select
-
-        from .. import state
-
         t = idempotency_keys.table()
         now = time.time()
         with state.write_transaction() as conn:
@@ -137,8 +127,6 @@ class _DbBackend:
                 conn.execute(t.delete().where(done & (t.c.created_at <= cutoff)))
 
     def release(self, scope: str, key: str, fp: str) -> None:
-        from .. import state
-
         t = idempotency_keys.table()
         with state.write_transaction() as conn:
             conn.execute(t.delete().where((t.c.scope == scope) & (t.c.key == key) & (t.c.fingerprint == fp)

@@ -27,10 +27,13 @@ from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
+import yaml
 
+from ..config import settings
 from ..data.ood import OodChecker
 from ..errors import ServingError
-from .codecs import Column
+from .codecs import Batch, Column, coerce
+from .fastpath import Unsupported, compile_estimator, equivalent
 
 __all__ = ["ServedVersion", "ModelStore", "OodChecker", "load_version", "model_dir_digest", "CACHE_SCHEMA"]
 
@@ -69,8 +72,6 @@ def model_dir_digest(path: Path) -> str:
 
 
 def _read_mlmodel(path: Path) -> dict:
-    import yaml
-
     try:
         with open(path / "MLmodel") as fh:
             return yaml.safe_load(fh) or {}
@@ -119,8 +120,6 @@ def _predict_fn(mlmodel: dict) -> str:
 
 
 def _cache_dir() -> Path:
-    from ..config import settings
-
     return Path(settings.home) / "cache" / "serving"
 
 
@@ -160,7 +159,7 @@ class ServedVersion:
         """Predict on coerced columns: the fast path when compiled, else pyfunc on a DataFrame."""
         if self.plan is not None and not (params and self.has_params):
             return self.plan(cols, n)
-        import pandas as pd
+        import pandas as pd  # here: a start from the cache and the fast path never load pandas
 
         names = [c.name for c in self.signature] if self.signature else (order or list(cols))
         df = pd.DataFrame({k: cols[k] for k in names}, columns=names)
@@ -192,7 +191,7 @@ def _load_full(path: Path, store: ModelStore | None) -> tuple[_Full, str]:
                            "to verify its sha256 manifest",
                            "serve it with nbprod.serve / `nbprod serve` (or pass models=nbprod.service.model_store() "
                            "to create_app)", status=500, code="no_model_store")
-    import mlflow.pyfunc
+    import mlflow.pyfunc  # here: a start from the cache never loads mlflow (module docstring)
 
     pyf = mlflow.pyfunc.load_model(str(path))
     try:
@@ -204,7 +203,7 @@ def _load_full(path: Path, store: ModelStore | None) -> tuple[_Full, str]:
 
 def _sample_rows(path: Path, signature: list[Column] | None, profile: Any) -> Any:
     """Rows for the equivalence check: the profile's sample, else the saved input example."""
-    import pandas as pd
+    import pandas as pd  # here: only a cache miss needs pandas
 
     if profile is not None and getattr(profile, "sample", None):
         try:
@@ -227,8 +226,6 @@ def _sample_rows(path: Path, signature: list[Column] | None, profile: Any) -> An
 
 
 def _compile(full: _Full, path: Path, signature, predict_fn: str) -> tuple[Any, str]:
-    from .fastpath import Unsupported, compile_estimator, equivalent
-
     if full.raw_model is None:
         return None, "no scikit-learn model in this flavor"
     try:
@@ -242,7 +239,6 @@ def _compile(full: _Full, path: Path, signature, predict_fn: str) -> tuple[Any, 
         return None, "no sample rows to check the compiled path against"
     if signature:
         df = df[[c.name for c in signature if c.name in df.columns]]
-    from .codecs import Batch, coerce
 
     cols = coerce(Batch({k: df[k].tolist() for k in df.columns}, len(df)), signature)
     expected = full.pyfunc.predict(df)

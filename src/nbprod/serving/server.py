@@ -21,6 +21,10 @@ import json
 import os
 from typing import Any, Callable
 
+import uvicorn
+
+from .app import create_app
+from .connections import ACCEPT_BURST, BoundedH11Protocol
 from .spec import ENV_VAR, DeploymentSpec, SpecSource, StaticSource, hash_token, source_from_env, source_to_env
 
 __all__ = ["run", "worker_settings", "app_from_env", "as_source", "AUTH_ENV", "FACTORY"]
@@ -47,8 +51,6 @@ def worker_settings() -> tuple[SpecSource, bool, str | None]:
 
 def app_from_env():
     """uvicorn factory of the bare app (``nbprod.serving.server:app_from_env``): serving only."""
-    from .app import create_app
-
     source, auth, token_sha256 = worker_settings()
     app = create_app(source, auth=auth)
     app.state.serving.token_sha256 = token_sha256
@@ -65,9 +67,6 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
     ``auth`` and the token's hash back with :func:`worker_settings` — the token itself never
     leaves this process.
     """
-    import uvicorn
-
-    from .connections import ACCEPT_BURST, BoundedH11Protocol
 
     # h11 with a header timeout and a connection cap below the fd limit (see .connections);
     # idle keep-alive connections close 5 s after their last answer; headers are at most 16 KiB

@@ -26,9 +26,14 @@ import re
 import time
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Column, Float, Integer, String, Text, select
+
+from .. import state
 from .._lazytable import LazyTable
+from ..config import settings
 from ..errors import DeploymentError
 
 log = logging.getLogger("nbprod.serving")
@@ -146,8 +151,6 @@ def _default_name(source: str) -> str:
 
 
 def _deployment_columns() -> list:
-    from sqlalchemy import Column, Float, Integer, String, Text
-
     return [
         Column("name", String(255), primary_key=True),
         Column("spec", Text, nullable=False),  # DeploymentSpec.to_dict() as JSON
@@ -165,8 +168,6 @@ _created: set = set()
 
 
 def _engine():
-    from .. import state
-
     eng = state.engine()
     key = (str(eng.url), os.getpid())
     if key not in _created:
@@ -177,8 +178,6 @@ def _engine():
 
 def load_spec(name: str) -> DeploymentSpec:
     """The stored spec of deployment ``name`` (with its ``generation``)."""
-    from sqlalchemy import select
-
     t = deployments.table()
     with _engine().connect() as conn:
         row = conn.execute(select(t.c.spec, t.c.generation).where(t.c.name == name)).first()
@@ -190,8 +189,6 @@ def load_spec(name: str) -> DeploymentSpec:
 
 def read_generation(name: str, conn: Any = None) -> int | None:
     """The current generation of ``name`` (None when the deployment is gone): one indexed SELECT."""
-    from sqlalchemy import select
-
     t = deployments.table()
     stmt = select(t.c.generation).where(t.c.name == name)
     if conn is not None:
@@ -205,8 +202,6 @@ def save_spec(name: str, spec: DeploymentSpec, **columns: Any) -> int:
 
     Extra keyword arguments set the deploy engineer's columns (host, port, pid, status).
     """
-    from .. import state
-
     _engine()
     with state.write_transaction() as conn:
         return write_spec(conn, name, spec, **columns)
@@ -221,9 +216,6 @@ def write_spec(conn: Any, name: str, spec: DeploymentSpec, *, expected_generatio
     ``expected_generation``: the generation the change was computed from; if another writer changed
     the deployment in between, nothing is written (no lost update) and DeploymentError says retry.
     """
-    from sqlalchemy import select
-
-    from .. import state
 
     if spec.name != name:
         spec = DeploymentSpec.from_dict({**spec.to_dict(), "name": name})
@@ -318,10 +310,6 @@ class DbSource(SpecSource):
 
 
 def _spec_file(name: str):
-    from pathlib import Path
-
-    from ..config import settings
-
     safe = name if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,120}", name) else hash_token(name)
     return Path(settings.home) / "cache" / "specs" / f"{safe}.json"
 

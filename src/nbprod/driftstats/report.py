@@ -13,7 +13,12 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from .. import _format
+from .._files import write_text_atomic
+from ..config import settings
+from ..data._render import html_table, text_table
 from ..errors import DriftError
 
 __all__ = ["ColumnDrift", "DriftReport", "psi_band"]
@@ -154,8 +159,6 @@ class DriftReport:
 
     def to_frame(self):
         """One row per column (without the chart data): a tidy pandas frame."""
-        import pandas as pd
-
         return pd.DataFrame([c.to_dict(distribution=False) for c in self.columns])
 
     # -- displays ----------------------------------------------------------------------------
@@ -182,8 +185,6 @@ class DriftReport:
     _HEADER = ["column", "kind", "test", "score", "threshold", "drifted", "status", "note"]
 
     def __str__(self) -> str:
-        from ..data._render import text_table
-
         lines = [self._headline(), text_table(self._HEADER, self._rows())]
         if self.extra_columns:
             lines.append(f"not in the reference, not tested: {', '.join(self.extra_columns)}")
@@ -193,9 +194,6 @@ class DriftReport:
         return f"<DriftReport dataset_drift={self.dataset_drift} drifted={self.drifted_columns}>"
 
     def _repr_html_(self) -> str:
-        from ..config import settings
-        from ..data._render import html_table
-
         color = "#b00020" if self.dataset_drift else "#1b5e20"
         extra = ""
         if self.extra_columns:
@@ -206,6 +204,7 @@ class DriftReport:
     def chart(self, column: str | None = None):
         """Altair charts: ``column`` → its reference vs current distribution; None → the drift
         scores of every column above the overlays of the (up to four) most drifted columns."""
+        # here, not at the top: altair loads only when a report is drawn, and charts imports this module
         from .charts import distribution_chart, overview_chart
 
         if column is not None:
@@ -214,8 +213,7 @@ class DriftReport:
 
     def to_html(self, path: str | Path) -> Path:
         """Write a self-contained HTML report (summaries and per-bin shares only, no scripts)."""
-        from .._files import write_text_atomic
-        from .charts import html_document
+        from .charts import html_document  # here: as in chart() (altair; charts imports this module)
 
         path = Path(path)
         text = html_document(self)

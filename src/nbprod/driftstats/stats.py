@@ -16,6 +16,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import special, stats
+from scipy.special import ndtr
 
 __all__ = [
     "ks_2samp",
@@ -40,8 +42,6 @@ def ks_2samp(reference: np.ndarray, current: np.ndarray) -> tuple[float, float]:
     p-value must match it, so this delegates to ``scipy.stats.ks_2samp`` (it only ever runs on a
     reference of at most a few thousand rows or on a profile's sample).
     """
-    from scipy import stats
-
     result = stats.ks_2samp(reference, current)
     return float(result.statistic), float(result.pvalue)
 
@@ -53,8 +53,6 @@ def chisquare_counts(ref_counts: np.ndarray, cur_counts: np.ndarray) -> tuple[fl
     A category seen only in the current data gives an infinite statistic and p-value 0 (scipy
     divides by zero there); a single category gives ``nan`` (no degrees of freedom).
     """
-    from scipy import special
-
     ref = np.asarray(ref_counts, dtype=float)
     cur = np.asarray(cur_counts, dtype=float)
     k = ref.size
@@ -75,8 +73,6 @@ def ztest_counts(ref_first: float, ref_total: float, cur_first: float, cur_total
     and the same value the p-value is 1 (Evidently's convention); a zero pooled variance otherwise
     cannot happen.
     """
-    from scipy.special import ndtr
-
     if ref_total == 0 or cur_total == 0:
         return math.nan, math.nan
     p1 = 1.0 - ref_first / ref_total

@@ -11,9 +11,14 @@ memory used beyond the current frame is one column plus O(columns × bins).
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any, Mapping
 
+import pandas as pd
+
+from ..data._columns import check_frame, kind_of
 from ..errors import DriftError
+from . import engine, sides
 from .choice import default_test, get_test
 from .report import ColumnDrift, DriftReport
 
@@ -39,8 +44,6 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
     is reported as "not enough data" instead of tested (default 30: a test on a handful of rows
     flags noise as drift).
     """
-    from ..data._columns import check_frame
-
     if not 0 < drift_share <= 1:
         raise DriftError(f"drift_share must be in (0, 1], got {drift_share}", "use e.g. drift_share=0.5")
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
@@ -88,10 +91,6 @@ class _Reference:
 
     @classmethod
     def resolve(cls, reference: Any) -> "_Reference":
-        import pandas as pd
-
-        from ..data._columns import check_frame
-
         if isinstance(reference, pd.DataFrame):
             return cls(frame=check_frame(reference, "the reference data"), label="frame")
         if hasattr(reference, "columns") and hasattr(reference, "n_rows"):
@@ -105,8 +104,6 @@ class _Reference:
 
     @classmethod
     def _from_string(cls, text: str) -> "_Reference":
-        from pathlib import Path
-
         path = Path(text)
         if path.suffix.lower() == ".json" and path.is_file():
             from ..data.profile import Profile
@@ -130,7 +127,7 @@ class _Reference:
             raise DriftError(f"the reference file {text} does not exist",
                              "check the path (relative paths start at the working directory), or pass a model URI "
                              "like 'credit@champion'")
-        from ..registry import load_profile
+        from ..registry import load_profile  # here: only a model URI needs the registry (and mlflow)
 
         return cls(profile=load_profile(text), label=f"model {text}")
 
@@ -145,8 +142,6 @@ class _Reference:
         return getattr(self.profile.columns[name], "kind", "categorical")
 
     def side(self, name: str):
-        from . import sides
-
         if self.frame is not None:
             series = self.column(name)
             return sides.from_series(series, reference_kind=_object_kind(series))
@@ -217,7 +212,6 @@ def _object_kind(series) -> str | None:
     boolean, ``[1, None, 2.5]`` numeric); None for any other dtype. One C-level pass."""
     if series.dtype != object:
         return None
-    import pandas as pd
 
     inferred = pd.api.types.infer_dtype(series, skipna=True)
     if inferred == "boolean":
@@ -229,8 +223,6 @@ def _object_kind(series) -> str | None:
 
 def series_kind(series) -> str:
     """:func:`nbprod.data._columns.kind_of` of the dtype, an object column read by its values."""
-    from ..data._columns import kind_of
-
     return _object_kind(series) or kind_of(series.dtype)
 
 
@@ -268,8 +260,6 @@ def _threshold(value: Any, column: str, score: str | None = None) -> float:
 
 
 def _column(name: str, role: str, ref: _Reference, series, test_name, threshold, min_rows: int) -> ColumnDrift:
-    from . import engine, sides
-
     r = ref.side(name)
     kind = "categorical" if r.kind == "categorical" else r.kind
     categorical = r.kind == "categorical"

@@ -11,7 +11,11 @@ from __future__ import annotations
 import math
 from html import escape
 
+import altair as alt
+import pandas as pd
+
 from .._charts import Chart, wrap
+from .report import _num
 
 __all__ = ["distribution_chart", "scores_chart", "overview_chart", "html_document"]
 
@@ -33,9 +37,6 @@ def _distribution_rows(col) -> list[dict]:
 
 def distribution_chart(col) -> Chart:
     """Reference vs current distribution of one column (overlaid bars per bin or category)."""
-    import altair as alt
-    import pandas as pd
-
     rows = _distribution_rows(col)
     title = f"{col.column}: {col.test or 'not tested'}" + (" — drifted" if col.drifted else "")
     colors = alt.Scale(domain=["reference", "current"], range=["#7f8c8d", "#e67e22"])
@@ -58,9 +59,6 @@ def distribution_chart(col) -> Chart:
 
 def scores_chart(report) -> Chart:
     """One bar per tested column: its score, with the threshold as a tick; drifted bars in red."""
-    import altair as alt
-    import pandas as pd
-
     rows = [{"column": c.column, "score": c.score, "threshold": c.threshold, "test": c.test,
              "kind": c.score_name, "drifted": c.drifted}
             for c in report.columns if c.status == "ok" and c.score is not None and math.isfinite(c.score)]
@@ -77,8 +75,6 @@ def scores_chart(report) -> Chart:
 
 
 def overview_chart(report) -> Chart:
-    import altair as alt
-
     ranked = sorted((c for c in report.columns if c.status == "ok"), key=lambda c: (not c.drifted, c.column))[:4]
     parts = [distribution_chart(c).altair for c in ranked]
     rows = [alt.hconcat(*parts[i:i + 2]) for i in range(0, len(parts), 2)]
@@ -105,8 +101,6 @@ def _bars_html(col) -> str:
 
 def html_document(report) -> str:
     """The whole report as one HTML page with inline CSS and no scripts."""
-    from .report import _num
-
     rows = "".join(
         f"<tr class={'d' if c.drifted else ''}><td>{escape(c.column)}</td><td>{escape(c.role)}</td>"
         f"<td>{escape(c.kind)}</td><td>{escape(c.test or '-')}</td><td>{escape(str(_num(c.score)))}</td>"

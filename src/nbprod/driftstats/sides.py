@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from pandas.api import types as t
 
+from ..data._columns import kind_of, numeric_view
 from .choice import INTEGER_CARDINALITY_LIMIT
 
 __all__ = ["Side", "from_series", "from_profile_column", "key_of", "quantiles_sorted", "LOW_CARDINALITY"]
@@ -100,8 +102,6 @@ def quantiles_sorted(values: np.ndarray, probs: np.ndarray) -> np.ndarray:
 def _clean_numeric(series) -> tuple[np.ndarray, int, int]:
     """Finite values as float64 (a copy only when needed), the count of missing values and the
     count of ±inf values (both dropped)."""
-    from ..data._columns import numeric_view
-
     values, mask = numeric_view(series)
     if values.dtype.kind == "M" or values.dtype.kind == "m":
         values = values.view("i8")
@@ -127,9 +127,6 @@ def _sorted_counts(sorted_values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def from_series(series, *, reference_kind: str | None = None, categorical: bool | None = None) -> Side:
     """A side from raw values. ``reference_kind``/``categorical`` come from the reference when this
     is the current side (the reference decides how a column is read)."""
-    from pandas.api import types as t
-
-    from ..data._columns import kind_of
 
     dtype = str(series.dtype)
     kind = reference_kind or kind_of(series.dtype)
