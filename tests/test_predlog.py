@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import _monitoring_helpers
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -12,6 +13,8 @@ import sqlalchemy as sa
 from nbprod.errors import DataError
 from nbprod.monitoring.feedback import feedback
 from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions
+
+db_url = _monitoring_helpers.db_url  # fixture: SQLite and PostgreSQL
 
 
 def _rows(deployment: str | None = None) -> list:
@@ -104,7 +107,8 @@ def test_retention_prunes_by_age_and_by_row_count(db_url):
     log = PredictionLog("credit", max_age_s=30 * 86400, max_rows=6)
     assert log.prune(now) == 2 + 4
     kept = _rows("credit")
-    assert [r.prediction_id for r in kept] == ["new2-0", "new2-1", "new3-0", "new3-1", "new4-0", "new4-1"]
+    # new0-0 has a label: the unlabelled rows after it go first (issue 11)
+    assert [r.prediction_id for r in kept] == ["new0-0", "new2-1", "new3-0", "new3-1", "new4-0", "new4-1"]
     assert len(_rows("other")) == 1  # another deployment's rows are its own writer's business
 
 
@@ -158,10 +162,10 @@ def test_retention_limits_are_settings_of_the_server_and_take_the_feedback_along
     feedback(["r0-0", "r0-1", "r1-0", "r2-1", "old-0"], [1, 0, 1, 0, 1])
     assert log.prune(now) == 1 + 3
     kept = [r.prediction_id for r in _rows("credit")]
-    assert kept == ["r1-1", "r2-0", "r2-1"]
+    assert kept == ["r0-1", "r1-0", "r2-1"]  # the unlabelled first (r1-1, r2-0), then the oldest labelled
     with ensure_tables().connect() as conn:
         labelled = sorted(r[0] for r in conn.execute(sa.select(feedback_table.c.prediction_id)))
-    assert labelled == ["r2-1"]
+    assert labelled == ["r0-1", "r1-0", "r2-1"]
 
 
 def test_feedback_bool_and_int_labels_are_one_label(db_url):

@@ -52,7 +52,7 @@ from .config import settings
 from .errors import ConfigError
 
 __all__ = ["metadata", "audit_log", "audit_head", "engine", "connect", "write_transaction", "lock",
-           "dispose", "BUSY_TIMEOUT_MS"]
+           "dispose", "reclaim", "BUSY_TIMEOUT_MS"]
 
 BUSY_TIMEOUT_MS = 30_000
 """How long a SQLite writer waits for another writer's lock before giving up."""
@@ -108,6 +108,7 @@ def _sqlite_events(eng: Engine) -> None:
         dbapi_connection.isolation_level = None  # nbprod emits BEGIN itself (see module docstring)
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only: see reclaim()
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
@@ -191,6 +192,24 @@ def engine(db_url: str | None = None) -> Engine:
             _create_tables(eng)
             _engines[key] = eng
     return eng
+
+
+def reclaim(eng: Engine) -> None:
+    """Give the pages freed by large deletes back to the file system (SQLite; a no-op elsewhere).
+
+    A state DB created by nbprod has ``auto_vacuum=INCREMENTAL``, so ``PRAGMA incremental_vacuum``
+    shrinks the file (at the next WAL checkpoint). A file created before that setting existed is
+    left as it is: README ("Monitoring") says how to convert it once. PostgreSQL's autovacuum
+    reuses the space of deleted rows by itself.
+    """
+    if not _is_sqlite(eng.url):
+        return
+    raw = eng.raw_connection()
+    try:
+        # executescript steps the pragma to its end; execute() would free one page per call
+        raw.driver_connection.executescript("BEGIN IMMEDIATE; PRAGMA incremental_vacuum; COMMIT;")  # type: ignore[union-attr]
+    finally:
+        raw.close()
 
 
 def dispose() -> None:

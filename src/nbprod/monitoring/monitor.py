@@ -77,13 +77,14 @@ def _load(name: str, lo: float, hi: float):
 
     eng = ensure_tables()
     stmt = (select(p.c.ts, p.c.version, p.c.role, p.c.status, p.c.latency_ms, p.c.row_index, p.c.inputs,
-                   p.c.prediction, p.c.ood, f.c.label)
+                   p.c.prediction, p.c.ood, f.c.label, p.c.n_rows)
             .select_from(p.outerjoin(f, f.c.prediction_id == p.c.prediction_id))
             .where(p.c.deployment == name, p.c.ts >= lo, p.c.ts < hi, p.c.role != "shadow")
             .order_by(p.c.ts, p.c.id))
     with eng.connect() as conn:
         rows = conn.execute(stmt).all()
-    columns = ["ts", "version", "role", "status", "latency_ms", "row_index", "inputs", "prediction", "ood", "label"]
+    columns = ["ts", "version", "role", "status", "latency_ms", "row_index", "inputs", "prediction", "ood", "label",
+               "n_rows"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -121,7 +122,7 @@ def _audit_changes(name: str, lo: float, hi: float) -> tuple[list[dict], dict[st
                                 .where(t.c.action.in_(sorted(_VERSION_ACTIONS))).order_by(t.c.seq)).all()
     except Exception:  # noqa: BLE001 - no audit table yet: no changes to show
         return [], {}
-    for ts_text, action, model_uri, details_text in rows:
+    for ts_text, action, _model_uri, details_text in rows:
         try:
             details = json.loads(details_text)
         except ValueError:
@@ -135,7 +136,8 @@ def _audit_changes(name: str, lo: float, hi: float) -> tuple[list[dict], dict[st
         ts = datetime.fromisoformat(ts_text.replace("Z", "+00:00")).timestamp()
         if lo <= ts < hi:
             stable = next((str(r.get("version")) for r in routes if r.get("role") == "stable"), None)
-            others = [f"v{r.get('version')} {r.get('role')} {r.get('weight', 0):g}%" for r in routes if r.get("role") != "stable"]
+            others = [f"v{r.get('version')} {r.get('role')} {r.get('weight', 0):g}%" for r in routes
+                      if r.get("role") != "stable"]
             version = details.get("to") or stable
             changes.append({"ts": ts, "action": action, "version": version, "label": _label(action, version),
                             "detail": ", ".join(others), "source": "audit"})
@@ -143,7 +145,7 @@ def _audit_changes(name: str, lo: float, hi: float) -> tuple[list[dict], dict[st
 
 
 def _first_seen(frame, lo: float) -> list[dict]:
-    out = []
+    out: list[dict] = []
     if frame.empty:
         return out
     answered = frame[frame.role != "error"]
@@ -209,18 +211,20 @@ def _pct(values, q: float) -> float:
 
 def _health(win, window_s: float, min_requests: int) -> dict:
     errors = win[win.role == "error"]
+    weight = errors.n_rows.fillna(1).clip(lower=1)  # an error row stands for n_rows refused requests (predlog)
     answered = win[(win.role != "error") & (win.row_index == 0)]
-    n_req = len(errors) + len(answered)
+    n_err = float(weight.sum())
+    n_req = n_err + len(answered)
     rows = int((win.role != "error").sum())
     m: dict[str, tuple[float | None, str]] = {"requests": (float(n_req), "ok"), "rows": (float(rows), "ok"),
-                                              "errors": (float(len(errors)), "ok"),
+                                              "errors": (n_err, "ok"),
                                               "request_rate": (n_req / window_s, "ok")}
     if n_req < min_requests:
         for k in ("error_rate", "server_error_rate", "p50_ms", "p95_ms", "p99_ms"):
             m[k] = (None, NOT_ENOUGH)
     else:
-        m["error_rate"] = (len(errors) / n_req, "ok")
-        m["server_error_rate"] = (float((errors.status >= 500).sum()) / n_req, "ok")
+        m["error_rate"] = (n_err / n_req, "ok")
+        m["server_error_rate"] = (float(weight[errors.status >= 500].sum()) / n_req, "ok")
         lat = [v for v in list(answered.latency_ms) + list(errors.latency_ms) if v is not None and v == v]
         for k, q in (("p50_ms", 50), ("p95_ms", 95), ("p99_ms", 99)):
             m[k] = (_pct(lat, q), "ok") if len(lat) >= min_requests else (None, NOT_ENOUGH)
@@ -311,7 +315,8 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
         since_ts = until_ts - 24 * window_s
     edges = window_edges(since_ts, until_ts, window_s)
     if task not in (None, "classification", "regression"):
-        raise DriftError(f"task {task!r} is not 'classification' or 'regression'", "pass task=None to infer it from the labels")
+        raise DriftError(f"task {task!r} is not 'classification' or 'regression'",
+                         "pass task=None to infer it from the labels")
     if not _known(name):
         logged = _logged_names()
         raise DeploymentError(f"no deployment and no logged predictions called {name!r}",
@@ -328,13 +333,15 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
         frame = frame[~gate].reset_index(drop=True)
 
     answered = frame[frame.role != "error"].reset_index(drop=True)
-    inputs = pd.DataFrame.from_records([json.loads(s) if s else {} for s in answered.inputs]) if len(answered) else pd.DataFrame()
+    inputs = (pd.DataFrame.from_records([json.loads(s) if s else {} for s in answered.inputs]) if len(answered)
+              else pd.DataFrame())
     preds_raw = [json.loads(s) if s else None for s in answered.prediction]
     labels_raw = [json.loads(s) if isinstance(s, str) else None for s in answered.label]
     labelled = [v for v in labels_raw if v is not None]
     if task is None:
         task = infer_task(labelled) if labelled else (
-            "classification" if preds_raw and isinstance(preds_raw[0], list) else infer_task([p for p in preds_raw[:200] if not isinstance(p, (list, dict))]))
+            "classification" if preds_raw and isinstance(preds_raw[0], list)
+            else infer_task([p for p in preds_raw[:200] if not isinstance(p, (list, dict))]))
     norm = [normalise(p, task) for p in preds_raw]
     pred_value = [s if s is not None else v for v, s in norm]  # = outputs.prediction_value
 
@@ -344,7 +351,8 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
     cache: dict = {}
     explicit_label = None
     if reference is not None:
-        explicit_label = "frame" if hasattr(reference, "iloc") else (reference if isinstance(reference, str) else "profile")
+        explicit_label = ("frame" if hasattr(reference, "iloc")
+                          else (reference if isinstance(reference, str) else "profile"))
 
     ts_answered = answered.ts.to_numpy(dtype=float) if len(answered) else []
     windows, reports = [], []
@@ -359,7 +367,7 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
         idx = list(range(*np.searchsorted(ts_answered, [start, end], side="left"))) if len(answered) else []
         metrics = _health(win, window_s, min_requests)
         versions = dict(Counter(str(v) for v in answered.version.iloc[idx])) if idx else {}
-        major = max(versions, key=versions.get) if versions else None
+        major = max(versions, key=lambda v: versions[v]) if versions else None
         rep = None
         # input drift
         if len(idx) < min_rows:
@@ -368,7 +376,7 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
             if reference is not None:
                 ref, ref_label = reference, explicit_label
             else:
-                ref, ref_label = _profile_for(name, major, uris, cache)
+                ref, ref_label = _profile_for(name, major or "", uris, cache)
             if ref is None:
                 drift_status = f"no reference: {ref_label}"
             else:
@@ -405,7 +413,8 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
         else:
             perf = performance(cur_labels, [norm[i][0] for i in lab_idx], [norm[i][1] for i in lab_idx], task)
             metrics.update(perf)
-        windows.append({"start": start, "end": end, "partial": end > until_ts, "versions": versions, "metrics": metrics})
+        windows.append({"start": start, "end": end, "partial": end > until_ts, "versions": versions,
+                        "metrics": metrics})
         reports.append(rep)
     inputs_found = [v[0] for k, v in cache.items() if k[1] == "profile.json"]
     if reference is None and inputs_found and all(v is None for v in inputs_found):

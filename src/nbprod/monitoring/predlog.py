@@ -10,16 +10,25 @@ Why it is built this way:
   waited for — and counted in ``nbprod_dropped_log_rows_total`` (per row). A failing DB write is
   retried once, then its rows are dropped and counted too; a prediction never waits or fails
   because of the log.
-- Error rate: every failed request (4xx/5xx) is logged as ONE row with ``status`` set and no
-  prediction id, so windows count requests and errors from the same table (the ``/metrics``
-  counters are per process and reset on restart; the log is not).
+- Error rate: every failed request is in the log. A server error (5xx) is ONE row with ``status``
+  set and no prediction id. A refused request (4xx: a wrong token, bad input, a body too large)
+  is *counted*, not logged one by one: the writer writes at most one row per status, version and
+  endpoint per ``refused_every_s`` (1 s), whose ``n_rows`` says how many requests it stands for.
+  A flood of refused requests therefore costs the log a bounded number of rows, and windows still
+  count requests and errors exactly from the same table (``/metrics`` counts them too, per status).
 - Shadow answers are rows with ``role='shadow'``, no prediction id and no inputs (they are the
   stable row's inputs: join on ``request_id`` + ``row_index``).
 - Retention: the writer deletes rows older than ``max_age_s`` and keeps at most ``max_rows`` rows
-  per deployment (oldest first), every ``prune_every_s``; the feedback of every deleted prediction
-  goes with it, and feedback older than ``max_age_s`` too. A server reads both limits from the
-  options ``prediction_log_max_age`` / ``prediction_log_max_rows`` (``NBPROD_PREDICTION_LOG_MAX_AGE``
-  = ``30d``, ``12h`` or seconds; ``NBPROD_PREDICTION_LOG_MAX_ROWS``), default 30 days / 1,000,000.
+  per deployment. It prunes after every ``prune_every_rows`` rows it writes (a twentieth of
+  ``max_rows``, at least 100) and at least every ``prune_every_s``, so the log exceeds its cap
+  by at most about ``prune_every_rows`` per worker. Over the cap it deletes error rows first,
+  then the oldest predictions without a label, and labelled predictions last: a refused request
+  never displaces a prediction, and an error never displaces a label. The feedback of every
+  deleted prediction goes with it, and feedback older than ``max_age_s`` too. On SQLite the
+  freed pages go back to the file system (``auto_vacuum=INCREMENTAL``, see :mod:`nbprod.state`).
+  A server reads both limits from the options ``prediction_log_max_age`` /
+  ``prediction_log_max_rows`` (``NBPROD_PREDICTION_LOG_MAX_AGE`` = ``30d``, ``12h`` or seconds;
+  ``NBPROD_PREDICTION_LOG_MAX_ROWS``), default 30 days / 1,000,000.
 
 ``import nbprod`` does not load this module (SQLAlchemy, numpy).
 """
@@ -37,7 +46,21 @@ import threading
 import time
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, Float, Index, Integer, String, Table, Text, delete, select
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    and_,
+    delete,
+    exists,
+    func,
+    select,
+)
 
 from .. import state
 from ..config import settings
@@ -67,7 +90,7 @@ predictions = Table(
     Column("role", String(16), nullable=False),  # stable | canary | pinned | gate (latency-gate test) | shadow | error
     Column("status", Integer, nullable=False, default=200),
     Column("latency_ms", Float),  # server-side latency of the whole request (same on each of its rows)
-    Column("n_rows", Integer, nullable=False, default=1),  # rows in the request
+    Column("n_rows", Integer, nullable=False, default=1),  # rows in the request; error rows: requests they stand for
     Column("inputs", Text),  # JSON object: column -> value
     Column("prediction", Text),  # JSON value (a label, a number or a list of class probabilities)
     Column("ood", Text),  # JSON list of reasons, NULL when the row was inside the training distribution
@@ -161,10 +184,12 @@ def _rows_of(deployment: str, kind: str, ts: float, rec: dict) -> list[dict]:
     if kind == "error":
         return [{"deployment": deployment, "ts": ts, "request_id": rec.get("request_id"), "row_index": 0,
                  "prediction_id": None, "version": _s(rec.get("version")), "role": "error",
-                 "status": int(rec.get("status") or 500), "latency_ms": rec.get("latency_ms"), "n_rows": 0,
+                 "status": int(rec.get("status") or 500), "latency_ms": rec.get("latency_ms"),
+                 "n_rows": int(rec.get("count") or 1),
                  "inputs": None, "prediction": None, "ood": None}]
     pred = rec.get("predictions")
-    n = int(rec.get("n") or 0) or (len(pred) if hasattr(pred, "__len__") and not isinstance(pred, (str, dict)) else 1)
+    sized = hasattr(pred, "__len__") and not isinstance(pred, (str, dict))
+    n = int(rec.get("n") or 0) or (len(pred) if sized else 1)  # type: ignore[arg-type]
     preds = _prediction_list(pred, n)
     base = {"deployment": deployment, "ts": ts, "request_id": rec.get("request_id"), "version": _s(rec.get("version")),
             "status": 200, "latency_ms": rec.get("latency_ms"), "n_rows": n}
@@ -230,7 +255,8 @@ class PredictionLog:
 
     def __init__(self, deployment: str, *, db_url: str | None = None, max_pending_rows: int = 50_000,
                  batch_rows: int = 2_000, flush_s: float = 0.25, max_age_s: float = DEFAULT_MAX_AGE_S,
-                 max_rows: int = DEFAULT_MAX_ROWS, prune_every_s: float = 300.0) -> None:
+                 max_rows: int = DEFAULT_MAX_ROWS, prune_every_s: float = 300.0,
+                 prune_every_rows: int | None = None, refused_every_s: float = 1.0) -> None:
         self.deployment = deployment
         self.db_url = db_url
         self.max_pending_rows = max_pending_rows
@@ -239,6 +265,13 @@ class PredictionLog:
         self.max_age_s = max_age_s
         self.max_rows = max_rows
         self.prune_every_s = prune_every_s
+        self.prune_every_rows = prune_every_rows or max(100, max_rows // 20)
+        self.refused_every_s = refused_every_s
+        self._refused: dict[tuple, list] = {}  # (status, version, endpoint) -> [requests, latency sum]
+        self._last_refused = 0.0
+        self._written_since_prune = 0
+        self._flushing = False  # flush() asks for the refused counts now
+        self._writing = False  # the writer holds taken records not yet written
         self._buffer: collections.deque = collections.deque()
         self._pending = 0  # rows waiting; only changed under _lock
         self._lock = threading.Lock()
@@ -287,7 +320,21 @@ class PredictionLog:
         self._put("shadow", record, len(preds) if isinstance(preds, list) else 1)
 
     def on_error(self, record: dict) -> None:
-        self._put("error", record, 1)
+        """A failed request: a 5xx is one log row; a 4xx (refused) is only counted, see the module doc."""
+        status = int(record.get("status") or 500)
+        if not 400 <= status < 500:
+            self._put("error", record, 1)
+            return
+        key = (status, record.get("version"), record.get("endpoint"))
+        with self._lock:
+            agg = self._refused.get(key)
+            if agg is None:
+                self._refused[key] = [1, float(record.get("latency_ms") or 0.0)]
+            else:
+                agg[0] += 1
+                agg[1] += float(record.get("latency_ms") or 0.0)
+        if self._thread is None:
+            self.start()
 
     def hooks(self, base: Any = None):
         """ServingHooks with this log's hooks added to ``base``'s (whose own hooks still run first)."""
@@ -318,26 +365,40 @@ class PredictionLog:
         atexit.register(self.close)
         return self
 
-    def _take(self) -> list:
+    def _take(self, refused: bool = False) -> list:
+        """The buffered records and, when ``refused``, one summary record per refused-request key."""
         with self._lock:
             items = list(self._buffer)
             self._buffer.clear()
+            counts, self._refused = (self._refused, {}) if refused else ({}, self._refused)
+            self._writing = bool(items or counts)
+        now = time.time()
+        for (status, version, endpoint), (n, latency) in counts.items():
+            items.append(("error", now, {"status": status, "version": version, "endpoint": endpoint, "count": n,
+                                         "latency_ms": latency / n}))
         return items
 
     def _run(self) -> None:
         while True:
             self._wake.wait(self.flush_s)
             self._wake.clear()
-            items = self._take()
+            now = time.time()
+            refused = self._stop.is_set() or self._flushing or now - self._last_refused >= self.refused_every_s
+            if refused:
+                self._last_refused = now
+            items = self._take(refused)
             if items:
                 self._write(items)
-            if time.time() - self._last_prune > self.prune_every_s:
+            self._writing = False
+            if (self._written_since_prune >= self.prune_every_rows
+                    or time.time() - self._last_prune > self.prune_every_s):
                 self._last_prune = time.time()
+                self._written_since_prune = 0
                 try:
                     self.prune()
                 except Exception as exc:  # noqa: BLE001 - pruning is retried next period
                     self.last_error = f"prune: {type(exc).__name__}: {exc}"
-            if self._stop.is_set() and not self._buffer:
+            if self._stop.is_set() and not self._buffer and not self._refused:
                 return
 
     def _write(self, items: list) -> None:
@@ -348,13 +409,14 @@ class PredictionLog:
             except Exception as exc:  # noqa: BLE001 - one odd record never stops the log
                 self.last_error = f"convert: {type(exc).__name__}: {exc}"
                 self._count_failed(1)
-        n_taken = sum(_rows_in(kind, rec) for kind, _, rec in items)
+        n_taken = sum(_rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
         for start in range(0, len(rows), self.batch_rows):
             chunk = rows[start:start + self.batch_rows]
             for attempt in (0, 1):
                 try:
                     write_rows(chunk, self.db_url)
                     self.written += len(chunk)
+                    self._written_since_prune += len(chunk)
                     break
                 except Exception as exc:  # noqa: BLE001 - the DB may be briefly locked or away
                     self.last_error = f"write: {type(exc).__name__}: {exc}"
@@ -376,14 +438,18 @@ class PredictionLog:
         if self._thread is None:
             return not self._buffer
         deadline = time.monotonic() + timeout
-        self._wake.set()
-        while time.monotonic() < deadline:
-            if self._pending == 0:  # rows leave _pending only once written (or counted as dropped)
-                return True
-            time.sleep(0.01)  # never spin: the writer needs the GIL
-            if self._buffer:
-                self._wake.set()
-        return self._pending == 0
+        self._flushing = True  # the writer writes the refused-request counts now, not at the next second
+        try:
+            self._wake.set()
+            while time.monotonic() < deadline:
+                if self._pending == 0 and not self._refused and not self._writing:
+                    return True  # rows leave _pending only once written (or counted as dropped)
+                time.sleep(0.01)  # never spin: the writer needs the GIL
+                if self._buffer or self._refused:
+                    self._wake.set()
+            return self._pending == 0 and not self._refused
+        finally:
+            self._flushing = False
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is buffered and stop the thread (idempotent; also runs at interpreter exit)."""
@@ -395,21 +461,33 @@ class PredictionLog:
 
     # -- retention ----------------------------------------------------------------------------
     def prune(self, now: float | None = None) -> int:
-        """Delete rows past the age limit, then the oldest beyond ``max_rows``; the number deleted."""
+        """Delete rows past the age limit, then rows beyond ``max_rows``; the number deleted.
+
+        Beyond ``max_rows`` the oldest error rows go first, then the oldest predictions (and
+        shadow answers) without a label, and labelled predictions only when nothing else is left.
+        """
         now = time.time() if now is None else now
         cutoff = now - self.max_age_s
         eng = ensure_tables(self.db_url)
-        t = predictions
+        t, f = predictions, feedback_table
         deleted = 0
         with eng.connect() as conn:
             conn.execution_options(nbprod_write=True)
             with conn.begin():
                 mine = t.c.deployment == self.deployment
                 deleted += self._delete(conn, mine, t.c.ts < cutoff)
-                edge = conn.execute(select(t.c.id).where(mine).order_by(t.c.id.desc()).offset(self.max_rows).limit(1)).scalar()
-                if edge is not None:
-                    deleted += self._delete(conn, mine, t.c.id <= edge)
-                conn.execute(delete(feedback_table).where(feedback_table.c.updated_at < cutoff))
+                excess = conn.execute(select(func.count()).select_from(t).where(mine)).scalar_one() - self.max_rows
+                labelled = exists().where(f.c.prediction_id == t.c.prediction_id)
+                for kind in (t.c.role == "error", and_(t.c.role != "error", ~labelled), t.c.role != "error"):
+                    if excess <= 0:
+                        break
+                    oldest = select(t.c.id).where(mine, kind).order_by(t.c.id).limit(excess).scalar_subquery()
+                    gone = self._delete(conn, t.c.id.in_(oldest))
+                    deleted += gone
+                    excess -= gone
+                conn.execute(delete(f).where(f.c.updated_at < cutoff))
+        if deleted:
+            state.reclaim(eng)
         return deleted
 
     @staticmethod

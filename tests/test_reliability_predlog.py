@@ -1,0 +1,201 @@
+"""Reliability of the prediction log (issue 11, points 1 and 14): refused requests never displace
+predictions or their labels, retention keeps up with writes, and SQLite gives freed pages back."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import threading
+import time
+
+import _monitoring_helpers
+import numpy as np
+import pytest
+import sqlalchemy as sa
+import test_serving_server
+from _serving_models import build
+from test_serving_server import request, server
+
+from nbprod.monitoring.feedback import feedback
+from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions
+
+TOKEN = "tok-reliable"
+
+db_url = _monitoring_helpers.db_url  # fixture: SQLite and PostgreSQL
+env = test_serving_server.env  # fixture
+
+
+def _record(rid: str, n: int = 2) -> dict:
+    return {"request_id": rid, "version": "1", "role": "stable", "n": n, "inputs": {"age": np.arange(float(n))},
+            "predictions": np.zeros(n), "ood": None, "latency_ms": 1.0}
+
+
+def _log(deployment: str = "credit") -> list:
+    with ensure_tables().connect() as conn:
+        return conn.execute(sa.select(predictions).where(predictions.c.deployment == deployment)
+                            .order_by(predictions.c.id)).all()
+
+
+def _labelled() -> dict:
+    with ensure_tables().connect() as conn:
+        return dict(conn.execute(sa.select(feedback_table.c.prediction_id, feedback_table.c.label)).all())
+
+
+def test_retention_deletes_errors_first_then_unlabelled_predictions_and_labels_last(db_url):
+    now = time.time()
+    log_rows("credit", [("prediction", now - 100, _record("lab", n=3))])  # the oldest rows, labelled
+    log_rows("credit", [("error", now - 90 + i, {"status": 500}) for i in range(4)])
+    log_rows("credit", [("prediction", now - 80 + i, _record(f"new{i}")) for i in range(3)])  # unlabelled
+    feedback(["lab-0", "lab-1", "lab-2"], [1, 0, 1])
+    log = PredictionLog("credit", max_rows=8)  # 3 labelled + 4 errors + 6 unlabelled = 13: 5 too many
+    assert log.prune(now) == 5
+    kept = _log()
+    assert [r.role for r in kept].count("error") == 0  # every error row went before any prediction
+    assert [r.prediction_id for r in kept] == ["lab-0", "lab-1", "lab-2", "new0-1", "new1-0", "new1-1", "new2-0",
+                                               "new2-1"]
+    # only labelled rows left over the cap: the oldest labelled go, with their labels (no orphans)
+    assert PredictionLog("credit", max_rows=2).prune(now) == 6
+    assert [r.prediction_id for r in _log()] == ["lab-1", "lab-2"]
+    assert sorted(_labelled()) == ["lab-1", "lab-2"]
+
+
+def test_refused_requests_are_counted_in_a_bounded_number_of_rows(db_url):
+    from nbprod.monitoring.monitor import _health
+
+    log = PredictionLog("credit", flush_s=0.05)
+    hooks = log.hooks()
+    hooks.on_prediction(_record("ok", n=1))
+    for _ in range(5000):
+        hooks.on_error({"version": None, "status": 401, "endpoint": "invocations", "latency_ms": 0.2})
+    for _ in range(3):
+        hooks.on_error({"version": None, "status": 413, "endpoint": "invocations", "latency_ms": 1.0})
+    hooks.on_error({"version": "1", "status": 503, "endpoint": "invocations", "latency_ms": 9.0})
+    assert log.flush(10)
+    log.close()
+    rows = _log()
+    refused = [r for r in rows if r.role == "error" and r.status == 401]
+    assert 1 <= len(refused) <= 3 and sum(r.n_rows for r in refused) == 5000  # one row per status and second
+    assert sum(r.n_rows for r in rows if r.status == 413) == 3
+    assert [(r.status, r.n_rows) for r in rows if r.status == 503] == [(503, 1)]  # a server error: its own row
+    import pandas as pd
+
+    frame = pd.DataFrame([{"role": r.role, "row_index": r.row_index, "status": r.status, "latency_ms": r.latency_ms,
+                           "n_rows": r.n_rows, "ood": r.ood} for r in rows])
+    health = _health(frame, 60.0, 1)  # the monitor counts every refused request, from the summary rows
+    assert health["requests"][0] == 5005 and health["errors"][0] == 5004
+    assert health["server_error_rate"][0] == pytest.approx(1 / 5005)
+
+
+def test_pruning_gives_the_freed_pages_of_a_new_sqlite_state_db_back(nbprod_home):
+    from nbprod import state
+
+    now = time.time()
+    log_rows("credit", [("prediction", now, _record(f"r{i}", n=50)) for i in range(400)])
+    eng = state.engine()
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # INCREMENTAL on a file nbprod creates
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+    assert PredictionLog("credit", max_rows=100).prune(now) == 19_900
+    with eng.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA freelist_count").scalar() == 0
+        assert conn.exec_driver_sql("PRAGMA page_count").scalar() < pages / 10
+
+
+# --- through a real server -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("reliability-predlog-models"))
+
+
+def _body(models, start: int, n: int) -> dict:
+    return {"dataframe_records": json.loads(models["df"].iloc[start:start + n].to_json(orient="records"))}
+
+
+def _poll(condition, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def _refused_in_log() -> int:
+    return sum(max(r.n_rows, 1) for r in _log() if r.role == "error")
+
+
+def _flood(port: int, n: int, threads: int = 4) -> list[int]:
+    statuses: list[int] = []
+    body = json.dumps({"dataframe_records": [{"age": 1}]}).encode()
+
+    def run(count: int) -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        for _ in range(count):
+            conn.request("POST", "/invocations", body, {"Content-Type": "application/json",
+                                                         "Authorization": "Bearer wrong"})
+            r = conn.getresponse()
+            r.read()
+            statuses.append(r.status)
+        conn.close()
+
+    workers = [threading.Thread(target=run, args=(n // threads,)) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(120)
+    return statuses
+
+
+@pytest.mark.slow
+def test_a_wrong_token_flood_never_evicts_predictions_or_their_labels(models, env):
+    from nbprod.serving.spec import DeploymentSpec, Route, save_spec
+
+    save_spec("credit", DeploymentSpec("credit", [Route(models["clf"], "1", 100, "stable")]))
+    env = {**env, "NBPROD_PREDICTION_LOG_MAX_ROWS": "300"}
+    with server(["--deployment", "credit", "--token", TOKEN], env) as port:
+        ids: list[str] = []
+        for start in range(0, 100, 20):
+            status, _, data = request(port, "POST", "/invocations", _body(models, start, 20), token=TOKEN)
+            assert status == 200
+            ids += json.loads(data)["prediction_ids"]
+        labels = [int(v) for v in models["y"].iloc[:100]]
+        assert _poll(lambda: len(_log()) == 100)  # written by the server's background writer
+        status, _, data = request(port, "POST", "/feedback", {"prediction_ids": ids, "labels": labels}, token=TOKEN)
+        assert status == 200 and json.loads(data)["stored"] == 100
+        statuses = _flood(port, 2000)
+        assert statuses.count(401) == 2000
+        metrics = request(port, "GET", "/metrics")[2].decode()
+        assert 'nbprod_requests_total{endpoint="invocations",status="401",version="none"} 2000.0' in metrics
+        assert _poll(lambda: _refused_in_log() >= 2000) and _refused_in_log() == 2000  # each refusal counted …
+        errors = [r for r in _log() if r.role == "error"]
+        assert len(errors) <= 60, f"{len(errors)} rows for 2000 refused requests"  # … in a few summary rows
+        # real traffic past the cap: the unlabelled predictions and the errors go, the labelled stay
+        for start in range(100, 300, 50):
+            assert request(port, "POST", "/invocations", _body(models, start, 50), token=TOKEN)[0] == 200
+        for start in range(0, 200, 50):
+            assert request(port, "POST", "/invocations", _body(models, start, 50), token=TOKEN)[0] == 200
+        assert _poll(lambda: len(_log()) <= 300 + 100 and not any(r.role == "error" for r in _log()))
+    kept = {r.prediction_id for r in _log()}
+    assert set(ids) <= kept
+    assert _labelled() == {i: str(v) for i, v in zip(ids, labels, strict=True)}
+
+
+@pytest.mark.slow
+def test_retention_keeps_up_with_the_writes_of_a_real_server(models, env):
+    """The cap holds while the server writes (within prune_every_rows), not only every 300 s."""
+    from nbprod.serving.spec import DeploymentSpec, Route, save_spec
+
+    save_spec("credit", DeploymentSpec("credit", [Route(models["clf"], "1", 100, "stable")]))
+    env = {**env, "NBPROD_PREDICTION_LOG_MAX_ROWS": "200"}
+    with server(["--deployment", "credit", "--no-auth"], env) as port:
+        for i in range(30):  # 3,000 rows against a cap of 200
+            status, _, data = request(port, "POST", "/invocations", _body(models, (i * 100) % 200, 100))
+            assert status == 200
+            last = json.loads(data)["prediction_ids"][-1]
+            if i % 10 == 9:  # written, and the log back under its cap + prune_every_rows (100) without a restart
+                def caught_up(last: str = last) -> bool:
+                    rows = _log()
+                    return last in {r.prediction_id for r in rows} and len(rows) <= 200 + 100
+                assert _poll(caught_up), f"{len(_log())} rows in the log against a cap of 200"
