@@ -11,7 +11,7 @@ thread, bounded in count and time). Figures per server:
 - single-row latency: N sequential one-row `dataframe_split` requests, p50/p95/p99;
 - throughput: C concurrent clients sending one-row requests for S seconds: requests/s and p50.
 
-    .venv/bin/python benchmarks/bench_serve.py [--runs 3] [--seq 1000] [--clients 16] [--seconds 10]
+    .venv/bin/python benchmarks/bench_serve.py [--runs 3] [--seq 1000] [--clients 16] [--seconds 10] [--workers 1]
 """
 
 from __future__ import annotations
@@ -184,6 +184,7 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=16)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--skip-mlflow", action="store_true")
+    ap.add_argument("--workers", type=int, default=1, help="worker processes of both servers")
     args = ap.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="nbprod-bench-serve-"))
@@ -211,9 +212,10 @@ def main() -> None:
                 port = free_port()
                 results["mlflow"].append(run_server(
                     [str(VENV_BIN / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local",
-                     "-h", "127.0.0.1", "-p", str(port), "-w", "1"], port, env, bodies, args))
+                     "-h", "127.0.0.1", "-p", str(port), "-w", str(args.workers)], port, env, bodies, args))
             port = free_port()
-            cmd = [str(VENV_BIN / "nbprod"), "serve", "--model-dir", str(model), "--port", str(port), "--no-auth"]
+            cmd = [str(VENV_BIN / "nbprod"), "serve", "--model-dir", str(model), "--port", str(port), "--no-auth",
+                   "--workers", str(args.workers)]
             if cold is None:  # first start fills the start-up cache
                 proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 try:
@@ -238,12 +240,15 @@ def main() -> None:
 
     print(f"\npython {sys.version.split()[0]}, mlflow {mlflow.__version__}, scikit-learn {sklearn.__version__}, "
           f"starlette {starlette.__version__}, uvicorn {uvicorn.__version__}; {os.cpu_count()} cores; "
-          f"median of {args.runs} runs; in-process pipe.predict(1 row) {floor1:.2f} ms; nbprod cold first start {cold:.2f} s")
+          f"{args.workers} worker(s); median of {args.runs} runs; in-process pipe.predict(1 row) {floor1:.2f} ms; "
+          f"nbprod cold first start {cold:.2f} s")
     print("| figure | mlflow models serve | nbprod serve | ratio |")
     print("| --- | --- | --- | --- |")
-    for key, label, unit, better in [("seq_p50", "single-row p50", "ms", "lower"), ("seq_p95", "single-row p95", "ms", "lower"),
+    for key, label, unit, better in [("seq_p50", "single-row p50", "ms", "lower"),
+                                      ("seq_p95", "single-row p95", "ms", "lower"),
                                       ("seq_p99", "single-row p99", "ms", "lower"),
-                                      ("conc_rps", f"{args.clients} clients, {args.seconds:g} s: requests/s", "req/s", "higher"),
+                                      ("conc_rps", f"{args.clients} clients, {args.seconds:g} s: requests/s", "req/s",
+                                       "higher"),
                                       ("conc_p50", f"{args.clients} clients: p50", "ms", "lower"),
                                       ("start", "start until /ping answers", "s", "lower")]:
         n = med("nbprod", key)

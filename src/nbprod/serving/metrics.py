@@ -2,17 +2,114 @@
 
 Exposed at ``GET /metrics`` in the Prometheus text format. Labels stay low-cardinality: model
 version, HTTP status, endpoint, role — never a request id or a column value.
+
+A server with several workers: one scrape lands on one worker, yet must show the whole server, or
+counters go backwards between two scrapes that land on different workers. :func:`multiprocess_dir`
+gives such a server a directory of its own (``PROMETHEUS_MULTIPROC_DIR``, set before the workers
+start, removed when the server stops); each worker's counters and histograms live in memory-mapped
+files there (prometheus-client's multiprocess mode), and every scrape sums the files of all
+workers — also of workers that died, so a replaced worker's counts are not lost. The in-flight
+gauge sums live workers only: a worker marks itself dead at exit, and a scrape marks workers that
+were killed (pid gone). The route weights and spec generation are the answering worker's own
+(every worker serves the same spec within a poll interval), computed at scrape time, so a route
+that was removed never lingers in a file.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
-__all__ = ["ServingMetrics", "CONTENT_TYPE_LATEST"]
+__all__ = ["ServingMetrics", "CONTENT_TYPE_LATEST", "MULTIPROC_ENV", "multiprocess_dir"]
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 _VALUE_BUCKETS = (0.0, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 1.0, 2.0, 5.0, 10.0, 100.0, 1000.0)
+
+
+@contextlib.contextmanager
+def multiprocess_dir() -> Iterator[str]:
+    """A fresh metrics directory for one multi-worker server, in ``PROMETHEUS_MULTIPROC_DIR`` while it runs.
+
+    Set it before the workers start (they inherit the environment and prometheus-client reads it
+    at import); removed afterwards, so a restarted server never adds up an earlier one's counts.
+    """
+    path = tempfile.mkdtemp(prefix="nbprod-metrics-")  # 0700: counts are nobody else's business
+    before = os.environ.get(MULTIPROC_ENV)
+    os.environ[MULTIPROC_ENV] = path
+    try:
+        yield path
+    finally:
+        if before is None:
+            os.environ.pop(MULTIPROC_ENV, None)
+        else:
+            os.environ[MULTIPROC_ENV] = before
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def _multiprocess_path() -> str | None:
+    """The multiprocess directory this process writes to, if prometheus-client is in that mode."""
+    from prometheus_client import values
+
+    path = os.environ.get(MULTIPROC_ENV)
+    if not path or values.ValueClass.__name__ == "MutexValue":  # imported before the variable was set
+        return None
+    return path
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _reap(path: str) -> None:
+    """Mark workers that were killed (no exit handler ran) dead, so live gauges stop counting them."""
+    from prometheus_client.multiprocess import mark_process_dead
+
+    pids = set()
+    for f in Path(path).glob("gauge_live*_*.db"):
+        tail = f.stem.rsplit("_", 1)[-1]
+        if tail.isdigit():
+            pids.add(int(tail))
+    for pid in pids:
+        if pid != os.getpid() and not _alive(pid):
+            mark_process_dead(pid, path)
+
+
+class _RouteCollector:
+    """``nbprod_route_weight`` and ``nbprod_spec_generation`` from this process's routing table."""
+
+    def __init__(self) -> None:
+        self.table = None
+
+    def collect(self):
+        weight = GaugeMetricFamily("nbprod_route_weight", "Traffic weight per served version; path = fastpath|pyfunc.",
+                                   labels=["version", "role", "path"])
+        generation = GaugeMetricFamily("nbprod_spec_generation", "Generation of the deployment spec being served.")
+        table = self.table
+        if table is not None:
+            for route, served in table.routes:
+                if served is not None:
+                    weight.add_metric([str(served.version), str(route.role), str(served.path_kind)], route.weight)
+            generation.add_metric([], table.generation)
+        else:
+            generation.add_metric([], 0)
+        return [weight, generation]
 
 
 class ServingMetrics:
@@ -20,6 +117,7 @@ class ServingMetrics:
 
     def __init__(self) -> None:
         r = self.registry = CollectorRegistry(auto_describe=True)
+        self.multiprocess_path = _multiprocess_path()
         self.requests = Counter("nbprod_requests_total", "Prediction requests answered.",
                                 ["version", "status", "endpoint"], registry=r)
         self.latency = Histogram("nbprod_request_latency_seconds", "Prediction request latency (server side).",
@@ -31,7 +129,8 @@ class ServingMetrics:
                                 ["version"], registry=r)
         self.ood_rejected = Counter("nbprod_ood_rejected_total", "Requests refused by ood='reject'.",
                                     ["version"], registry=r)
-        self.in_flight = Gauge("nbprod_in_flight_requests", "Requests being handled now.", registry=r)
+        self.in_flight = Gauge("nbprod_in_flight_requests", "Requests being handled now.", registry=r,
+                               multiprocess_mode="livesum")
         self.model_errors = Counter("nbprod_model_errors_total", "Exceptions raised by a model's predict.",
                                     ["version", "role"], registry=r)
         self.fallbacks = Counter("nbprod_canary_fallbacks_total",
@@ -44,17 +143,24 @@ class ServingMetrics:
         self.batch_rows = Histogram("nbprod_batch_rows", "Rows per model call after micro-batching.",
                                     ["version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
                                     registry=r)
-        self.route = Gauge("nbprod_route_weight", "Traffic weight per served version; path = fastpath|pyfunc.",
-                           ["version", "role", "path"], registry=r)
-        self.generation = Gauge("nbprod_spec_generation", "Generation of the deployment spec being served.",
-                                registry=r)
+        self._routes = _RouteCollector()
+        r.register(self._routes)
+        if self.multiprocess_path is not None:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            atexit.register(mark_process_dead, os.getpid(), self.multiprocess_path)
 
     def set_routes(self, table) -> None:
-        self.route.clear()
-        for route, served in table.routes:
-            if served is not None:
-                self.route.labels(served.version, route.role, served.path_kind).set(route.weight)
-        self.generation.set(table.generation)
+        self._routes.table = table
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        path = self.multiprocess_path
+        if path is None or not os.path.isdir(path):
+            return generate_latest(self.registry)
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        _reap(path)
+        scrape = CollectorRegistry()
+        MultiProcessCollector(scrape, path=path)  # every worker's files, summed
+        scrape.register(self._routes)
+        return generate_latest(scrape)

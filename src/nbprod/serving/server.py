@@ -79,4 +79,7 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
         return
     os.environ[ENV_VAR] = source_to_env(source)
     os.environ[AUTH_ENV] = json.dumps({"auth": auth, "token_sha256": hash_token(token) if token else None})
-    uvicorn.run(factory, factory=True, workers=workers, **common)
+    from .metrics import multiprocess_dir
+
+    with multiprocess_dir():  # one /metrics scrape sums every worker (nbprod.serving.metrics)
+        uvicorn.run(factory, factory=True, workers=workers, **common)

@@ -1,0 +1,112 @@
+"""Reliability of ``/metrics`` on a multi-worker server (issue 11, point 10): one scrape sums every
+worker, so counters never go backwards between scrapes, also after a worker is SIGKILLed."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import test_serving_server
+from _serving_models import build
+from test_serving_server import NBPROD, free_port, request, rows
+
+env = test_serving_server.env  # fixture
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    return build(tmp_path_factory.mktemp("reliability-metrics-models"))
+
+
+@contextlib.contextmanager
+def serving(args: list[str], env: dict):
+    """`nbprod serve ...` in its own process group: (port, process); the whole group stopped afterwards."""
+    port = free_port()
+    proc = subprocess.Popen([NBPROD, "serve", *args, "--port", str(port)], env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _poll(lambda: proc.poll() is not None or _ping(port), 60) and proc.poll() is None, "server did not start"
+        yield port, proc
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+
+
+def _ping(port: int) -> bool:
+    try:
+        return request(port, "GET", "/ping")[0] == 200
+    except OSError:
+        return False
+
+
+def _poll(condition, timeout: float = 30.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.05)
+
+
+def _workers(proc) -> list:
+    import psutil
+
+    found = []
+    for p in psutil.Process(proc.pid).children():
+        with contextlib.suppress(psutil.Error):  # a killed worker is a zombie until its parent reaps it
+            if p.status() != psutil.STATUS_ZOMBIE and any("spawn_main" in part for part in p.cmdline()):
+                found.append(p)
+    return found
+
+
+def _answered(port: int) -> float:
+    """nbprod_requests_total summed over its labels, from one scrape (a fresh connection)."""
+    text = request(port, "GET", "/metrics")[2].decode()
+    return sum(float(m.group(1)) for m in re.finditer(r"^nbprod_requests_total\{[^}]*\} (\S+)$", text, re.M))
+
+
+@pytest.mark.slow
+def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(models, env):
+    pytest.importorskip("psutil")
+    body = rows(models, 1)
+    with serving(["--model-dir", models["clf"], "--workers", "2", "--no-auth"], env) as (port, proc):
+        assert _poll(lambda: len(_workers(proc)) == 2)
+        workers = _workers(proc)
+        sent = 0
+        for _ in range(60):  # fresh connections: the kernel spreads them over both workers
+            assert request(port, "POST", "/invocations", body)[0] == 200
+            sent += 1
+        seen = [_answered(port) for _ in range(20)]
+        assert seen == [float(sent)] * 20, seen  # every scrape, whichever worker answers it
+        metrics_dir = Path(workers[0].environ()["PROMETHEUS_MULTIPROC_DIR"])  # the server's own, private
+        assert metrics_dir.is_dir() and oct(metrics_dir.stat().st_mode & 0o777) == "0o700"
+        for p in workers[:1]:  # a worker killed without a chance to clean up: its counts stay
+            p.send_signal(signal.SIGKILL)
+        assert _poll(lambda: len(_workers(proc)) == 2 and workers[0].pid not in {w.pid for w in _workers(proc)})
+        assert _poll(lambda: _ping(port))
+        for _ in range(20):
+            assert request(port, "POST", "/invocations", body)[0] == 200
+            sent += 1
+        previous = 0.0
+        for _ in range(20):
+            total = _answered(port)
+            assert previous <= total == sent
+            previous = total
+        text = request(port, "GET", "/metrics")[2].decode()
+        assert "nbprod_in_flight_requests 0.0" in text  # live workers only: the killed one is not counted
+        assert 'nbprod_route_weight{path="fastpath",role="stable",version="1"} 100.0' in text
+        assert json.loads(request(port, "GET", "/health")[2])["status"] == "ok"
+    assert not metrics_dir.exists()  # the server removes its metrics directory when it stops
