@@ -32,7 +32,7 @@ __all__ = ["deploy", "promote", "rollback", "undeploy", "status", "restore", "HO
            "ServerSettings"]
 
 HOST = "127.0.0.1"
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z, not $: "$" accepts a final newline
 _APPLY_TIMEOUT_S = 15.0
 _KEEP = object()  # _restore: start with the recorded alert settings
 

@@ -26,8 +26,8 @@ from .wheel import nbprod_wheel
 
 __all__ = ["package"]
 
-_CPU = re.compile(r"^\d+(\.\d+)?m?$")
-_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?$")
+_CPU = re.compile(r"^\d+(\.\d+)?m?\Z")  # \Z, not $: "$" accepts a final newline
+_MEMORY = re.compile(r"^\d+(\.\d+)?(Ki|Mi|Gi|Ti|K|M|G|T)?\Z")
 
 
 # --- naming and validation --------------------------------------------------------------------
@@ -61,7 +61,7 @@ def _check_args(canary_percent, replicas, cpu, memory, port, max_replicas) -> No
 
 def _check_image(image) -> None:
     """A Docker image reference: ``[host[:port]/]path[:tag][@digest]``, the path in lowercase."""
-    if not isinstance(image, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*$", image):
+    if not isinstance(image, str) or not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:@-]*\Z", image):
         raise PackagingError(f"image {image!r} is not a valid image reference",
                              "use e.g. registry.example.com/team/credit-risk:3")
     ref = image.split("@", 1)[0]

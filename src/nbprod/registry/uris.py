@@ -14,14 +14,15 @@ from ..errors import ModelNotFoundError, RegistrationError
 __all__ = ["parse_model_uri", "check_name", "check_alias", "format_uri", "NAME_RULE"]
 
 NAME_RULE = "letters, digits, '.', '_' and '-', not starting with '.' (at most 128 characters)"
-_NAME = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")  # a leading '.': hidden/parent paths
-_ALIAS = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,127}$")
-_URI = re.compile(r"^(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?/?$")
+# Always fullmatch: "$" also matches before a final newline, and "ok\n" is not a name.
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")  # a leading '.': hidden/parent paths
+_ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+_URI = re.compile(r"(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?/?")
 
 
 def check_name(name: str, what: str = "model name") -> str:
     """Return ``name`` if it is legal, else raise :class:`RegistrationError` saying what is allowed."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise RegistrationError(f"illegal {what} {name!r}", f"use only {NAME_RULE}, e.g. 'credit-risk'")
     return name
 
@@ -29,7 +30,7 @@ def check_name(name: str, what: str = "model name") -> str:
 def check_alias(alias: str) -> str:
     """Aliases: a letter or '_' first, then letters, digits, '_' or '-'. Not a version number."""
     alias = alias.lstrip("@") if isinstance(alias, str) else alias
-    if not isinstance(alias, str) or not _ALIAS.match(alias) or alias.lower() == "latest":
+    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias.lower() == "latest":
         raise RegistrationError(
             f"illegal alias {alias!r}",
             "start with a letter and use letters, digits, '_' or '-', e.g. 'champion' ('latest' is reserved)",
@@ -43,9 +44,10 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     ``version`` is returned as a string of digits (MLflow's own type for versions).
     """
     if not isinstance(uri, str) or not uri.strip():
-        raise ModelNotFoundError(f"not a model URI: {uri!r}", "name a model as 'name', 'name/3', 'name@alias' or 'models:/name@alias'")
+        raise ModelNotFoundError(f"not a model URI: {uri!r}",
+                                 "name a model as 'name', 'name/3', 'name@alias' or 'models:/name@alias'")
     text = uri.strip()
-    match = _URI.match(text)
+    match = _URI.fullmatch(text)
     if match is None:
         raise ModelNotFoundError(
             f"cannot read model URI {uri!r}",
@@ -59,7 +61,7 @@ def parse_model_uri(uri: str) -> tuple[str, str | None, str | None]:
     if version is not None:
         if version.lower() == "latest":
             version = None
-        elif not version.isdigit() or int(version) < 1:
+        elif not (version.isascii() and version.isdigit()) or int(version) < 1:  # "²".isdigit() too
             raise ModelNotFoundError(f"model URI {uri!r}: version {version!r} is not a positive number",
                                      f"use '{name}/3' for version 3 or '{name}@alias' for an alias")
         else:
