@@ -1,10 +1,19 @@
-"""Small file helpers shared by the modules that write user-facing files."""
+"""Small file helpers shared by the modules that write user-facing files.
+
+Privacy: ``NBPROD_HOME`` holds the prediction log (the inputs of every request: possibly personal
+data), the model store and executed notebooks. nbprod creates its folders 0700 and its files 0600
+(:func:`private_dir`, :func:`private_file`, :func:`private_umask`), as ssh and Jupyter do with their
+secrets; folders and files that already exist keep the permissions their owner gave them.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["write_text_atomic", "sqlite_path"]
+__all__ = ["write_text_atomic", "sqlite_path", "private_dir", "private_file", "private_umask"]
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -18,6 +27,47 @@ def write_text_atomic(path: Path, text: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def private_dir(path: Path) -> Path:
+    """``mkdir -p path``, each folder it creates readable by the owner only (0700)."""
+    path = Path(path)
+    missing = []
+    p = path
+    while not p.exists() and p != p.parent:
+        missing.append(p)
+        p = p.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir(mode=0o700)  # the umask can only take bits away
+        except FileExistsError:
+            pass  # created concurrently: whoever won chose its mode
+    return path
+
+
+def private_file(path: Path) -> Path:
+    """Create ``path`` empty and 0600 if it does not exist (its folders 0700), so whatever opens it
+    next — SQLite, MLflow, papermill — writes into a file only the owner can read. SQLite gives
+    its ``-wal`` and ``-shm`` files the database file's permissions."""
+    path = Path(path)
+    private_dir(path.parent)
+    try:
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+    except FileExistsError:
+        pass
+    return path
+
+
+@contextlib.contextmanager
+def private_umask() -> Iterator[None]:
+    """Files and folders created inside are 0600 / 0700 (umask 077), whoever creates them (MLflow's
+    artefact copies keep the mode of the files they copy). The umask is per process: other threads
+    creating files meanwhile get private files too, never more open ones."""
+    before = os.umask(0o077)
+    try:
+        yield
+    finally:
+        os.umask(before)
 
 
 def sqlite_path(uri: str) -> Path | None:

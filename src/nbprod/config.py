@@ -291,10 +291,10 @@ class Settings:
 
     @property
     def home_path(self) -> Path:
-        """``home`` as a created directory."""
-        path = Path(self.home)
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """``home`` as a created directory (0700 when nbprod creates it: it holds the prediction log)."""
+        from ._files import private_dir
+
+        return private_dir(Path(self.home))
 
     @property
     def artifact_root(self) -> str:

@@ -48,6 +48,7 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
+from ._files import private_file
 from .config import settings
 from .errors import ConfigError
 
@@ -132,7 +133,7 @@ def _make_engine(db_url: str) -> Engine:
         if url.database and url.database != ":memory:":
             folder = Path(url.database).expanduser().parent
             try:
-                folder.mkdir(parents=True, exist_ok=True)
+                private_file(Path(url.database).expanduser())  # 0600: the prediction log holds request inputs
             except OSError as exc:
                 raise ConfigError(f"cannot create the folder {folder} of nbprod's state DB "
                                   f"{url.render_as_string(hide_password=True)}: {exc.strerror or exc}",

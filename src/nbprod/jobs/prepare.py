@@ -28,10 +28,11 @@ DEFAULT_KERNEL = "python3"
 
 
 def output_path(notebook: Path) -> Path:
-    runs = settings.home_path / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
+    from .._files import private_dir, private_file
+
+    runs = private_dir(settings.home_path / "runs")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    return runs / f"{notebook.stem}-{stamp}.ipynb"
+    return private_file(runs / f"{notebook.stem}-{stamp}.ipynb")  # 0600: papermill keeps the mode it finds
 
 
 def choose_kernel(requested: str | None, nb) -> tuple[str, str | None, str]:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from .._files import sqlite_path
+from .._files import private_dir, private_file, sqlite_path
 from .._quiet import quiet_mlflow
 from ..config import settings
 from ..errors import TrackingServerError
@@ -68,9 +68,9 @@ def _prepare_local(uri: str) -> None:
     parsed = urlparse(uri)
     path = sqlite_path(uri)
     if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)  # 0600, in a 0700 folder when nbprod creates it (nbprod._files)
     elif parsed.scheme in ("", "file"):
-        Path(parsed.path or uri).mkdir(parents=True, exist_ok=True)
+        private_dir(Path(parsed.path or uri))
 
 
 @contextlib.contextmanager
