@@ -228,8 +228,22 @@ class AuditVerification:
     bad_seq: int | None = None
     reason: str | None = None
     problems: list[str] = field(default_factory=list)
+    registry: list[str] = field(default_factory=list)  # registrations left without an audit row
+    repaired: list[str] = field(default_factory=list)
+
+    def flag_registry(self, problems: list[str], repaired: list[str] | None = None) -> AuditVerification:
+        """Add what the model registry check found (nbprod.registry.recovery): the result is not ok
+        while a version exists that its killed registration never audited."""
+        self.registry = list(problems)
+        self.repaired = list(repaired or [])
+        if self.registry:
+            self.ok = False
+        return self
 
     def raise_for_errors(self) -> AuditVerification:
+        if self.registry and not self.problems:
+            raise AuditError(f"{len(self.registry)} model version(s) without an audit row: {self.registry[0]}",
+                             "run `nbprod audit --verify --repair` (or register again): it rolls them back")
         if not self.ok:
             where = f" at row #{self.bad_seq}" if self.bad_seq is not None else ""
             raise AuditChainBroken(f"the audit log's hash chain is broken{where}: {self.reason}",
@@ -241,12 +255,18 @@ class AuditVerification:
         return asdict(self)
 
     def __str__(self) -> str:
-        if self.ok:
-            return f"audit log OK: {self.n_rows} rows, hash chain intact (head {self.head or 'empty'})"
-        lines = [f"audit log BROKEN: {self.n_rows} rows; first bad row #{self.bad_seq}: {self.reason}"]
-        lines += [f"  - {p}" for p in self.problems[1:6]]
-        if len(self.problems) > 6:
-            lines.append(f"  … {len(self.problems) - 6} more problems")
+        lines = [f"repaired: {r}" for r in self.repaired]
+        if not self.problems:
+            lines.append(f"audit log OK: {self.n_rows} rows, hash chain intact (head {self.head or 'empty'})")
+        else:
+            lines.append(f"audit log BROKEN: {self.n_rows} rows; first bad row #{self.bad_seq}: {self.reason}")
+            lines += [f"  - {p}" for p in self.problems[1:6]]
+            if len(self.problems) > 6:
+                lines.append(f"  … {len(self.problems) - 6} more problems")
+        if self.registry:
+            lines.append(f"model registry: {len(self.registry)} registration(s) left by a process that died:")
+            lines += [f"  - {p}" for p in self.registry[:10]]
+            lines.append("  fix: `nbprod audit --verify --repair` (or the next `nbprod register`) rolls them back")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
@@ -254,7 +274,7 @@ class AuditVerification:
 
     def _repr_html_(self) -> str:
         colour = "#1a7f37" if self.ok else "#cf222e"
-        items = "".join(f"<li>{escape(p)}</li>" for p in self.problems[:6])
+        items = "".join(f"<li>{escape(p)}</li>" for p in [*self.problems[:6], *self.registry[:6]])
         status = "intact" if self.ok else "BROKEN"
         return (f"<div><b>nbprod audit log</b>: <span style='color:{colour}'><b>{status}</b></span>, "
                 f"{self.n_rows} rows" + (f", head <code>{escape(self.head)}</code>" if self.head else "")
