@@ -418,7 +418,7 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
 
 def _decode_mlflow(kind: str, body: bytes, signature):
     if kind == "csv":
-        return codecs.decode_csv(body)
+        return codecs.decode_csv(body, signature)  # numeric columns straight into arrays
     return codecs.decode_mlflow(codecs.parse_json(body), signature)
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -184,28 +186,95 @@ def decode_mlflow(payload: Any, signature: list[Column] | None) -> Batch:
     return Batch(cols, n, params, order)
 
 
-def decode_csv(body: bytes) -> Batch:
-    """``text/csv`` with a header row; values stay strings until :func:`coerce` casts them."""
+CSV_MEMORY_FACTOR = 8
+"""A CSV request whose decoded columns would take more than this many times its body size (and more
+than :data:`CSV_MEMORY_FLOOR`) is refused with 413 before it is parsed."""
+CSV_MEMORY_FLOOR = 16 * 1024 * 1024
+_STR_CELL = 64  # bytes a short Python str costs in a list (object header + pointer), beyond its characters
+_EXACT_FLOAT = 2.0 ** 53
+_DISTINCT = 4096  # distinct values per text column shared as one object each; more are kept as they come
+
+
+def _csv_estimate(text: str, header: list[str], numeric: set[str]) -> int:
+    """Bytes the decoded columns will take: 8 per number, a Python str for every other cell."""
+    rows = text.count("\n") + 1
+    width = max(len(header), 1)
+    others = width - len(numeric)
+    chars_per_cell = len(text) / (rows * width)
+    return int(rows * (8 * len(numeric) + others * (_STR_CELL + chars_per_cell)))
+
+
+def decode_csv(body: bytes, signature: list[Column] | None = None) -> Batch:
+    """``text/csv`` with a header row, decoded row by row into one column at a time.
+
+    Memory is bounded by the body, not by Python objects per cell: the columns the signature
+    declares numeric are parsed straight into float64 arrays (8 bytes a value); every other cell
+    stays a string (``""`` = missing; a repeated value is one shared object) until :func:`coerce`
+    casts it. A value a numeric column cannot
+    hold exactly (text, an integer past 2**53) turns that column back into strings, so
+    :func:`coerce` names the problem as it does for JSON. The decoded size is estimated from the
+    header and the line count first: above ``CSV_MEMORY_FACTOR`` × the body (and 16 MB) the request
+    is refused with 413 before anything is parsed.
+    """
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise http_error("the CSV body is not UTF-8", "send UTF-8 text/csv", error="invalid_csv") from None
+    reader = csv.reader(io.StringIO(text))
     try:
-        rows = list(csv.reader(io.StringIO(text)))
+        header = next((r for r in reader if r), None)
+        if header is None:
+            raise http_error("the CSV body holds no data rows", "send a header row and at least one data row",
+                             error="empty_batch")
+        _check_unique(header, "csv")
+        types = {c.name: c.type for c in signature or []}
+        numeric = {name for name in header if types.get(name) in _FLOAT or types.get(name) in _INT}
+        estimate = _csv_estimate(text, header, numeric)
+        if estimate > max(CSV_MEMORY_FACTOR * len(body), CSV_MEMORY_FLOOR):
+            raise http_error(f"the CSV body would take about {estimate // 2**20} MB to decode "
+                             f"({CSV_MEMORY_FACTOR}× its {len(body) // 1024} KB is the limit): "
+                             "too many short text values",
+                             "send fewer rows per request", status=413, error="csv_too_large")
+        width = len(header)
+        arrays: list[Any] = [array("d") if name in numeric else [] for name in header]
+        seen: list[dict] = [{} for _ in header]  # one str object per distinct value (categories repeat)
+        n = 0
+        for row in reader:
+            if not row:
+                continue
+            if len(row) != width:
+                raise http_error(f"csv row {n} has {len(row)} values but there are {width} columns",
+                                 f"send one value per column, in the order {header[:5]}{'…' if width > 5 else ''}",
+                                 error="wrong_shape")
+            for j, v in enumerate(row):
+                col = arrays[j]
+                if type(col) is list:
+                    known = seen[j]
+                    if v == "":
+                        col.append(None)
+                    elif len(known) < _DISTINCT:
+                        col.append(known.setdefault(v, v))
+                    else:
+                        col.append(v)
+                    continue
+                try:
+                    x = float(v) if v != "" else math.nan
+                    if abs(x) >= _EXACT_FLOAT and x != math.inf and x != -math.inf:
+                        raise ValueError  # keep the text: an exact big integer, or coerce's message
+                    col.append(x)
+                except ValueError:
+                    arrays[j] = col = [None if x != x else repr(x) for x in col]
+                    col.append(v if v != "" else None)
+            n += 1
     except csv.Error as exc:
         raise http_error(f"the CSV body cannot be parsed: {exc}", "send a header row, then one row per line",
                          error="invalid_csv") from None
-    rows = [r for r in rows if r]
-    if len(rows) < 2:
+    if n == 0:
         raise http_error("the CSV body holds no data rows", "send a header row and at least one data row",
                          error="empty_batch")
-    header = rows[0]
-    cols = _from_rows(rows[1:], header, "csv")
-    for values in cols.values():
-        for i, v in enumerate(values):
-            if v == "":
-                values[i] = None
-    return Batch(cols, len(rows) - 1, {}, header)
+    cols = {name: (np.frombuffer(col, dtype=np.float64) if isinstance(col, array) else col)
+            for name, col in zip(header, arrays, strict=True)}
+    return Batch(cols, n, {}, header)
 
 
 _V2_TYPES = {"BOOL": "boolean", "BYTES": "string", "FP16": "float", "FP32": "float", "FP64": "double",
@@ -324,12 +393,15 @@ def coerce(batch: Batch, signature: list[Column] | None) -> dict[str, Any]:
             values = [None] * n
         t = c.type
         if t in _FLOAT or t in _INT:
-            if any(isinstance(v, bool) for v in values):
+            if isinstance(values, np.ndarray) and values.dtype == np.float64:  # decoded as numbers (CSV)
+                arr = values
+            elif any(isinstance(v, bool) for v in values):
                 raise _type_error(c, values)
-            try:
-                arr = np.array(values, dtype=np.float64)
-            except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past 1e308
-                raise _type_error(c, values) from None
+            else:
+                try:
+                    arr = np.array(values, dtype=np.float64)
+                except (TypeError, ValueError, OverflowError):  # OverflowError: an integer past 1e308
+                    raise _type_error(c, values) from None
             if arr.ndim != 1:
                 raise http_error(f"column {c.name!r} holds nested values", f"send one {t} per row in {c.name!r}",
                                  error="wrong_shape")
@@ -369,7 +441,7 @@ _EXACT = 2.0 ** 53  # every integer below this is exact in float64
 _INT_BITS = {"long": 64, "integer": 32}
 
 
-def _exact_ints(c: Column, values: list) -> np.ndarray:
+def _exact_ints(c: Column, values: Any) -> np.ndarray:
     """An integer column with a value too large for float64 to hold exactly: cast value by value,
     refusing what does not fit the column's integer type (rather than wrapping it around)."""
     bits = _INT_BITS.get(c.type or "", 64)
@@ -395,7 +467,7 @@ def _exact_ints(c: Column, values: list) -> np.ndarray:
     return np.array(out, dtype=np.int64)
 
 
-def _type_error(c: Column, values: list) -> ServingError:
+def _type_error(c: Column, values: Any) -> ServingError:
     bad = next((v for v in values if v is not None and not _castable(v, c.type)), None)
     shown = repr(bad)
     shown = shown if len(shown) <= 40 else f"{shown[:20]}…({len(shown)} characters)"
