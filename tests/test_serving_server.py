@@ -79,8 +79,14 @@ def test_traffic_switch_through_the_state_db_reaches_every_worker_without_errors
                 t.join()
         assert statuses and set(statuses) == {200}
         assert {"1", "2"} <= set(versions)
-        info = json.loads(request(port, "GET", "/version")[2])
-        assert info["generation"] == 3 and info["deployment"] == "credit"
+        # every worker reaches generation 3 (wait_for("1") also passes on a worker still at generation 1)
+        deadline = time.monotonic() + 15
+        while True:
+            infos = [json.loads(request(port, "GET", "/version")[2]) for _ in range(10)]
+            if {i["generation"] for i in infos} == {3} or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert {(i["generation"], i["deployment"]) for i in infos} == {(3, "credit")}
 
 
 def test_an_idempotency_key_gives_one_answer_across_workers(serving_models, env):
