@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import time
 
-import _monitoring_helpers
 import numpy as np
 import pytest
 import sqlalchemy as sa
@@ -13,8 +12,6 @@ import sqlalchemy as sa
 from nbprod.errors import DataError
 from nbprod.monitoring.feedback import feedback
 from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions
-
-db_url = _monitoring_helpers.db_url  # fixture: SQLite and PostgreSQL
 
 
 def _rows(deployment: str | None = None) -> list:

@@ -10,23 +10,14 @@ import time
 
 import numpy as np
 import pytest
-import test_serving_server
-from _serving_models import build
-from test_serving_server import server
-
-env = test_serving_server.env  # fixture
+from _servers import server
 
 MB = 1024 * 1024
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("reliability-csv-models"))
-
-
-def _csv(models, size: int) -> bytes:
+def _csv(serving_models, size: int) -> bytes:
     """The serving frame repeated to about ``size`` bytes of CSV (4 numeric and 2 text columns)."""
-    df = models["df"]
+    df = serving_models["df"]
     one = df.to_csv(index=False).encode()
     header, _, rows = one.partition(b"\n")
     copies = size // len(rows)
@@ -83,10 +74,10 @@ def test_csv_columns_decode_as_before_with_exact_big_integers_and_named_errors()
 
 
 @pytest.mark.slow
-def test_concurrent_large_csv_bodies_keep_the_server_memory_within_a_small_multiple_of_them(models, env):
+def test_concurrent_large_csv_bodies_keep_the_server_memory_within_a_small_multiple_of_them(serving_models, env):
     pytest.importorskip("psutil")
-    body = _csv(models, 7 * MB)  # under the 8 MB body limit; ~170,000 rows
-    with server(["--model-dir", models["clf"], "--no-auth"], env) as port:
+    body = _csv(serving_models, 7 * MB)  # under the 8 MB body limit; ~170,000 rows
+    with server(["--model-dir", serving_models["clf"], "--no-auth"], env) as port:
         assert _post_csv(port, body[:20_000].rsplit(b"\n", 1)[0] + b"\n")[0] == 200  # warm: model loaded
         before = _server_rss(port)
         peak = [before]

@@ -13,16 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-import test_serving_server
-from _serving_models import build
-from test_serving_server import NBPROD, free_port, request, rows
-
-env = test_serving_server.env  # fixture
-
-
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("reliability-metrics-models"))
+from _servers import NBPROD, free_port, request
+from _serving_models import rows
 
 
 @contextlib.contextmanager
@@ -79,10 +71,10 @@ def _answered(port: int) -> float:
 
 
 @pytest.mark.slow
-def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(models, env):
+def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_models, env):
     pytest.importorskip("psutil")
-    body = rows(models, 1)
-    with serving(["--model-dir", models["clf"], "--workers", "2", "--no-auth"], env) as (port, proc):
+    body = rows(serving_models, 1)
+    with serving(["--model-dir", serving_models["clf"], "--workers", "2", "--no-auth"], env) as (port, proc):
         assert _poll(lambda: len(_workers(proc)) == 2)
         workers = _workers(proc)
         sent = 0

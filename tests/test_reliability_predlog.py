@@ -8,21 +8,16 @@ import json
 import threading
 import time
 
-import _monitoring_helpers
 import numpy as np
 import pytest
 import sqlalchemy as sa
-import test_serving_server
-from _serving_models import build
-from test_serving_server import request, server
+from _servers import request, server
 
 from nbprod.monitoring.feedback import feedback
 from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions
 
 TOKEN = "tok-reliable"
 
-db_url = _monitoring_helpers.db_url  # fixture: SQLite and PostgreSQL
-env = test_serving_server.env  # fixture
 
 
 def _record(rid: str, n: int = 2) -> dict:
@@ -104,13 +99,8 @@ def test_pruning_gives_the_freed_pages_of_a_new_sqlite_state_db_back(nbprod_home
 # --- through a real server -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    return build(tmp_path_factory.mktemp("reliability-predlog-models"))
-
-
-def _body(models, start: int, n: int) -> dict:
-    return {"dataframe_records": json.loads(models["df"].iloc[start:start + n].to_json(orient="records"))}
+def _body(serving_models, start: int, n: int) -> dict:
+    return {"dataframe_records": json.loads(serving_models["df"].iloc[start:start + n].to_json(orient="records"))}
 
 
 def _poll(condition, timeout: float = 30.0):
@@ -149,18 +139,18 @@ def _flood(port: int, n: int, threads: int = 4) -> list[int]:
 
 
 @pytest.mark.slow
-def test_a_wrong_token_flood_never_evicts_predictions_or_their_labels(models, env):
+def test_a_wrong_token_flood_never_evicts_predictions_or_their_labels(serving_models, env):
     from nbprod.serving.spec import DeploymentSpec, Route, save_spec
 
-    save_spec("credit", DeploymentSpec("credit", [Route(models["clf"], "1", 100, "stable")]))
+    save_spec("credit", DeploymentSpec("credit", [Route(serving_models["clf"], "1", 100, "stable")]))
     env = {**env, "NBPROD_PREDICTION_LOG_MAX_ROWS": "300"}
     with server(["--deployment", "credit", "--token", TOKEN], env) as port:
         ids: list[str] = []
         for start in range(0, 100, 20):
-            status, _, data = request(port, "POST", "/invocations", _body(models, start, 20), token=TOKEN)
+            status, _, data = request(port, "POST", "/invocations", _body(serving_models, start, 20), token=TOKEN)
             assert status == 200
             ids += json.loads(data)["prediction_ids"]
-        labels = [int(v) for v in models["y"].iloc[:100]]
+        labels = [int(v) for v in serving_models["y"].iloc[:100]]
         assert _poll(lambda: len(_log()) == 100)  # written by the server's background writer
         status, _, data = request(port, "POST", "/feedback", {"prediction_ids": ids, "labels": labels}, token=TOKEN)
         assert status == 200 and json.loads(data)["stored"] == 100
@@ -173,9 +163,9 @@ def test_a_wrong_token_flood_never_evicts_predictions_or_their_labels(models, en
         assert len(errors) <= 60, f"{len(errors)} rows for 2000 refused requests"  # … in a few summary rows
         # real traffic past the cap: the unlabelled predictions and the errors go, the labelled stay
         for start in range(100, 300, 50):
-            assert request(port, "POST", "/invocations", _body(models, start, 50), token=TOKEN)[0] == 200
+            assert request(port, "POST", "/invocations", _body(serving_models, start, 50), token=TOKEN)[0] == 200
         for start in range(0, 200, 50):
-            assert request(port, "POST", "/invocations", _body(models, start, 50), token=TOKEN)[0] == 200
+            assert request(port, "POST", "/invocations", _body(serving_models, start, 50), token=TOKEN)[0] == 200
         assert _poll(lambda: len(_log()) <= 300 + 100 and not any(r.role == "error" for r in _log()))
     kept = {r.prediction_id for r in _log()}
     assert set(ids) <= kept
@@ -183,15 +173,15 @@ def test_a_wrong_token_flood_never_evicts_predictions_or_their_labels(models, en
 
 
 @pytest.mark.slow
-def test_retention_keeps_up_with_the_writes_of_a_real_server(models, env):
+def test_retention_keeps_up_with_the_writes_of_a_real_server(serving_models, env):
     """The cap holds while the server writes (within prune_every_rows), not only every 300 s."""
     from nbprod.serving.spec import DeploymentSpec, Route, save_spec
 
-    save_spec("credit", DeploymentSpec("credit", [Route(models["clf"], "1", 100, "stable")]))
+    save_spec("credit", DeploymentSpec("credit", [Route(serving_models["clf"], "1", 100, "stable")]))
     env = {**env, "NBPROD_PREDICTION_LOG_MAX_ROWS": "200"}
     with server(["--deployment", "credit", "--no-auth"], env) as port:
         for i in range(30):  # 3,000 rows against a cap of 200
-            status, _, data = request(port, "POST", "/invocations", _body(models, (i * 100) % 200, 100))
+            status, _, data = request(port, "POST", "/invocations", _body(serving_models, (i * 100) % 200, 100))
             assert status == 200
             last = json.loads(data)["prediction_ids"][-1]
             if i % 10 == 9:  # written, and the log back under its cap + prune_every_rows (100) without a restart

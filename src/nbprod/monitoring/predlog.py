@@ -68,7 +68,8 @@ from ..errors import ConfigError
 from ..serving.app import ServingHooks
 
 __all__ = ["predictions", "feedback_table", "PredictionLog", "server_log", "writer_lifespan", "ensure_tables",
-           "write_rows", "log_rows", "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV", "MAX_ROWS_ENV"]
+           "write_rows", "log_rows", "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV",
+           "MAX_ROWS_ENV"]
 
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
 DISABLE_ENV = "NBPROD_PREDICTION_LOG"  # "off" / "0": the server logs nothing (benchmarks, privacy)
