@@ -118,6 +118,10 @@ def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict
         if error:
             nb.metadata.setdefault("papermill", {})["exception"] = True
         tmp_out = target.with_name(target.name + ".tmp")
+        if target.exists() and not target.stat().st_mode & 0o077:  # a private copy (nbprod._files) stays private
+            from .._files import private_file
+
+            private_file(tmp_out)
         nbformat.write(nb, str(tmp_out))
         os.replace(tmp_out, target)
     stage = Path(tempfile.mkdtemp(prefix="nbprod-job-"))
