@@ -8,12 +8,12 @@ story. A job id is its MLflow run id; a unique prefix of it is enough.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .._pids import alive
 from ..errors import JobError
 from .inputs import recorded_inputs
 from .results import JobResult, RunTable
@@ -28,22 +28,12 @@ def job_filter() -> str:
     return KIND_FILTER
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _status(run, tags: dict[str, str]) -> str:
     status = tags.get(TAG + "status") or run.info.status
     if status == "RUNNING":
         # A job whose process was SIGKILLed never wrote its end: on this host, a dead pid says so.
         pid = tags.get(TAG + "pid")
-        if tags.get(TAG + "host") == socket.gethostname() and pid and pid.isdigit() and not _alive(int(pid)):
+        if tags.get(TAG + "host") == socket.gethostname() and pid and pid.isdigit() and not alive(int(pid)):
             return "KILLED"
     return status
 

@@ -29,6 +29,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._pids import alive
+
 __all__ = ["Leftover", "leftovers", "repair", "problems", "clean_temp_folders", "TEMP_PREFIX", "STALE_S"]
 
 TEMP_PREFIX = "nbprod-register-"
@@ -60,16 +62,6 @@ def temp_folder() -> Path:
     return Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{os.getpid()}-"))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def clean_temp_folders(older_than_s: float = 3600.0) -> int:
     """Delete ``nbprod-register-*`` temp folders left by dead processes; the number deleted."""
     removed = 0
@@ -77,7 +69,7 @@ def clean_temp_folders(older_than_s: float = 3600.0) -> int:
         m = _TEMP.match(path.name)
         try:
             if m is not None:
-                dead = int(m.group("pid")) != os.getpid() and not _alive(int(m.group("pid")))
+                dead = int(m.group("pid")) != os.getpid() and not alive(int(m.group("pid")))
             else:  # a folder of an nbprod that did not name its pid: only when clearly old
                 dead = time.time() - path.stat().st_mtime > older_than_s
         except OSError:
@@ -118,7 +110,7 @@ def leftovers(c=None) -> list[Leftover]:
         pid = int(tags[TAG + "pid"]) if tags.get(TAG + "pid", "").isdigit() else None
         host = tags.get(TAG + "host")
         if pid is not None and host == here:
-            if _alive(pid):
+            if alive(pid):
                 continue  # still registering: never touch another process's work
         elif time.time() - run.info.start_time / 1000 < STALE_S:
             continue

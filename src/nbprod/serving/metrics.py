@@ -29,6 +29,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from .._pids import alive
+
 __all__ = ["ServingMetrics", "CONTENT_TYPE_LATEST", "MULTIPROC_ENV", "multiprocess_dir"]
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
@@ -67,16 +69,6 @@ def _multiprocess_path() -> str | None:
     return path
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _reap(path: str) -> None:
     """Mark workers that were killed (no exit handler ran) dead, so live gauges stop counting them."""
     from prometheus_client.multiprocess import mark_process_dead
@@ -87,7 +79,7 @@ def _reap(path: str) -> None:
         if tail.isdigit():
             pids.add(int(tail))
     for pid in pids:
-        if pid != os.getpid() and not _alive(pid):
+        if pid != os.getpid() and not alive(pid):
             mark_process_dead(pid, path)
 
 
