@@ -60,6 +60,7 @@ _LAZY: dict[str, tuple[str, str | None]] = {
     "deploy": ("nbprod.deployments.api", "deploy"),
     "promote": ("nbprod.deployments.api", "promote"),
     "rollback": ("nbprod.deployments.api", "rollback"),
+    "set_split": ("nbprod.deployments.api", "set_split"),
     "undeploy": ("nbprod.deployments.api", "undeploy"),
     "status": ("nbprod.deployments.api", "status"),
     "restore": ("nbprod.deployments.api", "restore"),
@@ -133,7 +134,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from .data.rules import Rules
     from .data.validate import Failure, ValidationReport, row_flags
     from .registry.against import validate
-    from .deployments.api import deploy, promote, restore, rollback, status, undeploy
+    from .deployments.api import deploy, promote, restore, rollback, set_split, status, undeploy
     from .deployments.prediction import PredictionResult
     from .deployments.results import Deployment, StatusTable
     from .drift.api import drift

@@ -13,12 +13,12 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-__all__ = ["deploy", "promote", "rollback", "undeploy", "status", "restore", "Deployment", "DeploymentStatus",
-           "StatusTable", "AlertSettings", "ServerSettings"]
+__all__ = ["deploy", "promote", "rollback", "set_split", "undeploy", "status", "restore", "Deployment",
+           "DeploymentStatus", "StatusTable", "AlertSettings", "ServerSettings"]
 
-_WHERE = {"deploy": "api", "promote": "api", "rollback": "api", "undeploy": "api", "status": "api",
-          "restore": "api", "AlertSettings": "alerting", "ServerSettings": "options", "Deployment": "results",
-          "DeploymentStatus": "results", "StatusTable": "results"}
+_WHERE = {"deploy": "api", "promote": "api", "rollback": "api", "set_split": "api", "undeploy": "api",
+          "status": "api", "restore": "api", "AlertSettings": "alerting", "ServerSettings": "options",
+          "Deployment": "results", "DeploymentStatus": "results", "StatusTable": "results"}
 
 
 def __getattr__(name: str) -> Any:

@@ -4,7 +4,8 @@ Modules, one job each: ``predlog`` (tables + the server's background writer), ``
 (late ground truth), ``http`` (``POST /feedback``), ``windows`` (durations, aligned windows),
 ``performance`` (realised metrics), ``monitor`` (the windows of a deployment → ``MonitorReport``),
 ``report`` / ``charts`` (its displays), ``alerts`` (rules, webhook, dedup), ``loop`` (the server's
-background alert loop: ``alerts`` every N seconds), ``widget`` (the live panel). The training-time
+background alert loop: ``alerts`` every N seconds), ``widget`` (the live panel), ``summary`` (one
+deployment's recent figures and alert states for glance views). The training-time
 prediction/label baseline the monitor compares with is written at registration by
 :mod:`nbprod.registry.outputs`.
 
@@ -17,11 +18,13 @@ import importlib
 from typing import Any
 
 __all__ = ["monitor", "MonitorReport", "feedback", "FeedbackResult", "PredictionLog", "parse_rule", "Rule",
-           "check", "AlertCheck", "MonitorPanel", "panel"]
+           "check", "AlertCheck", "MonitorPanel", "panel",
+           "health", "HealthSummary"]
 
 _WHERE = {"monitor": "monitor", "MonitorReport": "report", "feedback": "feedback", "FeedbackResult": "feedback",
           "PredictionLog": "predlog", "parse_rule": "alerts", "Rule": "alerts", "check": "alerts",
-          "AlertCheck": "alerts", "MonitorPanel": "widget", "panel": "widget"}
+          "AlertCheck": "alerts", "MonitorPanel": "widget", "panel": "widget",
+          "health": "summary", "HealthSummary": "summary"}
 
 
 def __getattr__(name: str) -> Any:

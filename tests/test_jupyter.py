@@ -1,0 +1,201 @@
+"""The sidebar's REST API (``nbprod.jupyter``) on a real Jupyter server, a real MLflow store and real
+uvicorn deployments on 127.0.0.1.
+
+One module-scoped home: credit-risk v1 (@champion) and v2 (@challenger), and ONE deployment
+("credit") that the action tests move through canary -> promote -> rollback -> refused rollback ->
+split -> undeploy, in file order. Each test gets its own Jupyter server (pytest-jupyter); the
+finalizer kills every recorded model server.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+
+import pytest
+from _registry_helpers import module_home, pipeline
+from conftest import kill_recorded_servers
+from tornado.httpclient import HTTPClientError
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def jp_server_config():
+    return {"ServerApp": {"jpserver_extensions": {"nbprod.jupyter": True}}}
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    with module_home(tmp_path_factory, "jupyter") as h:
+        yield h
+        kill_recorded_servers()
+
+
+@pytest.fixture(scope="module")
+def versions(home):
+    from nbprod import registry
+    from nbprod.datasets import credit
+
+    X, y = credit(1500, 3)
+    v1 = registry.register(pipeline(X, y), "credit-risk", X, y, alias="champion",
+                           metrics={"roc_auc": 0.81, "accuracy": 0.77, "log_loss": 0.4})
+    v2 = registry.register(pipeline(X, y, C=0.05), "credit-risk", X, y, alias="challenger")
+    return v1, v2
+
+
+@pytest.fixture(scope="module")
+def credit(versions):
+    import nbprod
+
+    nbprod.deploy("credit-risk@champion", name="credit", budget_p95_ms=5000)
+    return nbprod.deploy("credit-risk@challenger", name="credit", canary=20)
+
+
+async def _get(jp_fetch, *parts, **params):
+    answer = await jp_fetch("nbprod", "api", *parts, params=params or None)
+    assert answer.code == 200
+    return json.loads(answer.body)
+
+
+async def _post(jp_fetch, name: str, action: str, body: dict | None = None):
+    try:
+        answer = await jp_fetch("nbprod", "api", "deployments", name, action, method="POST",
+                                body=json.dumps(body or {}), request_timeout=120)
+    except HTTPClientError as exc:
+        return exc.code, json.loads(exc.response.body)
+    return answer.code, json.loads(answer.body)
+
+
+def _weights(deployment: dict) -> dict[str, float]:
+    return {r["version"]: r["weight"] for r in deployment["routes"]}
+
+
+def _last_audit(action: str) -> dict:
+    import nbprod
+
+    return next(e.to_dict() for e in nbprod.audit.history("credit-risk").entries if e.action == action)
+
+
+# --- reads ---------------------------------------------------------------------------------------
+
+async def test_models_lists_versions_with_aliases_and_key_metrics(jp_fetch, versions):
+    body = await _get(jp_fetch, "models")
+    by_version = {v["version"]: v for v in body["versions"] if v["name"] == "credit-risk"}
+    assert by_version["1"]["aliases"] == ["champion"] and by_version["2"]["aliases"] == ["challenger"]
+    assert by_version["1"]["key_metrics"] == {"roc_auc": 0.81, "accuracy": 0.77}  # what `nbprod models` shows
+    assert by_version["2"]["key_metrics"] == {}
+
+
+async def test_deployments_show_split_health_budget_and_alert_states(jp_fetch, credit):
+    body = await _get(jp_fetch, "deployments")
+    row = next(d for d in body["deployments"] if d["name"] == "credit")
+    assert row["state"] == "running"
+    assert _weights(row) == {"1": 80, "2": 20}
+    assert row["budget_p95_ms"] == 5000
+    health = row["health"]
+    assert set(health["figures"]) >= {"p95_ms", "error_rate", "requests", "drift_share"}
+    assert health["drift"] and health["alerts"] == [] and health["firing"] == []
+    assert "token" not in json.dumps(row).lower() or "token_sha256" not in json.dumps(row)
+
+
+async def test_audit_answers_the_recent_rows_newest_first(jp_fetch, credit):
+    body = await _get(jp_fetch, "audit")
+    seqs = [e["seq"] for e in body["entries"]]
+    assert seqs == sorted(seqs, reverse=True) and len(seqs) <= 50
+    assert any(e["action"] == "deploy" for e in body["entries"])
+    only = await _get(jp_fetch, "audit", model="credit-risk")
+    assert only["model"] == "credit-risk" and only["entries"]
+
+
+async def test_jobs_answers_a_list(jp_fetch, home):
+    import nbprod
+
+    body = await _get(jp_fetch, "jobs")
+    assert isinstance(body["jobs"], list)
+    if getattr(nbprod, "runs", None) is None:
+        assert body["jobs"] == [] and "nbprod.runs" in body["note"]
+
+
+# --- actions, in file order on the one deployment -------------------------------------------------
+
+async def test_promote_sends_all_traffic_to_the_canary_and_audits_it(jp_fetch, credit):
+    code, body = await _post(jp_fetch, "credit", "promote")
+    assert code == 200, body
+    assert _weights(body) == {"2": 100} and body["token"] is None
+    assert _last_audit("promote")["details"]["to"] == "2"
+
+
+async def test_rollback_returns_traffic_and_a_second_one_is_refused_as_json(jp_fetch, credit):
+    import nbprod
+
+    code, body = await _post(jp_fetch, "credit", "rollback")
+    assert code == 200, body
+    assert _weights(body) == {"1": 100}
+    assert nbprod.status("credit")["credit"].routes[0]["version"] == "1"
+    assert _last_audit("rollback")["details"]["to"] == "1"
+    code, body = await _post(jp_fetch, "credit", "rollback")
+    assert code == 409
+    assert body["error"] == "DeploymentError"
+    assert "already rolled back" in body["problem"] and "nbprod.deploy(" in body["fix"]
+
+
+async def test_split_sets_the_weights_and_bad_weights_are_refused(jp_fetch, credit):
+    code, body = await _post(jp_fetch, "credit", "split", {"split": {"1": 70, "2": 30}})
+    assert code == 200, body
+    assert _weights(body) == {"1": 70, "2": 30}
+    code, body = await _post(jp_fetch, "credit", "split", {"split": {"1": 70, "2": 70}})
+    assert code == 409 and "add up to 100" in body["problem"] and body["fix"]
+    code, body = await _post(jp_fetch, "credit", "split", {})
+    assert code == 409 and "split must map" in body["problem"]
+
+
+async def test_unknown_deployment_and_bad_body_are_json_4xx(jp_fetch, credit):
+    code, body = await _post(jp_fetch, "nope", "rollback")
+    assert code == 409 and "no deployment called 'nope'" in body["problem"] and "credit" in body["fix"]
+    try:
+        await jp_fetch("nbprod", "api", "deployments", "credit", "split", method="POST", body="[1,")
+    except HTTPClientError as exc:
+        assert exc.code == 400 and json.loads(exc.response.body)["problem"].startswith("the request body")
+    else:
+        pytest.fail("a malformed body was accepted")
+
+
+async def test_undeploy_stops_the_server(jp_fetch, credit):
+    code, body = await _post(jp_fetch, "credit", "undeploy")
+    assert code == 200, body
+    assert body["deployments"][0]["state"] == "stopped"
+    rows = (await _get(jp_fetch, "deployments"))["deployments"]
+    assert next(d for d in rows if d["name"] == "credit")["state"] == "stopped"
+
+
+# --- authentication -------------------------------------------------------------------------------
+
+async def test_requests_without_auth_are_refused(http_server_client, jp_base_url, home):
+    base = f"{jp_base_url}nbprod/api/"
+    client = http_server_client
+    got = await client.fetch(base + "models", raise_error=False)
+    assert got.code == 403 and json.loads(got.body)["error"] == "http 403"
+    posted = await client.fetch(base + "deployments/credit/rollback", method="POST", body="{}", raise_error=False)
+    assert posted.code == 403
+
+
+async def test_a_cookie_session_needs_the_xsrf_token_to_post(jp_serverapp, http_server_client, jp_base_url, home):
+    """A browser session (login cookie) is what XSRF protects: without the _xsrf token a POST is refused
+    before the action runs; with it, the same POST reaches the API (here: a JSON 409, nothing deployed)."""
+    base = jp_base_url
+    client = http_server_client
+    token = jp_serverapp.identity_provider.token
+    login = await client.fetch(f"{base}api/status?{urllib.parse.urlencode({'token': token})}", raise_error=False)
+    page = await client.fetch(f"{base}login", raise_error=False)  # a page: it hands out the _xsrf cookie
+    cookies = [c.split(";")[0] for r in (login, page) for c in r.headers.get_list("Set-Cookie")]
+    assert any(c.startswith("username-") for c in cookies), cookies
+    xsrf = next(c.split("=", 1)[1] for c in cookies if c.startswith("_xsrf="))
+    url = f"{base}nbprod/api/deployments/nope/rollback"
+    refused = await client.fetch(url, method="POST", body="{}", raise_error=False,
+                                 headers={"Cookie": "; ".join(c for c in cookies if not c.startswith("_xsrf="))})
+    assert refused.code == 403 and "xsrf" in json.loads(refused.body)["problem"].lower()
+    allowed = await client.fetch(url, method="POST", body="{}", raise_error=False,
+                                 headers={"Cookie": "; ".join(cookies), "X-XSRFToken": xsrf})
+    assert allowed.code == 409 and "no deployment called 'nope'" in json.loads(allowed.body)["problem"]
