@@ -446,7 +446,7 @@ def _live_row(name: str) -> DeploymentStatus:
     pid, want = cols["pid"], int(meta.get("workers", 1))
     route_dicts = routes.as_dicts(spec)
     base = dict(name=name, url=_url(cols), pid=pid, routes=route_dicts, generation=spec.generation,
-                budget_p95_ms=meta.get("budget_p95_ms"))
+                budget_p95_ms=meta.get("budget_p95_ms"), previous_version=(meta.get("previous") or {}).get("version"))
     if cols["status"] == "stopped":
         return DeploymentStatus(state="stopped", workers=f"0/{want}", alerts=alerting.view(meta, running=False),
                                 **{**base, "pid": None})
