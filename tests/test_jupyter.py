@@ -199,3 +199,20 @@ async def test_a_cookie_session_needs_the_xsrf_token_to_post(jp_serverapp, http_
     allowed = await client.fetch(url, method="POST", body="{}", raise_error=False,
                                  headers={"Cookie": "; ".join(cookies), "X-XSRFToken": xsrf})
     assert allowed.code == 409 and "no deployment called 'nope'" in json.loads(allowed.body)["problem"]
+
+
+# --- the install ---------------------------------------------------------------------------------
+
+def test_the_install_enables_the_server_extension_and_the_prebuilt_labextension():
+    """``make install`` (an editable install) builds labextension/ and puts both extensions where Jupyter looks."""
+    import re
+    import subprocess
+    import sys
+
+    def listed(*command: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "jupyter", *command], capture_output=True, text=True, timeout=120)
+        return re.sub(r"\x1b\[[0-9;]*m", "", done.stdout + done.stderr)
+
+    labextensions = listed("labextension", "list")
+    assert re.search(r"^\s*nbprod v\S+ enabled OK \(python, nbprod\)", labextensions, re.M), labextensions
+    assert re.search(r"^\s*nbprod\.jupyter enabled", listed("server", "extension", "list"), re.M)

@@ -228,7 +228,7 @@ export class ProductionPanel extends Widget {
       if (h.firing.length) {
         const alerts = el('div', 'nbprod-alerts');
         for (const a of h.alerts.filter(a => a.firing)) {
-          const badge = el('span', 'nbprod-badge nbprod-alert', `🔔 ${a.rule}`);
+          const badge = el('span', 'nbprod-badge nbprod-alert', `firing: ${a.rule}`);
           badge.title = a.message ?? '';
           alerts.appendChild(badge);
         }
