@@ -2,7 +2,7 @@
  * nbprod's JupyterLab extension: the "Production" panel in the left sidebar.
  *
  * The panel is a thin client of the nbprod server extension (/nbprod/api/); "Open monitor" inserts
- * `%nbprod monitor NAME` below the active cell of the current notebook and runs it.
+ * `%nbprod monitor NAME` (after `%load_ext nbprod`) below the active cell of the current notebook and runs it.
  */
 import { ILayoutRestorer, JupyterFrontEnd, JupyterFrontEndPlugin } from '@jupyterlab/application';
 import { INotebookTracker, NotebookActions } from '@jupyterlab/notebook';
@@ -31,7 +31,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (!cell) {
         throw new Error('the notebook has no active cell to insert into');
       }
-      cell.model.sharedModel.setSource(`%nbprod monitor ${name}`);
+      // %load_ext first: the magic exists only in kernels that loaded nbprod (a repeat load is a no-op)
+      cell.model.sharedModel.setSource(`%load_ext nbprod\n%nbprod monitor ${name}`);
       await NotebookActions.run(notebook, current.sessionContext);
     };
     const panel = new ProductionPanel(openMonitor);

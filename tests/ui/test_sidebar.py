@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from _registry_helpers import pipeline
 
-from ._lab import screenshot
+from ._lab import new_notebook, screenshot
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
@@ -63,8 +63,17 @@ def production(lab):
         settings.reset()
 
 
+def _restored(page: Any) -> None:
+    """Until JupyterLab has restored its layout (it removes the splash screen then)."""
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=120_000)
+
+
 def _open_sidebar(page: Any) -> Any:
-    page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='nbprod-production']").click()
+    """Open the Production tab, unless the restored layout has it open already (a click would close it)."""
+    _restored(page)
+    tab = page.locator(".jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id='nbprod-production']")
+    if "lm-mod-current" not in (tab.get_attribute("class") or ""):
+        tab.click()
     panel = page.locator("#nbprod-production")
     panel.wait_for(state="visible")
     return panel
@@ -113,3 +122,20 @@ def test_sidebar_rolls_back_a_canary_and_shows_a_refusal(page, lab, production, 
     assert "has no previous version to roll back to" in text
     assert "Fix: rollback returns to the version served before the last promote or switch" in text
     assert [(r["version"], r["weight"]) for r in nbprod.status("credit")["credit"].routes] == [("1", 100)]
+
+
+def test_open_monitor_runs_the_monitor_in_the_notebook_and_the_panel_survives_a_reload(page, lab, production):
+    notebook = new_notebook(page)
+    panel = _open_sidebar(page)
+    panel.locator(".nbprod-deployment[data-name='credit']").get_by_role("button", name="Open monitor").click()
+    cell = notebook.locator(".jp-CodeCell").last
+    cell.locator(".jp-InputPrompt", has_text="[1]:").wait_for(timeout=120_000)
+    assert cell.locator(".cm-content").inner_text() == "%load_ext nbprod\n%nbprod monitor credit"
+    output = cell.locator(".jp-Cell-outputArea")
+    output.get_by_text("Latency", exact=True).first.wait_for(timeout=120_000)  # the live panel's tabs
+    shown = output.inner_text()
+    assert "UsageError" not in shown and "Traceback" not in shown, shown
+    # the sidebar is part of the layout: a reload brings it back open, with no click
+    page.reload()
+    _restored(page)
+    page.locator("#nbprod-production .nbprod-deployment[data-name='credit']").wait_for(state="visible")
