@@ -49,8 +49,9 @@ def versions(home):
 def credit(versions):
     import nbprod
 
-    nbprod.deploy("credit-risk@champion", name="credit", budget_p95_ms=5000)
-    return nbprod.deploy("credit-risk@challenger", name="credit", canary=20)
+    first = nbprod.deploy("credit-risk@champion", name="credit", budget_p95_ms=5000)
+    nbprod.deploy("credit-risk@challenger", name="credit", canary=20)
+    return first  # holds the token
 
 
 async def _get(jp_fetch, *parts, **params):
@@ -98,6 +99,32 @@ async def test_deployments_show_split_health_budget_and_alert_states(jp_fetch, c
     assert set(health["figures"]) >= {"p95_ms", "error_rate", "requests", "drift_share"}
     assert health["drift"] and health["alerts"] == [] and health["firing"] == []
     assert "token" not in json.dumps(row).lower() or "token_sha256" not in json.dumps(row)
+
+
+async def test_deployments_show_recent_figures_and_the_recorded_alert_states(jp_fetch, credit, versions):
+    """After traffic and an alert check, the row carries the log's p95 / error rate / drift verdict and
+    the firing rule, as recorded (the handler evaluates no rule itself)."""
+    import time
+
+    from nbprod import monitor
+    from nbprod.datasets import credit as frame
+    from nbprod.monitoring.alerts import check
+
+    X, _ = frame(400, 11)
+    for i in range(0, 400, 40):
+        credit.predict(X.iloc[i:i + 40])
+    deadline = time.monotonic() + 30
+    while monitor("credit", window="5m", since=time.time() - 300).latest("p95_ms")[0] is None:
+        assert time.monotonic() < deadline, "the server did not log the predictions"
+        time.sleep(0.2)
+    check(monitor("credit", window="1h", since=time.time() - 3600), ["p95_ms > 0.001", "error_rate > 50%"])
+    row = next(d for d in (await _get(jp_fetch, "deployments"))["deployments"] if d["name"] == "credit")
+    figures = row["health"]["figures"]
+    assert figures["p95_ms"]["value"] > 0 and figures["error_rate"]["value"] == 0
+    assert row["health"]["drift"] in ("drift", "no drift")
+    assert row["health"]["firing"] == ["p95_ms > 0.001"]
+    assert {a["rule"]: a["firing"] for a in row["health"]["alerts"]} == {"p95_ms > 0.001": True,
+                                                                          "error_rate > 50%": False}
 
 
 async def test_audit_answers_the_recent_rows_newest_first(jp_fetch, credit):
