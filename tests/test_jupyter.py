@@ -15,10 +15,20 @@ import urllib.parse
 import pytest
 from _registry_helpers import module_home, pipeline
 from conftest import kill_recorded_servers
+
+# pytest-jupyter's fixtures for this module only: as a plugin (pytest_plugins) its autouse event loop
+# would wrap every test of the session, the Playwright ones in tests/ui too. The tests are plain
+# functions that run their requests on that loop (``call``).
+from pytest_jupyter.jupyter_server import *  # noqa: F403
 from tornado.httpclient import HTTPClientError
 
-pytest_plugins = ["pytest_jupyter.jupyter_server"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+
+@pytest.fixture
+def call(jp_asyncio_loop):
+    """Run a request (a coroutine) on the Jupyter server's event loop and return its result."""
+    return jp_asyncio_loop.run_until_complete
 
 
 @pytest.fixture
@@ -81,16 +91,16 @@ def _last_audit(action: str) -> dict:
 
 # --- reads ---------------------------------------------------------------------------------------
 
-async def test_models_lists_versions_with_aliases_and_key_metrics(jp_fetch, versions):
-    body = await _get(jp_fetch, "models")
+def test_models_lists_versions_with_aliases_and_key_metrics(call, jp_fetch, versions):
+    body = call(_get(jp_fetch, "models"))
     by_version = {v["version"]: v for v in body["versions"] if v["name"] == "credit-risk"}
     assert by_version["1"]["aliases"] == ["champion"] and by_version["2"]["aliases"] == ["challenger"]
     assert by_version["1"]["key_metrics"] == {"roc_auc": 0.81, "accuracy": 0.77}  # what `nbprod models` shows
     assert by_version["2"]["key_metrics"] == {}
 
 
-async def test_deployments_show_split_health_budget_and_alert_states(jp_fetch, credit):
-    body = await _get(jp_fetch, "deployments")
+def test_deployments_show_split_health_budget_and_alert_states(call, jp_fetch, credit):
+    body = call(_get(jp_fetch, "deployments"))
     row = next(d for d in body["deployments"] if d["name"] == "credit")
     assert row["state"] == "running"
     assert _weights(row) == {"1": 80, "2": 20}
@@ -101,7 +111,7 @@ async def test_deployments_show_split_health_budget_and_alert_states(jp_fetch, c
     assert "token" not in json.dumps(row).lower() or "token_sha256" not in json.dumps(row)
 
 
-async def test_deployments_show_recent_figures_and_the_recorded_alert_states(jp_fetch, credit, versions):
+def test_deployments_show_recent_figures_and_the_recorded_alert_states(call, jp_fetch, credit, versions):
     """After traffic and an alert check, the row carries the log's p95 / error rate / drift verdict and
     the firing rule, as recorded (the handler evaluates no rule itself)."""
     import time
@@ -118,7 +128,7 @@ async def test_deployments_show_recent_figures_and_the_recorded_alert_states(jp_
         assert time.monotonic() < deadline, "the server did not log the predictions"
         time.sleep(0.2)
     check(monitor("credit", window="1h", since=time.time() - 3600), ["p95_ms > 0.001", "error_rate > 50%"])
-    row = next(d for d in (await _get(jp_fetch, "deployments"))["deployments"] if d["name"] == "credit")
+    row = next(d for d in call(_get(jp_fetch, "deployments"))["deployments"] if d["name"] == "credit")
     figures = row["health"]["figures"]
     assert figures["p95_ms"]["value"] > 0 and figures["error_rate"]["value"] == 0
     assert row["health"]["drift"] in ("drift", "no drift")
@@ -127,19 +137,19 @@ async def test_deployments_show_recent_figures_and_the_recorded_alert_states(jp_
                                                                           "error_rate > 50%": False}
 
 
-async def test_audit_answers_the_recent_rows_newest_first(jp_fetch, credit):
-    body = await _get(jp_fetch, "audit")
+def test_audit_answers_the_recent_rows_newest_first(call, jp_fetch, credit):
+    body = call(_get(jp_fetch, "audit"))
     seqs = [e["seq"] for e in body["entries"]]
     assert seqs == sorted(seqs, reverse=True) and len(seqs) <= 50
     assert any(e["action"] == "deploy" for e in body["entries"])
-    only = await _get(jp_fetch, "audit", model="credit-risk")
+    only = call(_get(jp_fetch, "audit", model="credit-risk"))
     assert only["model"] == "credit-risk" and only["entries"]
 
 
-async def test_jobs_answers_a_list(jp_fetch, home):
+def test_jobs_answers_a_list(call, jp_fetch, home):
     import nbprod
 
-    body = await _get(jp_fetch, "jobs")
+    body = call(_get(jp_fetch, "jobs"))
     assert isinstance(body["jobs"], list)
     if getattr(nbprod, "runs", None) is None:
         assert body["jobs"] == [] and "nbprod.runs" in body["note"]
@@ -147,84 +157,84 @@ async def test_jobs_answers_a_list(jp_fetch, home):
 
 # --- actions, in file order on the one deployment -------------------------------------------------
 
-async def test_promote_sends_all_traffic_to_the_canary_and_audits_it(jp_fetch, credit):
-    code, body = await _post(jp_fetch, "credit", "promote")
+def test_promote_sends_all_traffic_to_the_canary_and_audits_it(call, jp_fetch, credit):
+    code, body = call(_post(jp_fetch, "credit", "promote"))
     assert code == 200, body
     assert _weights(body) == {"2": 100} and body["token"] is None
     assert _last_audit("promote")["details"]["to"] == "2"
 
 
-async def test_rollback_returns_traffic_and_a_second_one_is_refused_as_json(jp_fetch, credit):
+def test_rollback_returns_traffic_and_a_second_one_is_refused_as_json(call, jp_fetch, credit):
     import nbprod
 
-    code, body = await _post(jp_fetch, "credit", "rollback")
+    code, body = call(_post(jp_fetch, "credit", "rollback"))
     assert code == 200, body
     assert _weights(body) == {"1": 100}
     assert nbprod.status("credit")["credit"].routes[0]["version"] == "1"
     assert _last_audit("rollback")["details"]["to"] == "1"
-    code, body = await _post(jp_fetch, "credit", "rollback")
+    code, body = call(_post(jp_fetch, "credit", "rollback"))
     assert code == 409
     assert body["error"] == "DeploymentError"
     assert "already rolled back" in body["problem"] and "nbprod.deploy(" in body["fix"]
 
 
-async def test_split_sets_the_weights_and_bad_weights_are_refused(jp_fetch, credit):
-    code, body = await _post(jp_fetch, "credit", "split", {"split": {"1": 70, "2": 30}})
+def test_split_sets_the_weights_and_bad_weights_are_refused(call, jp_fetch, credit):
+    code, body = call(_post(jp_fetch, "credit", "split", {"split": {"1": 70, "2": 30}}))
     assert code == 200, body
     assert _weights(body) == {"1": 70, "2": 30}
-    code, body = await _post(jp_fetch, "credit", "split", {"split": {"1": 70, "2": 70}})
+    code, body = call(_post(jp_fetch, "credit", "split", {"split": {"1": 70, "2": 70}}))
     assert code == 409 and "add up to 100" in body["problem"] and body["fix"]
-    code, body = await _post(jp_fetch, "credit", "split", {})
+    code, body = call(_post(jp_fetch, "credit", "split", {}))
     assert code == 409 and "split must map" in body["problem"]
 
 
-async def test_unknown_deployment_and_bad_body_are_json_4xx(jp_fetch, credit):
-    code, body = await _post(jp_fetch, "nope", "rollback")
+def test_unknown_deployment_and_bad_body_are_json_4xx(call, jp_fetch, credit):
+    code, body = call(_post(jp_fetch, "nope", "rollback"))
     assert code == 409 and "no deployment called 'nope'" in body["problem"] and "credit" in body["fix"]
     try:
-        await jp_fetch("nbprod", "api", "deployments", "credit", "split", method="POST", body="[1,")
+        call(jp_fetch("nbprod", "api", "deployments", "credit", "split", method="POST", body="[1,"))
     except HTTPClientError as exc:
         assert exc.code == 400 and json.loads(exc.response.body)["problem"].startswith("the request body")
     else:
         pytest.fail("a malformed body was accepted")
 
 
-async def test_undeploy_stops_the_server(jp_fetch, credit):
-    code, body = await _post(jp_fetch, "credit", "undeploy")
+def test_undeploy_stops_the_server(call, jp_fetch, credit):
+    code, body = call(_post(jp_fetch, "credit", "undeploy"))
     assert code == 200, body
     assert body["deployments"][0]["state"] == "stopped"
-    rows = (await _get(jp_fetch, "deployments"))["deployments"]
+    rows = call(_get(jp_fetch, "deployments"))["deployments"]
     assert next(d for d in rows if d["name"] == "credit")["state"] == "stopped"
 
 
 # --- authentication -------------------------------------------------------------------------------
 
-async def test_requests_without_auth_are_refused(http_server_client, jp_base_url, home):
+def test_requests_without_auth_are_refused(call, http_server_client, jp_base_url, home):
     base = f"{jp_base_url}nbprod/api/"
     client = http_server_client
-    got = await client.fetch(base + "models", raise_error=False)
+    got = call(client.fetch(base + "models", raise_error=False))
     assert got.code == 403 and json.loads(got.body)["error"] == "http 403"
-    posted = await client.fetch(base + "deployments/credit/rollback", method="POST", body="{}", raise_error=False)
+    posted = call(client.fetch(base + "deployments/credit/rollback", method="POST", body="{}", raise_error=False))
     assert posted.code == 403
 
 
-async def test_a_cookie_session_needs_the_xsrf_token_to_post(jp_serverapp, http_server_client, jp_base_url, home):
+def test_a_cookie_session_needs_the_xsrf_token_to_post(call, jp_serverapp, http_server_client, jp_base_url, home):
     """A browser session (login cookie) is what XSRF protects: without the _xsrf token a POST is refused
     before the action runs; with it, the same POST reaches the API (here: a JSON 409, nothing deployed)."""
     base = jp_base_url
     client = http_server_client
     token = jp_serverapp.identity_provider.token
-    login = await client.fetch(f"{base}api/status?{urllib.parse.urlencode({'token': token})}", raise_error=False)
-    page = await client.fetch(f"{base}login", raise_error=False)  # a page: it hands out the _xsrf cookie
+    login = call(client.fetch(f"{base}api/status?{urllib.parse.urlencode({'token': token})}", raise_error=False))
+    page = call(client.fetch(f"{base}login", raise_error=False))  # a page: it hands out the _xsrf cookie
     cookies = [c.split(";")[0] for r in (login, page) for c in r.headers.get_list("Set-Cookie")]
     assert any(c.startswith("username-") for c in cookies), cookies
     xsrf = next(c.split("=", 1)[1] for c in cookies if c.startswith("_xsrf="))
     url = f"{base}nbprod/api/deployments/nope/rollback"
-    refused = await client.fetch(url, method="POST", body="{}", raise_error=False,
-                                 headers={"Cookie": "; ".join(c for c in cookies if not c.startswith("_xsrf="))})
+    refused = call(client.fetch(url, method="POST", body="{}", raise_error=False,
+                                headers={"Cookie": "; ".join(c for c in cookies if not c.startswith("_xsrf="))}))
     assert refused.code == 403 and "xsrf" in json.loads(refused.body)["problem"].lower()
-    allowed = await client.fetch(url, method="POST", body="{}", raise_error=False,
-                                 headers={"Cookie": "; ".join(cookies), "X-XSRFToken": xsrf})
+    allowed = call(client.fetch(url, method="POST", body="{}", raise_error=False,
+                                headers={"Cookie": "; ".join(cookies), "X-XSRFToken": xsrf}))
     assert allowed.code == 409 and "no deployment called 'nope'" in json.loads(allowed.body)["problem"]
 
 
