@@ -147,11 +147,11 @@ def test_audit_answers_the_recent_rows_newest_first(call, jp_fetch, credit):
 
 
 def test_jobs_answers_a_list(call, jp_fetch, home):
-    import nbprod
+    from nbprod import jobs
 
     body = call(_get(jp_fetch, "jobs"))
     assert isinstance(body["jobs"], list)
-    if getattr(nbprod, "runs", None) is None:
+    if getattr(jobs, "runs", None) is None:
         assert body["jobs"] == [] and "nbprod.runs" in body["note"]
 
 

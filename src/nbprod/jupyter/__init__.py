@@ -1,7 +1,7 @@
 """The Jupyter server extension behind nbprod's JupyterLab sidebar ("Production").
 
 A thin front end like the magics and the CLI: REST handlers under ``/nbprod/api/`` that call the
-public API (``nbprod.models()``, ``nbprod.status()``, ``nbprod.promote()``, …) and answer its
+verbs behind nbprod's public API (``models()``, ``status()``, ``promote()``, …) and answer its
 results' ``to_dict()`` as JSON. The TypeScript in ``labextension/`` only renders these answers
 and posts the actions. Installing nbprod enables the extension (``jupyter-config/``, shipped as
 ``etc/jupyter/jupyter_server_config.d/nbprod.json``); ``jupyter server extension list`` shows it.

@@ -2,7 +2,9 @@
 
 GET ``models``, ``deployments``, ``audit``, ``jobs``; POST ``deployments/<name>/<action>`` with
 ``action`` one of ``promote`` (body ``{"version": "4"}`` optional), ``rollback``, ``split`` (body
-``{"split": {"3": 50, "4": 50}}``) and ``undeploy``. Every handler requires Jupyter's
+``{"split": {"3": 50, "4": 50}}``) and ``undeploy``. The calls go to the modules behind
+``nbprod.<verb>`` (the public ``nbprod`` package re-exports them; a front end does not import it).
+Every handler requires Jupyter's
 authentication (token or cookie) and every POST its XSRF check, both enforced by
 ``jupyter_server``'s :class:`APIHandler`. Answers are the results' ``to_dict()``.
 
@@ -22,7 +24,7 @@ import tornado.web
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.utils import url_path_join
 
-import nbprod
+from nbprod import audit, deployments, jobs, registry
 from nbprod.errors import DeploymentError, ModelNotFoundError, NbprodError
 
 __all__ = ["setup_handlers", "ACTIONS"]
@@ -71,28 +73,28 @@ class _Base(APIHandler):
 class ModelsHandler(_Base):
     @tornado.web.authenticated
     async def get(self) -> None:
-        await self._answer(lambda: nbprod.models().to_dict())
+        await self._answer(lambda: registry.models().to_dict())
 
 
 class DeploymentsHandler(_Base):
     @tornado.web.authenticated
     async def get(self) -> None:
-        await self._answer(lambda: nbprod.status(health=True).to_dict())
+        await self._answer(lambda: deployments.status(health=True).to_dict())
 
 
 class AuditHandler(_Base):
     @tornado.web.authenticated
     async def get(self) -> None:
         model = self.get_query_argument("model", None)
-        await self._answer(lambda: nbprod.audit.history(model, limit=AUDIT_LIMIT).to_dict())
+        await self._answer(lambda: audit.history(model, limit=AUDIT_LIMIT).to_dict())
 
 
-def jobs() -> dict[str, Any]:
-    """``nbprod.runs()`` when this nbprod tracks notebook jobs, else an empty list that says why.
-
-    Looked up on every call, so a newer nbprod that has ``runs`` is picked up without a change here.
+def job_list() -> dict[str, Any]:
+    """``nbprod.runs()`` (``nbprod.jobs.runs``) when this nbprod tracks notebook jobs, else an empty
+    list that says why. Looked up on every call, so a newer nbprod that has ``runs`` is picked up
+    without a change here.
     """
-    runs = getattr(nbprod, "runs", None)
+    runs = getattr(jobs, "runs", None)
     if runs is None:
         return {"jobs": [], "note": "this nbprod does not track notebook jobs yet (no nbprod.runs())"}
     result = runs()
@@ -105,7 +107,7 @@ def jobs() -> dict[str, Any]:
 class JobsHandler(_Base):
     @tornado.web.authenticated
     async def get(self) -> None:
-        await self._answer(jobs)
+        await self._answer(job_list)
 
 
 class ActionHandler(_Base):
@@ -122,10 +124,10 @@ class ActionHandler(_Base):
                         'send {} or e.g. {"split": {"3": 50, "4": 50}}')
             return
         calls: dict[str, Callable[[], Any]] = {
-            "promote": lambda: nbprod.promote(name, body.get("version")).to_dict(),
-            "rollback": lambda: nbprod.rollback(name).to_dict(),
-            "split": lambda: nbprod.set_split(name, body.get("split")).to_dict(),
-            "undeploy": lambda: nbprod.undeploy(name).to_dict(),
+            "promote": lambda: deployments.promote(name, body.get("version")).to_dict(),
+            "rollback": lambda: deployments.rollback(name).to_dict(),
+            "split": lambda: deployments.set_split(name, body.get("split")).to_dict(),
+            "undeploy": lambda: deployments.undeploy(name).to_dict(),
         }
         await self._answer(lambda: _without_token(calls[action]()))
 
