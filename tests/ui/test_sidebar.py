@@ -53,7 +53,7 @@ def production(lab):
         nbprod.register(pipeline(X, y, C=0.05), "credit-risk", X, y, alias="challenger",
                         metrics={"roc_auc": 0.83, "accuracy": 0.78})
         first = nbprod.deploy("credit-risk@champion", name="credit", budget_p95_ms=250,
-                              alert_rules=["p95_ms > 0.01"], alert_interval=1, alert_window="5m")
+                              alerts={"rules": ["p95_ms > 0.01"], "interval": 1, "window": "5m"})
         nbprod.deploy("credit-risk@challenger", name="credit", canary=20)
         for i in range(8):
             first.predict(X.iloc[i * 10:(i + 1) * 10])
