@@ -13,7 +13,9 @@ PEER_EVIDENTLY := benchmarks/.venv-evidently/.installed
 
 # compileall: where PYTHONDONTWRITEBYTECODE is set, every process would otherwise
 # recompile mlflow from source (tens of seconds each time).
-$(STAMP): pyproject.toml
+# The install also builds the JupyterLab sidebar (labextension/, node + jlpm through hatch-jupyter-builder)
+# when its sources are newer than the build in src/nbprod/labextension.
+$(STAMP): pyproject.toml labextension/package.json $(wildcard labextension/src/*.ts)
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --quiet --disable-pip-version-check uv
 	$(UV) pip install --quiet --python $(PY) -e '.[test,lab]'
@@ -104,4 +106,4 @@ bench: peers
 	$(PY) benchmarks/bench_jobs.py
 
 clean:
-	rm -rf $(VENV) $(PANDAS2) .nbprod build dist
+	rm -rf $(VENV) $(PANDAS2) .nbprod build dist src/nbprod/labextension labextension/lib labextension/node_modules

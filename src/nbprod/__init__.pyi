@@ -18,6 +18,7 @@ from .deployments.api import deploy as deploy
 from .deployments.api import promote as promote
 from .deployments.api import restore as restore
 from .deployments.api import rollback as rollback
+from .deployments.api import set_split as set_split
 from .deployments.api import status as status
 from .deployments.api import undeploy as undeploy
 from .deployments.prediction import PredictionResult as PredictionResult

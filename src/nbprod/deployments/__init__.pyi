@@ -5,6 +5,7 @@ from .api import deploy as deploy
 from .api import promote as promote
 from .api import restore as restore
 from .api import rollback as rollback
+from .api import set_split as set_split
 from .api import status as status
 from .api import undeploy as undeploy
 from .options import ServerSettings as ServerSettings

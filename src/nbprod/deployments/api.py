@@ -28,8 +28,8 @@ from .alerting import AlertSettings
 from .options import ServerSettings, check_traffic
 from .results import Deployment, DeploymentStatus, StatusTable
 
-__all__ = ["deploy", "promote", "rollback", "undeploy", "status", "restore", "HOST", "AlertSettings",
-           "ServerSettings"]
+__all__ = ["deploy", "promote", "rollback", "set_split", "undeploy", "status", "restore", "HOST",
+           "AlertSettings", "ServerSettings"]
 
 HOST = "127.0.0.1"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")  # \Z, not $: "$" accepts a final newline
@@ -224,6 +224,8 @@ def deploy(uri: str, *, name: str | None = None, canary: float | None = None, sh
     else:
         new_routes = [dataclasses.replace(stable, weight=100)] if same else [routes.route(mv, 100, "stable")]
     new_meta = dict(meta)
+    if budget_p95_ms is not None:
+        new_meta["budget_p95_ms"] = float(budget_p95_ms)
     new_stable = next(r for r in new_routes if r.role == "stable")
     if new_stable.key != stable.key:
         new_meta["previous"] = dataclasses.asdict(stable)
@@ -296,7 +298,8 @@ def _deploy_new(name: str, mv, *, server: ServerSettings, canary, shadow, split,
                           token_sha256=hash_token(token) if token else None)
     meta = {"workers": workers, "auth": not no_auth, "log": str(process.log_path(name)),
             "created_at": time.time(), "previous": None, "alerts": alerts,
-            "alerts_server": alerting.served(alerts, webhook)}
+            "alerts_server": alerting.served(alerts, webhook),
+            "budget_p95_ms": float(budget) if budget is not None else None}
     store.create(name, spec, meta=meta, action="deploy", model_uri=mv.uri,
                  details={"mode": "split" if split else "new", "routes": routes.as_dicts(spec), "port": port,
                           "workers": workers, "auth": not no_auth, "budget_p95_ms": budget,
@@ -407,6 +410,20 @@ def rollback(name: str) -> Deployment:
     return _deployment(name, f"rolled back ({what})", last_change_s=took, warnings=warnings)
 
 
+def set_split(name: str, split: Any) -> Deployment:
+    """Set the traffic split of a running deployment between versions of the model it serves.
+
+    ``split={"3": 50, "4": 50}`` (version -> percent, adding up to 100): the same change as
+    ``deploy(MODEL, name=name, split=split)`` for a caller that knows the deployment, not the model
+    (the sidebar's "Set split"). The stable version stays stable when it keeps a share.
+    """
+    if not isinstance(split, dict):
+        raise DeploymentError(f"split must map versions to percentages, got {split!r}",
+                              "pass e.g. split={'3': 50, '4': 50} (the weights add up to 100)")
+    spec, _, _ = _find(name)
+    return deploy(routes.resolve(spec.stable.uri).uri, name=name, split=split)
+
+
 def undeploy(name: str, *, timeout: float = 10.0) -> StatusTable:
     """Drain and stop: SIGTERM (stop accepting, finish in-flight requests), SIGKILL after ``timeout``."""
     spec, cols, meta = _find(name)
@@ -428,7 +445,8 @@ def _live_row(name: str) -> DeploymentStatus:
     spec, cols, meta = _find(name)
     pid, want = cols["pid"], int(meta.get("workers", 1))
     route_dicts = routes.as_dicts(spec)
-    base = dict(name=name, url=_url(cols), pid=pid, routes=route_dicts, generation=spec.generation)
+    base = dict(name=name, url=_url(cols), pid=pid, routes=route_dicts, generation=spec.generation,
+                budget_p95_ms=meta.get("budget_p95_ms"), previous_version=(meta.get("previous") or {}).get("version"))
     if cols["status"] == "stopped":
         return DeploymentStatus(state="stopped", workers=f"0/{want}", alerts=alerting.view(meta, running=False),
                                 **{**base, "pid": None})
@@ -453,10 +471,20 @@ def _live_row(name: str) -> DeploymentStatus:
                             alerts=alerting.view(meta), **base)
 
 
-def status(name: str | None = None) -> StatusTable:
-    """Every recorded deployment (or ``name``) with live health: a process that died shows as dead."""
+def status(name: str | None = None, *, health: bool = False, window: str = "1h") -> StatusTable:
+    """Every recorded deployment (or ``name``) with live health: a process that died shows as dead.
+
+    ``health=True`` adds each row's recent figures from the prediction log and its alert states
+    (:func:`nbprod.monitoring.summary.health` over ``window``: p95, error rate, drift, firing rules).
+    """
     names = [_check_name(name)] if name else store.names()
-    return StatusTable([_live_row(n) for n in names])
+    rows = [_live_row(n) for n in names]
+    if health:
+        from ..monitoring.summary import health as summary
+
+        for row in rows:
+            row.health = summary(row.name, window=window).to_dict()
+    return StatusTable(rows)
 
 
 def restore(name: str | None = None, *, alert_webhook: str | None = None) -> StatusTable:

@@ -195,11 +195,15 @@ class DeploymentStatus:
     served_generation: int | None = None
     detail: str = ""
     alerts: dict | None = None  # as on Deployment.alerts
+    budget_p95_ms: float | None = None  # the latency budget of the last deploy that gave one
+    previous_version: str | None = None  # where a rollback without a canary returns to (None: it is refused)
+    health: dict | None = None  # status(health=True): HealthSummary.to_dict() (p95, error rate, drift, alert states)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "url": self.url, "state": self.state, "pid": self.pid, "workers": self.workers,
                 "routes": self.routes, "generation": self.generation, "served_generation": self.served_generation,
-                "detail": self.detail, "alerts": self.alerts}
+                "detail": self.detail, "alerts": self.alerts, "budget_p95_ms": self.budget_p95_ms,
+                "previous_version": self.previous_version, "health": self.health}
 
     def _cells(self) -> list[str]:
         gen = str(self.generation) if self.served_generation in (None, self.generation) \

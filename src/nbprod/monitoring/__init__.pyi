@@ -9,5 +9,7 @@ from .alerts import parse_rule as parse_rule
 from .feedback import FeedbackResult as FeedbackResult
 from .predlog import PredictionLog as PredictionLog
 from .report import MonitorReport as MonitorReport
+from .summary import HealthSummary as HealthSummary
+from .summary import health as health
 from .widget import MonitorPanel as MonitorPanel
 from .widget import panel as panel

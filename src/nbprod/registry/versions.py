@@ -124,7 +124,14 @@ class ModelVersion:
             "job": self.tags.get(TAG + "job_run_id"),
             "profile_rows": _int(self.tags.get(TAG + "profile_rows")),
             "profile_columns": _int(self.tags.get(TAG + "profile_columns")),
+            "key_metrics": self.key_metrics,
         }
+
+    @property
+    def key_metrics(self) -> dict[str, float]:
+        """The two metrics a table shows for this version (the task's usual ones when logged)."""
+        key = [k for k in _KEY_METRICS if k in self.metrics][:2] or sorted(self.metrics)[:2]
+        return {k: self.metrics[k] for k in key}
 
     def _facts(self) -> list[tuple[str, Any]]:
         d = self.to_dict()
@@ -322,10 +329,9 @@ class ModelTable:
         rows = []
         for v in self.versions:
             d = v.to_dict()
-            key = [k for k in _KEY_METRICS if k in v.metrics][:2] or sorted(v.metrics)[:2]
             rows.append([
                 v.name, v.version, " ".join("@" + a for a in v.aliases),
-                ", ".join(f"{k}={_metric(k, v.metrics[k])}" for k in key),
+                ", ".join(f"{k}={_metric(k, m)}" for k, m in v.key_metrics.items()),
                 v.created_by, d["created_at"][:16].replace("T", " ") if d["created_at"] else None,
                 _training_data(d),
                 v.serialization_format,

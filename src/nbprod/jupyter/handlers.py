@@ -1,0 +1,149 @@
+"""REST handlers under ``/nbprod/api/``: each one calls one function of nbprod's public API.
+
+GET ``models``, ``deployments``, ``audit``, ``jobs``; POST ``deployments/<name>/<action>`` with
+``action`` one of ``promote`` (body ``{"version": "4"}`` optional), ``rollback``, ``split`` (body
+``{"split": {"3": 50, "4": 50}}``) and ``undeploy``. The calls go to the modules behind
+``nbprod.<verb>`` (the public ``nbprod`` package re-exports them; a front end does not import it).
+Every handler requires Jupyter's
+authentication (token or cookie) and every POST its XSRF check, both enforced by
+``jupyter_server``'s :class:`APIHandler`. Answers are the results' ``to_dict()``.
+
+A refused action is an :class:`~nbprod.errors.NbprodError`: it is answered as
+``{"error", "problem", "fix"}`` with a 4xx status, the same problem and fix the magic prints.
+The library calls block (a rollback waits until every worker serves the change), so they run in
+a worker thread and the Jupyter server stays responsive meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, Callable
+
+import tornado.web
+from jupyter_server.base.handlers import APIHandler
+from jupyter_server.utils import url_path_join
+
+from nbprod import audit, deployments, jobs, registry
+from nbprod.errors import DeploymentError, ModelNotFoundError, NbprodError
+
+__all__ = ["setup_handlers", "ACTIONS"]
+
+AUDIT_LIMIT = 50
+ACTIONS = ("promote", "rollback", "split", "undeploy")
+
+
+def _status_of(exc: NbprodError) -> int:
+    if isinstance(exc, ModelNotFoundError):
+        return 404
+    if isinstance(exc, DeploymentError):
+        return 409  # the deployment's current state refuses the change (e.g. a second rollback)
+    return 422
+
+
+class _Base(APIHandler):
+    """Runs one API call in a thread and answers JSON; an NbprodError becomes ``{error, problem, fix}``."""
+
+    async def _answer(self, call: Callable[[], Any]) -> None:
+        try:
+            result = await asyncio.to_thread(call)
+        except NbprodError as exc:
+            self._error(_status_of(exc), type(exc).__name__, exc.problem, exc.fix)
+            return
+        self.finish(json.dumps(result, default=str))
+
+    def _error(self, status: int, error: str, problem: str, fix: str | None) -> None:
+        self.set_status(status)
+        self.finish(json.dumps({"error": error, "problem": problem, "fix": fix}))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Tornado's own errors (403 without auth or XSRF, 404, an unexpected exception) as the same
+        JSON shape, never a traceback."""
+        self.set_header("Content-Type", "application/json")
+        reason = self._reason or "error"
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            reason = exc.log_message % exc.args if exc.args else exc.log_message
+        fix = {403: "open JupyterLab with its token (the sidebar sends it and the XSRF cookie itself)",
+               404: f"use GET /nbprod/api/models|deployments|audit|jobs or POST deployments/NAME/{'|'.join(ACTIONS)}",
+               405: "GET reads, POST acts"}.get(status_code, "see the Jupyter server's log")
+        self.finish(json.dumps({"error": f"http {status_code}", "problem": reason, "fix": fix}))
+
+
+class ModelsHandler(_Base):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        await self._answer(lambda: registry.models().to_dict())
+
+
+class DeploymentsHandler(_Base):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        await self._answer(lambda: deployments.status(health=True).to_dict())
+
+
+class AuditHandler(_Base):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        model = self.get_query_argument("model", None)
+        await self._answer(lambda: audit.history(model, limit=AUDIT_LIMIT).to_dict())
+
+
+def job_list() -> dict[str, Any]:
+    """``nbprod.runs()`` (``nbprod.jobs.runs``) when this nbprod tracks notebook jobs, else an empty
+    list that says why. Looked up on every call, so a newer nbprod that has ``runs`` is picked up
+    without a change here.
+    """
+    runs = getattr(jobs, "runs", None)
+    if runs is None:
+        return {"jobs": [], "note": "this nbprod does not track notebook jobs yet (no nbprod.runs())"}
+    result = runs()
+    data = result.to_dict() if hasattr(result, "to_dict") else result
+    if isinstance(data, dict):
+        return {"jobs": data.get("runs", data.get("jobs", [])), "note": data.get("note")}
+    return {"jobs": [r.to_dict() if hasattr(r, "to_dict") else r for r in data], "note": None}
+
+
+class JobsHandler(_Base):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        await self._answer(job_list)
+
+
+class ActionHandler(_Base):
+    """POST deployments/<name>/<action>: the same call as ``%nbprod <action> <name>``, answered as its result."""
+
+    @tornado.web.authenticated
+    async def post(self, name: str, action: str) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):
+            self._error(400, "bad request", "the request body is not a JSON object",
+                        'send {} or e.g. {"split": {"3": 50, "4": 50}}')
+            return
+        calls: dict[str, Callable[[], Any]] = {
+            "promote": lambda: deployments.promote(name, body.get("version")).to_dict(),
+            "rollback": lambda: deployments.rollback(name).to_dict(),
+            "split": lambda: deployments.set_split(name, body.get("split")).to_dict(),
+            "undeploy": lambda: deployments.undeploy(name).to_dict(),
+        }
+        await self._answer(lambda: _without_token(calls[action]()))
+
+
+def _without_token(result: dict) -> dict:
+    """A deployment's bearer token never travels to the browser (only a deploy returns one anyway)."""
+    return {**result, "token": None} if "token" in result else result
+
+
+def setup_handlers(web_app: Any) -> None:
+    base = url_path_join(web_app.settings["base_url"], "nbprod", "api")
+    web_app.add_handlers(".*$", [
+        (url_path_join(base, "models"), ModelsHandler),
+        (url_path_join(base, "deployments"), DeploymentsHandler),
+        (url_path_join(base, "audit"), AuditHandler),
+        (url_path_join(base, "jobs"), JobsHandler),
+        (url_path_join(base, "deployments", r"([A-Za-z0-9][A-Za-z0-9_.-]{0,62})", f"({'|'.join(ACTIONS)})"),
+         ActionHandler),
+    ])
