@@ -9,6 +9,8 @@ from . import datasets as datasets
 from . import errors as errors
 from ._info import info as info
 from ._version import __version__ as __version__
+from .batch.score import ScoreResult as ScoreResult
+from .batch.score import score as score
 from .config import settings as settings
 from .data.profile import Profile as Profile
 from .data.profile import profile as profile

@@ -23,7 +23,8 @@ from ..errors import DataError, NbprodError
 __all__ = ["Command", "Context", "UsageProblem", "HelpShown", "all_commands", "build_parser"]
 
 #: Command modules, in the order their verbs appear in help.
-MODULES = ["data", "registry", "packaging", "audit", "serving", "deploy", "drift", "monitoring", "jobs", "info"]
+MODULES = ["data", "registry", "packaging", "audit", "serving", "deploy", "drift", "monitoring", "jobs", "info",
+           "batch"]
 
 
 class UsageProblem(NbprodError):

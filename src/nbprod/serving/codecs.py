@@ -395,7 +395,8 @@ def coerce(batch: Batch, signature: list[Column] | None) -> dict[str, Any]:
         if t in _FLOAT or t in _INT:
             if isinstance(values, np.ndarray) and values.dtype == np.float64:  # decoded as numbers (CSV)
                 arr = values
-            elif any(isinstance(v, bool) for v in values):
+            elif not (isinstance(values, np.ndarray) and values.dtype.kind in "iu") and any(  # ints: no bools
+                    isinstance(v, bool) for v in values):
                 raise _type_error(c, values)
             else:
                 try:

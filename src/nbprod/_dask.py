@@ -1,0 +1,114 @@
+"""Where nbprod's partitioned work runs: a Dask scheduler, or Dask's local scheduler in this process.
+
+Why Dask and not a pool of nbprod's own: the same task graph runs on a laptop (no cluster: Dask's
+threaded local scheduler), on a ``distributed.LocalCluster`` and on a real scheduler
+(``tcp://host:8786``), so ``nbprod score`` / ``profile`` / ``sweep`` do not change with the size
+of the job. Every verb that fans out goes through :func:`connect` and :func:`run`.
+
+``dask`` and ``distributed`` are imported here only when a verb runs: ``import nbprod`` does
+not load them (tests/test_import.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Iterator, Sequence
+
+from .errors import ConfigError
+
+__all__ = ["connect", "run", "describe"]
+
+
+@contextlib.contextmanager
+def connect(dask: Any = None) -> Iterator[Any]:
+    """The ``distributed.Client`` to run on, or None for Dask's local scheduler.
+
+    ``dask``: None (local scheduler), a scheduler address (``"tcp://host:8786"``), a
+    ``distributed.Client`` (used as it is, left open) or a cluster object (``LocalCluster``...).
+    A client this function opens is closed when the block ends.
+    """
+    if dask is None or dask is False:
+        yield None
+        return
+    import distributed
+
+    if isinstance(dask, distributed.Client):
+        yield dask
+        return
+    if isinstance(dask, str) or hasattr(dask, "scheduler_address"):
+        try:
+            client = distributed.Client(dask, set_as_default=False, timeout="20s")
+        except (OSError, TimeoutError) as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {dask!r}: {exc}",
+                              "start one (`dask scheduler` and `dask worker tcp://…`) or pass its address, "
+                              "e.g. --dask tcp://scheduler:8786; leave --dask out to run in this process") from exc
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    raise ConfigError(f"dask={dask!r} is neither a scheduler address nor a distributed.Client",
+                      "pass 'tcp://host:8786', a distributed.Client or a LocalCluster (or None to run locally)")
+
+
+def describe(client: Any) -> str:
+    """Where the work ran, for results: ``local`` or the scheduler's address and worker count."""
+    if client is None:
+        return "local (Dask threads)"
+    return f"{client.scheduler.address} ({len(client.nthreads())} workers)"
+
+
+def run(tasks: Sequence[Any], client: Any, *, desc: str, progress: bool = True) -> list:
+    """Compute ``tasks`` (``dask.delayed`` objects) and return their results in order.
+
+    With a client the tasks run on its workers; without one on Dask's threaded local scheduler.
+    ``progress``: a progress bar (tqdm: a widget in a notebook, text in a terminal) that moves
+    as each task finishes. The first failing task's exception is raised; the remaining tasks
+    are cancelled.
+    """
+    if not tasks:
+        return []
+    bar = _bar(len(tasks), desc) if progress else None
+    try:
+        if client is not None:
+            return _run_distributed(tasks, client, bar)
+        return _run_local(tasks, bar)
+    finally:
+        if bar is not None:
+            bar.close()
+
+
+def _bar(total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="part")
+
+
+def _run_distributed(tasks: Sequence[Any], client: Any, bar: Any) -> list:
+    import distributed
+
+    futures = client.compute(list(tasks))
+    try:
+        for future in distributed.as_completed(futures):
+            if future.status == "error":
+                future.result()  # raises the task's own exception
+            if bar is not None:
+                bar.update(1)
+        return client.gather(futures)
+    finally:
+        client.cancel([f for f in futures if not f.done()])
+
+
+def _run_local(tasks: Sequence[Any], bar: Any) -> list:
+    import dask
+    from dask.callbacks import Callback
+
+    keys = {t.key for t in tasks}
+
+    class _Progress(Callback):
+        def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ANN001 - dask's callback signature
+            if key in keys and bar is not None:
+                bar.update(1)
+
+    with _Progress():
+        return list(dask.compute(*tasks, scheduler="threads"))

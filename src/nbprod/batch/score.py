@@ -1,0 +1,405 @@
+"""``nbprod.score``: a registered model over a parquet file, a directory of parts, or a frame, in partitions.
+
+Why it reuses the server's code rather than calling ``model.predict`` on a frame: a batch job must
+answer what the server would answer for the same row. Each partition goes through the same steps
+as a request — the model loaded (and sha256-verified) by :func:`nbprod.service.load_version`,
+columns cast by :func:`nbprod.serving.codecs.coerce`, OOD reasons from the version's
+:class:`~nbprod.data.ood.OodChecker`, the prediction from ``ServedVersion.predict`` (the compiled
+fast path where the server has one) — and its rows are written to the prediction log with role
+``batch`` (the mechanism the latency gate's ``gate`` rows use), so ``nbprod.monitor`` covers
+batch jobs.
+
+Bad rows: ``coerce`` refuses a whole request when one value cannot be cast. A partition it refuses
+is bisected until each refused row stands alone, so the good rows are scored and every bad row
+goes to the reject file with the reason the server would give (``on_bad_rows="reject"``), or the
+job stops on the first one (``"fail"``). A column the input lacks altogether is not a bad row but
+a wrong input: the job stops before anything runs.
+
+Output: written under a temporary name and moved into place when every partition is done, so a
+failed or killed job leaves no partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import _dask
+from ..errors import DataError, ServingError
+from .parts import Part, batches, columns_of, plan
+
+__all__ = ["score", "ScoreResult"]
+
+ON_BAD_ROWS = ("reject", "fail")
+DEFAULT_BATCH_ROWS = 100_000
+ROW = "_row"  # reject file: the input row number
+REASON = "_reason"  # reject file: why the row was refused
+
+
+@dataclass
+class ScoreResult:
+    """What a batch job did: counts, where the output and the rejects are, the model version."""
+
+    model: str
+    model_version: str
+    rows: int
+    scored: int
+    rejected: int
+    ood: int
+    output: str | None
+    rejects: str | None
+    partitions: int
+    ran_on: str
+    seconds: float
+    logged: int = 0
+    frame: Any = field(default=None, repr=False)  # the scored rows when no output path was given
+
+    def __str__(self) -> str:
+        lines = [f"scored {self.scored:,} of {self.rows:,} rows with {self.model} v{self.model_version} "
+                 f"in {self.partitions} partition(s) on {self.ran_on} ({self.seconds:.1f} s)",
+                 f"  rejected: {self.rejected:,}" + (f" → {self.rejects}" if self.rejects else ""),
+                 f"  out of distribution: {self.ood:,}",
+                 f"  prediction log: {self.logged:,} row(s) as 'batch'"]
+        if self.output:
+            lines.append(f"  output: {self.output}")
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        import html
+
+        return "<pre>" + html.escape(str(self)) + "</pre>"
+
+
+# --- per worker: the loaded model --------------------------------------------------------------
+
+_loaded: dict[tuple[str, str], Any] = {}
+_lock = threading.Lock()
+
+
+def _served(path: str, name: str, version: str):
+    """The model version as the server loads it (verified, cached on disk), once per worker process."""
+    key = (path, version)
+    with _lock:
+        served = _loaded.get(key)
+        if served is None:
+            from ..service import load_version
+
+            served = _loaded[key] = load_version(path, version, name=name)
+    return served
+
+
+# --- one partition -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    """What every task needs: the model directory, options, where to write."""
+
+    path: str
+    name: str
+    version: str
+    job_id: str
+    out_dir: str
+    reject_dir: str
+    batch_rows: int
+    on_bad_rows: str
+    probabilities: bool
+    deployment: str | None  # prediction-log name; None: not logged
+    db_url: str | None
+
+
+def _take(cols: dict[str, Any], idx: Any) -> dict[str, Any]:
+    import numpy as np
+
+    return {k: (v[idx] if isinstance(v, np.ndarray) else [v[i] for i in idx]) for k, v in cols.items()}
+
+
+def _split_bad(cols: dict[str, Any], idx: Any, signature) -> list[tuple[int, str]]:
+    """The rows of ``idx`` that ``coerce`` refuses on their own, each with the server's reason."""
+    from ..serving.codecs import Batch, coerce
+
+    try:
+        coerce(Batch(_take(cols, idx), len(idx)), signature)
+        return []
+    except ServingError as exc:
+        if len(idx) == 1:
+            return [(int(idx[0]), exc.problem)]
+    half = len(idx) // 2
+    return _split_bad(cols, idx[:half], signature) + _split_bad(cols, idx[half:], signature)
+
+
+def _check(cols: dict[str, Any], n: int, signature) -> tuple[dict[str, Any], Any, list[tuple[int, str]]]:
+    """The coerced good rows, their positions, and ``(position, reason)`` of each refused row."""
+    import numpy as np
+
+    from ..serving.codecs import Batch, coerce
+
+    everything = np.arange(n)
+    try:
+        return coerce(Batch(cols, n), signature), everything, []
+    except ServingError:
+        bad = _split_bad(cols, everything, signature)
+    keep = np.setdiff1d(everything, np.fromiter((i for i, _ in bad), dtype=np.int64, count=len(bad)))
+    return coerce(Batch(_take(cols, keep), len(keep)), signature), keep, bad
+
+
+def _probabilities(served, cols: dict[str, Any], names: list[str]) -> dict[str, Any]:
+    """Class probabilities from the version's own model, where it has ``predict_proba``."""
+    if served.predict_fn != "predict":
+        return {}
+    try:
+        raw = served.pyfunc.get_raw_model()
+    except Exception:  # noqa: BLE001 - flavors without a raw model have no probabilities
+        return {}
+    if not hasattr(raw, "predict_proba") or not hasattr(raw, "classes_"):
+        return {}
+    import pandas as pd
+
+    proba = raw.predict_proba(pd.DataFrame({k: cols[k] for k in names}, columns=names))
+    return {f"proba_{c}": proba[:, j] for j, c in enumerate(raw.classes_)}
+
+
+def _score_batch(job: _Job, served, frame: Any, first_row: int | None, part: int, seq: int):
+    """Score one batch → (scored frame, rejects frame or None, n ood, log record or None)."""
+    import numpy as np
+
+    n = len(frame)
+    cols, keep, bad = _check(columns_of(frame), n, served.signature)
+    if bad and job.on_bad_rows == "fail":
+        where = f"row {first_row + bad[0][0]}" if first_row is not None else f"partition {part}, row {bad[0][0]}"
+        raise DataError(f"{len(bad)} bad row(s) in the input; {where}: {bad[0][1]}",
+                        "fix the input, or run with on_bad_rows='reject' (--on-bad-rows reject) to write "
+                        "bad rows to a reject file and score the rest")
+    m = len(keep)
+    ood = served.ood.flags(cols, m) if served.ood is not None and m else None
+    pred = served.predict(cols, m, order=list(frame.columns)) if m else np.empty(0)
+    request_id = f"{job.job_id}-{part}.{seq}"
+    out = frame.iloc[keep].reset_index(drop=True) if len(bad) else frame.reset_index(drop=True)
+    arr = np.asarray(pred)
+    out["prediction"] = arr if arr.ndim == 1 else list(arr.reshape(m, -1))
+    if job.probabilities and m:
+        names = [c.name for c in served.signature] if served.signature else list(frame.columns)
+        for key, values in _probabilities(served, cols, names).items():
+            out[key] = values
+    out["prediction_id"] = [f"{request_id}-{i}" for i in range(m)]
+    out["model_version"] = served.version
+    reasons = ood if ood is not None else [[] for _ in range(m)]
+    out["ood"] = reasons  # typed list<string> when written (_table): an all-clear batch is no list<null>
+    rejects = None
+    if bad:
+        rows = np.fromiter((i for i, _ in bad), dtype=np.int64, count=len(bad))
+        rejects = frame.iloc[rows].reset_index(drop=True)
+        for c in rejects.columns:  # a refused value may not fit its column's type in parquet: keep its text
+            if rejects[c].dtype == object:
+                rejects[c] = [None if v is None else str(v) for v in rejects[c]]
+        rejects[ROW] = rows + first_row if first_row is not None else rows
+        rejects[REASON] = [why for _, why in bad]
+    record = None
+    if job.deployment is not None and m:
+        record = {"request_id": request_id, "version": served.version, "role": "batch", "n": m, "inputs": cols,
+                  "predictions": pred, "ood": ood}
+    n_ood = sum(1 for r in reasons if r)
+    return out, rejects, n_ood, record
+
+
+def _score_part(job: _Job, part: Part, frame: Any = None) -> dict:
+    """One task: read the part in batches, score, write its output (and rejects) part file."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    served = _served(job.path, job.name, job.version)
+    name = f"part-{part.index:05d}.parquet"
+    writer = reject_writer = None
+    counts = {"rows": 0, "scored": 0, "rejected": 0, "ood": 0, "logged": 0}
+    first = part.first_row
+    try:
+        for seq, batch in enumerate(batches(part, job.batch_rows, frame)):
+            out, rejects, n_ood, record = _score_batch(job, served, batch, first, part.index, seq)
+            table = pa.Table.from_pandas(out.drop(columns="ood"), preserve_index=False).append_column(
+                "ood", pa.array(out["ood"].tolist(), type=pa.list_(pa.string())))
+            if writer is None:
+                writer = pq.ParquetWriter(os.path.join(job.out_dir, name), table.schema)
+            writer.write_table(table.cast(writer.schema))
+            if rejects is not None:
+                rt = pa.Table.from_pandas(rejects, preserve_index=False)
+                if reject_writer is None:
+                    reject_writer = pq.ParquetWriter(os.path.join(job.reject_dir, name), rt.schema)
+                reject_writer.write_table(rt.cast(reject_writer.schema))
+            if record is not None and job.deployment is not None:
+                from ..monitoring.predlog import log_rows
+
+                counts["logged"] += log_rows(job.deployment, [("prediction", time.time(), record)], job.db_url)
+            counts["rows"] += len(batch)
+            counts["scored"] += len(out)
+            counts["rejected"] += 0 if rejects is None else len(rejects)
+            counts["ood"] += n_ood
+            if first is not None:
+                first += len(batch)
+    finally:
+        for w in (writer, reject_writer):
+            if w is not None:
+                w.close()
+    return counts
+
+
+# --- the verb ----------------------------------------------------------------------------------
+
+
+def _model(uri: str) -> tuple[str, str, str]:
+    """A registered URI or model directory → (local directory, name, version), resolved on the client."""
+    p = Path(uri).expanduser()
+    if p.is_dir():
+        return str(p.resolve()), p.name, ""
+    from ..service import model_store
+
+    path, name, version = model_store().locate(uri)
+    return str(Path(path).resolve()), name, version
+
+
+def _check_columns(columns: list[str], served) -> None:
+    missing = [c.name for c in served.signature or [] if c.required and c.name not in columns]
+    if missing:
+        raise DataError(f"the input has no column {', '.join(map(repr, missing))}, which the model needs",
+                        f"add {', '.join(map(repr, missing))} to the input (it has: {', '.join(columns[:20])})")
+
+
+def _merge(parts_dir: Path, target: Path) -> None:
+    """The part files of a directory, in order, as one parquet file (one part in memory at a time)."""
+    import pyarrow.parquet as pq
+
+    writer = None
+    try:
+        for f in sorted(parts_dir.glob("part-*.parquet")):
+            pf = pq.ParquetFile(f)
+            for g in range(pf.num_row_groups):
+                table = pf.read_row_group(g)
+                if writer is None:
+                    writer = pq.ParquetWriter(target, table.schema)
+                writer.write_table(table.cast(writer.schema))
+    finally:
+        if writer is not None:
+            writer.close()
+
+
+def _publish(staged: Path, target: Path, single_file: bool) -> None:
+    """Move a finished job's output into place: one file, or a directory of parts."""
+    if single_file:
+        tmp = staged.with_name(staged.name + ".file")
+        _merge(staged, tmp)
+        os.replace(tmp, target)
+    else:
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staged, target)
+
+
+def _inputs(data: Any, batch_rows: int) -> tuple[list[tuple[Part, Any]], list[str]]:
+    """(part, frame or delayed partition or None) for every task, and the input's columns."""
+    if isinstance(data, (str, os.PathLike)):
+        parts, columns = plan(Path(data).expanduser(), batch_rows)
+        return [(p, None) for p in parts], columns
+    module = type(data).__module__
+    if module.startswith("dask"):
+        delayed = data.to_delayed()
+        return [(Part(i, None, None), d) for i, d in enumerate(delayed)], [str(c) for c in data.columns]
+    if hasattr(data, "iloc") and hasattr(data, "columns"):
+        rows = len(data)
+        chunks = [(Part(i, lo, min(batch_rows, rows - lo)), data.iloc[lo:lo + batch_rows])
+                  for i, lo in enumerate(range(0, rows, batch_rows))] or [(Part(0, 0, 0), data)]
+        return chunks, [str(c) for c in data.columns]
+    raise DataError(f"cannot score a {type(data).__name__}",
+                    "pass a parquet file or directory, a pandas DataFrame or a dask.dataframe.DataFrame")
+
+
+def score(uri: str, data: Any, output: str | os.PathLike | None = None, *, dask: Any = None,
+          on_bad_rows: str = "reject", rejects: str | os.PathLike | None = None,
+          batch_rows: int = DEFAULT_BATCH_ROWS, probabilities: bool = True, log: bool = True,
+          progress: bool = True, overwrite: bool = False) -> ScoreResult:
+    """Score ``data`` with the model ``uri`` (``credit@champion``, ``models:/credit/3`` or a model
+    directory) exactly as its server would, partition by partition.
+
+    ``data``: a parquet file, a directory of parquet parts, a pandas DataFrame or a
+    ``dask.dataframe.DataFrame``. ``output``: a ``.parquet`` file, or a directory of parts (any
+    other path); None returns the scored rows in ``result.frame`` (for data that fits in memory).
+    The output keeps the input's rows in order and adds ``prediction``, ``proba_<class>`` (where
+    the model has ``predict_proba`` and ``probabilities``), ``prediction_id``, ``model_version``
+    and ``ood`` (the server's reasons per row; empty = inside the training distribution).
+    ``dask``: None (Dask's local scheduler, in this process), a scheduler address
+    (``tcp://host:8786``), a ``distributed.Client`` or a cluster; on a remote cluster the model
+    directory and the paths must be readable by the workers. ``on_bad_rows``: ``"reject"`` writes
+    refused rows with ``_row`` and ``_reason`` to ``rejects`` (default ``<output>.rejects.parquet``),
+    ``"fail"`` stops at the first. ``batch_rows``: rows a worker holds at a time. ``log``: feed the
+    prediction log (role ``batch``; ``NBPROD_PREDICTION_LOG=off`` turns it off too).
+    """
+    if on_bad_rows not in ON_BAD_ROWS:
+        raise DataError(f"on_bad_rows={on_bad_rows!r} is not an option", "use 'reject' or 'fail'")
+    if batch_rows < 1:
+        raise DataError(f"batch_rows={batch_rows} must be a positive number of rows", "use e.g. 100000")
+    target = Path(output).expanduser() if output is not None else None
+    if target is not None and target.exists() and not overwrite:
+        raise DataError(f"{str(target)!r} exists", "pass another output path, or overwrite=True (--overwrite)")
+    started = time.perf_counter()
+    path, name, version = _model(uri)
+    served = _served(path, name, version)  # loads and verifies here first: a bad model fails before any task
+    tasks_in, columns = _inputs(data, batch_rows)
+    _check_columns(columns, served)
+
+    from ..config import settings
+
+    logging_on = log and os.environ.get("NBPROD_PREDICTION_LOG", "").lower() not in ("off", "0", "false")
+    deployment = None
+    if logging_on:
+        from ..monitoring.monitor import resolve_name
+
+        deployment = resolve_name(name if Path(uri).expanduser().is_dir() else uri)
+    base = target if target is not None else Path(settings.home) / "cache" / "score"
+    base.parent.mkdir(parents=True, exist_ok=True)
+    job_id = uuid.uuid4().hex[:12]
+    staging = base.parent / f".{base.name}.{job_id}.tmp"
+    out_dir, reject_dir = staging / "out", staging / "rejects"
+    out_dir.mkdir(parents=True)
+    reject_dir.mkdir()
+    job = _Job(path, name, served.version, job_id, str(out_dir), str(reject_dir), batch_rows, on_bad_rows,
+               probabilities, deployment, settings.db_url if logging_on else None)
+    try:
+        import dask as dask_
+
+        task = dask_.delayed(_score_part, pure=False)
+        tasks = [task(job, part, frame) for part, frame in tasks_in]
+        with _dask.connect(dask) as client:
+            ran_on = _dask.describe(client)
+            counts = _dask.run(tasks, client, desc=f"score {name} v{served.version}", progress=progress)
+        total = {k: sum(c[k] for c in counts) for k in ("rows", "scored", "rejected", "ood", "logged")}
+        reject_path = None
+        if total["rejected"]:
+            reject_path = Path(rejects).expanduser() if rejects is not None else _reject_path(target, base, job_id)
+            reject_path.parent.mkdir(parents=True, exist_ok=True)
+            staged_rejects = staging / "rejects.parquet"
+            _merge(reject_dir, staged_rejects)
+            os.replace(staged_rejects, reject_path)
+        frame = None
+        if target is None:
+            import pandas as pd
+
+            files = sorted(out_dir.glob("part-*.parquet"))
+            frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else pd.DataFrame()
+        else:
+            _publish(out_dir, target, single_file=target.suffix.lower() in (".parquet", ".pq"))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return ScoreResult(name, str(served.version), total["rows"], total["scored"], total["rejected"], total["ood"],
+                       str(target) if target is not None else None, str(reject_path) if reject_path else None,
+                       len(tasks), ran_on, time.perf_counter() - started, total["logged"], frame)
+
+
+def _reject_path(target: Path | None, base: Path, job_id: str) -> Path:
+    if target is None:
+        return base / f"rejects-{job_id}.parquet"
+    stem = target.name[: -len(target.suffix)] if target.suffix else target.name
+    return target.with_name(f"{stem}.rejects.parquet")

@@ -1,0 +1,55 @@
+"""Verbs past one machine, on Dask (see nbprod.commands): ``score``."""
+
+from __future__ import annotations
+
+__all__ = ["COMMANDS"]
+
+DASK_HELP = ("Dask scheduler to run on, e.g. tcp://scheduler:8786 (default: Dask's local scheduler, in this "
+             "process); workers must see the model directory and the paths")
+
+
+def _score_arguments(p) -> None:
+    p.add_argument("model", help="registered model URI (credit@champion, models:/credit/3) or a model directory")
+    p.add_argument("input", help="a parquet file or a directory of parquet parts (in a notebook: also a DataFrame)")
+    p.add_argument("output", nargs="?",
+                   help="a .parquet file, or a directory of parts (any other path); in a notebook, leave it out "
+                        "to get the scored rows back")
+    p.add_argument("--dask", metavar="ADDRESS", help=DASK_HELP)
+    p.add_argument("--on-bad-rows", choices=["reject", "fail"], default="reject",
+                   help="reject: write refused rows with their reason to the reject file and score the rest; "
+                        "fail: stop at the first (default: reject)")
+    p.add_argument("--rejects", metavar="PATH", help="reject file (default: <output>.rejects.parquet)")
+    p.add_argument("--batch-rows", type=int, default=100_000, help="rows a worker holds at a time (default 100000)")
+    p.add_argument("--no-probabilities", action="store_true", help="leave out the proba_<class> columns")
+    p.add_argument("--no-log", action="store_true", help="do not feed the prediction log")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output")
+
+
+def _score_run(args, ctx):
+    from ..batch.score import score
+
+    data = ctx.lookup(args.input)
+    if data is None:
+        data = args.input
+    return score(args.model, data, args.output, dask=args.dask, on_bad_rows=args.on_bad_rows, rejects=args.rejects,
+                 batch_rows=args.batch_rows, probabilities=not args.no_probabilities, log=not args.no_log,
+                 progress=not args.no_progress, overwrite=args.overwrite)
+
+
+COMMANDS = [
+    {"name": "score", "help": "score a parquet file or directory with a registered model, in partitions (Dask)",
+     "arguments": _score_arguments, "run": _score_run,
+     "examples": ["nbprod score credit@champion input.parquet output.parquet",
+                  "nbprod score credit@champion s3-mount/input/ scored/ --dask tcp://scheduler:8786",
+                  "%nbprod score credit@champion df_today"]},
+]
+
+
+def _as_commands(specs):
+    from . import Command
+
+    return [Command(**spec) for spec in specs]
+
+
+COMMANDS = _as_commands(COMMANDS)

@@ -1,0 +1,154 @@
+"""nbprod.score / `nbprod score`: a registered model over partitioned parquet, as the server scores it.
+
+Runs on Dask's local scheduler here; tests/test_dask.py runs the same calls on a LocalCluster.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from _registry_helpers import module_home, pipeline
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def credit_model(tmp_path_factory):
+    """A registered credit model (LogisticRegression pipeline) in a module-scoped nbprod home."""
+    import nbprod
+    from nbprod import datasets
+
+    with module_home(tmp_path_factory, "score") as home:
+        X, y = datasets.credit(2000, seed=1)
+        nbprod.register(pipeline(X, y), "credit", X, y, alias="champion")
+        yield home
+
+
+def _input(tmp_path, n=1000, parts=1, seed=5, ood=False):
+    from nbprod import datasets
+
+    X, _ = datasets.credit(n, seed=seed)
+    if ood:  # rows outside the training distribution: the server flags them, so must score
+        X.loc[[5, n - 100], "income"] = 1e9
+        X.loc[n // 2, "country"] = "Atlantis"
+    if parts == 1:
+        path = tmp_path / "input.parquet"
+        X.to_parquet(path, row_group_size=150)
+    else:
+        path = tmp_path / "input"
+        path.mkdir()
+        size = -(-n // parts)
+        for i in range(parts):
+            X.iloc[i * size:(i + 1) * size].to_parquet(path / f"part.{i}.parquet", row_group_size=100)
+    return X, path
+
+
+def test_score_matches_the_server_keeps_order_and_logs_as_batch(credit_model, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    import nbprod
+    from nbprod.monitoring.predlog import ensure_tables, predictions
+    from nbprod.service import load_version
+
+    X, src = _input(tmp_path, n=1000, parts=3, ood=True)
+    out = tmp_path / "scored.parquet"
+    result = nbprod.score("credit@champion", src, out, batch_rows=120, progress=False)
+    assert (result.rows, result.scored, result.rejected) == (1000, 1000, 0)
+    assert result.partitions > 3  # parts of ~120 rows, not one task per file
+    scored = pd.read_parquet(out)
+    pd.testing.assert_frame_equal(scored[list(X.columns)], X.reset_index(drop=True), check_dtype=False)
+    assert {"prediction", "prediction_id", "model_version", "ood", "proba_0", "proba_1"} <= set(scored.columns)
+    assert scored.prediction_id.is_unique and (scored.model_version == "1").all()
+    # the same answer as the server's code path (load_version + coerce + fast path) on the whole frame
+    served = load_version("credit@champion")
+    expected = nbprod.registry.load_model("credit@champion").predict(X)
+    assert np.array_equal(scored.prediction.to_numpy(), np.asarray(expected))
+    assert served.ood is not None
+    flags, reasons = nbprod.row_flags(X, nbprod.load_profile("credit@champion"))
+    assert flags.sum() == 3 and [list(r) for r in scored.ood] == reasons and result.ood == 3
+    # fed to the prediction log as batch rows, ids joinable to the output
+    with ensure_tables().connect() as conn:
+        rows = conn.execute(predictions.select().where(predictions.c.role == "batch")).fetchall()
+    assert len(rows) == 1000 and {r.deployment for r in rows} == {"credit"}
+    assert {r.prediction_id for r in rows} == set(scored.prediction_id)
+    sample = next(r for r in rows if r.prediction_id == scored.prediction_id[7])
+    assert json.loads(sample.inputs)["age"] == int(X.age.iloc[7])
+
+
+def test_bad_rows_go_to_the_reject_file_with_their_reason(credit_model, tmp_path):
+    import pandas as pd
+
+    import nbprod
+
+    X, _ = _input(tmp_path, n=400)
+    bad = X.astype({"income": object, "age": "Int64"})
+    bad.loc[[3, 250], "income"] = "lots"
+    bad.loc[77, "age"] = pd.NA
+    src = tmp_path / "bad.parquet"
+    bad.assign(income=bad.income.astype(str)).to_parquet(src, row_group_size=100)
+    out = tmp_path / "scored"
+    result = nbprod.score("credit@champion", src, out, batch_rows=100, progress=False, log=False)
+    assert (result.rows, result.scored, result.rejected) == (400, 397, 3)
+    assert out.is_dir() and len(list(out.glob("part-*.parquet"))) == 4
+    rejects = pd.read_parquet(result.rejects)
+    assert list(rejects._row) == [3, 77, 250]
+    assert "income" in rejects._reason[0] and "lots" in rejects._reason[0]
+    assert "missing value" in rejects._reason[1]
+    scored = pd.read_parquet(out)
+    assert len(scored) == 397 and list(scored.age) == [a for i, a in enumerate(X.age) if i not in (3, 77, 250)]
+    assert "scored 397 of 400" in str(result) and "rejected: 3" in str(result)
+
+
+def test_on_bad_rows_fail_stops_and_writes_nothing(credit_model, tmp_path):
+    import nbprod
+    from nbprod.errors import DataError
+
+    X, _ = _input(tmp_path, n=300)
+    X = X.astype({"income": object})
+    X.loc[123, "income"] = "n/a"
+    src = tmp_path / "bad.parquet"
+    X.assign(income=X.income.astype(str)).to_parquet(src)
+    out = tmp_path / "scored.parquet"
+    with pytest.raises(DataError, match=r"row 123: .*income"):
+        nbprod.score("credit@champion", src, out, on_bad_rows="fail", progress=False, log=False)
+    assert not out.exists() and not any(p.name.startswith(".scored") for p in tmp_path.iterdir())
+
+
+def test_a_missing_column_stops_before_anything_runs(credit_model, tmp_path):
+    import nbprod
+    from nbprod.errors import DataError
+
+    X, _ = _input(tmp_path, n=50)
+    src = tmp_path / "partial.parquet"
+    X.drop(columns=["income"]).to_parquet(src)
+    with pytest.raises(DataError, match="no column 'income'"):
+        nbprod.score("credit@champion", src, tmp_path / "o.parquet", progress=False)
+
+
+def test_a_frame_and_a_dask_frame_give_the_same_rows(credit_model, tmp_path):
+    import dask.dataframe as dd
+    import pandas as pd
+
+    import nbprod
+
+    X, _ = _input(tmp_path, n=500)
+    a = nbprod.score("credit@champion", X, batch_rows=64, progress=False, log=False).frame
+    b = nbprod.score("credit@champion", dd.from_pandas(X, npartitions=4), batch_rows=64, progress=False,
+                     log=False).frame
+    pd.testing.assert_frame_equal(a.drop(columns=["prediction_id"]), b.drop(columns=["prediction_id"]),
+                                  check_dtype=False)  # dask reads text as pyarrow strings
+    assert len(a) == 500
+
+
+def test_cli_score(credit_model, tmp_path):
+    import pandas as pd
+
+    from nbprod.cli import main
+
+    _, src = _input(tmp_path, n=200)
+    out = tmp_path / "cli.parquet"
+    assert main(["score", "credit@champion", str(src), str(out), "--no-progress"]) == 0
+    assert len(pd.read_parquet(out)) == 200
+    assert main(["score", "credit@champion", str(src), str(out), "--no-progress"]) != 0  # exists: refused
