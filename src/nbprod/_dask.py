@@ -23,12 +23,16 @@ __all__ = ["connect", "run", "describe"]
 def connect(dask: Any = None) -> Iterator[Any]:
     """The ``distributed.Client`` to run on, or None for Dask's local scheduler.
 
-    ``dask``: None (local scheduler), a scheduler address (``"tcp://host:8786"``), a
+    ``dask``: None (the ``distributed.Client`` already open in this process, else Dask's local
+    scheduler), False (always the local scheduler), a scheduler address (``"tcp://host:8786"``), a
     ``distributed.Client`` (used as it is, left open) or a cluster object (``LocalCluster``...).
     A client this function opens is closed when the block ends.
     """
-    if dask is None or dask is False:
+    if dask is False:
         yield None
+        return
+    if dask is None:  # the user's own client, if one is open (never imports distributed to find out)
+        yield _default_client()
         return
     import distributed
 
@@ -49,6 +53,19 @@ def connect(dask: Any = None) -> Iterator[Any]:
         return
     raise ConfigError(f"dask={dask!r} is neither a scheduler address nor a distributed.Client",
                       "pass 'tcp://host:8786', a distributed.Client or a LocalCluster (or None to run locally)")
+
+
+def _default_client() -> Any:
+    import sys
+
+    if "distributed" not in sys.modules:
+        return None
+    import distributed
+
+    try:
+        return distributed.default_client()
+    except ValueError:
+        return None
 
 
 def describe(client: Any) -> str:
@@ -89,11 +106,12 @@ def _run_distributed(tasks: Sequence[Any], client: Any, bar: Any) -> list:
 
     futures = client.compute(list(tasks))
     try:
-        for future in distributed.as_completed(futures):
-            if future.status == "error":
-                future.result()  # raises the task's own exception
-            if bar is not None:
-                bar.update(1)
+        with client.as_current():  # as_completed looks for the current client; ours need not be the default
+            for future in distributed.as_completed(futures):
+                if future.status == "error":
+                    future.result()  # raises the task's own exception
+                if bar is not None:
+                    bar.update(1)
         return client.gather(futures)
     finally:
         client.cancel([f for f in futures if not f.done()])

@@ -291,13 +291,23 @@ class Profile:
 
 # ---------------------------------------------------------------------------------------------
 def profile(df: pd.DataFrame, *, key: str | list[str] | None = None, sample_size: int | None = None,
-            top_k: int | None = None, n_quantiles: int | None = None, random_state: int = 0) -> Profile:
+            top_k: int | None = None, n_quantiles: int | None = None, random_state: int = 0,
+            dask: Any = None) -> Profile:
     """Profile a frame: the baseline for validation, serving checks and drift.
 
     ``key`` names the column(s) that identify a row (checked for duplicates by ``validate``).
     ``sample_size``, ``top_k`` and ``n_quantiles`` default to the nbprod settings of the same
     names. ``random_state`` seeds the row sample, so the same frame gives the same profile.
+    A ``dask.dataframe.DataFrame`` is profiled partition by partition on Dask
+    (:mod:`nbprod.data.partitioned`: what is exact, what is a sketch); ``dask`` then names the
+    scheduler (an address or a ``distributed.Client``; default: the client already open, else
+    Dask's local scheduler).
     """
+    from .partitioned import is_dask_frame, profile_partitioned  # it builds on this module's column code
+
+    if is_dask_frame(df):
+        return profile_partitioned(df, key=key, sample_size=sample_size, top_k=top_k, n_quantiles=n_quantiles,
+                                   random_state=random_state, dask=dask)
     df = C.check_frame(df)
     sample_size = settings.sample_size if sample_size is None else sample_size
     top_k = settings.top_k if top_k is None else top_k

@@ -119,8 +119,14 @@ def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str
     passes the registry's (nbprod.data sits below the registry and does not import it).
     ``rules`` adds rules on top of a profile. ``key`` (default: the profile's key) is checked for
     duplicates. ``tolerance`` widens the seen range by that fraction of its span (default
-    ``settings.range_tolerance``).
+    ``settings.range_tolerance``). A ``dask.dataframe.DataFrame`` is validated partition by
+    partition on Dask (:func:`nbprod.data.partitioned.validate_partitioned`).
     """
+    from .partitioned import is_dask_frame, validate_partitioned  # it calls back into this function
+
+    if is_dask_frame(df):
+        return validate_partitioned(df, against, rules=rules, key=key, tolerance=tolerance,
+                                    model_profile=model_profile)
     df = C.check_frame(df)
     profile, against_rules, label = resolve_against(against, model_profile=model_profile)
     extra_rules = _as_rules(rules) if rules is not None else None

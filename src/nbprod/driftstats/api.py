@@ -17,6 +17,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..data._columns import check_frame, kind_of
+from ..data.partitioned import drift_sample, is_dask_frame, profile_partitioned
 from ..errors import DriftError
 from . import engine, sides
 from .choice import default_test, get_test
@@ -44,6 +45,11 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
     is reported as "not enough data" instead of tested (default 30: a test on a handful of rows
     flags noise as drift).
     """
+    if is_dask_frame(reference):  # a dask reference becomes its partitioned profile
+        reference = profile_partitioned(reference)
+    if is_dask_frame(current):  # the tests run on a uniform sample of the partitions (nbprod.data.partitioned)
+        current = drift_sample(current)
+
     if not 0 < drift_share <= 1:
         raise DriftError(f"drift_share must be in (0, 1], got {drift_share}", "use e.g. drift_share=0.5")
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:

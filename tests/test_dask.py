@@ -1,0 +1,136 @@
+"""Past one machine: the same verbs on a real distributed.LocalCluster (2 worker processes on 127.0.0.1)
+and on Dask's local scheduler — profile / validate / drift of a dask frame, nbprod.score.
+"""
+
+from __future__ import annotations
+
+import pytest
+from _registry_helpers import module_home, pipeline
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    """A module-scoped nbprod home, set before the cluster starts so its workers inherit it."""
+    import nbprod
+    from nbprod import datasets
+
+    with module_home(tmp_path_factory, "dask") as home:
+        X, y = datasets.credit(2000, seed=1)
+        nbprod.register(pipeline(X, y), "credit", X, y, alias="champion")
+        yield home
+
+
+@pytest.fixture(scope="module")
+def client(home):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None, silence_logs=40) as cluster:
+        with distributed.Client(cluster, set_as_default=False) as c:
+            c.wait_for_workers(2, timeout=60)
+            yield c
+
+
+def _frame(n=40_000, seed=3):
+    import numpy as np
+
+    from nbprod import datasets
+
+    X, y = datasets.credit(n, seed=seed)
+    X = X.assign(default=y.to_numpy())
+    X.loc[X.index[::97], "income"] = np.nan  # nulls spread over every partition
+    X.loc[X.index[5], "debt_ratio"] = np.inf
+    X["flag"] = X.age > 40
+    return X
+
+
+def _check_merged(merged, single, data):
+    """Exact where the statistic is exact; quantile edges within 1% in rank (the documented sketch)."""
+    import numpy as np
+
+    assert merged.n_rows == single.n_rows
+    assert merged.column_names == single.column_names
+    for name in single.column_names:
+        a, b = merged[name], single[name]
+        for stat in ("dtype", "kind", "null_count", "count", "min", "max", "neg_inf_count", "pos_inf_count",
+                     "categories", "other_count"):
+            assert getattr(a, stat) == getattr(b, stat), (name, stat)
+        if b.kind in ("numeric", "boolean") and b.mean is not None:
+            assert a.mean == pytest.approx(b.mean, rel=1e-9), name
+        if b.std is not None and b.kind == "numeric":
+            assert a.std == pytest.approx(b.std, rel=1e-9), name
+        if b.kind in ("categorical", "boolean") or b.categories is not None:
+            assert a.distinct_count == b.distinct_count, name
+        else:
+            assert a.distinct_count == pytest.approx(b.distinct_count, rel=0.02), name
+        if b.quantiles is not None:
+            values = data[name].to_numpy(dtype="float64")
+            values = np.sort(values[np.isfinite(values)])
+            # an edge for probability q is within eps in rank when F(edge-) - eps <= q <= F(edge) + eps
+            q = np.linspace(0.0, 1.0, len(b.quantiles))
+            below = np.searchsorted(values, a.quantiles, side="left") / len(values)
+            at_or_below = np.searchsorted(values, a.quantiles, side="right") / len(values)
+            error = np.maximum(below - q, q - at_or_below).max()
+            assert error <= 0.005, (name, error)
+            assert (a.quantiles[0], a.quantiles[-1]) == (b.quantiles[0], b.quantiles[-1])
+    assert sum(len(v) for v in merged.sample.values()) == sum(len(v) for v in single.sample.values())
+
+
+@pytest.mark.parametrize("where", ["cluster", "local"])
+def test_profile_of_a_dask_frame_equals_the_single_machine_profile(home, client, where):
+    import dask.dataframe as dd
+
+    import nbprod
+
+    data = _frame()
+    ddf = dd.from_pandas(data, npartitions=6)
+    merged = nbprod.profile(ddf, dask=client if where == "cluster" else None)
+    same = ddf.compute()  # the data as Dask holds it (text as pyarrow strings)
+    _check_merged(merged, nbprod.profile(same), same)
+
+
+def test_validate_and_drift_of_a_dask_frame(home, client):
+    import dask.dataframe as dd
+    import numpy as np
+
+    import nbprod
+    from nbprod import datasets
+
+    X, _ = datasets.credit(6000, seed=9)
+    X.loc[X.index[[10, 2500, 5999]], "income"] = 1e12  # three rows out of range, in three partitions
+    ddf = dd.from_pandas(X, npartitions=3)
+    with __import__("dask").config.set(scheduler="threads"):
+        report = nbprod.validate(ddf, "credit@champion")
+    single = nbprod.validate(X, "credit@champion")
+    assert report.n_rows == 6000
+    assert {(f.column, f.check, f.count) for f in report.failures} == \
+        {(f.column, f.check, f.count) for f in single.failures}
+    assert ("income", "out_of_range", 3) in {(f.column, f.check, f.count) for f in report.failures}
+
+    shifted, _ = datasets.credit(6000, seed=2, shift="income")
+    drift = nbprod.drift("credit@champion", dd.from_pandas(shifted, npartitions=3))
+    assert drift["income"].drifted and drift.n_current == 6000
+    assert not np.isnan(drift["age"].score)
+
+
+def test_score_on_the_cluster_equals_score_in_process(home, client, tmp_path):
+    import pandas as pd
+
+    import nbprod
+    from nbprod import datasets
+
+    X, _ = datasets.credit(3000, seed=4)
+    src = tmp_path / "in"
+    src.mkdir()
+    for i in range(3):
+        X.iloc[i * 1000:(i + 1) * 1000].to_parquet(src / f"part.{i}.parquet", row_group_size=250)
+    on_cluster = nbprod.score("credit@champion", src, tmp_path / "a.parquet", dask=client, batch_rows=250,
+                              progress=False)
+    local = nbprod.score("credit@champion", src, tmp_path / "b.parquet", dask=False, batch_rows=250, progress=False,
+                         log=False)
+    assert "2 workers" in on_cluster.ran_on and on_cluster.partitions == 12 and on_cluster.logged == 3000
+    assert local.ran_on.startswith("local") and (local.scored, local.logged) == (3000, 0)
+    a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
+    pd.testing.assert_frame_equal(a.drop(columns="prediction_id"), b.drop(columns="prediction_id"))
+    pd.testing.assert_frame_equal(a[list(X.columns)], X, check_dtype=False)
