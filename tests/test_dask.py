@@ -134,3 +134,28 @@ def test_score_on_the_cluster_equals_score_in_process(home, client, tmp_path):
     a, b = pd.read_parquet(tmp_path / "a.parquet"), pd.read_parquet(tmp_path / "b.parquet")
     pd.testing.assert_frame_equal(a.drop(columns="prediction_id"), b.drop(columns="prediction_id"))
     pd.testing.assert_frame_equal(a[list(X.columns)], X, check_dtype=False)
+
+
+def test_cli_profile_validate_and_drift_of_a_parquet_directory_with_dask(home, client, tmp_path, capsys):
+    import dask.dataframe as dd
+
+    from nbprod import Profile, datasets
+    from nbprod.cli import main
+
+    X, _ = datasets.credit(4000, seed=6)
+    src = tmp_path / "parts"
+    src.mkdir()
+    for i in range(4):
+        X.iloc[i * 1000:(i + 1) * 1000].to_parquet(src / f"part.{i}.parquet")
+    out = tmp_path / "profile.json"
+    assert main(["profile", str(src), "--dask", client.scheduler.address, "-o", str(out)]) == 0
+    saved = Profile.load(out)
+    assert saved.n_rows == 4000 and saved["age"].min == int(X.age.min())
+    assert saved["country"].categories == Profile.load(out)["country"].categories
+    local = main(["profile", str(src), "--dask", "local"])
+    assert local == 0 and dd.read_parquet(src).npartitions == 4
+    assert main(["validate", str(src), "--against", "credit@champion", "--dask", client.scheduler.address]) in (0, 1)
+    assert "4,000 rows" in capsys.readouterr().out
+    assert main(["drift", "credit@champion", str(src), "--dask", client.scheduler.address]) == 0
+    assert main(["profile", str(tmp_path / "nothing"), "--dask", "local"]) == 2
+    assert "no file or directory" in capsys.readouterr().err

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Sequence
 
 from .errors import ConfigError
 
-__all__ = ["connect", "run", "describe"]
+__all__ = ["connect", "session", "run", "describe"]
 
 
 @contextlib.contextmanager
@@ -63,9 +63,20 @@ def _default_client() -> Any:
     import distributed
 
     try:
-        return distributed.default_client()
+        return distributed.Client.current()  # the client of `with client.as_current()`, else the default one
     except ValueError:
         return None
+
+
+@contextlib.contextmanager
+def session(dask: Any = None) -> Iterator[Any]:
+    """``--dask ADDRESS`` around a whole command: every verb inside runs on that scheduler
+    (``local`` or None: Dask's local scheduler)."""
+    if not dask or dask == "local":
+        yield None
+        return
+    with connect(dask) as client, client.as_current():
+        yield client
 
 
 def describe(client: Any) -> str:

@@ -2,10 +2,44 @@
 
 from __future__ import annotations
 
-__all__ = ["COMMANDS"]
+import contextlib
+from typing import Any, Iterator
+
+__all__ = ["COMMANDS", "add_dask_argument", "data_on"]
 
 DASK_HELP = ("Dask scheduler to run on, e.g. tcp://scheduler:8786 (default: Dask's local scheduler, in this "
              "process); workers must see the model directory and the paths")
+
+
+def add_dask_argument(p) -> None:
+    """``--dask ADDRESS`` for verbs that take data (profile, validate, expect, drift)."""
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="read the data as a dask frame (a parquet file or directory) and work partition by "
+                        "partition on this scheduler (tcp://host:8786, or 'local' for Dask's local scheduler)")
+
+
+@contextlib.contextmanager
+def data_on(args, ctx, token: str) -> Iterator[Any]:
+    """The data ``token`` names: a frame as before; with ``--dask``, a notebook's dask frame or the
+    parquet at that path as a dask frame, with the scheduler open while the verb runs."""
+    address = getattr(args, "dask", None)
+    if not address:
+        yield ctx.frame(token)
+        return
+    from .._dask import session
+
+    value = ctx.lookup(token)
+    with session(address):
+        if value is None:
+            from pathlib import Path
+
+            import dask.dataframe as dd
+
+            from ..batch.parts import parquet_files
+
+            parquet_files(Path(token))  # a clear error for a missing path or one without parquet parts
+            value = dd.read_parquet(token)
+        yield value
 
 
 def _score_arguments(p) -> None:

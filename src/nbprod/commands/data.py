@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from . import Command, Context, UsageProblem
+from .batch import add_dask_argument, data_on
 
 __all__ = ["COMMANDS"]
 
@@ -48,6 +49,13 @@ def _validate(args: argparse.Namespace, ctx: Context):
     if args.tolerance is not None and args.against is None:
         raise UsageProblem("--tolerance widens a profile's seen range, and no --against profile was given",
                            "add --against PROFILE, or drop --tolerance")
+    if args.dask:  # a parquet path (or a notebook's dask frame), partition by partition on Dask
+        with data_on(args, ctx, args.data) as ddf:
+            rules = _rules(args.rules, ctx) if args.rules else None
+            if args.against is None and rules is None:
+                return profile(ddf, key=args.key)
+            against = None if args.against is None else _against(args.against, ctx)
+            return validate(ddf, against, rules=rules, key=args.key, tolerance=args.tolerance)
     df = _frame_naming_every_unknown(args, ctx)
     rules = None
     if args.rules:
@@ -108,6 +116,7 @@ _DATA_HELP = ("a DataFrame variable (notebook) or a .parquet/.csv/.json/.feather
 
 def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help=_DATA_HELP)
+    add_dask_argument(p)
     p.add_argument("--against", metavar="PROFILE",
                    help="a Profile variable, a profile .json, a rules .yaml or a model URI (name@champion, "
                         "models:/name/3); without it the data is profiled and the profile shown")
@@ -120,9 +129,9 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
 
 def _profile(args: argparse.Namespace, ctx: Context):
     from ..data.profile import profile
-
-    df = ctx.frame(args.data)
-    result = profile(df, key=args.key, sample_size=args.sample_size, top_k=args.top_k, n_quantiles=args.quantiles)
+    with data_on(args, ctx, args.data) as df:  # with --dask: partition by partition on Dask
+        result = profile(df, key=args.key, sample_size=args.sample_size, top_k=args.top_k,
+                         n_quantiles=args.quantiles)
     if args.output:
         result.save(args.output)
     return result
@@ -130,6 +139,7 @@ def _profile(args: argparse.Namespace, ctx: Context):
 
 def _profile_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("data", help=_DATA_HELP)
+    add_dask_argument(p)
     p.add_argument("-o", "--output", metavar="PATH", help="also write the profile as JSON to PATH")
     p.add_argument("--key", nargs="+", metavar="COL", help="column(s) identifying a row")
     p.add_argument("--sample-size", type=int, metavar="N",

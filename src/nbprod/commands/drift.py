@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from .batch import add_dask_argument, data_on
+
 __all__ = ["COMMANDS"]
 
 
@@ -15,6 +17,7 @@ def _arguments(p) -> None:
     p.add_argument("--columns", help="comma-separated columns to test (default: every reference column)")
     p.add_argument("--prediction", help="the prediction column (prediction drift)")
     p.add_argument("--target", help="the label column (label drift)")
+    add_dask_argument(p)
 
 
 def _run(args, ctx):
@@ -24,8 +27,9 @@ def _run(args, ctx):
     if reference is None:
         reference = args.reference
     columns = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else None
-    report = drift(reference, ctx.frame(args.current), columns=columns, drift_share=args.drift_share,
-                   prediction=args.prediction, target=args.target)
+    with data_on(args, ctx, args.current) as current:  # with --dask: the partitions' uniform sample, on Dask
+        report = drift(reference, current, columns=columns, drift_share=args.drift_share,
+                       prediction=args.prediction, target=args.target)
     report.fail_on_drift = bool(args.fail_on_drift)
     if args.html:
         report.to_html(args.html)
