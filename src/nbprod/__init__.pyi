@@ -11,6 +11,8 @@ from ._info import info as info
 from ._version import __version__ as __version__
 from .batch.score import ScoreResult as ScoreResult
 from .batch.score import score as score
+from .batch.sweep import SweepResult as SweepResult
+from .batch.sweep import sweep as sweep
 from .config import settings as settings
 from .data.profile import Profile as Profile
 from .data.profile import profile as profile

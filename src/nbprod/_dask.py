@@ -86,11 +86,13 @@ def describe(client: Any) -> str:
     return f"{client.scheduler.address} ({len(client.nthreads())} workers)"
 
 
-def run(tasks: Sequence[Any], client: Any, *, desc: str, progress: bool = True) -> list:
+def run(tasks: Sequence[Any], client: Any, *, desc: str, progress: bool = True, local: str = "threads") -> list:
     """Compute ``tasks`` (``dask.delayed`` objects) and return their results in order.
 
     With a client the tasks run on its workers; without one on Dask's threaded local scheduler.
-    ``progress``: a progress bar (tqdm: a widget in a notebook, text in a terminal) that moves
+    ``local``: the local scheduler without a client (``threads``; ``processes`` for work that
+    keeps per-process state, such as an MLflow run per notebook job). ``progress``: a progress bar
+    (tqdm: a widget in a notebook, text in a terminal) that moves
     as each task finishes. The first failing task's exception is raised; the remaining tasks
     are cancelled.
     """
@@ -100,7 +102,7 @@ def run(tasks: Sequence[Any], client: Any, *, desc: str, progress: bool = True) 
     try:
         if client is not None:
             return _run_distributed(tasks, client, bar)
-        return _run_local(tasks, bar)
+        return _run_local(tasks, bar, local)
     finally:
         if bar is not None:
             bar.close()
@@ -128,7 +130,7 @@ def _run_distributed(tasks: Sequence[Any], client: Any, bar: Any) -> list:
         client.cancel([f for f in futures if not f.done()])
 
 
-def _run_local(tasks: Sequence[Any], bar: Any) -> list:
+def _run_local(tasks: Sequence[Any], bar: Any, scheduler: str) -> list:
     import dask
     from dask.callbacks import Callback
 
@@ -140,4 +142,4 @@ def _run_local(tasks: Sequence[Any], bar: Any) -> list:
                 bar.update(1)
 
     with _Progress():
-        return list(dask.compute(*tasks, scheduler="threads"))
+        return list(dask.compute(*tasks, scheduler=scheduler))

@@ -1,4 +1,4 @@
-"""Verbs past one machine, on Dask (see nbprod.commands): ``score``."""
+"""Verbs past one machine, on Dask (see nbprod.commands): ``score``, ``sweep``."""
 
 from __future__ import annotations
 
@@ -71,7 +71,29 @@ def _score_run(args, ctx):
                  progress=not args.no_progress, overwrite=args.overwrite)
 
 
+def _sweep_arguments(p) -> None:
+    p.add_argument("notebook", help="the training notebook (its parameters cell takes the grid's names)")
+    p.add_argument("--grid", action="append", required=True, metavar="NAME=V1,V2",
+                   help="a parameter and its values; repeat for more parameters (every combination runs)")
+    p.add_argument("--dask", metavar="ADDRESS", help=DASK_HELP)
+    p.add_argument("--metric", help="the metric to chart and rank (default: the first one the jobs log)")
+    p.add_argument("--experiment", help="MLflow experiment of the jobs")
+    p.add_argument("--timeout", type=float, help="per-cell timeout of each job, in seconds")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _sweep_run(args, ctx):
+    from ..batch.sweep import parse_grid, sweep
+
+    return sweep(args.notebook, parse_grid(args.grid), dask=args.dask, metric=args.metric,
+                 experiment=args.experiment, timeout=args.timeout, progress=not args.no_progress)
+
+
 COMMANDS = [
+    {"name": "sweep", "help": "run a notebook over a grid of parameters as tracked jobs, in parallel (Dask)",
+     "arguments": _sweep_arguments, "run": _sweep_run,
+     "examples": ["nbprod sweep train.ipynb --grid alpha=0.1,0.3,1.0 --grid l1_ratio=0.2,0.5",
+                  "nbprod sweep train.ipynb --grid C=0.1,1,10 --dask tcp://scheduler:8786 --metric roc_auc"]},
     {"name": "score", "help": "score a parquet file or directory with a registered model, in partitions (Dask)",
      "arguments": _score_arguments, "run": _score_run,
      "examples": ["nbprod score credit@champion input.parquet output.parquet",
