@@ -67,6 +67,15 @@ class _Part:
     sample: pd.DataFrame | None = None
 
 
+def _smallest_distinct(hashes: np.ndarray) -> np.ndarray:
+    """The KMV_SIZE smallest distinct hashes, by one sort (numpy 2's hash-based np.unique takes
+    ~15× longer on a partition of random 64-bit values)."""
+    ordered = np.sort(hashes)
+    if len(ordered):
+        ordered = ordered[np.r_[True, ordered[1:] != ordered[:-1]]]
+    return ordered[:KMV_SIZE]
+
+
 def _summarise(df: pd.DataFrame, sample_size: int, seed: int) -> _Part:
     n = len(df)
     part = _Part(n, {})
@@ -82,7 +91,7 @@ def _summarise(df: pd.DataFrame, sample_size: int, seed: int) -> _Part:
             valid = values if mask is None else values[~mask]
             if valid.dtype.kind == "f":
                 valid = valid[np.isfinite(valid)] + 0.0  # -0.0 and 0.0 are one value, as profile counts
-            part.hashes[col.name] = np.unique(_hash64(valid))[:KMV_SIZE]
+            part.hashes[col.name] = _smallest_distinct(_hash64(valid))
     take = min(sample_size, n)
     if take:
         rng = np.random.default_rng(seed)
@@ -130,7 +139,7 @@ def _merged_quantiles(points: list[np.ndarray], weights: list[int], n_quantiles:
 
 
 def _distinct_from_hashes(parts: list[np.ndarray]) -> int:
-    merged = np.unique(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
+    merged = _smallest_distinct(np.concatenate(parts)) if parts else np.empty(0, dtype=np.uint64)
     if len(merged) < KMV_SIZE:
         return int(len(merged))
     kth = float(merged[KMV_SIZE - 1]) / 2.0**64
