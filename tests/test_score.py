@@ -49,7 +49,9 @@ def test_score_matches_the_server_keeps_order_and_logs_as_batch(credit_model, tm
     import pandas as pd
 
     import nbprod
+    from nbprod.data.validate import row_flags
     from nbprod.monitoring.predlog import ensure_tables, predictions
+    from nbprod.registry.loading import load_model
     from nbprod.service import load_version
 
     X, src = _input(tmp_path, n=1000, parts=3, ood=True)
@@ -63,10 +65,10 @@ def test_score_matches_the_server_keeps_order_and_logs_as_batch(credit_model, tm
     assert scored.prediction_id.is_unique and (scored.model_version == "1").all()
     # the same answer as the server's code path (load_version + coerce + fast path) on the whole frame
     served = load_version("credit@champion")
-    expected = nbprod.registry.load_model("credit@champion").predict(X)
+    expected = load_model("credit@champion").predict(X)
     assert np.array_equal(scored.prediction.to_numpy(), np.asarray(expected))
     assert served.ood is not None
-    flags, reasons = nbprod.row_flags(X, nbprod.load_profile("credit@champion"))
+    flags, reasons = row_flags(X, nbprod.load_profile("credit@champion"))
     assert flags.sum() == 3 and [list(r) for r in scored.ood] == reasons and result.ood == 3
     # fed to the prediction log as batch rows, ids joinable to the output
     with ensure_tables().connect() as conn:
