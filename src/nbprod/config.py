@@ -49,14 +49,20 @@ class Options:
     tracking_uri: str = field(default="", metadata={"help": "MLflow tracking URI; default sqlite:///<home>/mlflow.db."})
     registry_uri: str = field(default="", metadata={"help": "MLflow registry URI; default: the tracking URI."})
     db_url: str = field(default="", metadata={"help": "SQLAlchemy URL of the state DB; default sqlite:///<home>/nbprod.db."})
-    range_tolerance: float = field(default=0.1, metadata={"help": "Slack on the seen [min, max] range, as a fraction of its span, before a value counts as out of range (fresh data from the same source lands a little outside the training extremes)."})
+    range_tolerance: float = field(default=0.1, metadata={"help": (
+        "Slack on the seen [min, max] range, as a fraction of its span, before a value counts as out of range "
+        "(fresh data from the same source lands a little outside the training extremes).")})
     max_examples: int = field(default=5, metadata={"help": "Example rows kept per validation failure."})
     sample_size: int = field(default=1000, metadata={"help": "Rows kept in a profile's bounded reservoir sample."})
-    top_k: int = field(default=50, metadata={"help": "Categories kept per column in a profile; the rest count as 'other'."})
-    n_quantiles: int = field(default=100, metadata={"help": "Quantile bins per numeric column in a profile (edges stored: n+1)."})
+    top_k: int = field(default=50, metadata={
+        "help": "Categories kept per column in a profile; the rest count as 'other'."})
+    n_quantiles: int = field(default=100, metadata={
+        "help": "Quantile bins per numeric column in a profile (edges stored: n+1)."})
     display_limit: int = field(default=20, metadata={"help": "Rows shown in notebook tables before truncation."})
-    prediction_log_max_age: str = field(default="30d", metadata={"help": "How long model servers keep prediction-log rows and their feedback: a duration (30d, 12h) or seconds."})
-    prediction_log_max_rows: int = field(default=1_000_000, metadata={"help": "Prediction-log rows a model server keeps per deployment; the oldest go first, with their feedback."})
+    prediction_log_max_age: str = field(default="30d", metadata={"help": (
+        "How long model servers keep prediction-log rows and their feedback: a duration (30d, 12h) or seconds.")})
+    prediction_log_max_rows: int = field(default=1_000_000, metadata={"help": (
+        "Prediction-log rows a model server keeps per deployment; the oldest go first, with their feedback.")})
 
     @classmethod
     def names(cls) -> list[str]:
@@ -164,7 +170,8 @@ def _coerce(name: str, value: Any) -> Any:
     try:
         return kind(value)
     except (TypeError, ValueError) as exc:
-        raise ConfigError(f"option {name}={value!r} is not a {kind.__name__}", f"set {name} to a {kind.__name__}") from exc
+        raise ConfigError(f"option {name}={value!r} is not a {kind.__name__}",
+                          f"set {name} to a {kind.__name__}") from exc
 
 
 class Settings:

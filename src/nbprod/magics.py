@@ -72,7 +72,8 @@ class Nbprod(Magics):
         try:
             command, args = _commands.parse("%nbprod", argv)
             if cell is not None and command.cell_body is None:
-                raise _commands.UsageProblem(f"%%nbprod {command.name} takes no cell body", f"use the line magic: %nbprod {line}")
+                raise _commands.UsageProblem(f"%%nbprod {command.name} takes no cell body",
+                                             f"use the line magic: %nbprod {line}")
             return command.run(args, context)
         except _commands.HelpShown as shown:
             print(shown.text)

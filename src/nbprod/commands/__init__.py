@@ -132,8 +132,9 @@ def build_parser(prog: str) -> tuple[argparse.ArgumentParser, dict[str, Command]
         if command.examples:
             epilog += "examples:\n" + "\n".join(f"  {e}" for e in command.examples)
         # argparse %-formats an action's help: a verb's help is plain text ("100%", "%%nbprod") and means it.
-        p = sub.add_parser(command.name, help=command.help.replace("%", "%%"), description=command.description or command.help,
-                           epilog=epilog or None, formatter_class=argparse.RawDescriptionHelpFormatter)
+        p = sub.add_parser(command.name, help=command.help.replace("%", "%%"),
+                           description=command.description or command.help, epilog=epilog or None,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
         command.arguments(p)
     return parser, commands
 
