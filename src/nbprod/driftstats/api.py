@@ -87,7 +87,7 @@ class _Reference:
         self._sample = None
         if frame is not None:
             self.names = list(map(str, frame.columns))
-            self._labels = dict(zip(self.names, frame.columns))
+            self._labels = dict(zip(self.names, frame.columns, strict=True))
             self.n_rows = len(frame)
         else:
             self.names = list(profile.columns)
@@ -106,7 +106,8 @@ class _Reference:
         if isinstance(reference, pd.Series):
             raise DriftError("the reference is a pandas Series", "pass a DataFrame, a profile or a model URI")
         raise DriftError(f"cannot use a {type(reference).__name__} as the drift reference",
-                         "pass a training profile, a profile.json path, a model URI like 'credit@champion' or a DataFrame")
+                         "pass a training profile, a profile.json path, a model URI like 'credit@champion' "
+                         "or a DataFrame")
 
     @classmethod
     def _from_string(cls, text: str) -> "_Reference":
