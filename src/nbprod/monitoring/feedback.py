@@ -78,7 +78,8 @@ def _label(value: Any) -> Any:
     if hasattr(value, "item") and not hasattr(value, "__len__"):
         value = value.item()
     if isinstance(value, float) and not math.isfinite(value):
-        raise DataError("a label is NaN or infinite", "send a real label for every prediction id (drop the missing ones)")
+        raise DataError("a label is NaN or infinite",
+                        "send a real label for every prediction id (drop the missing ones)")
     if value is None:
         raise DataError("a label is missing (None)", "send a label for every prediction id (drop the missing ones)")
     if not isinstance(value, (str, int, float, bool)):
@@ -112,7 +113,7 @@ def feedback(prediction_ids: Iterable[str] | str, labels: Any) -> FeedbackResult
         raise DataError(f"{len(ids)} prediction id(s) but {len(values)} label(s)",
                         "pass one label per prediction id, in the same order")
     pairs: dict[str, str] = {}
-    for pid, value in zip(ids, values):
+    for pid, value in zip(ids, values, strict=True):  # lengths checked above
         text = json.dumps(_label(value))
         if pid in pairs and pairs[pid] != text:
             raise DataError(f"prediction id {pid!r} appears twice with different labels",

@@ -82,20 +82,24 @@ def performance(labels: list, predicted: list, scores: list, task: str) -> dict[
     from sklearn import metrics as skm
 
     y = [str(v) if not isinstance(v, (int, bool)) else int(v) for v in labels]
-    p = [str(v) if not isinstance(v, (int, bool)) and v is not None else (None if v is None else int(v)) for v in predicted]
-    pairs = [(a, b) for a, b in zip(y, p) if b is not None]
+    p = [str(v) if not isinstance(v, (int, bool)) and v is not None else (None if v is None else int(v))
+         for v in predicted]
+    # labels, predicted and scores are parallel per-row lists (monitor() builds them from one index list);
+    # strict=False keeps this public function as lenient as it always was.
+    pairs = [(a, b) for a, b in zip(y, p, strict=False) if b is not None]
     if not pairs:
         return {m: (None, "no usable predictions") for m in CLASSIFICATION}
     ys, ps = [a for a, _ in pairs], [b for _, b in pairs]
-    if {type(v) for v in ys} != {type(v) for v in ps} and not ({type(v) for v in ys} | {type(v) for v in ps}) <= {int, bool}:
+    y_types, p_types = {type(v) for v in ys}, {type(v) for v in ps}
+    if y_types != p_types and not (y_types | p_types) <= {int, bool}:
         ys, ps = [str(v) for v in ys], [str(v) for v in ps]
-    out["accuracy"] = (float(np.mean([a == b for a, b in zip(ys, ps)])), "ok")
+    out["accuracy"] = (float(np.mean([a == b for a, b in zip(ys, ps, strict=True)])), "ok")
     positive = _positive(ys + ps)
     binary = len(set(ys) | set(ps)) <= 2 and positive is not None
     kwargs = {"pos_label": positive, "average": "binary"} if binary else {"average": "macro"}
     for name, fn in (("precision", skm.precision_score), ("recall", skm.recall_score), ("f1", skm.f1_score)):
         out[name] = (float(fn(ys, ps, zero_division=0, **kwargs)), "ok" if binary else "ok (macro)")
-    scored = [(a, s) for a, s in zip(y, scores) if s is not None and math.isfinite(s)]
+    scored = [(a, s) for a, s in zip(y, scores, strict=False) if s is not None and math.isfinite(s)]
     if not binary:
         out["roc_auc"] = (None, "n/a: not a binary task")
     elif len(scored) < len(y):

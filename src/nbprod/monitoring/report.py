@@ -73,7 +73,9 @@ class MonitorReport:
     # -- numbers -----------------------------------------------------------------------------
     @property
     def performance_metrics(self) -> tuple[str, ...]:
-        return ("accuracy", "precision", "recall", "f1", "roc_auc") if self.task == "classification" else ("mae", "rmse")
+        if self.task == "classification":
+            return ("accuracy", "precision", "recall", "f1", "roc_auc")
+        return ("mae", "rmse")
 
     def latest(self, metric: str) -> tuple[float | None, str, dict | None]:
         """(value, status, window) of the most recent window where ``metric`` has a value."""
@@ -109,7 +111,8 @@ class MonitorReport:
                              "window_end": pd.Timestamp(w["end"], unit="s", tz="UTC"), "metric": metric,
                              "value": value, "status": status, "partial": w["partial"],
                              "versions": ",".join(sorted(w["versions"]))})
-        frame = pd.DataFrame(rows, columns=["window_start", "window_end", "metric", "value", "status", "partial", "versions"])
+        frame = pd.DataFrame(rows, columns=["window_start", "window_end", "metric", "value", "status", "partial",
+                                            "versions"])
         frame["value"] = frame["value"].astype(object).where(frame["value"].notna(), None)
         return frame
 
@@ -134,7 +137,8 @@ class MonitorReport:
         import pandas as pd
 
         rows = []
-        for w, rep in zip(self.windows, self.drift_reports):
+        # A report built without drift (drift_reports left empty) has fewer reports than windows.
+        for w, rep in zip(self.windows, self.drift_reports, strict=False):
             if rep is None:
                 continue
             for c in rep.columns:
@@ -145,14 +149,15 @@ class MonitorReport:
 
     def to_dict(self) -> dict:
         return {
-            "deployment": self.deployment, "window_s": self.window_s, "since": iso(self.since), "until": iso(self.until),
+            "deployment": self.deployment, "window_s": self.window_s,
+            "since": iso(self.since), "until": iso(self.until),
             "task": self.task, "reference": self.reference, "min_rows": self.min_rows, "notes": list(self.notes),
             "version_changes": [{**c, "time": iso(c["ts"])} for c in self.version_changes],
             "windows": [{"start": iso(w["start"]), "end": iso(w["end"]), "partial": w["partial"],
                          "versions": w["versions"],
                          "metrics": {m: {"value": v, "status": s} for m, (v, s) in w["metrics"].items()},
                          "drifted_columns": r.drifted_columns if r is not None else None}
-                        for w, r in zip(self.windows, self.drift_reports)],
+                        for w, r in zip(self.windows, self.drift_reports, strict=False)],
             "latency_histogram": self.latency_ms,
             "alerts": None if self.alerts is None else self.alerts.to_dict(),
         }
@@ -253,7 +258,8 @@ class MonitorReport:
         ``features`` (per-column drift over windows), ``traffic``, or ``overview`` (all stacked)."""
         from . import charts
 
-        makers = {"performance": charts.performance, "latency": charts.latency, "latency_histogram": charts.latency_histogram,
+        makers = {"performance": charts.performance, "latency": charts.latency,
+                  "latency_histogram": charts.latency_histogram,
                   "drift": charts.drift, "features": charts.features, "traffic": charts.traffic,
                   "overview": charts.overview}
         if kind not in makers:

@@ -35,7 +35,8 @@ def parse_duration(value: Any) -> float:
     elif isinstance(value, str) and (m := _DURATION.match(value.lower())) and m.group(2) in _UNITS:
         seconds = float(m.group(1)) * _UNITS[m.group(2)]
     else:
-        raise ConfigError(f"{value!r} is not a duration", "write it like 30s, 15m, 1h, 1d or 1w (or a number of seconds)")
+        raise ConfigError(f"{value!r} is not a duration",
+                          "write it like 30s, 15m, 1h, 1d or 1w (or a number of seconds)")
     if not math.isfinite(seconds) or seconds <= 0:
         raise ConfigError(f"the duration {value!r} is not positive", "use a duration such as 1h")
     return seconds
@@ -58,7 +59,8 @@ def parse_time(value: Any, *, now: float | None = None) -> float | None:
         try:
             dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise ConfigError(f"{value!r} is not a time", "use ISO 8601 (2025-01-31T12:00Z), Unix seconds, or -6h for 6 hours ago") from None
+            raise ConfigError(f"{value!r} is not a time",
+                              "use ISO 8601 (2025-01-31T12:00Z), Unix seconds, or -6h for 6 hours ago") from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
         return dt.timestamp()
