@@ -51,7 +51,8 @@ class MetricRow:
     note: str | None = None
 
     def to_dict(self) -> dict:
-        return {k: getattr(self, k) for k in ("metric", "candidate", "champion", "change", "threshold", "passed", "note")}
+        keys = ("metric", "candidate", "champion", "change", "threshold", "passed", "note")
+        return {k: getattr(self, k) for k in keys}
 
 
 @dataclass
@@ -209,13 +210,17 @@ def parse_thresholds(items: list[str]) -> dict[str, dict]:
             rest = f"threshold={value}" if sep else ""
         if not metric or not rest:
             raise EvaluationError(f"cannot read threshold {item!r}",
-                                  "write metric:key=value, e.g. roc_auc:min_absolute_change=0 or accuracy:threshold=0.8 (or accuracy=0.8)")
+                                  "write metric:key=value, e.g. roc_auc:min_absolute_change=0 "
+                                  "or accuracy:threshold=0.8 (or accuracy=0.8)")
         for part in rest.split(","):
             key, eq, value = part.partition("=")
             if not eq:
-                raise EvaluationError(f"cannot read threshold {item!r}", "write metric:key=value, e.g. accuracy:threshold=0.8")
+                raise EvaluationError(f"cannot read threshold {item!r}",
+                                      "write metric:key=value, e.g. accuracy:threshold=0.8")
             value = value.strip()
-            out.setdefault(metric.strip(), {})[key.strip()] = value.lower() in ("true", "1", "yes") if key.strip() == "greater_is_better" else value
+            key = key.strip()
+            parsed = value.lower() in ("true", "1", "yes") if key == "greater_is_better" else value
+            out.setdefault(metric.strip(), {})[key] = parsed
     return out
 
 
@@ -233,7 +238,8 @@ def _bool(metric: str, value) -> bool:
 
 def _check_thresholds(thresholds: dict | None) -> dict[str, dict]:
     if thresholds is not None and not isinstance(thresholds, dict):
-        raise EvaluationError(f"thresholds must be a dict of metric → spec, got {type(thresholds).__name__} {thresholds!r}",
+        raise EvaluationError(f"thresholds must be a dict of metric → spec, "
+                              f"got {type(thresholds).__name__} {thresholds!r}",
                               'pass e.g. {"accuracy": {"threshold": 0.8}}, or build one from strings with '
                               'parse_thresholds(["accuracy:threshold=0.8"])')
     checked: dict[str, dict] = {}
@@ -255,7 +261,8 @@ def _check_thresholds(thresholds: dict | None) -> dict[str, dict]:
             try:
                 clean[key] = float(value)
             except (TypeError, ValueError):
-                raise EvaluationError(f"threshold {metric}.{key}={value!r} is not a number", "give numbers, e.g. 0.8") from None
+                raise EvaluationError(f"threshold {metric}.{key}={value!r} is not a number",
+                                      "give numbers, e.g. 0.8") from None
             if not math.isfinite(clean[key]):
                 raise EvaluationError(f"threshold {metric}.{key}={value!r} is not a finite number",
                                       "give a finite number, e.g. 0.8 (drop the key to check nothing)")
@@ -338,7 +345,8 @@ def _score(model, X, y, task: str, why: dict[str, str] | None = None) -> dict[st
             if proba.ndim == 2 and proba.shape[1] == 2:
                 out["roc_auc"] = float(m.roc_auc_score(y_true, proba[:, 1]))
             elif proba.ndim == 2:
-                out["roc_auc"] = float(m.roc_auc_score(y_true, proba, multi_class="ovr", labels=model.raw_model.classes_))
+                out["roc_auc"] = float(m.roc_auc_score(y_true, proba, multi_class="ovr",
+                                                       labels=model.raw_model.classes_))
         except (ValueError, AttributeError) as exc:
             out["roc_auc"] = None
             why["roc_auc"] = f"n/a: {exc}"
@@ -416,7 +424,8 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
     checked = _check_thresholds(thresholds)
     if task is not None and task not in TASKS:
         raise EvaluationError(f"task must be 'classification' or 'regression', got {task!r}",
-                              "pass task='classification' or task='regression' (--task), or leave it out to infer it from the model")
+                              "pass task='classification' or task='regression' (--task), "
+                              "or leave it out to infer it from the model")
     if not isinstance(X, pd.DataFrame):
         raise EvaluationError(f"X must be a pandas DataFrame, got {type(X).__name__}", "pass the evaluation frame")
     if y is None or len(y) != len(X):
@@ -444,7 +453,8 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
         text = text if len(text) <= 300 else text[:300] + "…"
         raise EvaluationError(f"cannot score the models on this data as {task}: {type(exc).__name__}: {text}",
                               "pass a frame with the columns the model was trained on and the labels that belong to it"
-                              + ("" if task == "regression" else "; for a regression model pass task='regression' (--task regression)")
+                              + ("" if task == "regression"
+                                 else "; for a regression model pass task='regression' (--task regression)")
                               ) from exc
     result = EvaluationResult(cand_version.uri, champ_version.uri if champ_version else None, task, int(len(X)),
                               _rows(cand_scores, champ_scores, checked, task, why),

@@ -94,13 +94,15 @@ def _check_fitted(model: Any) -> None:
     from sklearn.utils.validation import check_is_fitted
 
     if not hasattr(model, "predict"):
-        raise RegistrationError(f"{type(model).__name__} has no predict() method", "register a fitted estimator or pipeline (or an mlflow.pyfunc.PythonModel)")
+        raise RegistrationError(f"{type(model).__name__} has no predict() method",
+                                "register a fitted estimator or pipeline (or an mlflow.pyfunc.PythonModel)")
     if not hasattr(model, "fit"):
         return
     try:
         check_is_fitted(model)
     except NotFittedError:
-        raise RegistrationError(f"the {type(model).__name__} is not fitted", "call model.fit(X, y) before registering it") from None
+        raise RegistrationError(f"the {type(model).__name__} is not fitted",
+                                "call model.fit(X, y) before registering it") from None
     except TypeError:
         pass  # not a scikit-learn estimator: nothing to check
 
@@ -172,7 +174,8 @@ def _read_model_file(path: Path) -> Any:
         import joblib
 
         return joblib.load(path)  # the user's own file, named by them on their command line
-    raise RegistrationError(f"cannot read a model from {path}", "pass a .skops, .pkl/.joblib file or an MLflow model directory (with an MLmodel file)")
+    raise RegistrationError(f"cannot read a model from {path}",
+                            "pass a .skops, .pkl/.joblib file or an MLflow model directory (with an MLmodel file)")
 
 
 def _outputs_baseline(model: Any, source_dir: Path | None, dst: Path, X, y):
@@ -234,7 +237,8 @@ def build_model_dir(model: Any, X, dst: str | Path, *, y=None, metrics=None, par
         elif p.is_file():
             model = _load_model_file(p)
         else:
-            raise RegistrationError(f"no model at {model}", "pass a fitted model, a model file or an MLflow model directory")
+            raise RegistrationError(f"no model at {model}",
+                                    "pass a fitted model, a model file or an MLflow model directory")
 
     if source_dir is None and not isinstance(model, mlflow.pyfunc.PythonModel) and isinstance(X, pd.DataFrame):
         X = _used_columns(model, X)
@@ -264,7 +268,8 @@ def build_model_dir(model: Any, X, dst: str | Path, *, y=None, metrics=None, par
             output = model.predict(example)
         except Exception as exc:
             raise RegistrationError(f"the model cannot predict on the first rows of X: {exc}",
-                                    "pass the training frame the model was fitted on (same columns and dtypes)") from exc
+                                    "pass the training frame the model was fitted on (same columns and dtypes)"
+                                    ) from exc
         fmt, trusted = _choose_serialization(model, example)
         import warnings
 

@@ -47,7 +47,8 @@ def _mlflow_call(fn, *args, **kwargs):
             raise TrackingServerError(f"{settings.tracking_uri} does not answer like an MLflow tracking server: "
                                       f"{text.splitlines()[0][:200]}",
                                       "point MLFLOW_TRACKING_URI at an MLflow tracking server "
-                                      "(`mlflow server --host 127.0.0.1 --port 5000`), or unset it to use the local store") from None
+                                      "(`mlflow server --host 127.0.0.1 --port 5000`), "
+                                      "or unset it to use the local store") from None
         if "API request" in text or "Max retries" in text or "Connection" in text:
             raise TrackingServerError(f"the MLflow tracking server failed: {text.splitlines()[0]}",
                                       "check that the tracking server is up (MLFLOW_TRACKING_URI)") from None
@@ -106,7 +107,8 @@ class ModelVersion:
             metrics = json.loads(tags.get(TAG + "metrics", "{}"))
         except ValueError:
             metrics = {}
-        created = datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc) if mv.creation_timestamp else None
+        created = (datetime.fromtimestamp(mv.creation_timestamp / 1000, tz=timezone.utc)
+                   if mv.creation_timestamp else None)
         return cls(
             name=mv.name, version=str(mv.version), aliases=sorted(mv.aliases or []), metrics=metrics,
             run_id=mv.run_id, created_by=tags.get(TAG + "created_by") or getattr(mv, "user_id", None) or None,
@@ -144,18 +146,21 @@ class ModelVersion:
             ("format", self.serialization_format or "–"),
             ("notebook", d["notebook"] or "–"),
             *([("job", f"{d['job'][:8]} (nbprod runs / get_run)")] if d["job"] else []),
-            ("git commit", (d["git_commit"] or "–")[:12] + (" (dirty)" if self.tags.get(TAG + "git_dirty") == "true" else "")),
+            ("git commit", (d["git_commit"] or "–")[:12]
+             + (" (dirty)" if self.tags.get(TAG + "git_dirty") == "true" else "")),
         ]
         if self.description:
             facts.insert(1, ("description", self.description))
         evaluation = self.evaluation
         if evaluation:
-            facts.append(("last evaluation", f"{'passed' if evaluation.get('ok') else 'FAILED'} against {evaluation.get('against') or 'thresholds only'}"))
+            verdict = "passed" if evaluation.get("ok") else "FAILED"
+            facts.append(("last evaluation", f"{verdict} against {evaluation.get('against') or 'thresholds only'}"))
         return facts
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            f'<tr><th style="{_html.CELL};color:#555;font-weight:normal">{_html.esc(k)}</th><td style="{_html.CELL}">{_html.esc(v)}</td></tr>'
+            f'<tr><th style="{_html.CELL};color:#555;font-weight:normal">{_html.esc(k)}</th>'
+            f'<td style="{_html.CELL}">{_html.esc(v)}</td></tr>'
             for k, v in self._facts()
         )
         return (f'<div style="border:1px solid #ccc;border-radius:6px;padding:8px 12px;display:inline-block">'
@@ -192,7 +197,8 @@ def _registered_model(c, name: str):
         existing = _existing_models(c)
         raise ModelNotFoundError(
             f"no registered model called {name!r}",
-            f"register it first (nbprod.register(model, {name!r}, X, y)); existing models: {', '.join(existing) or 'none'}",
+            f"register it first (nbprod.register(model, {name!r}, X, y)); "
+            f"existing models: {', '.join(existing) or 'none'}",
         ) from None
 
 
@@ -234,7 +240,8 @@ def get_version(uri: str) -> ModelVersion:
     model = _registered_model(c, name)
     versions = [str(v.version) for v in _versions(c, name)]
     aliases = sorted(dict(getattr(model, "aliases", {}) or {}).items())
-    known = f"versions: {', '.join(versions) or 'none'}; aliases: {', '.join(f'@{a} → v{v}' for a, v in aliases) or 'none'}"
+    alias_list = ", ".join(f"@{a} → v{v}" for a, v in aliases)
+    known = f"versions: {', '.join(versions) or 'none'}; aliases: {alias_list or 'none'}"
     what = f"alias @{alias}" if alias else (f"version {version}" if version else "any version")
     raise ModelNotFoundError(f"model {name!r} has no {what}", f"use one of its {known}")
 
@@ -255,7 +262,8 @@ class AliasChange:
     ok: bool = True
 
     def to_dict(self) -> dict:
-        return {"name": self.name, "alias": self.alias, "action": self.action, "version": self.version, "previous": self.previous}
+        return {"name": self.name, "alias": self.alias, "action": self.action, "version": self.version,
+                "previous": self.previous}
 
     def __str__(self) -> str:
         if self.action == "delete":
