@@ -99,15 +99,15 @@ class Command:
 class _Parser(argparse.ArgumentParser):
     """An argparse parser that raises instead of exiting, so a kernel never sees SystemExit."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         raise UsageProblem(f"{self.prog}: {message}", f"see `{self.prog} --help`")
 
-    def exit(self, status: int = 0, message: str | None = None):  # type: ignore[override]
+    def exit(self, status: int = 0, message: str | None = None):
         if message:
             raise UsageProblem(message.strip(), f"see `{self.prog} --help`")
         raise HelpShown("")
 
-    def print_help(self, file=None):  # type: ignore[override]
+    def print_help(self, file=None):
         raise HelpShown(self.format_help())
 
 

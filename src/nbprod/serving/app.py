@@ -154,7 +154,7 @@ class ServingState:
 
     @property
     def spec(self) -> DeploymentSpec:
-        return self.router.table.spec
+        return self.router.current.spec
 
     # -- start-up and spec polling ------------------------------------------------------------
     async def start(self) -> None:
@@ -164,21 +164,21 @@ class ServingState:
         self.metrics.set_routes(table)
         self.ready = True
         if self.source.poll_interval:
-            self._spawn(self._poll())
+            self._spawn(self._poll(self.source.poll_interval))
 
     def _spawn(self, coro) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _poll(self) -> None:
+    async def _poll(self, interval: float) -> None:
         loop = asyncio.get_running_loop()
         failed_generation = None
         failing = False
         while True:
-            await asyncio.sleep(self.source.poll_interval)
+            await asyncio.sleep(interval)
             try:
-                spec = await loop.run_in_executor(None, self.source.changed, self.router.table.generation)
+                spec = await loop.run_in_executor(None, self.source.changed, self.router.current.generation)
             except Exception as exc:  # noqa: BLE001 - the DB may be unavailable: keep serving, keep polling
                 if not failing:  # once per outage, not five times a second
                     log.warning("nbprod: cannot read the deployment spec (%s); serving generation %s meanwhile",
@@ -192,7 +192,7 @@ class ServingState:
             if spec is None or spec.generation == failed_generation:
                 continue
             if await self.router.apply(spec):
-                self.metrics.set_routes(self.router.table)
+                self.metrics.set_routes(self.router.current)
             else:
                 failed_generation = spec.generation
 
@@ -379,14 +379,14 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
                   t0: float, gate: bool = False) -> Response:
     """Route, decode, predict and encode one request whose body has been read. ``gate``: a pinned
     request the latency gate sent (role ``gate`` in the prediction log, not production traffic)."""
-    table = state.router.table
+    table = state.router.current
     if version is not None:
-        target = table.by_version(version)
-        if target is None:
+        pinned = table.by_version(version)
+        if pinned is None:
             raise codecs.http_error(f"version {version!r} is not served here",
                                     f"use one of: {', '.join(s.version for s in table.versions())}", status=404,
                                     error="not_found")
-        role = "gate" if gate else "pinned"
+        target, role = pinned, "gate" if gate else "pinned"
     else:
         target, role = table.pick()
     batch = decode(kind, body, target.served.signature)
@@ -439,7 +439,7 @@ async def invocations(request: Request) -> Response:
 
 
 def _model_names(state: ServingState) -> set[str]:
-    table = state.router.table
+    table = state.router.current
     return {table.spec.name, *(s.name for s in table.versions())}
 
 
@@ -504,7 +504,7 @@ async def v2_model(request: Request) -> Response:
     state, name, refused = _v2_metadata_guard(request)
     if refused is not None:
         return refused
-    table = state.router.table
+    table = state.router.current
     stable = table.stable.served
     inputs = [{"name": c.name, "datatype": _dtype(c.type), "shape": [-1]} for c in stable.signature or []]
     outputs = [{"name": stable.predict_fn, "datatype": stable.output_datatype or "FP64", "shape": [-1]}]
@@ -517,7 +517,7 @@ async def v2_model_ready(request: Request) -> Response:
     if refused is not None:
         return refused
     version = request.path_params.get("version")
-    if version is not None and state.router.table.by_version(version) is None:
+    if version is not None and state.router.current.by_version(version) is None:
         return json_response({"name": name, "ready": False}, 404)
     return json_response({"name": name, "ready": True})
 
@@ -545,7 +545,7 @@ async def ping(request: Request) -> Response:
 
 
 def _describe(state: ServingState) -> dict:
-    table = state.router.table
+    table = state.router.current
     routes = []
     for route, served in table.routes:
         d = served.describe() if served is not None else {"uri": route.uri, "version": route.version,

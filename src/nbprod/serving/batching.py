@@ -29,7 +29,7 @@ INLINE_MAX_ROWS = 2000  # the fast path on more rows takes milliseconds: too lon
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     if len(parts) == 1:
         return parts[0]
-    out = {}
+    out: dict[str, Any] = {}
     for k in parts[0]:
         vals = [p[k] for p in parts]
         if all(isinstance(v, np.ndarray) for v in vals):
@@ -73,7 +73,8 @@ class MicroBatcher:
         return await fut
 
     def _take(self) -> list[tuple[dict, int, asyncio.Future]]:
-        batch, rows = [], 0
+        batch: list[tuple[dict, int, asyncio.Future]] = []
+        rows = 0
         while self._queue:
             cols, n, fut = self._queue[0]
             if batch and rows + n > self.max_rows:

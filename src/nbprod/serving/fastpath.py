@@ -237,6 +237,7 @@ class Plan:
             scores = scores - scores.max(axis=1, keepdims=True)
             e = np.exp(scores)
             return e / e.sum(axis=1, keepdims=True)
+        assert self.classes is not None, "compile_estimator() gives every classifier plan its classes"
         if scores.shape[1] == 1:
             return self.classes[(scores[:, 0] > 0).astype(np.intp)]
         return self.classes[scores.argmax(axis=1)]
@@ -256,8 +257,8 @@ def compile_estimator(est: Any, output: str = "predict") -> Plan:
     """Compile a fitted estimator into a :class:`Plan`, or raise :class:`Unsupported`."""
     if output not in ("predict", "predict_proba"):
         raise Unsupported(f"pyfunc predict_fn {output!r}")
-    steps = list(est.steps) if type(est).__name__ == "Pipeline" else [(None, est)]
-    steps = [s for _, s in steps if s is not None and s != "passthrough"]
+    named: list[tuple[Any, Any]] = list(est.steps) if type(est).__name__ == "Pipeline" else [(None, est)]
+    steps = [s for _, s in named if s is not None and s != "passthrough"]
     if not steps:
         raise Unsupported("empty pipeline")
     final, transforms = steps[-1], steps[:-1]
@@ -283,7 +284,7 @@ def compile_estimator(est: Any, output: str = "predict") -> Plan:
     kind = "classifier" if classes is not None else "regressor"
     if output == "predict_proba" and type(final).__name__ != "LogisticRegression":
         raise Unsupported(f"predict_proba of {type(final).__name__}")
-    if kind == "classifier" and coef.shape[0] == 1 and len(classes) != 2:
+    if classes is not None and coef.shape[0] == 1 and len(classes) != 2:  # i.e. kind == "classifier"
         raise Unsupported("one-vs-rest classifier layout")
     if sum(b.width for b in blocks) != coef.shape[1]:
         raise Unsupported("feature count mismatch")

@@ -101,7 +101,8 @@ class Router:
         if route.version:
             served.version = route.version
         version = served.version
-        on_batch = (lambda rows: self.on_batch(version, rows)) if self.on_batch else None
+        hook = self.on_batch
+        on_batch = (lambda rows: hook(version, rows)) if hook else None
         batcher = MicroBatcher(served.predict, max_rows=spec.max_batch_rows, max_wait_s=spec.max_wait_ms / 1000,
                                inline=served.plan is not None, on_batch=on_batch)
         t = Target(served, batcher)
@@ -125,6 +126,14 @@ class Router:
             routes.append((route, t.served))
             targets[route.key] = t
         return RoutingTable(spec, routes, targets, spec.generation)
+
+    @property
+    def current(self) -> RoutingTable:
+        """The installed table (typed without ``None``): the server installs one in start(), before any request."""
+        table = self.table
+        if table is None:
+            raise RuntimeError("no routing table installed yet: the server has not started")
+        return table
 
     def install(self, table: RoutingTable) -> None:
         """The atomic swap: one reference assignment. Versions no longer routed are released."""
