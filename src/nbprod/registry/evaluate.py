@@ -253,7 +253,7 @@ def _check_thresholds(thresholds: dict | None) -> dict[str, dict]:
         if unknown:
             raise EvaluationError(f"unknown threshold key(s) for {metric!r}: {', '.join(sorted(unknown))}",
                                   f"use {', '.join(sorted(_KNOWN_KEYS))}")
-        clean = {}
+        clean: dict[str, float | bool] = {}
         for key, value in spec.items():
             if key == "greater_is_better":
                 clean[key] = _bool(metric, value)
@@ -395,6 +395,7 @@ def _rows(cand: dict, champ: dict | None, thresholds: dict[str, dict], task: str
                 notes.append(f"{key} skipped: " + ("no champion" if champ is None
                                                    else f"{NOT_ENOUGH_DATA} to compute the champion's {metric}"))
                 continue
+            assert change is not None  # value (checked above) and other are both known here
             improvement = sign * change if key == "min_absolute_change" else (
                 sign * change / abs(other) if other else (0.0 if change == 0 else math.inf * sign * change))
             ok = improvement >= t - 1e-12
@@ -475,8 +476,10 @@ def _check_columns(model, X) -> None:
     """Name the columns X lacks (from the model's signature) before MLflow's error dumps the frame."""
     signature = getattr(model, "signature", None)
     inputs = getattr(signature, "inputs", None)
+    if inputs is None:  # no signature: nothing to compare by name
+        return
     try:
-        names = [n for n in inputs.input_names() if n is not None] if inputs is not None else []
+        names = [n for n in inputs.input_names() if n is not None]
         required = {s.name for s in inputs.inputs if getattr(s, "name", None) and getattr(s, "required", True)}
     except Exception:  # a tensor signature: nothing to compare by name
         return

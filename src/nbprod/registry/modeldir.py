@@ -75,8 +75,8 @@ def run_context() -> Any:
     try:
         from .._context import current
     except ImportError:  # the context module is optional for the registry; degrade to the basics
-        current = None
-    if current is not None:
+        pass
+    else:
         return current()
 
     class _Basic:
@@ -190,9 +190,10 @@ def _outputs_baseline(model: Any, source_dir: Path | None, dst: Path, X, y):
             return model.predict(None, rows)
     else:
         pyfunc = mlflow.models.Model.load(str(dst / "MLmodel")).flavors.get("python_function", {})
-        predict = getattr(model, pyfunc.get("predict_fn") or "predict", None)
-        if predict is None:
+        predict_fn = getattr(model, pyfunc.get("predict_fn") or "predict", None)
+        if predict_fn is None:
             return None
+        predict = predict_fn
     return outputs_profile(predict, X, y)
 
 
