@@ -8,6 +8,7 @@ The returned object displays itself (a report, a card, a table), and can be kept
 from __future__ import annotations
 
 import shlex
+from typing import Any, cast
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class
@@ -68,7 +69,9 @@ class Nbprod(Magics):
             argv = shlex.split(line)
         except ValueError as exc:
             raise UsageError(f"%nbprod: cannot parse the arguments: {exc}") from None
-        context = _commands.Context(namespace=self.shell.user_ns, cell=cell, front_end="magic")
+        shell = self.shell
+        assert shell is not None, "a magic always runs inside an IPython shell"
+        context = _commands.Context(namespace=shell.user_ns, cell=cell, front_end="magic")
         try:
             command, args = _commands.parse("%nbprod", argv)
             if cell is not None and command.cell_body is None:
@@ -91,7 +94,7 @@ def _shown_briefly(exc: NbprodError) -> NbprodError:
     lines = [f"{type(exc).__name__}: {exc.problem}"]
     if exc.fix:
         lines.append(f"Fix: {exc.fix}")
-    exc._render_traceback_ = lambda: lines
+    cast(Any, exc)._render_traceback_ = lambda: lines  # a per-instance attribute of IPython's protocol
     return exc
 
 
