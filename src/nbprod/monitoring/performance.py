@@ -68,14 +68,14 @@ def performance(labels: list, predicted: list, scores: list, task: str) -> dict[
     out: dict[str, tuple[float | None, str]] = {}
     if task == "regression":
         try:
-            y = np.asarray(labels, dtype=float)
-            p = np.asarray(predicted, dtype=float)
+            y_num = np.asarray(labels, dtype=float)
+            p_num = np.asarray(predicted, dtype=float)
         except (TypeError, ValueError):
             return {m: (None, "predictions are not numbers") for m in REGRESSION}
-        ok = np.isfinite(y) & np.isfinite(p)
+        ok = np.isfinite(y_num) & np.isfinite(p_num)
         if not ok.any():
             return {m: (None, "no numeric predictions") for m in REGRESSION}
-        err = p[ok] - y[ok]
+        err = p_num[ok] - y_num[ok]
         out["mae"] = (float(np.abs(err).mean()), "ok")
         out["rmse"] = (float(math.sqrt((err ** 2).mean())), "ok")
         return out
