@@ -196,7 +196,8 @@ def _as_rules(value: Any) -> Rules:
             if Path(value).expanduser().is_file():
                 return Rules.load(Path(value).expanduser())
             raise RuleError(f"no rules file called {value!r} (and it is not YAML rules text)",
-                            "pass a .yaml path, YAML text such as `income: {min: 0}`, Rules(...) or a dict of column rules")
+                            "pass a .yaml path, YAML text such as `income: {min: 0}`, Rules(...) "
+                            "or a dict of column rules")
         return Rules.from_yaml(value)
     raise DataError(f"rules must be Rules, a dict or YAML, got {type(value).__name__}",
                     "pass Rules({...}), a dict of column rules, or YAML text / a .yaml path")
@@ -267,7 +268,7 @@ def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, toleran
         queue = deque(sorted((i for i, c in enumerate(costs) if c > 0), key=lambda i: -costs[i]))
 
         def long_passes() -> list[tuple[int, _Pending | tuple]]:
-            done = []
+            done: list[tuple[int, _Pending | tuple]] = []
             while True:
                 try:
                     i = queue.popleft()  # atomic: each column is taken once, by whichever thread is free
@@ -390,7 +391,8 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
         inf_ok = (getattr(col, "neg_inf_count", 0) > 0, getattr(col, "pos_inf_count", 0) > 0)
         nulls, found = K.numeric_nulls_and_range(series, col.never_null, lo, hi, inf_ok, extremes)
         if nulls is not None:
-            out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
+            out.add(name, "nulls", nulls, 
+                    lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
         if found is not None:
             _add_range(name, col, found, tolerance, out, n)
         return
@@ -398,14 +400,16 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
         allowed = col.categories if seen_any and col.categories_complete else None
         nulls, found = K.object_nulls_and_unseen(series, col.never_null, allowed)
         if nulls is not None:
-            out.add(name, "nulls", nulls, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
+            out.add(name, "nulls", nulls, 
+                    lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
         if found is not None:
             _add_unseen(name, found, out, n)
         return
     if col.never_null:
         mask = K.null_mask(series)
         if mask is not None:
-            out.add(name, "nulls", mask, lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
+            out.add(name, "nulls", mask, 
+                    lambda k: f"{name}: {k:,} missing values ({K.pct(k, n)}); the training data had none")
             del mask
     if col.kind in ("numeric", "datetime") and col.min is not None:
         lo, hi = bounds(col, tolerance)
@@ -413,7 +417,7 @@ def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Colle
         if found is not None:
             _add_range(name, col, found, tolerance, out, n)
     elif col.kind in ("categorical", "boolean") and seen_any and col.categories_complete:
-        found = K.unseen_mask(series, col.categories)
+        found = K.unseen_mask(series, col.categories or {})
         if found is not None:
             _add_unseen(name, found, out, n)
 
@@ -449,7 +453,8 @@ def _check_key(df: pd.DataFrame, keys: list[str], out: K.Collector, missing: set
 
 
 # --- per-row out-of-distribution flags ------------------------------------------------------------
-def row_flags(df: pd.DataFrame, profile: Profile, *, tolerance: float | None = None) -> tuple[np.ndarray, list[list[str]]]:
+def row_flags(df: pd.DataFrame, profile: Profile, *,
+              tolerance: float | None = None) -> tuple[np.ndarray, list[list[str]]]:
     """Which rows are out of distribution, and why.
 
     Returns ``(flags, reasons)``: ``flags[i]`` is True when row ``i`` holds a value outside the

@@ -34,7 +34,8 @@ from ..errors import RuleError
 from .report import METRICS
 from .windows import iso
 
-__all__ = ["Rule", "parse_rule", "parse_rules", "split_rules", "check", "check_deployment", "evaluate", "AlertCheck", "AlertOutcome", "alert_state", "post_webhook"]
+__all__ = ["Rule", "parse_rule", "parse_rules", "split_rules", "check", "check_deployment", "evaluate", "AlertCheck",
+           "AlertOutcome", "alert_state", "post_webhook"]
 
 alert_state = Table(
     "alert_state", state.metadata,
@@ -69,7 +70,7 @@ class Rule:
         return self.text
 
 
-def parse_rule(text: str) -> Rule:
+def parse_rule(text: str | Rule) -> Rule:
     """``"error_rate > 1%"`` → Rule(error_rate, >, 0.01). RuleError names the problem otherwise."""
     if isinstance(text, Rule):
         return text
@@ -136,7 +137,8 @@ class AlertOutcome:
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "state": self.state, "value": self.value,
-                "window": None if self.window_start is None else f"{iso(self.window_start)} – {iso(self.window_end)}",
+                "window": None if self.window_start is None or self.window_end is None
+                else f"{iso(self.window_start)} – {iso(self.window_end)}",
                 "notification": self.notification, "message": self.message}
 
 
@@ -212,7 +214,8 @@ def message(deployment: str, rule: Rule, value: float, window: dict, *, resolved
     if resolved:
         text = (f"RESOLVED nbprod alert on {deployment}: `{rule.text}` no longer holds "
                 f"({rule.metric} = {_fmt_value(rule, value)} in window {span}); model {model}")
-        return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f":white_check_mark: {text}"}}]}
+        return {"text": text,
+                "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f":white_check_mark: {text}"}}]}
     text = (f"nbprod alert on {deployment}: `{rule.text}` fired — {rule.metric} = {_fmt_value(rule, value)} "
             f"in window {span}; model {model}. Next action: `{action}`")
     return {"text": text, "blocks": [
@@ -231,7 +234,8 @@ def no_data_message(deployment: str, rule: Rule, status: str) -> dict:
     """The "resolved" payload of a firing rule that no window of the period can judge any more."""
     text = (f"RESOLVED nbprod alert on {deployment}: `{rule.text}` has no data in the monitored period "
             f"({rule.metric}: {status}); it will fire again if the condition returns")
-    return {"text": text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f":grey_question: {text}"}}]}
+    return {"text": text,
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": f":grey_question: {text}"}}]}
 
 
 def post_webhook(url: str, payload: dict, *, timeout: float = 5.0) -> None:
@@ -321,7 +325,7 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
                     posts.append((out, payload, False))
                 else:
                     out.notification = "suppressed (already notified)"
-                out.message = values.get("message") or row.message
+                out.message = values.get("message") or (row.message if row is not None else None)
             elif row is not None and row.firing:
                 payload = message(deployment, rule, value, window, resolved=True)
                 values.update(firing=False, notified_at=None, message=payload["text"])
