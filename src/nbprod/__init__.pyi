@@ -7,6 +7,7 @@ from . import audit as audit
 from . import config as config
 from . import datasets as datasets
 from . import errors as errors
+from . import pipelines as pipelines
 from ._info import info as info
 from ._version import __version__ as __version__
 from .batch.score import ScoreResult as ScoreResult
@@ -52,6 +53,8 @@ from .monitoring.report import MonitorReport as MonitorReport
 from .monitoring.widget import panel as monitor_panel  # noqa: F401 - public under another name
 from .packaging import Bundle as Bundle
 from .packaging import package as package
+from .pipelines import PipelineRun as PipelineRun
+from .pipelines import pipeline as pipeline
 from .registry.against import validate as validate
 from .registry.evaluate import EvaluationResult as EvaluationResult
 from .registry.evaluate import evaluate as evaluate

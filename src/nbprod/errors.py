@@ -29,7 +29,9 @@ Subclasses also derive from the built-in they resemble, so generic code keeps wo
     │   ├── LatencyBudgetExceeded        the latency gate refused a version
     │   └── DeploymentConflict           another caller is deploying, restoring or stopping it now
     ├── DriftError
-    └── JobError                         a papermill job failed
+    ├── JobError                         a papermill job failed
+    └── PipelineError                    a pipeline file is wrong (names its line) or a step errored
+        └── PipelineConflict             another runner holds the pipeline right now
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ __all__ = [
     "DeploymentConflict",
     "DriftError",
     "JobError",
+    "PipelineError",
+    "PipelineConflict",
 ]
 
 
@@ -172,3 +176,17 @@ class DriftError(NbprodError):
 
 class JobError(NbprodError):
     """A notebook job failed."""
+
+
+class PipelineError(NbprodError):
+    """A pipeline file is wrong (unknown step, cycle, missing output, unknown verb) or a step errored.
+
+    ``line`` is the line of the pipeline file the problem is on, when there is one."""
+
+    def __init__(self, problem: str, fix: str | None = None, *, line: int | None = None) -> None:
+        super().__init__(problem, fix)
+        self.line = line
+
+
+class PipelineConflict(PipelineError):
+    """Another runner holds this pipeline right now; nothing was run."""

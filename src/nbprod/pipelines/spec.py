@@ -1,0 +1,290 @@
+"""A pipeline file, read and checked before anything runs.
+
+The YAML names ``params`` and ``steps`` (a mapping, in order). A step is a notebook
+(``notebook: train.ipynb``) or a built-in verb (``verb: evaluate``). Values may refer to the
+pipeline's parameters and earlier steps' outputs by name: ``${params.data}``, ``${train.model_uri}``,
+``${train.metrics.roc_auc}``. A value that is one reference keeps the output's type; a reference
+inside a longer string is substituted as text.
+
+Every problem — unknown step, a cycle, an output the step does not produce, an unknown verb or
+argument — is a :class:`~nbprod.errors.PipelineError` naming the file and line, raised here, so a
+bad file changes nothing.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import PipelineError
+
+__all__ = ["Pipeline", "Step", "load", "VERBS", "OUTPUTS", "references"]
+
+REF = re.compile(r"\$\{([^}]*)\}")
+NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
+
+#: verb -> the arguments it takes (``name``/``verb``/``after`` are common to all steps)
+VERBS: dict[str, set[str]] = {
+    "validate": {"data", "against", "rules"},
+    "drift": {"reference", "current", "max_share"},
+    "evaluate": {"model", "data", "label", "against", "thresholds"},
+    "register": {"model", "alias"},
+    "deploy": {"model", "deployment", "smoke_rows", "data", "keep"},
+    "canary": {"model", "deployment", "percent", "hold", "gates", "data"},
+    "promote": {"deployment"},
+    "decommission": {"deployment", "retire", "alias"},
+    "wait": {"deployment", "seconds", "requests", "timeout"},
+}
+#: verb -> outputs (a trailing ``.*`` allows any sub-name, e.g. ``metrics.roc_auc``)
+OUTPUTS: dict[str, set[str]] = {
+    "notebook": {"run_id", "model_uri", "models", "status", "output", "metrics.*"},
+    "validate": {"ok", "failures"},
+    "drift": {"drift_share", "n_drifted", "dataset_drift"},
+    "evaluate": {"ok", "candidate", "champion", "metrics.*"},
+    "register": {"model_uri", "version"},
+    "deploy": {"deployment", "url", "model_uri"},
+    "canary": {"deployment", "model_uri", "previous_uri", "figures.*"},
+    "promote": {"deployment", "model_uri", "previous_uri"},
+    "decommission": {"retired"},
+    "wait": {"requests", "seconds"},
+}
+#: what a verb changes (for ``plan``)
+CHANGES = {
+    "notebook": "runs the notebook as a tracked job (new MLflow run; may register a model version)",
+    "validate": "nothing (a gate: stops on a failed report)",
+    "drift": "nothing (a gate when max_share is given)",
+    "evaluate": "records the evaluation on the candidate version (a gate: stops if it loses or misses thresholds)",
+    "register": "sets an alias on the model version",
+    "deploy": "starts a deployment (staging), sends smoke requests",
+    "canary": "adds the version as a canary of a live deployment; rolled back if a gate fails",
+    "promote": "sends 100 % of the deployment's traffic to the canary, sets @champion",
+    "decommission": "stops a deployment and/or moves the old version's alias",
+    "wait": "nothing (waits for time or requests)",
+}
+COMMON = {"verb", "notebook", "after", "parameters", "outputs", "timeout_s"}
+
+
+@dataclass
+class Step:
+    name: str
+    kind: str  # "notebook" or a verb
+    args: dict[str, Any]
+    line: int
+    after: list[str] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def needs(self) -> list[str]:
+        """The steps this one depends on: ``after`` plus every step its values refer to."""
+        found = list(self.after)
+        for text in _strings(self.args):
+            for ref in REF.findall(text):
+                head = ref.split(".", 1)[0]
+                if head not in ("params", "pipeline") and head not in found:
+                    found.append(head)
+        return found
+
+
+@dataclass
+class Pipeline:
+    name: str
+    path: Path
+    params: dict[str, Any]
+    steps: list[Step]  # in run order
+    schedule: str | None = None
+    text: str = ""
+
+    def step(self, name: str) -> Step:
+        return next(s for s in self.steps if s.name == name)
+
+
+def _strings(value: Any):
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for v in value.values():
+            yield from _strings(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _strings(v)
+
+
+def _with_lines(text: str, path: Path):
+    """Parse YAML keeping each mapping key's line (1-based) as ``{"__lines__": {key: line}}``."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def mapping(loader, node):
+        out = {}
+        lines = {}
+        for key_node, value_node in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            out[key] = loader.construct_object(value_node, deep=True)
+            lines[key] = key_node.start_mark.line + 1
+        out["__lines__"] = lines
+        return out
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
+    try:
+        return yaml.load(text, Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        raise PipelineError(f"{path}:{line or '?'}: not valid YAML: {getattr(exc, 'problem', exc)}",
+                            "fix the YAML syntax at that line", line=line) from None
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if k != "__lines__"}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _err(path: Path, line: int | None, problem: str, fix: str) -> PipelineError:
+    return PipelineError(f"{path}:{line or '?'}: {problem}", fix, line=line)
+
+
+def load(path: str | Path) -> Pipeline:
+    """Read and check ``path``; a :class:`PipelineError` naming the line for anything wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise PipelineError(f"no pipeline file at {path}", "pass the path of a pipeline .yaml file")
+    text = path.read_text()
+    doc = _with_lines(text, path)
+    if not isinstance(doc, dict):
+        raise _err(path, 1, "a pipeline file is a mapping with `steps:`", "see notebooks/pipeline.yaml")
+    top = doc["__lines__"]
+    unknown = set(top) - {"name", "params", "steps", "schedule", "description"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise _err(path, top[key], f"unknown key {key!r}", "use name, description, params, steps, schedule")
+    raw_steps = doc.get("steps")
+    if not isinstance(raw_steps, dict) or len(raw_steps) <= 1:
+        raise _err(path, top.get("steps", 1), "`steps:` must map step names to steps",
+                   "e.g. steps:\\n  train:\\n    notebook: train.ipynb")
+    schedule = doc.get("schedule")
+    if schedule is not None:
+        from .cron import parse
+
+        try:
+            parse(str(schedule))
+        except ValueError as exc:
+            raise _err(path, top["schedule"], f"schedule {schedule!r}: {exc}",
+                       'use five cron fields, e.g. "0 3 * * 1" (Mondays at 03:00)') from None
+    params = _plain(doc.get("params") or {})
+    if not isinstance(params, dict):
+        raise _err(path, top.get("params"), "`params:` must be a mapping", "e.g. params:\\n  data: new.parquet")
+    step_lines = raw_steps["__lines__"]
+    steps: list[Step] = []
+    for name, body in raw_steps.items():
+        if name == "__lines__":
+            continue
+        line = step_lines[name]
+        if not isinstance(name, str) or not NAME.match(name) or name in ("params", "pipeline"):
+            raise _err(path, line, f"bad step name {name!r}", "use letters, digits, _ and -; not params/pipeline")
+        if not isinstance(body, dict):
+            raise _err(path, line, f"step {name!r} must be a mapping", "give it `verb:` or `notebook:`")
+        lines = body["__lines__"]
+        if ("verb" in body) == ("notebook" in body):
+            raise _err(path, line, f"step {name!r} needs exactly one of `verb:` or `notebook:`",
+                       f"built-in verbs: {', '.join(VERBS)}")
+        kind = "notebook" if "notebook" in body else body["verb"]
+        if kind not in VERBS and kind != "notebook":
+            raise _err(path, lines["verb"], f"step {name!r}: unknown verb {kind!r}",
+                       f"use a notebook step or one of: {', '.join(VERBS)}")
+        allowed = COMMON | (VERBS.get(kind) or set())
+        for key in body["__lines__"]:
+            if key not in allowed:
+                raise _err(path, lines[key], f"step {name!r} ({kind}): unknown argument {key!r}",
+                           f"{kind} takes: {', '.join(sorted((VERBS.get(kind) or set()) | {'after'}))}"
+                           if kind != "notebook" else "a notebook step takes notebook, parameters, outputs, after")
+        args = _plain(body)
+        after = args.pop("after", [])
+        after = [after] if isinstance(after, str) else list(after)
+        args.pop("verb", None)
+        steps.append(Step(name, kind, args, line, after, lines))
+    pipeline = Pipeline(str(doc.get("name") or path.stem), path, params, _order(steps, path), schedule, text)
+    _check_refs(pipeline)
+    return pipeline
+
+
+def _order(steps: list[Step], path: Path) -> list[Step]:
+    """Topological order, ties in file order; a cycle or an unknown step names its line."""
+    by_name = {s.name: s for s in steps}
+    for s in steps:
+        for need in s.needs:
+            if need not in by_name:
+                line = _line_of(s, need)
+                raise _err(path, line, f"step {s.name!r} refers to unknown step {need!r}",
+                           f"steps are: {', '.join(by_name)}; parameters are ${{params.NAME}}")
+    done: list[Step] = []
+    placed: set[str] = set()
+    visiting: list[str] = []
+
+    def visit(s: Step) -> None:
+        if s.name in placed:
+            return
+        if s.name in visiting:
+            cycle = visiting[visiting.index(s.name):] + [s.name]
+            raise _err(path, s.line, f"steps form a cycle: {' -> '.join(cycle)}",
+                       "a step can only use outputs of steps that run before it")
+        visiting.append(s.name)
+        for need in s.needs:
+            visit(by_name[need])
+        visiting.pop()
+        placed.add(s.name)
+        done.append(s)
+
+    for s in steps:
+        visit(s)
+    return done
+
+
+def _line_of(step: Step, needle: str) -> int:
+    for key, value in step.args.items():
+        if any(needle in t for t in _strings(value)):
+            return step.lines.get(key, step.line)
+    return step.lines.get("after", step.line)
+
+
+def references(value: Any) -> list[str]:
+    return [r for t in _strings(value) for r in REF.findall(t)]
+
+
+def _check_refs(p: Pipeline) -> None:
+    by_name = {s.name: s for s in p.steps}
+    for s in p.steps:
+        declared = s.args.get("outputs")
+        for ref in references(s.args):
+            head, _, rest = ref.partition(".")
+            line = _line_of(s, "${" + ref + "}")
+            if head == "params":
+                if rest not in p.params:
+                    raise _err(p.path, line, f"step {s.name!r}: no parameter {rest!r}",
+                               f"add it under params: (known: {', '.join(p.params) or 'none'})")
+                continue
+            if head == "pipeline":
+                if rest not in ("run_id", "name"):
+                    raise _err(p.path, line, f"step {s.name!r}: ${{pipeline.{rest}}} is unknown",
+                               "use ${pipeline.run_id} or ${pipeline.name}")
+                continue
+            source = by_name[head]
+            if not _produces(source, rest):
+                outs = sorted(source.args.get("outputs") or OUTPUTS[source.kind])
+                raise _err(p.path, line, f"step {s.name!r} uses {ref!r}, an output step {head!r} "
+                           f"({source.kind}) does not produce", f"outputs of {head!r}: {', '.join(outs)}")
+        del declared
+
+
+def _produces(step: Step, output: str) -> bool:
+    declared = step.args.get("outputs")
+    names = set(declared) if isinstance(declared, list) else OUTPUTS[step.kind]
+    if output in names:
+        return True
+    return any(n.endswith(".*") and output.startswith(n[:-1]) and len(output) > len(n) - 1 for n in names)

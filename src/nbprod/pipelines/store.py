@@ -1,0 +1,169 @@
+"""What pipelines keep in the state DB: one row per run (its steps' states and outputs) and a lock
+per pipeline name.
+
+The lock is a row (``pipeline_locks``) claimed inside a transaction that holds ``state.lock`` on
+the name, like deployments claim a name (:mod:`nbprod.deployments.store`): the holder's process
+identity is recorded, a live holder makes a second runner refuse (:class:`PipelineConflict`), a
+dead one (SIGKILL) is stale and the next runner takes over.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from .._lazytable import LazyTable
+from ..errors import PipelineConflict, PipelineError
+
+__all__ = ["ensure", "create_run", "update_run", "read_run", "list_runs", "acquire", "release", "live"]
+
+_created: set = set()
+
+
+def _run_columns() -> list:
+    from sqlalchemy import Column, Float, String, Text
+
+    return [Column("run_id", String(64), primary_key=True),
+            Column("pipeline", String(255), nullable=False, index=True),
+            Column("path", Text, nullable=False),
+            Column("status", String(32), nullable=False),
+            Column("params", Text, nullable=False),
+            Column("steps", Text, nullable=False),  # JSON: step -> {status, outputs, child_run_id, reason, pending}
+            Column("owner", Text),  # JSON process identity of the runner
+            Column("reason", Text),
+            Column("started_at", Float, nullable=False),
+            Column("updated_at", Float, nullable=False)]
+
+
+def _lock_columns() -> list:
+    from sqlalchemy import Column, Float, String, Text
+
+    return [Column("pipeline", String(255), primary_key=True),
+            Column("owner", Text, nullable=False),
+            Column("run_id", String(64)),
+            Column("at", Float, nullable=False)]
+
+
+RUNS = LazyTable("pipeline_runs", _run_columns)
+LOCKS = LazyTable("pipeline_locks", _lock_columns)
+
+
+def ensure():
+    from .. import state
+
+    eng = state.engine()
+    key = (str(eng.url), os.getpid())
+    if key not in _created:
+        with state.write_transaction() as conn:
+            for t in (RUNS.table(), LOCKS.table()):
+                t.create(conn, checkfirst=True)
+        _created.add(key)
+    return eng
+
+
+def live(owner: Any) -> bool:
+    from ..deployments.process import same_process
+
+    if isinstance(owner, str):
+        owner = json.loads(owner) if owner else None
+    return bool(owner) and same_process(owner)
+
+
+def acquire(pipeline: str, run_id: str | None) -> dict:
+    """Claim ``pipeline`` for this process, or raise :class:`PipelineConflict` if a live runner holds it."""
+    from sqlalchemy import select
+
+    from .. import state
+    from ..deployments.process import identity
+
+    ensure()
+    me = identity()
+    t = LOCKS.table()
+    with state.write_transaction() as conn:
+        state.lock(conn, f"pipeline:{pipeline}")
+        row = conn.execute(select(t).where(t.c.pipeline == pipeline)).first()
+        if row is not None and live(row.owner) and json.loads(row.owner) != me:
+            holder = json.loads(row.owner)
+            raise PipelineConflict(f"pipeline {pipeline!r} is being run right now by process {holder.get('pid')}"
+                                   f" (run {row.run_id}); nothing was run",
+                                   "wait for it to finish (nbprod pipeline runs), then run it again")
+        values = {"owner": json.dumps(me), "run_id": run_id, "at": time.time()}
+        if row is None:
+            conn.execute(t.insert().values(pipeline=pipeline, **values))
+        else:
+            conn.execute(t.update().where(t.c.pipeline == pipeline).values(**values))
+    return me
+
+
+def release(pipeline: str) -> None:
+    from .. import state
+    from ..deployments.process import identity
+
+    t = LOCKS.table()
+    with state.write_transaction() as conn:
+        conn.execute(t.delete().where(t.c.pipeline == pipeline, t.c.owner == json.dumps(identity())))
+
+
+def create_run(run_id: str, pipeline: str, path: str, params: dict, steps: dict, owner: dict) -> None:
+    from .. import state
+
+    ensure()
+    now = time.time()
+    with state.write_transaction() as conn:
+        conn.execute(RUNS.table().insert().values(
+            run_id=run_id, pipeline=pipeline, path=path, status="RUNNING", params=json.dumps(params, default=str),
+            steps=json.dumps(steps, default=str), owner=json.dumps(owner), started_at=now, updated_at=now))
+
+
+def update_run(run_id: str, *, steps: dict | None = None, status: str | None = None, reason: str | None = None,
+               owner: dict | None = None) -> None:
+    from .. import state
+
+    t = RUNS.table()
+    values: dict[str, Any] = {"updated_at": time.time()}
+    if steps is not None:
+        values["steps"] = json.dumps(steps, default=str)
+    if status is not None:
+        values["status"] = status
+        values["reason"] = reason
+    if owner is not None:
+        values["owner"] = json.dumps(owner)
+    with state.write_transaction() as conn:
+        conn.execute(t.update().where(t.c.run_id == run_id).values(**values))
+
+
+def _row(r) -> dict:
+    status = r.status
+    if status == "RUNNING" and not live(r.owner):
+        status = "INTERRUPTED"
+    return {"run_id": r.run_id, "pipeline": r.pipeline, "path": r.path, "status": status,
+            "params": json.loads(r.params), "steps": json.loads(r.steps), "reason": r.reason,
+            "started_at": r.started_at, "updated_at": r.updated_at}
+
+
+def read_run(run_id: str) -> dict:
+    from sqlalchemy import select
+
+    ensure()
+    t = RUNS.table()
+    with ensure().connect() as conn:
+        row = conn.execute(select(t).where(t.c.run_id == run_id)).first()
+    if row is None:
+        raise PipelineError(f"no pipeline run {run_id!r}", "list them with: nbprod pipeline runs")
+    return _row(row)
+
+
+def list_runs(pipeline: str | None = None, limit: int | None = None) -> list[dict]:
+    from sqlalchemy import select
+
+    t = RUNS.table()
+    ensure()
+    q = select(t).order_by(t.c.started_at.desc())
+    if pipeline:
+        q = q.where(t.c.pipeline == pipeline)
+    if limit:
+        q = q.limit(limit)
+    with ensure().connect() as conn:
+        return [_row(r) for r in conn.execute(q).all()]

@@ -1,0 +1,136 @@
+"""Pipeline files are checked before anything runs: each mistake is a PipelineError naming its line.
+
+Also the cron parser of `schedule:` and the scheduler's missed-run arithmetic (no process, no kernel).
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from nbprod.errors import PipelineError
+
+ROOT = Path(__file__).resolve().parents[1]
+NBPROD = str(Path(sys.executable).parent / "nbprod")
+
+
+def _file(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    return path
+
+
+GOOD = """\
+name: t
+params:
+  data: new.parquet
+steps:
+  train:
+    notebook: train.ipynb
+  evaluate:
+    verb: evaluate
+    model: ${train.model_uri}
+    data: ${params.data}
+"""
+
+
+@pytest.mark.parametrize("text, line, words", [
+    (GOOD.replace("${train.model_uri}", "${trian.model_uri}"), 9, "unknown step 'trian'"),
+    (GOOD.replace("verb: evaluate", "verb: evalute"), 8, "unknown verb 'evalute'"),
+    (GOOD.replace("${train.model_uri}", "${train.model}"), 9, "does not produce"),
+    (GOOD.replace("${params.data}", "${params.dat}"), 10, "no parameter 'dat'"),
+    (GOOD.replace("    data: ${params.data}", "    dta: x"), 10, "unknown argument 'dta'"),
+    (GOOD.replace("    notebook: train.ipynb", "    notebook: train.ipynb\n    after: [evaluate]"), 5, "cycle"),
+    (GOOD.replace("steps:", "  - bad: [\nsteps:"), None, "not valid YAML"),
+])
+def test_a_bad_pipeline_file_names_its_line(tmp_path, nbprod_home, text, line, words):
+    from nbprod.pipelines import plan
+
+    with pytest.raises(PipelineError) as err:
+        plan(_file(tmp_path, text))
+    assert words in str(err.value)
+    if line is not None:
+        assert err.value.line == line and f"p.yaml:{line}:" in str(err.value)
+    assert err.value.fix
+
+
+def test_a_cycle_names_the_steps_in_it(tmp_path, nbprod_home):
+    from nbprod.pipelines import load
+
+    text = GOOD.replace("    notebook: train.ipynb", "    notebook: train.ipynb\n    after: [evaluate]")
+    with pytest.raises(PipelineError, match="train -> evaluate -> train|evaluate -> train -> evaluate"):
+        load(_file(tmp_path, text))
+
+
+def test_the_shipped_plan_lists_nine_steps_and_runs_nothing(nbprod_home):
+    out = subprocess.run([NBPROD, "pipeline", "plan", str(ROOT / "notebooks/pipeline.yaml")],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    steps = [line.split()[1] for line in out.stdout.splitlines() if line[:2].rstrip(".").isdigit()]
+    assert steps == ["validate", "drift", "train", "evaluate", "register", "deploy", "canary", "promote",
+                     "decommission"]
+    assert "model: <train.model_uri>" in out.stdout
+    # nothing ran: no pipeline runs recorded
+    runs = subprocess.run([NBPROD, "pipeline", "runs", "--json"], capture_output=True, text=True, timeout=120)
+    assert runs.returncode == 0 and runs.stdout.strip() == ""
+
+
+def test_the_plan_renders_as_a_graph_of_steps_in_a_notebook(nbprod_home):
+    from nbprod.pipelines import plan
+
+    html = plan(ROOT / "notebooks/pipeline.yaml")._repr_html_()
+    assert html.count("<rect") == 9 and "<svg" in html and "marker-end" in html
+
+
+def test_a_bad_file_exits_2_and_says_where(tmp_path, nbprod_home):
+    path = _file(tmp_path, GOOD.replace("verb: evaluate", "verb: evalute"))
+    out = subprocess.run([NBPROD, "pipeline", "run", str(path)], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "p.yaml:8" in out.stderr and "evalute" in out.stderr
+
+
+@pytest.mark.parametrize("expr, after, expected", [
+    ("0 3 * * 1", datetime(2026, 12, 6, 22, 0), datetime(2026, 12, 7, 3, 0)),  # Sunday -> Monday 03:00
+    ("*/15 * * * *", datetime(2026, 1, 1, 10, 7), datetime(2026, 1, 1, 10, 15)),
+    ("0 9-17/4 * * *", datetime(2026, 1, 1, 13, 30), datetime(2026, 1, 1, 17, 0)),
+    ("30 2 1,15 * *", datetime(2026, 1, 2, 0, 0), datetime(2026, 1, 15, 2, 30)),
+    ("0 0 * * 0", datetime(2026, 12, 7, 0, 0), datetime(2026, 12, 13, 0, 0)),
+])
+def test_cron_next_time(expr, after, expected):
+    from nbprod.pipelines.cron import next_after, parse
+
+    assert next_after(parse(expr), after) == expected
+
+
+@pytest.mark.parametrize("expr", ["0 3 * *", "61 * * * *", "*/0 * * * *", "a * * * *", "5-1 * * * *"])
+def test_bad_cron_is_refused(expr):
+    from nbprod.pipelines.cron import parse
+
+    with pytest.raises(ValueError):
+        parse(expr)
+
+
+def test_a_bad_schedule_names_its_line(tmp_path, nbprod_home):
+    from nbprod.pipelines import load
+
+    with pytest.raises(PipelineError, match="p.yaml:2: schedule"):
+        load(_file(tmp_path, GOOD.replace("name: t\n", 'name: t\nschedule: "0 25 * * *"\n')))
+
+
+def test_missed_scheduled_runs_are_counted_not_doubled():
+    from nbprod.pipelines.scheduler import due
+
+    # down from Monday 02:00 for three weeks: one run now, two missed
+    assert due("0 3 * * 1", datetime(2026, 12, 7, 2, 0), datetime(2026, 12, 22, 4, 0)) == (True, 2)
+    assert due("0 3 * * 1", datetime(2026, 12, 7, 3, 0), datetime(2026, 12, 8, 4, 0)) == (False, 0)
+
+
+def test_runs_json_is_one_object_per_line(nbprod_home):
+    from nbprod.pipelines import runs
+
+    assert str(runs(as_json=True)) == ""
+    json.loads("{}")
