@@ -64,7 +64,7 @@ def _pipeline(args: argparse.Namespace, ctx: Context):
     if args.action == "run":
         return pipelines.pipeline(_one(args, "file"), _params(args.params), progress=_progress(ctx))
     if args.action == "resume":
-        return pipelines.resume(_one(args, "run id"), progress=_progress(ctx))
+        return pipelines.resume(_one(args, "run id"), _params(args.params), progress=_progress(ctx))
     if args.action == "show":
         return pipelines.get_run(_one(args, "run id"))
     if args.action == "scheduler":

@@ -280,8 +280,10 @@ def pipeline(path: str | Path, params: dict | None = None, *, progress: Any = No
         store.release(p.name)
 
 
-def resume(run_id: str, *, progress: Any = None) -> PipelineRun:
-    """Continue run ``run_id`` from its failed (or interrupted) step, reusing the outputs of the steps done."""
+def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> PipelineRun:
+    """Continue run ``run_id`` from its failed (or interrupted) step, reusing the outputs of the steps done.
+
+    ``params`` override recorded parameters for the steps still to run (after fixing what failed)."""
     from ..registry.store import client
 
     row = store.read_run(run_id)
@@ -299,9 +301,11 @@ def resume(run_id: str, *, progress: Any = None) -> PipelineRun:
             steps.setdefault(s.name, {"status": "pending", "kind": s.kind, "needs": s.needs})
             if steps[s.name].get("status") != "done":
                 steps[s.name].update(status="pending", reason=None)
+        _params(p, params)  # unknown names refused
+        merged = {**row["params"], **(params or {})}
         store.update_run(run_id, steps=steps, status="RUNNING", owner=owner)
         client().update_run(run_id, status="RUNNING")
-        return _finish(_execute(p, run_id, row["params"], steps, progress))
+        return _finish(_execute(p, run_id, merged, steps, progress))
     finally:
         store.release(p.name)
 

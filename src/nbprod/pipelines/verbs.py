@@ -48,9 +48,10 @@ def validate(args: dict, ctx: dict) -> dict:
 
     frame = _frame(args.get("data"), "validate")
     report = run(frame, args.get("against"), rules=args.get("rules"))
-    out = {"ok": report.ok, "failures": len(report.failures) if hasattr(report, "failures") else 0}
+    out = {"ok": report.ok, "failures": len(report.failures)}
     if not report.ok:
-        raise GateFailed(f"validation failed: {str(report).splitlines()[0]}", out)
+        which = "; ".join(f"{f.column}: {f.check}" for f in report.failures[:3])
+        raise GateFailed(f"validation failed ({len(report.failures)} failure(s): {which})", out)
     return out
 
 
