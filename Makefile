@@ -104,6 +104,7 @@ bench: peers
 	$(PY) benchmarks/bench_audit.py
 	$(PY) benchmarks/bench_predlog.py
 	$(PY) benchmarks/bench_jobs.py
+	$(PY) benchmarks/bench_pipeline.py
 
 clean:
 	rm -rf $(VENV) $(PANDAS2) .nbprod build dist src/nbprod/labextension labextension/lib labextension/node_modules

@@ -27,14 +27,15 @@ NBPROD = str(Path(sys.executable).parent / "nbprod")
 
 @pytest.fixture
 def production(nbprod_home, tmp_path):
-    """A poor credit-risk v1 (@champion) served as `credit`; the new data and the holdout as files; traffic on demand."""
-    import nbprod
-    from nbprod.datasets import credit
+    """A poor credit-risk v1 (@champion) served as `credit`; new data and holdout as files; traffic."""
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    import nbprod
+    from nbprod.datasets import credit
 
     numeric = ["age", "income", "debt_ratio", "credit_lines", "late_payments"]
     categorical = ["employment", "country", "purpose"]

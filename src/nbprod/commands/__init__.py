@@ -23,13 +23,8 @@ from ..errors import DataError, NbprodError
 __all__ = ["Command", "Context", "UsageProblem", "HelpShown", "all_commands", "build_parser"]
 
 #: Command modules, in the order their verbs appear in help.
-<<<<<<< HEAD
-MODULES = ["data", "registry", "packaging", "audit", "serving", "deploy", "drift", "monitoring", "jobs", "info",
-           "batch"]
-=======
 MODULES = ["data", "registry", "packaging", "audit", "serving", "deploy", "drift", "monitoring", "jobs", "pipeline",
-           "info"]
->>>>>>> ea69901 (Pipelines: a YAML file of notebook steps and built-in verbs, checked before anything runs (errors name the line); nbprod pipeline plan/run/runs/show/resume/scheduler, nbprod.pipeline)
+           "info", "batch"]
 
 
 class UsageProblem(NbprodError):

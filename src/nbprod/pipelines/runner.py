@@ -108,14 +108,28 @@ def _start_guard(run_id: str, step: str) -> subprocess.Popen:
                             stderr=subprocess.DEVNULL, start_new_session=True)
 
 
-def _log_outputs(c, run_id: str, outputs: dict, prefix: str = "") -> None:
+def _flat(outputs: dict, prefix: str = "") -> list[tuple[str, Any]]:
+    items: list[tuple[str, Any]] = []
     for k, v in outputs.items():
-        if isinstance(v, dict):
-            _log_outputs(c, run_id, v, f"{prefix}{k}.")
-        elif isinstance(v, (int, float)) and not isinstance(v, bool):
-            c.log_metric(run_id, f"{prefix}{k}", float(v))
+        items += _flat(v, f"{prefix}{k}.") if isinstance(v, dict) else [(f"{prefix}{k}", v)]
+    return items
+
+
+def _log_outputs(c, run_id: str, outputs: dict, status: str, reason: str | None) -> None:
+    """A step's outputs (numbers as metrics, the rest as tags) and its end, in two calls to the store."""
+    from mlflow.entities import Metric, RunTag
+
+    now = int(time.time() * 1000)
+    metrics, tags = [], [RunTag("nbprod.status", status)]
+    for k, v in _flat(outputs):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            metrics.append(Metric(k, float(v), now, 0))
         elif v is not None:
-            c.set_tag(run_id, f"nbprod.output.{prefix}{k}", str(v)[:500])
+            tags.append(RunTag(f"nbprod.output.{k}", str(v)[:500]))
+    if reason:
+        tags.append(RunTag("nbprod.reason", reason[:500]))
+    c.log_batch(run_id, metrics=metrics, tags=tags)
+    c.set_terminated(run_id, "FINISHED" if status == "done" else "FAILED")
 
 
 def _notebook(p: Pipeline, step, args: dict, exp_name: str, parent: str) -> tuple[dict, str | None]:
@@ -186,7 +200,6 @@ def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any)
                     guard = _start_guard(run_id, _name)
 
                 outputs = STEPS[step.kind](args, {"record": record, "tick": lambda: None})
-                c.set_terminated(child, "FINISHED")
             st.update(status="done", outputs=outputs, child_run_id=child, pending=None, ended_at=time.time())
             ctx[step.name] = outputs
         except GateFailed as exc:
@@ -197,14 +210,11 @@ def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any)
             st.update(status="failed", reason=text[:500], child_run_id=child, pending=None)
             status, reason = "FAILED", f"{step.name}: {text[:500]}"
         finally:
-            if guard is not None:
+            if guard is not None:  # the pending canary is cleared: the guard exits
                 store.update_run(run_id, steps=steps)
                 guard.wait(timeout=30)
         if child and step.kind != "notebook":
-            _log_outputs(c, child, st.get("outputs") or {})
-            if st["status"] != "done":
-                c.set_tag(child, "nbprod.reason", (st.get("reason") or "")[:500])
-                c.set_terminated(child, "FAILED")
+            _log_outputs(c, child, st.get("outputs") or {}, st["status"], st.get("reason"))
         audit.record(f"pipeline.{step.kind}", model_uri=_model_of(st.get("outputs")),
                      details={"pipeline": p.name, "run_id": run_id, "step": step.name, "status": st["status"],
                               "reason": st.get("reason"), "child_run_id": child})
@@ -270,8 +280,9 @@ def pipeline(path: str | Path, params: dict | None = None, *, progress: Any = No
         c = client()
         parent = c.create_run(_experiment(c, p.name), tags={"mlflow.runName": p.name, "nbprod.pipeline": p.name,
                                                             "nbprod.pipeline_path": str(p.path)}).info.run_id
-        for k, v in merged.items():
-            c.log_param(parent, k, str(v)[:500])
+        from mlflow.entities import Param
+
+        c.log_batch(parent, params=[Param(k, str(v)[:500]) for k, v in merged.items()])
         steps = {s.name: {"status": "pending", "kind": s.kind, "needs": s.needs} for s in p.steps}
         store.create_run(parent, p.name, str(p.path.resolve()), merged, steps, owner)
         store.acquire(p.name, parent)

@@ -262,7 +262,7 @@ def decommission(args: dict, ctx: dict) -> dict:
     retired = []
     dep = args.get("deployment")
     found = read(dep) if dep else None
-    if found is not None and found[1]["status"] != "stopped":
+    if dep and found is not None and found[1]["status"] != "stopped":
         undeploy(dep)
         retired.append(dep)
     if args.get("retire"):

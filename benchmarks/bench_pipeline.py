@@ -1,0 +1,103 @@
+"""Pipelines: the orchestration overhead of ``nbprod.pipeline`` over calling the same verbs by hand.
+
+Issue 15's goal: under 1 s in all for nine steps, excluding the notebooks' own work and the
+canary's wait. What the runner adds per step: checking the file, the lock, a parent MLflow run and
+a child run per step (outputs logged), the run's state written before and after each step, an
+audit row per step. To keep the verbs' own work the same on both sides, both run nine built-in
+steps that need no server or kernel — validate, drift, evaluate, three ``register`` (alias moves)
+and three ``wait`` of 0 s — on the same registered model and data, interleaved (hand, pipeline,
+hand, …) after one warm-up each, in the same process.
+
+    .venv/bin/python benchmarks/bench_pipeline.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+YAML = """\
+name: bench
+params: {data: DATA, holdout: HOLDOUT}
+steps:
+  validate: {verb: validate, data: "${params.data}", against: "credit-risk@champion"}
+  drift: {verb: drift, reference: "credit-risk@champion", current: "${params.data}"}
+  evaluate: {verb: evaluate, model: "credit-risk/1", data: "${params.holdout}", label: default, against: null}
+  r1: {verb: register, model: "credit-risk/1", alias: a1}
+  r2: {verb: register, model: "${r1.model_uri}", alias: a2}
+  r3: {verb: register, model: "${r2.model_uri}", alias: a3}
+  w1: {verb: wait, deployment: none, seconds: 0}
+  w2: {verb: wait, deployment: none, seconds: 0}
+  w3: {verb: wait, deployment: none, seconds: 0}
+"""
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--runs", type=int, default=5)
+    opts = ap.parse_args()
+    home = Path(tempfile.mkdtemp(prefix="nbprod-bench-pipeline-"))
+    os.environ["NBPROD_HOME"] = str(home)
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    import nbprod
+    from nbprod.datasets import credit
+    from nbprod.pipelines import verbs
+
+    X, y = credit(2000, 0)
+    num = ["age", "income", "debt_ratio", "credit_lines", "late_payments"]
+    cat = ["employment", "country", "purpose"]
+    pre = ColumnTransformer([("n", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), num),
+                             ("c", OneHotEncoder(handle_unknown="ignore"), cat)])
+    model = make_pipeline(pre, LogisticRegression(max_iter=500)).fit(X, y)
+    nbprod.register(model, "credit-risk", X, y, alias="champion")
+    new, _ = credit(500, 1)
+    hx, hy = credit(500, 2)
+    data, holdout = home / "new.parquet", home / "holdout.parquet"
+    new.to_parquet(data)
+    hx.assign(default=hy).to_parquet(holdout)
+    path = home / "bench.yaml"
+    path.write_text(YAML.replace("DATA", str(data)).replace("HOLDOUT", str(holdout)))
+    ctx = {"record": lambda pending: None, "tick": lambda: None}
+
+    def by_hand() -> None:
+        verbs.validate({"data": str(data), "against": "credit-risk@champion"}, ctx)
+        verbs.drift({"reference": "credit-risk@champion", "current": str(data)}, ctx)
+        verbs.evaluate({"model": "credit-risk/1", "data": str(holdout), "label": "default", "against": None}, ctx)
+        uri = verbs.register({"model": "credit-risk/1", "alias": "a1"}, ctx)["model_uri"]
+        uri = verbs.register({"model": uri, "alias": "a2"}, ctx)["model_uri"]
+        verbs.register({"model": uri, "alias": "a3"}, ctx)
+        for _ in range(3):
+            verbs.wait({"deployment": "none", "seconds": 0}, ctx)
+
+    def piped() -> None:
+        run = nbprod.pipeline(path)
+        assert run.ok, str(run)
+
+    hand, pipe = [], []
+    by_hand()
+    piped()
+    for _ in range(opts.runs):
+        t = time.perf_counter()
+        by_hand()
+        hand.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        piped()
+        pipe.append(time.perf_counter() - t)
+    h, p = statistics.median(hand), statistics.median(pipe)
+    print(f"nine steps by hand:      median {h:.3f} s  (runs: {', '.join(f'{v:.2f}' for v in hand)})")
+    print(f"nine steps as pipeline:  median {p:.3f} s  (runs: {', '.join(f'{v:.2f}' for v in pipe)})")
+    print(f"orchestration overhead:  {p - h:.3f} s for 9 steps ({(p - h) / 9 * 1000:.0f} ms/step); ratio {p / h:.2f}x; "
+          f"goal < 1 s: {'met' if p - h < 1 else 'NOT met'}")
+
+
+if __name__ == "__main__":
+    main()
