@@ -134,3 +134,18 @@ def test_runs_json_is_one_object_per_line(nbprod_home):
 
     assert str(runs(as_json=True)) == ""
     json.loads("{}")
+
+
+def test_the_magic_is_the_same_command(nbprod_home, capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbprod")
+    try:
+        shown = shell.run_line_magic("nbprod", f"pipeline plan {ROOT / 'notebooks/pipeline.yaml'} -p C 0.5")
+        assert shown.params["C"] == 0.5 and [s["name"] for s in shown.steps][-1] == "decommission"
+        assert "<svg" in shown._repr_html_()
+        with pytest.raises(PipelineError, match="no parameter 'nope'"):
+            shell.run_line_magic("nbprod", f"pipeline plan {ROOT / 'notebooks/pipeline.yaml'} -p nope 1")
+    finally:
+        shell.run_line_magic("unload_ext", "nbprod")
