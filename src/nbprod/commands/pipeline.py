@@ -79,7 +79,7 @@ def _pipeline(args: argparse.Namespace, ctx: Context):
 
 
 COMMANDS = [
-    Command(name="pipeline", help="Plan, run, list and resume pipelines of notebook steps and verbs, with gates.",
+    Command(name="pipeline", help="plan, run, list and resume pipelines of notebook steps and verbs, with gates",
             arguments=_arguments, run=_pipeline,
             examples=["nbprod pipeline plan notebooks/pipeline.yaml",
                       "nbprod pipeline run notebooks/pipeline.yaml -p C 0.5",
