@@ -74,9 +74,11 @@ def plan(path: str | Path, params: dict | None = None) -> Plan:
 
 
 def _experiment(c, name: str) -> str:
-    exp_name = f"pipeline-{name}"
-    exp = c.get_experiment_by_name(exp_name)
-    return exp.experiment_id if exp is not None else c.create_experiment(exp_name)
+    """The pipeline's experiment, made the way a job's is: its artefacts under NBPROD_HOME, not in
+    MLflow's default ``./mlruns`` of whatever folder the runner was started in."""
+    from ..jobs.prepare import choose_experiment
+
+    return choose_experiment(c, f"pipeline-{name}")
 
 
 def _cleanup(name: str) -> list[str]:
