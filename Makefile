@@ -46,7 +46,7 @@ lab: $(STAMP)
 
 # The README's pictures: the browser test of the quickstart, saving its screenshots into docs/.
 screenshots: $(STAMP)
-	NBPROD_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/ui/test_quickstart_ui.py
+	NBPROD_UPDATE_SCREENSHOTS=1 $(PY) -m pytest -q -p no:cacheprovider tests/ui/test_quickstart_ui.py tests/ui/test_sidebar.py
 
 # ruff (E, F, I, B at 120 columns) and mypy (check_untyped_defs) over the code; settings in pyproject.toml.
 # A package's __init__.pyi (its lazy public names, nbprod/_lazy.py) hides its __init__.py from the
