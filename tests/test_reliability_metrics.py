@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import re
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
-from _servers import NBPROD, free_port, request
+from _servers import NBPROD, free_port, request, stop_group, wait_until
 from _serving_models import rows
 
 
@@ -24,17 +22,11 @@ def serving(args: list[str], env: dict):
     proc = subprocess.Popen([NBPROD, "serve", *args, "--port", str(port)], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _poll(lambda: proc.poll() is not None or _ping(port), 60) and proc.poll() is None, "server did not start"
+        wait_until(lambda: proc.poll() is not None or _ping(port), 60, "server answering /ping")
+        assert proc.poll() is None, "server did not start"
         yield port, proc
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_group(proc)
 
 
 def _ping(port: int) -> bool:
@@ -44,13 +36,6 @@ def _ping(port: int) -> bool:
         return False
 
 
-def _poll(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.05)
 
 
 def _workers(proc) -> list:
@@ -75,7 +60,7 @@ def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_mo
     pytest.importorskip("psutil")
     body = rows(serving_models, 1)
     with serving(["--model-dir", serving_models["clf"], "--workers", "2", "--no-auth"], env) as (port, proc):
-        assert _poll(lambda: len(_workers(proc)) == 2)
+        wait_until(lambda: len(_workers(proc)) == 2, 30, "two workers")
         workers = _workers(proc)
         sent = 0
         for _ in range(60):  # fresh connections: the kernel spreads them over both workers
@@ -87,8 +72,9 @@ def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_mo
         assert metrics_dir.is_dir() and oct(metrics_dir.stat().st_mode & 0o777) == "0o700"
         for p in workers[:1]:  # a worker killed without a chance to clean up: its counts stay
             p.send_signal(signal.SIGKILL)
-        assert _poll(lambda: len(_workers(proc)) == 2 and workers[0].pid not in {w.pid for w in _workers(proc)})
-        assert _poll(lambda: _ping(port))
+        wait_until(lambda: len(_workers(proc)) == 2 and workers[0].pid not in {w.pid for w in _workers(proc)}, 30,
+                   "the killed worker replaced")
+        wait_until(lambda: _ping(port), 30, "server answering /ping")
         for _ in range(20):
             assert request(port, "POST", "/invocations", body)[0] == 200
             sent += 1

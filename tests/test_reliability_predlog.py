@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 import sqlalchemy as sa
-from _servers import request, server
+from _servers import request, server, wait_until
 
 from nbprod.monitoring.feedback import feedback
 from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions
@@ -103,13 +103,6 @@ def _body(serving_models, start: int, n: int) -> dict:
     return {"dataframe_records": json.loads(serving_models["df"].iloc[start:start + n].to_json(orient="records"))}
 
 
-def _poll(condition, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
 
 
 def _refused_in_log() -> int:
@@ -151,14 +144,15 @@ def test_a_wrong_token_flood_never_evicts_predictions_or_their_labels(serving_mo
             assert status == 200
             ids += json.loads(data)["prediction_ids"]
         labels = [int(v) for v in serving_models["y"].iloc[:100]]
-        assert _poll(lambda: len(_log()) == 100)  # written by the server's background writer
+        wait_until(lambda: len(_log()) == 100, 30, "100 rows in the log")  # written by the server's background writer
         status, _, data = request(port, "POST", "/feedback", {"prediction_ids": ids, "labels": labels}, token=TOKEN)
         assert status == 200 and json.loads(data)["stored"] == 100
         statuses = _flood(port, 2000)
         assert statuses.count(401) == 2000
         metrics = request(port, "GET", "/metrics")[2].decode()
         assert 'nbprod_requests_total{endpoint="invocations",status="401",version="none"} 2000.0' in metrics
-        assert _poll(lambda: _refused_in_log() >= 2000) and _refused_in_log() == 2000  # each refusal counted …
+        wait_until(lambda: _refused_in_log() >= 2000, 30, "2000 refusals counted")
+        assert _refused_in_log() == 2000  # each refusal counted …
         errors = [r for r in _log() if r.role == "error"]
         assert len(errors) <= 60, f"{len(errors)} rows for 2000 refused requests"  # … in a few summary rows
         # real traffic past the cap: the unlabelled predictions and the errors go, the labelled stay
@@ -166,7 +160,8 @@ def test_a_wrong_token_flood_never_evicts_predictions_or_their_labels(serving_mo
             assert request(port, "POST", "/invocations", _body(serving_models, start, 50), token=TOKEN)[0] == 200
         for start in range(0, 200, 50):
             assert request(port, "POST", "/invocations", _body(serving_models, start, 50), token=TOKEN)[0] == 200
-        assert _poll(lambda: len(_log()) <= 300 + 100 and not any(r.role == "error" for r in _log()))
+        wait_until(lambda: len(_log()) <= 300 + 100 and not any(r.role == "error" for r in _log()), 30,
+                   "the log pruned of errors")
     kept = {r.prediction_id for r in _log()}
     assert set(ids) <= kept
     assert _labelled() == {i: str(v) for i, v in zip(ids, labels, strict=True)}
@@ -188,4 +183,4 @@ def test_retention_keeps_up_with_the_writes_of_a_real_server(serving_models, env
                 def caught_up(last: str = last) -> bool:
                     rows = _log()
                     return last in {r.prediction_id for r in rows} and len(rows) <= 200 + 100
-                assert _poll(caught_up), f"{len(_log())} rows in the log against a cap of 200"
+                wait_until(caught_up, 30, "the log back under its cap of 200")
