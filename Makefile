@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 UV     := $(VENV)/bin/uv
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-fast test-pandas2 install lint peers bench clean lab screenshots
+.PHONY: demo test test-fast test-pandas2 install lint peers pandas2 bench clean lab screenshots
 
 # Benchmark peers (pandera, Evidently) live in venvs of their own, never in nbprod's.
 PEER_PANDERA   := benchmarks/.venv/.installed
@@ -28,8 +28,12 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/nbprod demo
 
+# Most of the suite's time is spent waiting on servers, kernels and the browser, not on the CPU:
+# TEST_JOBS processes (pytest-xdist; each test file stays on one process, for its module fixtures)
+# take it from ~30 to ~10 minutes on 2 cores. TEST_JOBS=0 runs it in this process, serially.
+TEST_JOBS ?= 4
 test: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
 # The edit-test loop: every test that starts no server and no kernel (those are marked slow), under a minute.
 test-fast: $(STAMP)
@@ -67,33 +71,41 @@ PANDAS2_TESTS := tests/test_profile.py tests/test_validate.py tests/test_rules.p
                  tests/test_magics_data.py tests/test_drift.py tests/test_serving.py tests/test_serving_http.py \
                  tests/test_predlog.py tests/test_monitoring.py tests/test_registry.py tests/test_evaluate.py
 
-$(PANDAS2_STAMP): $(STAMP) pyproject.toml
-	$(PYTHON) -m venv $(PANDAS2)
-	$(UV) pip install --quiet --python $(PANDAS2)/bin/python -e '.[test]' 'pandas>=2.1,<3'
+# The side venvs (pandas 2, the peers) need neither the main venv nor the sidebar's build
+# (SKIP_JUPYTER_BUILDER: the hook would rebuild labextension/ once per venv), so that
+# `make -j3 install peers pandas2` builds all of them at once (.ci/run does).
+SIDE_VENV = $(PYTHON) -m venv $(1) && $(1)/bin/pip install --quiet --disable-pip-version-check uv
+SIDE_UV   = SKIP_JUPYTER_BUILDER=1 $(1)/bin/uv pip install --quiet --python $(1)/bin/python
+
+$(PANDAS2_STAMP): pyproject.toml
+	$(call SIDE_VENV,$(PANDAS2))
+	$(call SIDE_UV,$(PANDAS2)) -e '.[test]' 'pandas>=2.1,<3'
 	$(PANDAS2)/bin/python -m compileall -q -j 0 $(PANDAS2)/lib >/dev/null || true
 	touch $@
+
+pandas2: $(PANDAS2_STAMP)
 
 test-pandas2: $(PANDAS2_STAMP)
 	$(PANDAS2)/bin/python -m pytest $(PYTEST_ARGS) $(PANDAS2_TESTS)
 
 # Evidently 0.7.23 needs pandas < 3, hence its own venv (pandera is there too, for pandas 2 figures); tests/test_drift.py compares
 # nbprod's drift decisions with it there (CI builds it; elsewhere that test skips with a hint).
-$(PEER_EVIDENTLY): $(STAMP) benchmarks/requirements-evidently.txt
-	$(PYTHON) -m venv benchmarks/.venv-evidently
-	$(UV) pip install --quiet --python benchmarks/.venv-evidently/bin/python -r benchmarks/requirements-evidently.txt
+$(PEER_EVIDENTLY): benchmarks/requirements-evidently.txt
+	$(call SIDE_VENV,benchmarks/.venv-evidently)
+	$(call SIDE_UV,benchmarks/.venv-evidently) -r benchmarks/requirements-evidently.txt
 	benchmarks/.venv-evidently/bin/python -m compileall -q -j 0 benchmarks/.venv-evidently/lib >/dev/null || true
 	touch $@
 
-$(PEER_PANDERA): $(STAMP) benchmarks/requirements.txt
-	$(PYTHON) -m venv benchmarks/.venv
-	$(UV) pip install --quiet --python benchmarks/.venv/bin/python -r benchmarks/requirements.txt -e .
+$(PEER_PANDERA): pyproject.toml benchmarks/requirements.txt
+	$(call SIDE_VENV,benchmarks/.venv)
+	$(call SIDE_UV,benchmarks/.venv) -r benchmarks/requirements.txt -e .
 	benchmarks/.venv/bin/python -m compileall -q -j 0 benchmarks/.venv/lib >/dev/null || true
 	touch $@
 
 peers: $(PEER_PANDERA) $(PEER_EVIDENTLY)
 
 # Every benchmark once, each against its peer; the figures in BENCHMARKS.md come from these.
-bench: peers
+bench: install peers
 	$(PY) benchmarks/bench_import.py
 	benchmarks/.venv/bin/python benchmarks/bench_validate.py
 	benchmarks/.venv-evidently/bin/python benchmarks/bench_validate.py --categorical object
