@@ -47,7 +47,7 @@ from starlette.routing import Route as HttpRoute
 
 from .._version import __version__
 from ..errors import ServingError
-from . import codecs, idempotency
+from . import codecs, idempotency, v2binary
 from .fastpath import UnknownCategory
 from .loader import ModelStore
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
@@ -256,6 +256,8 @@ def _content_kind(request: Request) -> str:
         return "json"
     if ctype in ("text/csv", "application/csv"):
         return "csv"
+    if ctype == "application/octet-stream":  # the v2 binary tensor extension (v2binary)
+        return "binary"
     raise ServingError(f"unsupported content type {ctype!r}",
                        "send Content-Type: application/json (or text/csv with a header row)", status=415,
                        code="unsupported_media_type")
@@ -402,7 +404,11 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
     ids = [f"{request_id}-{i}" for i in range(batch.n)]
     payload = encode(pred, target, ids, ood, request_id, batch)
     headers = {"X-Model-Version": label, "X-Prediction-Id": request_id}
-    response = json_response(payload, 200, headers)
+    if isinstance(payload, Response):  # an encoder that writes its own body (v2 binary tensors)
+        payload.headers.update(headers)
+        response = payload
+    else:
+        response = json_response(payload, 200, headers)
     state.metrics.rows.labels(label, role).inc(batch.n)
     _observe(state, label, pred, batch.n, ood)
     if version is None:
@@ -419,6 +425,10 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
 def _decode_mlflow(kind: str, body: bytes, signature):
     if kind == "csv":
         return codecs.decode_csv(body, signature)  # numeric columns straight into arrays
+    if kind == "binary":
+        raise codecs.http_error("/invocations takes JSON or CSV, not application/octet-stream",
+                                "send Content-Type: application/json (binary tensors go to /v2/models/{name}/infer)",
+                                status=415, error="unsupported_media_type")
     return codecs.decode_mlflow(codecs.parse_json(body), signature)
 
 
@@ -462,15 +472,21 @@ async def v2_infer(request: Request) -> Response:
     except ServingError as err:
         return error_response(err)
 
+    header_length = request.headers.get(v2binary.HEADER)
+    choice = v2binary.OutputChoice()
+
     def decode(kind: str, body: bytes, signature):
-        if kind != "json":
-            raise codecs.http_error("the inference protocol takes JSON", "send Content-Type: application/json",
-                                    status=415, error="unsupported_media_type")
-        batch, req_id = codecs.decode_v2(codecs.parse_json(body), signature)
+        nonlocal choice
+        if kind == "csv":
+            raise codecs.http_error("the inference protocol takes JSON (and binary tensors after it)",
+                                    "send Content-Type: application/json, or application/octet-stream with the "
+                                    f"{v2binary.HEADER} header", status=415, error="unsupported_media_type")
+        payload, choice = v2binary.read_request(body, header_length)
+        batch, req_id = codecs.decode_v2(payload, signature)
         batch.params = {"_id": req_id, **batch.params}
         return batch
 
-    def encode(pred, target: Target, ids, ood, request_id, batch) -> dict:
+    def encode(pred, target: Target, ids, ood, request_id, batch) -> dict | Response:
         out = {"model_name": name, "model_version": target.served.version,
                "id": batch.params.get("_id") or request_id,
                "outputs": codecs.encode_v2_outputs(pred, target.served.predict_fn),
@@ -478,7 +494,7 @@ async def v2_infer(request: Request) -> Response:
                "parameters": {"prediction_ids": ids}}
         if target.served.ood is not None:
             out["ood"] = out["parameters"]["ood"] = ood if ood is not None else [[] for _ in range(batch.n)]
-        return out
+        return v2binary.write_response(out, choice)
 
     return await _serve_prediction(state, request, "v2_infer", decode, encode, version)
 
@@ -532,7 +548,7 @@ async def v2_ready(request: Request) -> Response:
 
 
 async def v2_server(request: Request) -> Response:
-    return json_response({"name": "nbprod", "version": __version__, "extensions": []})
+    return json_response({"name": "nbprod", "version": __version__, "extensions": [v2binary.EXTENSION]})
 
 
 # --- probes, version, metrics -------------------------------------------------------------------

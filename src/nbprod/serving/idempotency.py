@@ -47,6 +47,8 @@ __all__ = ["IdempotencyStore", "fingerprint", "idempotency_keys"]
 
 MAX_KEY_LENGTH = 255
 _POLL_S = 0.02
+#: Headers a replay needs besides ``X-*``: a binary v2 answer's type and JSON length (v2binary).
+_REPLAYED = ("content-type", "inference-header-content-length")
 
 
 def fingerprint(method: str, path: str, query: str, authorization: str, body: bytes) -> str:
@@ -248,7 +250,7 @@ class IdempotencyStore:
         if response.status_code != 200:
             await self._release_quietly(scope, key, fp)
             return response
-        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-")}
+        headers = {k: v for k, v in response.headers.items() if k.lower().startswith("x-") or k.lower() in _REPLAYED}
         try:
             await self._call("complete", scope, key, fp, 200, bytes(response.body), headers,
                              int(spec.idempotency_keys), ttl)
