@@ -67,6 +67,33 @@ async def feedback_endpoint(request):
         return error_response(err)
 
 
+_ERROR = {"$ref": "#/components/responses/Error"}
+
+#: ``POST /feedback`` in the server's OpenAPI document (nbprod.serving.openapi).
+OPERATIONS = {"post": {
+    "summary": "Labels for earlier predictions (ground truth, joined by prediction id)", "tags": ["predictions"],
+    "operationId": "feedback",
+    "requestBody": {"required": True, "content": {"application/json": {
+        "schema": {"oneOf": [
+            {"type": "object", "required": ["prediction_ids", "labels"],
+             "properties": {"prediction_ids": {"type": "array", "items": {"type": "string"}},
+                            "labels": {"type": "array", "description": "one label per id"}}},
+            {"type": "object", "required": ["feedback"],
+             "properties": {"feedback": {"type": "array", "items": {
+                 "type": "object", "required": ["prediction_id", "label"],
+                 "properties": {"prediction_id": {"type": "string"}, "label": {}}}}}}]},
+        "example": {"prediction_ids": ["<prediction id from an answer>"], "labels": [1]}}}},
+    "responses": {
+        "200": {"description": "what was stored; unknown ids are listed, not dropped", "content": {
+            "application/json": {"schema": {"type": "object", "properties": {
+                "stored": {"type": "integer"}, "unchanged": {"type": "integer"},
+                "updated": {"type": "array", "items": {"type": "object"}},
+                "unknown": {"type": "array", "items": {"type": "string"}}, "ok": {"type": "boolean"}}}}}},
+        "400": _ERROR, "401": _ERROR, "503": _ERROR}}}
+
+
 def feedback_route():
-    """``POST /feedback`` as a route for ``create_app(routes=...)``."""
-    return Route("/feedback", feedback_endpoint, methods=["POST"])
+    """``POST /feedback`` as a route for ``create_app(routes=...)``, with its OpenAPI operation."""
+    from ..serving.openapi import describe
+
+    return describe(Route("/feedback", feedback_endpoint, methods=["POST"]), OPERATIONS)

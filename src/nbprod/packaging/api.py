@@ -19,6 +19,7 @@ from pathlib import Path
 from .._version import __version__
 from ..errors import NbprodError, PackagingError
 from . import templates
+from .openapi import write_openapi
 from .pins import pinned_environment
 from .results import Bundle
 from .target import MANIFEST, bundle_path, check_target
@@ -131,6 +132,7 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
         profile = model_dir / "nbprod" / "profile.json"
         if profile.is_file():
             shutil.copy2(profile, tmp / "profile.json")
+        write_openapi(tmp / "openapi.json", model_dir, version.name, str(version.version))  # GET /openapi.json
         (tmp / "Dockerfile").write_text(templates.dockerfile(python, wheel.name, port, version.uri), encoding="utf-8")
         (tmp / ".dockerignore").write_text(templates.DOCKERIGNORE, encoding="utf-8")
         (tmp / "k8s").mkdir()

@@ -190,6 +190,11 @@ The container runs `nbprod serve --model-dir /app/model --port {port} --host 0.0
 verifies the model's manifest before loading it. Docker's `HEALTHCHECK` polls `{PING}`; the health
 endpoints and `/metrics` need no token.
 
+`openapi.json` in this directory is the OpenAPI 3.1 description the server answers at
+`/openapi.json` (with the token): every endpoint, the request forms of `/invocations`, and the
+columns with their types, training ranges and categories. `/docs` on the running server renders it
+(a self-contained page: it works without internet access).
+
 Without Docker, in a fresh virtual environment (the same command, from this directory):
 
 ```bash

@@ -47,7 +47,7 @@ from starlette.routing import Route as HttpRoute
 
 from .._version import __version__
 from ..errors import ServingError
-from . import codecs, idempotency, v2binary
+from . import codecs, idempotency, openapi, v2binary
 from .fastpath import UnknownCategory
 from .loader import ModelStore
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
@@ -662,6 +662,7 @@ def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None =
         HttpRoute("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
         HttpRoute("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
         HttpRoute("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        *openapi.routes(),  # GET /openapi.json (built from the routes above and ``routes``), GET /docs
         *routes,
     ]
     app = Starlette(routes=table, lifespan=serving_lifespan,
