@@ -211,3 +211,24 @@ def test_a_server_without_a_profile_or_token_describes_its_signature(serving_mod
     assert props["visits"]["type"] == "integer" and props["city"]["type"] == ["string", "null"]
     assert not any("x-nbprod-ood-range" in p for p in props.values())
     assert all("security" not in op for item in doc["paths"].values() for op in item.values() if "responses" in op)
+
+
+def test_schemathesis_finds_no_500_and_no_answer_outside_the_document(live):
+    """Schemathesis generates requests from the document (its examples, boundary values, random
+    bodies) against the bundle's server: no 500, and every answer's status, content type, headers and
+    body are as documented (a 405 names the allowed methods). Whether the server accepts every
+    schema-valid body is not checked: a dataframe_split row's length, an Idempotency-Key reused for
+    another body or the bytes of a binary tensor body are beyond what a schema can say."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    st = Path(sys.executable).parent / "schemathesis"
+    assert st.is_file(), "schemathesis is a test dependency: pip install 'nbprod[test]'"
+    checks = ("not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance,"
+              "response_headers_conformance,unsupported_method")
+    run = subprocess.run([str(st), "--no-color", "run", f"http://127.0.0.1:{live}/openapi.json",
+                          "-H", f"Authorization: Bearer {TOKEN}", "--checks", checks, "--max-examples", "10",
+                          "--workers", "1", "--seed", "1", "--phases", "examples,coverage,fuzzing"],
+                         capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]

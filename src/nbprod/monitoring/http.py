@@ -68,6 +68,7 @@ async def feedback_endpoint(request):
 
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_LABEL = {"type": ["number", "string", "boolean"], "description": "the true outcome: a number, a string or a bool"}
 
 #: ``POST /feedback`` in the server's OpenAPI document (nbprod.serving.openapi).
 OPERATIONS = {"post": {
@@ -77,11 +78,11 @@ OPERATIONS = {"post": {
         "schema": {"oneOf": [
             {"type": "object", "required": ["prediction_ids", "labels"],
              "properties": {"prediction_ids": {"type": "array", "items": {"type": "string"}},
-                            "labels": {"type": "array", "description": "one label per id"}}},
+                            "labels": {"type": "array", "items": _LABEL, "description": "one label per id"}}},
             {"type": "object", "required": ["feedback"],
              "properties": {"feedback": {"type": "array", "items": {
                  "type": "object", "required": ["prediction_id", "label"],
-                 "properties": {"prediction_id": {"type": "string"}, "label": {}}}}}}]},
+                 "properties": {"prediction_id": {"type": "string"}, "label": _LABEL}}}}}]},
         "example": {"prediction_ids": ["<prediction id from an answer>"], "labels": [1]}}}},
     "responses": {
         "200": {"description": "what was stored; unknown ids are listed, not dropped", "content": {

@@ -217,9 +217,10 @@ def _components(model: ServedVersion, reject: bool, auth: bool) -> tuple[dict, d
              "properties": {"columns": {"type": "array", "items": {"type": "string"},
                                         **({"example": names} if names else {})},
                             "index": {"type": "array"},
-                            "data": {"type": "array", "minItems": 1, "items": {"type": "array"},
-                                     "description": "Rows, each a list of values in the order of `columns` "
-                                                    "(default: the signature's order)."}}}
+                            "data": {"type": "array", "minItems": 1,
+                                     "items": {"type": "array", "minItems": 1},
+                                     "description": "Rows, each a list of one value per column, in the order of "
+                                                    "`columns` (default: the signature's order)."}}}
     scalar = {"FP64": {"type": "number"}, "FP32": {"type": "number"}, "INT64": {"type": "integer"},
               "INT32": {"type": "integer"}, "BOOL": {"type": "boolean"}, "BYTES": {"type": "string"}}.get(
         model.output_datatype or "", {})
@@ -345,15 +346,14 @@ def _builtin_paths(spec: DeploymentSpec, model: ServedVersion, example: dict, au
                       **_errors(400, 401, 408, 413, 415, 422, 503, 504, auth=auth)}}}
     v2_tensors = [{"name": n, "shape": [1], "datatype": _V2_TYPES.get(c.type or "", "BYTES"), "data": [example[n]]}
                   for c in model.signature or [] for n in [c.name] if n in example]
-    infer_params = [{"name": "Inference-Header-Content-Length", "in": "header", "required": False,
-                     "schema": {"type": "integer", "minimum": 1},
-                     "description": "binary tensor data extension: the byte length of the JSON part"}, key]
+    infer_params = [key]  # Inference-Header-Content-Length belongs to octet-stream bodies only: in the text
     infer = {"post": {
         "summary": "Predict (Open Inference Protocol v2)", "tags": ["v2"], "parameters": infer_params,
-        "description": ("JSON tensors, or Triton's and KServe's binary tensor data extension: the JSON request "
-                        "first (its length in Inference-Header-Content-Length), then each binary input's bytes "
-                        "in order (`binary_data_size`); `binary_data_output` or an output's `binary_data` asks "
-                        "for binary outputs."),
+        "description": ("JSON tensors, or Triton's and KServe's binary tensor data extension "
+                        "(`application/octet-stream`): the JSON request first, its byte length in the header "
+                        "`Inference-Header-Content-Length`, then each binary input's bytes in order "
+                        "(`binary_data_size`); `binary_data_output` or an output's `binary_data` asks for binary "
+                        "outputs, answered the same way."),
         "requestBody": {"required": True, "content": {
             **_json({"$ref": "#/components/schemas/InferenceRequest"},
                     {"inputs": v2_tensors} if v2_tensors else None),
