@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -60,7 +60,6 @@ class OutputChoice:
 
     binary_all: bool = False
     requested: dict[str, bool] | None = None  # name -> binary; None: every output
-    unused: dict = field(default_factory=dict)
 
     def binary(self, name: str) -> bool:
         if self.requested is not None and name in self.requested:
