@@ -19,13 +19,16 @@ def test_one_count_format_and_one_score_format():
     assert _format.truncate("x" * 10, 5) == "xxxx…"
 
 
-def test_registry_and_data_tables_share_the_number_format():
-    from nbprod.data import _render
-    from nbprod.registry import _html
+def test_one_table_renderer_writes_numbers_by_the_one_format():
+    """The registry's and the data reports' tables were two renderers that disagreed ("–" vs "-",
+    "yes" vs "True"); now every table goes through nbprod._display, cells through _format."""
+    from nbprod import _display
 
-    assert _render.fmt(1000) == _html.fmt(1000) == "1,000"
-    assert _render.fmt(0.123456) == _html.fmt(0.123456) == "0.1235"
-    assert _render.fmt(None) == _html.fmt(None) == "–"
+    text = _display.text_table(["n", "score", "missing", "flag"], [[1000, 0.123456, None, True]])
+    html = _display.html_table(["n", "score", "missing", "flag"], [[1000, 0.123456, None, True]])
+    for shown in (text, html):
+        assert "1,000" in shown and "0.1235" in shown and "–" in shown and "yes" in shown
+    assert "<script>" not in _display.html_table(["x"], [["<script>"]])  # every cell escaped
 
 
 def _counts_without_separators(text: str) -> list[str]:
@@ -169,3 +172,161 @@ def test_deployment_predict_returns_the_displayable_answer(nbprod_home):
         nbprod.undeploy("credit")
     finally:
         kill_recorded_servers()
+
+
+# --- one display base for every result (issue 10, section 3) ---------------------------------------
+
+import ast  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "nbprod"
+#: Result classes of packages other helpers were converting at the same time (issue 10): they keep
+#: their hand-written displays until they move onto the base; the list only shrinks.
+NOT_YET = {"jobs/params.py", "jobs/lint.py", "jobs/replay.py", "jobs/compare.py", "jobs/results.py",
+           "pipelines/results.py"}
+#: The one exception to "str == repr": a deployment's token is shown once, by print() only.
+REVEALS_A_SECRET = {"Deployment"}
+
+
+def _result_classes() -> dict[str, list[str]]:
+    """Module -> classes that display themselves (define _repr_html_ or _view, or subclass Display)."""
+    found: dict[str, list[str]] = {}
+    for path in sorted(SRC.rglob("*.py")):
+        rel = path.relative_to(SRC).as_posix()
+        if rel in NOT_YET or rel == "_display.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef):
+                continue
+            methods = {n.name for n in node.body if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef))}
+            bases = {ast.unparse(b) for b in node.bases}
+            if methods & {"_repr_html_", "_view"} or "Display" in bases:
+                module = "nbprod." + rel.removesuffix(".py").replace("/", ".").removesuffix(".__init__")
+                found.setdefault(module, []).append(node.name)
+    return found
+
+
+def test_every_result_class_uses_the_display_base():
+    """A result gives _view(); the base gives str, repr, _repr_html_ and _repr_pretty_. A class that
+    writes its own _repr_html_, or a dataclass that generates its own repr, fails here."""
+    import importlib
+
+    from nbprod._display import Display
+
+    found = _result_classes()
+    assert sum(map(len, found.values())) >= 25, found
+    for module, names in found.items():
+        mod = importlib.import_module(module)
+        for name in names:
+            cls = getattr(mod, name)
+            where = f"{module}.{name}"
+            assert issubclass(cls, Display), f"{where} displays itself without nbprod._display.Display"
+            assert "_view" in vars(cls) or cls._view is not Display._view, f"{where} gives no _view()"
+            for method in ("__repr__", "_repr_html_", "_repr_pretty_"):
+                assert getattr(cls, method) is getattr(Display, method), f"{where} overrides {method}"
+            if name not in REVEALS_A_SECRET:
+                assert cls.__str__ is Display.__str__, f"{where} overrides __str__"
+
+
+def _results(tmp_path):
+    """One of each result, built without a server or a store (their displays are what is tested)."""
+    from datetime import datetime, timezone
+
+    import nbprod
+    from nbprod._info import info
+    from nbprod.audit import AuditEntry, AuditTable, AuditVerification
+    from nbprod.batch.score import ScoreResult
+    from nbprod.batch.sweep import SweepResult
+    from nbprod.commands.serving import ServeResult
+    from nbprod.data.rules import Rules
+    from nbprod.datasets import credit
+    from nbprod.deployments.prediction import PredictionResult
+    from nbprod.deployments.results import Deployment, DeploymentStatus, StatusTable
+    from nbprod.monitoring.alerts import AlertCheck, AlertOutcome
+    from nbprod.monitoring.feedback import FeedbackResult
+    from nbprod.monitoring.report import MonitorReport
+    from nbprod.packaging.results import Bundle
+    from nbprod.registry.evaluate import EvaluationResult, MetricRow
+    from nbprod.registry.loading import LoadedModel
+    from nbprod.registry.versions import AliasChange, ModelTable, ModelVersion
+
+    X, _ = credit(600)
+    cur, _ = credit(400, seed=3, shift="income")
+    prof = nbprod.profile(X[["age", "income", "country"]])
+    version = ModelVersion("credit-risk", "3", ["champion"], {"accuracy": 0.81234}, "run", "<alice>",
+                           datetime(2026, 1, 1, tzinfo=timezone.utc), None, None, "cloudpickle", {})
+    entry = AuditEntry(2, "2026-01-01T00:00:00Z", "alice", "h", "alias.set", "credit-risk", "models:/credit-risk/3",
+                       {"note": "<b>x</b>"}, "/w/q.ipynb", "abcdef12", False, "p", "h")
+    check = AlertCheck("credit", [AlertOutcome("p95_ms > 100", "firing", 123.4, 0, 3600, "sent")])
+    metrics = {"requests": (1200.0, "ok"), "error_rate": (0.0, "ok"), "p95_ms": (3.2, "ok"),
+               "drift_share": (0.25, "ok"), "prediction_drift": (0.0, "ok"), "feedback_rows": (0.0, "no feedback yet"),
+               "roc_auc": (None, "no feedback yet"), "accuracy": (None, "no feedback yet")}
+    window = {"start": 0, "end": 3600, "partial": True, "versions": {"1": 1200}, "metrics": metrics}
+    row = DeploymentStatus("credit", "http://127.0.0.1:1", "dead", None, "0/1", [], 1)
+    return [
+        prof, nbprod.validate(cur[["age", "income", "country"]], against=prof), nbprod.drift(prof, cur),
+        Rules.from_dict({"age": {"min": 18}}), version, ModelTable([version]), ModelTable([]),
+        AliasChange("credit-risk", "champion", "move", "3", "2"),
+        EvaluationResult("a@challenger", None, "classification", 800, [MetricRow("accuracy", 0.8, None, None,
+                                                                                  ">= 0.5", True)]),
+        LoadedModel("credit-risk", "3", "models:/credit-risk/3", tmp_path, None, None, None, {}),
+        entry, AuditTable([entry]), AuditVerification(False, 3, None, 2, "hash mismatch", ["row 2", "row 3"]),
+        ScoreResult("credit-risk", "3", 1000, 990, 10, 2, None, None, 1, "local", 1.0),
+        SweepResult(str(tmp_path / "t.ipynb"), {"C": [1.0]}, [{"params": {"C": 1.0}, "status": "FINISHED",
+                                                               "metrics": {"acc": 0.8}, "run_id": "r", "seconds": 1.0,
+                                                               "error": None}], "acc", "local"),
+        Deployment("credit", "http://127.0.0.1:1", "deployed", [], 1, 1, 1, token="secret-token"),
+        row, StatusTable([row]), PredictionResult({"predictions": [1], "model_version": "1"}, "credit"),
+        check, MonitorReport("credit", 3600, 0, 3600, "classification", [window], alerts=check),
+        FeedbackResult(stored=["a"], unknown=["<z>"]), info(),
+        Bundle(tmp_path, "models:/credit/1", "credit", "1", "credit:1", files=["model/MLmodel"]),
+        ServeResult("http://127.0.0.1:1", "credit-risk@champion"),
+    ]
+
+
+def test_text_html_and_repr_follow_the_one_rule(nbprod_home, tmp_path):
+    """repr is the text (a terminal, a log and a saved notebook's text/plain show what print shows);
+    the HTML shows the same headline, escaped; IPython's pretty printer shows the repr."""
+    from html import escape
+
+    from IPython.lib.pretty import pretty
+
+    from nbprod._display import Display, html, text
+
+    results = _results(tmp_path)
+    converted = {type(r) for r in results}
+    for module, names in _result_classes().items():  # every result class is exercised here
+        missing = set(names) - {c.__name__ for c in converted if c.__module__ == module}
+        assert not missing - {"MonitorPanel", "_DemoSummary"}, (module, missing)  # a widget; a job wrapper
+    for result in results:
+        name = type(result).__name__
+        view = result._view()
+        assert repr(result) == text(view) == pretty(result), name
+        assert result._repr_html_() == html(view), name
+        assert view.headline.splitlines()[0] in repr(result).splitlines()[0], name
+        assert escape(view.headline) in result._repr_html_(), name
+        assert f"{name}(" not in repr(result) and "<nbprod." not in repr(result), name
+        assert not hasattr(Display, "_repr_mimebundle_")  # charts and widgets keep their own bundles
+        if name in REVEALS_A_SECRET:
+            assert "secret-token" in str(result) and "secret-token" not in repr(result) + result._repr_html_()
+        else:
+            assert str(result) == repr(result), name
+        assert "<b>x</b>" not in result._repr_html_() and "<alice>" not in result._repr_html_(), name
+
+
+def test_charts_keep_their_own_output_next_to_the_base(tmp_path):
+    """A result with a chart shows the base's text and HTML and its chart as Vega-Lite 5, the one
+    chart mimetype JupyterLab draws offline (nbprod._charts)."""
+    from nbprod._charts import VEGALITE_MIME
+    from nbprod.batch.sweep import SweepResult
+    from nbprod.registry.evaluate import EvaluationResult, MetricRow
+
+    evaluation = EvaluationResult("a@challenger", "a@champion", "classification", 800,
+                                  [MetricRow("accuracy", 0.8, 0.7, 0.1, ">= 0.5", True)])
+    sweep = SweepResult(str(tmp_path / "t.ipynb"), {"C": [0.1, 1.0]},
+                        [{"params": {"C": c}, "status": "FINISHED", "metrics": {"acc": a}, "run_id": "r",
+                          "seconds": 1.0, "error": None} for c, a in ((0.1, 0.7), (1.0, 0.8))], "acc", "local")
+    for result in (evaluation, sweep):
+        bundle = result._repr_mimebundle_()
+        assert bundle["text/plain"] == repr(result) and bundle["text/html"] == result._repr_html_()
+        assert bundle[VEGALITE_MIME]["$schema"].endswith("/v5.json")

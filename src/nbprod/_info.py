@@ -14,10 +14,11 @@ from __future__ import annotations
 import platform
 import shlex
 from dataclasses import dataclass, field
-from html import escape
 from importlib import metadata
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+from ._display import Display, Facts, Lines, View
 
 __all__ = ["Info", "info", "hide_password"]
 
@@ -54,8 +55,8 @@ def _ui_command(tracking_uri: str) -> str:
     return f"mlflow ui --backend-store-uri {shlex.quote(tracking_uri)} --host 127.0.0.1 --port 5000"
 
 
-@dataclass
-class Info:
+@dataclass(repr=False)
+class Info(Display):
     """What ``nbprod info`` shows: a row per setting (value, how it was chosen) and the versions."""
 
     rows: list[tuple[str, str, str]]
@@ -72,29 +73,10 @@ class Info:
                 return value
         raise KeyError(name)
 
-    def __str__(self) -> str:
-        width = max(len(name) for name, _, _ in self.rows)
-        lines = ["nbprod info"]
-        lines += [f"  {name.ljust(width)}  {value}\n  {'':{width}}  ({how})" for name, value, how in self.rows]
-        lines.append("versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items() if v))
-        lines.append(f"MLflow's UI on this store: {self.mlflow_ui}")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return self.__str__()
-
-    def _repr_html_(self) -> str:
-        cell = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;vertical-align:top"
-        body = "".join(f"<tr><td style='{cell}'>{escape(n)}</td><td style='{cell}'><code>{escape(v)}</code></td>"
-                       f"<td style='{cell};color:#666'>{escape(h)}</td></tr>" for n, v, h in self.rows)
-        versions = ", ".join(f"{escape(k)} {escape(v)}" for k, v in self.versions.items() if v)
-        head = "".join(f"<th style='{cell}'>{h}</th>" for h in ("setting", "value", "chosen by"))
-        ui = escape(self.mlflow_ui)
-        return ("<div><b>nbprod info</b>"
-                f"<table style='border-collapse:collapse;font-size:13px'><thead><tr>{head}</tr></thead>"
-                f"<tbody>{body}</tbody></table>"
-                f"<div style='font-size:12px'>versions: {versions}</div>"
-                f"<div style='font-size:12px'>MLflow's UI on this store: <code>{ui}</code></div></div>")
+    def _view(self) -> View:
+        versions = "versions: " + ", ".join(f"{k} {v}" for k, v in self.versions.items() if v)
+        return View("nbprod info", [Facts([(name, f"{value}\n({how})") for name, value, how in self.rows]),
+                                    Lines([versions, f"MLflow's UI on this store: {self.mlflow_ui}"], style="plain")])
 
 
 def info() -> Info:

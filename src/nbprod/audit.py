@@ -38,11 +38,11 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
-from html import escape
 from pathlib import Path
 from typing import Any
 
 from . import _format
+from ._display import Cell, Display, Lines, Table, View
 from .errors import AuditChainBroken, AuditError
 
 __all__ = ["record", "history", "verify", "AuditEntry", "AuditTable", "AuditVerification", "GENESIS",
@@ -91,8 +91,8 @@ def _details_text(details: dict | None) -> str:
 
 # --- result objects ---------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class AuditEntry:
+@dataclass(frozen=True, repr=False)
+class AuditEntry(Display):
     """One row of the audit log."""
 
     seq: int
@@ -123,12 +123,9 @@ class AuditEntry:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def __str__(self) -> str:
+    def _view(self) -> View:
         what = f" {self.model_uri}" if self.model_uri else ""
-        return f"#{self.seq} {self.timestamp} {self.user} {self.action}{what} {_short(self.details)}"
-
-    def _repr_html_(self) -> str:
-        return AuditTable([self])._repr_html_()
+        return View(f"#{self.seq} {self.timestamp} {self.user} {self.action}{what} {_short(self.details)}".rstrip())
 
 
 def _short(details: dict, width: int = 60) -> str:
@@ -142,7 +139,7 @@ _COLUMNS = ("seq", "timestamp", "user", "action", "model_uri", "details", "noteb
 
 
 @dataclass(repr=False)
-class AuditTable:
+class AuditTable(Display):
     """Audit entries, newest first; a table in a notebook and in a terminal."""
 
     entries: list[AuditEntry]
@@ -157,54 +154,26 @@ class AuditTable:
     def __getitem__(self, i: int) -> AuditEntry:
         return self.entries[i]
 
-    def _cells(self, e: AuditEntry) -> list[str]:
+    def _cells(self, e: AuditEntry) -> list[Any]:
+        """A row; the long cells (details, notebook) keep their whole text in the HTML's title (on
+        hover), and the details wrap inside a bounded width instead of pushing the table off the page."""
         commit = (e.git_commit or "")[:8] + ("*" if e.git_dirty else "")
+        full = ", ".join(f"{k}={v if not isinstance(v, (dict, list)) else _canonical(v)}" for k, v in e.details.items())
+        details = Cell(_short(e.details), title=full or None, html_text=full,
+                       style="max-width:32em;white-space:normal;overflow-wrap:anywhere") if e.details else ""
+        notebook = Cell(Path(e.notebook).name, title=e.notebook) if e.notebook else ""
         return [str(e.seq), e.timestamp[:19].replace("T", " "), e.user, e.action, e.model_uri or "",
-                _short(e.details), Path(e.notebook).name if e.notebook else "", commit]
+                details, notebook, commit]
 
     def _title(self) -> str:
         scope = f" for {self.model}" if self.model else ""
         n = len(self.entries)
         return f"audit log{scope}: {_format.count(n)} entr{'y' if n == 1 else 'ies'}"
 
-    def __str__(self) -> str:
-        if not self.entries:
-            return self._title()
-        rows = [list(_COLUMNS)] + [self._cells(e) for e in self.entries]
-        widths = [max(len(r[i]) for r in rows) for i in range(len(_COLUMNS))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return self._title() + "\n" + "\n".join(lines)
-
-    def __repr__(self) -> str:  # terminal IPython and logs: the table, not the dataclass fields
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        from .config import settings
-
-        limit = max(1, int(settings.display_limit))
-        shown = self.entries[:limit]
-        head = "".join(f"<th>{c}</th>" for c in _COLUMNS)
-        body = "".join("<tr>" + "".join(self._html_cell(name, text, e) for name, text in zip(_COLUMNS, self._cells(e),
-                                                                                             strict=True)) + "</tr>"
-                       for e in shown)
-        more = (f"<tr><td colspan='{len(_COLUMNS)}'>… {len(self.entries) - limit} older entries "
-                f"(to_frame() has them all)</td></tr>") if len(self.entries) > limit else ""
-        return (f"<div><b>nbprod {escape(self._title())}</b><table><thead><tr>{head}</tr></thead>"
-                f"<tbody>{body}{more}</tbody></table></div>")
-
-    @staticmethod
-    def _html_cell(name: str, text: str, e: AuditEntry) -> str:
-        """A cell; the long ones (details, notebook) wrap inside a bounded width instead of pushing the
-        table off the right edge, and keep their whole text in the title (shown on hover)."""
-        if name == "details" and e.details:
-            full = ", ".join(f"{k}={v if not isinstance(v, (dict, list)) else _canonical(v)}"
-                             for k, v in e.details.items())
-            return (f"<td title='{escape(full, quote=True)}' style='max-width:32em;white-space:normal;"
-                    f"overflow-wrap:anywhere;text-align:left'>{escape(_format.truncate(full, 240))}</td>")
-        if name == "notebook" and e.notebook:
-            return f"<td title='{escape(e.notebook, quote=True)}'>{escape(Path(e.notebook).name)}</td>"
-        return f"<td>{escape(text)}</td>"
+    def _view(self) -> View:
+        table = Table(_COLUMNS, [self._cells(e) for e in self.entries], all_in_text=True,
+                      more="older entries (to_frame() has them all)")
+        return View(self._title(), [table] if self.entries else [])
 
     def to_dict(self) -> dict[str, Any]:
         return {"model": self.model, "entries": [e.to_dict() for e in self.entries]}
@@ -219,7 +188,7 @@ class AuditTable:
 
 
 @dataclass(repr=False)
-class AuditVerification:
+class AuditVerification(Display):
     """The result of :func:`verify`: ``ok``, how many rows, and the first bad row and why."""
 
     ok: bool
@@ -254,31 +223,20 @@ class AuditVerification:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def __str__(self) -> str:
-        lines = [f"repaired: {r}" for r in self.repaired]
+    def _view(self) -> View:
         if not self.problems:
-            lines.append(f"audit log OK: {self.n_rows} rows, hash chain intact (head {self.head or 'empty'})")
+            head = f"audit log OK: {_format.rows(self.n_rows)}, hash chain intact (head {self.head or 'empty'})"
         else:
-            lines.append(f"audit log BROKEN: {self.n_rows} rows; first bad row #{self.bad_seq}: {self.reason}")
-            lines += [f"  - {p}" for p in self.problems[1:6]]
-            if len(self.problems) > 6:
-                lines.append(f"  … {len(self.problems) - 6} more problems")
+            head = (f"audit log BROKEN: {_format.rows(self.n_rows)}; first bad row #{self.bad_seq}: {self.reason}")
+        more = [f"… {len(self.problems) - 6} more problems"] if len(self.problems) > 6 else []
+        parts: list[Any] = [Lines([*self.problems[1:6], *more], style="list")]
         if self.registry:
-            lines.append(f"model registry: {len(self.registry)} registration(s) left by a process that died:")
-            lines += [f"  - {p}" for p in self.registry[:10]]
-            lines.append("  fix: `nbprod audit --verify --repair` (or the next `nbprod register`) rolls them back")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        colour = "#1a7f37" if self.ok else "#cf222e"
-        items = "".join(f"<li>{escape(p)}</li>" for p in [*self.problems[:6], *self.registry[:6]])
-        status = "intact" if self.ok else "BROKEN"
-        return (f"<div><b>nbprod audit log</b>: <span style='color:{colour}'><b>{status}</b></span>, "
-                f"{self.n_rows} rows" + (f", head <code>{escape(self.head)}</code>" if self.head else "")
-                + (f"<ul>{items}</ul>" if items else "") + "</div>")
+            parts += [Lines(self.registry[:10], style="list",
+                            title=f"model registry: {len(self.registry)} registration(s) left by a process that died:"),
+                      Lines(["fix: `nbprod audit --verify --repair` (or the next `nbprod register`) rolls them back"],
+                            style="plain")]
+        parts.append(Lines([f"repaired: {r}" for r in self.repaired], style="plain"))
+        return View(head, [p for p in parts if p.lines], tone="ok" if self.ok else "bad")
 
 
 # --- API --------------------------------------------------------------------------------------

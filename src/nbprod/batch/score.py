@@ -32,7 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .. import _dask
+from .. import _dask, _format
+from .._display import Display, Facts, View
 from ..errors import DataError, ServingError
 from .parts import Part, batches, columns_of, plan
 
@@ -44,8 +45,8 @@ ROW = "_row"  # reject file: the input row number
 REASON = "_reason"  # reject file: why the row was refused
 
 
-@dataclass
-class ScoreResult:
+@dataclass(repr=False)
+class ScoreResult(Display):
     """What a batch job did: counts, where the output and the rejects are, the model version."""
 
     model: str
@@ -62,20 +63,16 @@ class ScoreResult:
     logged: int = 0
     frame: Any = field(default=None, repr=False)  # the scored rows when no output path was given
 
-    def __str__(self) -> str:
-        lines = [f"scored {self.scored:,} of {self.rows:,} rows with {self.model} v{self.model_version} "
-                 f"in {self.partitions} partition(s) on {self.ran_on} ({self.seconds:.1f} s)",
-                 f"  rejected: {self.rejected:,}" + (f" → {self.rejects}" if self.rejects else ""),
-                 f"  out of distribution: {self.ood:,}",
-                 f"  prediction log: {self.logged:,} row(s) as 'batch'"]
+    def _view(self) -> View:
+        head = (f"scored {_format.count(self.scored)} of {_format.rows(self.rows)} with {self.model} "
+                f"v{self.model_version} in {_format.rows(self.partitions, 'partition')} on {self.ran_on} "
+                f"({self.seconds:.1f} s)")
+        facts = [("rejected", _format.count(self.rejected) + (f" → {self.rejects}" if self.rejects else "")),
+                 ("out of distribution", _format.count(self.ood)),
+                 ("prediction log", f"{_format.rows(self.logged)} as 'batch'")]
         if self.output:
-            lines.append(f"  output: {self.output}")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        import html
-
-        return "<pre>" + html.escape(str(self)) + "</pre>"
+            facts.append(("output", self.output))
+        return View(head, [Facts(facts)], tone="warn" if self.rejected else None)
 
 
 # --- per worker: the loaded model --------------------------------------------------------------

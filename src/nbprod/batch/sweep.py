@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .. import _dask
+from .. import _dask, _format
+from .._display import Display, Lines, Table, View, bundle_with_chart, show_with_chart
 from ..errors import JobError
 
 __all__ = ["sweep", "SweepResult", "parse_grid"]
@@ -52,8 +53,8 @@ def _one(notebook: str, params: dict[str, Any], experiment: str | None, timeout:
                 "error": exc.problem}
 
 
-@dataclass
-class SweepResult:
+@dataclass(repr=False)
+class SweepResult(Display):
     """Every combination's job: parameters, status, metrics; a table and a chart of ``metric``."""
 
     notebook: str
@@ -100,23 +101,26 @@ class SweepResult:
             base = base.encode(color=alt.Color(f"{names[1]}:N"))
         return base.properties(title=f"{self.metric} by {', '.join(names)}", width=360, height=220)
 
-    def __str__(self) -> str:
-        lines = [f"sweep of {Path(self.notebook).name}: {len(self.rows)} job(s) on {self.ran_on}, "
-                 f"{len(self.failed)} failed", self.to_frame().drop(columns=["error"]).to_string(index=False)]
-        lines += [f"  failed {r['params']}: {r['error']}" for r in self.failed]
+    def _view(self) -> View:
+        metrics = list(dict.fromkeys(m for r in self.rows for m in r["metrics"]))
+        header = [*self.grid, "status", *metrics, "run_id", "seconds"]
+        rows = [[*(str(r["params"].get(k)) for k in self.grid), r["status"],  # parameters as the grid gave them
+                 *(r["metrics"].get(m) for m in metrics), r["run_id"], f"{r['seconds']:.1f}"] for r in self.rows]
+        lines = [f"failed {r['params']}: {r['error']}" for r in self.failed]
         best = self.best()
         if best is not None:
-            lines.append(f"best {self.metric}: {best['metrics'][self.metric]:.4g} with {best['params']}")
-        return "\n".join(lines)
+            lines.append(f"best {self.metric}: {_format.number(best['metrics'][self.metric])} with {best['params']}")
+        head = (f"sweep of {Path(self.notebook).name}: {_format.rows(len(self.rows), 'job')} on {self.ran_on}, "
+                f"{_format.count(len(self.failed))} failed")
+        return View(head, [Table(header, rows, more="more jobs (to_frame() has them all)", all_in_text=True),
+                           Lines(lines, style="plain")], tone="bad" if self.failed else "ok")
 
-    def _repr_html_(self) -> str:
-        import html
+    def _ipython_display_(self) -> None:
+        """The table, then ``chart()`` as its own output, drawn as Vega-Lite 5 (``nbprod._charts``)."""
+        show_with_chart(self, self.chart)
 
-        chart = self.chart()
-        table = self.to_frame().to_html(index=False, na_rep="")
-        head = (f"<p><b>sweep of {html.escape(Path(self.notebook).name)}</b>: {len(self.rows)} job(s) on "
-                f"{html.escape(self.ran_on)}, {len(self.failed)} failed</p>")
-        return head + table + (chart.to_html() if chart is not None else "")
+    def _repr_mimebundle_(self, include=None, exclude=None):
+        return bundle_with_chart(self, self.chart)
 
 
 def sweep(notebook: str | Path, grid: dict[str, list[Any]], *, dask: Any = None, metric: str | None = None,

@@ -11,6 +11,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from .._display import Display, Lines, View
 from ..errors import NbprodError
 from . import Command, Context, UsageProblem
 
@@ -160,7 +161,7 @@ def _stop_started_since(before: dict[str, int | None]) -> None:
             undeploy(name)
 
 
-class _DemoSummary:
+class _DemoSummary(Display):
     """What ``make demo`` prints: where the executed notebook is and the quickstart's own summary."""
 
     ok = True
@@ -168,13 +169,9 @@ class _DemoSummary:
     def __init__(self, result) -> None:
         self.result = result
 
-    def __str__(self) -> str:
-        return f"{self.result}\n\n{self.result.tagged_output('summary')}"
-
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        return self.result._repr_html_() + f"<pre>{escape(self.result.tagged_output('summary'))}</pre>"
+    def _view(self) -> View:
+        """The job's own display, then the quickstart's summary as it printed it."""
+        return View("", [self.result, Lines(["", *self.result.tagged_output("summary").splitlines()], style="pre")])
 
 
 def _NB(p: argparse.ArgumentParser) -> None:

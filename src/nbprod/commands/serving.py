@@ -7,13 +7,14 @@ import os
 import sys
 from dataclasses import dataclass
 
+from .._display import Display, View
 from . import Command, Context, UsageProblem
 
 TOKEN_ENV = "NBPROD_TOKEN"
 
 
-@dataclass
-class ServeResult:
+@dataclass(repr=False)
+class ServeResult(Display):
     """What ``nbprod serve`` returns once the server has stopped."""
 
     url: str
@@ -23,13 +24,8 @@ class ServeResult:
     def to_dict(self) -> dict:
         return {"url": self.url, "source": self.source, "ok": self.ok}
 
-    def __str__(self) -> str:
-        return f"server for {self.source} at {self.url} stopped"
-
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        return f"<p>Server for <code>{escape(self.source)}</code> at <code>{escape(self.url)}</code> stopped.</p>"
+    def _view(self) -> View:
+        return View(f"server for {self.source} at {self.url} stopped")
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:

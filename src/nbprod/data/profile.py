@@ -28,11 +28,11 @@ import numpy as np
 import pandas as pd
 
 from .. import _format
+from .._display import Display, Table, View
 from .._files import write_text_atomic
 from ..config import settings
 from ..errors import ProfileError
 from . import _columns as C
-from ._render import html_table, text_table
 
 __all__ = ["SCHEMA_VERSION", "QUANTILE_SAMPLE", "LOW_CARDINALITY", "ColumnProfile", "Profile", "profile"]
 
@@ -157,8 +157,8 @@ class ColumnProfile:
 _HEADER = ["column", "dtype", "kind", "nulls", "min", "max", "mean", "distinct", "top values"]
 
 
-@dataclass
-class Profile:
+@dataclass(repr=False)
+class Profile(Display):
     """A training profile (see the module docstring). Build it with :func:`profile`."""
 
     n_rows: int
@@ -279,16 +279,9 @@ class Profile:
         return (f"Profile of {_format.rows(self.n_rows)} × {_format.rows(len(self.columns), 'column')}{key}"
                 f" (sample of {_format.rows(sample)}; {self.created_at})")
 
-    def __str__(self) -> str:
-        rows = [c._summary_row() for c in self.columns.values()]
-        return self._headline() + "\n" + text_table(_HEADER, rows, limit=settings.display_limit)
-
-    def __repr__(self) -> str:
-        return f"<Profile {_format.rows(self.n_rows)} × {_format.rows(len(self.columns), 'column')}>"
-
-    def _repr_html_(self) -> str:
-        rows = [c._summary_row() for c in self.columns.values()]
-        return html_table(_HEADER, rows, limit=settings.display_limit, caption=self._headline())
+    def _view(self) -> View:
+        return View(self._headline(), [Table(_HEADER, [c._summary_row() for c in self.columns.values()],
+                                             more="more columns")])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -36,10 +36,11 @@ import yaml
 from pandas.api.types import pandas_dtype
 from yaml.constructor import ConstructorError
 
+from .. import _format
+from .._display import Display, Table, View
 from ..errors import RuleError
 from . import _checks as K
 from . import _columns as C
-from ._render import html_table
 
 __all__ = ["Rules", "RULE_KEYS", "DTYPE_FAMILIES"]
 
@@ -109,7 +110,7 @@ def _yaml_loader():
     return Loader
 
 
-class Rules:
+class Rules(Display):
     """Per-column rules plus custom Python checks. ``Rules({"income": {"min": 0}})``."""
 
     def __init__(self, columns: dict[str, dict[str, Any] | None] | None = None) -> None:
@@ -183,19 +184,12 @@ class Rules:
     def __len__(self) -> int:
         return sum(len(s) or 1 for s in self.columns.values()) + len(self.custom)
 
-    def __repr__(self) -> str:
-        return f"Rules({len(self.columns)} columns, {len(self.custom)} custom)"
-
-    def __str__(self) -> str:
-        lines = [f"{c}: {spec}" for c, spec in self.columns.items()]
-        lines += [f"rule:{n}" + (f" (on {c})" if c else "") for n, (_, c) in self.custom.items()]
-        return "\n".join(lines) or "Rules()"
-
-    def _repr_html_(self) -> str:
+    def _view(self) -> View:
         rows = [[c, ", ".join(f"{k}: {v}" for k, v in spec.items()) or "(present)"]
                 for c, spec in self.columns.items()]
-        rows += [[c or "-", f"rule:{n}"] for n, (_, c) in self.custom.items()]
-        return html_table(["column", "rules"], rows, caption=repr(self))
+        rows += [[c or "(whole frame)", f"rule:{n}"] for n, (_, c) in self.custom.items()]
+        head = f"Rules: {_format.rows(len(self.columns), 'column')}, {_format.count(len(self.custom))} custom"
+        return View(head, [Table(["column", "rules"], rows, limit=0)] if rows else [])
 
     # --- checking -----------------------------------------------------------------------------
     def check(self, df, collector, *, missing_ok: AbstractSet[str] = frozenset()) -> None:

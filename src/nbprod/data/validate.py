@@ -27,12 +27,11 @@ import pandas as pd
 from pandas.api.types import is_object_dtype
 
 from .. import _format
-from ..config import settings
+from .._display import Display, Table, View
 from ..errors import DataError, ModelNotFoundError, RuleError, ValidationError
 from . import _checks as K
 from . import _columns as C
 from ._checks import Failure
-from ._render import html_table, text_table
 from .ood import OodChecker, bounds, resolve_tolerance
 from .profile import ColumnProfile, Profile
 from .rules import Rules
@@ -41,8 +40,8 @@ __all__ = ["validate", "resolve_against", "ValidationReport", "Failure", "row_fl
            "parse_profiled_dates", "NO_SUCH_AGAINST"]
 
 
-@dataclass
-class ValidationReport:
+@dataclass(repr=False)
+class ValidationReport(Display):
     """All failures of one validation. ``ok`` is True when there are none."""
 
     n_rows: int
@@ -88,23 +87,12 @@ class ValidationReport:
         return f"Validation FAILED: {self._summary()}{against}"
 
     def _rows(self) -> list[list[Any]]:
-        return [[f.column or "-", f.check, f.count, f.message] for f in self.failures]
+        return [[f.column or _format.MISSING, f.check, f.count, f.message] for f in self.failures]
 
-    def __str__(self) -> str:
-        if self.ok:
-            return self._headline()
-        return self._headline() + "\n" + text_table(["column", "check", "rows", "message"], self._rows(),
-                                                  limit=settings.display_limit)
-
-    def __repr__(self) -> str:
-        return f"<ValidationReport ok={self.ok} failures={len(self.failures)} rows={_format.count(self.n_rows)}>"
-
-    def _repr_html_(self) -> str:
-        colour = "#1a7f37" if self.ok else "#cf222e"
-        head = f"<div style='color:{colour};font-weight:bold'>{'✔' if self.ok else '✘'} {self._headline()}</div>"
-        if self.ok:
-            return head
-        return head + html_table(["column", "check", "rows", "message"], self._rows(), limit=settings.display_limit)
+    def _view(self) -> View:
+        mark = "✔" if self.ok else "✘"
+        parts = [] if self.ok else [Table(["column", "check", "rows", "message"], self._rows(), more="more failures")]
+        return View(f"{mark} {self._headline()}", parts, tone="ok" if self.ok else "bad")
 
 
 # ---------------------------------------------------------------------------------------------

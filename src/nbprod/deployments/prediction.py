@@ -10,17 +10,17 @@ gives the plain dict.
 
 from __future__ import annotations
 
-from html import escape
 from typing import Any
 
 from .. import _format
+from .._display import Display, Lines, Table, View
 
 __all__ = ["PredictionResult"]
 
 _HEADER = ["#", "prediction", "version", "prediction id", "out of distribution"]
 
 
-class PredictionResult(dict):
+class PredictionResult(Display, dict):
     """The server's answer (``predictions``, ``model_version``, ``prediction_ids``, ``ood``)."""
 
     def __init__(self, answer: dict[str, Any], deployment: str | None = None) -> None:
@@ -55,42 +55,22 @@ class PredictionResult(dict):
         ood = f"; {_format.rows(flagged)} out of distribution" if flagged else ""
         return f"{where}{_format.rows(n, 'prediction')} by model version {self.model_version or '?'}{ood}"
 
-    def _rows(self, limit: int) -> list[list[str]]:
+    def _rows(self) -> list[list[str]]:
         ids, ood = self.prediction_ids, self.ood
         rows = []
-        for i, value in enumerate(self.predictions[:limit]):
+        for i, value in enumerate(self.predictions):
             flags = ood[i] if i < len(ood) else []
             rows.append([str(i), _prediction(value), str(self.model_version or "?"),
                          ids[i] if i < len(ids) else _format.MISSING, "; ".join(flags) if flags else "–"])
         return rows
 
-    def _limit(self) -> int:
-        from ..config import settings
-
-        return max(int(settings.display_limit), 1)
-
-    def __str__(self) -> str:
-        from ..data._render import text_table
-
-        limit = self._limit()
-        body = text_table(_HEADER, self._rows(limit))
-        more = len(self.predictions) - limit
-        return self._title() + "\n" + body + (f"\n… {_format.count(more)} more" if more > 0 else "")
-
-    def __repr__(self) -> str:
-        return str(self)
-
-    def _repr_pretty_(self, printer, cycle: bool) -> None:  # IPython's text/plain: the table, not the dict
-        printer.text(str(self))
-
-    def _repr_html_(self) -> str:
-        from ..data._render import html_table
-
-        limit = self._limit()
-        rows = self._rows(len(self.predictions))
-        return (f"<div><p><b>{escape(self._title())}</b></p>" + html_table(_HEADER, rows, limit=limit)
-                + "<p style='font-size:12px;color:#555'>.to_dict() gives the server's answer; "
-                  "the prediction ids join late labels (nbprod.feedback)</p></div>")
+    def _view(self) -> View:
+        """The predictions as a table (cut at ``display_limit``); ``repr`` is this text, so a
+        notebook's ``text/plain`` and a terminal show the table, not the dict."""
+        return View(self._title(), [
+            Table(_HEADER, self._rows(), more="more (to_dict() has them all)"),
+            Lines([".to_dict() gives the server's answer; the prediction ids join late labels (nbprod.feedback)"]),
+        ])
 
 
 def _prediction(value: Any) -> str:

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
+
+from .._display import Cell, Display, Facts, Table, View, text
 
 __all__ = ["Deployment", "DeploymentStatus", "StatusTable"]
 
-_STYLE = "border-collapse:collapse;font-size:13px"
-_CELL = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left"
 _COLORS = {"running": "#1a7f37", "degraded": "#9a6700", "unhealthy": "#9a6700", "dead": "#cf222e",
            "stopped": "#57606a", "starting": "#0969da"}
 
@@ -49,8 +48,8 @@ def _fmt_s(v: float | None) -> str:
     return "–" if v is None else (f"{v * 1000:.0f} ms" if v < 1 else f"{v:.2f} s")
 
 
-@dataclass
-class Deployment:
+@dataclass(repr=False)
+class Deployment(Display):
     """A running deployment as a deploy / promote / rollback call left it.
 
     ``token`` is only set by the call that created the deployment: it is shown once and only its
@@ -158,31 +157,20 @@ class Deployment:
             facts.append(("warning", w))
         return facts
 
-    def __repr__(self) -> str:
-        """The readable text with the token hidden: this is what a notebook stores as the cell's
-        output (and an echo in a terminal); ``print()`` and the CLI show the token in full."""
-        return self._text(reveal=False)
+    def _view(self, reveal: bool = False) -> View:
+        """The card with the token hidden: the repr and the HTML, what a notebook stores as the
+        cell's output (and an echo in a terminal)."""
+        return View(f"deployment {self.name}:", [Facts(self._facts(reveal), code=True)], card=True,
+                    subtitle=self.action, tone="ok" if self.ok else "bad")
 
     def __str__(self) -> str:
-        return self._text(reveal=True)
-
-    def _text(self, reveal: bool) -> str:
-        facts = self._facts(reveal)
-        width = max(len(k) for k, _ in facts)
-        head = f"deployment {self.name}: {self.action}"
-        return "\n".join([head] + [f"  {k.ljust(width)}  {v}" for k, v in facts])
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f'<tr><th style="{_CELL};color:#555;font-weight:normal">{escape(k)}</th>'
-                       f'<td style="{_CELL}"><code>{escape(v)}</code></td></tr>' for k, v in self._facts(reveal=False))
-        return (f'<div style="border:1px solid #ccc;border-radius:6px;padding:8px 12px;display:inline-block">'
-                f'<div style="font-weight:bold;font-size:15px">{escape(self.name)} '
-                f'<span style="color:#1a7f37">{escape(self.action)}</span></div>'
-                f'<table style="{_STYLE}">{rows}</table></div>')
+        """The one exception to the display rule (``nbprod._display``): ``print()`` and the CLI show
+        the token in full, once, so that it can be stored."""
+        return text(self._view(reveal=True))
 
 
-@dataclass
-class DeploymentStatus:
+@dataclass(repr=False)
+class DeploymentStatus(Display):
     """One deployment's recorded spec and live health."""
 
     name: str
@@ -211,12 +199,19 @@ class DeploymentStatus:
         return [self.name, self.state, self.url or "–", str(self.pid or "–"), self.workers,
                 _routes_text(self.routes), gen, _alerts_text(self.alerts, short=True), self.detail]
 
+    def _view(self) -> View:
+        """One row of ``nbprod status`` as a card (``status()["credit"]``)."""
+        facts = [(k, v) for k, v in zip(_HEAD[2:], self._cells()[2:], strict=True) if v]
+        return View(f"deployment {self.name}:", [Facts(facts, code=True)], card=True, subtitle=self.state,
+                    tone=_TONES.get(self.state))
+
 
 _HEAD = ["name", "state", "url", "pid", "workers", "traffic", "generation", "alerts", "detail"]
+_TONES = {"running": "ok", "degraded": "warn", "unhealthy": "warn", "dead": "bad"}
 
 
-@dataclass
-class StatusTable:
+@dataclass(repr=False)
+class StatusTable(Display):
     """``nbprod status``: every recorded deployment with live health. ``ok`` is False if one is dead."""
 
     rows: list[DeploymentStatus]
@@ -246,28 +241,14 @@ class StatusTable:
     def to_dict(self) -> dict[str, Any]:
         return {"deployments": [r.to_dict() for r in self.rows], "ok": self.ok}
 
-    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
-        return str(self)
-
-    def __str__(self) -> str:
+    def _view(self) -> View:
         if not self.rows:
-            return f"{self.title}: none (nbprod deploy MODEL --name NAME starts one)"
-        cells = [r._cells() for r in self.rows]
-        widths = [max(len(h), *(len(c[i]) for c in cells)) for i, h in enumerate(_HEAD)]
-        line = lambda items: "  ".join(s.ljust(w) for s, w in zip(items, widths, strict=False)).rstrip()  # noqa: E731
-        return "\n".join([f"{self.title}: {len(self.rows)}", line(_HEAD), line(["-" * w for w in widths]),
-                          *(line(c) for c in cells)])
-
-    def _repr_html_(self) -> str:
-        head = "".join(f'<th style="{_CELL}">{h}</th>' for h in _HEAD)
-        body = ""
+            return View(f"{self.title}: none yet (`nbprod deploy MODEL --name NAME`; "
+                        "`%nbprod deploy MODEL --name NAME` in a notebook)")
+        rows = []
         for r in self.rows:
-            cells = r._cells()
-            color = _COLORS.get(r.state, "#000")
-            tds = [f'<td style="{_CELL}">{escape(c)}</td>' for c in cells]
-            tds[1] = f'<td style="{_CELL};color:{color};font-weight:bold">{escape(cells[1])}</td>'
-            body += "<tr>" + "".join(tds) + "</tr>"
-        if not self.rows:
-            body = f'<tr><td colspan="{len(_HEAD)}">none yet: <code>%nbprod deploy MODEL --name NAME</code></td></tr>'
-        return (f'<div><b>nbprod {escape(self.title)}</b><table style="{_STYLE}"><thead><tr>{head}</tr></thead>'
-                f'<tbody>{body}</tbody></table></div>')
+            cells: list[Any] = r._cells()
+            cells[1] = Cell(cells[1], style=f"color:{_COLORS.get(r.state, 'inherit')};font-weight:bold")
+            rows.append(cells)
+        return View(f"{self.title}: {len(self.rows)}", [Table(_HEAD, rows, all_in_text=True)],
+                    tone=None if self.ok else "bad")

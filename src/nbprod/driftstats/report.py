@@ -9,16 +9,14 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import asdict, dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from .. import _format
+from .._display import Display, Lines, Table, View
 from .._files import write_text_atomic
-from ..config import settings
-from ..data._render import html_table, text_table
 from ..errors import DriftError
 
 __all__ = ["ColumnDrift", "DriftReport", "psi_band"]
@@ -81,8 +79,8 @@ class ColumnDrift:
         return out
 
 
-@dataclass
-class DriftReport:
+@dataclass(repr=False)
+class DriftReport(Display):
     """Per-column drift and dataset drift (share of drifted feature columns ≥ ``drift_share``)."""
 
     columns: list[ColumnDrift]
@@ -176,30 +174,18 @@ class DriftReport:
             note = c.reason or ("" if c.exact else f"approx.: {c.method}")
             if c.band:
                 note = f"{c.band}; {note}" if note else c.band
-            rows.append([c.column + ("" if c.role == "feature" else f" ({c.role})"), c.kind, c.test or "-",
+            rows.append([c.column + ("" if c.role == "feature" else f" ({c.role})"), c.kind, c.test or _format.MISSING,
                          _format.score(_num(c.score)), _format.score(c.threshold),
-                         "YES" if c.drifted else ("-" if c.status != "ok" else "no"),
+                         "YES" if c.drifted else (_format.MISSING if c.status != "ok" else "no"),
                          c.status, note])
         return rows
 
     _HEADER = ["column", "kind", "test", "score", "threshold", "drifted", "status", "note"]
 
-    def __str__(self) -> str:
-        lines = [self._headline(), text_table(self._HEADER, self._rows())]
-        if self.extra_columns:
-            lines.append(f"not in the reference, not tested: {', '.join(self.extra_columns)}")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"<DriftReport dataset_drift={self.dataset_drift} drifted={self.drifted_columns}>"
-
-    def _repr_html_(self) -> str:
-        color = "#b00020" if self.dataset_drift else "#1b5e20"
-        extra = ""
-        if self.extra_columns:
-            extra = f"<p>Not in the reference, not tested: {escape(', '.join(self.extra_columns))}</p>"
-        return (f"<div><p style='color:{color}'><b>{escape(self._headline())}</b></p>"
-                + html_table(self._HEADER, self._rows(), limit=settings.display_limit) + extra + "</div>")
+    def _view(self) -> View:
+        extra = [f"not in the reference, not tested: {', '.join(self.extra_columns)}"] if self.extra_columns else []
+        return View(self._headline(), [Table(self._HEADER, self._rows(), more="more columns", all_in_text=True),
+                                       Lines(extra, style="plain")], tone="bad" if self.dataset_drift else "ok")
 
     def chart(self, column: str | None = None):
         """Altair charts: ``column`` → its reference vs current distribution; None → the drift

@@ -23,13 +23,14 @@ import re
 import time
 import urllib.request
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any, Iterable
 
 from sqlalchemy import Boolean, Column, Float, String, Table, Text, select
 
-from .. import state
+from .. import _format, state
+from .._display import Display, View
+from .._display import Table as TableView  # sqlalchemy's Table is the other one here
 from ..errors import RuleError
 from .report import METRICS
 from .windows import iso
@@ -142,8 +143,8 @@ class AlertOutcome:
                 "notification": self.notification, "message": self.message}
 
 
-@dataclass
-class AlertCheck:
+@dataclass(repr=False)
+class AlertCheck(Display):
     deployment: str
     outcomes: list[AlertOutcome] = field(default_factory=list)
 
@@ -160,28 +161,16 @@ class AlertCheck:
                 "outcomes": [o.to_dict() for o in self.outcomes]}
 
     def _rows(self) -> list[list[Any]]:
-        return [[o.rule, o.state.upper() if o.state == "firing" else o.state,
-                 "-" if o.value is None else f"{o.value:.4g}",
-                 "-" if o.window_start is None else iso(o.window_start), o.notification or "-"] for o in self.outcomes]
+        return [[o.rule, o.state.upper() if o.state == "firing" else o.state, _format.number(o.value),
+                 _format.MISSING if o.window_start is None else iso(o.window_start),
+                 o.notification or _format.MISSING] for o in self.outcomes]
 
     _HEADER = ["rule", "state", "value", "window", "notification"]
 
-    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
-        return str(self)
-
-    def __str__(self) -> str:
-        from ..data._render import text_table
-
+    def _view(self) -> View:
         head = (f"alerts for {self.deployment}: " + (f"{len(self.firing)} FIRING" if self.firing else "all clear")
                 + (f" — next action: nbprod rollback {self.deployment}" if self.firing else ""))
-        return head + "\n" + text_table(self._HEADER, self._rows())
-
-    def _repr_html_(self) -> str:
-        from ..data._render import html_table
-
-        color = "#b00020" if self.firing else "#1b5e20"
-        head = f"{len(self.firing)} alert(s) firing" if self.firing else "no alert firing"
-        return f"<div><p style='color:{color}'><b>{escape(head)}</b></p>{html_table(self._HEADER, self._rows())}</div>"
+        return View(head, [TableView(self._HEADER, self._rows(), limit=0)], tone="bad" if self.firing else "ok")
 
 
 # --- messages and the webhook -----------------------------------------------------------------

@@ -18,12 +18,12 @@ import json
 import math
 import time
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any, Iterable
 
 from sqlalchemy import select
 
 from .. import state
+from .._display import Display, Lines, View
 from ..errors import DataError
 from .predlog import ensure_tables, feedback_table, predictions
 
@@ -32,8 +32,8 @@ __all__ = ["feedback", "FeedbackResult"]
 _CHUNK = 500
 
 
-@dataclass
-class FeedbackResult:
+@dataclass(repr=False)
+class FeedbackResult(Display):
     """What one feedback call did, id by id."""
 
     stored: list[str] = field(default_factory=list)
@@ -54,24 +54,14 @@ class FeedbackResult:
         return (f"feedback: {len(self.stored)} stored, {len(self.updated)} updated, "
                 f"{len(self.unchanged)} unchanged, {len(self.unknown)} unknown id(s)")
 
-    def __str__(self) -> str:
-        lines = [self._line()]
-        for u in self.updated[:10]:
-            lines.append(f"  updated {u['prediction_id']}: {u['old']!r} -> {u['new']!r}")
+    def _view(self) -> View:
+        lines = [f"updated {u['prediction_id']}: {u['old']!r} → {u['new']!r}" for u in self.updated[:10]]
+        if len(self.updated) > 10:
+            lines.append(f"… {len(self.updated) - 10} more updated (to_dict() has them all)")
         if self.unknown:
             more = f" (+{len(self.unknown) - 10} more)" if len(self.unknown) > 10 else ""
-            lines.append(f"  unknown (not in the prediction log, not stored): {', '.join(self.unknown[:10])}{more}")
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"<FeedbackResult {self._line()}>"
-
-    def _repr_html_(self) -> str:
-        color = "#1b5e20" if self.ok else "#b00020"
-        body = f"<p style='color:{color}'><b>{escape(self._line())}</b></p>"
-        if self.unknown:
-            body += f"<p>Unknown ids (not stored): <code>{escape(', '.join(self.unknown[:10]))}</code></p>"
-        return f"<div>{body}</div>"
+            lines.append(f"unknown (not in the prediction log, not stored): {', '.join(self.unknown[:10])}{more}")
+        return View(self._line(), [Lines(lines, style="list")] if lines else [], tone="ok" if self.ok else "bad")
 
 
 def _label(value: Any) -> Any:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 
 from .. import _format
+from .._display import Display, Lines, Table, View
 from ..errors import DriftError
 from .windows import iso
 
@@ -50,8 +50,8 @@ def _why(status: str) -> str | None:
     return reason.strip() if sep and head.strip() not in ("ok",) and reason.strip() else None
 
 
-@dataclass
-class MonitorReport:
+@dataclass(repr=False)
+class MonitorReport(Display):
     """Drift, realised performance and health of one deployment, window by window."""
 
     deployment: str
@@ -224,33 +224,20 @@ class MonitorReport:
                 f"task {self.task}")
         return text
 
-    def __str__(self) -> str:
-        from ..data._render import text_table
+    #: Windows a notebook shows (the latest); a terminal prints them all.
+    SHOWN_WINDOWS = 24
 
+    def _view(self) -> View:
         header, rows = self._table()
-        lines = [self._headline(), text_table(header, rows), *self.legend()]
-        for c in self.version_changes:
-            lines.append(f"version change {iso(c['ts'])}: {c['label']} {c['detail']}".rstrip())
-        lines += [f"note: {n}" for n in self.notes]
-        if self.alerts is not None:
-            lines.append(str(self.alerts))
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:
-        return f"<MonitorReport {self.deployment} windows={len(self.windows)} task={self.task}>"
-
-    def _repr_html_(self) -> str:
-        from ..data._render import html_table
-
-        header, rows = self._table(limit=24)
-        changes = "".join(f"<li>{escape(iso(c['ts']))}: {escape(c['label'])} {escape(c['detail'])}</li>"
-                          for c in self.version_changes)
-        notes = "".join(f"<p><i>{escape(n)}</i></p>" for n in self.notes)
-        legend = "".join(f"<div>{escape(line)}</div>" for line in self.legend(limit=24))
-        legend = f"<div style='font-size:12px;color:#555;margin:4px 0'>{legend}</div>"
-        alerts = self.alerts._repr_html_() if self.alerts is not None else ""
-        return (f"<div><p><b>{escape(self._headline())}</b></p>" + html_table(header, rows, limit=24) + legend
-                + (f"<p>Version changes:</p><ul>{changes}</ul>" if changes else "") + notes + alerts + "</div>")
+        changes = [f"{iso(c['ts'])}: {c['label']} {c['detail']}".rstrip() for c in self.version_changes]
+        return View(self._headline(), [
+            Table(header, rows, limit=self.SHOWN_WINDOWS, tail=True, all_in_text=True,
+                  more="earlier windows (to_dict() and chart() have them all)"),
+            Lines(self.legend()),
+            Lines(changes, style="list", title="Version changes:") if changes else None,
+            Lines([f"note: {n}" for n in self.notes]),
+            self.alerts,
+        ])
 
     # -- charts -----------------------------------------------------------------------------
     def chart(self, kind: str = "overview"):

@@ -23,6 +23,7 @@ from typing import Any
 import ipywidgets as w
 
 from .._charts import output
+from .._display import Display, View
 from ..driftstats.charts import scores_chart
 from .alerts import evaluate, parse_rule
 from .monitor import monitor
@@ -32,7 +33,7 @@ __all__ = ["MonitorPanel", "panel", "TABS"]
 TABS = ("Drift", "Performance", "Latency", "Alerts")
 
 
-class MonitorPanel:
+class MonitorPanel(Display):
     """A live panel for one deployment. ``refresh()`` recomputes now; ``stop()`` ends the live loop."""
 
     def __init__(self, deployment: str, *, window: Any = "1h", since: Any = None, rules: list[str] | None = None,
@@ -157,13 +158,14 @@ class MonitorPanel:
 
     # -- display --------------------------------------------------------------------------------
     def _repr_mimebundle_(self, **kwargs):
+        """The widget (its tabs of charts): a notebook draws this, not the base's HTML."""
         return self.widget._repr_mimebundle_(**kwargs)
 
-    def _repr_html_(self) -> str:
-        return self.report._repr_html_() if self.report is not None else f"<p>{escape(self.error or '')}</p>"
-
-    def __str__(self) -> str:
-        return str(self.report) if self.report is not None else f"monitor {self.deployment}: {self.error}"
+    def _view(self) -> View:
+        """Text and HTML where no widget is drawn (a terminal, a log, nbconvert): the report's."""
+        if self.report is not None:
+            return self.report._view()
+        return View(f"monitor {self.deployment}: {self.error}", tone="bad")
 
     def to_dict(self) -> dict:
         return {"deployment": self.deployment, "live": self.live, "refreshes": self.refreshes, "error": self.error,

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
+
+from .._display import Display, Facts, View
 
 __all__ = ["Bundle"]
 
 
-@dataclass
-class Bundle:
+@dataclass(repr=False)
+class Bundle(Display):
     """A written bundle: where it is, what it holds, and how it will run."""
 
     path: Path
@@ -43,16 +44,5 @@ class Bundle:
             ("build", f"docker build -t {self.image} {self.path}"),
         ]
 
-    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
-        return str(self)
-
-    def __str__(self) -> str:
-        width = max(len(k) for k, _ in self._summary())
-        return "\n".join([f"bundle for {self.uri} in {self.path}"] +
-                         [f"  {k.ljust(width)}  {v}" for k, v in self._summary()])
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><th style='text-align:left'>{escape(k)}</th><td><code>{escape(v)}</code></td></tr>"
-                       for k, v in self._summary())
-        return (f"<div><b>nbprod bundle</b> <code>{escape(str(self.path))}</code>"
-                f"<table>{rows}</table></div>")
+    def _view(self) -> View:
+        return View(f"bundle for {self.uri} in {self.path}", [Facts(self._summary(), code=True)])

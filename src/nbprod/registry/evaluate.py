@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import _format, audit, state
+from .._display import Display, Lines, Table, View, bundle_with_chart, show_with_chart
 from .._quiet import quiet_mlflow
 from ..errors import EvaluationError, EvaluationFailed, ModelNotFoundError, NbprodError
-from . import _html
 from .loading import load_model
 from .store import client
 from .uris import parse_model_uri
@@ -55,8 +55,8 @@ class MetricRow:
         return {k: getattr(self, k) for k in keys}
 
 
-@dataclass
-class EvaluationResult:
+@dataclass(repr=False)
+class EvaluationResult(Display):
     """Per-metric comparison of a candidate with the champion; ``ok`` when no threshold failed."""
 
     candidate_uri: str
@@ -139,12 +139,9 @@ class EvaluationResult:
                          "accuracy. Gate on recall, f1 or roc_auc, or rebalance (class_weight='balanced').")
         return notes
 
-    def __str__(self) -> str:
-        text = self._title() + "\n" + _html.text_table(self.HEADERS, self._table_rows())
-        return text + "".join(f"\nnote: {n}" for n in self.notes)
-
-    def __repr__(self) -> str:  # terminal IPython and logs: the table, not the dataclass fields
-        return str(self)
+    def _view(self) -> View:
+        return View(self._title(), [Table(self.HEADERS, self._table_rows(), limit=0),
+                                    Lines([f"note: {n}" for n in self.notes])], tone="ok" if self.ok else "bad")
 
     def chart(self):
         """A grouped bar chart, candidate vs champion per metric (an ``nbprod._charts.Chart``: it draws
@@ -168,36 +165,13 @@ class EvaluationResult:
             tooltip=["metric", "model", alt.Tooltip("value:Q", format=".4f")],
         ).properties(width=60, height=120, title=self._title()))
 
-    def _repr_html_(self) -> str:
-        color = "#2a7d2a" if self.ok else "#b00020"
-        notes = "".join(f"<p style='color:#555;margin:2px 0'>{_html.esc(n)}</p>" for n in self.notes)
-        return (f'<div><p style="color:{color};font-weight:bold">{_html.esc(self._title())}</p>'
-                f"{_html.table(self.HEADERS, self._table_rows())}{notes}</div>")
-
     def _ipython_display_(self) -> None:
-        """The table, then the chart as its own output: a front end draws one mimetype per output and
-        prefers HTML over Vega-Lite, so in one bundle the chart would never be drawn."""
-        from IPython.display import display
-
-        from .._charts import VEGALITE_MIME
-
-        display({"text/plain": str(self), "text/html": self._repr_html_()}, raw=True)
-        try:
-            chart = {VEGALITE_MIME: self.chart().to_dict()}
-        except Exception:  # a chart is a nicety; the table carries the result
-            return
-        display(chart, raw=True)
+        """The table, then the chart as its own output (``_display.show_with_chart``: in one bundle
+        a front end would draw the HTML and never the chart)."""
+        show_with_chart(self, self.chart)
 
     def _repr_mimebundle_(self, include=None, exclude=None):
-        from .._charts import VEGALITE_MIME
-
-        bundle = {"text/plain": str(self), "text/html": self._repr_html_()}
-        try:
-            bundle[VEGALITE_MIME] = self.chart().to_dict()
-        except Exception:  # a chart is a nicety; the table carries the result
-            pass
-        return bundle
-
+        return bundle_with_chart(self, self.chart)
 
 
 def parse_thresholds(items: list[str]) -> dict[str, dict]:

@@ -14,10 +14,10 @@ import os
 import threading
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
+from .._display import Display, View
 from .._quiet import quiet_mlflow
 from ..errors import IntegrityError, ModelNotFoundError, RegistryError
 from .integrity import verify_manifest
@@ -43,8 +43,8 @@ def _deserialisation_allowed():
                 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = old
 
 
-@dataclass
-class LoadedModel:
+@dataclass(repr=False)
+class LoadedModel(Display):
     """A verified, loaded model version. ``predict`` goes through MLflow's pyfunc (schema enforced)."""
 
     name: str | None
@@ -86,13 +86,10 @@ class LoadedModel:
     def to_dict(self) -> dict:
         return {"name": self.name, "version": self.version, "uri": self.uri, "path": str(self.path), **self.metadata}
 
-    def __str__(self) -> str:
+    def _view(self) -> View:
         fmt = self.metadata.get("serialization_format")
         verified = "verified" if self.metadata.get("verified") else "NOT verified"
-        return f"{self.uri or self.path} (loaded from {self.path}, format {fmt}, manifest {verified})"
-
-    def _repr_html_(self) -> str:
-        return f"<p>Loaded model <code>{escape(str(self))}</code></p>"
+        return View(f"{self.uri or self.path} (loaded from {self.path}, format {fmt}, manifest {verified})")
 
 
 def _decategorize(df):

@@ -17,9 +17,9 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from .. import _format, audit
+from .._display import Display, Facts, Table, View
 from ..config import settings
 from ..errors import ModelNotFoundError, RegistryError, TrackingServerError
-from . import _html
 from .integrity import verify_file
 from .store import client
 from .uris import check_alias, check_name, format_uri, parse_model_uri
@@ -68,7 +68,7 @@ def _metric(name: str, value: Any) -> str:
 
 
 @dataclass(repr=False)
-class ModelVersion:
+class ModelVersion(Display):
     """One registered version. ``profile`` is loaded on first access."""
 
     name: str
@@ -157,24 +157,8 @@ class ModelVersion:
             facts.append(("last evaluation", f"{verdict} against {evaluation.get('against') or 'thresholds only'}"))
         return facts
 
-    def _repr_html_(self) -> str:
-        rows = "".join(
-            f'<tr><th style="{_html.CELL};color:#555;font-weight:normal">{_html.esc(k)}</th>'
-            f'<td style="{_html.CELL}">{_html.esc(v)}</td></tr>'
-            for k, v in self._facts()
-        )
-        return (f'<div style="border:1px solid #ccc;border-radius:6px;padding:8px 12px;display:inline-block">'
-                f'<div style="font-weight:bold;font-size:15px">{_html.esc(self.name)} '
-                f'<span style="color:#555">v{_html.esc(self.version)}</span></div>'
-                f'<table style="{_html.STYLE}">{rows}</table></div>')
-
-    def __str__(self) -> str:
-        width = max(len(k) for k, _ in self._facts())
-        lines = [f"{self.name} v{self.version}"] + [f"  {k.ljust(width)}  {v}" for k, v in self._facts()]
-        return "\n".join(lines)
-
-    def __repr__(self) -> str:  # terminal IPython and logs: the card, not the dataclass fields
-        return str(self)
+    def _view(self) -> View:
+        return View(self.name, [Facts(self._facts())], card=True, subtitle=f"v{self.version}")
 
 
 def _int(value) -> int | None:
@@ -251,7 +235,7 @@ def _audit(action: str, model_uri: str, details: dict) -> None:
 
 
 @dataclass(repr=False)
-class AliasChange:
+class AliasChange(Display):
     """What an alias command did: set, moved (from → to) or deleted."""
 
     name: str
@@ -265,17 +249,12 @@ class AliasChange:
         return {"name": self.name, "alias": self.alias, "action": self.action, "version": self.version,
                 "previous": self.previous}
 
-    def __str__(self) -> str:
+    def _view(self) -> View:
         if self.action == "delete":
-            return f"deleted {self.name}@{self.alias} (was v{self.previous})"
+            return View(f"deleted {self.name}@{self.alias} (was v{self.previous})")
         if self.action == "move":
-            return f"moved {self.name}@{self.alias}: v{self.previous} → v{self.version}"
-        return f"set {self.name}@{self.alias} → v{self.version}"
-
-    __repr__ = __str__
-
-    def _repr_html_(self) -> str:
-        return f"<p><code>{_html.esc(str(self))}</code></p>"
+            return View(f"moved {self.name}@{self.alias}: v{self.previous} → v{self.version}")
+        return View(f"set {self.name}@{self.alias} → v{self.version}")
 
 
 def set_alias(uri: str, alias: str) -> AliasChange:
@@ -321,7 +300,7 @@ def delete_alias(name: str, alias: str) -> AliasChange:
 
 
 @dataclass(repr=False)
-class ModelTable:
+class ModelTable(Display):
     """Registered models and their versions, newest first within each model."""
 
     versions: list[ModelVersion]
@@ -351,22 +330,13 @@ class ModelTable:
     def to_dict(self) -> dict:
         return {"versions": [v.to_dict() for v in self.versions]}
 
-    def __str__(self) -> str:
+    def _view(self) -> View:
         if not self.versions:
-            return "no registered models (register one with `nbprod register`)"
-        return _html.text_table(self.HEADERS, self._rows())
-
-    def __repr__(self) -> str:  # terminal IPython and logs: the table, not the dataclass fields
-        return str(self)
-
-    def _repr_html_(self) -> str:
-        if not self.versions:
-            return "<p>No registered models yet: <code>%nbprod register model --name NAME --data X y</code></p>"
-
-        rows = self._rows()
-        limit = max(int(settings.display_limit), 1)
-        note = f"<p style='color:#555'>{len(rows) - limit} more versions not shown</p>" if len(rows) > limit else ""
-        return _html.table(self.HEADERS, rows[:limit]) + note
+            return View("no registered models yet: register one with nbprod.register(model, NAME, X, y), "
+                        "`%nbprod register model --name NAME --data X y` or `nbprod register`")
+        n_models = len({v.name for v in self.versions})
+        head = f"registered models: {_format.rows(len(self.versions), 'version')} of {_format.rows(n_models, 'model')}"
+        return View(head, [Table(self.HEADERS, self._rows(), more="more versions", all_in_text=True)])
 
 
 def models(name: str | None = None) -> ModelTable:
