@@ -237,7 +237,7 @@ def _results(tmp_path):
     from nbprod.audit import AuditEntry, AuditTable, AuditVerification
     from nbprod.batch.score import ScoreResult
     from nbprod.batch.sweep import SweepResult
-    from nbprod.commands.serving import ServeResult
+    from nbprod.commands.results import ServeResult
     from nbprod.data.rules import Rules
     from nbprod.datasets import credit
     from nbprod.deployments.prediction import PredictionResult
@@ -297,7 +297,7 @@ def test_text_html_and_repr_follow_the_one_rule(nbprod_home, tmp_path):
     converted = {type(r) for r in results}
     for module, names in _result_classes().items():  # every result class is exercised here
         missing = set(names) - {c.__name__ for c in converted if c.__module__ == module}
-        assert not missing - {"MonitorPanel", "_DemoSummary"}, (module, missing)  # a widget; a job wrapper
+        assert not missing - {"MonitorPanel", "DemoSummary"}, (module, missing)  # a widget; a job wrapper
     for result in results:
         name = type(result).__name__
         view = result._view()

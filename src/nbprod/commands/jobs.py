@@ -11,7 +11,6 @@ import sys
 import warnings
 from pathlib import Path
 
-from .._display import Display, Lines, View
 from ..errors import NbprodError
 from . import Command, Context, UsageProblem
 
@@ -129,6 +128,7 @@ def _check(args: argparse.Namespace, ctx: Context):
 
 def _demo(args: argparse.Namespace, ctx: Context):
     from ..jobs import run
+    from .results import DemoSummary
 
     notebook = Path(args.notebook)
     if not notebook.is_file():
@@ -140,7 +140,7 @@ def _demo(args: argparse.Namespace, ctx: Context):
     except NbprodError:
         _stop_started_since(before)
         raise
-    return _DemoSummary(result)
+    return DemoSummary(result)
 
 
 def _running() -> dict[str, int | None]:
@@ -159,19 +159,6 @@ def _stop_started_since(before: dict[str, int | None]) -> None:
     for name, pid in _running().items():
         if name not in before or before[name] != pid:
             undeploy(name)
-
-
-class _DemoSummary(Display):
-    """What ``make demo`` prints: where the executed notebook is and the quickstart's own summary."""
-
-    ok = True
-
-    def __init__(self, result) -> None:
-        self.result = result
-
-    def _view(self) -> View:
-        """The job's own display, then the quickstart's summary as it printed it."""
-        return View("", [self.result, Lines(["", *self.result.tagged_output("summary").splitlines()], style="pre")])
 
 
 def _NB(p: argparse.ArgumentParser) -> None:

@@ -5,27 +5,14 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .._display import Display, View
 from . import Command, Context, UsageProblem
 
+if TYPE_CHECKING:
+    from .results import ServeResult
+
 TOKEN_ENV = "NBPROD_TOKEN"
-
-
-@dataclass(repr=False)
-class ServeResult(Display):
-    """What ``nbprod serve`` returns once the server has stopped."""
-
-    url: str
-    source: str
-    ok: bool = True
-
-    def to_dict(self) -> dict:
-        return {"url": self.url, "source": self.source, "ok": self.ok}
-
-    def _view(self) -> View:
-        return View(f"server for {self.source} at {self.url} stopped")
 
 
 def _arguments(p: argparse.ArgumentParser) -> None:
@@ -57,6 +44,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
     from ..service import serve
     from ..serving.spec import DbSource, DeploymentSpec, StaticSource
+    from .results import ServeResult
 
     source: DbSource | StaticSource
     if args.deployment:
