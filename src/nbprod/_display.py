@@ -231,9 +231,9 @@ def _part_html(part: Any) -> str:
             lines = [escape(line) for line in _value(value).splitlines()]
             return "<br>".join(f"<code>{line}</code>" if part.code and line else line for line in lines)
 
-        rows = "".join(f"<tr><th style='{_CELL};color:{MUTED};font-weight:normal'>{escape(k)}</th>"
+        body = "".join(f"<tr><th style='{_CELL};color:{MUTED};font-weight:normal'>{escape(k)}</th>"
                        f"<td style='{_CELL}'>{wrap(v)}</td></tr>" for k, v in part.items)
-        return f"<table>{rows}</table>" if rows else ""
+        return f"<table>{body}</table>" if body else ""
     if isinstance(part, Table):
         if not part.rows and part.empty is not None:
             return f"<p>{escape(part.empty)}</p>"
@@ -302,7 +302,7 @@ def bundle_with_chart(result: Display, make_chart: Callable[[], Any]) -> dict:
     bundle): text, HTML and the chart's Vega-Lite 5 spec."""
     from ._charts import VEGALITE_MIME
 
-    out = {"text/plain": repr(result), "text/html": result._repr_html_()}
+    out: dict[str, Any] = {"text/plain": repr(result), "text/html": result._repr_html_()}
     spec = _chart_spec(make_chart)
     if spec is not None:
         out[VEGALITE_MIME] = spec

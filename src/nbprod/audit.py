@@ -41,7 +41,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from . import _format
+from sqlalchemy import select
+
+from . import _context, _format, state
 from ._display import Cell, Display, Lines, Table, View
 from .errors import AuditChainBroken, AuditError
 
@@ -179,7 +181,7 @@ class AuditTable(Display):
         return {"model": self.model, "entries": [e.to_dict() for e in self.entries]}
 
     def to_frame(self):
-        import pandas as pd
+        import pandas as pd  # here: heavy, and only this export needs it
 
         frame = pd.DataFrame([e.to_dict() for e in self.entries],
                              columns=list(AuditEntry.__dataclass_fields__))
@@ -246,10 +248,6 @@ def _now() -> str:
 
 
 def _append(conn, fields: dict[str, Any]) -> AuditEntry:
-    from sqlalchemy import select
-
-    from . import state
-
     state.lock(conn, _LOCK)
     head = conn.execute(select(state.audit_head.c.seq, state.audit_head.c.hash)
                         .where(state.audit_head.c.id == 1)).first()
@@ -283,8 +281,6 @@ def record(action: str, *, model_uri: str | None = None, details: dict | None = 
     ``connection`` (from :func:`nbprod.state.write_transaction`) to make your own write and this
     row one transaction; otherwise the row is written in a transaction of its own.
     """
-    from . import _context
-
     if not isinstance(action, str) or not action.strip():
         raise AuditError(f"audit action must be a non-empty string, got {action!r}",
                          "name the action, e.g. 'register' or 'alias'")
@@ -299,7 +295,6 @@ def record(action: str, *, model_uri: str | None = None, details: dict | None = 
     }
     if connection is not None:
         return _append(connection, fields)
-    from . import state
 
     with state.write_transaction() as conn:
         return _append(conn, fields)
@@ -307,10 +302,6 @@ def record(action: str, *, model_uri: str | None = None, details: dict | None = 
 
 def history(model: str | None = None, limit: int | None = None) -> AuditTable:
     """The audit log, newest first; ``model`` (a name or any model URI) keeps that model's rows."""
-    from sqlalchemy import select
-
-    from . import state
-
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise AuditError(f"limit must be a positive integer, got {limit!r}", "pass e.g. limit=20, or None for all")
     name = model_name(model) if model else None
@@ -330,10 +321,6 @@ def verify(anchor: str | None = None) -> AuditVerification:
     ``anchor`` — a ``"<seq>:<hash>"`` from an earlier ``verify().head`` kept outside the database —
     must still be in the chain; that also catches a chain rewritten or truncated wholesale.
     """
-    from sqlalchemy import select
-
-    from . import state
-
     problems: list[tuple[int | None, str]] = []
     anchor_seq = anchor_hash = None
     if anchor is not None:

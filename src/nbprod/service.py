@@ -23,8 +23,15 @@ import os
 from pathlib import Path
 from typing import Any
 
+from .config import settings
+from .deployments.events import serving_hooks
+from .monitoring.http import feedback_route
+from .monitoring.loop import from_settings
+from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, deployment_of, retention, server_log, writer_lifespan
+from .registry.loading import load_model
+from .registry.versions import get_version, local_model_dir
 from .serving.app import ServingHooks, create_app
-from .serving.loader import ModelStore
+from .serving.loader import NBPROD_DIR, ModelStore
 from .serving.loader import load_version as _load_version
 from .serving.server import as_source, run, worker_settings
 from .serving.spec import DbSource, DeploymentSpec, SpecSource
@@ -39,15 +46,10 @@ def model_store() -> ModelStore:
     sha256-verified load of a registered directory (None for a plain MLflow directory)."""
 
     def locate(uri: str) -> tuple[Path, str, str]:
-        from .registry.versions import get_version, local_model_dir
-
         mv = get_version(uri)
         return Path(local_model_dir(mv)), mv.name, str(mv.version)
 
     def open_(path: Path) -> Any:
-        from .registry.loading import load_model
-        from .serving.loader import NBPROD_DIR
-
         return load_model(str(path), verify=True) if (path / NBPROD_DIR).is_dir() else None
 
     return ModelStore(locate=locate, open=open_)
@@ -62,8 +64,6 @@ def load_version(source: str, version: str | None = None, **options: Any):
 def _deployment_hooks(source: SpecSource) -> ServingHooks | None:
     """A deployment's workers report applied generations and canary fallbacks (nbprod.deployments.events)."""
     if isinstance(source, DbSource):
-        from .deployments.events import serving_hooks
-
         return serving_hooks(source.name)
     return None
 
@@ -72,9 +72,6 @@ def build_app(source: SpecSource | DeploymentSpec | str, *, token: str | None = 
               hooks: ServingHooks | None = None):
     """The server's app: ``create_app`` with the model store, the deployment events, the prediction
     log (unless ``NBPROD_PREDICTION_LOG=off``) and ``POST /feedback``."""
-    from .monitoring.http import feedback_route
-    from .monitoring.predlog import server_log, writer_lifespan
-
     source = as_source(source)
     hooks = hooks or _deployment_hooks(source)
     log = server_log(source)
@@ -96,17 +93,11 @@ def app_from_env():
 
 def _alert_loop(source: SpecSource, rules, webhook, interval, window):
     """The server's background alert loop (nbprod.monitoring.loop), or None without rules."""
-    from .monitoring.loop import from_settings
-    from .monitoring.predlog import deployment_of
-
     return from_settings(deployment_of(source), rules=rules, webhook=webhook, interval=interval, window=window)
 
 
 def _retention_env(max_age: Any, max_rows: Any) -> None:
     """Prediction-log retention for this server and its workers (read by predlog.server_log)."""
-    from .config import settings
-    from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, retention
-
     # the environment reaches uvicorn's worker processes; the override wins in this one
     if max_age is not None:
         os.environ[MAX_AGE_ENV] = str(max_age)

@@ -20,6 +20,9 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from ..errors import ConfigError, RuleError
+from ..monitoring.alerts import parse_rules
+from ..monitoring.loop import DEFAULT_INTERVAL_S, WEBHOOK_ENV, check_webhook
+from ..monitoring.windows import parse_duration
 
 __all__ = ["AlertSettings", "given", "merge", "webhook_for", "served", "key", "view", "notes"]
 
@@ -67,8 +70,6 @@ def given(settings: AlertSettings | None) -> dict:
     rules, webhook, interval, window = settings.rules, settings.webhook, settings.interval, settings.window
     if rules is None and webhook is None and interval is None and window is None:
         return {}
-    from ..monitoring.alerts import parse_rules
-    from ..monitoring.windows import parse_duration
 
     out: dict = {}
     if rules is not None:
@@ -82,8 +83,6 @@ def given(settings: AlertSettings | None) -> dict:
         out["window"] = window.strip() if isinstance(window, str) else str(parse_duration(window))
         parse_duration(out["window"])
     if webhook is not None:
-        from ..monitoring.loop import check_webhook
-
         out["webhook"] = check_webhook(webhook, "the alert webhook")
     return out
 
@@ -100,7 +99,6 @@ def merge(given: dict, recorded: dict | None) -> dict | None:
                             "add rules (AlertSettings(rules=['p95_ms > 100']), --alert-rule 'p95_ms > 100'), "
                             "or leave the alert options out")
         return None
-    from ..monitoring.loop import DEFAULT_INTERVAL_S
 
     interval = given.get("interval_s", base.get("interval_s", DEFAULT_INTERVAL_S))
     window = str(given.get("window", base.get("window", "1h")))
@@ -110,8 +108,6 @@ def merge(given: dict, recorded: dict | None) -> dict | None:
 def webhook_for(given: str | None, *, strict: bool) -> str | None:
     """The webhook a server starts with: ``given``, else ``NBPROD_ALERT_WEBHOOK`` here. A bad
     variable is a ConfigError (``strict``, a deploy) or ignored (a restore: the loop runs, unposted)."""
-    from ..monitoring.loop import WEBHOOK_ENV, check_webhook
-
     if given:
         return given
     url = os.environ.get(WEBHOOK_ENV) or None

@@ -23,6 +23,9 @@ import time
 from typing import Any
 
 from ..errors import DeploymentConflict, DeploymentError, LatencyBudgetExceeded
+from ..monitoring.summary import health as summary
+from ..registry import get_version, set_alias
+from ..serving.spec import DeploymentSpec, Route, hash_token
 from . import alerting, gate, process, routes, store
 from .alerting import AlertSettings
 from .options import ServerSettings, check_traffic
@@ -99,8 +102,6 @@ def _wait_ready(name: str, port: int, pid: int, workers: int, timeout: float = 9
 
 
 def _token_matches(spec, token: str | None) -> bool:
-    from ..serving.spec import hash_token
-
     return spec.token_sha256 is None or (token is not None and hash_token(token) == spec.token_sha256)
 
 
@@ -116,8 +117,6 @@ def _deployment(name: str, action: str, *, token: str | None = None, ready_s=Non
 def _change(name: str, spec, new_routes: list, *, action: str, model_uri: str | None, details: dict,
             meta: dict, cols: dict, t_call: float, **spec_changes: Any) -> tuple[int, float | None, list[str]]:
     """Write the new routes (one transaction with the audit row) and wait for every worker."""
-    from ..serving.spec import DeploymentSpec
-
     new = DeploymentSpec.from_dict({**spec.to_dict(), "routes": [dataclasses.asdict(r) for r in new_routes],
                                     **spec_changes})
     t_write = time.time()
@@ -280,8 +279,6 @@ def _deploy_new(name: str, mv, *, server: ServerSettings, canary, shadow, split,
     :func:`store.create` records it claimed by this process, so a concurrent deploy or restore of
     the name is refused rather than starting a second server; the claim ends when the server is
     ready (and through the gate), or with the record when the start fails."""
-    from ..serving.spec import DeploymentSpec, hash_token
-
     if canary is not None or shadow:
         raise DeploymentError(f"deployment {name!r} does not run yet, so there is no stable version to "
                               f"{'canary' if canary is not None else 'shadow'} against",
@@ -330,8 +327,6 @@ def _deploy_new(name: str, mv, *, server: ServerSettings, canary, shadow, split,
 
 def promote(name: str, version: str | None = None) -> Deployment:
     """Send 100 % to the canary (or shadow / split) version, keep the old stable for rollback, set @champion."""
-    from ..registry import set_alias
-
     t_call = time.time()
     spec, cols, meta, _ = _ensure_running(name)
     stable = spec.stable
@@ -370,9 +365,6 @@ def rollback(name: str) -> Deployment:
     Once: a second rollback with no promote or switch in between is refused (DeploymentError), rather
     than rolling forward to the version just rolled back from. A stopped deployment is refused too.
     """
-    from ..registry import get_version, set_alias
-    from ..serving.spec import Route
-
     t_call = time.time()
     spec, cols, meta, _ = _ensure_running(name)
     stable = spec.stable
@@ -480,8 +472,6 @@ def status(name: str | None = None, *, health: bool = False, window: str = "1h")
     names = [_check_name(name)] if name else store.names()
     rows = [_live_row(n) for n in names]
     if health:
-        from ..monitoring.summary import health as summary
-
         for row in rows:
             row.health = summary(row.name, window=window).to_dict()
     return StatusTable(rows)

@@ -16,6 +16,7 @@ goes through one background thread:
 
 from __future__ import annotations
 
+import ctypes
 import os
 import queue
 import signal
@@ -23,6 +24,11 @@ import sys
 import threading
 import time
 from typing import Any
+
+from .. import audit
+from ..serving.app import ServingHooks
+from ..serving.spec import load_spec
+from . import process, store
 
 __all__ = ["serving_hooks", "die_with_parent", "FAILURE_EVENTS"]
 
@@ -42,15 +48,11 @@ def die_with_parent(name: str) -> bool:
     if the graceful shutdown has not ended after ``_ORPHAN_GRACE_S``. A single-process server (its
     parent is whoever started it, not a server of ``name``) is left alone. True if armed.
     """
-    from . import process
-
     parent = os.getppid()
     if not process.is_server_of(parent, name):
         return False
     if sys.platform.startswith("linux"):
         try:
-            import ctypes
-
             ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0)
         except (OSError, AttributeError):  # no prctl: the polling thread below still works
             pass
@@ -94,8 +96,6 @@ class _Reporter:
             self.queue.put(("fallback", {"kind": kind, **info, "suppressed": self.suppressed.pop(key, 0)}))
 
     def _run(self) -> None:
-        from . import store
-
         while True:
             what, info = self.queue.get()
             for attempt in range(3):
@@ -114,9 +114,6 @@ class _Reporter:
                     time.sleep(0.2 * (attempt + 1))
 
     def _audit(self, info: dict) -> None:
-        from .. import audit
-        from ..serving.spec import load_spec
-
         uri = info.get("uri")
         if not uri:
             try:
@@ -144,8 +141,6 @@ _reporters: dict[tuple[str, int], _Reporter] = {}
 
 def serving_hooks(name: str):
     """The hooks of a worker serving deployment ``name`` (one reporter per process)."""
-    from ..serving.app import ServingHooks
-
     key = (name, os.getpid())
     rep = _reporters.get(key)
     if rep is None:

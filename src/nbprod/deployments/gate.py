@@ -16,6 +16,9 @@ import time
 from dataclasses import dataclass
 
 from ..errors import DeploymentError, LatencyBudgetExceeded
+from ..registry import get_version
+from ..registry.store import client
+from ..registry.versions import TAG
 from . import process
 
 __all__ = ["LatencyFigures", "measure", "store_on_version", "rows_for", "measure_deployment",
@@ -58,8 +61,6 @@ def _datatype(values) -> str:
 
 def rows_for(uri: str, limit: int = 50) -> list[dict]:
     """Single-row v2 request bodies from the version's training-profile sample (complete rows)."""
-    from ..registry import get_version
-
     version = get_version(uri)
     try:
         frame = version.profile.sample_frame()
@@ -117,10 +118,6 @@ def measure(host: str, port: int, deployment: str, version: str, bodies: list[di
 
 def store_on_version(uri: str, figures: LatencyFigures) -> None:
     """Keep the measured figures on the model version (MLflow version tags ``nbprod.latency_*``)."""
-    from ..registry import get_version
-    from ..registry.store import client
-    from ..registry.versions import TAG
-
     mv = get_version(uri)
     c = client()
     for key in ("p50_ms", "p95_ms", "p99_ms"):

@@ -24,7 +24,9 @@ import sys
 import time
 from pathlib import Path
 
+from ..config import settings
 from ..errors import DeploymentError
+from ..monitoring.loop import INTERVAL_ENV, RULES_ENV, WEBHOOK_ENV, WINDOW_ENV
 
 __all__ = ["free_port", "start_server", "start_side_server", "alive", "is_server_of", "children", "stop",
            "http_get", "wait_ready", "log_path", "port_free", "identity", "same_process", "group_members"]
@@ -33,8 +35,6 @@ _popen: dict[int, subprocess.Popen] = {}  # servers started by this process, rea
 
 
 def log_path(name: str) -> Path:
-    from ..config import settings
-
     d = Path(settings.home_path) / "deployments" / name
     d.mkdir(parents=True, exist_ok=True)
     return d / "server.log"
@@ -58,9 +58,6 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 def _child_env(alerts: dict | None = None, webhook: str | None = None) -> dict:
     """The environment of a server started from here. ``alerts``: the deployment's recorded
     ``{"rules", "interval_s", "window"}`` (None: no alert loop); ``webhook``: where it posts."""
-    from ..config import settings
-    from ..monitoring.loop import INTERVAL_ENV, RULES_ENV, WEBHOOK_ENV, WINDOW_ENV
-
     env = dict(os.environ)
     env.pop("NBPROD_TOKEN", None)  # the spec's token hash is the only credential
     for var in (RULES_ENV, WEBHOOK_ENV, INTERVAL_ENV, WINDOW_ENV):

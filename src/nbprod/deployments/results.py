@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import urllib.error
+import urllib.request
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._display import Cell, Display, Facts, Table, View, text
+from ..errors import DeploymentError, ServingError
+from .prediction import PredictionResult
 
 __all__ = ["Deployment", "DeploymentStatus", "StatusTable"]
 
@@ -97,13 +102,6 @@ class Deployment(Display):
         Returns the server's answer: ``predictions``, ``model_version``, ``prediction_ids`` and
         ``ood``. A refused request raises :class:`ServingError` with the server's own message.
         """
-        import json
-        import urllib.error
-        import urllib.request
-
-        from ..errors import ServingError
-        from .prediction import PredictionResult
-
         token = token or self.token
         body = X.to_json(orient="split", index=False, date_format="iso")
         request = urllib.request.Request(
@@ -232,7 +230,6 @@ class StatusTable(Display):
             for r in self.rows:
                 if r.name == key:
                     return r
-            from ..errors import DeploymentError
 
             raise DeploymentError(f"no deployment called {key!r} in this table",
                                   f"use one of: {', '.join(r.name for r in self.rows) or 'none'}")

@@ -7,6 +7,9 @@ through its verified start-up cache without importing MLflow (the URI is the fal
 from __future__ import annotations
 
 from ..errors import DeploymentError
+from ..registry import get_version
+from ..registry.versions import local_model_dir
+from ..serving.spec import Route
 
 __all__ = ["resolve", "route", "warm", "split_routes", "as_dicts"]
 
@@ -16,17 +19,12 @@ def as_dicts(spec) -> list[dict]:
 
 
 def resolve(uri: str):
-    from ..registry import get_version
-
     return get_version(uri)
 
 
 def route(mv, weight: float, role: str):
     """A route that names the registered version and its local artefacts: the server then loads the
     directory through its start-up cache without importing MLflow (the URI is the fallback)."""
-    from ..registry.versions import local_model_dir
-    from ..serving.spec import Route
-
     try:
         path = str(local_model_dir(mv))
     except Exception:  # noqa: BLE001 - a remote store without a cached copy: the server downloads it
@@ -38,7 +36,9 @@ def warm(route) -> None:
     """Load a version once here, before any worker needs it: this checks its manifest, compiles its
     fast path and fills the server's verified start-up cache, so every worker then switches to it
     from the cache in well under a second instead of each doing a full load while serving."""
-    from ..service import load_version  # with the registry's model store: serving alone refuses it
+    # service, not serving: it has the registry's model store (serving alone refuses a registered URI);
+    # here, not at the top: it loads the server stack (starlette, uvicorn), which only a deploy's warm-up needs
+    from ..service import load_version
 
     try:
         load_version(route.source, route.version)

@@ -31,8 +31,13 @@ import os
 import time
 from typing import Any
 
+from sqlalchemy import Column, Float, Integer, String, Text, select
+
+from .. import audit, state
 from .._lazytable import LazyTable
 from ..errors import DeploymentConflict, DeploymentError
+from ..serving.spec import DeploymentSpec, deployments, write_spec
+from . import process
 
 __all__ = ["meta_table", "workers_table", "ensure", "write_change", "read", "names", "set_columns",
            "delete", "acks", "register_worker", "ack_generation", "record_server", "create", "claim_restart",
@@ -46,21 +51,15 @@ _STOPPING = ("draining", "stopped")
 
 def deployments_table():
     """The serving spec's ``deployments`` Table itself (``spec.deployments`` is a lazy proxy)."""
-    from ..serving.spec import deployments
-
     return deployments.table()
 
 
 def _meta_columns() -> list:
-    from sqlalchemy import Column, String, Text
-
     return [Column("name", String(255), primary_key=True),
             Column("meta", Text, nullable=False)]
 
 
 def _worker_columns() -> list:
-    from sqlalchemy import Column, Float, Integer, String
-
     return [Column("name", String(255), primary_key=True),
             Column("pid", Integer, primary_key=True, autoincrement=False),
             Column("parent", Integer),
@@ -83,7 +82,6 @@ def workers_table():
 
 def ensure():
     """The state DB engine with the deployments, meta and workers tables created (once per process)."""
-    from .. import state
     eng = state.engine()
     key = (str(eng.url), os.getpid())
     if key not in _created:
@@ -95,8 +93,6 @@ def ensure():
 
 
 def _upsert_meta(conn, name: str, meta: dict) -> None:
-    from sqlalchemy import select
-
     t = meta_table()
     body = json.dumps(meta, sort_keys=True)
     if conn.execute(select(t.c.name).where(t.c.name == name)).first() is None:
@@ -107,8 +103,6 @@ def _upsert_meta(conn, name: str, meta: dict) -> None:
 
 def live_claim(meta: dict | None) -> dict | None:
     """The claim in ``meta`` if a live process holds it (a dead or too old one is stale: None)."""
-    from . import process
-
     claim = (meta or {}).get(CLAIM)
     if not isinstance(claim, dict) or time.time() - float(claim.get("at", 0)) > CLAIM_MAX_S:
         return None
@@ -116,8 +110,6 @@ def live_claim(meta: dict | None) -> dict | None:
 
 
 def _claim(action: str) -> dict:
-    from . import process
-
     return {**process.identity(), "at": time.time(), "action": action}
 
 
@@ -144,10 +136,6 @@ def stopped_error(name: str, status: str, spec_json: str | None = None) -> Deplo
 
 def _locked(conn, name: str) -> tuple[Any, dict]:
     """Inside a write transaction: take ``name``'s lock, then read its row and meta (None, {} if absent)."""
-    from sqlalchemy import select
-
-    from .. import state
-
     state.lock(conn, f"deployment:{name}")
     t, m = deployments_table(), meta_table()
     row = conn.execute(select(t).where(t.c.name == name)).first()
@@ -163,9 +151,6 @@ def create(name: str, spec, *, meta: dict, action: str, model_uri: str | None, d
     deployed again. Anything else found under the lock — the name created meanwhile, restarted,
     or claimed by a live process — is a DeploymentConflict and nothing is written.
     """
-    from .. import audit, state
-    from ..serving.spec import write_spec
-
     ensure()
     with state.write_transaction() as conn:
         row, current = _locked(conn, name)
@@ -185,9 +170,6 @@ def claim_restart(name: str) -> bool:
     False: nothing to restart (stopped, or its server runs). DeploymentConflict: a live process
     holds a claim (another restore or deploy is starting a server for it right now).
     """
-    from .. import state
-    from . import process
-
     ensure()
     t = deployments_table()
     with state.write_transaction() as conn:
@@ -206,9 +188,6 @@ def claim_restart(name: str) -> bool:
 
 def release(name: str) -> None:
     """Drop this process's claim on ``name`` (nothing if another process holds it, or none)."""
-    from .. import state
-    from . import process
-
     ensure()
     me = process.identity()
     with state.write_transaction() as conn:
@@ -221,8 +200,6 @@ def release(name: str) -> None:
 
 def begin_undeploy(name: str) -> dict | None:
     """Mark ``name`` draining (no traffic change after this commits); its columns, None if stopped."""
-    from .. import state
-
     ensure()
     t = deployments_table()
     with state.write_transaction() as conn:
@@ -245,9 +222,6 @@ def write_change(name: str, spec, *, meta: dict | None, action: str, model_uri: 
     Checked under the same lock: a deployment being stopped (or stopped) refuses the change, and
     one claimed by a live process (being deployed or restarted) is a DeploymentConflict.
     """
-    from .. import audit, state
-    from ..serving.spec import write_spec
-
     ensure()
     with state.write_transaction() as conn:
         row, current = _locked(conn, name)
@@ -268,10 +242,6 @@ def write_change(name: str, spec, *, meta: dict | None, action: str, model_uri: 
 
 def read(name: str) -> tuple[Any, dict, dict] | None:
     """(spec, process columns, meta) of ``name``, or None."""
-    from sqlalchemy import select
-
-    from ..serving.spec import DeploymentSpec
-
     t = deployments_table()
 
     eng = ensure()
@@ -288,8 +258,6 @@ def read(name: str) -> tuple[Any, dict, dict] | None:
 
 
 def names() -> list[str]:
-    from sqlalchemy import select
-
     t = deployments_table()
 
     with ensure().connect() as conn:
@@ -299,7 +267,6 @@ def names() -> list[str]:
 def set_columns(name: str, *, meta: dict | None = None, audit_action: str | None = None,
                 model_uri: str | None = None, details: dict | None = None, **columns: Any) -> None:
     """Update process columns (no generation bump: workers do not reload) and optionally meta + audit."""
-    from .. import audit, state
     t = deployments_table()
 
     ensure()
@@ -316,7 +283,6 @@ def set_columns(name: str, *, meta: dict | None = None, audit_action: str | None
 
 def delete(name: str, *, audit_action: str, model_uri: str | None, details: dict) -> None:
     """Remove a deployment that never started (a failed first deploy), with its audit row."""
-    from .. import audit, state
     t = deployments_table()
 
     ensure()
@@ -330,8 +296,6 @@ def delete(name: str, *, audit_action: str, model_uri: str | None, details: dict
 
 def acks(name: str) -> dict[int, dict]:
     """pid -> {parent, generation, started_at, updated_at} of every worker that registered for ``name``."""
-    from sqlalchemy import select
-
     w = workers_table()
     with ensure().connect() as conn:
         rows = conn.execute(select(w).where(w.c.name == name)).all()
@@ -340,8 +304,6 @@ def acks(name: str) -> dict[int, dict]:
 
 
 def register_worker(name: str, pid: int, parent: int) -> None:
-    from .. import state
-
     w = workers_table()
     ensure()
     now = time.time()
@@ -352,8 +314,6 @@ def register_worker(name: str, pid: int, parent: int) -> None:
 
 
 def ack_generation(name: str, pid: int, generation: int) -> None:
-    from .. import state
-
     w = workers_table()
     ensure()
     with state.write_transaction() as conn:
@@ -366,7 +326,6 @@ def record_server(name: str, host: str, port: int, pid: int) -> None:
     t = deployments_table()
 
     ensure()
-    from .. import state
 
     with state.write_transaction() as conn:
         conn.execute(t.update().where(t.c.name == name).values(host=host, port=int(port), pid=int(pid),

@@ -16,8 +16,10 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .. import audit, state
 from .._version import __version__
 from ..errors import NbprodError, PackagingError
+from ..registry import download, get_version, verify_manifest
 from . import templates
 from .openapi import write_openapi
 from .pins import pinned_environment
@@ -89,9 +91,6 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
     non-empty ``out_dir`` is an error unless ``overwrite``, which replaces only a previous bundle
     as nbprod wrote it (:mod:`.target`). Appends a ``package`` audit row.
     """
-    from .. import audit, state
-    from ..registry import download, get_version, verify_manifest
-
     max_replicas = max(replicas * 5, 10) if max_replicas is None else max_replicas
     _check_args(canary_percent, replicas, cpu, memory, port, max_replicas)
     out = bundle_path(out_dir)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from importlib import metadata
 
+from packaging.requirements import InvalidRequirement, Requirement
+
 from ..errors import PackagingError
 
 __all__ = ["pinned_environment"]
@@ -20,8 +22,6 @@ def _norm(name: str) -> str:
 
 def _closure(root_dist: str) -> dict[str, str]:
     """``{normalised name: installed version}`` of ``root_dist``'s runtime dependencies, recursively."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     pins: dict[str, str] = {}
     todo: list[tuple[str, frozenset]] = [(root_dist, frozenset())]
     seen: set[tuple[str, frozenset]] = set()
@@ -50,8 +50,6 @@ def _closure(root_dist: str) -> dict[str, str]:
 
 def pinned_environment(model_requirements: list[str]) -> list[str]:
     """The model's requirement lines, then every other nbprod dependency pinned to what is installed."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     lines: list[str] = []
     named: set[str] = set()
     for raw in model_requirements:

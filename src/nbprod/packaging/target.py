@@ -13,6 +13,7 @@ import json
 import os
 from pathlib import Path
 
+from ..config import settings
 from ..errors import PackagingError
 
 __all__ = ["bundle_path", "check_target", "MANIFEST"]
@@ -43,7 +44,6 @@ def check_target(out: Path, overwrite: bool) -> None:
         return
     if not out.is_dir():
         raise PackagingError(f"{out} exists and is not a directory", "pass a directory path for the bundle")
-    from ..config import settings
 
     home = Path(settings.home_path).resolve()
     if _inside(home, out):

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import yaml
+
 from .._version import __version__
 
 __all__ = ["HEALTH_READY", "HEALTH_LIVE", "PING", "APP_UID", "dockerfile", "DOCKERIGNORE", "manifests", "readme",
@@ -228,6 +230,4 @@ Readiness and liveness probes hit `{HEALTH_READY}` and `{HEALTH_LIVE}` on port {
 
 
 def to_yaml(obj: dict) -> str:
-    import yaml
-
     return yaml.safe_dump(obj, sort_keys=False, default_flow_style=False)

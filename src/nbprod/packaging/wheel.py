@@ -6,6 +6,7 @@ edited checkout gets a new wheel), so packaging twice does not rebuild.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -13,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import zipfile
 from importlib import metadata
 from pathlib import Path
 from typing import Callable
@@ -31,7 +33,7 @@ def _source_root() -> Path | None:
     if not pyproject.is_file():
         return None
     try:
-        import tomllib
+        import tomllib  # here, in the try: Python 3.10 has none (the except reads the name by hand)
 
         name = tomllib.loads(pyproject.read_text(encoding="utf-8")).get("project", {}).get("name")
     except (ImportError, ValueError, OSError):
@@ -69,9 +71,6 @@ def _build_from_source(root: Path, out: Path) -> None:
 
 def _repack_installed(out: Path) -> None:
     """Rebuild a wheel from a regular (non-editable) installation, file for file, from its RECORD."""
-    import base64
-    import zipfile
-
     dist = metadata.distribution("nbprod")
     files = [f for f in (dist.files or []) if not str(f).startswith("..") and "__pycache__" not in str(f)]
     info = f"nbprod-{dist.version}.dist-info"
