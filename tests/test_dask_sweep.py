@@ -40,4 +40,4 @@ def test_sweep_runs_every_combination_and_reports_failures_without_stopping(nbpr
 
     assert main(["sweep", str(nb), "--grid", "alpha=0.1", "--grid", "l1_ratio=0.2,0.3", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "2 job(s)" in out and "0 failed" in out and "best score" in out
+    assert "2 jobs on local" in out and "0 failed" in out and "best score" in out
