@@ -40,3 +40,38 @@ def test_every_public_name_resolves(name):
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'frobnicate'"):
         nbprod.frobnicate  # noqa: B018 - the attribute lookup is what raises
+
+
+# Modules that neither `import nbprod` nor `%load_ext nbprod` loads import at the top like ordinary
+# code (issue 10, section 4); a function-local import there needs its reason in a comment.
+TOP_IMPORTS = ["deployments", "packaging", "service.py", "audit.py"]
+
+
+def _local_imports(path) -> list[str]:
+    import ast
+
+    lines = path.read_text(encoding="utf-8").splitlines()
+    found = []
+    for node in ast.walk(ast.parse("\n".join(lines))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for inner in ast.walk(node):
+                if isinstance(inner, (ast.Import, ast.ImportFrom)):
+                    said = lines[inner.lineno - 1] + lines[inner.lineno - 2]  # the line, or a comment above
+                    if "#" not in said:
+                        found.append(f"{path.name}:{inner.lineno}: {lines[inner.lineno - 1].strip()}")
+    return found
+
+
+def test_modules_that_import_nbprod_never_loads_import_at_the_top():
+    from pathlib import Path
+
+    src = Path(nbprod.__file__).parent
+    out = subprocess.run([sys.executable, "-c", PROBE.replace("m.split('.')[0]", "m")], capture_output=True,
+                         text=True, check=True)
+    loaded = json.loads(out.stdout.strip().splitlines()[-1])
+    for name in TOP_IMPORTS:
+        module = "nbprod." + name.removesuffix(".py")
+        assert not [m for phase in loaded.values() for m in phase if m == module or m.startswith(module + ".")]
+        files = [src / name] if name.endswith(".py") else sorted((src / name).glob("*.py"))
+        for path in files:
+            assert not _local_imports(path), _local_imports(path)
