@@ -14,6 +14,7 @@ from typing import Any
 
 from .. import _format
 from .._display import Display, Lines, Table, View
+from ..config import settings
 
 __all__ = ["PredictionResult"]
 
@@ -55,10 +56,10 @@ class PredictionResult(Display, dict):
         ood = f"; {_format.rows(flagged)} out of distribution" if flagged else ""
         return f"{where}{_format.rows(n, 'prediction')} by model version {self.model_version or '?'}{ood}"
 
-    def _rows(self) -> list[list[str]]:
+    def _rows(self, limit: int) -> list[list[str]]:
         ids, ood = self.prediction_ids, self.ood
         rows = []
-        for i, value in enumerate(self.predictions):
+        for i, value in enumerate(self.predictions[:limit]):
             flags = ood[i] if i < len(ood) else []
             rows.append([str(i), _prediction(value), str(self.model_version or "?"),
                          ids[i] if i < len(ids) else _format.MISSING, "; ".join(flags) if flags else "–"])
@@ -67,8 +68,11 @@ class PredictionResult(Display, dict):
     def _view(self) -> View:
         """The predictions as a table (cut at ``display_limit``); ``repr`` is this text, so a
         notebook's ``text/plain`` and a terminal show the table, not the dict."""
+        limit = max(int(settings.display_limit), 1)  # rows are made for what is shown: an answer can be long
+        more = len(self.predictions) - limit
         return View(self._title(), [
-            Table(_HEADER, self._rows(), more="more (to_dict() has them all)"),
+            Table(_HEADER, self._rows(limit), limit=0),
+            Lines([f"… {_format.count(more)} more (to_dict() has them all)"] if more > 0 else [], style="plain"),
             Lines([".to_dict() gives the server's answer; the prediction ids join late labels (nbprod.feedback)"]),
         ])
 
