@@ -83,7 +83,6 @@ class Table:
     rows: Sequence[Sequence[Any]]
     limit: int | None = None
     more: str = "more"
-    empty: str | None = None  # what an empty table shows instead of a bare header
     all_in_text: bool = False  # a listing (models, the audit log) prints whole; HTML is still cut
     tail: bool = False  # show the last rows (the latest windows), not the first
 
@@ -177,8 +176,6 @@ def _part_text(part: Any) -> str:
         indent = "\n" + " " * (width + 4)
         return "\n".join(f"  {k.ljust(width)}  {indent.join(_value(v).splitlines())}" for k, v in part.items)
     if isinstance(part, Table):
-        if not part.rows and part.empty is not None:
-            return part.empty
         rows, more = part.cut(for_text=True)
         table = text_table(part.header, rows)
         return table + (f"\n… {_format.count(more)} {part.more}" if more else "")
@@ -235,8 +232,6 @@ def _part_html(part: Any) -> str:
                        f"<td style='{_CELL}'>{wrap(v)}</td></tr>" for k, v in part.items)
         return f"<table>{body}</table>" if body else ""
     if isinstance(part, Table):
-        if not part.rows and part.empty is not None:
-            return f"<p>{escape(part.empty)}</p>"
         rows, more = part.shown()
         return html_table(part.header, rows, more=f"… {_format.count(more)} {part.more}" if more else None)
     if isinstance(part, Lines):
