@@ -14,6 +14,10 @@ import pytest
 
 from ._lab import new_notebook, open_notebook, run_all, run_cell, screenshot
 
+# JupyterLab, a kernel and Chromium: slow. (The pytestmark in tests/ui/conftest.py marks nothing:
+# pytest reads pytestmark from test modules only, so this module ran in `make test-fast`.)
+pytestmark = pytest.mark.slow
+
 STDERR = "application/vnd.jupyter.stderr"
 VEGA = ".jp-RenderedVegaLite"  # JupyterLab's Vega-Lite 5 renderer, also inside the panel's Output widgets
 PLACEHOLDERS = re.compile(r"<(Chart|LayerChart|VConcatChart|HConcatChart|FacetChart)>|VegaLite \d object|\[chart: ")
