@@ -12,6 +12,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from ..monitoring.http import feedback_route
+from ..serving.openapi import for_model_dir
+from ..serving.spec import DeploymentSpec
+
 __all__ = ["CONTAINER_MODEL_DIR", "openapi_document", "write_openapi"]
 
 #: Where the Dockerfile puts the model (``COPY model/ ./model/`` in ``WORKDIR /app``).
@@ -20,10 +24,6 @@ CONTAINER_MODEL_DIR = "/app/model"
 
 def openapi_document(model_dir: Path, name: str, version: str) -> dict:
     """The OpenAPI document of the bundle's server for the model in ``model_dir``."""
-    from ..monitoring.http import feedback_route
-    from ..serving.openapi import for_model_dir
-    from ..serving.spec import DeploymentSpec
-
     spec = DeploymentSpec.single(CONTAINER_MODEL_DIR)
     return for_model_dir(model_dir, spec, name=name, version=version, routes=[feedback_route()], auth=True)
 
