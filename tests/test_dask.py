@@ -5,31 +5,21 @@ and on Dask's local scheduler — profile / validate / drift of a dask frame, nb
 from __future__ import annotations
 
 import pytest
-from _registry_helpers import module_home, pipeline
+from _batch_helpers import credit_home, local_cluster
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
-    """A module-scoped nbprod home, set before the cluster starts so its workers inherit it."""
-    import nbprod
-    from nbprod import datasets
-
-    with module_home(tmp_path_factory, "dask") as home:
-        X, y = datasets.credit(2000, seed=1)
-        nbprod.register(pipeline(X, y), "credit", X, y, alias="champion")
+    with credit_home(tmp_path_factory, "dask") as home:
         yield home
 
 
 @pytest.fixture(scope="module")
 def client(home):
-    distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                  dashboard_address=None, silence_logs=40) as cluster:
-        with distributed.Client(cluster, set_as_default=False) as c:
-            c.wait_for_workers(2, timeout=60)
-            yield c
+    with local_cluster() as c:
+        yield c
 
 
 def _frame(n=40_000, seed=3):

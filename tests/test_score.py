@@ -9,20 +9,14 @@ import json
 import re
 
 import pytest
-from _registry_helpers import module_home, pipeline
+from _batch_helpers import credit_home
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def credit_model(tmp_path_factory):
-    """A registered credit model (LogisticRegression pipeline) in a module-scoped nbprod home."""
-    import nbprod
-    from nbprod import datasets
-
-    with module_home(tmp_path_factory, "score") as home:
-        X, y = datasets.credit(2000, seed=1)
-        nbprod.register(pipeline(X, y), "credit", X, y, alias="champion")
+    with credit_home(tmp_path_factory, "score") as home:
         yield home
 
 
@@ -78,6 +72,44 @@ def test_score_matches_the_server_keeps_order_and_logs_as_batch(credit_model, tm
     assert {r.prediction_id for r in rows} == set(scored.prediction_id)
     sample = next(r for r in rows if r.prediction_id == scored.prediction_id[7])
     assert json.loads(sample.inputs)["age"] == int(X.age.iloc[7])
+
+
+def test_monitor_covers_a_batch_job_marked_as_batch(credit_model, tmp_path):
+    """The issue: results fed to the prediction log so ``nbprod.monitor`` covers batch jobs too (marked as
+    batch): health, OOD rate, input drift and — once labels arrive for the output's prediction ids —
+    realised performance, all over the job's rows."""
+    import numpy as np
+    import pandas as pd
+    from _registry_helpers import pipeline
+
+    import nbprod
+    from nbprod import datasets
+    from nbprod.monitoring.predlog import ensure_tables, predictions
+
+    train_X, train_y = datasets.credit(1500, seed=21)
+    nbprod.register(pipeline(train_X, train_y), "nightly", train_X, train_y, alias="champion")
+    X, y = datasets.credit(800, seed=22)
+    X.loc[[4, 400], "income"] = 1e9  # two rows the server would flag out of distribution
+    src = tmp_path / "month"
+    src.mkdir()
+    for i in range(2):
+        X.iloc[i * 400:(i + 1) * 400].to_parquet(src / f"part.{i}.parquet", row_group_size=100)
+    out = tmp_path / "scored"
+    result = nbprod.score("nightly@champion", src, out, batch_rows=100, progress=False)
+    assert (result.scored, result.logged, result.ood) == (800, 800, 2)
+
+    with ensure_tables().connect() as conn:
+        roles = [r.role for r in conn.execute(predictions.select().where(predictions.c.deployment == "nightly"))]
+    assert len(roles) == 800 and set(roles) == {"batch"}  # marked as batch in the log
+
+    scored = pd.read_parquet(out)
+    assert nbprod.feedback(list(scored.prediction_id), list(y)).ok  # the output's ids join to the log
+    report = nbprod.monitor("nightly")
+    assert report.latest("rows")[0] == 800
+    assert report.latest("ood_rate")[0] == pytest.approx(2 / 800)
+    accuracy, status, _ = report.latest("accuracy")
+    assert status == "ok" and accuracy == pytest.approx(float(np.mean(scored.prediction.to_numpy() == y.to_numpy())))
+    assert report.last_drift is not None and "income" in {c.column for c in report.last_drift.columns}
 
 
 def test_bad_rows_go_to_the_reject_file_with_their_reason(credit_model, tmp_path):
