@@ -12,7 +12,7 @@ not load them (tests/test_import.py).
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 from .errors import ConfigError
 
@@ -86,23 +86,25 @@ def describe(client: Any) -> str:
     return f"{client.scheduler.address} ({len(client.nthreads())} workers)"
 
 
-def run(tasks: Sequence[Any], client: Any, *, desc: str, progress: bool = True, local: str = "threads") -> list:
+def run(tasks: Sequence[Any], client: Any, *, desc: str, progress: bool = True, local: str = "threads",
+        on_result: Callable[[int], None] | None = None) -> list:
     """Compute ``tasks`` (``dask.delayed`` objects) and return their results in order.
 
     With a client the tasks run on its workers; without one on Dask's threaded local scheduler.
     ``local``: the local scheduler without a client (``threads``; ``processes`` for work that
     keeps per-process state, such as an MLflow run per notebook job). ``progress``: a progress bar
     (tqdm: a widget in a notebook, text in a terminal) that moves
-    as each task finishes. The first failing task's exception is raised; the remaining tasks
-    are cancelled.
+    as each task finishes. ``on_result(i)``: called (cheaply: it runs in the scheduling loop) as
+    task ``i`` finishes, e.g. to start using its output while the others run. The first failing
+    task's exception is raised; the remaining tasks are cancelled.
     """
     if not tasks:
         return []
     bar = _bar(len(tasks), desc) if progress else None
     try:
         if client is not None:
-            return _run_distributed(tasks, client, bar)
-        return _run_local(tasks, bar, local)
+            return _run_distributed(tasks, client, bar, on_result)
+        return _run_local(tasks, bar, local, on_result)
     finally:
         if bar is not None:
             bar.close()
@@ -114,15 +116,18 @@ def _bar(total: int, desc: str):
     return tqdm(total=total, desc=desc, unit="part")
 
 
-def _run_distributed(tasks: Sequence[Any], client: Any, bar: Any) -> list:
+def _run_distributed(tasks: Sequence[Any], client: Any, bar: Any, on_result: Callable[[int], None] | None) -> list:
     import distributed
 
     futures = client.compute(list(tasks))
+    index = {f.key: i for i, f in enumerate(futures)}
     try:
         with client.as_current():  # as_completed looks for the current client; ours need not be the default
             for future in distributed.as_completed(futures):
                 if future.status == "error":
                     future.result()  # raises the task's own exception
+                if on_result is not None:
+                    on_result(index[future.key])
                 if bar is not None:
                     bar.update(1)
         return client.gather(futures)
@@ -130,15 +135,19 @@ def _run_distributed(tasks: Sequence[Any], client: Any, bar: Any) -> list:
         client.cancel([f for f in futures if not f.done()])
 
 
-def _run_local(tasks: Sequence[Any], bar: Any, scheduler: str) -> list:
+def _run_local(tasks: Sequence[Any], bar: Any, scheduler: str, on_result: Callable[[int], None] | None) -> list:
     import dask
     from dask.callbacks import Callback
 
-    keys = {t.key for t in tasks}
+    keys = {t.key: i for i, t in enumerate(tasks)}
 
     class _Progress(Callback):
         def _posttask(self, key, result, dsk, state, worker_id):  # noqa: ANN001 - dask's callback signature
-            if key in keys and bar is not None:
+            if key not in keys:
+                return
+            if on_result is not None:
+                on_result(keys[key])
+            if bar is not None:
                 bar.update(1)
 
     with _Progress():

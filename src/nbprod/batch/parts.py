@@ -72,7 +72,8 @@ def plan(path: Path, batch_rows: int) -> tuple[list[Part], list[str]]:
 
 
 def batches(part: Part, batch_rows: int, frame: Any = None) -> Iterator[Any]:
-    """The part's rows as pandas frames of at most ``batch_rows`` rows, in order."""
+    """The part's rows in order, at most ``batch_rows`` at a time: Arrow record batches of a parquet
+    part (the scored output reuses their columns as read), slices of an in-memory frame."""
     if frame is not None:
         for lo in range(0, len(frame), batch_rows):
             yield frame.iloc[lo:lo + batch_rows]
@@ -80,8 +81,7 @@ def batches(part: Part, batch_rows: int, frame: Any = None) -> Iterator[Any]:
     import pyarrow.parquet as pq
 
     pf = pq.ParquetFile(part.file)
-    for record_batch in pf.iter_batches(batch_size=batch_rows, row_groups=list(part.row_groups)):
-        yield record_batch.to_pandas()
+    yield from pf.iter_batches(batch_size=batch_rows, row_groups=list(part.row_groups))
 
 
 def columns_of(frame: Any) -> dict[str, Any]:
