@@ -149,3 +149,26 @@ def test_cli_profile_validate_and_drift_of_a_parquet_directory_with_dask(home, c
     assert main(["drift", "credit@champion", str(src), "--dask", client.scheduler.address]) == 0
     assert main(["profile", str(tmp_path / "nothing"), "--dask", "local"]) == 2
     assert "no file or directory" in capsys.readouterr().err
+
+
+def test_a_large_partition_summary_samples_quantiles_and_keeps_the_exact_distinct_sketch():
+    """A partition above PART_QUANTILE_SAMPLE rows reads its quantile points off a sample (within the
+    documented rank error) and selects its smallest distinct hashes without sorting them all."""
+    import numpy as np
+    import pandas as pd
+
+    from nbprod.data import partitioned as P
+
+    rng = np.random.default_rng(5)
+    n = P.PART_QUANTILE_SAMPLE * 3
+    df = pd.DataFrame({"x": rng.lognormal(0, 1, n), "k": rng.integers(0, 50_000, n)})
+    part = P._summarise(df, 100, seed=1)
+    values = np.sort(df.x.to_numpy())
+    points = part.points["x"]
+    q = np.linspace(0.0, 1.0, len(points))
+    rank_error = np.abs(np.searchsorted(values, points, side="right") / n - q).max()
+    assert rank_error <= 0.005 and (points[0], points[-1]) == (values[0], values[-1])
+    for name in ("x", "k"):  # many distinct values, and many duplicates of fewer values
+        hashes = P._hash64(df[name].to_numpy())
+        exact = np.unique(hashes)[:P.KMV_SIZE]
+        assert np.array_equal(part.hashes[name], exact), name
