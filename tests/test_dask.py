@@ -168,6 +168,9 @@ def test_a_large_partition_summary_samples_quantiles_and_keeps_the_exact_distinc
     q = np.linspace(0.0, 1.0, len(points))
     rank_error = np.abs(np.searchsorted(values, points, side="right") / n - q).max()
     assert rank_error <= 0.005 and (points[0], points[-1]) == (values[0], values[-1])
+    small = P._summarise(df[["x"]], 100, seed=2, q_sample=P._quantile_sample(8)).points["x"]  # 1 of 8 parts
+    assert P._quantile_sample(8) == P.PART_QUANTILE_MIN
+    assert np.abs(np.searchsorted(values, small, side="right") / n - q).max() <= 0.015  # DKW: 20,000 values
     for name in ("x", "k"):  # many distinct values, and many duplicates of fewer values
         hashes = P._hash64(df[name].to_numpy())
         exact = np.unique(hashes)[:P.KMV_SIZE]

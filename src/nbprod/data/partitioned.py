@@ -13,11 +13,12 @@ the summaries merge on the client. What the merged profile guarantees against
   variances, Chan et al.);
 - a sketch: numeric ``quantiles`` are read off the mixture of the partitions' own
   :data:`PART_QUANTILES` + 1 quantile points, so each edge is within 1/:data:`PART_QUANTILES` (0.1%)
-  in rank of the partitions' quantiles; a partition of more than :data:`PART_QUANTILE_SAMPLE` rows
-  takes its points from a uniform sample of that many rows (as the one-process profile samples
-  100,000 values of the whole frame), adding a sampling error of about 0.16% in rank per partition
-  (standard error at the median, smaller once partitions are mixed); the two agree to within about
-  0.5% in rank (tests/test_dask.py checks 0.5% on partitions below the sample size). Numeric
+  in rank of the partitions' quantiles; a large partition takes its points from a uniform sample of
+  rows (as the one-process profile samples 100,000 values of the whole frame): 100,000 / the number
+  of partitions, between :data:`PART_QUANTILE_MIN` and :data:`PART_QUANTILE_SAMPLE`, so the samples
+  together hold about as many values as profile()'s and the merged edges' sampling error (≈0.16% in
+  rank at the median) matches it; the two agree to within about 0.5% in rank (tests/test_dask.py
+  checks 0.5%, on small partitions and on one sampled 300,000-row partition). Numeric
   ``distinct_count`` comes from a k-minimum-values hash sketch (exact below 16,384 distinct values,
   typically within 2% above); low-cardinality numeric ``categories`` are exact when every
   partition has at most 20 distinct values.
@@ -46,7 +47,8 @@ __all__ = ["is_dask_frame", "profile_partitioned", "validate_partitioned", "drif
            "PART_CATEGORIES", "DRIFT_SAMPLE"]
 
 PART_QUANTILES = 1000  # quantile points per partition (rank resolution of the merged edges)
-PART_QUANTILE_SAMPLE = 100_000  # rows a larger partition's quantile points are read from (profile's QUANTILE_SAMPLE)
+PART_QUANTILE_SAMPLE = 100_000  # at most this many rows per partition for its quantile points (profile's sample)
+PART_QUANTILE_MIN = 20_000  # at least this many (rank standard error 0.35% per partition at the median)
 PART_CATEGORIES = 10_000  # text categories a partition keeps (exact merge up to this many per partition)
 KMV_SIZE = 16_384  # hashes kept by the distinct-count sketch
 DRIFT_SAMPLE = 100_000
@@ -87,13 +89,19 @@ def _smallest_distinct(hashes: np.ndarray) -> np.ndarray:
     return ordered[:KMV_SIZE]
 
 
-def _summarise(df: pd.DataFrame, sample_size: int, seed: int) -> _Part:
+def _quantile_sample(partitions: int) -> int:
+    """Rows a partition reads its quantile points from: together about profile()'s 100,000-value sample
+    (at least PART_QUANTILE_MIN each, at most PART_QUANTILE_SAMPLE)."""
+    return min(PART_QUANTILE_SAMPLE, max(PART_QUANTILE_MIN, PART_QUANTILE_SAMPLE // max(partitions, 1)))
+
+
+def _summarise(df: pd.DataFrame, sample_size: int, seed: int, q_sample: int = PART_QUANTILE_SAMPLE) -> _Part:
     n = len(df)
     part = _Part(n, {})
-    # quantile points from a uniform sample of PART_QUANTILE_SAMPLE rows, as profile() samples the whole
-    # frame: sorting every value of every numeric column made a partition's summary ~2× profile()'s time
-    q_idx = (None if n <= PART_QUANTILE_SAMPLE
-             else np.sort(np.random.default_rng(seed + 7_919).choice(n, PART_QUANTILE_SAMPLE, replace=False)))
+    # quantile points from a uniform sample of q_sample rows, as profile() samples the whole frame:
+    # sorting every value of every numeric column made a partition's summary ~2× profile()'s time
+    q_idx = (None if n <= q_sample
+             else np.sort(np.random.default_rng(seed + 7_919).choice(n, q_sample, replace=False)))
     for name in df.columns:
         series = df[name]
         col = _profile_column(str(name), series, n, top_k=PART_CATEGORIES, n_quantiles=PART_QUANTILES, q_idx=q_idx)
@@ -275,7 +283,9 @@ def profile_partitioned(ddf: Any, *, key: str | list[str] | None = None, sample_
     n_quantiles = settings.n_quantiles if n_quantiles is None else n_quantiles
     keys = _key_list(key, ddf._meta) if key is not None else None
     task = dask_.delayed(_summarise, pure=True)
-    tasks = [task(part, sample_size, random_state + i) for i, part in enumerate(_partitions(ddf))]
+    partitions = _partitions(ddf)
+    q_sample = _quantile_sample(len(partitions))
+    tasks = [task(part, sample_size, random_state + i, q_sample) for i, part in enumerate(partitions)]
     with _dask.connect(dask) as client:
         parts = _dask.run(tasks, client, desc="profile", progress=progress)
     return _merge([p for p in parts if p.n] or parts, key=keys, top_k=top_k, n_quantiles=n_quantiles,
