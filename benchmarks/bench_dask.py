@@ -139,6 +139,13 @@ def _warm(path: str, name: str, version: str) -> None:
     _served(path, name, version)
 
 
+def _arrow_threads(n: int) -> None:
+    import pyarrow as pa
+
+    pa.set_cpu_count(n)
+    pa.set_io_thread_count(n)
+
+
 def cluster(workers: int):
     import distributed
 
@@ -151,6 +158,8 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10_000_000)
     ap.add_argument("--batch-rows", type=int, default=250_000)
     ap.add_argument("--rounds", type=int, default=2, help="interleaved floor / nbprod rounds (best of each)")
+    ap.add_argument("--worker-arrow-threads", type=int, default=0,
+                    help="cap pyarrow's CPU and IO thread pools on each cluster worker (0: pyarrow's default)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: score,cluster,profile")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
@@ -206,6 +215,8 @@ def main() -> None:
                     # every worker loads (and verifies) the model before the clock starts, as the 1-worker run's
                     # did: a first task only warms the one worker it runs on
                     client.run(_warm, *job._model("bench@champion"))
+                    if args.worker_arrow_threads:
+                        client.run(_arrow_threads, args.worker_arrow_threads)
                     base = max(worker_rss(client)().values()) / 1e6
                     with PeakRss(worker_rss(client), every=0.2) as peak:
                         t = time.perf_counter()
