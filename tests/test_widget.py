@@ -91,3 +91,26 @@ def test_magic_returns_the_panel(panel_data, monkeypatch):
     command, args = parse("%nbprod", ["monitor", "credit", "--since", "4h", "--interval", "0", "--reference", "ref"])
     result = command.run(args, Context(namespace={"ref": reference}, front_end="magic"))
     assert isinstance(result, MonitorPanel) and not result.live and result.report is not None
+
+
+def _empty_datasets(spec: dict) -> list[str]:
+    """Names of the datasets a Vega-Lite spec carries with no rows (inline data too)."""
+    empty = [name for name, rows in (spec.get("datasets") or {}).items() if not rows]
+    for layer in spec.get("layer", []) + spec.get("vconcat", []):
+        empty += _empty_datasets(layer)
+    values = (spec.get("data") or {}).get("values")
+    return empty + (["inline"] if values == [] else [])
+
+
+def test_no_chart_of_the_panel_carries_an_empty_layer(nbprod_home):
+    """A deployment with no labelled rows yet: its performance chart has nothing to draw. An empty
+    line layer made JupyterLab's Vega renderer loop forever (the page stopped answering after
+    ``%nbprod monitor`` from the sidebar); the chart says there is nothing yet instead."""
+    from nbprod.monitoring.widget import panel
+
+    traffic("credit", start=hour_start(2), hours=2, per_hour=120, send_labels=False)
+    p = panel("credit", since="3h", interval=None)
+    assert p.report is not None and set(p.charts) >= {"performance", "latency", "latency_histogram"}
+    for name, chart in p.charts.items():
+        assert _empty_datasets(chart.to_dict()) == [], name
+    assert "no window has score values yet" in json.dumps(p.charts["performance"].to_dict())

@@ -111,7 +111,12 @@ def _status_arguments(p: argparse.ArgumentParser) -> None:
 def _status(args: argparse.Namespace, ctx: Context):
     from ..deployments.api import status
 
-    return status(args.name)
+    table = status(args.name)
+    if ctx.front_end == "magic":  # in a notebook: the same table, shown with Promote / Roll back / Set split
+        from ..widgets import StatusPanel
+
+        return StatusPanel(table, args.name)
+    return table
 
 
 COMMANDS = [

@@ -82,7 +82,12 @@ def _register(args, ctx):
 def _models(args, ctx):
     from ..registry import models
 
-    return models(args.name)
+    table = models(args.name)
+    if ctx.front_end == "magic":  # in a notebook: the same table, with the deployments' buttons below it
+        from ..widgets import ModelsPanel
+
+        return ModelsPanel(table, args.name)
+    return table
 
 
 def _alias_args(p) -> None:

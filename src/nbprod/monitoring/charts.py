@@ -53,15 +53,30 @@ def _changes(report):
     return rules + text
 
 
+def _nothing_yet(report, title: str, what: str):
+    """The chart of a metric with no value in the period: a line saying so, and the version changes.
+
+    Never a layer of empty data: JupyterLab's Vega renderer loops forever on an empty line layer
+    (the page stops answering; tests/ui/test_sidebar.py's monitor test caught it on a deployment
+    with no labelled rows yet)."""
+    note = alt.Chart(pd.DataFrame([{"note": f"no window has {what} yet"}])).mark_text(
+        color="#888", fontSize=12).encode(text="note:N")
+    layers = [note] + ([_changes(report)] if report.version_changes else [])
+    return alt.layer(*layers).properties(title=title, width=_WIDTH, height=_HEIGHT)
+
+
 @_shown
 def metric_lines(report, metrics: tuple[str, ...], title: str, y_title: str):
     frame = _points(report, metrics)
+    if frame.empty:
+        return _nothing_yet(report, title, f"{y_title} values")
     lines = alt.Chart(frame).mark_line(point=True).encode(
         x=alt.X("time:T", title="window (UTC)",
                 scale=alt.Scale(domain=[report.since * 1000, report.until * 1000])),
         y=alt.Y("value:Q", title=y_title), color=alt.Color("metric:N", title=None),
         tooltip=["metric", "time:T", alt.Tooltip("value:Q", format=".4g")])
-    return alt.layer(lines, _changes(report)).properties(title=title, width=_WIDTH, height=_HEIGHT)
+    changes = [_changes(report)] if report.version_changes else []  # no empty layer (see _nothing_yet)
+    return alt.layer(lines, *changes).properties(title=title, width=_WIDTH, height=_HEIGHT)
 
 
 @_shown
@@ -93,6 +108,10 @@ def latency_histogram(report):
     edges, counts = h.get("edges") or [], h.get("counts") or []
     frame = pd.DataFrame([{"start": edges[i], "end": edges[i + 1], "requests": counts[i]} for i in range(len(counts))],
                          columns=["start", "end", "requests"])
+    if frame.empty:  # no empty layer on a log scale either (see _nothing_yet)
+        note = alt.Chart(pd.DataFrame([{"note": "no request latencies logged in this period"}])).mark_text(
+            color="#888", fontSize=12).encode(text="note:N")
+        return note.properties(title="Latency histogram (whole period)", width=_WIDTH, height=_HEIGHT)
     return alt.Chart(frame).mark_bar(color="#2c7fb8").encode(
         x=alt.X("start:Q", scale=alt.Scale(type="log"), title="latency (ms, log scale)"), x2="end:Q",
         y=alt.Y("requests:Q", title="requests"), tooltip=["start", "end", "requests"],
