@@ -207,6 +207,16 @@ class ServingState:
                 t.batcher.close()
 
     # -- request plumbing ---------------------------------------------------------------------
+    def refuse(self, endpoint: str, err: ServingError, t0: float) -> Response:
+        """The answer to a request refused before the prediction path (a wrong token, an unknown model,
+        a bad ``/feedback`` body): counted in ``nbprod_requests_total`` and the latency histogram as every
+        other refusal is, with version ``none`` — and never written to the prediction log, so a flood
+        of them costs the log nothing (issue 11, point 1)."""
+        status = str(err.status)
+        self.metrics.requests.labels("none", status, endpoint).inc()
+        self.metrics.latency.labels("none", status).observe(time.perf_counter() - t0)
+        return error_response(err)
+
     def check_auth(self, request: Request) -> None:
         expected = self.spec.token_sha256 or self.token_sha256
         if not self.auth or expected is None:
@@ -463,6 +473,7 @@ def _check_model(state: ServingState, name: str) -> None:
 
 
 async def v2_infer(request: Request) -> Response:
+    t0 = time.perf_counter()
     state: ServingState = request.app.state.serving
     name = request.path_params["name"]
     version = request.path_params.get("version")
@@ -470,7 +481,7 @@ async def v2_infer(request: Request) -> Response:
         state.check_auth(request)  # before the name: no model names for unauthenticated callers
         _check_model(state, name)
     except ServingError as err:
-        return error_response(err)
+        return state.refuse("v2_infer", err, t0)
 
     header_length = request.headers.get(v2binary.HEADER)
     choice = v2binary.OutputChoice()
@@ -506,13 +517,14 @@ def _dtype(t: str | None) -> str:
 
 def _v2_metadata_guard(request: Request) -> tuple[ServingState, str, Response | None]:
     """The state, the model name and, when auth or the name is wrong, the error response to send."""
+    t0 = time.perf_counter()
     state: ServingState = request.app.state.serving
     name = request.path_params["name"]
     try:
         state.check_auth(request)
         _check_model(state, name)
     except ServingError as err:
-        return state, name, error_response(err)
+        return state, name, state.refuse("v2_model", err, t0)
     return state, name, None
 
 
@@ -584,11 +596,12 @@ async def health(request: Request) -> Response:
 
 
 async def version_info(request: Request) -> Response:
+    t0 = time.perf_counter()
     state: ServingState = request.app.state.serving
     try:
         state.check_auth(request)
     except ServingError as err:
-        return error_response(err)
+        return state.refuse("version", err, t0)
     return json_response(_describe(state))
 
 
