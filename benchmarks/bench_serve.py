@@ -192,6 +192,10 @@ def main() -> None:
     ap.add_argument("--seq", type=int, default=500, help="sequential single-row requests for the p50")
     ap.add_argument("--http", default="h11", choices=["h11", "httptools"],
                     help="uvicorn HTTP implementation of the floor (nbprod: NBPROD_HTTP)")
+    ap.add_argument("--deploys", type=int, default=None, help="first deploys timed (default: --runs)")
+    ap.add_argument("--baseline-src", default=None,
+                    help="a src/ folder of another nbprod (e.g. `git archive <commit> src | tar -x -C /tmp/base`): "
+                         "served as 'before' beside the current one, same run")
     ap.add_argument("--skip-mlflow", action="store_true")
     args = ap.parse_args()
     if shutil.which("wrk") is None:
@@ -219,7 +223,8 @@ def main() -> None:
 
     # first deploy of a newly registered version: a new version per run, so its start-up cache is cold
     deploy_s: list[float] = []
-    for i in range(args.runs):
+    mv = registry.register(pipeline(X, y), "credit-risk", X, y)
+    for i in range(args.runs if args.deploys is None else args.deploys):
         mv = registry.register(pipeline(X, y, C=1.0 / (i + 1)), "credit-risk", X, y)
         t0 = time.perf_counter()
         d = api.deploy(f"credit-risk/{mv.version}", name=f"first{i}", server={"workers": args.workers})
@@ -227,8 +232,9 @@ def main() -> None:
         wait_ready(port)
         deploy_s.append(time.perf_counter() - t0)
         api.undeploy(f"first{i}")
-    print(f"first deploy of a new version until it answers: {[round(x, 2) for x in deploy_s]} s "
-          f"(median {statistics.median(deploy_s):.2f} s); load {load()}", flush=True)
+    if deploy_s:
+        print(f"first deploy of a new version until it answers: {[round(x, 2) for x in deploy_s]} s "
+              f"(median {statistics.median(deploy_s):.2f} s); load {load()}", flush=True)
 
     dep = api.deploy(f"credit-risk/{mv.version}", name="bench", server={"workers": args.workers})
     nb_port = int(dep.url.rsplit(":", 1)[1])
@@ -239,6 +245,21 @@ def main() -> None:
     found = store.read("bench")
     if found is not None:
         nb_pid = found[1].get("pid")
+
+    servers_extra = []
+    if args.baseline_src:
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = str(Path(args.baseline_src).resolve())  # the server processes import it
+        try:
+            base = api.deploy(f"credit-risk/{mv.version}", name="before", server={"workers": args.workers})
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONPATH")
+            else:
+                os.environ["PYTHONPATH"] = before
+        found = store.read("before")
+        servers_extra.append(("before", int(base.url.rsplit(":", 1)[1]), dict(base.headers),
+                              found[1].get("pid") if found else None))
 
     (work / "floor_app.py").write_text(FLOOR_APP)
     fl_port = free_port()
@@ -263,7 +284,7 @@ def main() -> None:
                "nbprod": sequential_p50(nb_port, body1, nb_headers, args.seq)}
         if mlflow is not None:
             seq["mlflow"] = sequential_p50(ml_port, body1, {}, min(args.seq, 200))
-        servers = [("floor", fl_port, {}, floor.pid), ("nbprod", nb_port, nb_headers, nb_pid)]
+        servers = [("floor", fl_port, {}, floor.pid), *servers_extra, ("nbprod", nb_port, nb_headers, nb_pid)]
         if mlflow is not None:
             servers.append(("mlflow", ml_port, {}, mlflow.pid))
         for run in range(args.runs):
@@ -279,14 +300,17 @@ def main() -> None:
                     results.setdefault((name, n), []).append(r)
                     line.append(f"{name} {r['rps']:.0f} req/s (p50 {r['p50']:.2f} ms, {r['cpu_ms']:.3f} CPU-ms/req, "
                                 f"{r['failed']} failed)")
-                ratio = results[("nbprod", n)][-1]["rps"] / results[("floor", n)][-1]["rps"]
-                print(f"run {run + 1}, {n} row(s): " + "; ".join(line) + f"; nbprod/floor {ratio:.2f}×; "
-                      f"load {load()}", flush=True)
+                floor_rps = results[("floor", n)][-1]["rps"]
+                ratios = "; ".join(f"{name}/floor {results[(name, n)][-1]['rps'] / floor_rps:.2f}×"
+                                   for name, *_ in servers if name in ("nbprod", "before"))
+                print(f"run {run + 1}, {n} row(s): " + "; ".join(line) + f"; {ratios}; load {load()}", flush=True)
     finally:
         stop(floor)
         if mlflow is not None:
             stop(mlflow)
         api.undeploy("bench")
+        if servers_extra:
+            api.undeploy("before")
         shutil.rmtree(work, ignore_errors=True)
 
     import mlflow as mlflow_module
@@ -299,22 +323,24 @@ def main() -> None:
           f"{starlette.__version__}, scikit-learn {sklearn.__version__}, mlflow {mlflow_module.__version__}; "
           f"{os.cpu_count()} cores; {args.workers} workers each; wrk -t2 -c16 -d{args.seconds:g}s; median of "
           f"{args.runs} rounds; load at the end {load()}")
-    print("| rows/request | floor req/s | nbprod req/s | nbprod/floor (per round) | nbprod p50 / p99 | "
-          "CPU-ms/request floor / nbprod | mlflow req/s |")
-    print("| --- | --- | --- | --- | --- | --- | --- |")
-    for n in sizes:
-        f, nb = results[("floor", n)], results[("nbprod", n)]
+    print("| rows/request | server | floor req/s | server req/s | server/floor (per round) | server p50 / p99 | "
+          "CPU-ms/request floor / server | mlflow req/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows_of = [("nbprod", "nbprod")] + ([("before", "nbprod before")] if servers_extra else [])
+    for (key, label), n in ((x, n) for n in sizes for x in rows_of):
+        f, nb = results[("floor", n)], results[(key, n)]
         ratios = [b["rps"] / a["rps"] for a, b in zip(f, nb, strict=True)]
-        ml = results.get(("mlflow", n))
+        ml = results.get(("mlflow", n)) if key == "nbprod" else None
         ml_rps = f"{med(r['rps'] for r in ml):,.0f}" if ml else "—"
-        print(f"| {n} | {med(r['rps'] for r in f):,.0f} | {med(r['rps'] for r in nb):,.0f} | "
+        print(f"| {n} | {label} | {med(r['rps'] for r in f):,.0f} | {med(r['rps'] for r in nb):,.0f} | "
               f"**{med(ratios):.2f}×** ({', '.join(f'{x:.2f}' for x in ratios)}) | "
               f"{med(r['p50'] for r in nb):.2f} / {med(r['p99'] for r in nb):.2f} ms | "
               f"{med(r['cpu_ms'] for r in f):.3f} / {med(r['cpu_ms'] for r in nb):.3f} | "
               f"{ml_rps} |")
     print("single-row sequential p50: " + ", ".join(f"{k} {v:.2f} ms" for k, v in seq.items()))
-    print(f"first deploy of a newly registered version until it answers: median {med(deploy_s):.2f} s "
-          f"({', '.join(f'{x:.2f}' for x in deploy_s)})")
+    if deploy_s:
+        print(f"first deploy of a newly registered version until it answers: median {med(deploy_s):.2f} s "
+              f"({', '.join(f'{x:.2f}' for x in deploy_s)})")
     failed = sum(r["failed"] for rs in results.values() for r in rs)
     print(f"failed requests: {failed}")
 

@@ -214,9 +214,9 @@ class Plan:
                         except TypeError:  # an unhashable value: every row below
                             found = []
                         if found:
-                            hit = [r for r, k in enumerate(found) if k is not None]
+                            hit = [(r, at + k) for r, k in enumerate(found) if k is not None]
                             if hit:
-                                x[hit, [at + found[r] for r in hit]] = 1.0
+                                x[tuple(zip(*hit, strict=True))] = 1.0
                             rows = [r for r, k in enumerate(found) if k is None] if len(hit) < n else ()
                     for r in rows:
                         v = values[r]
