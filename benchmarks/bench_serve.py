@@ -1,17 +1,25 @@
-"""Model server: nbprod serve next to `mlflow models serve --env-manager local`, same model, same run.
+"""Model server: nbprod next to the stack's own floor (bare Starlette on uvicorn) and `mlflow models serve`.
 
-The model is the issue's pipeline: ColumnTransformer(SimpleImputer+StandardScaler on 20 numeric columns +
-OneHotEncoder on 5 categorical ones) → LogisticRegression, 25 columns (benchmarks/data.py's
-make_frame when present, else the generator below). Both servers run one worker on 127.0.0.1 and
-get the same requests from the same client (keep-alive http.client connections, one per client
-thread, bounded in count and time). Figures per server:
+Same run, same client, same machine, interleaved: ``wrk -t2 -c16 -d8s`` (a C client, so the client is not
+the bottleneck; ``apt-get install wrk``) POSTing the same ``dataframe_records`` body to each server.
 
-- start: process spawn until GET /ping answers 200 (nbprod: with its start-up cache warm, which is
-  what every start after the first sees; the cold first start is printed too);
-- single-row latency: N sequential one-row `dataframe_split` requests, p50/p95/p99;
-- throughput: C concurrent clients sending one-row requests for S seconds: requests/s and p50.
+- **floor**: a bare Starlette app on uvicorn answering a fixed JSON body (it reads the request body and
+  nothing else: no model), with the same worker count and the same uvicorn HTTP implementation as nbprod;
+- **nbprod**: ``nbprod.deploy()`` of a freshly registered credit-style pipeline (ColumnTransformer(
+  SimpleImputer+StandardScaler, OneHotEncoder) → LogisticRegression on ``nbprod.datasets.credit``) with
+  every feature on: bearer-token auth, input checks, OOD flags from the training profile, the prediction
+  log (SQLite state DB), Prometheus metrics (multiprocess: 2 workers);
+- **mlflow**: ``mlflow models serve --env-manager local`` on the same pipeline (1-row bodies only; ``--skip-mlflow``).
 
-    .venv/bin/python benchmarks/bench_serve.py [--runs 3] [--seq 1000] [--clients 16] [--seconds 10] [--workers 1]
+Figures: requests/s per body size (1, 100, 1,000 rows) and nbprod's ratio to the floor of the same
+round (the goal: ≥ 0.5× at 1 row, ≥ 0.2× at 100 rows), wrk's p50/p99, the CPU seconds the server's
+processes spent per request, the single-row sequential p50 (``http.client``), and the first deploy of a
+newly registered version (``nbprod.deploy()`` call until the service answers; a new version each run,
+so its start-up cache is cold, as for a version just registered). ``uptime``'s load is printed with
+every round: on a shared machine the ratios of one round matter more than absolute figures.
+
+    .venv/bin/python benchmarks/bench_serve.py [--runs 3] [--seconds 8] [--workers 2] [--rows 1,100,1000]
+        [--http h11|httptools] [--skip-mlflow]
 """
 
 from __future__ import annotations
@@ -20,246 +28,321 @@ import argparse
 import http.client
 import json
 import os
+import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 
+FLOOR_APP = '''
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
 
-def make_frame(n: int, seed: int = 0):
-    try:
-        sys.path.insert(0, str(Path(__file__).parent))
-        from data import make_frame as shared  # type: ignore
-
-        df = shared(n, seed=seed)
-        for c in df.columns:
-            if str(df[c].dtype) == "category":
-                df[c] = df[c].astype(str)
-        score = (df.iloc[:, 0] - df.iloc[:, 0].mean()) / df.iloc[:, 0].std() + (df["cat_0"] == df["cat_0"].iloc[0])
-        return df, (score > 0.5).astype(int)
-    except Exception:  # noqa: BLE001 - the shared generator is not there (yet)
-        pass
-    import numpy as np
-    import pandas as pd
-
-    rng = np.random.default_rng(seed)
-    d = {f"num_{i}": rng.normal(i, 1 + i / 10, n) for i in range(20)}
-    for i in range(5):
-        d[f"cat_{i}"] = rng.choice([f"c{j}" for j in range(4 + i)], n)
-    df = pd.DataFrame(d)
-    y = (df.num_0 + 0.3 * df.num_1 + (df.cat_0 == "c1") + rng.normal(0, 1, n) > 1.5).astype(int)
-    return df, y
+ANSWER = b'{"predictions":[0],"model_version":"1","prediction_ids":["00000000000000000000000000000000-0"],"ood":[[]]}'
 
 
-def build_model(dst: Path):
-    import mlflow.sklearn
-    from mlflow.models import infer_signature
+async def invocations(request):
+    await request.body()
+    return Response(ANSWER, media_type="application/json")
+
+
+async def ping(request):
+    return Response("\\n", media_type="text/plain")
+
+
+app = Starlette(routes=[Route("/invocations", invocations, methods=["POST"]), Route("/ping", ping)])
+'''
+
+
+def pipeline(X, y, C=1.0):
     from sklearn.compose import ColumnTransformer
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import Pipeline
+    from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    out = make_frame(5000)
-    df, y = out
-    num = [c for c in df if df[c].dtype.kind in "fi"]
-    cat = [c for c in df if c not in num]
-    pipe = Pipeline([("pre", ColumnTransformer([("num", Pipeline([("impute", SimpleImputer()),
-                                                                          ("scale", StandardScaler())]), num),
-                                                ("cat", OneHotEncoder(handle_unknown="ignore"), cat)])),
-                     ("clf", LogisticRegression(max_iter=1000))]).fit(df, y)
-    mlflow.sklearn.save_model(pipe, str(dst), signature=infer_signature(df, pipe.predict(df)),
-                              input_example=df.head(20), serialization_format="cloudpickle")
-    return df, pipe
+    num = [c for c in X.columns if X[c].dtype.kind in "if"]
+    cat = [c for c in X.columns if c not in num]
+    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), num),
+                             ("cat", OneHotEncoder(handle_unknown="ignore"), cat)])
+    return make_pipeline(pre, LogisticRegression(C=C, max_iter=300)).fit(X, y)
+
+
+def load() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def ping(port: int) -> bool:
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
+        c.request("GET", "/ping")
+        ok = c.getresponse().status == 200
+        c.close()
+        return ok
+    except OSError:
+        return False
+
+
+def wait_ready(port: int, proc: subprocess.Popen | None = None, limit: float = 180) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        if ping(port):
+            return time.perf_counter() - t0
+        time.sleep(0.02)
+    raise RuntimeError("server did not become ready")
 
 
 def free_port() -> int:
+    import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def wait_ready(port: int, proc: subprocess.Popen, limit: float = 120) -> float:
-    t0 = time.perf_counter()
-    while time.perf_counter() - t0 < limit:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
+def tree_cpu(pid: int) -> float:
+    """utime + stime (s) of ``pid`` and its descendants (Linux /proc; 0 elsewhere)."""
+    try:
+        import psutil
+    except ImportError:
+        return 0.0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0.0
+    for p in procs:
         try:
-            c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-            c.request("GET", "/ping")
-            if c.getresponse().status == 200:
-                return time.perf_counter() - t0
-        except OSError:
-            time.sleep(0.02)
-    raise RuntimeError("server did not become ready")
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
+def wrk(port: int, body: Path, headers: dict, seconds: float, work: Path) -> dict:
+    """One ``wrk -t2 -c16 -d<seconds>s --latency`` run POSTing ``body`` to /invocations."""
+    script = work / "post.lua"
+    lines = ['wrk.method = "POST"', f'local f = io.open("{body}", "rb")', "wrk.body = f:read(\"*a\")", "f:close()",
+             'wrk.headers["Content-Type"] = "application/json"']
+    lines += [f'wrk.headers["{k}"] = "{v}"' for k, v in headers.items()]
+    script.write_text("\n".join(lines) + "\n")
+    out = subprocess.run(["wrk", "-t2", "-c16", f"-d{seconds:g}s", "--latency", "-s", str(script),
+                          f"http://127.0.0.1:{port}/invocations"], capture_output=True, text=True, check=True).stdout
+
+    def ms(label: str) -> float:
+        m = re.search(rf"^\s+{label}%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+        if not m:
+            return float("nan")
+        return float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
+            "p50": ms("50"), "p99": ms("99"), "requests": total,
+            "failed": (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)}
+
+
+def sequential_p50(port: int, body: bytes, headers: dict, n: int) -> float:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    lat = []
+    for i in range(n + 50):
+        t0 = time.perf_counter()
+        conn.request("POST", "/invocations", body, {"Content-Type": "application/json", **headers})
+        r = conn.getresponse()
+        r.read()
+        if r.status != 200:
+            raise RuntimeError(f"HTTP {r.status}")
+        if i >= 50:
+            lat.append(time.perf_counter() - t0)
+    conn.close()
+    return statistics.median(lat) * 1000
 
 
 def stop(proc: subprocess.Popen) -> None:
-    proc.terminate()
+    import signal
+
     try:
-        proc.wait(10)
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(15)
     except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
-
-
-def post(conn: http.client.HTTPConnection, body: bytes) -> float:
-    t0 = time.perf_counter()
-    conn.request("POST", "/invocations", body, {"Content-Type": "application/json"})
-    r = conn.getresponse()
-    r.read()
-    if r.status != 200:
-        raise RuntimeError(f"HTTP {r.status}")
-    return time.perf_counter() - t0
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))] * 1000
-
-
-def sequential(port: int, bodies: list[bytes], n: int) -> dict:
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-    for b in bodies[:50]:  # warm-up
-        post(conn, b)
-    lat = [post(conn, bodies[i % len(bodies)]) for i in range(n)]
-    conn.close()
-    return {"p50": pct(lat, .5), "p95": pct(lat, .95), "p99": pct(lat, .99)}
-
-
-def concurrent(port: int, bodies: list[bytes], clients: int, seconds: float) -> dict:
-    lat: list[float] = []
-    errors = [0]
-    lock = threading.Lock()
-    deadline = time.perf_counter() + seconds
-
-    def worker(k: int) -> None:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        mine, i = [], k
-        while time.perf_counter() < deadline:
-            try:
-                mine.append(post(conn, bodies[i % len(bodies)]))
-            except Exception:  # noqa: BLE001
-                errors[0] += 1
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-            i += clients
-        conn.close()
-        with lock:
-            lat.extend(mine)
-
-    t0 = time.perf_counter()
-    threads = [threading.Thread(target=worker, args=(k,)) for k in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - t0
-    return {"rps": len(lat) / wall, "p50": pct(lat, .5), "p99": pct(lat, .99), "errors": errors[0]}
-
-
-def run_server(cmd: list[str], port: int, env: dict, bodies, args) -> dict:
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        start = wait_ready(port, proc)
-        seq = sequential(port, bodies, args.seq)
-        conc = concurrent(port, bodies, args.clients, args.seconds)
-    finally:
-        stop(proc)
-    return {"start": start, **{f"seq_{k}": v for k, v in seq.items()}, **{f"conc_{k}": v for k, v in conc.items()}}
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(5)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--seq", type=int, default=1000)
-    ap.add_argument("--clients", type=int, default=16)
-    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--runs", type=int, default=3, help="rounds (each: floor, nbprod[, mlflow] per body size)")
+    ap.add_argument("--seconds", type=float, default=8.0, help="wrk duration per measurement")
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--rows", default="1,100,1000", help="rows per request, comma-separated")
+    ap.add_argument("--seq", type=int, default=500, help="sequential single-row requests for the p50")
+    ap.add_argument("--http", default="h11", choices=["h11", "httptools"],
+                    help="uvicorn HTTP implementation of the floor (nbprod: NBPROD_HTTP)")
+    ap.add_argument("--deploys", type=int, default=None, help="first deploys timed (default: --runs)")
+    ap.add_argument("--baseline-src", default=None,
+                    help="a src/ folder of another nbprod (e.g. `git archive <commit> src | tar -x -C /tmp/base`): "
+                         "served as 'before' beside the current one, same run")
     ap.add_argument("--skip-mlflow", action="store_true")
-    ap.add_argument("--workers", type=int, default=1, help="worker processes of both servers")
     args = ap.parse_args()
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk")
+    sizes = [int(x) for x in args.rows.split(",")]
 
     work = Path(tempfile.mkdtemp(prefix="nbprod-bench-serve-"))
-    try:
-        model = work / "model"
-        df, pipe = build_model(model)
-        rows = df.head(200)
-        bodies = [json.dumps({"dataframe_split": {"columns": list(rows.columns), "data": [r]}}).encode()
-                  for r in json.loads(rows.to_json(orient="values"))]
-        import time as _t
+    os.environ["NBPROD_HOME"] = str(work / "home")
+    for v in ("MLFLOW_TRACKING_URI", "NBPROD_DB_URL", "NBPROD_PREDICTION_LOG"):
+        os.environ.pop(v, None)
+    os.environ["NBPROD_HTTP"] = args.http
+    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # our own freshly saved model (mlflow serve)
+    from nbprod import registry
+    from nbprod.datasets import credit
+    from nbprod.deployments import api
+    from nbprod.registry.versions import local_model_dir
 
-        one = rows.head(1)
-        t0 = _t.perf_counter()
-        for _ in range(200):
-            pipe.predict(one)
-        floor1 = (_t.perf_counter() - t0) / 200 * 1000
-        env = {**os.environ, "NBPROD_HOME": str(work / "home"), "MLFLOW_TRACKING_URI": f"sqlite:///{work}/mlflow.db"}
-        env.pop("NBPROD_DB_URL", None)
-        env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"  # mlflow serve execs `uvicorn`
-        env["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # our own freshly saved model
-        results: dict[str, list[dict]] = {"mlflow": [], "nbprod": []}
-        cold = None
+    X, y = credit(2000, 0)
+    bodies = {}
+    for n in sizes:
+        rows = X.dropna().head(1) if n == 1 else X.sample(n, replace=n > len(X), random_state=n)
+        path = work / f"body{n}.json"
+        path.write_text(json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records"))}))
+        bodies[n] = path
+
+    # first deploy of a newly registered version: a new version per run, so its start-up cache is cold
+    deploy_s: list[float] = []
+    mv = registry.register(pipeline(X, y), "credit-risk", X, y)
+    for i in range(args.runs if args.deploys is None else args.deploys):
+        mv = registry.register(pipeline(X, y, C=1.0 / (i + 1)), "credit-risk", X, y)
+        t0 = time.perf_counter()
+        d = api.deploy(f"credit-risk/{mv.version}", name=f"first{i}", server={"workers": args.workers})
+        port = int(d.url.rsplit(":", 1)[1])
+        wait_ready(port)
+        deploy_s.append(time.perf_counter() - t0)
+        api.undeploy(f"first{i}")
+    if deploy_s:
+        print(f"first deploy of a new version until it answers: {[round(x, 2) for x in deploy_s]} s "
+              f"(median {statistics.median(deploy_s):.2f} s); load {load()}", flush=True)
+
+    dep = api.deploy(f"credit-risk/{mv.version}", name="bench", server={"workers": args.workers})
+    nb_port = int(dep.url.rsplit(":", 1)[1])
+    nb_headers = dict(dep.headers)
+    nb_pid = None
+    from nbprod.deployments import store
+
+    found = store.read("bench")
+    if found is not None:
+        nb_pid = found[1].get("pid")
+
+    servers_extra = []
+    if args.baseline_src:
+        before = os.environ.get("PYTHONPATH")
+        os.environ["PYTHONPATH"] = str(Path(args.baseline_src).resolve())  # the server processes import it
+        try:
+            base = api.deploy(f"credit-risk/{mv.version}", name="before", server={"workers": args.workers})
+        finally:
+            if before is None:
+                os.environ.pop("PYTHONPATH")
+            else:
+                os.environ["PYTHONPATH"] = before
+        found = store.read("before")
+        servers_extra.append(("before", int(base.url.rsplit(":", 1)[1]), dict(base.headers),
+                              found[1].get("pid") if found else None))
+
+    (work / "floor_app.py").write_text(FLOOR_APP)
+    fl_port = free_port()
+    floor = subprocess.Popen([str(VENV_BIN / "uvicorn"), "floor_app:app", "--port", str(fl_port), "--workers",
+                              str(args.workers), "--http", args.http, "--log-level", "warning", "--no-access-log"],
+                             cwd=work, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mlflow = None
+    ml_port = free_port()
+    if not args.skip_mlflow:
+        env = dict(os.environ, PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}")
+        mlflow = subprocess.Popen([str(VENV_BIN / "mlflow"), "models", "serve", "-m", str(local_model_dir(mv)),
+                                   "--env-manager", "local", "-h", "127.0.0.1", "-p", str(ml_port), "-w",
+                                   str(args.workers)], start_new_session=True, env=env, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+    results: dict[tuple[str, int], list[dict]] = {}
+    try:
+        wait_ready(fl_port, floor)
+        if mlflow is not None:
+            wait_ready(ml_port, mlflow)
+        body1 = bodies[sizes[0]].read_bytes()
+        seq = {"floor": sequential_p50(fl_port, body1, {}, args.seq),
+               "nbprod": sequential_p50(nb_port, body1, nb_headers, args.seq)}
+        if mlflow is not None:
+            seq["mlflow"] = sequential_p50(ml_port, body1, {}, min(args.seq, 200))
+        servers = [("floor", fl_port, {}, floor.pid), *servers_extra, ("nbprod", nb_port, nb_headers, nb_pid)]
+        if mlflow is not None:
+            servers.append(("mlflow", ml_port, {}, mlflow.pid))
         for run in range(args.runs):
-            if not args.skip_mlflow:
-                port = free_port()
-                results["mlflow"].append(run_server(
-                    [str(VENV_BIN / "mlflow"), "models", "serve", "-m", str(model), "--env-manager", "local",
-                     "-h", "127.0.0.1", "-p", str(port), "-w", str(args.workers)], port, env, bodies, args))
-            port = free_port()
-            cmd = [str(VENV_BIN / "nbprod"), "serve", "--model-dir", str(model), "--port", str(port), "--no-auth",
-                   "--workers", str(args.workers)]
-            if cold is None:  # first start fills the start-up cache
-                proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-                try:
-                    cold = wait_ready(port, proc)
-                finally:
-                    stop(proc)
-                port = free_port()
-                cmd[cmd.index("--port") + 1] = str(port)
-            results["nbprod"].append(run_server(cmd, port, env, bodies, args))
-            print(f"run {run + 1}: " + json.dumps({k: {m: round(x, 2) for m, x in v[-1].items()}
-                                                   for k, v in results.items() if v}), flush=True)
+            for n in sizes:
+                line = []
+                for name, port, headers, pid in servers:
+                    if name == "mlflow" and n != 1:
+                        continue
+                    cpu0 = tree_cpu(pid) if pid else 0.0
+                    r = wrk(port, bodies[n], headers, args.seconds, work)
+                    r["cpu_ms"] = (tree_cpu(pid) - cpu0) / max(r["requests"], 1) * 1000 if pid else float("nan")
+                    r["load"] = load()
+                    results.setdefault((name, n), []).append(r)
+                    line.append(f"{name} {r['rps']:.0f} req/s (p50 {r['p50']:.2f} ms, {r['cpu_ms']:.3f} CPU-ms/req, "
+                                f"{r['failed']} failed)")
+                floor_rps = results[("floor", n)][-1]["rps"]
+                ratios = "; ".join(f"{name}/floor {results[(name, n)][-1]['rps'] / floor_rps:.2f}×"
+                                   for name, *_ in servers if name in ("nbprod", "before"))
+                print(f"run {run + 1}, {n} row(s): " + "; ".join(line) + f"; {ratios}; load {load()}", flush=True)
     finally:
+        stop(floor)
+        if mlflow is not None:
+            stop(mlflow)
+        api.undeploy("bench")
+        if servers_extra:
+            api.undeploy("before")
         shutil.rmtree(work, ignore_errors=True)
 
-    def med(server: str, key: str) -> float:
-        return statistics.median(r[key] for r in results[server])
-
-    import mlflow
+    import mlflow as mlflow_module
     import sklearn
     import starlette
     import uvicorn
 
-    print(f"\npython {sys.version.split()[0]}, mlflow {mlflow.__version__}, scikit-learn {sklearn.__version__}, "
-          f"starlette {starlette.__version__}, uvicorn {uvicorn.__version__}; {os.cpu_count()} cores; "
-          f"{args.workers} worker(s); median of {args.runs} runs; in-process pipe.predict(1 row) {floor1:.2f} ms; "
-          f"nbprod cold first start {cold:.2f} s")
-    print("| figure | mlflow models serve | nbprod serve | ratio |")
-    print("| --- | --- | --- | --- |")
-    for key, label, unit, better in [("seq_p50", "single-row p50", "ms", "lower"),
-                                      ("seq_p95", "single-row p95", "ms", "lower"),
-                                      ("seq_p99", "single-row p99", "ms", "lower"),
-                                      ("conc_rps", f"{args.clients} clients, {args.seconds:g} s: requests/s", "req/s",
-                                       "higher"),
-                                      ("conc_p50", f"{args.clients} clients: p50", "ms", "lower"),
-                                      ("start", "start until /ping answers", "s", "lower")]:
-        n = med("nbprod", key)
-        if results["mlflow"]:
-            m = med("mlflow", key)
-            ratio = (m / n) if better == "lower" else (n / m)
-            print(f"| {label} | {m:.2f} {unit} | {n:.2f} {unit} | {ratio:.1f}× |")
-        else:
-            print(f"| {label} | — | {n:.2f} {unit} | — |")
-    errs = sum(r["conc_errors"] for rs in results.values() for r in rs)
-    print(f"failed requests: {errs}")
+    med = statistics.median
+    print(f"\npython {sys.version.split()[0]}, uvicorn {uvicorn.__version__} (--http {args.http}), starlette "
+          f"{starlette.__version__}, scikit-learn {sklearn.__version__}, mlflow {mlflow_module.__version__}; "
+          f"{os.cpu_count()} cores; {args.workers} workers each; wrk -t2 -c16 -d{args.seconds:g}s; median of "
+          f"{args.runs} rounds; load at the end {load()}")
+    print("| rows/request | server | floor req/s | server req/s | server/floor (per round) | server p50 / p99 | "
+          "CPU-ms/request floor / server | mlflow req/s |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    rows_of = [("nbprod", "nbprod")] + ([("before", "nbprod before")] if servers_extra else [])
+    for (key, label), n in ((x, n) for n in sizes for x in rows_of):
+        f, nb = results[("floor", n)], results[(key, n)]
+        ratios = [b["rps"] / a["rps"] for a, b in zip(f, nb, strict=True)]
+        ml = results.get(("mlflow", n)) if key == "nbprod" else None
+        ml_rps = f"{med(r['rps'] for r in ml):,.0f}" if ml else "—"
+        print(f"| {n} | {label} | {med(r['rps'] for r in f):,.0f} | {med(r['rps'] for r in nb):,.0f} | "
+              f"**{med(ratios):.2f}×** ({', '.join(f'{x:.2f}' for x in ratios)}) | "
+              f"{med(r['p50'] for r in nb):.2f} / {med(r['p99'] for r in nb):.2f} ms | "
+              f"{med(r['cpu_ms'] for r in f):.3f} / {med(r['cpu_ms'] for r in nb):.3f} | "
+              f"{ml_rps} |")
+    print("single-row sequential p50: " + ", ".join(f"{k} {v:.2f} ms" for k, v in seq.items()))
+    if deploy_s:
+        print(f"first deploy of a newly registered version until it answers: median {med(deploy_s):.2f} s "
+              f"({', '.join(f'{x:.2f}' for x in deploy_s)})")
+    failed = sum(r["failed"] for rs in results.values() for r in rs)
+    print(f"failed requests: {failed}")
 
 
 if __name__ == "__main__":

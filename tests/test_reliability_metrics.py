@@ -88,3 +88,47 @@ def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_mo
         assert 'nbprod_route_weight{path="fastpath",role="stable",version="1"} 100.0' in text
         assert json.loads(request(port, "GET", "/health")[2])["status"] == "ok"
     assert not metrics_dir.exists()  # the server removes its metrics directory when it stops
+
+
+def _count(text: str, endpoint: str, status: int) -> float:
+    found = re.search(rf'^nbprod_requests_total\{{endpoint="{endpoint}",status="{status}",version="none"\}} (\S+)$',
+                      text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+@pytest.mark.slow
+def test_refusals_outside_the_prediction_path_are_counted_but_never_logged(serving_models, env):
+    """A wrong token at /v2/.../infer, /v2/models/..., /version and /feedback, and a bad /feedback body:
+    each counted in nbprod_requests_total as a refusal at /invocations is, none written to the prediction log."""
+    import sqlalchemy as sa
+
+    from nbprod.monitoring.predlog import ensure_tables, predictions
+    from nbprod.serving.spec import DeploymentSpec, Route, save_spec
+
+    token = "tok-counted"
+    save_spec("credit", DeploymentSpec("credit", [Route(serving_models["clf"], "1", 100, "stable")]))
+    with serving(["--deployment", "credit", "--token", token], env) as (port, _proc):
+        v2 = {"inputs": [{"name": "age", "shape": [1], "datatype": "FP64", "data": [40.0]}]}
+        for _ in range(3):
+            assert request(port, "POST", "/v2/models/credit/infer", v2, token="wrong")[0] == 401
+            assert request(port, "GET", "/v2/models/credit", token="wrong")[0] == 401
+            assert request(port, "GET", "/version", token="wrong")[0] == 401
+            assert request(port, "POST", "/feedback", {"prediction_ids": [], "labels": []}, token="wrong")[0] == 401
+        assert request(port, "POST", "/v2/models/nobody/infer", v2, token=token)[0] == 404
+        assert request(port, "POST", "/feedback", {"nothing": 1}, token=token)[0] == 400
+        assert request(port, "POST", "/invocations", rows(serving_models, 1), token="wrong")[0] == 401  # logged
+        text = request(port, "GET", "/metrics")[2].decode()
+        assert _count(text, "v2_infer", 401) == 3 and _count(text, "v2_infer", 404) == 1
+        assert _count(text, "v2_model", 401) == 3
+        assert _count(text, "version", 401) == 3
+        assert _count(text, "feedback", 401) == 3 and _count(text, "feedback", 400) == 1
+        assert _count(text, "invocations", 401) == 1
+
+        def refused_in_log() -> int:
+            with ensure_tables().connect() as conn:
+                return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(predictions.c.n_rows), 0))
+                                        .where(predictions.c.role == "error")).scalar_one())
+
+        # the /invocations refusal came last: once it is written, any earlier refusal would have been too
+        wait_until(refused_in_log, 30, "the /invocations refusal in the prediction log")
+        assert refused_in_log() == 1

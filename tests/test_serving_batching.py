@@ -64,3 +64,34 @@ def test_large_inline_batches_run_off_the_event_loop():
     loop_thread, big = asyncio.run(run())
     assert threads[5] == loop_thread
     assert threads[big] != loop_thread
+
+
+def test_direct_calls_the_compiled_path_at_once_and_big_requests_still_off_the_loop():
+    """``direct=True`` (the router's choice for a compiled version): each small request is its own call,
+    made without yielding to the event loop; a request over INLINE_MAX_ROWS still runs on a thread."""
+    calls: list[int] = []
+    threads: dict[int, int] = {}
+
+    def fn(cols, n):
+        calls.append(n)
+        threads[n] = threading.get_ident()
+        return cols["x"] * 2
+
+    async def run():
+        b = MicroBatcher(fn, max_rows=10, direct=True, on_batch=lambda rows: None)
+        coro = b.submit({"x": np.array([1.0, 2.0])}, 2)
+        try:
+            coro.send(None)  # completes in this very step: no future, no task, no loop turn
+        except StopIteration as done:
+            first = done.value
+        else:
+            raise AssertionError("a direct call yielded to the event loop")
+        many = await asyncio.gather(*(b.submit({"x": np.array([float(i)])}, 1) for i in range(4)))
+        big = INLINE_MAX_ROWS + 1
+        await b.submit({"x": np.zeros(big)}, big)
+        return first, many, threading.get_ident(), big
+
+    first, many, loop_thread, big = asyncio.run(run())
+    assert first.tolist() == [2.0, 4.0] and [m.tolist() for m in many] == [[0.0], [2.0], [4.0], [6.0]]
+    assert calls[:5] == [2, 1, 1, 1, 1]  # unbatched
+    assert threads[2] == loop_thread and threads[big] != loop_thread

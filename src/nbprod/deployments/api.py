@@ -304,6 +304,8 @@ def _deploy_new(name: str, mv, *, server: ServerSettings, canary, shadow, split,
                  replacing=replacing, host=HOST, port=port, pid=None, status="starting")
     pid = None
     try:
+        for route in new_routes:  # one verified load here fills the start-up cache: no worker loads it in full
+            routes.warm(route)
         pid = process.start_server(name, port, workers=workers, auth=not no_auth, host=HOST, alerts=alerts,
                                    webhook=webhook)
         store.set_columns(name, pid=pid)

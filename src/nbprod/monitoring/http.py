@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 
 from starlette.routing import Route
 
 from ..errors import DataError, ServingError
-from ..serving.app import error_response, json_response
+from ..serving.app import json_response
 from .feedback import feedback
 
 __all__ = ["feedback_endpoint", "feedback_route"]
@@ -47,6 +48,7 @@ async def feedback_endpoint(request):
     """Store the labels of one request; 400 for bad input, 503 (``Retry-After``) when the state DB
     cannot take them — the cause goes to the server log, never into the answer (it can name the
     DB's host, port and driver)."""
+    t0 = time.perf_counter()
     state = request.app.state.serving
     try:
         state.check_auth(request)
@@ -64,7 +66,7 @@ async def feedback_endpoint(request):
                                code="feedback_unavailable") from None
         return json_response(result.to_dict())
     except ServingError as err:
-        return error_response(err)
+        return state.refuse("feedback", err, t0)  # counted in /metrics, never in the prediction log
 
 
 _ERROR = {"$ref": "#/components/responses/Error"}

@@ -39,11 +39,13 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import itertools
 import json
 import math
 import os
 import threading
 import time
+from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
 from typing import Any, Iterable
 
 from sqlalchemy import (
@@ -177,8 +179,34 @@ def _prediction_list(pred: Any, n: int) -> list:
     return [_jsonable(v) for v in (values + [None] * n)[:n]]
 
 
-def _dumps(v: Any) -> str:
-    return json.dumps(v, separators=(",", ":"), allow_nan=False, default=str)
+#: One encoder for every row (``json.dumps`` with keywords builds a new one per call).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str)
+_dumps = _ENCODER.encode
+_NONE = type(None)
+_NUMBERS = frozenset((int, float, bool, _NONE))
+_TEXTS = frozenset((str, _NONE))
+
+
+def _fragments(values: list) -> list[str]:
+    """Each value's JSON text, as ``_dumps(_jsonable(v))`` gives it, a column at a time: numbers in one
+    encoder call split at the commas (no number's text holds one), strings through the C escaper."""
+    types = set(map(type, values))
+    if types <= _NUMBERS:
+        return _dumps(values)[1:-1].split(",") if values else []  # NaN: already None; ±inf raise, as _dumps does
+    if types <= _TEXTS:
+        return ["null" if v is None else _escape(v) for v in values]
+    if types == {list} and set(map(type, itertools.chain.from_iterable(values))) <= _NUMBERS and all(values):
+        inner = _dumps(values)[2:-2].split("],[")  # class probabilities: [[0.2,0.8],[0.9,0.1]]
+        return [f"[{x}]" for x in inner]
+    return [_dumps(_jsonable(v)) for v in values]
+
+
+def _row_objects(names: list[str], columns: list[list[str]], n: int) -> list[str]:
+    """``{"name": value, ...}`` per row from the columns' JSON fragments (one C format per row)."""
+    if not names:
+        return ["{}"] * n
+    template = "{" + ",".join(_escape(str(k)).replace("%", "%%") + ":%s" for k in names) + "}"
+    return [template % row for row in zip(*columns, strict=True)]
 
 
 def _rows_of(deployment: str, kind: str, ts: float, rec: dict) -> list[dict]:
@@ -198,17 +226,17 @@ def _rows_of(deployment: str, kind: str, ts: float, rec: dict) -> list[dict]:
         return [{**base, "row_index": i, "prediction_id": None, "role": "shadow", "inputs": None,
                  "prediction": _dumps(_jsonable(preds[i])), "ood": None} for i in range(n)]
     inputs = rec.get("inputs") or {}
-    cols = {k: _plain_list(v, n) for k, v in inputs.items()}
-    names = list(cols)
+    names = list(inputs)
+    objects = _row_objects(names, [_fragments(_plain_list(inputs[k], n)) for k in names], n)
+    shown = _fragments(preds[:n] + [None] * (n - len(preds)))
     ood = rec.get("ood")
     rid = rec.get("request_id")
+    role = rec.get("role") or "stable"
     out = []
     for i in range(n):
         flags = ood[i] if ood is not None and i < len(ood) else None
-        out.append({**base, "row_index": i, "prediction_id": f"{rid}-{i}", "role": rec.get("role") or "stable",
-                    "inputs": _dumps({k: _jsonable(cols[k][i]) for k in names}),
-                    "prediction": _dumps(_jsonable(preds[i]) if i < len(preds) else None),
-                    "ood": _dumps(list(flags)) if flags else None})
+        out.append({**base, "row_index": i, "prediction_id": f"{rid}-{i}", "role": role, "inputs": objects[i],
+                    "prediction": shown[i], "ood": _dumps(list(flags)) if flags else None})
     return out
 
 
@@ -220,14 +248,28 @@ def write_rows(rows: list[dict], db_url: str | None = None) -> int:
     """Insert prediction-log rows (one ``executemany``); the number written."""
     if not rows:
         return 0
-    full = [{"request_id": None, "row_index": 0, "prediction_id": None, "version": None, "status": 200,
-             "latency_ms": None, "n_rows": 1, "inputs": None, "prediction": None, "ood": None, **r} for r in rows]
+    defaults = _ROW_DEFAULTS
+    full = [tuple(r[k] if k in r else defaults[k] for k in _ROW_COLUMNS) for r in rows]
     eng = ensure_tables(db_url)
     with eng.connect() as conn:
         conn.execution_options(nbprod_write=True)
         with conn.begin():
-            conn.execute(predictions.insert(), full)
+            conn.exec_driver_sql(_insert_sql(eng.dialect), full)  # the driver's executemany, no per-row Core work
     return len(full)
+
+
+_ROW_COLUMNS = ("deployment", "ts", "request_id", "row_index", "prediction_id", "version", "role", "status",
+                "latency_ms", "n_rows", "inputs", "prediction", "ood")
+_ROW_DEFAULTS = {"request_id": None, "row_index": 0, "prediction_id": None, "version": None, "status": 200,
+                 "latency_ms": None, "n_rows": 1, "inputs": None, "prediction": None, "ood": None}
+
+
+def _insert_sql(dialect) -> str:
+    """``INSERT INTO predictions (...) VALUES (?, ...)`` in the driver's positional parameter style."""
+    mark = "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3: qmark; psycopg: format/pyformat
+    quote = dialect.identifier_preparer.quote
+    return (f"INSERT INTO {quote(predictions.name)} ({', '.join(quote(c) for c in _ROW_COLUMNS)}) "
+            f"VALUES ({', '.join([mark] * len(_ROW_COLUMNS))})")
 
 
 def log_rows(deployment: str, records: Iterable[tuple[str, float, dict]], db_url: str | None = None) -> int:

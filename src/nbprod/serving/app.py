@@ -32,9 +32,10 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
+import itertools
 import logging
+import os
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any, AsyncContextManager, Callable, Sequence
 
@@ -50,7 +51,7 @@ from ..errors import ServingError
 from . import codecs, idempotency, openapi, v2binary
 from .fastpath import UnknownCategory
 from .loader import ModelStore
-from .metrics import CONTENT_TYPE_LATEST, ServingMetrics
+from .metrics import CONTENT_TYPE_LATEST, ServingMetrics, observe_many
 from .router import Router, RoutingTable, Target
 from .spec import DeploymentSpec, SpecSource, StaticSource, hash_token
 
@@ -142,7 +143,7 @@ class ServingState:
                 pass
 
     def _batch(self, version: str, rows: int) -> None:
-        self.metrics.batch_rows.labels(version).observe(rows)
+        self.metrics.child(self.metrics.batch_rows, version).observe(rows)
 
     def _hook(self, fn: Callable[[dict], None] | None, record: dict) -> None:
         if fn is None:
@@ -207,6 +208,16 @@ class ServingState:
                 t.batcher.close()
 
     # -- request plumbing ---------------------------------------------------------------------
+    def refuse(self, endpoint: str, err: ServingError, t0: float) -> Response:
+        """The answer to a request refused before the prediction path (a wrong token, an unknown model,
+        a bad ``/feedback`` body): counted in ``nbprod_requests_total`` and the latency histogram as every
+        other refusal is, with version ``none`` — and never written to the prediction log, so a flood
+        of them costs the log nothing (issue 11, point 1)."""
+        status, m = str(err.status), self.metrics
+        m.child(m.requests, "none", status, endpoint).inc()
+        m.child(m.latency, "none", status).observe(time.perf_counter() - t0)
+        return error_response(err)
+
     def check_auth(self, request: Request) -> None:
         expected = self.spec.token_sha256 or self.token_sha256
         if not self.auth or expected is None:
@@ -236,12 +247,25 @@ class ServingState:
 
         timeout = self.spec.body_timeout_s
         try:
-            await asyncio.wait_for(read(), timeout)
+            await _within(read(), timeout)
         except asyncio.TimeoutError:
             raise codecs.http_error(f"the request body did not arrive within {timeout:g} s",
                                     "send the whole body at once (and a correct Content-Length)", status=408,
                                     error="body_timeout") from None
         return b"".join(chunks)
+
+
+_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
+
+
+async def _within(coro, seconds: float):
+    """``await coro`` with a deadline (``asyncio.TimeoutError`` past it): ``asyncio.timeout`` where there
+    is one — it cancels this task — rather than ``wait_for``, which runs the coroutine as a task of
+    its own (two per prediction request: the body and the prediction)."""
+    if _timeout is None:
+        return await asyncio.wait_for(coro, seconds)
+    async with _timeout(seconds):
+        return await coro
 
 
 def _too_large(size: int, limit: int) -> ServingError:
@@ -267,7 +291,7 @@ async def _predict(state: ServingState, table: RoutingTable, target: Target, rol
                    batch: codecs.Batch) -> tuple[Target, str, Any, dict, list | None]:
     """Coerce, check OOD, predict — falling back to the stable version if a canary fails."""
     cols = codecs.coerce(batch, target.served.signature)
-    ood = target.served.ood.flags(cols, batch.n) if target.served.ood is not None else None
+    ood = target.served.ood_flags(cols, batch.n)
     if ood is not None and state.spec.ood == "reject":
         state.metrics.ood_rejected.labels(target.served.version).inc()
         rows = [i for i, r in enumerate(ood) if r][:5]
@@ -305,13 +329,11 @@ def _observe(state: ServingState, version: str, pred: Any, n: int, ood: list | N
     m = state.metrics
     if isinstance(pred, np.ndarray) and pred.dtype.kind in "fiub" and pred.size:
         values = pred if pred.ndim == 1 else pred.reshape(len(pred), -1)[:, -1]
-        hist = m.predictions.labels(version)
-        for v in values.tolist():
-            hist.observe(v)
+        observe_many(m.child(m.predictions, version), values.astype(np.float64, copy=False))
     if ood is not None:
         flagged = sum(1 for r in ood if r)
         if flagged:
-            m.ood_rows.labels(version).inc(flagged)
+            m.child(m.ood_rows, version).inc(flagged)
 
 
 def _shadow(state: ServingState, table: RoutingTable, batch: codecs.Batch, request_id: str) -> None:
@@ -370,11 +392,29 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
     finally:
         m.in_flight.dec()
         elapsed = time.perf_counter() - t0
-        m.requests.labels(label, str(status), endpoint).inc()
-        m.latency.labels(label, str(status)).observe(elapsed)
+        m.child(m.requests, label, str(status), endpoint).inc()
+        m.child(m.latency, label, str(status)).observe(elapsed)
         if status >= 400 and state.hooks.on_error is not None:  # monitoring: error rate (499: client left)
             state._hook(state.hooks.on_error, {"version": None if label == "none" else label, "status": status,
                                                "endpoint": endpoint, "latency_ms": elapsed * 1000.0})
+
+
+_ids: list = []  # [prefix, counter]: 80 random bits per process, then a counter
+
+
+def _new_ids() -> None:
+    _ids[:] = [os.urandom(10).hex(), itertools.count()]
+
+
+_new_ids()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_new_ids)  # a forked worker never repeats its parent's ids
+
+
+def _request_id() -> str:
+    """32 hex digits, unique: a per-process random prefix and a 48-bit counter (a uuid4 costs a system
+    call and an object per request)."""
+    return f"{_ids[0]}{next(_ids[1]) & 0xFFFFFFFFFFFF:012x}"
 
 
 async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, version: str | None,
@@ -392,10 +432,10 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
     else:
         target, role = table.pick()
     batch = decode(kind, body, target.served.signature)
-    request_id = uuid.uuid4().hex
+    request_id = _request_id()
     try:
-        target, role, pred, cols, ood = await asyncio.wait_for(
-            _predict(state, table, target, role, batch), state.spec.timeout_s)
+        target, role, pred, cols, ood = await _within(_predict(state, table, target, role, batch),
+                                                      state.spec.timeout_s)
     except asyncio.TimeoutError:
         raise codecs.http_error(f"the prediction took longer than {state.spec.timeout_s:g} s",
                                 "send fewer rows per request, or raise timeout_s in the deployment", status=504,
@@ -409,7 +449,7 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
         response = payload
     else:
         response = json_response(payload, 200, headers)
-    state.metrics.rows.labels(label, role).inc(batch.n)
+    state.metrics.child(state.metrics.rows, label, role).inc(batch.n)
     _observe(state, label, pred, batch.n, ood)
     if version is None:
         _shadow(state, table, batch, request_id)
@@ -463,6 +503,7 @@ def _check_model(state: ServingState, name: str) -> None:
 
 
 async def v2_infer(request: Request) -> Response:
+    t0 = time.perf_counter()
     state: ServingState = request.app.state.serving
     name = request.path_params["name"]
     version = request.path_params.get("version")
@@ -470,7 +511,7 @@ async def v2_infer(request: Request) -> Response:
         state.check_auth(request)  # before the name: no model names for unauthenticated callers
         _check_model(state, name)
     except ServingError as err:
-        return error_response(err)
+        return state.refuse("v2_infer", err, t0)
 
     header_length = request.headers.get(v2binary.HEADER)
     choice = v2binary.OutputChoice()
@@ -506,13 +547,14 @@ def _dtype(t: str | None) -> str:
 
 def _v2_metadata_guard(request: Request) -> tuple[ServingState, str, Response | None]:
     """The state, the model name and, when auth or the name is wrong, the error response to send."""
+    t0 = time.perf_counter()
     state: ServingState = request.app.state.serving
     name = request.path_params["name"]
     try:
         state.check_auth(request)
         _check_model(state, name)
     except ServingError as err:
-        return state, name, error_response(err)
+        return state, name, state.refuse("v2_model", err, t0)
     return state, name, None
 
 
@@ -584,11 +626,12 @@ async def health(request: Request) -> Response:
 
 
 async def version_info(request: Request) -> Response:
+    t0 = time.perf_counter()
     state: ServingState = request.app.state.serving
     try:
         state.check_auth(request)
     except ServingError as err:
-        return error_response(err)
+        return state.refuse("version", err, t0)
     return json_response(_describe(state))
 
 

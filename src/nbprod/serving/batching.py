@@ -7,7 +7,9 @@ adds no wait at all (a lone request runs at once); only when the previous call c
 one request does the batcher wait up to ``max_wait_s`` for more, and never past ``max_rows``.
 
 The fast path runs inline on the event loop (tens of microseconds) for batches up to
-``INLINE_MAX_ROWS`` rows; a larger batch runs on the loop's default executor, so probes keep
+``INLINE_MAX_ROWS`` rows — with ``direct=True`` (what the router gives a compiled version) a request
+of at most that many rows calls it at once, unbatched: its per-call cost is smaller than what
+batching costs per request; a larger batch runs on the loop's default executor, so probes keep
 answering and the request timeout (504) still applies. The pyfunc path runs on one worker thread
 per version, so a slow model never blocks the loop. A failing batch is retried one
 request at a time, so a request the model rejects fails alone.
@@ -52,8 +54,9 @@ class MicroBatcher:
     """Collects ``(columns, n)`` submissions and calls ``fn(columns, n)`` on merged batches."""
 
     def __init__(self, fn: Callable[[dict, int], Any], *, max_rows: int = 512, max_wait_s: float = 0.001,
-                 inline: bool = True, on_batch: Callable[[int], None] | None = None) -> None:
+                 inline: bool = True, on_batch: Callable[[int], None] | None = None, direct: bool = False) -> None:
         self.fn = fn
+        self.direct = direct and inline
         self.max_rows = max_rows
         self.max_wait_s = max_wait_s
         self.inline = inline
@@ -64,6 +67,13 @@ class MicroBatcher:
         self._executor = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbprod-predict")
 
     async def submit(self, cols: dict, n: int) -> Any:
+        if self.direct and n <= INLINE_MAX_ROWS and not self._running:
+            # ``direct``: the compiled fast path, called right here. Merging requests saves a few
+            # microseconds of numpy per call, and costs more than that in futures, a task and loop
+            # turns per request (measured: benchmarks/bench_serve.py); so no batching, no waiting.
+            if self.on_batch is not None:
+                self.on_batch(n)
+            return self.fn(cols, n)
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._queue.append((cols, n, fut))

@@ -4,8 +4,8 @@ Why: uvicorn closes a keep-alive connection 5 s after its last response (``timeo
 but a connection that never completes a request's headers — opened and left idle, or sending its
 headers a byte at a time — stays open forever. Each holds a file descriptor; at the process's
 limit (``ulimit -n``, often 1,024) ``accept()`` fails and every new client, predictions included,
-waits until it times out. :class:`BoundedH11Protocol` (uvicorn's h11 protocol with two bounds)
-fixes both:
+waits until it times out. :func:`http_protocol` gives uvicorn's HTTP protocol — httptools when it
+is installed (``uvicorn[standard]``), else h11 — with two bounds:
 
 - **header timeout**: a connection must complete a request's headers within ``header_timeout_s``
   of opening, and of its previous response; otherwise it is closed. A request whose headers
@@ -29,13 +29,15 @@ from __future__ import annotations
 
 import asyncio
 import os
+from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-__all__ = ["BoundedH11Protocol", "header_timeout_s", "max_connections", "HEADER_TIMEOUT_ENV",
-           "MAX_CONNECTIONS_ENV", "DEFAULT_HEADER_TIMEOUT_S", "ACCEPT_BURST"]
+__all__ = ["BoundedH11Protocol", "http_protocol", "HTTP_ENV", "header_timeout_s", "max_connections",
+           "HEADER_TIMEOUT_ENV", "MAX_CONNECTIONS_ENV", "DEFAULT_HEADER_TIMEOUT_S", "ACCEPT_BURST"]
 
 HEADER_TIMEOUT_ENV = "NBPROD_HEADER_TIMEOUT"
+HTTP_ENV = "NBPROD_HTTP"  # h11 | httptools | auto (httptools when installed)
 MAX_CONNECTIONS_ENV = "NBPROD_MAX_CONNECTIONS"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
 #: uvicorn's ``backlog``: the listen queue, and how many connections asyncio accepts per wake-up.
@@ -67,14 +69,20 @@ def max_connections() -> int:
     return max(16, soft - max(64, soft // 8) - 2 * ACCEPT_BURST)
 
 
-class BoundedH11Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a header timeout and a per-process connection cap (module doc)."""
+class _Bounded:
+    """The two bounds (module doc), on top of one of uvicorn's HTTP protocols (h11 or httptools):
+    both keep ``cycle``, ``connections``, ``transport`` and ``loop`` and call ``on_response_complete``."""
+
+    cycle: Any
+    connections: Any
+    transport: Any
+    loop: Any
 
     _header_timeout_s: float | None = None
     _max_connections: int | None = None
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+    def connection_made(self, transport: asyncio.Transport) -> None:
+        super().connection_made(transport)  # type: ignore[misc]
         cls = type(self)
         if cls._header_timeout_s is None:
             cls._header_timeout_s, cls._max_connections = header_timeout_s(), max_connections()
@@ -83,12 +91,12 @@ class BoundedH11Protocol(H11Protocol):
         self._evict_if_over()
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         self._arm()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._disarm()
-        super().connection_lost(exc)
+        super().connection_lost(exc)  # type: ignore[misc]
 
     # -- the header timeout ---------------------------------------------------------------------
     def _idle(self) -> bool:
@@ -121,9 +129,34 @@ class BoundedH11Protocol(H11Protocol):
         over = len(live) - (self._max_connections or 10_000)
         if over <= 0:
             return
-        idle = sorted((c for c in live if c is not self and isinstance(c, BoundedH11Protocol) and c._idle()),
+        idle = sorted((c for c in live if c is not self and isinstance(c, _Bounded) and c._idle()),
                       key=lambda c: c._idle_since)
         for conn in idle[:over]:
             conn.transport.close()
         if len(idle) < over:  # every other connection is busy: this one waits for none of them
             self.transport.close()
+
+
+class BoundedH11Protocol(_Bounded, H11Protocol):  # type: ignore[misc]
+    """uvicorn's h11 protocol (pure Python) with a header timeout and a per-process connection cap."""
+
+
+try:  # uvicorn[standard]: the C parser
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+except ImportError:  # pragma: no cover - h11 only
+    HttpToolsProtocol = None  # type: ignore[misc, assignment]
+
+if HttpToolsProtocol is not None:
+    class BoundedHttpToolsProtocol(_Bounded, HttpToolsProtocol):  # type: ignore[misc]
+        """uvicorn's httptools protocol (C parser) with a header timeout and a per-process connection cap."""
+
+
+def http_protocol() -> type:
+    """The HTTP protocol class a server runs: httptools (uvicorn's C parser, what ``uvicorn[standard]``
+    installs) with the bounds when it is installed, else h11 with them. ``NBPROD_HTTP=h11`` or
+    ``httptools`` chooses; a missing httptools falls back to h11. A module-level class, so uvicorn
+    can hand it to its worker processes."""
+    choice = (os.environ.get(HTTP_ENV) or "auto").strip().lower()
+    if choice in ("auto", "httptools") and HttpToolsProtocol is not None:
+        return BoundedHttpToolsProtocol
+    return BoundedH11Protocol

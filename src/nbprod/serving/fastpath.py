@@ -207,7 +207,18 @@ class Plan:
                 for j, c in enumerate(b.columns):
                     table, nan_at = b.lookup[j], b.nan_index[j]
                     values = cols[c]
-                    for r in range(n):
+                    rows: Any = range(n)
+                    if type(values) is list and n > 1:  # the seen categories at once; the rest one by one below
+                        try:
+                            found = list(map(table.get, values))
+                        except TypeError:  # an unhashable value: every row below
+                            found = []
+                        if found:
+                            hit = [(r, at + k) for r, k in enumerate(found) if k is not None]
+                            if hit:
+                                x[tuple(zip(*hit, strict=True))] = 1.0
+                            rows = [r for r, k in enumerate(found) if k is None] if len(hit) < n else ()
+                    for r in rows:
                         v = values[r]
                         if _is_missing(v):
                             if b.fill is not None:

@@ -34,6 +34,7 @@ from ..data.ood import OodChecker
 from ..errors import ServingError
 from .codecs import Batch, Column, coerce
 from .fastpath import Unsupported, compile_estimator, equivalent
+from .quickood import QuickOod
 
 __all__ = ["ServedVersion", "ModelStore", "OodChecker", "load_version", "model_dir_digest", "CACHE_SCHEMA"]
 
@@ -141,6 +142,16 @@ class ServedVersion:
     _pyfunc: Any = None
     _store: ModelStore | None = field(default=None, repr=False)  # opens the pyfunc (verified) on first use
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _quick_ood: QuickOod | None = field(default=None, repr=False)
+
+    def ood_flags(self, cols: dict[str, Any], n: int) -> list[list[str]] | None:
+        """The OOD checker's flags for these rows (None: none flagged), through :class:`QuickOod`."""
+        if self.ood is None:
+            return None
+        quick = self._quick_ood
+        if quick is None or quick.checker is not self.ood:
+            quick = self._quick_ood = QuickOod(self.ood)
+        return quick.flags(cols, n)
 
     @property
     def path_kind(self) -> str:

@@ -104,7 +104,7 @@ class Router:
         hook = self.on_batch
         on_batch = (lambda rows: hook(version, rows)) if hook else None
         batcher = MicroBatcher(served.predict, max_rows=spec.max_batch_rows, max_wait_s=spec.max_wait_ms / 1000,
-                               inline=served.plan is not None, on_batch=on_batch)
+                               inline=served.plan is not None, on_batch=on_batch, direct=served.plan is not None)
         t = Target(served, batcher)
         self._loaded[route.key] = t
         return t

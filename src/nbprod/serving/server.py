@@ -24,7 +24,7 @@ from typing import Any, Callable
 import uvicorn
 
 from .app import create_app
-from .connections import ACCEPT_BURST, BoundedH11Protocol
+from .connections import ACCEPT_BURST, http_protocol
 from .spec import ENV_VAR, DeploymentSpec, SpecSource, StaticSource, hash_token, source_from_env, source_to_env
 
 __all__ = ["run", "worker_settings", "app_from_env", "as_source", "AUTH_ENV", "FACTORY"]
@@ -68,10 +68,11 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
     leaves this process.
     """
 
-    # h11 with a header timeout and a connection cap below the fd limit (see .connections);
-    # idle keep-alive connections close 5 s after their last answer; headers are at most 16 KiB
+    # httptools (or h11) with a header timeout and a connection cap below the fd limit (see .connections);
+    # idle keep-alive connections close 5 s after their last answer; h11: headers are at most 16 KiB;
+    # the event loop: uvloop when installed (uvicorn's "auto")
     common: dict[str, Any] = dict(host=host, port=port, log_level=log_level, access_log=False,
-                                  http=BoundedH11Protocol, timeout_keep_alive=5,
+                                  http=http_protocol(), timeout_keep_alive=5,
                                   h11_max_incomplete_event_size=16 * 1024, backlog=ACCEPT_BURST,
                                   timeout_graceful_shutdown=5, lifespan="on")
     if workers <= 1:

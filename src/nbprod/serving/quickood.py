@@ -1,0 +1,66 @@
+"""A quick "is any row out of distribution?" in front of the OOD checker, on the request path.
+
+Why: :meth:`nbprod.data.ood.OodChecker.flags` builds every reason row by row — right when a row is
+flagged, and most of a request's OOD cost when none is (a loop per check, per row). Almost every
+request is inside the training distribution, so :class:`QuickOod` first asks the cheap question
+for every check at once — numeric columns compared with their bounds as arrays, categorical columns
+as the set of their distinct values — and only when some value may be flagged (or a column is of an
+unusual kind) runs the checker for its reasons. So the flags are always exactly the checker's.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..data.ood import OodChecker
+
+__all__ = ["QuickOod"]
+
+_SMALL = 32
+
+
+class QuickOod:
+    """``flags(cols, n)`` = ``checker.flags(cols, n)``, answered None without it when nothing is flagged."""
+
+    def __init__(self, checker: OodChecker) -> None:
+        self.checker = checker
+        # datetime ranges compare timestamps: left to the checker (``quick`` is then never sure)
+        self.quick = all(r.kind == "numeric" for r in checker.ranges)
+        self.ranges = [(r.name, float(r.lo), float(r.hi)) for r in checker.ranges] if self.quick else []
+        self.categories = [(c.name, c.seen) for c in checker.categories]
+
+    def flags(self, cols: dict[str, Any], n: int) -> list[list[str]] | None:
+        if self.quick and self._inside(cols):
+            return None
+        return self.checker.flags(cols, n)
+
+    def _inside(self, cols: dict[str, Any]) -> bool:
+        """True only when no value can be flagged (missing values never are; NaN compares false)."""
+        for name, lo, hi in self.ranges:
+            values = cols.get(name)
+            if values is None:
+                continue
+            if not isinstance(values, np.ndarray) or values.dtype.kind not in "fiu" or not values.size:
+                return False
+            if values.size <= _SMALL:  # a few values: Python comparisons beat numpy's per-call cost
+                for x in values.tolist():
+                    if x < lo or x > hi:  # NaN compares false: a missing value is never flagged
+                        return False
+            elif np.fmin.reduce(values) < lo or np.fmax.reduce(values) > hi:  # fmin/fmax skip NaN
+                return False
+        for name, seen in self.categories:
+            values = cols.get(name)
+            if values is None:
+                continue
+            if type(values) is not list:
+                return False
+            distinct = set(values)
+            distinct.discard(None)
+            if not distinct <= seen:  # seen holds text: anything else (1 for "1") goes to the checker
+                return False
+        return True
+
+    def __len__(self) -> int:
+        return len(self.checker)

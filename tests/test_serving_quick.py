@@ -1,0 +1,116 @@
+"""The request path's quick forms give exactly what the general forms give (issue 13): coerce, the OOD
+flags, the prediction histogram and the prediction log's row JSON, on ordinary and on awkward input."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from nbprod.data.ood import CategoryCheck, OodChecker, RangeCheck
+from nbprod.serving import codecs
+from nbprod.serving.codecs import Batch, Column
+from nbprod.serving.quickood import QuickOod
+
+SIG = [Column("age", "long"), Column("income", "double"), Column("city", "string")]
+
+
+def _general(batch: Batch):
+    """coerce() with the quick form switched off: the column-by-column path."""
+    real = codecs._coerce_quick
+    codecs._coerce_quick = lambda *a: None
+    try:
+        return codecs.coerce(batch, SIG)
+    except Exception as exc:  # noqa: BLE001 - the same error is expected from both
+        return exc
+    finally:
+        codecs._coerce_quick = real
+
+
+@pytest.mark.parametrize("n", [1, 3, 200])
+@pytest.mark.parametrize("rows", [
+    lambda i: {"age": 30 + i, "income": 1.5 * i, "city": "Paris"},
+    lambda i: {"age": 30 + i, "income": None, "city": None},
+    lambda i: {"age": 3.0, "income": 2, "city": "x"},  # an integral float in an integer column
+    lambda i: {"age": True, "income": 1.0, "city": "x"},  # a bool is not a number
+    lambda i: {"age": 2 ** 60, "income": 1.0, "city": "x"},  # too large for float64 to hold exactly
+    lambda i: {"age": 1, "income": float("inf"), "city": "x"},
+    lambda i: {"age": 1, "income": "12.5", "city": "x"},  # numeric text
+    lambda i: {"age": 1, "income": 1.0, "city": 7},
+    lambda i: {"age": 1, "income": 1.0},  # a missing column
+    lambda i: {"age": 1, "income": 1.0, "city": "x", "extra": 1},  # an extra one
+])
+def test_the_quick_coerce_gives_what_the_general_one_gives(rows, n):
+    records = [rows(i) for i in range(n)]
+    batch = codecs.decode_mlflow({"dataframe_records": records}, SIG)
+    want = _general(batch)
+    if isinstance(want, Exception):  # the same error, the same words
+        with pytest.raises(type(want)) as got_error:
+            codecs.coerce(batch, SIG)
+        assert str(got_error.value) == str(want)
+        return
+    got = codecs.coerce(batch, SIG)
+    assert list(got) == list(want)
+    for k in want:
+        if isinstance(want[k], np.ndarray):
+            assert got[k].dtype == want[k].dtype and np.array_equal(got[k], want[k], equal_nan=True)
+        else:
+            assert list(got[k]) == list(want[k])
+    assert list(batch.columns) == list(codecs._columnar(records, "dataframe_records")[0])
+
+
+def test_quick_ood_flags_are_the_checkers_flags():
+    checker = OodChecker([RangeCheck("age", "numeric", 18.0, 90.0), RangeCheck("income", "numeric", 0.0, 1e6,
+                                                                              pos_inf_ok=True)],
+                         [CategoryCheck("city", frozenset({"Paris", "Lyon", "1"}))])
+    quick = QuickOod(checker)
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 40, 300):
+        for _ in range(20):
+            cols = {"age": rng.choice([17.0, 30.0, 91.0, np.nan], n, p=[0.02, 0.94, 0.02, 0.02]),
+                    "income": rng.choice([5.0, -1.0, np.inf, np.nan], n, p=[0.94, 0.02, 0.02, 0.02]),
+                    "city": list(rng.choice(["Paris", "Lyon", "Nice"], n, p=[0.5, 0.48, 0.02]))}
+            cols["city"] = [None if i % 7 == 3 else str(c) for i, c in enumerate(cols["city"])]
+            assert quick.flags(cols, n) == checker.flags(cols, n)
+    assert quick.flags({"age": np.array([30]), "income": np.array([1.0]), "city": [1]}, 1) == checker.flags(
+        {"age": np.array([30]), "income": np.array([1.0]), "city": [1]}, 1)  # 1 matches the seen "1"
+
+
+def test_the_prediction_histogram_per_bucket_equals_one_observe_per_value():
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from nbprod.serving.metrics import observe_many
+
+    values = np.concatenate([np.linspace(-1, 1200, 997), [0.05, 0.1, 1.0, 1000.0]])
+    registries = []
+    for quick in (True, False):
+        r = CollectorRegistry()
+        h = Histogram("p", "p", ["v"], buckets=(0.0, 0.05, 0.1, 0.5, 1.0, 10.0, 1000.0), registry=r).labels("1")
+        if quick:
+            observe_many(h, values)
+        else:
+            for v in values.tolist():
+                h.observe(v)
+        registries.append([ln for ln in generate_latest(r).decode().splitlines() if not ln.startswith("p_created")])
+    assert registries[0] == registries[1]
+    assert any(ln.startswith("p_sum") for ln in registries[0])
+
+
+def test_the_logs_row_json_is_what_json_dumps_writes():
+    from nbprod.monitoring import predlog
+
+    n = 6
+    rec = {"request_id": "r", "version": "1", "role": "stable", "n": n, "ood": [[], ["age=1 below"], [], [], [], []],
+           "inputs": {"age": np.arange(n), "income": np.array([1.5, np.nan, 1e300, -0.0, 2.0, 3.0]),
+                      "ville": ["Zürich", None, 'a"b', "c,d", "%s", "é"], "ok": [True, False, None, True, 1, 2.5],
+                      "odd": [{"a": 1}, [1, 2], None, "x", 3, 4.0]},
+           "predictions": np.array([[0.25, 0.75]] * n), "latency_ms": 1.0}
+    rows = predlog._rows_of("d", "prediction", 0.0, rec)
+    for i, row in enumerate(rows):
+        expected = {k: predlog._jsonable(predlog._plain_list(v, n)[i]) for k, v in rec["inputs"].items()}
+        assert row["inputs"] == json.dumps(expected, separators=(",", ":"), allow_nan=False, default=str)
+        assert row["prediction"] == "[0.25,0.75]"
+    assert rows[1]["ood"] == '["age=1 below"]' and rows[0]["ood"] is None
+    labels = predlog._rows_of("d", "prediction", 0.0, {**rec, "predictions": ["yes", None, "no", "a,b", "", "x"]})
+    assert [r["prediction"] for r in labels] == ['"yes"', "null", '"no"', '"a,b"', '""', '"x"']
