@@ -49,6 +49,15 @@ def test_a_job_is_one_mlflow_run_with_everything_recorded(nbprod_home):
     timed = [c for c in result.cells if not c["injected"]]
     assert [c["source"] for c in timed] == ["alpha = 1", "result = alpha * 2"]
     assert all(c["seconds"] is not None and c["seconds"] >= 0 and c["status"] == "completed" for c in timed)
+    # per-cell wall times are MLflow metrics too (step: the user's cell number, 0 the injected cell) ...
+    history = client().get_metric_history(result.run_id, "nbprod.cell_seconds")
+    assert sorted(m.step for m in history) == [0, 1, 2] and "nbprod.cell_seconds" not in result.metrics
+    # ... and a table of the job read back
+    shown = get_run(result.run_id)
+    assert [(c["cell"], c["source"]) for c in shown.cells if not c["injected"]] == [(1, "alpha = 1"),
+                                                                                    (2, "result = alpha * 2")]
+    assert "cell times (wall)" in str(shown) and "result = alpha * 2" in str(shown)
+    assert "nbprod-cells" in shown._repr_html_() and shown.to_dict()["cells"][0]["seconds"] >= 0
 
     # read back: by id, by a unique prefix, in the table and as JSON lines
     assert get_run(result.run_id[:6]).parameters == {"alpha": 21, "name": "answer"}

@@ -29,12 +29,17 @@ Subclasses also derive from the built-in they resemble, so generic code keeps wo
     │   ├── LatencyBudgetExceeded        the latency gate refused a version
     │   └── DeploymentConflict           another caller is deploying, restoring or stopping it now
     ├── DriftError
-    ├── JobError                         a papermill job failed
+    ├── JobError                         a notebook job cannot be run, read back or compared
+    │   ├── JobFailed                    the notebook did not finish (cell error, dead kernel, timeout,
+    │   │                                SIGTERM); the job is recorded all the same, ``.result`` holds it
+    │   └── InputChanged                 a tracked input's hash differs from the recorded job's
     └── PipelineError                    a pipeline file is wrong (names its line) or a step errored
         └── PipelineConflict             another runner holds the pipeline right now
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 __all__ = [
     "NbprodError",
@@ -59,6 +64,8 @@ __all__ = [
     "DeploymentConflict",
     "DriftError",
     "JobError",
+    "JobFailed",
+    "InputChanged",
     "PipelineError",
     "PipelineConflict",
 ]
@@ -175,7 +182,22 @@ class DriftError(NbprodError):
 
 
 class JobError(NbprodError):
-    """A notebook job failed."""
+    """A notebook job cannot be run as asked (no notebook, unknown parameter or kernel, bad parameter
+    file), or a recorded job cannot be found, re-run or compared."""
+
+
+class JobFailed(JobError):
+    """The notebook did not finish: a cell raised, the kernel died, a cell timed out or the job was
+    terminated. The job is recorded all the same; ``.result`` is its ``JobResult`` (status, error,
+    executed copy)."""
+
+    def __init__(self, problem: str, fix: str | None = None, result: Any = None) -> None:
+        super().__init__(problem, fix)
+        self.result = result
+
+
+class InputChanged(JobError):
+    """A tracked input's content differs from the one the recorded job read (``nbprod rerun``)."""
 
 
 class PipelineError(NbprodError):

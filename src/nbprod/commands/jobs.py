@@ -13,18 +13,7 @@ from pathlib import Path
 
 from ..errors import NbprodError
 from . import Command, Context, UsageProblem
-
-
-def _parameters(pairs: list[list[str]] | None) -> dict:
-    import yaml
-
-    params = {}
-    for key, raw in pairs or []:
-        try:
-            params[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            params[key] = raw
-    return params
+from ._shared import add_parameter_option, parse_parameters, positionals
 
 
 def _progress(args: argparse.Namespace, ctx: Context):
@@ -54,14 +43,13 @@ def _job(call):
 def _run(args: argparse.Namespace, ctx: Context):
     from ..jobs import run
 
-    return _job(lambda: run(args.notebook, _parameters(args.parameters), parameters_file=args.parameters_file,
+    return _job(lambda: run(args.notebook, parse_parameters(args.parameters), parameters_file=args.parameters_file,
                             experiment=args.experiment, output=args.output, kernel=args.kernel,
                             progress=_progress(args, ctx), timeout=args.timeout, retries=args.retries))
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-p", "--parameter", dest="parameters", nargs=2, action="append", metavar=("NAME", "VALUE"),
-                   help="set a parameter (value parsed as YAML: 0.1, true, [1, 2], text)")
+    add_parameter_option(p)
     p.add_argument("--timeout", type=float, metavar="SECONDS", help="per-cell time limit (default: none)")
     p.add_argument("--retries", type=int, default=0, metavar="N",
                    help="re-run the job up to N times when its kernel dies, with backoff (default 0)")
@@ -80,8 +68,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 def _rerun(args: argparse.Namespace, ctx: Context):
     from ..jobs import rerun
 
-    return _job(lambda: rerun(args.run_id, _parameters(args.parameters), allow_changed_inputs=args.allow_changed_inputs,
-                              progress=_progress(args, ctx), timeout=args.timeout, retries=args.retries))
+    return _job(lambda: rerun(args.run_id, parse_parameters(args.parameters),
+                              allow_changed_inputs=args.allow_changed_inputs, progress=_progress(args, ctx),
+                              timeout=args.timeout, retries=args.retries))
 
 
 def _rerun_arguments(p: argparse.ArgumentParser) -> None:
@@ -107,11 +96,6 @@ def _diff(args: argparse.Namespace, ctx: Context):
     from ..jobs import diff
 
     return diff(args.run_a, args.run_b)
-
-
-def _diff_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("run_a", help="the first job's id (a unique prefix is enough)")
-    p.add_argument("run_b", help="the second job's id")
 
 
 def _inspect(args: argparse.Namespace, ctx: Context):
@@ -161,8 +145,7 @@ def _stop_started_since(before: dict[str, int | None]) -> None:
             undeploy(name)
 
 
-def _NB(p: argparse.ArgumentParser) -> None:
-    p.add_argument("notebook", help="the .ipynb file")
+_NOTEBOOK = positionals(("notebook", "the .ipynb file"))
 
 
 def _demo_arguments(p: argparse.ArgumentParser) -> None:
@@ -198,21 +181,22 @@ COMMANDS = [
     Command(
         name="diff",
         help="compare two jobs: parameters, metrics, environment, inputs",
-        arguments=_diff_arguments,
+        arguments=positionals(("run_a", "the first job's id (a unique prefix is enough)"),
+                              ("run_b", "the second job's id")),
         run=_diff,
         examples=["nbprod diff 3f2a9c 81bd07"],
     ),
     Command(
         name="inspect",
         help="list the parameters a notebook declares (its 'parameters' cell)",
-        arguments=_NB,
+        arguments=_NOTEBOOK,
         run=_inspect,
         examples=["nbprod inspect train.ipynb"],
     ),
     Command(
         name="check",
         help="lint a notebook for reproducibility before handing it over (exit 1 on findings)",
-        arguments=_NB,
+        arguments=_NOTEBOOK,
         run=_check,
         examples=["nbprod check train.ipynb"],
     ),

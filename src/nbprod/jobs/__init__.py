@@ -19,14 +19,15 @@ Modules, one job each:
 
 from __future__ import annotations
 
+from ..errors import InputChanged, JobFailed
 from .compare import JobDiff, diff
 from .execute import DEFAULT_KERNEL, JobWarning, run
-from .inputs import InputChanged, track_input
+from .inputs import track_input
 from .lint import CheckReport, check
 from .params import Parameters, inspect
 from .records import get_run, runs
 from .replay import Rerun, rerun
-from .results import JobFailed, JobResult, RunTable
+from .results import JobResult, RunTable
 
 __all__ = ["run", "rerun", "runs", "get_run", "diff", "check", "inspect", "track_input", "JobDiff", "Rerun",
            "CheckReport", "JobResult", "JobFailed", "JobWarning",

@@ -3,7 +3,10 @@
 Read from ``importlib.metadata`` in this process (no ``pip freeze`` subprocess: that costs about a
 second per job). The list only changes when something is installed, which touches the
 ``site-packages`` folders, so the answer is cached per process and keyed on those folders'
-modification times, in this process and on disk under ``$NBPROD_HOME/cache``.
+modification times, in this process and on disk under ``$NBPROD_HOME/cache``. Only the folders
+that hold distributions count: ``sys.path`` also holds the script's or the working folder, whose
+time changes with every file written there (an executed copy, a log), which would make each
+``nbprod run`` process miss the cache and read ~300 distributions again.
 A kernel running another interpreter (a kernelspec pointing at another
 environment) is asked once, through that interpreter, and cached the same way.
 """
@@ -49,6 +52,14 @@ def _key(paths: list[str]) -> tuple:
         except OSError:
             key += [entry, 0]
     return tuple(key)
+
+
+def _holds_distributions(entry: str) -> bool:
+    try:
+        with os.scandir(entry) as found:
+            return any(e.name.endswith((".dist-info", ".egg-info")) for e in found)
+    except OSError:  # not a folder (a zip of the standard library), gone, unreadable
+        return False
 
 
 def _here() -> dict[str, Any]:
@@ -101,7 +112,7 @@ def capture(executable: str | None = None) -> dict[str, Any]:
     executable = executable or sys.executable
     # compared unresolved: two venvs on one base interpreter resolve to the same file
     same = os.path.abspath(executable) == os.path.abspath(sys.executable)
-    paths = [p for p in sys.path if p] if same else _site_dirs(executable)
+    paths = [p for p in sys.path if p and _holds_distributions(p)] if same else _site_dirs(executable)
     key = (executable, _key(paths))
     found = _cache.get(key) or _read_disk(key)
     if found is None:

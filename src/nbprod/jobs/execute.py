@@ -26,9 +26,11 @@ from typing import Any
 
 from .._context import git_info
 from ..config import settings
-from ..errors import JobError
-from . import environment
+from ..errors import JobError, JobFailed
+from . import environment, render
+from .deferred import defer_iri_grammars
 from .inputs import ALLOW_ENV, EXPECT_ENV, JOB_RUN_ENV
+from .kernel import EarlyKernel, transport
 from .params import merge, read_notebook
 from .prepare import (
     DEFAULT_KERNEL,
@@ -40,9 +42,9 @@ from .prepare import (
     user,
 )
 from .progress import ENGINE, NotebookProgress, Watch, in_notebook, register_engine
-from .recording import cell_error, finish, mark_unfinished, start_warming
+from .recording import cell_error, finish, mark_unfinished
 from .records import TAG
-from .results import JobFailed, JobResult
+from .results import JobResult
 
 __all__ = ["run", "JobResult", "JobFailed", "JobWarning", "DEFAULT_KERNEL"]
 
@@ -55,29 +57,8 @@ class JobWarning(UserWarning):
 
 
 class _Terminated(BaseException):
-    """SIGTERM arrived while the job ran (a scheduler, ``kill``): the job ends as KILLED."""
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
+    """SIGTERM arrived while the job ran (a scheduler, ``kill``): the job ends as KILLED, then the
+    signal takes its usual course (never seen outside this module)."""
 
 
 class _KernelEnv:
@@ -99,35 +80,8 @@ class _KernelEnv:
                 os.environ[key] = value
 
 
-
-
 def _on_sigterm(signum, frame):
     raise _Terminated()
-
-
-def _local_transport() -> dict[str, Any]:
-    """Talk to the job's kernel over Unix sockets, not TCP on 127.0.0.1.
-
-    A kernel on TCP without CurveZMQ keys warns "Kernel is running over TCP without encryption"
-    on stderr, into ``make demo``'s output; on IPC the sockets are files only this user can reach,
-    so there is nothing to warn about. The socket files go to a fresh name in the temp folder (not
-    the notebook's folder) and the kernel manager removes them at shutdown. Windows has no IPC
-    transport in ZeroMQ: it keeps TCP.
-    """
-    if os.name == "nt":
-        return {}
-    import tempfile
-    import uuid
-
-    from jupyter_client.manager import AsyncKernelManager
-
-    class _IpcKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(**kwargs)
-            self.transport = "ipc"
-            self.ip = str(Path(tempfile.gettempdir()) / f"nbprod-kernel-{uuid.uuid4().hex[:12]}")
-
-    return {"kernel_manager_class": _IpcKernelManager}
 
 
 def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, parameters_file: str | Path | None = None,
@@ -142,13 +96,7 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
     notebook runs in its own folder (or ``cwd``), like in JupyterLab. Returns a :class:`JobResult`;
     a job that does not finish raises :class:`JobFailed` carrying its (recorded) result.
     """
-    import papermill
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
-    from papermill.exceptions import PapermillExecutionError
-
-    from ..registry.store import client
-
-    register_engine()
+    defer_iri_grammars()
     source = Path(notebook)
     if not source.is_file():
         raise JobError(f"no notebook at {source}", "pass the path of an existing .ipynb file")
@@ -175,6 +123,35 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
         raise JobError(f"{shown} calls mlflow.set_experiment({own!r}), "
                        f"but the job was asked to record in {experiment!r}",
                        f"leave out --experiment (the job is then recorded in {own!r}) or remove set_experiment")
+    base_env = {"NBPROD_NOTEBOOK": str(Path(shown).resolve()), "NBPROD_HOME": settings.home,
+                "NBPROD_DB_URL": settings.db_url, "MLFLOW_TRACKING_URI": settings.tracking_uri,
+                "MLFLOW_REGISTRY_URI": settings.registry_uri, EXPECT_ENV: json.dumps(_expect_inputs or {}),
+                ALLOW_ENV: "1" if allow_changed_inputs else "0"}
+    # the kernel boots, and nbconvert loads for the HTML, in their own processes while this one
+    # imports MLflow and creates the run (kernel.py, render.py)
+    warming = render.start()
+    early = EarlyKernel.start(kernel_name, workdir, base_env)
+    try:
+        return _tracked(early, warming, source, shown, nb, params, notes, kernel_name, executable, target, workdir,
+                        base_env, own, experiment, progress, timeout, retries, _rerun_of)
+    finally:
+        if early is not None:
+            early.stop()
+        render.close(warming)
+
+
+def _tracked(early: EarlyKernel | None, warming: Any, source: Path, shown: Path, nb, params: dict[str, Any],
+             notes: list[str], kernel_name: str, executable: str, target: Path, workdir: Path, base_env: dict[str, str],
+             own: str | None, experiment: str | None, progress: bool | str, timeout: float | None,
+             retries: int, _rerun_of: str | None) -> JobResult:
+    """The job's MLflow run around papermill's execution (``early``: the kernel started ahead)."""
+    import papermill
+    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+    from papermill.exceptions import PapermillExecutionError
+
+    from ..registry.store import client
+
+    register_engine()
     c = client()
     exp_id = choose_experiment(c, experiment or own)
     env = environment.capture(executable)
@@ -197,12 +174,8 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
     run_id = c.create_run(exp_id, run_name=Path(shown).stem,
                           tags={k: v for k, v in tags.items() if v != ""}).info.run_id
 
-    kernel_env = {
-        "NBPROD_NOTEBOOK": str(Path(shown).resolve()), "NBPROD_HOME": settings.home, "NBPROD_DB_URL": settings.db_url,
-        "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.registry_uri,
-        "MLFLOW_RUN_ID": run_id, "MLFLOW_EXPERIMENT_ID": exp_id, JOB_RUN_ENV: run_id,
-        EXPECT_ENV: json.dumps(_expect_inputs or {}), ALLOW_ENV: "1" if allow_changed_inputs else "0",
-    }
+    run_env = {"MLFLOW_RUN_ID": run_id, "MLFLOW_EXPERIMENT_ID": exp_id, JOB_RUN_ENV: run_id}
+    kernel_env = {**base_env, **run_env}
     live = None
     if progress == "widget" or (progress is True and in_notebook()):
         live = NotebookProgress(str(shown))
@@ -210,7 +183,6 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
     else:
         bar = bool(progress)
 
-    warming = start_warming()
     start = time.perf_counter()
     status, error, final_nb, attempts = "RUNNING", None, None, 0
     watch = Watch()
@@ -222,11 +194,13 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
             while True:
                 attempts += 1
                 watch = Watch(on_cell=live.cell if live else None)
+                # the first attempt runs on the kernel started early, told its run now; a retry starts afresh
+                kernel_kw = early.hand_over(run_env) if early is not None and attempts == 1 else transport()
                 try:
                     final_nb = papermill.execute_notebook(
                         str(source), str(target), parameters=params, kernel_name=kernel_name, progress_bar=bar,
                         cwd=str(workdir), execution_timeout=timeout, engine_name=ENGINE, nbprod_watch=watch,
-                        **_local_transport())
+                        **kernel_kw)
                     status = "FINISHED"
                     break
                 except PapermillExecutionError as exc:
@@ -260,13 +234,18 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
                     error = {"cell": None, "source": "", "ename": type(exc).__name__, "evalue": str(exc),
                              "message": f"cannot run {shown}: {type(exc).__name__}: {exc}"}
                     break
-    except (KeyboardInterrupt, _Terminated):
+    except (KeyboardInterrupt, _Terminated) as stop:
         final_nb = watch.nb
         mark_unfinished(final_nb, watch.current)
         status = "KILLED"
         error = cell_error(final_nb, watch.current, "KeyboardInterrupt", "the job was interrupted or terminated")
         finish(c, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env, start,
                 kernel_name, notes, live, warming)
+        if isinstance(stop, _Terminated) and main_thread:
+            # recorded: now SIGTERM takes the course it had before the job (by default, the process ends)
+            signal.signal(signal.SIGTERM, old_handler)
+            os.kill(os.getpid(), signal.SIGTERM)
+            raise SystemExit(128 + signal.SIGTERM) from None
         raise
     finally:
         if main_thread:
@@ -286,7 +265,5 @@ def _fix(status: str, target: Path, retries: int) -> str:
     if status == "TIMEOUT":
         return f"the cell ran longer than --timeout allows: raise --timeout, or see where it stalled in {target}"
     return f"open the executed copy {target} to see the failing cell and its traceback"
-
-
 
 

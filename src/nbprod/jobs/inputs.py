@@ -15,18 +15,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from ..errors import JobError
+from ..errors import InputChanged, JobError
 
-__all__ = ["track_input", "InputChanged", "file_hash", "frame_hash", "TAG_PREFIX", "recorded_inputs"]
+__all__ = ["track_input", "file_hash", "frame_hash", "TAG_PREFIX", "recorded_inputs"]
 
 TAG_PREFIX = "nbprod.input."
 JOB_RUN_ENV = "NBPROD_JOB_RUN_ID"
 EXPECT_ENV = "NBPROD_EXPECT_INPUTS"
 ALLOW_ENV = "NBPROD_ALLOW_CHANGED_INPUTS"
-
-
-class InputChanged(JobError):
-    """A tracked input's content differs from the one the recorded job read."""
 
 
 def file_hash(path: Path) -> str:

@@ -70,6 +70,9 @@ class Parameters:
 
 
 def read_notebook(path: Path):
+    from .deferred import defer_iri_grammars
+
+    defer_iri_grammars()  # before nbformat imports jsonschema: ~1.5 s a fresh process never uses
     import nbformat
 
     try:

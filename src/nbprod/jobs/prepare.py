@@ -120,10 +120,12 @@ def choose_experiment(c, name: str | None) -> str:
     location = None if is_remote(settings.tracking_uri) else settings.artifact_root
     try:
         return c.create_experiment(name, artifact_location=location)
-    except Exception:  # created concurrently
+    except Exception as exc:  # created concurrently, or a name MLflow refuses
         found = c.get_experiment_by_name(name)
         if found is None:
-            raise
+            shown = name if len(name) <= 80 else name[:77] + "..."
+            raise JobError(f"cannot create the MLflow experiment {shown!r}: {str(getattr(exc, 'message', exc))[:300]}",
+                           "pass another --experiment name (a shorter one, without control characters)") from None
         return found.experiment_id
 
 

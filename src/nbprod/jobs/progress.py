@@ -13,6 +13,8 @@ import threading
 import time
 from typing import Any, Callable
 
+from ..errors import JobError
+
 __all__ = ["Watch", "NotebookProgress", "ENGINE", "in_notebook", "register_engine"]
 
 ENGINE = "nbprod"
@@ -61,19 +63,47 @@ class Watch:
 def register_engine() -> None:
     """Make papermill's engine ``nbprod`` available (idempotent; papermill is imported here, not
     when nbprod is)."""
-    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.clientwrap import PapermillNotebookClient
+    from papermill.engines import NBClientEngine, logger, papermill_engines
+    from papermill.utils import merge_kwargs, remove_args
 
     if ENGINE in papermill_engines._engines:
         return
+
+    class NbprodClient(PapermillNotebookClient):
+        """papermill's client, which can take over a kernel the job started early (``km``) and
+        set the job's run in it (``nbprod_setup``, one silent request) before the first cell."""
+
+        def __init__(self, nb_man, nbprod_setup: str | None = None, **kwargs):
+            super().__init__(nb_man, **kwargs)
+            self.nbprod_setup = nbprod_setup
+            if kwargs.get("km") is not None:
+                self.owns_km = True  # shut down after the last cell, like a kernel nbclient started
+
+        def papermill_execute_cells(self):
+            if self.nbprod_setup:
+                reply = self.wait_for_reply(self.kc.execute(self.nbprod_setup, silent=True, store_history=False,
+                                                            allow_stdin=False))
+                if not reply or reply["content"].get("status") != "ok":
+                    raise JobError("the kernel refused the job's environment: "
+                                   f"{(reply or {}).get('content', {}).get('evalue', 'no reply')}",
+                                   "check the kernel's start-up files (IPython profile) for errors")
+            super().papermill_execute_cells()
 
     class NbprodEngine(NBClientEngine):
         """papermill's nbclient engine, with nbprod's :class:`Watch` attached to its manager."""
 
         @classmethod
-        def execute_managed_notebook(cls, nb_man, kernel_name, nbprod_watch=None, **kwargs):
+        def execute_managed_notebook(cls, nb_man, kernel_name, log_output=False, stdout_file=None, stderr_file=None,
+                                     start_timeout=60, execution_timeout=None, nbprod_watch=None, **kwargs):
             if nbprod_watch is not None:
                 nbprod_watch.attach(nb_man)
-            return super().execute_managed_notebook(nb_man, kernel_name, **kwargs)
+            # NBClientEngine.execute_managed_notebook, with nbprod's client
+            kwargs = remove_args(["input_path", "timeout", "startup_timeout"], **kwargs)
+            final = merge_kwargs(kwargs, timeout=execution_timeout, startup_timeout=start_timeout,
+                                 kernel_name=kernel_name, log=logger, log_output=log_output,
+                                 stdout_file=stdout_file, stderr_file=stderr_file)
+            return NbprodClient(nb_man, **final).execute()
 
     papermill_engines.register(ENGINE, NbprodEngine)
 

@@ -3,7 +3,8 @@
 The executed copy gets the outcome in its metadata (and, after a dead kernel or a timeout, cell
 statuses that say which cell failed and which never ran); the copy, its HTML rendering, the
 source notebook, per-cell wall times and the environment are logged as artefacts in one call; the
-run gets its parameters, status, attempts, error and the model versions the job produced, and is
+run gets its parameters, status, attempts, error, the model versions the job produced and each
+cell's wall time as the metric ``nbprod.cell_seconds`` (step: the cell's number), and is
 closed with an MLflow status that is never FINISHED for a job that did not finish.
 """
 
@@ -13,17 +14,17 @@ import json
 import os
 import shutil
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from . import render
 from .params import user_code_cells
 from .progress import first_line
-from .records import TAG
+from .records import CELL_METRIC, TAG
 from .results import JobResult
 
-__all__ = ["cell_error", "mark_unfinished", "cell_times", "start_warming", "render_html", "finish", "models_of"]
+__all__ = ["cell_error", "mark_unfinished", "cell_times", "cell_metrics", "finish", "models_of"]
 
 
 def cell_error(nb, index: int | None, ename: str, evalue: str) -> dict[str, Any]:
@@ -55,58 +56,34 @@ def mark_unfinished(nb, index: int | None) -> None:
 
 
 def cell_times(nb) -> list[dict[str, Any]]:
+    """Each code cell's wall time (papermill's ``duration``), numbered as the user counts cells."""
     out = []
+    number = 0
     for i, cell in enumerate(getattr(nb, "cells", [])):
         if cell.cell_type != "code":
             continue
+        injected = "injected-parameters" in cell.metadata.get("tags", [])
+        if not injected:
+            number += 1
         meta = cell.metadata.get("papermill", {})
-        out.append({"index": i, "injected": "injected-parameters" in cell.metadata.get("tags", []),
+        out.append({"cell": 0 if injected else number, "index": i, "injected": injected,
                     "source": first_line(cell.source)[:120], "seconds": meta.get("duration"),
                     "status": meta.get("status")})
     return out
 
 
-_exporter: list[Any] = []
+def cell_metrics(cells: list[dict[str, Any]]) -> list[Any]:
+    """:data:`CELL_METRIC`, one MLflow metric entry per cell that ran."""
+    from mlflow.entities import Metric
 
-
-def warm_html() -> None:
-    """Import nbconvert and load its template while the kernel runs (the parent process mostly waits
-    then): a fresh ``nbprod run`` process would otherwise spend that time after the last cell."""
-    try:
-        import nbformat
-        from nbconvert import HTMLExporter
-
-        exporter = HTMLExporter(template_name="classic")
-        exporter.from_notebook_node(nbformat.v4.new_notebook())
-        _exporter.append(exporter)
-    except Exception:  # no nbconvert: no HTML rendering, the .ipynb is the record
-        pass
-
-
-def start_warming() -> threading.Thread | None:
-    """Start :func:`warm_html` on a thread, unless this process has a loaded exporter already."""
-    if _exporter:
-        return None
-    thread = threading.Thread(target=warm_html, daemon=True, name="nbprod-html")
-    thread.start()
-    return thread
-
-
-def render_html(nb, warming: threading.Thread | None) -> str | None:
-    if warming is not None:
-        warming.join(timeout=120)
-    if not _exporter:
-        return None
-    try:
-        body, _ = _exporter[0].from_notebook_node(nb)
-        return body
-    except Exception:  # rendering is a convenience; the .ipynb is the record
-        return None
+    now = int(time.time() * 1000)
+    return [Metric(CELL_METRIC, float(c["seconds"]), now, int(c["cell"])) for c in cells
+            if isinstance(c.get("seconds"), (int, float))]
 
 
 def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict[str, Any], nb, status: str,
             error: dict[str, Any] | None, attempts: int, retry_log: list[str], env: dict[str, Any], start: float,
-            kernel_name: str, notes: list[str], live, warming: threading.Thread | None) -> JobResult:
+            kernel_name: str, notes: list[str], live, warming: Any) -> JobResult:
     """Write the executed copy with the outcome in its metadata, log the artefacts, close the run."""
     import nbformat
     from mlflow.entities import Param, RunTag
@@ -131,7 +108,7 @@ def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict
         if target.is_file():
             shutil.copyfile(target, stage / "executed.ipynb")
         if nb is not None:
-            body = render_html(nb, warming)
+            body = render.render(nb, target, warming)
             if body is not None:
                 (stage / "executed.html").write_text(body, encoding="utf-8")
                 html_name = "executed.html"
@@ -140,6 +117,7 @@ def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict
         (stage / "environment.json").write_text(json.dumps(env, indent=1), encoding="utf-8")
         c.log_artifacts(run_id, str(stage), "job")
     finally:
+        render.close(warming)  # unused when the job left no copy
         shutil.rmtree(stage, ignore_errors=True)
     run = c.get_run(run_id)
     logged = run.data.params
@@ -150,7 +128,11 @@ def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict
             TAG + "models": ",".join(models), TAG + "retries": json.dumps(retry_log) if retry_log else "",
             TAG + "error": json.dumps(error) if error else "", TAG + "kernel": kernel_name,
             TAG + "html": f"{artifact_uri}/job/{html_name}" if html_name else ""}
-    c.log_batch(run_id, params=new_params, tags=[RunTag(k, v) for k, v in tags.items() if v != ""])
+    metrics = cell_metrics(cells)
+    c.log_batch(run_id, params=new_params, tags=[RunTag(k, v) for k, v in tags.items() if v != ""],
+                metrics=metrics[:1000])
+    for at in range(1000, len(metrics), 1000):  # MLflow takes at most 1,000 metrics per batch
+        c.log_batch(run_id, metrics=metrics[at:at + 1000])
     mlflow_status = {"FINISHED": "FINISHED", "KILLED": "KILLED"}.get(status, "FAILED")
     c.set_terminated(run_id, mlflow_status)
     if live is not None:

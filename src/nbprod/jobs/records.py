@@ -8,6 +8,7 @@ story. A job id is its MLflow run id; a unique prefix of it is enough.
 from __future__ import annotations
 
 import json
+import os
 import socket
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,9 +19,13 @@ from ..errors import JobError
 from .inputs import recorded_inputs
 from .results import JobResult, RunTable
 
-__all__ = ["TAG", "runs", "get_run", "job_from_run", "job_filter", "artifact_text"]
+__all__ = ["TAG", "CELL_METRIC", "runs", "get_run", "job_from_run", "job_filter", "artifact_text"]
 
 TAG = "nbprod."
+#: The metric holding a job's per-cell wall times: one value per cell, its step the user's cell
+#: number (0: the injected parameters). MLflow's UI charts it against the step; ``get_run`` shows
+#: them as a table (from the ``job/cells.json`` artefact, which also has each cell's first line).
+CELL_METRIC = TAG + "cell_seconds"
 KIND_FILTER = "tags.`nbprod.kind` = 'job'"
 
 
@@ -68,7 +73,7 @@ def job_from_run(run) -> JobResult:
         kernel=tags.get(TAG + "kernel"),
         run_id=run.info.run_id,
         status=status,
-        metrics=dict(run.data.metrics),
+        metrics={k: v for k, v in run.data.metrics.items() if not k.startswith(TAG)},  # the notebook's own
         models=models,
         error=_json(tags.get(TAG + "error"), None),
         start=start,
@@ -142,7 +147,15 @@ def get_run(run_id: str) -> JobResult:
         raise JobError(f"no job with id {run_id!r}", "list the jobs with `nbprod runs`") from None
     if run.data.tags.get(TAG + "kind") != "job":
         raise JobError(f"run {full} is an MLflow run but not an nbprod job", "list the jobs with `nbprod runs`")
-    return job_from_run(run)
+    job = job_from_run(run)
+    job.cells = _cells(full)
+    return job
+
+
+def _cells(run_id: str) -> list[dict[str, Any]]:
+    """The job's per-cell wall times, as recorded in its ``job/cells.json`` artefact."""
+    cells = _json(artifact_text(run_id, "job/cells.json"), [])
+    return cells if isinstance(cells, list) else []
 
 
 def artifact_text(run_id: str, path: str) -> str | None:
@@ -152,6 +165,7 @@ def artifact_text(run_id: str, path: str) -> str | None:
 
     from ..registry.store import client
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # no tqdm bar for one small file
     folder = tempfile.mkdtemp(prefix="nbprod-job-")
     try:
         return Path(client().download_artifacts(run_id, path, folder)).read_text(encoding="utf-8")

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..errors import JobError
+from ..errors import InputChanged, JobError, JobFailed
 from .compare import JobDiff, compare
 from .execute import run
-from .inputs import InputChanged, file_hash
+from .inputs import file_hash
 from .records import artifact_text, get_run
-from .results import JobFailed, JobResult
+from .results import JobResult
 
 __all__ = ["rerun", "Rerun"]
 

@@ -13,27 +13,35 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
-from ..errors import JobError
-
-__all__ = ["JobResult", "RunTable", "JobFailed", "STATUSES"]
+__all__ = ["JobResult", "RunTable", "STATUSES"]
 
 #: A job's outcome. MLflow knows FINISHED/FAILED/KILLED/RUNNING; nbprod says why a job failed.
 STATUSES = ("RUNNING", "FINISHED", "FAILED", "TIMEOUT", "KERNEL_DIED", "KILLED")
 _COLOURS = {"FINISHED": "#2e7d32", "RUNNING": "#1565c0"}
 
 
-class JobFailed(JobError):
-    """The notebook failed (a cell raised, the kernel died, a cell timed out, the job was killed).
-
-    The job is recorded all the same; ``err.result`` is its :class:`JobResult`."""
-
-    def __init__(self, problem: str, fix: str | None, result: JobResult) -> None:
-        super().__init__(problem, fix)
-        self.result = result
-
-
 def _params(parameters: dict[str, Any]) -> str:
     return ", ".join(f"{k}={v!r}" for k, v in parameters.items()) or "none"
+
+
+#: Cell rows a job's text and card show; a longer notebook shows its slowest cells.
+CELL_ROWS = 12
+
+
+def _cell_rows(cells: list[dict[str, Any]]) -> tuple[list[tuple[str, str, str, str]], int]:
+    """(cell number, wall time, status, first line) per cell to show, and how many were left out."""
+    shown = cells
+    if len(cells) > CELL_ROWS:
+        slowest = sorted(cells, key=lambda c: -(c.get("seconds") or 0.0))[:CELL_ROWS - 2]
+        shown = [c for c in cells if any(c is s for s in slowest)]
+    rows = []
+    for c in shown:
+        seconds = c.get("seconds")
+        injected = bool(c.get("injected"))
+        line = "(the parameters papermill injected)" if injected else str(c.get("source") or "")
+        wall = f"{seconds:.3f} s" if isinstance(seconds, (int, float)) else "-"
+        rows.append(("-" if injected else str(c.get("cell", "?")), wall, str(c.get("status") or ""), line))
+    return rows, len(cells) - len(shown)
 
 
 def _metrics(metrics: dict[str, float], limit: int | None = None) -> str:
@@ -95,7 +103,9 @@ class JobResult:
                 "models": self.models, "error": self.error, "attempts": self.attempts, "notes": self.notes,
                 "python": self.environment.get("python"), "environment_digest": self.environment.get("digest"),
                 "inputs": {k: v.get("sha256") for k, v in self.inputs.items()}, "git_commit": self.git_commit,
-                "git_dirty": self.git_dirty, "experiment": self.experiment, "rerun_of": self.rerun_of}
+                "git_dirty": self.git_dirty, "experiment": self.experiment, "rerun_of": self.rerun_of,
+                "cells": [{"cell": c.get("cell"), "seconds": c.get("seconds"), "status": c.get("status"),
+                           "source": c.get("source")} for c in self.cells]}
 
     def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
         return str(self)
@@ -113,6 +123,12 @@ class JobResult:
         if self.attempts > 1:
             lines.append(f"attempts: {self.attempts}")
         lines += [f"note: {n}" for n in self.notes]
+        if self.cells:
+            rows, more = _cell_rows(self.cells)
+            lines.append("cell times (wall):")
+            lines += [f"  cell {n:>3}  {t:>10}  {st:<9}  {src[:70]}".rstrip() for n, t, st, src in rows]
+            if more:
+                lines.append(f"  … and {more} faster cells (all of them: nbprod.get_run(id).cells)")
         lines.append(f"executed copy: {self.output}")
         if self.run_id:
             lines.append(f"rerun: nbprod rerun {self.run_id[:8]}   compare: nbprod diff {self.run_id[:8]} OTHER")
@@ -131,6 +147,14 @@ class JobResult:
         if self.attempts > 1:
             rows.append(("attempts", str(self.attempts)))
         rows += [("note", escape(n)) for n in self.notes]
+        if self.cells:
+            cell_rows, more = _cell_rows(self.cells)
+            table = "".join(f"<tr><td>{escape(n)}</td><td style='text-align:right'>{escape(t)}</td>"
+                            f"<td>{escape(st)}</td><td style='text-align:left'><code>{escape(src[:80])}</code>"
+                            "</td></tr>" for n, t, st, src in cell_rows)
+            tail = f"<div>… and {more} faster cells</div>" if more else ""
+            rows.append(("cell times", f"<table class='nbprod-cells'><tr><th>cell</th><th>wall time</th>"
+                                       f"<th>status</th><th>first line</th></tr>{table}</table>{tail}"))
         link = escape(str(self.output))
         rows.append(("executed copy", f"<a href='{link}' target='_blank'><code>{link}</code></a>"
                      + (f" · <a href='{escape(self.html)}' target='_blank'>HTML</a>" if self.html else "")))

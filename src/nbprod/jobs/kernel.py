@@ -1,0 +1,101 @@
+"""The job's kernel: started before the MLflow run exists, told about the run before the first cell.
+
+A fresh ``nbprod run`` process spends seconds importing MLflow and opening its store before it can
+create the job's run, and a kernel spends a second or two booting (``ipykernel``, IPython). The
+two do not depend on each other, so a Python kernel is started first, with the environment that
+is known before the run (store URIs, nbprod's home, the notebook), and boots in its own process
+while this one does the MLflow work. Once the run exists, the values that name it
+(``MLFLOW_RUN_ID``, ``MLFLOW_EXPERIMENT_ID``, ``NBPROD_JOB_RUN_ID``) are set in the kernel's
+``os.environ`` by one silent request (no output, no execution count) before papermill runs the
+first cell, so the notebook sees exactly what a kernel started with them would.
+
+Only kernels whose language is Python are started early (the setup request is Python); others,
+and every retry after a dead kernel, are started by papermill with the whole environment.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EarlyKernel", "transport", "setup_code"]
+
+
+def _ipc_manager_class() -> type | None:
+    """Talk to the job's kernel over Unix sockets, not TCP on 127.0.0.1.
+
+    A kernel on TCP without CurveZMQ keys warns "Kernel is running over TCP without encryption"
+    on stderr, into ``make demo``'s output; on IPC the sockets are files only this user can reach,
+    so there is nothing to warn about. The socket files go to a fresh name in the temp folder (not
+    the notebook's folder) and the kernel manager removes them at shutdown. Windows has no IPC
+    transport in ZeroMQ: it keeps TCP.
+    """
+    if os.name == "nt":
+        return None
+    import tempfile
+    import uuid
+
+    from jupyter_client.manager import AsyncKernelManager
+
+    class _IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(Path(tempfile.gettempdir()) / f"nbprod-kernel-{uuid.uuid4().hex[:12]}")
+
+    return _IpcKernelManager
+
+
+def transport() -> dict[str, Any]:
+    """papermill's keyword for a kernel it starts itself (IPC where there is IPC)."""
+    cls = _ipc_manager_class()
+    return {"kernel_manager_class": cls} if cls is not None else {}
+
+
+def setup_code(values: dict[str, str]) -> str:
+    """The silent request that puts the run's environment into a running Python kernel."""
+    return f"__import__('os').environ.update({dict(values)!r})"
+
+
+class EarlyKernel:
+    """A kernel started ahead of the job's run; papermill takes it over (and shuts it down)."""
+
+    def __init__(self, km: Any) -> None:
+        self.km = km
+        self.setup: str | None = None
+
+    @classmethod
+    def start(cls, kernel_name: str, cwd: Path, env: dict[str, str]) -> EarlyKernel | None:
+        """Start ``kernel_name`` in ``cwd`` with ``env`` on top of this process's environment;
+        ``None`` for a kernel that is not Python or that cannot be started here (papermill then
+        starts it itself and reports the failure as it always does)."""
+        try:
+            from jupyter_client.kernelspec import KernelSpecManager
+            from jupyter_client.manager import AsyncKernelManager
+            from jupyter_core.utils import run_sync
+
+            if (KernelSpecManager().get_kernel_spec(kernel_name).language or "").lower() != "python":
+                return None
+            km = (_ipc_manager_class() or AsyncKernelManager)(kernel_name=kernel_name)
+            # what nbclient passes to a kernel it starts: no history file written by the job
+            run_sync(km.start_kernel)(cwd=str(cwd), env={**os.environ, **env},
+                                      extra_arguments=["--HistoryManager.hist_file=:memory:"])
+        except Exception:  # noqa: BLE001 - papermill's own start then fails the job with the reason
+            return None
+        return cls(km)
+
+    def hand_over(self, run_env: dict[str, str]) -> dict[str, Any]:
+        """papermill's keywords that make it use this kernel and set ``run_env`` in it first."""
+        return {"km": self.km, "nbprod_setup": setup_code(run_env)}
+
+    def stop(self) -> None:
+        """Shut the kernel down unless papermill has done so (idempotent, never raises)."""
+        from jupyter_core.utils import run_sync
+
+        try:
+            if self.km.has_kernel:
+                run_sync(self.km.shutdown_kernel)(now=True)
+        except Exception as exc:  # noqa: BLE001 - already gone
+            print(f"nbprod: could not stop the job's kernel: {exc}", file=sys.stderr)

@@ -1,0 +1,94 @@
+"""The job's kernel starts before its MLflow run exists (it boots while MLflow is imported and the
+run created) and learns its run before the first cell; a job refused meanwhile leaves no kernel."""
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from nbformat import write
+from nbformat.v4 import new_code_cell, new_notebook
+
+from nbprod.errors import JobError
+from nbprod.jobs import run
+
+pytestmark = [pytest.mark.slow,
+              pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc (Linux)")]
+
+_PROBE = """import json, os
+launched = dict(v.split("=", 1) for v in open("/proc/self/environ").read().split("\\0") if "=" in v)
+keys = ["MLFLOW_RUN_ID", "NBPROD_JOB_RUN_ID", "MLFLOW_EXPERIMENT_ID", "MLFLOW_TRACKING_URI", "NBPROD_HOME"]
+print(json.dumps({"launched": {k: launched.get(k) for k in keys}, "now": {k: os.environ.get(k) for k in keys},
+                  "count": get_ipython().execution_count}))"""
+
+
+def _notebook(path: Path, *sources: str) -> Path:
+    nb = new_notebook(cells=[new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    write(nb, path)
+    return path
+
+
+def _children() -> set[int]:
+    """This process's child processes (from /proc)."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid():
+                found.add(int(entry.name))
+    return found
+
+
+def test_the_kernel_starts_before_the_run_and_learns_it_before_the_first_cell(nbprod_home, tmp_path):
+    result = run(_notebook(tmp_path / "probe.ipynb", _PROBE), progress=False)
+    seen = json.loads(_first_output(result))
+    # started before the run existed: its launch environment has the store, not the run ...
+    assert seen["launched"]["MLFLOW_RUN_ID"] is None and seen["launched"]["NBPROD_JOB_RUN_ID"] is None
+    assert seen["launched"]["NBPROD_HOME"] == str(nbprod_home) and seen["launched"]["MLFLOW_TRACKING_URI"]
+    # ... and the run was set in it before the first cell, without an execution of its own
+    assert seen["now"]["MLFLOW_RUN_ID"] == seen["now"]["NBPROD_JOB_RUN_ID"] == result.run_id
+    assert seen["now"]["MLFLOW_EXPERIMENT_ID"] == result.experiment
+    import nbformat
+
+    assert nbformat.read(result.output, as_version=4).cells[0].execution_count == 1
+
+
+def _first_output(result) -> str:
+    import nbformat
+
+    return nbformat.read(result.output, as_version=4).cells[0].outputs[0]["text"]
+
+
+def test_a_job_refused_after_its_kernel_started_leaves_no_kernel(nbprod_home, tmp_path):
+    before = _children()
+    with pytest.raises(JobError, match="cannot create the MLflow experiment") as err:
+        run(_notebook(tmp_path / "x.ipynb", "x = 1"), experiment="x" * 600, progress=False)
+    assert "another --experiment name" in err.value.fix
+    assert _children() - before == set(), "the kernel started early was shut down"
+
+
+_ONE_JOB = """
+import sys
+from nbprod.jobs import run
+result = run(sys.argv[1], progress=False)
+print("nbconvert here:", "nbconvert" in sys.modules)
+print("html:", result.html)
+"""
+
+
+def test_a_one_job_process_gets_its_html_from_a_helper_process(nbprod_home, tmp_path):
+    """The first job of a process renders its HTML in a helper process that loaded nbconvert while
+    the run was being created: the job's own process never imports it."""
+    import subprocess
+
+    nb = _notebook(tmp_path / "one.ipynb", "print('rendered ' + 'here')")
+    out = subprocess.run([sys.executable, "-c", _ONE_JOB, str(nb)], capture_output=True, text=True, timeout=600,
+                         env={**os.environ}, check=True).stdout
+    assert "nbconvert here: False" in out
+    html = Path(out.split("html: ", 1)[1].strip().removeprefix("file://"))
+    assert html.name == "executed.html" and "rendered here" in html.read_text(encoding="utf-8")
