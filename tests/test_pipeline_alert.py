@@ -191,3 +191,27 @@ def test_on_fire_is_called_once_per_incident_and_its_line_joins_the_message(nbpr
     again = check_deployment("credit", "p95_ms > 200", webhook=url, on_fire=broken)
     assert again.alerts.firing[0].action == "on-alert action failed: RuntimeError: boom"
     assert len(received) == 2 and "boom" in received[1]["text"]
+
+
+@pytest.mark.slow  # CLI processes and a real runner process
+def test_monitor_check_on_alert_starts_the_pipeline_from_cron_once_per_incident(nbprod_home, env, pipeline_file):
+    traffic("credit", start=hour_start(2), hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
+    cmd = [NBPROD, "monitor", "credit", "--check", "--on-alert", "p95_ms > 100", str(pipeline_file)]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1, done.stderr  # a rule fires: exit 1, as for --check alone
+    assert "p95_ms > 100: Retraining: pipeline retrain-on-alert run " in done.stdout, done.stdout
+    run_id = done.stdout.split("Retraining: pipeline retrain-on-alert run ", 1)[1].split()[0]
+    wait_until(lambda: _finished(run_id), 180, "the run to end")
+    import pandas as pd
+
+    from nbprod.pipelines import get_run
+
+    run = get_run(run_id)
+    assert run.status == "FINISHED" and run.params["deployment"] == "credit"
+    assert len(pd.read_parquet(run.params["data"])) == 60  # the window's logged rows
+    # the next cron check finds the same incident: nothing new starts
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 1 and "Retraining" not in again.stdout and len(_runs()) == 1
+    refused = subprocess.run([NBPROD, "monitor", "credit", "--on-alert", "p95_ms > 100", str(pipeline_file)],
+                             env=env, capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 2 and "needs --check" in refused.stderr

@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable
 from sqlalchemy import Boolean, Column, Float, String, Table, Text, select
 
 from .. import _format, state
-from .._display import Display, View
+from .._display import Display, Lines, View
 from .._display import Table as TableView  # sqlalchemy's Table is the other one here
 from ..errors import RuleError
 from .report import METRICS
@@ -171,7 +171,10 @@ class AlertCheck(Display):
     def _view(self) -> View:
         head = (f"alerts for {self.deployment}: " + (f"{len(self.firing)} FIRING" if self.firing else "all clear")
                 + (f" — next action: nbprod rollback {self.deployment}" if self.firing else ""))
-        return View(head, [TableView(self._HEADER, self._rows(), limit=0)], tone="bad" if self.firing else "ok")
+        actions = [f"{o.rule}: {o.action}" for o in self.outcomes if o.action]  # what on_fire did
+        return View(head, [TableView(self._HEADER, self._rows(), limit=0),
+                           Lines(actions, style="plain") if actions else None],
+                    tone="bad" if self.firing else "ok")
 
 
 # --- messages and the webhook -----------------------------------------------------------------
@@ -340,7 +343,9 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
                 conn.execute(t.insert().values(deployment=deployment, rule=rule.text, **{"firing": False, **values}))
             else:
                 conn.execute(t.update().where(t.c.deployment == deployment, t.c.rule == rule.text).values(**values))
-    for out, rule, value, window, payload in incidents if on_fire is not None else []:  # the claim is committed
+    for out, rule, value, window, payload in incidents:  # the claims are committed
+        if on_fire is None:
+            break
         try:
             out.action = on_fire(deployment, rule, value, window)
         except Exception as exc:  # noqa: BLE001 - reported in the message, the alert is posted all the same

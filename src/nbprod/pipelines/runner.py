@@ -249,8 +249,10 @@ def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any,
         last = st["status"] != "done" or step is p.steps[-1]
         # the step's end, its audit row (and after the last step the run's end) in one transaction
         with state.write_transaction() as conn:
-            store.update_run(run_id, steps=steps, connection=conn,
-                             **({"status": status, "reason": reason} if last else {}))
+            if last:
+                store.update_run(run_id, steps=steps, status=status, reason=reason, connection=conn)
+            else:
+                store.update_run(run_id, steps=steps, connection=conn)
             audit.record(f"pipeline.{step.kind}", model_uri=_model_of(st.get("outputs")), connection=conn, context=who,
                          details={"pipeline": p.name, "run_id": run_id, "step": step.name, "status": st["status"],
                                   "reason": st.get("reason"), "child_run_id": child})

@@ -204,7 +204,7 @@ def start(path: str | Path, *, deployment: str, rule: str, value: float | None, 
     if reason is None:
         given = {"deployment": deployment, "alert_rule": rule, "alert_value": value,
                  "window_start": details["window_start"], "window_end": details["window_end"]}
-        params = {k: v for k, v in given.items() if k in p.params}
+        params: dict[str, Any] = {k: v for k, v in given.items() if k in p.params}
         if "data" in p.params:
             data = _window_data(deployment, window["start"], window["end"])
             if data is not None:
@@ -228,8 +228,8 @@ def start(path: str | Path, *, deployment: str, rule: str, value: float | None, 
                 return Triggered(p.name, None, f"could not start its runner: {exc}")
             store.update_run(run_id, owner=identity(proc.pid))
             return Triggered(p.name, run_id)
-        if params.get("data"):
-            Path(params["data"]).unlink(missing_ok=True)
+        if isinstance(params.get("data"), str):  # the window's file of a run that did not start
+            Path(str(params["data"])).unlink(missing_ok=True)
     audit.record("alert.pipeline", details={**details, "status": "not started", "reason": reason})
     return Triggered(p.name, None, reason)
 
