@@ -105,6 +105,8 @@ def _retraining(rules: Any, pipelines: Any) -> tuple[Any, Any]:
     """``(rules, on_fire)`` for the loop: the on-alert pipelines (``pipelines``, else
     ``NBPROD_ALERT_PIPELINES``) add their rules to the loop's, and its hook starts them once per
     incident. Without any: ``(rules, None)``, unchanged. A bad rule or pipeline file raises here."""
+    if pipelines is None and not os.environ.get("NBPROD_ALERT_PIPELINES"):  # trigger.PIPELINES_ENV
+        return rules, None  # the common case: a server's start-up does not import the pipelines
     from .pipelines.trigger import from_env, on_fire, parse
 
     pairs = parse(pipelines) if pipelines is not None else from_env()
