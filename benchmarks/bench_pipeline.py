@@ -9,6 +9,11 @@ and three ``wait`` of 0 s — on the same registered model and data, interleaved
 hand, …) after one warm-up each, in the same process.
 
     .venv/bin/python benchmarks/bench_pipeline.py [--runs 5]
+
+``--old-src DIR``: also run another checkout's runner (``DIR/nbprod/pipelines``, e.g. from
+``git archive REF src | tar -x -C /tmp/old``, then ``--old-src /tmp/old/src``) in the same process,
+rounds interleaved (hand, new, old), and print the overhead of both and their per-round difference:
+a before/after that a loaded machine does not blur as much as two separate runs.
 """
 
 from __future__ import annotations
@@ -36,9 +41,46 @@ steps:
 """
 
 
+def _count_commits(fn) -> int:
+    """Transactions committed to any database (MLflow's store, the state DB) while ``fn`` runs: the
+    overhead's cause that load does not blur (each is a write to disk)."""
+    from sqlalchemy import event
+    from sqlalchemy.engine import Engine
+
+    n = [0]
+
+    def count(_conn) -> None:
+        n[0] += 1
+
+    event.listen(Engine, "commit", count)
+    try:
+        fn()
+    finally:
+        event.remove(Engine, "commit", count)
+    return n[0]
+
+
+def _old_runner(src: str):
+    """``nbprod.pipelines`` of another checkout, loaded beside this one as ``nbprod.pipelines_old``
+    (it shares this checkout's nbprod below it: the verbs, stores and state tables)."""
+    import importlib.util
+    import sys
+
+    folder = Path(src) / "nbprod" / "pipelines"
+    spec = importlib.util.spec_from_file_location("nbprod.pipelines_old", folder / "__init__.py",
+                                                  submodule_search_locations=[str(folder)])
+    if spec is None or spec.loader is None:
+        raise SystemExit(f"no nbprod/pipelines under {src}")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["nbprod.pipelines_old"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--old-src", help="a src/ folder of another checkout: its pipeline runner, interleaved")
     opts = ap.parse_args()
     home = Path(tempfile.mkdtemp(prefix="nbprod-bench-pipeline-"))
     os.environ["NBPROD_HOME"] = str(home)
@@ -66,6 +108,9 @@ def main() -> None:
     hx.assign(default=hy).to_parquet(holdout)
     path = home / "bench.yaml"
     path.write_text(YAML.replace("DATA", str(data)).replace("HOLDOUT", str(holdout)))
+    old = _old_runner(opts.old_src) if opts.old_src else None
+    old_path = home / "bench-old.yaml"  # its own name: its own lock and runs
+    old_path.write_text(path.read_text().replace("name: bench", "name: bench-old"))
     ctx = {"record": lambda pending: None, "tick": lambda: None}
 
     def by_hand() -> None:
@@ -82,9 +127,18 @@ def main() -> None:
         run = nbprod.pipeline(path)
         assert run.ok, str(run)
 
-    hand, pipe = [], []
+    def old_piped() -> None:
+        assert old is not None
+        run = old.pipeline(old_path)
+        assert run.ok, str(run)
+
+    print(f"load average before: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+    hand, pipe, before = [], [], []
     by_hand()
     piped()
+    commits = _count_commits(by_hand), _count_commits(piped)
+    if old is not None:
+        old_piped()
     for _ in range(opts.runs):
         t = time.perf_counter()
         by_hand()
@@ -92,11 +146,26 @@ def main() -> None:
         t = time.perf_counter()
         piped()
         pipe.append(time.perf_counter() - t)
+        if old is not None:
+            t = time.perf_counter()
+            old_piped()
+            before.append(time.perf_counter() - t)
+    print(f"load average after:  {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
     h, p = statistics.median(hand), statistics.median(pipe)
     print(f"nine steps by hand:      median {h:.3f} s  (runs: {', '.join(f'{v:.2f}' for v in hand)})")
     print(f"nine steps as pipeline:  median {p:.3f} s  (runs: {', '.join(f'{v:.2f}' for v in pipe)})")
     print(f"orchestration overhead:  {p - h:.3f} s for 9 steps ({(p - h) / 9 * 1000:.0f} ms/step); ratio {p / h:.2f}x; "
           f"goal < 1 s: {'met' if p - h < 1 else 'NOT met'}")
+    print(f"database commits (MLflow + state DB): by hand {commits[0]}, as pipeline {commits[1]} "
+          f"(+{commits[1] - commits[0]}, {(commits[1] - commits[0]) / 9:.1f} per step)")
+    if before:
+        o = statistics.median(before)
+        diff = [b - n for b, n in zip(before, pipe, strict=True)]
+        print(f"old runner ({opts.old_src}): median {o:.3f} s (runs: {', '.join(f'{v:.2f}' for v in before)}); "
+              f"overhead {o - h:.3f} s ({(o - h) / 9 * 1000:.0f} ms/step), ratio {o / h:.2f}x; "
+              f"commits {_count_commits(old_piped)}")
+        print(f"old minus new, per round: median {statistics.median(diff):.3f} s "
+              f"({', '.join(f'{v:.2f}' for v in diff)})")
 
 
 if __name__ == "__main__":

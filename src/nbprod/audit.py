@@ -273,13 +273,15 @@ def _append(conn, fields: dict[str, Any]) -> AuditEntry:
 
 
 def record(action: str, *, model_uri: str | None = None, details: dict | None = None,
-           connection=None) -> AuditEntry:
+           connection=None, context=None) -> AuditEntry:
     """Append one row to the audit log and return it.
 
     ``action`` is free text (``register``, ``alias``, ``package``, ``deploy``…); ``details`` a dict
     of JSON values. Who, when, from which notebook and git commit are filled in. Pass
     ``connection`` (from :func:`nbprod.state.write_transaction`) to make your own write and this
-    row one transaction; otherwise the row is written in a transaction of its own.
+    row one transaction; otherwise the row is written in a transaction of its own. ``context``: a
+    :class:`nbprod._context.RunContext` taken once by a caller writing many rows for one call (a
+    pipeline's steps), instead of asking git again for each row.
     """
     if not isinstance(action, str) or not action.strip():
         raise AuditError(f"audit action must be a non-empty string, got {action!r}",
@@ -287,7 +289,7 @@ def record(action: str, *, model_uri: str | None = None, details: dict | None = 
     if model_uri is not None and not isinstance(model_uri, str):
         raise AuditError(f"model_uri must be a string, got {type(model_uri).__name__}",
                          "pass the model URI as text, e.g. 'models:/credit-risk/3'")
-    ctx = _context.current()
+    ctx = context if context is not None else _context.current()
     fields = {
         "timestamp": _now(), "user": ctx.user, "host": ctx.host, "action": action.strip(),
         "model": model_name(model_uri), "model_uri": model_uri, "details": _details_text(details),

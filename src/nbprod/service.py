@@ -91,9 +91,34 @@ def app_from_env():
     return app
 
 
-def _alert_loop(source: SpecSource, rules, webhook, interval, window):
+def _alert_loop(source: SpecSource, rules, webhook, interval, window, pipelines=None):
     """The server's background alert loop (nbprod.monitoring.loop), or None without rules."""
-    return from_settings(deployment_of(source), rules=rules, webhook=webhook, interval=interval, window=window)
+    rules, on_fire = _retraining(rules, pipelines)
+    return from_settings(deployment_of(source), rules=rules, webhook=webhook, interval=interval, window=window,
+                         on_fire=on_fire)
+
+
+# --- retraining from an alert: the alert loop starts pipelines (nbprod.pipelines.trigger) ------------
+
+
+def _retraining(rules: Any, pipelines: Any) -> tuple[Any, Any]:
+    """``(rules, on_fire)`` for the loop: the on-alert pipelines (``pipelines``, else
+    ``NBPROD_ALERT_PIPELINES``) add their rules to the loop's, and its hook starts them once per
+    incident. Without any: ``(rules, None)``, unchanged. A bad rule or pipeline file raises here."""
+    if pipelines is None and not os.environ.get("NBPROD_ALERT_PIPELINES"):  # trigger.PIPELINES_ENV
+        return rules, None  # the common case: a server's start-up does not import the pipelines
+    from .pipelines.trigger import from_env, on_fire, parse
+
+    pairs = parse(pipelines) if pipelines is not None else from_env()
+    if not pairs:
+        return rules, None
+    from .monitoring.alerts import split_rules
+    from .monitoring.loop import RULES_ENV
+
+    if rules is None:
+        rules = os.environ.get(RULES_ENV, "")
+    base = split_rules(rules) if isinstance(rules, str) else list(rules)
+    return base + [rule for rule, _ in pairs], on_fire(pairs)
 
 
 def _retention_env(max_age: Any, max_rows: Any) -> None:
@@ -112,7 +137,7 @@ def serve(source: SpecSource | DeploymentSpec | str, *, host: str = "127.0.0.1",
           workers: int = 1, token: str | None = None, auth: bool = True, log_level: str = "warning",
           hooks: Any = None, alert_rules: Any = None, alert_webhook: str | None = None,
           alert_interval: Any = None, alert_window: Any = None, prediction_log_max_age: Any = None,
-          prediction_log_max_rows: int | None = None) -> None:
+          prediction_log_max_rows: int | None = None, alert_pipelines: Any = None) -> None:
     """Serve until interrupted (blocking). ``token``: bearer token clients must send.
 
     ``alert_rules`` (a list, or text with rules separated by ``;``): a background loop checks them
@@ -122,10 +147,13 @@ def serve(source: SpecSource | DeploymentSpec | str, *, host: str = "127.0.0.1",
     ``prediction_log_max_age`` (``"30d"`` or seconds) and ``prediction_log_max_rows``: retention
     of the prediction log (default ``NBPROD_PREDICTION_LOG_MAX_AGE`` / ``_MAX_ROWS``, else 30 days
     and 1,000,000 rows per deployment).
+    ``alert_pipelines``: ``[(rule, pipeline file), …]`` — a firing of the rule starts the pipeline
+    (retraining from an alert, :mod:`nbprod.pipelines.trigger`); default ``NBPROD_ALERT_PIPELINES``.
     """
     source = as_source(source)
     _retention_env(prediction_log_max_age, prediction_log_max_rows)
-    alerts = _alert_loop(source, alert_rules, alert_webhook, alert_interval, alert_window)  # bad rules fail here
+    alerts = _alert_loop(source, alert_rules, alert_webhook, alert_interval, alert_window,
+                         alert_pipelines)  # bad rules fail here
     if alerts is not None:
         alerts.start()
     try:

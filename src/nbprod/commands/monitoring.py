@@ -26,6 +26,9 @@ def _monitor_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rule", action="append", default=[], metavar="RULE",
                    help="an alert rule (repeatable): 'drift_share > 0.3', 'error_rate > 1%%', 'roc_auc < 0.8'")
     p.add_argument("--webhook", help=f"Slack-compatible webhook URL for alerts (default: ${WEBHOOK_ENV})")
+    p.add_argument("--on-alert", nargs=2, action="append", default=[], metavar=("RULE", "PIPELINE"),
+                   help="with --check: when RULE fires, start the pipeline file with the alert's window as "
+                        "parameters (once per incident, never two at once; repeatable)")
     p.add_argument("--include-gate", action="store_true",
                    help="count the latency gate's test requests too (left out by default: not production traffic)")
     p.add_argument("--interval", type=float, default=30.0,
@@ -36,6 +39,15 @@ def _run_monitor(args: argparse.Namespace, ctx: Context):
     from ..monitoring.alerts import check_deployment, parse_rules
 
     rules = parse_rules(args.rule, path=args.rules) if (args.rule or args.rules) else []
+    on_fire = None
+    if args.on_alert:
+        from ..pipelines.trigger import on_fire as retraining
+
+        if not args.check:
+            raise UsageProblem("--on-alert acts when a rule fires: it needs --check",
+                               "add --check (cron: nbprod monitor NAME --check --on-alert RULE FILE)")
+        rules = parse_rules([r.text for r in rules] + [rule for rule, _ in args.on_alert])
+        on_fire = retraining(args.on_alert)
     if args.check and not rules:
         raise UsageProblem("--check needs alert rules", "add --rule 'p95_ms > 100' (repeatable) or --rules FILE")
     if args.min_rows < 1:
@@ -55,7 +67,7 @@ def _run_monitor(args: argparse.Namespace, ctx: Context):
                      until=args.until, **options)
     if args.check:  # the same path as the server's background alert loop (nbprod.monitoring.loop)
         return check_deployment(args.deployment, rules, webhook=args.webhook or os.environ.get(WEBHOOK_ENV) or None,
-                                until=args.until, **options)
+                                until=args.until, on_fire=on_fire, **options)
     from ..monitoring.monitor import monitor
 
     return monitor(args.deployment, until=args.until, **options)
@@ -109,6 +121,7 @@ COMMANDS = [
             "nbprod monitor credit --window 1h",
             "nbprod monitor credit --check --rule 'p95_ms > 100' --rule 'error_rate > 1%' --webhook $SLACK_URL",
             "nbprod monitor credit --check --rules alerts.txt   # cron / papermill: exit 1 while a rule fires",
+            "nbprod monitor credit --check --on-alert 'drift_share > 0.3' notebooks/pipeline.yaml   # retrain",
             "%nbprod monitor credit          (in a notebook: the live panel)",
         ],
     ),

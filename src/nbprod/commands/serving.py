@@ -39,6 +39,9 @@ def _arguments(p: argparse.ArgumentParser) -> None:
                    help="Slack-compatible webhook for alerts (default: $NBPROD_ALERT_WEBHOOK)")
     p.add_argument("--alert-interval", metavar="SECONDS",
                    help="seconds between alert checks (default: $NBPROD_ALERT_INTERVAL, else 60)")
+    p.add_argument("--on-alert", nargs=2, action="append", metavar=("RULE", "PIPELINE"),
+                   help="retrain from an alert: when RULE fires, start the pipeline file (once per incident, "
+                        "never two at once, 1 h cooldown: $NBPROD_ALERT_PIPELINE_COOLDOWN); repeatable")
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
@@ -75,7 +78,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
     print(f"nbprod serve: {label} on {url} ({args.workers} worker(s))", file=sys.stderr, flush=True)
     serve(source, host=args.host, port=args.port, workers=args.workers, token=token, auth=not args.no_auth,
           log_level=args.log_level, alert_rules=args.alert_rule, alert_webhook=args.alert_webhook,
-          alert_interval=args.alert_interval)
+          alert_interval=args.alert_interval, alert_pipelines=args.on_alert)
     return ServeResult(url, label)
 
 
@@ -91,6 +94,8 @@ COMMANDS = [
             "nbprod serve --deployment credit --workers 2",
             "nbprod serve --deployment credit --alert-rule 'p95_ms > 100' --alert-rule 'drift_share > 0.3' "
             "--alert-webhook URL",
+            "nbprod serve --deployment credit --on-alert 'drift_share > 0.3' notebooks/pipeline.yaml "
+            "--alert-webhook URL   # retraining from an alert",
         ],
     )
 ]

@@ -24,19 +24,19 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from sqlalchemy import Boolean, Column, Float, String, Table, Text, select
 
 from .. import _format, state
-from .._display import Display, View
+from .._display import Display, Lines, View
 from .._display import Table as TableView  # sqlalchemy's Table is the other one here
 from ..errors import RuleError
 from .report import METRICS
 from .windows import iso
 
 __all__ = ["Rule", "parse_rule", "parse_rules", "split_rules", "check", "check_deployment", "evaluate", "AlertCheck",
-           "AlertOutcome", "alert_state", "post_webhook"]
+           "AlertOutcome", "OnFire", "alert_state", "post_webhook"]
 
 alert_state = Table(
     "alert_state", state.metadata,
@@ -135,12 +135,13 @@ class AlertOutcome:
     window_end: float | None
     notification: str | None = None  # "sent" | "suppressed" | "resolved sent" | "failed: …" | None
     message: str | None = None
+    action: str | None = None  # what ``on_fire`` did for a new incident (e.g. the retraining run it started)
 
     def to_dict(self) -> dict:
         return {"rule": self.rule, "state": self.state, "value": self.value,
                 "window": None if self.window_start is None or self.window_end is None
                 else f"{iso(self.window_start)} – {iso(self.window_end)}",
-                "notification": self.notification, "message": self.message}
+                "notification": self.notification, "message": self.message, "action": self.action}
 
 
 @dataclass(repr=False)
@@ -170,7 +171,10 @@ class AlertCheck(Display):
     def _view(self) -> View:
         head = (f"alerts for {self.deployment}: " + (f"{len(self.firing)} FIRING" if self.firing else "all clear")
                 + (f" — next action: nbprod rollback {self.deployment}" if self.firing else ""))
-        return View(head, [TableView(self._HEADER, self._rows(), limit=0)], tone="bad" if self.firing else "ok")
+        actions = [f"{o.rule}: {o.action}" for o in self.outcomes if o.action]  # what on_fire did
+        return View(head, [TableView(self._HEADER, self._rows(), limit=0),
+                           Lines(actions, style="plain") if actions else None],
+                    tone="bad" if self.firing else "ok")
 
 
 # --- messages and the webhook -----------------------------------------------------------------
@@ -262,11 +266,21 @@ def _ensure():
     return eng
 
 
+OnFire = Callable[[str, Rule, float, dict], "str | None"]
+
+
 def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None = None,
-          now: float | None = None) -> AlertCheck:
+          now: float | None = None, on_fire: OnFire | None = None) -> AlertCheck:
     """Evaluate ``rules`` on ``report`` (a MonitorReport), post new firings and resolutions, dedup.
 
     The result is attached to the report (``report.alerts``), so ``report.ok`` is False while a rule fires.
+
+    ``on_fire(deployment, rule, value, window)``: called once per new incident — by the one check
+    that claimed it, after the claim is committed and before the webhook is posted — and what it
+    returns (a line of text, e.g. the retraining run it started) is added to the message and to
+    the outcome's ``action``. This layer knows nothing of what it does (the verbs layer wires
+    pipelines in: :mod:`nbprod.pipelines.trigger`); an exception it raises is reported the same
+    way and never stops the check.
     """
     parsed = [parse_rule(r) for r in ([rules] if isinstance(rules, str) else list(rules))]
     if not parsed:
@@ -276,6 +290,7 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
     result = AlertCheck(deployment)
     _ensure()
     posts: list[tuple[AlertOutcome, dict, bool]] = []
+    incidents: list[tuple[AlertOutcome, Rule, float, dict, dict]] = []
     t = alert_state
     # A firing about to be posted is claimed (notified_at = this check's time) in the locked
     # transaction, so a concurrent check (cron beside the server's loop, a second server) sees it
@@ -308,6 +323,7 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
                     payload = message(deployment, rule, value, window)
                     values.update(firing=True, since=now, notified_at=claim, message=payload["text"])
                     posts.append((out, payload, False))
+                    incidents.append((out, rule, value, window, payload))
                 elif row.notified_at is None:
                     payload = message(deployment, rule, value, window)
                     values.update(notified_at=claim)
@@ -327,6 +343,17 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
                 conn.execute(t.insert().values(deployment=deployment, rule=rule.text, **{"firing": False, **values}))
             else:
                 conn.execute(t.update().where(t.c.deployment == deployment, t.c.rule == rule.text).values(**values))
+    for out, rule, value, window, payload in incidents:  # the claims are committed
+        if on_fire is None:
+            break
+        try:
+            out.action = on_fire(deployment, rule, value, window)
+        except Exception as exc:  # noqa: BLE001 - reported in the message, the alert is posted all the same
+            problem = getattr(exc, "problem", None) or f"{type(exc).__name__}: {exc}"
+            out.action = f"on-alert action failed: {problem}"[:300]
+        if out.action:
+            payload["text"] += f"\n{out.action}"
+            payload["blocks"].append({"type": "section", "text": {"type": "mrkdwn", "text": out.action}})
     for out, payload, resolved in posts:  # outside the transaction: never hold the DB lock over HTTP
         if webhook is None:
             out.notification = "not sent (no webhook)"
@@ -346,11 +373,11 @@ def check(report: Any, rules: Iterable[str | Rule] | str, *, webhook: str | None
 
 
 def check_deployment(deployment: str, rules: Iterable[str | Rule] | str, *, webhook: str | None = None,
-                     **monitor_options: Any):
+                     on_fire: OnFire | None = None, **monitor_options: Any):
     """``monitor(deployment, **monitor_options)`` then :func:`check` — what ``nbprod monitor --check``
     and the server's background loop (:mod:`.loop`) both run. Returns the report (``report.alerts``)."""
     from .monitor import monitor
 
     report = monitor(deployment, **monitor_options)
-    check(report, rules, webhook=webhook)
+    check(report, rules, webhook=webhook, on_fire=on_fire)
     return report

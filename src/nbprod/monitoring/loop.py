@@ -61,9 +61,11 @@ class AlertLoop:
     """
 
     def __init__(self, deployment: str, rules: Iterable[str] | str, *, webhook: str | None = None,
-                 interval: Any = DEFAULT_INTERVAL_S, window: Any = "1h", min_rows: int = 30) -> None:
+                 interval: Any = DEFAULT_INTERVAL_S, window: Any = "1h", min_rows: int = 30,
+                 on_fire: Any = None) -> None:
         from .windows import parse_duration
 
+        self.on_fire = on_fire  # alerts.check's hook for a new incident (the server wires retraining in)
         self.deployment = deployment
         self.rules = parse_rules(rules)
         if not self.rules:
@@ -86,7 +88,7 @@ class AlertLoop:
         """One check of every rule (never raises): the AlertCheck, or None when the check failed."""
         try:
             report = check_deployment(self.deployment, self.rules, webhook=self.webhook, window=self.window,
-                                      min_rows=self.min_rows)
+                                      min_rows=self.min_rows, on_fire=self.on_fire)
         except Exception as exc:  # noqa: BLE001 - logged and retried at the next tick
             text = exc.problem if isinstance(exc, NbprodError) else f"{type(exc).__name__}: {exc}"
             self.failures += 1
@@ -139,7 +141,7 @@ class AlertLoop:
 
 
 def from_settings(deployment: str, *, rules: Iterable[str] | str | None = None, webhook: str | None = None,
-                  interval: Any = None, window: Any = None) -> AlertLoop | None:
+                  interval: Any = None, window: Any = None, on_fire: Any = None) -> AlertLoop | None:
     """The server's loop from keywords, else ``NBPROD_ALERT_*`` (module docstring); None without rules.
 
     Bad settings raise here (RuleError, ConfigError), before the server starts.
@@ -158,4 +160,4 @@ def from_settings(deployment: str, *, rules: Iterable[str] | str | None = None, 
     if interval is None:
         interval = os.environ.get(INTERVAL_ENV) or DEFAULT_INTERVAL_S
     window = window or os.environ.get(WINDOW_ENV) or "1h"
-    return AlertLoop(deployment, rules, webhook=webhook, interval=interval, window=window)
+    return AlertLoop(deployment, rules, webhook=webhook, interval=interval, window=window, on_fire=on_fire)

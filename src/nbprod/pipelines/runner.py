@@ -21,7 +21,7 @@ from .results import PipelineRun, PipelineRuns, Plan
 from .spec import CHANGES, REF, Pipeline, load
 from .verbs import STEPS, GateFailed, undo_canary
 
-__all__ = ["pipeline", "plan", "resume", "runs", "get_run", "resolve"]
+__all__ = ["pipeline", "plan", "resume", "queue", "runs", "get_run", "resolve"]
 
 
 def _lookup(ref: str, ctx: dict) -> Any:
@@ -73,12 +73,31 @@ def plan(path: str | Path, params: dict | None = None) -> Plan:
     return Plan(p.name, str(p.path), merged, steps, p.schedule)
 
 
-def _experiment(c, name: str) -> str:
+_experiments: dict[tuple[str, str], str] = {}
+
+
+def _experiment(c, name: str, *, fresh: bool = False) -> str:
     """The pipeline's experiment, made the way a job's is: its artefacts under NBPROD_HOME, not in
-    MLflow's default ``./mlruns`` of whatever folder the runner was started in."""
+    MLflow's default ``./mlruns`` of whatever folder the runner was started in. Cached per process
+    and tracking store (``fresh``: look it up again, e.g. after it was deleted)."""
+    from ..config import settings
     from ..jobs.prepare import choose_experiment
 
-    return choose_experiment(c, f"pipeline-{name}")
+    key = (settings.tracking_uri, name)
+    if fresh or key not in _experiments:
+        _experiments[key] = choose_experiment(c, f"pipeline-{name}")
+    return _experiments[key]
+
+
+def _parent_run(c, p: Pipeline, extra: dict | None = None) -> tuple[str, str]:
+    """(experiment id, parent run id): a cached experiment that was deleted meanwhile is looked up again."""
+    tags = {"mlflow.runName": p.name, "nbprod.pipeline": p.name, "nbprod.pipeline_path": str(p.path), **(extra or {})}
+    exp_id = _experiment(c, p.name)
+    try:
+        return exp_id, c.create_run(exp_id, tags=tags).info.run_id
+    except Exception:  # noqa: BLE001 - retried once with a fresh lookup (which restores a deleted one)
+        exp_id = _experiment(c, p.name, fresh=True)
+        return exp_id, c.create_run(exp_id, tags=tags).info.run_id
 
 
 def _cleanup(name: str) -> list[str]:
@@ -117,21 +136,35 @@ def _flat(outputs: dict, prefix: str = "") -> list[tuple[str, Any]]:
     return items
 
 
-def _log_outputs(c, run_id: str, outputs: dict, status: str, reason: str | None) -> None:
-    """A step's outputs (numbers as metrics, the rest as tags) and its end, in two calls to the store."""
-    from mlflow.entities import Metric, RunTag
+def _step_run(c, exp_id: str, parent: str, step, st: dict) -> str:
+    """A verb step's child run, written once the step has ended, in two calls to the tracking store:
+    ``create_run`` carrying its outputs, status and reason as tags, then its end. (Its numbers are
+    also metrics ``<step>.<name>`` of the parent run: :func:`_parent_metrics`.)"""
+    started = int(st.get("started_at", time.time()) * 1000)
+    tags = {"mlflow.parentRunId": parent, "mlflow.runName": step.name, "nbprod.pipeline_step": step.name,
+            "nbprod.verb": step.kind, "nbprod.status": st["status"]}
+    for k, v in _flat(st.get("outputs") or {}):
+        if v is not None:
+            tags[f"nbprod.output.{k}"] = str(v)[:500]
+    if st.get("reason"):
+        tags["nbprod.reason"] = st["reason"][:500]
+    child = c.create_run(exp_id, start_time=started, tags=tags).info.run_id
+    c.set_terminated(child, "FINISHED" if st["status"] == "done" else "FAILED")
+    return child
+
+
+def _parent_metrics(c, run_id: str, steps: dict) -> None:
+    """Every step's numeric outputs as metrics ``<step>.<name>`` of the parent run, in one batch at
+    the end: one row per pipeline run in MLflow's run table compares whole runs, and the store is
+    called once instead of once per step."""
+    from mlflow.entities import Metric
 
     now = int(time.time() * 1000)
-    metrics, tags = [], [RunTag("nbprod.status", status)]
-    for k, v in _flat(outputs):
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            metrics.append(Metric(k, float(v), now, 0))
-        elif v is not None:
-            tags.append(RunTag(f"nbprod.output.{k}", str(v)[:500]))
-    if reason:
-        tags.append(RunTag("nbprod.reason", reason[:500]))
-    c.log_batch(run_id, metrics=metrics, tags=tags)
-    c.set_terminated(run_id, "FINISHED" if status == "done" else "FAILED")
+    metrics = [Metric(f"{name}.{k}", float(v), now, 0) for name, st in steps.items()
+               for k, v in _flat(st.get("outputs") or {})
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and v == v]
+    if metrics:
+        c.log_batch(run_id, metrics=metrics)
 
 
 def _notebook(p: Pipeline, step, args: dict, exp_name: str, parent: str) -> tuple[dict, str | None]:
@@ -165,18 +198,18 @@ def _notebook(p: Pipeline, step, args: dict, exp_name: str, parent: str) -> tupl
     return outputs, job.run_id
 
 
-def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any) -> PipelineRun:
-    from .. import audit
+def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any, exp_id: str) -> PipelineRun:
+    from .. import _context, audit, state
     from ..registry.store import client
 
     c = client()
+    who = _context.current()  # one call's provenance for all its audit rows (git status once, not per step)
     exp_name = f"pipeline-{p.name}"
-    exp_id = _experiment(c, p.name)
     ctx: dict[str, Any] = {"params": params, "pipeline": {"run_id": run_id, "name": p.name}}
     for name, st in steps.items():
         if st.get("status") == "done":
             ctx[name] = st.get("outputs") or {}
-    status, reason = "FINISHED", None
+    status, reason, ended = "FINISHED", None, False
     for step in p.steps:
         st = steps[step.name]
         if st.get("status") == "done":
@@ -191,10 +224,6 @@ def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any)
             if step.kind == "notebook":
                 outputs, child = _notebook(p, step, args, exp_name, run_id)
             else:
-                child = c.create_run(exp_id, tags={"mlflow.parentRunId": run_id, "mlflow.runName": step.name,
-                                                   "nbprod.pipeline_step": step.name, "nbprod.verb": step.kind}
-                                     ).info.run_id
-
                 def record(pending: dict, _st=st, _name=step.name) -> None:
                     nonlocal guard
                     _st["pending"] = pending
@@ -215,17 +244,31 @@ def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any)
             if guard is not None:  # the pending canary is cleared: the guard exits
                 store.update_run(run_id, steps=steps)
                 guard.wait(timeout=30)
-        if child and step.kind != "notebook":
-            _log_outputs(c, child, st.get("outputs") or {}, st["status"], st.get("reason"))
-        audit.record(f"pipeline.{step.kind}", model_uri=_model_of(st.get("outputs")),
-                     details={"pipeline": p.name, "run_id": run_id, "step": step.name, "status": st["status"],
-                              "reason": st.get("reason"), "child_run_id": child})
-        store.update_run(run_id, steps=steps)
+        if step.kind != "notebook":
+            st["child_run_id"] = child = _step_run(c, exp_id, run_id, step, st)
+        last = st["status"] != "done" or step is p.steps[-1]
+        # the step's end, its audit row (and after the last step the run's end) in one transaction
+        with state.write_transaction() as conn:
+            if last:
+                store.update_run(run_id, steps=steps, status=status, reason=reason, connection=conn)
+            else:
+                store.update_run(run_id, steps=steps, connection=conn)
+            audit.record(f"pipeline.{step.kind}", model_uri=_model_of(st.get("outputs")), connection=conn, context=who,
+                         details={"pipeline": p.name, "run_id": run_id, "step": step.name, "status": st["status"],
+                                  "reason": st.get("reason"), "child_run_id": child})
+            if last:
+                ended = True
+                audit.record("pipeline.run", connection=conn, context=who,
+                             details={"pipeline": p.name, "run_id": run_id, "status": status, "reason": reason})
         if st["status"] != "done":
             break
-    store.update_run(run_id, steps=steps, status=status, reason=reason)
+    if not ended:  # nothing left to run (a resume after the last step's end was recorded)
+        with state.write_transaction() as conn:
+            store.update_run(run_id, steps=steps, status=status, reason=reason, connection=conn)
+            audit.record("pipeline.run", connection=conn, context=who,
+                         details={"pipeline": p.name, "run_id": run_id, "status": status, "reason": reason})
+    _parent_metrics(c, run_id, steps)
     c.set_terminated(run_id, "FINISHED" if status == "FINISHED" else "FAILED")
-    audit.record("pipeline.run", details={"pipeline": p.name, "run_id": run_id, "status": status, "reason": reason})
     result = _result(store.read_run(run_id), p)
     _show(progress, p, run_id, steps, status)
     return result
@@ -280,21 +323,39 @@ def pipeline(path: str | Path, params: dict | None = None, *, progress: Any = No
     try:
         _cleanup(p.name)
         c = client()
-        parent = c.create_run(_experiment(c, p.name), tags={"mlflow.runName": p.name, "nbprod.pipeline": p.name,
-                                                            "nbprod.pipeline_path": str(p.path)}).info.run_id
+        exp_id, parent = _parent_run(c, p)
         from mlflow.entities import Param
 
         c.log_batch(parent, params=[Param(k, str(v)[:500]) for k, v in merged.items()])
         steps = {s.name: {"status": "pending", "kind": s.kind, "needs": s.needs} for s in p.steps}
-        store.create_run(parent, p.name, str(p.path.resolve()), merged, steps, owner)
-        store.acquire(p.name, parent)
-        return _finish(_execute(p, parent, merged, steps, progress))
+        store.create_run(parent, p.name, str(p.path.resolve()), merged, steps, owner)  # and names it in the lock
+        return _finish(_execute(p, parent, merged, steps, progress, exp_id))
     finally:
         store.release(p.name)
 
 
+def queue(path: str | Path, params: dict | None, *, connection, tags: dict | None = None) -> str:
+    """Record a run of ``path`` to be started by another process (``nbprod pipeline resume RUN_ID``),
+    as QUEUED, in the caller's transaction ``connection``; its parent MLflow run is made now, so
+    its id is known before anything runs (an alert's message names it). Returns the run id."""
+    from mlflow.entities import Param
+
+    from ..registry.store import client
+
+    p = load(path)
+    merged = _params(p, params)
+    c = client()
+    _, run_id = _parent_run(c, p, tags)
+    c.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in merged.items()])
+    steps = {s.name: {"status": "pending", "kind": s.kind, "needs": s.needs} for s in p.steps}
+    store.create_run(run_id, p.name, str(p.path.resolve()), merged, steps, None, status="QUEUED",
+                     connection=connection)
+    return run_id
+
+
 def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> PipelineRun:
-    """Continue run ``run_id`` from its failed (or interrupted) step, reusing the outputs of the steps done.
+    """Continue run ``run_id`` from its failed (or interrupted) step, reusing the outputs of the steps done;
+    a QUEUED run (one an alert started: :mod:`.trigger`) starts from its first step.
 
     ``params`` override recorded parameters for the steps still to run (after fixing what failed)."""
     from ..registry.store import client
@@ -317,8 +378,9 @@ def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> 
         _params(p, params)  # unknown names refused
         merged = {**row["params"], **(params or {})}
         store.update_run(run_id, steps=steps, status="RUNNING", owner=owner)
-        client().update_run(run_id, status="RUNNING")
-        return _finish(_execute(p, run_id, merged, steps, progress))
+        c = client()
+        c.update_run(run_id, status="RUNNING")
+        return _finish(_execute(p, run_id, merged, steps, progress, _experiment(c, p.name)))
     finally:
         store.release(p.name)
 

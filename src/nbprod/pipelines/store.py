@@ -9,6 +9,7 @@ dead one (SIGKILL) is stale and the next runner takes over.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
@@ -17,9 +18,11 @@ from typing import Any
 from .._lazytable import LazyTable
 from ..errors import PipelineConflict, PipelineError
 
-__all__ = ["ensure", "create_run", "update_run", "read_run", "list_runs", "acquire", "release", "live"]
+__all__ = ["ensure", "create_run", "update_run", "read_run", "list_runs", "acquire", "release", "live", "holder",
+           "TRIGGERS"]
 
 _created: set = set()
+QUEUED_GRACE_S = 60.0
 
 
 def _run_columns() -> list:
@@ -46,8 +49,19 @@ def _lock_columns() -> list:
             Column("at", Float, nullable=False)]
 
 
+def _trigger_columns() -> list:
+    from sqlalchemy import Column, Float, String, Text
+
+    return [Column("run_id", String(64), primary_key=True),
+            Column("pipeline", String(255), nullable=False, index=True),
+            Column("deployment", String(255), nullable=False),
+            Column("rule", Text, nullable=False),
+            Column("at", Float, nullable=False)]
+
+
 RUNS = LazyTable("pipeline_runs", _run_columns)
 LOCKS = LazyTable("pipeline_locks", _lock_columns)
+TRIGGERS = LazyTable("pipeline_triggers", _trigger_columns)  # runs an alert started (nbprod.pipelines.trigger)
 
 
 def ensure():
@@ -57,7 +71,7 @@ def ensure():
     key = (str(eng.url), os.getpid())
     if key not in _created:
         with state.write_transaction() as conn:
-            for t in (RUNS.table(), LOCKS.table()):
+            for t in (RUNS.table(), LOCKS.table(), TRIGGERS.table()):
                 t.create(conn, checkfirst=True)
         _created.add(key)
     return eng
@@ -97,6 +111,17 @@ def acquire(pipeline: str, run_id: str | None) -> dict:
     return me
 
 
+def holder(conn, pipeline: str) -> dict | None:
+    """The lock row of ``pipeline`` if a live runner holds it (``{"pid", "run_id"}``), else None."""
+    from sqlalchemy import select
+
+    t = LOCKS.table()
+    row = conn.execute(select(t).where(t.c.pipeline == pipeline)).first()
+    if row is None or not live(row.owner):
+        return None
+    return {"pid": json.loads(row.owner).get("pid"), "run_id": row.run_id}
+
+
 def release(pipeline: str) -> None:
     from .. import state
     from ..deployments.process import identity
@@ -106,19 +131,30 @@ def release(pipeline: str) -> None:
         conn.execute(t.delete().where(t.c.pipeline == pipeline, t.c.owner == json.dumps(identity())))
 
 
-def create_run(run_id: str, pipeline: str, path: str, params: dict, steps: dict, owner: dict) -> None:
+def create_run(run_id: str, pipeline: str, path: str, params: dict, steps: dict, owner: dict | None, *,
+               status: str = "RUNNING", connection=None) -> None:
+    """The run's row; a runner's (``owner`` set) also names the run in the pipeline's lock row, in the
+    same transaction. ``status="QUEUED"``: a run started in another process (:mod:`.trigger`)."""
     from .. import state
 
     ensure()
     now = time.time()
-    with state.write_transaction() as conn:
+    with contextlib.ExitStack() as stack:
+        conn = connection if connection is not None else stack.enter_context(state.write_transaction())
         conn.execute(RUNS.table().insert().values(
-            run_id=run_id, pipeline=pipeline, path=path, status="RUNNING", params=json.dumps(params, default=str),
-            steps=json.dumps(steps, default=str), owner=json.dumps(owner), started_at=now, updated_at=now))
+            run_id=run_id, pipeline=pipeline, path=path, status=status, params=json.dumps(params, default=str),
+            steps=json.dumps(steps, default=str), owner=json.dumps(owner) if owner else None, started_at=now,
+            updated_at=now))
+        if owner:
+            t = LOCKS.table()
+            conn.execute(t.update().where(t.c.pipeline == pipeline, t.c.owner == json.dumps(owner))
+                         .values(run_id=run_id))
 
 
 def update_run(run_id: str, *, steps: dict | None = None, status: str | None = None, reason: str | None = None,
-               owner: dict | None = None) -> None:
+               owner: dict | None = None, connection=None) -> None:
+    """``connection``: a transaction of the caller's (``state.write_transaction()``), to make this
+    write and the caller's (the step's audit row) one commit."""
     from .. import state
 
     t = RUNS.table()
@@ -130,25 +166,32 @@ def update_run(run_id: str, *, steps: dict | None = None, status: str | None = N
         values["reason"] = reason
     if owner is not None:
         values["owner"] = json.dumps(owner)
+    stmt = t.update().where(t.c.run_id == run_id).values(**values)
+    if connection is not None:
+        connection.execute(stmt)
+        return
     with state.write_transaction() as conn:
-        conn.execute(t.update().where(t.c.run_id == run_id).values(**values))
+        conn.execute(stmt)
 
 
 def _row(r) -> dict:
     status = r.status
-    if status == "RUNNING" and not live(r.owner):
+    # a runner that died (or a queued run whose process never got going) reads as interrupted
+    if (status == "RUNNING" or (status == "QUEUED" and r.owner)) and not live(r.owner):
         status = "INTERRUPTED"
+    elif status == "QUEUED" and not r.owner and time.time() - r.updated_at > QUEUED_GRACE_S:
+        status = "INTERRUPTED"  # its starter died between recording it and starting its process
     return {"run_id": r.run_id, "pipeline": r.pipeline, "path": r.path, "status": status,
             "params": json.loads(r.params), "steps": json.loads(r.steps), "reason": r.reason,
             "started_at": r.started_at, "updated_at": r.updated_at}
 
 
-def read_run(run_id: str) -> dict:
+def read_run(run_id: str, connection=None) -> dict:
     from sqlalchemy import select
 
-    ensure()
     t = RUNS.table()
-    with ensure().connect() as conn:
+    with contextlib.ExitStack() as stack:
+        conn = connection if connection is not None else stack.enter_context(ensure().connect())
         row = conn.execute(select(t).where(t.c.run_id == run_id)).first()
     if row is None:
         raise PipelineError(f"no pipeline run {run_id!r}", "list them with: nbprod pipeline runs")
