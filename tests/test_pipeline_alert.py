@@ -215,3 +215,13 @@ def test_monitor_check_on_alert_starts_the_pipeline_from_cron_once_per_incident(
     refused = subprocess.run([NBPROD, "monitor", "credit", "--on-alert", "p95_ms > 100", str(pipeline_file)],
                              env=env, capture_output=True, text=True, timeout=300)
     assert refused.returncode == 2 and "needs --check" in refused.stderr
+
+
+def test_a_deployment_never_inherits_the_deployers_on_alert_pipelines(nbprod_home, monkeypatch):
+    """Rule -> pipeline pairs are not recorded with a deployment: its server must not pick up the ones
+    of whoever happened to deploy or restore it (a restore from another shell would lose them)."""
+    from nbprod.deployments import process
+
+    monkeypatch.setenv("NBPROD_ALERT_PIPELINES", json.dumps({"error_rate > 0.1": "/abs/pipeline.yaml"}))
+    assert "NBPROD_ALERT_PIPELINES" not in process._child_env({"rules": ["error_rate > 0.1"], "interval_s": 60,
+                                                                "window": "1h"})

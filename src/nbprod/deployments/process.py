@@ -60,8 +60,10 @@ def _child_env(alerts: dict | None = None, webhook: str | None = None) -> dict:
     ``{"rules", "interval_s", "window"}`` (None: no alert loop); ``webhook``: where it posts."""
     env = dict(os.environ)
     env.pop("NBPROD_TOKEN", None)  # the spec's token hash is the only credential
-    for var in (RULES_ENV, WEBHOOK_ENV, INTERVAL_ENV, WINDOW_ENV):
-        env.pop(var, None)  # a deployment checks its own recorded rules, a gate server none
+    # a deployment checks its own recorded rules, a gate server none; on-alert pipelines
+    # (nbprod.pipelines.trigger.PIPELINES_ENV) are not recorded yet, so a restore could not keep them
+    for var in (RULES_ENV, WEBHOOK_ENV, INTERVAL_ENV, WINDOW_ENV, "NBPROD_ALERT_PIPELINES"):
+        env.pop(var, None)
     if alerts and alerts.get("rules"):
         env[RULES_ENV] = "; ".join(alerts["rules"])
         env[INTERVAL_ENV] = repr(float(alerts["interval_s"]))
