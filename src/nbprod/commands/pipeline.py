@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from . import Command, Context, UsageProblem
+from ._shared import add_parameter_option, parse_parameters
 
 ACTIONS = ("plan", "run", "runs", "show", "resume", "scheduler")
 
@@ -18,22 +19,10 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", choices=ACTIONS, help="plan FILE | run FILE | runs [NAME] | show RUN_ID | resume RUN_ID "
                                                    "| scheduler FILE…")
     p.add_argument("target", nargs="*", help="the pipeline file, a run id, or (runs) a pipeline name")
-    p.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), dest="params",
-                   help="override a parameter of the pipeline's params: (repeatable)")
+    add_parameter_option(p, "--param", dest="params",
+                         help="override a parameter of the pipeline's params: (repeatable; value read as YAML)")
     p.add_argument("--json", action="store_true", help="runs: one JSON object per line (run_id, status, …)")
     p.add_argument("--once", action="store_true", help="scheduler: run what is due now, then exit")
-
-
-def _params(pairs) -> dict:
-    import yaml
-
-    out = {}
-    for key, raw in pairs or []:
-        try:
-            out[key] = yaml.safe_load(raw)
-        except yaml.YAMLError:
-            out[key] = raw
-    return out
 
 
 def _one(args: argparse.Namespace, what: str) -> str:
@@ -60,11 +49,11 @@ def _pipeline(args: argparse.Namespace, ctx: Context):
     from .. import pipelines
 
     if args.action == "plan":
-        return pipelines.plan(_one(args, "file"), _params(args.params))
+        return pipelines.plan(_one(args, "file"), parse_parameters(args.params))
     if args.action == "run":
-        return pipelines.pipeline(_one(args, "file"), _params(args.params), progress=_progress(ctx))
+        return pipelines.pipeline(_one(args, "file"), parse_parameters(args.params), progress=_progress(ctx))
     if args.action == "resume":
-        return pipelines.resume(_one(args, "run id"), _params(args.params), progress=_progress(ctx))
+        return pipelines.resume(_one(args, "run id"), parse_parameters(args.params), progress=_progress(ctx))
     if args.action == "show":
         return pipelines.get_run(_one(args, "run id"))
     if args.action == "scheduler":
