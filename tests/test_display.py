@@ -182,8 +182,7 @@ from pathlib import Path  # noqa: E402
 SRC = Path(__file__).resolve().parents[1] / "src" / "nbprod"
 #: Result classes of packages other helpers were converting at the same time (issue 10): they keep
 #: their hand-written displays until they move onto the base; the list only shrinks.
-NOT_YET = {"jobs/params.py", "jobs/lint.py", "jobs/replay.py", "jobs/compare.py", "jobs/results.py",
-           "pipelines/results.py"}
+NOT_YET = {"pipelines/results.py"}
 #: Widgets that wrap a result: their text, HTML and repr are the wrapped result's (tests/test_widget_panels.py).
 WRAPPERS = {"widgets/panels.py"}
 #: The one exception to "str == repr": a deployment's token is shown once, by print() only.
@@ -283,7 +282,31 @@ def _results(tmp_path):
         FeedbackResult(stored=["a"], unknown=["<z>"]), info(),
         Bundle(tmp_path, "models:/credit/1", "credit", "1", "credit:1", files=["model/MLmodel"]),
         ServeResult("http://127.0.0.1:1", "credit-risk@champion"),
+        *_job_results(tmp_path),
     ]
+
+
+def _job_results(tmp_path):
+    """A job card (with its cell times), the jobs table, a comparison, a re-run, a lint and a parameters report."""
+    from datetime import datetime, timezone
+
+    from nbprod.jobs.compare import JobDiff
+    from nbprod.jobs.lint import CheckReport, Finding
+    from nbprod.jobs.params import Parameter, Parameters
+    from nbprod.jobs.replay import Rerun
+    from nbprod.jobs.results import JobResult, RunTable
+
+    cells = [{"cell": i, "seconds": 0.01 * i, "status": "ok", "source": f"x = {i}  # <b>x</b>"} for i in range(1, 16)]
+    job = JobResult(tmp_path / "t.ipynb", tmp_path / "o.ipynb", {"alpha": "<alice>"}, 2.0, run_id="abcdef1234",
+                    metrics={"acc": 0.8}, notes=["<b>x</b>"], start=datetime(2026, 1, 1, tzinfo=timezone.utc),
+                    cells=cells)
+    failed = JobResult(tmp_path / "t.ipynb", None, {}, 1.0, ok=False, status="FAILED", run_id="12345678ab",
+                       error={"message": "ZeroDivisionError <b>x</b>"}, metrics={"acc": 0.7})
+    diff = JobDiff(job, failed, parameters=[("alpha", "<alice>", None)], metrics=[("acc", 0.8, 0.7, -0.1, -0.125)])
+    return [job, RunTable([job, failed]), RunTable([]), diff, JobDiff(job, job), Rerun(failed, diff),
+            CheckReport(tmp_path / "t.ipynb", [Finding("unseeded-random", 2, 3, "<b>x</b>", "seed it")]),
+            CheckReport(tmp_path / "t.ipynb"), Parameters(tmp_path / "t.ipynb"),
+            Parameters(tmp_path / "t.ipynb", [Parameter("alpha", "str", "'<alice>'")], True)]
 
 
 def test_text_html_and_repr_follow_the_one_rule(nbprod_home, tmp_path):

@@ -66,7 +66,7 @@ def test_check_finds_what_makes_a_notebook_unreproducible(tmp_path, capsys):
     assert all(f.fix for f in report.findings)
     assert main(["check", str(path)]) == 1
     out = capsys.readouterr().out
-    assert "cell 2, line 3: [unseeded-random]" in out and "fix: pass random_state=" in out
+    assert "cell 2, line 3  [unseeded-random]" in out and "fix: pass random_state=" in out
     assert "<table>" in report._repr_html_()
 
 

@@ -29,8 +29,8 @@ def test_the_magic_shows_live_progress_then_the_result_card(nbprod_home, tmp_pat
     assert len(progress) == 1, "one display, updated in place"
     assert "finished" in progress[0].data["text/html"]
     card = next(o for o in outputs if o.output_type == "execute_result")
-    assert "nbprod-job" in card.data["text/html"] and "FINISHED" in card.data["text/html"]
+    assert "FINISHED: " in card.data["text/html"] and "cell times (wall)" in card.data["text/html"]
     status, run_id = done.cells[2].outputs[0].text.split()
     assert status == "FINISHED"
     table = done.cells[3].outputs[0].data["text/html"]
-    assert "nbprod-runs" in table and run_id[:8] in table
+    assert "start (UTC)" in table and run_id[:8] in table

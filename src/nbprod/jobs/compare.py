@@ -9,17 +9,17 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from html import escape
 from typing import Any
 
+from .._display import Display, Lines, Table, View
 from .records import artifact_text, get_run
 from .results import JobResult
 
 __all__ = ["diff", "JobDiff"]
 
 
-@dataclass
-class JobDiff:
+@dataclass(repr=False)
+class JobDiff(Display):
     """Two jobs compared; each section lists only what differs (metrics list all, with changes)."""
 
     a: JobResult
@@ -46,9 +46,6 @@ class JobDiff:
                              "changed": {k: list(v) for k, v in self.changed.items()}},
                 "inputs": [{"name": n, "a": x, "b": y} for n, x, y in self.inputs]}
 
-    def __repr__(self) -> str:
-        return str(self)
-
     def _rows(self) -> list[tuple[str, str, str, str, str]]:
         rows: list[tuple[str, str, str, str, str]] = []
         for name, x, y in self.parameters:
@@ -69,28 +66,16 @@ class JobDiff:
             rows.append(("input", name, (x or "-")[:16], (y or "-")[:16], "changed" if x and y else ""))
         return rows
 
-    def __str__(self) -> str:
+    def _view(self) -> View:
         a, b = (self.a.run_id or "")[:8], (self.b.run_id or "")[:8]
         head = f"job {a} -> job {b}"
         rows = self._rows()
         if not rows:
-            return f"{head}: same parameters, metrics, environment and inputs"
-        table = [("", "name", a, b, "change")] + rows
-        widths = [max(len(r[i]) for r in table) for i in range(5)]
-        lines = [head] + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in table]
+            return View(f"{head}: same parameters, metrics, environment and inputs", tone="ok")
+        parts: list[Any] = [Table(["", "name", a, b, "change"], rows, limit=0)]
         if not (self.parameters or self.python or self.added or self.removed or self.changed or self.inputs):
-            lines.append("same parameters, environment and inputs")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        a, b = escape((self.a.run_id or "")[:8]), escape((self.b.run_id or "")[:8])
-        rows = self._rows()
-        if not rows:
-            return f"<div>{escape(str(self))}</div>"
-        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{escape(c)}</td>" for c in r) + "</tr>"
-                       for r in rows)
-        return (f"<div class='nbprod-diff'><b>job {a} → job {b}</b><table><tr><th></th><th>name</th><th>{a}</th>"
-                f"<th>{b}</th><th>change</th></tr>{body}</table></div>")
+            parts.append(Lines(["same parameters, environment and inputs"], style="plain"))
+        return View(head, parts)
 
 
 def _num(x: float | None) -> str:

@@ -11,10 +11,10 @@ from __future__ import annotations
 import ast
 import re
 from dataclasses import dataclass, field
-from html import escape
 from pathlib import Path
 from typing import Any
 
+from .._display import Display, Facts, View
 from ..errors import JobError
 from .params import has_parameters_cell, python_source, read_notebook, user_code_cells
 
@@ -52,8 +52,8 @@ class Finding:
         return f"cell {self.cell}" + (f", line {self.line}" if self.line else "")
 
 
-@dataclass
-class CheckReport:
+@dataclass(repr=False)
+class CheckReport(Display):
     notebook: Path
     findings: list[Finding] = field(default_factory=list)
 
@@ -67,24 +67,12 @@ class CheckReport:
     def to_dict(self) -> dict[str, Any]:
         return {"notebook": str(self.notebook), "ok": self.ok, "findings": [vars(f) for f in self.findings]}
 
-    def __repr__(self) -> str:
-        return str(self)
-
-    def __str__(self) -> str:
+    def _view(self) -> View:
         if self.ok:
-            return f"{self.notebook}: no reproducibility problems found"
-        lines = [f"{self.notebook}: {len(self.findings)} reproducibility problem(s)"]
-        for f in self.findings:
-            lines.append(f"  {f.where()}: [{f.rule}] {f.message}\n    fix: {f.fix}")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        if self.ok:
-            return f"<div>{escape(str(self))}</div>"
-        rows = "".join(f"<tr><td>{escape(f.where())}</td><td><code>{escape(f.rule)}</code></td>"
-                       f"<td>{escape(f.message)}</td><td>{escape(f.fix)}</td></tr>" for f in self.findings)
-        return (f"<div><b>{escape(str(self.notebook))}</b>: {len(self.findings)} reproducibility problem(s)"
-                f"<table><tr><th>where</th><th>rule</th><th>problem</th><th>fix</th></tr>{rows}</table></div>")
+            return View(f"{self.notebook}: no reproducibility problems found", tone="ok")
+        # a card per finding, not a table: a problem and its fix are sentences, too wide for columns
+        items = [(f.where(), f"[{f.rule}] {f.message}\nfix: {f.fix}") for f in self.findings]
+        return View(f"{self.notebook}: {len(self.findings)} reproducibility problem(s)", [Facts(items)], tone="bad")
 
 
 def _name(node: ast.AST) -> str:

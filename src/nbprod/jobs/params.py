@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._display import Display, Table, View
 from ..errors import JobError
 
 __all__ = ["Parameter", "Parameters", "inspect", "declared", "load_file", "merge", "usage", "user_code_cells",
@@ -29,8 +30,8 @@ class Parameter:
     help: str = ""
 
 
-@dataclass
-class Parameters:
+@dataclass(repr=False)
+class Parameters(Display):
     """``nbprod inspect``: the parameters a notebook declares, or that it declares none."""
 
     notebook: Path
@@ -42,31 +43,16 @@ class Parameters:
         return {"notebook": str(self.notebook), "has_parameters_cell": self.has_cell,
                 "parameters": [vars(p) for p in self.declared]}
 
-    def __repr__(self) -> str:
-        return str(self)
-
-    def __str__(self) -> str:
+    def _view(self) -> View:
         if not self.has_cell:
-            return (f"{self.notebook} has no cell tagged 'parameters': values given with -p are injected at the top, "
-                    "and the notebook's own assignments win. Tag the cell holding its settings 'parameters'.")
+            return View(f"{self.notebook} has no cell tagged 'parameters': values given with -p are injected at the "
+                        "top, and the notebook's own assignments win. Tag the cell holding its settings 'parameters'.",
+                        tone="warn")
         if not self.declared:
-            return f"{self.notebook}: the 'parameters' cell declares nothing"
-        width = max(len(p.name) for p in self.declared)
-        lines = [f"{self.notebook} declares {len(self.declared)} parameter(s):"]
-        for p in self.declared:
-            lines.append(f"  {p.name:<{width}}  {p.type:<8} = {p.default}" + (f"  # {p.help}" if p.help else ""))
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        if not self.has_cell:
-            return f"<div>{escape(str(self))}</div>"
-        rows = "".join(f"<tr><td><code>{escape(p.name)}</code></td><td>{escape(p.type)}</td>"
-                       f"<td><code>{escape(p.default)}</code></td><td>{escape(p.help)}</td></tr>"
-                       for p in self.declared)
-        return (f"<div><b>{escape(str(self.notebook))}</b><table><tr><th>parameter</th><th>type</th><th>default</th>"
-                f"<th>help</th></tr>{rows}</table></div>")
+            return View(f"{self.notebook}: the 'parameters' cell declares nothing")
+        rows = [[p.name, p.type, p.default, p.help] for p in self.declared]
+        return View(f"{self.notebook} declares {len(self.declared)} parameter(s):",
+                    [Table(["parameter", "type", "default", "help"], rows, limit=0)])
 
 
 def read_notebook(path: Path):

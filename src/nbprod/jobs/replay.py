@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .._display import Display, Lines, View
 from ..errors import InputChanged, JobError, JobFailed
 from .compare import JobDiff, compare
 from .execute import run
@@ -24,8 +25,8 @@ from .results import JobResult
 
 __all__ = ["rerun", "Rerun"]
 
-@dataclass
-class Rerun:
+@dataclass(repr=False)
+class Rerun(Display):
     """A re-run job and its comparison with the original."""
 
     result: JobResult
@@ -42,14 +43,13 @@ class Rerun:
     def to_dict(self) -> dict[str, Any]:
         return {"job": self.result.to_dict(), "diff": self.diff.to_dict()}
 
-    def __repr__(self) -> str:
-        return str(self)
+    def _view(self) -> View:
+        a, b = (self.diff.a.run_id or "")[:8], (self.result.run_id or "")[:8]
+        same = "the same metrics" if self.diff.same_metrics else "metrics that differ"
+        return View(f"job {b} re-ran job {a}: {self.result.status}, {same}",
+                    [self.result, Lines([], title="compared with the original:"), self.diff],
+                    tone="ok" if self.ok and self.diff.same_metrics else "warn")
 
-    def __str__(self) -> str:
-        return f"{self.result}\n\ncompared with the original:\n{self.diff}"
-
-    def _repr_html_(self) -> str:
-        return self.result._repr_html_() + self.diff._repr_html_()
 
 def _check_file_inputs(original: JobResult) -> None:
     for name, info in original.inputs.items():

@@ -9,15 +9,16 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
-from html import escape
 from pathlib import Path
 from typing import Any
+
+from .. import _format
+from .._display import Cell, Display, Facts, Lines, Table, View
 
 __all__ = ["JobResult", "RunTable", "STATUSES"]
 
 #: A job's outcome. MLflow knows FINISHED/FAILED/KILLED/RUNNING; nbprod says why a job failed.
 STATUSES = ("RUNNING", "FINISHED", "FAILED", "TIMEOUT", "KERNEL_DIED", "KILLED")
-_COLOURS = {"FINISHED": "#2e7d32", "RUNNING": "#1565c0"}
 
 
 def _params(parameters: dict[str, Any]) -> str:
@@ -49,8 +50,8 @@ def _metrics(metrics: dict[str, float], limit: int | None = None) -> str:
     return ", ".join(f"{k}={v:.6g}" for k, v in items)
 
 
-@dataclass
-class JobResult:
+@dataclass(repr=False)
+class JobResult(Display):
     """One job: what ran, with what, how it ended, what it measured and produced."""
 
     notebook: Path
@@ -107,67 +108,38 @@ class JobResult:
                 "cells": [{"cell": c.get("cell"), "seconds": c.get("seconds"), "status": c.get("status"),
                            "source": c.get("source")} for c in self.cells]}
 
-    def __repr__(self) -> str:  # a terminal shows the readable text, not the dataclass fields
-        return str(self)
-
-    def __str__(self) -> str:
+    def _view(self) -> View:
         head = f"job {self.run_id[:8]} " if self.run_id else ""
-        lines = [f"{head}{self.status}: {self.notebook} in {self.seconds:.1f} s "
-                 f"(parameters: {_params(self.parameters)})"]
+        headline = (f"{head}{self.status}: {self.notebook} in {self.seconds:.1f} s "
+                    f"(parameters: {_params(self.parameters)})")
+        facts: list[tuple[str, Any]] = []
         if self.error:
-            lines.append(f"error: {self.error.get('message')}")
+            facts.append(("error", str(self.error.get("message"))))
         if self.metrics:
-            lines.append(f"metrics: {_metrics(self.metrics)}")
+            facts.append(("metrics", _metrics(self.metrics)))
         if self.models:
-            lines.append(f"models: {', '.join(self.models)}")
+            facts.append(("models", ", ".join(self.models)))
         if self.attempts > 1:
-            lines.append(f"attempts: {self.attempts}")
-        lines += [f"note: {n}" for n in self.notes]
+            facts.append(("attempts", str(self.attempts)))
+        facts += [("note", n) for n in self.notes]
+        facts.append(("executed copy", str(self.output) + (f"\nHTML: {self.html}" if self.html else "")))
+        if self.run_id:  # what a user types next
+            facts += [("rerun", f"nbprod rerun {self.run_id[:8]}"), ("compare", f"nbprod diff {self.run_id[:8]} OTHER")]
+        parts: list[Any] = [Facts(facts)]
         if self.cells:
             rows, more = _cell_rows(self.cells)
-            lines.append("cell times (wall):")
-            lines += [f"  cell {n:>3}  {t:>10}  {st:<9}  {src[:70]}".rstrip() for n, t, st, src in rows]
+            parts.append(Lines([], title="cell times (wall):"))
+            rows_shown = [[n, t, st, Cell(src[:70], title=src if len(src) > 70 else None, html_text=src[:80])]
+                          for n, t, st, src in rows]
+            parts.append(Table(["cell", "wall time", "status", "first line"], rows_shown, limit=0))
             if more:
-                lines.append(f"  … and {more} faster cells (all of them: nbprod.get_run(id).cells)")
-        lines.append(f"executed copy: {self.output}")
-        if self.run_id:
-            lines.append(f"rerun: nbprod rerun {self.run_id[:8]}   compare: nbprod diff {self.run_id[:8]} OTHER")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        colour = _COLOURS.get(self.status, "#c62828")
-        rows = [("parameters", f"<code>{escape(_params(self.parameters))}</code>")]
-        if self.error:
-            rows.append(("error", f"<code>{escape(str(self.error.get('message')))}</code>"))
-        if self.metrics:
-            shown = (f"{escape(k)} = <b>{v:.6g}</b>" for k, v in sorted(self.metrics.items()))
-            rows.append(("metrics", "<br>".join(shown)))
-        if self.models:
-            rows.append(("models", escape(", ".join(self.models))))
-        if self.attempts > 1:
-            rows.append(("attempts", str(self.attempts)))
-        rows += [("note", escape(n)) for n in self.notes]
-        if self.cells:
-            cell_rows, more = _cell_rows(self.cells)
-            table = "".join(f"<tr><td>{escape(n)}</td><td style='text-align:right'>{escape(t)}</td>"
-                            f"<td>{escape(st)}</td><td style='text-align:left'><code>{escape(src[:80])}</code>"
-                            "</td></tr>" for n, t, st, src in cell_rows)
-            tail = f"<div>… and {more} faster cells</div>" if more else ""
-            rows.append(("cell times", f"<table class='nbprod-cells'><tr><th>cell</th><th>wall time</th>"
-                                       f"<th>status</th><th>first line</th></tr>{table}</table>{tail}"))
-        link = escape(str(self.output))
-        rows.append(("executed copy", f"<a href='{link}' target='_blank'><code>{link}</code></a>"
-                     + (f" · <a href='{escape(self.html)}' target='_blank'>HTML</a>" if self.html else "")))
-        body = "".join(f"<tr><th style='text-align:left;padding-right:1em'>{k}</th>"
-                       f"<td style='text-align:left'>{v}</td></tr>" for k, v in rows)
-        rid = f" <code>{escape(self.run_id[:8])}</code>" if self.run_id else ""
-        return (f"<div class='nbprod-job'><b>nbprod job</b>{rid} <span style='color:{colour};font-weight:bold'>"
-                f"{escape(self.status)}</span> <code>{escape(str(self.notebook))}</code> — {self.seconds:.1f} s"
-                f"<table>{body}</table></div>")
+                parts.append(Lines([f"… and {more} faster cells (all of them: nbprod.get_run(id).cells)"]))
+        tone = "ok" if self.status == "FINISHED" else None if self.status == "RUNNING" else "bad"
+        return View(headline, parts, tone=tone)
 
 
-@dataclass
-class RunTable:
+@dataclass(repr=False)
+class RunTable(Display):
     """``nbprod runs``: the jobs, newest first."""
 
     jobs: list[JobResult]
@@ -194,22 +166,12 @@ class RunTable:
 
     _HEAD = ["id", "status", "start (UTC)", "duration", "notebook", "parameters", "metrics", "models"]
 
-    def __repr__(self) -> str:
-        return str(self)
-
-    def __str__(self) -> str:
-        if self.as_json:
-            return "\n".join(json.dumps(j.to_dict(), default=str) for j in self.jobs)
+    def _view(self) -> View:
+        if self.as_json:  # for scripts: one JSON object a line, no headline
+            return View("", [Lines([json.dumps(j.to_dict(), default=str) for j in self.jobs], style="pre")])
         if not self.jobs:
-            return "no jobs yet: run one with `nbprod run NOTEBOOK.ipynb`"
-        rows = [self._HEAD] + [self._row(j) for j in self.jobs]
-        widths = [min(40, max(len(r[i]) for r in rows)) for i in range(len(self._HEAD))]
-        return "\n".join("  ".join(c[:40].ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() for r in rows)
-
-    def _repr_html_(self) -> str:
-        if not self.jobs:
-            return f"<div>{escape(str(self))}</div>"
-        head = "".join(f"<th>{escape(h)}</th>" for h in self._HEAD)
-        body = "".join("<tr>" + "".join(f"<td style='text-align:left'>{escape(c)}</td>" for c in self._row(j)) + "</tr>"
-                       for j in self.jobs)
-        return f"<table class='nbprod-runs'><tr>{head}</tr>{body}</table>"
+            return View("no jobs yet: run one with `nbprod run NOTEBOOK.ipynb`")
+        rows = [[Cell(_format.truncate(c, 40), title=c if len(c) > 40 else None) for c in self._row(j)]
+                for j in self.jobs]
+        return View(f"{_format.count(len(self.jobs))} job{'s' if len(self.jobs) != 1 else ''}, newest first",
+                    [Table(self._HEAD, rows, all_in_text=True)])
