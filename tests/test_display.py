@@ -180,9 +180,6 @@ import ast  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "nbprod"
-#: Result classes of packages other helpers were converting at the same time (issue 10): they keep
-#: their hand-written displays until they move onto the base; the list only shrinks.
-NOT_YET = {"pipelines/results.py"}
 #: Widgets that wrap a result: their text, HTML and repr are the wrapped result's (tests/test_widget_panels.py).
 WRAPPERS = {"widgets/panels.py"}
 #: The one exception to "str == repr": a deployment's token is shown once, by print() only.
@@ -194,7 +191,7 @@ def _result_classes() -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for path in sorted(SRC.rglob("*.py")):
         rel = path.relative_to(SRC).as_posix()
-        if rel in NOT_YET or rel in WRAPPERS or rel == "_display.py":
+        if rel in WRAPPERS or rel == "_display.py":
             continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.ClassDef):
@@ -282,8 +279,21 @@ def _results(tmp_path):
         FeedbackResult(stored=["a"], unknown=["<z>"]), info(),
         Bundle(tmp_path, "models:/credit/1", "credit", "1", "credit:1", files=["model/MLmodel"]),
         ServeResult("http://127.0.0.1:1", "credit-risk@champion"),
-        *_job_results(tmp_path),
+        *_job_results(tmp_path), *_pipeline_results(),
     ]
+
+
+def _pipeline_results():
+    """A plan, a run stopped at a gate (its graph, its steps, what to type next) and the runs table."""
+    from nbprod.pipelines.results import PipelineRun, PipelineRuns, Plan
+
+    steps = [{"name": "train", "kind": "notebook", "needs": [], "inputs": {"notebook": "<b>x</b>.ipynb"},
+              "changes": "runs the notebook", "status": "done"},
+             {"name": "evaluate", "kind": "evaluate", "needs": ["train"], "inputs": {"model": "<train.model_uri>"},
+              "changes": "a gate", "status": "gate_failed", "reason": "roc_auc lost <alice>"}]
+    run = PipelineRun("r-1", "retrain", "p.yaml", "GATE_FAILED", steps, "evaluate: <b>x</b>")
+    return [Plan("retrain", "p.yaml", {}, steps), run, PipelineRuns([run.to_dict() | {"started_at": "2026"}]),
+            PipelineRuns([])]
 
 
 def _job_results(tmp_path):
@@ -355,3 +365,15 @@ def test_charts_keep_their_own_output_next_to_the_base(tmp_path):
         bundle = result._repr_mimebundle_()
         assert bundle["text/plain"] == repr(result) and bundle["text/html"] == result._repr_html_()
         assert bundle[VEGALITE_MIME]["$schema"].endswith("/v5.json")
+
+
+def test_a_pipeline_shows_its_graph_in_html_and_its_steps_in_text():
+    """The graph of steps is a Markup part: nbprod's own SVG, drawn (not escaped) in HTML, absent from
+    the text, where the steps' table and the commands to inspect and resume say the same."""
+    plan, run, _, _ = _pipeline_results()
+    html, text = run._repr_html_(), str(run)
+    assert html.count("<rect") == 2 and "#e65100" in html and "&lt;svg" not in html and "<svg" not in text
+    assert "roc_auc lost &lt;alice&gt;" in html and "roc_auc lost <alice>" in text
+    assert "nbprod pipeline resume r-1" in text and "nbprod pipeline resume r-1" in html
+    assert "1. train [notebook]" in str(plan) and "     model: <train.model_uri>" in str(plan)
+    assert "<svg" in plan._repr_html_() and "&lt;train.model_uri&gt;" in plan._repr_html_()

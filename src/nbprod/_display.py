@@ -6,8 +6,9 @@ those by hand, with two table helpers that disagreed ("–" vs "-") and reprs th
 the text and sometimes ``<Class …>``. Now a result subclasses :class:`Display` and gives one
 method, ``_view()``, returning a :class:`View`: a **headline** (one line: what this is and its
 verdict) and **parts** — :class:`Facts` (a card of name/value rows), :class:`Table` (rows under a
-header, cut at ``display_limit``), :class:`Lines` (notes, a legend, a list), or another result
-(shown inside this one). The base turns the view into:
+header, cut at ``display_limit``), :class:`Lines` (notes, a legend, a list), :class:`Markup`
+(HTML nbprod draws itself: a pipeline's SVG graph), or another result (shown inside this one).
+The base turns the view into:
 
 - ``str(result)``: the headline, then each part as aligned plain text;
 - ``repr(result)``: **the same text**. One rule for every result: a terminal IPython, a log line
@@ -37,7 +38,7 @@ from typing import Any, Callable, Iterable, Sequence, Union
 
 from . import _format
 
-__all__ = ["Display", "View", "Facts", "Table", "Lines", "Cell", "Part", "text", "html", "text_table",
+__all__ = ["Display", "View", "Facts", "Table", "Lines", "Markup", "Cell", "Part", "text", "html", "text_table",
            "html_table", "TONES", "show_with_chart", "bundle_with_chart"]
 
 #: Colours of a verdict: passed/healthy, failed/broken, needs a look. Also readable on a dark theme.
@@ -110,9 +111,19 @@ class Lines:
     title: str | None = None  # a lead-in line ("Version changes:")
 
 
+@dataclass
+class Markup:
+    """HTML that nbprod generates itself and shows as is: a pipeline's graph of steps (an inline
+    SVG, drawn offline with nothing to load). Its maker escapes every value it writes in; ``text``
+    stands for it in the text (empty: nothing, the parts around it say the same)."""
+
+    html: str
+    text: str = ""
+
+
 #: What a view is made of: the parts above, or another result shown inside this one (its own text
 #: and ``_repr_html_``); None is skipped, so a view can list an optional part in place.
-Part = Union[Facts, Table, Lines, "Display", Any, None]
+Part = Union[Facts, Table, Lines, Markup, "Display", Any, None]
 
 
 @dataclass
@@ -179,6 +190,8 @@ def _part_text(part: Any) -> str:
         rows, more = part.cut(for_text=True)
         table = text_table(part.header, rows)
         return table + (f"\n… {_format.count(more)} {part.more}" if more else "")
+    if isinstance(part, Markup):
+        return part.text
     if isinstance(part, Lines):
         lead = [part.title] if part.title else []
         if part.style == "list":
@@ -244,6 +257,8 @@ def _part_html(part: Any) -> str:
             return lead + "".join(f"<p style='margin:2px 0'>{escape(line)}</p>" for line in part.lines)
         body = "".join(f"<div>{escape(line)}</div>" for line in part.lines)
         return lead + (f"<div style='font-size:12px;color:{MUTED};margin:4px 0'>{body}</div>" if body else "")
+    if isinstance(part, Markup):
+        return part.html
     if hasattr(part, "_repr_html_"):  # another result, shown inside this one
         return part._repr_html_()
     return "" if part is None else f"<p>{escape(str(part))}</p>"

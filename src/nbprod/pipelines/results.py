@@ -1,7 +1,8 @@
 """What the pipeline verbs return: a :class:`Plan`, a :class:`PipelineRun`, the :class:`PipelineRuns` table.
 
-Each prints readable text (the CLI) and renders in a notebook as a graph of the steps coloured by
-state — an inline SVG generated here, so it shows in JupyterLab offline with nothing to load.
+Each displays through :mod:`nbprod._display` (readable text for the CLI, HTML in a notebook) and its
+HTML shows a graph of the steps coloured by state — an inline SVG generated here (a ``Markup`` part),
+so it shows in JupyterLab offline with nothing to load.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import json
 from dataclasses import dataclass, field
 from html import escape
 from typing import Any
+
+from .._display import Display, Facts, Lines, Markup, Table, View
 
 __all__ = ["Plan", "PipelineRun", "PipelineRuns", "svg"]
 
@@ -57,8 +60,8 @@ def _short(value: Any, width: int = 70) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-@dataclass
-class Plan:
+@dataclass(repr=False)
+class Plan(Display):
     """What ``nbprod pipeline run`` would do, in order; nothing has run."""
 
     pipeline: str
@@ -68,31 +71,25 @@ class Plan:
     schedule: str | None = None
     ok: bool = True
 
-    def __str__(self) -> str:
-        lines = [f"pipeline {self.pipeline} ({self.path}) — plan, nothing runs"
-                 + (f"; schedule {self.schedule!r}" if self.schedule else "")]
+    def _view(self) -> View:
+        headline = (f"pipeline {self.pipeline} ({self.path}) — plan, nothing runs"
+                    + (f"; schedule {self.schedule!r}" if self.schedule else ""))
+        lines = []  # one block a step with its inputs: a table of them would be too wide to read
         for i, s in enumerate(self.steps, 1):
             lines.append(f"{i}. {s['name']} [{s['kind']}]" + (f" after {', '.join(s['needs'])}" if s["needs"] else ""))
             for k, v in s["inputs"].items():
                 lines.append(f"     {k}: {_short(v)}")
             lines.append(f"     changes: {s['changes']}")
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td>{i}</td><td>{escape(s['name'])}</td><td>{escape(s['kind'])}</td>"
-                       f"<td>{escape(_short(s['inputs'], 120))}</td><td>{escape(s['changes'])}</td></tr>"
-                       for i, s in enumerate(self.steps, 1))
-        return (f"<div><b>pipeline {escape(self.pipeline)}</b> — plan<br>"
-                f"{svg([{**s, 'status': 'planned'} for s in self.steps])}"
-                f"<table><tr><th>#</th><th>step</th><th>kind</th><th>inputs</th><th>changes</th></tr>{rows}</table></div>")
+        graph = Markup(svg([{**s, "status": "planned"} for s in self.steps]))
+        return View(headline, [graph, Lines(lines, style="pre")])
 
     def to_dict(self) -> dict:
         return {"pipeline": self.pipeline, "path": self.path, "params": self.params, "steps": self.steps,
                 "schedule": self.schedule}
 
 
-@dataclass
-class PipelineRun:
+@dataclass(repr=False)
+class PipelineRun(Display):
     """One run: its status (FINISHED, GATE_FAILED, FAILED, RUNNING, INTERRUPTED), each step's state and outputs."""
 
     run_id: str
@@ -119,31 +116,23 @@ class PipelineRun:
             return []
         return [f"nbprod pipeline show {self.run_id}", f"nbprod pipeline resume {self.run_id}"]
 
-    def __str__(self) -> str:
-        lines = [f"pipeline {self.pipeline} run {self.run_id}: {self.status}"
-                 + (f" — {self.reason}" if self.reason else "")]
-        for s in self.steps:
-            extra = f" — {s['reason']}" if s.get("reason") else ""
-            lines.append(f"  {s['name']:<14} {s.get('kind', ''):<12} {s.get('status', 'pending')}{extra}")
+    def _view(self) -> View:
+        headline = f"pipeline {self.pipeline} run {self.run_id}: {self.status}" + (
+            f" — {self.reason}" if self.reason else "")
+        rows = [[s["name"], s.get("kind", ""), s.get("status", "pending"), s.get("reason") or ""] for s in self.steps]
+        parts: list[Any] = [Markup(svg(self.steps)), Table(["step", "kind", "status", "reason"], rows, limit=0)]
         if not self.ok:
-            lines.append("inspect: " + self.next_commands[0])
-            lines.append("resume:  " + self.next_commands[1])
-        return "\n".join(lines)
-
-    def _repr_html_(self) -> str:
-        colour = COLOURS["done" if self.ok else "gate_failed" if self.status == "GATE_FAILED" else "failed"]
-        tail = "".join(f"<div><code>{escape(c)}</code></div>" for c in self.next_commands)
-        return (f"<div><b style='color:{colour}'>{escape(self.status)}</b> pipeline {escape(self.pipeline)} "
-                f"run <code>{escape(self.run_id)}</code>{': ' + escape(self.reason) if self.reason else ''}"
-                f"<br>{svg(self.steps)}{tail}</div>")
+            parts.append(Facts([("inspect", self.next_commands[0]), ("resume", self.next_commands[1])], code=True))
+        tone = "ok" if self.ok else "warn" if self.status in ("GATE_FAILED", "RUNNING") else "bad"
+        return View(headline, parts, tone=tone)
 
     def to_dict(self) -> dict:
         return {"run_id": self.run_id, "pipeline": self.pipeline, "path": self.path, "status": self.status,
                 "reason": self.reason, "params": self.params, "steps": self.steps}
 
 
-@dataclass
-class PipelineRuns:
+@dataclass(repr=False)
+class PipelineRuns(Display):
     """Pipeline runs, newest first; ``--json`` prints one object per line."""
 
     runs: list[dict]
@@ -152,18 +141,13 @@ class PipelineRuns:
     def __len__(self) -> int:
         return len(self.runs)
 
-    def __str__(self) -> str:
-        if self.as_json:
-            return "\n".join(json.dumps({"run_id": r["run_id"], "pipeline": r["pipeline"], "status": r["status"],
-                                         "reason": r.get("reason"), "started_at": r["started_at"]})
-                             for r in self.runs)
+    def _view(self) -> View:
+        if self.as_json:  # for scripts: one JSON object a line, no headline (nothing when there are no runs)
+            return View("", [Lines([json.dumps({"run_id": r["run_id"], "pipeline": r["pipeline"], "status": r["status"],
+                                                "reason": r.get("reason"), "started_at": r["started_at"]})
+                                    for r in self.runs], style="pre")])
         if not self.runs:
-            return "no pipeline runs yet"
-        return "\n".join(f"{r['run_id']}  {r['pipeline']:<20} {r['status']:<12} {r.get('reason') or ''}"
-                         for r in self.runs)
-
-    def _repr_html_(self) -> str:
-        rows = "".join(f"<tr><td><code>{escape(r['run_id'])}</code></td><td>{escape(r['pipeline'])}</td>"
-                       f"<td>{escape(r['status'])}</td><td>{escape(r.get('reason') or '')}</td></tr>"
-                       for r in self.runs)
-        return f"<table><tr><th>run</th><th>pipeline</th><th>status</th><th>reason</th></tr>{rows}</table>"
+            return View("no pipeline runs yet")
+        rows = [[r["run_id"], r["pipeline"], r["status"], r.get("reason") or ""] for r in self.runs]
+        return View(f"{len(self.runs)} pipeline run{'s' if len(self.runs) != 1 else ''}, newest first",
+                    [Table(["run", "pipeline", "status", "reason"], rows, all_in_text=True)])
