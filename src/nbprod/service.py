@@ -25,8 +25,9 @@ from typing import Any
 
 from .config import settings
 from .deployments.events import serving_hooks
+from .monitoring.alerts import split_rules
 from .monitoring.http import feedback_route
-from .monitoring.loop import from_settings
+from .monitoring.loop import RULES_ENV, from_settings
 from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, deployment_of, retention, server_log, writer_lifespan
 from .registry.loading import load_model
 from .registry.versions import get_version, local_model_dir
@@ -107,14 +108,11 @@ def _retraining(rules: Any, pipelines: Any) -> tuple[Any, Any]:
     incident. Without any: ``(rules, None)``, unchanged. A bad rule or pipeline file raises here."""
     if pipelines is None and not os.environ.get("NBPROD_ALERT_PIPELINES"):  # trigger.PIPELINES_ENV
         return rules, None  # the common case: a server's start-up does not import the pipelines
-    from .pipelines.trigger import from_env, on_fire, parse
+    from .pipelines.trigger import from_env, on_fire, parse  # only servers with on-alert pipelines load them
 
     pairs = parse(pipelines) if pipelines is not None else from_env()
     if not pairs:
         return rules, None
-    from .monitoring.alerts import split_rules
-    from .monitoring.loop import RULES_ENV
-
     if rules is None:
         rules = os.environ.get(RULES_ENV, "")
     base = split_rules(rules) if isinstance(rules, str) else list(rules)
