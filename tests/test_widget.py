@@ -114,3 +114,15 @@ def test_no_chart_of_the_panel_carries_an_empty_layer(nbprod_home):
     for name, chart in p.charts.items():
         assert _empty_datasets(chart.to_dict()) == [], name
     assert "no window has score values yet" in json.dumps(p.charts["performance"].to_dict())
+
+
+def test_the_drift_heat_map_of_a_period_without_tested_windows_is_a_note(nbprod_home):
+    """Too few rows for any drift test: the heat map would be an empty layer (see above); it says so."""
+    from nbprod import monitor
+    from nbprod.monitoring import charts
+
+    traffic("credit", start=hour_start(2), hours=1, per_hour=3, send_labels=False)
+    report = monitor("credit", since="3h")
+    assert report.drift_frame().query("status == 'ok'").empty
+    spec = charts.features(report).to_dict()
+    assert _empty_datasets(spec) == [] and "no window has enough rows" in json.dumps(spec)

@@ -123,6 +123,10 @@ def features(report):
     """A heat map: one row per input column, one cell per window, coloured by drifted."""
     frame = report.drift_frame()
     frame = frame[frame.status == "ok"]
+    if frame.empty:  # a window too small to test, or no traffic: a note, never an empty layer (see _nothing_yet)
+        note = alt.Chart(pd.DataFrame([{"note": "no window has enough rows for a drift test yet"}])).mark_text(
+            color="#888", fontSize=12).encode(text="note:N")
+        return note.properties(title="Input drift per column", width=_WIDTH, height=_HEIGHT)
     return alt.Chart(frame).mark_rect().encode(
         x=alt.X("window_start:T", title="window (UTC)"), y=alt.Y("column:N", title=None),
         color=alt.Color("drifted:N", scale=alt.Scale(domain=[False, True], range=["#d9d9d9", "#c0392b"])),
