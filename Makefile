@@ -35,9 +35,9 @@ TEST_JOBS ?= 4
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
-# The edit-test loop: every test that starts no server and no kernel (those are marked slow), under a minute.
+# The edit-test loop: every test that starts no server and no kernel (those are marked slow); 70 s on 2 cores.
 test-fast: $(STAMP)
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 # JupyterLab on this project, on 127.0.0.1 only, behind a fresh token; prints the URL to open. Ctrl+C stops it.
 LAB_PORT ?= 8888

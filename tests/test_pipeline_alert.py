@@ -166,6 +166,7 @@ def test_never_two_runs_at_once_and_a_cooldown(nbprod_home, pipeline_file):
     assert [d["status"] for d in rows] == ["not started", "started", "not started", "not started", "started"]
 
 
+@pytest.mark.slow  # a real server and its traffic (about a minute)
 def test_on_fire_is_called_once_per_incident_and_its_line_joins_the_message(nbprod_home, stack):
     from nbprod.monitoring.alerts import check_deployment
 
