@@ -36,3 +36,14 @@ def module_home(tmp_path_factory, name: str):
         settings.reset()
         yield home
         settings.reset()
+
+
+def credit_frame(seed: int, rows: int = 300):
+    """``(X, y)``: income, age and region, labelled by income; the packaging and OpenAPI tests' model data."""
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(seed)
+    X = pd.DataFrame({"income": rng.normal(50, 10, rows), "age": rng.integers(18, 80, rows).astype(float),
+                      "region": rng.choice(["north", "south", "east"], rows)})
+    return X, (X["income"] > 50).astype(int)

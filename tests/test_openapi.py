@@ -8,7 +8,7 @@ import json
 import os
 
 import pytest
-from _registry_helpers import module_home, pipeline
+from _registry_helpers import credit_frame, module_home, pipeline
 from _servers import request, server
 
 pytestmark = pytest.mark.slow  # a registered model, a bundle and real `nbprod serve` processes
@@ -20,16 +20,10 @@ TOKEN = "openapi-test-token"
 
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
-    import numpy as np
-    import pandas as pd
-
     from nbprod.registry import register
 
     with module_home(tmp_path_factory, "openapi") as home:
-        rng = np.random.default_rng(1)
-        X = pd.DataFrame({"income": rng.normal(50, 10, 300), "age": rng.integers(18, 80, 300).astype(float),
-                          "region": rng.choice(["north", "south", "east"], 300)})
-        y = (X["income"] > 50).astype(int)
+        X, y = credit_frame(seed=1)
         version = register(pipeline(X, y), "Credit_Risk", X, y, alias="champion")
         yield version, X, home
 

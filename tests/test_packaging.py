@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from _registry_helpers import module_home, pipeline
+from _registry_helpers import credit_frame, module_home, pipeline
 from conftest import require
 
 from nbprod.commands import parse
@@ -23,16 +23,10 @@ pytestmark = pytest.mark.slow  # every test builds on a registered model and a b
 @pytest.fixture(scope="module")
 def registered(tmp_path_factory):
     """One registered ColumnTransformer pipeline in a module-wide home; returns (uri, X)."""
-    import numpy as np
-    import pandas as pd
-
     from nbprod.registry import register
 
     with module_home(tmp_path_factory, "packaging") as home:
-        rng = np.random.default_rng(0)
-        X = pd.DataFrame({"income": rng.normal(50, 10, 300), "age": rng.integers(18, 80, 300).astype(float),
-                          "region": rng.choice(["north", "south", "east"], 300)})
-        y = (X["income"] > 50).astype(int)
+        X, y = credit_frame(seed=0)
         version = register(pipeline(X, y), "Credit_Risk", X, y, alias="challenger")
         yield version, X, home
 
