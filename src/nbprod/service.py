@@ -27,7 +27,7 @@ from .config import settings
 from .deployments.events import serving_hooks
 from .monitoring.alerts import split_rules
 from .monitoring.http import feedback_route
-from .monitoring.loop import RULES_ENV, from_settings
+from .monitoring.loop import PIPELINES_ENV, RULES_ENV, from_settings
 from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, deployment_of, retention, server_log, writer_lifespan
 from .registry.loading import load_model
 from .registry.versions import get_version, local_model_dir
@@ -94,7 +94,9 @@ def app_from_env():
 
 def _alert_loop(source: SpecSource, rules, webhook, interval, window, pipelines=None):
     """The server's background alert loop (nbprod.monitoring.loop), or None without rules."""
-    rules, on_fire = _retraining(rules, pipelines)
+    # a deployment's recorded pipeline files were checked when they were deployed: one removed since
+    # is reported when its rule fires, it does not keep the deployment from restarting
+    rules, on_fire = _retraining(rules, pipelines, check_files=not isinstance(source, DbSource))
     return from_settings(deployment_of(source), rules=rules, webhook=webhook, interval=interval, window=window,
                          on_fire=on_fire)
 
@@ -102,21 +104,22 @@ def _alert_loop(source: SpecSource, rules, webhook, interval, window, pipelines=
 # --- retraining from an alert: the alert loop starts pipelines (nbprod.pipelines.trigger) ------------
 
 
-def _retraining(rules: Any, pipelines: Any) -> tuple[Any, Any]:
+def _retraining(rules: Any, pipelines: Any, *, check_files: bool = True) -> tuple[Any, Any]:
     """``(rules, on_fire)`` for the loop: the on-alert pipelines (``pipelines``, else
-    ``NBPROD_ALERT_PIPELINES``) add their rules to the loop's, and its hook starts them once per
-    incident. Without any: ``(rules, None)``, unchanged. A bad rule or pipeline file raises here."""
-    if pipelines is None and not os.environ.get("NBPROD_ALERT_PIPELINES"):  # trigger.PIPELINES_ENV
+    ``NBPROD_ALERT_PIPELINES``: a deployment's recorded ones) add their rules to the loop's, and its
+    hook starts them once per incident. Without any: ``(rules, None)``, unchanged. A bad rule raises
+    here, and a bad pipeline file given as ``pipelines`` (or, with ``check_files``, in the variable)."""
+    if pipelines is None and not os.environ.get(PIPELINES_ENV):
         return rules, None  # the common case: a server's start-up does not import the pipelines
     from .pipelines.trigger import from_env, on_fire, parse  # only servers with on-alert pipelines load them
 
-    pairs = parse(pipelines) if pipelines is not None else from_env()
+    pairs = parse(pipelines) if pipelines is not None else from_env(check_files=check_files)
     if not pairs:
         return rules, None
     if rules is None:
         rules = os.environ.get(RULES_ENV, "")
     base = split_rules(rules) if isinstance(rules, str) else list(rules)
-    return base + [rule for rule, _ in pairs], on_fire(pairs)
+    return base + [rule for rule, _ in pairs], on_fire(pairs, check_files=check_files)
 
 
 def _retention_env(max_age: Any, max_rows: Any) -> None:

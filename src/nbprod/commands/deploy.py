@@ -42,7 +42,12 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     alerts.add_argument("--alert-rule", action="append", metavar="RULE",
                         help="alert rule the server checks in the background (repeatable), e.g. 'p95_ms > 100'; "
                              "recorded with the deployment (default: the recorded rules)")
-    alerts.add_argument("--no-alerts", action="store_true", help="remove the deployment's recorded alert rules")
+    alerts.add_argument("--no-alerts", action="store_true",
+                        help="remove the deployment's recorded alert rules and on-alert pipelines")
+    p.add_argument("--on-alert", nargs=2, action="append", metavar=("RULE", "PIPELINE"),
+                   help="retrain from an alert: when RULE fires, the server starts the pipeline file (once per "
+                        "incident, never two at once, 1 h cooldown); repeatable; recorded with the deployment "
+                        "(default: the recorded ones)")
     p.add_argument("--alert-webhook", metavar="URL",
                    help="Slack-compatible webhook for alerts, never stored (default: $NBPROD_ALERT_WEBHOOK)")
     p.add_argument("--alert-interval", metavar="SECONDS",
@@ -57,19 +62,24 @@ def _deploy(args: argparse.Namespace, ctx: Context):
         if args.uri is not None:
             raise UsageProblem(f"--restore restarts recorded deployments; it takes no model URI (got {args.uri!r})",
                                "nbprod deploy --restore [--name NAME], or deploy the URI without --restore")
-        if args.alert_rule or args.no_alerts or args.alert_interval or args.alert_window:
-            raise UsageProblem("--restore restarts deployments with their recorded alert rules, interval and window",
+        if args.alert_rule or args.no_alerts or args.alert_interval or args.alert_window or args.on_alert:
+            raise UsageProblem("--restore restarts deployments with their recorded alert rules, interval, window "
+                               "and on-alert pipelines",
                                "leave those out (--alert-webhook is fine), or deploy a version with the new settings")
         return restore(args.name, alert_webhook=args.alert_webhook)
     if args.uri is None:
         raise UsageProblem("nothing to deploy", "pass a model URI (nbprod deploy credit-risk@champion) or --restore")
+    if args.no_alerts and args.on_alert:
+        raise UsageProblem("--no-alerts removes the recorded alert settings; --on-alert records new ones",
+                           "pass one of them")
     given = (args.alert_rule, args.no_alerts, args.alert_webhook, args.alert_interval, args.alert_window)
     alerts = None if not any(given) else AlertSettings(
         rules=[] if args.no_alerts else args.alert_rule, webhook=args.alert_webhook,
         interval=args.alert_interval, window=args.alert_window)
     server = ServerSettings(port=args.port, workers=args.workers, auth=not args.no_auth, ood=args.ood)
+    on_alert = {} if args.no_alerts else args.on_alert  # None: keep the recorded ones
     return deploy(args.uri, name=args.name, canary=args.canary, shadow=args.shadow, split=args.split,
-                  budget_p95_ms=args.budget_p95_ms, server=server, alerts=alerts)
+                  budget_p95_ms=args.budget_p95_ms, server=server, alerts=alerts, on_alert=on_alert)
 
 
 def _name_argument(p: argparse.ArgumentParser) -> None:
@@ -128,6 +138,8 @@ COMMANDS = [
                       "nbprod deploy credit-risk --name credit --split 3=50,4=50",
                       "nbprod deploy credit-risk@champion --name credit --alert-rule 'p95_ms > 100' "
                       "--alert-rule 'drift_share > 0.3' --alert-webhook URL --alert-interval 60",
+                      "nbprod deploy credit-risk@champion --name credit --on-alert 'drift_share > 0.3' "
+                      "notebooks/pipeline.yaml",
                       "nbprod deploy --restore"]),
     Command(name="promote", help="send 100% of a deployment's traffic to its canary and set @champion",
             arguments=_promote_arguments, run=_promote, examples=["nbprod promote credit"]),

@@ -10,6 +10,12 @@ started without one still checks its rules and records firings in ``alert_state`
 them (``nbprod status`` says "no webhook"); the first check of a server that has one posts them.
 A server reads its alert settings when it starts: new settings given to a running deployment are
 recorded and apply when its server restarts (the card and ``nbprod status`` say so meanwhile).
+
+Retraining from an alert (``on_alert``: rule → pipeline file, :mod:`nbprod.pipelines.trigger`) is
+part of the recorded settings (``meta["alerts"]["on_alert"]``, the files' absolute paths), so a
+restart, ``--restore`` or promote keeps it; each rule is checked by the loop beside ``rules`` and
+its firing starts the pipeline once per incident. Rule and file are checked when they are given
+(a deploy); a file that disappears later is reported when its rule fires, it never stops a restart.
 """
 
 from __future__ import annotations
@@ -23,8 +29,10 @@ from ..errors import ConfigError, RuleError
 from ..monitoring.alerts import parse_rules
 from ..monitoring.loop import DEFAULT_INTERVAL_S, WEBHOOK_ENV, check_webhook
 from ..monitoring.windows import parse_duration
+from ..pipelines import trigger
 
-__all__ = ["AlertSettings", "given", "merge", "webhook_for", "served", "key", "view", "notes"]
+__all__ = ["AlertSettings", "given", "on_alert_pairs", "active", "merge", "webhook_for", "served", "key", "view",
+           "notes"]
 
 
 @dataclass(frozen=True)
@@ -62,16 +70,30 @@ class AlertSettings:
                         "pass e.g. alerts=AlertSettings(rules=['p95_ms > 100'], webhook=URL)")
 
 
-def given(settings: AlertSettings | None) -> dict:
+def on_alert_pairs(on_alert: Any) -> dict[str, str]:
+    """``on_alert`` of a deploy call checked: ``{canonical rule: absolute pipeline file}``. A bad
+    rule is a RuleError, a missing or broken pipeline file a PipelineError naming its line
+    (:func:`nbprod.pipelines.trigger.parse`); ``{}`` or ``[]`` removes the recorded ones."""
+    if isinstance(on_alert, str) or not isinstance(on_alert, (Mapping, list, tuple)):
+        raise ConfigError(f"on_alert must map alert rules to pipeline files, got {type(on_alert).__name__}",
+                          "pass e.g. on_alert={'drift_share > 0.3': 'pipeline.yaml'} "
+                          "(CLI: --on-alert 'drift_share > 0.3' pipeline.yaml)")
+    return dict(trigger.parse(on_alert))
+
+
+def given(settings: AlertSettings | None, on_alert: Any = None) -> dict:
     """This call's alert options, validated as the server's loop validates them (RuleError,
-    ConfigError) before anything is resolved or started: ``{}`` when none were given."""
+    ConfigError, PipelineError) before anything is resolved or started: ``{}`` when none were given.
+    ``on_alert``: the rule → pipeline file pairs (:func:`on_alert_pairs`); None keeps the recorded ones."""
+    out: dict = {}
+    if on_alert is not None:
+        out["on_alert"] = on_alert_pairs(on_alert)
     if settings is None:
-        return {}
+        return out
     rules, webhook, interval, window = settings.rules, settings.webhook, settings.interval, settings.window
     if rules is None and webhook is None and interval is None and window is None:
-        return {}
+        return out
 
-    out: dict = {}
     if rules is not None:
         if not isinstance(rules, (str, list, tuple, set)):
             raise RuleError(f"alert rules must be a list of rules, got {type(rules).__name__}",
@@ -89,10 +111,11 @@ def given(settings: AlertSettings | None) -> dict:
 
 def merge(given: dict, recorded: dict | None) -> dict | None:
     """The alert settings after this call: ``recorded`` with the given options applied (an option
-    left out keeps its recorded value). None: no rules, no alert loop."""
-    base = recorded if recorded and recorded.get("rules") else {}
+    left out keeps its recorded value). None: no rules and no on-alert pipelines, no alert loop."""
+    base: dict = recorded if recorded and active(recorded) else {}
     rules = given.get("rules", base.get("rules", []))
-    if not rules:
+    pipelines = given.get("on_alert", base.get("on_alert") or {})
+    if not rules and not pipelines:
         extra = [k for k in ("webhook", "interval_s", "window") if k in given]
         if extra:
             raise RuleError("an alert webhook, interval or window was given without alert rules",
@@ -102,7 +125,15 @@ def merge(given: dict, recorded: dict | None) -> dict | None:
 
     interval = given.get("interval_s", base.get("interval_s", DEFAULT_INTERVAL_S))
     window = str(given.get("window", base.get("window", "1h")))
-    return {"rules": list(rules), "interval_s": float(interval), "window": window}
+    out = {"rules": list(rules), "interval_s": float(interval), "window": window}
+    if pipelines:
+        out["on_alert"] = dict(pipelines)
+    return out
+
+
+def active(alerts: dict | None) -> bool:
+    """Do recorded settings start an alert loop (rules, or rules that start a pipeline)?"""
+    return bool(alerts and (alerts.get("rules") or alerts.get("on_alert")))
 
 
 def webhook_for(given: str | None, *, strict: bool) -> str | None:
@@ -128,9 +159,10 @@ def served(alerts: dict | None, webhook: str | None) -> dict | None:
 
 def key(alerts: dict | None) -> tuple | None:
     """What decides whether two recorded settings differ (None: no rules)."""
-    if not alerts or not alerts.get("rules"):
+    if alerts is None or not active(alerts):
         return None
-    return tuple(alerts["rules"]), float(alerts["interval_s"]), str(alerts["window"])
+    return (tuple(alerts.get("rules") or ()), float(alerts["interval_s"]), str(alerts["window"]),
+            tuple(sorted((alerts.get("on_alert") or {}).items())))
 
 
 def view(meta: dict, *, running: bool = True) -> dict | None:
@@ -141,6 +173,9 @@ def view(meta: dict, *, running: bool = True) -> dict | None:
         return None
     out: dict = {"rules": list((want or {}).get("rules", [])), "interval_s": (want or {}).get("interval_s"),
                   "window": (want or {}).get("window")}
+    pipelines = (want or {}).get("on_alert")
+    if pipelines:
+        out["on_alert"] = dict(pipelines)  # rule -> pipeline file it starts
     if running:
         out["webhook"] = bool(started and started.get("webhook"))
         out["pending"] = pending

@@ -152,7 +152,8 @@ def _ensure_running(name: str, *, alerts: Any = _KEEP, webhook: str | None = Non
 
 def deploy(uri: str, *, name: str | None = None, canary: float | None = None, shadow: bool = False,
            split: dict | None = None, budget_p95_ms: float | None = None, token: str | None = None,
-           server: ServerSettings | dict | None = None, alerts: AlertSettings | dict | None = None) -> Deployment:
+           server: ServerSettings | dict | None = None, alerts: AlertSettings | dict | None = None,
+           on_alert: dict | list | None = None) -> Deployment:
     """Serve the registered version ``uri`` as deployment ``name`` (default: the model's name).
 
     A new name starts a detached server on 127.0.0.1 and returns its bearer token once. A name
@@ -172,8 +173,15 @@ def deploy(uri: str, *, name: str | None = None, canary: float | None = None, sh
     is a RuleError, a bad interval or webhook a ConfigError, before anything starts. A later
     deploy to the name keeps the recorded settings unless it gives new ones (``rules=[]`` removes
     them); a running server applies new settings when it restarts (:mod:`.alerting`).
+
+    ``on_alert``: retraining from an alert, ``{"drift_share > 0.3": "pipeline.yaml"}`` (or a list
+    of ``(rule, file)`` pairs): when the rule fires, the server's alert loop starts the pipeline
+    once per incident with the alert's window as its parameters (:mod:`nbprod.pipelines.trigger`).
+    Recorded with the alert settings (the file's absolute path), so a restart, ``restore`` or
+    promote keeps it; ``{}`` removes it. A bad rule is a RuleError, a missing or broken pipeline
+    file a PipelineError, before anything starts.
     """
-    given = alerting.given(AlertSettings.of(alerts))
+    given = alerting.given(AlertSettings.of(alerts), on_alert)
     server = ServerSettings.of(server)
     check_traffic(canary, shadow, split, budget_p95_ms)
     if not isinstance(uri, str) or not uri:

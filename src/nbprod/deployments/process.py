@@ -7,9 +7,10 @@ reused); before signalling a pid we check that its command line is this deployme
 All HTTP here goes to 127.0.0.1 with short timeouts.
 
 Alert settings reach a deployment's server through its environment (``NBPROD_ALERT_*``, read by
-:mod:`nbprod.monitoring.loop`): the rules, interval and window recorded for the deployment, never
-those of whoever starts it, and the webhook URL — a credential, so it is never written to the
-state DB — only in the child's environment.
+:mod:`nbprod.monitoring.loop`, and ``NBPROD_ALERT_PIPELINES``, read by :mod:`nbprod.service`): the
+rules, interval, window and on-alert pipelines recorded for the deployment, never those of
+whoever starts it, and the webhook URL — a credential, so it is never written to the state DB —
+only in the child's environment.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from pathlib import Path
 
 from ..config import settings
 from ..errors import DeploymentError
-from ..monitoring.loop import INTERVAL_ENV, RULES_ENV, WEBHOOK_ENV, WINDOW_ENV
+from ..monitoring.loop import INTERVAL_ENV, PIPELINES_ENV, RULES_ENV, WEBHOOK_ENV, WINDOW_ENV
 
 __all__ = ["free_port", "start_server", "start_side_server", "alive", "is_server_of", "children", "stop",
            "http_get", "wait_ready", "log_path", "port_free", "identity", "same_process", "group_members"]
@@ -57,17 +58,19 @@ def port_free(port: int, host: str = "127.0.0.1") -> bool:
 
 def _child_env(alerts: dict | None = None, webhook: str | None = None) -> dict:
     """The environment of a server started from here. ``alerts``: the deployment's recorded
-    ``{"rules", "interval_s", "window"}`` (None: no alert loop); ``webhook``: where it posts."""
+    ``{"rules", "interval_s", "window", "on_alert"}`` (None: no alert loop); ``webhook``: where it posts."""
     env = dict(os.environ)
     env.pop("NBPROD_TOKEN", None)  # the spec's token hash is the only credential
-    # a deployment checks its own recorded rules, a gate server none; on-alert pipelines
-    # (nbprod.pipelines.trigger.PIPELINES_ENV) are not recorded yet, so a restore could not keep them
-    for var in (RULES_ENV, WEBHOOK_ENV, INTERVAL_ENV, WINDOW_ENV, "NBPROD_ALERT_PIPELINES"):
+    # a deployment checks its own recorded rules and starts its own recorded on-alert pipelines, never
+    # those of the shell that deploys or restores it; a gate server none
+    for var in (RULES_ENV, WEBHOOK_ENV, INTERVAL_ENV, WINDOW_ENV, PIPELINES_ENV):
         env.pop(var, None)
-    if alerts and alerts.get("rules"):
-        env[RULES_ENV] = "; ".join(alerts["rules"])
+    if alerts and (alerts.get("rules") or alerts.get("on_alert")):
+        env[RULES_ENV] = "; ".join(alerts.get("rules") or [])
         env[INTERVAL_ENV] = repr(float(alerts["interval_s"]))
         env[WINDOW_ENV] = str(alerts["window"])
+        if alerts.get("on_alert"):  # read by nbprod.service: the loop starts them (nbprod.pipelines.trigger)
+            env[PIPELINES_ENV] = json.dumps(sorted(alerts["on_alert"].items()))
         if webhook:
             env[WEBHOOK_ENV] = webhook
     env["NBPROD_HOME"] = str(settings.home)

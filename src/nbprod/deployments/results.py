@@ -6,6 +6,7 @@ import json
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .._display import Cell, Display, Facts, Table, View, text
@@ -27,22 +28,29 @@ def _routes_text(routes: list[dict]) -> str:
 
 
 def _alerts_text(alerts: dict | None, *, short: bool = False) -> str:
-    """The alert rules a deployment checks, how often, and whether firings reach a webhook (never its URL)."""
+    """The alert rules a deployment checks, how often, the pipelines a firing starts, and whether
+    firings reach a webhook (never its URL)."""
     if not alerts:
         return "–" if short else "none"
-    rules = "; ".join(alerts.get("rules") or []) or "none"
+    pipelines = alerts.get("on_alert") or {}
+    checks = bool(alerts.get("rules") or pipelines)
+    rules = "; ".join(alerts.get("rules") or []) or ("" if pipelines else "none")
     every = f"{alerts['interval_s']:g}s" if alerts.get("interval_s") is not None else None
     if short:
-        parts = [rules + (f" every {every}" if every and alerts.get("rules") else "")]
-        if alerts.get("webhook") is False and alerts.get("rules"):
+        retrain = "; ".join(f"{rule} → {Path(path).name}" for rule, path in pipelines.items())
+        parts = ["; ".join(p for p in (rules, retrain) if p) + (f" every {every}" if every and checks else "")]
+        if alerts.get("webhook") is False and checks:
             parts.append("no webhook")
         if alerts.get("pending"):
             parts.append("restart pending")
         return ", ".join(parts)
-    text = rules if not alerts.get("rules") else f"{rules} (every {every}, window {alerts.get('window')})"
-    if alerts.get("rules") and alerts.get("webhook") is True:
+    when = f"every {every}, window {alerts.get('window')}"
+    text = rules if not checks else f"{rules} ({when})" if rules else when
+    if pipelines:
+        text += "; on alert, start " + "; ".join(f"{path} when {rule} fires" for rule, path in pipelines.items())
+    if checks and alerts.get("webhook") is True:
         text += "; firings posted to the webhook"
-    elif alerts.get("rules") and alerts.get("webhook") is False:
+    elif checks and alerts.get("webhook") is False:
         text += "; no webhook: firings recorded, not posted (set NBPROD_ALERT_WEBHOOK where the server starts)"
     if alerts.get("pending"):
         text += "; the running server checks the settings it started with until it restarts"
@@ -62,7 +70,8 @@ class Deployment(Display):
     notebook saves with its outputs, show its last 4 characters only. ``last_change_s``: seconds
     from the call until every worker served the change (acknowledged by the workers themselves);
     ``ready_s``: start until ready.
-    ``alerts``: the recorded alert rules (``rules``, ``interval_s``, ``window``), whether the
+    ``alerts``: the recorded alert rules (``rules``, ``interval_s``, ``window``; ``on_alert``: rule →
+    pipeline file a firing starts, when there are any), whether the
     server has a webhook (``webhook``, never its URL) and whether new settings wait for a
     restart (``pending``); None without rules.
     """

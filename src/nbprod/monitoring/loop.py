@@ -19,6 +19,10 @@ Settings, keyword first, then the server's environment: ``NBPROD_ALERT_RULES`` (
 by ``;`` or new lines), ``NBPROD_ALERT_WEBHOOK`` (the same variable ``nbprod monitor --check``
 reads), ``NBPROD_ALERT_INTERVAL`` (seconds or a duration, default 60 s) and
 ``NBPROD_ALERT_WINDOW`` (the monitor window, default 1h). No rules: no loop.
+``NBPROD_ALERT_PIPELINES`` (JSON ``[[rule, pipeline file], …]``) names the rules whose firing starts
+a pipeline: :mod:`nbprod.service` reads it and hands the loop its ``on_fire`` hook
+(:mod:`nbprod.pipelines.trigger`); the name is here, beside the others, because a deployment's
+server gets it from :mod:`nbprod.deployments.process` like the rest of its recorded settings.
 """
 
 from __future__ import annotations
@@ -33,12 +37,13 @@ from ..errors import ConfigError, NbprodError, RuleError
 from .alerts import check_deployment, parse_rules, split_rules
 
 __all__ = ["AlertLoop", "from_settings", "check_webhook", "RULES_ENV", "WEBHOOK_ENV", "INTERVAL_ENV", "WINDOW_ENV",
-           "DEFAULT_INTERVAL_S"]
+           "PIPELINES_ENV", "DEFAULT_INTERVAL_S"]
 
 RULES_ENV = "NBPROD_ALERT_RULES"
 WEBHOOK_ENV = "NBPROD_ALERT_WEBHOOK"
 INTERVAL_ENV = "NBPROD_ALERT_INTERVAL"
 WINDOW_ENV = "NBPROD_ALERT_WINDOW"
+PIPELINES_ENV = "NBPROD_ALERT_PIPELINES"
 DEFAULT_INTERVAL_S = 60.0
 
 logger = logging.getLogger("nbprod.alerts")

@@ -20,8 +20,10 @@ from the one check that claimed it — and knows nothing of pipelines. :func:`st
    goes to ``NBPROD_HOME/pipelines/RUN_ID.log``);
 5. returns the line the alert's message carries: the run id and the command to follow it.
 
-The rule → file pairs reach a server's process (and a deployment's) in ``NBPROD_ALERT_PIPELINES``,
-JSON: ``[["drift_share > 0.3", "/abs/pipeline.yaml"]]``.
+The rule → file pairs reach a server's process in ``NBPROD_ALERT_PIPELINES``, JSON:
+``[["drift_share > 0.3", "/abs/pipeline.yaml"]]``. A deployment records them with its alert
+settings (``nbprod deploy … --on-alert RULE FILE``, :mod:`nbprod.deployments.alerting`) and its
+server gets them from that record, never from the shell that deploys or restores it.
 """
 
 from __future__ import annotations
@@ -37,19 +39,21 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import ConfigError, NbprodError, PipelineError
+from ..monitoring.loop import PIPELINES_ENV
 
 __all__ = ["parse", "from_env", "to_env", "on_fire", "start", "Triggered", "PIPELINES_ENV", "COOLDOWN_ENV",
            "DEFAULT_COOLDOWN_S", "ALERT_PARAMS"]
 
-PIPELINES_ENV = "NBPROD_ALERT_PIPELINES"
 COOLDOWN_ENV = "NBPROD_ALERT_PIPELINE_COOLDOWN"
 DEFAULT_COOLDOWN_S = 3600.0
 ALERT_PARAMS = ("deployment", "alert_rule", "alert_value", "window_start", "window_end", "data")
 
 
-def parse(pairs: Any) -> list[tuple[str, str]]:
+def parse(pairs: Any, *, check_files: bool = True) -> list[tuple[str, str]]:
     """``[(rule, pipeline file), …]`` (or a mapping, or the JSON of :data:`PIPELINES_ENV`) checked:
-    each rule parses, each file is a valid pipeline. Returns canonical rule texts and absolute paths."""
+    each rule parses, each file is a valid pipeline (unless not ``check_files``: a deployment's
+    recorded files, checked when deployed, are read again when their rule fires). Returns canonical
+    rule texts and absolute paths."""
     from ..monitoring.alerts import parse_rule
     from .spec import load
 
@@ -70,13 +74,14 @@ def parse(pairs: Any) -> list[tuple[str, str]]:
                               "pass e.g. --on-alert 'drift_share > 0.3' pipeline.yaml")
         rule = parse_rule(pair[0])
         path = Path(str(pair[1])).expanduser().resolve()
-        load(path)  # a bad pipeline file fails here, before a server starts, naming its line
+        if check_files:
+            load(path)  # a bad pipeline file fails here, before a server starts, naming its line
         out[rule.text] = str(path)
     return list(out.items())
 
 
-def from_env() -> list[tuple[str, str]]:
-    return parse(os.environ.get(PIPELINES_ENV) or None)
+def from_env(*, check_files: bool = True) -> list[tuple[str, str]]:
+    return parse(os.environ.get(PIPELINES_ENV) or None, check_files=check_files)
 
 
 def to_env(pairs: list[tuple[str, str]]) -> str:
@@ -234,10 +239,12 @@ def start(path: str | Path, *, deployment: str, rule: str, value: float | None, 
     return Triggered(p.name, None, reason)
 
 
-def on_fire(pairs: Any, *, cooldown: Any = None) -> Callable[..., str | None] | None:
+def on_fire(pairs: Any, *, cooldown: Any = None, check_files: bool = True) -> Callable[..., str | None] | None:
     """The hook for :func:`nbprod.monitoring.alerts.check`: a fired rule named in ``pairs`` starts its
-    pipeline (:func:`start`); None without pairs. Bad pairs or cooldown raise here, before a server starts."""
-    checked = dict(parse(pairs))
+    pipeline (:func:`start`); None without pairs. Bad pairs or cooldown raise here, before a server
+    starts; a pipeline file that cannot be read when its rule fires is said in the alert's message
+    and recorded (an ``alert.pipeline`` audit row, ``status`` "not started")."""
+    checked = dict(parse(pairs, check_files=check_files))
     if not checked:
         return None
     wait = _cooldown(cooldown)
@@ -250,6 +257,19 @@ def on_fire(pairs: Any, *, cooldown: Any = None) -> Callable[..., str | None] | 
             return start(path, deployment=deployment, rule=str(rule), value=value, window=window,
                          cooldown=wait).line()
         except NbprodError as exc:
+            _not_started(path, deployment, rule, value, window, exc)
             return f"Retraining: {Path(path).name} not started: {exc.problem}"
 
     return fire
+
+
+def _not_started(path: str, deployment: str, rule: Any, value: Any, window: dict, exc: NbprodError) -> None:
+    """The audit row of a firing whose pipeline could not start (its file gone or broken since it was
+    given). Should this write fail, the check reports the hook's failure in the alert's message."""
+    from .. import audit
+    from ..monitoring.windows import iso
+
+    audit.record("alert.pipeline", details={
+        "deployment": deployment, "rule": str(rule), "value": None if value is None else float(value),
+        "pipeline": None, "path": str(path), "window_start": iso(window["start"]),
+        "window_end": iso(window["end"]), "status": "not started", "reason": exc.problem})
