@@ -215,9 +215,11 @@ def test_the_deployments_alert_loop_starts_the_pipeline_and_restore_and_promote_
         wait_until(lambda: any(r.rule == RULE and not r.firing for r in alert_rows("credit")), 180,
                    "the incident to resolve")
         _post(port, 20, None)
-        second = wait_until(lambda: len(received) > 1 and received[1], 180, "the second incident's webhook post")
-        assert "Retraining: pipeline retrain-on-alert run" in second["text"], second
-        again = _run_id(second["text"])
+        wait_until(lambda: any(m["text"].startswith("RESOLVED") for m in received), 60, "the resolution's post")
+        second = wait_until(lambda: [m for m in received[1:] if "Retraining" in m["text"]], 180,
+                            "the second incident's webhook post")
+        assert len(second) == 1 and "Retraining: pipeline retrain-on-alert run" in second[0]["text"], second
+        again = _run_id(second[0]["text"])
         assert again != first
         wait_until(lambda: _ended(again), 300, "the second run to end")
         assert get_run(again).status == "FINISHED" and len(_started_for(again)) == 1

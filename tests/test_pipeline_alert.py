@@ -219,8 +219,8 @@ def test_monitor_check_on_alert_starts_the_pipeline_from_cron_once_per_incident(
 
 
 def test_a_deployment_never_inherits_the_deployers_on_alert_pipelines(nbprod_home, monkeypatch):
-    """Rule -> pipeline pairs are not recorded with a deployment: its server must not pick up the ones
-    of whoever happened to deploy or restore it (a restore from another shell would lose them)."""
+    """A deployment's server gets only the rule -> pipeline pairs recorded with it (here none), never the
+    ones of whoever happened to deploy or restore it (tests/test_deploy_on_alert.py: recorded ones)."""
     from nbprod.deployments import process
 
     monkeypatch.setenv("NBPROD_ALERT_PIPELINES", json.dumps({"error_rate > 0.1": "/abs/pipeline.yaml"}))
