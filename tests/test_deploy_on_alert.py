@@ -103,6 +103,27 @@ def test_a_deployed_server_gets_its_recorded_pipelines_never_the_shells(nbprod_h
     assert "NBPROD_ALERT_PIPELINES" not in process._child_env(None)  # a gate server: none
 
 
+def test_a_later_deploy_keeps_replaces_or_removes_the_recorded_pipelines(nbprod_home, tmp_path, pipeline_file):
+    """What a deploy call records (:func:`alerting.merge`) and when a running server must restart to apply it."""
+    from nbprod.deployments import alerting
+
+    other = tmp_path / "other.yaml"
+    other.write_text(PIPELINE)
+    first = alerting.merge(alerting.given(None, {RULE: str(pipeline_file)}), None)
+    assert first == {"rules": [], "interval_s": 60.0, "window": "1h", "on_alert": {RULE: str(pipeline_file)}}
+    # no on_alert given (a canary, new rules): kept; rules=[] removes the rules only
+    kept = alerting.merge(alerting.given(alerting.AlertSettings(rules=["p95_ms > 100"])), first)
+    assert kept["on_alert"] == first["on_alert"] and kept["rules"] == ["p95_ms > 100"]
+    assert alerting.merge(alerting.given(alerting.AlertSettings(rules=[])), kept)["on_alert"] == first["on_alert"]
+    # another file for the rule: a change the running server applies when it restarts (pending)
+    moved = alerting.merge(alerting.given(None, [(RULE, str(other))]), first)
+    assert moved["on_alert"] == {RULE: str(other)} and alerting.key(moved) != alerting.key(first)
+    view = alerting.view({"alerts": moved, "alerts_server": alerting.served(first, None)})
+    assert view["on_alert"] == {RULE: str(other)} and view["pending"] is True
+    # {} removes them; with no rules left there is no alert loop at all
+    assert alerting.merge(alerting.given(None, {}), first) is None
+
+
 # --- end to end: deploy, fire, restore, promote --------------------------------------------------
 
 def _kill_9(pid: int) -> None:
