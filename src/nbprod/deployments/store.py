@@ -143,6 +143,18 @@ def _locked(conn, name: str) -> tuple[Any, dict]:
     return (row._mapping if row is not None else None), (json.loads(meta_row.meta) if meta_row else {})
 
 
+def _locked_running(conn, name: str) -> tuple[Any, dict]:
+    """:func:`_locked`, for a verb that acts on a running deployment: row None if absent or stopped;
+    DeploymentConflict if a live process claims it (it is starting a server for ``name`` right now)."""
+    row, meta = _locked(conn, name)
+    if row is None or row["status"] == "stopped":
+        return None, meta
+    claim = live_claim(meta)
+    if claim is not None:
+        raise conflict(name, claim)
+    return row, meta
+
+
 def create(name: str, spec, *, meta: dict, action: str, model_uri: str | None, details: dict,
            replacing: int | None, **columns: Any) -> int:
     """Record a deployment about to start, claimed by this process; the new generation.
@@ -173,13 +185,8 @@ def claim_restart(name: str) -> bool:
     ensure()
     t = deployments_table()
     with state.write_transaction() as conn:
-        row, meta = _locked(conn, name)
-        if row is None or row["status"] == "stopped":
-            return False
-        claim = live_claim(meta)
-        if claim is not None:
-            raise conflict(name, claim)
-        if process.is_server_of(row["pid"], name):
+        row, meta = _locked_running(conn, name)
+        if row is None or process.is_server_of(row["pid"], name):
             return False
         conn.execute(t.update().where(t.c.name == name).values(status="starting"))
         _upsert_meta(conn, name, {**meta, CLAIM: _claim("restore")})
@@ -203,12 +210,9 @@ def begin_undeploy(name: str) -> dict | None:
     ensure()
     t = deployments_table()
     with state.write_transaction() as conn:
-        row, meta = _locked(conn, name)
-        if row is None or row["status"] == "stopped":
+        row, _ = _locked_running(conn, name)
+        if row is None:
             return None
-        claim = live_claim(meta)
-        if claim is not None:
-            raise conflict(name, claim)
         conn.execute(t.update().where(t.c.name == name).values(status="draining"))
         return {k: row[k] for k in ("host", "port", "pid", "status", "updated_at", "generation")}
 
