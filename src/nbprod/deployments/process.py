@@ -140,6 +140,12 @@ def same_process(ident: dict | None) -> bool:
 def group_members(pgid: int) -> list[int]:
     """Live processes in process group ``pgid`` (a server leads its own group; its workers are in it,
     also after the leader died)."""
+    return _live_with(2, pgid)
+
+
+def _live_with(field: int, value: int) -> list[int]:
+    """Live (not zombie) pids whose /proc stat field ``field`` (after the state, field 0) is ``value``;
+    [] without /proc."""
     out: list[int] = []
     proc = Path("/proc")
     if not proc.is_dir():
@@ -148,7 +154,7 @@ def group_members(pgid: int) -> list[int]:
         if not p.name.isdigit():
             continue
         st = _stat(int(p.name))
-        if st is not None and len(st) > 2 and st[2] == str(pgid) and st[0] not in ("Z", "X"):
+        if st is not None and len(st) > field and st[field] == str(value) and st[0] not in ("Z", "X"):
             out.append(int(p.name))
     return out
 
@@ -190,17 +196,7 @@ def is_server_of(pid: int | None, name: str) -> bool:
 
 def children(pid: int) -> list[int]:
     """Live child pids of ``pid`` (uvicorn's worker processes)."""
-    out: list[int] = []
-    proc = Path("/proc")
-    if not proc.is_dir():
-        return out
-    for p in proc.iterdir():
-        if not p.name.isdigit():
-            continue
-        st = _stat(int(p.name))
-        if st is not None and st[1] == str(pid) and st[0] not in ("Z", "X"):
-            out.append(int(p.name))
-    return out
+    return _live_with(1, pid)
 
 
 def stop(pid: int, *, timeout: float = 10.0) -> str:
