@@ -28,21 +28,10 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _setup import ping, pipeline  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
-
-
-def pipeline(X, y, C=1.0):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    num = [c for c in X.columns if X[c].dtype.kind in "if"]
-    cat = [c for c in X.columns if c not in num]
-    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), num),
-                             ("cat", OneHotEncoder(handle_unknown="ignore"), cat)])
-    return make_pipeline(pre, LogisticRegression(C=C, max_iter=300)).fit(X, y)
 
 
 class Load:
@@ -90,17 +79,6 @@ class Load:
         self.stop.set()
         for t in self.threads:
             t.join(30)
-
-
-def ping(port: int) -> bool:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
-        c.request("GET", "/ping")
-        ok = c.getresponse().status == 200
-        c.close()
-        return ok
-    except OSError:
-        return False
 
 
 def main() -> None:
@@ -168,7 +146,7 @@ def main() -> None:
 
     def wait(limit: float = 120) -> None:
         deadline = time.monotonic() + limit
-        while not ping(mport):
+        while not ping(mport, timeout=1):
             if time.monotonic() > deadline:
                 raise SystemExit("mlflow models serve did not start")
             time.sleep(0.05)

@@ -37,6 +37,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _setup import ping, pipeline  # noqa: E402
+
 VENV_BIN = Path(sys.executable).parent
 
 FLOOR_APP = '''
@@ -60,33 +63,8 @@ app = Starlette(routes=[Route("/invocations", invocations, methods=["POST"]), Ro
 '''
 
 
-def pipeline(X, y, C=1.0):
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    num = [c for c in X.columns if X[c].dtype.kind in "if"]
-    cat = [c for c in X.columns if c not in num]
-    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(), StandardScaler()), num),
-                             ("cat", OneHotEncoder(handle_unknown="ignore"), cat)])
-    return make_pipeline(pre, LogisticRegression(C=C, max_iter=300)).fit(X, y)
-
-
 def load() -> str:
     return ", ".join(f"{x:.1f}" for x in os.getloadavg())
-
-
-def ping(port: int) -> bool:
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        c.request("GET", "/ping")
-        ok = c.getresponse().status == 200
-        c.close()
-        return ok
-    except OSError:
-        return False
 
 
 def wait_ready(port: int, proc: subprocess.Popen | None = None, limit: float = 180) -> float:
