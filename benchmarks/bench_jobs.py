@@ -86,6 +86,16 @@ def _record_jobs(n: int) -> None:
         c.set_terminated(rid, "FINISHED")
 
 
+def _print_sides(peer: tuple[str, list[float]], ours: tuple[str, list[float]]) -> float:
+    """Print each side's median and runs, then nbprod's overhead per job and ratio; the peer's median."""
+    (peer_label, peer_runs), (our_label, our_runs) = peer, ours
+    p, o = statistics.median(peer_runs), statistics.median(our_runs)
+    for label, med, times in ((peer_label, p, peer_runs), (our_label, o, our_runs)):
+        print(f"  {label:<29}{med:.3f} s   runs: {', '.join(f'{t:.2f}' for t in times)}")
+    print(f"  {'overhead per job':<29}{o - p:+.3f} s   (goal < +0.5 s)   ratio {o / p:.2f}x")
+    return p
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="in-process jobs per side (0: skip)")
@@ -161,18 +171,11 @@ def main() -> None:
           f"Python {sys.version.split()[0]}, {os.cpu_count()} cores, load average (1/5/15 min) "
           f"{'/'.join(f'{x:.1f}' for x in load_before)} before, {'/'.join(f'{x:.1f}' for x in load)} after")
     if pm:
-        pm_med, nj_med = statistics.median(pm), statistics.median(nj)
         print(f"in one process, median of {args.runs} (interleaved):")
-        print(f"  papermill.execute_notebook   {pm_med:.3f} s   runs: {', '.join(f'{t:.2f}' for t in pm)}")
-        print(f"  nbprod.run                   {nj_med:.3f} s   runs: {', '.join(f'{t:.2f}' for t in nj)}")
-        print(f"  overhead per job             {nj_med - pm_med:+.3f} s   (goal < +0.5 s)   "
-              f"ratio {nj_med / pm_med:.2f}x")
+        _print_sides(("papermill.execute_notebook", pm), ("nbprod.run", nj))
     if cli_pm:
-        cp, cn = statistics.median(cli_pm), statistics.median(cli_nb)
         print(f"command lines on {cli_nb_path.name}, fresh process each, median of {len(cli_pm)} (interleaved):")
-        print(f"  papermill CLI                {cp:.3f} s   runs: {', '.join(f'{t:.2f}' for t in cli_pm)}")
-        print(f"  nbprod run                   {cn:.3f} s   runs: {', '.join(f'{t:.2f}' for t in cli_nb)}")
-        print(f"  overhead per job             {cn - cp:+.3f} s   (goal < +0.5 s)   ratio {cn / cp:.2f}x")
+        cp = _print_sides(("papermill CLI", cli_pm), ("nbprod run", cli_nb))
         if cli_old:
             co = statistics.median(cli_old)
             print(f"  nbprod run from {args.baseline_src}: {co:.3f} s   runs: {', '.join(f'{t:.2f}' for t in cli_old)}"
