@@ -151,3 +151,25 @@ def sigkill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
     except OSError:
         pass
+
+
+@pytest.fixture
+def credit_shell(nbprod_home):
+    """credit-risk v1 @champion (roc_auc 0.81) and v2 @challenger (0.83, C=0.05) registered; an IPython shell
+    with nbprod loaded. Afterwards every server the test deployed is killed and the extension unloaded."""
+    from _registry_helpers import pipeline
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from nbprod import registry
+    from nbprod.datasets import credit
+
+    X, y = credit(600, seed=3)
+    registry.register(pipeline(X, y), "credit-risk", X, y, alias="champion", metrics={"roc_auc": 0.81})
+    registry.register(pipeline(X, y, C=0.05), "credit-risk", X, y, alias="challenger", metrics={"roc_auc": 0.83})
+    shell = InteractiveShell.instance()
+    shell.run_line_magic("load_ext", "nbprod")
+    try:
+        yield shell
+    finally:
+        kill_recorded_servers()
+        shell.run_line_magic("unload_ext", "nbprod")

@@ -3,35 +3,16 @@
 from __future__ import annotations
 
 import pytest
-from _registry_helpers import pipeline
-from conftest import kill_recorded_servers
-from IPython.core.interactiveshell import InteractiveShell
 
 from nbprod.errors import DeploymentError
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
 
-@pytest.fixture
-def ip(nbprod_home):
-    from nbprod import registry
-    from nbprod.datasets import credit
-
-    X, y = credit(600, seed=3)
-    registry.register(pipeline(X, y), "credit-risk", X, y, alias="champion")
-    registry.register(pipeline(X, y, C=0.05), "credit-risk", X, y, alias="challenger")
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "nbprod")
-    try:
-        yield shell
-    finally:
-        kill_recorded_servers()
-        shell.run_line_magic("unload_ext", "nbprod")
-
-
-def test_deploy_canary_promote_rollback_status_undeploy_magics(ip):
+def test_deploy_canary_promote_rollback_status_undeploy_magics(credit_shell):
     from nbprod import registry
 
+    ip = credit_shell
     dep = ip.run_line_magic("nbprod", "deploy credit-risk@champion --name m --no-auth")
     assert dep.url.startswith("http://127.0.0.1:") and dep.weights == {"1": 100.0}
     canary = ip.run_line_magic("nbprod", "deploy credit-risk@challenger --name m --canary 20")

@@ -9,9 +9,6 @@ API that the traffic moved and the audit log has the row — the same row the ma
 from __future__ import annotations
 
 import pytest
-from _registry_helpers import pipeline
-from conftest import kill_recorded_servers
-from IPython.core.interactiveshell import InteractiveShell
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 
@@ -29,24 +26,13 @@ def _actions(model: str = "credit-risk") -> list[str]:
 
 
 @pytest.fixture
-def ip(nbprod_home):
-    """credit-risk v1/v2 registered, "credit" serving v1 with v2 as a 20 % canary; an IPython shell with nbprod."""
-    from nbprod import registry
-    from nbprod.datasets import credit
+def ip(credit_shell):
+    """credit_shell (credit-risk v1/v2, nbprod loaded) with "credit" serving v1 and v2 as a 20 % canary."""
     from nbprod.deployments.api import deploy
 
-    X, y = credit(600, seed=3)
-    registry.register(pipeline(X, y), "credit-risk", X, y, alias="champion", metrics={"roc_auc": 0.81})
-    registry.register(pipeline(X, y, C=0.05), "credit-risk", X, y, alias="challenger", metrics={"roc_auc": 0.83})
-    shell = InteractiveShell.instance()
-    shell.run_line_magic("load_ext", "nbprod")
-    try:
-        deploy("credit-risk@champion", name="credit", server={"auth": False})
-        deploy("credit-risk@challenger", name="credit", canary=20)
-        yield shell
-    finally:
-        kill_recorded_servers()
-        shell.run_line_magic("unload_ext", "nbprod")
+    deploy("credit-risk@champion", name="credit", server={"auth": False})
+    deploy("credit-risk@challenger", name="credit", canary=20)
+    return credit_shell
 
 
 def test_status_panel_rolls_back_after_confirmation_and_shows_a_refusal(ip):
