@@ -23,6 +23,44 @@ def test_console_script_is_installed():
     assert out.returncode == 0 and "usage: nbprod" in out.stdout
 
 
+_EXIT = """
+import atexit, sys, threading, time
+from pathlib import Path
+from nbprod.cli import exit_now
+
+out = Path(sys.argv[1])
+class Teardown:
+    def __del__(self):
+        print("teardown ran")
+kept = Teardown()  # freed only by the interpreter's teardown
+atexit.register(lambda: out.joinpath("atexit").write_text("ran"))
+if sys.argv[2] == "thread":
+    def late():
+        time.sleep(0.5)
+        out.joinpath("thread").write_text("done")
+    threading.Thread(target=late).start()
+sys.stdout.write("x" * 100000)  # buffered, no newline
+exit_now(3)
+"""
+
+
+def test_the_command_line_exits_without_the_interpreters_teardown(tmp_path):
+    """``nbprod`` ends its process once the atexit handlers ran and the streams are flushed: the
+    seconds of teardown after importing MLflow are skipped, nothing written is lost."""
+    done = subprocess.run([sys.executable, "-c", _EXIT, str(tmp_path), "-"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 3 and done.stdout == "x" * 100000, "exit code kept, buffered output flushed"
+    assert (tmp_path / "atexit").read_text() == "ran"
+    assert "teardown ran" not in done.stdout
+
+
+def test_the_command_line_waits_for_a_running_thread_before_it_exits(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _EXIT, str(tmp_path), "thread"], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 3 and (tmp_path / "thread").read_text() == "done"
+    assert (tmp_path / "atexit").read_text() == "ran" and done.stdout.startswith("x" * 100000)
+
+
 def test_every_verb_has_working_help(capsys):
     from nbprod.commands import all_commands
 

@@ -92,3 +92,36 @@ def test_a_one_job_process_gets_its_html_from_a_helper_process(nbprod_home, tmp_
     assert "nbconvert here: False" in out
     html = Path(out.split("html: ", 1)[1].strip().removeprefix("file://"))
     assert html.name == "executed.html" and "rendered here" in html.read_text(encoding="utf-8")
+
+
+_AT_EXIT = """import atexit, os
+from mlflow import MlflowClient
+client, run_id = MlflowClient(), os.environ["MLFLOW_RUN_ID"]
+atexit.register(lambda: client.set_tag(run_id, "written_at_exit", str(os.getpid())))"""
+
+
+def test_what_the_kernel_writes_as_it_exits_is_in_the_run_and_no_kernel_is_left(nbprod_home, tmp_path):
+    """The job asks its kernel to shut down after the last cell but waits for the exit only once it
+    has written the executed copy, just before reading its run back: what the kernel flushes at exit (an atexit handler here, MLflow's async
+    logging in real notebooks) is still in the run when the job reads it back, and the kernel is gone."""
+    from nbprod.registry.store import client
+
+    before = _children()
+    result = run(_notebook(tmp_path / "bye.ipynb", _AT_EXIT, "x = 1"), progress=False)
+    assert result.status == "FINISHED"
+    pid = client().get_run(result.run_id).data.tags.get("written_at_exit")
+    assert pid and not Path(f"/proc/{pid}").exists()
+    assert _children() - before == set()
+
+
+def test_a_job_refused_for_its_parameters_leaves_no_kernel_and_no_helper(nbprod_home, tmp_path):
+    """The kernel and the HTML helper start before the parameters are checked (papermill is
+    imported meanwhile); a refusal stops both."""
+    nb = new_notebook(cells=[new_code_cell("alpha = 1", metadata={"tags": ["parameters"]})])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    write(nb, tmp_path / "p.ipynb")
+    before = _children()
+    with pytest.raises(JobError, match="declares no parameter 'beta'"):
+        run(tmp_path / "p.ipynb", {"beta": 2}, progress=False)
+    assert _children() - before == set()
+    assert not list(nbprod_home.glob("runs/p-*.ipynb")), "no executed copy is started for a refused job"

@@ -105,33 +105,34 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
     if retries < 0 or (timeout is not None and timeout <= 0):
         raise JobError("retries must be >= 0 and timeout > 0 seconds", "e.g. --retries 2 --timeout 600")
     shown = _record_as or source
-    nb = read_notebook(source)
-    params = merge(parameters, parameters_file)
-    notes = check_parameters(shown, nb, params)
-    kernel_name, kernel_note, executable = choose_kernel(kernel, nb)
-    if kernel_note:
-        notes.insert(0, kernel_note)
-    for note in notes:
-        warnings.warn(note, JobWarning, stacklevel=2)
-    target = Path(output) if output else output_path(Path(shown))
-    workdir = Path(cwd) if cwd else Path(shown).resolve().parent
-    if not workdir.is_dir():
-        workdir = source.resolve().parent
-
-    own = notebook_experiment(nb)
-    if own and experiment and own != experiment:
-        raise JobError(f"{shown} calls mlflow.set_experiment({own!r}), "
-                       f"but the job was asked to record in {experiment!r}",
-                       f"leave out --experiment (the job is then recorded in {own!r}) or remove set_experiment")
-    base_env = {"NBPROD_NOTEBOOK": str(Path(shown).resolve()), "NBPROD_HOME": settings.home,
-                "NBPROD_DB_URL": settings.db_url, "MLFLOW_TRACKING_URI": settings.tracking_uri,
-                "MLFLOW_REGISTRY_URI": settings.registry_uri, EXPECT_ENV: json.dumps(_expect_inputs or {}),
-                ALLOW_ENV: "1" if allow_changed_inputs else "0"}
-    # the kernel boots, and nbconvert loads for the HTML, in their own processes while this one
-    # imports MLflow and creates the run (kernel.py, render.py)
+    # nbconvert loads for the HTML (render.py), and the kernel boots (kernel.py), in their own
+    # processes while this one imports papermill and MLflow and creates the run: both are started
+    # as soon as what they need is known, and stopped on every way out
     warming = render.start()
-    early = EarlyKernel.start(kernel_name, workdir, base_env)
+    early: EarlyKernel | None = None
     try:
+        nb = read_notebook(source)
+        params = merge(parameters, parameters_file)
+        kernel_name, kernel_note, executable = choose_kernel(kernel, nb)
+        workdir = Path(cwd) if cwd else Path(shown).resolve().parent
+        if not workdir.is_dir():
+            workdir = source.resolve().parent
+        base_env = {"NBPROD_NOTEBOOK": str(Path(shown).resolve()), "NBPROD_HOME": settings.home,
+                    "NBPROD_DB_URL": settings.db_url, "MLFLOW_TRACKING_URI": settings.tracking_uri,
+                    "MLFLOW_REGISTRY_URI": settings.registry_uri, EXPECT_ENV: json.dumps(_expect_inputs or {}),
+                    ALLOW_ENV: "1" if allow_changed_inputs else "0"}
+        early = EarlyKernel.start(kernel_name, workdir, base_env)
+        notes = check_parameters(shown, nb, params)  # imports papermill: the kernel boots meanwhile
+        if kernel_note:
+            notes.insert(0, kernel_note)
+        for note in notes:
+            warnings.warn(note, JobWarning, stacklevel=2)
+        own = notebook_experiment(nb)
+        if own and experiment and own != experiment:
+            raise JobError(f"{shown} calls mlflow.set_experiment({own!r}), "
+                           f"but the job was asked to record in {experiment!r}",
+                           f"leave out --experiment (the job is then recorded in {own!r}) or remove set_experiment")
+        target = Path(output) if output else output_path(Path(shown))
         return _tracked(early, warming, source, shown, nb, params, notes, kernel_name, executable, target, workdir,
                         base_env, own, experiment, progress, timeout, retries, _rerun_of)
     finally:
@@ -183,6 +184,7 @@ def _tracked(early: EarlyKernel | None, warming: Any, source: Path, shown: Path,
     else:
         bar = bool(progress)
 
+    settle = early.settle if early is not None else None
     start = time.perf_counter()
     status, error, final_nb, attempts = "RUNNING", None, None, 0
     watch = Watch()
@@ -240,7 +242,7 @@ def _tracked(early: EarlyKernel | None, warming: Any, source: Path, shown: Path,
         status = "KILLED"
         error = cell_error(final_nb, watch.current, "KeyboardInterrupt", "the job was interrupted or terminated")
         finish(c, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env, start,
-                kernel_name, notes, live, warming)
+                kernel_name, notes, live, warming, settle)
         if isinstance(stop, _Terminated) and main_thread:
             # recorded: now SIGTERM takes the course it had before the job (by default, the process ends)
             signal.signal(signal.SIGTERM, old_handler)
@@ -251,7 +253,7 @@ def _tracked(early: EarlyKernel | None, warming: Any, source: Path, shown: Path,
         if main_thread:
             signal.signal(signal.SIGTERM, old_handler)
     result = finish(c, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env,
-                     start, kernel_name, notes, live, warming)
+                     start, kernel_name, notes, live, warming, settle)
     if status != "FINISHED":
         raise JobFailed(f"{shown} {status.lower().replace('_', ' ')}: {error['message'] if error else ''}".rstrip(": "),
                         _fix(status, target, retries), result)

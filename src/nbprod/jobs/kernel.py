@@ -11,6 +11,12 @@ first cell, so the notebook sees exactly what a kernel started with them would.
 
 Only kernels whose language is Python are started early (the setup request is Python); others,
 and every retry after a dead kernel, are started by papermill with the whole environment.
+
+At the end the kernel is asked to shut down as papermill would (interrupt, then a shutdown request),
+but the job does not wait there for the process to exit (up to a second of interpreter teardown on
+a busy machine): papermill writes the executed copy meanwhile, and the job waits for the exit
+(:meth:`EarlyKernel.settle`) only before it reads back what the notebook logged, so whatever the
+kernel flushes at exit is in the run by then; the HTML rendering goes on in its helper meanwhile.
 """
 
 from __future__ import annotations
@@ -65,6 +71,7 @@ class EarlyKernel:
     def __init__(self, km: Any) -> None:
         self.km = km
         self.setup: str | None = None
+        self.shutdown_requested = False
 
     @classmethod
     def start(cls, kernel_name: str, cwd: Path, env: dict[str, str]) -> EarlyKernel | None:
@@ -88,7 +95,33 @@ class EarlyKernel:
 
     def hand_over(self, run_env: dict[str, str]) -> dict[str, Any]:
         """papermill's keywords that make it use this kernel and set ``run_env`` in it first."""
-        return {"km": self.km, "nbprod_setup": setup_code(run_env)}
+        return {"km": self.km, "nbprod_setup": setup_code(run_env), "nbprod_early": self}
+
+    async def request_shutdown(self) -> None:
+        """The first half of jupyter_client's graceful shutdown (interrupt, shutdown request), on
+        papermill's event loop after the last cell; :meth:`settle` waits for the exit."""
+        km = self.km
+        if not await km.is_alive():
+            return
+        km.shutting_down = True
+        km.stop_restarter()
+        await km.interrupt_kernel()
+        await km.request_shutdown()
+        self.shutdown_requested = True
+
+    def settle(self) -> None:
+        """Wait until the kernel asked to shut down has exited (killed after jupyter_client's
+        ``shutdown_wait_time``, as in its own shutdown) and free its sockets; never raises."""
+        if not self.shutdown_requested:
+            return
+        from jupyter_core.utils import run_sync
+
+        self.shutdown_requested = False
+        try:
+            run_sync(self.km.finish_shutdown)()
+            run_sync(self.km.cleanup_resources)()
+        except Exception as exc:  # noqa: BLE001 - stop() kills it
+            print(f"nbprod: the job's kernel did not shut down cleanly: {exc}", file=sys.stderr)
 
     def stop(self) -> None:
         """Shut the kernel down unless papermill has done so (idempotent, never raises)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from ..errors import JobError
 
@@ -63,6 +63,7 @@ class Watch:
 def register_engine() -> None:
     """Make papermill's engine ``nbprod`` available (idempotent; papermill is imported here, not
     when nbprod is)."""
+    from jupyter_core.utils import ensure_async, run_sync
     from papermill.clientwrap import PapermillNotebookClient
     from papermill.engines import NBClientEngine, logger, papermill_engines
     from papermill.utils import merge_kwargs, remove_args
@@ -74,11 +75,27 @@ def register_engine() -> None:
         """papermill's client, which can take over a kernel the job started early (``km``) and
         set the job's run in it (``nbprod_setup``, one silent request) before the first cell."""
 
-        def __init__(self, nb_man, nbprod_setup: str | None = None, **kwargs):
+        def __init__(self, nb_man, nbprod_setup: str | None = None, nbprod_early: Any = None, **kwargs):
             super().__init__(nb_man, **kwargs)
             self.nbprod_setup = nbprod_setup
+            self.nbprod_early = nbprod_early
             if kwargs.get("km") is not None:
                 self.owns_km = True  # shut down after the last cell, like a kernel nbclient started
+
+        async def _async_cleanup_kernel(self) -> None:
+            early, me = self.nbprod_early, cast(Any, self)  # nbclient's traits: untyped for mypy
+            if early is None or me.km is not early.km:
+                return await super()._async_cleanup_kernel()
+            # the job's early kernel: asked to shut down here, waited for later (kernel.py)
+            try:
+                await early.request_shutdown()
+            finally:
+                if getattr(me, "kc", None) is not None:
+                    await ensure_async(me.kc.stop_channels())
+                    me.kc = None
+                me.km = None
+
+        _cleanup_kernel = run_sync(_async_cleanup_kernel)  # what papermill's (sync) setup_kernel calls
 
         def papermill_execute_cells(self):
             if self.nbprod_setup:

@@ -16,7 +16,7 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import render
 from .params import user_code_cells
@@ -83,8 +83,12 @@ def cell_metrics(cells: list[dict[str, Any]]) -> list[Any]:
 
 def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict[str, Any], nb, status: str,
             error: dict[str, Any] | None, attempts: int, retry_log: list[str], env: dict[str, Any], start: float,
-            kernel_name: str, notes: list[str], live, warming: Any) -> JobResult:
-    """Write the executed copy with the outcome in its metadata, log the artefacts, close the run."""
+            kernel_name: str, notes: list[str], live, warming: Any,
+            kernel_exit: Callable[[], None] | None = None) -> JobResult:
+    """Write the executed copy with the outcome in its metadata, log the artefacts, close the run.
+
+    ``kernel_exit`` waits for the job's kernel to end; it is called before the run is read back
+    (what the notebook flushes at exit is in it by then), while the HTML may still be rendering."""
     import nbformat
     from mlflow.entities import Param, RunTag
 
@@ -101,6 +105,15 @@ def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict
             private_file(tmp_out)
         nbformat.write(nb, str(tmp_out))
         os.replace(tmp_out, target)
+    # what the notebook logged itself, read once its kernel has exited (it may flush at exit),
+    # while the HTML rendering (render.py) may still be under way
+    if kernel_exit is not None:
+        kernel_exit()
+    run = c.get_run(run_id)
+    logged = run.data.params
+    new_params = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in logged]
+    models = models_of(c, run_id)
+    artifact_uri = run.info.artifact_uri.rstrip("/")
     stage = Path(tempfile.mkdtemp(prefix="nbprod-job-"))
     html_name = None
     try:
@@ -119,11 +132,6 @@ def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict
     finally:
         render.close(warming)  # unused when the job left no copy
         shutil.rmtree(stage, ignore_errors=True)
-    run = c.get_run(run_id)
-    logged = run.data.params
-    new_params = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in logged]
-    models = models_of(c, run_id)
-    artifact_uri = run.info.artifact_uri.rstrip("/")
     tags = {TAG + "status": status, TAG + "attempts": str(attempts), TAG + "seconds": f"{seconds:.3f}",
             TAG + "models": ",".join(models), TAG + "retries": json.dumps(retry_log) if retry_log else "",
             TAG + "error": json.dumps(error) if error else "", TAG + "kernel": kernel_name,

@@ -1,7 +1,7 @@
 """The executed copy's HTML rendering (nbconvert), made ready while the job's kernel works.
 
 Importing nbconvert and loading its template costs about as much CPU as importing MLflow. A
-process's first job starts a helper process (``python -m nbprod.jobs.render``, at low priority)
+process's first job starts a helper process (``python -m nbprod.jobs.render``, niced a little)
 that does that on the machine's other core while this process imports MLflow and creates the
 run, and then renders the executed copy it is handed: a one-job ``nbprod run`` process never
 loads nbconvert itself. A process that runs more jobs (a notebook kernel, a sweep, a benchmark)
@@ -104,7 +104,9 @@ def close(handle: Any) -> None:
 
 def _main() -> int:
     if hasattr(os, "nice"):
-        os.nice(10)  # the job's own process and kernel come first
+        # the job's own process and kernel come first, but not by much: at nice 10 a machine busy
+        # with other work starved the helper until the job's process waited 2-20 s for the HTML
+        os.nice(3)
     exporter = _load_exporter()
     line = sys.stdin.readline().strip()
     if not line:
