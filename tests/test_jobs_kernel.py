@@ -102,8 +102,9 @@ atexit.register(lambda: client.set_tag(run_id, "written_at_exit", str(os.getpid(
 
 def test_what_the_kernel_writes_as_it_exits_is_in_the_run_and_no_kernel_is_left(nbprod_home, tmp_path):
     """The job asks its kernel to shut down after the last cell but waits for the exit only once it
-    has written the executed copy, just before reading its run back: what the kernel flushes at exit (an atexit handler here, MLflow's async
-    logging in real notebooks) is still in the run when the job reads it back, and the kernel is gone."""
+    has written the executed copy, just before reading its run back: what the kernel flushes at
+    exit (an atexit handler here, MLflow's async logging in real notebooks) is still in the run
+    when the job reads it back, and the kernel is gone."""
     from nbprod.registry.store import client
 
     before = _children()
