@@ -35,6 +35,15 @@ export interface Route {
   uri: string;
 }
 
+/** The deployment's recorded alert settings (`deployments.alerting.view`), never the webhook URL. */
+export interface AlertSettings {
+  rules: string[];
+  interval_s: number | null;
+  window: string | null;
+  on_alert?: { [rule: string]: string };
+  pending?: boolean;
+}
+
 export interface DeploymentRow {
   name: string;
   url: string | null;
@@ -42,6 +51,7 @@ export interface DeploymentRow {
   workers: string;
   routes: Route[];
   detail: string;
+  alerts: AlertSettings | null;
   budget_p95_ms: number | null;
   previous_version: string | null;
   health: Health | null;

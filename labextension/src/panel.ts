@@ -211,6 +211,12 @@ export class ProductionPanel extends Widget {
     }
     card.appendChild(bar);
     card.appendChild(el('div', 'nbprod-routes', routesText(row.routes)));
+    // retraining from an alert: which rule starts which pipeline file (the file's name; its path as a tooltip)
+    for (const [rule, file] of Object.entries(row.alerts?.on_alert ?? {})) {
+      const line = el('div', 'nbprod-routes nbprod-on-alert', `on alert: ${rule} → ${file.split('/').pop()}`);
+      line.title = file;
+      card.appendChild(line);
+    }
 
     const h = row.health;
     if (h) {

@@ -1,9 +1,10 @@
 """The "Production" sidebar in a real JupyterLab, clicked in Debian's Chromium (fixtures: conftest.py).
 
 A model with two versions and a deployment "credit" (v1 stable, v2 as a 20 % canary, an alert rule
-that fires) are made in the JupyterLab's own nbprod home; the test opens the sidebar, sees them,
-rolls the canary back through the dialog, checks through nbprod's API that the traffic moved and
-the audit log has the row, and then sees the server's refusal of a second rollback in the panel.
+that fires, a retraining pipeline on another rule) are made in the JupyterLab's own nbprod home;
+the test opens the sidebar, sees them, rolls the canary back through the dialog, checks through
+nbprod's API that the traffic moved and the audit log has the row, and then sees the server's
+refusal of a second rollback in the panel.
 "Open monitor" runs the live monitoring panel in a notebook and the page keeps answering. The
 notebook panel of ``%nbprod status`` (ipywidgets) does the same rollback and shows the same refusal.
 """
@@ -54,8 +55,13 @@ def production(lab):
                         metrics={"roc_auc": 0.81, "accuracy": 0.77})
         nbprod.register(pipeline(X, y, C=0.05), "credit-risk", X, y, alias="challenger",
                         metrics={"roc_auc": 0.83, "accuracy": 0.78})
+        # a retraining pipeline on a rule that does not fire here (the card names it; nothing starts)
+        retrain = lab.home / "retrain.yaml"
+        retrain.write_text("name: retrain\nparams:\n  deployment: none\nsteps:\n  look:\n    verb: wait\n"
+                           "    deployment: ${params.deployment}\n    seconds: 0\n")
         first = nbprod.deploy("credit-risk@champion", name="credit", budget_p95_ms=250,
-                              alerts={"rules": ["p95_ms > 0.01"], "interval": 1, "window": "5m"})
+                              alerts={"rules": ["p95_ms > 0.01"], "interval": 1, "window": "5m"},
+                              on_alert={"drift_share > 0.99": str(retrain)})
         nbprod.deploy("credit-risk@challenger", name="credit", canary=20)
         for i in range(8):
             first.predict(X.iloc[i * 10:(i + 1) * 10])
@@ -96,6 +102,9 @@ def test_sidebar_rolls_back_a_canary_and_shows_a_refusal(page, lab, production, 
     assert card.locator(".nbprod-dot").get_attribute("class").endswith("nbprod-state-running")
     assert card.locator(".nbprod-seg").all_inner_texts() == ["v1 80%", "v2 20%"]
     assert "/ 250 ms budget" in card.locator(".nbprod-figures").inner_text()
+    on_alert = card.locator(".nbprod-on-alert")
+    assert on_alert.inner_text() == "on alert: drift_share > 0.99 → retrain.yaml"
+    assert on_alert.get_attribute("title") == str(lab.home / "retrain.yaml")
     # the server's alert loop marks the rule firing; the panel shows it on a later refresh
     card.locator(".nbprod-alert", has_text="p95_ms > 0.01").wait_for(timeout=60_000)
     card.locator(".nbprod-fig", has_text="p95 ").filter(has_text=" ms /").wait_for()

@@ -16,8 +16,9 @@ from the one check that claimed it — and knows nothing of pipelines. :func:`st
    ``NBPROD_ALERT_PIPELINE_COOLDOWN``); otherwise records a QUEUED run, its parent MLflow run
    made now so that its id is known, and an ``alert.pipeline`` audit row naming it, in one
    transaction;
-4. starts ``nbprod pipeline resume RUN_ID`` detached (it outlives a server that stops; its output
-   goes to ``NBPROD_HOME/pipelines/RUN_ID.log``);
+4. starts ``nbprod pipeline resume RUN_ID`` detached, in the pipeline file's folder (so the file's
+   relative paths, e.g. a labelled ``holdout``, are read beside it whatever folder the server was
+   started from); it outlives a server that stops; its output goes to ``NBPROD_HOME/pipelines/RUN_ID.log``;
 5. returns the line the alert's message carries: the run id and the command to follow it.
 
 The rule → file pairs reach a server's process in ``NBPROD_ALERT_PIPELINES``, JSON:
@@ -172,7 +173,10 @@ def _blocked(conn, name: str, cooldown: float, now: float) -> str | None:
     return None
 
 
-def _spawn(run_id: str) -> subprocess.Popen:
+def _spawn(run_id: str, folder: Path) -> subprocess.Popen:
+    """The detached runner, working in the pipeline file's ``folder``: the file's relative paths
+    (``holdout: holdout.parquet``) mean the files beside it, not whatever folder the server that
+    fired happened to be started from (a deploy, a ``--restore`` from elsewhere)."""
     from ..config import settings
 
     env = dict(os.environ)
@@ -184,7 +188,7 @@ def _spawn(run_id: str) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen([sys.executable, "-m", "nbprod.cli", "pipeline", "resume", run_id],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True, close_fds=True)
+                                cwd=folder, start_new_session=True, close_fds=True)
 
 
 def start(path: str | Path, *, deployment: str, rule: str, value: float | None, window: dict,
@@ -227,7 +231,7 @@ def start(path: str | Path, *, deployment: str, rule: str, value: float | None, 
                              details={**details, "status": "started", "run_id": run_id, "params": params})
         if reason is None:
             try:
-                proc = _spawn(run_id)
+                proc = _spawn(run_id, Path(p.path).resolve().parent)
             except OSError as exc:
                 store.update_run(run_id, status="FAILED", reason=f"could not start its runner: {exc}")
                 return Triggered(p.name, None, f"could not start its runner: {exc}")
