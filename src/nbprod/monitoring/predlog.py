@@ -322,7 +322,7 @@ def _run_rows(deployment: str, run: list) -> list[tuple]:
     for rec in recs:
         pred = rec.get("predictions")
         sized = hasattr(pred, "__len__") and not isinstance(pred, (str, dict))
-        ns.append(int(rec.get("n") or 0) or (len(pred) if sized else 1))  # type: ignore[arg-type]
+        ns.append(int(rec.get("n") or 0) or (len(pred) if sized else 1))
     total = sum(ns)
     names = list(recs[0].get("inputs") or ())
     columns = [_column_fragments([rec["inputs"][k] for rec in recs], ns) for k in names]
