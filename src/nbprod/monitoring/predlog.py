@@ -67,7 +67,6 @@ from sqlalchemy import (
 from .. import state
 from ..config import settings
 from ..errors import ConfigError
-from ..serving.app import ServingHooks
 
 __all__ = ["predictions", "feedback_table", "PredictionLog", "server_log", "writer_lifespan", "ensure_tables",
            "write_rows", "log_rows", "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV",
@@ -482,6 +481,8 @@ class PredictionLog:
 
     def hooks(self, base: Any = None):
         """ServingHooks with this log's hooks added to ``base``'s (whose own hooks still run first)."""
+        from ..serving.app import ServingHooks  # here: a server's supervisor reads retention() without the app
+
         def chain(first, second):
             if first is None:
                 return second
