@@ -24,15 +24,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config import settings
-from .monitoring.loop import PIPELINES_ENV  # the supervisor has monitoring.loop (deployments.process)
-from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, deployment_of, retention
+from .monitoring.alerts import split_rules
+from .monitoring.loop import PIPELINES_ENV, RULES_ENV, from_settings  # the supervisor has it (deployments.process)
+from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, deployment_of, retention, server_log, writer_lifespan
 from .serving.server import as_source, run, worker_settings
-from .serving.spec import DbSource
+from .serving.spec import DbSource, DeploymentSpec, SpecSource
 
 if TYPE_CHECKING:
     from .serving.app import ServingHooks
     from .serving.loader import ModelStore
-    from .serving.spec import DeploymentSpec, SpecSource
 
 # What a worker's app needs (the app, the registry's model store, the prediction log's writer, the
 # deployment events, /feedback) is imported where the app is built: with ``workers > 1`` uvicorn's
@@ -47,7 +47,7 @@ FACTORY = "nbprod.service:app_from_env"
 def model_store() -> ModelStore:
     """What the server needs from nbprod's registry: a registered URI's local directory, and the
     sha256-verified load of a registered directory (None for a plain MLflow directory)."""
-    from .serving.loader import NBPROD_DIR, ModelStore
+    from .serving.loader import NBPROD_DIR, ModelStore  # the app's side: not in uvicorn's supervisor (see above)
 
     def locate(uri: str) -> tuple[Path, str, str]:
         from .registry.versions import get_version, local_model_dir  # a deployment's routes are directories
@@ -66,14 +66,14 @@ def model_store() -> ModelStore:
 def load_version(source: str, version: str | None = None, **options: Any):
     """:func:`nbprod.serving.loader.load_version` with the registry's model store: loads (and so
     verifies and caches) a model directory or registered URI the way a server will."""
-    from .serving.loader import load_version as _load_version
+    from .serving.loader import load_version as _load_version  # the app's side (see above)
 
     return _load_version(source, version, store=model_store(), **options)
 
 
 def _deployment_hooks(source: SpecSource) -> ServingHooks | None:
     """A deployment's workers report applied generations and canary fallbacks (nbprod.deployments.events)."""
-    from .deployments.events import serving_hooks
+    from .deployments.events import serving_hooks  # in a worker: the app's side (see above)
 
     if isinstance(source, DbSource):
         return serving_hooks(source.name)
@@ -84,9 +84,8 @@ def build_app(source: SpecSource | DeploymentSpec | str, *, token: str | None = 
               hooks: ServingHooks | None = None):
     """The server's app: ``create_app`` with the model store, the deployment events, the prediction
     log (unless ``NBPROD_PREDICTION_LOG=off``) and ``POST /feedback``."""
-    from .monitoring.http import feedback_route
-    from .monitoring.predlog import server_log, writer_lifespan
-    from .serving.app import create_app
+    from .monitoring.http import feedback_route  # the app's side: not in uvicorn's supervisor
+    from .serving.app import create_app  # the app's side
 
     source = as_source(source)
     hooks = hooks or _deployment_hooks(source)
@@ -109,8 +108,6 @@ def app_from_env():
 
 def _alert_loop(source: SpecSource, rules, webhook, interval, window, pipelines=None):
     """The server's background alert loop (nbprod.monitoring.loop), or None without rules."""
-    from .monitoring.loop import from_settings
-
     # a deployment's recorded pipeline files were checked when they were deployed: one removed since
     # is reported when its rule fires, it does not keep the deployment from restarting
     rules, on_fire = _retraining(rules, pipelines, check_files=not isinstance(source, DbSource))
@@ -133,9 +130,6 @@ def _retraining(rules: Any, pipelines: Any, *, check_files: bool = True) -> tupl
     pairs = parse(pipelines) if pipelines is not None else from_env(check_files=check_files)
     if not pairs:
         return rules, None
-    from .monitoring.alerts import split_rules
-    from .monitoring.loop import RULES_ENV
-
     if rules is None:
         rules = os.environ.get(RULES_ENV, "")
     base = split_rules(rules) if isinstance(rules, str) else list(rules)
