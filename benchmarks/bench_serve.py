@@ -15,7 +15,8 @@ Figures: requests/s per body size (1, 100, 1,000 rows) and nbprod's ratio to the
 round (the goal: ≥ 0.5× at 1 row, ≥ 0.2× at 100 rows), wrk's p50/p99, the CPU seconds the server's
 processes spent per request, the single-row sequential p50 (``http.client``), and the first deploy of a
 newly registered version (``nbprod.deploy()`` call until the service answers; a new version each run,
-so its start-up cache is cold, as for a version just registered). ``uptime``'s load is printed with
+so its start-up cache is cold, as for a version just registered; with ``--baseline-src`` alternating with a
+deploy served by the baseline's code). ``uptime``'s load is printed with
 every round: on a shared machine the ratios of one round matter more than absolute figures.
 
     .venv/bin/python benchmarks/bench_serve.py [--runs 3] [--seconds 8] [--workers 2] [--rows 1,100,1000]
@@ -200,19 +201,35 @@ def main() -> None:
         bodies[n] = path
 
     # first deploy of a newly registered version: a new version per run, so its start-up cache is cold
+    # with --baseline-src, each round deploys a new version on the baseline's server code, then another on
+    # this one (PYTHONPATH reaches the server processes; the caller's warm-up is this code in both)
     deploy_s: list[float] = []
+    deploy_before: list[float] = []
     mv = registry.register(pipeline(X, y), "credit-risk", X, y)
+    sides = [True, False] if args.baseline_src else [False]
     for i in range(args.runs if args.deploys is None else args.deploys):
-        mv = registry.register(pipeline(X, y, C=1.0 / (i + 1)), "credit-risk", X, y)
-        t0 = time.perf_counter()
-        d = api.deploy(f"credit-risk/{mv.version}", name=f"first{i}", server={"workers": args.workers})
-        port = int(d.url.rsplit(":", 1)[1])
-        wait_ready(port)
-        deploy_s.append(time.perf_counter() - t0)
-        api.undeploy(f"first{i}")
+        for before_side in sides:
+            c = 1.0 / (len(deploy_s) + len(deploy_before) + 1)  # a different model each time
+            mv = registry.register(pipeline(X, y, C=c), "credit-risk", X, y)
+            path_before = os.environ.get("PYTHONPATH")
+            if before_side:
+                os.environ["PYTHONPATH"] = str(Path(args.baseline_src).resolve())
+            t0 = time.perf_counter()
+            try:
+                d = api.deploy(f"credit-risk/{mv.version}", name=f"first{i}", server={"workers": args.workers})
+            finally:
+                if path_before is None:
+                    os.environ.pop("PYTHONPATH", None)
+                else:
+                    os.environ["PYTHONPATH"] = path_before
+            port = int(d.url.rsplit(":", 1)[1])
+            wait_ready(port)
+            (deploy_before if before_side else deploy_s).append(time.perf_counter() - t0)
+            api.undeploy(f"first{i}")
     if deploy_s:
         print(f"first deploy of a new version until it answers: {[round(x, 2) for x in deploy_s]} s "
-              f"(median {statistics.median(deploy_s):.2f} s); load {load()}", flush=True)
+              f"(median {statistics.median(deploy_s):.2f} s); before: {[round(x, 2) for x in deploy_before]} s; "
+              f"load {load()}", flush=True)
 
     dep = api.deploy(f"credit-risk/{mv.version}", name="bench", server={"workers": args.workers})
     nb_port = int(dep.url.rsplit(":", 1)[1])
@@ -319,6 +336,9 @@ def main() -> None:
     if deploy_s:
         print(f"first deploy of a newly registered version until it answers: median {med(deploy_s):.2f} s "
               f"({', '.join(f'{x:.2f}' for x in deploy_s)})")
+    if deploy_before:
+        print(f"first deploy, before (--baseline-src, alternating with the above): median {med(deploy_before):.2f} s "
+              f"({', '.join(f'{x:.2f}' for x in deploy_before)})")
     failed = sum(r["failed"] for rs in results.values() for r in rs)
     print(f"failed requests: {failed}")
 

@@ -75,3 +75,19 @@ def test_modules_that_import_nbprod_never_loads_import_at_the_top():
         files = [src / name] if name.endswith(".py") else sorted((src / name).glob("*.py"))
         for path in files:
             assert not _local_imports(path), _local_imports(path)
+
+
+def test_a_servers_supervisor_imports_no_app():
+    """With ``workers > 1`` the process ``nbprod serve`` starts (uvicorn's supervisor) only records the
+    server, binds the socket and spawns the workers: importing the app there (numpy, Starlette, the
+    registry) only delayed every first deploy (issue 13)."""
+    probe = ("import json, sys\n"
+             "import nbprod.cli\n"
+             "from nbprod.commands.serving import _run\n"
+             "from nbprod.service import serve\n"
+             "from nbprod.serving.spec import DbSource\n"
+             "from nbprod.deployments.store import record_server\n"
+             "app = ('numpy', 'starlette', 'nbprod.serving.app', 'nbprod.registry', 'websockets', 'mlflow')\n"
+             "print(json.dumps(sorted(m for m in app if m in sys.modules)))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout.strip().splitlines()[-1]) == []

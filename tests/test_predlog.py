@@ -49,6 +49,43 @@ def test_writer_logs_predictions_shadows_and_errors_in_batches(db_url):
     assert log.stats()["written"] == 7 and log.stats()["dropped"] == 0
 
 
+def test_the_writer_converts_a_batch_of_requests_at_once_to_the_rows_each_gives_alone(db_url):
+    """The writer turns consecutive requests with the same columns into rows a column at a time across
+    them; every row is byte for byte the row of that request converted on its own, also when the
+    requests' arrays differ in dtype or kind, and an odd request fails alone (counted), not its batch."""
+    def req(i: int) -> dict:
+        n = 1 + i % 3
+        rec = _record(f"b{i}", n=n)
+        if i % 4 == 1:
+            rec["inputs"]["age"] = np.array([31, 42, 53][:n])  # int64 among float64: not joined as floats
+        if i % 4 == 2:
+            rec["inputs"]["city"] = np.array(["lyon", "nantes", "brest"][:n])  # fixed-width text
+        if i % 5 == 3:
+            rec["predictions"] = np.array([1, 0, 1][:n])  # labels among probabilities
+            rec["ood"] = None
+        return rec
+
+    records = [req(i) for i in range(12)]
+    bad = _record("bad", n=2)
+    bad["predictions"] = np.array([np.inf, 0.5])  # ±inf is not JSON: this request fails alone
+    records.insert(5, bad)
+    expected = "expected-" + str(time.time())
+    log_rows(expected, [("prediction", 1.0, r) for r in records if r is not bad])  # one by one
+    cols = ("request_id", "row_index", "prediction_id", "version", "role", "status", "latency_ms", "n_rows",
+            "inputs", "prediction", "ood")
+    want = [tuple(getattr(r, c) for c in cols) for r in _rows(expected)]
+    with ensure_tables().begin() as conn:  # the prediction ids are unique: make room for the writer's rows
+        conn.execute(sa.delete(predictions).where(predictions.c.deployment == expected))
+    log = PredictionLog("batched", flush_s=60, batch_rows=10_000)
+    for r in records:
+        log.on_prediction(r)
+    assert log.flush(10)
+    log.close()
+    assert log.stats()["dropped"] == 1 and "convert" in (log.last_error or ""), (log.stats(), log.last_error)
+    got = [tuple(getattr(r, c) for c in cols) for r in _rows("batched")]
+    assert got == want and len(got) == sum(1 + i % 3 for i in range(12))
+
+
 def test_overflow_drops_rows_counts_them_and_never_blocks(nbprod_home):
     from nbprod.serving.metrics import ServingMetrics
 

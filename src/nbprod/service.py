@@ -21,21 +21,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import settings
-from .deployments.events import serving_hooks
 from .monitoring.alerts import split_rules
-from .monitoring.http import feedback_route
-from .monitoring.loop import PIPELINES_ENV, RULES_ENV, from_settings
+from .monitoring.loop import PIPELINES_ENV, RULES_ENV, from_settings  # the supervisor has it (deployments.process)
 from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, deployment_of, retention, server_log, writer_lifespan
-from .registry.loading import load_model
-from .registry.versions import get_version, local_model_dir
-from .serving.app import ServingHooks, create_app
-from .serving.loader import NBPROD_DIR, ModelStore
-from .serving.loader import load_version as _load_version
 from .serving.server import as_source, run, worker_settings
 from .serving.spec import DbSource, DeploymentSpec, SpecSource
+
+if TYPE_CHECKING:
+    from .serving.app import ServingHooks
+    from .serving.loader import ModelStore
+
+# What a worker's app needs (the app, the registry's model store, the prediction log's writer, the
+# deployment events, /feedback) is imported where the app is built: with ``workers > 1`` uvicorn's
+# supervisor — the process ``nbprod serve`` starts — only binds the socket and spawns the workers,
+# so it skips those imports (SQLAlchemy is all it shares with them), and a first deploy answers sooner.
 
 __all__ = ["serve", "build_app", "app_from_env", "model_store", "load_version", "FACTORY"]
 
@@ -45,12 +47,17 @@ FACTORY = "nbprod.service:app_from_env"
 def model_store() -> ModelStore:
     """What the server needs from nbprod's registry: a registered URI's local directory, and the
     sha256-verified load of a registered directory (None for a plain MLflow directory)."""
+    from .serving.loader import NBPROD_DIR, ModelStore  # the app's side: not in uvicorn's supervisor (see above)
 
     def locate(uri: str) -> tuple[Path, str, str]:
+        from .registry.versions import get_version, local_model_dir  # a deployment's routes are directories
+
         mv = get_version(uri)
         return Path(local_model_dir(mv)), mv.name, str(mv.version)
 
     def open_(path: Path) -> Any:
+        from .registry.loading import load_model  # only on a start-up cache miss (scikit-learn, MLflow)
+
         return load_model(str(path), verify=True) if (path / NBPROD_DIR).is_dir() else None
 
     return ModelStore(locate=locate, open=open_)
@@ -59,11 +66,15 @@ def model_store() -> ModelStore:
 def load_version(source: str, version: str | None = None, **options: Any):
     """:func:`nbprod.serving.loader.load_version` with the registry's model store: loads (and so
     verifies and caches) a model directory or registered URI the way a server will."""
+    from .serving.loader import load_version as _load_version  # the app's side (see above)
+
     return _load_version(source, version, store=model_store(), **options)
 
 
 def _deployment_hooks(source: SpecSource) -> ServingHooks | None:
     """A deployment's workers report applied generations and canary fallbacks (nbprod.deployments.events)."""
+    from .deployments.events import serving_hooks  # in a worker: the app's side (see above)
+
     if isinstance(source, DbSource):
         return serving_hooks(source.name)
     return None
@@ -73,6 +84,9 @@ def build_app(source: SpecSource | DeploymentSpec | str, *, token: str | None = 
               hooks: ServingHooks | None = None):
     """The server's app: ``create_app`` with the model store, the deployment events, the prediction
     log (unless ``NBPROD_PREDICTION_LOG=off``) and ``POST /feedback``."""
+    from .monitoring.http import feedback_route  # the app's side: not in uvicorn's supervisor
+    from .serving.app import create_app  # the app's side
+
     source = as_source(source)
     hooks = hooks or _deployment_hooks(source)
     log = server_log(source)

@@ -46,7 +46,7 @@ import os
 import threading
 import time
 from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from sqlalchemy import (
     BigInteger,
@@ -67,7 +67,6 @@ from sqlalchemy import (
 from .. import state
 from ..config import settings
 from ..errors import ConfigError
-from ..serving.app import ServingHooks
 
 __all__ = ["predictions", "feedback_table", "PredictionLog", "server_log", "writer_lifespan", "ensure_tables",
            "write_rows", "log_rows", "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV",
@@ -244,12 +243,113 @@ def _s(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
+def _converted(deployment: str, items: list) -> Iterator[tuple[int, Any]]:
+    """``(records, rows)`` per stretch of ``items``: a run of consecutive predictions with the same input
+    columns is converted at once (:func:`_run_rows`), anything else (or a run that fails) one record at a
+    time with :func:`_rows_of`; ``rows`` is a list of row tuples, or the exception of a record."""
+    i = 0
+    while i < len(items):
+        kind, ts, rec = items[i]
+        j = i + 1
+        if kind == "prediction":
+            names = _names(rec)
+            while j < len(items) and items[j][0] == "prediction" and _names(items[j][2]) == names:
+                j += 1
+        if j - i > 1:
+            try:
+                yield j - i, _run_rows(deployment, items[i:j])
+                i = j
+                continue
+            except Exception:  # noqa: BLE001 - one odd record: convert the run one by one, it alone fails
+                pass
+        for kind, ts, rec in items[i:j]:
+            try:
+                yield 1, [_as_tuple(r) for r in _rows_of(deployment, kind, ts, rec)]
+            except Exception as exc:  # noqa: BLE001
+                yield 1, exc
+        i = j
+
+
+def _names(rec: dict) -> tuple:
+    return tuple(rec.get("inputs") or ())
+
+
+def _as_tuple(row: dict) -> tuple:
+    return tuple(row[k] if k in row else _ROW_DEFAULTS[k] for k in _ROW_COLUMNS)
+
+
+def _column_fragments(parts: list, ns: list[int]) -> list[str]:
+    """The JSON text of one input column's values over several records, each exactly as
+    ``_fragments(_plain_list(part, n))`` gives it for its record alone: numeric or text arrays of one
+    dtype are joined in C and turned into text once; anything else a record at a time."""
+    import numpy as np  # the server has it loaded; ``import nbprod`` does not import this module
+
+    if set(map(type, parts)) == {np.ndarray} and list(map(len, parts)) == ns:
+        dtypes = {p.dtype for p in parts}
+        kinds = {d.kind for d in dtypes}
+        if (len(dtypes) == 1 or kinds == {"U"}) and kinds <= set("biufUO") and all(p.ndim == 1 for p in parts):
+            values = _plain_list(np.concatenate(parts), sum(ns))
+            if "O" not in kinds or set(map(type, values)) <= _TEXTS:  # objects: only all-text ones take one path
+                return _fragments(values)
+    out: list[str] = []
+    for values, n in zip(parts, ns, strict=True):
+        out += _fragments(_plain_list(values, n))
+    return out
+
+
+def _prediction_fragments(preds: list, ns: list[int]) -> list[str]:
+    """The JSON text of each row's prediction over several records, as ``_rows_of`` gives each record's."""
+    import numpy as np
+
+    first = preds[0]
+    if (set(map(type, preds)) == {np.ndarray} and len({(p.dtype, p.shape[1:]) for p in preds}) == 1
+            and first.dtype.kind in "biuf" and first.ndim >= 1 and list(map(len, preds)) == ns):
+        return _fragments(_prediction_list(np.concatenate(preds), sum(ns)))
+    out: list[str] = []
+    for pred, n in zip(preds, ns, strict=True):
+        values = _prediction_list(pred, n)
+        out += _fragments(values[:n] + [None] * (n - len(values)))
+    return out
+
+
+def _run_rows(deployment: str, run: list) -> list[tuple]:
+    """The rows of consecutive prediction records with the same input columns, byte for byte what
+    :func:`_rows_of` gives each, but converted a column at a time across all of them: a one-row request
+    costs the writer a row's work, not a request's worth of per-column calls."""
+    recs = [rec for _, _, rec in run]
+    ns = []
+    for rec in recs:
+        pred = rec.get("predictions")
+        sized = hasattr(pred, "__len__") and not isinstance(pred, (str, dict))
+        ns.append(int(rec.get("n") or 0) or (len(pred) if sized else 1))
+    total = sum(ns)
+    names = list(recs[0].get("inputs") or ())
+    columns = [_column_fragments([rec["inputs"][k] for rec in recs], ns) for k in names]
+    objects = _row_objects(names, columns, total)
+    shown = _prediction_fragments([rec.get("predictions") for rec in recs], ns)
+    out: list[tuple] = []
+    at = 0
+    for (_, ts, rec), n in zip(run, ns, strict=True):
+        rid, version, latency = rec.get("request_id"), _s(rec.get("version")), rec.get("latency_ms")
+        role = rec.get("role") or "stable"
+        ood = rec.get("ood")
+        for i in range(n):
+            flags = ood[i] if ood is not None and i < len(ood) else None
+            out.append((deployment, ts, rid, i, f"{rid}-{i}", version, role, 200, latency, n, objects[at + i],
+                        shown[at + i], _dumps(list(flags)) if flags else None))
+        at += n
+    return out
+
+
 def write_rows(rows: list[dict], db_url: str | None = None) -> int:
     """Insert prediction-log rows (one ``executemany``); the number written."""
-    if not rows:
+    return _insert([_as_tuple(r) for r in rows], db_url)
+
+
+def _insert(full: list[tuple], db_url: str | None) -> int:
+    """Insert rows given as tuples in ``_ROW_COLUMNS`` order (one ``executemany``)."""
+    if not full:
         return 0
-    defaults = _ROW_DEFAULTS
-    full = [tuple(r[k] if k in r else defaults[k] for k in _ROW_COLUMNS) for r in rows]
     eng = ensure_tables(db_url)
     with eng.connect() as conn:
         conn.execution_options(nbprod_write=True)
@@ -381,6 +481,8 @@ class PredictionLog:
 
     def hooks(self, base: Any = None):
         """ServingHooks with this log's hooks added to ``base``'s (whose own hooks still run first)."""
+        from ..serving.app import ServingHooks  # here: a server's supervisor reads retention() without the app
+
         def chain(first, second):
             if first is None:
                 return second
@@ -445,19 +547,19 @@ class PredictionLog:
                 return
 
     def _write(self, items: list) -> None:
-        rows: list[dict] = []
-        for kind, ts, rec in items:
-            try:
-                rows.extend(_rows_of(self.deployment, kind, ts, rec))
-            except Exception as exc:  # noqa: BLE001 - one odd record never stops the log
-                self.last_error = f"convert: {type(exc).__name__}: {exc}"
+        rows: list[tuple] = []
+        for _, converted in _converted(self.deployment, items):
+            if isinstance(converted, Exception):  # one odd record never stops the log
+                self.last_error = f"convert: {type(converted).__name__}: {converted}"
                 self._count_failed(1)
+            else:
+                rows.extend(converted)
         n_taken = sum(_rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
         for start in range(0, len(rows), self.batch_rows):
             chunk = rows[start:start + self.batch_rows]
             for attempt in (0, 1):
                 try:
-                    write_rows(chunk, self.db_url)
+                    _insert(chunk, self.db_url)
                     self.written += len(chunk)
                     self._written_since_prune += len(chunk)
                     break

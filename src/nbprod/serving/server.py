@@ -23,7 +23,6 @@ from typing import Any, Callable
 
 import uvicorn
 
-from .app import create_app
 from .connections import ACCEPT_BURST, http_protocol
 from .spec import ENV_VAR, DeploymentSpec, SpecSource, StaticSource, hash_token, source_from_env, source_to_env
 
@@ -51,6 +50,8 @@ def worker_settings() -> tuple[SpecSource, bool, str | None]:
 
 def app_from_env():
     """uvicorn factory of the bare app (``nbprod.serving.server:app_from_env``): serving only."""
+    from .app import create_app  # in the worker: uvicorn's supervisor only needs this module's run()
+
     source, auth, token_sha256 = worker_settings()
     app = create_app(source, auth=auth)
     app.state.serving.token_sha256 = token_sha256
@@ -74,7 +75,8 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
     common: dict[str, Any] = dict(host=host, port=port, log_level=log_level, access_log=False,
                                   http=http_protocol(), timeout_keep_alive=5,
                                   h11_max_incomplete_event_size=16 * 1024, backlog=ACCEPT_BURST,
-                                  timeout_graceful_shutdown=5, lifespan="on")
+                                  timeout_graceful_shutdown=5, lifespan="on",
+                                  ws="none")  # no WebSocket routes: each worker skips importing websockets
     if workers <= 1:
         uvicorn.run(build(), **common)
         return
