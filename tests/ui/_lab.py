@@ -43,24 +43,37 @@ def open_notebook(page: Any, lab: Lab, path: str) -> Any:
     return panel
 
 
-def new_notebook(page: Any) -> Any:
-    """A new, empty notebook on the Python 3 kernel, from a new launcher (File > New Launcher), as a user makes one."""
+def new_notebook(page: Any, *, wait_kernel: bool = True) -> Any:
+    """A new, empty notebook on the Python 3 kernel, from a new launcher (File > New Launcher), as a
+    user makes one; with ``wait_kernel=False`` it returns as soon as the notebook shows, its kernel
+    maybe still starting (what a user who clicks at once meets)."""
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^File$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^New Launcher$")).click()
     page.locator(".jp-LauncherCard[title^='Python 3']:visible").first.click()
     panel = page.locator(".jp-NotebookPanel:visible").last
     panel.locator(".jp-Notebook .jp-Cell").first.wait_for()
-    wait_idle(page)
+    if wait_kernel:
+        wait_idle(page)
     return panel
 
 
 def wait_idle(page: Any, timeout_s: float = 120.0) -> None:
-    """Until the visible notebook's kernel reports idle (the toolbar's kernel status)."""
+    """Until the visible notebook's kernel is connected and idle, as its front end knows it.
+
+    The toolbar's execution indicator alone is not enough: it says ``idle`` from the moment a
+    notebook opens, before the notebook's kernel session exists, and a cell run in that window is
+    dropped by JupyterLab without a trace (the prompt stays ``[ ]``). So the session's kernel
+    connection is asked too (``window.jupyterapp``: the ``lab`` fixture exposes the app)."""
     page.wait_for_function(
         f"""() => {{
             const panel = {_VISIBLE_PANEL};
             const status = panel && panel.querySelector('.jp-Notebook-ExecutionIndicator');
-            return status && status.getAttribute('data-status') === 'idle';
+            if (!status || status.getAttribute('data-status') !== 'idle') return false;
+            const app = window.jupyterapp;
+            const widget = app && [...app.shell.widgets('main')].find(w => w.node === panel);
+            const session = widget && widget.sessionContext && widget.sessionContext.session;
+            const kernel = session && session.kernel;
+            return !!kernel && kernel.status === 'idle' && kernel.connectionStatus === 'connected';
         }}""", timeout=timeout_s * 1000, polling=250)
 
 

@@ -8,6 +8,10 @@ Fixtures for any test that looks at the page (the quickstart here, the sidebar l
   (``windowingMode: none``), so what is asserted is in the DOM.
 - ``browser``: Chromium, headless, launched from ``/usr/bin/chromium`` (never a downloaded build).
 - ``page``: a new browser page logged in to ``lab`` (the token is set as a cookie by ``/lab?token=``).
+  A failed test leaves in its tmp dir what says where a hang is: ``failed-page.png``, ``console.log``
+  (the browser console and the kernel messages the page sent and received) and ``kernels.txt`` (the
+  front end's notebook session and cells, the server's kernels, their stacks with py-spy installed).
+  The app is exposed as ``window.jupyterapp`` for that, and for ``_lab.wait_idle``.
 - ``screenshots``: the directory a test saves its screenshots in (``docs/`` under ``make screenshots``).
 
 What a user does (open a notebook, Run All, type in a cell, take a screenshot) is in ``_lab.py``.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -125,7 +130,8 @@ def lab(tmp_path_factory) -> Any:
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={port}",
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                f"--LabApp.app_settings_dir={settings_dir}", f"--LabApp.user_settings_dir={base / 'user-settings'}",
-               f"--LabApp.workspaces_dir={base / 'workspaces'}", "--LabApp.news_url=", "--ServerApp.open_browser=False"]
+               f"--LabApp.workspaces_dir={base / 'workspaces'}", "--LabApp.news_url=", "--ServerApp.open_browser=False",
+               "--LabApp.expose_app_in_browser=True"]  # window.jupyterapp: the front end's state on failure
     log = base / "jupyter-lab.log"
     with open(log, "wb") as out:
         process = subprocess.Popen(command, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
@@ -171,21 +177,125 @@ _FAILED = pytest.StashKey[bool]()
 
 @pytest.fixture
 def page(browser, lab, request, tmp_path) -> Any:
-    """A page logged in to ``lab`` (JupyterLab's UI loaded), closed after the test; a failed test
-    leaves a screenshot of the whole page in its tmp dir (the path is printed)."""
+    """A page logged in to ``lab`` (JupyterLab's UI loaded), closed after the test.
+
+    The browser's console (messages and uncaught page errors) is recorded all along; a failed
+    test leaves in its tmp dir a screenshot of the whole page, the console, and the lab's kernels
+    with their execution state and, where py-spy is installed, each kernel's thread stacks, so a
+    hang says whether the kernel is still executing or the page stopped drawing (paths printed)."""
     context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
     context.set_default_timeout(60_000)
     tab = context.new_page()
+    console: list[str] = []
+    tab.on("console", lambda m: console.append(f"{time.strftime('%H:%M:%S')} console.{m.type}: {m.text}"))
+    tab.on("pageerror", lambda e: console.append(f"{time.strftime('%H:%M:%S')} pageerror: {e}"))
+    tab.on("websocket", lambda ws: _log_kernel_messages(ws, console))
     tab.goto(lab.url_for(f"lab?token={lab.token}"))
     tab.wait_for_selector("#jp-main-dock-panel", state="attached")
     try:
         yield tab
         if request.node.stash.get(_FAILED, False):
-            shot = tmp_path / "failed-page.png"
-            tab.screenshot(path=str(shot), full_page=True)
-            print(f"page at failure: {shot}\nserver log: {lab.log}")
+            _save_failure(tab, lab, console, tmp_path)
     finally:
         context.close()
+
+
+_FRONT_END_STATE = """() => {
+    const app = window.jupyterapp;
+    const widget = app && app.shell.currentWidget;
+    const context = widget && widget.sessionContext;
+    if (!context) return app ? 'the current widget is not a notebook' : 'the app is not exposed';
+    const kernel = context.session && context.session.kernel;
+    return JSON.stringify({
+        path: context.path, hasNoKernel: context.hasNoKernel, isReady: context.isReady,
+        isTerminating: context.isTerminating, pendingInput: context.pendingInput,
+        kernelDisplayStatus: context.kernelDisplayStatus,
+        kernel: kernel && {id: kernel.id, status: kernel.status, connectionStatus: kernel.connectionStatus},
+        cells: widget.content.widgets.map(c => ({type: c.model.type, state: c.model.executionState,
+            count: c.model.executionCount, source: c.model.sharedModel.getSource().slice(0, 60)}))}, null, 1);
+}"""
+_MSG_TYPE = re.compile(rb'"msg_type"\s*:\s*"(\w+)"')
+
+
+def _log_kernel_messages(ws: Any, console: list[str]) -> None:
+    """Kernel protocol messages on the page's kernel websockets, one line each (direction and
+    ``msg_type``, never the content), in the console log: whether a cell's ``execute_request``
+    left the page, and what the kernel answered."""
+    if "/api/kernels/" not in ws.url:
+        return
+    kernel = ws.url.split("/api/kernels/", 1)[1][:8]
+
+    def log(direction: str, payload: Any) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        found = _MSG_TYPE.search(data[:4096])
+        if found and found.group(1) not in (b"status", b"comm_msg"):
+            console.append(f"{time.strftime('%H:%M:%S')} kernel {kernel} {direction} {found.group(1).decode()}")
+
+    ws.on("framesent", lambda payload: log("<-", payload))
+    ws.on("framereceived", lambda payload: log("->", payload))
+    ws.on("close", lambda _ws: console.append(f"{time.strftime('%H:%M:%S')} kernel {kernel} websocket closed"))
+    console.append(f"{time.strftime('%H:%M:%S')} kernel {kernel} websocket opened")
+
+
+def _save_failure(tab: Any, lab: Lab, console: list[str], directory: Path) -> None:
+    """What a failed browser test leaves behind (each part on its own: one failing does not lose the rest)."""
+    saved = []
+    (directory / "console.log").write_text("\n".join(console) + "\n")
+    saved.append(f"browser console ({len(console)} lines): {directory / 'console.log'}")
+    try:  # what the front end believes: the notebook's session, kernel connection and cells
+        front = tab.evaluate(_FRONT_END_STATE)
+    except Exception as exc:  # noqa: BLE001 - playwright's errors: a frozen page does not evaluate
+        front = f"not readable: {type(exc).__name__}: {str(exc).splitlines()[0]}"
+    (directory / "kernels.txt").write_text(f"front end: {front}\n\n{kernel_state(lab)}")
+    saved.append(f"kernels: {directory / 'kernels.txt'}")
+    try:
+        shot = directory / "failed-page.png"
+        tab.screenshot(path=str(shot), full_page=True, timeout=30_000)  # a frozen page may not answer
+        saved.append(f"page at failure: {shot}")
+    except Exception as exc:  # noqa: BLE001 - playwright's errors: the page itself may be what hangs
+        saved.append(f"no screenshot: {type(exc).__name__}: {str(exc).splitlines()[0]}")
+    saved.append(f"server log: {lab.log}")
+    print("\n".join(saved))
+
+
+def kernel_state(lab: Lab) -> str:
+    """The lab's kernels as its REST API reports them (execution state, last activity) and, with
+    py-spy installed, every thread's Python stack in each kernel process: busy in what, or idle."""
+    lines = []
+    try:
+        with urllib.request.urlopen(f"{lab.url}/api/kernels?token={lab.token}", timeout=30) as answer:
+            kernels = json.loads(answer.read())
+    except OSError as exc:
+        return f"GET /api/kernels failed: {exc}\n"
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    for k in kernels:
+        lines.append(f"kernel {k['id']}: {k.get('execution_state')} (last activity {k.get('last_activity')}, "
+                     f"connections {k.get('connections')})")
+        pid = _kernel_pid(k["id"])
+        if pid is None:
+            lines.append("  process not found")
+        elif spy is None:
+            lines.append(f"  pid {pid} (pip install py-spy for its thread stacks)")
+        else:
+            try:
+                dump = subprocess.run([spy, "dump", "--pid", str(pid)], capture_output=True, text=True, timeout=60)
+                lines.append(f"  pid {pid}, py-spy dump:\n{dump.stdout}{dump.stderr}")
+            except (OSError, subprocess.TimeoutExpired) as exc:
+                lines.append(f"  pid {pid}, py-spy dump failed: {exc}")
+    return "\n".join(lines or ["no kernels"]) + "\n"
+
+
+def _kernel_pid(kernel_id: str) -> int | None:
+    """The process whose command line names the kernel's connection file (``kernel-<id>.json``)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if f"kernel-{kernel_id}.json" in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                return int(proc.name)
+        except OSError:
+            continue
+    return None
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ notebook panel of ``%nbprod status`` (ipywidgets) does the same rollback and sho
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 from typing import Any
@@ -135,13 +136,31 @@ def test_sidebar_rolls_back_a_canary_and_shows_a_refusal(page, lab, production, 
     assert [(r["version"], r["weight"]) for r in nbprod.status("credit")["credit"].routes] == [("1", 100)]
 
 
-@pytest.mark.xfail(strict=False, reason="passes alone (40 s); in the full run on 4 processes the monitor cell"
-                   " never finished in two runs of two (300 s): cause not found yet, see the closing note")
 def test_open_monitor_runs_the_monitor_in_the_notebook_and_the_panel_survives_a_reload(page, lab, production):
-    notebook = new_notebook(page)
+    """"Open monitor" clicked in a notebook that has just opened, its kernel session not created
+    yet (held here until after the click; under load that window lasts seconds): the cell runs
+    once the kernel is there. It used to be dropped by JupyterLab's run, its prompt left ``[ ]``
+    and nothing sent to the kernel (the hang of the full parallel runs)."""
+    _restored(page)
+    held: list[Any] = []
+
+    def hold_new_sessions(route: Any) -> None:
+        if route.request.method == "POST":
+            held.append(route)  # the new notebook's session and kernel: created when the test lets it
+        else:
+            route.continue_()
+
+    sessions = re.compile(r"/api/sessions(\?.*)?$")
+    page.route(sessions, hold_new_sessions)
+    notebook = new_notebook(page, wait_kernel=False)
+    _until_page(page, lambda: held, "JupyterLab asked for the new notebook's session")
     panel = _open_sidebar(page)
     panel.locator(".nbprod-deployment[data-name='credit']").get_by_role("button", name="Open monitor").click()
     cell = notebook.locator(".jp-CodeCell").last
+    cell.locator(".cm-content", has_text="%nbprod monitor credit").wait_for()
+    for route in held:
+        route.continue_()
+    page.unroute(sessions)
     # bounded, not timed: a new kernel imports nbprod, MLflow and Altair and computes the report first
     cell.locator(".jp-InputPrompt", has_text="[1]:").wait_for(timeout=300_000)
     assert cell.locator(".cm-content").inner_text() == "%load_ext nbprod\n%nbprod monitor credit"
@@ -153,6 +172,17 @@ def test_open_monitor_runs_the_monitor_in_the_notebook_and_the_panel_survives_a_
     page.reload()
     _restored(page)
     page.locator("#nbprod-production .nbprod-deployment[data-name='credit']").wait_for(state="visible")
+
+
+def _until_page(page: Any, condition, what: str, timeout_s: float = 120.0) -> Any:
+    """:func:`_until` for a condition the page's events make true (Playwright dispatches them
+    while the page waits, not while Python sleeps)."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"not within {timeout_s:.0f} s: {what}")
+        page.wait_for_timeout(100)
+    return condition()
 
 
 def test_status_panel_in_a_notebook_rolls_back_after_confirmation_and_shows_a_refusal(page, lab, production,
