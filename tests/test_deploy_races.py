@@ -27,7 +27,9 @@ pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 
 def _servers_of(name: str) -> set[int]:
-    """Every live server process (``nbprod serve --deployment name``) of deployment ``name`` on this machine."""
+    """Every live server process (``nbprod serve --deployment name``) of deployment ``name`` under this
+    test's nbprod home: another test process (xdist) or worktree may serve a deployment of the same name."""
+    home = f"NBPROD_HOME={os.environ['NBPROD_HOME']}".encode()
     found = set()
     for p in Path("/proc").iterdir():
         if not p.name.isdigit():
@@ -35,9 +37,12 @@ def _servers_of(name: str) -> set[int]:
         try:
             argv = (p / "cmdline").read_bytes().split(b"\0")
             state = (p / "stat").read_text().rsplit(")", 1)[1].split()[0]
+            environ = (p / "environ").read_bytes().split(b"\0")
         except OSError:
             continue
         if state in ("Z", "X"):
+            continue
+        if home not in environ:
             continue
         if b"--deployment" in argv and argv[argv.index(b"--deployment") + 1:][:1] == [name.encode()]:
             found.add(int(p.name))
