@@ -80,6 +80,32 @@ def test_profile_of_a_dask_frame_equals_the_single_machine_profile(home, client,
     _check_merged(merged, nbprod.profile(same), same)
 
 
+def test_a_parquet_frame_is_summarised_in_column_groups_with_the_same_profile(home, client, tmp_path):
+    """Read straight from parquet, a partition's columns are read and summarised in groups (a worker
+    holds a few columns of a row group at a time); the merged profile is the same as whole partitions'."""
+    import dask.dataframe as dd
+
+    import nbprod
+    from nbprod.data import partitioned as P
+
+    data = _frame(20_000)
+    data.to_parquet(tmp_path / "frame.parquet", row_group_size=4000)
+    ddf = dd.read_parquet(tmp_path / "frame.parquet", split_row_groups=True)
+    groups = P._column_groups(ddf)
+    assert len(data.columns) > P.PART_COLUMNS and len(groups) == 2
+    assert [c for g in groups for c in g] == list(data.columns)
+    assert len(P._column_groups(dd.from_pandas(data, npartitions=2))) == 1  # in memory: nothing to re-read
+    assert len(P._column_groups(ddf[ddf.age > 30])) == 1  # computed: one pass over each partition
+    same = ddf.compute()
+    single = nbprod.profile(same)
+    merged = nbprod.profile(ddf, dask=client)
+    _check_merged(merged, single, same)
+    rows = merged.sample_frame()  # age and flag are summarised in different groups: the same sampled rows
+    assert len(rows) and (rows.flag == (rows.age > 40)).all()
+    whole = nbprod.profile(ddf.map_partitions(lambda df: df), dask=None)  # not a plain read: whole partitions
+    _check_merged(whole, single, same)
+
+
 def test_validate_and_drift_of_a_dask_frame(home, client):
     import dask.dataframe as dd
     import numpy as np

@@ -339,14 +339,16 @@ def _key_list(key: str | list[str] | None, df: pd.DataFrame) -> list[str] | None
 
 
 def _profile_column(name: str, series: pd.Series, n: int, *, top_k: int, n_quantiles: int,
-                    q_idx: np.ndarray | None) -> ColumnProfile:
+                    q_idx: np.ndarray | None, distinct: bool = True) -> ColumnProfile:
+    """One column's profile. ``distinct=False`` (a partition's summary, which keeps its own hash
+    sketch for the merge) skips the distinct count of high-cardinality numeric and datetime columns."""
     kind = C.kind_of(series.dtype)
     col = ColumnProfile(name=name, dtype=C.dtype_name(series.dtype), kind=kind)
     try:
         if kind == "numeric":
-            _numeric(col, series, n_quantiles, q_idx)
+            _numeric(col, series, n_quantiles, q_idx, distinct)
         elif kind == "datetime":
-            _datetime(col, series)
+            _datetime(col, series, distinct)
         elif kind == "boolean":
             _boolean(col, series)
         else:
@@ -367,7 +369,8 @@ def _num(x: Any) -> Any:
     return v
 
 
-def _numeric(col: ColumnProfile, series: pd.Series, n_quantiles: int, q_idx: np.ndarray | None) -> None:
+def _numeric(col: ColumnProfile, series: pd.Series, n_quantiles: int, q_idx: np.ndarray | None,
+             distinct: bool = True) -> None:
     values, mask = C.numeric_view(series)
     if mask is None and values.dtype.kind == "f" and len(values) and np.isnan(values.min()):
         mask = np.isnan(values)
@@ -411,7 +414,7 @@ def _numeric(col: ColumnProfile, series: pd.Series, n_quantiles: int, q_idx: np.
         col.distinct_count += len(counts)
     elif q_idx is None:  # the whole column is sorted already: count its distinct values exactly
         col.distinct_count += int(np.count_nonzero(ordered[1:] != ordered[:-1])) + 1
-    else:
+    elif distinct:
         col.distinct_count += _distinct(valid)
 
 
@@ -466,7 +469,7 @@ def _quantiles(ordered: np.ndarray, n_quantiles: int) -> np.ndarray:
     return np.where(frac == 0, low, edges)
 
 
-def _datetime(col: ColumnProfile, series: pd.Series) -> None:
+def _datetime(col: ColumnProfile, series: pd.Series, distinct: bool = True) -> None:
     values = C.datetime_view(series)
     nat = np.isnat(values)
     col.null_count = int(nat.sum())
@@ -487,7 +490,8 @@ def _datetime(col: ColumnProfile, series: pd.Series) -> None:
     if len(ints) > 1:
         std = ints.std(dtype="float64", ddof=1)
         col.std = pd.Timedelta(int(round(std)), unit=unit).isoformat()
-    col.distinct_count = _distinct(ints)
+    if distinct:
+        col.distinct_count = _distinct(ints)
 
 
 def _boolean(col: ColumnProfile, series: pd.Series) -> None:
@@ -542,16 +546,28 @@ _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
 
 
-def _hash64(values: np.ndarray) -> np.ndarray:
-    """splitmix64's finaliser over the 64-bit patterns of ``values`` (vectorised, in place on a copy)."""
+def _hash64(values: np.ndarray, out: np.ndarray | None = None, tmp: np.ndarray | None = None) -> np.ndarray:
+    """splitmix64's finaliser over the 64-bit patterns of ``values`` (vectorised, in place on a copy).
+
+    ``out`` and ``tmp``: uint64 buffers of at least ``len(values)`` to write into (``out`` may be
+    ``values``' own memory) instead of allocating: a partition's summary hashes every numeric column
+    with the same two buffers (under a Dask worker, whose nanny sets ``MALLOC_TRIM_THRESHOLD_``, each
+    large temporary is a fresh ``mmap`` whose pages fault in: that had doubled the summary's time)."""
     if values.dtype.itemsize != 8:
         values = values.astype("float64" if values.dtype.kind == "f" else "int64")
-    h = values.view(np.uint64).copy()
-    h ^= h >> np.uint64(30)
-    h *= _M1
-    h ^= h >> np.uint64(27)
-    h *= _M2
-    h ^= h >> np.uint64(31)
+    bits = values.view(np.uint64)
+    if out is None:
+        h = bits.copy()
+    else:
+        h = out[:len(bits)]
+        if h.__array_interface__["data"][0] != bits.__array_interface__["data"][0] or h.strides != bits.strides:
+            np.copyto(h, bits)
+    t = np.empty_like(h) if tmp is None else tmp[:len(h)]
+    for shift, mult in ((30, _M1), (27, _M2), (31, None)):
+        np.right_shift(h, np.uint64(shift), out=t)
+        h ^= t
+        if mult is not None:
+            h *= mult
     return h
 
 
