@@ -49,7 +49,7 @@ __all__ = ["is_dask_frame", "profile_partitioned", "validate_partitioned", "drif
 PART_QUANTILES = 1000  # quantile points per partition (rank resolution of the merged edges)
 PART_QUANTILE_SAMPLE = 100_000  # at most this many rows per partition for its quantile points (profile's sample)
 PART_QUANTILE_MIN = 20_000  # at least this many (rank standard error 0.35% per partition at the median)
-PART_COLUMNS = 8  # columns a task reads and summarises at a time, from parquet (see _column_groups)
+PART_COLUMNS = 4  # columns a task reads and summarises at a time, from parquet (see _column_groups)
 PART_CATEGORIES = 10_000  # text categories a partition keeps (exact merge up to this many per partition)
 KMV_SIZE = 16_384  # hashes kept by the distinct-count sketch
 DRIFT_SAMPLE = 100_000
@@ -334,7 +334,8 @@ def _column_groups(ddf: Any) -> list[list]:
     """The frame's columns in groups of about :data:`PART_COLUMNS`, each summarised by its own task,
     when the frame is read straight from parquet (Dask then reads only a group's columns); else one
     group. Why: a task holds its read as Arrow and as pandas at once, so reading a row group's 25
-    columns in four tasks cut a worker's peak from ~430 to ~360 MB, at the same speed. A frame
+    columns in seven tasks cut a worker's peak from ~430 to ~320 MB (2M × 25, benchmarks/bench_dask.py),
+    without more CPU time. A frame
     computed from something else would recompute that per group, and CSV would be parsed whole."""
     columns = list(ddf.columns)
     if len(columns) <= PART_COLUMNS or not _reads_parquet(ddf):
