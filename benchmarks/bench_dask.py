@@ -11,9 +11,10 @@ Same run, same data (written under /tmp and deleted at the end):
 - cluster: the same job on a 1-worker and a 2-worker `LocalCluster` (1 thread per worker; 2 cores
   here): the speed-up, and each worker's RSS sampled from the client (`client.run` + psutil).
 - profile: `nbprod.profile(dask frame)` (one partition per row group) on a 1-worker LocalCluster vs
-  `pd.read_parquet` + `nbprod.profile` in a fresh process (goal: within 1.5×); peak memory: the
-  worker's sampled RSS vs the child's sampled RSS (goal ≤ 0.3×). ``ru_maxrss`` is not used: Linux
-  carries a parent's peak over fork/exec.
+  `pd.read_parquet` + `nbprod.profile` in a fresh process (goal: within 1.5×), interleaved for
+  ``--rounds`` rounds (best of each), with the CPU seconds of both; peak memory: the worker's RSS
+  sampled inside the worker every 0.02 s vs the child's sampled RSS (goal ≤ 0.3×). ``ru_maxrss`` is
+  not used: Linux carries a parent's peak over fork/exec.
 
     .venv/bin/python benchmarks/bench_dask.py --rows 10000000
     .venv/bin/python benchmarks/bench_dask.py --rows 2000000 --skip profile   # one section less

@@ -1,9 +1,10 @@
 """Profiles, validation and drift of data too large for one process: a ``dask.dataframe.DataFrame``.
 
 Each partition is summarised where it lives (on a Dask worker, or in a thread of Dask's local
-scheduler) by profile's own per-column code (:func:`nbprod.data.profile._profile_column`), and
-the summaries merge on the client. What the merged profile guarantees against
-``nbprod.profile`` of the same data in one process:
+scheduler) by profile's own per-column code (:func:`nbprod.data.profile._profile_column`), in the
+task that reads it (a worker holds one partition at a time; of a frame read straight from parquet,
+:data:`PART_COLUMNS` columns at a time), and the summaries merge on the client. What the merged
+profile guarantees against ``nbprod.profile`` of the same data in one process:
 
 - exact: ``n_rows``, ``null_count``/``null_rate``/``count``, ``min``/``max``, ±inf counts,
   boolean counts, and the ``categories``/``other_count``/``distinct_count`` of a text column whose
