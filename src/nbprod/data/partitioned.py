@@ -318,15 +318,27 @@ def profile_partitioned(ddf: Any, *, key: str | list[str] | None = None, sample_
     n_quantiles = settings.n_quantiles if n_quantiles is None else n_quantiles
     keys = _key_list(key, ddf._meta) if key is not None else None
     q_sample = _quantile_sample(ddf.npartitions)
-    groups = _column_groups(ddf)
-    tasks = [task for group in groups
-             for task in (ddf if len(groups) == 1 else ddf[group]).map_partitions(
-                 _summarise_partition, sample_size, random_state, q_sample, meta=("summary", object),
-                 enforce_metadata=False, align_dataframes=False).to_delayed()]
-    with _dask.connect(dask) as client:
-        done = _dask.run(tasks, client, desc="profile", progress=progress)
-    per_group = len(done) // len(groups)
-    parts = [_join([done[g * per_group + i] for g in range(len(groups))]) for i in range(per_group)]
+
+    def tasks_of(groups: list[list]) -> list[list]:
+        return [(ddf if len(groups) == 1 else ddf[group]).map_partitions(
+            _summarise_partition, sample_size, random_state, q_sample, meta=("summary", object),
+            enforce_metadata=False, align_dataframes=False).to_delayed() for group in groups]
+
+    def run(tasks: list[list]) -> list[list[_Part]]:
+        with _dask.connect(dask) as client:
+            done = iter(_dask.run([t for ts in tasks for t in ts], client, desc="profile", progress=progress))
+        return [[next(done) for _ in ts] for ts in tasks]
+
+    # Dask fuses a column group's small reads into fewer partitions, by a factor that depends on the
+    # group's bytes: the groups' partitions are joined only when they cover the same rows (same
+    # number of parts, same rows in each: then the same boundaries), else the whole partitions are read
+    tasks = tasks_of(_column_groups(ddf))
+    if len({len(ts) for ts in tasks}) > 1:
+        tasks = tasks_of([list(ddf.columns)])
+    per_group = run(tasks)
+    if len(per_group) > 1 and any(len({g[i].n for g in per_group}) > 1 for i in range(len(per_group[0]))):
+        per_group = run(tasks_of([list(ddf.columns)]))
+    parts = [_join([g[i] for g in per_group]) for i in range(len(per_group[0]))]
     return _merge([p for p in parts if p.n] or parts, key=keys, top_k=top_k, n_quantiles=n_quantiles,
                   sample_size=sample_size, seed=random_state)
 
