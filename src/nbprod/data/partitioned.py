@@ -3,7 +3,8 @@
 Each partition is summarised where it lives (on a Dask worker, or in a thread of Dask's local
 scheduler) by profile's own per-column code (:func:`nbprod.data.profile._profile_column`), in the
 task that reads it (a worker holds one partition at a time; of a frame read straight from parquet,
-:data:`PART_COLUMNS` columns at a time), and the summaries merge on the client. What the merged
+:data:`PART_COLUMNS` columns at a time when Dask partitions the groups alike), and the summaries merge
+on the client. What the merged
 profile guarantees against ``nbprod.profile`` of the same data in one process:
 
 - exact: ``n_rows``, ``null_count``/``null_rate``/``count``, ``min``/``max``, ±inf counts,
