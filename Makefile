@@ -35,9 +35,12 @@ TEST_JOBS ?= 4
 test: $(STAMP)
 	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile $(PYTEST_ARGS)
 
-# The edit-test loop: every test that starts no server and no kernel (those are marked slow); 70 s on 2 cores.
+# The edit-test loop: every test that starts no server and no kernel (those are marked slow). Nothing there
+# waits on a server, so it is CPU-bound: one process a core (each extra one re-imports the stack, ~8 s of CPU).
+# FAST_JOBS=0 runs it serially. Figures: README ("Tests").
+FAST_JOBS ?= $(shell nproc 2>/dev/null || echo 2)
 test-fast: $(STAMP)
-	$(PY) -m pytest -n $(TEST_JOBS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(FAST_JOBS) --dist loadfile -m "not slow" $(PYTEST_ARGS)
 
 # JupyterLab on this project, on 127.0.0.1 only, behind a fresh token; prints the URL to open. Ctrl+C stops it.
 LAB_PORT ?= 8888

@@ -17,6 +17,12 @@ import uuid
 
 import pytest
 
+from nbprod.jobs.deferred import defer_iri_grammars
+
+# The job tests import nbformat, so jsonschema, which compiles rfc3987_syntax's 38 grammars on import:
+# ~1.5 s of CPU in every xdist worker for formats no test checks. Deferred as every job verb does.
+defer_iri_grammars()
+
 CI_PG_URL = "postgresql+psycopg://nbprod:nbprod@127.0.0.1:5432/nbprod"
 
 

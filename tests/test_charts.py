@@ -7,15 +7,25 @@ import json
 
 import pytest
 from _monitoring_helpers import hour_start, model, traffic
+from _registry_helpers import module_home
 
 from nbprod._charts import SCHEMA, VEGALITE_MIME, Chart, bundle, output
 
 MONITOR_KINDS = ("performance", "latency", "latency_histogram", "drift", "features", "traffic", "overview")
 
 
-@pytest.fixture
-def charts(nbprod_home):
-    """Every chart a user can be shown, by name: monitor report, drift report, evaluation, panel."""
+@pytest.fixture(scope="module")
+def charts(tmp_path_factory):
+    """Every chart a user can be shown, by name: monitor report, drift report, evaluation, panel.
+    Built once for the module (the two tests only read them): ~2-4 s of CPU each time."""
+    from nbprod import state
+
+    with module_home(tmp_path_factory, "charts"):
+        yield _every_chart()
+        state.dispose()
+
+
+def _every_chart() -> dict:
     from nbprod.data.profile import profile
     from nbprod.driftstats.api import drift
     from nbprod.monitoring.monitor import monitor

@@ -10,6 +10,7 @@ hides a cycle from import time, not from a reader.
 from __future__ import annotations
 
 import ast
+import functools
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,11 +58,22 @@ def modules() -> dict[str, Path]:
     return out
 
 
+@functools.lru_cache(maxsize=None)
+def _nodes(path: Path, text: str) -> tuple[ast.AST, ...]:
+    """Every node of a module, parsed once per text: the check walks each module three times and the
+    planted-violation tests run it six times (re-parsing all of src/ cost ~15 s of CPU)."""
+    return tuple(ast.walk(ast.parse(text, str(path))))
+
+
+def nodes(path: Path) -> tuple[ast.AST, ...]:
+    return _nodes(path, path.read_text(encoding="utf-8"))
+
+
 def imports_of(module: str, path: Path, known: set[str]) -> list[Import]:
     """Every import of an nbprod module in ``path`` (wherever it stands in the file)."""
     package = module if path.stem == "__init__" else module.rsplit(".", 1)[0]
     out: list[Import] = []
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+    for node in nodes(path):
         if isinstance(node, ast.Import):
             out += [Import(module, a.name, None, node.lineno) for a in node.names if a.name.split(".")[0] == "nbprod"]
         elif isinstance(node, ast.ImportFrom):
@@ -92,14 +104,14 @@ def _literal_import(call: ast.Call) -> bool:
 def private_uses(module: str, path: Path, known: set[str]) -> list[str]:
     """``module._x`` and ``from module import _x`` where ``module`` is in another top-level package."""
     mine = _top(module)
-    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    tree = nodes(path)
     aliases: dict[str, str] = {}
     found = []
     imports = imports_of(module, path, known)
     for imp in imports:
         if imp.name and _private(imp.name) and _top(imp.target) != mine:
             found.append(imp.where())
-    for node in ast.walk(tree):
+    for node in tree:
         if isinstance(node, ast.ImportFrom):
             for a in node.names:
                 for imp in imports:
@@ -109,7 +121,7 @@ def private_uses(module: str, path: Path, known: set[str]) -> list[str]:
             for a in node.names:
                 if a.asname and a.name.split(".")[0] == "nbprod":
                     aliases[a.asname] = a.name
-    for node in ast.walk(tree):
+    for node in tree:
         if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in aliases \
                 and _private(node.attr) and _top(aliases[node.value.id]) != mine:
             found.append(f"{module}:{node.lineno} uses {aliases[node.value.id]}.{node.attr}")

@@ -48,13 +48,15 @@ def test_a_text_heavy_csv_that_cannot_fit_is_refused_before_parsing():
     from nbprod.errors import ServingError
     from nbprod.serving.codecs import Column, decode_csv
 
-    body = b"a,b,c,d\n" + b"x,y,z,w\n" * (3 * MB)  # 24 MB of one-letter text cells: ~64 bytes each decoded
+    # 3 MB: past CSV_MEMORY_FLOOR / CSV_MEMORY_FACTOR (2 MB), so the factor decides (24 MB was as telling, 8× the parse)
+    rows = 3 * MB // 8
+    body = b"a,b,c,d\n" + b"x,y,z,w\n" * rows  # 3 MB of one-letter text cells: ~64 bytes each decoded
     with pytest.raises(ServingError) as err:
         decode_csv(body, [Column(c, "string") for c in "abcd"])
     assert err.value.status == 413 and err.value.code == "csv_too_large"
-    numbers = b"a,b,c,d\n" + b"1,2,3,4\n" * (3 * MB)  # the same size in numbers: 8 bytes a value, decoded
+    numbers = b"a,b,c,d\n" + b"1,2,3,4\n" * rows  # the same size in numbers: 8 bytes a value, decoded
     batch = decode_csv(numbers, [Column(c, "double") for c in "abcd"])
-    assert batch.n == 3 * MB and batch.columns["a"].dtype == np.float64
+    assert batch.n == rows and batch.columns["a"].dtype == np.float64
 
 
 def test_csv_columns_decode_as_before_with_exact_big_integers_and_named_errors():

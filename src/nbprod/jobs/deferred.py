@@ -56,6 +56,7 @@ def defer_iri_grammars() -> None:
         return
     stand_in = _Deferred(_NAME, "stands in for rfc3987_syntax until its first use (nbprod.jobs.deferred)")
     stand_in.__spec__ = spec
+    stand_in.__file__ = spec.origin  # tools that walk sys.modules read it (Hypothesis, autoreload): no import
     stand_in.__path__ = list(spec.submodule_search_locations or [])
     stand_in.is_valid_syntax = _is_valid_syntax  # type: ignore[attr-defined]
     sys.modules[_NAME] = stand_in
