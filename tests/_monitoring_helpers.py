@@ -90,3 +90,21 @@ def alert_rows(deployment: str) -> list:
 
     with _ensure().connect() as conn:
         return list(conn.execute(sa.select(alert_state).where(alert_state.c.deployment == deployment)).all())
+
+
+# A one-step pipeline for the retraining-from-an-alert tests: it declares every parameter an alert passes
+# (the window's logged inputs as `data` too) and does no work of its own.
+ALERT_PIPELINE = """\
+name: retrain-on-alert
+params:
+  deployment: none
+  alert_rule: none
+  window_start: none
+  window_end: none
+  data: none
+steps:
+  look:
+    verb: wait
+    deployment: ${params.deployment}
+    seconds: 0
+"""

@@ -23,6 +23,27 @@ def pipeline(X, y, C: float = 1.0):
     return make_pipeline(pre, LogisticRegression(C=C, max_iter=300)).fit(X, y)
 
 
+def poor_champion():
+    """credit-risk v1 as @champion: a real pipeline fitted on shuffled labels (a model past its time), so a
+    retrained challenger wins the evaluate gate honestly (the pipeline and retraining tests)."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    import nbprod
+    from nbprod.datasets import credit
+
+    numeric = ["age", "income", "debt_ratio", "credit_lines", "late_payments"]
+    categorical = ["employment", "country", "purpose"]
+    X, y = credit(3000, 5)
+    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
+                             ("cat", OneHotEncoder(handle_unknown="ignore"), categorical)])
+    model = make_pipeline(pre, LogisticRegression(max_iter=500)).fit(X, y.sample(frac=1, random_state=0).values)
+    return nbprod.register(model, "credit-risk", X, y, alias="champion")
+
+
 @contextlib.contextmanager
 def module_home(tmp_path_factory, name: str):
     """Like the ``nbprod_home`` fixture, for a module whose tests share one MLflow store."""

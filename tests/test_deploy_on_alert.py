@@ -17,6 +17,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from _monitoring_helpers import ALERT_PIPELINE as PIPELINE
 from _monitoring_helpers import alert_rows
 from _registry_helpers import pipeline
 from _servers import NBPROD, receiver, request, wait_until
@@ -24,19 +25,6 @@ from conftest import kill_recorded_servers, sigkill
 
 from nbprod.errors import ConfigError, PipelineError, RuleError
 
-PIPELINE = """\
-name: retrain-on-alert
-params:
-  deployment: none
-  alert_rule: none
-  window_start: none
-  window_end: none
-steps:
-  look:
-    verb: wait
-    deployment: ${params.deployment}
-    seconds: 0
-"""
 RULE = "error_rate > 20%"
 
 

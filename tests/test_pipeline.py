@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from _registry_helpers import poor_champion
 from _servers import request, wait_until
 from conftest import kill_recorded_servers, sigkill
 
@@ -28,23 +29,10 @@ NBPROD = str(Path(sys.executable).parent / "nbprod")
 @pytest.fixture
 def production(nbprod_home, tmp_path):
     """A poor credit-risk v1 (@champion) served as `credit`; new data and holdout as files; traffic."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
     import nbprod
     from nbprod.datasets import credit
 
-    numeric = ["age", "income", "debt_ratio", "credit_lines", "late_payments"]
-    categorical = ["employment", "country", "purpose"]
-    X, y = credit(3000, 5)
-    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-                             ("cat", OneHotEncoder(handle_unknown="ignore"), categorical)])
-    # a poor champion (fitted on shuffled labels), so the retrained challenger wins
-    model = make_pipeline(pre, LogisticRegression(max_iter=500)).fit(X, y.sample(frac=1, random_state=0).values)
-    nbprod.register(model, "credit-risk", X, y, alias="champion")
+    poor_champion()  # so the retrained challenger wins
     dep = nbprod.deploy("credit-risk@champion", name="credit")
     new, _ = credit(400, 1)
     new.to_parquet(tmp_path / "new.parquet")

@@ -13,23 +13,9 @@ import json
 import subprocess
 
 import pytest
+from _monitoring_helpers import ALERT_PIPELINE as PIPELINE
 from _monitoring_helpers import hour_start, traffic
 from _servers import NBPROD, receiver, request, server, wait_until
-
-PIPELINE = """\
-name: retrain-on-alert
-params:
-  deployment: none
-  alert_rule: none
-  window_start: none
-  window_end: none
-  data: none
-steps:
-  look:
-    verb: wait
-    deployment: ${params.deployment}
-    seconds: 0
-"""
 
 
 @pytest.fixture

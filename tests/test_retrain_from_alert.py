@@ -26,6 +26,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from _registry_helpers import poor_champion
 from _servers import NBPROD, receiver, request, wait_until
 from conftest import kill_recorded_servers
 
@@ -84,26 +85,6 @@ steps:
 """
 
 
-def _poor_champion():
-    """credit-risk v1 as @champion: a real pipeline fitted on shuffled labels (a model past its time)."""
-    from sklearn.compose import ColumnTransformer
-    from sklearn.impute import SimpleImputer
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
-
-    import nbprod
-    from nbprod.datasets import credit
-
-    numeric = ["age", "income", "debt_ratio", "credit_lines", "late_payments"]
-    categorical = ["employment", "country", "purpose"]
-    X, y = credit(3000, 5)
-    pre = ColumnTransformer([("num", make_pipeline(SimpleImputer(strategy="median"), StandardScaler()), numeric),
-                             ("cat", OneHotEncoder(handle_unknown="ignore"), categorical)])
-    model = make_pipeline(pre, LogisticRegression(max_iter=500)).fit(X, y.sample(frac=1, random_state=0).values)
-    return nbprod.register(model, "credit-risk", X, y, alias="champion")
-
-
 @contextlib.contextmanager
 def _drifted_traffic(port: int):
     """Requests of 10 rows of the income-shifted credit data, sent until the block ends; yields the count."""
@@ -158,7 +139,7 @@ def test_drifted_traffic_alerts_and_the_retraining_pipeline_trains_evaluates_can
     from nbprod.pipelines import store as pipeline_store
     from nbprod.registry.store import client
 
-    assert str(_poor_champion().version) == "1"
+    assert str(poor_champion().version) == "1"
     folder, elsewhere = tmp_path / "retraining", tmp_path / "elsewhere"
     folder.mkdir()
     elsewhere.mkdir()
