@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+from html import escape
 from pathlib import Path
 
 import pytest
@@ -182,6 +183,10 @@ def test_the_deployments_alert_loop_starts_the_pipeline_and_restore_and_promote_
         assert row.alerts["on_alert"] == {RULE: str(pipeline_file)} and row.alerts["rules"] == []
         assert row.alerts["webhook"] is True and not row.alerts["pending"]
         assert f"{RULE} → retrain.yaml every 0.3s" in str(deployments.status())
+        from nbprod.widgets.view import card_html
+
+        card = card_html(row.to_dict())  # the notebook panel's card (%nbprod status), as the sidebar shows it
+        assert f"on alert: {escape(RULE)} → retrain.yaml" in card and f"title='{pipeline_file}'" in card
         assert deployments.store.read("credit")[2]["alerts"]["on_alert"] == {RULE: str(pipeline_file)}
 
         port = row.url.rsplit(":", 1)[1]

@@ -111,7 +111,16 @@ def card_html(row: dict) -> str:
            f"width:420px;height:18px;border-radius:3px;overflow:hidden;color:white;font-size:11px;"
            f"line-height:18px;margin:4px 0'>{segs}</div>")
     routes = f"<div class='nbprod-w-routes' style='font-size:12px'>{escape(_routes_text(row['routes']))}</div>"
-    return head + bar + routes + _figures_html(row)
+    return head + bar + routes + _on_alert_html(row) + _figures_html(row)
+
+
+def _on_alert_html(row: dict) -> str:
+    """The retraining pipelines the deployment starts when a rule fires, as the sidebar shows them: the file's
+    name on the card, its whole path on hover."""
+    pairs = ((row.get("alerts") or {}).get("on_alert") or {}).items()
+    return "".join(f"<div class='nbprod-w-on-alert' title='{escape(str(path))}' style='font-size:12px;"
+                   f"color:#57606a'>on alert: {escape(rule)} → {escape(str(path).rsplit('/', 1)[-1])}</div>"
+                   for rule, path in pairs)
 
 
 def promote_text(row: dict, target: dict) -> str:
