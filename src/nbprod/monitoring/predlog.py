@@ -216,8 +216,7 @@ def _rows_of(deployment: str, kind: str, ts: float, rec: dict) -> list[dict]:
                  "n_rows": int(rec.get("count") or 1),
                  "inputs": None, "prediction": None, "ood": None}]
     pred = rec.get("predictions")
-    sized = hasattr(pred, "__len__") and not isinstance(pred, (str, dict))
-    n = int(rec.get("n") or 0) or (len(pred) if sized else 1)  # type: ignore[arg-type]
+    n = _row_count(rec)
     preds = _prediction_list(pred, n)
     base = {"deployment": deployment, "ts": ts, "request_id": rec.get("request_id"), "version": _s(rec.get("version")),
             "status": 200, "latency_ms": rec.get("latency_ms"), "n_rows": n}
@@ -239,14 +238,21 @@ def _rows_of(deployment: str, kind: str, ts: float, rec: dict) -> list[dict]:
     return out
 
 
+def _row_count(rec: dict) -> int:
+    """A prediction record's rows: its ``n``, else as many as its predictions."""
+    pred = rec.get("predictions")
+    sized = hasattr(pred, "__len__") and not isinstance(pred, (str, dict))
+    return int(rec.get("n") or 0) or (len(pred) if sized else 1)  # type: ignore[arg-type]
+
+
 def _s(v: Any) -> str | None:
     return None if v is None else str(v)
 
 
-def _converted(deployment: str, items: list) -> Iterator[tuple[int, Any]]:
-    """``(records, rows)`` per stretch of ``items``: a run of consecutive predictions with the same input
+def _converted(deployment: str, items: list) -> Iterator[list[tuple] | Exception]:
+    """The rows of ``items``, a stretch at a time: a run of consecutive predictions with the same input
     columns is converted at once (:func:`_run_rows`), anything else (or a run that fails) one record at a
-    time with :func:`_rows_of`; ``rows`` is a list of row tuples, or the exception of a record."""
+    time with :func:`_rows_of`; each yield is a list of row tuples, or the exception of one record."""
     i = 0
     while i < len(items):
         kind, ts, rec = items[i]
@@ -257,16 +263,16 @@ def _converted(deployment: str, items: list) -> Iterator[tuple[int, Any]]:
                 j += 1
         if j - i > 1:
             try:
-                yield j - i, _run_rows(deployment, items[i:j])
+                yield _run_rows(deployment, items[i:j])
                 i = j
                 continue
             except Exception:  # noqa: BLE001 - one odd record: convert the run one by one, it alone fails
                 pass
         for kind, ts, rec in items[i:j]:
             try:
-                yield 1, [_as_tuple(r) for r in _rows_of(deployment, kind, ts, rec)]
+                yield [_as_tuple(r) for r in _rows_of(deployment, kind, ts, rec)]
             except Exception as exc:  # noqa: BLE001
-                yield 1, exc
+                yield exc
         i = j
 
 
@@ -317,11 +323,7 @@ def _run_rows(deployment: str, run: list) -> list[tuple]:
     :func:`_rows_of` gives each, but converted a column at a time across all of them: a one-row request
     costs the writer a row's work, not a request's worth of per-column calls."""
     recs = [rec for _, _, rec in run]
-    ns = []
-    for rec in recs:
-        pred = rec.get("predictions")
-        sized = hasattr(pred, "__len__") and not isinstance(pred, (str, dict))
-        ns.append(int(rec.get("n") or 0) or (len(pred) if sized else 1))
+    ns = [_row_count(rec) for rec in recs]
     total = sum(ns)
     names = list(recs[0].get("inputs") or ())
     columns = [_column_fragments([rec["inputs"][k] for rec in recs], ns) for k in names]
@@ -548,7 +550,7 @@ class PredictionLog:
 
     def _write(self, items: list) -> None:
         rows: list[tuple] = []
-        for _, converted in _converted(self.deployment, items):
+        for converted in _converted(self.deployment, items):
             if isinstance(converted, Exception):  # one odd record never stops the log
                 self.last_error = f"convert: {type(converted).__name__}: {converted}"
                 self._count_failed(1)
