@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import time
 from html import escape
+from pathlib import Path
 from typing import Any, Callable
 
 import ipywidgets as w
@@ -119,7 +120,7 @@ def _on_alert_html(row: dict) -> str:
     name on the card, its whole path on hover."""
     pairs = ((row.get("alerts") or {}).get("on_alert") or {}).items()
     return "".join(f"<div class='nbprod-w-on-alert' title='{escape(str(path))}' style='font-size:12px;"
-                   f"color:#57606a'>on alert: {escape(rule)} → {escape(str(path).rsplit('/', 1)[-1])}</div>"
+                   f"color:#57606a'>on alert: {escape(rule)} → {escape(Path(path).name)}</div>"
                    for rule, path in pairs)
 
 
