@@ -133,7 +133,8 @@ def _retraining(rules: Any, pipelines: Any, *, check_files: bool = True) -> tupl
     if rules is None:
         rules = os.environ.get(RULES_ENV, "")
     base = split_rules(rules) if isinstance(rules, str) else list(rules)
-    return base + [rule for rule, _ in pairs], on_fire(pairs, check_files=check_files)
+    # the pairs are checked above (files read once): the hook only canonicalises them again
+    return base + [rule for rule, _ in pairs], on_fire(pairs, check_files=False)
 
 
 def _retention_env(max_age: Any, max_rows: Any) -> None:
