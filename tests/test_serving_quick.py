@@ -114,3 +114,109 @@ def test_the_logs_row_json_is_what_json_dumps_writes():
     assert rows[1]["ood"] == '["age=1 below"]' and rows[0]["ood"] is None
     labels = predlog._rows_of("d", "prediction", 0.0, {**rec, "predictions": ["yes", None, "no", "a,b", "", "x"]})
     assert [r["prediction"] for r in labels] == ['"yes"', "null", '"no"', '"a,b"', '""', '"x"']
+
+
+def _stdlib_parse(body: bytes):
+    real = codecs._orjson
+    codecs._orjson = None
+    try:
+        return codecs.parse_json(body)
+    except Exception as exc:  # noqa: BLE001 - the same error is expected from both
+        return exc
+    finally:
+        codecs._orjson = real
+
+
+@pytest.mark.parametrize("body", [
+    b'{"dataframe_records": [{"age": 42, "income": 1.5e3, "city": "Z\xc3\xbcrich"}]}',
+    b'{"a": 12345678901234567890123, "b": -0.0, "c": 1e-7, "d": [true, false, null], "a": 2}',
+    b'{"a": 1e400}',  # past float64: the stdlib reads inf (coerce refuses it)
+    b'{"a": NaN}', b'{"a": Infinity}',  # refused as invalid_number
+    b'"\\ud800"',  # a lone surrogate: the stdlib reads it
+    b'\xef\xbb\xbf{"a": 1}',  # a BOM
+    '{"a": "é"}'.encode("utf-16"),  # UTF-16, which json.loads detects
+    b'{"a": 1} x', b'{"a": ', b'\xff\xfe\xfa', b'[' * 5000,
+])
+def test_parse_json_gives_what_the_stdlib_gives_or_its_error(body):
+    """orjson reads the body when it can; the objects, or the error (code and message), are the stdlib's."""
+    assert codecs._orjson is not None, "orjson is a dependency of nbprod"
+    try:
+        fast = codecs.parse_json(body)
+    except Exception as exc:  # noqa: BLE001
+        fast = exc
+    slow = _stdlib_parse(body)
+    if isinstance(slow, Exception):
+        assert type(fast) is type(slow) and str(fast) == str(slow) and getattr(fast, "code", None) == slow.code
+    else:
+        assert repr(fast) == repr(slow)  # values, types, key order
+
+
+@pytest.mark.parametrize("pred", [
+    np.array([0.25]), np.array([0.0, -0.0, 1e-4, 0.5, 1e16, 1.5e300, 123456789.123]),
+    np.array([1e-5]), np.array([2.5e-7] + [0.5] * 20), np.array([np.nan]), np.array([np.inf] * 10),
+    np.random.default_rng(0).random(500), np.random.default_rng(1).random((50, 2)),
+    np.array([1, -2, 2 ** 62], dtype=np.int64), np.array([2 ** 64 - 1], dtype=np.uint64),
+    np.array([True, False]), np.array(["yes", "no"]), np.array([0.5], dtype=np.float32),
+    np.array([1, "a"], dtype=object),
+])
+@pytest.mark.parametrize("ood", [None, [["age 140 above the training range"]], [["city 'Zürich' not seen"]],
+                                 [["a \"quoted\" \\ reason\x7f\x01"]]])
+def test_the_answer_json_is_byte_for_byte_what_dumps_writes(pred, ood):
+    ids = [f"{'ab' * 16}-{i}" for i in range(len(pred))]
+    answer = {"predictions": codecs.to_jsonable(pred), "model_version": "3", "prediction_ids": ids}
+    if ood is not None:
+        answer["ood"] = ood * len(pred)
+    assert codecs.dumps_answer(answer, pred) == codecs.dumps(answer)
+
+
+def test_within_runs_a_coroutine_that_never_waits_without_a_deadline_and_one_that_waits_with_it():
+    """``_within`` (the body read and the prediction): the result or the exception of a coroutine that
+    finishes at once, no timer armed for it; a coroutine that waits gets the deadline counted from its
+    start, and a cancellation of the request still reaches it."""
+    import asyncio
+
+    from nbprod.serving import app
+
+    async def at_once(x):
+        if x is None:
+            raise KeyError("boom")
+        return x * 2
+
+    async def waits(seconds, log):
+        log.append("start")
+        await asyncio.sleep(0)  # a bare yield
+        fut = asyncio.get_running_loop().create_future()
+        asyncio.get_running_loop().call_later(seconds, fut.set_result, 7)
+        try:
+            return await fut
+        except asyncio.CancelledError:
+            log.append("cancelled")
+            raise
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        armed = []
+        real = loop.call_at
+        loop.call_at = lambda *a, **k: armed.append(a) or real(*a, **k)  # type: ignore[method-assign]
+        try:
+            assert await app._within(at_once(21), 5) == 42
+            with pytest.raises(KeyError):
+                await app._within(at_once(None), 5)
+            assert armed == []  # nothing waited: no deadline timer
+        finally:
+            loop.call_at = real  # type: ignore[method-assign]
+        log: list = []
+        assert await app._within(waits(0.01, log), 5) == 7
+        with pytest.raises(asyncio.TimeoutError):
+            await app._within(waits(5, log), 0.05)
+        assert log[-1] == "cancelled"
+        task = loop.create_task(app._within(waits(5, log), 5))
+        while log[-1] != "start":
+            await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert log[-1] == "cancelled"
+
+    asyncio.run(main())

@@ -37,7 +37,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncContextManager, Callable, Sequence
+from typing import Any, AsyncContextManager, Callable, MutableMapping, Sequence
 
 import numpy as np
 from starlette.applications import Starlette
@@ -218,11 +218,13 @@ class ServingState:
         m.child(m.latency, "none", status).observe(time.perf_counter() - t0)
         return error_response(err)
 
-    def check_auth(self, request: Request) -> None:
+    def check_auth(self, request: Request, header: str | None = None) -> None:
+        """401 unless the request carries the bearer token (``header``: its Authorization, if read already)."""
         expected = self.spec.token_sha256 or self.token_sha256
         if not self.auth or expected is None:
             return
-        header = request.headers.get("authorization", "")
+        if header is None:
+            header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
         given = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
         if not hmac.compare_digest(given, expected):
@@ -230,20 +232,33 @@ class ServingState:
                                     "send the header `Authorization: Bearer <token>` with the token shown at "
                                     "deploy time", status=401, error="unauthorized")
 
-    async def read_body(self, request: Request) -> bytes:
+    async def read_body(self, request: Request, length: str | None = None) -> bytes:
+        """The whole body (408 past ``body_timeout_s``, 413 past ``max_body_bytes``); ``length``: the
+        Content-Length header, if read already. Read from the ASGI ``receive`` as ``request.stream()``
+        does (a disconnect: :class:`ClientDisconnect`), without an async generator per request."""
         limit = self.spec.max_body_bytes
-        length = request.headers.get("content-length")
+        if length is None:
+            length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise _too_large(int(length), limit)
         chunks: list[bytes] = []
+        receive = request.receive
 
         async def read() -> None:
             size = 0
-            async for chunk in request.stream():
-                size += len(chunk)
-                if size > limit:
-                    raise _too_large(size, limit)
-                chunks.append(chunk)
+            while True:
+                message = await receive()
+                if message["type"] == "http.request":
+                    chunk = message.get("body", b"")
+                    if chunk:
+                        size += len(chunk)
+                        if size > limit:
+                            raise _too_large(size, limit)
+                        chunks.append(chunk)
+                    if not message.get("more_body", False):
+                        return
+                elif message["type"] == "http.disconnect":
+                    raise ClientDisconnect()
 
         timeout = self.spec.body_timeout_s
         try:
@@ -252,20 +267,62 @@ class ServingState:
             raise codecs.http_error(f"the request body did not arrive within {timeout:g} s",
                                     "send the whole body at once (and a correct Content-Length)", status=408,
                                     error="body_timeout") from None
-        return b"".join(chunks)
+        body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        request._body = body  # what Request.body() gives from now on, as after request.stream()
+        return body
 
 
-_timeout = getattr(asyncio, "timeout", None)  # Python 3.11+
+_timeout_at = getattr(asyncio, "timeout_at", None)
+
+
+class _Resume:
+    """Awaiting it goes on with a coroutine that has already run up to ``first``, the future it waits
+    on: ``yield from`` written out, so the task's wake-ups, cancellations and the coroutine's result
+    pass through unchanged."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro, first) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self):
+        coro, out = self.coro, self.first
+        while True:
+            try:
+                sent = yield out
+            except GeneratorExit:
+                coro.close()
+                raise
+            except BaseException as exc:  # noqa: BLE001 - a cancellation included: the coroutine decides
+                try:
+                    out = coro.throw(exc)
+                except StopIteration as done:
+                    return done.value
+            else:
+                try:
+                    out = coro.send(sent)
+                except StopIteration as done:
+                    return done.value
 
 
 async def _within(coro, seconds: float):
-    """``await coro`` with a deadline (``asyncio.TimeoutError`` past it): ``asyncio.timeout`` where there
-    is one — it cancels this task — rather than ``wait_for``, which runs the coroutine as a task of
-    its own (two per prediction request: the body and the prediction)."""
-    if _timeout is None:
+    """``await coro`` with a deadline (``asyncio.TimeoutError`` past it).
+
+    Most requests never wait: the body came with the headers, and a compiled model predicts right
+    on the loop. So the coroutine first runs on its own; only if it has to wait is the rest awaited
+    under ``asyncio.timeout_at`` with the deadline counted from the start, which is what a timeout
+    around the whole would do (its timer could only fire at the first wait anyway). No timer, no
+    task per request otherwise; ``wait_for`` (Python < 3.11) would run it as a task of its own."""
+    if _timeout_at is None:
         return await asyncio.wait_for(coro, seconds)
-    async with _timeout(seconds):
-        return await coro
+    deadline = asyncio.get_running_loop().time() + seconds
+    try:
+        first = coro.send(None)
+    except StopIteration as done:
+        return done.value
+    async with _timeout_at(deadline):
+        return await _Resume(coro, first)
 
 
 def _too_large(size: int, limit: int) -> ServingError:
@@ -274,8 +331,10 @@ def _too_large(size: int, limit: int) -> ServingError:
                         status=413, code="body_too_large")
 
 
-def _content_kind(request: Request) -> str:
-    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+def _content_kind(request: Request, header: str | None = None) -> str:
+    if header is None:
+        header = request.headers.get("content-type", "")
+    ctype = header.split(";")[0].strip().lower()
     if ctype in ("application/json", "") or ctype.endswith("+json"):
         return "json"
     if ctype in ("text/csv", "application/csv"):
@@ -360,24 +419,24 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
     m.in_flight.inc()
     label, status = "none", 500
     try:
-        state.check_auth(request)
-        kind = _content_kind(request)
-        body = await state.read_body(request)
+        headers = _request_headers(request.scope)
+        state.check_auth(request, headers.get(b"authorization", ""))
+        kind = _content_kind(request, headers.get(b"content-type", ""))
+        body = await state.read_body(request, headers.get(b"content-length"))
 
-        gate = version is not None and request.headers.get(TRAFFIC_HEADER, "").lower() == GATE_TRAFFIC
-
-        async def answer() -> Response:
-            return await _answer(state, kind, body, decode, encode, version, t0, gate)
-
-        key = request.headers.get("idempotency-key")
+        gate = version is not None and headers.get(TRAFFIC_HEADER.encode(), "").lower() == GATE_TRAFFIC
+        key = headers.get(b"idempotency-key")
         if key is None:
-            response = await answer()
+            response = await _answer(state, kind, body, decode, encode, version, t0, gate)
         else:
+            async def answer() -> Response:
+                return await _answer(state, kind, body, decode, encode, version, t0, gate)
+
             fp = idempotency.fingerprint(request.method, request.url.path, request.url.query,
-                                         request.headers.get("authorization", ""), body)
+                                         headers.get(b"authorization", ""), body)
             response = await state.idempotency.run(key, fp, state.spec, answer)
         status = response.status_code
-        label = response.headers.get("x-model-version", "none")
+        label = response.version if type(response) is _Answer else response.headers.get("x-model-version", "none")
         return response
     except ServingError as err:
         status = err.status
@@ -397,6 +456,38 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
         if status >= 400 and state.hooks.on_error is not None:  # monitoring: error rate (499: client left)
             state._hook(state.hooks.on_error, {"version": None if label == "none" else label, "status": status,
                                                "endpoint": endpoint, "latency_ms": elapsed * 1000.0})
+
+
+#: The request headers the prediction path reads, found in one pass over the ASGI headers.
+_WANTED = frozenset((b"authorization", b"content-type", b"content-length", b"idempotency-key",
+                     TRAFFIC_HEADER.encode()))
+
+
+def _request_headers(scope: MutableMapping[str, Any]) -> dict[bytes, str]:
+    """``{name: value}`` of the headers in :data:`_WANTED`, the first of each as ``request.headers.get``
+    gives it (latin-1), in one pass: not a scan of every header per lookup."""
+    found: dict[bytes, str] = {}
+    for name, value in scope["headers"]:
+        if name in _WANTED and name not in found:
+            found[name] = value.decode("latin-1")
+    return found
+
+
+class _Answer(Response):
+    """A prediction's 200 answer, its headers laid out as ``Response(body, 200, headers, "application/json")``
+    lays them out (same names, values and order), built without re-encoding them per request."""
+
+    media_type = "application/json"
+
+    def __init__(self, body: bytes, version: str, request_id: str) -> None:
+        self.status_code = 200
+        self.background = None
+        self.body = body
+        self.version = version
+        self.raw_headers = [(b"x-model-version", version.encode("latin-1")),
+                            (b"x-prediction-id", request_id.encode("latin-1")),
+                            (b"content-length", str(len(body)).encode("latin-1")),
+                            (b"content-type", b"application/json")]
 
 
 _ids: list = []  # [prefix, counter]: 80 random bits per process, then a counter
@@ -443,12 +534,13 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
     label = target.served.version
     ids = [f"{request_id}-{i}" for i in range(batch.n)]
     payload = encode(pred, target, ids, ood, request_id, batch)
-    headers = {"X-Model-Version": label, "X-Prediction-Id": request_id}
-    if isinstance(payload, Response):  # an encoder that writes its own body (v2 binary tensors)
-        payload.headers.update(headers)
+    if isinstance(payload, bytes):  # JSON, encoded by the protocol's encoder
+        response: Response = _Answer(payload, label, request_id)
+    elif isinstance(payload, Response):  # an encoder that writes its own body (v2 binary tensors)
+        payload.headers.update({"X-Model-Version": label, "X-Prediction-Id": request_id})
         response = payload
     else:
-        response = json_response(payload, 200, headers)
+        response = json_response(payload, 200, {"X-Model-Version": label, "X-Prediction-Id": request_id})
     state.metrics.child(state.metrics.rows, label, role).inc(batch.n)
     _observe(state, label, pred, batch.n, ood)
     if version is None:
@@ -472,12 +564,12 @@ def _decode_mlflow(kind: str, body: bytes, signature):
     return codecs.decode_mlflow(codecs.parse_json(body), signature)
 
 
-def _encode_mlflow(pred, target: Target, ids, ood, request_id, batch) -> dict:
+def _encode_mlflow(pred, target: Target, ids, ood, request_id, batch) -> bytes:
     out = {"predictions": codecs.to_jsonable(pred), "model_version": target.served.version,
            "prediction_ids": ids}
     if target.served.ood is not None:
         out["ood"] = ood if ood is not None else [[] for _ in range(batch.n)]
-    return out
+    return codecs.dumps_answer(out, pred)
 
 
 async def invocations(request: Request) -> Response:
@@ -527,7 +619,7 @@ async def v2_infer(request: Request) -> Response:
         batch.params = {"_id": req_id, **batch.params}
         return batch
 
-    def encode(pred, target: Target, ids, ood, request_id, batch) -> dict | Response:
+    def encode(pred, target: Target, ids, ood, request_id, batch) -> bytes | dict | Response:
         out = {"model_name": name, "model_version": target.served.version,
                "id": batch.params.get("_id") or request_id,
                "outputs": codecs.encode_v2_outputs(pred, target.served.predict_fn),
@@ -535,7 +627,10 @@ async def v2_infer(request: Request) -> Response:
                "parameters": {"prediction_ids": ids}}
         if target.served.ood is not None:
             out["ood"] = out["parameters"]["ood"] = ood if ood is not None else [[] for _ in range(batch.n)]
-        return v2binary.write_response(out, choice)
+        answer = v2binary.write_response(out, choice)
+        if isinstance(answer, dict) and type(answer["id"]) is str:  # a client's id of another type: dumps
+            return codecs.dumps_answer(answer, pred)
+        return answer
 
     return await _serve_prediction(state, request, "v2_infer", decode, encode, version)
 

@@ -26,8 +26,13 @@ import numpy as np
 
 from ..errors import ServingError
 
+try:  # a C JSON parser/encoder: 4-5x the stdlib's speed on a 100-row body (BENCHMARKS.md, Serving)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - a dependency; the stdlib does the same, slower
+    _orjson = None  # type: ignore[assignment]
+
 __all__ = ["http_error", "Batch", "Column", "parse_json", "decode_mlflow", "decode_csv", "decode_v2", "coerce",
-           "to_jsonable", "encode_v2_outputs", "dumps"]
+           "to_jsonable", "encode_v2_outputs", "dumps", "dumps_answer"]
 
 _FORMATS = ("dataframe_split", "dataframe_records", "instances", "inputs")
 _DOCS = "see https://mlflow.org/docs/latest/deployment/deploy-model-locally (scoring protocol)"
@@ -70,6 +75,14 @@ def parse_json(body: bytes) -> Any:
     if not body.strip():
         raise http_error("the request body is empty", "send a JSON object, e.g. {\"dataframe_records\": [{...}]}",
                          error="empty_body")
+    if _orjson is not None:
+        # orjson reads strict UTF-8 RFC 8259 JSON into the same objects as the stdlib; whatever it refuses
+        # (NaN, a lone surrogate, UTF-16, a BOM, a number past float64, bad JSON) goes on to the stdlib
+        # decoder below, which reads it or names the problem exactly as before.
+        try:
+            return _orjson.loads(body)
+        except _orjson.JSONDecodeError:
+            pass
     try:
         return _DECODER.decode(body.decode(json.detect_encoding(body), "surrogatepass"))  # json.loads, one decoder
     except ServingError:
@@ -639,3 +652,33 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), default=_default)
 
 def dumps(obj: Any) -> bytes:
     return _ENCODER.encode(obj).encode()
+
+
+_PLAIN_KINDS = frozenset("iub")
+_TINY = 1e-4  # below this (but not 0) orjson writes a float as 0.00001 / 1e-7 where Python writes 1e-05 / 1e-07
+
+
+def _plain_floats(values: np.ndarray) -> bool:
+    """Does orjson write every one of these floats exactly as ``repr`` (and so :func:`dumps`) does?
+    True for finite values of magnitude 0 or at least 1e-4 (checked on 3.9 M values from 1e-4 to 1e308)."""
+    if values.size <= 8:
+        return all(x == 0.0 or _TINY <= abs(x) < _INF for x in values.ravel().tolist())
+    magnitude = np.abs(values)
+    return bool(np.all(np.isfinite(magnitude)) and not np.any((magnitude < _TINY) & (magnitude != 0.0)))
+
+
+def dumps_answer(answer: dict, pred: Any) -> bytes:
+    """:func:`dumps` of a prediction answer whose ``pred`` is the model's output: the same bytes, through
+    orjson (18x the stdlib on a 100-row answer) when they are sure to be the same — ``pred`` a numpy
+    array of numbers or text, finite floats that orjson writes as ``repr`` does, and an answer of plain
+    ASCII text with nothing to escape (the stdlib writes ``\\u00e9`` where orjson writes UTF-8) —
+    and through :func:`dumps` otherwise."""
+    if _orjson is not None and isinstance(pred, np.ndarray) and (
+            pred.dtype.kind in _PLAIN_KINDS or (pred.dtype.kind == "f" and _plain_floats(pred))):
+        try:
+            out = _orjson.dumps(answer)
+        except TypeError:  # a value orjson does not take as the stdlib does (e.g. an int past 64 bits)
+            return dumps(answer)
+        if out.isascii() and b"\\" not in out and b"\x7f" not in out:
+            return out
+    return dumps(answer)

@@ -103,14 +103,20 @@ class _Bounded:
         return self.cycle is None or self.cycle.response_complete
 
     def _arm(self) -> None:
-        """Start the clock for the next request's headers (a new request changes ``self.cycle``)."""
-        self._disarm()
+        """Start the clock for the next request's headers (a new request changes ``self.cycle``).
+
+        One timer per connection, not one per response: a keep-alive connection answers thousands of
+        requests a second, and cancelling and scheduling a timer for each cost more than the rest of
+        this class. The clock restarts here (``_armed_cycle``, ``_idle_since``); a timer already
+        pending stays, and when it fires it looks at the clock and waits again for what is left."""
         if self.transport.is_closing():
+            self._disarm()
             return
         self._armed_cycle = self.cycle
         self._idle_since = self.loop.time()
-        self._header_timer = self.loop.call_later(self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S,
-                                                  self._header_timeout)
+        if self._header_timer is None:
+            self._header_timer = self.loop.call_later(self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S,
+                                                      self._header_timeout)
 
     def _disarm(self) -> None:
         timer = getattr(self, "_header_timer", None)
@@ -120,8 +126,13 @@ class _Bounded:
 
     def _header_timeout(self) -> None:
         self._header_timer = None
-        if self.cycle is self._armed_cycle and self._idle() and not self.transport.is_closing():
-            self.transport.close()  # idle, or headers still incomplete: free the descriptor
+        if self.cycle is not self._armed_cycle or not self._idle() or self.transport.is_closing():
+            return  # a request's headers arrived since the clock started: its response re-arms the clock
+        left = self._idle_since + (self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S) - self.loop.time()
+        if left > 0:  # the clock restarted after this timer was set: wait for the rest
+            self._header_timer = self.loop.call_later(left, self._header_timeout)
+            return
+        self.transport.close()  # idle, or headers still incomplete: free the descriptor
 
     # -- the connection cap ---------------------------------------------------------------------
     def _evict_if_over(self) -> None:
