@@ -220,3 +220,42 @@ def test_within_runs_a_coroutine_that_never_waits_without_a_deadline_and_one_tha
         assert log[-1] == "cancelled"
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize("n", [1, 2, 150])
+def test_the_compiled_features_are_scikit_learns_on_awkward_rows(n):
+    """The plan's feature matrix — numeric columns written into it, categories looked up all at once — is
+    what the fitted ColumnTransformer gives, with missing numbers, unseen and missing categories."""
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("sklearn")
+    from sklearn.compose import ColumnTransformer
+    from sklearn.impute import SimpleImputer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    from nbprod.serving.fastpath import compile_estimator
+
+    rng = np.random.default_rng(n)
+    train = pd.DataFrame({"age": rng.integers(18, 90, 300), "income": rng.normal(5e4, 1e4, 300),
+                          "city": rng.choice(["Paris", "Lyon", "Nice"], 300), "kind": rng.choice(["a", "b"], 300)})
+    y = rng.integers(0, 2, 300)
+    numeric = make_pipeline(SimpleImputer(), StandardScaler())
+    pipe = make_pipeline(ColumnTransformer([("num", numeric, ["age", "income"]),
+                                            ("cat", OneHotEncoder(handle_unknown="ignore"), ["city", "kind"])]),
+                         LogisticRegression()).fit(train, y)
+    plan = compile_estimator(pipe, "predict_proba")
+    age = rng.integers(10, 100, n).astype(np.float64)
+    income = rng.normal(5e4, 2e4, n)
+    city = rng.choice(["Paris", "Lyon", "Nice", "Rome", None], n).tolist()  # Rome: unseen; None: missing
+    kind = rng.choice(["a", "b"], n).tolist()
+    if n > 1:
+        age[::3] = np.nan
+        income[1] = np.nan
+    cols = {"age": age, "income": income, "city": city, "kind": kind}
+    expected = pipe[:-1].transform(pd.DataFrame({k: v for k, v in cols.items()}))
+    got = plan.features(cols, n)
+    np.testing.assert_allclose(got, expected, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(plan(cols, n), pipe.predict_proba(pd.DataFrame(cols)), rtol=1e-9)
+    ints = {**cols, "age": np.nan_to_num(age, nan=40).astype(np.int64)}  # an integer column as coerce gives it
+    np.testing.assert_allclose(plan.features(ints, n), pipe[:-1].transform(pd.DataFrame(ints)), rtol=1e-12, atol=0)

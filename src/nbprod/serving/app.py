@@ -502,6 +502,18 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_new_ids)  # a forked worker never repeats its parent's ids
 
 
+_SUFFIXES: list[str] = []  # "-0", "-1", …: the prediction ids' tails, made once
+
+
+def _prediction_ids(request_id: str, n: int) -> list[str]:
+    """``["<request id>-0", …, "<request id>-<n-1>"]``."""
+    if n > len(_SUFFIXES):
+        if n > 65536:
+            return [f"{request_id}-{i}" for i in range(n)]
+        _SUFFIXES.extend(f"-{i}" for i in range(len(_SUFFIXES), max(n, 1024)))
+    return list(map(request_id.__add__, _SUFFIXES[:n]))
+
+
 def _request_id() -> str:
     """32 hex digits, unique: a per-process random prefix and a 48-bit counter (a uuid4 costs a system
     call and an object per request)."""
@@ -532,7 +544,7 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
                                 "send fewer rows per request, or raise timeout_s in the deployment", status=504,
                                 error="timeout") from None
     label = target.served.version
-    ids = [f"{request_id}-{i}" for i in range(batch.n)]
+    ids = _prediction_ids(request_id, batch.n)
     payload = encode(pred, target, ids, ood, request_id, batch)
     if isinstance(payload, bytes):  # JSON, encoded by the protocol's encoder
         response: Response = _Answer(payload, label, request_id)
@@ -568,13 +580,38 @@ def _encode_mlflow(pred, target: Target, ids, ood, request_id, batch) -> bytes:
     out = {"predictions": codecs.to_jsonable(pred), "model_version": target.served.version,
            "prediction_ids": ids}
     if target.served.ood is not None:
-        out["ood"] = ood if ood is not None else [[] for _ in range(batch.n)]
+        out["ood"] = ood if ood is not None else [[]] * batch.n  # only written out: one empty list will do
     return codecs.dumps_answer(out, pred)
 
 
 async def invocations(request: Request) -> Response:
     state: ServingState = request.app.state.serving
     return await _serve_prediction(state, request, "invocations", _decode_mlflow, _encode_mlflow)
+
+
+class _ServingApp(Starlette):
+    """The server's Starlette app, with ``POST /invocations`` — nearly every request a model server
+    gets — answered without Starlette's middleware layers, router and per-message send wrappers.
+
+    What they would do for it is done here or not needed: the endpoint answers every exception
+    itself (``_serve_prediction``), raises no ``HTTPException``, has no path parameters; ``scope["app"]``
+    is set as Starlette sets it. Any other request (another method, path or root path, the lifespan)
+    goes through Starlette as before."""
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["path"] == "/invocations" and scope["method"] == "POST" \
+                and not scope.get("root_path"):
+            scope["app"] = self
+            request = Request(scope, receive, send)
+            response = await _serve_prediction(self.state.serving, request, "invocations", _decode_mlflow,
+                                               _encode_mlflow)
+            try:
+                await response(scope, receive, send)
+            except Exception as exc:  # the server's send failed: logged as Starlette would, then uvicorn's to handle
+                log.error("internal error answering %s %s", request.method, request.url.path, exc_info=exc)
+                raise
+            return
+        await super().__call__(scope, receive, send)
 
 
 # --- Open Inference Protocol v2 ----------------------------------------------------------------
@@ -805,7 +842,7 @@ def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None =
         *openapi.routes(),  # GET /openapi.json (built from the routes above and ``routes``), GET /docs
         *routes,
     ]
-    app = Starlette(routes=table, lifespan=serving_lifespan,
+    app = _ServingApp(routes=table, lifespan=serving_lifespan,
                     exception_handlers={404: _not_found, 405: _not_found, 500: _server_error})
     app.state.serving = state
     return app

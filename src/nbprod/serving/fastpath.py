@@ -21,6 +21,7 @@ SimpleImputer on strings); final LogisticRegression (predict, predict_proba) and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -93,6 +94,24 @@ def _apply_numeric(x: np.ndarray, steps: list[tuple[str, np.ndarray]]) -> np.nda
         elif op == "add":
             x = x + a
     return x
+
+
+def _apply_numeric_into(x: np.ndarray, steps: list[tuple[str, np.ndarray]]) -> None:
+    """:func:`_apply_numeric` written into ``x`` itself (a view of the feature matrix): the same ufuncs on
+    the same operands, so the same values, without a temporary array per step."""
+    for op, a in steps:
+        if op == "fill":
+            mask = np.isnan(x)
+            if mask.any():
+                np.copyto(x, a, where=mask)
+        elif op == "sub":
+            np.subtract(x, a, out=x)
+        elif op == "div":
+            np.divide(x, a, out=x)
+        elif op == "mul":
+            np.multiply(x, a, out=x)
+        elif op == "add":
+            np.add(x, a, out=x)
 
 
 @dataclass
@@ -197,12 +216,14 @@ class Plan:
         x = np.zeros((n, width), dtype=np.float64)
         at = 0
         for b in self.blocks:
-            if b.kind == "num":
-                if len(b.columns) == 1:
-                    m = np.asarray(cols[b.columns[0]], dtype=np.float64).reshape(n, 1)
-                else:
-                    m = np.column_stack([np.asarray(cols[c], dtype=np.float64) for c in b.columns])
-                x[:, at:at + b.width] = _apply_numeric(m, b.steps)
+            if b.kind == "num":  # the columns straight into their place in x, the steps applied there
+                view = x[:, at:at + b.width]
+                for j, c in enumerate(b.columns):
+                    values = cols[c]
+                    if not (isinstance(values, np.ndarray) and values.dtype.kind in "fiu"):
+                        values = np.asarray(values, dtype=np.float64)  # a list: None is NaN
+                    view[:, j] = values
+                _apply_numeric_into(view, b.steps)
             else:
                 for j, c in enumerate(b.columns):
                     table, nan_at = b.lookup[j], b.nan_index[j]
@@ -210,14 +231,18 @@ class Plan:
                     rows: Any = range(n)
                     if type(values) is list and n > 1:  # the seen categories at once; the rest one by one below
                         try:
-                            found = list(map(table.get, values))
+                            found = np.fromiter(map(table.get, values, repeat(-1)), dtype=np.intp, count=n)
                         except TypeError:  # an unhashable value: every row below
-                            found = []
-                        if found:
-                            hit = [(r, at + k) for r, k in enumerate(found) if k is not None]
-                            if hit:
-                                x[tuple(zip(*hit, strict=True))] = 1.0
-                            rows = [r for r, k in enumerate(found) if k is None] if len(hit) < n else ()
+                            found = None
+                        if found is not None:
+                            seen = found >= 0
+                            if seen.all():
+                                x[np.arange(n), at + found] = 1.0
+                                rows = ()
+                            else:
+                                hit = np.flatnonzero(seen)
+                                x[hit, at + found[hit]] = 1.0
+                                rows = np.flatnonzero(~seen).tolist()
                     for r in rows:
                         v = values[r]
                         if _is_missing(v):
