@@ -259,3 +259,81 @@ def test_the_compiled_features_are_scikit_learns_on_awkward_rows(n):
     np.testing.assert_allclose(plan(cols, n), pipe.predict_proba(pd.DataFrame(cols)), rtol=1e-9)
     ints = {**cols, "age": np.nan_to_num(age, nan=40).astype(np.int64)}  # an integer column as coerce gives it
     np.testing.assert_allclose(plan.features(ints, n), pipe[:-1].transform(pd.DataFrame(ints)), rtol=1e-12, atol=0)
+
+
+def test_a_keep_alive_connection_keeps_one_header_timer_and_still_closes_when_idle():
+    """The header timeout (connections.py) arms one timer per connection, not one per response, and
+    closes a connection exactly as before: idle for header_timeout_s after its last response."""
+    from nbprod.serving.connections import _Bounded
+
+    class Loop:
+        def __init__(self):
+            self.now, self.timers = 0.0, []
+
+        def time(self):
+            return self.now
+
+        def call_later(self, delay, fn):
+            handle = type("Handle", (), {"cancel": lambda h: self.timers.remove(h) if h in self.timers else None,
+                                         "when": self.now + delay, "fn": staticmethod(fn)})()
+            self.timers.append(handle)
+            return handle
+
+        def advance(self, seconds):
+            self.now += seconds
+            for h in [h for h in self.timers if h.when <= self.now]:
+                self.timers.remove(h)
+                h.fn()
+
+    class Transport:
+        closed = False
+
+        def is_closing(self):
+            return self.closed
+
+        def close(self):
+            self.closed = True
+
+    class Cycle:
+        response_complete = True
+
+    class Protocol:  # the part of uvicorn's protocols the bounds use
+        def connection_made(self, transport):
+            self.transport, self.connections = transport, {self}
+
+        def on_response_complete(self):
+            pass
+
+        def connection_lost(self, exc):
+            pass
+
+    class Bounded(_Bounded, Protocol):
+        _header_timeout_s, _max_connections = 10.0, 100
+
+    conn = Bounded()
+    conn.loop, conn.cycle = Loop(), None
+    conn.connection_made(Transport())
+    armed = []
+    real = conn.loop.call_later
+    conn.loop.call_later = lambda d, fn: armed.append(d) or real(d, fn)
+    for _ in range(1000):  # 1,000 requests on one connection within 4 s
+        conn.cycle = Cycle()
+        conn.on_response_complete()
+        conn.loop.advance(0.004)
+    assert armed == []  # the timer set when the connection opened still stands
+    conn.loop.advance(6.5)  # 10.5 s after opening, 6.5 s after the last response: not yet
+    assert not conn.transport.closed and len(conn.loop.timers) == 1
+    conn.loop.advance(3.4)
+    assert not conn.transport.closed
+    conn.loop.advance(0.2)  # 10 s after the last response
+    assert conn.transport.closed
+    busy = Bounded()
+    busy.loop, busy.cycle = Loop(), None
+    busy.connection_made(Transport())
+    busy.cycle = type("Cycle", (), {"response_complete": False})()  # a request in progress
+    busy.loop.advance(60)
+    assert not busy.transport.closed and busy.loop.timers == []  # its response re-arms the clock
+    busy.cycle.response_complete = True
+    busy.on_response_complete()
+    busy.loop.advance(10.1)
+    assert busy.transport.closed

@@ -494,7 +494,10 @@ def _layout(signature: list[Column]) -> tuple:
     limits = np.array([min(_EXACT, 2.0 ** (_INT_BITS.get(c.type or "", 64) - 1)) if c.type in _INT else np.inf
                        for c in signature if c.type in _FLOAT or c.type in _INT])
     strings = [c.name for c in signature if c.type == "string"]
-    layout = (numeric, ints, limits, strings, len(numeric) + len(strings) == len(signature))
+    whole = ints.tolist()
+    small = (list(zip(whole, limits.tolist(), strict=True)), [j for j, w in enumerate(whole) if w],
+             [j for j, w in enumerate(whole) if not w])  # per column (integer?, limit); integer / float columns
+    layout = (numeric, ints, limits, strings, len(numeric) + len(strings) == len(signature), small)
     if len(_layouts) > 256:  # versions come and go: never grow without bound
         _layouts.clear()
     _layouts[id(signature)] = (signature, layout)
@@ -509,7 +512,7 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
     too large for the integer type, a CSV array): :func:`coerce` then does it column by column and
     names the problem. So the answer, when there is one, is exactly :func:`coerce`'s.
     """
-    numeric, ints, limits, strings, plain = _layout(signature)
+    numeric, ints, limits, strings, plain, small = _layout(signature)
     if not plain:
         return None
     try:
@@ -525,7 +528,8 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
             return None
     found: dict[str, Any] = dict(zip(strings, texts, strict=True))
     if numeric and n * len(numeric) <= _SMALL:  # a few values: plain Python checks beat numpy's per-call cost
-        for values, whole, limit in zip(lists, ints.tolist(), limits.tolist(), strict=True):
+        checks, int_columns, float_columns = small
+        for values, (whole, limit) in zip(lists, checks, strict=True):
             if len(values) != n:
                 return None
             for v in values:
@@ -534,9 +538,12 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
                         return None
                 elif v is not None and (v == _INF or v == -_INF):
                     return None
-        try:
-            for j, name in enumerate(numeric):
-                found[name] = np.array(lists[j], dtype=np.int64 if ints[j] else np.float64)
+        try:  # one array per type, a row per column: each column a view, the values np.array gives it alone
+            for columns, dtype in ((int_columns, np.int64), (float_columns, np.float64)):
+                if columns:
+                    matrix = np.array([lists[j] for j in columns], dtype=dtype)
+                    for row, j in enumerate(columns):
+                        found[numeric[j]] = matrix[row]
         except (TypeError, ValueError, OverflowError):
             return None
     elif numeric:
