@@ -337,3 +337,47 @@ def test_a_keep_alive_connection_keeps_one_header_timer_and_still_closes_when_id
     busy.on_response_complete()
     busy.loop.advance(10.1)
     assert busy.transport.closed
+
+
+_PID_SCRIPT = r'''
+import os, sys
+from pathlib import Path
+from prometheus_client import values
+original = values.ValueClass
+if sys.argv[1] == "used":
+    from prometheus_client import Counter
+    Counter("theirs_total", "a metric made before nbprod's").inc()
+from nbprod.serving import metrics
+m = metrics.ServingMetrics()
+metrics._PID[0] = 424242  # what the increments take as this process's id, if they ask nbprod
+m.child(m.requests, "1", "200", "invocations").inc()
+metrics._PID[0] = os.getpid()
+m.child(m.requests, "1", "200", "invocations").inc()
+asked = (Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / "counter_424242.db").exists()
+print("swapped" if values.ValueClass is not original else "kept", asked)
+pid = os.fork()
+if pid == 0:  # a forked child writes its own file, as prometheus-client does on a fork
+    m.child(m.requests, "1", "200", "invocations").inc()
+    os._exit(0)
+os.waitpid(pid, 0)
+files = {p.name for p in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("counter_*.db")}
+print({f"counter_{os.getpid()}.db", f"counter_{pid}.db"} <= files)
+'''
+
+
+@pytest.mark.parametrize("before", ["fresh", "used"])
+def test_multiprocess_metrics_ask_the_pid_once_and_still_notice_a_fork(tmp_path, before):
+    """In multiprocess mode an increment costs no getpid system call (prometheus-client's documented
+    process_identifier, kept up to date across forks), unless the process already holds values of the
+    original class (two maps of one file would clash): then nothing changes."""
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", _PID_SCRIPT, before], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    first, forked = out.stdout.split("\n")[:2]
+    assert first == ("swapped True" if before == "fresh" else "kept False")
+    assert forked == "True"
