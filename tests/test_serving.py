@@ -577,3 +577,45 @@ def test_stored_idempotency_answers_are_bounded_per_deployment(serving_models, h
         assert "Idempotent-Replay" not in c.post("/invocations", json=one, headers={"Idempotency-Key": "a"}).headers
         r = c.post("/invocations", json=one, headers={"Idempotency-Key": "x" * 300})
         assert r.status_code == 400 and r.json()["error"] == "bad_idempotency_key"
+
+
+def test_invocations_past_starlette_answer_as_through_it_and_middleware_still_sees_them(serving_models, home):
+    """POST /invocations skips Starlette's layers: the same status, headers (names, order) and body as
+    the same app answers through them; other methods and paths go through Starlette; and once middleware
+    is added to the app, /invocations goes through it too."""
+    from starlette.applications import Starlette
+
+    body = {"dataframe_records": json.loads(serving_models["df"].head(3).to_json(orient="records"))}
+    app = create_app(serving_models["clf"], token=TOKEN)
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    answers = []
+    with TestClient(app) as fast:
+        for headers, payload in [(auth, body), ({}, body), (auth, {"nothing": 1})]:
+            answers.append(fast.post("/invocations", json=payload, headers=headers))
+        assert fast.get("/invocations").status_code == 405
+    seen = []
+
+    class Seen:
+        def __init__(self, app):
+            self.app = app
+
+        async def __call__(self, scope, receive, send):
+            seen.append(scope.get("path"))
+            await self.app(scope, receive, send)
+
+    slow_app = create_app(serving_models["clf"], token=TOKEN)
+    slow_app.add_middleware(Seen)
+    with TestClient(slow_app) as slow:
+        for (headers, payload), fast_answer in zip([(auth, body), ({}, body), (auth, {"nothing": 1})], answers,
+                                                   strict=True):
+            answer = slow.post("/invocations", json=payload, headers=headers)
+            assert answer.status_code == fast_answer.status_code
+            drop = {"x-prediction-id", "content-length"}  # a new request id; its length follows the ids
+            assert [k for k, _ in answer.headers.items()] == [k for k, _ in fast_answer.headers.items()]
+            assert {k: v for k, v in answer.headers.items() if k not in drop} == \
+                   {k: v for k, v in fast_answer.headers.items() if k not in drop}
+            got, want = answer.json(), fast_answer.json()
+            got.pop("prediction_ids", None), want.pop("prediction_ids", None)
+            assert got == want
+    assert seen.count("/invocations") == 3
+    assert type(app).__mro__[1] is Starlette  # the fast app is still a Starlette app (routes, state, OpenAPI)

@@ -595,12 +595,12 @@ class _ServingApp(Starlette):
 
     What they would do for it is done here or not needed: the endpoint answers every exception
     itself (``_serve_prediction``), raises no ``HTTPException``, has no path parameters; ``scope["app"]``
-    is set as Starlette sets it. Any other request (another method, path or root path, the lifespan)
-    goes through Starlette as before."""
+    is set as Starlette sets it. Any other request (another method, path or root path, the lifespan),
+    and every request once middleware is added to the app, goes through Starlette as before."""
 
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] == "/invocations" and scope["method"] == "POST" \
-                and not scope.get("root_path"):
+                and not scope.get("root_path") and not self.user_middleware:
             scope["app"] = self
             request = Request(scope, receive, send)
             response = await _serve_prediction(self.state.serving, request, "invocations", _decode_mlflow,

@@ -269,7 +269,10 @@ class Plan:
         if self.output == "predict_proba":
             if scores.shape[1] == 1:
                 p = 1.0 / (1.0 + np.exp(-scores[:, 0]))
-                return np.column_stack([1.0 - p, p])
+                proba = np.empty((len(p), 2))  # np.column_stack([1 - p, p]), without its per-call checks
+                np.subtract(1.0, p, out=proba[:, 0])
+                proba[:, 1] = p
+                return proba
             scores = scores - scores.max(axis=1, keepdims=True)
             e = np.exp(scores)
             return e / e.sum(axis=1, keepdims=True)
