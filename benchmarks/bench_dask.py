@@ -18,6 +18,11 @@ Same run, same data (written under /tmp and deleted at the end):
 
     .venv/bin/python benchmarks/bench_dask.py --rows 10000000
     .venv/bin/python benchmarks/bench_dask.py --rows 2000000 --skip profile   # one section less
+    .venv/bin/python benchmarks/bench_dask.py --rows 2000000 --skip cluster,profile --baseline-src /tmp/base/src
+
+``--baseline-src``: the score section also runs another checkout's nbprod (and this one's) in fresh
+processes, interleaved with the floor, for a before / after in one run. The cluster section has no
+such option: run it once per checkout (``PYTHONPATH=/tmp/base/src`` in front: workers inherit it).
 """
 
 from __future__ import annotations
@@ -134,6 +139,42 @@ def child(code: str) -> tuple[list[float], float]:
     return [float(v) for v in out.strip().splitlines()[-1].split()], peak.mb
 
 
+SCORE_CHILD = """
+import os, sys, threading, time
+import pandas as pd, psutil
+import nbprod
+data, out, batch_rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
+opts = dict(batch_rows=batch_rows, probabilities=False, progress=False, overwrite=True)
+first = sorted(p for p in os.listdir(data) if p.endswith(".parquet"))[0]
+warm = pd.read_parquet(os.path.join(data, first)).iloc[:5000]
+nbprod.score("bench@champion", warm, dask=False, **opts)  # loads the model (also the MLflow one: > 2,000 rows)
+proc, stop, peak = psutil.Process(), threading.Event(), [0]
+base = proc.memory_info().rss
+def sample():
+    while not stop.is_set():
+        peak[0] = max(peak[0], proc.memory_info().rss)
+        stop.wait(0.1)
+threading.Thread(target=sample, daemon=True).start()
+t, c = time.perf_counter(), time.process_time()
+nbprod.score("bench@champion", data, out, dask=False, **opts)
+wall, cpu = time.perf_counter() - t, time.process_time() - c
+stop.set()
+print(nbprod.__file__, file=sys.stderr)
+print(wall, cpu, (peak[0] - base) / 1e6)
+"""
+
+
+def score_child(src: str, data: Path, out: Path, batch_rows: int) -> tuple[float, float, float]:
+    """``nbprod.score`` of ``data`` in a fresh interpreter importing nbprod from ``src`` (a checkout's
+    ``src``): (seconds, CPU seconds, RSS growth in MB) of the job alone, after a warm-up that loads the
+    model. Why a child: two versions of nbprod cannot be imported in one process."""
+    env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
+    done = subprocess.run([sys.executable, "-c", SCORE_CHILD, str(data), str(out), str(batch_rows)], env=env,
+                          stdout=subprocess.PIPE, text=True, check=True)
+    wall, cpu, rss = (float(v) for v in done.stdout.strip().splitlines()[-1].split())
+    return wall, cpu, rss
+
+
 def _start_sampling(every: float, dask_worker=None) -> None:
     """On a worker: a thread that keeps the process's peak RSS (sampled from inside, every ``every`` s:
     a sampler on the client, one ``client.run`` round trip per sample, misses short peaks)."""
@@ -208,6 +249,10 @@ def main() -> None:
     ap.add_argument("--worker-arrow-threads", type=int, default=0,
                     help="cap pyarrow's CPU and IO thread pools on each cluster worker (0: pyarrow's default)")
     ap.add_argument("--skip", default="", help="comma list of sections to skip: score,cluster,profile")
+    ap.add_argument("--baseline-src", default="",
+                    help="score section: also run nbprod from this src directory (e.g. `git archive main src | tar -x "
+                         "-C /tmp/base` -> /tmp/base/src), and this checkout's, each in a fresh process, interleaved "
+                         "with the floor; prints both against the floor and against each other")
     args = ap.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     root = Path(tempfile.mkdtemp(prefix="nbprod-bench-dask-", dir="/tmp"))
@@ -248,6 +293,29 @@ def main() -> None:
                         cpu[kind] = min(cpu.get(kind, 1e9), time.process_time() - c)
                     peaks[kind] = max(peaks.get(kind, 0), peak.mb - base / 1e6)
                 print(f"  round {r + 1}: load average {load()}")
+            if args.baseline_src:
+                here = str(Path(__file__).resolve().parents[1] / "src")
+                for r in range(args.rounds):  # floor, then this checkout and the baseline, for each output kind
+                    t, c = time.perf_counter(), time.process_time()
+                    floor(data, model, args.batch_rows)
+                    best["floor"] = min(best["floor"], time.perf_counter() - t)
+                    cpu["floor"] = min(cpu["floor"], time.process_time() - c)
+                    for kind, out in (("parts", root / "out-dir"), ("file", root / "out.parquet")):
+                        for who, src in (("new", here), ("base", args.baseline_src)):
+                            wall, used, rss = score_child(src, data, out, args.batch_rows)
+                            key = f"{who}-{kind}"
+                            best[key], cpu[key] = min(best.get(key, 1e9), wall), min(cpu.get(key, 1e9), used)
+                            peaks[key] = max(peaks.get(key, 0), rss)
+                    print(f"  baseline round {r + 1}: load average {load()}")
+                for kind in ("parts", "file"):
+                    for who in ("new", "base"):
+                        key = f"{who}-{kind}"
+                        print(f"score ({'this checkout' if who == 'new' else 'baseline ' + args.baseline_src}, fresh "
+                              f"process) writing {kind}: {rows / best[key]:,.0f} rows/s -> "
+                              f"{best['floor'] / best[key]:.2f}x the floor; CPU {cpu[key]:.1f} s -> "
+                              f"{cpu[key] / cpu['floor']:.2f}x the floor's; peak RSS growth {peaks[key]:,.0f} MB")
+                    print(f"score writing {kind}: this checkout {best[f'base-{kind}'] / best[f'new-{kind}']:.2f}x the "
+                          f"baseline's rows/s, CPU {cpu[f'new-{kind}'] / cpu[f'base-{kind}']:.2f}x the baseline's")
             for kind, what in (("parts", "a directory of parts"), ("file", "one .parquet file")):
                 print(f"score in process (Dask threads) writing {what}: {rows / best[kind]:,.0f} rows/s vs floor "
                       f"{rows / best['floor']:,.0f} rows/s -> {best['floor'] / best[kind]:.2f}x (goal >= 0.9x); "

@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from ..data.ood import Coded
+
 __all__ = ["Plan", "Unsupported", "UnknownCategory", "compile_estimator", "equivalent"]
 
 
@@ -228,6 +230,9 @@ class Plan:
                 for j, c in enumerate(b.columns):
                     table, nan_at = b.lookup[j], b.nan_index[j]
                     values = cols[c]
+                    if isinstance(values, Coded):
+                        _one_hot_coded(x, at, b, j, c, values)
+                        continue
                     rows: Any = range(n)
                     if type(values) is list and n > 1:  # the seen categories at once; the rest one by one below
                         try:
@@ -280,6 +285,34 @@ class Plan:
         if scores.shape[1] == 1:
             return self.classes[(scores[:, 0] > 0).astype(np.intp)]
         return self.classes[scores.argmax(axis=1)]
+
+
+def _slot(b: Block, j: int, v: Any) -> tuple[int | None, Any]:
+    """The one-hot index (within the block) of one value of the block's column ``j``, and the value
+    looked up (a missing one replaced by the imputer's fill): the per-row rules of :meth:`Plan.features`."""
+    if _is_missing(v):
+        if b.fill is not None:
+            v = b.fill[j]
+        elif b.nan_index[j] is not None:
+            return b.nan_index[j], v
+    k = b.lookup[j].get(v)
+    if k is None and v is not None:
+        k = b.lookup[j].get(_plain(v))
+    return k, v
+
+
+def _one_hot_coded(x: np.ndarray, at: int, b: Block, j: int, column: str, values: Coded) -> None:
+    """One-hot a column given as codes into a few labels (a batch job's dictionary-encoded text column):
+    each label is looked up once, by the same rules as a row's value, and every row's slot is set at
+    once. Why: a Python step per row made the plan 3× slower than scikit-learn on 250,000 rows."""
+    found = [_slot(b, j, v) for v in values.labels] + [_slot(b, j, None)]  # code -1 (missing): the last
+    index = np.array([-1 if k is None else k for k, _ in found], dtype=np.intp)[values.codes]
+    hit = index >= 0
+    if b.unknown_error and not hit.all():
+        first = int(np.flatnonzero(~hit)[0])
+        raise UnknownCategory(column, found[values.codes[first]][1])
+    rows = np.flatnonzero(hit)
+    x[rows, at + index[rows]] = 1.0
 
 
 def _plain(v: Any) -> Any:
