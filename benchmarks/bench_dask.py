@@ -146,8 +146,10 @@ import nbprod
 data, out, batch_rows = sys.argv[1], sys.argv[2], int(sys.argv[3])
 opts = dict(batch_rows=batch_rows, probabilities=False, progress=False, overwrite=True)
 first = sorted(p for p in os.listdir(data) if p.endswith(".parquet"))[0]
-warm = pd.read_parquet(os.path.join(data, first)).iloc[:5000]
-nbprod.score("bench@champion", warm, dask=False, **opts)  # loads the model (also the MLflow one: > 2,000 rows)
+warm = out + ".warm-input.parquet"  # one batch of the data, scored first: loads the model (the MLflow one too,
+pd.read_parquet(os.path.join(data, first)).iloc[:batch_rows].to_parquet(warm)  # where a version uses it) and
+nbprod.score("bench@champion", warm, out + ".warm.parquet", dask=False, **opts)  # warms the allocators, as
+os.remove(warm)  # the in-process rounds are warm: the job alone is timed
 proc, stop, peak = psutil.Process(), threading.Event(), [0]
 base = proc.memory_info().rss
 def sample():
@@ -166,8 +168,9 @@ print(wall, cpu, (peak[0] - base) / 1e6)
 
 def score_child(src: str, data: Path, out: Path, batch_rows: int) -> tuple[float, float, float]:
     """``nbprod.score`` of ``data`` in a fresh interpreter importing nbprod from ``src`` (a checkout's
-    ``src``): (seconds, CPU seconds, RSS growth in MB) of the job alone, after a warm-up that loads the
-    model. Why a child: two versions of nbprod cannot be imported in one process."""
+    ``src``): (seconds, CPU seconds, RSS growth in MB) of the job alone, after a warm-up job of one batch
+    (a cold process paid ~1.5x the CPU: page faults of fresh memory). Why a child: two versions of
+    nbprod cannot be imported in one process."""
     env = {**os.environ, "PYTHONPATH": str(Path(src).resolve())}
     done = subprocess.run([sys.executable, "-c", SCORE_CHILD, str(data), str(out), str(batch_rows)], env=env,
                           stdout=subprocess.PIPE, text=True, check=True)

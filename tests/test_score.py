@@ -187,3 +187,29 @@ def test_cli_score(credit_model, tmp_path):
     assert main(["score", "credit@champion", str(src), str(out), "--no-progress"]) == 0
     assert len(pd.read_parquet(out)) == 200
     assert main(["score", "credit@champion", str(src), str(out), "--no-progress"]) != 0  # exists: refused
+
+
+def test_a_compiled_version_scores_big_batches_without_its_mlflow_model(credit_model, tmp_path):
+    """The server's compiled plan predicts every batch — text columns handed to it as dictionary codes — so
+    a job without class probabilities never loads the MLflow model, and gets the MLflow model's answers."""
+    import numpy as np
+    import pandas as pd
+
+    import nbprod
+    from nbprod.batch import score as job
+    from nbprod.data.validate import row_flags
+    from nbprod.registry.loading import load_model
+    from nbprod.service import load_version
+
+    X, src = _input(tmp_path, n=6000, ood=True)  # batches of 5,000 rows, over row groups of 150
+    load_version("credit@champion")  # the server's start-up cache: a later load does not open the MLflow model
+    job._loaded.clear()
+    out = tmp_path / "scored"
+    result = nbprod.score("credit@champion", src, out, batch_rows=5000, probabilities=False, progress=False, log=False)
+    (served,) = job._loaded.values()
+    assert served.plan is not None and served._pyfunc is None
+    scored = pd.read_parquet(out)
+    flags, reasons = row_flags(X, nbprod.load_profile("credit@champion"))
+    assert (result.scored, result.ood) == (6000, flags.sum()) and [list(r) for r in scored.ood] == reasons
+    assert np.array_equal(scored.prediction.to_numpy(), np.asarray(load_model("credit@champion").predict(X)))
+    assert list(scored.prediction_id.str.split("-", n=1).str[1][[0, 4999, 5000]]) == ["0.0-0", "0.0-4999", "0.1-0"]
