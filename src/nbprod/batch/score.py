@@ -279,19 +279,70 @@ def _predict(served, cols: dict[str, Any], n: int, order: list[str], frame: Call
     return served.pyfunc.predict(_model_frame(cols, names, frame()))
 
 
-def _ood_array(reasons: list[list[str]] | None, m: int):
-    """The ``ood`` column as an Arrow ``list<string>`` built from offsets (no Python list per row), and
-    how many rows it flags."""
+def _candidates(checker, cols: dict[str, Any], m: int):
+    """A mask of the rows the OOD checker may flag — every row it flags, and few others — or None when a
+    column's form does not say (a list, a datetime range): then every row is checked. A numeric value
+    outside its range (infinities included: the checker decides), a code whose label is not a seen
+    category; missing values (NaN, code -1) never are, as in the checker."""
+    import numpy as np
+
+    from ..data.ood import Coded
+
+    mask = np.zeros(m, dtype=bool)
+    for chk in checker.ranges:
+        values = cols.get(chk.name)
+        if values is None:
+            continue
+        if chk.kind != "numeric" or not isinstance(values, np.ndarray) or values.dtype.kind not in "fiu":
+            return None
+        with np.errstate(invalid="ignore"):
+            mask |= (values < chk.lo) | (values > chk.hi)
+    for chk in checker.categories:
+        values = cols.get(chk.name)
+        if values is None:
+            continue
+        if not isinstance(values, Coded):
+            return None
+        lut = np.array([not (isinstance(v, str) and v in chk.seen) for v in values.labels] + [False], dtype=bool)
+        if lut.any():
+            mask |= lut[values.codes]
+    return mask
+
+
+def _ood_rows(served, cols: dict[str, Any], m: int) -> tuple[Any, list[list[str]]]:
+    """The rows the version's OOD checker flags (ascending) and their reasons — exactly what
+    ``served.ood_flags(cols, m)`` says of them, every other row having none — without a Python list per
+    row: the checker runs on the candidate rows only (its reasons for a row depend on that row alone)."""
+    import numpy as np
+
+    none: tuple[Any, list[list[str]]] = (np.empty(0, dtype=np.int64), [])
+    if served.ood is None or not m:
+        return none
+    mask = _candidates(served.ood, cols, m)
+    if mask is None:
+        rows, sub = np.arange(m), served.ood_flags(cols, m)
+    else:
+        rows = np.flatnonzero(mask)
+        if not len(rows):
+            return none
+        sub = served.ood_flags(_take(cols, rows), len(rows))
+    if sub is None:
+        return none
+    flagged = [i for i, why in enumerate(sub) if why]
+    return rows[flagged], [sub[i] for i in flagged]
+
+
+def _ood_array(rows: Any, reasons: list[list[str]], m: int):
+    """The ``ood`` column as an Arrow ``list<string>`` built from offsets: the flagged rows' reasons, an
+    empty list for every other row."""
     import numpy as np
     import pyarrow as pa
 
-    if reasons is None:
-        return pa.ListArray.from_arrays(pa.array(np.zeros(m + 1, dtype=np.int32)), pa.array([], pa.string())), 0
-    lengths = np.fromiter(map(len, reasons), dtype=np.int32, count=m)
+    lengths = np.zeros(m, dtype=np.int32)
+    lengths[rows] = [len(r) for r in reasons]
     offsets = np.zeros(m + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    flat = pa.array([w for r in reasons if r for w in r], pa.string())
-    return pa.ListArray.from_arrays(pa.array(offsets), flat), int(np.count_nonzero(lengths))
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array([w for r in reasons for w in r], pa.string()))
 
 
 def _not_text(served) -> set[str]:
@@ -345,7 +396,7 @@ def _score_batch(job: _Job, served, read: Read, first_row: int | None, part: int
             kept_made.append(frame().iloc[keep].reset_index(drop=True) if len(bad) else frame().reset_index(drop=True))
         return kept_made[0]
 
-    ood = served.ood_flags(cols, m) if served.ood is not None and m else None
+    ood_rows, ood_reasons = _ood_rows(served, cols, m)
     pred = _predict(served, cols, m, order, kept) if m else np.empty(0)
     request_id = f"{job.job_id}-{part}.{seq}"
     if arrow is None:
@@ -363,8 +414,7 @@ def _score_batch(job: _Job, served, read: Read, first_row: int | None, part: int
     ids = pc.binary_join_element_wise(f"{request_id}-", pc.cast(pa.array(np.arange(m)), pa.string()), "")
     table = table.append_column("prediction_id", ids.cast(pa.string()))
     table = table.append_column("model_version", pa.repeat(pa.scalar(str(served.version), pa.string()), m))
-    ood_column, n_ood = _ood_array(ood, m)
-    table = table.append_column("ood", ood_column)
+    table = table.append_column("ood", _ood_array(ood_rows, ood_reasons, m))
     rejects = None
     if bad:
         rows = np.fromiter((i for i, _ in bad), dtype=np.int64, count=len(bad))
@@ -376,9 +426,14 @@ def _score_batch(job: _Job, served, read: Read, first_row: int | None, part: int
         rejects[REASON] = [why for _, why in bad]
     record = None
     if job.deployment is not None and m:
+        ood: list[list[str]] | None = None
+        if len(ood_rows):  # the checker's form: a list per row
+            ood = [[] for _ in range(m)]
+            for i, why in zip(ood_rows.tolist(), ood_reasons, strict=True):
+                ood[i] = why
         record = {"request_id": request_id, "version": served.version, "role": "batch", "n": m,
                   "inputs": {k: plain(v) for k, v in cols.items()}, "predictions": pred, "ood": ood}
-    return table, rejects, n_ood, record
+    return table, rejects, len(ood_rows), record
 
 
 def _dictionary_columns(schema) -> list[str]:
