@@ -16,6 +16,10 @@ remainder); StandardScaler, MinMaxScaler, MaxAbsScaler, SimpleImputer (numeric),
 (``drop=None``, no infrequent categories, ``handle_unknown`` ignore/error, also after a
 SimpleImputer on strings); final LogisticRegression (predict, predict_proba) and linear regressors
 / classifiers exposing ``coef_``/``intercept_`` (predict).
+
+A text column may also be given as :class:`~nbprod.data.ood.Coded` (codes into a few labels): a batch
+job's parquet column. Each label is then looked up once and the rows one-hot encoded at once, with
+the same answers as the per-row form a request's list takes.
 """
 
 from __future__ import annotations
