@@ -112,12 +112,20 @@ def _nbprod(argv: list[str]) -> int:
     wrap(kernel.EarlyKernel, "start", "kernel started (process launched)")
     wrap(kernel.EarlyKernel, "request_shutdown", "kernel asked to shut down")
     wrap(kernel.EarlyKernel, "settle", "wait for the kernel's exit")
+    runstore = getattr(ex, "runstore", None)
+    if runstore is not None:  # the run is written by a helper process (MLflow is imported there) or here
+        wrap(runstore, "start", "runstore.start (the store's helper process launched)")
+        for cls in (runstore.HelperStore, runstore.LocalStore):
+            for name in ("open", "close", "stop"):
+                wrap(cls, name, f"{cls.__name__}.{name}")
     register = ex.register_engine
 
     def register_engine():
-        mark("papermill, nbclient and nbprod.registry imported")
+        mark("papermill, nbclient imported")
         register()
         _cells()
+        if runstore is not None and "mlflow" not in sys.modules:
+            return  # this process does not import MLflow: its store calls are the helper's
         from mlflow.tracking import MlflowClient
 
         for name in ["create_run", "log_artifacts", "get_run", "log_batch", "set_terminated",

@@ -105,6 +105,11 @@ def test_a_killed_job_is_recorded_as_killed_never_finished(nbprod_home, tmp_path
     assert proc.returncode != 0
     job = _latest()
     assert job.status == "KILLED" and not job.ok
+    from nbprod.registry.store import client
+
+    # even after SIGKILL the MLflow run itself is closed as KILLED (by the store's helper process,
+    # which sees the job's process go), not left RUNNING for MLflow's UI
+    _wait(lambda: client().get_run(job.run_id).info.status == "KILLED", 60)
     if sig == signal.SIGTERM:  # it had the time to write its end: run status and the copy's metadata say so
         from nbprod.registry.store import client
 

@@ -126,3 +126,68 @@ def test_a_job_refused_for_its_parameters_leaves_no_kernel_and_no_helper(nbprod_
         run(tmp_path / "p.ipynb", {"beta": 2}, progress=False)
     assert _children() - before == set()
     assert not list(nbprod_home.glob("runs/p-*.ipynb")), "no executed copy is started for a refused job"
+
+
+_ONE_JOB_STORE = """
+import json, sys
+from nbprod.jobs import JobFailed, run
+try:
+    result = run(sys.argv[1], {"alpha": 0.5}, progress=False, experiment=sys.argv[2] or None)
+except Exception as exc:
+    print(json.dumps({"error": type(exc).__name__, "message": str(exc), "mlflow": "mlflow" in sys.modules}))
+    raise SystemExit(0)
+print(json.dumps({"mlflow": "mlflow" in sys.modules, "run_id": result.run_id, "status": result.status,
+                  "metrics": result.metrics, "html": result.html, "parameters": result.parameters}))
+"""
+
+_OWN_LOGGING = """import mlflow
+with mlflow.start_run():
+    mlflow.log_metric("auc", 0.75)
+    mlflow.log_param("own", "yes")
+print(alpha)"""
+
+
+def _one_job(nb: Path, experiment: str = "") -> dict:
+    import subprocess
+
+    out = subprocess.run([sys.executable, "-c", _ONE_JOB_STORE, str(nb), experiment], capture_output=True, text=True,
+                         timeout=600, env={**os.environ}, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def test_a_one_job_process_never_imports_mlflow_and_its_run_is_recorded_all_the_same(nbprod_home, tmp_path):
+    """A process's first job writes its MLflow run through a helper process that imported MLflow
+    while papermill was imported and the kernel booted: the job's own process never imports it,
+    and the run holds what an in-process job records (parameters, the notebook's own logging into
+    the job's run, cell times, artefacts, the closed status)."""
+    from nbprod.jobs import get_run
+    from nbprod.registry.store import client
+
+    nb = new_notebook(cells=[new_code_cell("alpha = 1", metadata={"tags": ["parameters"]}),
+                             new_code_cell(_OWN_LOGGING)])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    write(nb, tmp_path / "own.ipynb")
+    seen = _one_job(tmp_path / "own.ipynb")
+    assert seen["mlflow"] is False, "the job's process imported MLflow"
+    assert seen["status"] == "FINISHED" and seen["metrics"] == {"auc": 0.75} and seen["parameters"] == {"alpha": 0.5}
+    run_ = client().get_run(seen["run_id"])
+    assert run_.info.status == "FINISHED" and run_.data.params == {"alpha": "0.5", "own": "yes"}
+    assert run_.data.tags["nbprod.status"] == "FINISHED" and run_.data.tags["nbprod.kind"] == "job"
+    names = {a.path for a in client().list_artifacts(seen["run_id"], "job")}
+    assert names == {f"job/{n}" for n in ("source.ipynb", "executed.ipynb", "executed.html", "cells.json",
+                                          "environment.json")}
+    assert seen["html"].endswith("/job/executed.html")
+    job = get_run(seen["run_id"])
+    assert [c["cell"] for c in job.cells] == [1, 0, 2] and job.status == "FINISHED"
+    assert len(client().get_metric_history(seen["run_id"], "nbprod.cell_seconds")) == 3
+
+
+def test_a_store_refusal_in_the_helper_is_raised_as_in_process(nbprod_home, tmp_path):
+    """When the helper's store refuses (an experiment name MLflow will not create), the job's own
+    process redoes the step and raises what it always raised; no run is left behind."""
+    from nbprod.registry.store import client, experiment_id
+
+    seen = _one_job(_notebook(tmp_path / "x.ipynb", "x = 1"), "x" * 600)
+    assert seen["error"] == "JobError" and "cannot create the MLflow experiment" in seen["message"]
+    c = client()
+    assert not c.search_runs([experiment_id(c)])

@@ -27,7 +27,7 @@ from typing import Any
 from .._context import git_info
 from ..config import settings
 from ..errors import JobError, JobFailed
-from . import environment, render
+from . import environment, render, runstore
 from .deferred import defer_iri_grammars
 from .inputs import ALLOW_ENV, EXPECT_ENV, JOB_RUN_ENV
 from .kernel import EarlyKernel, transport
@@ -35,7 +35,6 @@ from .params import merge, read_notebook
 from .prepare import (
     DEFAULT_KERNEL,
     check_parameters,
-    choose_experiment,
     choose_kernel,
     notebook_experiment,
     output_path,
@@ -105,9 +104,12 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
     if retries < 0 or (timeout is not None and timeout <= 0):
         raise JobError("retries must be >= 0 and timeout > 0 seconds", "e.g. --retries 2 --timeout 600")
     shown = _record_as or source
-    # nbconvert loads for the HTML (render.py), and the kernel boots (kernel.py), in their own
-    # processes while this one imports papermill and MLflow and creates the run: both are started
-    # as soon as what they need is known, and stopped on every way out
+    # MLflow's import and store (runstore.py), nbconvert for the HTML (render.py) and the kernel
+    # (kernel.py) each load in their own process while this one imports papermill: each is started
+    # as soon as what it needs is known, and stopped on every way out
+    stores = {"NBPROD_HOME": settings.home, "NBPROD_DB_URL": settings.db_url,
+              "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_REGISTRY_URI": settings.registry_uri}
+    store = runstore.start(stores)
     warming = render.start()
     early: EarlyKernel | None = None
     try:
@@ -117,10 +119,8 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
         workdir = Path(cwd) if cwd else Path(shown).resolve().parent
         if not workdir.is_dir():
             workdir = source.resolve().parent
-        base_env = {"NBPROD_NOTEBOOK": str(Path(shown).resolve()), "NBPROD_HOME": settings.home,
-                    "NBPROD_DB_URL": settings.db_url, "MLFLOW_TRACKING_URI": settings.tracking_uri,
-                    "MLFLOW_REGISTRY_URI": settings.registry_uri, EXPECT_ENV: json.dumps(_expect_inputs or {}),
-                    ALLOW_ENV: "1" if allow_changed_inputs else "0"}
+        base_env = {"NBPROD_NOTEBOOK": str(Path(shown).resolve()), **stores,
+                    EXPECT_ENV: json.dumps(_expect_inputs or {}), ALLOW_ENV: "1" if allow_changed_inputs else "0"}
         early = EarlyKernel.start(kernel_name, workdir, base_env)
         notes = check_parameters(shown, nb, params)  # imports papermill: the kernel boots meanwhile
         if kernel_note:
@@ -133,28 +133,27 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
                            f"but the job was asked to record in {experiment!r}",
                            f"leave out --experiment (the job is then recorded in {own!r}) or remove set_experiment")
         target = Path(output) if output else output_path(Path(shown))
-        return _tracked(early, warming, source, shown, nb, params, notes, kernel_name, executable, target, workdir,
-                        base_env, own, experiment, progress, timeout, retries, _rerun_of)
+        return _tracked(store, early, warming, source, shown, nb, params, notes, kernel_name, executable, target,
+                        workdir, base_env, own, experiment, progress, timeout, retries, _rerun_of)
     finally:
         if early is not None:
             early.stop()
         render.close(warming)
+        store.stop()
 
 
-def _tracked(early: EarlyKernel | None, warming: Any, source: Path, shown: Path, nb, params: dict[str, Any],
+def _tracked(store: runstore.LocalStore | runstore.HelperStore, early: EarlyKernel | None, warming: Any,
+             source: Path, shown: Path, nb, params: dict[str, Any],
              notes: list[str], kernel_name: str, executable: str, target: Path, workdir: Path, base_env: dict[str, str],
              own: str | None, experiment: str | None, progress: bool | str, timeout: float | None,
              retries: int, _rerun_of: str | None) -> JobResult:
-    """The job's MLflow run around papermill's execution (``early``: the kernel started ahead)."""
+    """The job's MLflow run around papermill's execution (``store`` writes the run, ``early``: the
+    kernel started ahead)."""
     import papermill
     from nbclient.exceptions import CellTimeoutError, DeadKernelError
     from papermill.exceptions import PapermillExecutionError
 
-    from ..registry.store import client
-
     register_engine()
-    c = client()
-    exp_id = choose_experiment(c, experiment or own)
     env = environment.capture(executable)
     commit, dirty = git_info(str(Path(shown).resolve()))
     tags = {
@@ -172,8 +171,8 @@ def _tracked(early: EarlyKernel | None, warming: Any, source: Path, shown: Path,
                      TAG + "git_dirty": str(bool(dirty)).lower() if dirty is not None else ""})
     if _rerun_of:
         tags[TAG + "rerun_of"] = _rerun_of
-    run_id = c.create_run(exp_id, run_name=Path(shown).stem,
-                          tags={k: v for k, v in tags.items() if v != ""}).info.run_id
+    opened = store.open(experiment or own, Path(shown).stem, {k: v for k, v in tags.items() if v != ""})
+    run_id, exp_id = opened["run_id"], opened["experiment_id"]
 
     run_env = {"MLFLOW_RUN_ID": run_id, "MLFLOW_EXPERIMENT_ID": exp_id, JOB_RUN_ENV: run_id}
     kernel_env = {**base_env, **run_env}
@@ -241,7 +240,7 @@ def _tracked(early: EarlyKernel | None, warming: Any, source: Path, shown: Path,
         mark_unfinished(final_nb, watch.current)
         status = "KILLED"
         error = cell_error(final_nb, watch.current, "KeyboardInterrupt", "the job was interrupted or terminated")
-        finish(c, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env, start,
+        finish(store, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env, start,
                 kernel_name, notes, live, warming, settle)
         if isinstance(stop, _Terminated) and main_thread:
             # recorded: now SIGTERM takes the course it had before the job (by default, the process ends)
@@ -252,7 +251,7 @@ def _tracked(early: EarlyKernel | None, warming: Any, source: Path, shown: Path,
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, old_handler)
-    result = finish(c, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env,
+    result = finish(store, run_id, source, shown, target, params, final_nb, status, error, attempts, retry_log, env,
                      start, kernel_name, notes, live, warming, settle)
     if status != "FINISHED":
         raise JobFailed(f"{shown} {status.lower().replace('_', ' ')}: {error['message'] if error else ''}".rstrip(": "),

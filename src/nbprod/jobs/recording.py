@@ -81,16 +81,19 @@ def cell_metrics(cells: list[dict[str, Any]]) -> list[Any]:
             if isinstance(c.get("seconds"), (int, float))]
 
 
-def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict[str, Any], nb, status: str,
-            error: dict[str, Any] | None, attempts: int, retry_log: list[str], env: dict[str, Any], start: float,
-            kernel_name: str, notes: list[str], live, warming: Any,
-            kernel_exit: Callable[[], None] | None = None) -> JobResult:
+def finish(store, run_id: str, source: Path, shown: Path, target: Path, params: dict[str, Any], nb, status: str,
+           error: dict[str, Any] | None, attempts: int, retry_log: list[str], env: dict[str, Any], start: float,
+           kernel_name: str, notes: list[str], live, warming: Any,
+           kernel_exit: Callable[[], None] | None = None) -> JobResult:
     """Write the executed copy with the outcome in its metadata, log the artefacts, close the run.
 
-    ``kernel_exit`` waits for the job's kernel to end; it is called before the run is read back
-    (what the notebook flushes at exit is in it by then), while the HTML may still be rendering."""
+    ``store`` writes the run (:mod:`.runstore`: this process or its helper); ``kernel_exit`` waits
+    for the job's kernel to end: it is called before the run is read back (what the notebook
+    flushes at exit is in it by then), while the HTML may still be rendering."""
     import nbformat
-    from mlflow.entities import Param, RunTag
+
+    from .records import job_from_run
+    from .runstore import as_run
 
     seconds = time.perf_counter() - start
     if nb is not None:
@@ -105,17 +108,17 @@ def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict
             private_file(tmp_out)
         nbformat.write(nb, str(tmp_out))
         os.replace(tmp_out, target)
-    # what the notebook logged itself, read once its kernel has exited (it may flush at exit),
+        render.begin(target, warming)  # a helper renders it while the kernel exits
+    # what the notebook logged itself is read once its kernel has exited (it may flush at exit),
     # while the HTML rendering (render.py) may still be under way
     if kernel_exit is not None:
         kernel_exit()
-    run = c.get_run(run_id)
-    logged = run.data.params
-    new_params = [Param(k, str(v)[:6000]) for k, v in params.items() if k not in logged]
-    models = models_of(c, run_id)
-    artifact_uri = run.info.artifact_uri.rstrip("/")
     stage = Path(tempfile.mkdtemp(prefix="nbprod-job-"))
     html_name = None
+    cells = cell_times(nb)
+    tags = {TAG + "status": status, TAG + "attempts": str(attempts), TAG + "seconds": f"{seconds:.3f}",
+            TAG + "retries": json.dumps(retry_log) if retry_log else "",
+            TAG + "error": json.dumps(error) if error else "", TAG + "kernel": kernel_name}
     try:
         shutil.copyfile(source, stage / "source.ipynb")
         if target.is_file():
@@ -125,29 +128,16 @@ def finish(c, run_id: str, source: Path, shown: Path, target: Path, params: dict
             if body is not None:
                 (stage / "executed.html").write_text(body, encoding="utf-8")
                 html_name = "executed.html"
-        cells = cell_times(nb)
         (stage / "cells.json").write_text(json.dumps(cells, indent=1), encoding="utf-8")
         (stage / "environment.json").write_text(json.dumps(env, indent=1), encoding="utf-8")
-        c.log_artifacts(run_id, str(stage), "job")
+        snap = store.close(run_id, stage=str(stage), params={k: str(v)[:6000] for k, v in params.items()},
+                           tags=tags, cells=cells, html=html_name, status=status)
     finally:
         render.close(warming)  # unused when the job left no copy
         shutil.rmtree(stage, ignore_errors=True)
-    tags = {TAG + "status": status, TAG + "attempts": str(attempts), TAG + "seconds": f"{seconds:.3f}",
-            TAG + "models": ",".join(models), TAG + "retries": json.dumps(retry_log) if retry_log else "",
-            TAG + "error": json.dumps(error) if error else "", TAG + "kernel": kernel_name,
-            TAG + "html": f"{artifact_uri}/job/{html_name}" if html_name else ""}
-    metrics = cell_metrics(cells)
-    c.log_batch(run_id, params=new_params, tags=[RunTag(k, v) for k, v in tags.items() if v != ""],
-                metrics=metrics[:1000])
-    for at in range(1000, len(metrics), 1000):  # MLflow takes at most 1,000 metrics per batch
-        c.log_batch(run_id, metrics=metrics[at:at + 1000])
-    mlflow_status = {"FINISHED": "FINISHED", "KILLED": "KILLED"}.get(status, "FAILED")
-    c.set_terminated(run_id, mlflow_status)
     if live is not None:
         live.close(status)
-    from .records import job_from_run
-
-    result = job_from_run(c.get_run(run_id))
+    result = job_from_run(as_run(snap))
     result._nb = nb
     result.notebook = shown
     result.cells = cells

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-__all__ = ["start", "render", "close"]
+__all__ = ["start", "begin", "render", "close"]
 
 _exporter: list[Any] = []
 _jobs_started: list[int] = []
@@ -50,10 +50,20 @@ class _Helper:
         self.proc = subprocess.Popen([sys.executable, "-m", "nbprod.jobs.render"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, encoding="utf-8")
 
-    def render(self, path: Path) -> str | None:
+    def begin(self, path: Path) -> None:
+        """Hand over the executed copy now; the helper renders it while the job does other things."""
         try:
-            out, _ = self.proc.communicate(f"{path}\n", timeout=120)
-        except (subprocess.TimeoutExpired, OSError):
+            if self.proc.stdin is not None and not self.proc.stdin.closed:
+                self.proc.stdin.write(f"{path}\n")
+                self.proc.stdin.close()
+        except (OSError, ValueError):  # the helper is gone: render() finds no output
+            pass
+
+    def render(self, path: Path) -> str | None:
+        self.begin(path)
+        try:
+            out, _ = self.proc.communicate(timeout=120)
+        except (subprocess.TimeoutExpired, OSError, ValueError):
             self.close()
             return None
         return out if self.proc.returncode == 0 and out else None
@@ -79,6 +89,12 @@ def start() -> Any:
     thread = threading.Thread(target=_warm, daemon=True, name="nbprod-html")
     thread.start()
     return thread
+
+
+def begin(path: Path, handle: Any) -> None:
+    """Let a helper process start rendering the executed copy at ``path`` (no-op in this process)."""
+    if isinstance(handle, _Helper):
+        handle.begin(path)
 
 
 def render(nb, path: Path, handle: Any) -> str | None:

@@ -1,0 +1,245 @@
+"""Where a job's MLflow run is written: in this process, or in a helper that imports MLflow meanwhile.
+
+A fresh ``nbprod run`` process spends about two seconds of CPU importing MLflow (which pulls in
+pandas, SQLAlchemy, pydantic, ...) and opening its store before it can create the job's run — CPU
+that a bare papermill process never spends, and that sat on the job's critical path: the first
+cell waits for the run's id. None of it depends on the notebook, so a process that has not
+imported MLflow yet (a command line, a fresh worker) starts a helper process (:func:`main`)
+as its very first step: the helper imports MLflow and opens the store on
+the other core while this process imports papermill and the kernel boots, then creates the run
+when asked (:meth:`HelperStore.open`) and, after the last cell, writes the outcome
+(:meth:`HelperStore.close`). The job's process never imports MLflow. A process that already has
+MLflow loaded (a notebook, a sweep, a benchmark) writes the run itself (:class:`LocalStore`).
+
+Both do the same calls through the same functions (:func:`open_run`, :func:`close_run`) and hand
+back the same thing: a plain snapshot of the closed run, from which :func:`records.job_from_run`
+builds the job's result. When the helper cannot do its part (it failed to start, its store
+refused), the job falls back to this process, which then raises exactly what it always raised.
+The helper sits in its own session, so a Ctrl-C meant for the job reaches the job (which records
+itself KILLED through the helper) and not the helper; if the job's process dies without closing
+its run (SIGKILL), the helper sees its input end and closes the run as KILLED.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+from typing import Any
+
+__all__ = ["start", "LocalStore", "HelperStore", "open_run", "close_run", "snapshot", "as_run"]
+
+
+def open_run(c, experiment: str | None, run_name: str, tags: dict[str, str]) -> dict[str, str]:
+    """Create the job's run in ``experiment`` (the default one when ``None``): its ids."""
+    from .prepare import choose_experiment
+
+    exp_id = choose_experiment(c, experiment)
+    run_id = c.create_run(exp_id, run_name=run_name, tags=tags).info.run_id
+    return {"run_id": run_id, "experiment_id": exp_id}
+
+
+def close_run(c, run_id: str, stage: str | None, params: dict[str, str], tags: dict[str, str],
+              cells: list[dict[str, Any]], html: str | None, status: str) -> dict[str, Any]:
+    """Log the job's outcome into its run and close it; the snapshot of the closed run.
+
+    ``params`` are logged unless the notebook logged them itself; ``stage`` is a folder whose
+    files become the run's ``job/`` artefacts; ``html``, the name of the rendering among them."""
+    from mlflow.entities import Param, RunTag
+
+    from .recording import cell_metrics, models_of
+    from .records import TAG
+
+    run = c.get_run(run_id)
+    logged = run.data.params
+    new_params = [Param(k, v) for k, v in params.items() if k not in logged]
+    models = models_of(c, run_id)
+    artifact_uri = run.info.artifact_uri.rstrip("/")
+    if stage is not None:
+        c.log_artifacts(run_id, stage, "job")
+    tags = {**tags, TAG + "models": ",".join(models), TAG + "html": f"{artifact_uri}/job/{html}" if html else ""}
+    metrics = cell_metrics(cells)
+    c.log_batch(run_id, params=new_params, tags=[RunTag(k, v) for k, v in tags.items() if v != ""],
+                metrics=metrics[:1000])
+    for at in range(1000, len(metrics), 1000):  # MLflow takes at most 1,000 metrics per batch
+        c.log_batch(run_id, metrics=metrics[at:at + 1000])
+    c.set_terminated(run_id, {"FINISHED": "FINISHED", "KILLED": "KILLED"}.get(status, "FAILED"))
+    return snapshot(c.get_run(run_id))
+
+
+def snapshot(run) -> dict[str, Any]:
+    """What :func:`records.job_from_run` reads of an MLflow run, as plain JSON-able data."""
+    info = run.info
+    return {"info": {"run_id": info.run_id, "experiment_id": info.experiment_id, "status": info.status,
+                     "start_time": info.start_time, "end_time": info.end_time},
+            "data": {"tags": dict(run.data.tags), "metrics": dict(run.data.metrics),
+                     "params": dict(run.data.params)}}
+
+
+def as_run(snap: dict[str, Any]) -> Any:
+    """A :func:`snapshot` with the attributes of an MLflow run (``run.info.run_id``, ``run.data.tags``)."""
+    return SimpleNamespace(info=SimpleNamespace(**snap["info"]), data=SimpleNamespace(**snap["data"]))
+
+
+class LocalStore:
+    """The run written by this process (MLflow is, or will be, imported here)."""
+
+    def __init__(self) -> None:
+        self._c: Any = None
+
+    @property
+    def c(self) -> Any:
+        if self._c is None:
+            from ..registry.store import client
+
+            self._c = client()
+        return self._c
+
+    def open(self, experiment: str | None, run_name: str, tags: dict[str, str]) -> dict[str, str]:
+        return open_run(self.c, experiment, run_name, tags)
+
+    def close(self, run_id: str, **kw: Any) -> dict[str, Any]:
+        return close_run(self.c, run_id, **kw)
+
+    def stop(self) -> None:
+        pass
+
+
+class _HelperFailed(Exception):
+    """The helper could not do its part; the job does it in its own process instead (never seen outside)."""
+
+
+class HelperStore:
+    """The run written by a helper process that imported MLflow beside the job (see the module's doc)."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.proc: subprocess.Popen[str] | None = subprocess.Popen(
+            [sys.executable, "-c", "from nbprod.jobs.runstore import main; main()"], stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE, env={**os.environ, **env}, text=True, encoding="utf-8", start_new_session=True)
+        self.local: LocalStore | None = None  # after the helper failed: this process does the rest
+        self.unclosed: str | None = None  # the run the helper opened and has not closed
+
+    def _ask(self, request: dict[str, Any]) -> Any:
+        proc = self.proc
+        if proc is None or proc.stdin is None or proc.stdout is None:
+            raise _HelperFailed()
+        try:
+            proc.stdin.write(json.dumps(request) + "\n")
+            proc.stdin.flush()
+            line = proc.stdout.readline()
+        except (OSError, ValueError):
+            line = ""
+        answer = json.loads(line) if line.strip() else {"error": "the helper ended"}
+        if "error" in answer:
+            raise _HelperFailed(answer["error"])
+        return answer["result"]
+
+    def open(self, experiment: str | None, run_name: str, tags: dict[str, str]) -> dict[str, str]:
+        try:
+            opened = self._ask({"op": "open", "experiment": experiment, "run_name": run_name, "tags": tags})
+            self.unclosed = opened["run_id"]
+            return opened
+        except _HelperFailed:
+            # the store refused (a wrong URI, an experiment MLflow will not create, ...) or the helper is
+            # gone: this process opens the run itself and raises what it always raised
+            self.stop()
+            self.local = LocalStore()
+            return self.local.open(experiment, run_name, tags)
+
+    def close(self, run_id: str, **kw: Any) -> dict[str, Any]:
+        if self.local is not None:
+            return self.local.close(run_id, **kw)
+        self.unclosed = None  # whatever the answer: closed by the helper, or here
+        try:
+            return self._ask({"op": "close", "run_id": run_id, **kw})
+        except _HelperFailed:
+            self.stop()
+            self.local = LocalStore()
+            return self.local.close(run_id, **kw)
+
+    def stop(self) -> None:
+        """End the helper; never raises. With a run it opened and was not asked to close (the job
+        ended some other way), its input ends and it closes the run as KILLED before it exits;
+        otherwise (no run yet, or closed) there is nothing left for it to do and it is killed."""
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        try:
+            if self.unclosed is None:
+                proc.kill()
+            if proc.stdin is not None:
+                proc.stdin.close()
+            proc.wait(timeout=30)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
+            proc.kill()
+            proc.wait()
+
+
+def start(env: dict[str, str]) -> LocalStore | HelperStore:
+    """The store for a job: a helper when this process has not imported MLflow, else this process.
+
+    ``env`` holds the settings the helper must share with this process (home, store URIs)."""
+    if "mlflow" in sys.modules or os.environ.get("NBPROD_JOB_STORE") == "local":
+        return LocalStore()
+    try:
+        return HelperStore(env)
+    except OSError:
+        return LocalStore()
+
+
+def _serve() -> int:
+    """The helper: MLflow and the store opened first, then one request a line until the input ends."""
+    # the answers go to the job on the real stdout; anything else printing (MLflow, alembic) to stderr
+    answers = os.fdopen(os.dup(1), "w", encoding="utf-8")
+    os.dup2(2, 1)
+    from ..registry.store import client
+
+    c = client()
+    from mlflow.entities import Param, RunTag  # noqa: F401 - loaded now, not on the job's critical path
+
+    opened: str | None = None
+    for line in sys.stdin:
+        request = json.loads(line)
+        op = request.pop("op")
+        try:
+            if op == "open":
+                result: Any = open_run(c, **request)
+                opened = result["run_id"]
+            else:
+                opened = None  # if this fails, the job's process closes the run itself
+                result = close_run(c, **request)
+            answer: dict[str, Any] = {"result": result}
+        except Exception as exc:  # noqa: BLE001 - the job's process redoes it and raises it there
+            answer = {"error": f"{type(exc).__name__}: {exc}"}
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+    if opened is not None:
+        # the job's process ended without closing its run (SIGKILL, a crash): it did not finish
+        _killed(c, opened)
+    return 0
+
+
+def _killed(c, run_id: str) -> None:
+    from mlflow.entities import RunTag
+
+    from .records import TAG
+
+    try:
+        c.log_batch(run_id, tags=[RunTag(TAG + "status", "KILLED")])
+        c.set_terminated(run_id, "KILLED")
+    except Exception:  # noqa: BLE001 - `nbprod runs` still shows it KILLED (its process is gone)
+        pass
+
+
+def main() -> None:
+    """The helper process (``python -c "from nbprod.jobs.runstore import main; main()"``)."""
+    import atexit
+
+    code = _serve()
+    # what the helper wrote is committed: skip the interpreter's teardown of MLflow's modules (about a
+    # second of CPU, see nbprod.cli.exit_now), after the atexit handlers
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    os._exit(code)
