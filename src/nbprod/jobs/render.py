@@ -53,9 +53,10 @@ class _Helper:
     def begin(self, path: Path) -> None:
         """Hand over the executed copy now; the helper renders it while the job does other things."""
         try:
-            if self.proc.stdin is not None and not self.proc.stdin.closed:
-                self.proc.stdin.write(f"{path}\n")
-                self.proc.stdin.close()
+            stdin, self.proc.stdin = self.proc.stdin, None  # communicate() then only reads
+            if stdin is not None:
+                stdin.write(f"{path}\n")
+                stdin.close()
         except (OSError, ValueError):  # the helper is gone: render() finds no output
             pass
 
