@@ -107,10 +107,6 @@ class LocalStore:
         pass
 
 
-class _HelperFailed(Exception):
-    """The helper could not do its part; the job does it in its own process instead (never seen outside)."""
-
-
 class HelperStore:
     """The run written by a helper process that imported MLflow beside the job (see the module's doc)."""
 
@@ -122,42 +118,36 @@ class HelperStore:
         self.unclosed: str | None = None  # the run the helper opened and has not closed
 
     def _ask(self, request: dict[str, Any]) -> Any:
+        """The helper's answer to ``request``; ``None`` when it failed or is gone (then this process
+        does the rest: :attr:`local`)."""
         proc = self.proc
-        if proc is None or proc.stdin is None or proc.stdout is None:
-            raise _HelperFailed()
-        try:
-            proc.stdin.write(json.dumps(request) + "\n")
-            proc.stdin.flush()
-            line = proc.stdout.readline()
-        except (OSError, ValueError):
-            line = ""
-        answer = json.loads(line) if line.strip() else {"error": "the helper ended"}
-        if "error" in answer:
-            raise _HelperFailed(answer["error"])
-        return answer["result"]
+        answer = None
+        if proc is not None and proc.stdin is not None and proc.stdout is not None:
+            try:
+                proc.stdin.write(json.dumps(request) + "\n")
+                proc.stdin.flush()
+                line = proc.stdout.readline()
+                answer = json.loads(line).get("result") if line.strip() else None
+            except (OSError, ValueError):
+                answer = None
+        if answer is None:
+            self.stop()
+            self.local = LocalStore()
+        return answer
 
     def open(self, experiment: str | None, run_name: str, tags: dict[str, str]) -> dict[str, str]:
-        try:
-            opened = self._ask({"op": "open", "experiment": experiment, "run_name": run_name, "tags": tags})
-            self.unclosed = opened["run_id"]
-            return opened
-        except _HelperFailed:
+        opened = self._ask({"op": "open", "experiment": experiment, "run_name": run_name, "tags": tags})
+        if opened is None or self.local is not None:
             # the store refused (a wrong URI, an experiment MLflow will not create, ...) or the helper is
             # gone: this process opens the run itself and raises what it always raised
-            self.stop()
-            self.local = LocalStore()
-            return self.local.open(experiment, run_name, tags)
+            return (self.local or LocalStore()).open(experiment, run_name, tags)
+        self.unclosed = opened["run_id"]
+        return opened
 
     def close(self, run_id: str, **kw: Any) -> dict[str, Any]:
-        if self.local is not None:
-            return self.local.close(run_id, **kw)
         self.unclosed = None  # whatever the answer: closed by the helper, or here
-        try:
-            return self._ask({"op": "close", "run_id": run_id, **kw})
-        except _HelperFailed:
-            self.stop()
-            self.local = LocalStore()
-            return self.local.close(run_id, **kw)
+        closed = self._ask({"op": "close", "run_id": run_id, **kw}) if self.local is None else None
+        return closed if closed is not None else (self.local or LocalStore()).close(run_id, **kw)
 
     def stop(self) -> None:
         """End the helper; never raises. With a run it opened and was not asked to close (the job
