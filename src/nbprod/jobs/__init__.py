@@ -6,6 +6,9 @@ Modules, one job each:
   environment, retries, timeouts, kills);
 - :mod:`.prepare` — before the first cell: kernel, experiment, parameter checks, where the copy goes;
 - :mod:`.recording` — after the last cell: the outcome in the copy's metadata, artefacts, the run closed;
+- :mod:`.runstore` — where the run is written: this process, or (a fresh process) a helper that imports
+  MLflow while papermill is imported and the kernel boots;
+- :mod:`.kernel`, :mod:`.render` — the kernel started before the run exists, the HTML rendered in a helper;
 - :mod:`.environment` — the pinned package list and its digest, cached;
 - :mod:`.params` — declared parameters (``inspect``), parameter files, what a notebook does with them;
 - :mod:`.inputs` — ``track_input``: content hashes of what a job read;
