@@ -81,9 +81,14 @@ def _cells() -> None:
             mark(f"{_name} {k.get('cell_index', a[1] if len(a) > 1 else '')}".rstrip())
             return _fn(self, *a, **k)
         setattr(NotebookExecutionManager, name, hooked)
+    import nbclient.client as nc
     import papermill.execute as pe
 
     wrap(pe, "write_ipynb", "papermill writes the executed copy")
+    for name in ("load_notebook_node", "parameterize_notebook", "prepare_notebook_metadata"):
+        wrap(pe, name, f"papermill.{name}")
+    wrap(nc.NotebookClient, "async_start_new_kernel_client", "nbclient starts its kernel client")
+    wrap(nc.NotebookClient, "async_wait_for_reply", "nbclient waits for a reply")
 
 
 def _report() -> None:

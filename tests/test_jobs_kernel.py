@@ -191,3 +191,31 @@ def test_a_store_refusal_in_the_helper_is_raised_as_in_process(nbprod_home, tmp_
     assert seen["error"] == "JobError" and "cannot create the MLflow experiment" in seen["message"]
     c = client()
     assert not c.search_runs([experiment_id(c)])
+
+
+def test_the_early_kernel_is_connected_while_the_run_is_created_and_papermill_takes_that_client(
+        nbprod_home, tmp_path, monkeypatch):
+    """nbclient's own connection waits for the kernel's answer and then 0.2 s of IOPub silence
+    before the first cell; the job does that for its early kernel while the run is being created,
+    and papermill's client runs the cells on that connection instead of opening its own."""
+    import nbclient.client
+
+    from nbprod.jobs.kernel import EarlyKernel
+
+    connected, own = [], []
+    real_connect, real_start = EarlyKernel.connect, nbclient.client.NotebookClient.async_start_new_kernel_client
+
+    def connect(self):
+        real_connect(self)
+        connected.append(self.kc)
+
+    async def start_new_kernel_client(self):
+        own.append(self)
+        return await real_start(self)
+
+    monkeypatch.setattr(EarlyKernel, "connect", connect)
+    monkeypatch.setattr(nbclient.client.NotebookClient, "async_start_new_kernel_client", start_new_kernel_client)
+    result = run(_notebook(tmp_path / "c.ipynb", "print(6 * 7)"), progress=False)
+    assert result.status == "FINISHED" and _first_output(result) == "42\n"
+    assert len(connected) == 1 and connected[0] is not None
+    assert own == [], "papermill opened a connection of its own"

@@ -171,7 +171,9 @@ def _tracked(store: runstore.LocalStore | runstore.HelperStore, early: EarlyKern
                      TAG + "git_dirty": str(bool(dirty)).lower() if dirty is not None else ""})
     if _rerun_of:
         tags[TAG + "rerun_of"] = _rerun_of
-    opened = store.open(experiment or own, Path(shown).stem, {k: v for k, v in tags.items() if v != ""})
+    # the early kernel's client connects (and waits for it to answer) while the run is being created
+    opened = store.open(experiment or own, Path(shown).stem, {k: v for k, v in tags.items() if v != ""},
+                        early.connect if early is not None else None)
     run_id, exp_id = opened["run_id"], opened["experiment_id"]
 
     run_env = {"MLFLOW_RUN_ID": run_id, "MLFLOW_EXPERIMENT_ID": exp_id, JOB_RUN_ENV: run_id}

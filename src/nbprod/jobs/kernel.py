@@ -70,6 +70,7 @@ class EarlyKernel:
 
     def __init__(self, km: Any) -> None:
         self.km = km
+        self.kc: Any = None
         self.setup: str | None = None
         self.shutdown_requested = False
 
@@ -92,6 +93,28 @@ class EarlyKernel:
         except Exception:  # noqa: BLE001 - papermill's own start then fails the job with the reason
             return None
         return cls(km)
+
+    def connect(self) -> None:
+        """Connect a client and wait until the kernel answers (what nbclient does before the first
+        cell, with its fixed 0.2 s of IOPub silence), while the job's run is still being created;
+        papermill's client then takes this one. Never raises: on failure papermill connects itself
+        and reports what it finds."""
+        from jupyter_core.utils import ensure_async, run_sync
+
+        async def ready() -> Any:
+            kc = self.km.client()
+            try:
+                await ensure_async(kc.start_channels())
+                await ensure_async(kc.wait_for_ready(timeout=60))
+            except BaseException:
+                await ensure_async(kc.stop_channels())
+                raise
+            return kc
+
+        try:
+            self.kc = run_sync(ready)()
+        except Exception:  # noqa: BLE001 - a kernel that died booting: papermill's own start says so
+            self.kc = None
 
     def hand_over(self, run_env: dict[str, str]) -> dict[str, Any]:
         """papermill's keywords that make it use this kernel and set ``run_env`` in it first."""
@@ -127,6 +150,12 @@ class EarlyKernel:
         """Shut the kernel down unless papermill has done so (idempotent, never raises)."""
         from jupyter_core.utils import run_sync
 
+        kc, self.kc = self.kc, None
+        try:
+            if kc is not None:  # connected, but papermill never took it over (the job ended before)
+                kc.stop_channels()
+        except Exception:  # noqa: BLE001 - closed already
+            pass
         try:
             if self.km.has_kernel:
                 run_sync(self.km.shutdown_kernel)(now=True)

@@ -81,6 +81,12 @@ def register_engine() -> None:
             self.nbprod_early = nbprod_early
             if kwargs.get("km") is not None:
                 self.owns_km = True  # shut down after the last cell, like a kernel nbclient started
+            kc = getattr(nbprod_early, "kc", None)
+            if kc is not None and kwargs.get("km") is getattr(nbprod_early, "km", None):
+                # its client connected and found the kernel ready while the run was being created
+                # (kernel.py): nbclient's setup_kernel then starts none of its own
+                kc.allow_stdin = False
+                cast(Any, self).kc = kc
 
         async def _async_cleanup_kernel(self) -> None:
             early, me = self.nbprod_early, cast(Any, self)  # nbclient's traits: untyped for mypy

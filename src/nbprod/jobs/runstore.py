@@ -27,7 +27,7 @@ import os
 import subprocess
 import sys
 from types import SimpleNamespace
-from typing import Any
+from typing import Any, Callable
 
 __all__ = ["start", "LocalStore", "HelperStore", "open_run", "close_run", "snapshot", "as_run"]
 
@@ -97,7 +97,10 @@ class LocalStore:
             self._c = client()
         return self._c
 
-    def open(self, experiment: str | None, run_name: str, tags: dict[str, str]) -> dict[str, str]:
+    def open(self, experiment: str | None, run_name: str, tags: dict[str, str],
+             meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
+        if meanwhile is not None:
+            meanwhile()
         return open_run(self.c, experiment, run_name, tags)
 
     def close(self, run_id: str, **kw: Any) -> dict[str, Any]:
@@ -117,15 +120,18 @@ class HelperStore:
         self.local: LocalStore | None = None  # after the helper failed: this process does the rest
         self.unclosed: str | None = None  # the run the helper opened and has not closed
 
-    def _ask(self, request: dict[str, Any]) -> Any:
-        """The helper's answer to ``request``; ``None`` when it failed or is gone (then this process
-        does the rest: :attr:`local`)."""
+    def _ask(self, request: dict[str, Any], meanwhile: Callable[[], None] | None = None) -> Any:
+        """The helper's answer to ``request`` (``meanwhile`` runs while the helper works on it);
+        ``None`` when it failed or is gone (then this process does the rest: :attr:`local`)."""
         proc = self.proc
         answer = None
         if proc is not None and proc.stdin is not None and proc.stdout is not None:
             try:
                 proc.stdin.write(json.dumps(request) + "\n")
                 proc.stdin.flush()
+                if meanwhile is not None:
+                    meanwhile()
+                    meanwhile = None
                 line = proc.stdout.readline()
                 answer = json.loads(line).get("result") if line.strip() else None
             except (OSError, ValueError):
@@ -135,8 +141,10 @@ class HelperStore:
             self.local = LocalStore()
         return answer
 
-    def open(self, experiment: str | None, run_name: str, tags: dict[str, str]) -> dict[str, str]:
-        opened = self._ask({"op": "open", "experiment": experiment, "run_name": run_name, "tags": tags})
+    def open(self, experiment: str | None, run_name: str, tags: dict[str, str],
+             meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
+        """Create the job's run; ``meanwhile`` (the kernel's connection) runs while the helper does."""
+        opened = self._ask({"op": "open", "experiment": experiment, "run_name": run_name, "tags": tags}, meanwhile)
         if opened is None or self.local is not None:
             # the store refused (a wrong URI, an experiment MLflow will not create, ...) or the helper is
             # gone: this process opens the run itself and raises what it always raised
