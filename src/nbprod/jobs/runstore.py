@@ -179,7 +179,7 @@ def start(env: dict[str, str]) -> LocalStore | HelperStore:
     """The store for a job: a helper when this process has not imported MLflow, else this process.
 
     ``env`` holds the settings the helper must share with this process (home, store URIs)."""
-    if "mlflow" in sys.modules or os.environ.get("NBPROD_JOB_STORE") == "local":
+    if "mlflow" in sys.modules:
         return LocalStore()
     try:
         return HelperStore(env)
