@@ -99,9 +99,10 @@ class LocalStore:
 
     def open(self, experiment: str | None, run_name: str, tags: dict[str, str],
              meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
+        opened = open_run(self.c, experiment, run_name, tags)  # the kernel goes on booting meanwhile
         if meanwhile is not None:
             meanwhile()
-        return open_run(self.c, experiment, run_name, tags)
+        return opened
 
     def close(self, run_id: str, **kw: Any) -> dict[str, Any]:
         return close_run(self.c, run_id, **kw)
