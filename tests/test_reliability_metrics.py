@@ -44,9 +44,19 @@ def _workers(proc) -> list:
     found = []
     for p in psutil.Process(proc.pid).children():
         with contextlib.suppress(psutil.Error):  # a killed worker is a zombie until its parent reaps it
-            if p.status() != psutil.STATUS_ZOMBIE and any("spawn_main" in part for part in p.cmdline()):
+            # forked workers (the first ones) or spawned ones (replacements), not multiprocessing's resource tracker
+            if p.status() != psutil.STATUS_ZOMBIE and not any("resource_tracker" in part for part in p.cmdline()):
                 found.append(p)
     return found
+
+
+def _metrics_dir(worker) -> Path:
+    """The worker's PROMETHEUS_MULTIPROC_DIR: where its metric files are open (a forked worker's
+    /proc environ is its supervisor's at exec, before the server set the variable)."""
+    for f in worker.open_files():
+        if Path(f.path).parent.name.startswith("nbprod-metrics-"):
+            return Path(f.path).parent
+    raise AssertionError(f"no metrics file open in worker {worker.pid}: {worker.open_files()}")
 
 
 def _answered(port: int) -> float:
@@ -68,7 +78,7 @@ def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_mo
             sent += 1
         seen = [_answered(port) for _ in range(20)]
         assert seen == [float(sent)] * 20, seen  # every scrape, whichever worker answers it
-        metrics_dir = Path(workers[0].environ()["PROMETHEUS_MULTIPROC_DIR"])  # the server's own, private
+        metrics_dir = _metrics_dir(workers[0])  # the server's own, private
         assert metrics_dir.is_dir() and oct(metrics_dir.stat().st_mode & 0o777) == "0o700"
         for p in workers[:1]:  # a worker killed without a chance to clean up: its counts stay
             p.send_signal(signal.SIGKILL)

@@ -254,7 +254,8 @@ def _workers(pid: int) -> set[int]:
         except OSError:
             return b""
 
-    return {child for child in process.children(pid) if b"spawn_main" in cmdline(child)}
+    # forked (the first workers) or spawned (replacements); never the tracker
+    return {child for child in process.children(pid) if b"resource_tracker" not in cmdline(child)}
 
 
 def _predict(port: int, token: str, body: bytes) -> int:

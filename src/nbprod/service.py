@@ -27,6 +27,7 @@ from .config import settings
 from .monitoring.alerts import split_rules
 from .monitoring.loop import PIPELINES_ENV, RULES_ENV, from_settings  # the supervisor has it (deployments.process)
 from .monitoring.predlog import MAX_AGE_ENV, MAX_ROWS_ENV, deployment_of, retention, server_log, writer_lifespan
+from .serving.server import PRELOAD as _SERVING_PRELOAD
 from .serving.server import as_source, run, worker_settings
 from .serving.spec import DbSource, DeploymentSpec, SpecSource
 
@@ -35,13 +36,15 @@ if TYPE_CHECKING:
     from .serving.loader import ModelStore
 
 # What a worker's app needs (the app, the registry's model store, the prediction log's writer, the
-# deployment events, /feedback) is imported where the app is built: with ``workers > 1`` uvicorn's
-# supervisor — the process ``nbprod serve`` starts — only binds the socket and spawns the workers,
-# so it skips those imports (SQLAlchemy is all it shares with them), and a first deploy answers sooner.
+# deployment events, /feedback) is imported where the app is built, so importing this module stays
+# light. With ``workers > 1`` uvicorn's supervisor — the process ``nbprod serve`` starts — imports it
+# once (PRELOAD) and forks the workers from itself (nbprod.serving.server), so they answer sooner.
 
 __all__ = ["serve", "build_app", "app_from_env", "model_store", "load_version", "FACTORY"]
 
 FACTORY = "nbprod.service:app_from_env"
+#: What a worker of :func:`app_from_env` imports before it answers (the registry only on a start-up cache miss).
+PRELOAD = _SERVING_PRELOAD + ("nbprod.serving.loader", "nbprod.monitoring.http", "nbprod.deployments.events")
 
 
 def model_store() -> ModelStore:
@@ -170,11 +173,10 @@ def serve(source: SpecSource | DeploymentSpec | str, *, host: str = "127.0.0.1",
     _retention_env(prediction_log_max_age, prediction_log_max_rows)
     alerts = _alert_loop(source, alert_rules, alert_webhook, alert_interval, alert_window,
                          alert_pipelines)  # bad rules fail here
-    if alerts is not None:
-        alerts.start()
-    try:
+    try:  # the loop's thread starts once the workers are forked (never copy a running thread into a child)
         run(source, lambda: build_app(source, token=token, auth=auth, hooks=hooks), factory=FACTORY, host=host,
-            port=port, workers=workers, token=token, auth=auth, log_level=log_level)
+            port=port, workers=workers, token=token, auth=auth, log_level=log_level, preload=PRELOAD,
+            on_started=alerts.start if alerts is not None else None)
     finally:
         if alerts is not None:
             alerts.stop(timeout=2.0)  # a check in progress never holds up the shutdown (daemon thread)

@@ -17,11 +17,14 @@ the server (:mod:`nbprod.service`), the way the server's hooks and routes are.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import pickle
 import threading
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -290,23 +293,85 @@ def load_version(source: str, version: str | None = None, *, name: str | None = 
     output_datatype = _output_datatype(mlmodel)
     digest = model_dir_digest(path)
     cache_file = _cache_dir() / f"{digest}.pkl"
-    if cache and cache_file.is_file():
-        try:
-            with open(cache_file, "rb") as fh:
-                meta = pickle.load(fh)
-            if meta.get("schema") == CACHE_SCHEMA and meta.get("fast") == fast:
-                return ServedVersion(name or meta["name"] or path.name, str(version or meta["version"] or "1"), uri,
-                                     path, signature, has_params, meta["plan"], meta["reason"], meta["ood"],
-                                     predict_fn, output_datatype, _store=store)
-        except Exception:  # noqa: BLE001 - a corrupt cache is just a miss
-            pass
+    if not cache:
+        return _load_and_cache(path, uri, name, version, signature, has_params, predict_fn, output_datatype, fast,
+                               store, None)
+    found = _from_cache(cache_file, fast, path, uri, name, version, signature, has_params, predict_fn,
+                        output_datatype, store)
+    if found is not None:
+        return found
+    with _filling(cache_file):  # one full load per version: others wait for it and read what it cached
+        found = _from_cache(cache_file, fast, path, uri, name, version, signature, has_params, predict_fn,
+                            output_datatype, store)
+        if found is not None:
+            return found
+        return _load_and_cache(path, uri, name, version, signature, has_params, predict_fn, output_datatype, fast,
+                               store, cache_file)
+
+
+def _from_cache(cache_file: Path, fast: bool, path: Path, uri: str, name: str | None, version: str | None,
+                signature, has_params: bool, predict_fn: str, output_datatype: str | None,
+                store: ModelStore | None) -> ServedVersion | None:
+    """The version from its start-up cache file; None on a miss (no file, another schema, corrupt)."""
+    if not cache_file.is_file():
+        return None
+    try:
+        with open(cache_file, "rb") as fh:
+            meta = pickle.load(fh)
+        if meta.get("schema") == CACHE_SCHEMA and meta.get("fast") == fast:
+            return ServedVersion(name or meta["name"] or path.name, str(version or meta["version"] or "1"), uri,
+                                 path, signature, has_params, meta["plan"], meta["reason"], meta["ood"],
+                                 predict_fn, output_datatype, _store=store)
+    except Exception:  # noqa: BLE001 - a corrupt cache is just a miss
+        pass
+    return None
+
+
+@contextlib.contextmanager
+def _filling(cache_file: Path, wait_s: float = 120.0) -> Iterator[None]:
+    """Hold ``<digest>.lock`` (an exclusive ``flock``) while filling a cache file.
+
+    Why: a deploy starts its server and fills the cache meanwhile (``nbprod.deployments``), and a
+    worker that misses then waits for that fill instead of doing the same full load (scikit-learn,
+    MLflow: seconds) beside it; two workers that miss together load once. The kernel releases the
+    lock of a process that dies. After ``wait_s`` (or without ``fcntl``) it loads without the lock."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, each loader loads
+        yield
+        return
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(cache_file.with_suffix(".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError:
+        yield
+        return
+    try:
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.01)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def _load_and_cache(path: Path, uri: str, name: str | None, version: str | None, signature, has_params: bool,
+                    predict_fn: str, output_datatype: str | None, fast: bool, store: ModelStore | None,
+                    cache_file: Path | None) -> ServedVersion:
+    """The full load (verified by ``store``), compiled and checked, written to ``cache_file`` when given."""
     full, _how = _load_full(path, store)
     plan, reason = _compile(full, path, signature, predict_fn) if fast else (None, "fast path disabled")
     ood = _ood_checker(full.profile)
     served = ServedVersion(name or full.name or path.name, str(version or full.version or "1"), uri, path,
                            signature, has_params, plan, reason, ood, predict_fn, output_datatype, full.pyfunc,
                            _store=store)
-    if cache:
+    if cache_file is not None:
         try:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache_file.with_suffix(f".{os.getpid()}.tmp")

@@ -10,6 +10,14 @@ This module serves what it is given and knows nothing above serving: ``nbprod se
 packaged image go through :func:`nbprod.service.serve`, which builds the app with the prediction
 log, ``/feedback``, the deployment events and the alert loop, and names its own factory.
 
+Why the workers are forked: on a 2-core machine a spawned worker spent ~0.5 CPU-s importing what the
+app needs (SQLAlchemy, numpy, Starlette, the serving stack) before it could answer, each of them again,
+after the supervisor's own start — most of a first deploy (BENCHMARKS.md, Serving). With ``workers > 1``
+the supervisor now imports that once (``preload``) and forks its first workers from it: they start
+with it imported and only build their app. They fork before any thread of ours runs (``on_started``
+starts those after), a forked worker runs its own exit handlers as a spawned one would, and the
+workers uvicorn starts later (a worker that died, ``SIGHUP``) are spawned as before.
+
 Connections are bounded (:mod:`.connections`): a connection that does not complete a request's
 headers in time is closed, idle keep-alive connections close 5 s after their last answer, and a
 process never holds more connections than its file-descriptor limit allows.
@@ -17,19 +25,27 @@ process never holds more connections than its file-descriptor limit allows.
 
 from __future__ import annotations
 
+import atexit
+import importlib
 import json
+import multiprocessing
 import os
+import signal
 from typing import Any, Callable
 
 import uvicorn
+from uvicorn.supervisors.multiprocess import SIGNALS, Multiprocess, Process
 
 from .connections import ACCEPT_BURST, http_protocol
 from .spec import ENV_VAR, DeploymentSpec, SpecSource, StaticSource, hash_token, source_from_env, source_to_env
 
-__all__ = ["run", "worker_settings", "app_from_env", "as_source", "AUTH_ENV", "FACTORY"]
+__all__ = ["run", "worker_settings", "app_from_env", "as_source", "preload_modules", "AUTH_ENV", "FACTORY",
+           "PRELOAD"]
 
 AUTH_ENV = "NBPROD_SERVE_AUTH"  # JSON: {"auth": bool, "token_sha256": str | null}
 FACTORY = "nbprod.serving.server:app_from_env"  # the bare app (no monitoring) in each worker
+#: What every worker of the bare app imports before it answers (its supervisor imports them once, then forks).
+PRELOAD = ("nbprod.serving.app", "uvicorn.lifespan.on", "uvloop", "uvicorn.loops.uvloop")
 
 
 def as_source(source: SpecSource | DeploymentSpec | str) -> SpecSource:
@@ -50,7 +66,7 @@ def worker_settings() -> tuple[SpecSource, bool, str | None]:
 
 def app_from_env():
     """uvicorn factory of the bare app (``nbprod.serving.server:app_from_env``): serving only."""
-    from .app import create_app  # in the worker: uvicorn's supervisor only needs this module's run()
+    from .app import create_app  # the app's side: `import nbprod.serving.server` stays light (PRELOAD)
 
     source, auth, token_sha256 = worker_settings()
     app = create_app(source, auth=auth)
@@ -58,15 +74,73 @@ def app_from_env():
     return app
 
 
+def preload_modules(names: tuple[str, ...]) -> None:
+    """Import ``names`` (one not installed is skipped: uvloop is optional)."""
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
+def _metrics_mode() -> None:
+    """prometheus-client picks its value class (in memory, or the multiprocess files) when it is first
+    imported; here it was imported before :func:`multiprocess_dir` set the directory, so a forked worker
+    would count in memory only. Pick again now that the variable is set."""
+    from prometheus_client import values
+
+    values.ValueClass = values.get_value_class()
+
+
+def _forked_worker(config: uvicorn.Config, target: Callable[..., None], sockets: list) -> None:
+    """A forked worker's life (uvicorn's ``subprocess_started``, for a child that was not spawned)."""
+    for sig in SIGNALS:  # the supervisor's handlers queue signals for its own loop; uvicorn's server sets its own
+        signal.signal(sig, signal.SIG_DFL)
+    atexit._clear()  # the supervisor's exit handlers are its own
+    config.configure_logging()
+    try:
+        target(sockets=sockets)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        atexit._run_exitfuncs()  # multiprocessing ends a forked child with os._exit: run the worker's own
+
+
+class _ForkingSupervisor(Multiprocess):
+    """uvicorn's supervisor, with its first workers forked from this process (module docstring); the
+    ones it starts later to replace a worker are spawned, as uvicorn does, since threads run by then."""
+
+    def __init__(self, config: uvicorn.Config, sockets: list, on_started: Callable[[], None] | None) -> None:
+        super().__init__(config, sockets)
+        self._on_started = on_started
+
+    def init_processes(self) -> None:
+        fork = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+        for _ in range(self.processes_num):
+            process = Process(self.config, self.sockets)
+            if fork is not None:
+                process.process = fork.Process(target=_forked_worker, kwargs={
+                    "config": self.config, "target": process.target, "sockets": self.sockets})
+            process.start()
+            self.processes.append(process)
+        if self._on_started is not None:
+            self._on_started()
+
+
 def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY, host: str = "127.0.0.1",
         port: int = 8080, workers: int = 1, token: str | None = None, auth: bool = True,
-        log_level: str = "warning") -> None:
+        log_level: str = "warning", preload: tuple[str, ...] = PRELOAD,
+        on_started: Callable[[], None] | None = None) -> None:
     """Serve until interrupted (blocking).
 
     ``workers <= 1``: uvicorn runs the app ``build()`` returns, in this process. Otherwise each
     worker calls ``factory`` (a ``"module:function"`` uvicorn imports), which reads ``source``,
     ``auth`` and the token's hash back with :func:`worker_settings` — the token itself never
-    leaves this process.
+    leaves this process; this process imports the modules ``preload`` names (what the factory's
+    app needs) and forks the workers from itself (module docstring).
+
+    ``on_started``: called once the server's processes exist, before it serves — where a
+    background thread of the server may start (never before its workers are forked).
     """
 
     # httptools (or h11) with a header timeout and a connection cap below the fd limit (see .connections);
@@ -78,11 +152,23 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
                                   timeout_graceful_shutdown=5, lifespan="on",
                                   ws="none")  # no WebSocket routes: each worker skips importing websockets
     if workers <= 1:
-        uvicorn.run(build(), **common)
+        app = build()
+        if on_started is not None:
+            on_started()
+        uvicorn.run(app, **common)
         return
     os.environ[ENV_VAR] = source_to_env(source)
     os.environ[AUTH_ENV] = json.dumps({"auth": auth, "token_sha256": hash_token(token) if token else None})
     from .metrics import multiprocess_dir
 
     with multiprocess_dir():  # one /metrics scrape sums every worker (nbprod.serving.metrics)
-        uvicorn.run(factory, factory=True, workers=workers, **common)
+        config = uvicorn.Config(factory, factory=True, workers=workers, **common)
+        sock = config.bind_socket()  # a port in use fails here, before the imports
+        _metrics_mode()
+        preload_modules(preload)
+        try:
+            _ForkingSupervisor(config, [sock], on_started).run()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            sock.close()
