@@ -46,7 +46,15 @@ def _servers_of(name: str) -> set[int]:
             continue
         if b"--deployment" in argv and argv[argv.index(b"--deployment") + 1:][:1] == [name.encode()]:
             found.add(int(p.name))
-    return found
+    # a multi-worker server's first workers are forked from it: the same command line, under a server
+    return {pid for pid in found if _parent(pid) not in found}
+
+
+def _parent(pid: int) -> int | None:
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _workers_of(pid: int) -> set[int]:
