@@ -341,6 +341,12 @@ def test_canary_that_fails_to_load_falls_back_and_is_audited(credit, versions):
         deployments.deploy("credit-risk/3", name="broken", server={"auth": False})
     assert "broken" not in {r.name for r in deployments.status()}
     assert "deploy.failed" in audit_actions("broken")
+    # with forked workers too (issue 13): the error quotes the server's log, where the workers wrote why
+    with pytest.raises(DeploymentError, match="exited before it was ready") as failed:
+        deployments.deploy("credit-risk/3", name="broken2", server={"auth": False, "workers": 2})
+    assert "Traceback" in failed.value.problem or "rror" in failed.value.problem.split("ready:", 1)[1], failed.value
+    assert "broken2" not in {r.name for r in deployments.status()}
+    assert "deploy.failed" in audit_actions("broken2")
 
 
 def test_kill_9_shows_dead_and_restore_brings_back_the_split(credit, versions):

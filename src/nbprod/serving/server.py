@@ -33,7 +33,12 @@ import signal
 from typing import Any, Callable
 
 import uvicorn
-from uvicorn.supervisors.multiprocess import SIGNALS, Multiprocess, Process
+from uvicorn.supervisors import Multiprocess
+
+try:  # uvicorn >= 0.30 (its worker health checks): the first workers are forked (module docstring)
+    from uvicorn.supervisors.multiprocess import SIGNALS, Process
+except ImportError:  # older uvicorn: spawned workers, each importing the app itself
+    SIGNALS, Process = {}, None  # type: ignore[assignment,misc]
 
 from .connections import ACCEPT_BURST, http_protocol
 from .spec import ENV_VAR, DeploymentSpec, SpecSource, StaticSource, hash_token, source_from_env, source_to_env
@@ -114,12 +119,12 @@ class _ForkingSupervisor(Multiprocess):
         self._on_started = on_started
 
     def init_processes(self) -> None:
-        fork = multiprocessing.get_context("fork") if "fork" in multiprocessing.get_all_start_methods() else None
+        fork = multiprocessing.get_context("fork")
         for _ in range(self.processes_num):
+            assert Process is not None  # run() checked
             process = Process(self.config, self.sockets)
-            if fork is not None:
-                process.process = fork.Process(target=_forked_worker, kwargs={
-                    "config": self.config, "target": process.target, "sockets": self.sockets})
+            process.process = fork.Process(target=_forked_worker, kwargs={  # type: ignore[assignment]
+                "config": self.config, "target": process.target, "sockets": self.sockets})
             process.start()
             self.processes.append(process)
         if self._on_started is not None:
@@ -161,6 +166,11 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
     from .metrics import multiprocess_dir
 
     with multiprocess_dir():  # one /metrics scrape sums every worker (nbprod.serving.metrics)
+        if Process is None or "fork" not in multiprocessing.get_all_start_methods():
+            if on_started is not None:
+                on_started()
+            uvicorn.run(factory, factory=True, workers=workers, **common)
+            return
         config = uvicorn.Config(factory, factory=True, workers=workers, **common)
         sock = config.bind_socket()  # a port in use fails here, before the imports
         _metrics_mode()
