@@ -78,9 +78,10 @@ def test_modules_that_import_nbprod_never_loads_import_at_the_top():
 
 
 def test_a_servers_supervisor_imports_no_app():
-    """With ``workers > 1`` the process ``nbprod serve`` starts (uvicorn's supervisor) only records the
-    server, binds the socket and spawns the workers: importing the app there (numpy, Starlette, the
-    registry) only delayed every first deploy (issue 13)."""
+    """Importing what ``nbprod serve`` needs to start does not import the app (numpy, Starlette, the
+    registry): a server imports the app's modules where it builds the app, or — with ``workers > 1`` —
+    once before it forks the workers (``preload``, test_server_startup.py); never the registry,
+    which only a start-up cache miss needs (issue 13)."""
     probe = ("import json, sys\n"
              "import nbprod.cli\n"
              "from nbprod.commands.serving import _run\n"
