@@ -7,6 +7,8 @@ Modules, one job each:
 - :mod:`.verbs` — the built-in steps (validate, drift, evaluate, register, deploy, canary, promote,
   decommission, wait) and their gates;
 - :mod:`.runner` — ``pipeline``, ``plan``, ``resume``, ``runs``: MLflow parent/child runs, audit rows;
+- :mod:`.paths` — where relative paths point: the file's beside it, the caller's ``-p`` values at the
+  caller's working directory, for every front end;
 - :mod:`.store` — runs and the per-pipeline lock in the state DB;
 - :mod:`.guard` — the detached process that rolls a canary back when its runner dies;
 - :mod:`.cron` — five-field schedules (``schedule:``), no dependency;

@@ -17,6 +17,7 @@ from typing import Any
 
 from ..errors import NbprodError, PipelineError
 from . import store
+from .paths import anchor_args, anchor_given
 from .results import PipelineRun, PipelineRuns, Plan
 from .spec import CHANGES, REF, Pipeline, load
 from .verbs import STEPS, GateFailed, undo_canary
@@ -63,12 +64,14 @@ def _params(p: Pipeline, given: dict | None) -> dict:
 def plan(path: str | Path, params: dict | None = None) -> Plan:
     """The steps, their inputs and what each would change — checked, nothing run."""
     p = load(path)
-    merged = _params(p, params)
+    merged = _params(p, anchor_given(params))
     steps = []
     for s in p.steps:
         inputs = {k: v for k, v in s.args.items() if k != "outputs"}
         inputs = resolve(inputs, {"params": merged, "pipeline": {"run_id": "<run>", "name": p.name},
                                   "__plan__": True})
+        if s.kind != "notebook":  # the files it would read, as the run will (:mod:`.paths`)
+            inputs = anchor_args(s.kind, inputs, p.folder)
         steps.append({"name": s.name, "kind": s.kind, "needs": s.needs, "inputs": inputs, "changes": CHANGES[s.kind]})
     return Plan(p.name, str(p.path), merged, steps, p.schedule)
 
@@ -172,9 +175,7 @@ def _notebook(p: Pipeline, step, args: dict, exp_name: str, parent: str) -> tupl
     from ..jobs import run as run_job
     from ..registry.store import client
 
-    nb = Path(args["notebook"])
-    if not nb.is_absolute():
-        nb = p.path.parent / nb
+    nb = p.folder / Path(args["notebook"]).expanduser()  # beside the pipeline file (:mod:`.paths`)
     try:
         job = run_job(nb, args.get("parameters") or {}, experiment=exp_name, progress=False,
                       timeout=args.get("timeout_s"))
@@ -224,6 +225,7 @@ def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any,
             if step.kind == "notebook":
                 outputs, child = _notebook(p, step, args, exp_name, run_id)
             else:
+                args = anchor_args(step.kind, args, p.folder)
                 def record(pending: dict, _st=st, _name=step.name) -> None:
                     nonlocal guard
                     _st["pending"] = pending
@@ -314,11 +316,13 @@ def pipeline(path: str | Path, params: dict | None = None, *, progress: Any = No
     A gate that fails returns a run with ``status == "GATE_FAILED"`` (``ok`` false) and the reason;
     a step that errors raises :class:`PipelineError` naming the command to inspect or resume.
     A second runner of the same pipeline while one runs raises :class:`PipelineConflict`.
+    The file's relative paths are beside it; a relative file path in ``params`` is the caller's
+    (:mod:`.paths`), recorded absolute.
     """
     from ..registry.store import client
 
     p = load(path)
-    merged = _params(p, params)
+    merged = _params(p, anchor_given(params))
     owner = store.acquire(p.name, None)
     try:
         _cleanup(p.name)
@@ -357,7 +361,9 @@ def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> 
     """Continue run ``run_id`` from its failed (or interrupted) step, reusing the outputs of the steps done;
     a QUEUED run (one an alert started: :mod:`.trigger`) starts from its first step.
 
-    ``params`` override recorded parameters for the steps still to run (after fixing what failed)."""
+    ``params`` override recorded parameters for the steps still to run (after fixing what failed).
+    It reads the same files from any folder: the pipeline file is recorded by its absolute path, its
+    relative paths are beside it, and given parameters' relative file paths are the caller's (:mod:`.paths`)."""
     from ..registry.store import client
 
     row = store.read_run(run_id)
@@ -375,8 +381,9 @@ def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> 
             steps.setdefault(s.name, {"status": "pending", "kind": s.kind, "needs": s.needs})
             if steps[s.name].get("status") != "done":
                 steps[s.name].update(status="pending", reason=None)
-        _params(p, params)  # unknown names refused
-        merged = {**row["params"], **(params or {})}
+        given = anchor_given(params)
+        _params(p, given)  # unknown names refused
+        merged = {**row["params"], **(given or {})}
         store.update_run(run_id, steps=steps, status="RUNNING", owner=owner)
         c = client()
         c.update_run(run_id, status="RUNNING")

@@ -95,6 +95,12 @@ class Pipeline:
     steps: list[Step]  # in run order
     schedule: str | None = None
     text: str = ""
+    folder: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        # fixed when the file is read: its relative paths mean the files beside it (:mod:`.paths`),
+        # whatever the working directory later becomes
+        self.folder = Path(self.path).resolve().parent
 
     def step(self, name: str) -> Step:
         return next(s for s in self.steps if s.name == name)

@@ -16,9 +16,9 @@ from the one check that claimed it — and knows nothing of pipelines. :func:`st
    ``NBPROD_ALERT_PIPELINE_COOLDOWN``); otherwise records a QUEUED run, its parent MLflow run
    made now so that its id is known, and an ``alert.pipeline`` audit row naming it, in one
    transaction;
-4. starts ``nbprod pipeline resume RUN_ID`` detached, in the pipeline file's folder (so the file's
-   relative paths, e.g. a labelled ``holdout``, are read beside it whatever folder the server was
-   started from); it outlives a server that stops; its output goes to ``NBPROD_HOME/pipelines/RUN_ID.log``;
+4. starts ``nbprod pipeline resume RUN_ID`` detached, in the pipeline file's folder (the file's
+   relative paths, e.g. a labelled ``holdout``, are read beside it as in every run: :mod:`.paths`);
+   it outlives a server that stops; its output goes to ``NBPROD_HOME/pipelines/RUN_ID.log``;
 5. returns the line the alert's message carries: the run id and the command to follow it.
 
 The rule → file pairs reach a server's process in ``NBPROD_ALERT_PIPELINES``, JSON:
@@ -174,9 +174,9 @@ def _blocked(conn, name: str, cooldown: float, now: float) -> str | None:
 
 
 def _spawn(run_id: str, folder: Path) -> subprocess.Popen:
-    """The detached runner, working in the pipeline file's ``folder``: the file's relative paths
-    (``holdout: holdout.parquet``) mean the files beside it, not whatever folder the server that
-    fired happened to be started from (a deploy, a ``--restore`` from elsewhere)."""
+    """The detached runner, working in the pipeline file's ``folder`` rather than whatever folder the
+    server that fired happened to be started from (a deploy, a ``--restore`` from elsewhere). The
+    file's relative paths do not depend on it (the runner reads them beside the file: :mod:`.paths`)."""
     from ..config import settings
 
     env = dict(os.environ)
