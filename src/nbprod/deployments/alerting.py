@@ -28,10 +28,11 @@ from typing import Any
 from ..errors import ConfigError, RuleError
 from ..monitoring.alerts import parse_rules
 from ..monitoring.loop import DEFAULT_INTERVAL_S, WEBHOOK_ENV, check_webhook
+from ..monitoring.loopsettings import starts_loop
 from ..monitoring.windows import parse_duration
 from ..pipelines import trigger
 
-__all__ = ["AlertSettings", "given", "on_alert_pairs", "active", "merge", "webhook_for", "served", "key", "view",
+__all__ = ["AlertSettings", "given", "on_alert_pairs", "merge", "webhook_for", "served", "key", "view",
            "notes"]
 
 
@@ -112,7 +113,7 @@ def given(settings: AlertSettings | None, on_alert: Any = None) -> dict:
 def merge(given: dict, recorded: dict | None) -> dict | None:
     """The alert settings after this call: ``recorded`` with the given options applied (an option
     left out keeps its recorded value). None: no rules and no on-alert pipelines, no alert loop."""
-    base: dict = recorded if recorded and active(recorded) else {}
+    base: dict = recorded if starts_loop(recorded) else {}
     rules = given.get("rules", base.get("rules", []))
     pipelines = given.get("on_alert", base.get("on_alert") or {})
     if not rules and not pipelines:
@@ -129,11 +130,6 @@ def merge(given: dict, recorded: dict | None) -> dict | None:
     if pipelines:
         out["on_alert"] = dict(pipelines)
     return out
-
-
-def active(alerts: dict | None) -> bool:
-    """Do recorded settings start an alert loop (rules, or rules that start a pipeline)?"""
-    return bool(alerts and (alerts.get("rules") or alerts.get("on_alert")))
 
 
 def webhook_for(given: str | None, *, strict: bool) -> str | None:
@@ -159,7 +155,7 @@ def served(alerts: dict | None, webhook: str | None) -> dict | None:
 
 def key(alerts: dict | None) -> tuple | None:
     """What decides whether two recorded settings differ (None: no rules)."""
-    if alerts is None or not active(alerts):
+    if alerts is None or not starts_loop(alerts):
         return None
     return (tuple(alerts.get("rules") or ()), float(alerts["interval_s"]), str(alerts["window"]),
             tuple(sorted((alerts.get("on_alert") or {}).items())))

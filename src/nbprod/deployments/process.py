@@ -27,7 +27,7 @@ from pathlib import Path
 
 from ..config import settings
 from ..errors import DeploymentError
-from ..monitoring.loop import INTERVAL_ENV, PIPELINES_ENV, RULES_ENV, WEBHOOK_ENV, WINDOW_ENV
+from ..monitoring.loopsettings import INTERVAL_ENV, PIPELINES_ENV, RULES_ENV, WEBHOOK_ENV, WINDOW_ENV, starts_loop
 
 __all__ = ["free_port", "start_server", "start_side_server", "alive", "is_server_of", "children", "stop",
            "http_get", "wait_ready", "log_path", "port_free", "identity", "same_process", "group_members"]
@@ -65,7 +65,7 @@ def _child_env(alerts: dict | None = None, webhook: str | None = None) -> dict:
     # those of the shell that deploys or restores it; a gate server none
     for var in (RULES_ENV, WEBHOOK_ENV, INTERVAL_ENV, WINDOW_ENV, PIPELINES_ENV):
         env.pop(var, None)
-    if alerts and (alerts.get("rules") or alerts.get("on_alert")):
+    if starts_loop(alerts):
         env[RULES_ENV] = "; ".join(alerts.get("rules") or [])
         env[INTERVAL_ENV] = repr(float(alerts["interval_s"]))
         env[WINDOW_ENV] = str(alerts["window"])

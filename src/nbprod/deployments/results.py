@@ -11,6 +11,7 @@ from typing import Any
 
 from .._display import Cell, Display, Facts, Table, View, text
 from ..errors import DeploymentError, ServingError
+from ..monitoring.loopsettings import starts_loop
 from .prediction import PredictionResult
 
 __all__ = ["Deployment", "DeploymentStatus", "StatusTable"]
@@ -33,7 +34,7 @@ def _alerts_text(alerts: dict | None, *, short: bool = False) -> str:
     if not alerts:
         return "–" if short else "none"
     pipelines = alerts.get("on_alert") or {}
-    checks = bool(alerts.get("rules") or pipelines)
+    checks = starts_loop(alerts)
     rules = "; ".join(alerts.get("rules") or []) or ("" if pipelines else "none")
     every = f"{alerts['interval_s']:g}s" if alerts.get("interval_s") is not None else None
     if short:

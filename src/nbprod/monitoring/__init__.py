@@ -4,7 +4,8 @@ Modules, one job each: ``predlog`` (tables + the server's background writer), ``
 (late ground truth), ``http`` (``POST /feedback``), ``windows`` (durations, aligned windows),
 ``performance`` (realised metrics), ``monitor`` (the windows of a deployment → ``MonitorReport``),
 ``report`` / ``charts`` (its displays), ``alerts`` (rules, webhook, dedup), ``loop`` (the server's
-background alert loop: ``alerts`` every N seconds), ``widget`` (the live panel). The training-time
+background alert loop: ``alerts`` every N seconds; ``loopsettings``: the environment it reads and whether
+a deployment's recorded settings start one), ``widget`` (the live panel). The training-time
 prediction/label baseline the monitor compares with is written at registration by
 :mod:`nbprod.registry.outputs`.
 

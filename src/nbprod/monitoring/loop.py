@@ -21,8 +21,10 @@ reads), ``NBPROD_ALERT_INTERVAL`` (seconds or a duration, default 60 s) and
 ``NBPROD_ALERT_WINDOW`` (the monitor window, default 1h). No rules: no loop.
 ``NBPROD_ALERT_PIPELINES`` (JSON ``[[rule, pipeline file], …]``) names the rules whose firing starts
 a pipeline: :mod:`nbprod.service` reads it and hands the loop its ``on_fire`` hook
-(:mod:`nbprod.pipelines.trigger`); the name is here, beside the others, because a deployment's
+(:mod:`nbprod.pipelines.trigger`); the name is beside the others, because a deployment's
 server gets it from :mod:`nbprod.deployments.process` like the rest of its recorded settings.
+The names and :func:`~.loopsettings.starts_loop` (do recorded settings start a loop) live in the
+light :mod:`.loopsettings`, re-exported here.
 """
 
 from __future__ import annotations
@@ -35,16 +37,18 @@ from typing import Any, Iterable
 
 from ..errors import ConfigError, NbprodError, RuleError
 from .alerts import check_deployment, parse_rules, split_rules
+from .loopsettings import (
+    DEFAULT_INTERVAL_S,
+    INTERVAL_ENV,
+    PIPELINES_ENV,
+    RULES_ENV,
+    WEBHOOK_ENV,
+    WINDOW_ENV,
+    starts_loop,
+)
 
-__all__ = ["AlertLoop", "from_settings", "check_webhook", "RULES_ENV", "WEBHOOK_ENV", "INTERVAL_ENV", "WINDOW_ENV",
-           "PIPELINES_ENV", "DEFAULT_INTERVAL_S"]
-
-RULES_ENV = "NBPROD_ALERT_RULES"
-WEBHOOK_ENV = "NBPROD_ALERT_WEBHOOK"
-INTERVAL_ENV = "NBPROD_ALERT_INTERVAL"
-WINDOW_ENV = "NBPROD_ALERT_WINDOW"
-PIPELINES_ENV = "NBPROD_ALERT_PIPELINES"
-DEFAULT_INTERVAL_S = 60.0
+__all__ = ["AlertLoop", "from_settings", "check_webhook", "starts_loop", "RULES_ENV", "WEBHOOK_ENV", "INTERVAL_ENV",
+           "WINDOW_ENV", "PIPELINES_ENV", "DEFAULT_INTERVAL_S"]
 
 logger = logging.getLogger("nbprod.alerts")
 
