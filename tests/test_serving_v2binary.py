@@ -219,6 +219,21 @@ def _bad_cases() -> dict[str, tuple[bytes, dict, str]]:
     }
 
 
+def test_an_idempotency_key_binds_the_split_between_json_and_tensor_bytes(live):
+    """The same bytes with another Inference-Header-Content-Length are another request: refused with
+    422, never answered with the first one's stored answer."""
+    body, n = binary_request(row())
+    key = {"Idempotency-Key": "binary-split-1", "Content-Type": "application/octet-stream"}
+    status, _, raw = post(live, "/v2/models/clf/infer", body, {**key, "Inference-Header-Content-Length": str(n)})
+    assert status == 200, raw
+    status, headers, raw = post(live, "/v2/models/clf/infer", body, {**key, "Inference-Header-Content-Length": str(n)})
+    assert status == 200 and headers.get("idempotent-replay") == "true", raw
+    status, headers, raw = post(live, "/v2/models/clf/infer", body,
+                                {**key, "Inference-Header-Content-Length": str(n + 8)})
+    assert status == 422 and "idempotent-replay" not in headers, raw
+    assert b"idempotency_key_reused" in raw
+
+
 @pytest.mark.parametrize("case", list(_bad_cases()))
 def test_bad_binary_bodies_are_4xx_json(live, case):
     body, headers, error = _bad_cases()[case]

@@ -433,7 +433,8 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
                 return await _answer(state, kind, body, decode, encode, version, t0, gate)
 
             fp = idempotency.fingerprint(request.method, request.url.path, request.url.query,
-                                         headers.get(b"authorization", ""), body)
+                                         headers.get(b"authorization", ""), body,
+                                         request.headers.get(v2binary.HEADER))  # only with a key: off the hot path
             response = await state.idempotency.run(key, fp, state.spec, answer)
         status = response.status_code
         label = response.version if type(response) is _Answer else response.headers.get("x-model-version", "none")

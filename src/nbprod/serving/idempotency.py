@@ -7,8 +7,10 @@ per (deployment, key), bounded per deployment by ``spec.idempotency_keys`` rows 
 ``spec.idempotency_ttl_s`` seconds.
 
 What a key binds to: a fingerprint (sha256) of the method, path, query, bearer credential and
-body. The same key with a different request is refused with 422 (``idempotency_key_reused``)
-instead of answering the old request.
+body, and for a v2 binary request the ``Inference-Header-Content-Length`` that splits its body into
+JSON and tensor bytes (the same bytes split elsewhere are another request). The same key with a
+different request is refused with 422 (``idempotency_key_reused``) instead of answering the old
+request.
 
 Concurrency: the first request *claims* the key (a row without an answer yet) in one write
 transaction; a concurrent request with that key in the same process waits on a per-key lock, one
@@ -51,10 +53,17 @@ _POLL_S = 0.02
 _REPLAYED = ("content-type", "inference-header-content-length")
 
 
-def fingerprint(method: str, path: str, query: str, authorization: str, body: bytes) -> str:
-    """sha256 of everything that makes two requests the same request."""
+def fingerprint(method: str, path: str, query: str, authorization: str, body: bytes,
+                header_length: str | None = None) -> str:
+    """sha256 of everything that makes two requests the same request. ``header_length``: a v2 binary
+    request's ``Inference-Header-Content-Length`` (where its JSON ends); it follows the credential's
+    fixed-length hash after a ``;``, so a request without it keeps the fingerprint it always had
+    and none can be mistaken for one with it."""
     h = hashlib.sha256()
-    for part in (method.upper(), path, query, hashlib.sha256(authorization.encode()).hexdigest()):
+    credential = hashlib.sha256(authorization.encode()).hexdigest()
+    if header_length is not None:
+        credential += ";" + header_length
+    for part in (method.upper(), path, query, credential):
         h.update(part.encode() + b"\0")
     h.update(body)
     return h.hexdigest()
