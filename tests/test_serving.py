@@ -439,7 +439,7 @@ def test_repeated_columns_are_400_duplicate_column(serving_models, home):
         assert r.status_code == 400 and r.json()["error"] == "duplicate_column" and "'city'" in r.json()["message"]
         tensors = [{"name": "age", "shape": [1], "datatype": "FP64", "data": [40.0]}] * 2
         r = c.post("/v2/models/clf/infer", json={"inputs": tensors})
-        assert r.status_code == 400 and r.json()["error"] == "duplicate_column"
+        assert r.status_code == 400 and r.json()["code"] == "duplicate_column"  # v2: the protocol's error shape
 
 
 def test_malformed_v2_requests_are_400_not_500(serving_models, home):
@@ -457,7 +457,10 @@ def test_malformed_v2_requests_are_400_not_500(serving_models, home):
         for payload in bad_requests:
             r = c.post("/v2/models/clf/infer", json=payload)
             assert r.status_code == 400, (payload, r.text)
-            assert set(r.json()) == {"error", "message", "fix"} and r.json()["error"] in ("wrong_shape", "wrong_type")
+            answer = r.json()
+            assert set(answer) == {"error", "code", "message", "fix"}
+            assert answer["code"] in ("wrong_shape", "wrong_type")
+            assert answer["message"] in answer["error"] and answer["fix"] in answer["error"]
         assert c.get("/ping").status_code == 200
 
 
@@ -476,7 +479,9 @@ def test_idempotency_key_is_bound_to_its_request(serving_models, home):
                                                                        "Content-Type": "application/json"}),
                   c.post("/v2/models/clf/infer", json=v2, headers={"Idempotency-Key": "k1"})):
             assert r.status_code == 422, r.text
-            assert r.json()["error"] == "idempotency_key_reused" and "Idempotency-Key" in r.json()["fix"]
+            answer = r.json()  # a v2 route's code is "code" (its "error" is the message: the protocol's shape)
+            assert answer.get("code", answer["error"]) == "idempotency_key_reused"
+            assert "Idempotency-Key" in answer["fix"]
         again = c.post("/invocations", json=one, headers={"Idempotency-Key": "k1"})
         assert again.json() == first.json() and again.headers["Idempotent-Replay"] == "true"
         # a failed request does not use up its key
@@ -520,12 +525,12 @@ def test_auth_comes_before_the_model_name_and_errors_have_codes(serving_models, 
     columnar = {"inputs": [{"name": "age", "shape": [1], "datatype": "FP64", "data": [40.0]}]}
     with client(serving_models["clf"], token=TOKEN) as c:
         r = c.post("/v2/models/nope/infer", json=columnar)
-        assert r.status_code == 401 and r.json()["error"] == "unauthorized" and "clf" not in r.text
+        assert r.status_code == 401 and r.json()["code"] == "unauthorized" and "clf" not in r.text
         auth = {"Authorization": f"Bearer {TOKEN}"}
         r = c.post("/v2/models/nope/infer", json=columnar, headers=auth)
-        assert r.status_code == 404 and r.json()["error"] == "not_found"
+        assert r.status_code == 404 and r.json()["code"] == "not_found"
         r = c.post("/v2/models/clf/versions/9/infer", json=columnar, headers=auth)
-        assert r.status_code == 404 and r.json()["error"] == "not_found"
+        assert r.status_code == 404 and r.json()["code"] == "not_found"
         meta = c.get("/v2/models/clf", headers=auth).json()
         assert meta["outputs"][0]["datatype"] == "INT64"  # the classifier's labels, as the outputs say
     one = {"dataframe_records": json.loads(serving_models["df"].head(1).to_json(orient="records"))}

@@ -117,6 +117,23 @@ def test_metadata_and_readiness_through_the_triton_client(triton, serving_models
     assert denied.value.status() == "401"
 
 
+def test_the_triton_clients_exception_shows_nbprods_message_and_fix(triton, serving_models):
+    """tritonclient shows an error body's `error` field only: it is nbprod's message and fix in words."""
+    df = serving_models["df"].head(1)
+    only_age = [t for t in tensors(df, binary=True) if t.name() == "age"]
+    with pytest.raises(InferenceServerException) as bad:
+        triton.infer("clf", only_age, headers=auth())
+    assert bad.value.status() == "400"
+    text = bad.value.message()
+    assert "income" in text and "Fix: " in text, text  # a missing column named, and what to send
+    with pytest.raises(InferenceServerException) as missing:
+        triton.get_model_metadata("nope", headers=auth())
+    assert missing.value.status() == "404" and "no model called 'nope'" in missing.value.message()
+    with pytest.raises(InferenceServerException) as denied:
+        triton.infer("clf", only_age)
+    assert denied.value.status() == "401" and "token" in denied.value.message().lower()
+
+
 def test_an_idempotent_replay_of_a_binary_answer_is_the_same_binary_answer(triton, serving_models):
     df = serving_models["df"].head(2)
     headers = {**auth(), "Idempotency-Key": "binary-replay-1"}
@@ -240,7 +257,8 @@ def test_bad_binary_bodies_are_4xx_json(live, case):
     status, _, raw = post(live, "/v2/models/clf/infer", body, headers)
     assert 400 <= status < 500, (status, raw)
     answer = json.loads(raw)
-    assert answer["error"] == error and answer["message"] and answer["fix"], answer
+    assert answer["code"] == error and answer["message"] and answer["fix"], answer
+    assert answer["error"] == f"{answer['message'].rstrip('.')}. Fix: {answer['fix']}"  # the protocol's field
 
 
 def test_binary_tensors_on_invocations_are_415_and_no_request_was_a_500(live):

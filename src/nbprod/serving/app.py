@@ -834,12 +834,15 @@ def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None =
         HttpRoute("/v2", v2_server, methods=["GET"]),
         HttpRoute("/v2/health/live", v2_live, methods=["GET"]),
         HttpRoute("/v2/health/ready", v2_ready, methods=["GET"]),
-        HttpRoute("/v2/models/{name}", v2_model, methods=["GET"]),
-        HttpRoute("/v2/models/{name}/ready", v2_model_ready, methods=["GET"]),
-        HttpRoute("/v2/models/{name}/versions/{version}", v2_model, methods=["GET"]),
-        HttpRoute("/v2/models/{name}/versions/{version}/ready", v2_model_ready, methods=["GET"]),
-        HttpRoute("/v2/models/{name}/infer", v2_infer, methods=["POST"]),
-        HttpRoute("/v2/models/{name}/versions/{version}/infer", v2_infer, methods=["POST"]),
+        # the v2 routes answer errors in the protocol's shape, {"error": message, "code", …} (v2binary)
+        HttpRoute("/v2/models/{name}", v2binary.protocol_errors(v2_model), methods=["GET"]),
+        HttpRoute("/v2/models/{name}/ready", v2binary.protocol_errors(v2_model_ready), methods=["GET"]),
+        HttpRoute("/v2/models/{name}/versions/{version}", v2binary.protocol_errors(v2_model), methods=["GET"]),
+        HttpRoute("/v2/models/{name}/versions/{version}/ready", v2binary.protocol_errors(v2_model_ready),
+                  methods=["GET"]),
+        HttpRoute("/v2/models/{name}/infer", v2binary.protocol_errors(v2_infer), methods=["POST"]),
+        HttpRoute("/v2/models/{name}/versions/{version}/infer", v2binary.protocol_errors(v2_infer),
+                  methods=["POST"]),
         *openapi.routes(),  # GET /openapi.json (built from the routes above and ``routes``), GET /docs
         *routes,
     ]

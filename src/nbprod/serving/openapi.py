@@ -46,6 +46,7 @@ __all__ = ["OPENAPI_VERSION", "describe", "document", "for_model_dir", "openapi_
 OPENAPI_VERSION = "3.1.0"
 _ATTR = "openapi_operations"
 _ERROR = {"$ref": "#/components/schemas/Error"}
+_V2_ERROR = {"$ref": "#/components/schemas/V2Error"}
 
 
 def describe(route: BaseRoute, operations: dict[str, dict]) -> BaseRoute:
@@ -157,8 +158,8 @@ def _columns(model: ServedVersion, reject: bool) -> tuple[dict, list[str], dict]
 # --- the document -------------------------------------------------------------------------------
 
 
-def _error_response(description: str) -> dict:
-    return {"description": description, "content": {"application/json": {"schema": _ERROR}}}
+def _error_response(description: str, schema: dict = _ERROR) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 _STATUS = {
@@ -174,8 +175,10 @@ _STATUS = {
 }
 
 
-def _errors(*codes: int, auth: bool) -> dict:
-    return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes if c != 401 or auth}
+def _errors(*codes: int, auth: bool, v2: bool = False) -> dict:
+    """Error responses by status; ``v2``: in the Open Inference Protocol's shape (``V2Error``)."""
+    prefix = "V2E" if v2 else "E"
+    return {str(c): {"$ref": f"#/components/responses/{prefix}{c}"} for c in codes if c != 401 or auth}
 
 
 def _json(schema: dict, example: Any = None) -> dict:
@@ -254,6 +257,13 @@ def _components(model: ServedVersion, reject: bool, auth: bool) -> tuple[dict, d
                   "properties": {"error": {"type": "string", "description": "a stable error code"},
                                  "message": {"type": "string", "description": "what is wrong"},
                                  "fix": {"type": "string", "description": "what to do about it"}}},
+        "V2Error": {"type": "object", "required": ["error", "code", "message", "fix"],
+                    "description": "An error on a v2 route, in the Open Inference Protocol's shape: `error` is "
+                                   "the text a Triton or KServe client shows; nbprod's code is `code`.",
+                    "properties": {"error": {"type": "string", "description": "the message and the fix, in words"},
+                                   "code": {"type": "string", "description": "a stable error code"},
+                                   "message": {"type": "string", "description": "what is wrong"},
+                                   "fix": {"type": "string", "description": "what to do about it"}}},
         "InferenceRequest": {
             "type": "object", "required": ["inputs"],
             "description": ("Open Inference Protocol v2. One tensor per column — "
@@ -301,6 +311,7 @@ def _components(model: ServedVersion, reject: bool, auth: bool) -> tuple[dict, d
     }
     components: dict[str, Any] = {"schemas": schemas,
                                   "responses": {f"E{c}": _error_response(d) for c, d in _STATUS.items()}}
+    components["responses"].update({f"V2E{c}": _error_response(d, _V2_ERROR) for c, d in _STATUS.items()})
     components["responses"]["Error"] = _error_response("an error: code, message and fix")
     if auth:
         components["securitySchemes"] = {"bearerAuth": {"type": "http", "scheme": "bearer",
@@ -361,17 +372,17 @@ def _builtin_paths(spec: DeploymentSpec, model: ServedVersion, example: dict, au
         "responses": {"200": {"description": "the outputs", "headers": answer_headers, "content": {
             **_json({"$ref": "#/components/schemas/InferenceResponse"}),
             "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
-            **_errors(400, 401, 404, 408, 413, 415, 422, 503, 504, auth=auth)}}}
+            **_errors(400, 401, 404, 408, 413, 415, 422, 503, 504, auth=auth, v2=True)}}}
     metadata = {"get": {"summary": "Model metadata (v2)", "tags": ["v2"],
                         "responses": {"200": {"description": "inputs and outputs",
                                               "content": _json({"$ref": "#/components/schemas/ModelMetadata"})},
-                                      **_errors(401, 404, 503, auth=auth)}}}
+                                      **_errors(401, 404, 503, auth=auth, v2=True)}}}
     ready_schema = {"type": "object", "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}}}
     ready = {"get": {"summary": "Model readiness (v2)", "tags": ["v2"],
                      "responses": {"200": {"description": "ready", "content": _json(ready_schema)},
                                    "404": {"description": "no such model or version", "content": {
-                                       "application/json": {"schema": {"anyOf": [ready_schema, _ERROR]}}}},
-                                   **_errors(401, 503, auth=auth)}}}
+                                       "application/json": {"schema": {"anyOf": [ready_schema, _V2_ERROR]}}}},
+                                   **_errors(401, 503, auth=auth, v2=True)}}}
     obj = {"type": "object"}
     paths = {
         "/invocations": invocations,

@@ -25,21 +25,28 @@ the outputs the client asked for. :func:`write_response` answers in the form ask
 inconsistency of a binary body (a header length past the body, sizes that do not add up, a size
 that does not fit the shape and datatype, a BYTES element running past its tensor) is a 400 that
 says what to fix, never a 500.
+
+Errors on the v2 routes (:func:`protocol_errors`) have the protocol's shape, ``{"error": "<message>"}``,
+which is the one field a Triton or KServe client reads for its exception's text: the ``error`` is
+nbprod's message and fix in words, and nbprod's own fields stay beside it, the stable code as
+``code`` (on the other routes it is ``error``), ``message`` and ``fix``.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 import numpy as np
 from starlette.responses import Response
 
 from . import codecs
 
-__all__ = ["HEADER", "EXTENSION", "OutputChoice", "read_request", "write_response"]
+__all__ = ["HEADER", "EXTENSION", "OutputChoice", "read_request", "write_response", "protocol_errors",
+           "protocol_error"]
 
 #: The HTTP header giving the length of the JSON part of a body with binary tensors.
 HEADER = "Inference-Header-Content-Length"
@@ -274,3 +281,39 @@ def write_response(payload: dict, choice: OutputChoice) -> dict | Response:
     head = codecs.dumps(payload)
     return Response(head + b"".join(parts), status_code=200, media_type="application/octet-stream",
                     headers={HEADER: str(len(head))})
+
+
+# --- errors in the protocol's shape -------------------------------------------------------------
+
+
+def protocol_error(response: Response) -> Response:
+    """``response`` with an nbprod error body (``{"error": code, "message", "fix"}``) in the
+    protocol's shape: ``error`` the message and fix in words, the code kept as ``code``. Any other
+    response (a success, a readiness ``{"ready": false}``) is returned as it is."""
+    if response.status_code < 400 or not (response.media_type or "").startswith("application/json"):
+        return response
+    try:
+        body = json.loads(getattr(response, "body", b"") or b"null")
+    except ValueError:
+        return response
+    if not isinstance(body, dict) or not isinstance(body.get("error"), str) or "message" not in body:
+        return response
+    text = str(body["message"]).rstrip(".")
+    if body.get("fix"):
+        text += f". Fix: {body['fix']}"
+    raw = json.dumps({"error": text, "code": body["error"], **{k: v for k, v in body.items() if k != "error"}},
+                     ensure_ascii=False).encode()
+    response.body = raw
+    response.headers["content-length"] = str(len(raw))
+    return response
+
+
+def protocol_errors(handler: Callable[[Any], Awaitable[Response]]) -> Callable[[Any], Awaitable[Response]]:
+    """A v2 route's handler whose error answers are in the protocol's shape (:func:`protocol_error`)."""
+
+    async def route(request: Any) -> Response:
+        return protocol_error(await handler(request))
+
+    route.__name__ = route.__qualname__ = getattr(handler, "__name__", "v2_route")
+    route.__doc__ = handler.__doc__
+    return route
