@@ -226,3 +226,41 @@ def test_schemathesis_finds_no_500_and_no_answer_outside_the_document(live, tmp_
                           "--workers", "1", "--seed", "1", "--phases", "examples,coverage,fuzzing"],
                          capture_output=True, text=True, timeout=600, cwd=tmp_path)  # its .schemathesis/ cache
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
+
+
+def test_a_canary_with_another_signature_gets_its_own_row_schema(registered):
+    """A canary whose model takes other columns answers its share of /invocations: the document says
+    so (its own `Row_v<version>`, named in the description and in `x-nbprod-routes`) and stays valid;
+    a v2 route's error is the protocol's `{"error": message}` with nbprod's code beside it, as documented."""
+    from conftest import kill_recorded_servers
+
+    import nbprod
+    from nbprod.registry import register
+
+    X, y = credit_frame(seed=3)
+    narrow = X[["income", "age"]]
+    register(pipeline(X, y), "Canary_Risk", X, y, alias="champion")
+    v2 = register(pipeline(narrow, y), "Canary_Risk", narrow, y)
+    try:
+        token = nbprod.deploy("Canary_Risk@champion", name="canary-openapi").token  # the first deploy shows it
+        dep = nbprod.deploy(v2.uri, name="canary-openapi", canary=10)
+        port = int(dep.url.rstrip("/").rsplit(":", 1)[1])
+        status, _, body = request(port, "GET", "/openapi.json", token=token)
+        assert status == 200, body
+        doc = json.loads(body)
+        validator.validate(doc)
+        schemas = doc["components"]["schemas"]
+        assert set(schemas["Row"]["properties"]) == {"income", "age", "region"}  # the stable's
+        assert set(schemas["Row_v2"]["properties"]) == {"income", "age"}
+        routes = {r["version"]: r for r in doc["x-nbprod-routes"]}
+        assert routes["1"]["role"] == "stable" and routes["1"]["schema"] == "#/components/schemas/Row"
+        assert routes["2"]["role"] == "canary" and routes["2"]["schema"] == "#/components/schemas/Row_v2"
+        assert "Row_v2" in doc["info"]["description"]
+        assert "Row_v2" in doc["paths"]["/invocations"]["post"]["description"]
+
+        status, _, body = request(port, "POST", "/v2/models/canary-openapi/infer", {"inputs": []}, token=token)
+        answer = json.loads(body)
+        assert 400 <= status < 500 and schema_validator(doc, "V2Error").is_valid(answer), answer
+        assert answer["code"] and answer["message"] in answer["error"]
+    finally:
+        kill_recorded_servers()

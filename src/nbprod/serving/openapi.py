@@ -24,6 +24,7 @@ token when the server has one (like ``GET /v2/models/{name}``); the docs page as
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -453,12 +454,44 @@ def _extra(route: BaseRoute, auth: bool) -> tuple[str, dict] | None:
     return path, item
 
 
+def _signature_key(model: ServedVersion) -> list[tuple[str, str | None, bool]]:
+    return [(c.name, c.type, c.required) for c in model.signature or []]
+
+
+def _routed_versions(model: ServedVersion, routed: Sequence[tuple[str, float, ServedVersion]], reject: bool,
+                     schemas: dict) -> tuple[list[dict], list[str]]:
+    """Each routed version with the schema of its rows: ``Row`` when its signature is the stable's,
+    else its own ``Row_v<version>`` (added to ``schemas``); and a sentence per version that differs."""
+    entries, notes = [], []
+    for role, weight, served in routed:
+        ref = "#/components/schemas/Row"
+        if served is not model and _signature_key(served) != _signature_key(model):
+            name = "Row_v" + re.sub(r"[^A-Za-z0-9._-]", "_", str(served.version))
+            props, required, _ = _columns(served, reject)
+            row: dict[str, Any] = {"type": "object", "properties": props, "additionalProperties": True,
+                                   "description": f"One row for version {served.version} ({role}), whose "
+                                                  "signature differs from the stable version's."}
+            if required:
+                row["required"] = required
+            schemas[name] = row
+            ref = f"#/components/schemas/{name}"
+            share = "a copy of each request, answered by the stable" if role == "shadow" else f"{weight:g}% of requests"
+            notes.append(f"version {served.version} ({role}, {share}) has another signature: its rows are `{name}`")
+        entries.append({"version": str(served.version), "role": role, "weight": weight, "schema": ref})
+    return entries, notes
+
+
 def document(spec: DeploymentSpec, model: ServedVersion, *, routes: Sequence[BaseRoute] = (),
-             auth: bool = True) -> dict:
+             auth: bool = True, routed: Sequence[tuple[str, float, ServedVersion]] = ()) -> dict:
     """The OpenAPI 3.1 document of a server answering ``spec`` with ``model`` as its stable version.
 
     ``routes``: the routes other layers add (each described by :func:`describe`, else listed
-    with its methods); ``auth``: whether the server asks for a bearer token.
+    with its methods); ``auth``: whether the server asks for a bearer token; ``routed``: every
+    version the server routes to, ``(role, weight, version)`` with the stable among them. The
+    request schemas are the stable's; a canary, split or shadow version with another signature
+    gets its own row schema (``Row_v<version>``), named in the description, in the
+    ``/invocations`` operation and in ``x-nbprod-routes`` (every routed version and its row schema):
+    a request may be answered by any weighted version, so a client reads what each one needs.
     """
     reject = spec.ood == "reject"
     components, example = _components(model, reject, auth)
@@ -470,10 +503,21 @@ def document(spec: DeploymentSpec, model: ServedVersion, *, routes: Sequence[Bas
     title = f"{model.name} (version {model.version})" if model.name else spec.name
     description = (f"nbprod {__version__} model server for deployment `{spec.name}`, stable version "
                    f"{model.version}. Out-of-distribution rows: {spec.ood}.")
-    return {"openapi": OPENAPI_VERSION,
-            "info": {"title": title, "version": str(model.version), "description": description},
-            "tags": [{"name": "predictions"}, {"name": "v2"}, {"name": "probes"}, {"name": "docs"}],
-            "paths": paths, "components": components}
+    entries, notes = _routed_versions(model, routed, reject, components["schemas"])
+    if notes:
+        differs = ("The request schemas are the stable version's; " + "; ".join(notes) + ". A request to "
+                   "/invocations or /v2/models/{name}/infer may be answered by any weighted version, so send the "
+                   "columns each needs; /v2/models/{name}/versions/{version}/infer reaches one version.")
+        description += " " + differs
+        operation = paths["/invocations"]["post"]
+        operation["description"] += " " + differs
+    doc = {"openapi": OPENAPI_VERSION,
+           "info": {"title": title, "version": str(model.version), "description": description},
+           "tags": [{"name": "predictions"}, {"name": "v2"}, {"name": "probes"}, {"name": "docs"}],
+           "paths": paths, "components": components}
+    if len(entries) > 1:
+        doc["x-nbprod-routes"] = entries
+    return doc
 
 
 def for_model_dir(path: str | Path, spec: DeploymentSpec, *, name: str, version: str,
@@ -500,7 +544,8 @@ def for_model_dir(path: str | Path, spec: DeploymentSpec, *, name: str, version:
 
 
 async def openapi_json(request: Request) -> Response:
-    """``GET /openapi.json``: the document of what this app serves now (its stable version)."""
+    """``GET /openapi.json``: the document of what this app serves now (its stable version, and
+    the row schema of each routed version whose signature differs)."""
     from .app import error_response, json_response  # here: app imports this module for its routes
 
     state = request.app.state.serving
@@ -513,7 +558,9 @@ async def openapi_json(request: Request) -> Response:
         return error_response(err)
     table = state.router.current
     auth = bool(state.auth and (table.spec.token_sha256 or state.token_sha256))
-    return json_response(document(table.spec, table.stable.served, routes=request.app.routes, auth=auth))
+    routed = [(r.role, r.weight, served) for r, served in table.routes if served is not None]
+    return json_response(document(table.spec, table.stable.served, routes=request.app.routes, auth=auth,
+                                  routed=routed))
 
 
 async def docs_page(request: Request) -> Response:
