@@ -1,9 +1,11 @@
 """Deployments on real detached uvicorn servers on 127.0.0.1, a real MLflow store and state DB.
 
-One module-scoped home with three registered versions of credit-risk and ONE long-lived
-deployment ("credit", 2 workers) that the tests move through canary, shadow, split, promote,
-rollback, kill -9 and restore, in file order. The finalizer kills every server recorded in the
-state DB by pid, so no process outlives the suite. All traffic is bounded and goes to 127.0.0.1.
+One module-scoped home with three registered versions of credit-risk and a deployment "credit"
+(2 workers) that the tests move through canary, shadow, split, promote, rollback, kill -9 and
+restore. Each test gets it as it expects to find it — running, v1 (@champion) stable at 100 % —
+from the ``credit`` fixture, which reuses the server a previous test left so and starts it afresh
+otherwise: every test passes alone and in any order. The finalizer kills every server recorded in
+the state DB by pid, so no process outlives the suite. All traffic is bounded and goes to 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -46,10 +48,32 @@ def versions(home):
 
 
 @pytest.fixture(scope="module")
-def credit(versions):
-    from nbprod.deployments import deploy
+def started() -> dict:
+    """The module's "credit" Deployment (url, token) once started, for the next test to reuse."""
+    return {}
 
-    return deploy("credit-risk@champion", name="credit", server=ServerSettings(workers=2))
+
+def _as_started(row, dep) -> bool:
+    return (row.state == "running" and row.url == dep.url
+            and [(r["version"], r["role"], r["weight"]) for r in row.routes] == [("1", "stable", 100.0)])
+
+
+@pytest.fixture
+def credit(versions, started):
+    """"credit" as every test starts from: running, v1 stable at 100 %, 2 workers, @champion on v1. A
+    test may leave it otherwise (a canary, a split, killed, undeployed): then it is undeployed and
+    deployed afresh (a new server, a new token)."""
+    from nbprod import deployments, registry
+
+    if registry.get_version("credit-risk@champion").version != "1":
+        registry.set_alias(registry.get_version("credit-risk/1").uri, "champion")
+    dep = started.get("dep")
+    if dep is not None and _as_started(deployments.status("credit")["credit"], dep):
+        return dep
+    if "credit" in {r.name for r in deployments.status()}:
+        deployments.undeploy("credit")
+    started["dep"] = deployments.deploy("credit-risk@champion", name="credit", server=ServerSettings(workers=2))
+    return started["dep"]
 
 
 # --- a tiny bounded HTTP client ----------------------------------------------------------------
@@ -66,7 +90,7 @@ def post(dep, body: bytes, *, token: str | None = "use", conn=None) -> tuple[int
     conn = conn or http.client.HTTPConnection(host, int(port), timeout=10)
     headers = {"Content-Type": "application/json"}
     if token == "use":
-        token = TOKEN["value"]
+        token = dep.token
     if token:
         headers["Authorization"] = f"Bearer {token}"
     try:
@@ -77,9 +101,6 @@ def post(dep, body: bytes, *, token: str | None = "use", conn=None) -> tuple[int
     finally:
         if own:
             conn.close()
-
-
-TOKEN: dict = {"value": None}
 
 
 def versions_seen(dep, body, n: int = 30) -> set:
@@ -190,7 +211,6 @@ def test_canary_without_a_running_deployment_and_unknown_names(versions):
 def test_deploy_starts_a_detached_authenticated_server(credit, versions, home):
     from nbprod.deployments import process, status
 
-    TOKEN["value"] = credit.token
     X = versions[3]
     assert credit.token and credit.url.startswith("http://127.0.0.1:")
     assert credit.routes == [{"version": "1", "role": "stable", "weight": 100.0, "uri": "models:/credit-risk/1"}]
@@ -219,6 +239,7 @@ def test_canary_with_latency_gate_then_promote_and_rollback_under_load(credit, v
 
     X = versions[3]
     body = _body(X)
+    earlier = len(audit_actions())  # other tests' rows: this test's own come after them
     canary = deployments.deploy("credit-risk@challenger", name="credit", canary=30, budget_p95_ms=5000,
                                 token=credit.token)
     assert canary.weights == {"1": 70.0, "2": 30.0} and canary.token is None
@@ -253,7 +274,7 @@ def test_canary_with_latency_gate_then_promote_and_rollback_under_load(credit, v
     assert rolled.last_change_s is not None
     # promote set @champion to v2; the rollback moved it back
     assert registry.get_version("credit-risk@champion").version == "1"
-    actions = audit_actions()
+    actions = audit_actions()[earlier:]
     assert actions.index("promote") < actions.index("rollback")
 
 
@@ -262,6 +283,9 @@ def test_a_second_rollback_is_refused_not_rolled_forward(credit, versions):
     from nbprod import deployments
     from nbprod.serving.spec import load_spec
 
+    deployments.deploy("credit-risk@challenger", name="credit", canary=30)
+    deployments.promote("credit")
+    deployments.rollback("credit")
     before = load_spec("credit")
     with pytest.raises(DeploymentError, match="already rolled back") as info:
         deployments.rollback("credit")
@@ -276,6 +300,7 @@ def test_latency_gate_refuses_a_version_over_budget_and_the_old_split_keeps_serv
     from nbprod.serving.spec import load_spec
 
     before = [(r.version, r.role, r.weight) for r in load_spec("credit").routes]
+    earlier = len(audit_actions())
     with pytest.raises(LatencyBudgetExceeded) as info:
         deployments.deploy("credit-risk/2", name="credit", canary=10, budget_p95_ms=0.001, token=credit.token)
     assert "over the budget" in str(info.value)
@@ -287,7 +312,7 @@ def test_latency_gate_refuses_a_version_over_budget_and_the_old_split_keeps_serv
     assert versions_seen(credit, _body(versions[3]), 10) == {"1"}
     latency = json.loads(registry.get_version("credit-risk/2").tags["nbprod.latency"])
     assert latency["ok"] is False and latency["budget_p95_ms"] == 0.001
-    assert "deploy.refused" in audit_actions()
+    assert "deploy.refused" in audit_actions()[earlier:]
 
 
 def test_shadow_gets_a_copy_and_split_uses_both(credit, versions):
@@ -354,6 +379,7 @@ def test_kill_9_shows_dead_and_restore_brings_back_the_split(credit, versions):
     from nbprod.deployments import process
 
     body = _body(versions[3])
+    earlier = len(audit_actions())
     # the CLI without --workers: the 2-worker deployment keeps its count, and says nothing about it
     from nbprod.commands import parse
 
@@ -396,7 +422,7 @@ def test_kill_9_shows_dead_and_restore_brings_back_the_split(credit, versions):
     assert [(r["version"], r["weight"]) for r in row.routes] == [("1", 60.0), ("2", 40.0)]
     credit.url = row.url
     assert versions_seen(credit, body, 60) == {"1", "2"}  # same split, same token
-    assert "deploy.restore" in audit_actions()
+    assert "deploy.restore" in audit_actions()[earlier:]
 
 
 def test_commands_and_undeploy(credit, versions):
@@ -406,6 +432,7 @@ def test_commands_and_undeploy(credit, versions):
     if "deploy" not in commands.MODULES:
         commands.MODULES.append("deploy")  # until the lead registers the module
     parser, cmds = build_parser("nbprod")
+    earlier = len(audit_actions())
     args = parser.parse_args(["status"])
     table = cmds["status"].run(args, Context())
     assert "credit" in str(table)
@@ -416,7 +443,7 @@ def test_commands_and_undeploy(credit, versions):
     from nbprod.deployments import process
 
     assert not process.alive(pid)
-    assert "undeploy" in audit_actions()
+    assert "undeploy" in audit_actions()[earlier:]
     with pytest.raises(commands.UsageProblem):
         parser.parse_args(["deploy", "credit-risk", "--split", "1:50"])
 
@@ -426,6 +453,7 @@ def test_a_stopped_deployment_refuses_traffic_changes(credit, versions):
     undeploy writes no second audit row."""
     from nbprod import deployments, registry
 
+    deployments.undeploy("credit")
     champion = registry.get_version("credit-risk@champion").version
     assert deployments.status("credit")["credit"].state == "stopped"
     for verb in (deployments.promote, deployments.rollback):
