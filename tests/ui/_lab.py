@@ -89,17 +89,13 @@ def run_all(page: Any, timeout_s: float = 600.0) -> None:
         return panel && [...panel.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
             .some(p => p.textContent.includes('*') || /\\d/.test(p.textContent));
     }}"""
-    for attempt in range(5):  # a page still wiring its kernel up ignores the command: try again
-        panel.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook is the current widget: Run acts on it
-        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-        page.locator(".lm-Menu-item:not(.lm-mod-disabled) .lm-Menu-itemLabel",
-                     has_text=re.compile(r"^Run All Cells$")).click()
-        try:
-            page.wait_for_function(started, timeout=15_000, polling=250)
-            break
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: not started yet
-            if attempt == 4:
-                raise
+    # once: the notebook's kernel is connected and idle (open_notebook and new_notebook wait for it,
+    # wait_idle), so the command is not dropped as it was by a page still wiring its kernel up
+    panel.locator(".jp-Notebook .jp-Cell").first.click()  # the notebook is the current widget: Run acts on it
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    page.locator(".lm-Menu-item:not(.lm-mod-disabled) .lm-Menu-itemLabel",
+                 has_text=re.compile(r"^Run All Cells$")).click()
+    page.wait_for_function(started, timeout=60_000, polling=250)
     page.wait_for_function(
         f"""() => {{
             const panel = {_VISIBLE_PANEL};
@@ -112,22 +108,16 @@ def run_all(page: Any, timeout_s: float = 600.0) -> None:
 
 
 def run_cell(page: Any, source: str, timeout_s: float = 120.0) -> Any:
-    """Type ``source`` into the last cell of the visible notebook and run it (Ctrl+Enter); returns that cell."""
+    """Type ``source`` into the last cell of the visible notebook and run it (Ctrl+Enter); returns that cell.
+    The notebook's kernel must be connected and idle (:func:`wait_idle`), as after :func:`new_notebook`."""
     panel = page.locator(".jp-NotebookPanel:visible").last
     cells = panel.locator(".jp-Notebook .jp-CodeCell")
     cell = cells.nth(cells.count() - 1)
     cell.locator(".cm-content").click()
     page.keyboard.insert_text(source)
-    prompt = cell.locator(".jp-InputPrompt")
-    for attempt in range(5):  # a notebook still wiring its kernel up ignores the keystroke: press again
-        cell.locator(".cm-content").click()
-        page.keyboard.press("Control+Enter")
-        try:
-            prompt.filter(has_text=re.compile(r"\*|\d")).wait_for(timeout=15_000)
-            break
-        except Exception:  # noqa: BLE001 - playwright's TimeoutError: not started yet
-            if attempt == 4:
-                raise
+    # once: the kernel is connected and idle (new_notebook and the previous run_cell end with
+    # wait_idle), so the keystroke is not dropped as it was by a notebook still wiring its kernel up
+    page.keyboard.press("Control+Enter")
     cell.locator(".jp-InputPrompt", has_text=re.compile(r"^\[\d+\]:$")).wait_for(timeout=timeout_s * 1000)
     wait_idle(page, timeout_s)
     return cell
