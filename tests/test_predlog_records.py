@@ -72,6 +72,40 @@ def test_a_request_is_one_record_and_reads_back_as_the_rows_the_per_row_log_held
     assert got == want  # byte for byte the JSON texts an older nbprod wrote, row by row
 
 
+def test_numeric_columns_of_larger_requests_are_packed_and_read_back_as_the_json_values(db_url):
+    """Requests of 8+ rows store numeric numpy columns as their bytes (no float → text per value); the rows
+    read back are the rows the per-row log held: NaN → null, ints stay ints, bools bools, float32 widened."""
+    n = 12
+    rng = np.random.default_rng(3)
+    income = rng.normal(size=n) * 1e4
+    income[[2, 7]] = np.nan
+    proba = rng.uniform(size=(n, 2))
+    proba[5, 1] = np.nan
+    base = {"version": "1", "role": "stable", "n": n, "latency_ms": 2.0,
+            "inputs": {"income": income, "age": np.arange(n, dtype=np.int32), "ok": np.arange(n) % 2 == 0,
+                       "f32": rng.normal(size=n).astype(np.float32), "city": ["x", None] * (n // 2),
+                       "big": np.array([1e300, -0.0] * (n // 2))},
+            "ood": [["income: missing"] if np.isnan(v) else [] for v in income]}
+    hooks = [("prediction", 1.0, {**base, "request_id": "p2", "predictions": proba}),
+             ("prediction", 2.0, {**base, "request_id": "p1", "predictions": proba[:, 1].copy()}),
+             ("prediction", 3.0, {**base, "request_id": "p0", "predictions": (proba[:, 1] > 0.5).astype(np.int64)})]
+    log_rows("credit", hooks)
+    with ensure_tables().connect() as conn:
+        stored = conn.execute(sa.select(prediction_records).order_by(prediction_records.c.id)).all()
+    assert all('"b64"' in r.inputs and '"b64"' in r.predictions for r in stored)  # packed, not per-value text
+    assert json.loads(stored[0].inputs)["city"] == ["x", None] * (n // 2)  # text stays a JSON list
+    got = [tuple(getattr(r, c) for c in _COLS) for r in logread.rows("credit")]
+    frame = logread.load("credit").frame
+    _clear()
+    write_rows([row for kind, ts, rec in hooks for row in legacy_rows("credit", kind, ts, rec)])
+    assert got == [tuple(getattr(r, c) for c in _COLS) for r in logread.rows("credit")]
+    assert frame.prediction.tolist() == logread.load("credit").frame.prediction.tolist()
+    # ±inf is never packed: such a request still fails alone, as it did (JSON has no infinity)
+    bad = {**base, "request_id": "inf", "predictions": proba, "inputs": {"income": np.array([np.inf] * n)}}
+    with pytest.raises(ValueError):
+        log_rows("credit", [("prediction", 4.0, bad)])
+
+
 def test_old_per_row_rows_and_new_records_are_read_joined_and_pruned_together(db_url):
     """A database an older nbprod wrote (rows in ``predictions``) keeps working beside the records."""
     now = time.time()

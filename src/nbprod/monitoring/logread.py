@@ -22,6 +22,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from .logrecords import unpack
 from .predlog import ensure_tables, feedback_table, prediction_records, predictions
 
 __all__ = ["LogRows", "load", "count_requests", "rows"]
@@ -163,7 +164,7 @@ def _read_records(conn, acc: _Rows, where: list, labels: bool, inputs: bool) -> 
         if preds is None:
             acc.prediction += [None] * rows
         else:
-            values = _loads(preds)
+            values = unpack(_loads(preds))
             acc.prediction += values if len(values) == rows else (values + [None] * rows)[:rows]
         if ood is None:
             acc.ood += [None] * rows
@@ -183,7 +184,7 @@ def _read_records(conn, acc: _Rows, where: list, labels: bool, inputs: bool) -> 
         answered = role not in ("error", "shadow")
         acc.answered += [answered] * rows
         if answered and inputs:
-            acc.add_inputs(_loads(text) if text else {}, rows)
+            acc.add_inputs({k: unpack(v) for k, v in _loads(text).items()} if text else {}, rows)
 
 
 def load(deployment: str, *, since: float | None = None, until: float | None = None, until_inclusive: bool = False,
@@ -253,8 +254,8 @@ def rows(deployment: str | None = None, db_url: str | None = None) -> list:
             stmt = stmt.where(r.c.deployment == deployment)
         for rec in conn.execute(stmt):
             n = 1 if rec.role == "error" else rec.n_rows
-            columns = _loads(rec.inputs) if rec.inputs is not None else None
-            preds = _loads(rec.predictions) if rec.predictions is not None else [None] * n
+            columns = {k: unpack(v) for k, v in _loads(rec.inputs).items()} if rec.inputs is not None else None
+            preds = unpack(_loads(rec.predictions)) if rec.predictions is not None else [None] * n
             flags = _loads(rec.ood) if rec.ood else {}
             for i in range(n):
                 out.append(SimpleNamespace(

@@ -6,6 +6,12 @@ cost the writer 100 JSON objects and 100 inserts). A record's texts are columnar
 - ``inputs``: ``{"column": [v0, v1, ...], ...}`` (NaN stored as ``null``);
 - ``predictions``: ``[p0, p1, ...]``, one JSON value per row (a label, a number, a list of class
   probabilities, an object per row for a model with several outputs);
+- a numeric numpy column (or 1-/2-D numeric predictions) of a request of ``_PACK_MIN`` rows or more
+  is stored *packed* instead of as a JSON list: ``{"dtype": "<f8", "shape": [n], "b64": "..."}``, its
+  bytes in base64. Turning floats into decimal text was most of the writer's remaining cost (the
+  shortest-repr conversion of each value); packing is a copy. A reader unpacks it (:func:`unpack`)
+  to exactly the values the JSON list held: ``tolist()``, NaN → None. A column with ±inf is never
+  packed (JSON refuses it, and a request holding one was never logged; so it stays);
 - ``ood``: ``{"i": [reasons], ...}`` for the rows out of the training distribution only, NULL
   when none is.
 
@@ -18,13 +24,14 @@ reader expands from a record (:mod:`.logread`) are the rows the per-row log held
 
 from __future__ import annotations
 
+import base64
 import itertools
 import json
 import math
 from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
 from typing import Any, Iterator
 
-__all__ = ["RECORD_COLUMNS", "records_of", "row_count", "rows_in"]
+__all__ = ["RECORD_COLUMNS", "records_of", "row_count", "rows_in", "unpack"]
 
 #: The columns of a stored record, in the order the writer's tuples give them.
 RECORD_COLUMNS = ("deployment", "ts", "request_id", "id_prefix", "version", "role", "status", "latency_ms",
@@ -114,6 +121,44 @@ def _fragments(values: list) -> list[str]:
     return [_dumps(_jsonable(v)) for v in values]
 
 
+#: Requests with at least this many rows store their numeric numpy columns packed (a few rows: JSON is as short).
+_PACK_MIN = 8
+
+
+def _packable(values: Any, n: int) -> bool:
+    """A numeric numpy array of ``n`` rows without ±inf (1-D; 2-D for predictions), worth packing."""
+    if n < _PACK_MIN or type(values).__module__ != "numpy" or getattr(values, "ndim", 0) not in (1, 2):
+        return False
+    import numpy as np
+
+    kind = values.dtype.kind
+    return (isinstance(values, np.ndarray) and len(values) == n and kind in "biuf"
+            and not (kind == "f" and np.isinf(values).any()))
+
+
+def _packed(values: Any) -> str:
+    """``{"dtype":"<f8","shape":[n],"b64":"..."}``: the array's bytes, for :func:`unpack`."""
+    shape = ",".join(map(str, values.shape))
+    return '{"dtype":"%s","shape":[%s],"b64":"%s"}' % (values.dtype.str, shape,
+                                                        base64.b64encode(values.tobytes()).decode("ascii"))
+
+
+def unpack(stored: Any) -> list:
+    """A record's stored column or predictions → the list of values the JSON list holds (a list is one)."""
+    if isinstance(stored, list):
+        return stored
+    import numpy as np
+
+    arr = np.frombuffer(base64.b64decode(stored["b64"]), dtype=np.dtype(stored["dtype"])).reshape(stored["shape"])
+    values = arr.tolist()
+    if arr.dtype.kind == "f" and np.isnan(arr).any():
+        if arr.ndim == 1:
+            values = [None if v != v else v for v in values]
+        else:
+            values = [[None if v != v else v for v in row] for row in values]
+    return values
+
+
 def _template(names: list) -> str:
     """``{"a":[%s],"b":[%s]}``: a record's inputs from its columns' joined value texts (one C format)."""
     return "{" + ",".join(_escape(str(k)).replace("%", "%%") + ":[%s]" for k in names) + "}"
@@ -123,6 +168,9 @@ def _ood_text(ood: Any, n: int) -> str | None:
     """``{"i": [reasons]}`` of the flagged rows, None when no row is flagged (the usual case)."""
     if ood is None:
         return None
+    if n == 1:
+        flags = ood[0] if len(ood) else None
+        return '{"0":' + _dumps(list(flags)) + "}" if flags else None
     flagged = {str(i): list(f) for i, f in enumerate(itertools.islice(ood, n)) if f}
     return _dumps(flagged) if flagged else None
 
@@ -155,17 +203,26 @@ def _record(deployment: str, kind: str, ts: float, rec: dict) -> tuple:
         return (deployment, ts, rec.get("request_id"), None, _s(rec.get("version")), "error",
                 int(rec.get("status") or 500), rec.get("latency_ms"), int(rec.get("count") or 1), None, None, None)
     n = row_count(rec)
-    preds = _prediction_list(rec.get("predictions"), n)
+    pred: Any = rec.get("predictions")
+    packed = kind == "prediction" and _packable(pred, n)
+    preds = [] if packed else _prediction_list(pred, n)
     rid, version, latency = rec.get("request_id"), _s(rec.get("version")), rec.get("latency_ms")
     if kind == "shadow":
         return (deployment, ts, rid, None, version, "shadow", 200, latency, n, None,
                 _dumps([_jsonable(p) for p in preds[:n]]), None)
     inputs = rec.get("inputs") or {}
-    names = list(inputs)
-    text = _template(names) % tuple(_list_text(_plain_list(inputs[k], n))[1:-1] for k in names)
-    shown = _list_text(preds[:n] + [None] * (n - len(preds)))
+    text = "{" + ",".join(_escape(str(k)) + ":" + _column_text(v, n) for k, v in inputs.items()) + "}"
+    if packed:
+        shown = _packed(pred if pred.ndim == 1 else pred.reshape(n, -1))
+    else:
+        shown = _list_text(preds[:n] + [None] * (n - len(preds)))
     return (deployment, ts, rid, rid, version, rec.get("role") or "stable", 200, latency, n, text, shown,
             _ood_text(rec.get("ood"), n))
+
+
+def _column_text(values: Any, n: int) -> str:
+    """One input column of a record: packed, or its JSON list."""
+    return _packed(values) if _packable(values, n) and values.ndim == 1 else _list_text(_plain_list(values, n))
 
 
 def _names(rec: dict) -> tuple:
@@ -248,17 +305,15 @@ def _run_records(deployment: str, run: list) -> list[tuple]:
     columns = [_column_fragments([rec["inputs"][k] for rec in recs], ns) for k in names]
     shown = _prediction_fragments([rec.get("predictions") for rec in recs], ns)
     template = _template(names)
-    out: list[tuple] = []
-    at = 0
-    for (_, ts, rec), n in zip(run, ns, strict=True):
-        if n == 1:
-            text = template % tuple(c[at] for c in columns)
-            pred = f"[{shown[at]}]"
-        else:
-            text = template % tuple(",".join(c[at:at + n]) for c in columns)
-            pred = "[" + ",".join(shown[at:at + n]) + "]"
-        rid = rec.get("request_id")
-        out.append((deployment, ts, rid, rid, _s(rec.get("version")), rec.get("role") or "stable", 200,
-                    rec.get("latency_ms"), n, text, pred, _ood_text(rec.get("ood"), n)))
-        at += n
-    return out
+    if len(ns) == sum(ns):  # one-row requests (the common case): a C format per request, as per row before
+        texts = [template % row for row in zip(*columns, strict=True)] if columns else [template] * len(ns)
+        preds = [f"[{x}]" for x in shown]
+    else:
+        texts, preds, at = [], [], 0
+        for n in ns:
+            texts.append(template % tuple(",".join(c[at:at + n]) for c in columns))
+            preds.append("[" + ",".join(shown[at:at + n]) + "]")
+            at += n
+    return [(deployment, ts, rec.get("request_id"), rec.get("request_id"), _s(rec.get("version")),
+             rec.get("role") or "stable", 200, rec.get("latency_ms"), n, text, pred, _ood_text(rec.get("ood"), n))
+            for (_, ts, rec), n, text, pred in zip(run, ns, texts, preds, strict=True)]
