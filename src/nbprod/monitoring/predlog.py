@@ -298,7 +298,7 @@ class PredictionLog:
             return
         if self._thread is None:
             self.start()
-        if self._pending >= self.batch_rows:
+        if self._pending >= self.batch_rows and not self._wake.is_set():  # set() takes a lock and notifies
             self._wake.set()
 
     def _drop(self, rows: int) -> None:
