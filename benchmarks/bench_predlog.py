@@ -13,7 +13,8 @@
    in a fresh process, this checkout's code and the baseline's alternating (``git archive main src | tar
    -x -C /tmp/base`` → ``--baseline-src /tmp/base/src``); the ratio before/after. ``--read-rows N`` adds
    the read side: ``nbprod.monitor`` (24 windows of 1 h, drift against the training profile, labels on
-   a fifth of the rows) over N logged rows written as 100-row requests, before and after.
+   a fifth of the rows) over N logged rows written as 100-row requests, before and after; and over N/4
+   rows the baseline wrote (an existing database), read by both (the reports must be the same).
 
     .venv/bin/python benchmarks/bench_predlog.py [--runs 3] [--seq 1000] [--clients 4] [--seconds 5] [--rows 100000]
     .venv/bin/python benchmarks/bench_predlog.py --writer-only --baseline-src /tmp/base/src [--runs 3]
@@ -224,39 +225,55 @@ def writer_child(rows: int, per_request: int) -> dict:
             "rows_per_s": written / wall}
 
 
-def read_child(rows: int) -> dict:
-    """Write ``rows`` rows as 100-row requests over 24 h (labels on a fifth), then time ``nbprod.monitor``."""
-    from nbprod.data.profile import profile
-    from nbprod.datasets import credit
+def _write_log(rows: int) -> float:
+    """``rows`` rows as 100-row requests over the 24 h before the current hour, labels on a fifth; the start."""
     from nbprod.monitoring.feedback import feedback
-    from nbprod.monitoring.monitor import monitor
     from nbprod.monitoring.predlog import log_rows
 
     per = 100
-    X, _ = credit(5000, 1)
-    reference = profile(X)
     records = _credit_requests(rows, per)
-    now = time.time()
-    start = (now // 3600 - 24) * 3600
+    start = (time.time() // 3600 - 24) * 3600
     step = 24 * 3600 / len(records)
     for k in range(0, len(records), 500):
         log_rows("bench", [("prediction", start + (k + j) * step, rec) for j, rec in enumerate(records[k:k + 500])])
     ids = [f"{rec['request_id']}-{i}" for rec in records[::5] for i in range(per)]
     for k in range(0, len(ids), 50_000):
         feedback(ids[k:k + 50_000], [i % 2 for i in range(len(ids[k:k + 50_000]))])
+    Path(os.environ["NBPROD_HOME"], "bench-start").write_text(repr(start))
+    return start
+
+
+def _monitor_log(rows: int) -> dict:
+    """Time ``nbprod.monitor`` (24 windows of 1 h, drift against the training profile) over the written log."""
+    from nbprod.data.profile import profile
+    from nbprod.datasets import credit
+    from nbprod.monitoring.monitor import monitor
+
+    X, _ = credit(5000, 1)
+    reference = profile(X)
+    start = float(Path(os.environ["NBPROD_HOME"], "bench-start").read_text())
     t0 = time.perf_counter()
     cpu0 = time.process_time()
     report = monitor("bench", window="1h", since=start, until=start + 24 * 3600, reference=reference)
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     assert sum(w["metrics"]["rows"][0] for w in report.windows) == rows, "not every row was read"
-    return {"monitor_s": wall, "monitor_cpu_s": cpu}
+    digest = json.dumps({k: v for k, v in report.to_dict().items() if k not in ("since", "until")}, sort_keys=True,
+                        default=str)
+    return {"monitor_s": wall, "monitor_cpu_s": cpu, "report": hash(digest)}
 
 
-def run_child(src: str | None, mode: str, rows: int, per_request: int = 0) -> dict:
-    """``writer_child``/``read_child`` in a fresh process, importing nbprod from ``src`` (None: this checkout)."""
-    with tempfile.TemporaryDirectory(prefix="bench-predlog-child-") as home:
-        env = {**os.environ, "NBPROD_HOME": home}
+def read_child(rows: int) -> dict:
+    """Write ``rows`` rows with this side's code, then time ``nbprod.monitor`` over them."""
+    _write_log(rows)
+    return _monitor_log(rows)
+
+
+def run_child(src: str | None, mode: str, rows: int, per_request: int = 0, home: str | None = None) -> dict:
+    """A ``--child`` mode in a fresh process, importing nbprod from ``src`` (None: this checkout), in ``home``
+    (None: a new temporary one)."""
+    with tempfile.TemporaryDirectory(prefix="bench-predlog-child-") as tmp:
+        env = {**os.environ, "NBPROD_HOME": home or tmp, "PYTHONHASHSEED": "0"}
         env.pop("NBPROD_DB_URL", None)
         if src:
             env["PYTHONPATH"] = str(Path(src).resolve())
@@ -305,6 +322,15 @@ def writer_only(args) -> None:
         print("monitor over " + f"{args.read_rows:,} rows (median): " + ", ".join(
             f"{side} {med(r['monitor_s'] for r in rs):.2f} s ({med(r['monitor_cpu_s'] for r in rs):.2f} CPU s)"
             for side, rs in reads.items()))
+        if args.baseline_src:  # a database the older code wrote, read by both: existing logs must not get slower
+            with tempfile.TemporaryDirectory(prefix="bench-predlog-old-") as home:
+                n = max(args.read_rows // 4, 1000)
+                run_child(args.baseline_src, "write", n, home=home)
+                old = [(side, run_child(src, "monitor", n, home=home)) for _ in range(2) for side, src in sides]
+            for side, r in old:
+                print(f"a log the baseline wrote ({n:,} per-row rows), read by {side}: {r['monitor_s']:.2f} s "
+                      f"({r['monitor_cpu_s']:.2f} CPU s); load {load()}", flush=True)
+            print(f"same report before and after: {len({r['report'] for _, r in old}) == 1}")
     print(f"load at the end {load()}")
 
 
@@ -318,11 +344,18 @@ def main() -> None:
     ap.add_argument("--writer-only", action="store_true", help="only the writer's CPU per row (and --read-rows)")
     ap.add_argument("--baseline-src", default=None, help="src/ of another nbprod, measured as 'before'")
     ap.add_argument("--read-rows", type=int, default=0, help="time nbprod.monitor over this many logged rows")
-    ap.add_argument("--child", choices=["writer", "read"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["writer", "read", "write", "monitor"], help=argparse.SUPPRESS)
     ap.add_argument("--per", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        result = writer_child(args.rows, args.per) if args.child == "writer" else read_child(args.rows)
+        if args.child == "writer":
+            result = writer_child(args.rows, args.per)
+        elif args.child == "read":
+            result = read_child(args.rows)
+        elif args.child == "write":
+            result = {"start": _write_log(args.rows)}
+        else:
+            result = _monitor_log(args.rows)
         print(json.dumps(result))
         return
     if args.writer_only:
