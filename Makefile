@@ -72,7 +72,8 @@ PANDAS2       := .venv-pandas2
 PANDAS2_STAMP := $(PANDAS2)/.installed
 PANDAS2_TESTS := tests/test_profile.py tests/test_validate.py tests/test_rules.py tests/test_ood.py \
                  tests/test_magics_data.py tests/test_drift.py tests/test_serving.py tests/test_serving_http.py \
-                 tests/test_predlog.py tests/test_monitoring.py tests/test_registry.py tests/test_evaluate.py
+                 tests/test_predlog.py tests/test_predlog_records.py tests/test_monitoring.py tests/test_registry.py \
+                 tests/test_evaluate.py
 
 # The side venvs (pandas 2, the peers) need neither the main venv nor the sidebar's build
 # (SKIP_JUPYTER_BUILDER: the hook would rebuild labextension/ once per venv), so that

@@ -8,8 +8,17 @@
 2. Writer: PredictionLog on the state DB (SQLite in a temp NBPROD_HOME), fed by the hooks as fast
    as one thread can call them (requests of 1 and of 50 rows): rows/s from the first hook call
    until everything is written.
+3. ``--writer-only`` (with ``--baseline-src``, issue 13): the writer thread's own CPU time per logged row
+   (from /proc: the thread's schedstat) for 1-row and 100-row requests of the credit columns, each round
+   in a fresh process, this checkout's code and the baseline's alternating (``git archive main src | tar
+   -x -C /tmp/base`` → ``--baseline-src /tmp/base/src``); the ratio before/after. ``--read-rows N`` adds
+   the read side: ``nbprod.monitor`` (24 windows of 1 h, drift against the training profile, labels on
+   a fifth of the rows) over N logged rows written as 100-row requests, before and after; and over N/4
+   rows the baseline wrote (an existing database), read by both (the reports must be the same).
 
     .venv/bin/python benchmarks/bench_predlog.py [--runs 3] [--seq 1000] [--clients 4] [--seconds 5] [--rows 100000]
+    .venv/bin/python benchmarks/bench_predlog.py --writer-only --baseline-src /tmp/base/src [--runs 3]
+        [--rows 100000] [--read-rows 1000000]
 """
 
 from __future__ import annotations
@@ -163,6 +172,168 @@ def writer_rate(home: Path, rows: int, per_request: int) -> tuple[float, float]:
     return log.written / elapsed, hook_us
 
 
+def load() -> str:
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def _thread_cpu_s(native_id: int) -> float:
+    """A thread's CPU seconds so far (Linux: /proc/self/task/<tid>/schedstat, nanoseconds on the CPU)."""
+    with open(f"/proc/self/task/{native_id}/schedstat") as fh:
+        return int(fh.read().split()[0]) / 1e9
+
+
+def _credit_requests(rows: int, per_request: int, seed: int = 0) -> list[dict]:
+    """Hook records as the server hands them over: the credit columns (numeric → arrays, text → lists)."""
+    import numpy as np
+
+    from nbprod.datasets import credit
+
+    X, _ = credit(max(per_request, 2000), seed)
+    X = X.head(per_request)
+    cols = {c: (X[c].to_numpy(dtype=float) if X[c].dtype.kind in "if"
+                else X[c].astype(object).where(X[c].notna(), None).tolist()) for c in X.columns}
+    pred = np.random.default_rng(seed).uniform(size=(per_request, 2))
+    ood = [[] for _ in range(per_request)]
+    if per_request > 3:
+        ood[3] = ["income: above the training range"]
+    return [{"request_id": f"{os.getpid():x}{i:012x}", "version": "1", "role": "stable", "n": per_request,
+             "inputs": cols, "predictions": pred, "ood": ood, "latency_ms": 1.0}
+            for i in range(rows // per_request)]
+
+
+def writer_child(rows: int, per_request: int) -> dict:
+    """One measurement in this process (``--src`` on sys.path already): the writer thread's CPU per row."""
+    from nbprod.monitoring.predlog import PredictionLog, ensure_tables
+
+    ensure_tables()  # the schema once, outside the measured writes
+    records = _credit_requests(rows, per_request)
+    log = PredictionLog("bench", max_pending_rows=rows + 1, flush_s=0.05)
+    log.start()
+    tid = log._thread.native_id
+    cpu0, t0 = _thread_cpu_s(tid), time.perf_counter()
+    hook0 = time.thread_time()
+    for record in records:
+        log.on_prediction(record)
+    hook_s = time.thread_time() - hook0
+    assert log.flush(600)
+    wall = time.perf_counter() - t0
+    cpu = _thread_cpu_s(tid) - cpu0
+    written = log.written
+    log.close()
+    assert log.dropped == 0 and written == len(records) * per_request, log.stats()
+    return {"writer_us_per_row": cpu / written * 1e6, "hook_us_per_request": hook_s / len(records) * 1e6,
+            "rows_per_s": written / wall}
+
+
+def _write_log(rows: int) -> float:
+    """``rows`` rows as 100-row requests over the 24 h before the current hour, labels on a fifth; the start."""
+    from nbprod.monitoring.feedback import feedback
+    from nbprod.monitoring.predlog import log_rows
+
+    per = 100
+    records = _credit_requests(rows, per)
+    start = (time.time() // 3600 - 24) * 3600
+    step = 24 * 3600 / len(records)
+    for k in range(0, len(records), 500):
+        log_rows("bench", [("prediction", start + (k + j) * step, rec) for j, rec in enumerate(records[k:k + 500])])
+    ids = [f"{rec['request_id']}-{i}" for rec in records[::5] for i in range(per)]
+    for k in range(0, len(ids), 50_000):
+        feedback(ids[k:k + 50_000], [i % 2 for i in range(len(ids[k:k + 50_000]))])
+    Path(os.environ["NBPROD_HOME"], "bench-start").write_text(repr(start))
+    return start
+
+
+def _monitor_log(rows: int) -> dict:
+    """Time ``nbprod.monitor`` (24 windows of 1 h, drift against the training profile) over the written log."""
+    from nbprod.data.profile import profile
+    from nbprod.datasets import credit
+    from nbprod.monitoring.monitor import monitor
+
+    X, _ = credit(5000, 1)
+    reference = profile(X)
+    start = float(Path(os.environ["NBPROD_HOME"], "bench-start").read_text())
+    t0 = time.perf_counter()
+    cpu0 = time.process_time()
+    report = monitor("bench", window="1h", since=start, until=start + 24 * 3600, reference=reference)
+    wall = time.perf_counter() - t0
+    cpu = time.process_time() - cpu0
+    assert sum(w["metrics"]["rows"][0] for w in report.windows) == rows, "not every row was read"
+    digest = json.dumps({k: v for k, v in report.to_dict().items() if k not in ("since", "until")}, sort_keys=True,
+                        default=str)
+    return {"monitor_s": wall, "monitor_cpu_s": cpu, "report": hash(digest)}
+
+
+def read_child(rows: int) -> dict:
+    """Write ``rows`` rows with this side's code, then time ``nbprod.monitor`` over them."""
+    _write_log(rows)
+    return _monitor_log(rows)
+
+
+def run_child(src: str | None, mode: str, rows: int, per_request: int = 0, home: str | None = None) -> dict:
+    """A ``--child`` mode in a fresh process, importing nbprod from ``src`` (None: this checkout), in ``home``
+    (None: a new temporary one)."""
+    with tempfile.TemporaryDirectory(prefix="bench-predlog-child-") as tmp:
+        env = {**os.environ, "NBPROD_HOME": home or tmp, "PYTHONHASHSEED": "0"}
+        env.pop("NBPROD_DB_URL", None)
+        if src:
+            env["PYTHONPATH"] = str(Path(src).resolve())
+        else:
+            env.pop("PYTHONPATH", None)
+        cmd = [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--per", str(per_request)]
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
+        if out.returncode:
+            raise RuntimeError(out.stderr[-3000:])
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def writer_only(args) -> None:
+    sides = [("before", args.baseline_src), ("after", None)] if args.baseline_src else [("after", None)]
+    print(f"writer thread CPU per logged row, SQLite, credit columns (7 inputs, 2 class probabilities); "
+          f"{args.runs} rounds, sides alternating; load {load()}", flush=True)
+    table: dict[tuple[str, int], list[dict]] = {}
+    for run in range(args.runs):
+        for per in (1, 100):
+            n = args.rows if per > 1 else max(args.rows // 5, 1000)
+            for side, src in sides:
+                r = run_child(src, "writer", n, per)
+                table.setdefault((side, per), []).append(r)
+                print(f"run {run + 1}, {per}-row requests, {n} rows, {side}: {r['writer_us_per_row']:.2f} µs CPU/row "
+                      f"(writer thread), hook {r['hook_us_per_request']:.1f} µs/request, "
+                      f"{r['rows_per_s']:,.0f} rows/s; load {load()}", flush=True)
+    med = statistics.median
+    print("\n| rows/request | writer CPU µs/row before | after | before/after | rows/s before | after |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for per in (1, 100):
+        after = table[("after", per)]
+        before = table.get(("before", per))
+        b = med(r["writer_us_per_row"] for r in before) if before else float("nan")
+        a = med(r["writer_us_per_row"] for r in after)
+        print(f"| {per} | {b:.2f} | {a:.2f} | **{b / a:.1f}×** | "
+              f"{med(r['rows_per_s'] for r in before) if before else float('nan'):,.0f} | "
+              f"{med(r['rows_per_s'] for r in after):,.0f} |")
+    if args.read_rows:
+        reads: dict[str, list[dict]] = {}
+        for run in range(max(1, min(args.runs, 2))):
+            for side, src in sides:
+                r = run_child(src, "read", args.read_rows)
+                reads.setdefault(side, []).append(r)
+                print(f"read run {run + 1}, {side}: nbprod.monitor over {args.read_rows:,} rows "
+                      f"{r['monitor_s']:.2f} s ({r['monitor_cpu_s']:.2f} CPU s); load {load()}", flush=True)
+        print("monitor over " + f"{args.read_rows:,} rows (median): " + ", ".join(
+            f"{side} {med(r['monitor_s'] for r in rs):.2f} s ({med(r['monitor_cpu_s'] for r in rs):.2f} CPU s)"
+            for side, rs in reads.items()))
+        if args.baseline_src:  # a database the older code wrote, read by both: existing logs must not get slower
+            with tempfile.TemporaryDirectory(prefix="bench-predlog-old-") as home:
+                n = max(args.read_rows // 4, 1000)
+                run_child(args.baseline_src, "write", n, home=home)
+                old = [(side, run_child(src, "monitor", n, home=home)) for _ in range(2) for side, src in sides]
+            for side, r in old:
+                print(f"a log the baseline wrote ({n:,} per-row rows), read by {side}: {r['monitor_s']:.2f} s "
+                      f"({r['monitor_cpu_s']:.2f} CPU s); load {load()}", flush=True)
+            print(f"same report before and after: {len({r['report'] for _, r in old}) == 1}")
+    print(f"load at the end {load()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -170,7 +341,26 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--writer-only", action="store_true", help="only the writer's CPU per row (and --read-rows)")
+    ap.add_argument("--baseline-src", default=None, help="src/ of another nbprod, measured as 'before'")
+    ap.add_argument("--read-rows", type=int, default=0, help="time nbprod.monitor over this many logged rows")
+    ap.add_argument("--child", choices=["writer", "read", "write", "monitor"], help=argparse.SUPPRESS)
+    ap.add_argument("--per", type=int, default=1, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.child:
+        if args.child == "writer":
+            result = writer_child(args.rows, args.per)
+        elif args.child == "read":
+            result = read_child(args.rows)
+        elif args.child == "write":
+            result = {"start": _write_log(args.rows)}
+        else:
+            result = _monitor_log(args.rows)
+        print(json.dumps(result))
+        return
+    if args.writer_only:
+        writer_only(args)
+        return
     import platform
 
     import sqlalchemy
@@ -202,8 +392,8 @@ def main() -> None:
                 if log:
                     import sqlite3
 
-                    with sqlite3.connect(home / "nbprod.db") as db:
-                        logged = db.execute("select count(*) from predictions").fetchone()[0]
+                    with sqlite3.connect(home / "nbprod.db") as db:  # a record per request, n_rows rows each
+                        logged = db.execute("select coalesce(sum(n_rows), 0) from prediction_records").fetchone()[0]
                 print(f"run {run + 1} log={'on ' if log else 'off'}: p50 {statistics.median(lat):.3f} ms, "
                       f"p99 {pct(lat, 99):.3f} ms, {rps:.0f} req/s" + (f", {logged} rows logged" if log else ""),
                       flush=True)

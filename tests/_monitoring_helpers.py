@@ -39,9 +39,10 @@ def columns_of(frame) -> dict:
 def traffic(deployment: str, *, start: float, hours: int, per_hour: int = 120, batch: int = 10, shift=None,
             shift_from: int | None = None, version: str = "1", versions: dict | None = None, latency_ms=None,
             errors_per_hour: int = 0, seed: int = 1, label_share: float = 1.0, send_labels: bool = True,
-            drop_inputs: tuple = ()) -> dict:
+            drop_inputs: tuple = (), legacy: frozenset | set = frozenset()) -> dict:
     """Write ``hours`` of credit traffic to the log through the writer's API; label it; return ids/labels.
-    ``drop_inputs``: input columns the logged requests lack (the model still sees them)."""
+    ``drop_inputs``: input columns the logged requests lack (the model still sees them); ``legacy``: the
+    hours written in the per-row form an older nbprod wrote (:func:`legacy_rows`), not as records."""
     from nbprod.datasets import credit
     from nbprod.monitoring.feedback import feedback
     from nbprod.monitoring.predlog import log_rows
@@ -69,10 +70,44 @@ def traffic(deployment: str, *, start: float, hours: int, per_hour: int = 120, b
         for e in range(errors_per_hour):
             records.append(("error", start + h * 3600 + 7 + e, {"version": v, "status": 400 if e % 2 else 503,
                                                                  "latency_ms": 1.0}))
-    log_rows(deployment, records)
+    from nbprod.monitoring.predlog import write_rows
+
+    old = [r for r in records if int((r[1] - start) // 3600) in legacy]
+    log_rows(deployment, [r for r in records if int((r[1] - start) // 3600) not in legacy])
+    write_rows([row for kind, ts, rec in old for row in legacy_rows(deployment, kind, ts, rec)])
     if send_labels and ids:
         feedback(ids, labels)
     return {"ids": ids, "labels": labels}
+
+
+def legacy_rows(deployment: str, kind: str, ts: float, rec: dict) -> list[dict]:
+    """The rows an older nbprod (before issue 13) wrote for one hook record: one per predicted row, each
+    with its inputs as a JSON object and its prediction as a JSON value — written here with json.dumps,
+    independently of the writer's own encoder."""
+    import json
+
+    from nbprod.monitoring.logrecords import _jsonable, _plain_list, _prediction_list, row_count
+
+    def dumps(v):
+        return json.dumps(_jsonable(v), separators=(",", ":"), allow_nan=False)
+
+    version = rec.get("version")
+    base = {"deployment": deployment, "ts": ts, "request_id": rec.get("request_id"),
+            "version": None if version is None else str(version),
+            "latency_ms": rec.get("latency_ms")}
+    if kind == "error":
+        return [{**base, "role": "error", "status": int(rec.get("status") or 500),
+                 "n_rows": int(rec.get("count") or 1)}]
+    n = row_count(rec)
+    preds = _prediction_list(rec.get("predictions"), n)
+    if kind == "shadow":
+        return [{**base, "row_index": i, "role": "shadow", "n_rows": n, "prediction": dumps(preds[i])}
+                for i in range(n)]
+    cols = {k: _plain_list(v, n) for k, v in (rec.get("inputs") or {}).items()}
+    ood = rec.get("ood")
+    return [{**base, "row_index": i, "prediction_id": f"{rec['request_id']}-{i}", "role": rec.get("role") or "stable",
+             "n_rows": n, "inputs": dumps({k: v[i] for k, v in cols.items()}), "prediction": dumps(preds[i]),
+             "ood": dumps(list(ood[i])) if ood is not None and ood[i] else None} for i in range(n)]
 
 
 def hour_start(hours_ago: int) -> float:

@@ -11,15 +11,13 @@ import sqlalchemy as sa
 
 from nbprod.errors import DataError
 from nbprod.monitoring.feedback import feedback
-from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions
+from nbprod.monitoring.logread import rows as log_view
+from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, prediction_records
 
 
 def _rows(deployment: str | None = None) -> list:
-    with ensure_tables().connect() as conn:
-        stmt = sa.select(predictions).order_by(predictions.c.id)
-        if deployment:
-            stmt = stmt.where(predictions.c.deployment == deployment)
-        return conn.execute(stmt).all()
+    """The log's rows as the per-row form held them (records expanded, :func:`nbprod.monitoring.logread.rows`)."""
+    return log_view(deployment)
 
 
 def _record(rid: str, n: int = 3, version: str = "1") -> dict:
@@ -75,7 +73,7 @@ def test_the_writer_converts_a_batch_of_requests_at_once_to_the_rows_each_gives_
             "inputs", "prediction", "ood")
     want = [tuple(getattr(r, c) for c in cols) for r in _rows(expected)]
     with ensure_tables().begin() as conn:  # the prediction ids are unique: make room for the writer's rows
-        conn.execute(sa.delete(predictions).where(predictions.c.deployment == expected))
+        conn.execute(sa.delete(prediction_records).where(prediction_records.c.deployment == expected))
     log = PredictionLog("batched", flush_s=60, batch_rows=10_000)
     for r in records:
         log.on_prediction(r)
@@ -141,8 +139,8 @@ def test_retention_prunes_by_age_and_by_row_count(db_url):
     log = PredictionLog("credit", max_age_s=30 * 86400, max_rows=6)
     assert log.prune(now) == 2 + 4
     kept = _rows("credit")
-    # new0-0 has a label: the unlabelled rows after it go first (issue 11)
-    assert [r.prediction_id for r in kept] == ["new0-0", "new2-1", "new3-0", "new3-1", "new4-0", "new4-1"]
+    # new0 has a label: the unlabelled requests after it go first (issue 11), whole (a request is one record)
+    assert [r.prediction_id for r in kept] == ["new0-0", "new0-1", "new3-0", "new3-1", "new4-0", "new4-1"]
     assert len(_rows("other")) == 1  # another deployment's rows are its own writer's business
 
 
@@ -193,13 +191,14 @@ def test_retention_limits_are_settings_of_the_server_and_take_the_feedback_along
     now = time.time()
     log_rows("credit", [("prediction", now - 60 + i, _record(f"r{i}", n=2)) for i in range(3)])
     log_rows("credit", [("prediction", now - 7200, _record("old", n=1))])
+    log_rows("credit", [("prediction", now - 30 + i, _record(f"u{i}", n=1)) for i in range(2)])
     feedback(["r0-0", "r0-1", "r1-0", "r2-1", "old-0"], [1, 0, 1, 0, 1])
-    assert log.prune(now) == 1 + 3
+    assert log.prune(now) == 1 + 2 + 4  # 8 rows left after the old one, cap 3: 5 too many, whole requests go
     kept = [r.prediction_id for r in _rows("credit")]
-    assert kept == ["r0-1", "r1-0", "r2-1"]  # the unlabelled first (r1-1, r2-0), then the oldest labelled
+    assert kept == ["r2-0", "r2-1"]  # the unlabelled first (u0, u1), then the oldest labelled (r0, r1)
     with ensure_tables().connect() as conn:
         labelled = sorted(r[0] for r in conn.execute(sa.select(feedback_table.c.prediction_id)))
-    assert labelled == ["r0-1", "r1-0", "r2-1"]
+    assert labelled == ["r2-1"]
 
 
 def test_feedback_bool_and_int_labels_are_one_label(db_url):

@@ -112,7 +112,7 @@ def test_refusals_outside_the_prediction_path_are_counted_but_never_logged(servi
     each counted in nbprod_requests_total as a refusal at /invocations is, none written to the prediction log."""
     import sqlalchemy as sa
 
-    from nbprod.monitoring.predlog import ensure_tables, predictions
+    from nbprod.monitoring.predlog import ensure_tables, prediction_records
     from nbprod.serving.spec import DeploymentSpec, Route, save_spec
 
     token = "tok-counted"
@@ -136,8 +136,9 @@ def test_refusals_outside_the_prediction_path_are_counted_but_never_logged(servi
 
         def refused_in_log() -> int:
             with ensure_tables().connect() as conn:
-                return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(predictions.c.n_rows), 0))
-                                        .where(predictions.c.role == "error")).scalar_one())
+                t = prediction_records
+                return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(t.c.n_rows), 0))
+                                        .where(t.c.role == "error")).scalar_one())
 
         # the /invocations refusal came last: once it is written, any earlier refusal would have been too
         wait_until(refused_in_log, 30, "the /invocations refusal in the prediction log")

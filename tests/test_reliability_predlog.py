@@ -14,7 +14,8 @@ import sqlalchemy as sa
 from _servers import request, server, wait_until
 
 from nbprod.monitoring.feedback import feedback
-from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, predictions
+from nbprod.monitoring.logread import rows as log_view
+from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows
 
 TOKEN = "tok-reliable"
 
@@ -26,9 +27,8 @@ def _record(rid: str, n: int = 2) -> dict:
 
 
 def _log(deployment: str = "credit") -> list:
-    with ensure_tables().connect() as conn:
-        return conn.execute(sa.select(predictions).where(predictions.c.deployment == deployment)
-                            .order_by(predictions.c.id)).all()
+    """The log's rows, one per predicted row (records expanded)."""
+    return log_view(deployment)
 
 
 def _labelled() -> dict:
@@ -41,17 +41,18 @@ def test_retention_deletes_errors_first_then_unlabelled_predictions_and_labels_l
     log_rows("credit", [("prediction", now - 100, _record("lab", n=3))])  # the oldest rows, labelled
     log_rows("credit", [("error", now - 90 + i, {"status": 500}) for i in range(4)])
     log_rows("credit", [("prediction", now - 80 + i, _record(f"new{i}")) for i in range(3)])  # unlabelled
-    feedback(["lab-0", "lab-1", "lab-2"], [1, 0, 1])
-    log = PredictionLog("credit", max_rows=8)  # 3 labelled + 4 errors + 6 unlabelled = 13: 5 too many
-    assert log.prune(now) == 5
+    log_rows("credit", [("prediction", now - 70, _record("lab2", n=1))])  # labelled later
+    feedback(["lab-0", "lab-1", "lab-2", "lab2-0"], [1, 0, 1, 1])
+    log = PredictionLog("credit", max_rows=9)  # 4 labelled + 4 errors + 6 unlabelled = 14: 5 too many
+    assert log.prune(now) == 4 + 2  # whole requests: the 4 errors, then the oldest unlabelled request (2 rows)
     kept = _log()
     assert [r.role for r in kept].count("error") == 0  # every error row went before any prediction
-    assert [r.prediction_id for r in kept] == ["lab-0", "lab-1", "lab-2", "new0-1", "new1-0", "new1-1", "new2-0",
-                                               "new2-1"]
+    assert [r.prediction_id for r in kept] == ["lab-0", "lab-1", "lab-2", "new1-0", "new1-1", "new2-0", "new2-1",
+                                               "lab2-0"]
     # only labelled rows left over the cap: the oldest labelled go, with their labels (no orphans)
-    assert PredictionLog("credit", max_rows=2).prune(now) == 6
-    assert [r.prediction_id for r in _log()] == ["lab-1", "lab-2"]
-    assert sorted(_labelled()) == ["lab-1", "lab-2"]
+    assert PredictionLog("credit", max_rows=2).prune(now) == 4 + 3
+    assert [r.prediction_id for r in _log()] == ["lab2-0"]
+    assert sorted(_labelled()) == ["lab2-0"]
 
 
 def test_refused_requests_are_counted_in_a_bounded_number_of_rows(db_url):
@@ -85,12 +86,12 @@ def test_pruning_gives_the_freed_pages_of_a_new_sqlite_state_db_back(nbprod_home
     from nbprod import state
 
     now = time.time()
-    log_rows("credit", [("prediction", now, _record(f"r{i}", n=50)) for i in range(400)])
+    log_rows("credit", [("prediction", now, _record(f"r{i}", n=500)) for i in range(400)])  # records are compact
     eng = state.engine()
     with eng.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # INCREMENTAL on a file nbprod creates
         pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
-    assert PredictionLog("credit", max_rows=100).prune(now) == 19_900
+    assert PredictionLog("credit", max_rows=1000).prune(now) == 199_000
     with eng.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA freelist_count").scalar() == 0
         assert conn.exec_driver_sql("PRAGMA page_count").scalar() < pages / 10

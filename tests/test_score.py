@@ -45,7 +45,8 @@ def test_score_matches_the_server_keeps_order_and_logs_as_batch(credit_model, tm
 
     import nbprod
     from nbprod.data.validate import row_flags
-    from nbprod.monitoring.predlog import ensure_tables, predictions
+    from nbprod.monitoring.logread import rows as log_rows
+    from nbprod.monitoring.predlog import ensure_tables, prediction_records
     from nbprod.registry.loading import load_model
     from nbprod.service import load_version
 
@@ -66,8 +67,10 @@ def test_score_matches_the_server_keeps_order_and_logs_as_batch(credit_model, tm
     flags, reasons = row_flags(X, nbprod.load_profile("credit@champion"))
     assert flags.sum() == 3 and [list(r) for r in scored.ood] == reasons and result.ood == 3
     # fed to the prediction log as batch rows, ids joinable to the output
-    with ensure_tables().connect() as conn:
-        rows = conn.execute(predictions.select().where(predictions.c.role == "batch")).fetchall()
+    with ensure_tables().connect() as conn:  # one record per scored batch, not one row per scored row
+        records = conn.execute(prediction_records.select().where(prediction_records.c.role == "batch")).fetchall()
+    assert len(records) < 1000 // 10 and sum(r.n_rows for r in records) == 1000  # batches of up to 120 rows
+    rows = [r for r in log_rows() if r.role == "batch"]
     assert len(rows) == 1000 and {r.deployment for r in rows} == {"credit"}
     assert {r.prediction_id for r in rows} == set(scored.prediction_id)
     sample = next(r for r in rows if r.prediction_id == scored.prediction_id[7])
@@ -84,7 +87,7 @@ def test_monitor_covers_a_batch_job_marked_as_batch(credit_model, tmp_path):
 
     import nbprod
     from nbprod import datasets
-    from nbprod.monitoring.predlog import ensure_tables, predictions
+    from nbprod.monitoring.logread import rows as log_rows
 
     train_X, train_y = datasets.credit(1500, seed=21)
     nbprod.register(pipeline(train_X, train_y), "nightly", train_X, train_y, alias="champion")
@@ -98,8 +101,7 @@ def test_monitor_covers_a_batch_job_marked_as_batch(credit_model, tmp_path):
     result = nbprod.score("nightly@champion", src, out, batch_rows=100, progress=False)
     assert (result.scored, result.logged, result.ood) == (800, 800, 2)
 
-    with ensure_tables().connect() as conn:
-        roles = [r.role for r in conn.execute(predictions.select().where(predictions.c.deployment == "nightly"))]
+    roles = [r.role for r in log_rows("nightly")]
     assert len(roles) == 800 and set(roles) == {"batch"}  # marked as batch in the log
 
     scored = pd.read_parquet(out)

@@ -97,8 +97,10 @@ def test_the_prediction_histogram_per_bucket_equals_one_observe_per_value():
     assert any(ln.startswith("p_sum") for ln in registries[0])
 
 
-def test_the_logs_row_json_is_what_json_dumps_writes():
-    from nbprod.monitoring import predlog
+def test_the_logs_record_json_is_what_json_dumps_writes():
+    """A request's record (columnar JSON) holds each value as json.dumps writes it, alone and when the
+    writer converts a run of small requests at once."""
+    from nbprod.monitoring import logrecords
 
     n = 6
     rec = {"request_id": "r", "version": "1", "role": "stable", "n": n, "ood": [[], ["age=1 below"], [], [], [], []],
@@ -106,14 +108,24 @@ def test_the_logs_row_json_is_what_json_dumps_writes():
                       "ville": ["Zürich", None, 'a"b', "c,d", "%s", "é"], "ok": [True, False, None, True, 1, 2.5],
                       "odd": [{"a": 1}, [1, 2], None, "x", 3, 4.0]},
            "predictions": np.array([[0.25, 0.75]] * n), "latency_ms": 1.0}
-    rows = predlog._rows_of("d", "prediction", 0.0, rec)
-    for i, row in enumerate(rows):
-        expected = {k: predlog._jsonable(predlog._plain_list(v, n)[i]) for k, v in rec["inputs"].items()}
-        assert row["inputs"] == json.dumps(expected, separators=(",", ":"), allow_nan=False, default=str)
-        assert row["prediction"] == "[0.25,0.75]"
-    assert rows[1]["ood"] == '["age=1 below"]' and rows[0]["ood"] is None
-    labels = predlog._rows_of("d", "prediction", 0.0, {**rec, "predictions": ["yes", None, "no", "a,b", "", "x"]})
-    assert [r["prediction"] for r in labels] == ['"yes"', "null", '"no"', '"a,b"', '""', '"x"']
+    cols = logrecords.RECORD_COLUMNS
+    (one,) = [dict(zip(cols, r, strict=True)) for r in logrecords.records_of("d", [("prediction", 0.0, rec)])]
+    expected = {k: [logrecords._jsonable(v) for v in logrecords._plain_list(col, n)]
+                for k, col in rec["inputs"].items()}
+    assert one["inputs"] == json.dumps(expected, separators=(",", ":"), allow_nan=False, default=str)
+    assert one["predictions"] == "[" + ",".join(["[0.25,0.75]"] * n) + "]"
+    assert one["ood"] == '{"1":["age=1 below"]}' and one["id_prefix"] == "r" and one["n_rows"] == n
+    labels = {**rec, "predictions": ["yes", None, "no", "a,b", "", "x"]}
+    (texts,) = [r[10] for r in logrecords.records_of("d", [("prediction", 0.0, labels)])]
+    assert texts == '["yes",null,"no","a,b","","x"]'
+    # one-row requests converted together: each record as it is alone
+    small = [("prediction", float(i), {**rec, "request_id": f"s{i}", "n": 1,
+                                       "inputs": {k: v[i:i + 1] for k, v in rec["inputs"].items()},
+                                       "predictions": rec["predictions"][i:i + 1], "ood": rec["ood"][i:i + 1]})
+             for i in range(n)]
+    alone = [r for item in small for r in logrecords.records_of("d", [item])]
+    assert list(logrecords.records_of("d", small)) == alone and logrecords._SMALL >= 1
+    assert json.loads(alone[2][9]) == {"age": [2], "income": [1e300], "ville": ['a"b'], "ok": [None], "odd": [None]}
 
 
 def _stdlib_parse(body: bytes):

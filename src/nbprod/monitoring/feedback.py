@@ -10,6 +10,8 @@ Decisions, so callers can rely on them:
 - Sending a *different* label for an id that has one **updates** it (labels get corrected in
   real life) and says so (``result.updated``, with the old label), so nothing changes silently.
 - The whole call is one transaction: either every known id is stored or none is.
+- An id is known when the log holds its row: a row of the per-row form an older nbprod wrote, or
+  row ``i`` of the record of request ``<request_id>`` for ``<request_id>-<i>`` (:mod:`.predlog`).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from sqlalchemy import select
 from .. import state
 from .._display import Display, Lines, View
 from ..errors import DataError
-from .predlog import ensure_tables, feedback_table, predictions
+from .predlog import ensure_tables, feedback_table, prediction_records, predictions
 
 __all__ = ["feedback", "FeedbackResult"]
 
@@ -94,6 +96,21 @@ def _as_list(values: Any, what: str) -> list:
                         f"pass {what} as a list") from None
 
 
+def _in_records(conn, ids: list[str]) -> dict[str, str]:
+    """The ids of ``ids`` that name a row of a record (``<id_prefix>-<i>``, ``i`` < its rows, written as
+    the server writes it: no sign, no leading zero) → that record's ``id_prefix``."""
+    wanted: dict[str, list[tuple[str, int]]] = {}
+    for pid in ids:
+        prefix, dash, index = pid.rpartition("-")
+        if dash and index.isdigit() and index.isascii() and str(int(index)) == index:
+            wanted.setdefault(prefix, []).append((pid, int(index)))
+    if not wanted:
+        return {}
+    r = prediction_records
+    found = conn.execute(select(r.c.id_prefix, r.c.n_rows).where(r.c.id_prefix.in_(list(wanted)))).all()
+    return {pid: prefix for prefix, n in found for pid, i in wanted[prefix] if i < n}
+
+
 def feedback(prediction_ids: Iterable[str] | str, labels: Any) -> FeedbackResult:
     """Store the true ``labels`` of earlier predictions (ids from the server's ``prediction_ids``)."""
 
@@ -117,11 +134,13 @@ def feedback(prediction_ids: Iterable[str] | str, labels: Any) -> FeedbackResult
     f, p = feedback_table, predictions
     keys = list(pairs)
     with state.write_transaction() as conn:
-        known: set[str] = set()
+        known: dict[str, str | None] = {}  # id -> the request_key of its record (None: a per-row-form row)
         existing: dict[str, str] = {}
         for start in range(0, len(keys), _CHUNK):
             chunk = keys[start:start + _CHUNK]
-            known.update(r[0] for r in conn.execute(select(p.c.prediction_id).where(p.c.prediction_id.in_(chunk))))
+            known.update((r[0], None) for r in conn.execute(select(p.c.prediction_id)
+                                                            .where(p.c.prediction_id.in_(chunk))))
+            known.update(_in_records(conn, [pid for pid in chunk if pid not in known]))
             existing.update((r[0], r[1]) for r in conn.execute(select(f.c.prediction_id, f.c.label)
                                                                 .where(f.c.prediction_id.in_(chunk))))
         new_rows = []
@@ -130,7 +149,8 @@ def feedback(prediction_ids: Iterable[str] | str, labels: Any) -> FeedbackResult
             if pid not in known:
                 result.unknown.append(pid)
             elif pid not in existing:
-                new_rows.append({"prediction_id": pid, "label": text, "ts": now, "updated_at": now})
+                new_rows.append({"prediction_id": pid, "label": text, "ts": now, "updated_at": now,
+                                 "request_key": known[pid]})
                 result.stored.append(pid)
             elif existing[pid] == text:
                 result.unchanged.append(pid)

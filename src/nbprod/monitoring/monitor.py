@@ -43,9 +43,10 @@ from ..driftstats.api import series_kind
 from ..driftstats.report import ColumnDrift
 from ..errors import DeploymentError, DriftError, NbprodError
 from ..registry.outputs import OUTPUTS_FILE
+from .logread import load
 from .performance import infer_task, normalise, performance
 from .predlog import ensure_tables
-from .predlog import feedback_table as f
+from .predlog import prediction_records as pr
 from .predlog import predictions as p
 from .report import MonitorReport
 from .windows import parse_duration, parse_time, window_edges
@@ -73,26 +74,17 @@ def resolve_name(deployment_or_model: str) -> str:
 
 
 def _load(name: str, lo: float, hi: float):
-    """The period's non-shadow rows (with their labels) as a frame, oldest first."""
-
-    eng = ensure_tables()
-    stmt = (select(p.c.ts, p.c.version, p.c.role, p.c.status, p.c.latency_ms, p.c.row_index, p.c.inputs,
-                   p.c.prediction, p.c.ood, f.c.label, p.c.n_rows)
-            .select_from(p.outerjoin(f, f.c.prediction_id == p.c.prediction_id))
-            .where(p.c.deployment == name, p.c.ts >= lo, p.c.ts < hi, p.c.role != "shadow")
-            .order_by(p.c.ts, p.c.id))
-    with eng.connect() as conn:
-        rows = conn.execute(stmt).all()
-    columns = ["ts", "version", "role", "status", "latency_ms", "row_index", "inputs", "prediction", "ood", "label",
-               "n_rows"]
-    return pd.DataFrame(rows, columns=columns)
+    """The period's non-shadow rows (with their labels, parsed) and the answered rows' inputs, oldest first."""
+    log = load(name, since=lo, until=hi)
+    return log.frame, log.inputs
 
 
 def _known(name: str) -> bool:
     eng = ensure_tables()
     with eng.connect() as conn:
-        if conn.execute(select(p.c.id).where(p.c.deployment == name).limit(1)).first() is not None:
-            return True
+        for t in (p, pr):
+            if conn.execute(select(t.c.id).where(t.c.deployment == name).limit(1)).first() is not None:
+                return True
     try:
         from ..serving.spec import load_spec
 
@@ -104,7 +96,8 @@ def _known(name: str) -> bool:
 
 def _logged_names() -> list[str]:
     with ensure_tables().connect() as conn:
-        return [r[0] for r in conn.execute(select(p.c.deployment).distinct().limit(20))]
+        names = [row[0] for t in (pr, p) for row in conn.execute(select(t.c.deployment).distinct().limit(20))]
+    return list(dict.fromkeys(names))[:20]
 
 
 # --- version changes and references -----------------------------------------------------------
@@ -323,20 +316,21 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
                               f"pass a deployment name ({', '.join(logged) or 'none has logged predictions yet'}); "
                               "check NBPROD_HOME / NBPROD_DB_URL")
     lo, hi = edges[0][0], until_ts
-    frame = _load(name, lo, hi)
+    frame, inputs = _load(name, lo, hi)
     notes: list[str] = []
     gate = frame.role == "gate"
     if gate.any() and not include_gate:
         n_gate = int((gate & (frame.row_index == 0)).sum())
         notes.append(f"{n_gate:,} latency-gate test request(s) left out: not production traffic "
                      "(include_gate=True, --include-gate, counts them)")
+        inputs = inputs[~gate[frame.role != "error"].to_numpy()].reset_index(drop=True)  # its rows: the answered
         frame = frame[~gate].reset_index(drop=True)
 
     answered = frame[frame.role != "error"].reset_index(drop=True)
-    inputs = (pd.DataFrame.from_records([json.loads(s) if s else {} for s in answered.inputs]) if len(answered)
-              else pd.DataFrame())
-    preds_raw = [json.loads(s) if s else None for s in answered.prediction]
-    labels_raw = [json.loads(s) if isinstance(s, str) else None for s in answered.label]
+    if not len(answered):
+        inputs = pd.DataFrame()
+    preds_raw = list(answered.prediction)
+    labels_raw = list(answered.label)
     labelled = [v for v in labels_raw if v is not None]
     if task is None:
         task = infer_task(labelled) if labelled else (

@@ -1,30 +1,41 @@
-"""The prediction log: every answered row, every shadow answer and every failed request, in the state DB.
+"""The prediction log: every answered request, every shadow answer and every failed request, in the state DB.
 
 Why it is built this way:
 
 - The server's hooks run on the event loop, so :class:`PredictionLog` only *appends a reference*
   to the request's arrays to a bounded in-memory buffer (no JSON, no SQL on the request path).
   One background thread drains the buffer every ``flush_s`` (or as soon as ``batch_rows`` rows
-  wait), turns the arrays into rows and writes them with one ``executemany`` per batch.
+  wait), turns each request into ONE record (:mod:`.logrecords`: its inputs as one columnar JSON
+  text, its predictions as one JSON list, its OOD flags as a sparse map) and writes a batch of
+  records with one ``executemany``. The log's cost is per request, not per predicted row (issue
+  13); readers expand records to rows (:mod:`.logread`), one per predicted row, as before.
+- Databases written by an older nbprod hold one row per predicted row in the table
+  ``predictions``; it is kept, never written again except by :func:`write_rows`, and read,
+  pruned and joined beside the records of ``prediction_records`` (docs/design-notes.md).
 - When the buffer holds ``max_pending_rows`` rows the new request's rows are dropped — never
   waited for — and counted in ``nbprod_dropped_log_rows_total`` (per row). A failing DB write is
   retried once, then its rows are dropped and counted too; a prediction never waits or fails
-  because of the log.
-- Error rate: every failed request is in the log. A server error (5xx) is ONE row with ``status``
-  set and no prediction id. A refused request (4xx: a wrong token, bad input, a body too large)
-  is *counted*, not logged one by one: the writer writes at most one row per status, version and
-  endpoint per ``refused_every_s`` (1 s), whose ``n_rows`` says how many requests it stands for.
-  A flood of refused requests therefore costs the log a bounded number of rows, and windows still
-  count requests and errors exactly from the same table (``/metrics`` counts them too, per status).
-- Shadow answers are rows with ``role='shadow'``, no prediction id and no inputs (they are the
-  stable row's inputs: join on ``request_id`` + ``row_index``).
-- Retention: the writer deletes rows older than ``max_age_s`` and keeps at most ``max_rows`` rows
-  per deployment. It prunes after every ``prune_every_rows`` rows it writes (a twentieth of
-  ``max_rows``, at least 100) and at least every ``prune_every_s``, so the log exceeds its cap
-  by at most about ``prune_every_rows`` per worker. Over the cap it deletes error rows first,
-  then the oldest predictions without a label, and labelled predictions last: a refused request
-  never displaces a prediction, and an error never displaces a label. The feedback of every
-  deleted prediction goes with it, and feedback older than ``max_age_s`` too. On SQLite the
+  because of the log. A request's record is one row of one transaction: it is stored whole or
+  not at all, also when the process is killed.
+- Error rate: every failed request is in the log. A server error (5xx) is ONE record with
+  ``status`` set and no prediction ids. A refused request (4xx: a wrong token, bad input, a body
+  too large) is *counted*, not logged one by one: the writer writes at most one record per status,
+  version and endpoint per ``refused_every_s`` (1 s), whose ``n_rows`` says how many requests it
+  stands for. A flood of refused requests therefore costs the log a bounded number of records,
+  and windows still count requests and errors exactly (``/metrics`` counts them too, per status).
+- Shadow answers are records with ``role='shadow'``, no prediction ids and no inputs (they are
+  the stable request's inputs: join on ``request_id`` + ``row_index``).
+- Feedback (:mod:`.feedback`) is keyed by prediction id ``<request_id>-<row>``; a label of a
+  record's row also stores the record's ``request_key`` (its request id), so readers and
+  retention join labels to records by equality, with an index.
+- Retention: the writer deletes records older than ``max_age_s`` and keeps at most ``max_rows``
+  rows per deployment (a record counts its ``n_rows``; an error record one). It prunes after
+  every ``prune_every_rows`` rows it writes (a twentieth of ``max_rows``, at least 100) and at
+  least every ``prune_every_s``, so the log exceeds its cap by at most about
+  ``prune_every_rows`` per worker. Over the cap it deletes whole records, oldest first: error
+  records first, then predictions without a label, and labelled predictions last: a refused
+  request never displaces a prediction, and an error never displaces a label. The feedback of
+  every deleted prediction goes with it, and feedback older than ``max_age_s`` too. On SQLite the
   freed pages go back to the file system (``auto_vacuum=INCREMENTAL``, see :mod:`nbprod.state`).
   A server reads both limits from the options ``prediction_log_max_age`` /
   ``prediction_log_max_rows`` (``NBPROD_PREDICTION_LOG_MAX_AGE`` = ``30d``, ``12h`` or seconds;
@@ -39,14 +50,10 @@ import asyncio
 import atexit
 import collections
 import contextlib
-import itertools
-import json
-import math
 import os
 import threading
 import time
-from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable
 
 from sqlalchemy import (
     BigInteger,
@@ -58,19 +65,22 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    case,
     delete,
     exists,
     func,
+    inspect,
     select,
 )
 
 from .. import state
 from ..config import settings
 from ..errors import ConfigError
+from .logrecords import RECORD_COLUMNS, records_of, rows_in
 
-__all__ = ["predictions", "feedback_table", "PredictionLog", "server_log", "writer_lifespan", "ensure_tables",
-           "write_rows", "log_rows", "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS", "MAX_AGE_ENV",
-           "MAX_ROWS_ENV"]
+__all__ = ["predictions", "prediction_records", "feedback_table", "PredictionLog", "server_log", "writer_lifespan",
+           "ensure_tables", "write_rows", "log_rows", "retention", "DEFAULT_MAX_AGE_S", "DEFAULT_MAX_ROWS",
+           "MAX_AGE_ENV", "MAX_ROWS_ENV"]
 
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
 DISABLE_ENV = "NBPROD_PREDICTION_LOG"  # "off" / "0": the server logs nothing (benchmarks, privacy)
@@ -80,6 +90,8 @@ MAX_ROWS_ENV = "NBPROD_PREDICTION_LOG_MAX_ROWS"  # option prediction_log_max_row
 
 _ID = BigInteger().with_variant(Integer(), "sqlite")  # SQLite autoincrements only INTEGER PRIMARY KEY
 
+#: The per-row form an older nbprod wrote (one row per predicted row): read, pruned and joined, not written
+#: by the server any more (:func:`write_rows` still writes it: back-fills and the compatibility tests).
 predictions = Table(
     "predictions", state.metadata,
     Column("id", _ID, primary_key=True, autoincrement=True),
@@ -100,19 +112,42 @@ predictions = Table(
     Index("ux_predictions_prediction_id", "prediction_id", unique=True),
 )
 
+#: One record per request (:mod:`.logrecords`): what the writer writes.
+prediction_records = Table(
+    "prediction_records", state.metadata,
+    Column("id", _ID, primary_key=True, autoincrement=True),
+    Column("deployment", String(255), nullable=False),
+    Column("ts", Float, nullable=False),  # unix time the answer was sent
+    Column("request_id", String(64)),
+    Column("id_prefix", String(64)),  # the rows' prediction ids are "<id_prefix>-<i>"; NULL: shadow, error
+    Column("version", String(64)),
+    Column("role", String(16), nullable=False),  # stable | canary | pinned | gate | batch | shadow | error
+    Column("status", Integer, nullable=False, default=200),
+    Column("latency_ms", Float),  # server-side latency of the whole request
+    Column("n_rows", Integer, nullable=False, default=1),  # rows in the request; error records: requests counted
+    Column("inputs", Text),  # columnar JSON: {"column": [v0, v1, ...]} (numeric columns may be packed: logrecords)
+    Column("predictions", Text),  # JSON list, one value per row (or packed numeric predictions)
+    Column("ood", Text),  # JSON {"row": [reasons]} of the rows out of distribution; NULL when none is
+    Index("ix_prediction_records_deployment_ts", "deployment", "ts"),
+    Index("ux_prediction_records_id_prefix", "id_prefix", unique=True),  # a prediction id names one row
+)
+
 feedback_table = Table(
     "feedback", state.metadata,
     Column("prediction_id", String(80), primary_key=True),
     Column("label", Text, nullable=False),  # JSON value
     Column("ts", Float, nullable=False),  # when the label first arrived
     Column("updated_at", Float, nullable=False),
+    Column("request_key", String(64)),  # the id_prefix of the record holding the row; NULL: a per-row-form row
+    Index("ix_feedback_request_key", "request_key"),
 )
 
 _created: set = set()
 
 
 def ensure_tables(db_url: str | None = None):
-    """The state-DB engine with the prediction and feedback tables created (once per process)."""
+    """The state-DB engine with the prediction-log and feedback tables created (once per process); a
+    feedback table an older nbprod created gains its ``request_key`` column here."""
     eng = state.engine(db_url)
     key = (str(eng.url), os.getpid())
     if key not in _created:
@@ -121,242 +156,35 @@ def ensure_tables(db_url: str | None = None):
             with conn.begin():
                 state.lock(conn, "nbprod.schema")
                 predictions.create(conn, checkfirst=True)
+                prediction_records.create(conn, checkfirst=True)
                 feedback_table.create(conn, checkfirst=True)
+                if "request_key" not in {c["name"] for c in inspect(conn).get_columns(feedback_table.name)}:
+                    quote = eng.dialect.identifier_preparer.quote
+                    conn.exec_driver_sql(f"ALTER TABLE {quote(feedback_table.name)} ADD COLUMN "
+                                         f"{quote('request_key')} VARCHAR(64)")
+                    for index in feedback_table.indexes:
+                        index.create(conn, checkfirst=True)
         _created.add(key)
     return eng
 
 
-# --- turning a request's arrays into rows (in the writer thread) -------------------------------
-
-
-def _plain_list(values: Any, n: int) -> list:
-    """Column values as a list of JSON-able Python values (NaN → None)."""
-    if hasattr(values, "tolist"):
-        out = values.tolist()
-        kind = getattr(getattr(values, "dtype", None), "kind", "")
-        if kind == "f":
-            out = [None if v != v else v for v in out]
-    else:
-        out = list(values)
-    if len(out) != n:
-        out = (out + [None] * n)[:n]
-    return out
-
-
-def _jsonable(v: Any) -> Any:
-    if v is None or isinstance(v, (str, bool, int)):
-        return v
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
-    if hasattr(v, "item") and not hasattr(v, "__len__"):
-        return _jsonable(v.item())
-    if hasattr(v, "tolist"):
-        return _jsonable(v.tolist())
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
-    return str(v)
-
-
-def _prediction_list(pred: Any, n: int) -> list:
-    """One prediction value per row, whatever the model returned."""
-    mod = type(pred).__module__
-    if mod.startswith("pandas"):
-        if hasattr(pred, "columns"):
-            records = pred.to_dict(orient="records")
-            return [_jsonable(r if len(r) > 1 else next(iter(r.values()))) for r in records]
-        pred = pred.to_numpy()
-    if hasattr(pred, "ndim"):
-        if pred.ndim == 1:
-            return _plain_list(pred, n)
-        return [_jsonable(r) for r in pred.reshape(len(pred), -1).tolist()]
-    if isinstance(pred, dict):  # {output: array} → one object per row
-        cols = {k: _prediction_list(v, n) for k, v in pred.items()}
-        return [{k: cols[k][i] for k in cols} for i in range(n)]
-    values = list(pred) if isinstance(pred, (list, tuple)) else [pred] * n
-    return [_jsonable(v) for v in (values + [None] * n)[:n]]
-
-
-#: One encoder for every row (``json.dumps`` with keywords builds a new one per call).
-_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str)
-_dumps = _ENCODER.encode
-_NONE = type(None)
-_NUMBERS = frozenset((int, float, bool, _NONE))
-_TEXTS = frozenset((str, _NONE))
-
-
-def _fragments(values: list) -> list[str]:
-    """Each value's JSON text, as ``_dumps(_jsonable(v))`` gives it, a column at a time: numbers in one
-    encoder call split at the commas (no number's text holds one), strings through the C escaper."""
-    types = set(map(type, values))
-    if types <= _NUMBERS:
-        return _dumps(values)[1:-1].split(",") if values else []  # NaN: already None; ±inf raise, as _dumps does
-    if types <= _TEXTS:
-        return ["null" if v is None else _escape(v) for v in values]
-    if types == {list} and set(map(type, itertools.chain.from_iterable(values))) <= _NUMBERS and all(values):
-        inner = _dumps(values)[2:-2].split("],[")  # class probabilities: [[0.2,0.8],[0.9,0.1]]
-        return [f"[{x}]" for x in inner]
-    return [_dumps(_jsonable(v)) for v in values]
-
-
-def _row_objects(names: list[str], columns: list[list[str]], n: int) -> list[str]:
-    """``{"name": value, ...}`` per row from the columns' JSON fragments (one C format per row)."""
-    if not names:
-        return ["{}"] * n
-    template = "{" + ",".join(_escape(str(k)).replace("%", "%%") + ":%s" for k in names) + "}"
-    return [template % row for row in zip(*columns, strict=True)]
-
-
-def _rows_of(deployment: str, kind: str, ts: float, rec: dict) -> list[dict]:
-    if kind == "error":
-        return [{"deployment": deployment, "ts": ts, "request_id": rec.get("request_id"), "row_index": 0,
-                 "prediction_id": None, "version": _s(rec.get("version")), "role": "error",
-                 "status": int(rec.get("status") or 500), "latency_ms": rec.get("latency_ms"),
-                 "n_rows": int(rec.get("count") or 1),
-                 "inputs": None, "prediction": None, "ood": None}]
-    pred = rec.get("predictions")
-    n = _row_count(rec)
-    preds = _prediction_list(pred, n)
-    base = {"deployment": deployment, "ts": ts, "request_id": rec.get("request_id"), "version": _s(rec.get("version")),
-            "status": 200, "latency_ms": rec.get("latency_ms"), "n_rows": n}
-    if kind == "shadow":
-        return [{**base, "row_index": i, "prediction_id": None, "role": "shadow", "inputs": None,
-                 "prediction": _dumps(_jsonable(preds[i])), "ood": None} for i in range(n)]
-    inputs = rec.get("inputs") or {}
-    names = list(inputs)
-    objects = _row_objects(names, [_fragments(_plain_list(inputs[k], n)) for k in names], n)
-    shown = _fragments(preds[:n] + [None] * (n - len(preds)))
-    ood = rec.get("ood")
-    rid = rec.get("request_id")
-    role = rec.get("role") or "stable"
-    out = []
-    for i in range(n):
-        flags = ood[i] if ood is not None and i < len(ood) else None
-        out.append({**base, "row_index": i, "prediction_id": f"{rid}-{i}", "role": role, "inputs": objects[i],
-                    "prediction": shown[i], "ood": _dumps(list(flags)) if flags else None})
-    return out
-
-
-def _row_count(rec: dict) -> int:
-    """A prediction record's rows: its ``n``, else as many as its predictions."""
-    pred = rec.get("predictions")
-    sized = hasattr(pred, "__len__") and not isinstance(pred, (str, dict))
-    return int(rec.get("n") or 0) or (len(pred) if sized else 1)  # type: ignore[arg-type]
-
-
-def _s(v: Any) -> str | None:
-    return None if v is None else str(v)
-
-
-def _converted(deployment: str, items: list) -> Iterator[list[tuple] | Exception]:
-    """The rows of ``items``, a stretch at a time: a run of consecutive predictions with the same input
-    columns is converted at once (:func:`_run_rows`), anything else (or a run that fails) one record at a
-    time with :func:`_rows_of`; each yield is a list of row tuples, or the exception of one record."""
-    i = 0
-    while i < len(items):
-        kind, ts, rec = items[i]
-        j = i + 1
-        if kind == "prediction":
-            names = _names(rec)
-            while j < len(items) and items[j][0] == "prediction" and _names(items[j][2]) == names:
-                j += 1
-        if j - i > 1:
-            try:
-                yield _run_rows(deployment, items[i:j])
-                i = j
-                continue
-            except Exception:  # noqa: BLE001 - one odd record: convert the run one by one, it alone fails
-                pass
-        for kind, ts, rec in items[i:j]:
-            try:
-                yield [_as_tuple(r) for r in _rows_of(deployment, kind, ts, rec)]
-            except Exception as exc:  # noqa: BLE001
-                yield exc
-        i = j
-
-
-def _names(rec: dict) -> tuple:
-    return tuple(rec.get("inputs") or ())
-
-
-def _as_tuple(row: dict) -> tuple:
-    return tuple(row[k] if k in row else _ROW_DEFAULTS[k] for k in _ROW_COLUMNS)
-
-
-def _column_fragments(parts: list, ns: list[int]) -> list[str]:
-    """The JSON text of one input column's values over several records, each exactly as
-    ``_fragments(_plain_list(part, n))`` gives it for its record alone: numeric or text arrays of one
-    dtype are joined in C and turned into text once; anything else a record at a time."""
-    import numpy as np  # the server has it loaded; ``import nbprod`` does not import this module
-
-    if set(map(type, parts)) == {np.ndarray} and list(map(len, parts)) == ns:
-        dtypes = {p.dtype for p in parts}
-        kinds = {d.kind for d in dtypes}
-        if (len(dtypes) == 1 or kinds == {"U"}) and kinds <= set("biufUO") and all(p.ndim == 1 for p in parts):
-            values = _plain_list(np.concatenate(parts), sum(ns))
-            if "O" not in kinds or set(map(type, values)) <= _TEXTS:  # objects: only all-text ones take one path
-                return _fragments(values)
-    out: list[str] = []
-    for values, n in zip(parts, ns, strict=True):
-        out += _fragments(_plain_list(values, n))
-    return out
-
-
-def _prediction_fragments(preds: list, ns: list[int]) -> list[str]:
-    """The JSON text of each row's prediction over several records, as ``_rows_of`` gives each record's."""
-    import numpy as np
-
-    first = preds[0]
-    if (set(map(type, preds)) == {np.ndarray} and len({(p.dtype, p.shape[1:]) for p in preds}) == 1
-            and first.dtype.kind in "biuf" and first.ndim >= 1 and list(map(len, preds)) == ns):
-        return _fragments(_prediction_list(np.concatenate(preds), sum(ns)))
-    out: list[str] = []
-    for pred, n in zip(preds, ns, strict=True):
-        values = _prediction_list(pred, n)
-        out += _fragments(values[:n] + [None] * (n - len(values)))
-    return out
-
-
-def _run_rows(deployment: str, run: list) -> list[tuple]:
-    """The rows of consecutive prediction records with the same input columns, byte for byte what
-    :func:`_rows_of` gives each, but converted a column at a time across all of them: a one-row request
-    costs the writer a row's work, not a request's worth of per-column calls."""
-    recs = [rec for _, _, rec in run]
-    ns = [_row_count(rec) for rec in recs]
-    total = sum(ns)
-    names = list(recs[0].get("inputs") or ())
-    columns = [_column_fragments([rec["inputs"][k] for rec in recs], ns) for k in names]
-    objects = _row_objects(names, columns, total)
-    shown = _prediction_fragments([rec.get("predictions") for rec in recs], ns)
-    out: list[tuple] = []
-    at = 0
-    for (_, ts, rec), n in zip(run, ns, strict=True):
-        rid, version, latency = rec.get("request_id"), _s(rec.get("version")), rec.get("latency_ms")
-        role = rec.get("role") or "stable"
-        ood = rec.get("ood")
-        for i in range(n):
-            flags = ood[i] if ood is not None and i < len(ood) else None
-            out.append((deployment, ts, rid, i, f"{rid}-{i}", version, role, 200, latency, n, objects[at + i],
-                        shown[at + i], _dumps(list(flags)) if flags else None))
-        at += n
-    return out
-
-
 def write_rows(rows: list[dict], db_url: str | None = None) -> int:
-    """Insert prediction-log rows (one ``executemany``); the number written."""
-    return _insert([_as_tuple(r) for r in rows], db_url)
+    """Insert rows in the per-row form an older nbprod wrote (table ``predictions``); the number written.
+
+    The server does not write this form any more; back-fills of old rows and the tests that check
+    such databases still read right do."""
+    return _insert(predictions, _ROW_COLUMNS, [_as_tuple(r) for r in rows], db_url)
 
 
-def _insert(full: list[tuple], db_url: str | None) -> int:
-    """Insert rows given as tuples in ``_ROW_COLUMNS`` order (one ``executemany``)."""
+def _insert(table: Table, columns: tuple, full: list[tuple], db_url: str | None) -> int:
+    """Insert tuples in ``columns`` order into ``table`` (one ``executemany``, one transaction)."""
     if not full:
         return 0
     eng = ensure_tables(db_url)
     with eng.connect() as conn:
         conn.execution_options(nbprod_write=True)
         with conn.begin():
-            conn.exec_driver_sql(_insert_sql(eng.dialect), full)  # the driver's executemany, no per-row Core work
+            conn.exec_driver_sql(_insert_sql(eng.dialect, table, columns), full)  # no per-row Core work
     return len(full)
 
 
@@ -366,24 +194,47 @@ _ROW_DEFAULTS = {"request_id": None, "row_index": 0, "prediction_id": None, "ver
                  "latency_ms": None, "n_rows": 1, "inputs": None, "prediction": None, "ood": None}
 
 
-def _insert_sql(dialect) -> str:
-    """``INSERT INTO predictions (...) VALUES (?, ...)`` in the driver's positional parameter style."""
+def _as_tuple(row: dict) -> tuple:
+    return tuple(row[k] if k in row else _ROW_DEFAULTS[k] for k in _ROW_COLUMNS)
+
+
+def _insert_sql(dialect, table: Table, columns: tuple) -> str:
+    """``INSERT INTO table (...) VALUES (?, ...)`` in the driver's positional parameter style."""
     mark = "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3: qmark; psycopg: format/pyformat
     quote = dialect.identifier_preparer.quote
-    return (f"INSERT INTO {quote(predictions.name)} ({', '.join(quote(c) for c in _ROW_COLUMNS)}) "
-            f"VALUES ({', '.join([mark] * len(_ROW_COLUMNS))})")
+    return (f"INSERT INTO {quote(table.name)} ({', '.join(quote(c) for c in columns)}) "
+            f"VALUES ({', '.join([mark] * len(columns))})")
 
 
-def log_rows(deployment: str, records: Iterable[tuple[str, float, dict]], db_url: str | None = None) -> int:
-    """Write hook records directly — ``(kind, unix_ts, record)`` with kind prediction|shadow|error.
+#: The rows a stored record counts for in SQL (retention): an error record is one, whatever requests it counts.
+_ROWS = case((prediction_records.c.role == "error", 1), else_=prediction_records.c.n_rows)
 
-    The same conversion the server's writer does, synchronously: tests and back-fills use it to
-    put traffic in the log fast.
+
+def _record_rows(rec: tuple) -> int:
+    """The rows a stored record counts for (written, retention): an error record is one."""
+    return 1 if rec[5] == "error" else rec[8]
+
+
+def _insert_records(recs: list[tuple], db_url: str | None) -> int:
+    """Insert stored records (:data:`~.logrecords.RECORD_COLUMNS` tuples) in one transaction; rows written."""
+    _insert(prediction_records, RECORD_COLUMNS, recs, db_url)
+    return sum(map(_record_rows, recs))
+
+
+def log_rows(deployment: str, items: Iterable[tuple[str, float, dict]], db_url: str | None = None) -> int:
+    """Write hook records directly — ``(kind, unix_ts, record)`` with kind prediction|shadow|error —;
+    the number of rows written (a request's record counts its rows).
+
+    The same conversion the server's writer does, synchronously, in one transaction: the batch scorer
+    logs its batches with it, tests and back-fills put traffic in the log fast. A record that cannot be
+    stored raises (nothing of the call is written).
     """
-    rows: list[dict] = []
-    for kind, ts, rec in records:
-        rows.extend(_rows_of(deployment, kind, ts, rec))
-    return write_rows(rows, db_url)
+    recs: list[tuple] = []
+    for rec in records_of(deployment, list(items)):
+        if isinstance(rec, Exception):
+            raise rec
+        recs.append(rec)
+    return _insert_records(recs, db_url)
 
 
 # --- the writer ---------------------------------------------------------------------------------
@@ -447,7 +298,7 @@ class PredictionLog:
             return
         if self._thread is None:
             self.start()
-        if self._pending >= self.batch_rows:
+        if self._pending >= self.batch_rows and not self._wake.is_set():  # set() takes a lock and notifies
             self._wake.set()
 
     def _drop(self, rows: int) -> None:
@@ -549,27 +400,26 @@ class PredictionLog:
                 return
 
     def _write(self, items: list) -> None:
-        rows: list[tuple] = []
-        for converted in _converted(self.deployment, items):
+        recs: list[tuple] = []
+        for converted in records_of(self.deployment, items):
             if isinstance(converted, Exception):  # one odd record never stops the log
                 self.last_error = f"convert: {type(converted).__name__}: {converted}"
                 self._count_failed(1)
             else:
-                rows.extend(converted)
-        n_taken = sum(_rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
-        for start in range(0, len(rows), self.batch_rows):
-            chunk = rows[start:start + self.batch_rows]
+                recs.append(converted)
+        n_taken = sum(rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
+        for chunk in _chunks(recs, self.batch_rows):
             for attempt in (0, 1):
                 try:
-                    _insert(chunk, self.db_url)
-                    self.written += len(chunk)
-                    self._written_since_prune += len(chunk)
+                    rows = _insert_records(chunk, self.db_url)
+                    self.written += rows
+                    self._written_since_prune += rows
                     break
                 except Exception as exc:  # noqa: BLE001 - the DB may be briefly locked or away
                     self.last_error = f"write: {type(exc).__name__}: {exc}"
                     if attempt:
                         self.failed_batches += 1
-                        self._count_failed(len(chunk))
+                        self._count_failed(sum(map(_record_rows, chunk)))
                     else:
                         time.sleep(0.2)
         with self._lock:
@@ -608,41 +458,77 @@ class PredictionLog:
 
     # -- retention ----------------------------------------------------------------------------
     def prune(self, now: float | None = None) -> int:
-        """Delete rows past the age limit, then rows beyond ``max_rows``; the number deleted.
+        """Delete what is past the age limit, then the oldest beyond ``max_rows``; the rows deleted.
 
-        Beyond ``max_rows`` the oldest error rows go first, then the oldest predictions (and
-        shadow answers) without a label, and labelled predictions only when nothing else is left.
+        Whole records go (a request is kept or deleted with all its rows), and the per-row form an
+        older nbprod wrote goes before the records (it is older). Beyond ``max_rows`` the oldest
+        error records go first, then the oldest predictions (and shadow answers) without a label,
+        and labelled predictions only when nothing else is left.
         """
         now = time.time() if now is None else now
         cutoff = now - self.max_age_s
         eng = ensure_tables(self.db_url)
-        t, f = predictions, feedback_table
+        t, r, f = predictions, prediction_records, feedback_table
         deleted = 0
         with eng.connect() as conn:
             conn.execution_options(nbprod_write=True)
             with conn.begin():
-                mine = t.c.deployment == self.deployment
-                deleted += self._delete(conn, mine, t.c.ts < cutoff)
-                excess = conn.execute(select(func.count()).select_from(t).where(mine)).scalar_one() - self.max_rows
-                labelled = exists().where(f.c.prediction_id == t.c.prediction_id)
-                for kind in (t.c.role == "error", and_(t.c.role != "error", ~labelled), t.c.role != "error"):
-                    if excess <= 0:
-                        break
-                    oldest = select(t.c.id).where(mine, kind).order_by(t.c.id).limit(excess).scalar_subquery()
-                    gone = self._delete(conn, t.c.id.in_(oldest))
-                    deleted += gone
-                    excess -= gone
+                old, new = t.c.deployment == self.deployment, r.c.deployment == self.deployment
+                deleted += self._delete_rows(conn, old, t.c.ts < cutoff)
+                deleted += self._delete_records(conn, new, r.c.ts < cutoff)
+                held = (conn.execute(select(func.count()).select_from(t).where(old)).scalar_one()
+                        + int(conn.execute(select(func.sum(_ROWS)).where(new)).scalar() or 0))
+                excess = held - self.max_rows
+                unlabelled_old = and_(t.c.role != "error", ~exists().where(f.c.prediction_id == t.c.prediction_id))
+                unlabelled_new = and_(r.c.role != "error", ~exists().where(f.c.request_key == r.c.id_prefix))
+                for old_kind, new_kind in ((t.c.role == "error", r.c.role == "error"),
+                                           (unlabelled_old, unlabelled_new),
+                                           (t.c.role != "error", r.c.role != "error")):
+                    if excess > 0:
+                        oldest = select(t.c.id).where(old, old_kind).order_by(t.c.id).limit(excess).scalar_subquery()
+                        gone = self._delete_rows(conn, t.c.id.in_(oldest))
+                        deleted += gone
+                        excess -= gone
+                    if excess > 0:
+                        gone = self._delete_oldest_records(conn, excess, new, new_kind)
+                        deleted += gone
+                        excess -= gone
                 conn.execute(delete(f).where(f.c.updated_at < cutoff))
         if deleted:
             state.reclaim(eng)
         return deleted
 
     @staticmethod
-    def _delete(conn, *where) -> int:
-        """Delete the prediction rows matching ``where`` and the feedback of their ids (no orphans)."""
+    def _delete_rows(conn, *where) -> int:
+        """Delete the per-row-form rows matching ``where`` and the feedback of their ids (no orphans)."""
         t, f = predictions, feedback_table
         conn.execute(delete(f).where(f.c.prediction_id.in_(select(t.c.prediction_id).where(*where))))
         return conn.execute(delete(t).where(*where)).rowcount or 0
+
+    @staticmethod
+    def _delete_records(conn, *where) -> int:
+        """Delete the records matching ``where`` and the feedback of their rows; the rows they held."""
+        r, f = prediction_records, feedback_table
+        rows = int(conn.execute(select(func.sum(_ROWS)).where(*where)).scalar() or 0)
+        if rows:
+            conn.execute(delete(f).where(f.c.request_key.in_(select(r.c.id_prefix).where(*where))))
+            conn.execute(delete(r).where(*where))
+        return rows
+
+    def _delete_oldest_records(self, conn, excess: int, *where) -> int:
+        """Delete the oldest records matching ``where`` until they held ``excess`` rows; the rows deleted."""
+        r = prediction_records
+        oldest = conn.execute(select(r.c.id, _ROWS).where(*where).order_by(r.c.id).limit(excess)).all()
+        ids, held = [], 0
+        for rid, rows in oldest:  # each record holds a row at least: ``excess`` records are always enough
+            if held >= excess:
+                break
+            ids.append(rid)
+            held += rows
+        deleted = 0
+        for start in range(0, len(ids), 500):
+            deleted += self._delete_records(conn, r.c.id.in_(ids[start:start + 500]))
+        return deleted
 
     def stats(self) -> dict:
         return {"deployment": self.deployment, "written": self.written, "dropped": self.dropped,
@@ -718,10 +604,15 @@ def writer_lifespan(log: PredictionLog):
     return lifespan
 
 
-def _rows_in(kind: str, rec: dict) -> int:
-    if kind == "error":
-        return 1
-    if kind == "shadow":
-        preds = rec.get("predictions")
-        return len(preds) if isinstance(preds, list) else 1
-    return int(rec.get("n") or 1)
+def _chunks(recs: list[tuple], rows: int) -> Iterable[list[tuple]]:
+    """``recs`` in consecutive chunks of about ``rows`` rows (a record is never split: it is one row)."""
+    chunk: list[tuple] = []
+    held = 0
+    for rec in recs:
+        chunk.append(rec)
+        held += _record_rows(rec)
+        if held >= rows:
+            yield chunk
+            chunk, held = [], 0
+    if chunk:
+        yield chunk

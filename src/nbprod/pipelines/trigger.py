@@ -123,26 +123,18 @@ class Triggered:
 
 def _window_data(deployment: str, start: float, end: float) -> str | None:
     """The window's logged inputs (answered rows, not shadow) as a parquet file, or None without any."""
-    import pandas as pd
-    from sqlalchemy import select
-
     from ..config import settings
-    from ..monitoring.predlog import ensure_tables
-    from ..monitoring.predlog import predictions as p
+    from ..monitoring.logread import load
 
-    stmt = (select(p.c.inputs).where(p.c.deployment == deployment, p.c.ts >= start, p.c.ts <= end,
-                                     p.c.role.notin_(["shadow", "error"]), p.c.inputs.isnot(None))
-            .order_by(p.c.ts, p.c.id))
-    with ensure_tables().connect() as conn:
-        rows = [json.loads(r.inputs) for r in conn.execute(stmt)]
-    if not rows:
+    log = load(deployment, since=start, until=end, until_inclusive=True, roles_out=("shadow", "error"), labels=False)
+    if not len(log.frame):
         return None
     folder = Path(settings.home) / "pipelines" / "alerts"
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(start))
     path = folder / f"{deployment}-{stamp}-{os.getpid()}-{time.time_ns()}.parquet"
     tmp = path.with_suffix(".tmp")
-    pd.DataFrame.from_records(rows).to_parquet(tmp)
+    log.inputs.to_parquet(tmp)
     os.replace(tmp, path)  # never a half-written file under the name a pipeline reads
     return str(path)
 

@@ -129,24 +129,17 @@ def deploy(args: dict, ctx: dict) -> dict:
 
 def canary_figures(deployment: str, version: str, since: float) -> dict:
     """The canary's own live figures from the prediction log: requests, errors, p95, labelled accuracy."""
-    from sqlalchemy import select
+    from ..monitoring.logread import load
 
-    from ..monitoring.predlog import ensure_tables
-    from ..monitoring.predlog import feedback_table as f
-    from ..monitoring.predlog import predictions as p
-
-    eng = ensure_tables()
-    stmt = (select(p.c.role, p.c.status, p.c.latency_ms, p.c.row_index, p.c.prediction, f.c.label)
-            .select_from(p.outerjoin(f, f.c.prediction_id == p.c.prediction_id))
-            .where(p.c.deployment == deployment, p.c.ts >= since, p.c.version == version, p.c.role != "shadow"))
-    with eng.connect() as conn:
-        rows = conn.execute(stmt).all()
-    requests = [r for r in rows if r.row_index == 0 or r.role == "error"]
-    errors = [r for r in requests if r.role == "error" or (r.status or 200) >= 400]
-    lat = sorted(r.latency_ms for r in requests if r.latency_ms is not None)
+    frame = load(deployment, since=since, version=version, inputs=False).frame
+    rows = list(zip(frame.role, frame.status, frame.latency_ms, frame.row_index, frame.prediction, frame.label,
+                    strict=True))
+    requests = [r for r in rows if r[3] == 0 or r[0] == "error"]
+    errors = [r for r in requests if r[0] == "error" or (r[1] or 200) >= 400]
+    lat = sorted(r[2] for r in requests if r[2] == r[2])  # NaN: no latency logged
     out: dict[str, Any] = {"requests": len(requests), "error_rate": len(errors) / len(requests) if requests else 0.0,
                            "p95_ms": lat[min(len(lat) - 1, int(0.95 * len(lat)))] if lat else None}
-    labelled = [(json.loads(r.prediction), json.loads(r.label)) for r in rows if r.label is not None and r.prediction]
+    labelled = [(r[4], r[5]) for r in rows if r[5] is not None and r[0] != "error"]
     if labelled:
         out["accuracy"] = sum(1 for a, b in labelled if _cls(a) == b) / len(labelled)
     return out
@@ -194,14 +187,9 @@ def _wait_for(deployment: str, version: str | None, since: float, hold: dict, ct
 
 
 def _all_requests(deployment: str, since: float) -> int:
-    from sqlalchemy import func, select
+    from ..monitoring.logread import count_requests
 
-    from ..monitoring.predlog import ensure_tables
-    from ..monitoring.predlog import predictions as p
-
-    with ensure_tables().connect() as conn:
-        return int(conn.execute(select(func.count()).where(p.c.deployment == deployment, p.c.ts >= since,
-                                                           p.c.row_index == 0)).scalar() or 0)
+    return count_requests(deployment, since)
 
 
 def wait(args: dict, ctx: dict) -> dict:

@@ -1,0 +1,268 @@
+"""Reading the prediction log as rows — one per predicted row — whichever form they were written in.
+
+The writer stores one record per request (:mod:`.logrecords`); a database an older nbprod wrote
+holds one row per predicted row (table ``predictions``). Every reader (the monitor, the canary
+figures, the alert pipelines' window data, the tests) reads through :func:`load`, which expands
+records to rows in Python and puts the per-row form beside them, so each reader sees the rows it
+saw when the log was written row by row: the same row order (time, then as written), the same
+values (a record's values are the per-row texts' values, :mod:`.logrecords`), the same labels.
+
+A record's row ``i`` has the prediction id ``<id_prefix>-<i>``; its label is the feedback row of
+that id, found through ``feedback.request_key`` (an index), never by parsing every id of the log.
+
+``import nbprod`` does not load this module (pandas).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+from sqlalchemy import func, select
+
+from .logrecords import unpack
+from .predlog import ensure_tables, feedback_table, prediction_records, predictions
+
+__all__ = ["LogRows", "load", "count_requests", "rows"]
+
+_NAN = float("nan")
+_loads = json.loads
+
+
+@dataclass
+class LogRows:
+    """The rows of a period: ``frame`` (one row per predicted row, error row or shadow answer: ``ts``,
+    ``request_id``, ``row_index``, ``version``, ``role``, ``status``, ``latency_ms``, ``n_rows``,
+    ``prediction``, ``ood``, ``label`` as Python values, ``prediction_id`` when asked for) and ``inputs``
+    (one row per row of ``frame`` that is neither an error nor a shadow answer, in the same order)."""
+
+    frame: Any
+    inputs: Any
+
+
+class _Rows:
+    """Column lists filled row by row (per-row form) or a record at a time."""
+
+    def __init__(self, ids: bool) -> None:
+        self.ts: list = []
+        self.request_id: list = []
+        self.row_index: list = []
+        self.version: list = []
+        self.role: list = []
+        self.status: list = []
+        self.latency_ms: list = []
+        self.n_rows: list = []
+        self.prediction: list = []
+        self.ood: list = []
+        self.label: list = []
+        self.prediction_id: list | None = [] if ids else None
+        self.answered: list[bool] = []
+        self.columns: dict[str, list] = {}  # the inputs of the answered rows
+        self.n_inputs = 0
+
+    def add_inputs(self, values: dict[str, list], n: int) -> None:
+        cols = self.columns
+        for k, v in values.items():
+            col = cols.get(k)
+            if col is None:
+                cols[k] = col = [_NAN] * self.n_inputs  # a column the earlier rows lacked: missing there
+            col.extend(v)
+        self.n_inputs += n
+        if len(values) != len(cols):
+            for col in cols.values():
+                if len(col) < self.n_inputs:
+                    col.extend([_NAN] * (self.n_inputs - len(col)))
+
+    def frame(self):
+        import pandas as pd
+
+        data: dict[str, Any] = {"ts": pd.Series(self.ts, dtype=float), "request_id": self.request_id,
+                                "row_index": self.row_index, "version": self.version, "role": self.role,
+                                "status": self.status, "latency_ms": pd.Series(self.latency_ms, dtype=float),
+                                "n_rows": self.n_rows}
+        for k in ("prediction", "ood", "label"):  # values as JSON gave them: a list, a number, None — never coerced
+            data[k] = pd.Series(getattr(self, k), dtype=object)
+        if self.prediction_id is not None:
+            data["prediction_id"] = self.prediction_id
+        frame = pd.DataFrame(data)
+        if self.columns:
+            inputs = pd.DataFrame(self.columns)
+        else:
+            inputs = pd.DataFrame(index=range(self.n_inputs)) if self.n_inputs else pd.DataFrame()
+        return frame, inputs
+
+
+def _where(table, deployment: str, since: float | None, until: float | None, until_inclusive: bool,
+           version: str | None, roles_out: tuple) -> list:
+    c = table.c
+    out = [c.deployment == deployment]
+    if since is not None:
+        out.append(c.ts >= since)
+    if until is not None:
+        out.append(c.ts <= until if until_inclusive else c.ts < until)
+    if version is not None:
+        out.append(c.version == version)
+    if roles_out:
+        out.append(c.role.notin_(list(roles_out)))
+    return out
+
+
+def _read_rows(conn, acc: _Rows, where: list, labels: bool, inputs: bool) -> None:
+    """The per-row form (an older nbprod's rows), parsed, into ``acc``."""
+    t, f = predictions, feedback_table
+    cols = [t.c.ts, t.c.request_id, t.c.row_index, t.c.prediction_id, t.c.version, t.c.role, t.c.status,
+            t.c.latency_ms, t.c.n_rows, t.c.inputs if inputs else t.c.id, t.c.prediction, t.c.ood]
+    stmt = select(*cols, f.c.label if labels else t.c.id)
+    stmt = stmt.select_from(t.outerjoin(f, f.c.prediction_id == t.c.prediction_id) if labels else t)
+    for (ts, rid, i, pid, version, role, status, latency, n, text, pred, ood, label) in conn.execute(
+            stmt.where(*where).order_by(t.c.ts, t.c.id)):
+        acc.ts.append(ts)
+        acc.request_id.append(rid)
+        acc.row_index.append(i)
+        if acc.prediction_id is not None:
+            acc.prediction_id.append(pid)
+        acc.version.append(version)
+        acc.role.append(role)
+        acc.status.append(status)
+        acc.latency_ms.append(latency)
+        acc.n_rows.append(n)
+        acc.prediction.append(_loads(pred) if pred else None)
+        acc.ood.append(_loads(ood) if ood else None)
+        acc.label.append(_loads(label) if labels and isinstance(label, str) else None)
+        answered = role not in ("error", "shadow")
+        acc.answered.append(answered)
+        if answered and inputs:
+            acc.add_inputs({k: [v] for k, v in (_loads(text) if text else {}).items()}, 1)
+
+
+def _read_records(conn, acc: _Rows, where: list, labels: bool, inputs: bool) -> None:
+    """The records (one per request), expanded to rows, into ``acc``."""
+    r, f = prediction_records, feedback_table
+    found: dict[Any, list] = {}
+    if labels:
+        stmt = (select(r.c.id, r.c.id_prefix, f.c.prediction_id, f.c.label)
+                .select_from(r.join(f, f.c.request_key == r.c.id_prefix)).where(*where))
+        for rec_id, prefix, pid, label in conn.execute(stmt):
+            index = pid[len(prefix) + 1:]
+            if index.isdigit():
+                found.setdefault(rec_id, []).append((int(index), label))
+    stmt = select(r.c.id, r.c.ts, r.c.request_id, r.c.id_prefix, r.c.version, r.c.role, r.c.status, r.c.latency_ms,
+                  r.c.n_rows, r.c.inputs if inputs else r.c.id, r.c.predictions, r.c.ood)
+    for (rec_id, ts, rid, prefix, version, role, status, latency, n, text, preds, ood) in conn.execute(
+            stmt.where(*where).order_by(r.c.ts, r.c.id)):
+        rows = 1 if role == "error" else n
+        acc.ts += [ts] * rows
+        acc.request_id += [rid] * rows
+        acc.row_index += range(rows)
+        acc.version += [version] * rows
+        acc.role += [role] * rows
+        acc.status += [status] * rows
+        acc.latency_ms += [latency] * rows
+        acc.n_rows += [n] * rows
+        if preds is None:
+            acc.prediction += [None] * rows
+        else:
+            values = unpack(_loads(preds))
+            acc.prediction += values if len(values) == rows else (values + [None] * rows)[:rows]
+        if ood is None:
+            acc.ood += [None] * rows
+        else:
+            flags: list = [None] * rows
+            for i, reasons in _loads(ood).items():
+                if int(i) < rows:
+                    flags[int(i)] = reasons
+            acc.ood += flags
+        marks: list = [None] * rows
+        for i, label in found.get(rec_id, ()):
+            if i < rows:
+                marks[i] = _loads(label)
+        acc.label += marks
+        if acc.prediction_id is not None:
+            acc.prediction_id += [f"{prefix}-{i}" for i in range(rows)] if prefix is not None else [None] * rows
+        answered = role not in ("error", "shadow")
+        acc.answered += [answered] * rows
+        if answered and inputs:
+            acc.add_inputs({k: unpack(v) for k, v in _loads(text).items()} if text else {}, rows)
+
+
+def load(deployment: str, *, since: float | None = None, until: float | None = None, until_inclusive: bool = False,
+         version: str | None = None, roles_out: tuple = ("shadow",), labels: bool = True, inputs: bool = True,
+         ids: bool = False, db_url: str | None = None) -> LogRows:
+    """The rows of ``deployment`` logged in ``[since, until)`` (``until`` included when asked), oldest first,
+    without the roles in ``roles_out``; ``labels``: join the feedback; ``inputs``: parse the inputs;
+    ``ids``: add the prediction ids."""
+    import numpy as np
+
+    eng = ensure_tables(db_url)
+    old, new = _Rows(ids), _Rows(ids)
+    with eng.connect() as conn:
+        _read_rows(conn, old, _where(predictions, deployment, since, until, until_inclusive, version, roles_out),
+                   labels, inputs)
+        _read_records(conn, new, _where(prediction_records, deployment, since, until, until_inclusive, version,
+                                        roles_out), labels, inputs)
+    if not old.ts:
+        frame, inputs_frame = new.frame()
+    elif not new.ts:
+        frame, inputs_frame = old.frame()
+    else:  # both forms in the period (a database an older nbprod wrote to): one order, by time
+        import pandas as pd
+
+        f_old, i_old = old.frame()
+        f_new, i_new = new.frame()
+        frame = pd.concat([f_old, f_new], ignore_index=True)
+        answered = np.asarray(old.answered + new.answered, dtype=bool)
+        order = np.argsort(frame["ts"].to_numpy(), kind="stable")
+        frame = frame.iloc[order].reset_index(drop=True)
+        if inputs:
+            both = pd.concat([i_old, i_new], ignore_index=True)
+            position = np.cumsum(answered) - 1
+            inputs_frame = both.iloc[position[order][answered[order]]].reset_index(drop=True)
+        else:
+            inputs_frame = pd.DataFrame()
+    return LogRows(frame, inputs_frame)
+
+
+def count_requests(deployment: str, since: float, db_url: str | None = None) -> int:
+    """Requests logged since ``since`` — every record, and the first row of each request in the per-row
+    form (as the pipelines' ``wait`` step has always counted them: answers, shadow answers, errors)."""
+    t, r = predictions, prediction_records
+    with ensure_tables(db_url).connect() as conn:
+        old = conn.execute(select(func.count()).where(t.c.deployment == deployment, t.c.ts >= since,
+                                                      t.c.row_index == 0)).scalar()
+        new = conn.execute(select(func.count()).where(r.c.deployment == deployment, r.c.ts >= since)).scalar()
+    return int(old or 0) + int(new or 0)
+
+
+def rows(deployment: str | None = None, db_url: str | None = None) -> list:
+    """Every row of the log (of ``deployment``) in the per-row form an older nbprod wrote — ``deployment``,
+    ``ts``, ``request_id``, ``row_index``, ``prediction_id``, ``version``, ``role``, ``status``, ``latency_ms``,
+    ``n_rows`` and the JSON texts ``inputs``, ``prediction``, ``ood`` —, per-row rows first, then the records'
+    rows in the order they were written: what tests and a person debugging a log compare against."""
+    from .logrecords import _dumps
+
+    t, r = predictions, prediction_records
+    out: list = []
+    with ensure_tables(db_url).connect() as conn:
+        stmt = select(t).order_by(t.c.id)
+        if deployment is not None:
+            stmt = stmt.where(t.c.deployment == deployment)
+        out += [SimpleNamespace(**row._asdict()) for row in conn.execute(stmt)]
+        stmt = select(r).order_by(r.c.id)
+        if deployment is not None:
+            stmt = stmt.where(r.c.deployment == deployment)
+        for rec in conn.execute(stmt):
+            n = 1 if rec.role == "error" else rec.n_rows
+            columns = {k: unpack(v) for k, v in _loads(rec.inputs).items()} if rec.inputs is not None else None
+            preds = unpack(_loads(rec.predictions)) if rec.predictions is not None else [None] * n
+            flags = _loads(rec.ood) if rec.ood else {}
+            for i in range(n):
+                out.append(SimpleNamespace(
+                    deployment=rec.deployment, ts=rec.ts, request_id=rec.request_id, row_index=i,
+                    prediction_id=None if rec.id_prefix is None else f"{rec.id_prefix}-{i}", version=rec.version,
+                    role=rec.role, status=rec.status, latency_ms=rec.latency_ms, n_rows=rec.n_rows,
+                    inputs=None if columns is None else _dumps({k: v[i] for k, v in columns.items()}),
+                    prediction=None if rec.role == "error" else _dumps(preds[i]),
+                    ood=_dumps(flags[str(i)]) if str(i) in flags else None))
+    return out
