@@ -161,7 +161,6 @@ t, c = time.perf_counter(), time.process_time()
 nbprod.score("bench@champion", data, out, dask=False, **opts)
 wall, cpu = time.perf_counter() - t, time.process_time() - c
 stop.set()
-print(nbprod.__file__, file=sys.stderr)
 print(wall, cpu, (peak[0] - base) / 1e6)
 """
 
