@@ -268,3 +268,18 @@ def test_binary_tensors_on_invocations_are_415_and_no_request_was_a_500(live):
     assert status == 415 and json.loads(raw)["error"] == "unsupported_media_type"
     metrics = request(live, "GET", "/metrics")[2].decode()
     assert 'status="500"' not in metrics
+
+
+def test_route_level_404_and_405_on_v2_paths_are_in_the_protocols_shape(live):
+    """No v2 route matched (an unknown path, a wrong method): the answer still carries the message in
+    ``error`` for a v2 client, and the code in ``code``; other paths keep nbprod's own shape."""
+    status, _, raw = request(live, "GET", "/v2/models/clf/nonsense")
+    answer = json.loads(raw)
+    assert status == 404 and answer["code"] == "not_found", answer
+    assert answer["error"] == f"{answer['message'].rstrip('.')}. Fix: {answer['fix']}"
+    status, headers, raw = request(live, "DELETE", "/v2/models/clf/infer")
+    answer, allow = json.loads(raw), {k.lower(): v for k, v in headers.items()}.get("allow", "")
+    assert status == 405 and answer["code"] == "method_not_allowed" and "POST" in allow, answer
+    assert answer["error"].startswith("DELETE is not allowed")
+    status, _, raw = request(live, "GET", "/nonsense")
+    assert status == 404 and json.loads(raw)["error"] == "not_found"

@@ -777,13 +777,16 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     status = getattr(exc, "status_code", 404)
     if status == 405:  # RFC 9110: a 405 lists the allowed methods (Starlette's exception carries them)
         allow = getattr(exc, "headers", None) or {}
-        return json_response({"error": "method_not_allowed",
-                              "message": f"{request.method} is not allowed on {request.url.path}",
-                              "fix": "use POST for predictions and GET for probes"}, 405,
-                             {"Allow": allow["Allow"]} if "Allow" in allow else None)
-    return json_response({"error": "not_found", "message": f"no endpoint {request.url.path}",
-                          "fix": "POST /invocations or /v2/models/{name}/infer; "
-                                 "GET /ping, /health, /version, /metrics"}, status)
+        response = json_response({"error": "method_not_allowed",
+                                  "message": f"{request.method} is not allowed on {request.url.path}",
+                                  "fix": "use POST for predictions and GET for probes"}, 405,
+                                 {"Allow": allow["Allow"]} if "Allow" in allow else None)
+    else:
+        response = json_response({"error": "not_found", "message": f"no endpoint {request.url.path}",
+                                  "fix": "POST /invocations or /v2/models/{name}/infer; "
+                                         "GET /ping, /health, /version, /metrics"}, status)
+    # a v2 client (tritonclient) reads the message from ``error``, also when no v2 route matched
+    return v2binary.protocol_error(response) if request.url.path.startswith("/v2/") else response
 
 
 async def _server_error(request: Request, exc: Exception) -> Response:
