@@ -51,6 +51,23 @@ def stop_group(proc: subprocess.Popen) -> None:
         proc.wait(5)
 
 
+def cmdline(pid: int) -> bytes:
+    """A process's command line as /proc holds it (NUL-separated); b"" once it is gone."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            return fh.read()
+    except OSError:
+        return b""
+
+
+def server_workers(pid: int) -> set[int]:
+    """The live uvicorn workers of the server process ``pid``: forked (the first ones, with the server's own
+    command line) or spawned (replacements), never multiprocessing's resource tracker."""
+    from nbprod.deployments import process
+
+    return {child for child in process.children(pid) if b"resource_tracker" not in cmdline(child)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _servers import NBPROD, free_port, request, stop_group, wait_until
+from _servers import NBPROD, free_port, request, server_workers, stop_group, wait_until
 from _serving_models import rows
 
 
@@ -42,11 +42,9 @@ def _workers(proc) -> list:
     import psutil
 
     found = []
-    for p in psutil.Process(proc.pid).children():
-        with contextlib.suppress(psutil.Error):  # a killed worker is a zombie until its parent reaps it
-            # forked workers (the first ones) or spawned ones (replacements), not multiprocessing's resource tracker
-            if p.status() != psutil.STATUS_ZOMBIE and not any("resource_tracker" in part for part in p.cmdline()):
-                found.append(p)
+    for pid in server_workers(proc.pid):
+        with contextlib.suppress(psutil.Error):  # gone between the listing and here
+            found.append(psutil.Process(pid))
     return found
 
 

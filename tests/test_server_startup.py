@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from _servers import NBPROD, free_port, request, stop_group, wait_until
+from _servers import NBPROD, cmdline, free_port, request, server_workers, stop_group, wait_until
 from _serving_models import rows
 
 
@@ -19,22 +19,12 @@ def _imported(stderr: str, module: str) -> int:
                if line.startswith("import time:") and line.split("|")[-1].strip() == module)
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as fh:
-            return fh.read()
-    except OSError:
-        return b""
-
-
 @pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads worker command lines from /proc")
 def test_a_multi_worker_server_imports_its_stack_once_and_forks_its_workers(serving_models, env, tmp_path):
     """Each spawned worker imported SQLAlchemy, numpy, Starlette and the app again (~0.5 CPU-s each)
     before it could answer, after the supervisor's own start. The supervisor imports them once and
     forks its workers, which answer with nothing of it left to import."""
-    from nbprod.deployments import process
-
     port = free_port()
     err_path = tmp_path / "stderr.txt"
     with open(err_path, "wb") as err:
@@ -49,13 +39,13 @@ def test_a_multi_worker_server_imports_its_stack_once_and_forks_its_workers(serv
             except OSError:
                 return False
 
-        def workers() -> set[int]:  # not multiprocessing's resource tracker
-            found = {c for c in process.children(proc.pid) if b"resource_tracker" not in _cmdline(c)}
+        def workers() -> set[int]:
+            found = server_workers(proc.pid)
             return found if len(found) == 2 else set()
 
         wait_until(serving, 120, "the server answering a prediction")
         for pid in wait_until(workers, 60, "two workers"):  # forked: the supervisor's command line, no spawn_main
-            assert _cmdline(pid) == _cmdline(proc.pid)
+            assert cmdline(pid) == cmdline(proc.pid)
         for _ in range(10):  # fresh connections land on either worker: both answer
             assert request(port, "POST", "/invocations", rows(serving_models, 1))[0] == 200
     finally:

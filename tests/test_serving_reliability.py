@@ -21,7 +21,7 @@ import time
 import uuid
 
 import pytest
-from _servers import NBPROD, free_port, request
+from _servers import NBPROD, free_port, request, server_workers
 from _serving_models import rows
 from conftest import CI_PG_URL, _pg_server, kill_recorded_servers, require
 
@@ -243,21 +243,6 @@ def pg_through_relay(nbprod_home, monkeypatch):
         admin.dispose()
 
 
-def _workers(pid: int) -> set[int]:
-    """uvicorn's worker processes under ``pid`` (not multiprocessing's resource tracker)."""
-    from nbprod.deployments import process
-
-    def cmdline(child: int) -> bytes:
-        try:
-            with open(f"/proc/{child}/cmdline", "rb") as fh:
-                return fh.read()
-        except OSError:
-            return b""
-
-    # forked (the first workers) or spawned (replacements); never the tracker
-    return {child for child in process.children(pid) if b"resource_tracker" not in cmdline(child)}
-
-
 def _predict(port: int, token: str, body: bytes) -> int:
     try:
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -287,7 +272,7 @@ def test_workers_killed_while_the_state_db_is_down_come_back_and_serve(pg_throug
     body = json.dumps({"dataframe_split": {"columns": list(frame.columns),
                                            "data": json.loads(frame.to_json(orient="values"))}}).encode()
     assert _predict(port, dep.token, body) == 200
-    workers = _workers(dep.pid)
+    workers = server_workers(dep.pid)
     assert len(workers) == 2
 
     relay.stop()  # PostgreSQL is gone for the server
@@ -298,7 +283,7 @@ def test_workers_killed_while_the_state_db_is_down_come_back_and_serve(pg_throug
         assert process.alive(dep.pid), "the server stopped when its workers could not reach the state DB"
         assert time.monotonic() < deadline, "no replacement worker served within 120 s"
         time.sleep(0.2)
-    assert not _workers(dep.pid) & workers
+    assert not server_workers(dep.pid) & workers
 
     relay.start()  # the DB is back: the workers' poll picks up a change written now
     spec = load_spec("credit")
