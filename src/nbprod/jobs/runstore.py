@@ -234,11 +234,7 @@ def _killed(c, run_id: str) -> None:
 
 def main() -> None:
     """The helper process (``python -c "from nbprod.jobs.runstore import main; main()"``)."""
-    import atexit
+    from .._exit import exit_now
 
-    code = _serve()
-    # what the helper wrote is committed: skip the interpreter's teardown of MLflow's modules (about a
-    # second of CPU, see nbprod.cli.exit_now), after the atexit handlers
-    atexit._run_exitfuncs()
-    sys.stdout.flush()
-    os._exit(code)
+    # what the helper wrote is committed: the interpreter's teardown of MLflow's modules is skipped
+    exit_now(_serve())
