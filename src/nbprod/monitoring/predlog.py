@@ -210,9 +210,12 @@ def _insert_sql(dialect, table: Table, columns: tuple) -> str:
 _ROWS = case((prediction_records.c.role == "error", 1), else_=prediction_records.c.n_rows)
 
 
+_ROLE, _N_ROWS = RECORD_COLUMNS.index("role"), RECORD_COLUMNS.index("n_rows")
+
+
 def _record_rows(rec: tuple) -> int:
     """The rows a stored record counts for (written, retention): an error record is one."""
-    return 1 if rec[5] == "error" else rec[8]
+    return 1 if rec[_ROLE] == "error" else rec[_N_ROWS]
 
 
 def _insert_records(recs: list[tuple], db_url: str | None) -> int:
