@@ -155,7 +155,7 @@ def served(alerts: dict | None, webhook: str | None) -> dict | None:
 
 def key(alerts: dict | None) -> tuple | None:
     """What decides whether two recorded settings differ (None: no rules)."""
-    if alerts is None or not starts_loop(alerts):
+    if not starts_loop(alerts):
         return None
     return (tuple(alerts.get("rules") or ()), float(alerts["interval_s"]), str(alerts["window"]),
             tuple(sorted((alerts.get("on_alert") or {}).items())))
