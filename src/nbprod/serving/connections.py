@@ -1,4 +1,4 @@
-"""Bounds on connections that uvicorn leaves open: idle and half-sent ones, and how many at once.
+"""The server's HTTP connections: bounds on those uvicorn leaves open, and one write per response.
 
 Why: uvicorn closes a keep-alive connection 5 s after its last response (``timeout_keep_alive``),
 but a connection that never completes a request's headers — opened and left idle, or sending its
@@ -8,11 +8,15 @@ waits until it times out. :func:`http_protocol` gives uvicorn's HTTP protocol �
 is installed (``uvicorn[standard]``), else h11 — with two bounds:
 
 - **header timeout**: a connection must complete a request's headers within ``header_timeout_s``
-  of opening, and of its previous response; otherwise it is closed. A request whose headers
+  of opening, and of its previous response; otherwise it is closed (by one sweep per second or
+  less per process, :class:`_Sweeper`, so within a second after the bound). A request whose headers
   arrived is not affected (its body has the app's ``body_timeout_s``, 408).
 - **connection cap**: at most ``max_connections`` per process, below the descriptor limit; a new
   connection beyond it closes the connection that has been idle longest (no request in progress),
   or itself when every other one is busy — so a flood of idle sockets can never lock out a client.
+
+And it sends each response's status line, headers and (first) body in one write, where uvicorn writes
+them in two: one ``send`` and one TCP segment less per answer, the same bytes (:class:`_OneWrite`).
 
 Why the cap leaves room for two accept bursts: asyncio accepts up to ``backlog`` connections per
 wake-up before any of them reaches ``connection_made`` (where the cap is enforced), and the
@@ -28,13 +32,16 @@ at least 64, for model files, the state DB and logs, minus two accept bursts).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import os
+import sys
+import weakref
 from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["BoundedH11Protocol", "http_protocol", "HTTP_ENV", "header_timeout_s", "max_connections",
-           "HEADER_TIMEOUT_ENV", "MAX_CONNECTIONS_ENV", "DEFAULT_HEADER_TIMEOUT_S", "ACCEPT_BURST"]
+           "HEADER_TIMEOUT_ENV", "MAX_CONNECTIONS_ENV", "DEFAULT_HEADER_TIMEOUT_S", "ACCEPT_BURST", "ONE_WRITE"]
 
 HEADER_TIMEOUT_ENV = "NBPROD_HEADER_TIMEOUT"
 HTTP_ENV = "NBPROD_HTTP"  # h11 | httptools | auto (httptools when installed)
@@ -69,12 +76,123 @@ def max_connections() -> int:
     return max(16, soft - max(64, soft // 8) - 2 * ACCEPT_BURST)
 
 
+class _OneWrite:
+    """The transport a response cycle writes through: a response's status line and headers wait for its
+    first body write and leave with it, in one write (one send, one TCP segment for a small answer).
+
+    Why: uvicorn's cycles (httptools and h11) write the headers with one ``transport.write`` and the body
+    with another — two syscalls and two loopback segments per answer, ~20% of a worker's time on a small
+    prediction (BENCHMARKS.md, Serving). The bytes and their order are exactly uvicorn's; only the headers
+    wait, and never past the current turn of the event loop (``_flush`` is scheduled when they are held),
+    nor past a ``close()`` (headers first, then the close, as before). A HEAD answer has no body to wait
+    for: its headers go at once. Anything else a cycle asks of its transport goes to the real one."""
+
+    __slots__ = ("_transport", "_cycle", "_loop", "_held", "_started")
+
+    def __init__(self, transport: asyncio.Transport, cycle: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self._transport, self._cycle, self._loop = transport, cycle, loop
+        self._held: bytes | None = None
+        self._started = False  # the response's first write (its status line and headers) was seen
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:  # the body (or its first part) after held headers: both in one write
+            self._held = None
+            self._transport.writelines((held, data))  # uvloop: one writev; asyncio: one send of the join
+            return
+        if not self._started and self._cycle.response_started:
+            self._started = True  # uvicorn writes nothing else between response start and these headers
+            if data and self._cycle.scope["method"] != "HEAD":
+                self._held = data
+                self._loop.call_soon(self._flush)
+                return
+        self._transport.write(data)
+
+    def _flush(self) -> None:
+        """The headers' latest moment: the end of the loop turn that held them (a body still to come)."""
+        held, self._held = self._held, None
+        if held is not None and not self._transport.is_closing():
+            self._transport.write(held)
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def is_closing(self) -> bool:
+        return self._transport.is_closing()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+
+def _writes_through_transport(protocol: type, hook: str) -> bool:
+    """Whether uvicorn's ``protocol`` is the one :class:`_OneWrite` was made for (uvicorn 0.55): its
+    response cycle takes the transport it writes to as ``transport`` and its ``send`` marks
+    ``response_started`` before it writes the headers, and the protocol creates the cycle in ``hook``.
+    Another uvicorn whose internals differ gets uvicorn's own writes (``ONE_WRITE`` says which;
+    tests/test_connections.py fails if the pinned uvicorn falls back)."""
+    module = sys.modules.get(protocol.__module__)
+    cycle: Any = getattr(module, "RequestResponseCycle", None)
+    try:
+        params = inspect.signature(cycle.__init__).parameters
+        names = set(cycle.send.__code__.co_names)
+    except (AttributeError, TypeError, ValueError):
+        return False
+    return (callable(getattr(protocol, hook, None)) and "transport" in params
+            and {"response_started", "response_complete", "transport", "write", "scope"} <= names)
+
+
+class _Sweeper:
+    """The header timeout of one server's connections (module doc): one timer per process, not one per
+    connection and response. Every ``period`` it looks at each connection; one that has been idle (no
+    request whose headers arrived) since a sweep at least ``timeout`` ago is closed.
+
+    Why a sweep: a keep-alive connection answers thousands of requests a second, and even one clock
+    restart per response (what this replaced) cost ~2% of a small prediction. A connection is idle with
+    the same ``cycle`` object between two sweeps only if no request's headers arrived in between (each
+    request makes a new cycle), so a sweep needs nothing from the responses. A connection closes after
+    ``timeout`` to ``timeout + period`` idle, never before: its idle clock starts at the first sweep that
+    sees it idle (or when it opened)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connections: Any, timeout: float) -> None:
+        self.loop, self.connections, self.timeout = loop, connections, timeout
+        self.period = min(timeout / 4, 1.0)
+        self.handle: asyncio.TimerHandle | None = None
+
+    def start(self) -> None:
+        if self.handle is None:
+            self.handle = self.loop.call_later(self.period, self.sweep)
+
+    def sweep(self) -> None:
+        self.handle = None
+        now, bounded = self.loop.time(), False
+        for conn in list(self.connections):
+            if not isinstance(conn, _Bounded) or conn.transport.is_closing():
+                continue
+            bounded = True
+            cycle = conn.cycle
+            if cycle is not None and not cycle.response_complete:
+                conn._swept_cycle = _BUSY  # a request in progress: its response starts the clock again
+            elif cycle is not conn._swept_cycle:  # idle since after the previous sweep
+                conn._swept_cycle, conn._idle_since = cycle, now
+            elif now - conn._idle_since >= self.timeout:
+                conn.transport.close()  # idle, or headers still incomplete: free the descriptor
+        if bounded:  # no connection left: the next one starts the sweeps again
+            self.start()
+
+
+_BUSY = object()  # a connection's ``_swept_cycle`` while a request is in progress
+#: The sweeper of each server (its ``server_state``) in this process.
+_SWEEPERS: weakref.WeakKeyDictionary[Any, _Sweeper] = weakref.WeakKeyDictionary()
+
+
 class _Bounded:
     """The two bounds (module doc), on top of one of uvicorn's HTTP protocols (h11 or httptools):
-    both keep ``cycle``, ``connections``, ``transport`` and ``loop`` and call ``on_response_complete``."""
+    both keep ``cycle``, ``connections``, ``server_state``, ``transport`` and ``loop``."""
 
     cycle: Any
     connections: Any
+    server_state: Any
     transport: Any
     loop: Any
 
@@ -86,53 +204,17 @@ class _Bounded:
         cls = type(self)
         if cls._header_timeout_s is None:
             cls._header_timeout_s, cls._max_connections = header_timeout_s(), max_connections()
-        self._header_timer: asyncio.TimerHandle | None = None
-        self._arm()
+        self._swept_cycle: Any = None  # what the last sweep saw (None: no request yet, like ``cycle``)
+        self._idle_since = self.loop.time()
+        sweeper = _SWEEPERS.get(self.server_state)
+        if sweeper is None or sweeper.loop is not self.loop:
+            sweeper = _SWEEPERS[self.server_state] = _Sweeper(
+                self.loop, self.connections, self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S)
+        sweeper.start()
         self._evict_if_over()
 
-    def on_response_complete(self) -> None:
-        super().on_response_complete()  # type: ignore[misc]
-        self._arm()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._disarm()
-        super().connection_lost(exc)  # type: ignore[misc]
-
-    # -- the header timeout ---------------------------------------------------------------------
     def _idle(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
-
-    def _arm(self) -> None:
-        """Start the clock for the next request's headers (a new request changes ``self.cycle``).
-
-        One timer per connection, not one per response: a keep-alive connection answers thousands of
-        requests a second, and cancelling and scheduling a timer for each cost more than the rest of
-        this class. The clock restarts here (``_armed_cycle``, ``_idle_since``); a timer already
-        pending stays, and when it fires it looks at the clock and waits again for what is left."""
-        if self.transport.is_closing():
-            self._disarm()
-            return
-        self._armed_cycle = self.cycle
-        self._idle_since = self.loop.time()
-        if self._header_timer is None:
-            self._header_timer = self.loop.call_later(self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S,
-                                                      self._header_timeout)
-
-    def _disarm(self) -> None:
-        timer = getattr(self, "_header_timer", None)
-        if timer is not None:
-            timer.cancel()
-            self._header_timer = None
-
-    def _header_timeout(self) -> None:
-        self._header_timer = None
-        if self.cycle is not self._armed_cycle or not self._idle() or self.transport.is_closing():
-            return  # a request's headers arrived since the clock started: its response re-arms the clock
-        left = self._idle_since + (self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S) - self.loop.time()
-        if left > 0:  # the clock restarted after this timer was set: wait for the rest
-            self._header_timer = self.loop.call_later(left, self._header_timeout)
-            return
-        self.transport.close()  # idle, or headers still incomplete: free the descriptor
 
     # -- the connection cap ---------------------------------------------------------------------
     def _evict_if_over(self) -> None:
@@ -140,8 +222,9 @@ class _Bounded:
         over = len(live) - (self._max_connections or 10_000)
         if over <= 0:
             return
+        now = self.loop.time()  # idle since: the sweep's clock, or now if a request ended since the last sweep
         idle = sorted((c for c in live if c is not self and isinstance(c, _Bounded) and c._idle()),
-                      key=lambda c: c._idle_since)
+                      key=lambda c: c._idle_since if c.cycle is c._swept_cycle else now)
         for conn in idle[:over]:
             conn.transport.close()
         if len(idle) < over:  # every other connection is busy: this one waits for none of them
@@ -149,7 +232,14 @@ class _Bounded:
 
 
 class BoundedH11Protocol(_Bounded, H11Protocol):  # type: ignore[misc]
-    """uvicorn's h11 protocol (pure Python) with a header timeout and a per-process connection cap."""
+    """uvicorn's h11 protocol (pure Python) with a header timeout, a per-process connection cap, and
+    each response's headers and body in one write (:class:`_OneWrite`)."""
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        cycle = self.cycle  # a new request's cycle, made in this call (h11 handles one request at a time)
+        if cycle is not None and cycle.transport is self.transport and ONE_WRITE["h11"]:
+            cycle.transport = _OneWrite(self.transport, cycle, self.loop)
 
 
 try:  # uvicorn[standard]: the C parser
@@ -159,7 +249,20 @@ except ImportError:  # pragma: no cover - h11 only
 
 if HttpToolsProtocol is not None:
     class BoundedHttpToolsProtocol(_Bounded, HttpToolsProtocol):  # type: ignore[misc]
-        """uvicorn's httptools protocol (C parser) with a header timeout and a per-process connection cap."""
+        """uvicorn's httptools protocol (C parser) with a header timeout, a per-process connection cap,
+        and each response's headers and body in one write (:class:`_OneWrite`)."""
+
+        def on_headers_complete(self) -> None:
+            super().on_headers_complete()
+            cycle = self.cycle  # the request's cycle (also a pipelined one, queued)
+            if cycle is not None and cycle.transport is self.transport and ONE_WRITE["httptools"]:
+                cycle.transport = _OneWrite(self.transport, cycle, self.loop)
+
+#: Whether each protocol sends a response in one write (``_writes_through_transport``: False on an
+#: uvicorn whose internals this module does not know, which then writes as uvicorn does).
+ONE_WRITE = {"h11": _writes_through_transport(H11Protocol, "handle_events"),
+             "httptools": HttpToolsProtocol is not None
+             and _writes_through_transport(HttpToolsProtocol, "on_headers_complete")}
 
 
 def http_protocol() -> type:
