@@ -498,3 +498,62 @@ def test_the_sweep_closes_after_the_timeout_never_before_and_arms_no_timer_per_r
     assert busy.transport.closed
     loop.advance(5.0)
     assert loop.timers == []  # no connection left: the sweeps stop (the next connection starts them)
+
+
+# --- the start-up heap frozen in a serving process ----------------------------------------------------
+
+_FREEZE_SCRIPT = r'''
+import gc, json, sys
+from nbprod.serving.server import run
+
+built = []
+
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = json.dumps({"frozen": gc.get_freeze_count(), "app_tracked": any(o is built[0] for o in gc.get_objects())})
+    length = str(len(body)).encode()
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", length)]})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
+def build():
+    built.append({"a model": [1, 2, 3]})  # what the app builds at start-up
+    return app
+
+
+run(None, build, port=int(sys.argv[1]), workers=1, log_level="critical")
+'''
+
+
+@pytest.mark.slow
+def test_a_serving_process_freezes_its_start_up_heap_before_it_answers(tmp_path):
+    """``server.run``: by the first answer, what the process built at start-up is out of the cyclic GC's
+    generations (``gc.freeze``), so full collections no longer re-scan it."""
+    import http.client
+    import json
+    import subprocess
+    import sys
+
+    script = tmp_path / "serve.py"
+    script.write_text(_FREEZE_SCRIPT)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, str(script), str(port)], stderr=subprocess.PIPE)
+    try:
+        def answer() -> dict | None:
+            if proc.poll() is not None:
+                raise AssertionError(proc.stderr.read().decode()[-2000:])  # type: ignore[union-attr]
+            try:
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+                conn.request("GET", "/")
+                return json.loads(conn.getresponse().read())
+            except OSError:
+                return None
+
+        got = wait_until(answer, 60, "the server's answer")
+        assert got["frozen"] > 1000 and got["app_tracked"] is False
+    finally:
+        proc.terminate()
+        proc.wait(15)
+        proc.stderr.close()  # type: ignore[union-attr]

@@ -32,6 +32,7 @@ at least 64, for model files, the state DB and logs, minus two accept bursts).
 from __future__ import annotations
 
 import asyncio
+import gc
 import inspect
 import os
 import sys
@@ -41,9 +42,13 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["BoundedH11Protocol", "http_protocol", "HTTP_ENV", "header_timeout_s", "max_connections",
-           "HEADER_TIMEOUT_ENV", "MAX_CONNECTIONS_ENV", "DEFAULT_HEADER_TIMEOUT_S", "ACCEPT_BURST", "ONE_WRITE"]
+           "HEADER_TIMEOUT_ENV", "MAX_CONNECTIONS_ENV", "DEFAULT_HEADER_TIMEOUT_S", "ACCEPT_BURST", "ONE_WRITE",
+           "GC_FREEZE_ENV"]
 
 HEADER_TIMEOUT_ENV = "NBPROD_HEADER_TIMEOUT"
+#: Set by :func:`nbprod.serving.server.run` for its processes: their first connection freezes the heap
+#: (``gc.freeze``) the app and models built, so the cyclic GC stops re-scanning them (server.py).
+GC_FREEZE_ENV = "NBPROD_GC_FREEZE"
 HTTP_ENV = "NBPROD_HTTP"  # h11 | httptools | auto (httptools when installed)
 MAX_CONNECTIONS_ENV = "NBPROD_MAX_CONNECTIONS"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
@@ -202,8 +207,10 @@ class _Bounded:
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         cls = type(self)
-        if cls._header_timeout_s is None:
+        if cls._header_timeout_s is None:  # this process's first connection (a forked worker's too)
             cls._header_timeout_s, cls._max_connections = header_timeout_s(), max_connections()
+            if os.environ.get(GC_FREEZE_ENV) == "1":
+                gc.freeze()  # the app is built and its models loaded (uvicorn accepts after the lifespan)
         self._swept_cycle: Any = None  # what the last sweep saw (None: no request yet, like ``cycle``)
         self._idle_since = self.loop.time()
         sweeper = _SWEEPERS.get(self.server_state)

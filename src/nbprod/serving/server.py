@@ -18,6 +18,14 @@ with it imported and only build their app. They fork before any thread of ours r
 starts those after), a forked worker runs its own exit handlers as a spawned one would, and the
 workers uvicorn starts later (a worker that died, ``SIGHUP``) are spawned as before.
 
+Why each serving process calls ``gc.freeze()`` once its app is built and its models loaded (at its
+first connection, :mod:`.connections`): a worker's heap is ~65,000 tracked objects after start-up (the app,
+the models, the imported modules), and every full collection of the cyclic GC re-scanned them all —
+~50 ms in which that worker answers nothing, ~1% of its CPU under wrk. Frozen, they are left out: a
+full collection took 3-7 ms (BENCHMARKS.md, Serving). A higher first-generation threshold did not help.
+The price: a start-up object that later becomes cyclic garbage (the models first loaded, once a new
+version replaces them) is freed by reference counting only, so at most that first set can stay.
+
 Connections are bounded (:mod:`.connections`): a connection that does not complete a request's
 headers in time is closed, idle keep-alive connections close 5 s after their last answer, and a
 process never holds more connections than its file-descriptor limit allows.
@@ -40,7 +48,7 @@ try:  # uvicorn >= 0.30 (its worker health checks): the first workers are forked
 except ImportError:  # older uvicorn: spawned workers, each importing the app itself
     SIGNALS, Process = {}, None  # type: ignore[assignment,misc]
 
-from .connections import ACCEPT_BURST, http_protocol
+from .connections import ACCEPT_BURST, GC_FREEZE_ENV, http_protocol
 from .spec import ENV_VAR, DeploymentSpec, SpecSource, StaticSource, hash_token, source_from_env, source_to_env
 
 __all__ = ["run", "worker_settings", "app_from_env", "as_source", "preload_modules", "AUTH_ENV", "FACTORY",
@@ -155,6 +163,7 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
                                   h11_max_incomplete_event_size=16 * 1024, backlog=ACCEPT_BURST,
                                   timeout_graceful_shutdown=5, lifespan="on",
                                   ws="none")  # no WebSocket routes: each worker skips importing websockets
+    os.environ[GC_FREEZE_ENV] = "1"  # each serving process freezes its start-up heap (module docstring)
     if workers <= 1:
         app = build()
         if on_started is not None:
