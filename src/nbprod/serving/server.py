@@ -19,10 +19,12 @@ starts those after), a forked worker runs its own exit handlers as a spawned one
 workers uvicorn starts later (a worker that died, ``SIGHUP``) are spawned as before.
 
 Why each serving process calls ``gc.freeze()`` once its app is built and its models loaded (at its
-first connection, :mod:`.connections`): a worker's heap is ~65,000 tracked objects after start-up (the app,
-the models, the imported modules), and every full collection of the cyclic GC re-scanned them all —
-~50 ms in which that worker answers nothing, ~1% of its CPU under wrk. Frozen, they are left out: a
-full collection took 3-7 ms (BENCHMARKS.md, Serving). A higher first-generation threshold did not help.
+first connection, :mod:`.connections`), and collects its youngest generation every 10,000 allocations
+instead of 700: a worker's heap is ~65,000 tracked objects after start-up (the app, the models, the
+imported modules), and every full collection of the cyclic GC re-scanned them all — ~45 ms in which that
+worker answers nothing; and a request allocates hundreds of containers, nearly all freed by reference
+counting, so most young collections found nothing. Under wrk the GC took 1.7% of a worker's CPU, 0.25%
+after both (BENCHMARKS.md, Serving).
 The price: a start-up object that later becomes cyclic garbage (the models first loaded, once a new
 version replaces them) is freed by reference counting only, so at most that first set can stay.
 
