@@ -479,12 +479,17 @@ class PredictionLog:
                 old, new = t.c.deployment == self.deployment, r.c.deployment == self.deployment
                 deleted += self._delete_rows(conn, old, t.c.ts < cutoff)
                 deleted += self._delete_records(conn, new, r.c.ts < cutoff)
-                held = (conn.execute(select(func.count()).select_from(t).where(old)).scalar_one()
-                        + int(conn.execute(select(func.sum(_ROWS)).where(new)).scalar() or 0))
+                records, errors = conn.execute(select(func.sum(_ROWS), func.sum(case((r.c.role == "error", 1),
+                                                                                   else_=0))).where(new)).one()
+                held = conn.execute(select(func.count()).select_from(t).where(old)).scalar_one() + int(records or 0)
                 excess = held - self.max_rows
+                # oldest first: the planner walks the primary key and stops early, where the indexed
+                # ``deployment = ?`` made it read and sort every record of the deployment (SQLite)
+                new = r.c.deployment.concat("") == self.deployment
                 unlabelled_old = and_(t.c.role != "error", ~exists().where(f.c.prediction_id == t.c.prediction_id))
                 unlabelled_new = and_(r.c.role != "error", ~exists().where(f.c.request_key == r.c.id_prefix))
-                for old_kind, new_kind in ((t.c.role == "error", r.c.role == "error"),
+                first = r.c.role == "error"
+                for old_kind, new_kind in ((t.c.role == "error", first),
                                            (unlabelled_old, unlabelled_new),
                                            (t.c.role != "error", r.c.role != "error")):
                     if excess > 0:
@@ -492,7 +497,7 @@ class PredictionLog:
                         gone = self._delete_rows(conn, t.c.id.in_(oldest))
                         deleted += gone
                         excess -= gone
-                    if excess > 0:
+                    if excess > 0 and (errors or new_kind is not first):  # no error record: nothing to look for
                         gone = self._delete_oldest_records(conn, excess, new, new_kind)
                         deleted += gone
                         excess -= gone
