@@ -71,11 +71,16 @@ def build_model(root: Path) -> tuple[str, list[dict]]:
     return str(path), rows
 
 
-def start(model: str, home: Path, log: bool) -> tuple[subprocess.Popen, int]:
+def start(model: str, home: Path, log: bool, src: str | None = None, workers: int = 1,
+          env: dict | None = None, flag: str = "--model-dir") -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = {**os.environ, "NBPROD_HOME": str(home), "NBPROD_PREDICTION_LOG": "on" if log else "off"}
-    env.pop("NBPROD_DB_URL", None)
-    proc = subprocess.Popen([str(VENV_BIN / "nbprod"), "serve", "--model-dir", model, "--no-auth", "--port", str(port)],
+    base = {**os.environ}
+    base.pop("NBPROD_DB_URL", None)
+    env = {**base, "NBPROD_HOME": str(home), "NBPROD_PREDICTION_LOG": "on" if log else "off", **(env or {})}
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve())
+    proc = subprocess.Popen([str(VENV_BIN / "nbprod"), "serve", flag, model, "--no-auth", "--port", str(port),
+                             "--workers", str(workers)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -379,6 +384,65 @@ def writer_only(args) -> None:
     print(f"load at the end {load()}")
 
 
+def wrk_on_off(args) -> None:
+    """``--wrk``: the log's cost and the p99 question of issue 13 under wrk — the same server, the log OFF
+    (``NBPROD_PREDICTION_LOG=off``) and ON, and ON with ``--baseline-src``'s code, in the same rounds."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_serve import tree_cpu, wrk
+
+    with tempfile.TemporaryDirectory(prefix="bench-predlog-wrk-") as tmp:
+        root = Path(tmp)
+        os.environ["NBPROD_HOME"] = str(root / "home")  # the registry the servers load from (the fast path)
+        for v in ("MLFLOW_TRACKING_URI", "NBPROD_DB_URL", "NBPROD_PREDICTION_LOG"):
+            os.environ.pop(v, None)
+        from _setup import pipeline
+
+        from nbprod import registry
+        from nbprod.datasets import credit
+
+        X, y = credit(2000, 0)
+        model = f"credit-risk/{registry.register(pipeline(X, y), 'credit-risk', X, y).version}"
+        bodies = {}
+        for n in (1, 100):
+            rows = X.dropna().head(1) if n == 1 else X.sample(n, random_state=n)
+            path = root / f"body{n}.json"
+            path.write_text(json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records"))}))
+            bodies[n] = path
+        sides = [("off", None, False), ("on", None, True)]
+        if args.baseline_src:
+            sides.append(("on, before", args.baseline_src, True))
+        results: dict[tuple[str, int], list[dict]] = {}
+        print(f"wrk -t2 -c16 -d{args.seconds:g}s, `nbprod serve --model credit-risk/1 --workers {args.workers} "
+              "--no-auth`, "
+              f"NBPROD_HTTP=httptools, log cap {args.cap or 'default'}; load {load()}", flush=True)
+        for run in range(args.runs):
+            for side, src, log in sides:
+                env = {"NBPROD_HTTP": "httptools", "NBPROD_DB_URL": f"sqlite:///{root}/log-{run}-{len(side)}.db",
+                       **({"NBPROD_PREDICTION_LOG_MAX_ROWS": str(args.cap)} if args.cap else {})}
+                proc, port = start(model, root / "home", log, src=src, workers=args.workers, env=env, flag="--model")
+                try:
+                    for n in (1, 100):
+                        wrk(port, bodies[n], {}, 1, root)  # warm-up
+                        cpu0 = tree_cpu(proc.pid)
+                        r = wrk(port, bodies[n], {}, args.seconds, root)
+                        r["cpu_ms"] = (tree_cpu(proc.pid) - cpu0) / max(r["requests"], 1) * 1000
+                        results.setdefault((side, n), []).append(r)
+                        print(f"run {run + 1}, log {side}, {n} row(s): {r['rps']:.0f} req/s, p50 {r['p50']:.2f} ms, "
+                              f"p99 {r['p99']:.2f} ms, {r['cpu_ms']:.3f} CPU-ms/request, {r['failed']} failed; "
+                              f"load {load()}", flush=True)
+                finally:
+                    stop(proc)
+        med = statistics.median
+        print("\n| rows/request | log | req/s | p50 ms | p99 ms | CPU-ms/request |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for n in (1, 100):
+            for side, _, _ in sides:
+                rs = results[(side, n)]
+                print(f"| {n} | {side} | {med(r['rps'] for r in rs):,.0f} | {med(r['p50'] for r in rs):.2f} | "
+                      f"{med(r['p99'] for r in rs):.2f} | {med(r['cpu_ms'] for r in rs):.3f} |")
+        print(f"load at the end {load()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -386,6 +450,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--wrk", action="store_true", help="wrk against the server, log off / on / on with the baseline")
+    ap.add_argument("--workers", type=int, default=2, help="--wrk: uvicorn workers")
     ap.add_argument("--writer-only", action="store_true", help="only the writer's CPU per row (and --read-rows)")
     ap.add_argument("--baseline-src", default=None, help="src/ of another nbprod, measured as 'before'")
     ap.add_argument("--read-rows", type=int, default=0, help="time nbprod.monitor over this many logged rows")
@@ -408,6 +474,9 @@ def main() -> None:
         return
     if args.writer_only:
         writer_only(args)
+        return
+    if args.wrk:
+        wrk_on_off(args)
         return
     import platform
 
