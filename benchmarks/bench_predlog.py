@@ -326,7 +326,8 @@ def writer_only(args) -> None:
     sides = [("before", args.baseline_src), ("after", None)] if args.baseline_src else [("after", None)]
     print(f"writer thread CPU per logged row, SQLite, credit columns (7 inputs, 2 class probabilities); "
           f"{args.runs} rounds, sides alternating; load {load()}", flush=True)
-    extra = (("--cap", str(args.cap)) if args.cap else ()) + (("--probe",) if args.probe else ())
+    extra = ((("--cap", str(args.cap)) if args.cap else ()) + (("--probe",) if args.probe else ())
+             + (("--switch-ms", str(args.switch_ms)) if args.switch_ms else ()))
     if args.cap:
         print(f"the log at its cap of {args.cap:,} rows before the measured writes: the writer prunes as it writes")
     if args.probe:
@@ -411,6 +412,11 @@ def wrk_on_off(args) -> None:
         sides = [("off", None, False), ("on", None, True)]
         if args.baseline_src:
             sides.append(("on, before", args.baseline_src, True))
+        if args.switch_ms:  # the servers' processes with sys.setswitchinterval (a sitecustomize on PYTHONPATH)
+            site = root / "switch"
+            site.mkdir()
+            (site / "sitecustomize.py").write_text(f"import sys\nsys.setswitchinterval({args.switch_ms / 1000!r})\n")
+            sides.append((f"on, switch {args.switch_ms:g} ms", str(site), True))
         results: dict[tuple[str, int], list[dict]] = {}
         print(f"wrk -t2 -c16 -d{args.seconds:g}s, `nbprod serve --model credit-risk/1 --workers {args.workers} "
               "--no-auth`, "
@@ -458,10 +464,14 @@ def main() -> None:
     ap.add_argument("--child", choices=["writer", "read", "write", "monitor"], help=argparse.SUPPRESS)
     ap.add_argument("--per", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--cap", type=int, default=0, help="--writer-only: the log filled to this row cap first (prunes)")
+    ap.add_argument("--switch-ms", type=float, default=0.0, help="--writer-only: sys.setswitchinterval in the child "
+                    "(0: Python's 5 ms); --wrk: one more side, the log on with this switch interval")
     ap.add_argument("--probe", action="store_true", help="--writer-only: the GIL lag a loop thread sees (see "
                                                           "writer_child)")
     args = ap.parse_args()
     if args.child:
+        if args.switch_ms:
+            sys.setswitchinterval(args.switch_ms / 1000)
         if args.child == "writer":
             result = writer_child(args.rows, args.per, args.cap, args.probe)
         elif args.child == "read":

@@ -283,6 +283,7 @@ class PredictionLog:
         self.failed_batches = 0
         self.last_error: str | None = None
         self._last_prune = 0.0
+        self._worked_since = 0.0
 
     # -- the request path: append only -----------------------------------------------------------
     def bind_counter(self, counter) -> None:
@@ -402,16 +403,38 @@ class PredictionLog:
             if self._stop.is_set() and not self._buffer and not self._refused:
                 return
 
+    #: The writer converts this many rows and inserts at most this many records at a time, and after a
+    #: millisecond of such steps sleeps ``yield_s`` (see :meth:`_write`).
+    slice_rows = 256
+    chunk_records = 256
+    yield_s = 0.0001
+    _yield_every_s = 0.001
+
     def _write(self, items: list) -> None:
+        """Convert and insert ``items``, giving the GIL away between stretches of work.
+
+        The writer shares its process's GIL with the server's event loop. A thread that wants the GIL
+        waits up to the switch interval (5 ms) before it may force a switch, and a holder that
+        releases it briefly (sqlite3 does per row of an ``executemany``) and takes it back at once
+        restarts that wait: a batch converted and inserted in one go stalled the event loop for
+        milliseconds (issue 13: wrk's p99). So the batch is converted ``slice_rows`` rows at a time and
+        inserted ``chunk_records`` records per transaction (a record is one row of one transaction:
+        whole or not at all, as before), and every millisecond of such steps is followed by a real
+        sleep (0.1 ms), short enough that the writer keeps up, long enough that a waiting thread gets the GIL.
+        """
         recs: list[tuple] = []
-        for converted in records_of(self.deployment, items):
-            if isinstance(converted, Exception):  # one odd record never stops the log
-                self.last_error = f"convert: {type(converted).__name__}: {converted}"
-                self._count_failed(1)
-            else:
-                recs.append(converted)
+        self._worked_since = time.perf_counter()
+        for part in _slices(items, self.slice_rows):
+            for converted in records_of(self.deployment, part):
+                if isinstance(converted, Exception):  # one odd record never stops the log
+                    self.last_error = f"convert: {type(converted).__name__}: {converted}"
+                    self._count_failed(1)
+                else:
+                    recs.append(converted)
+            self._yield()
         n_taken = sum(rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
-        for chunk in _chunks(recs, self.batch_rows):
+        for chunk in _chunks(recs, self.batch_rows, self.chunk_records):
+            self._yield()
             for attempt in (0, 1):
                 try:
                     rows = _insert_records(chunk, self.db_url)
@@ -427,6 +450,14 @@ class PredictionLog:
                         time.sleep(0.2)
         with self._lock:
             self._pending = max(0, self._pending - n_taken)
+
+    def _yield(self) -> None:
+        """Sleep ``yield_s`` (the GIL is free meanwhile) once a millisecond of work has passed since the last
+        time: a sleep of 0 would not do, the sleeper takes the GIL back before a waiting thread wakes."""
+        now = time.perf_counter()
+        if self.yield_s > 0 and now - self._worked_since >= self._yield_every_s:
+            time.sleep(self.yield_s)
+            self._worked_since = time.perf_counter()
 
     def _count_failed(self, rows: int) -> None:
         self.dropped += rows
@@ -613,15 +644,28 @@ def writer_lifespan(log: PredictionLog):
     return lifespan
 
 
-def _chunks(recs: list[tuple], rows: int) -> Iterable[list[tuple]]:
-    """``recs`` in consecutive chunks of about ``rows`` rows (a record is never split: it is one row)."""
+def _chunks(recs: list[tuple], rows: int, records: int = 0) -> Iterable[list[tuple]]:
+    """``recs`` in consecutive chunks of about ``rows`` rows and at most ``records`` records (0: any number; a
+    record is never split: it is one row)."""
     chunk: list[tuple] = []
     held = 0
     for rec in recs:
         chunk.append(rec)
         held += _record_rows(rec)
-        if held >= rows:
+        if held >= rows or len(chunk) == records:
             yield chunk
             chunk, held = [], 0
     if chunk:
         yield chunk
+
+
+def _slices(items: list, rows: int) -> Iterable[list]:
+    """The hook records ``items`` in consecutive slices of about ``rows`` rows each."""
+    start, held = 0, 0
+    for i, (kind, _, rec) in enumerate(items):
+        held += rows_in(kind, rec)
+        if held >= rows:
+            yield items[start:i + 1]
+            start, held = i + 1, 0
+    if start < len(items):
+        yield items[start:]
