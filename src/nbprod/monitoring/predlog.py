@@ -7,8 +7,10 @@ Why it is built this way:
   One background thread drains the buffer every ``flush_s`` (or as soon as ``batch_rows`` rows
   wait), turns each request into ONE record (:mod:`.logrecords`: its inputs as one columnar JSON
   text, its predictions as one JSON list, its OOD flags as a sparse map) and writes a batch of
-  records with one ``executemany``. The log's cost is per request, not per predicted row (issue
-  13); readers expand records to rows (:mod:`.logread`), one per predicted row, as before.
+  records with one ``executemany`` per at most 256 records. The log's cost is per request, not per
+  predicted row (issue 13); readers expand records to rows (:mod:`.logread`), one per predicted
+  row, as before. The writer shares the GIL with the server's event loop, so it works in stretches
+  of about a millisecond and sleeps briefly between them (:meth:`PredictionLog._write`).
 - Databases written by an older nbprod hold one row per predicted row in the table
   ``predictions``; it is kept, never written again except by :func:`write_rows`, and read,
   pruned and joined beside the records of ``prediction_records`` (docs/design-notes.md).
@@ -32,7 +34,9 @@ Why it is built this way:
   rows per deployment (a record counts its ``n_rows``; an error record one). It prunes after
   every ``prune_every_rows`` rows it writes (a twentieth of ``max_rows``, at least 100) and at
   least every ``prune_every_s``, so the log exceeds its cap by at most about
-  ``prune_every_rows`` per worker. Over the cap it deletes whole records, oldest first: error
+  ``prune_every_rows`` per worker. A prune is a fixed handful of statements: the database finds
+  the last record to go (a running sum of the rows) and deletes up to it in one statement. Over the
+  cap it deletes whole records, oldest first: error
   records first, then predictions without a label, and labelled predictions last: a refused
   request never displaces a prediction, and an error never displaces a label. The feedback of
   every deleted prediction goes with it, and feedback older than ``max_age_s`` too. On SQLite the
