@@ -85,8 +85,8 @@ def test_the_writer_converts_a_batch_of_requests_at_once_to_the_rows_each_gives_
 
 
 def test_the_writer_works_in_short_stretches_and_gives_the_gil_away_between_them(db_url, monkeypatch):
-    """A big batch is converted a slice at a time and inserted at most ``chunk_records`` records per
-    transaction, with sleeps between (the server's event loop waits for the GIL the writer holds: issue
+    """A big batch is converted a slice at a time and inserted at most ``piece_records`` records per
+    ``executemany``, with sleeps between (the server's event loop waits for the GIL the writer holds: issue
     13, p99), and the stored rows are the rows each request gives alone."""
     from nbprod import state
 
@@ -117,7 +117,7 @@ def test_the_writer_works_in_short_stretches_and_gives_the_gil_away_between_them
         log.close()
     finally:
         sa.event.remove(eng, "before_cursor_execute", count)
-    assert sum(inserts) == 700 and max(inserts) <= PredictionLog.chunk_records and len(inserts) >= 3, inserts
+    assert sum(inserts) == 700 and max(inserts) <= PredictionLog.piece_records and len(inserts) >= 3, inserts
     assert sleeps.count(PredictionLog.yield_s) >= len(inserts) + 1050 // PredictionLog.slice_rows
     assert [tuple(getattr(r, c) for c in cols) for r in _rows("stretches")] == want
 

@@ -7,7 +7,7 @@ Why it is built this way:
   One background thread drains the buffer every ``flush_s`` (or as soon as ``batch_rows`` rows
   wait), turns each request into ONE record (:mod:`.logrecords`: its inputs as one columnar JSON
   text, its predictions as one JSON list, its OOD flags as a sparse map) and writes a batch of
-  records with one ``executemany`` per at most 256 records. The log's cost is per request, not per
+  records in one transaction (``executemany`` per at most 256 records). The log's cost is per request, not per
   predicted row (issue 13); readers expand records to rows (:mod:`.logread`), one per predicted
   row, as before. The writer shares the GIL with the server's event loop, so it works in stretches
   of about a millisecond and sleeps briefly between them (:meth:`PredictionLog._write`).
@@ -180,15 +180,22 @@ def write_rows(rows: list[dict], db_url: str | None = None) -> int:
     return _insert(predictions, _ROW_COLUMNS, [_as_tuple(r) for r in rows], db_url)
 
 
-def _insert(table: Table, columns: tuple, full: list[tuple], db_url: str | None) -> int:
-    """Insert tuples in ``columns`` order into ``table`` (one ``executemany``, one transaction)."""
+def _insert(table: Table, columns: tuple, full: list[tuple], db_url: str | None, piece: int = 0,
+            pause: Any = None) -> int:
+    """Insert tuples in ``columns`` order into ``table`` in one transaction: one ``executemany``, or one per
+    ``piece`` tuples with ``pause()`` between them (the writer's GIL hand-over, :meth:`PredictionLog._write`)."""
     if not full:
         return 0
     eng = ensure_tables(db_url)
+    sql = _insert_sql(eng.dialect, table, columns)
+    step = piece or len(full)
     with eng.connect() as conn:
         conn.execution_options(nbprod_write=True)
         with conn.begin():
-            conn.exec_driver_sql(_insert_sql(eng.dialect, table, columns), full)  # no per-row Core work
+            for start in range(0, len(full), step):
+                if start and pause is not None:
+                    pause()
+                conn.exec_driver_sql(sql, full[start:start + step])  # no per-row Core work
     return len(full)
 
 
@@ -222,9 +229,9 @@ def _record_rows(rec: tuple) -> int:
     return 1 if rec[_ROLE] == "error" else rec[_N_ROWS]
 
 
-def _insert_records(recs: list[tuple], db_url: str | None) -> int:
+def _insert_records(recs: list[tuple], db_url: str | None, piece: int = 0, pause: Any = None) -> int:
     """Insert stored records (:data:`~.logrecords.RECORD_COLUMNS` tuples) in one transaction; rows written."""
-    _insert(prediction_records, RECORD_COLUMNS, recs, db_url)
+    _insert(prediction_records, RECORD_COLUMNS, recs, db_url, piece, pause)
     return sum(map(_record_rows, recs))
 
 
@@ -407,10 +414,11 @@ class PredictionLog:
             if self._stop.is_set() and not self._buffer and not self._refused:
                 return
 
-    #: The writer converts this many rows and inserts at most this many records at a time, and after a
-    #: millisecond of such steps sleeps ``yield_s`` (see :meth:`_write`).
+    #: The writer converts this many rows and inserts at most this many records at a time (one
+    #: ``executemany``; a transaction still holds ``batch_rows`` rows), and after a millisecond of such
+    #: steps sleeps ``yield_s`` (see :meth:`_write`).
     slice_rows = 256
-    chunk_records = 256
+    piece_records = 256
     yield_s = 0.0001
     _yield_every_s = 0.001
 
@@ -422,9 +430,11 @@ class PredictionLog:
         releases it briefly (sqlite3 does per row of an ``executemany``) and takes it back at once
         restarts that wait: a batch converted and inserted in one go stalled the event loop for
         milliseconds (issue 13: wrk's p99). So the batch is converted ``slice_rows`` rows at a time and
-        inserted ``chunk_records`` records per transaction (a record is one row of one transaction:
-        whole or not at all, as before), and every millisecond of such steps is followed by a real
-        sleep (0.1 ms), short enough that the writer keeps up, long enough that a waiting thread gets the GIL.
+        inserted ``piece_records`` records per ``executemany`` (a transaction still holds about
+        ``batch_rows`` rows: a commit per piece cost the writer a fifth more CPU on one-row requests; a
+        record is whole or not at all, as before), and every millisecond of such steps is followed by
+        a real sleep (0.1 ms), short enough that the writer keeps up, long enough that a waiting thread
+        gets the GIL.
         """
         recs: list[tuple] = []
         self._worked_since = time.perf_counter()
@@ -437,11 +447,10 @@ class PredictionLog:
                     recs.append(converted)
             self._yield()
         n_taken = sum(rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
-        for chunk in _chunks(recs, self.batch_rows, self.chunk_records):
-            self._yield()
+        for chunk in _chunks(recs, self.batch_rows):
             for attempt in (0, 1):
                 try:
-                    rows = _insert_records(chunk, self.db_url)
+                    rows = _insert_records(chunk, self.db_url, self.piece_records, self._yield)
                     self.written += rows
                     self._written_since_prune += rows
                     break
@@ -648,15 +657,14 @@ def writer_lifespan(log: PredictionLog):
     return lifespan
 
 
-def _chunks(recs: list[tuple], rows: int, records: int = 0) -> Iterable[list[tuple]]:
-    """``recs`` in consecutive chunks of about ``rows`` rows and at most ``records`` records (0: any number; a
-    record is never split: it is one row)."""
+def _chunks(recs: list[tuple], rows: int) -> Iterable[list[tuple]]:
+    """``recs`` in consecutive chunks of about ``rows`` rows (a record is never split: it is one row)."""
     chunk: list[tuple] = []
     held = 0
     for rec in recs:
         chunk.append(rec)
         held += _record_rows(rec)
-        if held >= rows or len(chunk) == records:
+        if held >= rows:
             yield chunk
             chunk, held = [], 0
     if chunk:
