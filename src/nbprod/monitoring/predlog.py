@@ -448,6 +448,7 @@ class PredictionLog:
             self._yield()
         n_taken = sum(rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
         for chunk in _chunks(recs, self.batch_rows):
+            self._yield()
             for attempt in (0, 1):
                 try:
                     rows = _insert_records(chunk, self.db_url, self.piece_records, self._yield)
