@@ -71,11 +71,16 @@ def build_model(root: Path) -> tuple[str, list[dict]]:
     return str(path), rows
 
 
-def start(model: str, home: Path, log: bool) -> tuple[subprocess.Popen, int]:
+def start(model: str, home: Path, log: bool, src: str | None = None, workers: int = 1,
+          env: dict | None = None, flag: str = "--model-dir") -> tuple[subprocess.Popen, int]:
     port = free_port()
-    env = {**os.environ, "NBPROD_HOME": str(home), "NBPROD_PREDICTION_LOG": "on" if log else "off"}
-    env.pop("NBPROD_DB_URL", None)
-    proc = subprocess.Popen([str(VENV_BIN / "nbprod"), "serve", "--model-dir", model, "--no-auth", "--port", str(port)],
+    base = {**os.environ}
+    base.pop("NBPROD_DB_URL", None)
+    env = {**base, "NBPROD_HOME": str(home), "NBPROD_PREDICTION_LOG": "on" if log else "off", **(env or {})}
+    if src:
+        env["PYTHONPATH"] = str(Path(src).resolve())
+    proc = subprocess.Popen([str(VENV_BIN / "nbprod"), "serve", flag, model, "--no-auth", "--port", str(port),
+                             "--workers", str(workers)],
                             env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -201,19 +206,43 @@ def _credit_requests(rows: int, per_request: int, seed: int = 0) -> list[dict]:
             for i in range(rows // per_request)]
 
 
-def writer_child(rows: int, per_request: int) -> dict:
-    """One measurement in this process (``--src`` on sys.path already): the writer thread's CPU per row."""
-    from nbprod.monitoring.predlog import PredictionLog, ensure_tables
+def writer_child(rows: int, per_request: int, cap: int = 0, probe: bool = False) -> dict:
+    """One measurement in this process (``--src`` on sys.path already): the writer thread's CPU per row.
+
+    ``cap``: the log's row cap (``max_rows``), the log filled to it first, so the writer prunes as it
+    writes (0: the default cap, never reached). ``probe``: the records are handed over one per
+    iteration of a loop that then sleeps 0.2 ms, as an event loop waits in epoll between requests; how
+    late each sleep returns is how long that thread waited for the GIL the writer held (the p99 question
+    of issue 13): the lag's p50/p99/max and the writer's CPU are reported."""
+    from nbprod.monitoring.predlog import PredictionLog, ensure_tables, log_rows
 
     ensure_tables()  # the schema once, outside the measured writes
     records = _credit_requests(rows, per_request)
-    log = PredictionLog("bench", max_pending_rows=rows + 1, flush_s=0.05)
+    options = {"max_rows": cap} if cap else {}
+    if cap:  # the log at its cap before the measured writes: older requests of the same shape
+        old = _credit_requests(cap, per_request, seed=1)
+        for k in range(0, len(old), 2000):
+            log_rows("bench", [("prediction", time.time(), {**r, "request_id": f"old{k + j}"})
+                               for j, r in enumerate(old[k:k + 2000])])
+    log = PredictionLog("bench", max_pending_rows=rows + 1, flush_s=0.25 if probe else 0.05, **options)
     log.start()
     tid = log._thread.native_id
     cpu0, t0 = _thread_cpu_s(tid), time.perf_counter()
     hook0 = time.thread_time()
-    for record in records:
-        log.on_prediction(record)
+    lags: list[float] = []
+    if probe:
+        for record in records:
+            log.on_prediction(record)
+            t = time.perf_counter()
+            time.sleep(0.0002)
+            lags.append(time.perf_counter() - t - 0.0002)
+        while log._pending:  # the writer still busy: keep probing until it is done
+            t = time.perf_counter()
+            time.sleep(0.0002)
+            lags.append(time.perf_counter() - t - 0.0002)
+    else:
+        for record in records:
+            log.on_prediction(record)
     hook_s = time.thread_time() - hook0
     assert log.flush(600)
     wall = time.perf_counter() - t0
@@ -221,8 +250,14 @@ def writer_child(rows: int, per_request: int) -> dict:
     written = log.written
     log.close()
     assert log.dropped == 0 and written == len(records) * per_request, log.stats()
-    return {"writer_us_per_row": cpu / written * 1e6, "hook_us_per_request": hook_s / len(records) * 1e6,
-            "rows_per_s": written / wall}
+    out = {"writer_us_per_row": cpu / written * 1e6, "hook_us_per_request": hook_s / len(records) * 1e6,
+           "rows_per_s": written / wall, "writer_us_per_request": cpu / len(records) * 1e6}
+    if lags:
+        lags.sort()
+        out.update({f"lag_{q}_ms": lags[min(len(lags) - 1, int(q / 100 * len(lags)))] * 1000 for q in (50, 99)})
+        out["lag_max_ms"] = lags[-1] * 1000
+        out["lag_over_1ms"] = sum(x > 0.001 for x in lags) / len(lags)
+    return out
 
 
 def _write_log(rows: int) -> float:
@@ -269,7 +304,8 @@ def read_child(rows: int) -> dict:
     return _monitor_log(rows)
 
 
-def run_child(src: str | None, mode: str, rows: int, per_request: int = 0, home: str | None = None) -> dict:
+def run_child(src: str | None, mode: str, rows: int, per_request: int = 0, home: str | None = None,
+              extra: tuple = ()) -> dict:
     """A ``--child`` mode in a fresh process, importing nbprod from ``src`` (None: this checkout), in ``home``
     (None: a new temporary one)."""
     with tempfile.TemporaryDirectory(prefix="bench-predlog-child-") as tmp:
@@ -279,7 +315,7 @@ def run_child(src: str | None, mode: str, rows: int, per_request: int = 0, home:
             env["PYTHONPATH"] = str(Path(src).resolve())
         else:
             env.pop("PYTHONPATH", None)
-        cmd = [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--per", str(per_request)]
+        cmd = [sys.executable, __file__, "--child", mode, "--rows", str(rows), "--per", str(per_request), *extra]
         out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=3600)
         if out.returncode:
             raise RuntimeError(out.stderr[-3000:])
@@ -290,27 +326,42 @@ def writer_only(args) -> None:
     sides = [("before", args.baseline_src), ("after", None)] if args.baseline_src else [("after", None)]
     print(f"writer thread CPU per logged row, SQLite, credit columns (7 inputs, 2 class probabilities); "
           f"{args.runs} rounds, sides alternating; load {load()}", flush=True)
+    extra = ((("--cap", str(args.cap)) if args.cap else ()) + (("--probe",) if args.probe else ())
+             + (("--switch-ms", str(args.switch_ms)) if args.switch_ms else ()))
+    if args.cap:
+        print(f"the log at its cap of {args.cap:,} rows before the measured writes: the writer prunes as it writes")
+    if args.probe:
+        print("probe: the hooks called from a loop that sleeps 0.2 ms after each request; lag = how late the sleep "
+              "returns (waiting for the GIL the writer holds)")
     table: dict[tuple[str, int], list[dict]] = {}
     for run in range(args.runs):
         for per in (1, 100):
             n = args.rows if per > 1 else max(args.rows // 5, 1000)
             for side, src in sides:
-                r = run_child(src, "writer", n, per)
+                r = run_child(src, "writer", n, per, extra=extra)
                 table.setdefault((side, per), []).append(r)
+                lag = (f", lag p50 {r['lag_50_ms']:.2f} / p99 {r['lag_99_ms']:.2f} / max {r['lag_max_ms']:.1f} ms, "
+                       f"{r['lag_over_1ms']:.1%} > 1 ms" if "lag_99_ms" in r else "")
                 print(f"run {run + 1}, {per}-row requests, {n} rows, {side}: {r['writer_us_per_row']:.2f} µs CPU/row "
-                      f"(writer thread), hook {r['hook_us_per_request']:.1f} µs/request, "
-                      f"{r['rows_per_s']:,.0f} rows/s; load {load()}", flush=True)
+                      f"({r['writer_us_per_request']:.1f} µs/request, writer thread), hook "
+                      f"{r['hook_us_per_request']:.1f} µs/request, {r['rows_per_s']:,.0f} rows/s{lag}; load {load()}",
+                      flush=True)
     med = statistics.median
-    print("\n| rows/request | writer CPU µs/row before | after | before/after | rows/s before | after |")
-    print("| --- | --- | --- | --- | --- | --- |")
+    probe = args.probe
+    print("\n| rows/request | writer CPU µs/row before | after | before/after | rows/s before | after |"
+          + (" lag p99 ms before | after | lag max ms before | after |" if probe else ""))
+    print("| --- | --- | --- | --- | --- | --- |" + (" --- | --- | --- | --- |" if probe else ""))
     for per in (1, 100):
         after = table[("after", per)]
-        before = table.get(("before", per))
-        b = med(r["writer_us_per_row"] for r in before) if before else float("nan")
-        a = med(r["writer_us_per_row"] for r in after)
-        print(f"| {per} | {b:.2f} | {a:.2f} | **{b / a:.1f}×** | "
-              f"{med(r['rows_per_s'] for r in before) if before else float('nan'):,.0f} | "
-              f"{med(r['rows_per_s'] for r in after):,.0f} |")
+        before = table.get(("before", per)) or []
+
+        def m(rs: list, key: str) -> float:
+            return med(r[key] for r in rs) if rs else float("nan")
+        b, a = m(before, "writer_us_per_row"), m(after, "writer_us_per_row")
+        print(f"| {per} | {b:.2f} | {a:.2f} | **{b / a:.2f}×** | {m(before, 'rows_per_s'):,.0f} | "
+              f"{m(after, 'rows_per_s'):,.0f} |" + (f" {m(before, 'lag_99_ms'):.2f} | {m(after, 'lag_99_ms'):.2f} | "
+                                                  f"{m(before, 'lag_max_ms'):.1f} | {m(after, 'lag_max_ms'):.1f} |"
+                                                  if probe else ""))
     if args.read_rows:
         reads: dict[str, list[dict]] = {}
         for run in range(max(1, min(args.runs, 2))):
@@ -334,6 +385,70 @@ def writer_only(args) -> None:
     print(f"load at the end {load()}")
 
 
+def wrk_on_off(args) -> None:
+    """``--wrk``: the log's cost and the p99 question of issue 13 under wrk — the same server, the log OFF
+    (``NBPROD_PREDICTION_LOG=off``) and ON, and ON with ``--baseline-src``'s code, in the same rounds."""
+    sys.path.insert(0, str(Path(__file__).parent))
+    from bench_serve import tree_cpu, wrk
+
+    with tempfile.TemporaryDirectory(prefix="bench-predlog-wrk-") as tmp:
+        root = Path(tmp)
+        os.environ["NBPROD_HOME"] = str(root / "home")  # the registry the servers load from (the fast path)
+        for v in ("MLFLOW_TRACKING_URI", "NBPROD_DB_URL", "NBPROD_PREDICTION_LOG"):
+            os.environ.pop(v, None)
+        from _setup import pipeline
+
+        from nbprod import registry
+        from nbprod.datasets import credit
+
+        X, y = credit(2000, 0)
+        model = f"credit-risk/{registry.register(pipeline(X, y), 'credit-risk', X, y).version}"
+        bodies = {}
+        for n in (1, 100):
+            rows = X.dropna().head(1) if n == 1 else X.sample(n, random_state=n)
+            path = root / f"body{n}.json"
+            path.write_text(json.dumps({"dataframe_records": json.loads(rows.to_json(orient="records"))}))
+            bodies[n] = path
+        sides = [("off", None, False), ("on", None, True)]
+        if args.baseline_src:
+            sides.append(("on, before", args.baseline_src, True))
+        if args.switch_ms:  # the servers' processes with sys.setswitchinterval (a sitecustomize on PYTHONPATH)
+            site = root / "switch"
+            site.mkdir()
+            (site / "sitecustomize.py").write_text(f"import sys\nsys.setswitchinterval({args.switch_ms / 1000!r})\n")
+            sides.append((f"on, switch {args.switch_ms:g} ms", str(site), True))
+        results: dict[tuple[str, int], list[dict]] = {}
+        print(f"wrk -t2 -c16 -d{args.seconds:g}s, `nbprod serve --model credit-risk/1 --workers {args.workers} "
+              "--no-auth`, "
+              f"NBPROD_HTTP=httptools, log cap {args.cap or 'default'}; load {load()}", flush=True)
+        for run in range(args.runs):
+            for side, src, log in sides:
+                env = {"NBPROD_HTTP": "httptools", "NBPROD_DB_URL": f"sqlite:///{root}/log-{run}-{len(side)}.db",
+                       **({"NBPROD_PREDICTION_LOG_MAX_ROWS": str(args.cap)} if args.cap else {})}
+                proc, port = start(model, root / "home", log, src=src, workers=args.workers, env=env, flag="--model")
+                try:
+                    for n in (1, 100):
+                        wrk(port, bodies[n], {}, 1, root)  # warm-up
+                        cpu0 = tree_cpu(proc.pid)
+                        r = wrk(port, bodies[n], {}, args.seconds, root)
+                        r["cpu_ms"] = (tree_cpu(proc.pid) - cpu0) / max(r["requests"], 1) * 1000
+                        results.setdefault((side, n), []).append(r)
+                        print(f"run {run + 1}, log {side}, {n} row(s): {r['rps']:.0f} req/s, p50 {r['p50']:.2f} ms, "
+                              f"p99 {r['p99']:.2f} ms, {r['cpu_ms']:.3f} CPU-ms/request, {r['failed']} failed; "
+                              f"load {load()}", flush=True)
+                finally:
+                    stop(proc)
+        med = statistics.median
+        print("\n| rows/request | log | req/s | p50 ms | p99 ms | CPU-ms/request |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for n in (1, 100):
+            for side, _, _ in sides:
+                rs = results[(side, n)]
+                print(f"| {n} | {side} | {med(r['rps'] for r in rs):,.0f} | {med(r['p50'] for r in rs):.2f} | "
+                      f"{med(r['p99'] for r in rs):.2f} | {med(r['cpu_ms'] for r in rs):.3f} |")
+        print(f"load at the end {load()}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=3)
@@ -341,15 +456,24 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4)
     ap.add_argument("--seconds", type=float, default=5.0)
     ap.add_argument("--rows", type=int, default=100_000)
+    ap.add_argument("--wrk", action="store_true", help="wrk against the server, log off / on / on with the baseline")
+    ap.add_argument("--workers", type=int, default=2, help="--wrk: uvicorn workers")
     ap.add_argument("--writer-only", action="store_true", help="only the writer's CPU per row (and --read-rows)")
     ap.add_argument("--baseline-src", default=None, help="src/ of another nbprod, measured as 'before'")
     ap.add_argument("--read-rows", type=int, default=0, help="time nbprod.monitor over this many logged rows")
     ap.add_argument("--child", choices=["writer", "read", "write", "monitor"], help=argparse.SUPPRESS)
     ap.add_argument("--per", type=int, default=1, help=argparse.SUPPRESS)
+    ap.add_argument("--cap", type=int, default=0, help="--writer-only: the log filled to this row cap first (prunes)")
+    ap.add_argument("--switch-ms", type=float, default=0.0, help="--writer-only: sys.setswitchinterval in the child "
+                    "(0: Python's 5 ms); --wrk: one more side, the log on with this switch interval")
+    ap.add_argument("--probe", action="store_true", help="--writer-only: the GIL lag a loop thread sees (see "
+                                                          "writer_child)")
     args = ap.parse_args()
     if args.child:
+        if args.switch_ms:
+            sys.setswitchinterval(args.switch_ms / 1000)
         if args.child == "writer":
-            result = writer_child(args.rows, args.per)
+            result = writer_child(args.rows, args.per, args.cap, args.probe)
         elif args.child == "read":
             result = read_child(args.rows)
         elif args.child == "write":
@@ -360,6 +484,9 @@ def main() -> None:
         return
     if args.writer_only:
         writer_only(args)
+        return
+    if args.wrk:
+        wrk_on_off(args)
         return
     import platform
 

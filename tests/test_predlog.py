@@ -84,6 +84,44 @@ def test_the_writer_converts_a_batch_of_requests_at_once_to_the_rows_each_gives_
     assert got == want and len(got) == sum(1 + i % 3 for i in range(12))
 
 
+def test_the_writer_works_in_short_stretches_and_gives_the_gil_away_between_them(db_url, monkeypatch):
+    """A big batch is converted a slice at a time and inserted at most ``piece_records`` records per
+    ``executemany``, with sleeps between (the server's event loop waits for the GIL the writer holds: issue
+    13, p99), and the stored rows are the rows each request gives alone."""
+    from nbprod import state
+
+    records = [_record(f"s{i}", n=1 + i % 2) for i in range(700)]
+    expected = "alone-" + str(time.time())
+    log_rows(expected, [("prediction", 1.0, r) for r in records])
+    cols = ("request_id", "row_index", "prediction_id", "inputs", "prediction", "ood")
+    want = [tuple(getattr(r, c) for c in cols) for r in _rows(expected)]
+    with ensure_tables().begin() as conn:  # the prediction ids are unique: make room for the writer's rows
+        conn.execute(sa.delete(prediction_records).where(prediction_records.c.deployment == expected))
+    inserts: list[int] = []
+    sleeps: list[float] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        if statement.startswith("INSERT INTO") and "prediction_records" in statement:
+            inserts.append(len(parameters))
+
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: (sleeps.append(s), real_sleep(s)))
+    monkeypatch.setattr(PredictionLog, "_yield_every_s", 0.0)  # every stretch, however fast this machine is
+    eng = state.engine()
+    sa.event.listen(eng, "before_cursor_execute", count)
+    try:
+        log = PredictionLog("stretches", flush_s=60, batch_rows=10_000)
+        for r in records:
+            log.on_prediction(r)
+        assert log.flush(30)
+        log.close()
+    finally:
+        sa.event.remove(eng, "before_cursor_execute", count)
+    assert sum(inserts) == 700 and max(inserts) <= PredictionLog.piece_records and len(inserts) >= 3, inserts
+    assert sleeps.count(PredictionLog.yield_s) >= len(inserts) + 1050 // PredictionLog.slice_rows
+    assert [tuple(getattr(r, c) for c in cols) for r in _rows("stretches")] == want
+
+
 def test_overflow_drops_rows_counts_them_and_never_blocks(nbprod_home):
     from nbprod.serving.metrics import ServingMetrics
 

@@ -211,3 +211,43 @@ def test_the_alert_pipelines_window_data_and_the_canary_figures_read_both_forms(
     assert canary_figures("credit", "2", now - 60) == {"requests": 1, "error_rate": 0.0, "p95_ms": 4.5,
                                                        "accuracy": 0.0}
     assert _all_requests("credit", now - 60) == 6  # every request, the shadow answer and the errors too
+
+
+def test_text_columns_are_stored_as_the_stdlib_json_encoder_writes_them_whatever_the_characters():
+    """orjson writes a request's text columns where its bytes are the stdlib's (ASCII without DEL), the
+    stdlib the rest: every character — controls, quotes, DEL, accents, CJK, emoji, a lone surrogate — is
+    stored exactly as ``json.dumps`` (ensure_ascii) writes it, in one request and across a run of them."""
+    from nbprod.monitoring.logrecords import RECORD_COLUMNS, records_of
+
+    texts = [chr(c) + "x" for c in range(128)] + ["été", "日本", "😀", "\ud800", 'a"b\\c', "", None]
+    stdlib = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+    col = RECORD_COLUMNS.index("inputs")
+
+    def stored(recs: list) -> list[str]:
+        out = list(records_of("credit", [("prediction", 1.0, r) for r in recs]))
+        assert not any(isinstance(r, Exception) for r in out), out
+        return [r[col] for r in out]
+
+    whole = {"request_id": "w", "n": len(texts), "inputs": {"city": texts}, "predictions": np.zeros(len(texts))}
+    assert stored([whole]) == ['{"city":' + stdlib.encode(texts) + "}"]
+    ones = [{"request_id": f"o{i}", "n": 1, "inputs": {"city": [t]}, "predictions": np.zeros(1)}
+            for i, t in enumerate(texts)]  # one-row requests: converted as one run
+    assert stored(ones) == ['{"city":' + stdlib.encode([t]) + "}" for t in texts]
+    chunks = [texts[i:i + 9] for i in range(0, len(texts), 9)]  # 9-row requests, each alone
+    assert stored([{"request_id": f"c{i}", "n": len(c), "inputs": {"city": c}, "predictions": np.zeros(len(c))}
+                   for i, c in enumerate(chunks)]) == ['{"city":' + stdlib.encode(c) + "}" for c in chunks]
+
+
+def test_class_probabilities_of_small_requests_store_nan_and_inf_as_null_alone_and_in_a_run():
+    from nbprod.monitoring.logrecords import RECORD_COLUMNS, records_of
+
+    col = RECORD_COLUMNS.index("predictions")
+    probas = [[0.25, np.nan], [np.inf, 1.0], [0.5, 0.5]]
+    recs = [{"request_id": f"p{i}", "n": 1, "inputs": {"age": np.array([1.0])}, "predictions": np.array([p])}
+            for i, p in enumerate(probas)]
+    want = ["[[0.25,null]]", "[[null,1.0]]", "[[0.5,0.5]]"]
+    assert [r[col] for r in records_of("credit", [("prediction", 1.0, r) for r in recs])] == want  # one run
+    assert [next(records_of("credit", [("prediction", 1.0, r)]))[col] for r in recs] == want  # each alone
+    ints = {"request_id": "i", "n": 2, "inputs": {"age": np.array([1.0, 2.0])},
+            "predictions": np.array([[1, 0], [0, 1]])}
+    assert next(records_of("credit", [("prediction", 1.0, ints)]))[col] == "[[1,0],[0,1]]"

@@ -15,7 +15,7 @@ from _servers import request, server, wait_until
 
 from nbprod.monitoring.feedback import feedback
 from nbprod.monitoring.logread import rows as log_view
-from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows
+from nbprod.monitoring.predlog import PredictionLog, ensure_tables, feedback_table, log_rows, prediction_records
 
 TOKEN = "tok-reliable"
 
@@ -53,6 +53,42 @@ def test_retention_deletes_errors_first_then_unlabelled_predictions_and_labels_l
     assert PredictionLog("credit", max_rows=2).prune(now) == 4 + 3
     assert [r.prediction_id for r in _log()] == ["lab2-0"]
     assert sorted(_labelled()) == ["lab2-0"]
+
+
+def _prune_statements(n_records: int, rows_each: int) -> tuple[int, int, int]:
+    """Prune a log of ``n_records`` unlabelled records down to a fifth: (rows deleted, SQL statements run,
+    the most parameters one statement took)."""
+    from nbprod import state
+
+    now = time.time()
+    log_rows("credit", [("prediction", now - n_records + i, _record(f"n{n_records}-{i}", n=rows_each))
+                        for i in range(n_records)])
+    statements: list[int] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany) -> None:
+        statements.append(len(parameters or ()))
+
+    eng = state.engine()
+    sa.event.listen(eng, "before_cursor_execute", count)
+    try:
+        deleted = PredictionLog("credit", max_rows=n_records * rows_each // 5).prune(now)
+    finally:
+        sa.event.remove(eng, "before_cursor_execute", count)
+    kept = _log()
+    assert deleted == len({r.request_id for r in kept} ^ {f"n{n_records}-{i}" for i in range(n_records)}) * rows_each
+    assert [r.request_id for r in kept][0] == f"n{n_records}-{n_records - n_records // 5}"  # the newest fifth stays
+    return deleted, len(statements), max(statements)
+
+
+def test_pruning_runs_the_same_few_statements_however_many_records_go(db_url):
+    """The database finds and deletes the oldest records itself: no id list travels through Python (the
+    writer held the GIL for that, issue 13), so pruning 2,000 records costs the statements of 10."""
+    few = _prune_statements(10, 3)
+    with ensure_tables().begin() as conn:
+        conn.execute(sa.delete(prediction_records))
+    many = _prune_statements(2000, 3)
+    assert (few[0], many[0]) == (24, 4800)
+    assert many[1] == few[1] and many[2] <= 10, (few, many)
 
 
 def test_refused_requests_are_counted_in_a_bounded_number_of_rows(db_url):

@@ -7,8 +7,10 @@ Why it is built this way:
   One background thread drains the buffer every ``flush_s`` (or as soon as ``batch_rows`` rows
   wait), turns each request into ONE record (:mod:`.logrecords`: its inputs as one columnar JSON
   text, its predictions as one JSON list, its OOD flags as a sparse map) and writes a batch of
-  records with one ``executemany``. The log's cost is per request, not per predicted row (issue
-  13); readers expand records to rows (:mod:`.logread`), one per predicted row, as before.
+  records in one transaction (``executemany`` per at most 256 records). The log's cost is per request, not per
+  predicted row (issue 13); readers expand records to rows (:mod:`.logread`), one per predicted
+  row, as before. The writer shares the GIL with the server's event loop, so it works in stretches
+  of about a millisecond and sleeps briefly between them (:meth:`PredictionLog._write`).
 - Databases written by an older nbprod hold one row per predicted row in the table
   ``predictions``; it is kept, never written again except by :func:`write_rows`, and read,
   pruned and joined beside the records of ``prediction_records`` (docs/design-notes.md).
@@ -32,7 +34,9 @@ Why it is built this way:
   rows per deployment (a record counts its ``n_rows``; an error record one). It prunes after
   every ``prune_every_rows`` rows it writes (a twentieth of ``max_rows``, at least 100) and at
   least every ``prune_every_s``, so the log exceeds its cap by at most about
-  ``prune_every_rows`` per worker. Over the cap it deletes whole records, oldest first: error
+  ``prune_every_rows`` per worker. A prune is a fixed handful of statements: the database finds
+  the last record to go (a running sum of the rows) and deletes up to it in one statement. Over the
+  cap it deletes whole records, oldest first: error
   records first, then predictions without a label, and labelled predictions last: a refused
   request never displaces a prediction, and an error never displaces a label. The feedback of
   every deleted prediction goes with it, and feedback older than ``max_age_s`` too. On SQLite the
@@ -176,15 +180,22 @@ def write_rows(rows: list[dict], db_url: str | None = None) -> int:
     return _insert(predictions, _ROW_COLUMNS, [_as_tuple(r) for r in rows], db_url)
 
 
-def _insert(table: Table, columns: tuple, full: list[tuple], db_url: str | None) -> int:
-    """Insert tuples in ``columns`` order into ``table`` (one ``executemany``, one transaction)."""
+def _insert(table: Table, columns: tuple, full: list[tuple], db_url: str | None, piece: int = 0,
+            pause: Any = None) -> int:
+    """Insert tuples in ``columns`` order into ``table`` in one transaction: one ``executemany``, or one per
+    ``piece`` tuples with ``pause()`` between them (the writer's GIL hand-over, :meth:`PredictionLog._write`)."""
     if not full:
         return 0
     eng = ensure_tables(db_url)
+    sql = _insert_sql(eng.dialect, table, columns)
+    step = piece or len(full)
     with eng.connect() as conn:
         conn.execution_options(nbprod_write=True)
         with conn.begin():
-            conn.exec_driver_sql(_insert_sql(eng.dialect, table, columns), full)  # no per-row Core work
+            for start in range(0, len(full), step):
+                if start and pause is not None:
+                    pause()
+                conn.exec_driver_sql(sql, full[start:start + step])  # no per-row Core work
     return len(full)
 
 
@@ -218,9 +229,9 @@ def _record_rows(rec: tuple) -> int:
     return 1 if rec[_ROLE] == "error" else rec[_N_ROWS]
 
 
-def _insert_records(recs: list[tuple], db_url: str | None) -> int:
+def _insert_records(recs: list[tuple], db_url: str | None, piece: int = 0, pause: Any = None) -> int:
     """Insert stored records (:data:`~.logrecords.RECORD_COLUMNS` tuples) in one transaction; rows written."""
-    _insert(prediction_records, RECORD_COLUMNS, recs, db_url)
+    _insert(prediction_records, RECORD_COLUMNS, recs, db_url, piece, pause)
     return sum(map(_record_rows, recs))
 
 
@@ -283,6 +294,7 @@ class PredictionLog:
         self.failed_batches = 0
         self.last_error: str | None = None
         self._last_prune = 0.0
+        self._worked_since = 0.0
 
     # -- the request path: append only -----------------------------------------------------------
     def bind_counter(self, counter) -> None:
@@ -402,19 +414,44 @@ class PredictionLog:
             if self._stop.is_set() and not self._buffer and not self._refused:
                 return
 
+    #: The writer converts this many rows and inserts at most this many records at a time (one
+    #: ``executemany``; a transaction still holds ``batch_rows`` rows), and after a millisecond of such
+    #: steps sleeps ``yield_s`` (see :meth:`_write`).
+    slice_rows = 256
+    piece_records = 256
+    yield_s = 0.0001
+    _yield_every_s = 0.001
+
     def _write(self, items: list) -> None:
+        """Convert and insert ``items``, giving the GIL away between stretches of work.
+
+        The writer shares its process's GIL with the server's event loop. A thread that wants the GIL
+        waits up to the switch interval (5 ms) before it may force a switch, and a holder that
+        releases it briefly (sqlite3 does per row of an ``executemany``) and takes it back at once
+        restarts that wait: a batch converted and inserted in one go stalled the event loop for
+        milliseconds (issue 13: wrk's p99). So the batch is converted ``slice_rows`` rows at a time and
+        inserted ``piece_records`` records per ``executemany`` (a transaction still holds about
+        ``batch_rows`` rows: a commit per piece cost the writer a fifth more CPU on one-row requests; a
+        record is whole or not at all, as before), and every millisecond of such steps is followed by
+        a real sleep (0.1 ms), short enough that the writer keeps up, long enough that a waiting thread
+        gets the GIL.
+        """
         recs: list[tuple] = []
-        for converted in records_of(self.deployment, items):
-            if isinstance(converted, Exception):  # one odd record never stops the log
-                self.last_error = f"convert: {type(converted).__name__}: {converted}"
-                self._count_failed(1)
-            else:
-                recs.append(converted)
+        self._worked_since = time.perf_counter()
+        for part in _slices(items, self.slice_rows):
+            for converted in records_of(self.deployment, part):
+                if isinstance(converted, Exception):  # one odd record never stops the log
+                    self.last_error = f"convert: {type(converted).__name__}: {converted}"
+                    self._count_failed(1)
+                else:
+                    recs.append(converted)
+            self._yield()
         n_taken = sum(rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
         for chunk in _chunks(recs, self.batch_rows):
+            self._yield()
             for attempt in (0, 1):
                 try:
-                    rows = _insert_records(chunk, self.db_url)
+                    rows = _insert_records(chunk, self.db_url, self.piece_records, self._yield)
                     self.written += rows
                     self._written_since_prune += rows
                     break
@@ -427,6 +464,14 @@ class PredictionLog:
                         time.sleep(0.2)
         with self._lock:
             self._pending = max(0, self._pending - n_taken)
+
+    def _yield(self) -> None:
+        """Sleep ``yield_s`` (the GIL is free meanwhile) once a millisecond of work has passed since the last
+        time: a sleep of 0 would not do, the sleeper takes the GIL back before a waiting thread wakes."""
+        now = time.perf_counter()
+        if self.yield_s > 0 and now - self._worked_since >= self._yield_every_s:
+            time.sleep(self.yield_s)
+            self._worked_since = time.perf_counter()
 
     def _count_failed(self, rows: int) -> None:
         self.dropped += rows
@@ -479,12 +524,17 @@ class PredictionLog:
                 old, new = t.c.deployment == self.deployment, r.c.deployment == self.deployment
                 deleted += self._delete_rows(conn, old, t.c.ts < cutoff)
                 deleted += self._delete_records(conn, new, r.c.ts < cutoff)
-                held = (conn.execute(select(func.count()).select_from(t).where(old)).scalar_one()
-                        + int(conn.execute(select(func.sum(_ROWS)).where(new)).scalar() or 0))
+                records, errors = conn.execute(select(func.sum(_ROWS), func.sum(case((r.c.role == "error", 1),
+                                                                                   else_=0))).where(new)).one()
+                held = conn.execute(select(func.count()).select_from(t).where(old)).scalar_one() + int(records or 0)
                 excess = held - self.max_rows
+                # oldest first: the planner walks the primary key and stops early, where the indexed
+                # ``deployment = ?`` made it read and sort every record of the deployment (SQLite)
+                new = r.c.deployment.concat("") == self.deployment
                 unlabelled_old = and_(t.c.role != "error", ~exists().where(f.c.prediction_id == t.c.prediction_id))
                 unlabelled_new = and_(r.c.role != "error", ~exists().where(f.c.request_key == r.c.id_prefix))
-                for old_kind, new_kind in ((t.c.role == "error", r.c.role == "error"),
+                first = r.c.role == "error"
+                for old_kind, new_kind in ((t.c.role == "error", first),
                                            (unlabelled_old, unlabelled_new),
                                            (t.c.role != "error", r.c.role != "error")):
                     if excess > 0:
@@ -492,7 +542,7 @@ class PredictionLog:
                         gone = self._delete_rows(conn, t.c.id.in_(oldest))
                         deleted += gone
                         excess -= gone
-                    if excess > 0:
+                    if excess > 0 and (errors or new_kind is not first):  # no error record: nothing to look for
                         gone = self._delete_oldest_records(conn, excess, new, new_kind)
                         deleted += gone
                         excess -= gone
@@ -519,19 +569,20 @@ class PredictionLog:
         return rows
 
     def _delete_oldest_records(self, conn, excess: int, *where) -> int:
-        """Delete the oldest records matching ``where`` until they held ``excess`` rows; the rows deleted."""
+        """Delete the oldest records matching ``where`` until they held ``excess`` rows; the rows deleted.
+
+        The database finds the last record to go (a running sum of the rows, oldest first) and deletes
+        up to it in one statement: no id crosses into Python. Fetching the ids and deleting them 500 at a
+        time held the writer thread's GIL for most of a prune (issue 13: half the log's cost in a worker
+        once the log is at its cap, and the event loop waits for the GIL meanwhile).
+        """
         r = prediction_records
-        oldest = conn.execute(select(r.c.id, _ROWS).where(*where).order_by(r.c.id).limit(excess)).all()
-        ids, held = [], 0
-        for rid, rows in oldest:  # each record holds a row at least: ``excess`` records are always enough
-            if held >= excess:
-                break
-            ids.append(rid)
-            held += rows
-        deleted = 0
-        for start in range(0, len(ids), 500):
-            deleted += self._delete_records(conn, r.c.id.in_(ids[start:start + 500]))
-        return deleted
+        upto = func.sum(_ROWS).over(order_by=r.c.id, rows=(None, 0))  # rows held by this record and the older ones
+        # each record holds a row at least: the oldest ``excess`` records are always enough
+        oldest = select(r.c.id, _ROWS.label("held"), upto.label("upto")).where(*where).order_by(r.c.id) \
+            .limit(excess).subquery()
+        last = conn.execute(select(func.max(oldest.c.id)).where(oldest.c.upto - oldest.c.held < excess)).scalar()
+        return 0 if last is None else self._delete_records(conn, *where, r.c.id <= last)
 
     def stats(self) -> dict:
         return {"deployment": self.deployment, "written": self.written, "dropped": self.dropped,
@@ -619,3 +670,15 @@ def _chunks(recs: list[tuple], rows: int) -> Iterable[list[tuple]]:
             chunk, held = [], 0
     if chunk:
         yield chunk
+
+
+def _slices(items: list, rows: int) -> Iterable[list]:
+    """The hook records ``items`` in consecutive slices of about ``rows`` rows each."""
+    start, held = 0, 0
+    for i, (kind, _, rec) in enumerate(items):
+        held += rows_in(kind, rec)
+        if held >= rows:
+            yield items[start:i + 1]
+            start, held = i + 1, 0
+    if start < len(items):
+        yield items[start:]
