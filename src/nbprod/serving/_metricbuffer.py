@@ -55,7 +55,7 @@ def _interval() -> float:
 
 
 FLUSH_INTERVAL_S = _interval()
-_FEW = 16  # observe_many: up to this many values go in as single observations; more are bucketed at once
+_FEW = 16  # observe_many: up to this many values go in one by one; more as one array
 
 
 class PendingCounter:
@@ -149,16 +149,16 @@ class PendingHistogram:
         self.target = target
         self._bounds = np.asarray(bounds, dtype=np.float64)
         self._one: deque[float] = deque()
-        self._many: deque[tuple[float, np.ndarray]] = deque()
+        self._many: deque[np.ndarray] = deque()
         self.observe: Callable[[float], None] = self._one.append  # the cheapest call there is
 
     def observe_many(self, values: np.ndarray) -> None:
-        """Every value of a float array: a few as single observations, more counted per bucket here."""
+        """Every value of a float array: a few as single observations, more as a copy of the array (the
+        flush buckets everything at once: one numpy pass per flush, not per request)."""
         if len(values) <= _FEW:
             self._one.extend(values.tolist())
-            return
-        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=len(self._bounds) + 1)
-        self._many.append((float(values.sum()), counts[:len(self._bounds)]))
+        else:
+            self._many.append(np.array(values, dtype=np.float64))  # a copy: the caller's array may change
 
     def drop(self) -> None:
         self._one.clear()
@@ -169,18 +169,13 @@ class PendingHistogram:
         n, m = len(one), len(many)
         if not n and not m:
             return
-        total = 0.0
-        counts = np.zeros(len(self._bounds), dtype=np.int64)
+        parts = [many.popleft() for _ in range(m)]
         if n:
-            values = np.asarray([one.popleft() for _ in range(n)], dtype=np.float64)
-            total += float(values.sum())
-            counts += np.bincount(np.searchsorted(self._bounds, values, side="left"),
-                                  minlength=len(self._bounds) + 1)[:len(self._bounds)]  # NaN: past +Inf, dropped
-        for _ in range(m):
-            s, c = many.popleft()
-            total += s
-            counts += c
-        self._sum.inc(total)
+            parts.append(np.asarray([one.popleft() for _ in range(n)], dtype=np.float64))
+        values = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        k = len(self._bounds)
+        counts = np.bincount(np.searchsorted(self._bounds, values, side="left"), minlength=k + 1)[:k]  # NaN: past +Inf
+        self._sum.inc(float(values.sum()))
         for i in np.flatnonzero(counts).tolist():
             self._buckets[i].inc(int(counts[i]))
 
