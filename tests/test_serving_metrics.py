@@ -91,7 +91,11 @@ for _ in range(5):
 m.child(m.latency, "1", "200").observe(0.002)
 metrics.observe_many(m.child(m.predictions, "1"), np.arange(40, dtype=np.float64))
 m.in_flight.inc()
-if mode == "fork":  # what was pending at the fork is the parent's: the child writes only its own
+for _ in range(20 if mode == "forks" else 1 if mode == "fork" else 0):
+    # what was pending at the fork is the parent's: the child writes only its own (and never finds
+    # a lock held by a flush of the parent's thread, which flushes every millisecond in "forks")
+    for _ in range(500 if mode == "forks" else 0):
+        m.child(m.latency, "1", "200").observe(0.002)
     pid = os.fork()
     if pid == 0:
         m.child(m.requests, "1", "200", "invocations").inc()
@@ -116,26 +120,29 @@ m.in_flight.dec()
 '''
 
 
-@pytest.mark.parametrize("mode", ["exit", "fork", "thread"])
+@pytest.mark.parametrize("mode", ["exit", "fork", "forks", "thread"])
 def test_a_worker_process_writes_everything_it_counted(tmp_path, mode):
     """In multiprocess mode: a clean exit flushes what is pending (the thread would only have written it
-    an hour later); a fork's child neither re-writes the parent's pending updates nor loses its own; the
-    thread flushes without being asked."""
+    an hour later); a fork's child neither re-writes the parent's pending updates nor loses its own, also
+    while the parent's thread flushes all the time; the thread flushes without being asked."""
     from prometheus_client import CollectorRegistry
     from prometheus_client.multiprocess import MultiProcessCollector
 
     from nbprod.serving._metricbuffer import INTERVAL_ENV
 
     env = dict(os.environ, PROMETHEUS_MULTIPROC_DIR=str(tmp_path))
-    if mode != "thread":
+    if mode in ("exit", "fork"):
         env[INTERVAL_ENV] = "3600"  # the thread never writes: only the exit (or an explicit flush)
+    elif mode == "forks":
+        env[INTERVAL_ENV] = "0.001"
     out = subprocess.run([sys.executable, "-c", _SCRIPT, mode], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     r = CollectorRegistry()
     MultiProcessCollector(r, path=str(tmp_path))
     requests = r.get_sample_value("nbprod_requests_total", {"version": "1", "status": "200", "endpoint": "invocations"})
-    assert requests == (6.0 if mode == "fork" else 5.0)
-    assert r.get_sample_value("nbprod_request_latency_seconds_count", {"version": "1", "status": "200"}) == 1.0
+    assert requests == {"fork": 6.0, "forks": 25.0}.get(mode, 5.0)
+    assert r.get_sample_value("nbprod_request_latency_seconds_count",
+                              {"version": "1", "status": "200"}) == (10001.0 if mode == "forks" else 1.0)
     assert r.get_sample_value("nbprod_prediction_value_count", {"version": "1"}) == 40.0
     assert r.get_sample_value("nbprod_prediction_value_sum", {"version": "1"}) == float(sum(range(40)))
     assert r.get_sample_value("nbprod_prediction_value_bucket", {"version": "1", "le": "0.0"}) == 1.0

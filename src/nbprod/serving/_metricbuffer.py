@@ -235,8 +235,23 @@ def _run(state: _State) -> None:
                 failing = True
 
 
+_held_at_fork: list[bool] = []
+
+
+def _before_fork() -> None:
+    """No flush in progress while the process forks: the child would inherit prometheus-client's value
+    lock held by a thread it does not have. Bounded: a flush that hangs does not hang the fork."""
+    _held_at_fork.append(_state.lock.acquire(timeout=5))
+
+
+def _after_fork_in_parent() -> None:
+    if _held_at_fork.pop():
+        _state.lock.release()
+
+
 def _after_fork_in_child() -> None:
     global _state
+    _held_at_fork.clear()
     owners = list(_state.owners)
     _state = _State()  # the parent's lock may have been held by its thread, which the child does not have
     for owner in owners:
@@ -248,4 +263,5 @@ def _after_fork_in_child() -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                        after_in_child=_after_fork_in_child)
