@@ -9,15 +9,15 @@ gives such a server a directory of its own (``PROMETHEUS_MULTIPROC_DIR``, set be
 start, removed when the server stops); each worker's counters and histograms live in memory-mapped
 files there (prometheus-client's multiprocess mode), and every scrape sums the files of all
 workers — also of workers that died, so a replaced worker's counts are not lost. The in-flight
-gauge sums live workers only: a worker marks itself dead when its app stops, and a scrape marks workers that
-were killed (pid gone). The route weights and spec generation are the answering worker's own
-(every worker serves the same spec within a poll interval), computed at scrape time, so a route
-that was removed never lingers in a file.
+gauge sums live workers only: a worker marks itself dead when its app stops, and a scrape marks
+workers that were killed (pid gone). The route weights and spec generation are the answering
+worker's own (every worker serves the same spec within a poll interval), computed at scrape time,
+so a route that was removed never lingers in a file.
 
 The request path does not write those values itself: :meth:`ServingMetrics.child` and
-``in_flight`` hand out buffers (:mod:`._metricbuffer`) that keep a request's updates in memory, and
-a thread adds them to the values every 50 ms, a scrape before it collects, the app's end (:meth:`close`).
-So one worker's own figures are exact in its scrape, another worker's are at most ~50 ms behind
+``in_flight`` hand out buffers (:mod:`._metricbuffer`) that keep a request's updates in memory;
+a thread adds them to the values every 50 ms, a scrape before it collects, and the app's end
+(:meth:`close`). So one worker's own figures are exact in its scrape, another worker's are at most ~50 ms behind
 (a test that reads a multi-worker server's ``/metrics`` polls for the figure it expects), and a
 worker killed outright loses its last ~50 ms of counts (docs/design-notes.md). The exposition is
 the same: the same metrics, labels and buckets, with the same values once flushed.
@@ -74,7 +74,8 @@ def observe_many(hist: Any, values: np.ndarray) -> None:
     """``hist.observe(v)`` for every value of a float array, in one pass: one increment per bucket hit
     and one of the sum (a 1,000-row answer is 2 to 20 writes, not 2,000; in multiprocess mode each
     is a write to a memory-mapped file). Falls back to ``observe`` if prometheus-client's histogram
-    child is not laid out as expected. A buffered child (:meth:`ServingMetrics.child`) keeps them in memory."""
+    child is not laid out as expected. A buffered child (:meth:`ServingMetrics.child`) keeps the
+    values in memory until its flush."""
     if type(hist) is buffer.PendingHistogram:
         hist.observe_many(values)
         return
