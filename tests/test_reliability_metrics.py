@@ -63,6 +63,19 @@ def _answered(port: int) -> float:
     return sum(float(m.group(1)) for m in re.finditer(r"^nbprod_requests_total\{[^}]*\} (\S+)$", text, re.M))
 
 
+def _reach(port: int, sent: int) -> None:
+    """Poll until the scrapes count ``sent`` requests, none of them ever showing fewer than the one before."""
+    seen = [0.0]
+
+    def reached() -> bool:
+        total = _answered(port)
+        assert seen[-1] <= total <= sent, (seen[-1], total, sent)
+        seen.append(total)
+        return total == sent
+
+    wait_until(reached, 30, f"{sent} requests counted")
+
+
 @pytest.mark.slow
 def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_models, env):
     pytest.importorskip("psutil")
@@ -74,6 +87,7 @@ def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_mo
         for _ in range(60):  # fresh connections: the kernel spreads them over both workers
             assert request(port, "POST", "/invocations", body)[0] == 200
             sent += 1
+        _reach(port, sent)  # each worker writes its counts every 50 ms (nbprod.serving.metrics)
         seen = [_answered(port) for _ in range(20)]
         assert seen == [float(sent)] * 20, seen  # every scrape, whichever worker answers it
         metrics_dir = _metrics_dir(workers[0])  # the server's own, private
@@ -86,13 +100,15 @@ def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_mo
         for _ in range(20):
             assert request(port, "POST", "/invocations", body)[0] == 200
             sent += 1
+        _reach(port, sent)
         previous = 0.0
         for _ in range(20):
             total = _answered(port)
             assert previous <= total == sent
             previous = total
+        wait_until(lambda: "nbprod_in_flight_requests 0.0" in request(port, "GET", "/metrics")[2].decode(), 30,
+                   "no request in flight")  # live workers only: the killed one is not counted
         text = request(port, "GET", "/metrics")[2].decode()
-        assert "nbprod_in_flight_requests 0.0" in text  # live workers only: the killed one is not counted
         assert 'nbprod_route_weight{path="fastpath",role="stable",version="1"} 100.0' in text
         assert json.loads(request(port, "GET", "/health")[2])["status"] == "ok"
     assert not metrics_dir.exists()  # the server removes its metrics directory when it stops

@@ -285,13 +285,16 @@ from nbprod.serving import metrics
 m = metrics.ServingMetrics()
 metrics._PID[0] = 424242  # what the increments take as this process's id, if they ask nbprod
 m.child(m.requests, "1", "200", "invocations").inc()
+m.flush()  # the request path only buffers: the write into the file is the flush's
 metrics._PID[0] = os.getpid()
 m.child(m.requests, "1", "200", "invocations").inc()
+m.flush()
 asked = (Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]) / "counter_424242.db").exists()
 print("swapped" if values.ValueClass is not original else "kept", asked)
 pid = os.fork()
 if pid == 0:  # a forked child writes its own file, as prometheus-client does on a fork
     m.child(m.requests, "1", "200", "invocations").inc()
+    m.flush()
     os._exit(0)
 os.waitpid(pid, 0)
 files = {p.name for p in Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).glob("counter_*.db")}

@@ -206,6 +206,7 @@ class ServingState:
         if self.router.table is not None:
             for t in self.router.table.targets.values():
                 t.batcher.close()
+        self.metrics.close()  # what the requests counted, written before the worker goes
 
     # -- request plumbing ---------------------------------------------------------------------
     def refuse(self, endpoint: str, err: ServingError, t0: float) -> Response:

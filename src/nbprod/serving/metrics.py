@@ -9,10 +9,18 @@ gives such a server a directory of its own (``PROMETHEUS_MULTIPROC_DIR``, set be
 start, removed when the server stops); each worker's counters and histograms live in memory-mapped
 files there (prometheus-client's multiprocess mode), and every scrape sums the files of all
 workers — also of workers that died, so a replaced worker's counts are not lost. The in-flight
-gauge sums live workers only: a worker marks itself dead at exit, and a scrape marks workers that
-were killed (pid gone). The route weights and spec generation are the answering worker's own
-(every worker serves the same spec within a poll interval), computed at scrape time, so a route
-that was removed never lingers in a file.
+gauge sums live workers only: a worker marks itself dead when its app stops, and a scrape marks
+workers that were killed (pid gone). The route weights and spec generation are the answering
+worker's own (every worker serves the same spec within a poll interval), computed at scrape time,
+so a route that was removed never lingers in a file.
+
+The request path does not write those values itself: :meth:`ServingMetrics.child` and
+``in_flight`` hand out buffers (:mod:`._metricbuffer`) that keep a request's updates in memory;
+a thread adds them to the values every 50 ms, a scrape before it collects, and the app's end
+(:meth:`close`). So one worker's own figures are exact in its scrape, another worker's are at most ~50 ms behind
+(a test that reads a multi-worker server's ``/metrics`` polls for the figure it expects), and a
+worker killed outright loses its last ~50 ms of counts (docs/design-notes.md). The exposition is
+the same: the same metrics, labels and buckets, with the same values once flushed.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .._pids import alive
+from . import _metricbuffer as buffer
 
 __all__ = ["ServingMetrics", "CONTENT_TYPE_LATEST", "MULTIPROC_ENV", "multiprocess_dir", "observe_many"]
 
@@ -65,7 +74,11 @@ def observe_many(hist: Any, values: np.ndarray) -> None:
     """``hist.observe(v)`` for every value of a float array, in one pass: one increment per bucket hit
     and one of the sum (a 1,000-row answer is 2 to 20 writes, not 2,000; in multiprocess mode each
     is a write to a memory-mapped file). Falls back to ``observe`` if prometheus-client's histogram
-    child is not laid out as expected."""
+    child is not laid out as expected. A buffered child (:meth:`ServingMetrics.child`) keeps the
+    values in memory until its flush."""
+    if type(hist) is buffer.PendingHistogram:
+        hist.observe_many(values)
+        return
     bounds = getattr(hist, "_upper_bounds", None)
     buckets = getattr(hist, "_buckets", None)
     total = getattr(hist, "_sum", None)
@@ -177,8 +190,8 @@ class ServingMetrics:
                                 ["version"], registry=r)
         self.ood_rejected = Counter("nbprod_ood_rejected_total", "Requests refused by ood='reject'.",
                                     ["version"], registry=r)
-        self.in_flight = Gauge("nbprod_in_flight_requests", "Requests being handled now.", registry=r,
-                               multiprocess_mode="livesum")
+        self.in_flight = buffer.PendingGauge(Gauge("nbprod_in_flight_requests", "Requests being handled now.",
+                                                   registry=r, multiprocess_mode="livesum"))
         self.model_errors = Counter("nbprod_model_errors_total", "Exceptions raised by a model's predict.",
                                     ["version", "role"], registry=r)
         self.fallbacks = Counter("nbprod_canary_fallbacks_total",
@@ -192,28 +205,75 @@ class ServingMetrics:
                                     ["version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
                                     registry=r)
         self._children: dict[tuple, Any] = {}
+        self._buffers: list[buffer.Pending] = [self.in_flight]
         self._routes = _RouteCollector()
         r.register(self._routes)
+        buffer.watch(self)
         if self.multiprocess_path is not None:
-            from prometheus_client.multiprocess import mark_process_dead
-
-            atexit.register(mark_process_dead, os.getpid(), self.multiprocess_path)
+            atexit.register(self._at_exit, os.getpid(), self.multiprocess_path)
 
     def child(self, metric, *labels: str):
-        """``metric.labels(*labels)``, looked up once: prometheus-client validates and locks on every
-        ``labels()`` call, and the request path asks for the same few children all the time."""
+        """``metric.labels(*labels)``, looked up once (prometheus-client validates and locks on every
+        ``labels()`` call, and the request path asks for the same few children all the time), as a
+        buffer with the child's ``inc``/``observe``/``dec``: the request only appends to a deque, the
+        value is written by :meth:`flush` (module docstring)."""
         key = (metric, labels)
         found = self._children.get(key)
         if found is None:
             if len(self._children) > 4096:  # labels are low-cardinality; never grow without bound anyway
+                self.flush()
                 self._children.clear()
-            found = self._children[key] = metric.labels(*labels)
+                self._buffers = [self.in_flight]
+            found = self._children[key] = self._buffered(metric.labels(*labels))
         return found
+
+    def _buffered(self, raw: Any) -> Any:
+        if isinstance(raw, Counter):
+            found: Any = buffer.PendingCounter(raw)
+        elif isinstance(raw, Gauge):
+            found = buffer.PendingGauge(raw)
+        elif isinstance(raw, Histogram) and buffer.histogram_layout(raw) is not None:
+            found = buffer.PendingHistogram(raw)
+        else:
+            return raw  # written to directly, as before
+        self._buffers.append(found)
+        return found
+
+    def pending(self) -> list[buffer.Pending]:
+        """The buffers :meth:`flush` empties."""
+        return self._buffers
+
+    def flush(self) -> None:
+        """Write every update the request path buffered into the metric values (the scrape, the exit
+        and a thread every 50 ms call it; a test may too)."""
+        buffer.flush(self)
+
+    def close(self) -> None:
+        """The app stops (its lifespan's end): write what is buffered, and in multiprocess mode stop
+        counting this worker's in-flight gauge. A uvicorn worker stopped by SIGTERM ends by re-raising
+        the signal once the lifespan is over, so its :mod:`atexit` handlers never run: this is where a
+        clean stop keeps every count."""
+        self.flush()
+        if self.multiprocess_path is not None:
+            from prometheus_client.multiprocess import mark_process_dead
+
+            mark_process_dead(os.getpid(), self.multiprocess_path)
+
+    def _at_exit(self, pid: int, path: str) -> None:
+        """An exit that runs its handlers (no lifespan end before it, or a spawned process): as :meth:`close`."""
+        from prometheus_client.multiprocess import mark_process_dead
+
+        buffer.unwatch(self)
+        try:
+            self.flush()
+        finally:
+            mark_process_dead(pid, path)
 
     def set_routes(self, table) -> None:
         self._routes.table = table
 
     def render(self) -> bytes:
+        self.flush()  # this process's own figures exact; other workers' at most one flush interval behind
         path = self.multiprocess_path
         if path is None or not os.path.isdir(path):
             return generate_latest(self.registry)
