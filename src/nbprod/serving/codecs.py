@@ -490,6 +490,7 @@ _NONE = type(None)
 _SMALL = 64  # numeric values in a request below which _coerce_quick checks them one by one
 _INF = float("inf")
 _NUMERIC_TYPES = frozenset((int, float, _NONE))
+_INT_TYPES = frozenset((int,))
 _STRING_TYPES = frozenset((str, _NONE))
 _layouts: dict[int, tuple[list, tuple]] = {}  # id(signature) -> (signature, its layout)
 
@@ -507,7 +508,8 @@ def _layout(signature: list[Column]) -> tuple:
     strings = [c.name for c in signature if c.type == "string"]
     whole = ints.tolist()
     small = (list(zip(whole, limits.tolist(), strict=True)), [j for j, w in enumerate(whole) if w],
-             [j for j, w in enumerate(whole) if not w])  # per column (integer?, limit); integer / float columns
+             [j for j, w in enumerate(whole) if not w],  # per column (integer?, limit); integer / float columns
+             limits[ints][:, None])  # the integer columns' limits, one per row of their matrix
     names = [c.name for c in signature]
     layout = (tuple(numeric), ints, limits, strings, len(numeric) + len(strings) == len(signature), small,
               names, itemgetter(*names) if names else None)
@@ -529,14 +531,16 @@ class Coerced(dict):
     ``numeric``: the signature's numeric columns, in signature order (one tuple per signature: compare
     it by identity). ``matrix``: float64, shape ``(len(numeric), n)``, row ``j`` = column ``numeric[j]``
     as float64 (``None`` = NaN; an integer column's values exactly, as every one is below 2**53).
+    ``distinct``: each text column's set of distinct values (``None`` among them), when coerce made it.
     """
 
-    __slots__ = ("numeric", "matrix", "_row")
+    __slots__ = ("numeric", "matrix", "distinct", "_row")
 
-    def __init__(self, pairs: Any, numeric: tuple, matrix: np.ndarray) -> None:
+    def __init__(self, pairs: Any, numeric: tuple, matrix: np.ndarray, distinct: dict[str, set] | None = None) -> None:
         super().__init__(pairs)
         self.numeric = numeric
         self.matrix = matrix
+        self.distinct = distinct
         self._row: list[float] | None = None
 
     @property
@@ -566,23 +570,31 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
         texts = [cols[name] for name in strings]
     except KeyError:
         return None
-    for values in lists:
-        if type(values) is not list or not _NUMERIC_TYPES.issuperset(map(type, values)):
+    checks, int_columns, _, int_limits = small
+    for values, (whole, _) in zip(lists, checks, strict=True):  # an integer column: Python ints only
+        if type(values) is not list or not (_INT_TYPES if whole else _NUMERIC_TYPES).issuperset(map(type, values)):
+            return None  # 3.0 or None in an integer column, a bool, text: coerce says what (or takes 3.0)
+    distinct: dict[str, set] = {}
+    for name, values in zip(strings, texts, strict=True):
+        if type(values) is not list:
             return None
-    for values in texts:
-        if type(values) is not list or not _STRING_TYPES.issuperset(map(type, values)):
+        try:
+            seen = set(values)  # the distinct values: checked here, compared by the OOD check
+        except TypeError:  # an unhashable value (a list, an object)
             return None
+        if not _STRING_TYPES.issuperset(map(type, seen)):  # a str equals no other type: the distinct ones do
+            return None
+        distinct[name] = seen
     found: dict[str, Any] = dict(zip(strings, texts, strict=True))
     if not numeric:
-        return Coerced({name: found[name] for name in order}, numeric, np.empty((0, n)))
+        return Coerced({name: found[name] for name in order}, numeric, np.empty((0, n)), distinct)
     if n * len(numeric) <= _SMALL:  # a few values: plain Python checks beat numpy's per-call cost
-        checks, int_columns, _ = small
         for values, (whole, limit) in zip(lists, checks, strict=True):
             if len(values) != n:
                 return None
             for v in values:
                 if whole:
-                    if type(v) is not int or not -limit < v < limit:  # 3.0, None, huge: coerce says what
+                    if not -limit < v < limit:  # too large for the type or for float64: coerce says what
                         return None
                 elif v is not None and (v == _INF or v == -_INF):
                     return None
@@ -592,11 +604,6 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
                 whole_matrix = np.array([lists[j] for j in int_columns], dtype=np.int64)
         except (TypeError, ValueError, OverflowError):
             return None
-        for j, name in enumerate(numeric):
-            found[name] = matrix[j]
-        if int_columns:
-            for row, j in enumerate(int_columns):
-                found[numeric[j]] = whole_matrix[row]
     else:
         try:
             matrix = np.array(lists, dtype=np.float64)  # one row per column: each column a contiguous view
@@ -604,13 +611,16 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
             return None
         if matrix.shape != (len(numeric), n) or np.isinf(matrix).any():
             return None
-        if ints.any():
-            whole = matrix[ints]
-            if np.isnan(whole).any() or (whole != np.floor(whole)).any() or (np.abs(whole) >= limits[ints, None]).any():
+        if int_columns:  # Python ints (checked above): only their size is left to check, all at once
+            whole = matrix[int_columns]
+            if not (np.abs(whole) < int_limits).all():
                 return None
-        for j, name in enumerate(numeric):
-            found[name] = matrix[j].astype(np.int64) if ints[j] else matrix[j]
-    return Coerced({name: found[name] for name in order}, numeric, matrix)  # signature order, as coerce gives it
+            whole_matrix = whole.astype(np.int64)
+    for j, name in enumerate(numeric):
+        found[name] = matrix[j]
+    for row, j in enumerate(int_columns):
+        found[numeric[j]] = whole_matrix[row]
+    return Coerced({name: found[name] for name in order}, numeric, matrix, distinct)  # signature order, as coerce
 
 
 def _coerce_one(cols: dict[str, Any], numeric: tuple, small: tuple, strings: list[str],
@@ -618,7 +628,7 @@ def _coerce_one(cols: dict[str, Any], numeric: tuple, small: tuple, strings: lis
     """:func:`_coerce_quick` of a one-row request: each value checked once, in plain Python, and two numpy
     calls in all (the float matrix of every numeric column, the integer columns as int64). None whenever
     anything is unusual or wrong, as there."""
-    checks, int_columns, _ = small
+    checks, int_columns, _, _ = small
     lists = []
     for name, (whole, limit) in zip(numeric, checks, strict=True):
         values = cols.get(name)

@@ -78,16 +78,18 @@ class QuickOod:
                         return False
             elif np.fmin.reduce(values) < lo or np.fmax.reduce(values) > hi:  # fmin/fmax skip NaN
                 return False
+        distinct_of = cols.distinct if type(cols) is Coerced else None  # coerce's sets of distinct values
         for name, seen in self.categories:
             values = cols.get(name)
             if values is None:
                 continue
             if type(values) is not list:
                 return False
-            distinct = set(values)
-            distinct.discard(None)
-            if not distinct <= seen:  # seen holds text: anything else (1 for "1") goes to the checker
-                return False
+            distinct = distinct_of.get(name) if distinct_of is not None else None
+            if distinct is None:
+                distinct = set(values)
+            if not distinct <= seen and not (None in distinct and distinct - {None} <= seen):
+                return False  # seen holds text: anything else (1 for "1") goes to the checker
         return True
 
     def __len__(self) -> int:
