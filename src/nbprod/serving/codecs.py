@@ -616,10 +616,9 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
             if not (np.abs(whole) < int_limits).all():
                 return None
             whole_matrix = whole.astype(np.int64)
-    for j, name in enumerate(numeric):
-        found[name] = matrix[j]
-    for row, j in enumerate(int_columns):
-        found[numeric[j]] = whole_matrix[row]
+    found.update(zip(numeric, matrix, strict=True))  # iterating a matrix gives its rows as views
+    if int_columns:
+        found.update(zip([numeric[j] for j in int_columns], whole_matrix, strict=True))
     return Coerced({name: found[name] for name in order}, numeric, matrix, distinct)  # signature order, as coerce
 
 
@@ -655,10 +654,9 @@ def _coerce_one(cols: dict[str, Any], numeric: tuple, small: tuple, strings: lis
         whole_matrix = np.array([lists[j] for j in int_columns], dtype=np.int64) if int_columns else None
     except (TypeError, ValueError, OverflowError):  # a float column's integer past 1e308: coerce says what
         return None
-    for j, name in enumerate(numeric):
-        found[name] = matrix[j]
-    for row, j in enumerate(int_columns):
-        found[numeric[j]] = whole_matrix[row]  # type: ignore[index]
+    found.update(zip(numeric, matrix, strict=True))  # iterating a matrix gives its rows as views
+    if whole_matrix is not None:
+        found.update(zip([numeric[j] for j in int_columns], whole_matrix, strict=True))
     return Coerced({name: found[name] for name in order}, numeric, matrix)
 
 

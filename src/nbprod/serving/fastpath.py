@@ -273,6 +273,8 @@ class Plan:
             return e / e.sum(axis=1, keepdims=True)
         assert self.classes is not None, "compile_estimator() gives every classifier plan its classes"
         if scores.shape[1] == 1:
+            if n == 1:  # one row: the same class, without three numpy calls
+                return self.classes[[1 if scores[0, 0] > 0 else 0]]
             return self.classes[(scores[:, 0] > 0).astype(np.intp)]
         return self.classes[scores.argmax(axis=1)]
 
