@@ -509,7 +509,8 @@ def _layout(signature: list[Column]) -> tuple:
     whole = ints.tolist()
     small = (list(zip(whole, limits.tolist(), strict=True)), [j for j, w in enumerate(whole) if w],
              [j for j, w in enumerate(whole) if not w],  # per column (integer?, limit); integer / float columns
-             limits[ints][:, None])  # the integer columns' limits, one per row of their matrix
+             limits[ints][:, None],  # the integer columns' limits, one per row of their matrix
+             [numeric[j] for j, w in enumerate(whole) if w], [numeric[j] for j, w in enumerate(whole) if not w])
     names = [c.name for c in signature]
     layout = (tuple(numeric), ints, limits, strings, len(numeric) + len(strings) == len(signature), small,
               names, itemgetter(*names) if names else None)
@@ -570,7 +571,7 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
         texts = [cols[name] for name in strings]
     except KeyError:
         return None
-    checks, int_columns, _, int_limits = small
+    checks, int_columns, float_columns, int_limits, int_names, float_names = small
     for values, (whole, _) in zip(lists, checks, strict=True):  # an integer column: Python ints only
         if type(values) is not list or not (_INT_TYPES if whole else _NUMERIC_TYPES).issuperset(map(type, values)):
             return None  # 3.0 or None in an integer column, a bool, text: coerce says what (or takes 3.0)
@@ -616,9 +617,10 @@ def _coerce_quick(cols: dict[str, Any], n: int, signature: list[Column]) -> dict
             if not (np.abs(whole) < int_limits).all():
                 return None
             whole_matrix = whole.astype(np.int64)
-    found.update(zip(numeric, matrix, strict=True))  # iterating a matrix gives its rows as views
+    for name, j in zip(float_names, float_columns, strict=True):
+        found[name] = matrix[j]
     if int_columns:
-        found.update(zip([numeric[j] for j in int_columns], whole_matrix, strict=True))
+        found.update(zip(int_names, whole_matrix, strict=True))  # iterating a matrix gives its rows as views
     return Coerced({name: found[name] for name in order}, numeric, matrix, distinct)  # signature order, as coerce
 
 
@@ -627,7 +629,7 @@ def _coerce_one(cols: dict[str, Any], numeric: tuple, small: tuple, strings: lis
     """:func:`_coerce_quick` of a one-row request: each value checked once, in plain Python, and two numpy
     calls in all (the float matrix of every numeric column, the integer columns as int64). None whenever
     anything is unusual or wrong, as there."""
-    checks, int_columns, _, _ = small
+    checks, int_columns, float_columns, _, int_names, float_names = small
     lists = []
     for name, (whole, limit) in zip(numeric, checks, strict=True):
         values = cols.get(name)
@@ -654,9 +656,10 @@ def _coerce_one(cols: dict[str, Any], numeric: tuple, small: tuple, strings: lis
         whole_matrix = np.array([lists[j] for j in int_columns], dtype=np.int64) if int_columns else None
     except (TypeError, ValueError, OverflowError):  # a float column's integer past 1e308: coerce says what
         return None
-    found.update(zip(numeric, matrix, strict=True))  # iterating a matrix gives its rows as views
+    for name, j in zip(float_names, float_columns, strict=True):
+        found[name] = matrix[j]
     if whole_matrix is not None:
-        found.update(zip([numeric[j] for j in int_columns], whole_matrix, strict=True))
+        found.update(zip(int_names, whole_matrix, strict=True))  # iterating a matrix gives its rows as views
     return Coerced({name: found[name] for name in order}, numeric, matrix)
 
 

@@ -20,6 +20,12 @@ SimpleImputer on strings); final LogisticRegression (predict, predict_proba) and
 A text column may also be given as :class:`~nbprod.data.ood.Coded` (codes into a few labels): a batch
 job's parquet column. Each label is then looked up once and the rows one-hot encoded at once, with
 the same answers as the per-row form a request's list takes.
+
+A request's columns come from :func:`~nbprod.serving.codecs.coerce` as a
+:class:`~nbprod.serving.codecs.Coerced` (the numeric columns also as one matrix): the plan then reads
+them through :class:`_Wired` (a block in one copy, every one-hot column in one ``put``, one row in
+Python floats), with the same values bit for bit, and falls back to the column-by-column form for
+anything unusual.
 """
 
 from __future__ import annotations
