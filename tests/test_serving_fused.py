@@ -104,7 +104,7 @@ def _path(records, plan, fused: bool):
     try:
         batch = codecs.decode_mlflow({"dataframe_records": records}, SIG)
         cols = codecs.coerce(batch, SIG)
-        assert (type(cols) is Coerced) == fused or not fused or type(cols) is dict
+        assert fused or type(cols) is dict  # the general path's plain dict
         flags = (QuickOod(CHECKER) if fused else CHECKER).flags(cols, batch.n)
         pred = plan(cols, batch.n)
         return cols, flags, pred
@@ -175,3 +175,20 @@ def test_a_division_by_zero_keeps_the_one_row_path_off():
     assert not ok and steps == []
     steps, ok = fastpath._python_steps([("sub", np.array([1.0, 2.0])), ("fill", np.array([0.5, 0.5]))], 2)
     assert ok and [op is None for op, _ in steps] == [False, True]
+
+
+@pytest.mark.parametrize("n", [1, 2, 100])
+def test_the_quick_transposition_is_the_general_one(n):
+    """``_records_quick`` (one row: no transposing) gives ``_columnar``'s columns and order, or None."""
+    rng = np.random.default_rng(n)
+    names = [c.name for c in SIG]
+    for kind in range(len(_ROW_KINDS)):
+        records = [_ROW_KINDS[kind](rng, i) for i in range(n)]
+        for rows in (records, [dict(reversed(list(r.items()))) for r in records], records[:-1] + [[1, 2, 3, 4, 5, 6]],
+                     records[:-1] + ["abcdef"]):
+            quick = codecs._records_quick(rows, names)
+            if quick is None:
+                continue
+            assert all(type(r) is dict for r in rows)
+            cols, order = codecs._columnar(rows, "dataframe_records")
+            assert quick == (cols, order)
