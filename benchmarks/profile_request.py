@@ -12,9 +12,9 @@ checker from the training profile). Then, for the same ``dataframe_records`` bod
     predict  = served.predict(cols, n)                         (the batcher's direct call: Plan.__call__)
 
 A stage's figure is the difference of two chains (so it includes what an earlier stage leaves for it to do),
-the median of ``--rounds`` rounds. With ``--baseline-src`` the same timing runs in a child process whose
-``PYTHONPATH`` is another src/ folder (e.g. the session's starting point, ``/tmp/b0/src``), alternating with
-this one, and the ratio is printed::
+the median of ``--rounds`` rounds, each timed in a fresh child process that imports only what a server's worker
+does. With ``--baseline-src`` the same timing runs with ``PYTHONPATH`` set to another src/ folder (e.g. the
+session's starting point, ``/tmp/b0/src``), alternating with this one, and the ratio is printed::
 
     .venv/bin/python benchmarks/profile_request.py [--rows 1,100] [--rounds 5] [--baseline-src /tmp/b0/src]
 """
@@ -132,17 +132,18 @@ def main() -> None:
     mv = registry.register(pipeline(X, y), "credit-risk", X, y)
     uri = f"credit-risk/{mv.version}"
     load_version(uri)  # the full load fills the start-up cache: both sides then start from it, as a server does
-    sides = {"after": [], "before": []}
+    sides: dict[str, list] = {"after": [], "before": []}
     spec = json.dumps({"uri": uri, "bodies": {str(k): v for k, v in bodies.items()}, "budget": args.budget})
-    env = dict(os.environ)
+    # each side in a fresh child process (this one has imported scikit-learn, pandas and MLflow to register the
+    # model: more objects for every garbage collection to walk than a server's worker has)
+    src = {"after": str(Path(__file__).resolve().parent.parent / "src")}
     if args.baseline_src:
-        env["PYTHONPATH"] = str(Path(args.baseline_src).resolve())
+        src["before"] = str(Path(args.baseline_src).resolve())
     for _ in range(args.rounds):
-        sides["after"].append(measure(uri, bodies, args.budget))
-        if args.baseline_src:
-            out = subprocess.run([sys.executable, __file__, "--child", spec], env=env, capture_output=True, text=True,
-                                 check=True).stdout
-            sides["before"].append({int(k): v for k, v in json.loads(out.splitlines()[-1]).items()})
+        for side, path in src.items():
+            out = subprocess.run([sys.executable, __file__, "--child", spec], env=dict(os.environ, PYTHONPATH=path),
+                                 capture_output=True, text=True, check=True).stdout
+            sides[side].append({int(k): v for k, v in json.loads(out.splitlines()[-1]).items()})
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"CPU µs per request and stage (median of {args.rounds} rounds, time.process_time); load {load}")
     print("| rows | stage | " + ("before | after | after/before |" if args.baseline_src else "µs |"))
