@@ -78,8 +78,28 @@ def _time(fn, budget: float) -> float:
     return (time.process_time() - t0) / reps * 1e6
 
 
-def measure(uri: str, bodies: dict[int, str], budget: float) -> dict[int, list[float]]:
-    """µs per stage for each body (in this process's nbprod)."""
+def _alone(served, body: bytes):
+    """One callable per stage on its input prepared once: parse, decode, coerce, ood, predict."""
+    from nbprod.serving import codecs
+
+    sig = served.signature
+    payload = codecs.parse_json(body)
+    batch = codecs.decode_mlflow(payload, sig)
+    cols = codecs.coerce(batch, sig)
+    n = batch.n
+
+    def fresh():  # a request's coerced columns carry no value already worked out by an earlier call
+        if hasattr(cols, "_row"):
+            cols._row = None
+        return cols
+
+    return [lambda: codecs.parse_json(body), lambda: codecs.decode_mlflow(payload, sig),
+            lambda: codecs.coerce(batch, sig), lambda: served.ood_flags(fresh(), n),
+            lambda: served.predict(fresh(), n)]
+
+
+def measure(uri: str, bodies: dict[int, str], budget: float) -> dict[int, dict[str, list[float]]]:
+    """µs per stage for each body (in this process's nbprod): as chain differences, and each stage alone."""
     from nbprod.service import load_version
 
     served = load_version(uri)
@@ -88,10 +108,12 @@ def measure(uri: str, bodies: dict[int, str], budget: float) -> dict[int, list[f
     for n, path in bodies.items():
         body = Path(path).read_bytes()
         chains = _chains(served, body)
-        for fn in chains:  # warm: every lazy layout / cache filled
+        alone = _alone(served, body)
+        for fn in chains + alone:  # warm: every lazy layout / cache filled
             fn()
         cumulative = [_time(fn, budget) for fn in chains]
-        out[n] = [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)]
+        out[n] = {"chain": [cumulative[0]] + [b - a for a, b in zip(cumulative, cumulative[1:], strict=False)],
+                  "alone": [_time(fn, budget / 2) for fn in alone]}
     return out
 
 
@@ -143,21 +165,24 @@ def main() -> None:
         for side, path in src.items():
             out = subprocess.run([sys.executable, __file__, "--child", spec], env=dict(os.environ, PYTHONPATH=path),
                                  capture_output=True, text=True, check=True).stdout
-            sides[side].append({int(k): v for k, v in json.loads(out.splitlines()[-1]).items()})
+            sides[side].append({int(k): v for k, v in json.loads(out.splitlines()[-1]).items()})  # type: ignore
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"CPU µs per request and stage (median of {args.rounds} rounds, time.process_time); load {load}")
-    print("| rows | stage | " + ("before | after | after/before |" if args.baseline_src else "µs |"))
-    print("| --- | --- | " + ("--- | --- | --- |" if args.baseline_src else "--- |"))
-    for n in bodies:
-        for i, stage in enumerate([*STAGES, "total"]):
-            def med(runs, n=n, i=i, total=stage == "total"):
-                return statistics.median(sum(r[n]) if total else r[n][i] for r in runs)
-            after = med(sides["after"])
-            if args.baseline_src:
-                before = med(sides["before"])
-                print(f"| {n} | {stage} | {before:.1f} | {after:.1f} | {after / before:.2f}× |")
-            else:
-                print(f"| {n} | {stage} | {after:.1f} |")
+    for kind, stages, what in (("chain", [*STAGES, "total"], "as differences of cumulative chains"),
+                               ("alone", ["parse", "decode", *STAGES[1:], "total"], "each stage alone")):
+        print(f"\n{what}\n")
+        print("| rows | stage | " + ("before | after | after/before |" if args.baseline_src else "µs |"))
+        print("| --- | --- | " + ("--- | --- | --- |" if args.baseline_src else "--- |"))
+        for n in bodies:
+            for i, stage in enumerate(stages):
+                def med(runs, n=n, i=i, total=stage == "total", kind=kind):
+                    return statistics.median(sum(r[n][kind]) if total else r[n][kind][i] for r in runs)
+                after = med(sides["after"])
+                if args.baseline_src:
+                    before = med(sides["before"])
+                    print(f"| {n} | {stage} | {before:.1f} | {after:.1f} | {after / before:.2f}× |")
+                else:
+                    print(f"| {n} | {stage} | {after:.1f} |")
 
 
 if __name__ == "__main__":
