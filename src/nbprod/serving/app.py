@@ -37,7 +37,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Any, AsyncContextManager, Callable, MutableMapping, Sequence
+from typing import Any, AsyncContextManager, Awaitable, Callable, MutableMapping, Sequence
 
 import numpy as np
 from starlette.applications import Starlette
@@ -48,7 +48,8 @@ from starlette.routing import Route as HttpRoute
 
 from .._version import __version__
 from ..errors import ServingError
-from . import codecs, idempotency, openapi, v2binary
+from . import codecs, idempotency, openapi, quickanswer, v2binary
+from .batching import LATER
 from .fastpath import UnknownCategory
 from .loader import ModelStore
 from .metrics import CONTENT_TYPE_LATEST, ServingMetrics, observe_many
@@ -124,9 +125,11 @@ class ServingState:
         self.source = source
         self.hooks = hooks
         self.metrics = ServingMetrics()
-        self.router = Router(on_event=self._event, on_batch=self._batch, store=models)
+        self.router = Router(on_event=self._event, on_batch=self._batch, store=models,
+                             batch_observer=self._batch_observer)
         self.token_sha256 = hash_token(token) if token else None
         self.auth = auth
+        self._accepted: dict[str, str] = {}  # Authorization header of a token accepted before -> its sha256
         self.idempotency = idempotency.IdempotencyStore(on_event=self._event)
         self.tasks: set[asyncio.Task] = set()
         self.ready = False
@@ -144,6 +147,11 @@ class ServingState:
 
     def _batch(self, version: str, rows: int) -> None:
         self.metrics.child(self.metrics.batch_rows, version).observe(rows)
+
+    def _batch_observer(self, version: str) -> Callable[[int], None]:
+        """What a version's batcher calls with each model call's rows: :meth:`_batch` bound to the version's
+        histogram child, looked up once (not a closure and a lookup per call)."""
+        return self.metrics.child(self.metrics.batch_rows, version).observe
 
     def _hook(self, fn: Callable[[dict], None] | None, record: dict) -> None:
         if fn is None:
@@ -219,36 +227,84 @@ class ServingState:
         m.child(m.latency, "none", status).observe(time.perf_counter() - t0)
         return error_response(err)
 
-    def check_auth(self, request: Request, header: str | None = None) -> None:
-        """401 unless the request carries the bearer token (``header``: its Authorization, if read already)."""
-        expected = self.spec.token_sha256 or self.token_sha256
-        if not self.auth or expected is None:
+    def check_auth(self, request: Request | None, header: str | None = None,
+                   spec: DeploymentSpec | None = None) -> None:
+        """401 unless the request carries the bearer token (``header``: its Authorization, if read already;
+        ``spec``: the served spec, if looked up already).
+
+        The sha256 of a token that was accepted is remembered with its Authorization header (the last
+        :data:`_ACCEPTED_MAX` of them), so a client sending the same token again costs a dict lookup, not
+        a hash; the comparison with the expected digest stays ``hmac.compare_digest`` on every request,
+        a changed token is refused at once, and a wrong token is never remembered."""
+        if not self.auth:
+            return
+        expected = (spec if spec is not None else self.spec).token_sha256 or self.token_sha256
+        if expected is None:
             return
         if header is None:
-            header = request.headers.get("authorization", "")
-        scheme, _, token = header.partition(" ")
-        given = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
-        if not hmac.compare_digest(given, expected):
-            raise codecs.http_error("missing or wrong bearer token",
-                                    "send the header `Authorization: Bearer <token>` with the token shown at "
-                                    "deploy time", status=401, error="unauthorized")
+            header = request.headers.get("authorization", "") if request is not None else ""
+        given = self._accepted.get(header)
+        if given is None:
+            scheme, _, token = header.partition(" ")
+            given = hashlib.sha256(token.strip().encode()).hexdigest() if scheme.lower() == "bearer" else ""
+            if hmac.compare_digest(given, expected):
+                if len(self._accepted) >= _ACCEPTED_MAX:
+                    self._accepted.clear()
+                self._accepted[header] = given
+                return
+        elif hmac.compare_digest(given, expected):
+            return
+        raise codecs.http_error("missing or wrong bearer token",
+                                "send the header `Authorization: Bearer <token>` with the token shown at "
+                                "deploy time", status=401, error="unauthorized")
 
-    async def read_body(self, request: Request, length: str | None = None) -> bytes:
-        """The whole body (408 past ``body_timeout_s``, 413 past ``max_body_bytes``); ``length``: the
-        Content-Length header, if read already. Read from the ASGI ``receive`` as ``request.stream()``
-        does (a disconnect: :class:`ClientDisconnect`), without an async generator per request."""
-        limit = self.spec.max_body_bytes
+    def body_now(self, request: Request, length: str | None = None,
+                 spec: DeploymentSpec | None = None) -> bytes | Awaitable[Any]:
+        """The whole body if it is here already, in one message, as for nearly every request (no
+        coroutine, no deadline: nothing waits); else what to pass to :meth:`read_body` as ``first`` (the
+        first message, received or still awaited). The same checks and errors as :meth:`read_body`."""
+        limit = (spec if spec is not None else self.spec).max_body_bytes
         if length is None:
             length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise _too_large(int(length), limit)
+        waiting: Any = request.receive()  # a coroutine (the ASGI receive is an async function)
+        try:
+            first = waiting.send(None)
+        except StopIteration as done:
+            message = done.value
+            if message["type"] == "http.request" and not message.get("more_body", False):
+                body = message.get("body", b"")
+                if len(body) > limit:
+                    raise _too_large(len(body), limit) from None
+                request._body = body  # as read_body leaves it
+                return body
+            return _Ready(message)  # a first part, or a disconnect: read_body goes on from it
+        return _Resume(waiting, first)
+
+    async def read_body(self, request: Request, length: str | None = None,
+                        first: Awaitable[Any] | None = None) -> bytes:
+        """The whole body (408 past ``body_timeout_s``, 413 past ``max_body_bytes``); ``length``: the
+        Content-Length header, if read already; ``first``: the first message as :meth:`body_now` left
+        it. Read from the ASGI ``receive`` as ``request.stream()`` does (a disconnect:
+        :class:`ClientDisconnect`), without an async generator per request."""
+        limit = self.spec.max_body_bytes
+        if first is None:
+            if length is None:
+                length = request.headers.get("content-length")
+            if length is not None and length.isdigit() and int(length) > limit:
+                raise _too_large(int(length), limit)
         chunks: list[bytes] = []
         receive = request.receive
 
         async def read() -> None:
             size = 0
+            pending = first
             while True:
-                message = await receive()
+                if pending is not None:
+                    message, pending = await pending, None
+                else:
+                    message = await receive()
                 if message["type"] == "http.request":
                     chunk = message.get("body", b"")
                     if chunk:
@@ -274,6 +330,23 @@ class ServingState:
 
 
 _timeout_at = getattr(asyncio, "timeout_at", None)
+
+#: Authorization headers whose token's digest :meth:`ServingState.check_auth` remembers (clients of a
+#: deployment share a token or a few; a wrong token is never remembered).
+_ACCEPTED_MAX = 16
+
+
+class _Ready:
+    """An awaitable that gives ``value`` at once (a message already received)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def __await__(self):
+        return self.value
+        yield  # noqa: B901 - a generator: awaiting it never suspends
 
 
 class _Resume:
@@ -332,9 +405,17 @@ def _too_large(size: int, limit: int) -> ServingError:
                         status=413, code="body_too_large")
 
 
-def _content_kind(request: Request, header: str | None = None) -> str:
+#: Content-Type headers as clients send them, and their kind: a dict lookup instead of parsing each.
+_KINDS = {"application/json": "json", "": "json", "application/json; charset=utf-8": "json",
+          "application/json;charset=utf-8": "json", "text/csv": "csv"}
+
+
+def _content_kind(request: Request | None, header: str | None = None) -> str:
     if header is None:
-        header = request.headers.get("content-type", "")
+        header = request.headers.get("content-type", "") if request is not None else ""
+    kind = _KINDS.get(header)
+    if kind is not None:
+        return kind
     ctype = header.split(";")[0].strip().lower()
     if ctype in ("application/json", "") or ctype.endswith("+json"):
         return "json"
@@ -347,9 +428,8 @@ def _content_kind(request: Request, header: str | None = None) -> str:
                        code="unsupported_media_type")
 
 
-async def _predict(state: ServingState, table: RoutingTable, target: Target, role: str,
-                   batch: codecs.Batch) -> tuple[Target, str, Any, dict, list | None]:
-    """Coerce, check OOD, predict — falling back to the stable version if a canary fails."""
+def _checked(state: ServingState, target: Target, batch: codecs.Batch) -> tuple[dict, list | None]:
+    """Coerce and check OOD: the columns and the OOD flags (None: none flagged); 400 under ood='reject'."""
     cols = codecs.coerce(batch, target.served.signature)
     ood = target.served.ood_flags(cols, batch.n)
     if ood is not None and state.spec.ood == "reject":
@@ -359,30 +439,74 @@ async def _predict(state: ServingState, table: RoutingTable, target: Target, rol
                            f"(row {rows[0]}: {'; '.join(ood[rows[0]])})",
                            "send values inside the training range and seen categories, or deploy with ood='flag'",
                            status=400, code="out_of_distribution")
-    params = {k: v for k, v in batch.params.items() if k != "_id"}
+    return cols, ood
+
+
+def _params(batch: codecs.Batch) -> dict:
+    """The request's params for the model (the v2 request id left out)."""
+    params = batch.params
+    if not params:
+        return params
+    return {k: v for k, v in params.items() if k != "_id"}
+
+
+def _model_failed(state: ServingState, table: RoutingTable, target: Target, role: str, exc: Exception) -> None:
+    """A model call raised ``exc``: raise the request's error (400 for an unknown category, 503 when the
+    stable failed), or count a canary's failure and return, for the stable version to answer."""
+    if isinstance(exc, UnknownCategory):
+        raise ServingError(str(exc), f"send a category of {exc.column!r} seen in training", status=400,
+                           code="unknown_category") from None
+    version = target.served.version
+    state.metrics.model_errors.labels(version, role).inc()
+    if target is table.stable:
+        log.error("model version %s raised on a request", version, exc_info=exc)
+        raise codecs.http_error(f"model version {version} failed ({type(exc).__name__})",
+                                "check the server log; the model raised on this input", status=503,
+                                error="model_error") from None
+    state.metrics.fallbacks.labels(version, "predict_error").inc()
+    state._event("canary_failed", {"version": version, "role": role, "error": f"{type(exc).__name__}: {exc}"})
+
+
+async def _predict(state: ServingState, table: RoutingTable, target: Target, role: str,
+                   batch: codecs.Batch, checked: tuple[dict, list | None] | None = None
+                   ) -> tuple[Target, str, Any, dict, list | None]:
+    """Coerce, check OOD, predict — falling back to the stable version if a canary fails.
+    ``checked``: :func:`_checked`'s answer for ``target``, if it was computed already."""
+    cols, ood = checked if checked is not None else _checked(state, target, batch)
+    params = _params(batch)
     try:
         if params and target.served.has_params:  # params change the answer: no batching with others
             pred = await asyncio.get_running_loop().run_in_executor(
                 None, lambda: target.served.predict(cols, batch.n, params, batch.order))
             return target, role, pred, cols, ood
-        return target, role, await target.batcher.submit(cols, batch.n), cols, ood
-    except UnknownCategory as exc:
-        raise ServingError(str(exc), f"send a category of {exc.column!r} seen in training", status=400,
-                           code="unknown_category") from None
+        pred = target.batcher.now(cols, batch.n)
+        if pred is LATER:
+            pred = await target.batcher.submit(cols, batch.n)
+        return target, role, pred, cols, ood
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # noqa: BLE001
-        version = target.served.version
-        state.metrics.model_errors.labels(version, role).inc()
-        stable = table.stable
-        if target is stable:
-            log.error("model version %s raised on a request", version, exc_info=exc)
-            raise codecs.http_error(f"model version {version} failed ({type(exc).__name__})",
-                                    "check the server log; the model raised on this input", status=503,
-                                    error="model_error") from None
-        state.metrics.fallbacks.labels(version, "predict_error").inc()
-        state._event("canary_failed", {"version": version, "role": role, "error": f"{type(exc).__name__}: {exc}"})
-        return await _predict(state, table, stable, "stable", batch)
+        _model_failed(state, table, target, role, exc)
+    return await _predict(state, table, table.stable, "stable", batch)
+
+
+def _predict_now(state: ServingState, table: RoutingTable, target: Target, role: str,
+                 batch: codecs.Batch) -> tuple[Target, str, Any, dict, list | None] | Awaitable[Any]:
+    """:func:`_predict`'s answer when nothing has to wait (a compiled version called at once, as for
+    nearly every request), without a coroutine; else the awaitable :func:`_predict` that goes on
+    from where this stopped (the checks done are not done again)."""
+    cols, ood = _checked(state, target, batch)
+    params = _params(batch)
+    if params and target.served.has_params:
+        return _predict(state, table, target, role, batch, (cols, ood))
+    try:
+        pred = target.batcher.now(cols, batch.n)
+    except Exception as exc:  # noqa: BLE001
+        _model_failed(state, table, target, role, exc)
+        return _predict(state, table, table.stable, "stable", batch)
+    if pred is LATER:
+        return _predict(state, table, target, role, batch, (cols, ood))
+    return target, role, pred, cols, ood
 
 
 def _observe(state: ServingState, version: str, pred: Any, n: int, ood: list | None) -> None:
@@ -421,9 +545,14 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
     label, status = "none", 500
     try:
         headers = _request_headers(request.scope)
-        state.check_auth(request, headers.get(b"authorization", ""))
+        spec = state.router.current.spec
+        state.check_auth(request, headers.get(b"authorization", ""), spec)
         kind = _content_kind(request, headers.get(b"content-type", ""))
-        body = await state.read_body(request, headers.get(b"content-length"))
+        now = state.body_now(request, headers.get(b"content-length"), spec)
+        if type(now) is bytes:
+            body = now
+        else:  # the body is still arriving, or came in parts: read it under the deadline
+            body = await state.read_body(request, headers.get(b"content-length"), now)  # type: ignore[arg-type]
 
         gate = version is not None and headers.get(TRAFFIC_HEADER.encode(), "").lower() == GATE_TRAFFIC
         key = headers.get(b"idempotency-key")
@@ -488,7 +617,7 @@ class _Answer(Response):
         self.version = version
         self.raw_headers = [(b"x-model-version", version.encode("latin-1")),
                             (b"x-prediction-id", request_id.encode("latin-1")),
-                            (b"content-length", str(len(body)).encode("latin-1")),
+                            (b"content-length", b"%d" % len(body)),
                             (b"content-type", b"application/json")]
 
 
@@ -538,30 +667,36 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
         target, role = table.pick()
     batch = decode(kind, body, target.served.signature)
     request_id = _request_id()
-    try:
-        target, role, pred, cols, ood = await _within(_predict(state, table, target, role, batch),
-                                                      state.spec.timeout_s)
-    except asyncio.TimeoutError:
-        raise codecs.http_error(f"the prediction took longer than {state.spec.timeout_s:g} s",
-                                "send fewer rows per request, or raise timeout_s in the deployment", status=504,
-                                error="timeout") from None
+    started = time.perf_counter()
+    found = _predict_now(state, table, target, role, batch)
+    if type(found) is not tuple:  # it has to wait: the rest under the deadline, counted from the start
+        timeout = state.spec.timeout_s
+        try:
+            found = await _within(found, timeout - (time.perf_counter() - started))
+        except asyncio.TimeoutError:
+            raise codecs.http_error(f"the prediction took longer than {timeout:g} s",
+                                    "send fewer rows per request, or raise timeout_s in the deployment", status=504,
+                                    error="timeout") from None
+    target, role, pred, cols, ood = found
     label = target.served.version
-    ids = _prediction_ids(request_id, batch.n)
-    payload = encode(pred, target, ids, ood, request_id, batch)
-    if isinstance(payload, bytes):  # JSON, encoded by the protocol's encoder
+    n = batch.n
+    payload = encode(pred, target, request_id, ood, batch)
+    if type(payload) is bytes:  # JSON, encoded by the protocol's encoder
         response: Response = _Answer(payload, label, request_id)
     elif isinstance(payload, Response):  # an encoder that writes its own body (v2 binary tensors)
         payload.headers.update({"X-Model-Version": label, "X-Prediction-Id": request_id})
         response = payload
     else:
         response = json_response(payload, 200, {"X-Model-Version": label, "X-Prediction-Id": request_id})
-    state.metrics.child(state.metrics.rows, label, role).inc(batch.n)
-    _observe(state, label, pred, batch.n, ood)
-    if version is None:
+    m = state.metrics
+    m.child(m.rows, label, role).inc(n)
+    _observe(state, label, pred, n, ood)
+    if version is None and table.shadows():
         _shadow(state, table, batch, request_id)
-    state._hook(state.hooks.on_prediction, {"request_id": request_id, "version": label, "role": role,
-                                            "n": batch.n, "inputs": cols, "predictions": pred, "ood": ood,
-                                            "latency_ms": (time.perf_counter() - t0) * 1000.0})
+    hook = state.hooks.on_prediction
+    if hook is not None:
+        state._hook(hook, {"request_id": request_id, "version": label, "role": role, "n": n, "inputs": cols,
+                           "predictions": pred, "ood": ood, "latency_ms": (time.perf_counter() - t0) * 1000.0})
     return response
 
 
@@ -578,9 +713,18 @@ def _decode_mlflow(kind: str, body: bytes, signature):
     return codecs.decode_mlflow(codecs.parse_json(body), signature)
 
 
-def _encode_mlflow(pred, target: Target, ids, ood, request_id, batch) -> bytes:
+def _encode_mlflow(pred, target: Target, request_id: str, ood, batch) -> bytes:
+    served = target.served
+    quick = quickanswer.answer(pred, served.version, request_id, batch.n, served.ood is not None, ood)
+    if quick is not None:  # the same bytes, written from the parts (a numpy answer of numbers: nearly always)
+        return quick
+    return _encode_mlflow_dict(pred, target, request_id, ood, batch)
+
+
+def _encode_mlflow_dict(pred, target: Target, request_id: str, ood, batch) -> bytes:
+    """The MLflow answer as a dict, encoded: what :func:`quickanswer.answer` writes when it can."""
     out = {"predictions": codecs.to_jsonable(pred), "model_version": target.served.version,
-           "prediction_ids": ids}
+           "prediction_ids": _prediction_ids(request_id, batch.n)}
     if target.served.ood is not None:
         out["ood"] = ood if ood is not None else [[]] * batch.n  # only written out: one empty list will do
     return codecs.dumps_answer(out, pred)
@@ -608,7 +752,11 @@ class _ServingApp(Starlette):
             response = await _serve_prediction(self.state.serving, request, "invocations", _decode_mlflow,
                                                _encode_mlflow)
             try:
-                await response(scope, receive, send)
+                if type(response) is _Answer:  # its two messages, as Response.__call__ sends them (no background)
+                    await send({"type": "http.response.start", "status": 200, "headers": response.raw_headers})
+                    await send({"type": "http.response.body", "body": response.body})
+                else:
+                    await response(scope, receive, send)
             except Exception as exc:  # the server's send failed: logged as Starlette would, then uvicorn's to handle
                 log.error("internal error answering %s %s", request.method, request.url.path, exc_info=exc)
                 raise
@@ -658,7 +806,8 @@ async def v2_infer(request: Request) -> Response:
         batch.params = {"_id": req_id, **batch.params}
         return batch
 
-    def encode(pred, target: Target, ids, ood, request_id, batch) -> bytes | dict | Response:
+    def encode(pred, target: Target, request_id, ood, batch) -> bytes | dict | Response:
+        ids = _prediction_ids(request_id, batch.n)
         out = {"model_name": name, "model_version": target.served.version,
                "id": batch.params.get("_id") or request_id,
                "outputs": codecs.encode_v2_outputs(pred, target.served.predict_fn),

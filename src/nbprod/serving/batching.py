@@ -23,9 +23,12 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["MicroBatcher", "INLINE_MAX_ROWS"]
+__all__ = ["MicroBatcher", "INLINE_MAX_ROWS", "LATER"]
 
 INLINE_MAX_ROWS = 2000  # the fast path on more rows takes milliseconds: too long for the event loop
+
+#: What :meth:`MicroBatcher.now` gives when the submission has to wait: ``await submit()`` it then.
+LATER: Any = object()
 
 
 def _merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
@@ -65,6 +68,15 @@ class MicroBatcher:
         self._running = False
         self._last_requests = 0
         self._executor = None if inline else ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbprod-predict")
+
+    def now(self, cols: dict, n: int) -> Any:
+        """The answer of a ``direct`` submission that needs no waiting, computed here (no coroutine):
+        what :meth:`submit` would return; :data:`LATER` when it would queue (then ``await submit()``)."""
+        if self.direct and n <= INLINE_MAX_ROWS and not self._running:
+            if self.on_batch is not None:
+                self.on_batch(n)
+            return self.fn(cols, n)
+        return LATER
 
     async def submit(self, cols: dict, n: int) -> Any:
         if self.direct and n <= INLINE_MAX_ROWS and not self._running:

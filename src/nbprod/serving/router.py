@@ -43,6 +43,8 @@ class RoutingTable:
     _keys: list[str] = field(default_factory=list)
     _cum: list[float] = field(default_factory=list)
     _roles: list[str] = field(default_factory=list)
+    _shadows: list[Target] = field(default_factory=list)
+    _only: tuple[Target, str] | None = None
 
     def __post_init__(self) -> None:
         total = 0.0
@@ -56,6 +58,10 @@ class RoutingTable:
             self._keys = [self.spec.stable.key]
             self._cum = [1.0]
             self._roles = ["stable"]
+        # what every request asks, worked out once per table (the table never changes)
+        self._shadows = [self.targets[r.key] for r, s in self.routes if r.role == "shadow" and s is not None]
+        if len(self._keys) == 1:
+            self._only = (self.targets[self._keys[0]], self._roles[0])
 
     @property
     def stable(self) -> Target:
@@ -63,14 +69,14 @@ class RoutingTable:
 
     def pick(self, rnd: Callable[[], float] = random.random) -> tuple[Target, str]:
         """A target by weight, and its role."""
-        if len(self._keys) == 1:
-            i = 0
-        else:
-            i = min(bisect.bisect_right(self._cum, rnd() * self._cum[-1]), len(self._keys) - 1)
+        if self._only is not None:
+            return self._only
+        i = min(bisect.bisect_right(self._cum, rnd() * self._cum[-1]), len(self._keys) - 1)
         return self.targets[self._keys[i]], self._roles[i]
 
     def shadows(self) -> list[Target]:
-        return [self.targets[r.key] for r, s in self.routes if r.role == "shadow" and s is not None]
+        """The loaded shadow versions (the same list every call: do not change it)."""
+        return self._shadows
 
     def by_version(self, version: str) -> Target | None:
         for r, s in self.routes:
@@ -86,11 +92,15 @@ class Router:
     """Holds the current :class:`RoutingTable` and replaces it when the spec changes."""
 
     def __init__(self, *, on_event: Callable[[str, dict], None] | None = None,
-                 on_batch: Callable[[str, int], None] | None = None, store: ModelStore | None = None) -> None:
+                 on_batch: Callable[[str, int], None] | None = None, store: ModelStore | None = None,
+                 batch_observer: Callable[[str], Callable[[int], None]] | None = None) -> None:
+        """``on_batch(version, rows)``: called with every model call's rows; or ``batch_observer(version)``,
+        asked once per loaded version for the ``(rows)`` callable to call (no closure per call)."""
         self.table: RoutingTable | None = None
         self.store = store  # resolves registered URIs and verifies registered directories (see loader)
         self.on_event = on_event or (lambda kind, info: None)
         self.on_batch = on_batch
+        self.batch_observer = batch_observer
         self._loaded: dict[str, Target] = {}
 
     def _target(self, route: Route, spec: DeploymentSpec) -> Target:
@@ -102,7 +112,11 @@ class Router:
             served.version = route.version
         version = served.version
         hook = self.on_batch
-        on_batch = (lambda rows: hook(version, rows)) if hook else None
+        on_batch: Callable[[int], None] | None = None
+        if self.batch_observer is not None:
+            on_batch = self.batch_observer(version)
+        elif hook is not None:
+            on_batch = lambda rows: hook(version, rows)  # noqa: E731
         batcher = MicroBatcher(served.predict, max_rows=spec.max_batch_rows, max_wait_s=spec.max_wait_ms / 1000,
                                inline=served.plan is not None, on_batch=on_batch, direct=served.plan is not None)
         t = Target(served, batcher)
