@@ -496,8 +496,7 @@ def _predict_now(state: ServingState, table: RoutingTable, target: Target, role:
     nearly every request), without a coroutine; else the awaitable :func:`_predict` that goes on
     from where this stopped (the checks done are not done again)."""
     cols, ood = _checked(state, target, batch)
-    params = _params(batch)
-    if params and target.served.has_params:
+    if batch.params and target.served.has_params and _params(batch):
         return _predict(state, table, target, role, batch, (cols, ood))
     try:
         pred = target.batcher.now(cols, batch.n)
@@ -744,13 +743,15 @@ class _ServingApp(Starlette):
     is set as Starlette sets it. Any other request (another method, path or root path, the lifespan),
     and every request once middleware is added to the app, goes through Starlette as before."""
 
+    #: ``app.state.serving``, read without Starlette's ``State.__getattr__`` (set by :func:`create_app`)
+    serving: ServingState
+
     async def __call__(self, scope, receive, send) -> None:
         if scope["type"] == "http" and scope["path"] == "/invocations" and scope["method"] == "POST" \
                 and not scope.get("root_path") and not self.user_middleware:
             scope["app"] = self
             request = Request(scope, receive, send)
-            response = await _serve_prediction(self.state.serving, request, "invocations", _decode_mlflow,
-                                               _encode_mlflow)
+            response = await _serve_prediction(self.serving, request, "invocations", _decode_mlflow, _encode_mlflow)
             try:
                 if type(response) is _Answer:  # its two messages, as Response.__call__ sends them (no background)
                     await send({"type": "http.response.start", "status": 200, "headers": response.raw_headers})
@@ -1001,5 +1002,5 @@ def create_app(source: SpecSource | DeploymentSpec | str, *, token: str | None =
     ]
     app = _ServingApp(routes=table, lifespan=serving_lifespan,
                     exception_handlers={404: _not_found, 405: _not_found, 500: _server_error})
-    app.state.serving = state
+    app.state.serving = app.serving = state
     return app

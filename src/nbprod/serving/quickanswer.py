@@ -25,6 +25,23 @@ __all__ = ["answer", "ids_json"]
 
 _NUMPY = orjson.OPT_SERIALIZE_NUMPY
 _KINDS = frozenset("iub")
+#: numpy dtype -> "plain" (integers, booleans: always the stdlib's text), "float" (float64: when
+#: :func:`_plain_floats`), None (another dtype: float32/16 are written shortest, tolist() writes their
+#: float64 value; text, objects, a byte order other than the machine's)
+_DTYPES: dict[Any, str | None] = {}
+
+
+def _dtype_class(dtype: Any) -> str | None:
+    found = _DTYPES.get(dtype, False)
+    if found is False:
+        found = None
+        if dtype.isnative and dtype.kind in _KINDS:
+            found = "plain"
+        elif dtype.isnative and dtype.kind == "f" and dtype.itemsize == 8:
+            found = "float"
+        if len(_DTYPES) < 64:
+            _DTYPES[dtype] = found
+    return found  # type: ignore[return-value]
 
 #: ``['["', '-0","', '-1","', …]``: ``request_id.join(_PIECES[:n] + ['-<n-1>"]'])`` is the ids' JSON.
 _PIECES: list[str] = ['["']
@@ -81,19 +98,17 @@ def _no_flags(n: int) -> bytes:
 def answer(pred: Any, version: str, request_id: str, n: int, with_ood: bool, ood: list | None) -> bytes | None:
     """``dumps_answer({"predictions": to_jsonable(pred), "model_version": version, "prediction_ids": ids
     [, "ood": ood or [[]] * n]}, pred)`` when it can write the same bytes itself; else None."""
-    if type(pred) is not np.ndarray or not pred.ndim or not pred.flags.c_contiguous:
+    if type(pred) is not np.ndarray or not pred.ndim:
         return None
-    kind = pred.dtype.kind
-    if kind not in _KINDS and not (kind == "f" and pred.dtype.itemsize == 8 and _plain_floats(pred)):
-        return None  # float32/16: orjson writes their shortest form, tolist() the float64's
-    if not pred.dtype.isnative:
+    dtype = _dtype_class(pred.dtype)
+    if dtype is None or (dtype == "float" and not _plain_floats(pred)):
         return None
-    v = _version_json(version)
+    v = _VERSIONS.get(version) or _version_json(version)
     if v is None:
         return None
     try:
         p = orjson.dumps(pred, option=_NUMPY)
-    except TypeError:  # orjson.JSONEncodeError: a dtype it does not take
+    except TypeError:  # orjson.JSONEncodeError: an array that is not C-contiguous
         return None
     parts = [b'{"predictions":', p, b',"model_version":', v, b',"prediction_ids":', ids_json(request_id, n).encode()]
     if with_ood:
