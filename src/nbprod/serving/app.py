@@ -556,7 +556,8 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
         gate = version is not None and headers.get(TRAFFIC_HEADER.encode(), "").lower() == GATE_TRAFFIC
         key = headers.get(b"idempotency-key")
         if key is None:
-            response = await _answer(state, kind, body, decode, encode, version, t0, gate)
+            answered = _answer_now(state, kind, body, decode, encode, version, t0, gate)
+            response = answered if isinstance(answered, Response) else await answered
         else:
             async def answer() -> Response:
                 return await _answer(state, kind, body, decode, encode, version, t0, gate)
@@ -654,6 +655,14 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
                   t0: float, gate: bool = False) -> Response:
     """Route, decode, predict and encode one request whose body has been read. ``gate``: a pinned
     request the latency gate sent (role ``gate`` in the prediction log, not production traffic)."""
+    answer = _answer_now(state, kind, body, decode, encode, version, t0, gate)
+    return answer if isinstance(answer, Response) else await answer
+
+
+def _answer_now(state: ServingState, kind: str, body: bytes, decode, encode, version: str | None,
+                t0: float, gate: bool = False) -> Response | Awaitable[Response]:
+    """:func:`_answer`'s response when nothing has to wait (nearly always), without a coroutine; else
+    the awaitable that waits for the prediction under the deadline and gives the response."""
     table = state.router.current
     if version is not None:
         pinned = table.by_version(version)
@@ -668,14 +677,27 @@ async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, v
     request_id = _request_id()
     started = time.perf_counter()
     found = _predict_now(state, table, target, role, batch)
-    if type(found) is not tuple:  # it has to wait: the rest under the deadline, counted from the start
-        timeout = state.spec.timeout_s
-        try:
-            found = await _within(found, timeout - (time.perf_counter() - started))
-        except asyncio.TimeoutError:
-            raise codecs.http_error(f"the prediction took longer than {timeout:g} s",
-                                    "send fewer rows per request, or raise timeout_s in the deployment", status=504,
-                                    error="timeout") from None
+    if not isinstance(found, tuple):  # it has to wait: the rest under the deadline, counted from the start
+        return _answer_later(state, table, found, started, batch, request_id, encode, version, t0)
+    return _respond(state, table, found, batch, request_id, encode, version, t0)
+
+
+async def _answer_later(state: ServingState, table: RoutingTable, waiting: Awaitable[Any], started: float,
+                        batch: codecs.Batch, request_id: str, encode, version: str | None, t0: float) -> Response:
+    """The prediction awaited under ``timeout_s`` counted from ``started`` (504 past it), then answered."""
+    timeout = state.spec.timeout_s
+    try:
+        found = await _within(waiting, timeout - (time.perf_counter() - started))
+    except asyncio.TimeoutError:
+        raise codecs.http_error(f"the prediction took longer than {timeout:g} s",
+                                "send fewer rows per request, or raise timeout_s in the deployment", status=504,
+                                error="timeout") from None
+    return _respond(state, table, found, batch, request_id, encode, version, t0)
+
+
+def _respond(state: ServingState, table: RoutingTable, found: tuple, batch: codecs.Batch, request_id: str, encode,
+             version: str | None, t0: float) -> Response:
+    """Encode the prediction, count it, start the shadows, hand it to the prediction log: the response."""
     target, role, pred, cols, ood = found
     label = target.served.version
     n = batch.n
