@@ -582,8 +582,9 @@ async def _serve_prediction(state: ServingState, request: Request, endpoint: str
     finally:
         m.in_flight.dec()
         elapsed = time.perf_counter() - t0
-        m.child(m.requests, label, str(status), endpoint).inc()
-        m.child(m.latency, label, str(status)).observe(elapsed)
+        code = str(status)
+        m.child(m.requests, label, code, endpoint).inc()
+        m.child(m.latency, label, code).observe(elapsed)
         if status >= 400 and state.hooks.on_error is not None:  # monitoring: error rate (499: client left)
             state._hook(state.hooks.on_error, {"version": None if label == "none" else label, "status": status,
                                                "endpoint": endpoint, "latency_ms": elapsed * 1000.0})
@@ -648,7 +649,7 @@ def _prediction_ids(request_id: str, n: int) -> list[str]:
 def _request_id() -> str:
     """32 hex digits, unique: a per-process random prefix and a 48-bit counter (a uuid4 costs a system
     call and an object per request)."""
-    return f"{_ids[0]}{next(_ids[1]) & 0xFFFFFFFFFFFF:012x}"
+    return "%s%012x" % (_ids[0], next(_ids[1]) & 0xFFFFFFFFFFFF)
 
 
 async def _answer(state: ServingState, kind: str, body: bytes, decode, encode, version: str | None,

@@ -28,20 +28,24 @@ _KINDS = frozenset("iub")
 #: numpy dtype -> "plain" (integers, booleans: always the stdlib's text), "float" (float64: when
 #: :func:`_plain_floats`), None (another dtype: float32/16 are written shortest, tolist() writes their
 #: float64 value; text, objects, a byte order other than the machine's)
-_DTYPES: dict[Any, str | None] = {}
+#: Keyed by the dtype object's id (hashing a dtype costs more than the rest of the check); the entry keeps
+#: the dtype alive, so its id is never another dtype's while the entry exists.
+_DTYPES: dict[int, tuple[Any, str | None]] = {}
 
 
 def _dtype_class(dtype: Any) -> str | None:
-    found = _DTYPES.get(dtype, False)
-    if found is False:
-        found = None
-        if dtype.isnative and dtype.kind in _KINDS:
-            found = "plain"
-        elif dtype.isnative and dtype.kind == "f" and dtype.itemsize == 8:
-            found = "float"
-        if len(_DTYPES) < 64:
-            _DTYPES[dtype] = found
-    return found  # type: ignore[return-value]
+    entry = _DTYPES.get(id(dtype))
+    if entry is not None and entry[0] is dtype:
+        return entry[1]
+    found = None
+    if dtype.isnative and dtype.kind in _KINDS:
+        found = "plain"
+    elif dtype.isnative and dtype.kind == "f" and dtype.itemsize == 8:
+        found = "float"
+    if len(_DTYPES) >= 64:
+        _DTYPES.clear()
+    _DTYPES[id(dtype)] = (dtype, found)
+    return found
 
 #: ``['["', '-0","', '-1","', …]``: ``request_id.join(_PIECES[:n] + ['-<n-1>"]'])`` is the ids' JSON.
 _PIECES: list[str] = ['["']
@@ -51,6 +55,8 @@ _MAX_PIECES = 65536
 def ids_json(request_id: str, n: int) -> str:
     """``json.dumps(["<request id>-0", …, "<request id>-<n-1>"])`` without spaces, for an id of plain
     ASCII text with nothing to escape (the server's are hex digits)."""
+    if n == 1:
+        return f'["{request_id}-0"]'
     if n <= 0:
         return "[]"
     if n > len(_PIECES):
