@@ -296,3 +296,24 @@ def test_the_routing_table_works_out_its_shadows_and_lone_route_once(serving_mod
     spec = DeploymentSpec("glue", [Route(path, "1", 100, "stable"), Route(path, "2", 0, "shadow")])
     table = router.build(spec)
     assert [t.served.version for t in table.shadows()] == ["2"] and table.shadows() is table.shadows()
+
+
+def test_a_receive_that_is_not_an_async_function_is_awaited_as_before():
+    """ASGI only asks ``receive()`` to give an awaitable: a future is read by read_body, not stepped by hand."""
+    state, spec = _state()
+    state.router.table = SimpleNamespace(spec=spec)
+
+    async def run():
+        loop = asyncio.get_running_loop()
+
+        def receive():
+            fut = loop.create_future()
+            fut.set_result({"type": "http.request", "body": b"[1]", "more_body": False})
+            return fut
+
+        request = Request({"type": "http", "method": "POST", "path": "/invocations", "headers": []}, receive)
+        now = state.body_now(request, None, spec)
+        assert type(now) is not bytes
+        return await state.read_body(request, None, now)
+
+    assert asyncio.run(run()) == b"[1]"

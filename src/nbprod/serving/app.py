@@ -37,6 +37,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
+from types import CoroutineType
 from typing import Any, AsyncContextManager, Awaitable, Callable, MutableMapping, Sequence
 
 import numpy as np
@@ -268,7 +269,9 @@ class ServingState:
             length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             raise _too_large(int(length), limit)
-        waiting: Any = request.receive()  # a coroutine (the ASGI receive is an async function)
+        waiting: Any = request.receive()
+        if type(waiting) is not CoroutineType:  # a server whose receive is not an async function: awaited
+            return waiting
         try:
             first = waiting.send(None)
         except StopIteration as done:
