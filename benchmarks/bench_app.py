@@ -11,10 +11,11 @@ The app is :func:`nbprod.service.build_app` (the server's wiring: prediction log
 serving the credit-style pipeline of ``bench_serve.py`` (registered in a fresh MLflow store), with a
 bearer token, OOD flags and Prometheus metrics in multiprocess mode, as a deployed worker has them.
 ``--baseline-src`` runs the same measurement on another nbprod's ``src/`` (e.g. the session's start,
-``git archive <commit> src | tar -x -C /tmp/base``) in alternating child processes, so the two
-sides see the same machine load; the ratio after/before is printed per round.
+``git archive <commit> src | tar -x -C /tmp/base``) in a second child process beside this one's: the
+two apps are started once and blocks of requests alternate between them, so both sides see the
+same machine load; the ratio after/before is printed per block.
 
-    .venv/bin/python benchmarks/bench_app.py [--rows 1,100] [--requests 4000] [--runs 3]
+    .venv/bin/python benchmarks/bench_app.py [--rows 1,100] [--requests 2000] [--runs 10]
         [--baseline-src /tmp/b0/src]
 """
 
@@ -40,7 +41,9 @@ def load() -> str:
 
 
 def child(model: str, rows: int, requests: int, body_path: str) -> None:
-    """One side, one body size: build the app, warm it up, time ``requests`` requests; print JSON."""
+    """One side, one body size: build the app, warm it up, then time ``requests`` requests; print JSON.
+    ``requests`` 0: serve measurements on demand, one per line read from stdin (the number of requests),
+    each answered by a JSON line, until stdin ends — so two sides can alternate in small blocks."""
     import asyncio
 
     from nbprod.service import build_app
@@ -86,28 +89,38 @@ def child(model: str, rows: int, requests: int, body_path: str) -> None:
             if sent[0]["status"] != 200:
                 raise SystemExit(f"status {sent[0]['status']}: {sent[1]['body'][:300]!r}")
 
-        for _ in range(min(requests, 500)):  # warm-up: caches, the log's writer thread, allocator
+        async def measure(count: int) -> dict:
+            t0, p0, w0 = time.thread_time(), time.process_time(), time.perf_counter()
+            for _ in range(count):
+                await one()
+            t1, p1, w1 = time.thread_time(), time.process_time(), time.perf_counter()
+            return {"loop_us": (t1 - t0) / count * 1e6, "process_us": (p1 - p0) / count * 1e6,
+                    "wall_us": (w1 - w0) / count * 1e6, "answer_bytes": len(sent[1]["body"])}
+
+        for _ in range(500):  # warm-up: caches, the log's writer thread, allocator
             await one()
         await asyncio.sleep(0.2)
-        t0, p0, w0 = time.thread_time(), time.process_time(), time.perf_counter()
-        for _ in range(requests):
-            await one()
-        t1, p1, w1 = time.thread_time(), time.process_time(), time.perf_counter()
-        answer = sent[1]["body"]
+        if requests:
+            result = await measure(requests)
+            print(json.dumps(result), flush=True)
+        else:
+            print(json.dumps({"ready": True}), flush=True)
+            for line in sys.stdin:  # blocks the loop between measurements: nothing else is running
+                if not line.strip():
+                    break
+                print(json.dumps(await measure(int(line))), flush=True)
         await startup.put({"type": "lifespan.shutdown"})
         await done.get()
         await life
-        return {"loop_us": (t1 - t0) / requests * 1e6, "process_us": (p1 - p0) / requests * 1e6,
-                "wall_us": (w1 - w0) / requests * 1e6, "answer_bytes": len(answer)}
 
-    print(json.dumps(asyncio.run(run())))
+    asyncio.run(run())
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", default="1,100")
-    ap.add_argument("--requests", type=int, default=4000)
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--requests", type=int, default=2000, help="requests per block")
+    ap.add_argument("--runs", type=int, default=10, help="blocks per side, alternating")
     ap.add_argument("--baseline-src", default=None)
     ap.add_argument("--child", nargs=4, metavar=("MODEL", "ROWS", "REQUESTS", "BODY"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -143,36 +156,51 @@ def main() -> None:
     sides = [("before", str(Path(args.baseline_src).resolve()))] if args.baseline_src else []
     sides.append(("after", None))
     results: dict[tuple[str, int], list[dict]] = {}
-    for run in range(args.runs):
-        for n in sizes:
-            line = []
-            for name, src in sides:
-                side_env = dict(env)
-                if src is not None:
-                    side_env["PYTHONPATH"] = src
-                out = subprocess.run([sys.executable, __file__, "--child", model, str(n), str(args.requests),
-                                      str(bodies[n])], env=side_env, capture_output=True, text=True, timeout=900)
-                if out.returncode != 0:
-                    raise SystemExit(f"{name} side failed:\n{out.stderr[-3000:]}")
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-                results.setdefault((name, n), []).append(r)
-                line.append(f"{name} {r['loop_us']:.1f} µs loop-CPU/req ({r['process_us']:.1f} process, "
-                            f"{r['wall_us']:.1f} wall)")
-            ratio = ""
-            if args.baseline_src:
-                after, before = results[("after", n)][-1], results[("before", n)][-1]
-                ratio = f"; after/before {after['loop_us'] / before['loop_us']:.2f}×"
-            print(f"run {run + 1}, {n} row(s): " + "; ".join(line) + f"{ratio}; load {load()}", flush=True)
+    for n in sizes:  # both sides' apps run side by side; blocks of requests alternate between them
+        procs = {}
+        for name, src in sides:
+            side_env = dict(env)
+            if src is not None:
+                side_env["PYTHONPATH"] = src
+            procs[name] = subprocess.Popen([sys.executable, __file__, "--child", model, str(n), "0", str(bodies[n])],
+                                           env=side_env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        try:
+            for name, proc in procs.items():
+                if not proc.stdout.readline().strip():
+                    raise SystemExit(f"the {name} side did not start (see its error above)")
+            for run in range(args.runs):
+                line = []
+                for name, proc in procs.items():
+                    proc.stdin.write(f"{args.requests}\n")
+                    proc.stdin.flush()
+                    r = json.loads(proc.stdout.readline())
+                    results.setdefault((name, n), []).append(r)
+                    line.append(f"{name} {r['loop_us']:.1f} µs loop-CPU/req ({r['process_us']:.1f} process, "
+                                f"{r['wall_us']:.1f} wall)")
+                ratio = ""
+                if args.baseline_src:
+                    after, before = results[("after", n)][-1], results[("before", n)][-1]
+                    ratio = f"; after/before {after['loop_us'] / before['loop_us']:.2f}×"
+                print(f"block {run + 1}, {n} row(s): " + "; ".join(line) + f"{ratio}; load {load()}", flush=True)
+        finally:
+            for proc in procs.values():
+                proc.stdin.close()
+                proc.wait(60)
     med = statistics.median
-    print(f"\npython {sys.version.split()[0]}; {args.requests} requests per measurement; median of {args.runs} runs; "
+    print(f"\npython {sys.version.split()[0]}; {args.requests} requests per block; median of {args.runs} blocks; "
           f"load at the end {load()}")
-    print("| rows/request | side | loop-thread CPU µs/request | process CPU µs/request | answer bytes |")
-    print("| --- | --- | --- | --- | --- |")
+    print("| rows/request | side | loop-thread CPU µs/request | process CPU µs/request | answer bytes | "
+          "after / before (median of blocks) |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for n in sizes:
         for name, _ in sides:
             rs = results[(name, n)]
+            ratio = "—"
+            if name == "after" and args.baseline_src:
+                pairs = zip(rs, results[("before", n)], strict=True)
+                ratio = f"{med(a['loop_us'] / b['loop_us'] for a, b in pairs):.2f}×"
             print(f"| {n} | {name} | {med(r['loop_us'] for r in rs):.1f} | {med(r['process_us'] for r in rs):.1f} | "
-                  f"{rs[-1]['answer_bytes']} |")
+                  f"{rs[-1]['answer_bytes']} | {ratio} |")
 
 
 if __name__ == "__main__":
