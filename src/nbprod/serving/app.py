@@ -126,8 +126,7 @@ class ServingState:
         self.source = source
         self.hooks = hooks
         self.metrics = ServingMetrics()
-        self.router = Router(on_event=self._event, on_batch=self._batch, store=models,
-                             batch_observer=self._batch_observer)
+        self.router = Router(on_event=self._event, on_batch=self._batch, store=models)
         self.token_sha256 = hash_token(token) if token else None
         self.auth = auth
         self._accepted: dict[str, str] = {}  # Authorization header of a token accepted before -> its sha256
@@ -148,11 +147,6 @@ class ServingState:
 
     def _batch(self, version: str, rows: int) -> None:
         self.metrics.child(self.metrics.batch_rows, version).observe(rows)
-
-    def _batch_observer(self, version: str) -> Callable[[int], None]:
-        """What a version's batcher calls with each model call's rows: :meth:`_batch` bound to the version's
-        histogram child, looked up once (not a closure and a lookup per call)."""
-        return self.metrics.child(self.metrics.batch_rows, version).observe
 
     def _hook(self, fn: Callable[[dict], None] | None, record: dict) -> None:
         if fn is None:

@@ -59,8 +59,10 @@ class RoutingTable:
             self._cum = [1.0]
             self._roles = ["stable"]
         # what every request asks, worked out once per table (the table never changes)
-        self._shadows = [self.targets[r.key] for r, s in self.routes if r.role == "shadow" and s is not None]
-        if len(self._keys) == 1:
+        # (a table built by hand without a route's target still fails in pick(), not here)
+        self._shadows = [self.targets[r.key] for r, s in self.routes
+                         if r.role == "shadow" and s is not None and r.key in self.targets]
+        if len(self._keys) == 1 and self._keys[0] in self.targets:
             self._only = (self.targets[self._keys[0]], self._roles[0])
 
     @property
@@ -92,15 +94,11 @@ class Router:
     """Holds the current :class:`RoutingTable` and replaces it when the spec changes."""
 
     def __init__(self, *, on_event: Callable[[str, dict], None] | None = None,
-                 on_batch: Callable[[str, int], None] | None = None, store: ModelStore | None = None,
-                 batch_observer: Callable[[str], Callable[[int], None]] | None = None) -> None:
-        """``on_batch(version, rows)``: called with every model call's rows; or ``batch_observer(version)``,
-        asked once per loaded version for the ``(rows)`` callable to call (no closure per call)."""
+                 on_batch: Callable[[str, int], None] | None = None, store: ModelStore | None = None) -> None:
         self.table: RoutingTable | None = None
         self.store = store  # resolves registered URIs and verifies registered directories (see loader)
         self.on_event = on_event or (lambda kind, info: None)
         self.on_batch = on_batch
-        self.batch_observer = batch_observer
         self._loaded: dict[str, Target] = {}
 
     def _target(self, route: Route, spec: DeploymentSpec) -> Target:
@@ -112,11 +110,7 @@ class Router:
             served.version = route.version
         version = served.version
         hook = self.on_batch
-        on_batch: Callable[[int], None] | None = None
-        if self.batch_observer is not None:
-            on_batch = self.batch_observer(version)
-        elif hook is not None:
-            on_batch = lambda rows: hook(version, rows)  # noqa: E731
+        on_batch = (lambda rows: hook(version, rows)) if hook else None
         batcher = MicroBatcher(served.predict, max_rows=spec.max_batch_rows, max_wait_s=spec.max_wait_ms / 1000,
                                inline=served.plan is not None, on_batch=on_batch, direct=served.plan is not None)
         t = Target(served, batcher)
