@@ -155,11 +155,12 @@ class _App:
 
 
 @contextlib.contextmanager
-def _serve(protocol: type, app: _App, *, loop: str = "auto") -> Iterator[int]:
+def _serve(protocol: type, app: Any, *, loop: str = "auto", **settings: Any) -> Iterator[int]:
     """A real uvicorn on 127.0.0.1 in a thread, with ``protocol`` (no Date header: bytes comparable)."""
     port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, loop=loop, lifespan="off",
-                            log_level="critical", date_header=False, ws="none", timeout_keep_alive=30)
+                            log_level="critical", date_header=False, ws="none",
+                            **{"timeout_keep_alive": 30, **settings})
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -523,6 +524,149 @@ def test_the_sweep_closes_after_the_timeout_never_before_and_arms_no_timer_per_r
     assert busy.transport.closed
     loop.advance(5.0)
     assert loop.timers == []  # no connection left: the sweeps stop (the next connection starts them)
+
+
+def test_the_pinned_uvicorn_has_its_keep_alive_timeout_swept():
+    """Fails when the pinned uvicorn's httptools ``on_response_complete`` is no longer the one the sweep's
+    keep-alive replaces (then it arms uvicorn's timer per response again, and needs a look)."""
+    if HttpToolsProtocol is None:
+        pytest.skip("httptools is not installed (uvicorn[standard])")
+    assert BoundedHttpToolsProtocol._SWEEPS_KEEP_ALIVE is True
+    assert BoundedH11Protocol._SWEEPS_KEEP_ALIVE is False  # h11 keeps uvicorn's timer
+
+
+@pytest.mark.slow
+def test_an_idle_keep_alive_connection_closes_by_the_sweep_with_no_timer_per_response():
+    """httptools, keep-alive 1 s, header timeout 10 s: after its answers a connection arms no timer
+    (uvicorn: one per response), and closes once idle for the keep-alive timeout — not the header timeout's
+    10 s; a connection whose next request began after its answer is held to the header timeout (the fake
+    clock test below shows both bounds)."""
+    if HttpToolsProtocol is None:
+        pytest.skip("httptools is not installed (uvicorn[standard])")
+    writes: list[list[int]] = []
+    made: list = []
+    app = _App()
+    with _serve(_counting(BoundedHttpToolsProtocol, writes, timeout=10.0, made=made), app,
+                timeout_keep_alive=1) as port:
+        sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        for _ in range(3):
+            sock.sendall(_request("GET", "/cl"))
+            got = b""
+            while _complete(got) < 1:
+                got += sock.recv(4096)
+        proto = made[0]
+        assert proto.timeout_keep_alive_task is None and proto._kept_alive()
+        # within the keep-alive timeout and a sweep, before the header timeout (10 s) would
+        wait_until(lambda: _closed(sock), 8, "the idle keep-alive connection closed")
+        sock.close()
+
+
+def test_the_sweep_closes_kept_alive_connections_after_the_keep_alive_timeout_never_before():
+    """The sweep's keep-alive (fake clock): a connection idle after its response closes between
+    ``keep_alive`` and ``keep_alive + period`` after it; one whose next request's headers began is held to
+    the header timeout, as uvicorn's ``data_received`` cancelling its keep-alive timer did."""
+
+    class Loop:
+        now = 0.0
+        timers: list = []
+
+        def time(self) -> float:
+            return self.now
+
+        def call_later(self, delay, fn):
+            self.timers.append((self.now + delay, fn))
+
+        def advance_to(self, end: float) -> None:
+            while self.timers and min(t[0] for t in self.timers) <= end:
+                due = min(self.timers, key=lambda t: t[0])
+                self.timers.remove(due)
+                self.now = due[0]
+                due[1]()
+            self.now = end
+
+    class Transport:
+        closed = False
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+    class Cycle:
+        response_complete = True
+
+    class Conn(_Bounded):
+        def __init__(self, loop: Loop, begun: bool) -> None:
+            self.loop, self.cycle, self.transport, self.begun = loop, Cycle(), Transport(), begun
+            self._swept_cycle, self._idle_since = None, loop.time()
+            conns.add(self)
+
+        def _kept_alive(self) -> bool:
+            return not self.begun
+
+    loop, conns = Loop(), set()
+    sweeper = _Sweeper(loop, conns, 10.0, keep_alive=5.0)  # type: ignore[arg-type]
+    assert sweeper.period == 1.0
+    idle, begun = Conn(loop, begun=False), Conn(loop, begun=True)
+    sweeper.start()
+    loop.advance_to(4.99)
+    assert not idle.transport.closed
+    loop.advance_to(6.0)
+    assert idle.transport.closed and not begun.transport.closed
+    loop.advance_to(9.99)
+    assert not begun.transport.closed
+    loop.advance_to(11.0)
+    assert begun.transport.closed
+
+
+def _client_scope_app(seen: list) -> Any:
+    async def app(scope: dict, receive: Any, send: Any) -> None:
+        seen.append((scope["client"][0], scope["scheme"]))
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+    return app
+
+
+PROXIED = {  # request headers: what a trusted peer's X-Forwarded-* make of the scope
+    "none": "",
+    "for": "X-Forwarded-For: 203.0.113.7\r\n",
+    "proto": "X-Forwarded-Proto: https\r\n",
+    "both, upper case": "X-FORWARDED-FOR: 198.51.100.2, 127.0.0.1\r\nX-Forwarded-Proto: https\r\n",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("impl", IMPLS)
+@pytest.mark.parametrize("trusted", ["127.0.0.1", "10.0.0.1"])
+def test_proxy_headers_give_uvicorns_client_and_scheme_and_skip_its_layer_when_they_change_nothing(impl, trusted):
+    """uvicorn's proxy-headers layer (``FORWARDED_ALLOW_IPS``, default the loopback) rewrites ``client`` and
+    ``scheme`` from X-Forwarded-For/-Proto of a trusted peer: nbprod's protocol gives the app the same, on
+    keep-alive requests with and without those headers, and runs that layer only for a request it would
+    change (an untrusted peer's connection never)."""
+    results = []
+    for protocol in _both(impl):
+        seen: list = []
+        made: list = []
+        with _serve(_counting(protocol, [], made=made), _client_scope_app(seen),
+                    forwarded_allow_ips=trusted) as port:
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as sock:
+                for headers in [*PROXIED.values(), ""]:
+                    sock.sendall(_request("GET", "/", headers=headers))
+                    got = b""
+                    while _complete(got) < 1:
+                        got += sock.recv(4096)
+            apps = [type(p.app).__name__ for p in made]
+        results.append(seen)
+    theirs, ours = results
+    assert ours == theirs and len(ours) == len(PROXIED) + 1
+    if trusted == "127.0.0.1":
+        assert ours[1] == ("203.0.113.7", "http") and ours[2] == ("127.0.0.1", "https")
+        assert ours[3] == ("198.51.100.2", "https") and ours[-1] == ("127.0.0.1", "http")
+    else:
+        assert set(ours) == {("127.0.0.1", "http")}
+    if impl == "httptools" or trusted != "127.0.0.1":  # the layer not left in place after a plain request
+        assert apps == ["function"]
 
 
 # --- the start-up heap frozen in a serving process ----------------------------------------------------

@@ -18,6 +18,14 @@ is installed (``uvicorn[standard]``), else h11 — with two bounds:
 And it sends each response's status line, headers and (first) body in one write, where uvicorn writes
 them in two: one ``send`` and one TCP segment less per answer, the same bytes (:class:`_OneWrite`).
 
+Two more of uvicorn's per-request costs, with the same behaviour for clients (httptools): idle keep-alive
+connections are closed by the same sweep (``timeout_keep_alive`` to one sweep period after the last
+answer, never before) instead of a timer armed at every response and cancelled at the next request; and
+uvicorn's proxy-headers layer (``FORWARDED_ALLOW_IPS``, default the loopback: ``client`` and ``scheme`` from a
+trusted peer's ``X-Forwarded-For`` / ``-Proto``) runs only for a request it would change — never on an
+untrusted peer's connection, and on a trusted one only when such a header came. nbprod itself reads
+neither ``client`` nor ``scheme`` (Starlette's trailing-slash redirects and user routes may).
+
 Why the cap leaves room for two accept bursts: asyncio accepts up to ``backlog`` connections per
 wake-up before any of them reaches ``connection_made`` (where the cap is enforced), and the
 descriptors of the connections it closes are freed one loop turn later. Were the process to hit
@@ -39,6 +47,7 @@ import sys
 import weakref
 from typing import Any
 
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["BoundedH11Protocol", "http_protocol", "HTTP_ENV", "header_timeout_s", "max_connections",
@@ -151,6 +160,25 @@ def _writes_through_transport(protocol: type, hook: str) -> bool:
             and {"response_started", "response_complete", "transport", "write", "scope"} <= names)
 
 
+#: What uvicorn 0.55's httptools ``on_response_complete`` touches: counts, resumes reading, starts a
+#: pipelined request, else arms the keep-alive timer (which the sweep replaces).
+_RESPONSE_COMPLETE_NAMES = {"server_state", "total_requests", "transport", "is_closing", "_unset_keepalive_if_required",
+                            "flow", "resume_reading", "pipeline", "pop", "_start_asgi_task", "timeout_keep_alive_task",
+                            "loop", "call_later", "timeout_keep_alive", "timeout_keep_alive_handler"}
+
+
+def _arms_keep_alive_timer_only(protocol: type) -> bool:
+    """Whether ``protocol.on_response_complete`` is the one the sweep's keep-alive replaces (uvicorn 0.55,
+    httptools), and its ``on_message_begin`` makes a new ``scope`` per request (``_kept_alive``). Another
+    uvicorn keeps its own timer (tests/test_connections.py fails if the pinned uvicorn does)."""
+    try:
+        names = set(protocol.on_response_complete.__code__.co_names)  # type: ignore[attr-defined]
+        begin = set(protocol.on_message_begin.__code__.co_names)  # type: ignore[attr-defined]
+    except AttributeError:
+        return False
+    return names == _RESPONSE_COMPLETE_NAMES and "scope" in begin
+
+
 class _Sweeper:
     """The header timeout of one server's connections (module doc): one timer per process, not one per
     connection and response. Every ``period`` it looks at each connection; one that has been idle (no
@@ -161,11 +189,20 @@ class _Sweeper:
     the same ``cycle`` object between two sweeps only if no request's headers arrived in between (each
     request makes a new cycle), so a sweep needs nothing from the responses. A connection closes after
     ``timeout`` to ``timeout + period`` idle, never before: its idle clock starts at the first sweep that
-    sees it idle (or when it opened)."""
+    sees it idle (or when it opened).
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, connections: Any, timeout: float) -> None:
+    The keep-alive timeout too, for a protocol whose ``_SWEEPS_KEEP_ALIVE`` is set (httptools): a connection
+    idle after a response, with no byte of a next request since, closes ``keep_alive`` to ``keep_alive +
+    period`` after that response (uvicorn: exactly ``keep_alive``, by a timer armed at every response and
+    cancelled at the next request — ~2% of a small prediction); once a next request began, the header
+    timeout applies, as with uvicorn."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, connections: Any, timeout: float,
+                 keep_alive: float | None = None) -> None:
         self.loop, self.connections, self.timeout = loop, connections, timeout
-        self.period = min(timeout / 4, 1.0)
+        #: idle after a response: the header timeout applies too (the next request's), whichever is first
+        self.keep_alive = None if keep_alive is None else min(keep_alive, timeout)
+        self.period = min(timeout / 4, (keep_alive or timeout) / 4, 1.0)
         self.handle: asyncio.TimerHandle | None = None
 
     def start(self) -> None:
@@ -184,7 +221,8 @@ class _Sweeper:
                 conn._swept_cycle = _BUSY  # a request in progress: its response starts the clock again
             elif cycle is not conn._swept_cycle:  # idle since after the previous sweep
                 conn._swept_cycle, conn._idle_since = cycle, now
-            elif now - conn._idle_since >= self.timeout:
+            elif now - conn._idle_since >= (self.keep_alive if self.keep_alive is not None
+                                            and conn._kept_alive() else self.timeout):
                 conn.transport.close()  # idle, or headers still incomplete: free the descriptor
         if bounded:  # no connection left: the next one starts the sweeps again
             self.start()
@@ -207,6 +245,11 @@ class _Bounded:
 
     _header_timeout_s: float | None = None
     _max_connections: int | None = None
+    #: Whether the sweep closes this protocol's idle keep-alive connections (it arms no timer per response).
+    _SWEEPS_KEEP_ALIVE = False
+    timeout_keep_alive: float
+    app: Any
+    client: Any
 
     def connection_made(self, transport: asyncio.Transport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
@@ -221,12 +264,25 @@ class _Bounded:
         sweeper = _SWEEPERS.get(self.server_state)
         if sweeper is None or sweeper.loop is not self.loop:
             sweeper = _SWEEPERS[self.server_state] = _Sweeper(
-                self.loop, self.connections, self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S)
+                self.loop, self.connections, self._header_timeout_s or DEFAULT_HEADER_TIMEOUT_S,
+                self.timeout_keep_alive if self._SWEEPS_KEEP_ALIVE else None)
         sweeper.start()
+        self._proxied: Any = None  # uvicorn's proxy-headers layer, when this connection's peer is trusted
+        app = self.app
+        if isinstance(app, ProxyHeadersMiddleware):
+            self._direct = app.app
+            if (self.client[0] if self.client else None) in app.trusted_hosts:
+                self._proxied = app  # a trusted proxy: its X-Forwarded-* rewrite the scope (uvicorn's layer)
+            else:
+                self.app = app.app  # the layer would change nothing for this peer: skip it
         self._evict_if_over()
 
     def _idle(self) -> bool:
         return self.cycle is None or self.cycle.response_complete
+
+    def _kept_alive(self) -> bool:
+        """Idle after a response, no byte of a next request since (the keep-alive timeout's case)."""
+        return False
 
     # -- the connection cap ---------------------------------------------------------------------
     def _evict_if_over(self) -> None:
@@ -265,10 +321,35 @@ if HttpToolsProtocol is not None:
         and each response's headers and body in one write (:class:`_OneWrite`)."""
 
         def on_headers_complete(self) -> None:
+            if self._proxied is not None:  # a trusted peer: uvicorn's proxy layer for requests it would change
+                self.app = self._direct
+                for name, _value in self.headers:
+                    if name == b"x-forwarded-proto" or name == b"x-forwarded-for":
+                        self.app = self._proxied
+                        break
             super().on_headers_complete()
             cycle = self.cycle  # the request's cycle (also a pipelined one, queued)
             if cycle is not None and cycle.transport is self.transport and ONE_WRITE["httptools"]:
                 cycle.transport = _OneWrite(self.transport, cycle, self.loop)
+
+        def _kept_alive(self) -> bool:
+            cycle = self.cycle  # uvicorn's on_message_begin (a next request's first byte) makes a new scope
+            return cycle is not None and self.scope is cycle.scope
+
+    if _arms_keep_alive_timer_only(HttpToolsProtocol):
+        def _on_response_complete(self: Any) -> None:
+            """uvicorn's ``on_response_complete`` without its keep-alive timer: the sweep closes idle
+            connections (:class:`_Sweeper`), so nothing is armed here, nor to cancel at the next request."""
+            self.server_state.total_requests += 1
+            if self.transport.is_closing():
+                return
+            self.flow.resume_reading()  # unpause data reads if needed
+            if self.pipeline:  # start a pipelined request
+                cycle, app = self.pipeline.pop()
+                self._start_asgi_task(cycle, app)
+
+        BoundedHttpToolsProtocol.on_response_complete = _on_response_complete  # type: ignore[method-assign]
+        BoundedHttpToolsProtocol._SWEEPS_KEEP_ALIVE = True
 
 #: Whether each protocol sends a response in one write (``_writes_through_transport``: False on an
 #: uvicorn whose internals this module does not know, which then writes as uvicorn does).
