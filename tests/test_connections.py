@@ -605,7 +605,7 @@ def test_the_sweep_closes_kept_alive_connections_after_the_keep_alive_timeout_ne
         def _kept_alive(self) -> bool:
             return not self.begun
 
-    loop, conns = Loop(), set()
+    loop, conns = Loop(), set[Any]()
     sweeper = _Sweeper(loop, conns, 10.0, keep_alive=5.0)  # type: ignore[arg-type]
     assert sweeper.period == 1.0
     idle, begun = Conn(loop, begun=False), Conn(loop, begun=True)
@@ -728,6 +728,7 @@ def test_a_serving_process_freezes_its_start_up_heap_before_it_answers(tmp_path,
                 return None
 
         got = wait_until(answer, 60, "the server's answer")
+        assert got is not None
         assert got["frozen"] > 1000 and got["app_tracked"] is False and got["gen0"] == GEN0_THRESHOLD
         assert got["switch"] == (0.0005 if switch_ms == "0.5" else 0.005)
     finally:
