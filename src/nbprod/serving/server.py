@@ -29,7 +29,7 @@ The price: a start-up object that later becomes cyclic garbage (the models first
 version replaces them) is freed by reference counting only, so at most that first set can stay.
 
 Connections are bounded (:mod:`.connections`): a connection that does not complete a request's
-headers in time is closed, idle keep-alive connections close 5 s after their last answer, and a
+headers in time is closed, idle keep-alive connections close 5 to 6 s after their last answer, and a
 process never holds more connections than its file-descriptor limit allows.
 """
 
@@ -158,7 +158,8 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
     """
 
     # httptools (or h11) with a header timeout and a connection cap below the fd limit (see .connections);
-    # idle keep-alive connections close 5 s after their last answer; h11: headers are at most 16 KiB;
+    # idle keep-alive connections close 5 s (h11) or 5 to 6 s (httptools: the sweep) after their last answer;
+    # h11: headers are at most 16 KiB;
     # the event loop: uvloop when installed (uvicorn's "auto")
     common: dict[str, Any] = dict(host=host, port=port, log_level=log_level, access_log=False,
                                   http=http_protocol(), timeout_keep_alive=5,
