@@ -52,7 +52,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 __all__ = ["BoundedH11Protocol", "http_protocol", "HTTP_ENV", "header_timeout_s", "max_connections",
            "HEADER_TIMEOUT_ENV", "MAX_CONNECTIONS_ENV", "DEFAULT_HEADER_TIMEOUT_S", "ACCEPT_BURST", "ONE_WRITE",
-           "GC_FREEZE_ENV", "GEN0_THRESHOLD", "SWITCH_INTERVAL_ENV", "switch_interval_s"]
+           "GC_FREEZE_ENV", "GEN0_THRESHOLD"]
 
 HEADER_TIMEOUT_ENV = "NBPROD_HEADER_TIMEOUT"
 #: Set by :func:`nbprod.serving.server.run` for its processes: their first connection freezes the heap
@@ -63,9 +63,6 @@ GEN0_THRESHOLD = 10_000
 HTTP_ENV = "NBPROD_HTTP"  # h11 | httptools | auto (httptools when installed)
 MAX_CONNECTIONS_ENV = "NBPROD_MAX_CONNECTIONS"
 DEFAULT_HEADER_TIMEOUT_S = 10.0
-#: Milliseconds a thread of a serving process holds the GIL before another may take it
-#: (``sys.setswitchinterval``; unset: Python's 5 ms). Set at the process's first connection.
-SWITCH_INTERVAL_ENV = "NBPROD_SWITCH_INTERVAL_MS"
 #: uvicorn's ``backlog``: the listen queue, and how many connections asyncio accepts per wake-up.
 ACCEPT_BURST = 128
 
@@ -77,15 +74,6 @@ def header_timeout_s() -> float:
     except ValueError:
         return DEFAULT_HEADER_TIMEOUT_S
     return value if value > 0 else DEFAULT_HEADER_TIMEOUT_S
-
-
-def switch_interval_s() -> float | None:
-    """``NBPROD_SWITCH_INTERVAL_MS`` in seconds, or None (unset, not a positive number: Python's own)."""
-    try:
-        value = float(os.environ.get(SWITCH_INTERVAL_ENV) or 0) / 1000
-    except ValueError:
-        return None
-    return value if value > 0 else None
 
 
 def max_connections() -> int:
@@ -271,9 +259,6 @@ class _Bounded:
             if os.environ.get(GC_FREEZE_ENV) == "1":
                 gc.freeze()  # the app is built and its models loaded (uvicorn accepts after the lifespan)
                 gc.set_threshold(GEN0_THRESHOLD, *gc.get_threshold()[1:])
-            switch = switch_interval_s()
-            if switch is not None:
-                sys.setswitchinterval(switch)
         self._swept_cycle: Any = None  # what the last sweep saw (None: no request yet, like ``cycle``)
         self._idle_since = self.loop.time()
         sweeper = _SWEEPERS.get(self.server_state)
