@@ -85,6 +85,11 @@ class QuickOod:
                 continue
             if type(values) is not list:
                 return False
+            if len(values) == 1:  # one row: {v} <= seen, or v is None (never flagged), without making the set
+                v = values[0]
+                if v is not None and v not in seen:
+                    return False
+                continue
             distinct = distinct_of.get(name) if distinct_of is not None else None
             if distinct is None:
                 distinct = set(values)
