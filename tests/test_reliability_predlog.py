@@ -133,6 +133,39 @@ def test_pruning_gives_the_freed_pages_of_a_new_sqlite_state_db_back(nbprod_home
         assert conn.exec_driver_sql("PRAGMA page_count").scalar() < pages / 10
 
 
+
+def test_a_log_at_its_cap_keeps_the_pages_it_prunes_for_the_rows_it_writes_next(nbprod_home):
+    # issue 13: giving the pruned pages back and growing the file again at once cost the writer a fifth of a prune
+    from nbprod import state
+
+    log = PredictionLog("credit", max_rows=200_000, prune_every_rows=20_000)
+    now = time.time()
+    log_rows("credit", [("prediction", now, _record(f"r{i}", n=1000)) for i in range(200)])  # at the cap
+    log_rows("credit", [("prediction", now, _record(f"s{i}", n=1000)) for i in range(20)])  # prune_every_rows more
+    with state.engine().connect() as conn:
+        pages = conn.exec_driver_sql("PRAGMA page_count").scalar()
+    assert log.prune(now) == 20_000
+    with state.engine().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA freelist_count").scalar() > 0  # kept for the next rows
+        assert conn.exec_driver_sql("PRAGMA page_count").scalar() == pages
+    log_rows("credit", [("prediction", now, _record(f"t{i}", n=1000)) for i in range(20)])
+    with state.engine().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA page_count").scalar() <= pages  # the next rows reused them
+    assert [r.request_id for r in _log()][::1000] == [f"r{i}" for i in range(20, 200)] + [f"s{i}" for i in range(20)] \
+        + [f"t{i}" for i in range(20)]
+
+
+def test_pruning_by_rows_deletes_the_oldest_records_whatever_their_sizes(nbprod_home):
+    # the running sum reads a bounded stretch of records at a time (issue 13): the records deleted are the oldest
+    now = time.time()
+    sizes = [1, 1, 1, 300, 2, 1, 50, 1, 1, 1, 120, 3]
+    log_rows("credit", [("prediction", now, _record(f"r{i}", n=n)) for i, n in enumerate(sizes)])
+    assert PredictionLog("credit", max_rows=sum(sizes) - 303).prune(now) == 303  # r0..r3 (the 4th ends the excess)
+    assert sorted({r.request_id for r in _log()}) == sorted(f"r{i}" for i in range(4, 12))
+    assert PredictionLog("credit", max_rows=10).prune(now) == 2 + 1 + 50 + 1 + 1 + 1 + 120  # up to r10
+    assert [(r.request_id, r.row_index) for r in _log()][::1] == [("r11", i) for i in range(3)]
+    assert PredictionLog("credit", max_rows=1).prune(now) == 3 and _log() == []
+
 # --- through a real server -------------------------------------------------------------------------
 
 

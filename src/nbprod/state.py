@@ -195,20 +195,29 @@ def engine(db_url: str | None = None) -> Engine:
     return eng
 
 
-def reclaim(eng: Engine) -> None:
+def reclaim(eng: Engine, keep: int = 0) -> None:
     """Give the pages freed by large deletes back to the file system (SQLite; a no-op elsewhere).
 
     A state DB created by nbprod has ``auto_vacuum=INCREMENTAL``, so ``PRAGMA incremental_vacuum``
     shrinks the file (at the next WAL checkpoint). A file created before that setting existed is
     left as it is: README ("Monitoring") says how to convert it once. PostgreSQL's autovacuum
-    reuses the space of deleted rows by itself.
+    reuses the space of deleted rows by itself. ``keep``: free pages left in the file for the writes
+    about to come (a prediction log at its cap refills what it prunes: moving those pages to the end
+    of the file and back cost its writer a fifth of a prune, issue 13).
     """
     if not _is_sqlite(eng.url):
         return
     raw = eng.raw_connection()
     try:
+        pages = ""
+        if keep > 0:
+            free = raw.driver_connection.execute("PRAGMA freelist_count").fetchone()[0]  # type: ignore[union-attr]
+            if free <= keep:
+                return
+            pages = f"({int(free - keep)})"
         # executescript steps the pragma to its end; execute() would free one page per call
-        raw.driver_connection.executescript("BEGIN IMMEDIATE; PRAGMA incremental_vacuum; COMMIT;")  # type: ignore[union-attr]
+        raw.driver_connection.executescript(  # type: ignore[union-attr]
+            f"BEGIN IMMEDIATE; PRAGMA incremental_vacuum{pages}; COMMIT;")
     finally:
         raw.close()
 

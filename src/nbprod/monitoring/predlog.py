@@ -40,7 +40,8 @@ Why it is built this way:
   records first, then predictions without a label, and labelled predictions last: a refused
   request never displaces a prediction, and an error never displaces a label. The feedback of
   every deleted prediction goes with it, and feedback older than ``max_age_s`` too. On SQLite the
-  freed pages go back to the file system (``auto_vacuum=INCREMENTAL``, see :mod:`nbprod.state`).
+  freed pages go back to the file system (``auto_vacuum=INCREMENTAL``, see :mod:`nbprod.state`),
+  except those the next ``prune_every_rows`` rows will fill again (a log at its cap keeps its size).
   A server reads both limits from the options ``prediction_log_max_age`` /
   ``prediction_log_max_rows`` (``NBPROD_PREDICTION_LOG_MAX_AGE`` = ``30d``, ``12h`` or seconds;
   ``NBPROD_PREDICTION_LOG_MAX_ROWS``), default 30 days / 1,000,000.
@@ -54,6 +55,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import math
 import os
 import threading
 import time
@@ -518,14 +520,17 @@ class PredictionLog:
         eng = ensure_tables(self.db_url)
         t, r, f = predictions, prediction_records, feedback_table
         deleted = 0
+        sqlite = eng.dialect.name == "sqlite"
         with eng.connect() as conn:
             conn.execution_options(nbprod_write=True)
             with conn.begin():
+                free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() if sqlite else 0
                 old, new = t.c.deployment == self.deployment, r.c.deployment == self.deployment
                 deleted += self._delete_rows(conn, old, t.c.ts < cutoff)
                 deleted += self._delete_records(conn, new, r.c.ts < cutoff)
-                records, errors = conn.execute(select(func.sum(_ROWS), func.sum(case((r.c.role == "error", 1),
-                                                                                   else_=0))).where(new)).one()
+                records, errors, count = conn.execute(select(func.sum(_ROWS), func.sum(case((r.c.role == "error", 1),
+                                                                                          else_=0)),
+                                                             func.count()).where(new)).one()
                 held = conn.execute(select(func.count()).select_from(t).where(old)).scalar_one() + int(records or 0)
                 excess = held - self.max_rows
                 # oldest first: the planner walks the primary key and stops early, where the indexed
@@ -543,12 +548,16 @@ class PredictionLog:
                         deleted += gone
                         excess -= gone
                     if excess > 0 and (errors or new_kind is not first):  # no error record: nothing to look for
-                        gone = self._delete_oldest_records(conn, excess, new, new_kind)
+                        gone = self._delete_oldest_records(conn, excess, int(records or 0) / max(1, count or 0),
+                                                           new, new_kind)
                         deleted += gone
                         excess -= gone
                 conn.execute(delete(f).where(f.c.updated_at < cutoff))
+                freed = conn.exec_driver_sql("PRAGMA freelist_count").scalar() - free if sqlite and deleted else 0
         if deleted:
-            state.reclaim(eng)
+            # a log at its cap writes about ``prune_every_rows`` rows before its next prune: the pages those
+            # rows held stay free for them; beyond that (an age cut, a lowered cap) the file shrinks
+            state.reclaim(eng, keep=int(freed * min(1.0, self.prune_every_rows / deleted)))
         return deleted
 
     @staticmethod
@@ -568,21 +577,38 @@ class PredictionLog:
             conn.execute(delete(r).where(*where))
         return rows
 
-    def _delete_oldest_records(self, conn, excess: int, *where) -> int:
+    def _delete_oldest_records(self, conn, excess: int, per_record: float, *where) -> int:
         """Delete the oldest records matching ``where`` until they held ``excess`` rows; the rows deleted.
 
         The database finds the last record to go (a running sum of the rows, oldest first) and deletes
         up to it in one statement: no id crosses into Python. Fetching the ids and deleting them 500 at a
         time held the writer thread's GIL for most of a prune (issue 13: half the log's cost in a worker
         once the log is at its cap, and the event loop waits for the GIL meanwhile).
+
+        The running sum reads about twice the records that ``excess`` rows take at ``per_record`` rows a
+        record (the deployment's average), not ``excess`` records: with 100-row requests that was every
+        record of the log at each prune (issue 13: the biggest statement of a prune). When those records
+        hold fewer than ``excess`` rows they all go and the next stretch, twice as long, is read: the
+        records deleted are the same as with one unbounded running sum.
         """
         r = prediction_records
         upto = func.sum(_ROWS).over(order_by=r.c.id, rows=(None, 0))  # rows held by this record and the older ones
-        # each record holds a row at least: the oldest ``excess`` records are always enough
-        oldest = select(r.c.id, _ROWS.label("held"), upto.label("upto")).where(*where).order_by(r.c.id) \
-            .limit(excess).subquery()
-        last = conn.execute(select(func.max(oldest.c.id)).where(oldest.c.upto - oldest.c.held < excess)).scalar()
-        return 0 if last is None else self._delete_records(conn, *where, r.c.id <= last)
+        scan = 2 * math.ceil(excess / max(1.0, per_record)) + 16
+        deleted = 0
+        while excess > 0:
+            # each record holds a row at least: the oldest ``excess`` records are always enough
+            oldest = select(r.c.id, _ROWS.label("held"), upto.label("upto")).where(*where).order_by(r.c.id) \
+                .limit(min(scan, excess)).subquery()
+            last = conn.execute(select(func.max(oldest.c.id)).where(oldest.c.upto - oldest.c.held < excess)).scalar()
+            if last is None:
+                break
+            gone = self._delete_records(conn, *where, r.c.id <= last)
+            if not gone:
+                break
+            deleted += gone
+            excess -= gone
+            scan *= 2
+        return deleted
 
     def stats(self) -> dict:
         return {"deployment": self.deployment, "written": self.written, "dropped": self.dropped,
