@@ -41,7 +41,7 @@ Why it is built this way:
   request never displaces a prediction, and an error never displaces a label. The feedback of
   every deleted prediction goes with it, and feedback older than ``max_age_s`` too. On SQLite the
   freed pages go back to the file system (``auto_vacuum=INCREMENTAL``, see :mod:`nbprod.state`),
-  except those the next ``prune_every_rows`` rows will fill again (a log at its cap keeps its size).
+  except those the next ``2 * prune_every_rows`` rows will fill again (a log at its cap keeps its size).
   A server reads both limits from the options ``prediction_log_max_age`` /
   ``prediction_log_max_rows`` (``NBPROD_PREDICTION_LOG_MAX_AGE`` = ``30d``, ``12h`` or seconds;
   ``NBPROD_PREDICTION_LOG_MAX_ROWS``), default 30 days / 1,000,000.
@@ -555,9 +555,10 @@ class PredictionLog:
                 conn.execute(delete(f).where(f.c.updated_at < cutoff))
                 freed = conn.exec_driver_sql("PRAGMA freelist_count").scalar() - free if sqlite and deleted else 0
         if deleted:
-            # a log at its cap writes about ``prune_every_rows`` rows before its next prune: the pages those
-            # rows held stay free for them; beyond that (an age cut, a lowered cap) the file shrinks
-            state.reclaim(eng, keep=int(freed * min(1.0, self.prune_every_rows / deleted)))
+            # a log at its cap writes about ``prune_every_rows`` rows before its next prune (twice that: the other
+            # workers write too): the pages those rows held stay free for them; beyond that (an age cut, a lowered
+            # cap) the file shrinks
+            state.reclaim(eng, keep=int(freed * min(1.0, 2 * self.prune_every_rows / deleted)))
         return deleted
 
     @staticmethod
