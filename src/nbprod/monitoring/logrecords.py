@@ -171,9 +171,8 @@ def _packable(values: Any, n: int) -> bool:
             and not (kind == "f" and np.isinf(values).any()))
 
 
-#: The integer types a packed integer array is stored as: the first whose bounds hold its smallest and largest value.
-_INT_TYPES = ((0, 2**8 - 1, "|u1"), (-2**7, 2**7 - 1, "|i1"), (0, 2**16 - 1, "<u2"), (-2**15, 2**15 - 1, "<i2"),
-              (0, 2**32 - 1, "<u4"), (-2**31, 2**31 - 1, "<i4"))
+#: The integer types a packed integer array is stored as: the first that holds its smallest and largest value.
+_INT_TYPES = ("|u1", "|i1", "<u2", "<i2", "<u4", "<i4")
 
 
 def _narrowest(values: Any) -> Any:
@@ -181,15 +180,15 @@ def _narrowest(values: Any) -> Any:
     byte, not eight): a 100-row record of the credit columns is 40 % shorter, and every byte the writer
     stores is written to the WAL, copied at the checkpoint and read again when retention deletes it
     (issue 13). :func:`unpack` (and an older nbprod's) reads any dtype: the values are the same ints."""
-    if values.dtype.kind not in "iu" or values.dtype.itemsize == 1 or not values.size:
+    if values.dtype.kind not in "iu" or values.dtype.itemsize == 1 or not len(values):
         return values
     import numpy as np
 
-    # the ufuncs' own reduce: ndarray.min/max go through a Python wrapper (a micro-second each)
-    low, high = int(np.minimum.reduce(values, axis=None)), int(np.maximum.reduce(values, axis=None))
-    for bottom, top, name in _INT_TYPES:
-        if bottom <= low and high <= top:
-            return values.astype(name) if int(name[-1]) < values.dtype.itemsize else values
+    low, high = int(values.min()), int(values.max())
+    for name in _INT_TYPES:
+        info = np.iinfo(name)
+        if info.min <= low and high <= info.max:
+            return values.astype(name) if np.dtype(name).itemsize < values.dtype.itemsize else values
     return values
 
 
