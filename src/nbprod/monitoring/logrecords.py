@@ -171,31 +171,8 @@ def _packable(values: Any, n: int) -> bool:
             and not (kind == "f" and np.isinf(values).any()))
 
 
-#: The integer types a packed integer array is stored as: the first that holds its smallest and largest value.
-_INT_TYPES = ("|u1", "|i1", "<u2", "<i2", "<u4", "<i4")
-
-
-def _narrowest(values: Any) -> Any:
-    """An integer array as the narrowest integer type that holds each of its values exactly (``age`` in one
-    byte, not eight): a 100-row record of the credit columns is 40 % shorter, and every byte the writer
-    stores is written to the WAL, copied at the checkpoint and read again when retention deletes it
-    (issue 13). :func:`unpack` (and an older nbprod's) reads any dtype: the values are the same ints."""
-    if values.dtype.kind not in "iu" or values.dtype.itemsize == 1 or not len(values):
-        return values
-    import numpy as np
-
-    low, high = int(values.min()), int(values.max())
-    for name in _INT_TYPES:
-        info = np.iinfo(name)
-        if info.min <= low and high <= info.max:
-            return values.astype(name) if np.dtype(name).itemsize < values.dtype.itemsize else values
-    return values
-
-
 def _packed(values: Any) -> str:
-    """``{"dtype":"<f8","shape":[n],"b64":"..."}``: the array's bytes, for :func:`unpack` (integers in the
-    narrowest type that holds them, :func:`_narrowest`)."""
-    values = _narrowest(values)
+    """``{"dtype":"<f8","shape":[n],"b64":"..."}``: the array's bytes, for :func:`unpack`."""
     shape = ",".join(map(str, values.shape))
     data = values if values.flags.c_contiguous else values.tobytes()  # its bytes in C order, copied only if need be
     return '{"dtype":"%s","shape":[%s],"b64":"%s"}' % (values.dtype.str, shape,
