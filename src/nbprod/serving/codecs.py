@@ -636,7 +636,7 @@ def _coerce_one(cols: dict[str, Any], numeric: tuple, small: tuple, strings: lis
     into the :class:`Coerced` when the signature lists its numeric columns first. The row's Python floats,
     which the plan and the OOD check read, are set here: the values themselves when all are floats.
     None whenever anything is unusual or wrong, as there. (About 17% fewer instructions than the former
-    form, :func:`_coerce_one_numpy`, on a credit-style row: BENCHMARKS.md, Serving.)"""
+    form, kept in tests/test_serving_fused.py as the reference, on a credit-style row: BENCHMARKS.md, Serving.)"""
     checks, int_columns, _, _, int_names, _, in_order = small
     row: list = []
     add = row.append
@@ -685,44 +685,6 @@ def _coerce_one(cols: dict[str, Any], numeric: tuple, small: tuple, strings: lis
 
 
 _new_coerced = dict.__new__
-
-
-def _coerce_one_numpy(cols: dict[str, Any], numeric: tuple, small: tuple, strings: list[str],
-                      order: list[str]) -> Coerced | None:
-    """The former :func:`_coerce_one` (each value checked in Python, the matrix from a list of one-value
-    lists): kept as the reference the tests compare :func:`_coerce_one` with, value for value."""
-    checks, int_columns, float_columns, _, int_names, float_names, _ = small
-    lists = []
-    for name, (whole, limit) in zip(numeric, checks, strict=True):
-        values = cols.get(name)
-        if type(values) is not list or len(values) != 1:
-            return None
-        v = values[0]
-        if whole:
-            if type(v) is not int or not -limit < v < limit:  # 3.0, None, huge: coerce says what
-                return None
-        elif type(v) is float:
-            if v == _INF or v == -_INF:
-                return None
-        elif v is not None and type(v) is not int:
-            return None
-        lists.append(values)
-    found: dict[str, Any] = {}
-    for name in strings:
-        values = cols.get(name)
-        if type(values) is not list or len(values) != 1 or (values[0] is not None and type(values[0]) is not str):
-            return None
-        found[name] = values
-    try:
-        matrix = np.array(lists, dtype=np.float64)
-        whole_matrix = np.array([lists[j] for j in int_columns], dtype=np.int64) if int_columns else None
-    except (TypeError, ValueError, OverflowError):  # a float column's integer past 1e308: coerce says what
-        return None
-    for name, j in zip(float_names, float_columns, strict=True):
-        found[name] = matrix[j]
-    if whole_matrix is not None:
-        found.update(zip(int_names, whole_matrix, strict=True))  # iterating a matrix gives its rows as views
-    return Coerced({name: found[name] for name in order}, numeric, matrix)
 
 
 _EXACT = 2.0 ** 53  # every integer below this is exact in float64
