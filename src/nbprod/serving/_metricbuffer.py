@@ -58,42 +58,49 @@ FLUSH_INTERVAL_S = _interval()
 _FEW = 16  # observe_many: up to this many values go in one by one; more as one array
 
 
-class PendingCounter:
-    """A counter child's ``inc``, kept in memory until :meth:`flush`."""
+class _Pending:
+    """Amounts kept in memory for ``target`` until a flush takes them (:meth:`_take`)."""
 
     __slots__ = ("target", "_pending")
 
     def __init__(self, target: Any) -> None:
         self.target = target
         self._pending: deque[float] = deque()
+
+    def drop(self) -> None:
+        self._pending.clear()
+
+    def _take(self) -> tuple[int, float]:
+        """How many amounts were pending and their sum, taken out one by one (another thread may append)."""
+        q = self._pending
+        n = len(q)
+        total = 0.0
+        for _ in range(n):
+            total += q.popleft()
+        return n, total
+
+
+class PendingCounter(_Pending):
+    """A counter child's ``inc``, kept in memory until :meth:`flush`."""
+
+    __slots__ = ()
 
     def inc(self, amount: float = 1) -> None:
         if amount < 0:  # as prometheus-client's Counter.inc: raised to the caller, not to the flush
             raise ValueError("Counters can only be incremented by non-negative amounts.")
         self._pending.append(amount)
 
-    def drop(self) -> None:
-        self._pending.clear()
-
     def flush(self) -> None:
-        q = self._pending
-        n = len(q)
+        n, total = self._take()
         if n:
-            total = 0.0
-            for _ in range(n):
-                total += q.popleft()
             self.target.inc(total)
 
 
-class PendingGauge:
+class PendingGauge(_Pending):
     """A gauge's ``inc``/``dec``, kept in memory until :meth:`flush` (which adds their net sum);
     anything else (``set``, ``collect``, ...) is the gauge's own, after a flush where it matters."""
 
-    __slots__ = ("target", "_pending")
-
-    def __init__(self, target: Any) -> None:
-        self.target = target
-        self._pending: deque[float] = deque()
+    __slots__ = ()
 
     def inc(self, amount: float = 1) -> None:
         self._pending.append(amount)
@@ -105,18 +112,10 @@ class PendingGauge:
         self.flush()
         self.target.set(value)
 
-    def drop(self) -> None:
-        self._pending.clear()
-
     def flush(self) -> None:
-        q = self._pending
-        n = len(q)
-        if n:
-            total = 0.0
-            for _ in range(n):
-                total += q.popleft()
-            if total:
-                self.target.inc(total)
+        _, total = self._take()
+        if total:
+            self.target.inc(total)
 
     def __getattr__(self, name: str) -> Any:
         if name == "target":  # not set yet (a copy being made): no recursion
