@@ -87,10 +87,18 @@ def request(port: int, method: str, path: str, body: dict | None = None, token: 
     return r.status, dict(r.getheaders()), data
 
 
+def ping(port: int) -> bool:
+    """Whether a server on ``port`` answers ``GET /ping`` with 200 (False while nothing listens)."""
+    try:
+        return request(port, "GET", "/ping")[0] == 200
+    except OSError:
+        return False
+
+
 @contextlib.contextmanager
-def server(args: list[str], env: dict) -> Iterator[int]:
-    """Start `nbprod serve ...` in its own process group; yield its port once /ping answers; always stop
-    the whole group."""
+def serving(args: list[str], env: dict) -> Iterator[tuple[int, subprocess.Popen]]:
+    """Start `nbprod serve ...` in its own process group; yield (port, process) once /ping answers; always
+    stop the whole group."""
     port = free_port()
     proc = subprocess.Popen([NBPROD, "serve", *args, "--port", str(port)], env=env, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -99,17 +107,21 @@ def server(args: list[str], env: dict) -> Iterator[int]:
     def ready() -> bool:
         if proc.poll() is not None:
             raise AssertionError(f"server exited: {proc.stderr.read().decode()[-2000:]}")
-        try:
-            return request(port, "GET", "/ping")[0] == 200
-        except OSError:
-            return False
+        return ping(port)
 
     try:
         wait_until(ready, 60, "server answering /ping")
-        yield port
+        yield port, proc
     finally:
         stop_group(proc)
         proc.stderr.close()
+
+
+@contextlib.contextmanager
+def server(args: list[str], env: dict) -> Iterator[int]:
+    """:func:`serving`, yielding only the port."""
+    with serving(args, env) as (port, _proc):
+        yield port
 
 
 @contextlib.contextmanager

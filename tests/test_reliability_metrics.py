@@ -7,35 +7,11 @@ import contextlib
 import json
 import re
 import signal
-import subprocess
 from pathlib import Path
 
 import pytest
-from _servers import NBPROD, free_port, request, server_workers, stop_group, wait_until
+from _servers import ping, request, server_workers, serving, wait_until
 from _serving_models import rows
-
-
-@contextlib.contextmanager
-def serving(args: list[str], env: dict):
-    """`nbprod serve ...` in its own process group: (port, process); the whole group stopped afterwards."""
-    port = free_port()
-    proc = subprocess.Popen([NBPROD, "serve", *args, "--port", str(port)], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: proc.poll() is not None or _ping(port), 60, "server answering /ping")
-        assert proc.poll() is None, "server did not start"
-        yield port, proc
-    finally:
-        stop_group(proc)
-
-
-def _ping(port: int) -> bool:
-    try:
-        return request(port, "GET", "/ping")[0] == 200
-    except OSError:
-        return False
-
-
 
 
 def _workers(proc) -> list:
@@ -96,7 +72,7 @@ def test_one_scrape_sums_every_worker_and_counters_never_go_backwards(serving_mo
             p.send_signal(signal.SIGKILL)
         wait_until(lambda: len(_workers(proc)) == 2 and workers[0].pid not in {w.pid for w in _workers(proc)}, 30,
                    "the killed worker replaced")
-        wait_until(lambda: _ping(port), 30, "server answering /ping")
+        wait_until(lambda: ping(port), 30, "server answering /ping")
         for _ in range(20):
             assert request(port, "POST", "/invocations", body)[0] == 200
             sent += 1

@@ -5,7 +5,6 @@ fork neither duplicates nor loses what was pending."""
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import subprocess
@@ -14,7 +13,7 @@ import threading
 
 import numpy as np
 import pytest
-from _servers import NBPROD, free_port, request, server_workers, stop_group, wait_until
+from _servers import request, server_workers, serving, wait_until
 from _serving_models import rows
 
 
@@ -150,26 +149,6 @@ def test_a_worker_process_writes_everything_it_counted(tmp_path, mode):
 
 # --- a real server ----------------------------------------------------------------------------------------
 
-@contextlib.contextmanager
-def _serving(args: list[str], env: dict):
-    port = free_port()
-    proc = subprocess.Popen([NBPROD, "serve", *args, "--port", str(port)], env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        wait_until(lambda: proc.poll() is not None or _ping(port), 60, "server answering /ping")
-        assert proc.poll() is None, "server did not start"
-        yield port, proc
-    finally:
-        stop_group(proc)
-
-
-def _ping(port: int) -> bool:
-    try:
-        return request(port, "GET", "/ping")[0] == 200
-    except OSError:
-        return False
-
-
 def _figures(port: int) -> dict[str, float]:
     """The figures a burst of predictions moves, from one scrape (a fresh connection: any worker)."""
     s = _samples(request(port, "GET", "/metrics")[2].decode())
@@ -199,7 +178,7 @@ def test_a_burst_of_requests_is_counted_exactly_and_scrapes_never_go_backwards(s
     args = ["--model-dir", serving_models["clf"], "--workers", str(workers), "--no-auth"]
     if workers == 1:  # no thread writing meanwhile: what the scrape shows, its own flush wrote
         env = {**env, INTERVAL_ENV: "3600"}
-    with _serving(args, env) as (port, proc):
+    with serving(args, env) as (port, proc):
         if workers > 1:
             wait_until(lambda: len(server_workers(proc.pid)) == workers, 30, "the workers")
         failed: list = []
@@ -244,7 +223,7 @@ def test_workers_stopped_cleanly_keep_their_counts(serving_models, env, tmp_path
 
     body = rows(serving_models, 1)
     args = ["--model-dir", serving_models["clf"], "--workers", "2", "--no-auth"]
-    with _serving(args, {**env, INTERVAL_ENV: "3600"}) as (port, proc):
+    with serving(args, {**env, INTERVAL_ENV: "3600"}) as (port, proc):
         wait_until(lambda: len(server_workers(proc.pid)) == 2, 30, "two workers")
         workers = [psutil.Process(pid) for pid in server_workers(proc.pid)]
         directory = next(os.path.dirname(f.path) for w in workers for f in w.open_files()
