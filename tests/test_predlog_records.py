@@ -92,8 +92,10 @@ def test_numeric_columns_of_larger_requests_are_packed_and_read_back_as_the_json
     log_rows("credit", hooks)
     with ensure_tables().connect() as conn:
         stored = conn.execute(sa.select(prediction_records).order_by(prediction_records.c.id)).all()
-    assert all('"b64"' in r.inputs and '"b64"' in r.predictions for r in stored)  # packed, not per-value text
-    assert json.loads(stored[0].inputs)["city"] == ["x", None] * (n // 2)  # text stays a JSON list
+    assert all(r.inputs.startswith(f"[{n},{{") and '"b64"' in r.predictions for r in stored)  # packed, one buffer
+    specs = json.loads(stored[0].inputs)[1]
+    assert specs["city"]["dtype"] == "|u1" and sorted(specs["city"]["values"], key=str) == [None, "x"]  # codes
+    assert specs["age"] == {"dtype": "|u1"} and specs["big"] == {"dtype": "<f8"} and specs["ok"] == {"dtype": "|b1"}
     got = [tuple(getattr(r, c) for c in _COLS) for r in logread.rows("credit")]
     frame = logread.load("credit").frame
     _clear()
@@ -229,13 +231,13 @@ def test_text_columns_are_stored_as_the_stdlib_json_encoder_writes_them_whatever
         return [r[col] for r in out]
 
     whole = {"request_id": "w", "n": len(texts), "inputs": {"city": texts}, "predictions": np.zeros(len(texts))}
-    assert stored([whole]) == ['{"city":' + stdlib.encode(texts) + "}"]
+    assert stored([whole]) == [f'[{len(texts)},{{"city":' + stdlib.encode(texts) + '},""]']  # all distinct: a list
     ones = [{"request_id": f"o{i}", "n": 1, "inputs": {"city": [t]}, "predictions": np.zeros(1)}
             for i, t in enumerate(texts)]  # one-row requests: converted as one run
     assert stored(ones) == ['{"city":' + stdlib.encode([t]) + "}" for t in texts]
     chunks = [texts[i:i + 9] for i in range(0, len(texts), 9)]  # 9-row requests, each alone
     assert stored([{"request_id": f"c{i}", "n": len(c), "inputs": {"city": c}, "predictions": np.zeros(len(c))}
-                   for i, c in enumerate(chunks)]) == ['{"city":' + stdlib.encode(c) + "}" for c in chunks]
+                   for i, c in enumerate(chunks)]) == [f'[{len(c)},{{"city":' + stdlib.encode(c) + '},""]' for c in chunks]
 
 
 def test_class_probabilities_of_small_requests_store_nan_and_inf_as_null_alone_and_in_a_run():

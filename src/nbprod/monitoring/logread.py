@@ -22,7 +22,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from .logrecords import unpack
+from .logrecords import columns, unpack
 from .predlog import ensure_tables, feedback_table, prediction_records, predictions
 
 __all__ = ["LogRows", "load", "count_requests", "rows"]
@@ -184,7 +184,7 @@ def _read_records(conn, acc: _Rows, where: list, labels: bool, inputs: bool) -> 
         answered = role not in ("error", "shadow")
         acc.answered += [answered] * rows
         if answered and inputs:
-            acc.add_inputs({k: unpack(v) for k, v in _loads(text).items()} if text else {}, rows)
+            acc.add_inputs(columns(_loads(text)) if text else {}, rows)
 
 
 def load(deployment: str, *, since: float | None = None, until: float | None = None, until_inclusive: bool = False,
@@ -254,7 +254,7 @@ def rows(deployment: str | None = None, db_url: str | None = None) -> list:
             stmt = stmt.where(r.c.deployment == deployment)
         for rec in conn.execute(stmt):
             n = 1 if rec.role == "error" else rec.n_rows
-            columns = {k: unpack(v) for k, v in _loads(rec.inputs).items()} if rec.inputs is not None else None
+            values = columns(_loads(rec.inputs)) if rec.inputs is not None else None
             preds = unpack(_loads(rec.predictions)) if rec.predictions is not None else [None] * n
             flags = _loads(rec.ood) if rec.ood else {}
             for i in range(n):
@@ -262,7 +262,7 @@ def rows(deployment: str | None = None, db_url: str | None = None) -> list:
                     deployment=rec.deployment, ts=rec.ts, request_id=rec.request_id, row_index=i,
                     prediction_id=None if rec.id_prefix is None else f"{rec.id_prefix}-{i}", version=rec.version,
                     role=rec.role, status=rec.status, latency_ms=rec.latency_ms, n_rows=rec.n_rows,
-                    inputs=None if columns is None else _dumps({k: v[i] for k, v in columns.items()}),
+                    inputs=None if values is None else _dumps({k: v[i] for k, v in values.items()}),
                     prediction=None if rec.role == "error" else _dumps(preds[i]),
                     ood=_dumps(flags[str(i)]) if str(i) in flags else None))
     return out

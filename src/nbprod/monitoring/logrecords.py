@@ -29,6 +29,7 @@ import itertools
 import json
 import math
 from json.encoder import encode_basestring_ascii as _escape  # what json.dumps uses
+from operator import itemgetter
 from typing import Any, Iterator
 
 try:  # a C encoder: 6-7x the stdlib on a list of texts (used where its bytes are the stdlib's, _texts_json)
@@ -36,7 +37,7 @@ try:  # a C encoder: 6-7x the stdlib on a list of texts (used where its bytes ar
 except ImportError:  # pragma: no cover - a dependency; the stdlib writes the same, slower
     _orjson = None  # type: ignore[assignment]
 
-__all__ = ["RECORD_COLUMNS", "records_of", "row_count", "rows_in", "unpack"]
+__all__ = ["RECORD_COLUMNS", "columns", "records_of", "row_count", "rows_in", "unpack"]
 
 #: The columns of a stored record, in the order the writer's tuples give them.
 RECORD_COLUMNS = ("deployment", "ts", "request_id", "id_prefix", "version", "role", "status", "latency_ms",
@@ -171,14 +172,6 @@ def _packable(values: Any, n: int) -> bool:
             and not (kind == "f" and np.isinf(values).any()))
 
 
-def _packed(values: Any) -> str:
-    """``{"dtype":"<f8","shape":[n],"b64":"..."}``: the array's bytes, for :func:`unpack`."""
-    shape = ",".join(map(str, values.shape))
-    data = values if values.flags.c_contiguous else values.tobytes()  # its bytes in C order, copied only if need be
-    return '{"dtype":"%s","shape":[%s],"b64":"%s"}' % (values.dtype.str, shape,
-                                                        binascii.b2a_base64(data, newline=False).decode("ascii"))
-
-
 def unpack(stored: Any) -> list:
     """A record's stored column or predictions → the list of values the JSON list holds (a list is one)."""
     if isinstance(stored, list):
@@ -186,13 +179,236 @@ def unpack(stored: Any) -> list:
     import numpy as np
 
     arr = np.frombuffer(binascii.a2b_base64(stored["b64"]), dtype=np.dtype(stored["dtype"])).reshape(stored["shape"])
-    values = arr.tolist()
-    if arr.dtype.kind == "f" and np.isnan(arr).any():
-        if arr.ndim == 1:
-            values = [None if v != v else v for v in values]
+    return _decoded(arr, stored)
+
+
+def _decoded(arr: Any, spec: dict) -> list:
+    """A stored array's values as the JSON list held them: dictionary codes → their values, integers stored
+    for floats → floats (``"as"``), NaN → None."""
+    values = spec.get("values")
+    if values is not None:
+        codes = arr.tolist()
+        return list(itemgetter(*codes)(values)) if len(codes) > 1 else [values[c] for c in codes]  # 1-D only
+    wide = spec.get("as")
+    if wide is not None:
+        arr = arr.astype(wide)
+    out = arr.tolist()
+    if arr.dtype.kind == "f":
+        import numpy as np
+
+        if np.isnan(arr).any():
+            if arr.ndim == 1:
+                out = [None if v != v else v for v in out]
+            else:
+                out = [[None if v != v else v for v in row] for row in out]
+    return out
+
+
+def columns(stored: Any) -> dict[str, list]:
+    """A record's parsed ``inputs`` (any form ever written) → ``{column: [values]}``, the values the
+    JSON lists held."""
+    if isinstance(stored, dict):  # {"column": [values] or {"dtype", "shape", "b64"}}
+        return {k: unpack(v) for k, v in stored.items()}
+    import numpy as np  # [n, {"column": spec or [values]}, "b64 of every packed column, in that order"]
+
+    n, specs, text = stored
+    raw = binascii.a2b_base64(text)
+    out: dict[str, list] = {}
+    at = 0
+    for name, spec in specs.items():
+        if isinstance(spec, list):
+            out[name] = spec
+            continue
+        dtype = np.dtype(spec["dtype"])
+        arr = np.frombuffer(raw, dtype=dtype, count=n, offset=at)
+        at += n * dtype.itemsize
+        out[name] = _decoded(arr, spec)
+    return out
+
+
+#: The narrowest integer dtypes, tried in this order: (dtype, lowest, highest).
+_INTS = (("|u1", 0, 255), ("|i1", -128, 127), ("<u2", 0, 65535), ("<i2", -32768, 32767), ("<u4", 0, 2 ** 32 - 1),
+         ("<i4", -2 ** 31, 2 ** 31 - 1), ("<i8", -2 ** 63, 2 ** 63 - 1), ("<u8", 0, 2 ** 64 - 1))
+
+
+def _int_dtype(lo: int, hi: int) -> str:
+    """The narrowest integer dtype holding ``lo..hi``."""
+    for dtype, low, high in _INTS:
+        if low <= lo and hi <= high:
+            return dtype
+    raise ValueError(f"integers {lo}..{hi} fit no 64-bit dtype")  # pragma: no cover - an int64/uint64 column's
+
+
+def _float_rows(matrix: Any) -> list[tuple[str, str | None, Any]]:
+    """How to store each row of a float64 matrix (one column's values per row) exactly in the fewest bytes:
+    ``(dtype, read-as dtype or None, the row's data in that dtype)``.
+
+    A row of whole numbers (no NaN, no -0.0, within int64: the row's float64 bits survive a round trip
+    through int64) is stored as integers read back as ``"<f8"``, in ``|u1`` when they fit it (the usual
+    counts, ages, flags, labels), else in the narrowest integer dtype of its min..max; any other row as
+    ``<f4`` when every value's float32 has the same float64 bits (NaN-aware), else as ``<f8``. Rows are
+    compared as bytes (one memcmp each): a handful of numpy calls for all the rows together.
+    """
+    import numpy as np
+
+    rows, n = matrix.shape
+    size = n * 8
+    bits = matrix.tobytes()
+    with np.errstate(all="ignore"):  # NaN, ±inf and values past int64/float32 cast to garbage the bits refuse
+        whole = matrix.astype(np.int64)
+        same = whole.astype(np.float64).tobytes()
+        is_whole = [same[j * size:(j + 1) * size] == bits[j * size:(j + 1) * size] for j in range(rows)]
+        narrow = None
+        if not all(is_whole):
+            narrow = matrix.astype(np.float32)
+            same = narrow.astype(np.float64).tobytes()
+    out: list[tuple[str, str | None, Any]] = []
+    small = wide = ints = None
+    for j, ok in enumerate(is_whole):
+        if ok:
+            if small is None:
+                small = whole.astype(np.uint8)
+                wide, ints = small.astype(np.int64).tobytes(), whole.tobytes()
+            if wide[j * size:(j + 1) * size] == ints[j * size:(j + 1) * size]:  # type: ignore[index]
+                out.append(("|u1", "<f8", small[j]))
+            else:
+                dtype = _int_dtype(int(whole[j].min()), int(whole[j].max()))
+                out.append((dtype, "<f8", whole[j].astype(dtype)))
+        elif same[j * size:(j + 1) * size] == bits[j * size:(j + 1) * size]:  # narrow is set: a row is not whole
+            out.append(("<f4", None, narrow[j]))  # type: ignore[index]
         else:
-            values = [[None if v != v else v for v in row] for row in values]
-    return values
+            out.append(("<f8", None, matrix[j]))
+    return out
+
+
+def _narrowed(values: Any) -> tuple[str, str | None, Any]:
+    """One packable numeric array (no ±inf) in the fewest bytes that hold it exactly: ``(dtype, read-as
+    dtype or None, the data)`` (see :func:`_float_rows`; integers in the narrowest dtype of their min..max)."""
+    import numpy as np
+
+    kind = values.dtype.kind
+    if kind in "iu":
+        small = values.astype(np.uint8)  # the usual labels and counts: one cast back and a memcmp, no min/max
+        if small.astype(values.dtype).tobytes() == values.tobytes():
+            return "|u1", None, small
+        dtype = _int_dtype(int(values.min()), int(values.max()))
+    elif kind == "f" and values.dtype.itemsize == 8 and values.dtype.isnative:
+        dtype, read_as, data = _float_rows(values.reshape(1, -1))[0]
+        return dtype, read_as, data.reshape(values.shape)
+    else:  # bools, float16/float32: kept as they are (read back as those values, widened)
+        dtype = values.dtype.str
+    return dtype, None, values if values.dtype.str == dtype else values.astype(dtype)
+
+
+#: Dictionaries seen (a set of distinct texts → its codes and its JSON text): categories repeat across requests.
+_DICTIONARIES: dict[frozenset, tuple[dict, str, str]] = {}
+
+
+def _dictionary(values: list, seen: Any, n: int) -> tuple[str, bytes] | None:
+    """A text column (texts and Nones) as its distinct values and narrow codes: ``('"dtype":..,"values":[..]',
+    codes)``; None when it is not one, or has too many distinct values to gain from it (over half its rows)."""
+    if seen is None:
+        try:
+            seen = set(values)
+        except TypeError:  # an unhashable value: not a text column
+            return None
+    if len(seen) * 2 > n:
+        return None
+    known = frozenset(seen)
+    entry = _DICTIONARIES.get(known)
+    if entry is None:
+        if not _TEXTS.issuperset(map(type, known)):
+            return None
+        keys = list(known)
+        dtype = "|u1" if len(keys) <= 256 else "<u2" if len(keys) <= 65536 else "<u4"
+        entry = (dict(zip(keys, range(len(keys)), strict=True)), dtype, _texts_json(keys))
+        if len(_DICTIONARIES) >= 256:  # a column of many distinct values: never grow without bound
+            _DICTIONARIES.clear()
+        _DICTIONARIES[known] = entry
+    codes_of, dtype, text = entry
+    try:
+        codes = itemgetter(*values)(codes_of)
+    except (KeyError, TypeError):  # ``seen`` was not this list's: not encoded
+        return None
+    if dtype == "|u1":
+        data = bytes(codes)
+    else:
+        import numpy as np
+
+        data = np.array(codes, dtype=dtype).tobytes()
+    return '"dtype":"%s","values":%s' % (dtype, text), data
+
+
+def _compact_inputs(inputs: Any, n: int) -> str:
+    """A request's inputs of ``n`` >= ``_PACK_MIN`` rows as ``[n, {"column": spec or [values]}, "b64"]``:
+    numeric columns in their narrowest exact dtype and text columns as dictionary codes, all their bytes
+    in one base64 text, in the order of the specs (see the module docstring)."""
+    import numpy as np
+
+    packed: dict[str, tuple[str, str | None, Any]] = {}
+    matrix = getattr(inputs, "matrix", None)
+    if matrix is not None:  # the server's coerce (a Coerced): every numeric column also a float64 row, no ±inf
+        numeric = inputs.numeric
+        if matrix.shape == (len(numeric), n):
+            for k, (dtype, read_as, data) in zip(numeric, _float_rows(matrix), strict=True):
+                own = inputs[k]
+                if own.dtype.kind != "f":  # an integer column: its ints (exact below 2**53), read back as ints
+                    if read_as is None:  # pragma: no cover - coerce's integers are whole
+                        dtype, data = own.dtype.str, own
+                    read_as = None
+                packed[k] = (dtype, read_as, data)
+    wide = []
+    for k, v in inputs.items():
+        if k not in packed and type(v) is np.ndarray and v.ndim == 1 and len(v) == n and v.dtype.kind in "biuf":
+            if v.dtype == np.float64:
+                wide.append(k)
+            else:
+                packed[k] = _narrowed(v)
+    if wide:
+        stacked = np.array([inputs[k] for k in wide])
+        finite = (~np.isinf(stacked).any(axis=1)).tolist()  # ±inf: never packed (JSON refuses it: the request
+        rows = [j for j, ok in enumerate(finite) if ok]     # fails alone, as it always did)
+        if rows:
+            packed.update(zip([wide[j] for j in rows], _float_rows(stacked[rows] if len(rows) < len(wide) else stacked),
+                              strict=True))
+    distinct = getattr(inputs, "distinct", None) or {}
+    parts: list[str] = []
+    chunks: list[Any] = []
+    for k, values in inputs.items():
+        key = _escape(str(k))
+        spec = packed.get(k)
+        if spec is not None:
+            dtype, read_as, data = spec
+            chunks.append(data if data.flags.c_contiguous else data.copy())
+            parts.append('%s:{"dtype":"%s","as":"%s"}' % (key, dtype, read_as) if read_as
+                         else '%s:{"dtype":"%s"}' % (key, dtype))
+            continue
+        coded = _dictionary(values, distinct.get(k), n) if type(values) is list and len(values) == n else None
+        if coded is None:
+            parts.append(key + ":" + _list_text(_plain_list(values, n)))
+        else:
+            parts.append(key + ":{" + coded[0] + "}")
+            chunks.append(coded[1])
+    return '[%d,{%s},"%s"]' % (n, ",".join(parts), binascii.b2a_base64(b"".join(chunks), newline=False).decode())
+
+
+def _compact_array(values: Any) -> str:
+    """A packable numeric array (predictions) in its narrowest exact dtype: ``{"dtype", ["as",] "shape", "b64"}``."""
+    dtype, read_as, data = _narrowed(values)
+    if not data.flags.c_contiguous:
+        data = data.copy()
+    shape = ",".join(map(str, values.shape))
+    wide = ',"as":"%s"' % read_as if read_as else ""
+    return '{"dtype":"%s"%s,"shape":[%s],"b64":"%s"}' % (dtype, wide, shape,
+                                                          binascii.b2a_base64(data, newline=False).decode())
+
+
+def _compact_texts(values: list, n: int) -> str | None:
+    """Text predictions of ``n`` rows as dictionary codes, or None (not texts, or too many distinct ones)."""
+    coded = _dictionary(values, None, n)
+    if coded is None:
+        return None
+    return '{%s,"shape":[%d],"b64":"%s"}' % (coded[0], n, binascii.b2a_base64(coded[1], newline=False).decode("ascii"))
 
 
 def _template(names: list) -> str:
@@ -248,18 +464,17 @@ def _record(deployment: str, kind: str, ts: float, rec: dict) -> tuple:
         return (deployment, ts, rid, None, version, "shadow", 200, latency, n, None,
                 _dumps([_jsonable(p) for p in preds[:n]]), None)
     inputs = rec.get("inputs") or {}
-    text = "{" + ",".join(_escape(str(k)) + ":" + _column_text(v, n) for k, v in inputs.items()) + "}"
-    if packed:
-        shown = _packed(pred if pred.ndim == 1 else pred.reshape(n, -1))
+    if n >= _PACK_MIN:
+        text = _compact_inputs(inputs, n)
     else:
-        shown = _list_text(preds[:n] + [None] * (n - len(preds)))
+        text = "{" + ",".join(_escape(str(k)) + ":" + _list_text(_plain_list(v, n)) for k, v in inputs.items()) + "}"
+    if packed:
+        shown = _compact_array(pred if pred.ndim == 1 else pred.reshape(n, -1))
+    else:
+        preds = preds[:n] + [None] * (n - len(preds))
+        shown = (_compact_texts(preds, n) if n >= _PACK_MIN else None) or _list_text(preds)
     return (deployment, ts, rid, rid, version, rec.get("role") or "stable", 200, latency, n, text, shown,
             _ood_text(rec.get("ood"), n))
-
-
-def _column_text(values: Any, n: int) -> str:
-    """One input column of a record: packed, or its JSON list."""
-    return _packed(values) if _packable(values, n) and values.ndim == 1 else _list_text(_plain_list(values, n))
 
 
 def _names(rec: dict) -> tuple:
