@@ -243,39 +243,31 @@ def _float_rows(matrix: Any) -> list[tuple[str, str | None, Any]]:
     """How to store each row of a float64 matrix (one column's values per row) exactly in the fewest bytes:
     ``(dtype, read-as dtype or None, the row's data in that dtype)``.
 
-    A row of whole numbers (no NaN, no -0.0, within int64: the row's float64 bits survive a round trip
-    through int64) is stored as integers read back as ``"<f8"``, in ``|u1`` when they fit it (the usual
-    counts, ages, flags, labels), else in the narrowest integer dtype of its min..max; any other row as
-    ``<f4`` when every value's float32 has the same float64 bits (NaN-aware), else as ``<f8``. Rows are
-    compared as bytes (one memcmp each): a handful of numpy calls for all the rows together.
+    A row whose float64 bits survive a round trip through ``uint8`` (whole numbers 0..255: counts, ages,
+    flags, class labels; no NaN, no -0.0) is stored as ``|u1`` read back as ``<f8``; else a row whose
+    bits survive a round trip through float32 (NaN-aware: the bits, not ``==``, are compared) as ``<f4``;
+    else as ``<f8``. Rows are compared as bytes (a memcmp each): six numpy calls for all the rows, where
+    a min/max per column costs two each (what made the narrowing too dear before: BENCHMARKS.md, Monitoring).
     """
     import numpy as np
 
     rows, n = matrix.shape
     size = n * 8
     bits = matrix.tobytes()
-    with np.errstate(all="ignore"):  # NaN, ±inf and values past int64/float32 cast to garbage the bits refuse
-        whole = matrix.astype(np.int64)
-        same = whole.astype(np.float64).tobytes()
-        is_whole = [same[j * size:(j + 1) * size] == bits[j * size:(j + 1) * size] for j in range(rows)]
-        narrow = None
-        if not all(is_whole):
-            narrow = matrix.astype(np.float32)
-            same = narrow.astype(np.float64).tobytes()
+    with np.errstate(all="ignore"):  # NaN, negatives and values past a dtype cast to garbage the bits then refuse
+        small = matrix.astype(np.uint8)
+        back = small.astype(np.float64).tobytes()
+        is_small = [back[j * size:(j + 1) * size] == bits[j * size:(j + 1) * size] for j in range(rows)]
+        if all(is_small):
+            return [("|u1", "<f8", row) for row in small]
+        narrow = matrix.astype(np.float32)
+        back = narrow.astype(np.float64).tobytes()
     out: list[tuple[str, str | None, Any]] = []
-    small = wide = ints = None
-    for j, ok in enumerate(is_whole):
+    for j, ok in enumerate(is_small):
         if ok:
-            if small is None:
-                small = whole.astype(np.uint8)
-                wide, ints = small.astype(np.int64).tobytes(), whole.tobytes()
-            if wide[j * size:(j + 1) * size] == ints[j * size:(j + 1) * size]:  # type: ignore[index]
-                out.append(("|u1", "<f8", small[j]))
-            else:
-                dtype = _int_dtype(int(whole[j].min()), int(whole[j].max()))
-                out.append((dtype, "<f8", whole[j].astype(dtype)))
-        elif same[j * size:(j + 1) * size] == bits[j * size:(j + 1) * size]:  # narrow is set: a row is not whole
-            out.append(("<f4", None, narrow[j]))  # type: ignore[index]
+            out.append(("|u1", "<f8", small[j]))
+        elif back[j * size:(j + 1) * size] == bits[j * size:(j + 1) * size]:
+            out.append(("<f4", None, narrow[j]))
         else:
             out.append(("<f8", None, matrix[j]))
     return out
@@ -352,10 +344,8 @@ def _compact_inputs(inputs: Any, n: int) -> str:
         if matrix.shape == (len(numeric), n):
             for k, (dtype, read_as, data) in zip(numeric, _float_rows(matrix), strict=True):
                 own = inputs[k]
-                if own.dtype.kind != "f":  # an integer column: its ints (exact below 2**53), read back as ints
-                    if read_as is None:  # pragma: no cover - coerce's integers are whole
-                        dtype, data = own.dtype.str, own
-                    read_as = None
+                if own.dtype.kind != "f":  # an integer column: its ints, read back as ints
+                    dtype, read_as, data = ("|u1", None, data) if dtype == "|u1" else _narrowed(own)
                 packed[k] = (dtype, read_as, data)
     wide = []
     for k, v in inputs.items():
