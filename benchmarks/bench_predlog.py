@@ -187,17 +187,30 @@ def _thread_cpu_s(native_id: int) -> float:
         return int(fh.read().split()[0]) / 1e9
 
 
-def _credit_requests(rows: int, per_request: int, seed: int = 0) -> list[dict]:
-    """Hook records as the server hands them over: the credit columns (numeric → arrays, text → lists)."""
+def _credit_requests(rows: int, per_request: int, seed: int = 0, server: bool = False) -> list[dict]:
+    """Hook records as the server hands them over: the credit columns (numeric → arrays, text → lists).
+
+    ``server``: exactly as the server's code hands them over for the credit pipeline of bench_serve.py (the
+    body decoded and coerced by ``nbprod.serving.codecs`` to the signature's types: integer columns int64,
+    the rest float64, text lists, with coerce's distinct values) and the predicted labels (int64 0/1); else
+    every numeric column float64 and two class probabilities per row, as before."""
     import numpy as np
 
     from nbprod.datasets import credit
 
     X, _ = credit(max(per_request, 2000), seed)
     X = X.head(per_request)
-    cols = {c: (X[c].to_numpy(dtype=float) if X[c].dtype.kind in "if"
-                else X[c].astype(object).where(X[c].notna(), None).tolist()) for c in X.columns}
-    pred = np.random.default_rng(seed).uniform(size=(per_request, 2))
+    if server:
+        from nbprod.serving import codecs
+
+        signature = [codecs.Column(c, {"i": "long", "f": "double"}.get(X[c].dtype.kind, "string")) for c in X.columns]
+        body = json.dumps({"dataframe_records": json.loads(X.to_json(orient="records"))}).encode()
+        cols = codecs.coerce(codecs.decode_mlflow(codecs.parse_json(body), signature), signature)
+        pred = (np.random.default_rng(seed).uniform(size=per_request) > 0.7).astype(np.int64)
+    else:
+        cols = {c: (X[c].to_numpy(dtype=float) if X[c].dtype.kind in "if"
+                    else X[c].astype(object).where(X[c].notna(), None).tolist()) for c in X.columns}
+        pred = np.random.default_rng(seed).uniform(size=(per_request, 2))
     ood = [[] for _ in range(per_request)]
     if per_request > 3:
         ood[3] = ["income: above the training range"]
@@ -206,7 +219,7 @@ def _credit_requests(rows: int, per_request: int, seed: int = 0) -> list[dict]:
             for i in range(rows // per_request)]
 
 
-def writer_child(rows: int, per_request: int, cap: int = 0, probe: bool = False) -> dict:
+def writer_child(rows: int, per_request: int, cap: int = 0, probe: bool = False, server: bool = False) -> dict:
     """One measurement in this process (``--src`` on sys.path already): the writer thread's CPU per row.
 
     ``cap``: the log's row cap (``max_rows``), the log filled to it first, so the writer prunes as it
@@ -217,10 +230,10 @@ def writer_child(rows: int, per_request: int, cap: int = 0, probe: bool = False)
     from nbprod.monitoring.predlog import PredictionLog, ensure_tables, log_rows
 
     ensure_tables()  # the schema once, outside the measured writes
-    records = _credit_requests(rows, per_request)
+    records = _credit_requests(rows, per_request, server=server)
     options = {"max_rows": cap} if cap else {}
     if cap:  # the log at its cap before the measured writes: older requests of the same shape
-        old = _credit_requests(cap, per_request, seed=1)
+        old = _credit_requests(cap, per_request, seed=1, server=server)
         for k in range(0, len(old), 2000):
             log_rows("bench", [("prediction", time.time(), {**r, "request_id": f"old{k + j}"})
                                for j, r in enumerate(old[k:k + 2000])])
@@ -324,10 +337,12 @@ def run_child(src: str | None, mode: str, rows: int, per_request: int = 0, home:
 
 def writer_only(args) -> None:
     sides = [("before", args.baseline_src), ("after", None)] if args.baseline_src else [("after", None)]
-    print(f"writer thread CPU per logged row, SQLite, credit columns (7 inputs, 2 class probabilities); "
+    shape = "as the server hands them over, int64 labels" if args.server_records else "2 class probabilities"
+    print(f"writer thread CPU per logged row, SQLite, credit columns (8 inputs, {shape}); "
           f"{args.runs} rounds, sides alternating; load {load()}", flush=True)
     extra = ((("--cap", str(args.cap)) if args.cap else ()) + (("--probe",) if args.probe else ())
-             + (("--switch-ms", str(args.switch_ms)) if args.switch_ms else ()))
+             + (("--switch-ms", str(args.switch_ms)) if args.switch_ms else ())
+             + (("--server-records",) if args.server_records else ()))
     if args.cap:
         print(f"the log at its cap of {args.cap:,} rows before the measured writes: the writer prunes as it writes")
     if args.probe:
@@ -468,12 +483,14 @@ def main() -> None:
                     "(0: Python's 5 ms); --wrk: one more side, the log on with this switch interval")
     ap.add_argument("--probe", action="store_true", help="--writer-only: the GIL lag a loop thread sees (see "
                                                           "writer_child)")
+    ap.add_argument("--server-records", action="store_true", help="--writer-only: the records as the server hands "
+                    "them over for bench_serve.py's credit pipeline (coerced inputs, int64 labels; see _credit_requests)")
     args = ap.parse_args()
     if args.child:
         if args.switch_ms:
             sys.setswitchinterval(args.switch_ms / 1000)
         if args.child == "writer":
-            result = writer_child(args.rows, args.per, args.cap, args.probe)
+            result = writer_child(args.rows, args.per, args.cap, args.probe, args.server_records)
         elif args.child == "read":
             result = read_child(args.rows)
         elif args.child == "write":

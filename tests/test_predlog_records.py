@@ -103,9 +103,10 @@ def test_numeric_columns_of_larger_requests_are_packed_and_read_back_as_the_json
     assert got == [tuple(getattr(r, c) for c in _COLS) for r in logread.rows("credit")]
     assert frame.prediction.tolist() == logread.load("credit").frame.prediction.tolist()
     # ±inf is never packed: such a request still fails alone, as it did (JSON has no infinity)
-    bad = {**base, "request_id": "inf", "predictions": proba, "inputs": {"income": np.array([np.inf] * n)}}
-    with pytest.raises(ValueError):
-        log_rows("credit", [("prediction", 4.0, bad)])
+    for dtype in (np.float64, np.float32, ">f8"):
+        bad = {**base, "request_id": "inf", "predictions": proba, "inputs": {"income": np.array([np.inf] * n, dtype)}}
+        with pytest.raises(ValueError):
+            log_rows("credit", [("prediction", 4.0, bad)])
 
 
 def test_old_per_row_rows_and_new_records_are_read_joined_and_pruned_together(db_url):
@@ -253,3 +254,264 @@ def test_class_probabilities_of_small_requests_store_nan_and_inf_as_null_alone_a
     ints = {"request_id": "i", "n": 2, "inputs": {"age": np.array([1.0, 2.0])},
             "predictions": np.array([[1, 0], [0, 1]])}
     assert next(records_of("credit", [("prediction", 1.0, ints)]))[col] == "[[1,0],[0,1]]"
+
+
+# --- the compact form (issue 13): narrow exact dtypes, dictionary codes, one buffer per record's inputs ---
+
+#: A record an nbprod before the compact form wrote (commit 403b9cb): int64/float64 packed one base64 per column,
+#: text as a JSON list; labels int64, class probabilities float64 (NaN among them).
+_V1_INPUTS = ('{"age":{"dtype":"<i8","shape":[8],"b64":"EgAAAAAAAABQAAAAAAAAACMAAAAAAAAAIwAAAAAAAAA+AAAAAAAAACkAAAAAAAAA'
+              'EgAAAAAAAABjAAAAAAAAAA=="},"income":{"dtype":"<f8","shape":[8],"b64":"AAAAAABKk0AAAAAAAAD4fwAAAAAAAACAnHUAi'
+              'DzkN36amZmZmZm5PwEAAAAAAAAAAAAAAAAAHcAAAAAAAABFQA=="},"ok":{"dtype":"|b1","shape":[8],"b64":"AQAAAQAAAQA="},'
+              '"city":["paris",null,"nice","paris","paris","lyon",null,"nice"]}')
+_V1_LABELS = ('{"dtype":"<i8","shape":[8],"b64":"AAAAAAAAAAABAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAEAAAAAAAAAAAAAAAAAAAAB'
+              'AAAAAAAAAA=="}')
+_V1_PROBAS = ('{"dtype":"<f8","shape":[8,2],"b64":"AAAAAAAA0D8AAAAAAADoPwAAAAAAANA/AAAAAAAA6D8AAAAAAADQPwAAAAAAAOg/AAAAAAAA0'
+              'D8AAAAAAADoPwAAAAAAANA/AAAAAAAA6D8AAAAAAADQPwAAAAAAAOg/AAAAAAAA0D8AAAAAAADoPwAAAAAAAPh/AAAAAAAA8D8="}')
+_V1_REQUEST = {"age": np.array([18, 80, 35, 35, 62, 41, 18, 99], dtype=np.int64),
+               "income": np.array([1234.5, np.nan, -0.0, 1e300, 0.1, 5e-324, -7.25, 42.0]), "ok": np.arange(8) % 3 == 0,
+               "city": ["paris", None, "nice", "paris", "paris", "lyon", None, "nice"]}
+
+
+def _packed_v1(values: np.ndarray) -> str:
+    """The former writer's packed column (one base64 per column, the array's own dtype), kept as the reference."""
+    import binascii
+
+    return '{"dtype":"%s","shape":[%s],"b64":"%s"}' % (values.dtype.str, ",".join(map(str, values.shape)),
+                                                        binascii.b2a_base64(values.tobytes(), newline=False).decode())
+
+
+def _typed(values: list) -> str:
+    """Values as their JSON text: 1, 1.0 and true differ (``==`` would take them as equal)."""
+    return json.dumps(values, allow_nan=False)
+
+
+def _stored(inputs: dict, preds, n: int) -> tuple[str, str]:
+    from nbprod.monitoring.logrecords import RECORD_COLUMNS, records_of
+
+    (rec,) = records_of("credit", [("prediction", 1.0, {"request_id": "r", "n": n, "inputs": inputs,
+                                                        "predictions": preds})])
+    assert not isinstance(rec, Exception), rec
+    return rec[RECORD_COLUMNS.index("inputs")], rec[RECORD_COLUMNS.index("predictions")]
+
+
+def _read(inputs_text: str, preds_text: str) -> tuple[dict, list]:
+    from nbprod.monitoring.logrecords import columns, unpack
+
+    return columns(json.loads(inputs_text)), unpack(json.loads(preds_text))
+
+
+def _json_form(values, n: int) -> list:
+    """The values the JSON list form holds (what every nbprod wrote for a request of fewer than 8 rows, and
+    the per-row log before it): the reference the compact form must read back as."""
+    from nbprod.monitoring.logrecords import _list_text, _plain_list
+
+    return json.loads(_list_text(_plain_list(values, n)))
+
+
+def _prediction_json_form(pred, n: int) -> list:
+    from nbprod.monitoring.logrecords import _list_text, _prediction_list
+
+    return json.loads(_list_text(_prediction_list(pred, n)))
+
+
+_RNG = np.random.default_rng(13)
+_I64 = np.iinfo(np.int64)
+_CASES = {
+    "int64 0..255": lambda n: _RNG.integers(0, 256, n),
+    "int64 -128..127": lambda n: _RNG.integers(-128, 128, n),
+    "int64 0..65535": lambda n: _RNG.integers(0, 65536, n),
+    "int64 -40000..40000": lambda n: _RNG.integers(-40000, 40000, n),
+    "int64 0..2**32": lambda n: _RNG.integers(0, 2 ** 32, n),
+    "int64 ±2**31": lambda n: _RNG.integers(-2 ** 31, 2 ** 31, n),
+    "int64 extremes": lambda n: np.resize(np.array([_I64.min, _I64.max, 0, -1], dtype=np.int64), n),
+    "uint64 extremes": lambda n: np.resize(np.array([0, 2 ** 64 - 1, 2 ** 63], dtype=np.uint64), n),
+    "int8": lambda n: _RNG.integers(-128, 128, n).astype(np.int8),
+    "uint16": lambda n: _RNG.integers(0, 65536, n).astype(np.uint16),
+    "int32 negative": lambda n: -_RNG.integers(1, 100, n).astype(np.int32),
+    "bool": lambda n: _RNG.uniform(size=n) > 0.5,
+    "float64 normal": lambda n: _RNG.normal(size=n) * 1e4,
+    "float64 with NaN": lambda n: np.where(_RNG.uniform(size=n) < 0.2, np.nan, _RNG.normal(size=n)),
+    "float64 all NaN": lambda n: np.full(n, np.nan),
+    "float64 whole 0..255": lambda n: _RNG.integers(0, 256, n).astype(np.float64),
+    "float64 whole with NaN": lambda n: np.where(_RNG.uniform(size=n) < 0.3, np.nan, _RNG.integers(18, 80, n)),
+    "float64 whole negative": lambda n: _RNG.integers(-5, 5, n).astype(np.float64),
+    "float64 whole 1000..50000": lambda n: _RNG.integers(1000, 50000, n).astype(np.float64),
+    "float64 -0.0 and 0.0": lambda n: np.resize(np.array([-0.0, 0.0, 1.0]), n),
+    "float64 float32-exact": lambda n: _RNG.normal(size=n).astype(np.float32).astype(np.float64),
+    "float64 float32-exact with NaN and -0.0": lambda n: np.resize(np.array([0.5, np.nan, -0.0, 3.25, -1e-3 + 0.0]), n),
+    "float64 past float32": lambda n: np.resize(np.array([1e300, -1e300, 5e-324, 3.4028235e38, 2.0 ** 63, -2.0 ** 63]), n),
+    "float64 cents": lambda n: np.round(_RNG.uniform(0, 1e5, n), 2),
+    "float32": lambda n: _RNG.normal(size=n).astype(np.float32),
+    "float16": lambda n: _RNG.normal(size=n).astype(np.float16),
+    "float64 strided": lambda n: _RNG.normal(size=2 * n)[::2],
+    "float64 big-endian": lambda n: _RNG.integers(0, 9, n).astype(">f8"),
+    "int32 big-endian": lambda n: _RNG.integers(-300, 300, n).astype(">i4"),
+}
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 100, 1000])
+@pytest.mark.parametrize("case", list(_CASES))
+def test_each_array_reads_back_as_the_json_form_held_it_in_inputs_and_predictions(case, n):
+    """Whatever dtype the compact form picks (narrow integers, float32, integers for whole floats, codes),
+    the values read back are the JSON list form's, type for type (1 vs 1.0 vs true), NaN as null — and the
+    former packed form (one base64 per column, the array's own dtype) of the same array reads the same."""
+    from nbprod.monitoring.logrecords import unpack
+
+    values = _CASES[case](n)
+    want = _json_form(values, n)
+    inputs_text, preds_text = _stored({"x": values, "c": values.copy(), "t": ["a", "b", None, "a"] * (n // 4)
+                                       + ["a"] * (n % 4)}, values, n)
+    got, preds = _read(inputs_text, preds_text)
+    assert _typed(got["x"]) == _typed(got["c"]) == _typed(want)
+    assert _typed(preds) == _typed(_prediction_json_form(values, n)) == _typed(want)
+    assert got["t"] == ["a", "b", None, "a"] * (n // 4) + ["a"] * (n % 4)
+    if values.flags.c_contiguous and values.dtype.isnative and not np.isinf(values).any():
+        assert _typed(unpack(json.loads(_packed_v1(values)))) == _typed(want)  # the former packed form
+    if n >= 8:
+        assert inputs_text.startswith(f"[{n},{{")  # the compact form: [n, {specs}, "b64"]
+
+
+@pytest.mark.parametrize("n", [8, 100])
+def test_class_probabilities_and_text_predictions_read_back_as_the_json_form(n):
+    from nbprod.monitoring.logrecords import unpack
+
+    rng = np.random.default_rng(5)
+    probas = rng.uniform(size=(n, 3))
+    probas[1, 2] = np.nan
+    for pred in (probas, probas.astype(np.float32).astype(np.float64), np.eye(3, dtype=np.int64)[rng.integers(0, 3, n)],
+                 probas.astype(np.float32)):
+        _, text = _stored({"x": np.arange(n)}, pred, n)
+        assert _typed(unpack(json.loads(text))) == _typed(_prediction_json_form(pred, n))
+    labels = ["yes", "no", None, "peut-être 😀"] * (n // 4)
+    _, text = _stored({"x": np.arange(n)}, labels, n)
+    assert '"values"' in text and unpack(json.loads(text)) == labels  # dictionary codes, read back as the texts
+    ids = [f"id{i}" for i in range(n)]  # all distinct: no gain from a dictionary, stays the JSON list
+    _, text = _stored({"x": np.arange(n)}, ids, n)
+    assert json.loads(text) == ids
+
+
+def test_text_columns_with_repeated_values_are_codes_and_read_back_whatever_the_characters():
+    texts = [chr(c) + "x" for c in range(128)] + ["été", "日本", "😀", "\ud800", 'a"b\\c', "", None]
+    column = texts * 3  # each value three times: a dictionary of 135 values and codes
+    n = len(column)
+    inputs_text, _ = _stored({"city": column, "many": [f"v{i}" for i in range(n)], "odd": [{"a": 1}, (1, 2)] * (n // 2)
+                              + [None] * (n % 2)}, np.zeros(n), n)
+    specs = json.loads(inputs_text)[1]
+    assert specs["city"]["dtype"] == "|u1" and len(specs["city"]["values"]) == len(texts)
+    stdlib = json.JSONEncoder(separators=(",", ":"), allow_nan=False)  # the dictionary's text as the stdlib writes it
+    assert stdlib.encode(specs["city"]["values"]) in inputs_text
+    got, _ = _read(inputs_text, '[]')
+    assert got["city"] == column and got["many"] == [f"v{i}" for i in range(n)]
+    assert got["odd"] == [{"a": 1}, [1, 2]] * (n // 2) + [None] * (n % 2)
+    wide = [f"{i:04d}" for i in range(300)] * 2  # more than 256 distinct values: two-byte codes
+    inputs_text, _ = _stored({"w": wide}, np.zeros(600), 600)
+    assert json.loads(inputs_text)[1]["w"]["dtype"] == "<u2" and _read(inputs_text, "[]")[0]["w"] == wide
+
+
+def _served(n: int, seed: int = 0) -> dict:
+    """A ``n``-row credit request as the server hands it to the log: the body decoded and coerced by the serving
+    codecs to a signature (integers long, the rest double, text string) — a Coerced, with its distinct values."""
+    from nbprod.datasets import credit
+    from nbprod.serving import codecs
+
+    X, _ = credit(max(n, 500), seed)
+    X = X.head(n)
+    signature = [codecs.Column(c, {"i": "long", "f": "double"}.get(X[c].dtype.kind, "string")) for c in X.columns]
+    body = json.dumps({"dataframe_records": json.loads(X.to_json(orient="records"))}).encode()
+    return codecs.coerce(codecs.decode_mlflow(codecs.parse_json(body), signature), signature)
+
+
+@pytest.mark.parametrize("n", [1, 8, 100, 1000])
+def test_the_servers_coerced_inputs_read_back_as_the_json_form_and_a_100_row_record_fits_a_page(n):
+    """The server's own inputs (a Coerced: its float64 matrix and text columns' distinct values are reused): the
+    rows read back are the JSON form's; a 100-row credit record, 9.3 KB before, stays under 4 KB — one SQLite
+    page (4,096 bytes), no overflow pages to read and write on each insert and prune."""
+    from nbprod.serving.codecs import Coerced
+
+    cols = _served(n)
+    assert isinstance(cols, Coerced) and (n == 1 or cols.distinct)
+    labels = (np.arange(n) % 3 == 0).astype(np.int64)
+    inputs_text, preds_text = _stored(cols, labels, n)
+    got, preds = _read(inputs_text, preds_text)
+    assert list(got) == list(cols)
+    for k, v in cols.items():
+        assert _typed(got[k]) == _typed(_json_form(v, n)), k
+    assert _typed(preds) == _typed(_json_form(labels, n))
+    if n == 100:
+        assert len(inputs_text) + len(preds_text) < 4000, (len(inputs_text), len(preds_text))
+        specs = json.loads(inputs_text)[1]
+        assert specs["age"] == {"dtype": "|u1"} and specs["employment"]["dtype"] == "|u1"
+
+
+def test_a_coerced_whose_distinct_values_are_not_its_columns_is_still_stored_exactly():
+    """The distinct values coerce found are reused, never trusted blindly: a value missing from them (or a
+    set that is not the column's) leaves the column as its JSON list."""
+    from nbprod.serving.codecs import Coerced
+
+    n = 10
+    city = ["a", "b"] * 5
+    cols = Coerced({"city": city, "other": ["x"] * n}, (), np.empty((0, n)), {"city": {"a"}, "other": {"x", "y"}})
+    inputs_text, _ = _stored(cols, np.zeros(n), n)
+    specs = json.loads(inputs_text)[1]
+    assert specs["city"] == city and specs["other"]["dtype"] == "|u1"
+    assert _read(inputs_text, "[]")[0] == {"city": city, "other": ["x"] * n}
+
+
+try:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError:  # pragma: no cover - a test dependency
+    given = None
+
+if given is not None:
+    _DTYPES = st.one_of(hnp.integer_dtypes(endianness="="), hnp.unsigned_integer_dtypes(endianness="="),
+                        hnp.floating_dtypes(endianness="=", sizes=(16, 32, 64)), hnp.boolean_dtypes())
+
+    @settings(max_examples=300, deadline=None)
+    @given(data=st.data())
+    def test_random_arrays_read_back_as_the_json_form(data):
+        """Random arrays of every numeric dtype (NaN, -0.0, subnormals, extremes; ±inf left out: JSON refuses
+        them, and such a request never was logged): read back as the JSON form held them."""
+        dtype = data.draw(_DTYPES)
+        n = data.draw(st.integers(0, 40))
+        values = data.draw(hnp.arrays(dtype, n, elements=hnp.from_dtype(dtype, allow_infinity=False)))
+        texts = data.draw(st.lists(st.sampled_from(["a", "é", None, ""]), min_size=n, max_size=n))
+        inputs_text, preds_text = _stored({"x": values, "t": texts}, values, n)
+        got, preds = _read(inputs_text, preds_text)
+        assert _typed(got["x"]) == _typed(preds) == _typed(_json_form(values, n))
+        assert got["t"] == texts
+
+
+def test_records_an_earlier_nbprod_wrote_read_as_before_beside_new_ones(db_url):
+    """Stored old-form records (the JSON list form, and the former packed form: one base64 per column, int64
+    and float64) and new ones of the same request expand to the same rows, in SQLite and PostgreSQL."""
+    hooks = [("prediction", 1.0, {"request_id": "labels", "n": 8, "inputs": _V1_REQUEST,
+                                  "predictions": np.array([0, 1, 1, 0, 0, 1, 0, 1])}),
+             ("prediction", 2.0, {"request_id": "probas", "n": 8, "inputs": _V1_REQUEST,
+                                  "predictions": np.array([[0.25, 0.75]] * 7 + [[np.nan, 1.0]])})]
+    log_rows("credit", hooks)
+    new = [tuple(getattr(r, c) for c in _COLS) for r in logread.rows("credit")]
+    frame = logread.load("credit")
+    _clear()
+    with ensure_tables().begin() as conn:
+        conn.execute(sa.insert(prediction_records), [
+            {"deployment": "credit", "ts": ts, "request_id": rid, "id_prefix": rid, "version": None, "role": "stable",
+             "status": 200, "latency_ms": None, "n_rows": 8, "inputs": _V1_INPUTS, "predictions": preds, "ood": None}
+            for ts, rid, preds in ((1.0, "labels", _V1_LABELS), (2.0, "probas", _V1_PROBAS))])
+    old = [tuple(getattr(r, c) for c in _COLS) for r in logread.rows("credit")]
+    assert old == new
+    read = logread.load("credit")
+    assert read.frame.prediction.tolist() == frame.frame.prediction.tolist()
+    assert read.inputs.to_dict("list").keys() == frame.inputs.to_dict("list").keys()
+    assert json.loads(old[1][8]) == {"age": 80, "income": None, "ok": False, "city": None}
+    assert json.loads(old[2][8]) == {"age": 35, "income": -0.0, "ok": False, "city": "nice"}
+    _clear()
+    legacy = json.dumps({k: _json_form(v, 8) for k, v in _V1_REQUEST.items()}, separators=(",", ":"))
+    with ensure_tables().begin() as conn:  # the first record form: every column a JSON list
+        conn.execute(sa.insert(prediction_records), [
+            {"deployment": "credit", "ts": 1.0, "request_id": "labels", "id_prefix": "labels", "version": None,
+             "role": "stable", "status": 200, "latency_ms": None, "n_rows": 8, "inputs": legacy,
+             "predictions": "[0,1,1,0,0,1,0,1]", "ood": None}])
+    assert [tuple(getattr(r, c) for c in _COLS) for r in logread.rows("credit")] == new[:8]

@@ -279,7 +279,9 @@ def _narrowed(values: Any) -> tuple[str, str | None, Any]:
     import numpy as np
 
     kind = values.dtype.kind
-    if kind in "iu":
+    if kind in "iu" and values.dtype.itemsize == 1:
+        dtype = values.dtype.str
+    elif kind in "iu":  # wider than a byte: its dtype holds 0..255, so the round trip cannot wrap around
         small = values.astype(np.uint8)  # the usual labels and counts: one cast back and a memcmp, no min/max
         if small.astype(values.dtype).tobytes() == values.tobytes():
             return "|u1", None, small
@@ -352,7 +354,7 @@ def _compact_inputs(inputs: Any, n: int) -> str:
         if k not in packed and type(v) is np.ndarray and v.ndim == 1 and len(v) == n and v.dtype.kind in "biuf":
             if v.dtype == np.float64:
                 wide.append(k)
-            else:
+            elif v.dtype.kind != "f" or not np.isinf(v).any():  # ±inf: the JSON list, which refuses it (below)
                 packed[k] = _narrowed(v)
     if wide:
         stacked = np.array([inputs[k] for k in wide])
