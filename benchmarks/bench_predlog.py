@@ -484,7 +484,7 @@ def main() -> None:
     ap.add_argument("--probe", action="store_true", help="--writer-only: the GIL lag a loop thread sees (see "
                                                           "writer_child)")
     ap.add_argument("--server-records", action="store_true", help="--writer-only: the records as the server hands "
-                    "them over for bench_serve.py's credit pipeline (coerced inputs, int64 labels; see _credit_requests)")
+                    "them over for bench_serve.py's credit pipeline (coerced inputs, int64 labels: _credit_requests)")
     args = ap.parse_args()
     if args.child:
         if args.switch_ms:

@@ -1,6 +1,7 @@
 """Reading the prediction log as rows — one per predicted row — whichever form they were written in.
 
-The writer stores one record per request (:mod:`.logrecords`); a database an older nbprod wrote
+The writer stores one record per request (:mod:`.logrecords`; :func:`.logrecords.columns` and
+:func:`.logrecords.unpack` read each form a record was ever written in); a database an older nbprod wrote
 holds one row per predicted row (table ``predictions``). Every reader (the monitor, the canary
 figures, the alert pipelines' window data, the tests) reads through :func:`load`, which expands
 records to rows in Python and puts the per-row form beside them, so each reader sees the rows it
