@@ -9,8 +9,9 @@ cost the writer 100 JSON objects and 100 inserts). A record's texts are columnar
 - a request of ``_PACK_MIN`` rows or more is stored *compact* (issue 13: a 100-row credit record
   9.3 KB → 3.5 KB, within one 4 KB SQLite page, so an insert and a prune no longer read and write
   overflow pages): its ``inputs`` are ``[n, {"column": spec, ...}, "b64"]``, ONE base64 text of every
-  packed column's bytes, one after the other in the order of the specs (one b64 per record, not
-  one per column: ~40 fewer characters of JSON and a call per column saved). A spec is
+  packed column's bytes, one after the other in the order of the specs (one base64 per record, not
+  one per column: ~24 characters fewer per packed column, 192 of a 100-row credit record's 3,505, and
+  ~1 µs of base64 calls, measured). A spec is
   ``{"dtype": "|u1"}`` (the column's ``n`` values in that dtype), ``{"dtype": "|u1", "as": "<f8"}``
   (whole floats stored as integers, read back as floats), ``{"dtype": "|u1", "values": [...]}``
   (a text column: its distinct values once, each row the code of its value; None is a value like
@@ -377,8 +378,12 @@ def _compact_inputs(inputs: Any, n: int) -> str:
         if matrix.shape == (len(numeric), n):
             for k, (dtype, read_as, data) in zip(numeric, _float_rows(matrix), strict=True):
                 own = inputs[k]
-                if own.dtype.kind != "f":  # an integer column: its ints, read back as ints
+                if type(own) is not np.ndarray or own.shape != (n,):
+                    continue  # pragma: no cover - coerce's numeric columns are arrays of n values
+                if own.dtype.kind in "iu":  # an integer column: its ints, read back as ints
                     dtype, read_as, data = ("|u1", None, data) if dtype == "|u1" else _narrowed(own)
+                elif own.dtype != np.float64:  # pragma: no cover - coerce's numbers are int64 or float64
+                    dtype, read_as, data = _narrowed(own)
                 packed[k] = (dtype, read_as, data)
     wide = []
     for k, v in inputs.items():
