@@ -335,12 +335,12 @@ def _dictionary(values: list, seen: Any, n: int) -> tuple[str, bytes] | None:
     codes)``; None when it is not one, or has too many distinct values to gain from it (over half its rows)."""
     if seen is None:
         try:
-            seen = set(values)
+            seen = frozenset(values)
         except TypeError:  # an unhashable value: not a text column
             return None
     if len(seen) * 2 > n:
         return None
-    known = frozenset(seen)
+    known = seen if type(seen) is frozenset else frozenset(seen)
     entry = _DICTIONARIES.get(known)
     if entry is None:
         if not _TEXTS.issuperset(map(type, known)):
