@@ -20,11 +20,13 @@ cost the writer 100 JSON objects and 100 inserts). A record's texts are columnar
   trip through uint8 (ages, counts, flags, labels), an integer column else the smallest
   (u)int of its min..max, a float64 column ``<f4`` when every value's float32 has the same bits
   (NaN-aware), else ``<f8``; integer columns read back as ints, float columns as floats, bools as
-  bools: the values a reader gets (:func:`columns`) are the JSON list's. The server's coerced
-  inputs (``nbprod.serving.codecs.Coerced``) already hold every numeric column as one float64
-  matrix and each text column's distinct values: both are reused (six numpy calls for all the
-  numeric columns; no text hashed again). A text column of more distinct values than half its rows
-  stays a JSON list (a dictionary would not be shorter);
+  bools: the values a reader gets (:func:`columns`) are the JSON list's. All numeric columns are
+  checked at once, as the rows of one float64 matrix (six numpy calls in all, where a min/max per
+  column cost two each): the server's coerced inputs (``nbprod.serving.codecs.Coerced``) already
+  hold that matrix and each text column's distinct values, and both are reused (no text hashed
+  again); a plain dict's int and float64 columns are stacked into one (an integer past 2**53 is not
+  exact there, but it never passes for 0..255, and its own array decides its dtype). A text column
+  of more distinct values than half its rows stays a JSON list (a dictionary would not be shorter);
 - a record's numeric predictions (1-D, or 2-D class probabilities) of ``_PACK_MIN`` rows or more are
   ``{"dtype": "|u1", ["as": "<f8",] "shape": [n], "b64": "..."}``, narrowed as the inputs; text
   predictions (labels) ``{"dtype": "|u1", "values": [...], "shape": [n], "b64": "..."}``;
@@ -372,33 +374,34 @@ def _compact_inputs(inputs: Any, n: int) -> str:
     import numpy as np
 
     packed: dict[str, tuple[str, str | None, Any]] = {}
+    numeric: tuple | list = ()
     matrix = getattr(inputs, "matrix", None)
-    if matrix is not None:  # the server's coerce (a Coerced): every numeric column also a float64 row, no ±inf
-        numeric = inputs.numeric
-        if matrix.shape == (len(numeric), n):
-            for k, (dtype, read_as, data) in zip(numeric, _float_rows(matrix), strict=True):
-                own = inputs[k]
-                if type(own) is not np.ndarray or own.shape != (n,):
-                    continue  # pragma: no cover - coerce's numeric columns are arrays of n values
-                if own.dtype.kind in "iu":  # an integer column: its ints, read back as ints
-                    dtype, read_as, data = ("|u1", None, data) if dtype == "|u1" else _narrowed(own)
-                elif own.dtype != np.float64:  # pragma: no cover - coerce's numbers are int64 or float64
-                    dtype, read_as, data = _narrowed(own)
-                packed[k] = (dtype, read_as, data)
-    wide = []
-    for k, v in inputs.items():
-        if k not in packed and type(v) is np.ndarray and v.ndim == 1 and len(v) == n and v.dtype.kind in "biuf":
-            if v.dtype == np.float64:
-                wide.append(k)
-            elif v.dtype.kind != "f" or not np.isinf(v).any():  # ±inf: the JSON list, which refuses it (below)
-                packed[k] = _narrowed(v)
-    if wide:
-        stacked = np.array([inputs[k] for k in wide])
-        finite = (~np.isinf(stacked).any(axis=1)).tolist()  # ±inf: never packed (JSON refuses it: the request
-        rows = [j for j, ok in enumerate(finite) if ok]     # fails alone, as it always did)
-        if rows:
-            packed.update(zip([wide[j] for j in rows], _float_rows(stacked[rows] if len(rows) < len(wide) else stacked),
-                              strict=True))
+    if matrix is not None and matrix.shape == (len(inputs.numeric), n):
+        numeric = inputs.numeric  # the server's coerce (a Coerced): every numeric column a float64 row, no ±inf
+    else:  # a plain dict (a batch, a spooled request): its int and float64 columns as one float64 matrix
+        numeric = []
+        for k, v in inputs.items():
+            if type(v) is np.ndarray and v.ndim == 1 and len(v) == n and v.dtype.kind in "biuf":
+                if v.dtype.kind in "iu" or v.dtype == np.float64:
+                    numeric.append(k)
+                elif v.dtype.kind != "f" or not np.isinf(v).any():  # ±inf: the JSON list, which refuses it (below)
+                    packed[k] = _narrowed(v)
+        if numeric:
+            matrix = np.array([inputs[k] for k in numeric], dtype=np.float64)  # integers past 2**53 inexact: see below
+            if np.isinf(matrix).any():  # ±inf: never packed (JSON refuses it: the request fails alone, as it did)
+                keep = (~np.isinf(matrix).any(axis=1)).tolist()
+                numeric = [k for k, ok in zip(numeric, keep, strict=True) if ok]
+                matrix = matrix[keep]
+    if numeric:
+        for k, (dtype, read_as, data) in zip(numeric, _float_rows(matrix), strict=True):
+            own = inputs[k]
+            if type(own) is not np.ndarray or own.shape != (n,):
+                continue  # pragma: no cover - coerce's numeric columns are arrays of n values
+            if own.dtype.kind in "iu":  # an integer column: its ints, read back as ints; 0..255 exactly (a huge int's
+                dtype, read_as, data = ("|u1", None, data) if dtype == "|u1" else _narrowed(own)  # float is not)
+            elif own.dtype != np.float64:  # pragma: no cover - coerce's numbers are int64 or float64
+                dtype, read_as, data = _narrowed(own)
+            packed[k] = (dtype, read_as, data)
     distinct = getattr(inputs, "distinct", None) or {}
     parts: list[str] = []
     chunks: list[Any] = []
