@@ -518,3 +518,23 @@ def test_records_an_earlier_nbprod_wrote_read_as_before_beside_new_ones(db_url):
              "role": "stable", "status": 200, "latency_ms": None, "n_rows": 8, "inputs": legacy,
              "predictions": "[0,1,1,0,0,1,0,1]", "ood": None}])
     assert [tuple(getattr(r, c) for c in _COLS) for r in logread.rows("credit")] == new[:8]
+
+
+@pytest.mark.parametrize("n", [8, 100])
+def test_a_request_of_every_kind_of_column_at_once_reads_back_as_the_json_form(n):
+    """Every case above as the columns of ONE request (a plain dict, as a batch or a spooled request hands it
+    over: its int and float64 columns narrowed together as one matrix), and the same columns in a Coerced."""
+    from nbprod.serving.codecs import Coerced
+
+    cols = {case: make(n) for case, make in _CASES.items()}
+    cols["text"] = ["a", None] * (n // 2)
+    inputs_text, _ = _stored(cols, np.zeros(n), n)
+    got, _ = _read(inputs_text, "[]")
+    assert list(got) == list(cols)
+    for k, v in cols.items():
+        assert _typed(got[k]) == _typed(_json_form(v, n)), k
+    numeric = ("float64 normal", "float64 whole 0..255", "int64 0..255", "int64 -40000..40000")
+    matrix = np.array([cols[k] for k in numeric], dtype=np.float64)
+    coerced = Coerced({k: cols[k] for k in (*numeric, "text")}, numeric, matrix, {"text": {"a", None}})
+    got, _ = _read(_stored(coerced, np.zeros(n), n)[0], "[]")
+    assert {k: _typed(v) for k, v in got.items()} == {k: _typed(_json_form(coerced[k], n)) for k in coerced}
