@@ -394,9 +394,9 @@ def _compact_inputs(inputs: Any, n: int) -> str:
                 matrix = matrix[keep]
     if numeric:
         for k, (dtype, read_as, data) in zip(numeric, _float_rows(matrix), strict=True):
-            own = inputs[k]
+            own = inputs.get(k)
             if type(own) is not np.ndarray or own.shape != (n,):
-                continue  # pragma: no cover - coerce's numeric columns are arrays of n values
+                continue  # pragma: no cover - coerce's numeric columns are arrays of n values (the JSON list then)
             if own.dtype.kind in "iu":  # an integer column: its ints, read back as ints; 0..255 exactly (a huge int's
                 dtype, read_as, data = ("|u1", None, data) if dtype == "|u1" else _narrowed(own)  # float is not)
             elif own.dtype != np.float64:  # pragma: no cover - coerce's numbers are int64 or float64
