@@ -136,6 +136,9 @@ prediction_records = Table(
     Column("ood", Text),  # JSON {"row": [reasons]} of the rows out of distribution; NULL when none is
     Index("ix_prediction_records_deployment_ts", "deployment", "ts"),
     Index("ux_prediction_records_id_prefix", "id_prefix", unique=True),  # a prediction id names one row
+    # the prune's count of a deployment's rows reads this index alone, not every record's page (a compact
+    # 100-row record fills a page of its own: the count read the whole log at each prune)
+    Index("ix_prediction_records_deployment_role_rows", "deployment", "role", "n_rows"),
 )
 
 feedback_table = Table(
@@ -163,6 +166,8 @@ def ensure_tables(db_url: str | None = None):
                 state.lock(conn, "nbprod.schema")
                 predictions.create(conn, checkfirst=True)
                 prediction_records.create(conn, checkfirst=True)
+                for index in prediction_records.indexes:  # an index added since an older nbprod made the table
+                    index.create(conn, checkfirst=True)
                 feedback_table.create(conn, checkfirst=True)
                 if "request_key" not in {c["name"] for c in inspect(conn).get_columns(feedback_table.name)}:
                     quote = eng.dialect.identifier_preparer.quote
