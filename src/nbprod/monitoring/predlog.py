@@ -131,8 +131,8 @@ prediction_records = Table(
     Column("status", Integer, nullable=False, default=200),
     Column("latency_ms", Float),  # server-side latency of the whole request
     Column("n_rows", Integer, nullable=False, default=1),  # rows in the request; error records: requests counted
-    Column("inputs", Text),  # columnar JSON: {"column": [v0, v1, ...]} (numeric columns may be packed: logrecords)
-    Column("predictions", Text),  # JSON list, one value per row (or packed numeric predictions)
+    Column("inputs", Text),  # columnar JSON {"column": [v0, ...]}; from 8 rows compact (logrecords: dtypes, codes)
+    Column("predictions", Text),  # JSON list, one value per row; from 8 rows packed (logrecords)
     Column("ood", Text),  # JSON {"row": [reasons]} of the rows out of distribution; NULL when none is
     Index("ix_prediction_records_deployment_ts", "deployment", "ts"),
     Index("ux_prediction_records_id_prefix", "id_prefix", unique=True),  # a prediction id names one row
