@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -180,6 +181,30 @@ def test_retention_prunes_by_age_and_by_row_count(db_url):
     # new0 has a label: the unlabelled requests after it go first (issue 11), whole (a request is one record)
     assert [r.prediction_id for r in kept] == ["new0-0", "new0-1", "new3-0", "new3-1", "new4-0", "new4-1"]
     assert len(_rows("other")) == 1  # another deployment's rows are its own writer's business
+
+
+def test_a_prune_does_not_write_back_the_pages_it_frees(nbprod_home):
+    """SQLite (Debian builds it with SECURE_DELETE) zeroed and wrote every page a prune freed, doubling
+    what a log at its cap writes (issue 13); nbprod's connections use ``secure_delete = FAST``."""
+    import sqlite3
+
+    rng = np.random.default_rng(0)
+    big = [("prediction", time.time(), {"request_id": f"big{i}", "version": "1", "role": "stable", "n": 100,
+                                          "inputs": {c: rng.normal(size=100) for c in "abcd"},
+                                          "predictions": rng.normal(size=100), "ood": None, "latency_ms": 1.0})
+           for i in range(60)]
+    log_rows("big", big)
+    path = str(nbprod_home / "nbprod.db")
+    with ensure_tables().connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 2  # FAST
+    raw = sqlite3.connect(path)
+    assert raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0] == 0  # the WAL empty before the prune
+    log = PredictionLog("big", max_rows=3000, prune_every_rows=10_000)  # keeps its freed pages: no vacuum
+    assert log.prune() == 3000
+    freed = raw.execute("PRAGMA freelist_count").fetchone()[0]
+    frames = max(0, (os.path.getsize(path + "-wal") - 32) // (4096 + 24))
+    raw.close()
+    assert freed >= 30 and frames < freed / 2, (freed, frames)  # SECURE_DELETE: a frame per freed page at least
 
 
 def test_feedback_joins_by_id_reports_unknown_and_is_idempotent(db_url):
