@@ -544,9 +544,9 @@ class PredictionLog:
                 unlabelled_old = and_(t.c.role != "error", ~exists().where(f.c.prediction_id == t.c.prediction_id))
                 unlabelled_new = and_(r.c.role != "error", ~exists().where(f.c.request_key == r.c.id_prefix))
                 first = r.c.role == "error"
-                for old_kind, new_kind in ((t.c.role == "error", first),
-                                           (unlabelled_old, unlabelled_new),
-                                           (t.c.role != "error", r.c.role != "error")):
+                for old_kind, new_kind, labelled in ((t.c.role == "error", first, False),  # no feedback on these
+                                                     (unlabelled_old, unlabelled_new, False),
+                                                     (t.c.role != "error", r.c.role != "error", True)):
                     if excess > 0:
                         oldest = select(t.c.id).where(old, old_kind).order_by(t.c.id).limit(excess).scalar_subquery()
                         gone = self._delete_rows(conn, t.c.id.in_(oldest))
@@ -554,7 +554,7 @@ class PredictionLog:
                         excess -= gone
                     if excess > 0 and (errors or new_kind is not first):  # no error record: nothing to look for
                         gone = self._delete_oldest_records(conn, excess, int(records or 0) / max(1, count or 0),
-                                                           new, new_kind)
+                                                           new, new_kind, labelled=labelled)
                         deleted += gone
                         excess -= gone
                 conn.execute(delete(f).where(f.c.updated_at < cutoff))
@@ -574,16 +574,20 @@ class PredictionLog:
         return conn.execute(delete(t).where(*where)).rowcount or 0
 
     @staticmethod
-    def _delete_records(conn, *where) -> int:
-        """Delete the records matching ``where`` and the feedback of their rows; the rows they held."""
+    def _delete_records(conn, *where, rows: int | None = None, labelled: bool = True) -> int:
+        """Delete the records matching ``where`` and the feedback of their rows; the rows they held
+        (``rows``: the caller knows them). ``labelled=False``: none of them has feedback (error records,
+        or records chosen for having none): no feedback to look for."""
         r, f = prediction_records, feedback_table
-        rows = int(conn.execute(select(func.sum(_ROWS)).where(*where)).scalar() or 0)
+        if rows is None:
+            rows = int(conn.execute(select(func.sum(_ROWS)).where(*where)).scalar() or 0)
         if rows:
-            conn.execute(delete(f).where(f.c.request_key.in_(select(r.c.id_prefix).where(*where))))
+            if labelled:
+                conn.execute(delete(f).where(f.c.request_key.in_(select(r.c.id_prefix).where(*where))))
             conn.execute(delete(r).where(*where))
         return rows
 
-    def _delete_oldest_records(self, conn, excess: int, per_record: float, *where) -> int:
+    def _delete_oldest_records(self, conn, excess: int, per_record: float, *where, labelled: bool = True) -> int:
         """Delete the oldest records matching ``where`` until they held ``excess`` rows; the rows deleted.
 
         The database finds the last record to go (a running sum of the rows, oldest first) and deletes
@@ -605,10 +609,11 @@ class PredictionLog:
             # each record holds a row at least: the oldest ``excess`` records are always enough
             oldest = select(r.c.id, _ROWS.label("held"), upto.label("upto")).where(*where).order_by(r.c.id) \
                 .limit(min(scan, excess)).subquery()
-            last = conn.execute(select(func.max(oldest.c.id)).where(oldest.c.upto - oldest.c.held < excess)).scalar()
+            last, held = conn.execute(select(func.max(oldest.c.id), func.max(oldest.c.upto))
+                                      .where(oldest.c.upto - oldest.c.held < excess)).one()
             if last is None:
                 break
-            gone = self._delete_records(conn, *where, r.c.id <= last)
+            gone = self._delete_records(conn, *where, r.c.id <= last, rows=int(held), labelled=labelled)
             if not gone:
                 break
             deleted += gone
