@@ -15,10 +15,13 @@
    the read side: ``nbprod.monitor`` (24 windows of 1 h, drift against the training profile, labels on
    a fifth of the rows) over N logged rows written as 100-row requests, before and after; and over N/4
    rows the baseline wrote (an existing database), read by both (the reports must be the same).
+4. ``--prune-only`` (with ``--baseline-src``): the prune of a log at its cap of ``--rows`` rows, 100-row
+   records, in process (``prune_child``), before and after alternating.
 
     .venv/bin/python benchmarks/bench_predlog.py [--runs 3] [--seq 1000] [--clients 4] [--seconds 5] [--rows 100000]
     .venv/bin/python benchmarks/bench_predlog.py --writer-only --baseline-src /tmp/base/src [--runs 3]
         [--rows 100000] [--read-rows 1000000]
+    .venv/bin/python benchmarks/bench_predlog.py --prune-only --baseline-src /tmp/base/src --rows 250000
 """
 
 from __future__ import annotations
@@ -273,6 +276,54 @@ def writer_child(rows: int, per_request: int, cap: int = 0, probe: bool = False,
     return out
 
 
+def prune_child(rows: int, per_request: int) -> dict:
+    """The prune at the cap, in this process: the log filled past a cap of ``rows`` (server-shaped credit
+    records of ``per_request`` rows), one prune down to it, then a third as many rows again written 20
+    records a transaction with a prune every 25 transactions (a writer at its cap). CPU of this thread."""
+    from nbprod.monitoring.logrecords import records_of
+    from nbprod.monitoring.predlog import PredictionLog, _insert_records, ensure_tables
+
+    ensure_tables()
+    fill = _credit_requests(rows * 6 // 5, per_request, server=True)
+    items = [("prediction", time.time(), {**r, "request_id": f"f{i:031x}"}) for i, r in enumerate(fill)]
+    recs = list(records_of("bench", items))
+    for k in range(0, len(recs), 20):
+        _insert_records(recs[k:k + 20], None, 256)
+    log = PredictionLog("bench", max_rows=rows)
+    t = time.thread_time()
+    gone = log.prune()
+    first = time.thread_time() - t
+    more = [("prediction", time.time(), {**r, "request_id": f"m{i:031x}"}) for i, r in enumerate(fill[:len(fill) // 4])]
+    recs = list(records_of("bench", more))
+    t = time.thread_time()
+    for k in range(0, len(recs), 20):
+        _insert_records(recs[k:k + 20], None, 256)
+        if k // 20 % 25 == 24:
+            log.prune()
+    steady = time.thread_time() - t
+    return {"first_prune_us_per_record": first / max(1, gone // per_request) * 1e6,
+            "steady_us_per_request": steady / len(recs) * 1e6}
+
+
+def prune_only(args) -> None:
+    sides = [("before", args.baseline_src), ("after", None)] if args.baseline_src else [("after", None)]
+    print(f"the prune at a cap of {args.rows:,} rows, 100-row credit records as the server hands them over, SQLite; "
+          f"{args.runs} rounds, sides alternating; load {load()}", flush=True)
+    table: dict[str, list[dict]] = {}
+    for run in range(args.runs):
+        for side, src in sides:
+            r = run_child(src, "prune", args.rows, 100)
+            table.setdefault(side, []).append(r)
+            print(f"run {run + 1}, {side}: first prune {r['first_prune_us_per_record']:.1f} µs per record deleted, "
+                  f"insert + prune {r['steady_us_per_request']:.1f} µs per request; load {load()}", flush=True)
+    med = statistics.median
+    for key in ("first_prune_us_per_record", "steady_us_per_request"):
+        line = ", ".join(f"{side} {med(r[key] for r in rs):.1f}" for side, rs in table.items())
+        if "before" in table:
+            line += f" (before/after {med(r[key] for r in table['before']) / med(r[key] for r in table['after']):.2f}×)"
+        print(f"{key} (median): {line}")
+
+
 def _write_log(rows: int) -> float:
     """``rows`` rows as 100-row requests over the 24 h before the current hour, labels on a fifth; the start."""
     from nbprod.monitoring.feedback import feedback
@@ -474,9 +525,10 @@ def main() -> None:
     ap.add_argument("--wrk", action="store_true", help="wrk against the server, log off / on / on with the baseline")
     ap.add_argument("--workers", type=int, default=2, help="--wrk: uvicorn workers")
     ap.add_argument("--writer-only", action="store_true", help="only the writer's CPU per row (and --read-rows)")
+    ap.add_argument("--prune-only", action="store_true", help="only the prune at a cap of --rows rows (prune_child)")
     ap.add_argument("--baseline-src", default=None, help="src/ of another nbprod, measured as 'before'")
     ap.add_argument("--read-rows", type=int, default=0, help="time nbprod.monitor over this many logged rows")
-    ap.add_argument("--child", choices=["writer", "read", "write", "monitor"], help=argparse.SUPPRESS)
+    ap.add_argument("--child", choices=["writer", "read", "write", "monitor", "prune"], help=argparse.SUPPRESS)
     ap.add_argument("--per", type=int, default=1, help=argparse.SUPPRESS)
     ap.add_argument("--cap", type=int, default=0, help="--writer-only: the log filled to this row cap first (prunes)")
     ap.add_argument("--switch-ms", type=float, default=0.0, help="--writer-only: sys.setswitchinterval in the child "
@@ -495,12 +547,17 @@ def main() -> None:
             result = read_child(args.rows)
         elif args.child == "write":
             result = {"start": _write_log(args.rows)}
+        elif args.child == "prune":
+            result = prune_child(args.rows, args.per)
         else:
             result = _monitor_log(args.rows)
         print(json.dumps(result))
         return
     if args.writer_only:
         writer_only(args)
+        return
+    if args.prune_only:
+        prune_only(args)
         return
     if args.wrk:
         wrk_on_off(args)
