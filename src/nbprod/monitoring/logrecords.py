@@ -378,7 +378,7 @@ def _compact_inputs(inputs: Any, n: int) -> str:
     matrix = getattr(inputs, "matrix", None)
     if matrix is not None and matrix.shape == (len(inputs.numeric), n):
         numeric = inputs.numeric  # the server's coerce (a Coerced): every numeric column a float64 row, no ±inf
-    else:  # a plain dict (a batch, a spooled request): its int and float64 columns as one float64 matrix
+    else:  # a plain dict (the batch scorer's log_rows, other callers): int and float64 columns as one float64 matrix
         numeric = []
         for k, v in inputs.items():
             if type(v) is np.ndarray and v.ndim == 1 and len(v) == n and v.dtype.kind in "biuf":
