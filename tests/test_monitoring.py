@@ -141,23 +141,21 @@ def test_prediction_and_label_drift_against_the_training_outputs(nbprod_home, tr
 
 
 def test_regression_metrics(nbprod_home):
-    import time
-
     import numpy as np
 
     from nbprod.monitoring.feedback import feedback
     from nbprod.monitoring.predlog import log_rows
 
     rng = np.random.default_rng(0)
-    now = time.time()
+    start = hour_start(1)  # the last whole hour: the 60 rows in one window, whenever the test runs
     y = rng.normal(100, 10, 60)
     pred = y + rng.normal(0, 2, 60)
-    log_rows("prices", [("prediction", now - 60 + i, {"request_id": f"p{i}", "version": "1", "role": "stable", "n": 1,
+    log_rows("prices", [("prediction", start + i, {"request_id": f"p{i}", "version": "1", "role": "stable", "n": 1,
                                                         "inputs": {"x": np.array([float(i)])},
                                                         "predictions": np.array([pred[i]]),
                                                         "ood": None, "latency_ms": 1.0}) for i in range(60)])
     feedback([f"p{i}-0" for i in range(60)], y)
-    report = monitor("prices", window="1h", since="-1h", reference=None)
+    report = monitor("prices", window="1h", since=start, until=start + 3600, reference=None)
     assert report.task == "regression"
     mae, status, _ = report.latest("mae")
     assert status == "ok" and mae == pytest.approx(np.abs(pred - y).mean())
