@@ -454,75 +454,78 @@ def test_half_sent_idle_and_finished_connections_close_and_busy_ones_stay(impl):
             sock.close()
 
 
+class _FakeLoop:
+    """The sweep's event loop on a fake clock: ``advance_to`` runs the due timers, earliest first (and those
+    they arm meanwhile), and leaves the clock at ``end``."""
+
+    def __init__(self) -> None:
+        self.now, self.timers = 0.0, []
+
+    def time(self) -> float:
+        return self.now
+
+    def call_later(self, delay, fn):
+        self.timers.append((self.now + delay, fn))
+        return object()
+
+    def advance_to(self, end: float) -> None:
+        while self.timers and min(t[0] for t in self.timers) <= end:
+            due = min(self.timers, key=lambda t: t[0])
+            self.timers.remove(due)
+            self.now = due[0]
+            due[1]()
+        self.now = end
+
+
+class _FakeTransport:
+    closed = False
+
+    def is_closing(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class _FakeCycle:
+    def __init__(self, complete: bool = True) -> None:
+        self.response_complete = complete
+
+
 def test_the_sweep_closes_after_the_timeout_never_before_and_arms_no_timer_per_response():
     """The sweep (fake clock): 1,000 responses on one connection arm nothing; the connection closes
     between ``timeout`` and ``timeout + period`` after its last response; a busy one stays open."""
 
-    class Loop:
-        def __init__(self) -> None:
-            self.now, self.timers = 0.0, []
-
-        def time(self) -> float:
-            return self.now
-
-        def call_later(self, delay, fn):
-            self.timers.append((self.now + delay, fn))
-            return object()
-
-        def advance(self, seconds: float) -> None:
-            end = self.now + seconds
-            while True:
-                due = sorted((t for t in self.timers if t[0] <= end), key=lambda t: t[0])
-                if not due:
-                    break
-                self.timers.remove(due[0])
-                self.now = due[0][0]
-                due[0][1]()
-            self.now = end
-
-    class Transport:
-        closed = False
-
-        def is_closing(self) -> bool:
-            return self.closed
-
-        def close(self) -> None:
-            self.closed = True
-
-    class Cycle:
-        def __init__(self, complete: bool = True) -> None:
-            self.response_complete = complete
-
     class Conn(_Bounded):
-        def __init__(self, loop: Loop) -> None:
-            self.loop, self.cycle, self.transport, self.connections = loop, None, Transport(), connections_
+        def __init__(self, loop: _FakeLoop) -> None:
+            self.loop, self.cycle, self.transport, self.connections = loop, None, _FakeTransport(), connections_
             self._swept_cycle, self._idle_since = None, loop.time()
             connections_.add(self)
 
-    loop, connections_ = Loop(), set()
+    loop, connections_ = _FakeLoop(), set()
     sweeper = _Sweeper(loop, connections_, 10.0)  # type: ignore[arg-type]
     assert sweeper.period == 1.0
     conn, busy = Conn(loop), Conn(loop)
     sweeper.start()
     for _ in range(1000):  # 1,000 requests on one connection within 4 s
-        conn.cycle = Cycle()
+        conn.cycle = _FakeCycle()
         last = loop.now
-        loop.advance(0.004)
+        loop.advance_to(loop.now + 0.004)
     assert len(loop.timers) == 1  # the sweep's own, nothing per response
-    busy.cycle = Cycle(complete=False)  # a request in progress
-    loop.advance(last + 9.99 - loop.now)
+    busy.cycle = _FakeCycle(complete=False)  # a request in progress
+    loop.advance_to(last + 9.99)
     assert not conn.transport.closed  # not before the timeout
-    loop.advance(last + 11.0 - loop.now)  # within timeout + period of the last response
+    loop.advance_to(last + 11.0)  # within timeout + period of the last response
     assert conn.transport.closed and not busy.transport.closed
-    loop.advance(60)
+    loop.advance_to(loop.now + 60)
     assert not busy.transport.closed
     busy.cycle.response_complete = True
     done = loop.now
-    loop.advance(9.99)
+    loop.advance_to(loop.now + 9.99)
     assert not busy.transport.closed
-    loop.advance(done + 11.0 - loop.now)
+    loop.advance_to(done + 11.0)
     assert busy.transport.closed
-    loop.advance(5.0)
+    loop.advance_to(loop.now + 5.0)
     assert loop.timers == []  # no connection left: the sweeps stop (the next connection starts them)
 
 
@@ -566,46 +569,16 @@ def test_the_sweep_closes_kept_alive_connections_after_the_keep_alive_timeout_ne
     ``keep_alive`` and ``keep_alive + period`` after it; one whose next request's headers began is held to
     the header timeout, as uvicorn's ``data_received`` cancelling its keep-alive timer did."""
 
-    class Loop:
-        now = 0.0
-        timers: list = []
-
-        def time(self) -> float:
-            return self.now
-
-        def call_later(self, delay, fn):
-            self.timers.append((self.now + delay, fn))
-
-        def advance_to(self, end: float) -> None:
-            while self.timers and min(t[0] for t in self.timers) <= end:
-                due = min(self.timers, key=lambda t: t[0])
-                self.timers.remove(due)
-                self.now = due[0]
-                due[1]()
-            self.now = end
-
-    class Transport:
-        closed = False
-
-        def is_closing(self) -> bool:
-            return self.closed
-
-        def close(self) -> None:
-            self.closed = True
-
-    class Cycle:
-        response_complete = True
-
     class Conn(_Bounded):
-        def __init__(self, loop: Loop, begun: bool) -> None:
-            self.loop, self.cycle, self.transport, self.begun = loop, Cycle(), Transport(), begun
+        def __init__(self, loop: _FakeLoop, begun: bool) -> None:
+            self.loop, self.cycle, self.transport, self.begun = loop, _FakeCycle(), _FakeTransport(), begun
             self._swept_cycle, self._idle_since = None, loop.time()
             conns.add(self)
 
         def _kept_alive(self) -> bool:
             return not self.begun
 
-    loop, conns = Loop(), set[Any]()
+    loop, conns = _FakeLoop(), set[Any]()
     sweeper = _Sweeper(loop, conns, 10.0, keep_alive=5.0)  # type: ignore[arg-type]
     assert sweeper.period == 1.0
     idle, begun = Conn(loop, begun=False), Conn(loop, begun=True)
