@@ -65,21 +65,16 @@ def _worker(idx: int, per: int, rate: float, seconds: float, cap: int, out) -> N
     spent = {"prune": 0.0, "reclaim": 0.0}
     prune, reclaim = log.prune, state.reclaim
 
-    def timed_prune(*a, **k):
-        t = time.thread_time()
-        try:
-            return prune(*a, **k)
-        finally:
-            spent["prune"] += time.thread_time() - t
+    def timed(name: str, fn):
+        def call(*a, **k):
+            t = time.thread_time()
+            try:
+                return fn(*a, **k)
+            finally:
+                spent[name] += time.thread_time() - t
+        return call
 
-    def timed_reclaim(*a, **k):
-        t = time.thread_time()
-        try:
-            return reclaim(*a, **k)
-        finally:
-            spent["reclaim"] += time.thread_time() - t
-
-    log.prune, state.reclaim = timed_prune, timed_reclaim  # type: ignore[method-assign]
+    log.prune, state.reclaim = timed("prune", prune), timed("reclaim", reclaim)  # type: ignore[method-assign]
     n = 0
 
     def put() -> None:
