@@ -79,19 +79,17 @@ class _Joined(dict):
 def _key(rec: dict) -> tuple | None:
     """What requests of one block share, or None when ``rec`` cannot join a block (not a server's answer
     as :mod:`nbprod.serving.app` hands it over: an id of 32 hex digits, coerced inputs, a numpy prediction)."""
-    rid: Any = rec.get("request_id")
-    inputs: Any = rec.get("inputs")
-    pred: Any = rec.get("predictions")
-    matrix = getattr(inputs, "matrix", None)
-    if (type(rid) is not str or len(rid) != 32 or not _HEX.issuperset(rid) or matrix is None
-            or type(rec.get("latency_ms")) is not float or type(pred).__module__ != "numpy"
-            or getattr(pred, "ndim", 0) not in (1, 2) or pred.dtype.kind not in "biufU"):
+    try:
+        rid, inputs, pred, n = rec["request_id"], rec["inputs"], rec["predictions"], rec["n"]
+        matrix, kind, ndim = inputs.matrix, pred.dtype.kind, pred.ndim
+        if (len(rid) != 32 or type(rec["latency_ms"]) is not float or type(n) is not int or n < 1 or kind not in "biufU"
+                or ndim not in (1, 2) or len(pred) != n or matrix.shape != (len(inputs.numeric), n)
+                or type(pred).__module__ != "numpy" or not _HEX.issuperset(rid)):
+            return None
+    except (KeyError, AttributeError, TypeError):
         return None
-    n = rec.get("n")
-    if type(n) is not int or n < 1 or len(pred) != n or matrix.shape != (len(inputs.numeric), n):
-        return None
-    return (rid[:_PREFIX], rec.get("version"), rec.get("role"), inputs.numeric, tuple(inputs), pred.dtype,
-            pred.shape[1:])
+    return (rid[:_PREFIX], rec.get("version"), rec.get("role"), inputs.numeric, inputs.keys(), pred.dtype,
+            pred.shape[1:])  # keys(): compared as a set, in C (a request's columns are the signature's)
 
 
 def blocks(items: list, after: str = "", max_rows: int = MAX_ROWS) -> tuple[list, str]:

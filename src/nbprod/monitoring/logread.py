@@ -9,7 +9,10 @@ saw when the log was written row by row: the same row order (time, then as writt
 values (a record's values are the per-row texts' values, :mod:`.logrecords`), the same labels.
 
 A record's row ``i`` has the prediction id ``<id_prefix>-<i>``; its label is the feedback row of
-that id, found through ``feedback.request_key`` (an index), never by parsing every id of the log.
+that id, found through ``feedback.request_key`` (an index), never by parsing every id of the log. A
+block (:mod:`.logblocks`: a server's run of requests in one record) is expanded request by request,
+each with its own id, time and latency; a period reads the blocks that began up to
+:data:`~.logblocks.SPAN_S` before it and keeps each request by its own time.
 
 ``import nbprod`` does not load this module (pandas).
 """

@@ -6,10 +6,11 @@ Why it is built this way:
   to the request's arrays to a bounded in-memory buffer (no JSON, no SQL on the request path).
   One background thread drains the buffer every ``flush_s`` (or as soon as ``batch_rows`` rows
   wait), turns each request into ONE record (:mod:`.logrecords`: its inputs as one columnar JSON
-  text, its predictions as one JSON list, its OOD flags as a sparse map) and writes a batch of
-  records in one transaction (``executemany`` per at most 256 records). The log's cost is per request, not per
-  predicted row (issue 13); readers expand records to rows (:mod:`.logread`), one per predicted
-  row, as before. The writer shares the GIL with the server's event loop, so it works in stretches
+  text, its predictions as one JSON list, its OOD flags as a sparse map) — a run of consecutive
+  answers into one block record (:mod:`.logblocks`) — and writes a batch of records in one
+  transaction (``executemany`` per at most 256 records). The log's cost is per request, not per
+  predicted row, and for small requests per block (issue 13); readers expand records to rows
+  (:mod:`.logread`), one per predicted row, as before. The writer shares the GIL with the server's event loop, so it works in stretches
   of about a millisecond and sleeps briefly between them (:meth:`PredictionLog._write`).
 - Databases written by an older nbprod hold one row per predicted row in the table
   ``predictions``; it is kept, never written again except by :func:`write_rows`, and read,
