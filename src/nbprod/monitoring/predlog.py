@@ -10,8 +10,9 @@ Why it is built this way:
   answers into one block record (:mod:`.logblocks`) — and writes a batch of records in one
   transaction (``executemany`` per at most 256 records). The log's cost is per request, not per
   predicted row, and for small requests per block (issue 13); readers expand records to rows
-  (:mod:`.logread`), one per predicted row, as before. The writer shares the GIL with the server's event loop, so it works in stretches
-  of about a millisecond and sleeps briefly between them (:meth:`PredictionLog._write`).
+  (:mod:`.logread`), one per predicted row, as before. The writer shares the GIL with the server's
+  event loop, so it works in stretches of about a millisecond and sleeps briefly between them
+  (:meth:`PredictionLog._write`).
 - Databases written by an older nbprod hold one row per predicted row in the table
   ``predictions``; it is kept, never written again except by :func:`write_rows`, and read,
   pruned and joined beside the records of ``prediction_records`` (docs/design-notes.md).
