@@ -217,7 +217,8 @@ def _credit_requests(rows: int, per_request: int, seed: int = 0, server: bool = 
     ood = [[] for _ in range(per_request)]
     if per_request > 3:
         ood[3] = ["income: above the training range"]
-    return [{"request_id": f"{os.getpid():x}{i:012x}", "version": "1", "role": "stable", "n": per_request,
+    prefix = "%020x" % (os.getpid() + 16 ** 19 * seed)  # request ids as a server makes them (writers join them)
+    return [{"request_id": "%s%012x" % (prefix, i), "version": "1", "role": "stable", "n": per_request,
              "inputs": cols, "predictions": pred, "ood": ood, "latency_ms": 1.0}
             for i in range(rows // per_request)]
 

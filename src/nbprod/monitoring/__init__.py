@@ -1,9 +1,10 @@
 """Monitoring: the prediction and feedback log, drift and performance over time, alerts, the panel.
 
 Modules, one job each: ``predlog`` (tables + the server's background writer), ``logrecords`` (a
-request → its one stored record), ``logread`` (records and older per-row rows → rows), ``feedback``
-(late ground truth), ``http`` (``POST /feedback``), ``windows`` (durations, aligned windows),
-``performance`` (realised metrics), ``monitor`` (the windows of a deployment → ``MonitorReport``),
+request → its one stored record), ``logblocks`` (a server's run of requests → one record, and back),
+``logread`` (records and older per-row rows → rows), ``feedback`` (late ground truth), ``http``
+(``POST /feedback``), ``windows`` (durations, aligned windows), ``performance`` (realised metrics),
+``monitor`` (the windows of a deployment → ``MonitorReport``),
 ``report`` / ``charts`` (its displays), ``alerts`` (rules, webhook, dedup), ``loop`` (the server's
 background alert loop: ``alerts`` every N seconds; ``loopsettings``: the environment it reads and whether
 a deployment's recorded settings start one), ``widget`` (the live panel). The training-time

@@ -27,6 +27,7 @@ from sqlalchemy import select
 from .. import state
 from .._display import Display, Lines, View
 from ..errors import DataError
+from .logblocks import requests_of
 from .predlog import ensure_tables, feedback_table, prediction_records, predictions
 
 __all__ = ["feedback", "FeedbackResult"]
@@ -97,8 +98,10 @@ def _as_list(values: Any, what: str) -> list:
 
 
 def _in_records(conn, ids: list[str]) -> dict[str, str]:
-    """The ids of ``ids`` that name a row of a record (``<id_prefix>-<i>``, ``i`` < its rows, written as
-    the server writes it: no sign, no leading zero) → that record's ``id_prefix``."""
+    """The ids of ``ids`` that name a row of a record (``<request id>-<i>``, ``i`` < the request's rows, written
+    as the server writes it: no sign, no leading zero) → that record's ``id_prefix``: the record of that
+    request alone, or the block holding it (:mod:`.logblocks`: the block of its prefix that begins
+    closest below it)."""
     wanted: dict[str, list[tuple[str, int]]] = {}
     for pid in ids:
         prefix, dash, index = pid.rpartition("-")
@@ -107,8 +110,25 @@ def _in_records(conn, ids: list[str]) -> dict[str, str]:
     if not wanted:
         return {}
     r = prediction_records
-    found = conn.execute(select(r.c.id_prefix, r.c.n_rows).where(r.c.id_prefix.in_(list(wanted)))).all()
-    return {pid: prefix for prefix, n in found for pid, i in wanted[prefix] if i < n}
+    out: dict[str, str] = {}
+    found = conn.execute(select(r.c.id_prefix, r.c.n_rows, r.c.ts, r.c.requests)
+                         .where(r.c.id_prefix.in_(list(wanted)))).all()
+    for prefix, n, ts, block in found:
+        if block is not None:
+            n = requests_of(block, ts)[0].n
+        out.update((pid, prefix) for pid, i in wanted.pop(prefix) if i < n)
+    for request in wanted:
+        if len(request) != 32:  # not an id a server made: never in a block
+            continue
+        candidate = conn.execute(select(r.c.id_prefix, r.c.ts, r.c.requests).where(
+            r.c.id_prefix < request, r.c.id_prefix >= request[:20], r.c.requests.is_not(None))
+            .order_by(r.c.id_prefix.desc()).limit(1)).first()
+        if candidate is None:
+            continue
+        rows = {q.request_id: q.n for q in requests_of(candidate.requests, candidate.ts)}.get(request)
+        if rows is not None:
+            out.update((pid, candidate.id_prefix) for pid, i in wanted[request] if i < rows)
+    return out
 
 
 def feedback(prediction_ids: Iterable[str] | str, labels: Any) -> FeedbackResult:

@@ -9,20 +9,26 @@ saw when the log was written row by row: the same row order (time, then as writt
 values (a record's values are the per-row texts' values, :mod:`.logrecords`), the same labels.
 
 A record's row ``i`` has the prediction id ``<id_prefix>-<i>``; its label is the feedback row of
-that id, found through ``feedback.request_key`` (an index), never by parsing every id of the log.
+that id, found through ``feedback.request_key`` (an index), never by parsing every id of the log. A
+block (:mod:`.logblocks`: a server's run of requests in one record) is expanded request by request,
+each with its own id, time and latency; a period reads the blocks that began up to
+:data:`~.logblocks.SPAN_S` before it and keeps each request by its own time.
 
 ``import nbprod`` does not load this module (pandas).
 """
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import func, select
 
+from .logblocks import SPAN_S, Request, requests_of
 from .logrecords import columns, unpack
 from .predlog import ensure_tables, feedback_table, prediction_records, predictions
 
@@ -138,54 +144,101 @@ def _read_rows(conn, acc: _Rows, where: list, labels: bool, inputs: bool) -> Non
             acc.add_inputs({k: [v] for k, v in (_loads(text) if text else {}).items()}, 1)
 
 
-def _read_records(conn, acc: _Rows, where: list, labels: bool, inputs: bool) -> None:
-    """The records (one per request), expanded to rows, into ``acc``."""
+def _read_records(conn, acc: _Rows, where: list, labels: bool, inputs: bool, period) -> bool:
+    """The records (one per request, or a block of requests: :mod:`.logblocks`), expanded to rows, into
+    ``acc``: only the requests whose time ``period`` accepts (``where`` reads blocks that began up to
+    :data:`~.logblocks.SPAN_S` before the period). True when a block was read (its rows then need sorting by time)."""
     r, f = prediction_records, feedback_table
     found: dict[Any, list] = {}
     if labels:
-        stmt = (select(r.c.id, r.c.id_prefix, f.c.prediction_id, f.c.label)
+        stmt = (select(r.c.id, f.c.prediction_id, f.c.label)
                 .select_from(r.join(f, f.c.request_key == r.c.id_prefix)).where(*where))
-        for rec_id, prefix, pid, label in conn.execute(stmt):
-            index = pid[len(prefix) + 1:]
-            if index.isdigit():
-                found.setdefault(rec_id, []).append((int(index), label))
+        for rec_id, pid, label in conn.execute(stmt):
+            found.setdefault(rec_id, []).append((pid, label))
     stmt = select(r.c.id, r.c.ts, r.c.request_id, r.c.id_prefix, r.c.version, r.c.role, r.c.status, r.c.latency_ms,
-                  r.c.n_rows, r.c.inputs if inputs else r.c.id, r.c.predictions, r.c.ood)
-    for (rec_id, ts, rid, prefix, version, role, status, latency, n, text, preds, ood) in conn.execute(
+                  r.c.n_rows, r.c.inputs if inputs else r.c.id, r.c.predictions, r.c.ood, r.c.requests)
+    any_block = False
+    for (rec_id, ts, rid, prefix, version, role, status, latency, n, text, preds, ood, block) in conn.execute(
             stmt.where(*where).order_by(r.c.ts, r.c.id)):
         rows = 1 if role == "error" else n
-        acc.ts += [ts] * rows
-        acc.request_id += [rid] * rows
-        acc.row_index += range(rows)
-        acc.version += [version] * rows
-        acc.role += [role] * rows
-        acc.status += [status] * rows
-        acc.latency_ms += [latency] * rows
-        acc.n_rows += [n] * rows
+        starts: dict[str, tuple[int, int]] = {}  # request id -> (its first row in the record, its rows)
+        if block is None:
+            if not period(ts):
+                continue
+            units = [(rid, prefix, ts, latency, n, 0, rows)]
+            if prefix is not None:
+                starts[prefix] = (0, rows)
+        else:
+            units, at = [], 0
+            for q in requests_of(block, ts):
+                if period(q.ts):
+                    units.append((q.request_id, q.request_id, q.ts, q.latency_ms, q.n, at, q.n))
+                starts[q.request_id] = (at, q.n)
+                at += q.n
+            if not units:
+                continue
+            any_block = True
+        kept = _all if sum(u[6] for u in units) == rows else _kept(units)
+
+        kept_rows = 0
+        for urid, upfx, uts, ulat, un, _, count in units:
+            acc.ts += [uts] * count
+            acc.request_id += [urid] * count
+            acc.row_index += range(count)
+            acc.latency_ms += [ulat] * count
+            acc.n_rows += [un] * count
+            if acc.prediction_id is not None:
+                acc.prediction_id += [f"{upfx}-{i}" for i in range(count)] if upfx is not None else [None] * count
+            kept_rows += count
+        acc.version += [version] * kept_rows
+        acc.role += [role] * kept_rows
+        acc.status += [status] * kept_rows
         if preds is None:
-            acc.prediction += [None] * rows
+            acc.prediction += [None] * kept_rows
         else:
             values = unpack(_loads(preds))
-            acc.prediction += values if len(values) == rows else (values + [None] * rows)[:rows]
+            acc.prediction += kept(values if len(values) == rows else (values + [None] * rows)[:rows])
         if ood is None:
-            acc.ood += [None] * rows
+            acc.ood += [None] * kept_rows
         else:
             flags: list = [None] * rows
             for i, reasons in _loads(ood).items():
                 if int(i) < rows:
                     flags[int(i)] = reasons
-            acc.ood += flags
+            acc.ood += kept(flags)
         marks: list = [None] * rows
-        for i, label in found.get(rec_id, ()):
-            if i < rows:
-                marks[i] = _loads(label)
-        acc.label += marks
-        if acc.prediction_id is not None:
-            acc.prediction_id += [f"{prefix}-{i}" for i in range(rows)] if prefix is not None else [None] * rows
+        for pid, label in found.get(rec_id, ()):
+            req, _, index = pid.rpartition("-")
+            where_ = starts.get(req)
+            if where_ is not None and index.isdigit() and int(index) < where_[1]:
+                marks[where_[0] + int(index)] = _loads(label)
+        acc.label += kept(marks)
         answered = role not in ("error", "shadow")
-        acc.answered += [answered] * rows
+        acc.answered += [answered] * kept_rows
         if answered and inputs:
-            acc.add_inputs(columns(_loads(text)) if text else {}, rows)
+            values_of = columns(_loads(text)) if text else {}
+            acc.add_inputs(values_of if kept is _all else {k: kept(v) for k, v in values_of.items()}, kept_rows)
+    return any_block
+
+
+def _all(values: list) -> list:
+    return values
+
+
+def _kept(units: list):
+    """A record's values (one per row) → the rows of ``units`` (``(…, first row, rows)``), in order."""
+    def kept(values: list) -> list:
+        return [v for u in units for v in values[u[5]:u[5] + u[6]]]
+    return kept
+
+
+def _period(since: float | None, until: float | None, until_inclusive: bool):
+    """A request time → whether it lies in ``[since, until)`` (``until`` included when asked)."""
+    lo = -math.inf if since is None else since
+    hi = math.inf if until is None else until
+    if until_inclusive:
+        return lambda ts: lo <= ts <= hi
+    return lambda ts: lo <= ts < hi
 
 
 def load(deployment: str, *, since: float | None = None, until: float | None = None, until_inclusive: bool = False,
@@ -194,35 +247,44 @@ def load(deployment: str, *, since: float | None = None, until: float | None = N
     """The rows of ``deployment`` logged in ``[since, until)`` (``until`` included when asked), oldest first,
     without the roles in ``roles_out``; ``labels``: join the feedback; ``inputs``: parse the inputs;
     ``ids``: add the prediction ids."""
-    import numpy as np
-
     eng = ensure_tables(db_url)
     old, new = _Rows(ids), _Rows(ids)
     with eng.connect() as conn:
         _read_rows(conn, old, _where(predictions, deployment, since, until, until_inclusive, version, roles_out),
                    labels, inputs)
-        _read_records(conn, new, _where(prediction_records, deployment, since, until, until_inclusive, version,
-                                        roles_out), labels, inputs)
-    if not old.ts:
-        frame, inputs_frame = new.frame()
-    elif not new.ts:
-        frame, inputs_frame = old.frame()
-    else:  # both forms in the period (a database an older nbprod wrote to): one order, by time
+        blocks = _read_records(conn, new, _where(prediction_records, deployment, None if since is None else
+                                                 since - SPAN_S, until, until_inclusive, version, roles_out),
+                               labels, inputs, _period(since, until, until_inclusive))
+    if old.ts and new.ts:  # both forms in the period (a database an older nbprod wrote to): one order, by time
         import pandas as pd
 
         f_old, i_old = old.frame()
         f_new, i_new = new.frame()
-        frame = pd.concat([f_old, f_new], ignore_index=True)
-        answered = np.asarray(old.answered + new.answered, dtype=bool)
-        order = np.argsort(frame["ts"].to_numpy(), kind="stable")
-        frame = frame.iloc[order].reset_index(drop=True)
-        if inputs:
-            both = pd.concat([i_old, i_new], ignore_index=True)
-            position = np.cumsum(answered) - 1
-            inputs_frame = both.iloc[position[order][answered[order]]].reset_index(drop=True)
-        else:
-            inputs_frame = pd.DataFrame()
+        frame, inputs_frame = _by_time(pd.concat([f_old, f_new], ignore_index=True),
+                                       pd.concat([i_old, i_new], ignore_index=True) if inputs else None,
+                                       old.answered + new.answered)
+    elif old.ts:
+        frame, inputs_frame = old.frame()
+    else:
+        frame, inputs_frame = new.frame()
+        if blocks and any(b < a for a, b in itertools.pairwise(new.ts)):  # blocks of two workers overlap in time
+            frame, inputs_frame = _by_time(frame, inputs_frame if inputs else None, new.answered)
     return LogRows(frame, inputs_frame)
+
+
+def _by_time(frame, inputs_frame, answered: list[bool]):
+    """``frame`` in time order (stably: rows of one time keep their order) and ``inputs_frame`` (one row per
+    answered row of ``frame``; None: no inputs read) in the same order."""
+    import numpy as np
+    import pandas as pd
+
+    order = np.argsort(frame["ts"].to_numpy(), kind="stable")
+    frame = frame.iloc[order].reset_index(drop=True)
+    if inputs_frame is None:
+        return frame, pd.DataFrame()
+    mask = np.asarray(answered, dtype=bool)
+    position = np.cumsum(mask) - 1
+    return frame, inputs_frame.iloc[position[order][mask[order]]].reset_index(drop=True)
 
 
 def count_requests(deployment: str, since: float, db_url: str | None = None) -> int:
@@ -232,7 +294,12 @@ def count_requests(deployment: str, since: float, db_url: str | None = None) -> 
     with ensure_tables(db_url).connect() as conn:
         old = conn.execute(select(func.count()).where(t.c.deployment == deployment, t.c.ts >= since,
                                                       t.c.row_index == 0)).scalar()
-        new = conn.execute(select(func.count()).where(r.c.deployment == deployment, r.c.ts >= since)).scalar()
+        new = conn.execute(select(func.sum(func.coalesce(r.c.n_requests, 1)))
+                           .where(r.c.deployment == deployment, r.c.ts >= since)).scalar()
+        # a block that began before ``since`` holds requests after it (logblocks.SPAN_S)
+        for ts, block in conn.execute(select(r.c.ts, r.c.requests).where(
+                r.c.deployment == deployment, r.c.ts >= since - SPAN_S, r.c.ts < since, r.c.requests.is_not(None))):
+            new = int(new or 0) + sum(q.ts >= since for q in requests_of(block, ts))
     return int(old or 0) + int(new or 0)
 
 
@@ -258,12 +325,18 @@ def rows(deployment: str | None = None, db_url: str | None = None) -> list:
             values = columns(_loads(rec.inputs)) if rec.inputs is not None else None
             preds = unpack(_loads(rec.predictions)) if rec.predictions is not None else [None] * n
             flags = _loads(rec.ood) if rec.ood else {}
-            for i in range(n):
-                out.append(SimpleNamespace(
-                    deployment=rec.deployment, ts=rec.ts, request_id=rec.request_id, row_index=i,
-                    prediction_id=None if rec.id_prefix is None else f"{rec.id_prefix}-{i}", version=rec.version,
-                    role=rec.role, status=rec.status, latency_ms=rec.latency_ms, n_rows=rec.n_rows,
-                    inputs=None if values is None else _dumps({k: v[i] for k, v in values.items()}),
-                    prediction=None if rec.role == "error" else _dumps(preds[i]),
-                    ood=_dumps(flags[str(i)]) if str(i) in flags else None))
+            requests = (requests_of(rec.requests, rec.ts) if rec.requests is not None else
+                        [Request(rec.request_id, rec.n_rows, rec.ts, rec.latency_ms)])
+            at = 0
+            for q in requests:
+                for i in range(1 if rec.role == "error" else q.n):
+                    out.append(SimpleNamespace(
+                        deployment=rec.deployment, ts=q.ts, request_id=q.request_id, row_index=i,
+                        prediction_id=None if rec.id_prefix is None else
+                        f"{rec.id_prefix if rec.requests is None else q.request_id}-{i}", version=rec.version,
+                        role=rec.role, status=rec.status, latency_ms=q.latency_ms, n_rows=q.n,
+                        inputs=None if values is None else _dumps({k: v[at] for k, v in values.items()}),
+                        prediction=None if rec.role == "error" else _dumps(preds[at]),
+                        ood=_dumps(flags[str(at)]) if str(at) in flags else None))
+                    at += 1
     return out

@@ -68,7 +68,7 @@ __all__ = ["RECORD_COLUMNS", "columns", "records_of", "row_count", "rows_in", "u
 
 #: The columns of a stored record, in the order the writer's tuples give them.
 RECORD_COLUMNS = ("deployment", "ts", "request_id", "id_prefix", "version", "role", "status", "latency_ms",
-                  "n_rows", "inputs", "predictions", "ood")
+                  "n_rows", "inputs", "predictions", "ood", "requests", "n_requests")
 
 #: One encoder for every value (``json.dumps`` with keywords builds a new one per call).
 _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False, default=str)
@@ -485,15 +485,16 @@ def _record(deployment: str, kind: str, ts: float, rec: dict) -> tuple:
     """The stored record (a tuple in :data:`RECORD_COLUMNS` order) of one hook record."""
     if kind == "error":
         return (deployment, ts, rec.get("request_id"), None, _s(rec.get("version")), "error",
-                int(rec.get("status") or 500), rec.get("latency_ms"), int(rec.get("count") or 1), None, None, None)
+                int(rec.get("status") or 500), rec.get("latency_ms"), int(rec.get("count") or 1), None, None, None,
+                None, None)
     n = row_count(rec)
     pred: Any = rec.get("predictions")
-    packed = kind == "prediction" and _packable(pred, n)
+    packed = kind != "shadow" and _packable(pred, n)
     preds = [] if packed else _prediction_list(pred, n)
     rid, version, latency = rec.get("request_id"), _s(rec.get("version")), rec.get("latency_ms")
     if kind == "shadow":
         return (deployment, ts, rid, None, version, "shadow", 200, latency, n, None,
-                _dumps([_jsonable(p) for p in preds[:n]]), None)
+                _dumps([_jsonable(p) for p in preds[:n]]), None, None, None)
     inputs = rec.get("inputs") or {}
     if n >= _PACK_MIN:
         text = _compact_inputs(inputs, n)
@@ -504,8 +505,9 @@ def _record(deployment: str, kind: str, ts: float, rec: dict) -> tuple:
     else:
         preds = preds[:n] + [None] * (n - len(preds))
         shown = (_compact_texts(preds, n) if n >= _PACK_MIN else None) or _list_text(preds)
+    block = rec.get("requests") if kind == "block" else None
     return (deployment, ts, rid, rid, version, rec.get("role") or "stable", 200, latency, n, text, shown,
-            _ood_text(rec.get("ood"), n))
+            _ood_text(rec.get("ood"), n), block, None if block is None else rec["n_requests"])
 
 
 def _names(rec: dict) -> tuple:
@@ -604,5 +606,6 @@ def _run_records(deployment: str, run: list) -> list[tuple]:
             preds.append("[" + ",".join(shown[at:at + n]) + "]")
             at += n
     return [(deployment, ts, rec.get("request_id"), rec.get("request_id"), _s(rec.get("version")),
-             rec.get("role") or "stable", 200, rec.get("latency_ms"), n, text, pred, _ood_text(rec.get("ood"), n))
+             rec.get("role") or "stable", 200, rec.get("latency_ms"), n, text, pred, _ood_text(rec.get("ood"), n),
+             None, None)
             for (_, ts, rec), n, text, pred in zip(run, ns, texts, preds, strict=True)]

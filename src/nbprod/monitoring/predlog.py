@@ -6,11 +6,13 @@ Why it is built this way:
   to the request's arrays to a bounded in-memory buffer (no JSON, no SQL on the request path).
   One background thread drains the buffer every ``flush_s`` (or as soon as ``batch_rows`` rows
   wait), turns each request into ONE record (:mod:`.logrecords`: its inputs as one columnar JSON
-  text, its predictions as one JSON list, its OOD flags as a sparse map) and writes a batch of
-  records in one transaction (``executemany`` per at most 256 records). The log's cost is per request, not per
-  predicted row (issue 13); readers expand records to rows (:mod:`.logread`), one per predicted
-  row, as before. The writer shares the GIL with the server's event loop, so it works in stretches
-  of about a millisecond and sleeps briefly between them (:meth:`PredictionLog._write`).
+  text, its predictions as one JSON list, its OOD flags as a sparse map) — a run of consecutive
+  answers into one block record (:mod:`.logblocks`) — and writes a batch of records in one
+  transaction (``executemany`` per at most 256 records). The log's cost is per request, not per
+  predicted row, and for small requests per block (issue 13); readers expand records to rows
+  (:mod:`.logread`), one per predicted row, as before. The writer shares the GIL with the server's
+  event loop, so it works in stretches of about a millisecond and sleeps briefly between them
+  (:meth:`PredictionLog._write`).
 - Databases written by an older nbprod hold one row per predicted row in the table
   ``predictions``; it is kept, never written again except by :func:`write_rows`, and read,
   pruned and joined beside the records of ``prediction_records`` (docs/design-notes.md).
@@ -82,6 +84,8 @@ from sqlalchemy import (
 from .. import state
 from ..config import settings
 from ..errors import ConfigError
+from .logblocks import MAX_ROWS as MAX_BLOCK_ROWS
+from .logblocks import blocks
 from .logrecords import RECORD_COLUMNS, records_of, rows_in
 
 __all__ = ["predictions", "prediction_records", "feedback_table", "PredictionLog", "server_log", "writer_lifespan",
@@ -134,6 +138,8 @@ prediction_records = Table(
     Column("inputs", Text),  # columnar JSON {"column": [v0, ...]}; from 8 rows compact (logrecords: dtypes, codes)
     Column("predictions", Text),  # JSON list, one value per row; from 8 rows packed (logrecords)
     Column("ood", Text),  # JSON {"row": [reasons]} of the rows out of distribution; NULL when none is
+    Column("requests", Text),  # a block's requests (logblocks: ids, rows, times, latencies); NULL: one request
+    Column("n_requests", Integer),  # the requests a block holds; NULL: one request
     Index("ix_prediction_records_deployment_ts", "deployment", "ts"),
     Index("ux_prediction_records_id_prefix", "id_prefix", unique=True),  # a prediction id names one row
     # the prune's count of a deployment's rows reads this index alone, not every record's page (a compact
@@ -155,8 +161,9 @@ _created: set = set()
 
 
 def ensure_tables(db_url: str | None = None):
-    """The state-DB engine with the prediction-log and feedback tables created (once per process); a
-    feedback table an older nbprod created gains its ``request_key`` column here."""
+    """The state-DB engine with the prediction-log and feedback tables created (once per process); tables
+    an older nbprod created gain the columns and indexes added since (feedback's ``request_key``, the
+    records' ``requests`` and ``n_requests``) here."""
     eng = state.engine(db_url)
     key = (str(eng.url), os.getpid())
     if key not in _created:
@@ -165,18 +172,24 @@ def ensure_tables(db_url: str | None = None):
             with conn.begin():
                 state.lock(conn, "nbprod.schema")
                 predictions.create(conn, checkfirst=True)
-                prediction_records.create(conn, checkfirst=True)
-                for index in prediction_records.indexes:  # an index added since an older nbprod made the table
-                    index.create(conn, checkfirst=True)
-                feedback_table.create(conn, checkfirst=True)
-                if "request_key" not in {c["name"] for c in inspect(conn).get_columns(feedback_table.name)}:
-                    quote = eng.dialect.identifier_preparer.quote
-                    conn.exec_driver_sql(f"ALTER TABLE {quote(feedback_table.name)} ADD COLUMN "
-                                         f"{quote('request_key')} VARCHAR(64)")
-                    for index in feedback_table.indexes:
+                for table in (prediction_records, feedback_table):
+                    table.create(conn, checkfirst=True)
+                    _add_missing_columns(conn, table)
+                    for index in table.indexes:  # an index added since an older nbprod made the table
                         index.create(conn, checkfirst=True)
         _created.add(key)
     return eng
+
+
+def _add_missing_columns(conn, table: Table) -> None:
+    """``ALTER TABLE … ADD COLUMN`` for each nullable column of ``table`` the database's table lacks (one an
+    older nbprod created)."""
+    have = {c["name"] for c in inspect(conn).get_columns(table.name)}
+    quote = conn.dialect.identifier_preparer.quote
+    for column in table.columns:
+        if column.name not in have:
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(f"ALTER TABLE {quote(table.name)} ADD COLUMN {quote(column.name)} {kind}")
 
 
 def write_rows(rows: list[dict], db_url: str | None = None) -> int:
@@ -302,6 +315,7 @@ class PredictionLog:
         self.last_error: str | None = None
         self._last_prune = 0.0
         self._worked_since = 0.0
+        self._after = ""  # the highest request id in a block so far (logblocks: a block starts above it)
 
     # -- the request path: append only -----------------------------------------------------------
     def bind_counter(self, counter) -> None:
@@ -445,6 +459,8 @@ class PredictionLog:
         """
         recs: list[tuple] = []
         self._worked_since = time.perf_counter()
+        n_taken = sum(rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
+        items, self._after = blocks(items, self._after, min(MAX_BLOCK_ROWS, self.prune_every_rows))
         for part in _slices(items, self.slice_rows):
             for converted in records_of(self.deployment, part):
                 if isinstance(converted, Exception):  # one odd record never stops the log
@@ -453,7 +469,6 @@ class PredictionLog:
                 else:
                     recs.append(converted)
             self._yield()
-        n_taken = sum(rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
         for chunk in _chunks(recs, self.batch_rows):
             self._yield()
             for attempt in (0, 1):
