@@ -57,6 +57,7 @@ import asyncio
 import atexit
 import collections
 import contextlib
+import functools
 import math
 import os
 import threading
@@ -66,6 +67,7 @@ from typing import Any, Iterable
 from sqlalchemy import (
     BigInteger,
     Column,
+    Engine,
     Float,
     Index,
     Integer,
@@ -73,6 +75,7 @@ from sqlalchemy import (
     Table,
     Text,
     and_,
+    bindparam,
     case,
     delete,
     exists,
@@ -200,13 +203,14 @@ def write_rows(rows: list[dict], db_url: str | None = None) -> int:
     return _insert(predictions, _ROW_COLUMNS, [_as_tuple(r) for r in rows], db_url)
 
 
-def _insert(table: Table, columns: tuple, full: list[tuple], db_url: str | None, piece: int = 0,
+def _insert(table: Table, columns: tuple, full: list[tuple], db: str | Engine | None, piece: int = 0,
             pause: Any = None) -> int:
     """Insert tuples in ``columns`` order into ``table`` in one transaction: one ``executemany``, or one per
-    ``piece`` tuples with ``pause()`` between them (the writer's GIL hand-over, :meth:`PredictionLog._write`)."""
+    ``piece`` tuples with ``pause()`` between them (the writer's GIL hand-over, :meth:`PredictionLog._write`).
+    ``db``: the state DB's URL (None: the settings'), or its engine (:meth:`PredictionLog._engine`)."""
     if not full:
         return 0
-    eng = ensure_tables(db_url)
+    eng = db if isinstance(db, Engine) else ensure_tables(db)
     sql = _insert_sql(eng.dialect, table, columns)
     step = piece or len(full)
     with eng.connect() as conn:
@@ -229,6 +233,7 @@ def _as_tuple(row: dict) -> tuple:
     return tuple(row[k] if k in row else _ROW_DEFAULTS[k] for k in _ROW_COLUMNS)
 
 
+@functools.lru_cache(maxsize=64)
 def _insert_sql(dialect, table: Table, columns: tuple) -> str:
     """``INSERT INTO table (...) VALUES (?, ...)`` in the driver's positional parameter style."""
     mark = "?" if dialect.paramstyle == "qmark" else "%s"  # sqlite3: qmark; psycopg: format/pyformat
@@ -249,7 +254,7 @@ def _record_rows(rec: tuple) -> int:
     return 1 if rec[_ROLE] == "error" else rec[_N_ROWS]
 
 
-def _insert_records(recs: list[tuple], db_url: str | None, piece: int = 0, pause: Any = None) -> int:
+def _insert_records(recs: list[tuple], db_url: str | Engine | None, piece: int = 0, pause: Any = None) -> int:
     """Insert stored records (:data:`~.logrecords.RECORD_COLUMNS` tuples) in one transaction; rows written."""
     _insert(prediction_records, RECORD_COLUMNS, recs, db_url, piece, pause)
     return sum(map(_record_rows, recs))
@@ -316,6 +321,8 @@ class PredictionLog:
         self._last_prune = 0.0
         self._worked_since = 0.0
         self._after = ""  # the highest request id in a block so far (logblocks: a block starts above it)
+        self._engine_of: tuple[int, Any] = (0, None)  # (pid, engine): see _engine()
+        self._sql: _PruneSql | None = None  # the prune's statements, built at the first prune
 
     # -- the request path: append only -----------------------------------------------------------
     def bind_counter(self, counter) -> None:
@@ -473,7 +480,7 @@ class PredictionLog:
             self._yield()
             for attempt in (0, 1):
                 try:
-                    rows = _insert_records(chunk, self.db_url, self.piece_records, self._yield)
+                    rows = _insert_records(chunk, self._engine(), self.piece_records, self._yield)
                     self.written += rows
                     self._written_since_prune += rows
                     break
@@ -486,6 +493,15 @@ class PredictionLog:
                         time.sleep(0.2)
         with self._lock:
             self._pending = max(0, self._pending - n_taken)
+
+    def _engine(self) -> Engine:
+        """The state DB's engine, tables ensured, resolved once per process: resolving the settings' URL
+        and looking the engine up cost the writer ~0.1 ms per call (issue 13: a 100-row request's block
+        is about one transaction, so that was several µs per request)."""
+        pid = os.getpid()
+        if self._engine_of[0] != pid:  # a forked worker never uses its parent's pooled connections
+            self._engine_of = (pid, ensure_tables(self.db_url))
+        return self._engine_of[1]
 
     def _yield(self) -> None:
         """Sleep ``yield_s`` (the GIL is free meanwhile) once a millisecond of work has passed since the last
@@ -534,46 +550,49 @@ class PredictionLog:
         older nbprod wrote goes before the records (it is older). Beyond ``max_rows`` the oldest
         error records go first, then the oldest predictions (and shadow answers) without a label,
         and labelled predictions only when nothing else is left.
+
+        The statements are built once per log (:class:`_PruneSql`) and the per-row form's only when the
+        deployment has rows there: building them each time was most of a prune that deletes little
+        (issue 13: a prune every few hundred 100-row requests).
         """
         now = time.time() if now is None else now
-        cutoff = now - self.max_age_s
-        eng = ensure_tables(self.db_url)
-        t, r, f = predictions, prediction_records, feedback_table
+        cutoff = {"cutoff": now - self.max_age_s}
+        eng = self._engine()
+        if self._sql is None:
+            self._sql = _PruneSql(self.deployment)
+        q = self._sql
         deleted = 0
         sqlite = eng.dialect.name == "sqlite"
         with eng.connect() as conn:
             conn.execution_options(nbprod_write=True)
             with conn.begin():
-                free = conn.exec_driver_sql("PRAGMA freelist_count").scalar() if sqlite else 0
-                old, new = t.c.deployment == self.deployment, r.c.deployment == self.deployment
-                deleted += self._delete_rows(conn, old, t.c.ts < cutoff)
-                deleted += self._delete_records(conn, new, r.c.ts < cutoff)
-                records, errors, count = conn.execute(select(func.sum(_ROWS), func.sum(case((r.c.role == "error", 1),
-                                                                                          else_=0)),
-                                                             func.count()).where(new)).one()
-                held = conn.execute(select(func.count()).select_from(t).where(old)).scalar_one() + int(records or 0)
+                free = int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0) if sqlite else 0
+                legacy = conn.execute(q.has_legacy).first() is not None
+                if legacy:
+                    conn.execute(q.legacy_aged_feedback, cutoff)
+                    deleted += conn.execute(q.legacy_aged, cutoff).rowcount or 0
+                aged = int(conn.execute(q.aged_rows, cutoff).scalar() or 0)
+                if aged:
+                    conn.execute(q.aged_feedback, cutoff)
+                    conn.execute(q.aged, cutoff)
+                    deleted += aged
+                records, errors, count = conn.execute(q.totals).one()
+                held = int(records or 0) + (int(conn.execute(q.legacy_count).scalar_one()) if legacy else 0)
                 excess = held - self.max_rows
-                # oldest first: the planner walks the primary key and stops early, where the indexed
-                # ``deployment = ?`` made it read and sort every record of the deployment (SQLite)
-                new = r.c.deployment.concat("") == self.deployment
-                unlabelled_old = and_(t.c.role != "error", ~exists().where(f.c.prediction_id == t.c.prediction_id))
-                unlabelled_new = and_(r.c.role != "error", ~exists().where(f.c.request_key == r.c.id_prefix))
-                first = r.c.role == "error"
-                for old_kind, new_kind, labelled in ((t.c.role == "error", first, False),  # no feedback on these
-                                                     (unlabelled_old, unlabelled_new, False),
-                                                     (t.c.role != "error", r.c.role != "error", True)):
-                    if excess > 0:
-                        oldest = select(t.c.id).where(old, old_kind).order_by(t.c.id).limit(excess).scalar_subquery()
-                        gone = self._delete_rows(conn, t.c.id.in_(oldest))
+                per_record = int(records or 0) / max(1, count or 0)
+                for kind in q.kinds:  # errors, then unlabelled predictions, then labelled ones
+                    if excess > 0 and legacy:
+                        conn.execute(kind.legacy_feedback, {"n": excess})
+                        gone = conn.execute(kind.legacy_delete, {"n": excess}).rowcount or 0
                         deleted += gone
                         excess -= gone
-                    if excess > 0 and (errors or new_kind is not first):  # no error record: nothing to look for
-                        gone = self._delete_oldest_records(conn, excess, int(records or 0) / max(1, count or 0),
-                                                           new, new_kind, labelled=labelled)
+                    if excess > 0 and (errors or not kind.errors):  # no error record: nothing to look for
+                        gone = self._delete_oldest_records(conn, kind, excess, per_record)
                         deleted += gone
                         excess -= gone
-                conn.execute(delete(f).where(f.c.updated_at < cutoff))
-                freed = conn.exec_driver_sql("PRAGMA freelist_count").scalar() - free if sqlite and deleted else 0
+                conn.execute(q.feedback_aged, cutoff)
+                freed = (int(conn.exec_driver_sql("PRAGMA freelist_count").scalar() or 0) - free
+                         if sqlite and deleted else 0)
         if deleted:
             # a log at its cap writes about ``prune_every_rows`` rows before its next prune (twice that: the other
             # workers write too): the pages those rows held stay free for them; beyond that (an age cut, a lowered
@@ -582,28 +601,8 @@ class PredictionLog:
         return deleted
 
     @staticmethod
-    def _delete_rows(conn, *where) -> int:
-        """Delete the per-row-form rows matching ``where`` and the feedback of their ids (no orphans)."""
-        t, f = predictions, feedback_table
-        conn.execute(delete(f).where(f.c.prediction_id.in_(select(t.c.prediction_id).where(*where))))
-        return conn.execute(delete(t).where(*where)).rowcount or 0
-
-    @staticmethod
-    def _delete_records(conn, *where, rows: int | None = None, labelled: bool = True) -> int:
-        """Delete the records matching ``where`` and the feedback of their rows; the rows they held
-        (``rows``: the caller knows them). ``labelled=False``: none of them has feedback (error records,
-        or records chosen for having none): no feedback to look for."""
-        r, f = prediction_records, feedback_table
-        if rows is None:
-            rows = int(conn.execute(select(func.sum(_ROWS)).where(*where)).scalar() or 0)
-        if rows:
-            if labelled:
-                conn.execute(delete(f).where(f.c.request_key.in_(select(r.c.id_prefix).where(*where))))
-            conn.execute(delete(r).where(*where))
-        return rows
-
-    def _delete_oldest_records(self, conn, excess: int, per_record: float, *where, labelled: bool = True) -> int:
-        """Delete the oldest records matching ``where`` until they held ``excess`` rows; the rows deleted.
+    def _delete_oldest_records(conn, kind: "_Kind", excess: int, per_record: float) -> int:
+        """Delete the oldest records of ``kind`` until they held ``excess`` rows; the rows deleted.
 
         The database finds the last record to go (a running sum of the rows, oldest first) and deletes
         up to it in one statement: no id crosses into Python. Fetching the ids and deleting them 500 at a
@@ -616,29 +615,76 @@ class PredictionLog:
         hold fewer than ``excess`` rows they all go and the next stretch, twice as long, is read: the
         records deleted are the same as with one unbounded running sum.
         """
-        r = prediction_records
-        upto = func.sum(_ROWS).over(order_by=r.c.id, rows=(None, 0))  # rows held by this record and the older ones
         scan = 2 * math.ceil(excess / max(1.0, per_record)) + 16
         deleted = 0
         while excess > 0:
             # each record holds a row at least: the oldest ``excess`` records are always enough
-            oldest = select(r.c.id, _ROWS.label("held"), upto.label("upto")).where(*where).order_by(r.c.id) \
-                .limit(min(scan, excess)).subquery()
-            last, held = conn.execute(select(func.max(oldest.c.id), func.max(oldest.c.upto))
-                                      .where(oldest.c.upto - oldest.c.held < excess)).one()
-            if last is None:
+            last, held = conn.execute(kind.last, {"scan": min(scan, excess), "excess": excess}).one()
+            if last is None or not held:
                 break
-            gone = self._delete_records(conn, *where, r.c.id <= last, rows=int(held), labelled=labelled)
-            if not gone:
-                break
-            deleted += gone
-            excess -= gone
+            if kind.feedback is not None:  # labelled records: their rows' feedback goes with them (no orphans)
+                conn.execute(kind.feedback, {"last": last})
+            conn.execute(kind.delete, {"last": last})
+            deleted += int(held)
+            excess -= int(held)
             scan *= 2
         return deleted
 
     def stats(self) -> dict:
         return {"deployment": self.deployment, "written": self.written, "dropped": self.dropped,
                 "pending": self._pending, "failed_batches": self.failed_batches, "last_error": self.last_error}
+
+
+class _Kind:
+    """The statements that delete the oldest records (and per-row-form rows) of one kind: errors, unlabelled
+    predictions or labelled ones (:meth:`PredictionLog.prune`). Parameters: ``n``, ``scan``, ``excess``, ``last``."""
+
+    def __init__(self, deployment: str, old_kind: Any, new_kind: Any, errors: bool, labelled: bool) -> None:
+        t, r, f = predictions, prediction_records, feedback_table
+        self.errors = errors
+        n = bindparam("n", type_=Integer())
+        oldest = select(t.c.id).where(t.c.deployment == deployment, old_kind).order_by(t.c.id).limit(n) \
+            .scalar_subquery()
+        self.legacy_feedback = delete(f).where(f.c.prediction_id.in_(select(t.c.prediction_id)
+                                                                     .where(t.c.id.in_(oldest))))
+        self.legacy_delete = delete(t).where(t.c.id.in_(oldest))
+        # oldest first: the planner walks the primary key and stops early, where the indexed
+        # ``deployment = ?`` made it read and sort every record of the deployment (SQLite)
+        mine = and_(r.c.deployment.concat("") == deployment, new_kind)
+        upto = func.sum(_ROWS).over(order_by=r.c.id, rows=(None, 0))  # rows held by this record and the older ones
+        window = select(r.c.id, _ROWS.label("held"), upto.label("upto")).where(mine).order_by(r.c.id) \
+            .limit(bindparam("scan", type_=Integer())).subquery()
+        self.last = select(func.max(window.c.id), func.max(window.c.upto)) \
+            .where(window.c.upto - window.c.held < bindparam("excess", type_=Integer()))
+        upto_last = and_(mine, r.c.id <= bindparam("last", type_=Integer()))
+        self.feedback = (delete(f).where(f.c.request_key.in_(select(r.c.id_prefix).where(upto_last)))
+                         if labelled else None)
+        self.delete = delete(r).where(upto_last)
+
+
+class _PruneSql:
+    """A deployment's prune statements, built once (:meth:`PredictionLog.prune`); parameter ``cutoff``."""
+
+    def __init__(self, deployment: str) -> None:
+        t, r, f = predictions, prediction_records, feedback_table
+        cutoff = bindparam("cutoff", type_=Float())
+        old, new = t.c.deployment == deployment, r.c.deployment == deployment
+        self.has_legacy = select(t.c.id).where(old).limit(1)
+        self.legacy_aged_feedback = delete(f).where(f.c.prediction_id.in_(select(t.c.prediction_id)
+                                                                          .where(old, t.c.ts < cutoff)))
+        self.legacy_aged = delete(t).where(old, t.c.ts < cutoff)
+        self.legacy_count = select(func.count()).select_from(t).where(old)
+        self.aged_rows = select(func.sum(_ROWS)).where(new, r.c.ts < cutoff)
+        self.aged_feedback = delete(f).where(f.c.request_key.in_(select(r.c.id_prefix).where(new, r.c.ts < cutoff)))
+        self.aged = delete(r).where(new, r.c.ts < cutoff)
+        self.totals = select(func.sum(_ROWS), func.sum(case((r.c.role == "error", 1), else_=0)), func.count()) \
+            .where(new)
+        self.feedback_aged = delete(f).where(f.c.updated_at < cutoff)
+        unlabelled_old = and_(t.c.role != "error", ~exists().where(f.c.prediction_id == t.c.prediction_id))
+        unlabelled_new = and_(r.c.role != "error", ~exists().where(f.c.request_key == r.c.id_prefix))
+        self.kinds = (_Kind(deployment, t.c.role == "error", r.c.role == "error", errors=True, labelled=False),
+                      _Kind(deployment, unlabelled_old, unlabelled_new, errors=False, labelled=False),
+                      _Kind(deployment, t.c.role != "error", r.c.role != "error", errors=False, labelled=True))
 
 
 def _option(name: str) -> Any:
