@@ -217,3 +217,16 @@ def test_a_real_server_under_concurrent_load_writes_blocks_that_read_and_take_fe
     frame = logread.load("credit", ids=True).frame
     assert set(frame.prediction_id[frame.label == 1]) == set(chosen)
     assert frame.ts.is_monotonic_increasing
+
+
+def test_feedback_finds_a_request_whose_block_a_later_writer_began_inside(db_url):
+    """A second log object in one process knows nothing of the first one's blocks: its block may begin inside
+    an earlier block's range of ids, and each id still finds its own block."""
+    now = time.time()
+    _write("credit", [("prediction", now + k * 0.001, _answer(c, 1)) for k, c in enumerate((10, 11, 13))])
+    _write("credit", [("prediction", now + 0.01 + k * 0.001, _answer(c, 1)) for k, c in enumerate((12, 14))])
+    assert [(r.id_prefix, r.n_requests) for r in _stored("credit")] == [(_rid(10), 3), (_rid(12), 2)]
+    ids = [f"{_rid(c)}-0" for c in (10, 11, 12, 13, 14)]
+    assert feedback(ids, [1, 2, 3, 4, 5]).stored == ids
+    frame = logread.load("credit", ids=True).frame
+    assert dict(zip(frame.prediction_id, frame.label, strict=True)) == dict(zip(ids, [1, 2, 3, 4, 5], strict=True))

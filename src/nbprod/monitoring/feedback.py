@@ -120,14 +120,15 @@ def _in_records(conn, ids: list[str]) -> dict[str, str]:
     for request in wanted:
         if len(request) != 32:  # not an id a server made: never in a block
             continue
-        candidate = conn.execute(select(r.c.id_prefix, r.c.ts, r.c.requests).where(
-            r.c.id_prefix < request, r.c.id_prefix >= request[:20], r.c.requests.is_not(None))
-            .order_by(r.c.id_prefix.desc()).limit(1)).first()
-        if candidate is None:
-            continue
-        rows = {q.request_id: q.n for q in requests_of(candidate.requests, candidate.ts)}.get(request)
-        if rows is not None:
-            out.update((pid, candidate.id_prefix) for pid, i in wanted[request] if i < rows)
+        # the block beginning closest below it holds it; a few more are looked at, should a writer's later
+        # block have begun inside an earlier one's range (a second log object in one process: logblocks)
+        for candidate in conn.execute(select(r.c.id_prefix, r.c.ts, r.c.requests).where(
+                r.c.id_prefix < request, r.c.id_prefix >= request[:20], r.c.requests.is_not(None))
+                .order_by(r.c.id_prefix.desc()).limit(4)):
+            rows = {q.request_id: q.n for q in requests_of(candidate.requests, candidate.ts)}.get(request)
+            if rows is not None:
+                out.update((pid, candidate.id_prefix) for pid, i in wanted[request] if i < rows)
+                break
     return out
 
 

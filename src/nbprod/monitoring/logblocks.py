@@ -26,7 +26,8 @@ How a prediction id ``<request id>-<i>`` finds its block (:mod:`.feedback`): a r
 is the request id (a request stored alone, or a block's first), else the block of that prefix with the
 greatest ``id_prefix`` below it. That is the right one because a writer starts a block only above the
 highest id of its earlier blocks (``after`` below): the blocks of one process cover disjoint ranges of ids.
-A request that comes later than a higher id (its prediction waited) is stored alone.
+A request that comes later than a higher id (its prediction waited) is stored alone. (A second log object
+in the same process starts without that knowledge; feedback then looks at the next blocks below too.)
 
 A block spans at most :data:`SPAN_S` seconds, so a reader of ``[since, until)`` reads the records from
 ``since - SPAN_S`` and keeps each request by its own time.
