@@ -43,10 +43,11 @@ from typing import Any, NamedTuple
 
 __all__ = ["MAX_REQUESTS", "MAX_ROWS", "SPAN_S", "Request", "blocks", "requests_of"]
 
-#: A block holds at most this many requests and rows: a bounded conversion (the writer holds the GIL
-#: meanwhile) and whole records for the prune to delete.
-MAX_REQUESTS = 512
-MAX_ROWS = 2048
+#: A block holds at most this many requests and rows: its conversion is one stretch of about a millisecond
+#: with the GIL held (the writer's unit of work, :meth:`~.predlog.PredictionLog._write`). Blocks of up to
+#: 2,048 rows and 512 requests gave no more throughput and a worse, less steady p99 (BENCHMARKS.md, Serving).
+MAX_REQUESTS = 256
+MAX_ROWS = 512
 #: A block's requests were answered within this many seconds (readers widen their period by it).
 SPAN_S = 1.0
 
