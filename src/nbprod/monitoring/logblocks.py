@@ -1,10 +1,10 @@
-"""Blocks: a run of a server's answered requests stored as ONE record of the prediction log.
+"""Blocks: a run of a server's small answered requests stored as ONE record of the prediction log.
 
 Why: at the log's row cap every record the writer inserts is a record a prune deletes, and each is
 a row in four B-trees (the table and its three indexes), a commit's share and a conversion's fixed
 cost. For one-row requests that was most of the log's cost (issue 13: insert 11–14, prune 4–8 and
 conversion 10 µs per request in a loaded server); a block of up to :data:`MAX_REQUESTS` requests
-pays each of them once.
+pays each of them once. Requests of :data:`LARGE` rows or more are stored alone: their cost is per byte.
 
 A block is a record (:mod:`.logrecords`) whose ``inputs``, ``predictions`` and ``ood`` hold every row
 of its requests, one after the other, as one request of ``n_rows`` rows would; what tells the
@@ -41,13 +41,17 @@ import itertools
 import json
 from typing import Any, NamedTuple
 
-__all__ = ["MAX_REQUESTS", "MAX_ROWS", "SPAN_S", "Request", "blocks", "requests_of"]
+__all__ = ["LARGE", "MAX_REQUESTS", "MAX_ROWS", "SPAN_S", "Request", "blocks", "requests_of"]
 
 #: A block holds at most this many requests and rows: its conversion is one stretch of about a millisecond
 #: with the GIL held (the writer's unit of work, :meth:`~.predlog.PredictionLog._write`). Blocks of up to
 #: 2,048 rows and 512 requests gave no more throughput and a worse, less steady p99 (BENCHMARKS.md, Serving).
 MAX_REQUESTS = 256
 MAX_ROWS = 512
+#: A request of this many rows or more is stored alone: its own record's conversion is cheaper than its share
+#: of a block's (joining its arrays, then converting them), and that outweighs the insert and prune it saves
+#: (100-row requests: 0.510 → 0.569 CPU-ms a request in a server when they joined blocks, BENCHMARKS.md).
+LARGE = 8
 #: A block's requests were answered within this many seconds (readers widen their period by it).
 SPAN_S = 1.0
 
@@ -80,11 +84,12 @@ class _Joined(dict):
 
 def _key(rec: dict) -> tuple | None:
     """What requests of one block share, or None when ``rec`` cannot join a block (not a server's answer
-    as :mod:`nbprod.serving.app` hands it over: an id of 32 hex digits, coerced inputs, a numpy prediction)."""
+    as :mod:`nbprod.serving.app` hands it over: an id of 32 hex digits, coerced inputs, a numpy prediction;
+    or a request of :data:`LARGE` rows or more)."""
     try:
         rid, inputs, pred, n = rec["request_id"], rec["inputs"], rec["predictions"], rec["n"]
         matrix, kind, ndim = inputs.matrix, pred.dtype.kind, pred.ndim
-        if (len(rid) != 32 or type(rec["latency_ms"]) is not float or type(n) is not int or n < 1 or kind not in "biufU"
+        if (len(rid) != 32 or type(rec["latency_ms"]) is not float or type(n) is not int or not 0 < n < LARGE or kind not in "biufU"
                 or ndim not in (1, 2) or len(pred) != n or matrix.shape != (len(inputs.numeric), n)
                 or type(pred).__module__ != "numpy" or not _HEX.issuperset(rid)):
             return None
