@@ -89,9 +89,10 @@ def _key(rec: dict) -> tuple | None:
     try:
         rid, inputs, pred, n = rec["request_id"], rec["inputs"], rec["predictions"], rec["n"]
         matrix, kind, ndim = inputs.matrix, pred.dtype.kind, pred.ndim
-        if (len(rid) != 32 or type(rec["latency_ms"]) is not float or type(n) is not int or not 0 < n < LARGE or kind not in "biufU"
-                or ndim not in (1, 2) or len(pred) != n or matrix.shape != (len(inputs.numeric), n)
-                or type(pred).__module__ != "numpy" or not _HEX.issuperset(rid)):
+        if (len(rid) != 32 or type(rec["latency_ms"]) is not float or type(n) is not int or not 0 < n < LARGE
+                or kind not in "biufU" or ndim not in (1, 2) or len(pred) != n
+                or matrix.shape != (len(inputs.numeric), n) or type(pred).__module__ != "numpy"
+                or not _HEX.issuperset(rid)):
             return None
     except (KeyError, AttributeError, TypeError):
         return None
