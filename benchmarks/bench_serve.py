@@ -13,7 +13,9 @@ the bottleneck; ``apt-get install wrk``) POSTing the same ``dataframe_records`` 
 
 Figures: requests/s per body size (1, 100, 1,000 rows) and nbprod's ratio to the floor of the same
 round (the goal: ≥ 0.5× at 1 row, ≥ 0.2× at 100 rows), wrk's p50/p99, the CPU seconds the server's
-processes spent per request, the single-row sequential p50 (``http.client``), and the first deploy of a
+processes spent per request (until they are idle again after the load: the prediction log's writer may
+still be draining what the requests left, and the next server is only measured then; with
+``--baseline-src`` the two nbprods swap places every other round), the single-row sequential p50 (``http.client``), and the first deploy of a
 newly registered version (``nbprod.deploy()`` call until the service answers; a new version each run,
 so its start-up cache is cold, as for a version just registered; with ``--baseline-src`` alternating with a
 deploy served by the baseline's code). ``uptime``'s load is printed with
@@ -106,6 +108,32 @@ def tree_cpu(pid: int) -> float:
         except psutil.Error:
             pass
     return total
+
+
+def settle(pid: int | None, idle_share: float = 0.05, most_s: float = 20.0) -> None:
+    """Wait until the process tree of ``pid`` uses less than ``idle_share`` of a core (over 0.25 s), at most
+    ``most_s``: a server's background work after the load (its prediction log's writer draining what the
+    requests left) belongs to those requests, and must not run beside the next server's measurement."""
+    if not pid:
+        return
+    deadline = time.monotonic() + most_s
+    last = tree_cpu(pid)
+    while time.monotonic() < deadline:
+        time.sleep(0.25)
+        now = tree_cpu(pid)
+        if now - last < idle_share * 0.25:
+            return
+        last = now
+
+
+def _swapped(servers: list) -> list[int]:
+    """The indexes of ``servers`` with "before" and "nbprod" in each other's place."""
+    names = [s[0] for s in servers]
+    order = list(range(len(servers)))
+    if "before" in names:
+        i, j = names.index("before"), names.index("nbprod")
+        order[i], order[j] = j, i
+    return order
 
 
 def wrk(port: int, body: Path, headers: dict, seconds: float, work: Path) -> dict:
@@ -283,13 +311,17 @@ def main() -> None:
         if mlflow is not None:
             servers.append(("mlflow", ml_port, {}, mlflow.pid))
         for run in range(args.runs):
+            # before and nbprod swap places every other round: the one measured second would otherwise always
+            # run beside the first one's late work (a prediction log's backlog; settle() waits it out)
+            order = servers if run % 2 == 0 else [servers[i] for i in _swapped(servers)]
             for n in sizes:
                 line = []
-                for name, port, headers, pid in servers:
+                for name, port, headers, pid in order:
                     if name == "mlflow" and n != 1:
                         continue
                     cpu0 = tree_cpu(pid) if pid else 0.0
                     r = wrk(port, bodies[n], headers, args.seconds, work)
+                    settle(pid)  # the work the requests left behind (the log's writer) counts as theirs
                     r["cpu_ms"] = (tree_cpu(pid) - cpu0) / max(r["requests"], 1) * 1000 if pid else float("nan")
                     r["load"] = load()
                     results.setdefault((name, n), []).append(r)
