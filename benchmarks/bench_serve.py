@@ -15,11 +15,11 @@ Figures: requests/s per body size (1, 100, 1,000 rows) and nbprod's ratio to the
 round (the goal: ≥ 0.5× at 1 row, ≥ 0.2× at 100 rows), wrk's p50/p99, the CPU seconds the server's
 processes spent per request (until they are idle again after the load: the prediction log's writer may
 still be draining what the requests left, and the next server is only measured then; with
-``--baseline-src`` the two nbprods swap places every other round), the single-row sequential p50 (``http.client``), and the first deploy of a
-newly registered version (``nbprod.deploy()`` call until the service answers; a new version each run,
-so its start-up cache is cold, as for a version just registered; with ``--baseline-src`` alternating with a
-deploy served by the baseline's code). ``uptime``'s load is printed with
-every round: on a shared machine the ratios of one round matter more than absolute figures.
+``--baseline-src`` the two nbprods swap places every other round), the single-row sequential p50
+(``http.client``), and the first deploy of a newly registered version (``nbprod.deploy()`` call until the
+service answers; a new version each run, so its start-up cache is cold, as for a version just registered;
+with ``--baseline-src`` alternating with a deploy served by the baseline's code). ``uptime``'s load is
+printed with every round: on a shared machine the ratios of one round matter more than absolute figures.
 
     .venv/bin/python benchmarks/bench_serve.py [--runs 3] [--seconds 8] [--workers 2] [--rows 1,100,1000]
         [--http h11|httptools] [--skip-mlflow]
