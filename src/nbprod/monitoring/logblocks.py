@@ -48,9 +48,9 @@ __all__ = ["LARGE", "MAX_REQUESTS", "MAX_ROWS", "SPAN_S", "Request", "blocks", "
 #: 2,048 rows and 512 requests gave no more throughput and a worse, less steady p99 (BENCHMARKS.md, Serving).
 MAX_REQUESTS = 256
 MAX_ROWS = 512
-#: A request of this many rows or more is stored alone: its own record's conversion is cheaper than its share
-#: of a block's (joining its arrays, then converting them), and that outweighs the insert and prune it saves
-#: (100-row requests: 0.510 → 0.569 CPU-ms a request in a server when they joined blocks, BENCHMARKS.md).
+#: A request of this many rows or more is stored alone: its cost is per byte, and joining its arrays into a
+#: block costs about what the block saves in inserts and deletes (100-row requests in blocks: 0.549 against
+#: 0.544 CPU-ms a request in a server, p99 18.6 against 15.9 ms: BENCHMARKS.md, Serving).
 LARGE = 8
 #: A block's requests were answered within this many seconds (readers widen their period by it).
 SPAN_S = 1.0
