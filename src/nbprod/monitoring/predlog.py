@@ -496,8 +496,8 @@ class PredictionLog:
 
     def _engine(self) -> Engine:
         """The state DB's engine, tables ensured, resolved once per process: resolving the settings' URL
-        and looking the engine up cost the writer ~0.1 ms per call (issue 13: a 100-row request's block
-        is about one transaction, so that was several µs per request)."""
+        and looking the engine up cost the writer ~0.1 ms per call (issue 13: a transaction of 100-row
+        requests holds about 20 of them, so that was several µs per request)."""
         pid = os.getpid()
         if self._engine_of[0] != pid:  # a forked worker never uses its parent's pooled connections
             self._engine_of = (pid, ensure_tables(self.db_url))
