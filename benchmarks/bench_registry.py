@@ -74,6 +74,7 @@ def main() -> None:
     import nbprod
     from nbprod.config import settings
     from nbprod.registry import load_model, register
+    from nbprod.registry.loading import deserialisation_switches
     from nbprod.registry.modeldir import pinned_requirements
     from nbprod.registry.store import client, experiment_id
 
@@ -112,7 +113,7 @@ def main() -> None:
     default, default_all = _timed(mlflow_default, args.runs)
     explicit, explicit_all = _timed(mlflow_explicit, args.runs)
     load, load_all = _timed(lambda: load_model("bench-nbprod"), max(args.runs, 10))
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+    os.environ.update(dict.fromkeys(deserialisation_switches(), "true"))  # plain MLflow loads our pickle
     mlflow_load, _ = _timed(lambda: mlflow.pyfunc.load_model("models:/bench-mlflow-default/1"), max(args.runs, 10))
 
     import sklearn

@@ -214,8 +214,10 @@ def main() -> None:
     for v in ("MLFLOW_TRACKING_URI", "NBPROD_DB_URL", "NBPROD_PREDICTION_LOG"):
         os.environ.pop(v, None)
     os.environ["NBPROD_HTTP"] = args.http
-    os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"  # our own freshly saved model (mlflow serve)
     from nbprod import registry
+    from nbprod.registry.loading import deserialisation_switches
+
+    os.environ.update(dict.fromkeys(deserialisation_switches(), "true"))  # our own fresh model (mlflow serve)
     from nbprod.datasets import credit
     from nbprod.deployments import api
     from nbprod.registry.versions import local_model_dir

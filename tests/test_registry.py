@@ -200,6 +200,28 @@ def test_load_model_verifies_and_predicts(registered, data, model):
     assert again.name == "credit-risk" and again.uri is None
 
 
+@pytest.mark.parametrize("user_set", [None, "false"])
+def test_load_model_warns_nothing_and_leaves_the_environment_as_it_was(registered, monkeypatch, user_set):
+    """MLflow 3.18 renamed the switch a pickled load needs and warns (into the notebook) at the old name;
+    a verified load flips whichever switch the installed MLflow reads, for the load only."""
+    import os
+    import warnings
+
+    from nbprod.registry import load_model
+
+    names = ("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "MLFLOW_ALLOW_MODEL_CODE_EXECUTION")
+    for name in names:
+        monkeypatch.delenv(name, raising=False)
+    if user_set is not None:
+        monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", user_set)
+    before = {name: os.environ.get(name) for name in names}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error" if user_set is None else "ignore", FutureWarning)
+        loaded = load_model("credit-risk@champion")
+    assert loaded.raw_model is not None
+    assert {name: os.environ.get(name) for name in names} == before
+
+
 def test_download_gives_the_full_directory(registered, tmp_path):
     from nbprod.registry import download, load_model
 

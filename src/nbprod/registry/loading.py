@@ -1,10 +1,12 @@
 """``load_model``: verify the sha256 manifest first, then load — the one loader serving and evaluation use.
 
 MLflow 3.17 refuses to deserialise any model (skops included) unless
-``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is true, because a model file can carry code. nbprod's
-control is the manifest instead: the files must be byte-for-byte what was registered (and the
-manifest what the registry recorded), so we allow deserialisation only for the duration of a
-load that passed that check (or that the caller explicitly asked to load unverified).
+``MLFLOW_ALLOW_PICKLE_DESERIALIZATION`` is true, because a model file can carry code; 3.18 renames
+the switch ``MLFLOW_ALLOW_MODEL_CODE_EXECUTION`` and warns (FutureWarning, into the notebook) when
+the old name is set at all. nbprod's control is the manifest instead: the files must be
+byte-for-byte what was registered (and the manifest what the registry recorded), so we allow
+deserialisation only for the duration of a load that passed that check (or that the caller
+explicitly asked to load unverified), through the switch the installed MLflow reads.
 """
 
 from __future__ import annotations
@@ -29,18 +31,37 @@ __all__ = ["LoadedModel", "load_model"]
 _env_lock = threading.Lock()
 
 
+_OLD_SWITCH = "MLFLOW_ALLOW_PICKLE_DESERIALIZATION"
+_NEW_SWITCH = "MLFLOW_ALLOW_MODEL_CODE_EXECUTION"
+
+
+def deserialisation_switches() -> list[str]:
+    """The environment variables that must be true for the installed MLflow to load a pickled model.
+
+    The new name where MLflow has it; the old one only where MLflow lacks the new one, or where the
+    user set the old one (MLflow >= 3.18 still refuses when it is false, and warns only then).
+    """
+    import mlflow.environment_variables as known
+
+    if not hasattr(known, _NEW_SWITCH):
+        return [_OLD_SWITCH]
+    return [_NEW_SWITCH, _OLD_SWITCH] if _OLD_SWITCH in os.environ else [_NEW_SWITCH]
+
+
 @contextmanager
 def _deserialisation_allowed():
     with _env_lock:
-        old = os.environ.get("MLFLOW_ALLOW_PICKLE_DESERIALIZATION")
-        os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "true"
+        names = deserialisation_switches()
+        old = {name: os.environ.get(name) for name in names}
+        os.environ.update(dict.fromkeys(names, "true"))
         try:
             yield
         finally:
-            if old is None:
-                os.environ.pop("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", None)
-            else:
-                os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = old
+            for name, value in old.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
 
 
 @dataclass(repr=False)
