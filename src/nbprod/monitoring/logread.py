@@ -178,9 +178,8 @@ def _read_records(conn, acc: _Rows, where: list, labels: bool, inputs: bool, per
             if not units:
                 continue
             any_block = True
-        kept = _all if sum(u[6] for u in units) == rows else _kept(units)
-
-        kept_rows = 0
+        kept_rows = sum(u[6] for u in units)
+        kept = _all if kept_rows == rows else _kept(units)
         for urid, upfx, uts, ulat, un, _, count in units:
             acc.ts += [uts] * count
             acc.request_id += [urid] * count
@@ -189,7 +188,6 @@ def _read_records(conn, acc: _Rows, where: list, labels: bool, inputs: bool, per
             acc.n_rows += [un] * count
             if acc.prediction_id is not None:
                 acc.prediction_id += [f"{upfx}-{i}" for i in range(count)] if upfx is not None else [None] * count
-            kept_rows += count
         acc.version += [version] * kept_rows
         acc.role += [role] * kept_rows
         acc.status += [status] * kept_rows
