@@ -151,7 +151,7 @@ def _merged(run: list) -> dict | None:
     numeric = {k: j for j, k in enumerate(first.numeric)}
     matrix = np.concatenate([rec["inputs"].matrix for rec in recs], axis=1)
     columns: dict[str, Any] = {}
-    distinct: dict[str, Any] | None = {}
+    distinct: dict[str, Any] = {}
     for k, values in first.items():
         at = numeric.get(k)
         if at is not None:  # every value of an integer column is exact in the float64 matrix (below 2**53)
@@ -163,11 +163,9 @@ def _merged(run: list) -> dict | None:
         if set(map(type, parts)) != {list}:
             return None
         columns[k] = list(itertools.chain.from_iterable(parts))
-        if distinct is not None:
-            seen: list[Any] = [(rec["inputs"].distinct or {}).get(k) for rec in recs]
-            distinct[k] = set().union(*seen) if all(s is not None for s in seen) else None
-            if distinct[k] is None:
-                del distinct[k]
+        seen: list[Any] = [(rec["inputs"].distinct or {}).get(k) for rec in recs]
+        if all(s is not None for s in seen):  # else logrecords finds the column's distinct values itself
+            distinct[k] = set().union(*seen)
     inputs = _Joined(columns, first.numeric, matrix, distinct)
     ns = [rec["n"] for rec in recs]
     oods = [rec.get("ood") for rec in recs]
