@@ -155,6 +155,29 @@ def test_jobs_answers_a_list(call, jp_fetch, home):
         assert body["jobs"] == [] and "nbprod.runs" in body["note"]
 
 
+def test_a_slow_call_is_logged_as_a_warning(call, jp_fetch, jp_serverapp, home, monkeypatch):
+    """jupyter_server logs a successful request at debug level only: a sidebar waiting a minute for its
+    first data left no trace in the server's log."""
+    import logging
+
+    from nbprod.jupyter import handlers
+
+    monkeypatch.setattr(handlers, "SLOW_S", 0.0)
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    keep = Keep(logging.WARNING)
+    jp_serverapp.log.addHandler(keep)
+    try:
+        call(_get(jp_fetch, "jobs"))
+    finally:
+        jp_serverapp.log.removeHandler(keep)
+    assert any(m.startswith("nbprod: GET ") and "/nbprod/api/jobs took " in m for m in seen), seen
+
+
 # --- actions, in file order on the one deployment -------------------------------------------------
 
 def test_promote_sends_all_traffic_to_the_canary_and_audits_it(call, jp_fetch, credit):

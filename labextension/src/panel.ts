@@ -78,6 +78,8 @@ export class ProductionPanel extends Widget {
   private updated: HTMLSpanElement;
   private timer = 0;
   private busy = false;
+  private loading: Promise<void> | null = null;
+  private again = false;
 
   constructor(private openMonitor: (name: string) => Promise<void>) {
     super();
@@ -112,7 +114,7 @@ export class ProductionPanel extends Widget {
   protected onAfterAttach(): void {
     void this.refresh();
     this.timer = window.setInterval(() => {
-      if (this.isVisible && !this.busy) {
+      if (this.isVisible && !this.busy && !this.loading) {
         void this.refresh();
       }
     }, REFRESH_MS);
@@ -151,23 +153,42 @@ export class ProductionPanel extends Widget {
     this.errorBox.replaceChildren();
   }
 
-  async refresh(): Promise<void> {
-    const [models, deployments, jobs] = await Promise.allSettled([
-      requestAPI<{ versions: ModelVersion[] }>('models'),
-      requestAPI<{ deployments: DeploymentRow[] }>('deployments'),
-      requestAPI<{ jobs: Job[]; note: string | null }>('jobs')
+  /**
+   * Read the three lists again. One read at a time: a slow server (its first call imports MLflow) would
+   * otherwise collect a read every REFRESH_MS, each holding a thread of the Jupyter server. A refresh
+   * asked for meanwhile (after an action) runs once the current one is done, so it sees the change.
+   */
+  refresh(): Promise<void> {
+    if (this.loading) {
+      this.again = true;
+      return this.loading;
+    }
+    this.loading = this.load().finally(() => {
+      this.loading = null;
+      if (this.again) {
+        this.again = false;
+        void this.refresh();
+      }
+    });
+    return this.loading;
+  }
+
+  /** Each section is drawn as soon as its own answer is in: deployments do not wait for the jobs. */
+  private async load(): Promise<void> {
+    await Promise.all([
+      requestAPI<{ deployments: DeploymentRow[] }>('deployments').then(
+        value => this.renderDeployments(value.deployments),
+        reason => this.renderFailure(this.deploymentsBox, reason)
+      ),
+      requestAPI<{ versions: ModelVersion[] }>('models').then(
+        value => this.renderModels(value.versions),
+        reason => this.renderFailure(this.modelsBox, reason)
+      ),
+      requestAPI<{ jobs: Job[]; note: string | null }>('jobs').then(
+        value => this.renderJobs(value.jobs),
+        () => this.renderJobs([])
+      )
     ]);
-    if (deployments.status === 'fulfilled') {
-      this.renderDeployments(deployments.value.deployments);
-    } else {
-      this.renderFailure(this.deploymentsBox, deployments.reason);
-    }
-    if (models.status === 'fulfilled') {
-      this.renderModels(models.value.versions);
-    } else {
-      this.renderFailure(this.modelsBox, models.reason);
-    }
-    this.renderJobs(jobs.status === 'fulfilled' ? jobs.value.jobs : []);
     this.updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
   }
 

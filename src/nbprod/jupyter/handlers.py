@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any, Callable
 
 import tornado.web
@@ -30,6 +31,9 @@ from nbprod.errors import DeploymentError, ModelNotFoundError, NbprodError
 __all__ = ["setup_handlers", "ACTIONS"]
 
 AUDIT_LIMIT = 50
+SLOW_S = 5.0
+"""A call that takes longer is logged as a warning: jupyter_server logs a successful request at debug
+level only, so a sidebar that waits a minute for its first data would otherwise leave no trace."""
 ACTIONS = ("promote", "rollback", "split", "undeploy")
 
 
@@ -45,11 +49,16 @@ class _Base(APIHandler):
     """Runs one API call in a thread and answers JSON; an NbprodError becomes ``{error, problem, fix}``."""
 
     async def _answer(self, call: Callable[[], Any]) -> None:
+        started = time.perf_counter()
         try:
             result = await asyncio.to_thread(call)
         except NbprodError as exc:
             self._error(_status_of(exc), type(exc).__name__, exc.problem, exc.fix)
             return
+        finally:
+            took = time.perf_counter() - started
+            if took > SLOW_S:
+                self.log.warning("nbprod: %s %s took %.1f s", self.request.method, self.request.path, took)
         self.finish(json.dumps(result, default=str))
 
     def _error(self, status: int, error: str, problem: str, fix: str | None) -> None:
