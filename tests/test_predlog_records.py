@@ -164,6 +164,10 @@ def test_a_feedback_table_of_an_older_nbprod_gains_its_request_key(nbprod_home):
     log_rows("credit", [("prediction", now, _record("new", n=1))])
     assert feedback(["new-0"], [0]).stored == ["new-0"]
     assert list(logread.load("credit").frame.label) == [1, 0]
+    with sqlite3.connect(nbprod_home / "nbprod.db") as db:  # each prune's cut of old labels reads an index
+        plan = " ".join(str(r[-1]) for r in db.execute("EXPLAIN QUERY PLAN DELETE FROM feedback WHERE updated_at < 5"))
+    db.close()
+    assert "USING INDEX ix_feedback_updated_at" in plan or "USING COVERING INDEX ix_feedback_updated_at" in plan, plan
 
 
 def _report(training_profile) -> dict:

@@ -158,6 +158,8 @@ feedback_table = Table(
     Column("updated_at", Float, nullable=False),
     Column("request_key", String(64)),  # the id_prefix of the record holding the row; NULL: a per-row-form row
     Index("ix_feedback_request_key", "request_key"),
+    # every prune deletes the labels past the age limit: without it that read every label (13 ms at 300,000)
+    Index("ix_feedback_updated_at", "updated_at"),
 )
 
 _created: set = set()
