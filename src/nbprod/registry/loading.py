@@ -38,8 +38,9 @@ _NEW_SWITCH = "MLFLOW_ALLOW_MODEL_CODE_EXECUTION"
 def deserialisation_switches() -> list[str]:
     """The environment variables that must be true for the installed MLflow to load a pickled model.
 
-    The new name where MLflow has it; the old one only where MLflow lacks the new one, or where the
-    user set the old one (MLflow >= 3.18 still refuses when it is false, and warns only then).
+    The new name where MLflow has it; the old one where MLflow lacks the new one, and also where the
+    user has set the old one: MLflow >= 3.18 still refuses while it is false (and warns that it is
+    set, as it would without nbprod).
     """
     import mlflow.environment_variables as known
 
