@@ -215,12 +215,12 @@ def main() -> None:
         os.environ.pop(v, None)
     os.environ["NBPROD_HTTP"] = args.http
     from nbprod import registry
-    from nbprod.registry.loading import deserialisation_switches
-
-    os.environ.update(dict.fromkeys(deserialisation_switches(), "true"))  # our own fresh model (mlflow serve)
     from nbprod.datasets import credit
     from nbprod.deployments import api
+    from nbprod.registry.loading import deserialisation_switches
     from nbprod.registry.versions import local_model_dir
+
+    os.environ.update(dict.fromkeys(deserialisation_switches(), "true"))  # our own fresh model (mlflow serve)
 
     X, y = credit(2000, 0)
     bodies = {}

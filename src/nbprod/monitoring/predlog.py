@@ -256,9 +256,10 @@ def _record_rows(rec: tuple) -> int:
     return 1 if rec[_ROLE] == "error" else rec[_N_ROWS]
 
 
-def _insert_records(recs: list[tuple], db_url: str | Engine | None, piece: int = 0, pause: Any = None) -> int:
-    """Insert stored records (:data:`~.logrecords.RECORD_COLUMNS` tuples) in one transaction; rows written."""
-    _insert(prediction_records, RECORD_COLUMNS, recs, db_url, piece, pause)
+def _insert_records(recs: list[tuple], db: str | Engine | None, piece: int = 0, pause: Any = None) -> int:
+    """Insert stored records (:data:`~.logrecords.RECORD_COLUMNS` tuples) in one transaction; rows written.
+    ``db``: as :func:`_insert`'s."""
+    _insert(prediction_records, RECORD_COLUMNS, recs, db, piece, pause)
     return sum(map(_record_rows, recs))
 
 
