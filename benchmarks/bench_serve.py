@@ -16,8 +16,11 @@ round (the goal: ≥ 0.5× at 1 row, ≥ 0.2× at 100 rows), wrk's p50/p99, the 
 processes spent per request (until they are idle again after the load: the prediction log's writer may
 still be draining what the requests left, and the next server is only measured then; with
 ``--baseline-src`` the two nbprods swap places every other round), the single-row sequential p50
-(``http.client``), and the first deploy of a newly registered version (``nbprod.deploy()`` call until the
-service answers; a new version each run, so its start-up cache is cold, as for a version just registered;
+(``http.client``), the prediction log's share of nbprod's CPU per request (its writer's
+``nbprod_prediction_log_cpu_seconds_total{phase}`` read from ``/metrics`` before and after each run: where
+a request's cost beyond the model goes), and the first deploy of a newly registered version
+(``nbprod.deploy()`` call until the service answers; a new version each run, so its start-up cache is cold,
+as for a version just registered;
 with ``--baseline-src`` alternating with a deploy served by the baseline's code). ``uptime``'s load is
 printed with every round: on a shared machine the ratios of one round matter more than absolute figures.
 
@@ -158,6 +161,18 @@ def wrk(port: int, body: Path, headers: dict, seconds: float, work: Path) -> dic
     return {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),  # type: ignore[union-attr]
             "p50": ms("50"), "p99": ms("99"), "requests": total,
             "failed": (int(bad.group(1)) if bad else 0) + (sum(map(int, errors.groups())) if errors else 0)}
+
+
+def log_cpu(port: int, headers: dict) -> dict[str, float]:
+    """The prediction log writer's CPU seconds so far, per phase, from the server's ``/metrics``."""
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    try:
+        conn.request("GET", "/metrics", headers=headers)
+        text = conn.getresponse().read().decode()
+    finally:
+        conn.close()
+    return {m.group(1): float(m.group(2)) for m in
+            re.finditer(r'^nbprod_prediction_log_cpu_seconds_total\{phase="(\w+)"\} ([\d.e+-]+)$', text, re.M)}
 
 
 def sequential_p50(port: int, body: bytes, headers: dict, n: int) -> float:
@@ -322,9 +337,13 @@ def main() -> None:
                     if name == "mlflow" and n != 1:
                         continue
                     cpu0 = tree_cpu(pid) if pid else 0.0
+                    spent0 = log_cpu(port, headers) if name in ("nbprod", "before") else {}
                     r = wrk(port, bodies[n], headers, args.seconds, work)
                     settle(pid)  # the work the requests left behind (the log's writer) counts as theirs
                     r["cpu_ms"] = (tree_cpu(pid) - cpu0) / max(r["requests"], 1) * 1000 if pid else float("nan")
+                    if spent0:  # the log writer's CPU per request, µs per phase
+                        r["log_us"] = {k: (v - spent0.get(k, 0.0)) / max(r["requests"], 1) * 1e6
+                                       for k, v in log_cpu(port, headers).items()}
                     r["load"] = load()
                     results.setdefault((name, n), []).append(r)
                     line.append(f"{name} {r['rps']:.0f} req/s (p50 {r['p50']:.2f} ms, {r['cpu_ms']:.3f} CPU-ms/req, "
@@ -366,6 +385,13 @@ def main() -> None:
               f"{med(r['p50'] for r in nb):.2f} / {med(r['p99'] for r in nb):.2f} ms | "
               f"{med(r['cpu_ms'] for r in f):.3f} / {med(r['cpu_ms'] for r in nb):.3f} | "
               f"{ml_rps} |")
+    for n in sizes:
+        spent = [r["log_us"] for r in results[("nbprod", n)] if r.get("log_us")]
+        if spent:
+            phases = {k: med(x[k] for x in spent) for k in spent[0]}
+            print(f"nbprod, {n} row(s): the prediction log's writer {sum(phases.values()):.0f} µs CPU a request ("
+                  + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()) + ") of "
+                  f"{med(r['cpu_ms'] for r in results[('nbprod', n)]) * 1000:.0f} µs in all")
     print("single-row sequential p50: " + ", ".join(f"{k} {v:.2f} ms" for k, v in seq.items()))
     if deploy_s:
         print(f"first deploy of a newly registered version until it answers: median {med(deploy_s):.2f} s "

@@ -62,7 +62,11 @@ def test_predictions_feedback_and_monitor_through_a_real_server(serving_models, 
         assert status == 200 and json.loads(data)["updated"][0]["prediction_id"] == ids[0]
         status, _, data = request(port, "POST", "/feedback", {"labels": [1]}, token=TOKEN)
         assert status == 400 and json.loads(data)["error"] == "bad_feedback"
-        assert b"nbprod_dropped_log_rows_total 0.0" in request(port, "GET", "/metrics")[2]
+        scraped = request(port, "GET", "/metrics")[2].decode()
+        assert "nbprod_dropped_log_rows_total 0.0" in scraped
+        spent = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()
+                 if line.startswith("nbprod_prediction_log_cpu_seconds_total{")}
+        assert set(spent) == {"convert", "insert", "prune"} and spent["convert"] > 0 and spent["insert"] > 0, spent
     report = monitor("credit", window="1h", since="2h", min_rows=50, reference=reference)
     accuracy, status, window = report.latest("accuracy")
     assert status == "ok" and 0.6 < accuracy <= 1.0

@@ -123,6 +123,32 @@ def test_the_writer_works_in_short_stretches_and_gives_the_gil_away_between_them
     assert [tuple(getattr(r, c) for c in cols) for r in _rows("stretches")] == want
 
 
+def test_the_writer_counts_its_cpu_per_phase_in_stats_and_metrics(db_url):
+    """What the log costs its server is seen, not guessed (issue 13): the writer thread's CPU per phase,
+    in stats() and in the app's nbprod_prediction_log_cpu_seconds_total{phase}."""
+    from nbprod.serving.metrics import ServingMetrics
+
+    metrics = ServingMetrics()
+    log = PredictionLog("cpu", flush_s=0.05, max_rows=100)
+    log.bind_cpu_counter(metrics.log_cpu)
+    assert log.stats()["cpu_s"] == {"convert": 0.0, "insert": 0.0, "prune": 0.0}
+    for i in range(60):
+        log.on_prediction(_record(f"c{i}", n=3))  # 180 rows: the writer converts, inserts and prunes to 100
+    assert log.flush(10)
+    log.close()
+    spent = log.stats()["cpu_s"]
+    assert set(spent) == {"convert", "insert", "prune"} and all(v > 0 for v in spent.values()), spent
+    for phase, seconds in spent.items():
+        assert metrics.log_cpu.labels(phase)._value.get() == pytest.approx(seconds)
+    assert sum(r.n_rows for r in prediction_records_rows("cpu")) <= 100
+
+
+def prediction_records_rows(deployment: str) -> list:
+    with ensure_tables().connect() as conn:
+        return list(conn.execute(sa.select(prediction_records.c.n_rows)
+                                 .where(prediction_records.c.deployment == deployment)))
+
+
 def test_overflow_drops_rows_counts_them_and_never_blocks(nbprod_home):
     from nbprod.serving.metrics import ServingMetrics
 

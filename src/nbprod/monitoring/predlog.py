@@ -29,6 +29,10 @@ Why it is built this way:
   and windows still count requests and errors exactly (``/metrics`` counts them too, per status).
 - Shadow answers are records with ``role='shadow'``, no prediction ids and no inputs (they are
   the stable request's inputs: join on ``request_id`` + ``row_index``).
+- What the log costs its server is counted: the writer's own CPU time per phase (``convert``, ``insert``,
+  ``prune``) in ``nbprod_prediction_log_cpu_seconds_total{phase}`` and :meth:`PredictionLog.stats`. The log
+  is most of a server's cost beyond the model on requests of many rows (issue 13, BENCHMARKS.md: Serving),
+  and an operator deciding on retention or on ``NBPROD_PREDICTION_LOG=off`` should see that cost, not guess it.
 - Feedback (:mod:`.feedback`) is keyed by prediction id ``<request_id>-<row>``; a label of a
   record's row also stores the record's ``request_key`` (its request id), so readers and
   retention join labels to records by equality, with an index.
@@ -96,6 +100,7 @@ __all__ = ["predictions", "prediction_records", "feedback_table", "PredictionLog
            "MAX_AGE_ENV", "MAX_ROWS_ENV"]
 
 DEFAULT_MAX_AGE_S = 30 * 24 * 3600.0
+CPU_PHASES = ("convert", "insert", "prune")  # the writer's work, as nbprod_prediction_log_cpu_seconds_total counts it
 DISABLE_ENV = "NBPROD_PREDICTION_LOG"  # "off" / "0": the server logs nothing (benchmarks, privacy)
 DEFAULT_MAX_ROWS = 1_000_000
 MAX_AGE_ENV = "NBPROD_PREDICTION_LOG_MAX_AGE"  # option prediction_log_max_age: "30d", "12h" or seconds
@@ -317,6 +322,8 @@ class PredictionLog:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._counter = None
+        self.cpu_s = dict.fromkeys(CPU_PHASES, 0.0)  # the writer thread's CPU seconds per phase (stats(), metrics)
+        self._cpu_counters: dict[str, Any] = {}
         self.written = 0
         self.dropped = 0
         self.failed_batches = 0
@@ -330,6 +337,16 @@ class PredictionLog:
     # -- the request path: append only -----------------------------------------------------------
     def bind_counter(self, counter) -> None:
         self._counter = counter
+
+    def bind_cpu_counter(self, counter) -> None:
+        """Count the writer's CPU seconds per phase in ``counter`` (a Counter labelled ``phase``) too."""
+        self._cpu_counters = {phase: counter.labels(phase) for phase in CPU_PHASES}
+
+    def _spent(self, phase: str, seconds: float) -> None:
+        self.cpu_s[phase] += seconds
+        child = self._cpu_counters.get(phase)
+        if child is not None:
+            child.inc(seconds)
 
     def _put(self, kind: str, record: dict, rows: int) -> None:
         with self._lock:
@@ -438,10 +455,12 @@ class PredictionLog:
                     or time.time() - self._last_prune > self.prune_every_s):
                 self._last_prune = time.time()
                 self._written_since_prune = 0
+                started = time.thread_time()
                 try:
                     self.prune()
                 except Exception as exc:  # noqa: BLE001 - pruning is retried next period
                     self.last_error = f"prune: {type(exc).__name__}: {exc}"
+                self._spent("prune", time.thread_time() - started)
             if self._stop.is_set() and not self._buffer and not self._refused:
                 return
 
@@ -469,6 +488,7 @@ class PredictionLog:
         """
         recs: list[tuple] = []
         self._worked_since = time.perf_counter()
+        started = time.thread_time()  # this thread's CPU: the sleeps between stretches are not counted
         n_taken = sum(rows_in(kind, rec) for kind, _, rec in items if "count" not in rec)
         items, self._after = blocks(items, self._after, min(MAX_BLOCK_ROWS, self.prune_every_rows))
         for part in _slices(items, self.slice_rows):
@@ -479,6 +499,8 @@ class PredictionLog:
                 else:
                     recs.append(converted)
             self._yield()
+        converted_at = time.thread_time()
+        self._spent("convert", converted_at - started)
         for chunk in _chunks(recs, self.batch_rows):
             self._yield()
             for attempt in (0, 1):
@@ -494,6 +516,7 @@ class PredictionLog:
                         self._count_failed(sum(map(_record_rows, chunk)))
                     else:
                         time.sleep(0.2)
+        self._spent("insert", time.thread_time() - converted_at)
         with self._lock:
             self._pending = max(0, self._pending - n_taken)
 
@@ -635,7 +658,8 @@ class PredictionLog:
 
     def stats(self) -> dict:
         return {"deployment": self.deployment, "written": self.written, "dropped": self.dropped,
-                "pending": self._pending, "failed_batches": self.failed_batches, "last_error": self.last_error}
+                "pending": self._pending, "failed_batches": self.failed_batches, "last_error": self.last_error,
+                "cpu_s": dict(self.cpu_s)}
 
 
 class _Kind:
@@ -744,12 +768,14 @@ def server_log(source: Any, **options: Any) -> PredictionLog | None:
 
 
 def writer_lifespan(log: PredictionLog):
-    """The app lifespan of ``log``: it counts its dropped rows in the app's ``/metrics``
-    (``nbprod_dropped_log_rows_total``), is ``app.state.prediction_log`` while the app runs, and
-    writes what is buffered and stops its writer when the app stops (and at interpreter exit)."""
+    """The app lifespan of ``log``: it counts its dropped rows and its writer's CPU in the app's
+    ``/metrics`` (``nbprod_dropped_log_rows_total``, ``nbprod_prediction_log_cpu_seconds_total``), is
+    ``app.state.prediction_log`` while the app runs, and writes what is buffered and stops its writer when
+    the app stops (and at interpreter exit)."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
         log.bind_counter(app.state.serving.metrics.dropped_log_rows)
+        log.bind_cpu_counter(app.state.serving.metrics.log_cpu)
         app.state.prediction_log = log
         try:
             yield

@@ -201,6 +201,9 @@ class ServingMetrics:
                                      ["version", "role"], registry=r)
         self.dropped_log_rows = Counter("nbprod_dropped_log_rows_total",
                                         "Prediction-log rows dropped because the log could not keep up.", registry=r)
+        self.log_cpu = Counter("nbprod_prediction_log_cpu_seconds_total",
+                               "CPU seconds the prediction log's writer spent, by phase (convert, insert, prune).",
+                               ["phase"], registry=r)
         self.batch_rows = Histogram("nbprod_batch_rows", "Rows per model call after micro-batching.",
                                     ["version"], buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096),
                                     registry=r)
