@@ -30,9 +30,10 @@ Why it is built this way:
 - Shadow answers are records with ``role='shadow'``, no prediction ids and no inputs (they are
   the stable request's inputs: join on ``request_id`` + ``row_index``).
 - What the log costs its server is counted: the writer's own CPU time per phase (``convert``, ``insert``,
-  ``prune``) in ``nbprod_prediction_log_cpu_seconds_total{phase}`` and :meth:`PredictionLog.stats`. The log
-  is most of a server's cost beyond the model on requests of many rows (issue 13, BENCHMARKS.md: Serving),
-  and an operator deciding on retention or on ``NBPROD_PREDICTION_LOG=off`` should see that cost, not guess it.
+  ``prune``) in ``nbprod_prediction_log_cpu_seconds_total{phase}`` and :meth:`PredictionLog.stats`. On
+  requests of many rows the writer takes a fifth to a quarter of its server's CPU (issue 13, BENCHMARKS.md:
+  Serving), and an operator deciding on retention or on ``NBPROD_PREDICTION_LOG=off`` should see that
+  cost, not guess it.
 - Feedback (:mod:`.feedback`) is keyed by prediction id ``<request_id>-<row>``; a label of a
   record's row also stores the record's ``request_key`` (its request id), so readers and
   retention join labels to records by equality, with an index.
