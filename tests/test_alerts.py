@@ -71,6 +71,23 @@ def test_firing_posts_once_until_resolved_then_again(db_url):
     json.dumps(refired.to_dict())
 
 
+def test_a_firing_names_the_deployments_model(db_url, monkeypatch):
+    # the message reads the deployment's spec inside the check's write transaction: on SQLite that new
+    # connection waited for the check's own lock (30 s), failed, and the message named no model
+    from nbprod import state
+    from nbprod.serving.spec import DeploymentSpec, Route, save_spec
+
+    monkeypatch.setattr(state, "BUSY_TIMEOUT_MS", 500)  # the bug shows at once, not after 30 s
+    save_spec("credit", DeploymentSpec("credit", [Route("models:/credit-risk/7", "7", 100, "stable")]))
+    start = hour_start(2)
+    traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
+    state.dispose()  # no idle pooled connection: the spec is read on a new one
+    with receiver() as (url, received):
+        result = check(monitor("credit", since=start), ["p95_ms > 100"], webhook=url)
+    assert result.firing[0].notification == "sent"
+    assert "model models:/credit-risk/7 (serving v1)" in received[0]["text"]
+
+
 @pytest.mark.slow
 def test_the_four_rules_of_the_issue_fire_on_bad_traffic(nbprod_home):
     """drift_share, p95_ms, error_rate and roc_auc each fire on traffic that breaks them, and each

@@ -134,6 +134,22 @@ def test_pruning_gives_the_freed_pages_of_a_new_sqlite_state_db_back(nbprod_home
 
 
 
+def test_a_new_connection_reads_while_another_holds_the_write_lock(nbprod_home, monkeypatch):
+    # setting auto_vacuum again on a file already INCREMENTAL rewrites its header: every new connection
+    # waited for the write lock — 30 s, then "database is locked", for one opened inside a write transaction
+    # (an alert check naming the deployment's model)
+    from nbprod import state
+
+    monkeypatch.setattr(state, "BUSY_TIMEOUT_MS", 500)  # the bug shows as an error at once, not after 30 s
+    log_rows("credit", [("prediction", time.time(), _record("r0"))])
+    state.dispose()  # no idle pooled connection: the reader below opens a new one
+    with state.write_transaction() as writer:
+        writer.exec_driver_sql("DELETE FROM prediction_records WHERE request_id = 'nothing'")
+        with state.engine().connect() as reader:
+            assert reader.exec_driver_sql("SELECT count(*) FROM prediction_records").scalar() == 1
+            assert reader.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # still INCREMENTAL
+
+
 def test_a_log_at_its_cap_keeps_the_pages_it_prunes_for_the_rows_it_writes_next(nbprod_home):
     # issue 13: giving the pruned pages back and growing the file again at once cost the writer a fifth of a prune
     from nbprod import state

@@ -114,7 +114,11 @@ def _sqlite_events(eng: Engine) -> None:
         dbapi_connection.isolation_level = None  # nbprod emits BEGIN itself (see module docstring)
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")  # takes effect on a new file only: see reclaim()
+        # takes effect on a new file only (see reclaim()); set only when it is not yet: on a file already
+        # INCREMENTAL setting it again rewrites the header, so each new connection waited for every open
+        # write transaction — 30 s and "database is locked" for one opened inside such a transaction
+        if cursor.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+            cursor.execute("PRAGMA auto_vacuum = INCREMENTAL")
         cursor.execute("PRAGMA journal_mode = WAL")
         cursor.execute("PRAGMA synchronous = NORMAL")
         cursor.execute("PRAGMA foreign_keys = ON")
