@@ -143,8 +143,7 @@ def test_a_new_connection_reads_while_another_holds_the_write_lock(nbprod_home, 
     monkeypatch.setattr(state, "BUSY_TIMEOUT_MS", 500)  # the bug shows as an error at once, not after 30 s
     log_rows("credit", [("prediction", time.time(), _record("r0"))])
     state.dispose()  # no idle pooled connection: the reader below opens a new one
-    with state.write_transaction() as writer:
-        writer.exec_driver_sql("DELETE FROM prediction_records WHERE request_id = 'nothing'")
+    with state.write_transaction():  # BEGIN IMMEDIATE: the write lock from the start
         with state.engine().connect() as reader:
             assert reader.exec_driver_sql("SELECT count(*) FROM prediction_records").scalar() == 1
             assert reader.exec_driver_sql("PRAGMA auto_vacuum").scalar() == 2  # still INCREMENTAL
