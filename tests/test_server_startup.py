@@ -99,3 +99,26 @@ def test_loaders_that_miss_the_start_up_cache_together_load_the_version_once(ser
     assert opened == ["first"], opened
     one, two = results["first"], results["second"]
     assert two.plan is not None and two.fastpath_reason == one.fastpath_reason  # type: ignore[attr-defined]
+
+
+def test_serve_names_a_missing_model_before_it_starts(env, nbprod_home, tmp_path):
+    """A typo in ``nbprod serve --model`` printed the bearer token, then each worker's start-up traceback and
+    uvicorn's "Application startup failed" (exit 3); a missing ``--model-dir`` was read as a model URI. Now
+    each is one error with its fix (exit 2) before anything starts, and ``nbprod.serve`` raises it."""
+    from nbprod.errors import ModelNotFoundError, ServingError
+    from nbprod.service import serve
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for args, says in [(["--model", "nosuch@champion"], "no registered model called 'nosuch'"),
+                       (["--model-dir", str(tmp_path / "gone")], f"no model directory at {tmp_path / 'gone'}"),
+                       (["--model-dir", str(empty)], f"{empty} is not an MLflow model directory (no MLmodel file)")]:
+        done = subprocess.run([NBPROD, "serve", *args, "--port", "1", "--workers", "2"], env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2, done.stderr
+        assert says in done.stderr and "Fix:" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr and "bearer token" not in done.stderr, done.stderr
+    with pytest.raises(ModelNotFoundError, match="no registered model called 'nosuch'"):
+        serve("nosuch@champion", port=1)
+    with pytest.raises(ServingError, match="no model directory at"):
+        serve(str(tmp_path / "gone"), port=1)

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
 # light. With ``workers > 1`` uvicorn's supervisor — the process ``nbprod serve`` starts — imports it
 # once (PRELOAD) and forks the workers from itself (nbprod.serving.server), so they answer sooner.
 
-__all__ = ["serve", "build_app", "app_from_env", "model_store", "load_version", "FACTORY"]
+__all__ = ["serve", "check_models", "build_app", "app_from_env", "model_store", "load_version", "FACTORY"]
 
 FACTORY = "nbprod.service:app_from_env"
 #: What a worker of :func:`app_from_env` imports before it answers (the registry only on a start-up cache miss).
@@ -72,6 +72,21 @@ def load_version(source: str, version: str | None = None, **options: Any):
     from .serving.loader import load_version as _load_version  # the app's side (see above)
 
     return _load_version(source, version, store=model_store(), **options)
+
+
+def check_models(source: SpecSource | DeploymentSpec | str) -> None:
+    """Raise unless every model of a fixed spec is there: a model directory holding an MLmodel file, or a
+    registered URI that resolves. A server runs this before it starts, so ``nbprod serve --model`` with a
+    typo is one clear error (exit 2) rather than each worker's start-up traceback. A deployment's
+    versions were checked when they were deployed, and its spec may change while it runs: not here."""
+    from .serving.loader import model_dir  # the app's side (see above)
+    from .serving.spec import StaticSource
+
+    source = as_source(source)
+    if isinstance(source, StaticSource):
+        store = model_store()
+        for route in source.spec.routes:
+            model_dir(route.uri, store)
 
 
 def _deployment_hooks(source: SpecSource) -> ServingHooks | None:
@@ -170,6 +185,7 @@ def serve(source: SpecSource | DeploymentSpec | str, *, host: str = "127.0.0.1",
     (retraining from an alert, :mod:`nbprod.pipelines.trigger`); default ``NBPROD_ALERT_PIPELINES``.
     """
     source = as_source(source)
+    check_models(source)
     _retention_env(prediction_log_max_age, prediction_log_max_rows)
     alerts = _alert_loop(source, alert_rules, alert_webhook, alert_interval, alert_window,
                          alert_pipelines)  # bad rules fail here

@@ -45,7 +45,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
-    from ..service import serve
+    from ..service import check_models, serve
     from ..serving.spec import DbSource, DeploymentSpec, StaticSource
     from .results import ServeResult
 
@@ -62,6 +62,7 @@ def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
         spec = DeploymentSpec.single(model, ood=args.ood, timeout_s=args.timeout,
                                      max_body_bytes=int(args.max_body_mb * 1024 * 1024), fastpath=not args.no_fastpath)
         source, label = StaticSource(spec), model
+        check_models(source)  # before the token is printed: a typo is the one thing shown (serve checks again)
     token = None
     if not args.no_auth:
         token = args.token or os.environ.get(TOKEN_ENV)

@@ -39,7 +39,7 @@ from .codecs import Batch, Column, coerce
 from .fastpath import Unsupported, compile_estimator, equivalent
 from .quickood import QuickOod
 
-__all__ = ["ServedVersion", "ModelStore", "OodChecker", "load_version", "model_dir_digest", "CACHE_SCHEMA"]
+__all__ = ["ServedVersion", "ModelStore", "OodChecker", "load_version", "model_dir", "model_dir_digest", "CACHE_SCHEMA"]
 
 CACHE_SCHEMA = 2  # 2: the OOD checker is nbprod.data.ood.OodChecker (shared with row_flags)
 
@@ -269,24 +269,43 @@ def _ood_checker(profile: Any) -> OodChecker | None:
     return checker if len(checker) else None
 
 
-def load_version(source: str, version: str | None = None, *, name: str | None = None,
-                 fast: bool = True, cache: bool = True,
-                 on_event: Callable[[str, dict], None] | None = None,
-                 store: ModelStore | None = None) -> ServedVersion:
-    """Load a model directory, or a registered model URI through ``store``, as a :class:`ServedVersion`."""
+def model_dir(source: str, store: ModelStore | None = None) -> tuple[Path, str | None, str | None]:
+    """``source``'s model directory — ``source`` itself, or a registered model URI's through ``store`` — with
+    the registered name and version (None for a plain directory), without loading it.
+
+    Raises when there is none: a server checks its models with this before it starts (``nbprod serve
+    --model`` with a typo is one clear error, not the start-up traceback of every worker)."""
     path = Path(source).expanduser()
-    uri = source
+    name = version = None
     if not path.is_dir():
+        if path.exists() or source.startswith(("/", "./", "../", "~")):
+            raise ServingError(f"no model directory at {source}",
+                               "pass the directory holding the MLmodel file (a packaged bundle's ./model), "
+                               "or a registered model URI such as credit-risk@champion", status=500, code="no_model")
         if store is None:
             raise ServingError(f"{source!r} is not a model directory, and this server has no model store to "
                                "resolve a registered model URI",
                                "pass a model directory, or serve the URI with nbprod.serve / `nbprod serve`",
                                status=500, code="no_model_store")
-        path, mv_name, mv_version = store.locate(source)
-        path = Path(path)
-        name = name or mv_name
-        version = version or mv_version
+        found, name, version = store.locate(source)
+        path = Path(found)
     path = path.resolve()
+    if not (path / "MLmodel").is_file():
+        raise ServingError(f"{path} is not an MLflow model directory (no MLmodel file)",
+                           "pass the directory mlflow.<flavor>.save_model wrote, or a registered model URI",
+                           status=500, code="no_model")
+    return path, name, version
+
+
+def load_version(source: str, version: str | None = None, *, name: str | None = None,
+                 fast: bool = True, cache: bool = True,
+                 on_event: Callable[[str, dict], None] | None = None,
+                 store: ModelStore | None = None) -> ServedVersion:
+    """Load a model directory, or a registered model URI through ``store``, as a :class:`ServedVersion`."""
+    uri = source
+    path, mv_name, mv_version = model_dir(source, store)
+    name = name or mv_name
+    version = version or mv_version
     mlmodel = _read_mlmodel(path)
     signature, has_params = _signature(mlmodel)
     predict_fn = _predict_fn(mlmodel)
