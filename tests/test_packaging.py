@@ -185,6 +185,19 @@ def test_existing_bundle_needs_overwrite_and_failures_leave_it_intact(registered
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # no temp or old dirs left behind
 
 
+def test_a_bundle_path_that_cannot_be_written_is_a_packaging_error(registered, tmp_path):
+    """A folder that cannot be made (here under a file; a read-only disk or /proc alike) raised the raw
+    FileNotFoundError/NotADirectoryError with nbprod's temp folder in it: a traceback in the terminal."""
+    from nbprod import audit
+    from nbprod.packaging import package
+
+    (tmp_path / "a-file").write_text("x")
+    before = len(audit.history("Credit_Risk"))
+    with pytest.raises(PackagingError, match=r"cannot write the bundle to .*a-file/b: (File exists|Not a directory)"):
+        package("Credit_Risk@challenger", tmp_path / "a-file" / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and len(audit.history("Credit_Risk")) == before
+
+
 def test_overwrite_replaces_only_a_previous_bundle_as_nbprod_wrote_it(registered, tmp_path, monkeypatch):
     """--overwrite deletes a directory: never one it did not write, nor NBPROD_HOME, nor the working
     directory, and it follows no symlink."""

@@ -164,6 +164,18 @@ def test_a_missing_column_stops_before_anything_runs(credit_model, tmp_path):
         nbprod.score("credit@champion", src, tmp_path / "o.parquet", progress=False)
 
 
+def test_an_output_that_cannot_be_written_is_a_data_error(credit_model, tmp_path):
+    """An output folder that cannot be made raised the raw NotADirectoryError (a traceback in the terminal)."""
+    import nbprod
+    from nbprod.errors import DataError
+
+    X, _ = _input(tmp_path, n=20)
+    (tmp_path / "a-file").write_text("x")
+    for out in (tmp_path / "a-file" / "scored.parquet", tmp_path / "a-file" / "parts"):
+        with pytest.raises(DataError, match=r"cannot write the output beside .*a-file/.*: Not a directory"):
+            nbprod.score("credit@champion", X, out, progress=False, log=False)
+
+
 def test_a_frame_and_a_dask_frame_give_the_same_rows(credit_model, tmp_path):
     import dask.dataframe as dd
     import pandas as pd

@@ -697,12 +697,16 @@ def score(uri: str, data: Any, output: str | os.PathLike | None = None, *, dask:
 
         deployment = resolve_name(name if Path(uri).expanduser().is_dir() else uri)
     base = target if target is not None else Path(settings.home) / "cache" / "score"
-    base.parent.mkdir(parents=True, exist_ok=True)
     job_id = uuid.uuid4().hex[:12]
     staging = base.parent / f".{base.name}.{job_id}.tmp"
     out_dir, reject_dir = staging / "out", staging / "rejects"
-    out_dir.mkdir(parents=True)
-    reject_dir.mkdir()
+    try:
+        out_dir.mkdir(parents=True)
+        reject_dir.mkdir()
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise DataError(f"cannot write the output beside {base}: {exc.strerror or exc}",
+                        "pass an output path in a directory you can write to") from exc
     single_file = target is not None and target.suffix.lower() in (".parquet", ".pq")
     job = _Job(path, name, served.version, job_id, str(out_dir), str(reject_dir), batch_rows, on_bad_rows,
                probabilities, deployment, settings.db_url if logging_on else None, ipc=single_file)

@@ -102,10 +102,10 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     expected = version.tags.get("nbprod.manifest_sha256")
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.nbprod-tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
         downloaded = download(version.uri, tmp / ".download")
         if not (downloaded / "MLmodel").is_file():
             raise PackagingError(f"{version.uri} downloaded without an MLmodel file",
@@ -161,8 +161,8 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
     except NbprodError:
         raise
     except OSError as exc:
-        raise PackagingError(f"cannot write the bundle to {out}: {exc}",
-                             "check that the directory is writable and has free space") from exc
+        raise PackagingError(f"cannot write the bundle to {out}: {exc.strerror or exc}",
+                             "pass a directory you can write to, with free space, e.g. build/credit-risk") from exc
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return bundle
