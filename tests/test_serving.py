@@ -410,11 +410,19 @@ def test_integers_past_int64_and_huge_literals_are_400_naming_the_column(serving
     """An integer the model's int64 column cannot hold is refused, not wrapped around to a wrong answer."""
     row = json.loads(serving_models["df"].head(1).to_json(orient="records"))[0]
     with client(serving_models["clf"], auth=False) as c:
-        for bad in (b"9223372036854775808", b"1e20", b"-9223372036854775809", b"1" + b"0" * 400):
+        # what the message says is true of what was sent: an integer literal past 2**64 (read as a float by the
+        # JSON parser) was called "a floating-point number"
+        for bad, says in ((b"9223372036854775808", "outside the range of a 64-bit integer"),
+                          (b"1e20", "outside the range of a 64-bit integer"),
+                          (b"-9223372036854775809", "too large to be read as an exact integer"),  # -2**63 as a float
+                          (b"1" + b"0" * 30, "holds 1e+30, outside the range of a 64-bit integer"),
+                          (b"1" + b"0" * 400, "holds an integer of 401 digits, outside the range of a 64-bit"),
+                          (b"1e17", "holds 1e+17, too large to be read as an exact integer")):
             body = compact({"dataframe_records": [{**row, "visits": 0}]}).replace(b'"visits":0', b'"visits":' + bad)
             r = c.post("/invocations", content=body, headers={"Content-Type": "application/json"})
             assert r.status_code == 400, (bad[:30], r.text)
             assert r.json()["error"] == "wrong_type" and "'visits'" in r.json()["message"] and r.json()["fix"]
+            assert says in r.json()["message"], (bad[:30], r.json()["message"])
             assert len(r.json()["message"]) < 300  # a 401-digit literal is not echoed whole
         huge_double = compact({"dataframe_records": [{**row, "age": 0}]}).replace(b'"age":0', b'"age":1' + b"0" * 400)
         r = c.post("/invocations", content=huge_double, headers={"Content-Type": "application/json"})

@@ -76,7 +76,8 @@ def parse_json(body: bytes) -> Any:
         raise http_error("the request body is empty", "send a JSON object, e.g. {\"dataframe_records\": [{...}]}",
                          error="empty_body")
     if _orjson is not None:
-        # orjson reads strict UTF-8 RFC 8259 JSON into the same objects as the stdlib; whatever it refuses
+        # orjson reads strict UTF-8 RFC 8259 JSON into the same objects as the stdlib (except an integer past
+        # 64 bits: a float, which an integer column refuses as out of range all the same); whatever it refuses
         # (NaN, a lone surrogate, UTF-16, a BOM, a number past float64, bad JSON) goes on to the stdlib
         # decoder below, which reads it or names the problem exactly as before.
         try:
@@ -704,21 +705,31 @@ def _exact_ints(c: Column, values: Any) -> np.ndarray:
             except ValueError:
                 v = float(v)  # numeric text such as "1e20": castable, checked below
         if isinstance(v, float):
-            if abs(v) >= _EXACT:
-                raise http_error(f"column {c.name!r} holds {v!r}, a floating-point number too large to be an exact "
-                                 f"integer ({c.type})",
+            if abs(v) >= _EXACT and lo <= v <= hi:  # the JSON parser reads an integer literal past int64 as a float
+                raise http_error(f"column {c.name!r} holds {v!r}, too large to be read as an exact integer ({c.type})",
                                  f"send {c.name!r} as a JSON integer (digits only), between {lo} and {hi}",
                                  error="wrong_type")
-            v = int(v)
+            if lo <= v <= hi:
+                v = int(v)
         if not lo <= v <= hi:
-            raise http_error(f"column {c.name!r} holds {v}, outside the range of a {bits}-bit integer ({c.type})",
-                             f"send an integer between {lo} and {hi} in {c.name!r}", error="wrong_type")
+            raise _range_error(c, v, bits, lo, hi)
         out.append(v)
     return np.array(out, dtype=np.int64)
 
 
+def _range_error(c: Column, v: int | float, bits: int, lo: int, hi: int) -> ServingError:
+    shown = f"{v:.6g}" if isinstance(v, float) else str(v)
+    if len(shown) > 40:  # a 400-digit literal is not echoed whole
+        shown = f"an integer of {len(shown)} digits"
+    return http_error(f"column {c.name!r} holds {shown}, outside the range of a {bits}-bit integer ({c.type})",
+                      f"send an integer between {lo} and {hi} in {c.name!r}", error="wrong_type")
+
+
 def _type_error(c: Column, values: Any) -> ServingError:
     bad = next((v for v in values if v is not None and not _castable(v, c.type)), None)
+    if c.type in _INT and type(bad) is int:  # a Python int too large for float64: its range is what is wrong
+        bits = _INT_BITS.get(c.type or "", 64)
+        return _range_error(c, bad, bits, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
     shown = repr(bad)
     shown = shown if len(shown) <= 40 else f"{shown[:20]}…({len(shown)} characters)"
     return http_error(f"column {c.name!r} expects {c.type} but got {shown} ({type(bad).__name__})",
