@@ -32,6 +32,10 @@ def test_monitor_windows_drift_performance_and_health(db_url, training_profile):
     start = hour_start(6)
     traffic("credit", start=start, hours=6, per_hour=1000, batch=50, shift="income", shift_from=3,
             versions={3: "2", 4: "2", 5: "2"}, latency_ms=lambda h: 2.0 + h, errors_per_hour=2)
+    audit.record("deploy", model_uri="models:/credit/2",  # a canary: its chart label names the canary, not v1
+                 details={"deployment": "credit", "generation": 2,
+                          "routes": [{"version": "1", "role": "stable", "weight": 80, "uri": "models:/credit/1"},
+                                     {"version": "2", "role": "canary", "weight": 20, "uri": "models:/credit/2"}]})
     audit.record("promote", model_uri="models:/credit/2",
                  details={"deployment": "credit", "generation": 2, "from": "1", "to": "2",
                           "routes": [{"version": "2", "role": "stable", "weight": 100, "uri": "models:/credit/2"}]})
@@ -54,6 +58,7 @@ def test_monitor_windows_drift_performance_and_health(db_url, training_profile):
     # version changes: the audit's promote and the log's first sight of v2
     sources = {(c["source"], c["action"], c["version"]) for c in report.version_changes}
     assert ("audit", "promote", "2") in sources and ("log", "first seen", "2") in sources
+    assert "canary v2 20%" in [c["label"] for c in report.version_changes]
     assert active[3]["versions"] == {"2": 1000}
     # displays and exports: never a NaN presented as a number
     text = str(report)
@@ -184,8 +189,54 @@ def test_charts_mark_version_changes(nbprod_home, training_profile):
     perf = report.chart("performance").to_dict()
     layers = json.dumps(perf)
     assert "first seen v2" in layers and "accuracy" in layers
+    # every time is drawn in UTC, as the axes say, not in the browser's zone (tests/ui run in Asia/Kolkata)
+    times = [(channel, enc) for kind in ("overview", "performance") for channel, enc
+             in _encodings(report.chart(kind).to_dict()) if enc.get("type") == "temporal"]
+    assert {"x", "tooltip"} <= {channel for channel, _ in times}
+    for channel, enc in times:
+        assert enc.get("scale", {}).get("type") == "utc" if channel == "x" else enc.get("formatType") == "utc", enc
     with pytest.raises(Exception, match="unknown chart"):
         report.chart("pie")
+
+
+def test_the_time_axis_holds_the_window_still_filling():
+    """A window's point is drawn at its middle; the axis ended at ``until``, so the point of the last window,
+    still filling, fell outside the chart (the quickstart's panel: at its right edge, past the last rule)."""
+    from types import SimpleNamespace
+
+    from nbprod.monitoring.charts import _end
+
+    report = SimpleNamespace(since=0.0, until=130.0, window_s=60.0,
+                             windows=[{"start": 0.0}, {"start": 60.0}, {"start": 120.0}])
+    assert _end(report) == 180.0 > 120.0 + 30.0
+    assert _end(SimpleNamespace(since=0.0, until=130.0, window_s=60.0, windows=[])) == 130.0
+
+
+def _encodings(spec):
+    """``(channel, encoding)`` of every mark of a Vega-Lite spec, layers and concatenations included."""
+    if isinstance(spec, dict):
+        for channel, enc in (spec.get("encoding") or {}).items():
+            for one in enc if isinstance(enc, list) else [enc]:
+                yield channel, one
+        for value in spec.values():
+            if isinstance(value, (dict, list)):
+                yield from _encodings(value)
+    elif isinstance(spec, list):
+        for item in spec:
+            yield from _encodings(item)
+
+
+def test_close_version_changes_get_a_label_line_each():
+    """The labels of changes close in time step down a line each (the quickstart's five changes in a minute:
+    four fixed lines overprinted the fifth label on the first); a change far from the one before starts at the
+    top again, and a long run wraps rather than leave the chart."""
+    from nbprod.monitoring.charts import _LINES, _change_lines
+
+    minute = [0, 5, 12, 30, 50]  # deploy, canary (first seen), promote, rollback, deploy again: one minute
+    assert _change_lines(minute, span=1200) == [0, 1, 2, 3, 4]
+    assert _change_lines([0, 600, 605, 1190], span=1200) == [0, 0, 1, 0]
+    assert _change_lines(list(range(_LINES + 2)), span=1200) == [*range(_LINES), 0, 1]
+    assert _change_lines([], span=0) == []
 
 
 def test_cli_monitor_and_feedback(nbprod_home, tmp_path, capsys):

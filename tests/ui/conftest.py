@@ -45,6 +45,7 @@ CHROMIUM = os.environ.get("NBPROD_TEST_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 VIEWPORT = {"width": 1280, "height": 1200}  # tall enough for the whole panel in a screenshot
+TIMEZONE = "Asia/Kolkata"  # UTC+05:30: neither the hours nor the minutes of a local time match UTC's
 # JupyterLab as a new user gets it, minus what reaches the network or hides cells from the DOM.
 OVERRIDES = {
     "@jupyterlab/apputils-extension:notification": {"checkForUpdates": False, "fetchNews": "false"},
@@ -183,7 +184,8 @@ def page(browser, lab, request, tmp_path) -> Any:
     test leaves in its tmp dir a screenshot of the whole page, the console, and the lab's kernels
     with their execution state and, where py-spy is installed, each kernel's thread stacks, so a
     hang says whether the kernel is still executing or the page stopped drawing (paths printed)."""
-    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1)
+    # a user away from UTC: a time drawn in the browser's zone under a "(UTC)" title shows here
+    context = browser.new_context(viewport=VIEWPORT, device_scale_factor=1, timezone_id=TIMEZONE)
     context.set_default_timeout(60_000)
     tab = context.new_page()
     console: list[str] = []

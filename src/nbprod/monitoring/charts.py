@@ -1,7 +1,8 @@
 """Altair charts of a MonitorReport: metrics over time with the deployment's version changes marked.
 
 Only windows where a metric has a value are drawn (a gap means "not enough data", never a zero).
-Version changes are dashed vertical rules labelled with the action and version. Every function
+Version changes are dashed vertical rules labelled with the action and version. Times are in UTC on
+every axis and tooltip, whatever the browser's time zone. Every function
 returns a ``nbprod._charts.Chart``, which draws as Vega-Lite 5 in JupyterLab, Notebook 7 and VS
 Code (``.altair`` is the Altair object).
 """
@@ -29,6 +30,24 @@ def _shown(make):
     return shown
 
 
+def _time_x(field: str, domain: list | None = None, title: str | None = "window (UTC)") -> alt.X:
+    """A time axis in UTC, as its title says. Vega-Lite draws times in the browser's time zone unless its
+    scale says otherwise: a user east or west of UTC read local times under "window (UTC)"."""
+    scale = alt.Scale(type="utc") if domain is None else alt.Scale(type="utc", domain=domain)
+    return alt.X(f"{field}:T", title=title, scale=scale)
+
+
+def _time_tip(field: str) -> alt.Tooltip:
+    """A time in a tooltip, in UTC and to the second (the browser's zone otherwise, see :func:`_time_x`)."""
+    return alt.Tooltip(f"{field}:T", title=f"{field} (UTC)", format="%Y-%m-%d %H:%M:%S", formatType="utc")
+
+
+def _end(report) -> float:
+    """Where the time axis ends: the end of the last window, which is still filling (its point, drawn at its
+    middle, fell past ``until`` and outside the chart)."""
+    return max([report.until] + [w["start"] + report.window_s for w in report.windows[-1:]])
+
+
 def _points(report, metrics: tuple[str, ...]):
     rows = []
     for w in report.windows:
@@ -40,16 +59,33 @@ def _points(report, metrics: tuple[str, ...]):
     return pd.DataFrame(rows, columns=["time", "metric", "value"])
 
 
+#: Label lines a run of close changes steps down through (11 px each, within the chart's height) before it wraps.
+_LINES = 12
+
+
+def _change_lines(times: list[float], span: float) -> list[int]:
+    """The label line of each change (``times`` in order): a change within a tenth of the period of the one
+    before it goes one line lower, any other starts again at the top. The labels of close changes (deploy,
+    canary, promote, rollback in one minute) then neither overprint each other nor run into the legend;
+    four fixed lines overprinted the fifth change's label on the first's (the quickstart has five)."""
+    lines: list[int] = []
+    for i, ts in enumerate(times):
+        close = i > 0 and ts - times[i - 1] < span / 10
+        lines.append((lines[-1] + 1) % _LINES if close else 0)
+    return lines
+
+
 def _changes(report):
-    # Changes close in time (deploy, canary, promote, rollback in one minute) get their labels on
-    # four staggered lines, left of their rule, so they neither overprint nor run into the legend.
-    rows = [{"time": pd.Timestamp(c["ts"], unit="s", tz="UTC"), "label": c["label"], "line": 8 + 11 * (i % 4)}
-            for i, c in enumerate(report.version_changes)]
+    changes = sorted(report.version_changes, key=lambda c: c["ts"])
+    lines = _change_lines([c["ts"] for c in changes], report.until - report.since)
+    rows = [{"time": pd.Timestamp(c["ts"], unit="s", tz="UTC"), "label": c["label"], "line": 8 + 11 * line}
+            for c, line in zip(changes, lines, strict=True)]
     frame = pd.DataFrame(rows, columns=["time", "label", "line"])
     base = alt.Chart(frame)
-    rules = base.mark_rule(strokeDash=[4, 3], color="#555").encode(x="time:T", tooltip=["label", "time:T"])
+    rules = base.mark_rule(strokeDash=[4, 3], color="#555").encode(x=_time_x("time"),
+                                                                    tooltip=["label", _time_tip("time")])
     text = base.mark_text(align="right", dx=-3, fontSize=9, color="#555").encode(
-        x="time:T", y=alt.Y("line:Q", scale=None, axis=None), text="label:N")
+        x=_time_x("time"), y=alt.Y("line:Q", scale=None, axis=None), text="label:N")
     return rules + text
 
 
@@ -71,10 +107,9 @@ def metric_lines(report, metrics: tuple[str, ...], title: str, y_title: str):
     if frame.empty:
         return _nothing_yet(report, title, f"{y_title} values")
     lines = alt.Chart(frame).mark_line(point=True).encode(
-        x=alt.X("time:T", title="window (UTC)",
-                scale=alt.Scale(domain=[report.since * 1000, report.until * 1000])),
+        x=_time_x("time", domain=[report.since * 1000, _end(report) * 1000]),
         y=alt.Y("value:Q", title=y_title), color=alt.Color("metric:N", title=None),
-        tooltip=["metric", "time:T", alt.Tooltip("value:Q", format=".4g")])
+        tooltip=["metric", _time_tip("time"), alt.Tooltip("value:Q", format=".4g")])
     changes = [_changes(report)] if report.version_changes else []  # no empty layer (see _nothing_yet)
     return alt.layer(lines, *changes).properties(title=title, width=_WIDTH, height=_HEIGHT)
 
@@ -128,9 +163,10 @@ def features(report):
             color="#888", fontSize=12).encode(text="note:N")
         return note.properties(title="Input drift per column", width=_WIDTH, height=_HEIGHT)
     return alt.Chart(frame).mark_rect().encode(
-        x=alt.X("window_start:T", title="window (UTC)"), y=alt.Y("column:N", title=None),
+        x=_time_x("window_start"), y=alt.Y("column:N", title=None),
         color=alt.Color("drifted:N", scale=alt.Scale(domain=[False, True], range=["#d9d9d9", "#c0392b"])),
-        tooltip=["column", "window_start:T", "test", alt.Tooltip("score:Q", format=".4g"), "threshold", "drifted"],
+        tooltip=["column", _time_tip("window_start"), "test", alt.Tooltip("score:Q", format=".4g"), "threshold",
+                 "drifted"],
     ).properties(title="Input drift per column", width=_WIDTH)
 
 
