@@ -114,12 +114,14 @@ class EvaluationResult(Display):
         return [r.metric for r in self.rows if r.passed is not None]
 
     def _title(self) -> str:
+        return " · ".join(self._title_parts())
+
+    def _title_parts(self) -> list[str]:
         against = f"against {self.champion_uri}" if self.champion_uri else "no champion: absolute thresholds only"
         gated = self.gated
         verdict = "PASSED" if self.ok else "FAILED"
         scope = (f"gated on {', '.join(gated)}" if gated else "nothing gated: no threshold was given")
-        return (f"{verdict} ({scope}) · {self.candidate_uri} {against} · {self.task}, "
-                f"{_format.rows(self.n_rows)}")
+        return [f"{verdict} ({scope})", f"{self.candidate_uri} {against}", f"{self.task}, {_format.rows(self.n_rows)}"]
 
     @property
     def notes(self) -> list[str]:
@@ -163,7 +165,13 @@ class EvaluationResult(Display):
             color=alt.Color("model:N", scale=alt.Scale(domain=["candidate", "champion"], range=["#4c78a8", "#bbbbbb"])),
             column=alt.Column("metric:N", title=None),
             tooltip=["metric", "model", alt.Tooltip("value:Q", format=".4f")],
-        ).properties(width=60, height=120, title=self._title()))
+        ).properties(width=60, height=120, title=self._chart_title(alt)))
+
+    def _chart_title(self, alt):
+        """The table's heading over three short lines: on one it ran past the chart's edge, where JupyterLab
+        cut it off (five metrics' columns are ~480 px wide)."""
+        verdict, models, scope = self._title_parts()
+        return alt.TitleParams(text=verdict, subtitle=[models, scope], anchor="start")
 
     def _ipython_display_(self) -> None:
         """The table, then the chart as its own output (``_display.show_with_chart``: in one bundle
