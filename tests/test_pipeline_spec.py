@@ -47,6 +47,8 @@ steps:
     (GOOD.replace("    data: ${params.data}", "    dta: x"), 10, "unknown argument 'dta'"),
     (GOOD.replace("    notebook: train.ipynb", "    notebook: train.ipynb\n    after: [evaluate]"), 5, "cycle"),
     (GOOD.replace("steps:", "  - bad: [\nsteps:"), None, "not valid YAML"),
+    ("name: p\nsteps: []\n", 2, "`steps:` must map step names to steps"),
+    (GOOD.replace("params:\n  data: new.parquet", "params: 3"), 2, "`params:` must be a mapping"),
 ])
 def test_a_bad_pipeline_file_names_its_line(tmp_path, nbprod_home, text, line, words):
     from nbprod.pipelines import plan
@@ -56,7 +58,7 @@ def test_a_bad_pipeline_file_names_its_line(tmp_path, nbprod_home, text, line, w
     assert words in str(err.value)
     if line is not None:
         assert err.value.line == line and f"p.yaml:{line}:" in str(err.value)
-    assert err.value.fix
+    assert err.value.fix and "\\n" not in err.value.fix  # a fix printed a literal \n ("e.g. steps:\n  train:…")
 
 
 def test_a_cycle_names_the_steps_in_it(tmp_path, nbprod_home):

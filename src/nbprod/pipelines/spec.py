@@ -173,7 +173,8 @@ def load(path: str | Path) -> Pipeline:
     raw_steps = doc.get("steps")
     if not isinstance(raw_steps, dict) or len(raw_steps) <= 1:
         raise _err(path, top.get("steps", 1), "`steps:` must map step names to steps",
-                   "e.g. steps:\\n  train:\\n    notebook: train.ipynb")
+                   "name each step and give it a notebook or a verb, e.g. `steps: {train: {notebook: train.ipynb}}` "
+                   "(see notebooks/pipeline.yaml)")
     schedule = doc.get("schedule")
     if schedule is not None:
         from .cron import parse
@@ -185,7 +186,8 @@ def load(path: str | Path) -> Pipeline:
                        'use five cron fields, e.g. "0 3 * * 1" (Mondays at 03:00)') from None
     params = _plain(doc.get("params") or {})
     if not isinstance(params, dict):
-        raise _err(path, top.get("params"), "`params:` must be a mapping", "e.g. params:\\n  data: new.parquet")
+        raise _err(path, top.get("params"), "`params:` must be a mapping",
+                   "e.g. `params: {data: new.parquet}`, or a `data: new.parquet` line under `params:`")
     step_lines = raw_steps["__lines__"]
     steps: list[Step] = []
     for name, body in raw_steps.items():
