@@ -198,6 +198,29 @@ def test_a_bundle_path_that_cannot_be_written_is_a_packaging_error(registered, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file"] and len(audit.history("Credit_Risk")) == before
 
 
+def _exited_pid() -> int:
+    import subprocess
+
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_what_a_killed_package_left_is_cleared_by_the_next_one(registered, tmp_path):
+    """A SIGKILLed ``nbprod package`` runs no clean-up: its half-built ``.b.nbprod-tmp-…`` folder stayed beside
+    the user's files for good. The next package of the same path deletes a dead process's, never a live one's."""
+    from nbprod.packaging import package
+
+    dead, live = _exited_pid(), os.getpid()
+    left = {name: tmp_path / name for name in (f".b.nbprod-tmp-{dead}-0a1b2c3d", f".b.nbprod-old-{dead}-0a1b2c3d",
+                                               f".b.nbprod-tmp-{live}-0a1b2c3d", ".c.nbprod-tmp-1-0a1b2c3d")}
+    for path in left.values():
+        (path / "model").mkdir(parents=True)
+    package("Credit_Risk@challenger", tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["b", f".b.nbprod-tmp-{live}-0a1b2c3d",
+                                                                 ".c.nbprod-tmp-1-0a1b2c3d"])
+
+
 def test_overwrite_replaces_only_a_previous_bundle_as_nbprod_wrote_it(registered, tmp_path, monkeypatch):
     """--overwrite deletes a directory: never one it did not write, nor NBPROD_HOME, nor the working
     directory, and it follows no symlink."""

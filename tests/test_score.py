@@ -176,6 +176,21 @@ def test_an_output_that_cannot_be_written_is_a_data_error(credit_model, tmp_path
             nbprod.score("credit@champion", X, out, progress=False, log=False)
 
 
+def test_what_a_killed_score_left_is_cleared_by_the_next_one(credit_model, tmp_path):
+    """A SIGKILLed ``nbprod score`` left its staging folder (parts of the output) beside the output for good."""
+    import subprocess
+
+    import nbprod
+
+    X, _ = _input(tmp_path, n=20)
+    child = subprocess.Popen(["true"])
+    child.wait()  # its pid names no process now
+    left = tmp_path / f".scored.parquet.nbprod-score-{child.pid}-0a1b2c3d"
+    (left / "out").mkdir(parents=True)
+    nbprod.score("credit@champion", X, tmp_path / "scored.parquet", progress=False, log=False)
+    assert not left.exists() and (tmp_path / "scored.parquet").is_file()
+
+
 def test_a_frame_and_a_dask_frame_give_the_same_rows(credit_model, tmp_path):
     import dask.dataframe as dd
     import pandas as pd

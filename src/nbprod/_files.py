@@ -9,11 +9,16 @@ secrets; folders and files that already exist keep the permissions their owner g
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["write_text_atomic", "sqlite_path", "private_dir", "private_file", "private_umask"]
+from ._pids import alive
+
+__all__ = ["write_text_atomic", "scratch_path", "sqlite_path", "private_dir", "private_file", "private_umask"]
 
 
 def write_text_atomic(path: Path, text: str) -> Path:
@@ -27,6 +32,22 @@ def write_text_atomic(path: Path, text: str) -> Path:
         tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def scratch_path(target: Path, kind: str) -> Path:
+    """A hidden sibling of ``target`` to build it in, ``.<name>.nbprod-<kind>-<pid>-<random>``, once the ones
+    a killed process left for the same target are deleted: a SIGKILL runs no clean-up, and a half-built
+    bundle or score output stayed beside the user's files for good. A live process's are never touched."""
+    prefix = f".{target.name}.nbprod-{kind}-"
+    for old in target.parent.glob(glob.escape(prefix) + "*"):
+        pid = old.name[len(prefix):].split("-", 1)[0]
+        if pid.isdigit() and not alive(int(pid)):
+            if old.is_dir() and not old.is_symlink():
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):  # best effort: the new build does not need it gone
+                    old.unlink()
+    return target.parent / f"{prefix}{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def private_dir(path: Path) -> Path:

@@ -40,6 +40,7 @@ from typing import Any, Callable, Iterator
 
 from .. import _dask, _format
 from .._display import Display, Facts, View
+from .._files import scratch_path
 from ..errors import DataError, ServingError
 from .parts import Part, Read, arrow_columns, batches, columns_of, plain, plan
 
@@ -698,7 +699,7 @@ def score(uri: str, data: Any, output: str | os.PathLike | None = None, *, dask:
         deployment = resolve_name(name if Path(uri).expanduser().is_dir() else uri)
     base = target if target is not None else Path(settings.home) / "cache" / "score"
     job_id = uuid.uuid4().hex[:12]
-    staging = base.parent / f".{base.name}.{job_id}.tmp"
+    staging = scratch_path(base, "score")
     out_dir, reject_dir = staging / "out", staging / "rejects"
     try:
         out_dir.mkdir(parents=True)

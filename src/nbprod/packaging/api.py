@@ -12,11 +12,11 @@ import os
 import re
 import shutil
 import sys
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import audit, state
+from .._files import scratch_path
 from .._version import __version__
 from ..errors import NbprodError, PackagingError
 from ..registry import download, get_version, verify_manifest
@@ -102,7 +102,7 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
     python = f"{sys.version_info.major}.{sys.version_info.minor}"
     expected = version.tags.get("nbprod.manifest_sha256")
 
-    tmp = out.parent / f".{out.name}.nbprod-tmp-{uuid.uuid4().hex[:8]}"
+    tmp = scratch_path(out, "tmp")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         tmp.mkdir()
@@ -169,15 +169,15 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.parent / f".{out.name}.nbprod-old-{uuid.uuid4().hex[:8]}"
-        out.rename(old)
+    aside = scratch_path(out, "old")  # also deletes a previous bundle a killed swap left aside: this one replaces it
+    moved = out.exists()
+    if moved:
+        out.rename(aside)
     try:
         tmp.rename(out)
     except OSError:
-        if old is not None:
-            old.rename(out)
+        if moved:
+            aside.rename(out)
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    if moved:
+        shutil.rmtree(aside, ignore_errors=True)
