@@ -35,6 +35,11 @@ def test_unknown_command_is_a_usage_error_with_a_hint(ip):
 def test_bad_arguments_are_usage_errors(ip):
     with pytest.raises(UsageError, match="unrecognized arguments: --frob"):
         ip.run_line_magic("nbprod", "run x.ipynb --frob")
+    # said for the verb, whose help lists its options (it pointed at `%nbprod --help`), with a typo's nearest
+    with pytest.raises(UsageError, match=r"%nbprod status: unrecognized arguments: --frob.*`%nbprod status --help`"):
+        ip.run_line_magic("nbprod", "status --frob")
+    with pytest.raises(UsageError, match=r"%nbprod deploy: .*--canery 5.*did you mean `--canary`\? See `%nbprod"):
+        ip.run_line_magic("nbprod", "deploy credit@champion --name credit --canery 5")
     with pytest.raises(UsageError, match="cannot parse"):
         ip.run_line_magic("nbprod", 'run "unclosed')
 

@@ -145,8 +145,26 @@ def parse(prog: str, argv: list[str]) -> tuple[Command, argparse.Namespace]:
         raise HelpShown(parser.format_help())
     if argv[0] not in commands and not argv[0].startswith("-"):
         raise UsageProblem(f"unknown command {argv[0]!r}", _suggest(argv[0], list(commands), prog))
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra and args.command is None:  # `nbprod --bogus`
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:
+        raise _unrecognized(f"{prog} {args.command}", extra, commands[args.command])
     return commands[args.command], args
+
+
+def _unrecognized(verb: str, extra: list[str], command: Command) -> UsageProblem:
+    """Unknown arguments, said for the verb (the top parser pointed at ``nbprod --help``, which lists no
+    verb's options), with the nearest option when one looks mistyped (``--canery`` -> ``--canary``)."""
+    import difflib
+
+    parser = _Parser(prog=verb)
+    command.arguments(parser)
+    options = [o for action in parser._actions for o in action.option_strings]
+    close = [m for word in extra if word.startswith("-")
+             for m in difflib.get_close_matches(word.split("=")[0], options, n=1, cutoff=0.7)]
+    fix = f"did you mean `{close[0]}`? See `{verb} --help`" if close else f"see `{verb} --help`"
+    return UsageProblem(f"{verb}: unrecognized arguments: {' '.join(extra)}", fix)
 
 
 def _suggest(word: str, commands: list[str], prog: str) -> str:
