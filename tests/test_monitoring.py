@@ -59,6 +59,7 @@ def test_monitor_windows_drift_performance_and_health(db_url, training_profile):
     sources = {(c["source"], c["action"], c["version"]) for c in report.version_changes}
     assert ("audit", "promote", "2") in sources and ("log", "first seen", "2") in sources
     assert "canary v2 20%" in [c["label"] for c in report.version_changes]
+    assert "canary v2 20%\n" in str(report) + "\n"  # said once: the routes were its detail too
     assert active[3]["versions"] == {"2": 1000}
     # displays and exports: never a NaN presented as a number
     text = str(report)

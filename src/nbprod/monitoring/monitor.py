@@ -132,13 +132,14 @@ def _audit_changes(name: str, lo: float, hi: float) -> tuple[list[dict], dict[st
             others = [f"v{r.get('version')} {r.get('role')} {r.get('weight', 0):g}%" for r in routes
                       if r.get("role") != "stable"]
             version = details.get("to") or stable
-            label = _label(action, version)
+            label, detail = _label(action, version), ", ".join(others)
             if action == "deploy" and others:  # a canary, shadow or split: what changed is the new route, not v1
                 label = ", ".join(f"{r.get('role')} v{r.get('version')}"
                                   + ("" if r.get("role") == "shadow" else f" {r.get('weight', 0):g}%")
                                   for r in routes if r.get("role") != "stable")
-            changes.append({"ts": ts, "action": action, "version": version, "label": label,
-                            "detail": ", ".join(others), "source": "audit"})
+                detail = ""  # the label says it
+            changes.append({"ts": ts, "action": action, "version": version, "label": label, "detail": detail,
+                            "source": "audit"})
     return changes, uris
 
 
