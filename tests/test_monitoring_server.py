@@ -62,6 +62,11 @@ def test_predictions_feedback_and_monitor_through_a_real_server(serving_models, 
         assert status == 200 and json.loads(data)["updated"][0]["prediction_id"] == ids[0]
         status, _, data = request(port, "POST", "/feedback", {"labels": [1]}, token=TOKEN)
         assert status == 400 and json.loads(data)["error"] == "bad_feedback"
+        # a bad label: the same stable code (it was the class name, "DataError"), the message says what
+        missing = {"prediction_ids": ids[:1], "labels": [None]}
+        status, _, data = request(port, "POST", "/feedback", missing, token=TOKEN)
+        refused = json.loads(data)
+        assert status == 400 and refused["error"] == "bad_feedback" and "missing" in refused["message"]
         scraped = request(port, "GET", "/metrics")[2].decode()
         assert "nbprod_dropped_log_rows_total 0.0" in scraped
         spent = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()

@@ -57,8 +57,8 @@ async def feedback_endpoint(request):
             result = await asyncio.get_running_loop().run_in_executor(None, feedback, ids, labels)
         except ServingError:
             raise
-        except DataError as exc:  # the labels themselves: a 400 that says which
-            raise ServingError(exc.problem, exc.fix, status=400, code=type(exc).__name__) from None
+        except DataError as exc:  # the labels themselves: a 400 that says which, under the route's stable code
+            raise ServingError(exc.problem, exc.fix, status=400, code="bad_feedback") from None
         except Exception:  # noqa: BLE001 - the state DB is unreachable, locked or failing
             log.warning("POST /feedback: the labels could not be stored", exc_info=True)
             raise ServingError("the labels could not be stored: nbprod's state DB is unavailable",
