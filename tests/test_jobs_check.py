@@ -91,5 +91,7 @@ def test_an_experiment_the_notebook_contradicts_and_bad_job_ids_are_refused(nbpr
         run(own, experiment="other")
     with pytest.raises(JobError, match="is not a job id"):
         get_run("not-hex")
+    with pytest.raises(JobError, match="'27' is too short to name a job"):  # matched any job whose id starts 27
+        get_run("27")
     with pytest.raises(JobError, match="no job with id 'abc123'"):
         get_run("abc123")

@@ -106,14 +106,22 @@ def runs(limit: int = 100, *, notebook: str | None = None, as_json: bool = False
     return RunTable([job_from_run(r) for r in found], as_json=as_json)
 
 
+#: The fewest characters of an id that name a job, as git abbreviates commits: `nbprod rerun 27` re-ran a job
+#: whose id happened to start with 27 (a rerun executes the notebook again: deploys, registers, …).
+MIN_PREFIX = 4
+
+
 def resolve(run_id: str) -> str:
-    """The full run id of the job ``run_id`` names (a unique prefix is enough)."""
+    """The full run id of the job ``run_id`` names (a unique prefix of :data:`MIN_PREFIX` or more is enough)."""
     from ..registry.store import client
 
     rid = (run_id or "").strip().lower()
     if not rid or any(ch not in "0123456789abcdef" for ch in rid):
         raise JobError(f"{run_id!r} is not a job id",
                        "pass a job id as `nbprod runs` shows it (hex, a prefix is enough)")
+    if len(rid) < MIN_PREFIX:
+        raise JobError(f"{run_id!r} is too short to name a job",
+                       f"pass at least {MIN_PREFIX} characters of its id, as `nbprod runs` shows it")
     c = client()
     if len(rid) == 32:
         return rid
