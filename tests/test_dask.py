@@ -177,6 +177,29 @@ def test_cli_profile_validate_and_drift_of_a_parquet_directory_with_dask(home, c
     assert "no file or directory" in capsys.readouterr().err
 
 
+def test_a_bad_or_silent_scheduler_address_is_one_error_and_the_command_exits_at_once(tmp_path):
+    """``--dask notanaddress`` raised a bare ValueError; an address nothing listens on was a clean error, but the
+    half-started ``distributed.Client`` closed itself at exit, held the process 40 s and printed "Exception
+    ignored in Client.__del__ … timed out". Both are a ConfigError now, before any client exists."""
+    import socket
+    import subprocess
+
+    from _servers import NBPROD
+
+    from nbprod import datasets
+
+    with socket.socket() as s:  # a port nothing listens on (bound, never listening)
+        s.bind(("127.0.0.1", 0))
+        silent = f"tcp://127.0.0.1:{s.getsockname()[1]}"
+        datasets.credit(50, seed=1)[0].to_parquet(tmp_path / "x.parquet")
+        for address, says in (("notanaddress", "'notanaddress' is not a Dask scheduler address: missing port"),
+                              (silent, f"cannot reach the Dask scheduler at '{silent}': Connection refused")):
+            done = subprocess.run([NBPROD, "profile", str(tmp_path / "x.parquet"), "--dask", address],
+                                  capture_output=True, text=True, timeout=60)
+            assert done.returncode == 2 and says in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr and "Exception ignored" not in done.stderr, done.stderr
+
+
 def test_a_large_partition_summary_samples_quantiles_and_keeps_the_exact_distinct_sketch():
     """A partition above PART_QUANTILE_SAMPLE rows reads its quantile points off a sample (within the
     documented rank error) and selects its smallest distinct hashes without sorting them all."""

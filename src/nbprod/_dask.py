@@ -40,6 +40,8 @@ def connect(dask: Any = None) -> Iterator[Any]:
         yield dask
         return
     if isinstance(dask, str) or hasattr(dask, "scheduler_address"):
+        if isinstance(dask, str):
+            _reachable(dask)
         try:
             client = distributed.Client(dask, set_as_default=False, timeout="20s")
         except (OSError, TimeoutError) as exc:
@@ -53,6 +55,29 @@ def connect(dask: Any = None) -> Iterator[Any]:
         return
     raise ConfigError(f"dask={dask!r} is neither a scheduler address nor a distributed.Client",
                       "pass 'tcp://host:8786', a distributed.Client or a LocalCluster (or None to run locally)")
+
+
+def _reachable(address: str) -> None:
+    """Raise a ConfigError unless ``address`` is a scheduler address something listens on (TCP and TLS ones are
+    tried with a plain connect). Checked before a ``distributed.Client`` exists: one whose start failed closes
+    itself when collected, after the error was shown, and held the process 40 s at its exit ("Exception
+    ignored in Client.__del__ … timed out"); a malformed address raised a bare ValueError."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    fix = ("start one (`dask scheduler` and `dask worker tcp://…`) or pass its address, "
+           "e.g. --dask tcp://scheduler:8786; leave --dask out to run in this process")
+    try:
+        scheme, location = parse_address(address)
+        host_port = parse_host_port(location) if scheme in ("tcp", "tls") else None
+    except ValueError as exc:
+        raise ConfigError(f"{address!r} is not a Dask scheduler address: {exc}", fix) from None
+    if host_port is not None:
+        try:
+            socket.create_connection(host_port, timeout=20).close()
+        except OSError as exc:
+            raise ConfigError(f"cannot reach the Dask scheduler at {address!r}: {exc.strerror or exc}", fix) from None
 
 
 def _default_client() -> Any:
