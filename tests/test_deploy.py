@@ -175,6 +175,8 @@ def audit_actions(name: str = "credit") -> list[str]:
     ({"canary": 5, "shadow": True}, "alternatives"),
     ({"split": {"1": 70, "2": 70}}, "add up to 100"),
     ({"server": ServerSettings(workers=0)}, "workers"),
+    # unbounded, 1,000 workers forked until the machine stalled and the state DB stayed locked
+    ({"server": ServerSettings(workers=1000)}, "workers must be a whole number from 1 to"),
     ({"server": {"workers": 2, "threads": 4}}, "unknown server setting"),
     ({"server": 2}, "ServerSettings or a dict"),
     ({"budget_p95_ms": -1}, "budget_p95_ms"),

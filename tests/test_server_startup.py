@@ -118,6 +118,9 @@ def test_serve_names_a_missing_model_before_it_starts(env, nbprod_home, tmp_path
         assert done.returncode == 2, done.stderr
         assert says in done.stderr and "Fix:" in done.stderr, done.stderr
         assert "Traceback" not in done.stderr and "bearer token" not in done.stderr, done.stderr
+    done = subprocess.run([NBPROD, "serve", "--model-dir", str(empty), "--workers", "1000"], env=env,
+                          capture_output=True, text=True, timeout=120)  # forked until the machine stalled
+    assert done.returncode == 2 and "workers must be a whole number from 1 to" in done.stderr, done.stderr
     with pytest.raises(ModelNotFoundError, match="no registered model called 'nosuch'"):
         serve("nosuch@champion", port=1)
     with pytest.raises(ServingError, match="no model directory at"):

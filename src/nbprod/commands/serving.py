@@ -46,8 +46,11 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
     from ..service import check_models, serve
+    from ..serving.server import check_workers
     from ..serving.spec import DbSource, DeploymentSpec, StaticSource
     from .results import ServeResult
+
+    check_workers(args.workers)  # an argument: said before any model is looked up
 
     source: DbSource | StaticSource
     if args.deployment:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from ..errors import DeploymentError
+from ..errors import ConfigError, DeploymentError
 
 __all__ = ["ServerSettings", "check_traffic"]
 
@@ -52,9 +52,13 @@ class ServerSettings:
         return value
 
     def _check(self) -> None:
-        w = self.workers
-        if w is not None and (isinstance(w, bool) or not isinstance(w, int) or w < 1):
-            raise DeploymentError(f"workers must be a positive integer, got {w!r}", "e.g. workers=2")
+        if self.workers is not None:
+            from ..serving.server import check_workers  # uvicorn: only when a deploy names its workers
+
+            try:
+                check_workers(self.workers)
+            except ConfigError as exc:  # checked here, before a server is started with them
+                raise DeploymentError(exc.problem, exc.fix) from None
         if self.ood is not None and self.ood not in ("flag", "reject"):
             raise DeploymentError(f"ood must be 'flag' or 'reject', got {self.ood!r}",
                                   "ood='flag' serves and marks outliers, ood='reject' answers 400")

@@ -50,6 +50,7 @@ try:  # uvicorn >= 0.30 (its worker health checks): the first workers are forked
 except ImportError:  # older uvicorn: spawned workers, each importing the app itself
     SIGNALS, Process = {}, None  # type: ignore[assignment,misc]
 
+from ..errors import ConfigError
 from .connections import ACCEPT_BURST, GC_FREEZE_ENV, http_protocol
 from .spec import ENV_VAR, DeploymentSpec, SpecSource, StaticSource, hash_token, source_from_env, source_to_env
 
@@ -141,6 +142,26 @@ class _ForkingSupervisor(Multiprocess):
             self._on_started()
 
 
+#: Worker processes a server may start per core. A model server is CPU-bound: one or two per core is what it
+#: uses. Unbounded, a typo (``--workers 1000``) forked until a 2-core machine stalled (load 1,000), and the
+#: workers' start-up locked the state DB for every other nbprod command.
+WORKERS_PER_CORE = 4
+
+
+def max_workers() -> int:
+    """The most worker processes a server starts on this machine: :data:`WORKERS_PER_CORE` per core, at least 8."""
+    return max(8, WORKERS_PER_CORE * (os.cpu_count() or 1))
+
+
+def check_workers(workers: Any) -> None:
+    """Raise a ConfigError unless ``workers`` is a whole number from 1 to :func:`max_workers`."""
+    limit = max_workers()
+    if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= limit:
+        raise ConfigError(f"workers must be a whole number from 1 to {limit} on this machine "
+                          f"({os.cpu_count() or 1} cores), got {workers!r}",
+                          "use one or two per core, e.g. workers=2")
+
+
 def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY, host: str = "127.0.0.1",
         port: int = 8080, workers: int = 1, token: str | None = None, auth: bool = True,
         log_level: str = "warning", preload: tuple[str, ...] = PRELOAD,
@@ -166,6 +187,7 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
                                   h11_max_incomplete_event_size=16 * 1024, backlog=ACCEPT_BURST,
                                   timeout_graceful_shutdown=5, lifespan="on",
                                   ws="none")  # no WebSocket routes: each worker skips importing websockets
+    check_workers(workers)
     os.environ[GC_FREEZE_ENV] = "1"  # each serving process freezes its start-up heap (module docstring)
     if workers <= 1:
         app = build()
