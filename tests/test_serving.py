@@ -277,6 +277,18 @@ def test_metrics_and_probes(serving_models, home):
         assert v["routes"][0]["path"] == "fastpath" and v["routes"][0]["fastpath_reason"].startswith("equivalent")
 
 
+def test_a_server_of_one_model_is_named_after_the_model(tmp_path):
+    """What a server of ``--model credit-risk/3`` logs and alerts under: it was "3" (the URI's last part), so
+    each version's predictions were logged apart and ``nbprod monitor credit-risk`` found none of them."""
+    (tmp_path / "runs" / "3").mkdir(parents=True)
+    names = {source: DeploymentSpec.single(source).name
+             for source in ("credit-risk/3", "models:/credit-risk/3", "credit-risk@champion",
+                            "models:/credit-risk@champion", "credit-risk", str(tmp_path / "runs" / "3"))}
+    assert names == {"credit-risk/3": "credit-risk", "models:/credit-risk/3": "credit-risk",
+                     "credit-risk@champion": "credit-risk", "models:/credit-risk@champion": "credit-risk",
+                     "credit-risk": "credit-risk", str(tmp_path / "runs" / "3"): "3"}  # a directory: its own name
+
+
 @pytest.mark.slow
 def test_ood_flag_and_reject_with_a_registered_profile(serving_models, home):
     """A version registered through nbprod carries its training profile: out-of-range → flagged."""

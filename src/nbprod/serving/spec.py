@@ -141,10 +141,19 @@ class DeploymentSpec:
 
 
 def _default_name(source: str) -> str:
+    """What a server of one model is called (its prediction log, its alerts): a model directory's name, or a
+    registered URI's model name — ``credit-risk/3`` was called "3", so its predictions were logged apart from
+    every other version's and ``nbprod monitor credit-risk`` found none of them."""
     s = source.rstrip("/")
     if s.startswith("models:/"):
         s = s[len("models:/"):]
-    return s.replace("\\", "/").split("/")[-1].split("@")[0] or "model"
+    elif os.path.isdir(s):
+        return Path(s).name or "model"
+    name, _, _ = s.partition("@")
+    head, _, version = name.rpartition("/")
+    if head and version.isdigit():  # name/3
+        name = head
+    return name.replace("\\", "/").split("/")[-1] or "model"
 
 
 # --- the deployments table ----------------------------------------------------------------------
