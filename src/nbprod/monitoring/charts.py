@@ -30,11 +30,11 @@ def _shown(make):
     return shown
 
 
-def _time_x(field: str, domain: list | None = None, title: str | None = "window (UTC)") -> alt.X:
+def _time_x(field: str, domain: list | None = None) -> alt.X:
     """A time axis in UTC, as its title says. Vega-Lite draws times in the browser's time zone unless its
     scale says otherwise: a user east or west of UTC read local times under "window (UTC)"."""
     scale = alt.Scale(type="utc") if domain is None else alt.Scale(type="utc", domain=domain)
-    return alt.X(f"{field}:T", title=title, scale=scale)
+    return alt.X(f"{field}:T", title="window (UTC)", scale=scale)
 
 
 def _time_tip(field: str) -> alt.Tooltip:

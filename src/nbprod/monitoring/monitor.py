@@ -129,15 +129,13 @@ def _audit_changes(name: str, lo: float, hi: float) -> tuple[list[dict], dict[st
         ts = datetime.fromisoformat(ts_text.replace("Z", "+00:00")).timestamp()
         if lo <= ts < hi:
             stable = next((str(r.get("version")) for r in routes if r.get("role") == "stable"), None)
-            others = [f"v{r.get('version')} {r.get('role')} {r.get('weight', 0):g}%" for r in routes
-                      if r.get("role") != "stable"]
+            others = ", ".join(f"{r.get('role')} v{r.get('version')}"
+                               + ("" if r.get("role") == "shadow" else f" {r.get('weight', 0):g}%")
+                               for r in routes if r.get("role") != "stable")
             version = details.get("to") or stable
-            label, detail = _label(action, version), ", ".join(others)
+            label, detail = _label(action, version), others
             if action == "deploy" and others:  # a canary, shadow or split: what changed is the new route, not v1
-                label = ", ".join(f"{r.get('role')} v{r.get('version')}"
-                                  + ("" if r.get("role") == "shadow" else f" {r.get('weight', 0):g}%")
-                                  for r in routes if r.get("role") != "stable")
-                detail = ""  # the label says it
+                label, detail = others, ""
             changes.append({"ts": ts, "action": action, "version": version, "label": label, "detail": detail,
                             "source": "audit"})
     return changes, uris
