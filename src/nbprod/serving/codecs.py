@@ -712,12 +712,14 @@ def _exact_ints(c: Column, values: Any) -> np.ndarray:
             if lo <= v <= hi:
                 v = int(v)
         if not lo <= v <= hi:
-            raise _range_error(c, v, bits, lo, hi)
+            raise _range_error(c, v)
         out.append(v)
     return np.array(out, dtype=np.int64)
 
 
-def _range_error(c: Column, v: int | float, bits: int, lo: int, hi: int) -> ServingError:
+def _range_error(c: Column, v: int | float) -> ServingError:
+    bits = _INT_BITS.get(c.type or "", 64)
+    lo, hi = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
     shown = f"{v:.6g}" if isinstance(v, float) else str(v)
     if len(shown) > 40:  # a 400-digit literal is not echoed whole
         shown = f"an integer of {len(shown)} digits"
@@ -728,8 +730,7 @@ def _range_error(c: Column, v: int | float, bits: int, lo: int, hi: int) -> Serv
 def _type_error(c: Column, values: Any) -> ServingError:
     bad = next((v for v in values if v is not None and not _castable(v, c.type)), None)
     if c.type in _INT and type(bad) is int:  # a Python int too large for float64: its range is what is wrong
-        bits = _INT_BITS.get(c.type or "", 64)
-        return _range_error(c, bad, bits, -(2 ** (bits - 1)), 2 ** (bits - 1) - 1)
+        return _range_error(c, bad)
     shown = repr(bad)
     shown = shown if len(shown) <= 40 else f"{shown[:20]}…({len(shown)} characters)"
     return http_error(f"column {c.name!r} expects {c.type} but got {shown} ({type(bad).__name__})",

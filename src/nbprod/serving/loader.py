@@ -80,9 +80,13 @@ def _read_mlmodel(path: Path) -> dict:
         with open(path / "MLmodel") as fh:
             return yaml.safe_load(fh) or {}
     except FileNotFoundError:
-        raise ServingError(f"{path} is not an MLflow model directory (no MLmodel file)",
-                           "pass the directory mlflow.<flavor>.save_model wrote, or a registered model URI",
-                           status=500) from None
+        raise _no_mlmodel(path) from None
+
+
+def _no_mlmodel(path: Path) -> ServingError:
+    return ServingError(f"{path} is not an MLflow model directory (no MLmodel file)",
+                        "pass the directory mlflow.<flavor>.save_model wrote, or a registered model URI",
+                        status=500, code="no_model")
 
 
 def _signature(mlmodel: dict) -> tuple[list[Column] | None, bool]:
@@ -291,9 +295,7 @@ def model_dir(source: str, store: ModelStore | None = None) -> tuple[Path, str |
         path = Path(found)
     path = path.resolve()
     if not (path / "MLmodel").is_file():
-        raise ServingError(f"{path} is not an MLflow model directory (no MLmodel file)",
-                           "pass the directory mlflow.<flavor>.save_model wrote, or a registered model URI",
-                           status=500, code="no_model")
+        raise _no_mlmodel(path)
     return path, name, version
 
 
