@@ -125,3 +125,23 @@ def test_serve_names_a_missing_model_before_it_starts(env, nbprod_home, tmp_path
         serve("nosuch@champion", port=1)
     with pytest.raises(ServingError, match="no model directory at"):
         serve(str(tmp_path / "gone"), port=1)
+
+
+def test_serve_refuses_an_address_it_cannot_listen_on(env, tmp_path):
+    """A port out of range raised uvicorn's OverflowError (or, with one worker, exited without a word), and a
+    port in use ended in uvicorn's bind error, each after the token and the address were printed as if the
+    server were up. Now one error with its fix (exit 2), before anything is printed or loaded."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for args, says in [(["--port", "70000"], "port must be a whole number from 1 to 65535, got 70000"),
+                           (["--port", "70000", "--workers", "2"], "port must be a whole number from 1 to 65535"),
+                           (["--port", str(port)], f"cannot serve on 127.0.0.1:{port}: Address already in use"),
+                           (["--host", "192.0.2.1"], "cannot serve on 192.0.2.1:8080")]:  # TEST-NET-1: no host has it
+            done = subprocess.run([NBPROD, "serve", "--model-dir", str(tmp_path), *args], env=env,
+                                  capture_output=True, text=True, timeout=120)
+            assert done.returncode == 2 and says in done.stderr and "Fix:" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr and "bearer token" not in done.stderr, done.stderr

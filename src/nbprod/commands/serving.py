@@ -46,11 +46,12 @@ def _arguments(p: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace, ctx: Context) -> ServeResult:
     from ..service import check_models, serve
-    from ..serving.server import check_workers
+    from ..serving.server import check_address, check_workers
     from ..serving.spec import DbSource, DeploymentSpec, StaticSource
     from .results import ServeResult
 
-    check_workers(args.workers)  # an argument: said before any model is looked up
+    check_workers(args.workers)  # arguments: said before any model is looked up, and before the token is shown
+    check_address(args.host, args.port)
 
     source: DbSource | StaticSource
     if args.deployment:

@@ -162,6 +162,29 @@ def check_workers(workers: Any) -> None:
                           "use one or two per core, e.g. workers=2")
 
 
+def check_address(host: str, port: Any) -> None:
+    """Raise a ConfigError unless a server can listen on ``host:port`` now: a port out of range, one in use
+    and a host that is not this machine's each ended in uvicorn's own error or traceback, after the bearer
+    token and the address were printed as if the server were up. (Another process may still take the port
+    in the moment between this check and the server's bind: uvicorn reports that one.)"""
+    import socket
+
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port must be a whole number from 1 to 65535, got {port!r}", "pass e.g. --port 8080")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind, proto) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            sock.bind(address)
+    except OSError as exc:
+        import errno
+
+        fix = ("pass another --port, or stop what listens there (nbprod status lists the deployments' ports)"
+               if exc.errno == errno.EADDRINUSE else
+               "pass --host 127.0.0.1 (this machine only), 0.0.0.0 (every interface) or an address of this machine")
+        raise ConfigError(f"cannot serve on {host}:{port}: {exc.strerror or exc}", fix) from None
+
+
 def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY, host: str = "127.0.0.1",
         port: int = 8080, workers: int = 1, token: str | None = None, auth: bool = True,
         log_level: str = "warning", preload: tuple[str, ...] = PRELOAD,
@@ -188,6 +211,7 @@ def run(source: SpecSource, build: Callable[[], Any], *, factory: str = FACTORY,
                                   timeout_graceful_shutdown=5, lifespan="on",
                                   ws="none")  # no WebSocket routes: each worker skips importing websockets
     check_workers(workers)
+    check_address(host, port)
     os.environ[GC_FREEZE_ENV] = "1"  # each serving process freezes its start-up heap (module docstring)
     if workers <= 1:
         app = build()
