@@ -137,8 +137,8 @@ def test_serve_refuses_an_address_it_cannot_listen_on(env, tmp_path):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        for args, says in [(["--port", "70000"], "port must be a whole number from 1 to 65535, got 70000"),
-                           (["--port", "70000", "--workers", "2"], "port must be a whole number from 1 to 65535"),
+        for args, says in [(["--port", "70000"], "port must be an integer between 1 and 65535, got 70000"),
+                           (["--port", "70000", "--workers", "2"], "port must be an integer between 1 and 65535"),
                            (["--port", str(port)], f"cannot serve on 127.0.0.1:{port}: Address already in use"),
                            (["--host", "192.0.2.1"], "cannot serve on 192.0.2.1:8080")]:  # TEST-NET-1: no host has it
             done = subprocess.run([NBPROD, "serve", "--model-dir", str(tmp_path), *args], env=env,

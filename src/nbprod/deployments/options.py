@@ -52,23 +52,26 @@ class ServerSettings:
         return value
 
     def _check(self) -> None:
-        if self.workers is not None:
-            from ..serving.server import check_workers  # uvicorn: only when a deploy names its workers
+        if self.workers is not None or self.port is not None:
+            # the server's own checks, here before a server is started with them (uvicorn: only when named)
+            from ..serving.server import check_port, check_workers
 
             try:
-                check_workers(self.workers)
-            except ConfigError as exc:  # checked here, before a server is started with them
+                if self.workers is not None:
+                    check_workers(self.workers)
+            except ConfigError as exc:
                 raise DeploymentError(exc.problem, exc.fix) from None
+            try:
+                if self.port is not None:
+                    check_port(self.port)
+            except ConfigError as exc:
+                raise DeploymentError(exc.problem, "pass e.g. port=8080, or leave it out for a free one") from None
         if self.ood is not None and self.ood not in ("flag", "reject"):
             raise DeploymentError(f"ood must be 'flag' or 'reject', got {self.ood!r}",
                                   "ood='flag' serves and marks outliers, ood='reject' answers 400")
         if not isinstance(self.auth, bool):
             raise DeploymentError(f"auth must be True or False, got {self.auth!r}",
                                   "auth=False serves without a bearer token (local experiments only)")
-        p = self.port
-        if p is not None and (isinstance(p, bool) or not isinstance(p, int) or not 0 < p < 65536):
-            raise DeploymentError(f"port must be an integer between 1 and 65535, got {p!r}",
-                                  "pass e.g. port=8080, or leave it out for a free one")
 
 
 def check_traffic(canary: Any, shadow: Any, split: Any, budget_p95_ms: Any) -> None:

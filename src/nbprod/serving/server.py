@@ -162,6 +162,12 @@ def check_workers(workers: Any) -> None:
                           "use one or two per core, e.g. workers=2")
 
 
+def check_port(port: Any) -> None:
+    """Raise a ConfigError unless ``port`` is a whole number from 1 to 65535."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ConfigError(f"port must be an integer between 1 and 65535, got {port!r}", "pass e.g. --port 8080")
+
+
 def check_address(host: str, port: Any) -> None:
     """Raise a ConfigError unless a server can listen on ``host:port`` now: a port out of range, one in use
     and a host that is not this machine's each ended in uvicorn's own error or traceback, after the bearer
@@ -169,8 +175,7 @@ def check_address(host: str, port: Any) -> None:
     in the moment between this check and the server's bind: uvicorn reports that one.)"""
     import socket
 
-    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
-        raise ConfigError(f"port must be a whole number from 1 to 65535, got {port!r}", "pass e.g. --port 8080")
+    check_port(port)
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
         with socket.socket(family, kind, proto) as sock:
