@@ -98,6 +98,7 @@ def _kill_9(pid: int) -> None:
     ({"rules": 5}, RuleError, "list of rules"),
     ({"rules": ["p95_ms > 100"], "interval": -5}, ConfigError, "not positive"),
     ({"rules": ["p95_ms > 100"], "interval": "soon"}, ConfigError, "not a duration"),
+    ({"rules": ["p95_ms > 100"], "interval": 0.01}, ConfigError, "shorter than 0.1 s"),
     ({"rules": ["p95_ms > 100"], "window": "0h"}, ConfigError, "not positive"),
     ({"rules": ["p95_ms > 100"], "webhook": "ftp://x"}, ConfigError, "not an http(s) URL"),
     ({"webhook": "https://hooks.example/x"}, RuleError, "without alert rules"),

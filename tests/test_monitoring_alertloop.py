@@ -83,6 +83,9 @@ def test_the_loop_logs_failures_retries_and_stops(db_url, stack, caplog):
         from_settings("credit", rules=[], webhook="http://127.0.0.1:1/hook")
     with pytest.raises(ConfigError, match="not a duration"):
         from_settings("credit", rules="p95_ms > 100", interval="soon")
+    with pytest.raises(ConfigError, match="shorter than 0.1 s") as err:  # a busy loop against the state DB
+        from_settings("credit", rules="p95_ms > 100", interval="0.0001")
+    assert "--alert-interval 60" in err.value.fix
     # no traffic yet: the check fails, is logged once, and the loop carries on
     loop = AlertLoop("credit", ["p95_ms > 100"], webhook="http://127.0.0.1:1/hook", interval=0.1)
     with caplog.at_level("WARNING", logger="nbprod.alerts"):

@@ -51,7 +51,7 @@ def _deploy_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alert-webhook", metavar="URL",
                    help="Slack-compatible webhook for alerts, never stored (default: $NBPROD_ALERT_WEBHOOK)")
     p.add_argument("--alert-interval", metavar="SECONDS",
-                   help="seconds between alert checks (default 60, or the recorded one)")
+                   help="seconds between alert checks, at least 0.1 (default 60, or the recorded one)")
     p.add_argument("--alert-window", metavar="DURATION", help="monitor window the rules are checked on (default 1h)")
 
 

@@ -38,7 +38,7 @@ def _arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--alert-webhook", metavar="URL",
                    help="Slack-compatible webhook for alerts (default: $NBPROD_ALERT_WEBHOOK)")
     p.add_argument("--alert-interval", metavar="SECONDS",
-                   help="seconds between alert checks (default: $NBPROD_ALERT_INTERVAL, else 60)")
+                   help="seconds between alert checks, at least 0.1 (default: $NBPROD_ALERT_INTERVAL, else 60)")
     p.add_argument("--on-alert", nargs=2, action="append", metavar=("RULE", "PIPELINE"),
                    help="retrain from an alert: when RULE fires, start the pipeline file (once per incident, "
                         "never two at once, 1 h cooldown: $NBPROD_ALERT_PIPELINE_COOLDOWN); repeatable")

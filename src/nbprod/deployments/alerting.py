@@ -27,7 +27,7 @@ from typing import Any
 
 from ..errors import ConfigError, RuleError
 from ..monitoring.alerts import parse_rules
-from ..monitoring.loop import DEFAULT_INTERVAL_S, WEBHOOK_ENV, check_webhook
+from ..monitoring.loop import DEFAULT_INTERVAL_S, WEBHOOK_ENV, check_interval, check_webhook
 from ..monitoring.loopsettings import starts_loop
 from ..monitoring.windows import parse_duration
 from ..pipelines import trigger
@@ -101,7 +101,7 @@ def given(settings: AlertSettings | None, on_alert: Any = None) -> dict:
                             "pass e.g. AlertSettings(rules=['p95_ms > 100', 'drift_share > 0.3'])")
         out["rules"] = [r.text for r in parse_rules(rules)]
     if interval is not None:
-        out["interval_s"] = parse_duration(interval)
+        out["interval_s"] = check_interval(interval)
     if window is not None:
         out["window"] = window.strip() if isinstance(window, str) else str(parse_duration(window))
         parse_duration(out["window"])

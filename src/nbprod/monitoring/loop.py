@@ -47,10 +47,25 @@ from .loopsettings import (
     starts_loop,
 )
 
-__all__ = ["AlertLoop", "from_settings", "check_webhook", "starts_loop", "RULES_ENV", "WEBHOOK_ENV", "INTERVAL_ENV",
-           "WINDOW_ENV", "PIPELINES_ENV", "DEFAULT_INTERVAL_S"]
+__all__ = ["AlertLoop", "from_settings", "check_webhook", "check_interval", "starts_loop", "RULES_ENV", "WEBHOOK_ENV",
+           "INTERVAL_ENV", "WINDOW_ENV", "PIPELINES_ENV", "DEFAULT_INTERVAL_S"]
 
 logger = logging.getLogger("nbprod.alerts")
+
+#: The shortest time between two checks. Each check reads the window's log from the state DB, so a
+#: smaller interval only turns the loop into a busy reader beside the server it watches.
+MIN_INTERVAL_S = 0.1
+
+
+def check_interval(value: Any) -> float:
+    """``value`` (seconds or a duration such as ``"1m"``) as seconds, at least :data:`MIN_INTERVAL_S`."""
+    from .windows import parse_duration
+
+    seconds = parse_duration(value)
+    if seconds < MIN_INTERVAL_S:
+        raise ConfigError(f"the alert interval {value!r} is shorter than {MIN_INTERVAL_S:g} s",
+                          "check at most ten times a second, e.g. --alert-interval 60 (the default) or 10s")
+    return seconds
 
 
 def check_webhook(url: Any, where: str = "the alert webhook") -> str:
@@ -81,7 +96,7 @@ class AlertLoop:
             raise RuleError("the alert loop has no rules",
                             f"pass rules, e.g. {RULES_ENV}='p95_ms > 100; error_rate > 1%'")
         self.webhook = None if webhook is None else check_webhook(webhook)
-        self.interval = parse_duration(interval)
+        self.interval = check_interval(interval)
         self.window = window
         parse_duration(window)
         self.min_rows = int(min_rows)
