@@ -23,9 +23,6 @@ def stack():
         yield s
 
 
-# test_deploy_alerts.py still imports these two from here; drop the aliases once it imports them
-# from _monitoring_helpers and _servers.
-
 
 def test_serve_runs_the_alert_loop_once_per_server_and_posts_each_firing_once(serving_models, env, stack):
     url, received = stack.enter_context(receiver())
@@ -86,12 +83,14 @@ def test_the_loop_logs_failures_retries_and_stops(db_url, stack, caplog):
     with pytest.raises(ConfigError, match="shorter than 0.1 s") as err:  # a busy loop against the state DB
         from_settings("credit", rules="p95_ms > 100", interval="0.0001")
     assert "--alert-interval 60" in err.value.fix
-    # no traffic yet: the check fails, is logged once, and the loop carries on
+    # no traffic yet: nothing to check, which is no failure (said once, at INFO), and the loop carries on
     loop = AlertLoop("credit", ["p95_ms > 100"], webhook="http://127.0.0.1:1/hook", interval=0.1)
-    with caplog.at_level("WARNING", logger="nbprod.alerts"):
+    with caplog.at_level("INFO", logger="nbprod.alerts"):
         assert loop.run_once() is None and loop.run_once() is None
-    assert loop.failures == 2 and "no deployment and no logged predictions" in loop.last_error
-    assert sum("failed" in r.getMessage() for r in caplog.records) == 1
+    assert loop.failures == 0 and loop.checks == 0 and loop.last_error is None
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "nbprod alert checks of 'credit' start with its first logged prediction")]
+    caplog.clear()
     start = hour_start(2)
     traffic("credit", start=start, hours=1, per_hour=60, latency_ms=250.0, send_labels=False)
     # the webhook answers 500: logged, claim released, retried by the next tick
@@ -108,3 +107,19 @@ def test_the_loop_logs_failures_retries_and_stops(db_url, stack, caplog):
     finally:
         loop.stop()
     assert not loop.running and len(good) == 1 and loop.last_check.firing[0].notification.startswith("suppressed")
+
+
+def test_a_failing_check_is_logged_once_counted_and_retried(nbprod_home, monkeypatch, caplog):
+    from nbprod.config import settings
+    from nbprod.monitoring.loop import AlertLoop
+
+    blocked = nbprod_home.parent / "a-file"
+    blocked.write_text("not a folder")
+    monkeypatch.setenv("NBPROD_DB_URL", f"sqlite:///{blocked / 'nbprod.db'}")  # a state DB that cannot open
+    settings.reset()
+    loop = AlertLoop("credit", ["p95_ms > 100"], interval=0.1)
+    with caplog.at_level("WARNING", logger="nbprod.alerts"):
+        assert loop.run_once() is None and loop.run_once() is None
+    assert loop.failures == 2 and loop.checks == 0 and loop.last_error
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "nbprod alert check of 'credit' failed (retried every 0.1s)"]

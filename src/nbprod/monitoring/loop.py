@@ -11,8 +11,9 @@ Why it is built this way:
   ``--workers N`` that is uvicorn's supervisor, which serves no request, and the workers never
   start one.
 - **Never in the way of a prediction.** The loop is a daemon thread that only reads the log and
-  posts to the webhook; a failing check (DB away, webhook down, no traffic yet) is logged on the
-  ``nbprod.alerts`` logger, counted in :attr:`AlertLoop.failures` and retried at the next tick.
+  posts to the webhook; a failing check (DB away, webhook down) is logged on the ``nbprod.alerts``
+  logger, counted in :attr:`AlertLoop.failures` and retried at the next tick. A model's server with
+  no logged prediction yet has nothing to check: that is said once, at INFO, and is no failure.
   It stops when the server stops (:meth:`AlertLoop.stop`, also at interpreter exit).
 
 Settings, keyword first, then the server's environment: ``NBPROD_ALERT_RULES`` (rules separated
@@ -104,13 +105,17 @@ class AlertLoop:
         self.failures = 0
         self.last_error: str | None = None
         self.last_check = None
+        self._said_waiting = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     # -- one tick ---------------------------------------------------------------------------------
     def run_once(self):
-        """One check of every rule (never raises): the AlertCheck, or None when the check failed."""
+        """One check of every rule (never raises): the AlertCheck, or None when the check failed or
+        there is nothing to check yet."""
         try:
+            if not self.checks and self._waiting():
+                return None
             report = check_deployment(self.deployment, self.rules, webhook=self.webhook, window=self.window,
                                       min_rows=self.min_rows, on_fire=self.on_fire)
         except Exception as exc:  # noqa: BLE001 - logged and retried at the next tick
@@ -131,6 +136,18 @@ class AlertLoop:
             elif out.notification in ("sent", "resolved sent"):
                 logger.info("nbprod alert %r on %r: %s", out.rule, self.deployment, out.notification)
         return report.alerts
+
+    def _waiting(self) -> bool:
+        """Is this a server of a model (not a deployment) before its first logged prediction? Then there is
+        nothing to check yet, which is not a failure: said once, at INFO."""
+        from .monitor import known
+
+        if known(self.deployment):
+            return False
+        if not self._said_waiting:
+            logger.info("nbprod alert checks of %r start with its first logged prediction", self.deployment)
+            self._said_waiting = True
+        return True
 
     # -- the thread -------------------------------------------------------------------------------
     def start(self) -> "AlertLoop":

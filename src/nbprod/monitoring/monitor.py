@@ -51,7 +51,7 @@ from .predlog import predictions as p
 from .report import MonitorReport
 from .windows import parse_duration, parse_time, window_edges
 
-__all__ = ["monitor", "resolve_name", "HEALTH", "NOT_ENOUGH"]
+__all__ = ["monitor", "known", "resolve_name", "HEALTH", "NOT_ENOUGH"]
 
 NOT_ENOUGH = "not enough data"
 HEALTH = ("requests", "rows", "request_rate", "errors", "error_rate", "server_error_rate", "ood_rate",
@@ -79,7 +79,8 @@ def _load(name: str, lo: float, hi: float):
     return log.frame, log.inputs
 
 
-def _known(name: str) -> bool:
+def known(name: str) -> bool:
+    """Is ``name`` something to monitor: a deployment, or a name with logged predictions?"""
     eng = ensure_tables()
     with eng.connect() as conn:
         for t in (p, pr):
@@ -314,7 +315,7 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
     if task not in (None, "classification", "regression"):
         raise DriftError(f"task {task!r} is not 'classification' or 'regression'",
                          "pass task=None to infer it from the labels")
-    if not _known(name):
+    if not known(name):
         logged = _logged_names()
         raise DeploymentError(f"no deployment and no logged predictions called {name!r}",
                               f"pass a deployment name ({', '.join(logged) or 'none has logged predictions yet'}); "
