@@ -67,6 +67,9 @@ def test_predictions_feedback_and_monitor_through_a_real_server(serving_models, 
         status, _, data = request(port, "POST", "/feedback", missing, token=TOKEN)
         refused = json.loads(data)
         assert status == 400 and refused["error"] == "bad_feedback" and "missing" in refused["message"]
+        huge = {"prediction_ids": ["x" * 10_000], "labels": [1]}  # refused, not echoed back whole
+        status, _, data = request(port, "POST", "/feedback", huge, token=TOKEN)
+        assert status == 400 and json.loads(data)["error"] == "bad_feedback" and len(data) < 500
         scraped = request(port, "GET", "/metrics")[2].decode()
         assert "nbprod_dropped_log_rows_total 0.0" in scraped
         spent = {line.split('"')[1]: float(line.rsplit(" ", 1)[1]) for line in scraped.splitlines()

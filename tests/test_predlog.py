@@ -244,8 +244,17 @@ def test_feedback_refuses_bad_input_without_writing(nbprod_home):
     log_rows("credit", [("prediction", time.time(), _record("r1"))])
     with pytest.raises(DataError, match="2 prediction id"):
         feedback(["r1-0", "r1-1"], [1])
-    with pytest.raises(DataError, match="NaN"):
+    # a label is named by its place and id (an empty cell of a labels CSV is NaN)
+    with pytest.raises(DataError, match=r"label 2 \(for prediction id 'r1-1'\) is missing \(None, NaN or an empty"):
         feedback(["r1-0", "r1-1"], [1, float("nan")])
+    with pytest.raises(DataError, match=r"label 1 \(for prediction id 'r1-0'\) is infinite"):
+        feedback(["r1-0"], [float("-inf")])
+    with pytest.raises(DataError, match=r"label 1 .* is a dict, not a number"):
+        feedback(["r1-0"], [{"a": 1}])
+    # an id no prediction can have is refused, and quoted short: a client's 10,000 characters are not echoed
+    with pytest.raises(DataError, match="prediction id 2 .* is 10,000 characters long") as err:
+        feedback(["r1-0", "x" * 10_000], [1, 1])
+    assert len(str(err.value)) < 300
     with pytest.raises(DataError, match="twice"):
         feedback(["r1-0", "r1-0"], [1, 0])
     with ensure_tables().connect() as conn:

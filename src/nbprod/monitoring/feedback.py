@@ -33,6 +33,8 @@ from .predlog import ensure_tables, feedback_table, prediction_records, predicti
 __all__ = ["feedback", "FeedbackResult"]
 
 _CHUNK = 500
+#: The longest prediction id: the log's column (a server's ids, ``<32 hex digits>-<row>``, are far shorter).
+MAX_ID = 80
 
 
 @dataclass(repr=False)
@@ -68,21 +70,27 @@ class FeedbackResult(Display):
 
 
 def _label(value: Any) -> Any:
+    """``value`` as the one stored form of its label, else a DataError saying what is wrong with it."""
     if hasattr(value, "item") and not hasattr(value, "__len__"):
         value = value.item()
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        raise DataError("is missing (None, NaN or an empty cell)",
+                        "send a label for every prediction id (drop the missing ones)")
     if isinstance(value, float) and not math.isfinite(value):
-        raise DataError("a label is NaN or infinite",
-                        "send a real label for every prediction id (drop the missing ones)")
-    if value is None:
-        raise DataError("a label is missing (None)", "send a label for every prediction id (drop the missing ones)")
+        raise DataError("is infinite", "send a real label for every prediction id")
     if not isinstance(value, (str, int, float, bool)):
-        raise DataError(f"a label must be a number, a string or a bool, got {type(value).__name__}",
+        raise DataError(f"is a {type(value).__name__}, not a number, a string or a bool",
                         "send one scalar label per prediction id")
     if isinstance(value, bool):
         return int(value)  # True and 1 are one label (JSON true, a bool column, 1 from a CSV)
     if isinstance(value, float) and value.is_integer():
         return int(value)  # 1.0 and 1 are one label
     return value
+
+
+def _short(pid: str) -> str:
+    """``pid`` as an error message quotes it: never a client's whole 10,000-character string."""
+    return repr(pid) if len(pid) <= MAX_ID else repr(pid[:24] + "…")
 
 
 def _as_list(values: Any, what: str) -> list:
@@ -136,15 +144,22 @@ def feedback(prediction_ids: Iterable[str] | str, labels: Any) -> FeedbackResult
     """Store the true ``labels`` of earlier predictions (ids from the server's ``prediction_ids``)."""
 
     ids = [str(i) for i in _as_list(prediction_ids, "prediction_ids")]
+    for n, pid in enumerate(ids, 1):
+        if len(pid) > MAX_ID:
+            raise DataError(f"prediction id {n} ({_short(pid)}) is {len(pid):,} characters long: no prediction has "
+                            f"an id over {MAX_ID}", "send the ids from a server's answer (its 'prediction_ids')")
     values = _as_list(labels, "labels") if not isinstance(labels, (int, float, bool)) else [labels]
     if len(ids) != len(values):
         raise DataError(f"{len(ids)} prediction id(s) but {len(values)} label(s)",
                         "pass one label per prediction id, in the same order")
     pairs: dict[str, str] = {}
-    for pid, value in zip(ids, values, strict=True):  # lengths checked above
-        text = json.dumps(_label(value))
+    for n, (pid, value) in enumerate(zip(ids, values, strict=True), 1):  # lengths checked above
+        try:
+            text = json.dumps(_label(value))
+        except DataError as exc:
+            raise DataError(f"label {n} (for prediction id {_short(pid)}) {exc.problem}", exc.fix) from None
         if pid in pairs and pairs[pid] != text:
-            raise DataError(f"prediction id {pid!r} appears twice with different labels",
+            raise DataError(f"prediction id {_short(pid)} appears twice with different labels",
                             "send each prediction id once")
         pairs[pid] = text
     result = FeedbackResult()
