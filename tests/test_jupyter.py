@@ -146,13 +146,18 @@ def test_audit_answers_the_recent_rows_newest_first(call, jp_fetch, credit):
     assert only["model"] == "credit-risk" and only["entries"]
 
 
-def test_jobs_answers_a_list(call, jp_fetch, home):
+def test_jobs_answers_the_recorded_notebook_jobs(call, jp_fetch, home, tmp_path):
+    import nbformat
+
     from nbprod import jobs
 
-    body = call(_get(jp_fetch, "jobs"))
-    assert isinstance(body["jobs"], list)
-    if getattr(jobs, "runs", None) is None:
-        assert body["jobs"] == [] and "nbprod.runs" in body["note"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+    nbformat.write(nb, tmp_path / "tiny.ipynb")
+    job = jobs.run(tmp_path / "tiny.ipynb", progress=False)  # a real kernel through papermill
+    answered = call(_get(jp_fetch, "jobs"))["jobs"]
+    assert answered[0]["run_id"] == job.run_id and answered[0]["status"] == "FINISHED"
+    assert answered[0]["notebook"].endswith("tiny.ipynb") and answered[0]["seconds"] > 0
 
 
 def test_a_slow_call_is_logged_as_a_warning(call, jp_fetch, jp_serverapp, home, monkeypatch):
@@ -276,3 +281,19 @@ def test_the_install_enables_the_server_extension_and_the_prebuilt_labextension(
     labextensions = listed("labextension", "list")
     assert re.search(r"^\s*nbprod v\S+ enabled OK \(python, nbprod\)", labextensions, re.M), labextensions
     assert re.search(r"^\s*nbprod\.jupyter enabled", listed("server", "extension", "list"), re.M)
+
+
+def test_jobs_that_cannot_be_read_answer_the_problem_not_an_empty_list(call, jp_fetch, home, monkeypatch):
+    from nbprod.config import settings
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:1")  # a tracking server that is not there
+    settings.reset()
+    try:
+        with pytest.raises(HTTPClientError) as refused:
+            call(jp_fetch("nbprod", "api", "jobs"))
+    finally:
+        monkeypatch.delenv("MLFLOW_TRACKING_URI")
+        settings.reset()
+    body = json.loads(refused.value.response.body)
+    assert refused.value.code == 422 and body["error"] == "TrackingServerError"
+    assert "cannot reach the MLflow tracking server" in body["problem"] and "MLFLOW_TRACKING_URI" in body["fix"]

@@ -66,8 +66,12 @@ export interface ModelVersion {
   created_at: string | null;
 }
 
+/** A notebook job as `nbprod runs` lists it (`jobs.results.JobResult.to_dict`). */
 export interface Job {
-  [key: string]: unknown;
+  run_id: string;
+  status: string;
+  notebook: string;
+  seconds: number;
 }
 
 /** What the server answers when it refuses: the same problem and fix the magic prints. */

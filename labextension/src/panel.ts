@@ -184,9 +184,9 @@ export class ProductionPanel extends Widget {
         value => this.renderModels(value.versions),
         reason => this.renderFailure(this.modelsBox, reason)
       ),
-      requestAPI<{ jobs: Job[]; note: string | null }>('jobs').then(
+      requestAPI<{ jobs: Job[] }>('jobs').then(
         value => this.renderJobs(value.jobs),
-        () => this.renderJobs([])
+        reason => this.renderJobs([], reason)
       )
     ]);
     this.updated.textContent = `updated ${new Date().toLocaleTimeString()}`;
@@ -423,20 +423,26 @@ export class ProductionPanel extends Widget {
     }
   }
 
-  private renderJobs(jobs: Job[]): void {
+  /** The recent notebook jobs; none: no section. A failed call is shown, never an empty list. */
+  private renderJobs(jobs: Job[], failure?: unknown): void {
     this.jobsBox.replaceChildren();
-    if (!jobs.length) {
+    if (!jobs.length && failure === undefined) {
       return;
     }
     this.jobsBox.appendChild(el('h3', 'nbprod-section', 'Jobs'));
-    for (const job of jobs.slice(0, 20)) {
-      const name = String(job['notebook'] ?? job['name'] ?? job['id'] ?? 'job');
-      const state = String(job['status'] ?? job['state'] ?? '');
+    if (failure !== undefined) {
+      const box = el('div');
+      this.jobsBox.appendChild(box);
+      this.renderFailure(box, failure);
+      return;
+    }
+    for (const job of jobs) {
       const line = el('div', 'nbprod-card nbprod-job');
-      line.appendChild(el('span', 'nbprod-name', name));
-      if (state) {
-        line.appendChild(el('span', `nbprod-badge nbprod-job-${state}`, state));
-      }
+      line.title = `${job.notebook}\njob ${job.run_id}`;
+      line.appendChild(el('span', 'nbprod-name', job.notebook.split(/[\\/]/).pop() || job.notebook));
+      const state = job.status.toLowerCase();
+      line.appendChild(el('span', `nbprod-badge nbprod-job-${state}`, state));
+      line.appendChild(el('span', 'nbprod-metrics', `${job.seconds.toFixed(1)} s`));
       this.jobsBox.appendChild(line);
     }
   }

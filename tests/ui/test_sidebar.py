@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+import nbformat
 import pytest
 from _registry_helpers import pipeline
 
@@ -66,6 +67,10 @@ def production(lab):
         nbprod.deploy("credit-risk@challenger", name="credit", canary=20)
         for i in range(8):
             first.predict(X.iloc[i * 10:(i + 1) * 10])
+        nb = nbformat.v4.new_notebook()  # a notebook job, which the panel lists under "Jobs"
+        nb.cells = [nbformat.v4.new_code_cell("print(6 * 7)")]
+        nbformat.write(nb, lab.home / "tiny.ipynb")
+        nbprod.run(lab.home / "tiny.ipynb", progress=False)
         yield first
         if "nbprod.state" in sys.modules:  # close pooled connections to the lab's state DB
             sys.modules["nbprod.state"].dispose()
@@ -99,6 +104,11 @@ def test_sidebar_rolls_back_a_canary_and_shows_a_refusal(page, lab, production, 
     assert model.locator(".nbprod-version[data-version='1'] .nbprod-alias").inner_text() == "@champion"
     assert model.locator(".nbprod-version[data-version='2'] .nbprod-alias").inner_text() == "@challenger"
     assert "roc_auc 0.810" in model.locator(".nbprod-version[data-version='1']").inner_text()
+    # the notebook job: its file name and status, the full path in its tooltip
+    job = panel.locator(".nbprod-job")
+    assert job.locator(".nbprod-name").inner_text() == "tiny.ipynb"
+    assert job.locator(".nbprod-badge").inner_text() == "finished"
+    assert job.get_attribute("title").startswith(str(lab.home / "tiny.ipynb"))
     # the running deployment with its split, health and budget
     assert card.locator(".nbprod-dot").get_attribute("class").endswith("nbprod-state-running")
     assert card.locator(".nbprod-seg").all_inner_texts() == ["v1 80%", "v2 20%"]

@@ -31,6 +31,7 @@ from nbprod.errors import DeploymentError, ModelNotFoundError, NbprodError
 __all__ = ["setup_handlers", "ACTIONS"]
 
 AUDIT_LIMIT = 50
+JOBS_LIMIT = 20
 SLOW_S = 5.0
 """A call that takes longer is logged as a warning: jupyter_server logs a successful request at debug
 level only, so a sidebar that waits a minute for its first data would otherwise leave no trace."""
@@ -98,25 +99,10 @@ class AuditHandler(_Base):
         await self._answer(lambda: audit.history(model, limit=AUDIT_LIMIT).to_dict())
 
 
-def job_list() -> dict[str, Any]:
-    """``nbprod.runs()`` (``nbprod.jobs.runs``) when this nbprod tracks notebook jobs, else an empty
-    list that says why. Looked up on every call, so a newer nbprod that has ``runs`` is picked up
-    without a change here.
-    """
-    runs = getattr(jobs, "runs", None)
-    if runs is None:
-        return {"jobs": [], "note": "this nbprod does not track notebook jobs yet (no nbprod.runs())"}
-    result = runs()
-    data = result.to_dict() if hasattr(result, "to_dict") else result
-    if isinstance(data, dict):
-        return {"jobs": data.get("runs", data.get("jobs", [])), "note": data.get("note")}
-    return {"jobs": [r.to_dict() if hasattr(r, "to_dict") else r for r in data], "note": None}
-
-
 class JobsHandler(_Base):
     @tornado.web.authenticated
     async def get(self) -> None:
-        await self._answer(job_list)
+        await self._answer(lambda: {"jobs": jobs.runs(limit=JOBS_LIMIT).to_dict()})
 
 
 class ActionHandler(_Base):
