@@ -193,3 +193,16 @@ def test_a_job_prints_no_kernel_transport_warning(nbprod_home, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "without encryption" not in out.stderr, out.stderr
     assert sorted(p.name for p in notebook.parent.iterdir()) == ["quiet.ipynb"]  # no socket files left beside it
+
+
+def test_runs_of_a_notebook_are_its_own_not_every_name_ending_like_it(nbprod_home, tmp_path):
+    """`runs(notebook="train.ipynb")` matched the tag with LIKE '%train.ipynb': retrain.ipynb's jobs too."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(1)")]
+    for name in ("train.ipynb", "retrain.ipynb", "it's_1.ipynb"):
+        nbformat.write(nb, tmp_path / name)
+        run(tmp_path / name, progress=False)
+    assert [j.notebook.name for j in runs(notebook="train.ipynb")] == ["train.ipynb"]
+    assert [j.notebook.name for j in runs(notebook=str(tmp_path / "retrain.ipynb"))] == ["retrain.ipynb"]
+    assert [j.notebook.name for j in runs(notebook="it's_1.ipynb")] == ["it's_1.ipynb"]  # a quote, LIKE's _
+    assert runs(notebook="its_1.ipynb").jobs == [] and len(runs().jobs) == 3

@@ -99,11 +99,16 @@ def runs(limit: int = 100, *, notebook: str | None = None, as_json: bool = False
 
     c = client()
     filters = [KIND_FILTER]
-    if notebook:
-        filters.append(f"tags.`nbprod.notebook` LIKE '%{Path(notebook).name.replace(chr(39), '')}'")
+    name = Path(notebook).name if notebook else None
+    if name:  # the tag is the notebook's absolute path: its file name follows a separator
+        quote = '"' if "'" in name else "'"
+        filters.append(f"tags.`nbprod.notebook` LIKE {quote}%{os.sep}{name.replace(quote, '%')}{quote}")
     found = c.search_runs(_experiment_ids(c), filter_string=" and ".join(filters),
                           order_by=["attributes.start_time DESC"], max_results=limit)
-    return RunTable([job_from_run(r) for r in found], as_json=as_json)
+    jobs = [job_from_run(r) for r in found]
+    if name:  # LIKE reads % and _ in a file name as wildcards
+        jobs = [j for j in jobs if j.notebook.name == name]
+    return RunTable(jobs, as_json=as_json)
 
 
 #: The fewest characters of an id that name a job, as git abbreviates commits: `nbprod rerun 27` re-ran a job
