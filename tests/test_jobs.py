@@ -206,3 +206,41 @@ def test_runs_of_a_notebook_are_its_own_not_every_name_ending_like_it(nbprod_hom
     assert [j.notebook.name for j in runs(notebook=str(tmp_path / "retrain.ipynb"))] == ["retrain.ipynb"]
     assert [j.notebook.name for j in runs(notebook="it's_1.ipynb")] == ["it's_1.ipynb"]  # a quote, LIKE's _
     assert runs(notebook="its_1.ipynb").jobs == [] and len(runs().jobs) == 3
+
+
+def test_usage_errors_are_refused_before_a_job_is_recorded(nbprod_home, tmp_path):
+    """An --output that would overwrite the notebook (papermill wrote its error cells into it), a folder, a
+    missing folder, and a parameter name the injected cell cannot assign: each an error, no job recorded."""
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print(1)")]
+    path = tmp_path / "mine.ipynb"
+    nbformat.write(nb, path)
+    before = path.read_bytes()
+    (tmp_path / "a-folder.ipynb").mkdir()
+    cases = [({"output": path}, "would overwrite the notebook itself"),
+             ({"output": tmp_path / "." / "mine.ipynb"}, "would overwrite the notebook itself"),
+             ({"output": tmp_path / "a-folder.ipynb"}, "is a folder"),
+             ({"output": tmp_path / "nope" / "out.ipynb"}, "does not exist"),
+             ({"parameters": {"my-param": 1}}, r"'my-param' cannot be Python variables"),
+             ({"parameters": {"class": 1}}, r"'class' cannot be Python variables")]
+    for kwargs, message in cases:
+        with pytest.raises(JobError, match=message):
+            run(path, progress=False, **kwargs)
+    assert path.read_bytes() == before and runs().jobs == []
+
+
+def test_a_notebook_without_kernel_metadata_takes_parameters(nbprod_home, tmp_path, capsys):
+    """jupytext and scripts write notebooks with empty metadata: papermill alone refused their parameters
+    ("No kernel name found") and their run ("No language found")."""
+    from nbprod.jobs import inspect
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("k = 1"), nbformat.v4.new_code_cell("print(k * 7)")]
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nb.cells[1].metadata["tags"] = ["answer"]
+    nb.metadata = {}
+    path = tmp_path / "bare.ipynb"
+    nbformat.write(nb, path)
+    assert [p.name for p in inspect(path).declared] == ["k"]
+    result = run(path, {"k": 6}, progress=False)
+    assert result.tagged_output("answer") == "42"

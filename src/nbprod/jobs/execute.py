@@ -34,6 +34,8 @@ from .kernel import EarlyKernel, transport
 from .params import merge, read_notebook
 from .prepare import (
     DEFAULT_KERNEL,
+    Kernel,
+    check_names,
     check_parameters,
     choose_kernel,
     notebook_experiment,
@@ -115,7 +117,9 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
     try:
         nb = read_notebook(source)
         params = merge(parameters, parameters_file)
-        kernel_name, kernel_note, executable = choose_kernel(kernel, nb)
+        chosen = choose_kernel(kernel, nb)
+        kernel_name, kernel_note = chosen.name, chosen.note
+        check_names(params, chosen.language)
         workdir = Path(cwd) if cwd else Path(shown).resolve().parent
         if not workdir.is_dir():
             workdir = source.resolve().parent
@@ -132,8 +136,8 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
             raise JobError(f"{shown} calls mlflow.set_experiment({own!r}), "
                            f"but the job was asked to record in {experiment!r}",
                            f"leave out --experiment (the job is then recorded in {own!r}) or remove set_experiment")
-        target = Path(output) if output else output_path(Path(shown))
-        return _tracked(store, early, warming, source, shown, nb, params, notes, kernel_name, executable, target,
+        target = _target(output, source, shown)
+        return _tracked(store, early, warming, source, shown, nb, params, notes, chosen, target,
                         workdir, base_env, own, experiment, progress, timeout, retries, _rerun_of)
     finally:
         if early is not None:
@@ -142,9 +146,26 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
         store.stop()
 
 
+def _target(output: str | Path | None, source: Path, shown: Path) -> Path:
+    """Where the executed copy goes: ``output``, checked before a run is recorded, else a new file under
+    the home's ``runs/``."""
+    if not output:
+        return output_path(Path(shown))
+    target = Path(output)
+    if target.resolve() in (source.resolve(), Path(shown).resolve()):
+        raise JobError(f"the executed copy would overwrite the notebook itself ({target})",
+                       "pass another --output path, or leave it out (the copy then goes under NBPROD_HOME/runs)")
+    if target.is_dir():
+        raise JobError(f"--output {target} is a folder", f"pass a file path, e.g. {target / source.name}")
+    if not target.parent.is_dir():
+        raise JobError(f"--output {target}: the folder {target.parent} does not exist",
+                       "create it first, or pass a path in an existing folder")
+    return target
+
+
 def _tracked(store: runstore.LocalStore | runstore.HelperStore, early: EarlyKernel | None, warming: Any,
              source: Path, shown: Path, nb, params: dict[str, Any],
-             notes: list[str], kernel_name: str, executable: str, target: Path, workdir: Path, base_env: dict[str, str],
+             notes: list[str], chosen: Kernel, target: Path, workdir: Path, base_env: dict[str, str],
              own: str | None, experiment: str | None, progress: bool | str, timeout: float | None,
              retries: int, _rerun_of: str | None) -> JobResult:
     """The job's MLflow run around papermill's execution (``store`` writes the run, ``early``: the
@@ -154,7 +175,8 @@ def _tracked(store: runstore.LocalStore | runstore.HelperStore, early: EarlyKern
     from papermill.exceptions import PapermillExecutionError
 
     register_engine()
-    env = environment.capture(executable)
+    kernel_name = chosen.name
+    env = environment.capture(chosen.executable)
     commit, dirty = git_info(str(Path(shown).resolve()))
     tags = {
         "mlflow.runName": Path(shown).stem, "mlflow.source.name": str(Path(shown).resolve()),
@@ -201,7 +223,8 @@ def _tracked(store: runstore.LocalStore | runstore.HelperStore, early: EarlyKern
                 kernel_kw = early.hand_over(run_env) if early is not None and attempts == 1 else transport()
                 try:
                     final_nb = papermill.execute_notebook(
-                        str(source), str(target), parameters=params, kernel_name=kernel_name, progress_bar=bar,
+                        str(source), str(target), parameters=params, kernel_name=kernel_name,
+                        language=chosen.language, progress_bar=bar,
                         cwd=str(workdir), execution_timeout=timeout, engine_name=ENGINE, nbprod_watch=watch,
                         **kernel_kw)
                     status = "FINISHED"

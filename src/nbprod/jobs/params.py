@@ -16,8 +16,12 @@ from typing import Any
 from .._display import Display, Table, View
 from ..errors import JobError
 
-__all__ = ["Parameter", "Parameters", "inspect", "declared", "load_file", "merge", "usage", "user_code_cells",
-           "python_source"]
+#: The kernel of a notebook whose kernelspec is missing or unknown here: this environment's Python
+#: (``make install`` registers it; jupyter_client falls back to ``sys.executable`` without it).
+DEFAULT_KERNEL = "python3"
+
+__all__ = ["Parameter", "Parameters", "inspect", "declared", "notebook_language", "load_file", "merge", "usage",
+           "user_code_cells", "python_source"]
 
 
 @dataclass
@@ -72,7 +76,10 @@ def has_parameters_cell(nb) -> bool:
 
 
 def declared(nb) -> list[Any]:
-    """papermill's inference of the ``parameters`` cell (it needs every cell to carry a tags list)."""
+    """papermill's inference of the ``parameters`` cell (it needs every cell to carry a tags list).
+
+    A notebook without a kernelspec (written by jupytext or a script) is read as Python, the kernel a job
+    runs it on (:data:`DEFAULT_KERNEL`): papermill alone refuses it ("No kernel name found")."""
     import copy
 
     from papermill.inspection import _infer_parameters
@@ -80,7 +87,17 @@ def declared(nb) -> list[Any]:
     nb = copy.deepcopy(nb)
     for cell in nb.cells:
         cell.metadata.setdefault("tags", [])
-    return _infer_parameters(nb) if has_parameters_cell(nb) else []
+    if not has_parameters_cell(nb):
+        return []
+    named = bool((nb.metadata.get("kernelspec") or {}).get("name"))
+    return _infer_parameters(nb, name=None if named else DEFAULT_KERNEL, language=notebook_language(nb) or "python")
+
+
+def notebook_language(nb) -> str | None:
+    """The language a notebook says it is in (its kernelspec's, else its language_info's), or None."""
+    meta = nb.metadata
+    language = (meta.get("kernelspec") or {}).get("language") or (meta.get("language_info") or {}).get("name")
+    return str(language).lower() if language else None
 
 
 def _type(annotated: str | None, default: str | None) -> str:

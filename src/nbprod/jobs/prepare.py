@@ -8,23 +8,21 @@ ignores) becomes a note the job records.
 
 from __future__ import annotations
 
+import keyword
 import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..config import settings
 from ..errors import JobError
-from .params import declared, has_parameters_cell, usage, user_code_cells
+from .params import DEFAULT_KERNEL, declared, has_parameters_cell, notebook_language, usage, user_code_cells
 
-__all__ = ["DEFAULT_KERNEL", "output_path", "choose_kernel", "check_parameters", "notebook_experiment",
-           "choose_experiment", "user"]
+__all__ = ["DEFAULT_KERNEL", "Kernel", "output_path", "choose_kernel", "check_names", "check_parameters",
+           "notebook_experiment", "choose_experiment", "user"]
 
 
-#: The kernel of a notebook whose kernelspec is missing or unknown here: this environment's Python
-#: (``make install`` registers it; jupyter_client falls back to ``sys.executable`` without it).
-DEFAULT_KERNEL = "python3"
 
 
 def output_path(notebook: Path) -> Path:
@@ -35,8 +33,17 @@ def output_path(notebook: Path) -> Path:
     return private_file(runs / f"{notebook.stem}-{stamp}.ipynb")  # 0600: papermill keeps the mode it finds
 
 
-def choose_kernel(requested: str | None, nb) -> tuple[str, str | None, str]:
-    """(kernel to run, a note when it is not the notebook's own, the kernel's python executable)."""
+class Kernel(NamedTuple):
+    """The kernel a job runs on: its name, a note when it is not the notebook's own, its Python executable,
+    and the notebook's language (the kernel's, when the notebook does not say: papermill needs one)."""
+
+    name: str
+    note: str | None
+    executable: str
+    language: str
+
+
+def choose_kernel(requested: str | None, nb) -> Kernel:
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     name = requested or (nb.metadata.get("kernelspec") or {}).get("name") or DEFAULT_KERNEL
@@ -54,7 +61,18 @@ def choose_kernel(requested: str | None, nb) -> tuple[str, str | None, str]:
         spec = ksm.get_kernel_spec(name)
     argv0 = spec.argv[0] if spec.argv else sys.executable
     executable = sys.executable if argv0 in ("python", "python3", "{python}") else argv0
-    return name, note, executable
+    return Kernel(name, note, executable, notebook_language(nb) or (spec.language or "python").lower())
+
+
+def check_names(params: dict[str, Any], language: str) -> None:
+    """Refuse a parameter name the injected cell cannot assign (``my-param``, ``class``): papermill writes it
+    as is, and the job then failed in a cell the user never wrote, with a SyntaxError."""
+    if language != "python":
+        return
+    bad = [k for k in params if not (isinstance(k, str) and k.isidentifier() and not keyword.iskeyword(k))]
+    if bad:
+        raise JobError(f"parameter name(s) {', '.join(map(repr, bad))} cannot be Python variables",
+                       "use names of letters, digits and _ that are not Python keywords, e.g. -p learning_rate 0.1")
 
 
 def check_parameters(source: Path, nb, params: dict[str, Any]) -> list[str]:
