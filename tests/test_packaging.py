@@ -146,6 +146,13 @@ def test_dockerfile(bundle):
     env = {**os.environ, "NBPROD_HOME": str(bundle.path.parent / "warm-home")}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert done.returncode == 0, done.stderr
+    # COPY keeps each file's mode and the server runs as USER: it must read what the image holds (the
+    # registry's store keeps its files 0600, and such a bundle's server could not open its MLmodel)
+    uid = int(users[-1].split(":")[0])
+    shipped = [bundle.path / "requirements.txt", *(p for top in ("model", "wheels")
+                                                    for p in (bundle.path / top, *(bundle.path / top).rglob("*")))]
+    for path in shipped:
+        assert path.stat().st_mode & (0o005 if path.is_dir() else 0o004), f"{path} is not readable by USER {uid}"
     order = [op + " " + arg.split()[0] for op, arg in ops if op in ("COPY", "RUN")]
     assert order.index("COPY requirements.txt") < order.index("COPY model/")  # dependency layer first
     ignored = [ln for ln in (bundle.path / ".dockerignore").read_text().splitlines() if not ln.startswith("#")]

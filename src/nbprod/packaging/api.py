@@ -133,6 +133,7 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
             shutil.copy2(profile, tmp / "profile.json")
         write_openapi(tmp / "openapi.json", model_dir, version.name, str(version.version))  # GET /openapi.json
         (tmp / "Dockerfile").write_text(templates.dockerfile(python, wheel.name, port, version.uri), encoding="utf-8")
+        _readable_in_the_image(tmp / "model", tmp / "wheels", tmp / "requirements.txt")
         (tmp / ".dockerignore").write_text(templates.DOCKERIGNORE, encoding="utf-8")
         (tmp / "k8s").mkdir()
         for fname, obj in templates.manifests(slug=slug, version=version.version, uri=version.uri, digest=digest,
@@ -166,6 +167,15 @@ def package(uri: str, out_dir: str | os.PathLike, *, canary_percent: int | None 
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return bundle
+
+
+def _readable_in_the_image(*paths: Path) -> None:
+    """Files 0644, folders 0755: ``COPY`` keeps a file's mode, and the image's server runs as an unprivileged
+    user (``templates.APP_UID``). The registry's store keeps its copies private (0600), and a bundle made of
+    those built an image that passed its build-time load (as root) and then could not read its model."""
+    for top in paths:
+        for path in (top, *top.rglob("*")) if top.is_dir() else (top,):
+            path.chmod(0o755 if path.is_dir() else 0o644)
 
 
 def _swap_into_place(tmp: Path, out: Path) -> None:
