@@ -57,3 +57,22 @@ def test_kubernetes_quantities_and_image_names_with_a_newline_are_refused():
     for cpu, memory in (("500m\n", "512Mi"), ("500m", "512Mi\n")):
         with pytest.raises(PackagingError):
             _check_args(None, 1, cpu, memory, 8080, 1)
+
+
+@pytest.mark.parametrize("alias", ["v1", "V3", "v007", "latest", "@@champion", "1st", ""])
+def test_aliases_mlflow_reserves_or_cannot_hold_are_refused_with_a_fix(alias):
+    """``v1`` passed nbprod's check and failed inside MLflow with a traceback ("Version alias name 'v1' is
+    reserved"), after a register's eight seconds of work; ``@@x`` was silently read as ``x``."""
+    from nbprod.registry.uris import check_alias
+
+    with pytest.raises(RegistrationError, match="illegal alias") as err:
+        check_alias(alias)
+    assert "'v' followed by digits" in err.value.fix
+
+
+@pytest.mark.parametrize("alias, kept", [("champion", "champion"), ("@champion", "champion"), ("v1beta", "v1beta"),
+                                         ("vx", "vx"), ("_v1", "_v1")])
+def test_other_aliases_are_kept(alias, kept):
+    from nbprod.registry.uris import check_alias
+
+    assert check_alias(alias) == kept

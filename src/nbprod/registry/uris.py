@@ -17,6 +17,7 @@ NAME_RULE = "letters, digits, '.', '_' and '-', not starting with '.' (at most 1
 # Always fullmatch: "$" also matches before a final newline, and "ok\n" is not a name.
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}")  # a leading '.': hidden/parent paths
 _ALIAS = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
+_VERSION = re.compile(r"[vV][0-9]+")  # MLflow reserves these as aliases: "v3" reads as version 3
 _URI = re.compile(r"(?:models:/)?(?P<name>[^/@]+)(?:/(?P<version>[^/@]+)|@(?P<alias>[^/@]+))?/?")
 
 
@@ -28,12 +29,17 @@ def check_name(name: str, what: str = "model name") -> str:
 
 
 def check_alias(alias: str) -> str:
-    """Aliases: a letter or '_' first, then letters, digits, '_' or '-'. Not a version number."""
-    alias = alias.lstrip("@") if isinstance(alias, str) else alias
-    if not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias.lower() == "latest":
+    """Aliases: a letter or '_' first, then letters, digits, '_' or '-'. Not a version number, nor a name
+    MLflow reserves: 'latest', and 'v' or 'V' and digits (``v3`` names version 3 in a model URI)."""
+    given = alias
+    if isinstance(alias, str) and alias.startswith("@"):
+        alias = alias[1:]  # 'name@champion' spelt out: one '@', not '@@champion'
+    if (not isinstance(alias, str) or not _ALIAS.fullmatch(alias) or alias.lower() == "latest"
+            or _VERSION.fullmatch(alias)):
         raise RegistrationError(
-            f"illegal alias {alias!r}",
-            "start with a letter and use letters, digits, '_' or '-', e.g. 'champion' ('latest' is reserved)",
+            f"illegal alias {given!r}",
+            "start with a letter and use letters, digits, '_' or '-', e.g. 'champion' "
+            "('latest' and 'v' followed by digits are MLflow's own)",
         )
     return alias
 
