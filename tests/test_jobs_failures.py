@@ -12,6 +12,7 @@ import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from nbprod.cli import main
+from nbprod.errors import JobError
 from nbprod.jobs import JobFailed, JobWarning, get_run, run
 
 pytestmark = pytest.mark.slow
@@ -117,6 +118,12 @@ def test_a_killed_job_is_recorded_as_killed_never_finished(nbprod_home, tmp_path
         executed = nbformat.read(job.output, as_version=4)
         assert executed.metadata["nbprod"]["status"] == "KILLED"
         assert executed.cells[-1].metadata["papermill"]["status"] == "failed"
+    else:  # it never reached its end, where the notebook is recorded: a rerun says so and how to run it again
+        from nbprod.jobs import rerun
+
+        with pytest.raises(JobError, match="was killed before it ended, so its notebook was not recorded") as err:
+            rerun(job.run_id, progress=False)
+        assert f"nbprod run {slow}" in err.value.fix
 
 
 def test_injected_parameters_the_notebook_ignores_are_named(nbprod_home, tmp_path, capsys):

@@ -9,6 +9,8 @@ error names the input and both hashes, and ``allow_changed_inputs=True`` runs re
 
 from __future__ import annotations
 
+import json
+import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -75,8 +77,12 @@ def rerun(run_id: str, parameters: dict[str, Any] | None = None, *, allow_change
         _check_file_inputs(original)
     text = artifact_text(original.run_id or "", "job/source.ipynb")
     if text is None:
-        raise JobError(f"job {run_id} has no recorded notebook (job/source.ipynb)",
-                       "re-run the notebook itself with `nbprod run`; jobs recorded by this nbprod keep their notebook")
+        again = _run_command(original)
+        if original.status == "KILLED":  # SIGKILLed: it never reached its end, where the notebook is recorded
+            raise JobError(f"job {run_id} was killed before it ended, so its notebook was not recorded",
+                           f"run the notebook again from its file: {again}")
+        raise JobError(f"job {run_id} has no recorded notebook (job/source.ipynb): an older nbprod recorded it",
+                       f"run the notebook again from its file: {again}")
     params = {**original.parameters, **(parameters or {})}
     expected = {name: str(info["sha256"]) for name, info in original.inputs.items() if info.get("sha256")}
 
@@ -98,6 +104,14 @@ def rerun(run_id: str, parameters: dict[str, Any] | None = None, *, allow_change
     finally:
         shutil.rmtree(folder, ignore_errors=True)
     return Rerun(result, compare(original, result))
+
+def _run_command(job: JobResult) -> str:
+    """The ``nbprod run`` command line of ``job``'s notebook and parameters."""
+    words = ["nbprod", "run", str(job.notebook)]
+    for name, value in job.parameters.items():
+        words += ["-p", name, value if isinstance(value, str) else json.dumps(value)]
+    return shlex.join(words)
+
 
 def _recorded_cwd(job: JobResult) -> str | None:
     from ..registry.store import client
