@@ -81,8 +81,11 @@ def _wait(condition, seconds: float = 120.0):
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
 def test_a_killed_job_is_recorded_as_killed_never_finished(nbprod_home, tmp_path, sig):
     slow = _notebook(tmp_path / "slow.ipynb", "print('started', flush=True)", "import time\ntime.sleep(300)")
+    temp = tmp_path / "temp"  # where the job's kernel keeps its sockets and connection file (its signing key)
+    temp.mkdir()
+    env = {**os.environ, "TMPDIR": str(temp)}
     proc = subprocess.Popen([sys.executable, "-m", "nbprod.cli", "run", str(slow), "--no-progress"],
-                            env={**os.environ}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         def sleeping():
             from nbprod.jobs import runs
@@ -124,6 +127,13 @@ def test_a_killed_job_is_recorded_as_killed_never_finished(nbprod_home, tmp_path
         with pytest.raises(JobError, match="was killed before it ended, so its notebook was not recorded") as err:
             rerun(job.run_id, progress=False)
         assert f"nbprod run {slow}" in err.value.fix
+        # nothing shut its kernel down: its private folder stayed, and the next job deletes it
+        (left,) = [p for p in temp.iterdir() if ".nbprod-kernel-" in p.name]
+        assert "kernel.json" in {p.name for p in left.iterdir()} and left.stat().st_mode & 0o077 == 0
+        quick = _notebook(tmp_path / "quick.ipynb", "print(1)")
+        subprocess.run([sys.executable, "-m", "nbprod.cli", "run", str(quick), "--no-progress"], env=env,
+                       capture_output=True, timeout=300, check=True)
+        assert list(temp.iterdir()) == []
 
 
 def test_injected_parameters_the_notebook_ignores_are_named(nbprod_home, tmp_path, capsys):

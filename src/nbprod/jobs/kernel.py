@@ -34,22 +34,34 @@ def _ipc_manager_class() -> type | None:
 
     A kernel on TCP without CurveZMQ keys warns "Kernel is running over TCP without encryption"
     on stderr, into ``make demo``'s output; on IPC the sockets are files only this user can reach,
-    so there is nothing to warn about. The socket files go to a fresh name in the temp folder (not
-    the notebook's folder) and the kernel manager removes them at shutdown. Windows has no IPC
-    transport in ZeroMQ: it keeps TCP.
+    so there is nothing to warn about. The sockets and the connection file (which holds the kernel's
+    signing key) go into one private folder of the temp folder, named after this process
+    (:func:`nbprod._files.scratch_path`): the kernel manager removes them at shutdown, and a killed
+    job's folder, which no shutdown removed, is deleted by the next job's. Windows has no IPC transport
+    in ZeroMQ: it keeps TCP.
     """
     if os.name == "nt":
         return None
+    import contextlib
     import tempfile
-    import uuid
 
     from jupyter_client.manager import AsyncKernelManager
+
+    from .._files import scratch_path
 
     class _IpcKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
+            self._folder = scratch_path(Path(tempfile.gettempdir()) / "job", "kernel")
+            self._folder.mkdir(mode=0o700)
             self.transport = "ipc"
-            self.ip = str(Path(tempfile.gettempdir()) / f"nbprod-kernel-{uuid.uuid4().hex[:12]}")
+            self.ip = str(self._folder / "ipc")
+            self.connection_file = str(self._folder / "kernel.json")
+
+        def cleanup_ipc_files(self) -> None:
+            super().cleanup_ipc_files()  # after the connection file: the folder is empty unless restarting
+            with contextlib.suppress(OSError):
+                self._folder.rmdir()
 
     return _IpcKernelManager
 
