@@ -71,7 +71,7 @@ def test_monitor_report_explains_every_n_a_the_star_and_its_threshold():
     assert "n/a [1]" in text and "[1] roc_auc: the model returns labels, not scores" in text
 
 
-def test_drift_headline_names_the_share_and_its_threshold():
+def test_drift_headline_names_the_share_and_its_threshold(tmp_path):
     import nbprod
     from nbprod.datasets import credit
 
@@ -79,8 +79,13 @@ def test_drift_headline_names_the_share_and_its_threshold():
     cur, _ = credit(1500, seed=3, shift="income")
     report = nbprod.drift(nbprod.profile(X), cur)
     head = report._headline()
-    assert re.search(r"drift share \d\.\d{4}; dataset drift when it is ≥ 0\.5", head), head
+    assert re.search(r"drift share \d\.\d{4} < 0\.5\)", head), head
     assert "2,000 rows" in head and "1,500 rows" in head
+    assert "=)" not in head  # no option name left without its value
+    for shown in (str(report), report._repr_html_(), report.to_html(tmp_path / "r.html").read_text()):
+        assert "the dataset drifted when it is ≥ 0.5 (drift_share=0.5, --drift-share 0.5)" in shown
+    gate = nbprod.drift(nbprod.profile(X), cur, drift_share=0.1)
+    assert gate.dataset_drift and re.search(r"drift share \d\.\d{4} ≥ 0\.1\)", gate._headline())
 
 
 def test_audit_html_keeps_long_details_inside_the_page(nbprod_home):

@@ -112,8 +112,7 @@ def html_document(report) -> str:
         f"<div class=col><h3>{escape(c.column)} — {escape(c.test or c.status)}"
         f"{' — drifted' if c.drifted else ''}</h3>{_bars_html(c)}</div>"
         for c in report.columns if c.status == "ok")
-    extra = (f"<p>Not in the reference, not tested: {escape(', '.join(report.extra_columns))}</p>"
-             if report.extra_columns else "")
+    extra = "".join(f"<p>{escape(line)}</p>" for line in report._notes())
     style = (
         "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{padding:2px 8px;text-align:left}"
         "tr.d td{color:#b00020;font-weight:bold}.col{display:inline-block;vertical-align:top;margin:1em}"

@@ -162,10 +162,22 @@ class DriftReport(Display):
     # -- displays ----------------------------------------------------------------------------
     def _headline(self) -> str:
         verdict = "DATASET DRIFT" if self.dataset_drift else "no dataset drift"
+        sides = f"reference {self.reference} ({_format.rows(self.n_reference)}), current {_format.rows(self.n_current)}"
+        if not self.tested:
+            return f"{verdict}: no feature column could be tested (each row says why); {sides}"
+        share = _format.score(self.share_drifted)
+        compared = f"{share} {'≥' if self.dataset_drift else '<'} {_format.number(self.drift_share)}"
         return (f"{verdict}: {_format.count(len(self.drifted_columns))} of {_format.rows(len(self.tested), 'column')} "
-                f"drifted (drift share {_format.score(self.share_drifted)}; dataset drift when it is ≥ "
-                f"{_format.number(self.drift_share)}, drift_share=); reference {self.reference} "
-                f"({_format.rows(self.n_reference)}), current {_format.rows(self.n_current)}")
+                f"drifted (drift share {compared}); {sides}")
+
+    def _notes(self) -> list[str]:
+        """What the headline's share means, and the columns the report could not compare."""
+        threshold = _format.number(self.drift_share)
+        notes = [f"drift share: the share of tested feature columns that drifted; the dataset drifted when it is "
+                 f"≥ {threshold} (drift_share={threshold}, --drift-share {threshold})"]
+        if self.extra_columns:
+            notes.append(f"not in the reference, not tested: {', '.join(self.extra_columns)}")
+        return notes
 
     def _rows(self) -> list[list[Any]]:
         order = sorted(self.columns, key=lambda c: (not c.drifted, c.status != "ok", c.role != "feature", c.column))
@@ -183,9 +195,8 @@ class DriftReport(Display):
     _HEADER = ["column", "kind", "test", "score", "threshold", "drifted", "status", "note"]
 
     def _view(self) -> View:
-        extra = [f"not in the reference, not tested: {', '.join(self.extra_columns)}"] if self.extra_columns else []
         return View(self._headline(), [Table(self._HEADER, self._rows(), more="more columns", all_in_text=True),
-                                       Lines(extra, style="plain")], tone="bad" if self.dataset_drift else "ok")
+                                       Lines(self._notes(), style="plain")], tone="bad" if self.dataset_drift else "ok")
 
     def chart(self, column: str | None = None):
         """Altair charts: ``column`` → its reference vs current distribution; None → the drift
