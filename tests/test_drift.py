@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import subprocess
 from pathlib import Path
 
@@ -176,15 +177,58 @@ def test_profile_json_path_and_string_reference(tmp_path, nbprod_home):
 # -- bad input --------------------------------------------------------------------------------------
 def test_missing_extra_and_changed_columns(big_pair):
     ref, cur = big_pair
-    with pytest.raises(DriftError, match="lacks column.*'age'") as err:
-        drift(ref, cur.drop(columns=["age"]))
-    assert "columns=" in err.value.fix
     report = drift(ref, cur.assign(extra=1))
     assert report.extra_columns == ["extra"] and "extra" in str(report)
     with pytest.raises(DriftError, match="type changed: 'age'"):
         drift(ref, cur.assign(age=cur.age.astype(str)))
     with pytest.raises(DriftError, match="not in the reference"):
         drift(ref, cur, columns=["nope"])
+
+
+def test_a_reference_column_the_current_data_lacks_is_a_row_not_an_error(tmp_path, nbprod_home, capsys):
+    import nbprod
+    from nbprod.cli import main
+
+    ref, cur = _frame(2000, 0), _frame(1500, 1, "income").drop(columns=["default"])  # unlabelled traffic
+    path = tmp_path / "profile.json"
+    path.write_text(nbprod.profile(ref).to_json())
+    for reference in (ref, str(path)):
+        report = drift(reference, cur, drift_share=0.1)
+        row = report["default"]
+        assert row.status == "not tested" and row.reason == "not in the current data"
+        assert row.score is None and not row.drifted and row.n_reference == 2000
+        assert report.missing_columns == ["default"] and len(report.tested) == len(ref.columns) - 1
+        assert report.drifted_columns == ["income"] and report.share_drifted == 1 / (len(ref.columns) - 1)
+        assert report.dataset_drift  # the share is over the tested columns
+        data = json.loads(report.to_json())
+        assert data["missing_columns"] == ["default"] and data["n_tested"] == len(ref.columns) - 1
+    text, html = str(report), report.to_html(tmp_path / "r.html").read_text()
+    assert "1 of 8 columns drifted, 1 not tested" in text
+    assert re.search(r"default +categorical +– +– +– +– +not tested +not in the current data", text), text
+    assert "not in the current data, not tested: default" in text and "not in the current data" in report._repr_html_()
+    assert "<td>default</td><td>feature</td><td>categorical</td><td>-</td><td>-</td><td>-</td><td>-</td>" in html
+    labelled = drift(ref, cur, target="default")
+    assert labelled.target_drift.status == "not tested" and labelled.to_dict()["target_drift"] is None
+
+    # only current data that shares no column is an error, its fix for both front ends
+    with pytest.raises(DriftError, match="none of the column.*'default'") as err:
+        drift(ref, cur, columns=["default"])
+    assert "columns=[...]" in err.value.fix and "--columns" in err.value.fix and "'age'" in err.value.fix
+    with pytest.raises(DriftError, match="none of the column"):
+        drift(ref, pd.DataFrame({"y": range(100)}))
+    with pytest.raises(DriftError, match="prediction column 'nope'") as err:
+        drift(ref, cur, prediction="nope")
+    assert "prediction= (--prediction)" in err.value.fix
+    with pytest.raises(DriftError, match="drift_share") as err:
+        drift(ref, cur, drift_share=2)
+    assert "drift_share=0.5 (--drift-share 0.5)" in err.value.fix
+
+    cur.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["drift", str(path), str(tmp_path / "new.csv")]) == 0
+    assert "not in the current data" in capsys.readouterr().out
+    assert main(["drift", str(path), str(tmp_path / "new.csv"), "--fail-on-drift", "--drift-share", "0.1"]) == 1
+    assert main(["drift", str(path), str(tmp_path / "new.csv"), "--columns", "default"]) == 2
+    assert "--columns" in capsys.readouterr().err
 
 
 def test_empty_window_and_null_columns(big_pair):

@@ -21,7 +21,7 @@ from ..data.partitioned import drift_sample, is_dask_frame, profile_partitioned
 from ..errors import DriftError
 from . import engine, sides
 from .choice import default_test, get_test
-from .report import ColumnDrift, DriftReport
+from .report import NOT_IN_CURRENT, ColumnDrift, DriftReport
 
 __all__ = ["drift"]
 
@@ -44,6 +44,10 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
     ``min_rows``: a column with fewer usable (non-null, finite) values than this on either side
     is reported as "not enough data" instead of tested (default 30: a test on a handful of rows
     flags noise as drift).
+
+    A reference column the current data lacks (the label of a training profile, checked against
+    unlabelled traffic) is a "not tested" row that says so; the drift share is computed over the
+    columns that were tested. Only current data sharing no column with the reference is an error.
     """
     if is_dask_frame(reference):  # a dask reference becomes its partitioned profile
         reference = profile_partitioned(reference)
@@ -51,7 +55,8 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
         current = drift_sample(current)
 
     if not 0 < drift_share <= 1:
-        raise DriftError(f"drift_share must be in (0, 1], got {drift_share}", "use e.g. drift_share=0.5")
+        raise DriftError(f"drift_share must be in (0, 1], got {drift_share}",
+                         "use e.g. drift_share=0.5 (--drift-share 0.5)")
     if isinstance(min_rows, bool) or not isinstance(min_rows, int) or min_rows < 1:
         raise DriftError(f"min_rows must be a whole number ≥ 1, got {min_rows!r}", f"use e.g. min_rows={MIN_ROWS}")
     ref = _Reference.resolve(reference)
@@ -59,17 +64,20 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
     if len(current) == 0:
         raise DriftError("the current data has no rows (an empty window)",
                          "pass a frame with rows, or widen the time window")
-    names = _choose_columns(ref.names, list(map(str, current.columns)), columns, prediction, target)
+    names, missing = _choose_columns(ref.names, list(map(str, current.columns)), columns, prediction, target)
     test_for = _per_column(tests, names, "tests")
     threshold_for = _per_column(thresholds, names, "thresholds")
     for name, value in threshold_for.items():
         _threshold(value, name)
     label_of = {str(c): c for c in current.columns}  # names are text; the frame may use other labels
-    _check_types(ref, current, label_of, names)
+    _check_types(ref, current, label_of, [n for n in names if n not in missing])
 
     rows = []
     for name in names:
         role = "prediction" if name == prediction else "target" if name == target else "feature"
+        if name in missing:
+            rows.append(_not_in_current(name, role, ref))
+            continue
         rows.append(_column(name, role, ref, current[label_of[name]], test_for.get(name), threshold_for.get(name),
                             min_rows))
     extra = [c for c in map(str, current.columns) if c not in ref.names]
@@ -176,7 +184,9 @@ class _Reference:
         return self._sample
 
 
-def _choose_columns(ref_names: list[str], cur_names: list[str], columns, prediction, target) -> list[str]:
+def _choose_columns(ref_names: list[str], cur_names: list[str], columns, prediction,
+                    target) -> tuple[list[str], list[str]]:
+    """The columns to report on, and those of them the current data lacks (reported, not tested)."""
     if columns is not None:
         if isinstance(columns, str):
             columns = [columns]
@@ -192,14 +202,35 @@ def _choose_columns(ref_names: list[str], cur_names: list[str], columns, predict
             continue
         if name not in ref_names:
             raise DriftError(f"the {role} column {name!r} is not in the reference",
-                             f"name a reference column as {role}= (columns: {', '.join(ref_names)})")
+                             f"name a reference column as {role}= (--{role}); columns: {', '.join(ref_names)}")
         if name not in names:
             names.append(name)
     missing = [c for c in names if c not in cur_names]
-    if missing:
-        raise DriftError(f"the current data lacks column(s) {', '.join(map(repr, missing))} of the reference",
-                         "add the missing columns, or pass columns=[...] to test only the columns both sides have")
-    return names
+    if len(missing) == len(names):
+        shared = [c for c in ref_names if c in cur_names]
+        if columns is not None and shared:
+            fix = (f"choose columns both sides have: {_some(shared)} (columns=[...], "
+                   "or --columns a,b)")
+        else:
+            fix = ("pass current data with the reference's columns (the same features, named the same), "
+                   "or a reference profiled from data like it")
+        raise DriftError(f"the current data has none of the column(s) to compare: {_some(names)} "
+                         f"(its columns: {_some(cur_names)})", fix)
+    return names, missing
+
+
+def _some(names: list[str], limit: int = 10) -> str:
+    """Up to ``limit`` names, quoted, and how many more."""
+    shown = ", ".join(map(repr, names[:limit]))
+    return shown + (f" and {len(names) - limit:,} more" if len(names) > limit else "") if names else "none"
+
+
+def _not_in_current(name: str, role: str, ref: "_Reference") -> ColumnDrift:
+    """The row of a reference column the current data lacks: not tested, and why."""
+    r = ref.side(name)
+    return ColumnDrift(name, role, r.kind, None, None, None, None, None, None, False, status="not tested",
+                       reason=NOT_IN_CURRENT, n_reference=r.n, nulls_reference=r.nulls,
+                       infinite_reference=r.infinite)
 
 
 def _per_column(value, names: list[str], what: str) -> dict:

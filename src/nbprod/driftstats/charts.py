@@ -103,9 +103,10 @@ def html_document(report) -> str:
     """The whole report as one HTML page with inline CSS and no scripts."""
     rows = "".join(
         f"<tr class={'d' if c.drifted else ''}><td>{escape(c.column)}</td><td>{escape(c.role)}</td>"
-        f"<td>{escape(c.kind)}</td><td>{escape(c.test or '-')}</td><td>{escape(str(_num(c.score)))}</td>"
+        f"<td>{escape(c.kind)}</td><td>{escape(c.test or '-')}</td>"
+        f"<td>{'-' if c.score is None else escape(str(_num(c.score)))}</td>"
         f"<td>{c.threshold if c.threshold is not None else '-'}</td>"
-        f"<td>{'YES' if c.drifted else 'no'}</td><td>{escape(c.status)}</td>"
+        f"<td>{'YES' if c.drifted else 'no' if c.status == 'ok' else '-'}</td><td>{escape(c.status)}</td>"
         f"<td>{escape(c.reason or ('exact' if c.exact else 'approx.: ' + c.method))}</td></tr>"
         for c in report.columns)
     sections = "".join(

@@ -19,7 +19,10 @@ from .._display import Display, Lines, Table, View
 from .._files import write_text_atomic
 from ..errors import DriftError
 
-__all__ = ["ColumnDrift", "DriftReport", "psi_band"]
+__all__ = ["ColumnDrift", "DriftReport", "psi_band", "NOT_IN_CURRENT"]
+
+#: The reason of a reference column's row when the current data lacks that column.
+NOT_IN_CURRENT = "not in the current data"
 
 
 def psi_band(value: float | None) -> str | None:
@@ -114,6 +117,11 @@ class DriftReport(Display):
         return bool(self.tested) and self.share_drifted >= self.drift_share
 
     @property
+    def missing_columns(self) -> list[str]:
+        """Reference columns the current data lacks (reported as "not tested" rows)."""
+        return [c.column for c in self.columns if c.status == "not tested" and c.reason == NOT_IN_CURRENT]
+
+    @property
     def not_enough_data(self) -> list[str]:
         return [c.column for c in self.columns if c.status != "ok"]
 
@@ -147,11 +155,12 @@ class DriftReport(Display):
             "drifted_columns": self.drifted_columns,
             "not_enough_data": self.not_enough_data,
             "extra_columns": list(self.extra_columns),
+            "missing_columns": self.missing_columns,
             "reference": self.reference,
             "n_reference": self.n_reference,
             "n_current": self.n_current,
-            "prediction_drift": None if self.prediction_drift is None else self.prediction_drift.drifted,
-            "target_drift": None if self.target_drift is None else self.target_drift.drifted,
+            "prediction_drift": _decision(self.prediction_drift),
+            "target_drift": _decision(self.target_drift),
             "columns": [c.to_dict() for c in self.columns],
         }
 
@@ -167,14 +176,18 @@ class DriftReport(Display):
             return f"{verdict}: no feature column could be tested (each row says why); {sides}"
         share = _format.score(self.share_drifted)
         compared = f"{share} {'≥' if self.dataset_drift else '<'} {_format.number(self.drift_share)}"
+        untested = len(self.features) - len(self.tested)
         return (f"{verdict}: {_format.count(len(self.drifted_columns))} of {_format.rows(len(self.tested), 'column')} "
-                f"drifted (drift share {compared}); {sides}")
+                f"drifted{f', {_format.count(untested)} not tested' if untested else ''} (drift share {compared}); "
+                f"{sides}")
 
     def _notes(self) -> list[str]:
         """What the headline's share means, and the columns the report could not compare."""
         threshold = _format.number(self.drift_share)
         notes = [f"drift share: the share of tested feature columns that drifted; the dataset drifted when it is "
                  f"≥ {threshold} (drift_share={threshold}, --drift-share {threshold})"]
+        if self.missing_columns:
+            notes.append(f"not in the current data, not tested: {', '.join(self.missing_columns)}")
         if self.extra_columns:
             notes.append(f"not in the reference, not tested: {', '.join(self.extra_columns)}")
         return notes
@@ -222,6 +235,11 @@ class DriftReport(Display):
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict())
+
+
+def _decision(row: ColumnDrift | None) -> bool | None:
+    """Whether a column drifted; None when it is absent or was not tested."""
+    return None if row is None or row.status != "ok" else row.drifted
 
 
 def _num(value: float | None) -> Any:
