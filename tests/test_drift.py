@@ -175,12 +175,10 @@ def test_profile_json_path_and_string_reference(tmp_path, nbprod_home):
 
 
 # -- bad input --------------------------------------------------------------------------------------
-def test_missing_extra_and_changed_columns(big_pair):
+def test_extra_and_unknown_columns(big_pair):
     ref, cur = big_pair
     report = drift(ref, cur.assign(extra=1))
     assert report.extra_columns == ["extra"] and "extra" in str(report)
-    with pytest.raises(DriftError, match="type changed: 'age'"):
-        drift(ref, cur.assign(age=cur.age.astype(str)))
     with pytest.raises(DriftError, match="not in the reference"):
         drift(ref, cur, columns=["nope"])
 
@@ -203,9 +201,9 @@ def test_a_reference_column_the_current_data_lacks_is_a_row_not_an_error(tmp_pat
         data = json.loads(report.to_json())
         assert data["missing_columns"] == ["default"] and data["n_tested"] == len(ref.columns) - 1
     text, html = str(report), report.to_html(tmp_path / "r.html").read_text()
-    assert "1 of 8 columns drifted, 1 not tested" in text
+    assert "1 of 8 columns drifted, 1 not judged" in text
     assert re.search(r"default +categorical +– +– +– +– +not tested +not in the current data", text), text
-    assert "not in the current data, not tested: default" in text and "not in the current data" in report._repr_html_()
+    assert "not in the current data, not judged: default" in text and "not in the current data" in report._repr_html_()
     assert "<td>default</td><td>feature</td><td>categorical</td><td>-</td><td>-</td><td>-</td><td>-</td>" in html
     labelled = drift(ref, cur, target="default")
     assert labelled.target_drift.status == "not tested" and labelled.to_dict()["target_drift"] is None
@@ -229,6 +227,52 @@ def test_a_reference_column_the_current_data_lacks_is_a_row_not_an_error(tmp_pat
     assert main(["drift", str(path), str(tmp_path / "new.csv"), "--fail-on-drift", "--drift-share", "0.1"]) == 1
     assert main(["drift", str(path), str(tmp_path / "new.csv"), "--columns", "default"]) == 2
     assert "--columns" in capsys.readouterr().err
+
+
+def test_a_column_whose_type_changed_is_a_drifted_row_not_an_error(tmp_path, nbprod_home, capsys):
+    import nbprod
+    from nbprod.cli import main
+
+    ref, cur = _frame(2000, 0), _frame(1500, 1)  # no drift
+    path = tmp_path / "profile.json"
+    path.write_text(nbprod.profile(ref).to_json())
+    typo = cur.assign(age=cur.age.astype(object))
+    typo.loc[7, "age"] = "abc"  # one bad value: the column is read as text
+    for reference in (ref, str(path)):
+        report = drift(reference, typo)
+        row = report["age"]
+        assert row.status == "type changed" and row.drifted and row.score is None and row.kind == "numeric"
+        assert row.reason == "numeric → text: 1 of 1,500 values is not a number; counted as drifted"
+        assert report.type_changed == ["age"] and report.drifted_columns == ["age"]
+        assert len(report.judged) == len(ref.columns) and len(report.tested) == len(ref.columns) - 1
+        assert report.share_drifted == 1 / len(ref.columns) and not report.dataset_drift  # below drift_share
+        assert report["income"].status == "ok"  # the rest is still computed
+        assert "age" not in report.not_enough_data and json.loads(report.to_json())["type_changed"] == ["age"]
+    assert report.ok  # no gate asked for
+    report.fail_on_drift = True
+    assert not report.ok  # the gate fails on a changed type, whatever the share
+    text, html = str(report), report.to_html(tmp_path / "r.html").read_text()
+    assert text.startswith("no dataset drift, but TYPE CHANGED (age): 1 of 9 columns drifted")
+    assert re.search(r"age +numeric +– +– +– +YES +type changed +numeric → text", text), text
+    assert "<td>age</td><td>feature</td><td>numeric</td><td>-</td><td>-</td><td>-</td><td>YES</td>" in html
+    assert "abc" not in text and "abc" not in html  # the bad value is counted, not shown
+    assert "TYPE CHANGED (age)" in report._repr_html_()
+    assert drift(ref, typo, drift_share=0.1).dataset_drift  # it counts in the share
+    quoted = drift(ref, cur.assign(age=cur.age.astype(str)))["age"]  # numbers as strings (JSON "35")
+    assert quoted.reason == "numeric → text: numbers stored as text; counted as drifted"
+    typo.loc[8, "age"] = "n/a"
+    assert drift(ref, typo)["age"].reason.startswith("numeric → text: 2 of 1,500 values are not numbers")
+
+    texts = drift(ref, cur.assign(country=range(len(cur))))["country"]  # text became numbers
+    assert texts.status == "type changed" and texts.reason == "text → numeric; counted as drifted"
+    assert drift(ref, cur.assign(default=cur.default.astype(str)), target="default").to_dict()["target_drift"] is True
+
+    typo.to_csv(tmp_path / "new.csv", index=False)
+    assert main(["drift", str(path), str(tmp_path / "new.csv")]) == 0
+    assert "type changed" in capsys.readouterr().out
+    assert main(["drift", str(path), str(tmp_path / "new.csv"), "--fail-on-drift"]) == 1
+    cur.to_csv(tmp_path / "same.csv", index=False)
+    assert main(["drift", str(path), str(tmp_path / "same.csv"), "--fail-on-drift"]) == 0
 
 
 def test_empty_window_and_null_columns(big_pair):
@@ -416,8 +460,8 @@ def test_a_boolean_column_with_missing_values_keeps_its_kind():
     row = drift(ref, cur)["b"]
     assert row.status == "ok" and row.nulls_current == 50 and not row.drifted
     assert drift(pd.DataFrame({"b": pd.Series([True, None] * 300, dtype=object)}), ref)["b"].status == "ok"
-    with pytest.raises(DriftError, match="type changed"):  # strings are still a change of kind
-        drift(ref, pd.DataFrame({"b": pd.Series(["yes", None] * 150, dtype=object)}))
+    row = drift(ref, pd.DataFrame({"b": pd.Series(["yes", None] * 150, dtype=object)}))["b"]
+    assert row.status == "type changed" and row.reason.startswith("boolean → text")  # strings are a change of kind
 
 
 def test_infinite_values_are_counted_apart_from_nulls():

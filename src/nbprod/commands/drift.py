@@ -11,7 +11,8 @@ def _arguments(p) -> None:
     p.add_argument("reference",
                    help="training profile (variable or profile.json), model URI (credit@champion) or data file")
     p.add_argument("current", help="current data: a DataFrame variable or a .parquet/.csv/.json file")
-    p.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifted (for CI gates)")
+    p.add_argument("--fail-on-drift", action="store_true",
+                   help="exit 1 when the dataset drifted or a column's type changed (for CI gates)")
     p.add_argument("--html", metavar="PATH", help="also write a self-contained HTML report (summaries only)")
     p.add_argument("--drift-share", type=float, default=0.5, help="share of drifted columns that means dataset drift")
     p.add_argument("--columns", help="comma-separated columns to test (default: every reference column)")

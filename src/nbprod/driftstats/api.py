@@ -21,7 +21,7 @@ from ..data.partitioned import drift_sample, is_dask_frame, profile_partitioned
 from ..errors import DriftError
 from . import engine, sides
 from .choice import default_test, get_test
-from .report import NOT_IN_CURRENT, ColumnDrift, DriftReport
+from .report import NOT_IN_CURRENT, TYPE_CHANGED, ColumnDrift, DriftReport
 
 __all__ = ["drift"]
 
@@ -47,7 +47,9 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
 
     A reference column the current data lacks (the label of a training profile, checked against
     unlabelled traffic) is a "not tested" row that says so; the drift share is computed over the
-    columns that were tested. Only current data sharing no column with the reference is an error.
+    columns that were judged. Only current data sharing no column with the reference is an error.
+    A column whose type changed (numbers arriving as text) is a "type changed" row counted as
+    drifted: it is judged, and ``fail_on_drift`` (``--fail-on-drift``) fails on it.
     """
     if is_dask_frame(reference):  # a dask reference becomes its partitioned profile
         reference = profile_partitioned(reference)
@@ -70,13 +72,15 @@ def drift(reference: Any, current: Any, *, columns: list[str] | None = None,
     for name, value in threshold_for.items():
         _threshold(value, name)
     label_of = {str(c): c for c in current.columns}  # names are text; the frame may use other labels
-    _check_types(ref, current, label_of, [n for n in names if n not in missing])
-
     rows = []
     for name in names:
         role = "prediction" if name == prediction else "target" if name == target else "feature"
         if name in missing:
             rows.append(_not_in_current(name, role, ref))
+            continue
+        changed = _type_changed(name, role, ref, current[label_of[name]])
+        if changed is not None:
+            rows.append(changed)
             continue
         rows.append(_column(name, role, ref, current[label_of[name]], test_for.get(name), threshold_for.get(name),
                             min_rows))
@@ -264,18 +268,35 @@ def series_kind(series) -> str:
     return _object_kind(series) or kind_of(series.dtype)
 
 
-def _check_types(ref: _Reference, current, label_of: dict, names: list[str]) -> None:
-    """A column whose kind changed (numbers became strings…) cannot be compared: say which."""
-    changed = []
-    for name in names:
-        series = current[label_of[name]]
-        want, got = ref.kind(name), series_kind(series)
-        if want == got or series.isna().all():
-            continue
-        changed.append(f"{name!r} ({want} in the reference, {got} now: dtype {series.dtype})")
-    if changed:
-        raise DriftError(f"column type changed: {'; '.join(changed)}",
-                         "cast the current column back to the reference type, or leave it out with columns=[...]")
+def _type_changed(name: str, role: str, ref: _Reference, series) -> ColumnDrift | None:
+    """The row of a column whose kind changed (numbers arriving as text…), or None when it did not.
+
+    Such a column cannot be tested against its reference, but it is a data problem, not a lack of
+    data: it is judged as drifted."""
+    want, got = ref.kind(name), series_kind(series)
+    if want == got or series.isna().all():
+        return None
+    r = ref.side(name)
+    before = _kind_label(want, getattr(ref.profile.columns[name], "dtype", "") if ref.frame is None
+                         else ref.column(name).dtype)
+    after = _kind_label(got, series.dtype)
+    present = series.notna()
+    n = int(present.sum())
+    detail = ""
+    if want == "numeric" and after == "text":  # how many values broke it (counted, never shown)
+        text = int((present & pd.to_numeric(series, errors="coerce").isna()).sum())
+        if text == 0:
+            detail = ": numbers stored as text"
+        else:
+            detail = f": {text:,} of {n:,} values {'is not a number' if text == 1 else 'are not numbers'}"
+    return ColumnDrift(name, role, r.kind, None, None, None, None, None, None, True, status=TYPE_CHANGED,
+                       reason=f"{before} → {after}{detail}; counted as drifted", n_reference=r.n, n_current=n,
+                       nulls_reference=r.nulls, nulls_current=len(series) - n, infinite_reference=r.infinite)
+
+
+def _kind_label(kind: str, dtype: Any) -> str:
+    """A column's kind as a user reads it: strings are "text", a pandas category is "categorical"."""
+    return "text" if kind == "categorical" and str(dtype) != "category" else kind
 
 
 DATA_SUFFIXES = (".parquet", ".pq", ".csv", ".tsv", ".json", ".jsonl", ".feather", ".arrow", ".xlsx")

@@ -19,10 +19,14 @@ from .._display import Display, Lines, Table, View
 from .._files import write_text_atomic
 from ..errors import DriftError
 
-__all__ = ["ColumnDrift", "DriftReport", "psi_band", "NOT_IN_CURRENT"]
+__all__ = ["ColumnDrift", "DriftReport", "psi_band", "NOT_IN_CURRENT", "TYPE_CHANGED"]
 
 #: The reason of a reference column's row when the current data lacks that column.
 NOT_IN_CURRENT = "not in the current data"
+#: The status of a column whose kind changed (numbers arriving as text): judged, as drifted.
+TYPE_CHANGED = "type changed"
+#: Statuses with a decision (drifted or not): the columns the drift share counts.
+JUDGED = ("ok", TYPE_CHANGED)
 
 
 def psi_band(value: float | None) -> str | None:
@@ -46,7 +50,7 @@ class ColumnDrift:
     statistic: float | None  # the test statistic (KS D, chi², z) or the distance itself
     threshold: float | None
     drifted: bool
-    status: str = "ok"  # "ok" | "not enough data" | "not tested"
+    status: str = "ok"  # "ok" | "not enough data" | "not tested" | "type changed" (drifted, without a score)
     reason: str | None = None
     exact: bool = True
     method: str = ""
@@ -92,7 +96,7 @@ class DriftReport(Display):
     n_reference: int = 0
     n_current: int = 0
     extra_columns: list[str] = field(default_factory=list)
-    fail_on_drift: bool = False  # set by `nbprod drift --fail-on-drift`: then ``ok`` is False on drift
+    fail_on_drift: bool = False  # set by `nbprod drift --fail-on-drift`: then ``ok`` is False on drift or a type change
 
     # -- the numbers -------------------------------------------------------------------------
     @property
@@ -104,17 +108,27 @@ class DriftReport(Display):
         return [c for c in self.features if c.status == "ok"]
 
     @property
+    def judged(self) -> list[ColumnDrift]:
+        """Feature columns with a decision: tested, or whose type changed (drifted)."""
+        return [c for c in self.features if c.status in JUDGED]
+
+    @property
+    def type_changed(self) -> list[str]:
+        """Columns (of any role) whose type changed since the reference."""
+        return [c.column for c in self.columns if c.status == TYPE_CHANGED]
+
+    @property
     def drifted_columns(self) -> list[str]:
         return [c.column for c in self.features if c.drifted]
 
     @property
     def share_drifted(self) -> float:
-        tested = self.tested
-        return len(self.drifted_columns) / len(tested) if tested else 0.0
+        judged = self.judged
+        return len(self.drifted_columns) / len(judged) if judged else 0.0
 
     @property
     def dataset_drift(self) -> bool:
-        return bool(self.tested) and self.share_drifted >= self.drift_share
+        return bool(self.judged) and self.share_drifted >= self.drift_share
 
     @property
     def missing_columns(self) -> list[str]:
@@ -123,7 +137,7 @@ class DriftReport(Display):
 
     @property
     def not_enough_data(self) -> list[str]:
-        return [c.column for c in self.columns if c.status != "ok"]
+        return [c.column for c in self.columns if c.status not in JUDGED]
 
     @property
     def prediction_drift(self) -> ColumnDrift | None:
@@ -135,8 +149,8 @@ class DriftReport(Display):
 
     @property
     def ok(self) -> bool:
-        """False only when asked to gate (``fail_on_drift``) and the dataset drifted."""
-        return not (self.fail_on_drift and self.dataset_drift)
+        """False only when asked to gate (``fail_on_drift``) and the dataset drifted or a column's type changed."""
+        return not (self.fail_on_drift and (self.dataset_drift or bool(self.type_changed)))
 
     def __getitem__(self, column: str) -> ColumnDrift:
         for c in self.columns:
@@ -152,6 +166,8 @@ class DriftReport(Display):
             "share_drifted": self.share_drifted,
             "n_drifted": len(self.drifted_columns),
             "n_tested": len(self.tested),
+            "n_judged": len(self.judged),
+            "type_changed": self.type_changed,
             "drifted_columns": self.drifted_columns,
             "not_enough_data": self.not_enough_data,
             "extra_columns": list(self.extra_columns),
@@ -171,23 +187,28 @@ class DriftReport(Display):
     # -- displays ----------------------------------------------------------------------------
     def _headline(self) -> str:
         verdict = "DATASET DRIFT" if self.dataset_drift else "no dataset drift"
+        if self.type_changed:
+            verdict += f"{', but' if not self.dataset_drift else ','} TYPE CHANGED ({', '.join(self.type_changed)})"
         sides = f"reference {self.reference} ({_format.rows(self.n_reference)}), current {_format.rows(self.n_current)}"
-        if not self.tested:
-            return f"{verdict}: no feature column could be tested (each row says why); {sides}"
+        if not self.judged:
+            return f"{verdict}: no feature column could be judged (each row says why); {sides}"
         share = _format.score(self.share_drifted)
         compared = f"{share} {'≥' if self.dataset_drift else '<'} {_format.number(self.drift_share)}"
-        untested = len(self.features) - len(self.tested)
-        return (f"{verdict}: {_format.count(len(self.drifted_columns))} of {_format.rows(len(self.tested), 'column')} "
-                f"drifted{f', {_format.count(untested)} not tested' if untested else ''} (drift share {compared}); "
+        unjudged = len(self.features) - len(self.judged)
+        return (f"{verdict}: {_format.count(len(self.drifted_columns))} of {_format.rows(len(self.judged), 'column')} "
+                f"drifted{f', {_format.count(unjudged)} not judged' if unjudged else ''} (drift share {compared}); "
                 f"{sides}")
 
     def _notes(self) -> list[str]:
         """What the headline's share means, and the columns the report could not compare."""
         threshold = _format.number(self.drift_share)
-        notes = [f"drift share: the share of tested feature columns that drifted; the dataset drifted when it is "
+        notes = [f"drift share: the share of judged feature columns that drifted; the dataset drifted when it is "
                  f"≥ {threshold} (drift_share={threshold}, --drift-share {threshold})"]
+        if self.type_changed:
+            notes.append(f"type changed: {', '.join(self.type_changed)} (counted as drifted; --fail-on-drift fails on "
+                         "it): cast the column back to its reference type, or fix its source")
         if self.missing_columns:
-            notes.append(f"not in the current data, not tested: {', '.join(self.missing_columns)}")
+            notes.append(f"not in the current data, not judged: {', '.join(self.missing_columns)}")
         if self.extra_columns:
             notes.append(f"not in the reference, not tested: {', '.join(self.extra_columns)}")
         return notes
@@ -208,8 +229,9 @@ class DriftReport(Display):
     _HEADER = ["column", "kind", "test", "score", "threshold", "drifted", "status", "note"]
 
     def _view(self) -> View:
+        tone = "bad" if self.dataset_drift or self.type_changed else "ok"
         return View(self._headline(), [Table(self._HEADER, self._rows(), more="more columns", all_in_text=True),
-                                       Lines(self._notes(), style="plain")], tone="bad" if self.dataset_drift else "ok")
+                                       Lines(self._notes(), style="plain")], tone=tone)
 
     def chart(self, column: str | None = None):
         """Altair charts: ``column`` → its reference vs current distribution; None → the drift
@@ -238,8 +260,8 @@ class DriftReport(Display):
 
 
 def _decision(row: ColumnDrift | None) -> bool | None:
-    """Whether a column drifted; None when it is absent or was not tested."""
-    return None if row is None or row.status != "ok" else row.drifted
+    """Whether a column drifted; None when it is absent or was not judged."""
+    return None if row is None or row.status not in JUDGED else row.drifted
 
 
 def _num(value: float | None) -> Any:

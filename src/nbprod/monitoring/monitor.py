@@ -390,7 +390,7 @@ def monitor(deployment_or_model: str, *, window: Any = "1h", since: Any = None, 
                 except NbprodError as exc:
                     drift_status = f"error: {exc.problem}"
         if rep is not None:
-            metrics["drift_share"] = (rep.share_drifted, "ok") if rep.tested else (None, NOT_ENOUGH)
+            metrics["drift_share"] = (rep.share_drifted, "ok") if rep.judged else (None, NOT_ENOUGH)
             metrics["n_drifted"] = (float(len(rep.drifted_columns)), "ok")
             metrics["dataset_drift"] = (float(rep.dataset_drift), "ok")
         else:
