@@ -152,3 +152,15 @@ def test_injected_parameters_the_notebook_ignores_are_named(nbprod_home, tmp_pat
     assert executed.cells[-1].outputs[0]["text"] == "10\n"
     with pytest.warns(JobWarning, match="never reads gamma"):
         run(nb, {"gamma": 1, "beta": 1}, progress=False)
+
+
+def test_the_command_line_shows_a_warning_as_one_line(nbprod_home, tmp_path):
+    """Python's own form added nbprod's file, line and source line: "…/execute.py:133: JobWarning: …" and
+    "  warnings.warn(note, JobWarning, stacklevel=2)"."""
+    nb = _notebook(tmp_path / "plain.ipynb", "print(1)")
+    done = subprocess.run([sys.executable, "-m", "nbprod.cli", "run", str(nb), "-p", "gamma", "x", "--no-progress"],
+                          capture_output=True, text=True, timeout=300, env={**os.environ})
+    assert done.returncode == 0, done.stderr
+    (line,) = [ln for ln in done.stderr.splitlines() if "never reads gamma" in ln]
+    assert line == f"nbprod: warning: {nb} never reads gamma: the values given have no effect"
+    assert "Warning:" not in done.stderr and "warnings.warn" not in done.stderr

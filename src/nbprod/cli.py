@@ -6,7 +6,9 @@ e.g. a validation report with errors), 2 on a usage or nbprod error.
 
 from __future__ import annotations
 
+import os
 import sys
+import warnings
 from typing import NoReturn
 
 from . import commands as _commands
@@ -15,9 +17,13 @@ from .errors import NbprodError
 
 __all__ = ["main", "entry"]
 
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_python_show_warning = warnings.showwarning
+
 
 def entry() -> NoReturn:
     """The ``nbprod`` executable: :func:`main`, then the process ends without the interpreter's teardown."""
+    warnings.showwarning = _show_warning  # the process's own: not for main() called in a notebook or a test
     exit_now(main())
 
 
@@ -27,6 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `nbprod ... | head`: the reader left; that is not an error
         sys.stdout = None  # keep the interpreter from flushing into the closed pipe
         return 0
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """nbprod's own warnings as one line, as its errors are: Python's form added nbprod's file, line and
+    source line ("…/register.py:130: UserWarning: … built = build_model_dir(…)"). Others as Python shows them."""
+    if not str(filename).startswith(_PACKAGE):
+        _python_show_warning(message, category, filename, lineno, file, line)
+        return
+    print(f"nbprod: warning: {message}", file=file or sys.stderr)
 
 
 def _main(argv: list[str]) -> int:
