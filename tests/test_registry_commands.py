@@ -91,3 +91,7 @@ def test_cli_register_a_model_file_then_evaluate(nbprod_home, tmp_path, capsys):
     assert "FAIL" in capsys.readouterr().out
     assert main(["alias", "cli-model/1", "bad alias"]) == 2
     assert "illegal alias" in capsys.readouterr().err
+    # a label column with a typo: said to be neither a column nor a file (it was "no file called 'defualt'")
+    assert main(["evaluate", "cli-model/1", "--data", str(tmp_path / "train.parquet"), "defualt"]) == 2
+    err = capsys.readouterr().err
+    assert f"'defualt' is not a column of {tmp_path / 'train.parquet'} or a file" in err and "default" in err

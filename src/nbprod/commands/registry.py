@@ -35,6 +35,11 @@ def _data(tokens: list[str], ctx, *, need_y: bool):
                 y = X[token]
                 X = X.drop(columns=[token])
             else:
+                if not Path(token).exists() and hasattr(X, "columns") and not Path(token).suffix:
+                    where = "a variable, " if ctx.namespace is not None else ""
+                    raise UsageProblem(f"{token!r} is not {where}a column of {tokens[0]} or a file",
+                                       f"name its label column ({', '.join(map(str, X.columns[:12]))}"
+                                       f"{', …' if len(X.columns) > 12 else ''}) or a one-column labels file")
                 frame = read_frame(token, in_notebook=ctx.namespace is not None)
                 y = frame.iloc[:, 0] if frame.shape[1] == 1 else None
                 if y is None:
