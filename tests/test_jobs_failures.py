@@ -164,3 +164,29 @@ def test_the_command_line_shows_a_warning_as_one_line(nbprod_home, tmp_path):
     (line,) = [ln for ln in done.stderr.splitlines() if "never reads gamma" in ln]
     assert line == f"nbprod: warning: {nb} never reads gamma: the values given have no effect"
     assert "Warning:" not in done.stderr and "warnings.warn" not in done.stderr
+
+
+def test_a_job_killed_in_a_process_that_writes_its_own_run_is_closed_killed(nbprod_home, tmp_path):
+    """A process with MLflow loaded (a pipeline's runner, a notebook) writes the job's run itself: when it was
+    SIGKILLed mid-job the run stayed RUNNING in MLflow for good, with no end time (`nbprod runs`: 0.0 s)."""
+    slow = _notebook(tmp_path / "slow.ipynb", "import time\ntime.sleep(300)")
+    code = f"import mlflow; from nbprod.jobs import run; run({str(slow)!r}, progress=False)"
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**os.environ})
+    try:
+        from nbprod.jobs import runs
+
+        job = _wait(lambda: next(iter(runs(limit=1)), None), 120)
+        _wait(lambda: job.output is not None and job.output.exists(), 60)
+        started = time.time()
+        time.sleep(1.0)
+        proc.kill()
+        proc.wait(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    from nbprod.registry.store import client
+
+    closed = _wait(lambda: (lambda r: r if r.info.status == "KILLED" else None)(client().get_run(job.run_id)), 60)
+    assert closed.info.end_time / 1000 >= started and closed.data.tags["nbprod.status"] == "KILLED"
+    assert _latest().seconds >= 1.0

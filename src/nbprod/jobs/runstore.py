@@ -29,7 +29,7 @@ import sys
 from types import SimpleNamespace
 from typing import Any, Callable
 
-__all__ = ["start", "LocalStore", "HelperStore", "open_run", "close_run", "snapshot", "as_run"]
+__all__ = ["start", "LocalStore", "HelperStore", "open_run", "close_run", "snapshot", "as_run", "watch", "main"]
 
 
 def open_run(c, experiment: str | None, run_name: str, tags: dict[str, str]) -> dict[str, str]:
@@ -84,10 +84,18 @@ def as_run(snap: dict[str, Any]) -> Any:
 
 
 class LocalStore:
-    """The run written by this process (MLflow is, or will be, imported here)."""
+    """The run written by this process (MLflow is, or will be, imported here).
 
-    def __init__(self) -> None:
+    A watcher process (:func:`watch`) holds the open run's id: should this process die before it closes
+    the run (SIGKILL, out of memory, a pipeline's runner killed mid-step), the watcher's input ends and
+    it closes the run as KILLED, at that moment, as the helper does for :class:`HelperStore`. Without
+    it such a run stayed RUNNING in MLflow for good, with no end time."""
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
         self._c: Any = None
+        self._env = env or {}
+        self._watcher: subprocess.Popen[str] | None = None
+        self._unclosed: str | None = None
 
     @property
     def c(self) -> Any:
@@ -100,15 +108,39 @@ class LocalStore:
     def open(self, experiment: str | None, run_name: str, tags: dict[str, str],
              meanwhile: Callable[[], None] | None = None) -> dict[str, str]:
         opened = open_run(self.c, experiment, run_name, tags)  # the kernel goes on booting meanwhile
+        self._unclosed = opened["run_id"]
+        self._watch(opened["run_id"])
         if meanwhile is not None:
             meanwhile()
         return opened
 
     def close(self, run_id: str, **kw: Any) -> dict[str, Any]:
-        return close_run(self.c, run_id, **kw)
+        closed = close_run(self.c, run_id, **kw)
+        self._unclosed = None
+        self.stop()
+        return closed
+
+    def _watch(self, run_id: str) -> None:
+        try:
+            self._watcher = subprocess.Popen(
+                [sys.executable, "-c", "from nbprod.jobs.runstore import watch; watch()"], stdin=subprocess.PIPE,
+                env={**os.environ, **self._env}, text=True, encoding="utf-8", start_new_session=True)
+            assert self._watcher.stdin is not None
+            self._watcher.stdin.write(run_id + "\n")
+            self._watcher.stdin.flush()
+        except OSError:  # no watcher: a SIGKILL leaves the run RUNNING (`nbprod runs` still says KILLED)
+            self.stop()
 
     def stop(self) -> None:
-        pass
+        """End the watcher; never raises. A run opened and not closed (the job ended some other way) is
+        closed as KILLED here, as the helper closes it for :class:`HelperStore`."""
+        proc, self._watcher = self._watcher, None
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+        unclosed, self._unclosed = self._unclosed, None
+        if unclosed is not None:
+            _killed(self.c, unclosed)
 
 
 class HelperStore:
@@ -118,6 +150,7 @@ class HelperStore:
         self.proc: subprocess.Popen[str] | None = subprocess.Popen(
             [sys.executable, "-c", "from nbprod.jobs.runstore import main; main()"], stdin=subprocess.PIPE,
             stdout=subprocess.PIPE, env={**os.environ, **env}, text=True, encoding="utf-8", start_new_session=True)
+        self.env = env
         self.local: LocalStore | None = None  # after the helper failed: this process does the rest
         self.unclosed: str | None = None  # the run the helper opened and has not closed
 
@@ -139,7 +172,7 @@ class HelperStore:
                 answer = None
         if answer is None:
             self.stop()
-            self.local = LocalStore()
+            self.local = LocalStore(self.env)
         return answer
 
     def open(self, experiment: str | None, run_name: str, tags: dict[str, str],
@@ -149,14 +182,14 @@ class HelperStore:
         if opened is None or self.local is not None:
             # the store refused (a wrong URI, an experiment MLflow will not create, ...) or the helper is
             # gone: this process opens the run itself and raises what it always raised
-            return (self.local or LocalStore()).open(experiment, run_name, tags)
+            return (self.local or LocalStore(self.env)).open(experiment, run_name, tags)
         self.unclosed = opened["run_id"]
         return opened
 
     def close(self, run_id: str, **kw: Any) -> dict[str, Any]:
         self.unclosed = None  # whatever the answer: closed by the helper, or here
         closed = self._ask({"op": "close", "run_id": run_id, **kw}) if self.local is None else None
-        return closed if closed is not None else (self.local or LocalStore()).close(run_id, **kw)
+        return closed if closed is not None else (self.local or LocalStore(self.env)).close(run_id, **kw)
 
     def stop(self) -> None:
         """End the helper; never raises. With a run it opened and was not asked to close (the job
@@ -181,11 +214,11 @@ def start(env: dict[str, str]) -> LocalStore | HelperStore:
 
     ``env`` holds the settings the helper must share with this process (home, store URIs)."""
     if "mlflow" in sys.modules:
-        return LocalStore()
+        return LocalStore(env)
     try:
         return HelperStore(env)
     except OSError:
-        return LocalStore()
+        return LocalStore(env)
 
 
 def _serve() -> int:
@@ -230,6 +263,21 @@ def _killed(c, run_id: str) -> None:
         c.set_terminated(run_id, "KILLED")
     except Exception:  # noqa: BLE001 - `nbprod runs` still shows it KILLED (its process is gone)
         pass
+
+
+def watch() -> None:
+    """A :class:`LocalStore`'s watcher (``python -c "from nbprod.jobs.runstore import watch; watch()"``): one
+    line, the open run's id, then nothing until its input ends. Killed once the run is closed, so an end
+    of input means the job's process is gone with its run open: it did not finish."""
+    from .._exit import exit_now
+
+    run_id = sys.stdin.readline().strip()
+    sys.stdin.read()
+    if run_id:
+        from ..registry.store import client
+
+        _killed(client(), run_id)
+    exit_now(0)
 
 
 def main() -> None:
