@@ -224,3 +224,26 @@ def test_a_large_partition_summary_samples_quantiles_and_keeps_the_exact_distinc
         hashes = P._hash64(df[name].to_numpy())
         exact = np.unique(hashes)[:P.KMV_SIZE]
         assert np.array_equal(part.hashes[name], exact), name
+
+
+def test_partitions_without_rows_are_no_failure_but_data_without_rows_is(tmp_path):
+    import dask
+    import dask.dataframe as dd
+    import pandas as pd
+
+    from nbprod.data.profile import profile
+    from nbprod.data.validate import validate
+    from nbprod.errors import RuleError
+
+    df = pd.DataFrame({"x": [float(i) for i in range(30)], "c": ["a", "b", "c"] * 10})
+    p = profile(df)
+    ddf = dd.from_pandas(df, npartitions=3)
+    with dask.config.set(scheduler="threads"):
+        some_empty = ddf[ddf.x < 5]  # the second and third partitions hold no row
+        assert [len(part) for part in some_empty.partitions] == [5, 0, 0]
+        assert validate(some_empty, p).ok
+        report = validate(ddf[ddf.x < 0], p)
+        assert report.n_rows == 0 and report.checks == ["no_rows"] and not report.ok
+        assert validate(ddf[ddf.x < 0], rules={"x": {"min": 0}}).checks == ["no_rows"]
+        with pytest.raises(RuleError, match="hold no rules"):
+            validate(ddf, p, rules="# nothing\n")

@@ -189,12 +189,41 @@ def test_cli_csv_and_json_files_match_a_datetime_profile(tmp_path, nbprod_home, 
     df.to_csv(tmp_path / "d.csv", index=False)
     df.to_json(tmp_path / "d.json", orient="records", date_format="iso")
     df.iloc[:0].to_csv(tmp_path / "header.csv", index=False)
-    for name in ("d.csv", "d.json", "header.csv"):
+    for name in ("d.csv", "d.json"):
         assert main(["validate", str(tmp_path / name), "--against", p]) == 0, capsys.readouterr().out
     assert "against " + p in capsys.readouterr().out
+    assert main(["validate", str(tmp_path / "header.csv"), "--against", p]) == 1  # no rows: no data to pass
+    out = capsys.readouterr().out
+    assert "the data has no rows" in out and "dtype" not in out
     bad = df.astype({"when": str})
     bad.loc[2, "when"] = "not a date"
     bad.to_csv(tmp_path / "bad.csv", index=False)
     assert main(["validate", str(tmp_path / "bad.csv"), "--against", p]) == 1
     out = capsys.readouterr().out
     assert "dtype" in out and "when" in out and " tz " not in out
+
+
+def test_cli_and_magic_refuse_empty_data_and_empty_rules(files, ip, capsys):
+    d = files
+    pd.read_csv(d / "train.csv").iloc[:0].to_csv(d / "header.csv", index=False)
+    assert main(["profile", str(d / "train.parquet"), "-o", str(d / "p.json")]) == 0
+    capsys.readouterr()
+    for argv in (["validate", str(d / "header.csv"), "--against", str(d / "p.json")],
+                 ["expect", str(d / "header.csv"), "--rules", str(d / "rules.yaml")]):
+        assert main(argv) == 1
+        out = capsys.readouterr().out
+        assert "Validation FAILED: the data has no rows (3 columns)" in out and "no_rows" in out
+    (d / "empty.yaml").write_text("# income: {min: 0}\n")
+    assert main(["expect", str(d / "train.csv"), "--rules", str(d / "empty.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "empty.yaml holds no rules" in err and "Fix:" in err
+    assert main(["validate", str(d / "train.csv"), "--against", str(d / "p.json"),
+                 "--rules", str(d / "empty.yaml")]) == 2
+    from nbprod.errors import RuleError
+
+    with pytest.raises(RuleError, match="the rules hold no rules"):
+        ip.run_cell_magic("nbprod", "expect df", "# income: {min: 0}\n")
+    ip.user_ns["none"] = ip.user_ns["df"].iloc[:0]
+    report = ip.run_cell_magic("nbprod", "expect none", "income: {min: 0}\n")
+    ip.user_ns.pop("none")
+    assert report.checks == ["no_rows"]

@@ -150,3 +150,23 @@ def test_datetime_bounds_must_be_dates_in_order_and_no_bound_is_nan(df):
             Rules.from_yaml(text)
     assert validate(df, {"when": {"min": "2024-01-01", "max": "2025-01-01"}}).ok
     assert not validate(df, Rules.from_yaml("when: {max: 2024-12-31}")).ok
+
+
+@pytest.mark.parametrize("text", ["", "\n", "# income: {min: 0}\n", "---\n"])
+def test_a_rules_file_without_rules_is_an_error_naming_the_file(df, tmp_path, text):
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    with pytest.raises(RuleError, match="rules.yaml holds no rules") as err:
+        Rules.load(path)
+    assert "income: {min: 0" in err.value.fix
+    with pytest.raises(RuleError, match="holds no rules"):
+        validate(df, str(path))
+    with pytest.raises(RuleError, match="holds no rules"):
+        validate(df, rules=path)
+
+
+def test_rules_on_data_without_rows_report_no_rows_not_a_dtype(df):
+    header_only = pd.DataFrame({c: pd.Series([], dtype=object) for c in df.columns})  # as read from a CSV
+    rules = Rules.from_yaml("income: {min: 0, dtype: float, nullable: false}\nid: {unique: true}\n")
+    assert validate(header_only, rules).checks == ["no_rows"]
+    assert validate(df.iloc[:0], rules).checks == ["no_rows"]

@@ -11,7 +11,7 @@ import pytest
 from nbprod.data.profile import Profile, profile
 from nbprod.data.rules import Rules
 from nbprod.data.validate import ValidationReport, row_flags, validate
-from nbprod.errors import DataError, NbprodError, ProfileError, ValidationError
+from nbprod.errors import DataError, NbprodError, ProfileError, RuleError, ValidationError
 
 PANDAS_3 = int(pd.__version__.split(".")[0]) >= 3
 
@@ -195,7 +195,7 @@ def test_key_checks(trained):
 def test_empty_frames_single_rows_all_null_columns_unicode_names(nbprod_home):
     df = pd.DataFrame({"ä ö": [1.0, 2.0], "nul": [None, None], "s": pd.Series(["x", "y"], dtype="string")})
     p = profile(df)
-    assert validate(df.iloc[:0], p).ok
+    assert [(f.column, f.check, f.count) for f in validate(df.iloc[:0], p).failures] == [(None, "no_rows", 0)]
     assert validate(df.iloc[:1], p).ok
     report = validate(pd.DataFrame({"ä ö": [5.0], "nul": ["now set"], "s": pd.Series(["z"], dtype="string")}), p)
     assert {(f.column, f.check) for f in report.failures} == {("ä ö", "out_of_range"), ("s", "unseen_category")}
@@ -451,7 +451,9 @@ def test_a_bare_name_that_is_no_file_creates_no_store_and_rules_words_are_not_ya
     assert not (nbprod_home / "mlflow.db").exists()
     with pytest.raises(RuleError, match="no rules file called 'name'"):
         validate(df, p, rules="name")
-    assert validate(df, p, rules="").ok and validate(df, p, rules="{}").ok
+    for empty in ("", "{}"):  # YAML, not a file name: rules that hold no rule
+        with pytest.raises(RuleError, match="hold no rules"):
+            validate(df, p, rules=empty)
     for bad in (float("nan"), float("inf")):
         with pytest.raises(DataError, match="not a finite number"):
             validate(df, p, tolerance=bad)
@@ -462,7 +464,7 @@ def test_all_null_object_columns_report_nulls_not_a_dtype(nbprod_home):
                               "maybe": [np.nan, 1.0]}))
     empty = pd.DataFrame({"x": pd.Series([], dtype=object), "when": pd.Series([], dtype=object),
                           "maybe": pd.Series([], dtype=object)})
-    assert validate(empty, p).ok  # a header-only CSV
+    assert validate(empty, p).checks == ["no_rows"]  # a header-only CSV: no rows, and no dtype failure
     nones = pd.DataFrame({"x": [None, None, None], "when": [None] * 3, "maybe": [None] * 3}, dtype=object)
     report = validate(nones, p)
     assert [(f.column, f.check, f.count) for f in report.failures] == [("x", "nulls", 3), ("when", "nulls", 3)]
@@ -485,3 +487,30 @@ def test_parse_profiled_dates_only_when_every_value_is_a_time(nbprod_home):
     half = text.assign(when=["2024-01-01", "soon"])
     assert parse_profiled_dates(half, p)["when"].tolist() == ["2024-01-01", "soon"]
     assert validate(half, p).checks[0] == "dtype"
+
+
+def test_data_without_rows_fails_against_a_profile_rules_or_both(trained):
+    df, p = trained
+    empty = df.iloc[:0]
+    for report in (validate(empty, p), validate(empty, Rules({"income": {"min": 0}})),
+                   validate(empty, p, rules={"income": {"min": 0}}), validate(empty.drop(columns="age"), p)):
+        assert not report.ok and report.failures[0].check == "no_rows" and report.failures[0].column is None
+        assert report.failures[0].count == 0 and "0 rows" in report.failures[0].message
+        assert "the data has no rows" in str(report)
+    assert [f.check for f in validate(empty.drop(columns="age"), p).failures] == ["no_rows", "missing_column"]
+    with pytest.raises(ValidationError, match="no rows"):
+        validate(empty, p).raise_for_errors()
+    assert validate(df.iloc[:1], p).ok
+
+
+@pytest.mark.parametrize("rules", [Rules(), {}, "# only a comment\n", Rules.from_yaml("# nothing\n")])
+def test_rules_that_hold_no_rule_are_an_error_not_a_pass(trained, rules):
+    df, p = trained
+    with pytest.raises(RuleError, match="hold no rules") as err:
+        validate(df, rules=rules)
+    assert "rules.add" in err.value.fix
+    with pytest.raises(RuleError, match="hold no rules"):
+        validate(df, p, rules=rules)
+    if not isinstance(rules, str):
+        with pytest.raises(RuleError, match="hold no rules"):
+            validate(df, rules)

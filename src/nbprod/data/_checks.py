@@ -46,7 +46,8 @@ __all__ = [
 class Failure:
     """One failed check: which column, which check, how many rows, a few example rows, a message.
 
-    ``check`` is one of ``missing_column``, ``extra_column``, ``dtype``, ``nulls``,
+    ``check`` is one of ``no_rows`` (the data has none; column None, count 0),
+    ``missing_column``, ``extra_column``, ``dtype``, ``nulls``,
     ``out_of_range``, ``unseen_category``, ``duplicate_key`` or ``rule:<name>``. ``examples``
     holds up to ``settings.max_examples`` rows as dicts; the row's index label is under
     ``"index"`` (``"_index"`` if the frame has a column called ``index``).

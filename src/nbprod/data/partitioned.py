@@ -390,12 +390,16 @@ def validate_partitioned(ddf: Any, against: Any = None, *, dask: Any = None, pro
     check add their counts; a duplicate key split across partitions is not seen."""
     import dask as dask_
 
-    from .validate import ValidationReport, resolve_against, validate
+    from ._checks import Failure
+    from .validate import NO_ROWS, ValidationReport, _as_rules, require_rules, resolve_against, validate_part
 
     model_profile = options.pop("model_profile", None)
     profile, rules, label = resolve_against(against, model_profile=model_profile)
+    if options.get("rules") is not None:  # read once, here, like the profile
+        options["rules"] = _as_rules(options["rules"])
+    require_rules(rules, options.get("rules"))  # before any task is sent
     resolved = profile if profile is not None else rules
-    task = dask_.delayed(validate, pure=True)
+    task = dask_.delayed(validate_part, pure=True)  # a part's report: whether the data has rows is told here
     tasks = [task(part, resolved, **options) for part in _partitions(ddf)]
     with _dask.connect(dask) as client:
         reports = _dask.run(tasks, client, desc="validate", progress=progress)
@@ -408,7 +412,10 @@ def validate_partitioned(ddf: Any, against: Any = None, *, dask: Any = None, pro
             else:
                 merged[k] = f
     n = sum(r.n_rows for r in reports)
-    return ValidationReport(n_rows=n, failures=list(merged.values()), against=label,
+    failures = list(merged.values())
+    if not n:
+        failures.insert(0, Failure(column=None, check="no_rows", count=0, message=NO_ROWS))
+    return ValidationReport(n_rows=n, failures=failures, against=label,
                             n_columns=reports[0].n_columns if reports else len(ddf.columns))
 
 

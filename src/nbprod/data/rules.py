@@ -33,7 +33,7 @@ from typing import AbstractSet, Any, Callable
 import numpy as np
 import pandas as pd
 import yaml
-from pandas.api.types import pandas_dtype
+from pandas.api.types import is_object_dtype, pandas_dtype
 from yaml.constructor import ConstructorError
 
 from .. import _format
@@ -153,7 +153,7 @@ class Rules(Display):
 
     @classmethod
     def load(cls, path: str | Path) -> Rules:
-        """Rules from a YAML file."""
+        """Rules from a YAML file; a file with no rule in it (empty, only comments) is a RuleError."""
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
@@ -161,7 +161,11 @@ class Rules(Display):
         except UnicodeDecodeError:
             raise RuleError(f"{path} is not a YAML rules file (it is not UTF-8 text; a data file?)",
                             f"pass the path of a YAML rules file, one line per column, e.g. `{_EXAMPLE}`") from None
-        return cls.from_yaml(text)
+        rules = cls.from_yaml(text)
+        if not rules.columns:
+            raise RuleError(f"{path} holds no rules (it is empty or only comments): nothing would be checked",
+                            f"write one line per column, e.g. `{_EXAMPLE}`")
+        return rules
 
     def add(self, name: str, fn: Callable[[Any], Any], *, column: str | None = None) -> Rules:
         """Add a custom check; ``fn(df)`` returns a boolean Series/array, True for GOOD rows."""
@@ -210,6 +214,10 @@ class Rules(Display):
                                 f"{hint}rule columns must be among: {', '.join(list(names)[:20]) or '(none)'}")
             series = df[names[col]]
             kind = C.kind_of(series.dtype)
+            if is_object_dtype(series.dtype) and not series.notna().any():
+                # no value at all (a header-only CSV, a column of None): its dtype says nothing about
+                # the values, so only the rules about missing and repeated values apply
+                spec = {k: v for k, v in spec.items() if k in ("nullable", "unique")}
             if "dtype" in spec and not K.rule_dtype_ok(series, spec["dtype"]):
                 collector.add(col, "dtype", None, f"{col}: is {series.dtype}, the rule wants {spec['dtype']}", count=n)
             if spec.get("nullable") is False:

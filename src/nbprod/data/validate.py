@@ -1,11 +1,12 @@
 """Validate a frame against a training profile and/or rules; flag out-of-distribution rows.
 
 ``validate(df, against=profile_or_rules)`` is *lazy*: it runs every check and collects all
-failures (missing/extra columns, dtype mismatches, nulls where none were seen, values outside
-the seen range, unseen categories, duplicate keys, rule violations) into one
+failures (no rows at all, missing/extra columns, dtype mismatches, nulls where none were seen,
+values outside the seen range, unseen categories, duplicate keys, rule violations) into one
 :class:`ValidationReport`, each with a count and a few example rows. Nothing raises on bad data
 until you ask (``report.raise_for_errors()``); bad *input* (not a frame, an unreadable profile,
-a malformed rule) raises a typed :class:`~nbprod.errors.NbprodError` at once.
+a malformed rule, rules that hold no rule) raises a typed :class:`~nbprod.errors.NbprodError`
+at once.
 
 ``row_flags(df, profile)`` is the per-row variant the model server calls on every request: which
 rows hold a value outside the seen range or an unseen category, and why.
@@ -36,8 +37,8 @@ from .ood import OodChecker, bounds, resolve_tolerance
 from .profile import ColumnProfile, Profile
 from .rules import Rules
 
-__all__ = ["validate", "resolve_against", "ValidationReport", "Failure", "row_flags", "checker_for",
-           "parse_profiled_dates", "NO_SUCH_AGAINST"]
+__all__ = ["validate", "validate_part", "resolve_against", "require_rules", "ValidationReport", "Failure",
+           "row_flags", "checker_for", "parse_profiled_dates", "NO_SUCH_AGAINST", "NO_ROWS"]
 
 
 @dataclass(repr=False)
@@ -76,7 +77,10 @@ class ValidationReport(Display):
 
     def _summary(self) -> str:
         n = len(self.failures)
-        cols = len({f.column for f in self.failures})
+        cols = len({f.column for f in self.failures if f.column is not None})
+        if any(f.check == "no_rows" for f in self.failures):
+            more = f"; {_format.rows(n - 1, 'more failure')} in {_format.rows(cols, 'column')}" if n > 1 else ""
+            return f"the data has no rows ({_format.rows(self.n_columns, 'column')}){more}"
         return (f"{_format.rows(n, 'failure')} in {_format.rows(cols, 'column')} of {_format.rows(self.n_rows)}")
 
     def _headline(self) -> str:
@@ -115,15 +119,28 @@ def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str
     if is_dask_frame(df):
         return validate_partitioned(df, against, rules=rules, key=key, tolerance=tolerance,
                                     model_profile=model_profile)
+    return validate_part(df, against, rules=rules, key=key, tolerance=tolerance, model_profile=model_profile,
+                         whole=True)
+
+
+def validate_part(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str | None = None,
+                  key: str | list[str] | None = None, tolerance: float | None = None,
+                  model_profile: Callable[[str], Profile] | None = None, whole: bool = False) -> ValidationReport:
+    """:func:`validate` of a pandas frame that may be one part of the data (``whole=False``: a
+    partition, checked on a Dask worker); then the checks of the data as a whole (that it has rows)
+    are left to whoever merges the parts' reports."""
     df = C.check_frame(df)
     profile, against_rules, label = resolve_against(against, model_profile=model_profile)
     extra_rules = _as_rules(rules) if rules is not None else None
     if profile is None and against_rules is None and extra_rules is None:
         raise DataError("nothing to validate against", "pass against=<Profile | Rules | profile.json | model URI>, "
                         "or rules=...; to describe the data itself use nbprod.profile(df)")
+    require_rules(against_rules, extra_rules)
     tolerance = resolve_tolerance(tolerance)
     keys = _keys(key, profile)
     collector = K.Collector(df, key=[k for k in keys if k in {str(c) for c in df.columns}])
+    if whole and not len(df):
+        collector.add(None, "no_rows", None, NO_ROWS, count=0)
     missing: set[str] = set()
     if profile is not None:
         missing = _check_profile(df, profile, collector, tolerance)
@@ -133,6 +150,20 @@ def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str
     if keys:
         _check_key(df, keys, collector, missing)
     return ValidationReport(n_rows=len(df), failures=collector.failures, against=label, n_columns=df.shape[1])
+
+
+#: The failure of data without rows (``no_rows``): a header-only file or an empty extract is no valid data.
+NO_ROWS = ("0 rows: a header-only file or an empty extract is no data to pass; check the export or query "
+           "that produced it")
+
+
+def require_rules(*rules: Rules | None) -> None:
+    """A RuleError for rules that hold no rule (an empty or comment-only YAML): they would check nothing."""
+    for r in rules:
+        if r is not None and not len(r):
+            raise RuleError("the rules hold no rules: nothing would be checked",
+                            "write at least one column rule, e.g. `income: {min: 0, nullable: false}`, "
+                            "or add a custom check with rules.add(name, fn)")
 
 
 def parse_profiled_dates(df: pd.DataFrame, profile: Profile) -> pd.DataFrame:

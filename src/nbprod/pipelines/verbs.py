@@ -50,7 +50,7 @@ def validate(args: dict, ctx: dict) -> dict:
     report = run(frame, args.get("against"), rules=args.get("rules"))
     out = {"ok": report.ok, "failures": len(report.failures)}
     if not report.ok:
-        which = "; ".join(f"{f.column}: {f.check}" for f in report.failures[:3])
+        which = "; ".join(f"{f.column}: {f.check}" if f.column else f.check for f in report.failures[:3])
         raise GateFailed(f"validation failed ({len(report.failures)} failure(s): {which})", out)
     return out
 
