@@ -247,3 +247,29 @@ def test_partitions_without_rows_are_no_failure_but_data_without_rows_is(tmp_pat
         assert validate(ddf[ddf.x < 0], rules={"x": {"min": 0}}).checks == ["no_rows"]
         with pytest.raises(RuleError, match="hold no rules"):
             validate(ddf, p, rules="# nothing\n")
+
+
+def test_a_columns_share_of_missing_values_is_judged_over_all_partitions():
+    import dask
+    import dask.dataframe as dd
+    import numpy as np
+    import pandas as pd
+
+    from nbprod.data.profile import profile
+    from nbprod.data.validate import validate
+
+    train = pd.DataFrame({"x": np.arange(1000.0)})
+    train.loc[::125, "x"] = np.nan  # 0.8 % missing
+    p = profile(train)
+    new = pd.DataFrame({"x": np.arange(300.0)})
+    new.loc[290:, "x"] = np.nan  # 10 of 300 (3.3 %), all in the last partition (10 of 100 there)
+    with dask.config.set(scheduler="threads"):
+        assert validate(dd.from_pandas(new, npartitions=3), p).ok
+        assert validate(new.iloc[200:], p).checks == ["nulls"]  # that partition alone would fail
+        new.loc[100:, "x"] = np.nan
+        report = validate(dd.from_pandas(new, npartitions=3), p)
+    single = validate(new, p)
+    assert [(f.column, f.check, f.count, f.message) for f in report.failures] == \
+        [(f.column, f.check, f.count, f.message) for f in single.failures] == \
+        [("x", "nulls", 200, single.failures[0].message)]
+    assert "(66.67%), the training data had 0.80%" in single.failures[0].message

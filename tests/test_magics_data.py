@@ -227,3 +227,21 @@ def test_cli_and_magic_refuse_empty_data_and_empty_rules(files, ip, capsys):
     report = ip.run_cell_magic("nbprod", "expect none", "income: {min: 0}\n")
     ip.user_ns.pop("none")
     assert report.checks == ["no_rows"]
+
+
+def test_cli_a_column_gone_empty_fails_unless_null_tolerance_allows_it(tmp_path, nbprod_home, capsys):
+    rng = np.random.default_rng(0)
+    train = pd.DataFrame({"income": rng.uniform(0, 100, 500), "country": rng.choice(["NA", "DE"], 500)})
+    train.loc[::125, "income"] = np.nan  # 0.8 % missing
+    train.to_csv(tmp_path / "train.csv", index=False)
+    train.assign(income=np.nan).to_csv(tmp_path / "empty_income.csv", index=False)
+    assert main(["profile", str(tmp_path / "train.csv"), "-o", str(tmp_path / "p.json")]) == 0
+    assert main(["validate", str(tmp_path / "train.csv"), "--against", str(tmp_path / "p.json")]) == 0
+    capsys.readouterr()
+    assert main(["validate", str(tmp_path / "empty_income.csv"), "--against", str(tmp_path / "p.json")]) == 1
+    out = capsys.readouterr().out
+    assert "income: 500 missing values (100.00%), the training data had 0.80%" in out
+    assert main(["validate", str(tmp_path / "empty_income.csv"), "--against", str(tmp_path / "p.json"),
+                 "--null-tolerance", "1"]) == 0
+    assert main(["validate", str(tmp_path / "train.csv"), "--null-tolerance", "0.1"]) == 2
+    assert "--null-tolerance" in capsys.readouterr().err

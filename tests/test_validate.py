@@ -514,3 +514,57 @@ def test_rules_that_hold_no_rule_are_an_error_not_a_pass(trained, rules):
     if not isinstance(rules, str):
         with pytest.raises(RuleError, match="hold no rules"):
             validate(df, rules)
+
+
+def _with_nulls(n: int, share: float, seed: int = 0) -> pd.DataFrame:
+    """``n`` rows whose income (float), city (text) and country (category) miss ``share`` of their values."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"income": rng.uniform(0, 100, n), "city": pd.Series(rng.choice(["Berlin", "Paris"], n)),
+                       "country": pd.Categorical(rng.choice(["DE", "FR"], n)), "id": np.arange(n)})
+    gone = rng.permutation(n)[: int(round(share * n))]
+    df.loc[gone, ["income", "city", "country"]] = np.nan
+    return df
+
+
+def test_a_column_going_mostly_or_fully_null_fails_against_its_training_share(nbprod_home):
+    p = profile(_with_nulls(1000, 0.008))  # 0.8 % missing in training
+    assert p.columns["income"].null_rate == 0.008 and not p.columns["income"].never_null
+    for share in (0.6, 1.0):
+        report = validate(_with_nulls(200, share, seed=1), p)
+        assert [(f.column, f.check, f.count) for f in report.failures] == [
+            (c, "nulls", int(share * 200)) for c in ("income", "city", "country")]
+        message = report.failures[0].message
+        assert f"({share:.2%})" in message and "the training data had 0.80%" in message and "null_tolerance" in message
+        assert len(report.failures[0].examples) == 5 and all(pd.isna(e["income"]) for e in report.failures[0].examples)
+
+    def nulls(n: int, share: float) -> list[str]:  # the columns failing "nulls" (the range is not at issue here)
+        return [f.column for f in validate(_with_nulls(n, share, seed=2), p).failures if f.check == "nulls"]
+
+    assert nulls(200, 0.015) == []  # noise: 3 of 200 where 1.6 were expected
+    assert nulls(1_000, 0.05) == []  # within the 5-point default tolerance
+    assert nulls(5, 0.2) == []  # one missing of five: chance, at 0.8 %
+    assert nulls(10, 0.3) == ["income", "city", "country"]  # three of ten: not chance
+    assert nulls(2, 1.0) == ["income", "city", "country"]
+
+
+def test_null_tolerance_is_an_argument_and_an_option(nbprod_home):
+    from nbprod.config import settings
+
+    p = profile(_with_nulls(1000, 0.1))
+    twice = _with_nulls(1000, 0.2, seed=1)
+    assert validate(twice, p).checks == ["nulls"]
+    assert validate(twice, p, null_tolerance=0.15).ok
+    settings.set(null_tolerance=0.15)
+    assert validate(twice, p).ok
+    assert validate(twice, p, null_tolerance=0).checks == ["nulls"]
+    settings.reset()
+    for bad in (-0.1, 1.5, float("nan"), "lots"):
+        with pytest.raises(DataError, match="null_tolerance"):
+            validate(twice, p, null_tolerance=bad)
+
+
+def test_the_null_share_check_keeps_the_never_null_check_and_skips_columns_never_seen(nbprod_home):
+    p = profile(pd.DataFrame({"always": [1.0, 2.0, 3.0, 4.0], "never": [np.nan] * 4}))
+    report = validate(pd.DataFrame({"always": [1.0, np.nan, 3.0, 4.0], "never": [np.nan] * 4}), p)
+    assert [(f.column, f.check, f.count) for f in report.failures] == [("always", "nulls", 1)]
+    assert report.failures[0].message.endswith("the training data had none")

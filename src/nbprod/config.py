@@ -52,6 +52,9 @@ class Options:
     range_tolerance: float = field(default=0.1, metadata={"help": (
         "Slack on the seen [min, max] range, as a fraction of its span, before a value counts as out of range "
         "(fresh data from the same source lands a little outside the training extremes).")})
+    null_tolerance: float = field(default=0.05, metadata={"help": (
+        "Slack on a column's share of missing values, as a fraction (0.05: 5 percentage points): validation "
+        "fails when the share is more than this above the training data's, and more than chance explains.")})
     max_examples: int = field(default=5, metadata={"help": "Example rows kept per validation failure."})
     sample_size: int = field(default=1000, metadata={"help": "Rows kept in a profile's bounded reservoir sample."})
     top_k: int = field(default=50, metadata={

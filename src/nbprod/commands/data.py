@@ -49,13 +49,17 @@ def _validate(args: argparse.Namespace, ctx: Context):
     if args.tolerance is not None and args.against is None:
         raise UsageProblem("--tolerance widens a profile's seen range, and no --against profile was given",
                            "add --against PROFILE, or drop --tolerance")
+    if args.null_tolerance is not None and args.against is None:
+        raise UsageProblem("--null-tolerance widens a profile's share of missing values, and no --against profile "
+                           "was given", "add --against PROFILE, or drop --null-tolerance")
     if args.dask:  # a parquet path (or a notebook's dask frame), partition by partition on Dask
         with data_on(args, ctx, args.data) as ddf:
             rules = _rules(args.rules, ctx) if args.rules else None
             if args.against is None and rules is None:
                 return profile(ddf, key=args.key)
             against = None if args.against is None else _against(args.against, ctx)
-            return validate(ddf, against, rules=rules, key=args.key, tolerance=args.tolerance)
+            return validate(ddf, against, rules=rules, key=args.key, tolerance=args.tolerance,
+                            null_tolerance=args.null_tolerance)
     df = _frame_naming_every_unknown(args, ctx)
     rules = None
     if args.rules:
@@ -75,7 +79,8 @@ def _validate(args: argparse.Namespace, ctx: Context):
             if resolved is not None:
                 df = parse_profiled_dates(df, resolved)
             against = resolved if resolved is not None else resolved_rules
-        report = validate(df, against, rules=rules, key=args.key, tolerance=args.tolerance)
+        report = validate(df, against, rules=rules, key=args.key, tolerance=args.tolerance,
+                          null_tolerance=args.null_tolerance)
     except ModelNotFoundError as exc:
         if ctx.namespace is None or exc.problem != NO_SUCH_AGAINST.format(args.against):
             raise
@@ -125,6 +130,9 @@ def _validate_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tolerance", type=float, metavar="X",
                    help="with --against: widen the seen range by this fraction of its span (default: the "
                         "range_tolerance option)")
+    p.add_argument("--null-tolerance", type=float, metavar="X",
+                   help="with --against: a column fails when its share of missing values is more than X above the "
+                        "training share (default: the null_tolerance option, 0.05)")
 
 
 def _profile(args: argparse.Namespace, ctx: Context):

@@ -36,9 +36,9 @@ from ..config import settings
 from . import _columns as C
 
 __all__ = [
-    "Failure", "Collector", "Found", "reduce_mask", "minmax", "null_mask", "range_mask", "numeric_extremes",
-    "numeric_nulls_and_range", "unseen_mask", "object_nulls_and_unseen", "dtype_problem", "duplicate_mask",
-    "rule_dtype_ok",
+    "Failure", "Collector", "Found", "reduce_mask", "minmax", "null_mask", "null_count", "range_mask",
+    "numeric_extremes", "numeric_nulls_and_range", "unseen_mask", "object_nulls_and_unseen", "dtype_problem",
+    "duplicate_mask", "rule_dtype_ok",
 ]
 
 
@@ -229,6 +229,31 @@ def null_mask(series: pd.Series) -> np.ndarray | None:
         return None
     mask = series.isna().to_numpy()
     return mask if mask.any() else None
+
+
+def null_count(series: pd.Series) -> int:
+    """How many values are missing, in one pass and without a row mask where the dtype allows."""
+    kind = C.kind_of(series.dtype)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        return int(np.count_nonzero(series.array.codes < 0))
+    if kind in ("numeric", "boolean"):
+        values, mask = C.numeric_view(series)
+        if mask is not None:
+            return int(np.count_nonzero(mask))
+        return int(np.count_nonzero(np.isnan(values))) if values.dtype.kind == "f" else 0
+    if kind == "datetime":
+        return int(np.count_nonzero(np.isnat(C.datetime_view(series))))
+    data = arrow_strings(series)
+    if data is not None:
+        return int(data.null_count)
+    if t.is_object_dtype(series.dtype) and len(series):
+        values = series.to_numpy()  # held while its objects' addresses are read
+        distinct = _suspects(values, None)  # a few shared objects: each is looked at once
+        if distinct is not None:
+            objects, rows_of = distinct
+            is_null = np.asarray(pd.isna(objects), dtype=bool)
+            return int(np.count_nonzero(rows_of(is_null))) if is_null.any() else 0
+    return int(series.isna().sum())
 
 
 def range_mask(series: pd.Series, kind: str, lo: Any, hi: Any) -> tuple[np.ndarray, int, int] | None:

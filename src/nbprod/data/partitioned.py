@@ -387,19 +387,21 @@ def validate_partitioned(ddf: Any, against: Any = None, *, dask: Any = None, pro
     """:func:`nbprod.data.validate.validate` of each partition on the workers, reports merged here.
 
     The profile (or rules) is resolved once, here, and shipped to the workers. Failures of the same
-    check add their counts; a duplicate key split across partitions is not seen."""
+    check add their counts; a column's share of missing values is judged on the counts of all the
+    parts (its failure has no example rows); a duplicate key split across partitions is not seen."""
     import dask as dask_
 
+    from . import validate as V
     from ._checks import Failure
-    from .validate import NO_ROWS, ValidationReport, _as_rules, require_rules, resolve_against, validate_part
 
     model_profile = options.pop("model_profile", None)
-    profile, rules, label = resolve_against(against, model_profile=model_profile)
+    profile, rules, label = V.resolve_against(against, model_profile=model_profile)
     if options.get("rules") is not None:  # read once, here, like the profile
-        options["rules"] = _as_rules(options["rules"])
-    require_rules(rules, options.get("rules"))  # before any task is sent
+        options["rules"] = V._as_rules(options["rules"])
+    V.require_rules(rules, options.get("rules"))  # before any task is sent
+    null_tolerance = options["null_tolerance"] = V.resolve_null_tolerance(options.get("null_tolerance"))
     resolved = profile if profile is not None else rules
-    task = dask_.delayed(validate_part, pure=True)  # a part's report: whether the data has rows is told here
+    task = dask_.delayed(V.validate_part, pure=True)  # a part's report: whether the data has rows is told here
     tasks = [task(part, resolved, **options) for part in _partitions(ddf)]
     with _dask.connect(dask) as client:
         reports = _dask.run(tasks, client, desc="validate", progress=progress)
@@ -413,10 +415,18 @@ def validate_partitioned(ddf: Any, against: Any = None, *, dask: Any = None, pro
                 merged[k] = f
     n = sum(r.n_rows for r in reports)
     failures = list(merged.values())
+    nulls: dict[str, int] = {}
+    for report in reports:  # each column's share of missing values, over all the parts
+        for name, count in report._null_counts.items():
+            nulls[name] = nulls.get(name, 0) + count
+    for name, count in nulls.items():
+        message = V.null_share_message(name, profile.columns[name], count, n, null_tolerance) if profile else None
+        if message is not None:  # no example rows: they are on the workers
+            failures.append(Failure(column=name, check="nulls", count=count, message=message))
     if not n:
-        failures.insert(0, Failure(column=None, check="no_rows", count=0, message=NO_ROWS))
-    return ValidationReport(n_rows=n, failures=failures, against=label,
-                            n_columns=reports[0].n_columns if reports else len(ddf.columns))
+        failures.insert(0, Failure(column=None, check="no_rows", count=0, message=V.NO_ROWS))
+    return V.ValidationReport(n_rows=n, failures=failures, against=label,
+                              n_columns=reports[0].n_columns if reports else len(ddf.columns))
 
 
 def _sample_part(df: pd.DataFrame, take: int, seed: int) -> pd.DataFrame:

@@ -1,8 +1,9 @@
 """Validate a frame against a training profile and/or rules; flag out-of-distribution rows.
 
 ``validate(df, against=profile_or_rules)`` is *lazy*: it runs every check and collects all
-failures (no rows at all, missing/extra columns, dtype mismatches, nulls where none were seen,
-values outside the seen range, unseen categories, duplicate keys, rule violations) into one
+failures (no rows at all, missing/extra columns, dtype mismatches, nulls where none were seen or
+clearly more than were seen, values outside the seen range, unseen categories, duplicate keys,
+rule violations) into one
 :class:`ValidationReport`, each with a count and a few example rows. Nothing raises on bad data
 until you ask (``report.raise_for_errors()``); bad *input* (not a frame, an unreadable profile,
 a malformed rule, rules that hold no rule) raises a typed :class:`~nbprod.errors.NbprodError`
@@ -29,6 +30,7 @@ from pandas.api.types import is_object_dtype
 
 from .. import _format
 from .._display import Display, Table, View
+from ..config import settings
 from ..errors import DataError, ModelNotFoundError, RuleError, ValidationError
 from . import _checks as K
 from . import _columns as C
@@ -37,8 +39,9 @@ from .ood import OodChecker, bounds, resolve_tolerance
 from .profile import ColumnProfile, Profile
 from .rules import Rules
 
-__all__ = ["validate", "validate_part", "resolve_against", "require_rules", "ValidationReport", "Failure",
-           "row_flags", "checker_for", "parse_profiled_dates", "NO_SUCH_AGAINST", "NO_ROWS"]
+__all__ = ["validate", "validate_part", "resolve_against", "require_rules", "resolve_null_tolerance",
+           "null_share_message", "ValidationReport", "Failure", "row_flags", "checker_for", "parse_profiled_dates",
+           "NO_SUCH_AGAINST", "NO_ROWS", "NULL_SIGNIFICANCE"]
 
 
 @dataclass(repr=False)
@@ -49,6 +52,9 @@ class ValidationReport(Display):
     failures: list[Failure] = field(default_factory=list)
     against: str = ""
     n_columns: int = 0
+    #: Missing values per profiled column that had some in training, of a part of the data
+    #: (``validate_part(whole=False)``): the merge of the parts judges their share.
+    _null_counts: dict[str, int] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     @property
     def ok(self) -> bool:
@@ -102,6 +108,7 @@ class ValidationReport(Display):
 # ---------------------------------------------------------------------------------------------
 def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str | None = None,
              key: str | list[str] | None = None, tolerance: float | None = None,
+             null_tolerance: float | None = None,
              model_profile: Callable[[str], Profile] | None = None) -> ValidationReport:
     """Check ``df`` against a profile and/or rules; collect every failure into a report.
 
@@ -111,24 +118,31 @@ def validate(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str
     passes the registry's (nbprod.data sits below the registry and does not import it).
     ``rules`` adds rules on top of a profile. ``key`` (default: the profile's key) is checked for
     duplicates. ``tolerance`` widens the seen range by that fraction of its span (default
-    ``settings.range_tolerance``). A ``dask.dataframe.DataFrame`` is validated partition by
-    partition on Dask (:func:`nbprod.data.partitioned.validate_partitioned`).
+    ``settings.range_tolerance``). A column that had no missing value in training fails ``nulls``
+    on any; one that had some fails when its share of missing values is more than
+    ``null_tolerance`` above the training share (default ``settings.null_tolerance``, 0.05: five
+    percentage points) and a binomial test at the training rate puts the chance of that many at
+    under :data:`NULL_SIGNIFICANCE` (so a few rows are not judged on one missing value). A
+    ``dask.dataframe.DataFrame`` is validated partition by partition on Dask
+    (:func:`nbprod.data.partitioned.validate_partitioned`).
     """
     from .partitioned import is_dask_frame, validate_partitioned  # it calls back into this function
 
     if is_dask_frame(df):
         return validate_partitioned(df, against, rules=rules, key=key, tolerance=tolerance,
-                                    model_profile=model_profile)
-    return validate_part(df, against, rules=rules, key=key, tolerance=tolerance, model_profile=model_profile,
-                         whole=True)
+                                    null_tolerance=null_tolerance, model_profile=model_profile)
+    return validate_part(df, against, rules=rules, key=key, tolerance=tolerance, null_tolerance=null_tolerance,
+                         model_profile=model_profile, whole=True)
 
 
 def validate_part(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict | str | None = None,
                   key: str | list[str] | None = None, tolerance: float | None = None,
-                  model_profile: Callable[[str], Profile] | None = None, whole: bool = False) -> ValidationReport:
+                  null_tolerance: float | None = None, model_profile: Callable[[str], Profile] | None = None,
+                  whole: bool = False) -> ValidationReport:
     """:func:`validate` of a pandas frame that may be one part of the data (``whole=False``: a
-    partition, checked on a Dask worker); then the checks of the data as a whole (that it has rows)
-    are left to whoever merges the parts' reports."""
+    partition, checked on a Dask worker); then the checks of the data as a whole (that it has rows,
+    each column's share of missing values: counted in ``report._null_counts``) are left to
+    whoever merges the parts' reports."""
     df = C.check_frame(df)
     profile, against_rules, label = resolve_against(against, model_profile=model_profile)
     extra_rules = _as_rules(rules) if rules is not None else None
@@ -137,19 +151,55 @@ def validate_part(df: pd.DataFrame, against: Any = None, *, rules: Rules | dict 
                         "or rules=...; to describe the data itself use nbprod.profile(df)")
     require_rules(against_rules, extra_rules)
     tolerance = resolve_tolerance(tolerance)
+    null_tolerance = resolve_null_tolerance(null_tolerance)
     keys = _keys(key, profile)
     collector = K.Collector(df, key=[k for k in keys if k in {str(c) for c in df.columns}])
     if whole and not len(df):
         collector.add(None, "no_rows", None, NO_ROWS, count=0)
     missing: set[str] = set()
+    null_counts: dict[str, int] | None = None if whole else {}
     if profile is not None:
-        missing = _check_profile(df, profile, collector, tolerance)
+        missing = _check_profile(df, profile, collector, tolerance, null_tolerance, null_counts)
     for r in (against_rules, extra_rules):
         if r is not None:
             r.check(df, collector, missing_ok=missing)
     if keys:
         _check_key(df, keys, collector, missing)
-    return ValidationReport(n_rows=len(df), failures=collector.failures, against=label, n_columns=df.shape[1])
+    report = ValidationReport(n_rows=len(df), failures=collector.failures, against=label, n_columns=df.shape[1])
+    report._null_counts = null_counts or {}
+    return report
+
+
+#: A column's missing values fail only when, at the training rate, chance would give that many
+#: less often than this (a binomial test): a few rows are not judged on one missing value.
+NULL_SIGNIFICANCE = 0.001
+
+
+def resolve_null_tolerance(null_tolerance: float | None) -> float:
+    """``null_tolerance`` as a fraction in [0, 1] (default: ``settings.null_tolerance``), else a DataError."""
+    value = settings.null_tolerance if null_tolerance is None else null_tolerance
+    fix = "pass a fraction between 0 and 1, e.g. 0.05 (5 percentage points above the training share)"
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise DataError(f"null_tolerance {value!r} is not a number", fix) from None
+    if not 0 <= value <= 1:  # NaN too
+        raise DataError(f"null_tolerance {value} is not between 0 and 1", fix)
+    return value
+
+
+def null_share_message(name: str, col: ColumnProfile, nulls: int, n: int, null_tolerance: float) -> str | None:
+    """The ``nulls`` failure of a column that had missing values in training and has ``nulls`` of
+    ``n`` now, or None while that share is not clearly above the training share (see :func:`validate`)."""
+    rate = col.null_rate
+    if col.never_null or not 0 < rate < 1 or not n or nulls / n <= rate + null_tolerance:
+        return None
+    from scipy.special import bdtrc  # only here: a share past the tolerance is rare
+
+    if bdtrc(nulls - 1, n, rate) >= NULL_SIGNIFICANCE:  # P(at least `nulls` missing at the training rate)
+        return None
+    return (f"{name}: {nulls:,} missing values ({K.pct(nulls, n)}), the training data had {rate:.2%}: find what "
+            f"empties the column upstream, or if this is expected raise null_tolerance (now {null_tolerance:g})")
 
 
 #: The failure of data without rows (``no_rows``): a header-only file or an empty extract is no valid data.
@@ -261,7 +311,8 @@ def resolve_against(against: Any, *, model_profile: Callable[[str], Profile] | N
 NO_SUCH_AGAINST = "no profile file and no registered model called {!r}"
 
 
-def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, tolerance: float) -> set[str]:
+def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, tolerance: float, null_tolerance: float,
+                   null_counts: dict[str, int] | None = None) -> set[str]:
     names = {str(c): c for c in df.columns}
     n = len(df)
     missing = [c for c in profile.columns if c not in names]
@@ -276,7 +327,7 @@ def _check_profile(df: pd.DataFrame, profile: Profile, out: K.Collector, toleran
     def run(i: int, extremes: tuple | None = None) -> _Pending:
         pending = _Pending(out.max_examples)
         name, series, col = todo[i]
-        _check_column(name, series, col, pending, tolerance, n, extremes)
+        _check_column(name, series, col, pending, tolerance, n, extremes, null_tolerance, null_counts)
         return pending
 
     costs = [_pass_cost(series) for _, series, _ in todo]
@@ -391,7 +442,16 @@ class _Pending:
 
 
 def _check_column(name: str, series: pd.Series, col: ColumnProfile, out: K.Collector | _Pending, tolerance: float,
-                  n: int, extremes: tuple | None = None) -> None:
+                  n: int, extremes: tuple | None = None, null_tolerance: float = 0.0,
+                  null_counts: dict[str, int] | None = None) -> None:
+    if not col.never_null and 0 < col.null_rate < 1:  # missing values seen in training: is their share up?
+        nulls = K.null_count(series)
+        if null_counts is not None:  # a part of the data: the merge judges the share
+            null_counts[name] = nulls
+        else:
+            message = null_share_message(name, col, nulls, n, null_tolerance)
+            if message is not None:
+                out.add(name, "nulls", K.null_mask(series), message)
     problem = K.dtype_problem(series, col.dtype, col.kind)
     if problem is not None and is_object_dtype(series.dtype) and not series.notna().any():
         # all missing in an object column (a header-only CSV, a column of None): the dtype says

@@ -58,7 +58,7 @@ def resolve_against(against: Any):
 
 
 def validate(df: Any, against: Any = None, *, rules: Any = None, key: str | list[str] | None = None,
-             tolerance: float | None = None):
+             tolerance: float | None = None, null_tolerance: float | None = None):
     """Check ``df`` against a profile and/or rules; collect every failure into a report.
 
     ``against`` is a :class:`~nbprod.data.profile.Profile`, :class:`~nbprod.data.rules.Rules`, a
@@ -66,9 +66,11 @@ def validate(df: Any, against: Any = None, *, rules: Any = None, key: str | list
     (``"credit-risk@champion"``, ``"models:/credit-risk/3"``) whose registered training profile is
     used. ``rules`` adds rules on top of a profile. ``key`` (default: the profile's key) is checked
     for duplicates. ``tolerance`` widens the seen range by that fraction of its span (default
-    ``settings.range_tolerance``). This is :func:`nbprod.data.validate.validate` with the
-    registry's :func:`model_profile`.
+    ``settings.range_tolerance``). ``null_tolerance``: how far (a fraction, default
+    ``settings.null_tolerance``) a column's share of missing values may rise above the training
+    share. This is :func:`nbprod.data.validate.validate` with the registry's :func:`model_profile`.
     """
     from ..data.validate import validate as check
 
-    return check(df, against, rules=rules, key=key, tolerance=tolerance, model_profile=model_profile)
+    return check(df, against, rules=rules, key=key, tolerance=tolerance, null_tolerance=null_tolerance,
+                 model_profile=model_profile)
