@@ -245,3 +245,25 @@ def test_cli_a_column_gone_empty_fails_unless_null_tolerance_allows_it(tmp_path,
                  "--null-tolerance", "1"]) == 0
     assert main(["validate", str(tmp_path / "train.csv"), "--null-tolerance", "0.1"]) == 2
     assert "--null-tolerance" in capsys.readouterr().err
+
+
+def test_cli_date_rules_read_csv_and_json_times(tmp_path, nbprod_home, capsys):
+    df = pd.DataFrame({"ts": ["2024-01-01", "2023-06-01"], "v": [1, 3]})
+    df.to_csv(tmp_path / "dates.csv", index=False)
+    df.to_json(tmp_path / "dates.json", orient="records")
+    df.assign(ts=["2024-01-01", "soon"]).to_csv(tmp_path / "bad.csv", index=False)
+    (tmp_path / "min.yaml").write_text("ts: {min: 2024-01-01}\n")
+    (tmp_path / "dtype.yaml").write_text("ts: {dtype: datetime, nullable: false}\n")
+    for name in ("dates.csv", "dates.json"):
+        assert main(["expect", str(tmp_path / name), "--rules", str(tmp_path / "dtype.yaml")]) == 0
+        assert main(["expect", str(tmp_path / name), "--rules", str(tmp_path / "min.yaml")]) == 1
+        out = capsys.readouterr().out
+        assert "out_of_range" in out and "1 below" in out and "min/max need" not in out
+    assert main(["validate", str(tmp_path / "dates.csv"), "--rules", str(tmp_path / "min.yaml")]) == 1
+    assert main(["validate", str(tmp_path / "dates.csv"), "--against", str(tmp_path / "dtype.yaml")]) == 0
+    capsys.readouterr()
+    assert main(["expect", str(tmp_path / "bad.csv"), "--rules", str(tmp_path / "dtype.yaml")]) == 1
+    out = capsys.readouterr().out
+    assert "1 values (50.00%) are not ISO 8601 times, e.g. 'soon'" in out
+    assert main(["expect", str(tmp_path / "bad.csv"), "--rules", str(tmp_path / "min.yaml")]) == 1
+    assert "'soon'" in capsys.readouterr().out

@@ -170,3 +170,35 @@ def test_rules_on_data_without_rows_report_no_rows_not_a_dtype(df):
     rules = Rules.from_yaml("income: {min: 0, dtype: float, nullable: false}\nid: {unique: true}\n")
     assert validate(header_only, rules).checks == ["no_rows"]
     assert validate(df.iloc[:0], rules).checks == ["no_rows"]
+
+
+def test_date_rules_read_a_text_column_as_iso_times_and_report_the_values_that_are_none(nbprod_home):
+    text = pd.DataFrame({"ts": ["2024-01-01", "soon", "2023-06-01", None, "2024-03-01T10:00:00+01:00"]},
+                        dtype=object)
+    report = validate(text, Rules.from_yaml("ts: {min: 2024-01-01}"))
+    assert [(f.check, f.count) for f in report.failures] == [("dtype", 1), ("out_of_range", 1)]
+    assert "'soon'" in report.failures[0].message and report.failures[0].examples[0]["ts"] == "soon"
+    assert report.failures[1].examples[0]["ts"] == "2023-06-01"
+    clean = text.drop(index=1)
+    assert validate(clean, Rules.from_yaml("ts: {min: 2023-01-01, max: 2024-12-31}")).ok
+    with pytest.raises(RuleError, match="min/max need a numeric or datetime column"):  # numbers stay an error
+        validate(clean, Rules.from_yaml("ts: {min: 0}"))
+    only = validate(text, Rules.from_yaml("ts: {dtype: datetime, min: 2024-01-01}"))
+    assert [(f.check, f.count) for f in only.failures] == [("dtype", 1), ("out_of_range", 1)]  # 'soon' once
+    in_memory = validate(clean, Rules.from_yaml("ts: {dtype: datetime}"))  # a frame's dtype is its dtype
+    assert in_memory.checks == ["dtype"] and "pd.to_datetime" in in_memory.failures[0].message
+
+
+def test_parse_rule_dates_parses_only_the_rules_date_columns_when_every_value_is_a_time(nbprod_home):
+    from nbprod.data.rules import parse_rule_dates
+
+    df = pd.DataFrame({"a": ["2024-01-01", None], "b": ["2024-01-01T10:00:00+01:00", "2024-01-01T09:00:00Z"],
+                       "c": ["2024-01-01", "x"], "d": ["2024-01-01", "2024-01-02"], "n": [1, 2]})
+    rules = Rules.from_yaml("a: {dtype: datetime}\nb: {max: 2025-01-01}\nc: {min: 2024-01-01}\nn: {min: 0}\n")
+    assert rules.date_columns() == ["a", "b", "c"]
+    parsed = parse_rule_dates(df, rules)
+    assert str(parsed["a"].dtype).startswith("datetime64") and parsed["a"].isna().tolist() == [False, True]
+    assert str(parsed["b"].dt.tz) == "UTC" and parsed["b"].nunique() == 1  # the same instant
+    assert parsed["c"].tolist() == ["2024-01-01", "x"] and parsed["d"].tolist() == ["2024-01-01", "2024-01-02"]
+    assert validate(parsed, rules).checks == ["dtype"]  # c's "x", not a crash
+    assert parse_rule_dates(df, Rules.from_yaml("n: {min: 0}")) is df

@@ -69,7 +69,7 @@ def _validate(args: argparse.Namespace, ctx: Context):
     against = None if args.against is None else _against(args.against, ctx)
     label = None
     try:
-        text_file = Path(args.data).suffix.lower() in (".csv", ".json") and ctx.lookup(args.data) is None
+        text_file = _text_file(args.data, ctx)
         if against is not None and text_file:
             # text files hold times as ISO strings: read them as the profile's datetimes
             from ..data.validate import parse_profiled_dates
@@ -79,6 +79,8 @@ def _validate(args: argparse.Namespace, ctx: Context):
             if resolved is not None:
                 df = parse_profiled_dates(df, resolved)
             against = resolved if resolved is not None else resolved_rules
+        if text_file:  # and as the rules' datetimes
+            df = _rule_dates(df, against, rules)
         report = validate(df, against, rules=rules, key=args.key, tolerance=args.tolerance,
                           null_tolerance=args.null_tolerance)
     except ModelNotFoundError as exc:
@@ -90,6 +92,24 @@ def _validate(args: argparse.Namespace, ctx: Context):
     if label is not None:
         report.against = label
     return report
+
+
+def _text_file(token: str, ctx: Context) -> bool:
+    """Is the data a .csv or .json file (whose times are ISO strings), not a notebook variable?"""
+    return Path(token).suffix.lower() in (".csv", ".json") and ctx.lookup(token) is None
+
+
+def _rule_dates(df, *candidates: Any):
+    """``df`` with the text columns that the rules among ``candidates`` (Rules or a dict of rules;
+    anything else is skipped) treat as times parsed (:func:`~nbprod.data.rules.parse_rule_dates`)."""
+    from ..data.rules import Rules, parse_rule_dates
+
+    for rules in candidates:
+        if isinstance(rules, dict):
+            rules = Rules.from_dict(rules)
+        if isinstance(rules, Rules):
+            df = parse_rule_dates(df, rules)
+    return df
 
 
 def _frame_naming_every_unknown(args: argparse.Namespace, ctx: Context):
@@ -172,6 +192,8 @@ def _expect(args: argparse.Namespace, ctx: Context):
         raise UsageProblem("no rules given",
                            "write YAML rules in a %%nbprod expect cell body, or pass --rules rules.yaml")
     df = ctx.frame(args.data)
+    if _text_file(args.data, ctx):  # times in text files are ISO strings: read them as the rules' datetimes
+        df = _rule_dates(df, rules)
     return validate(df, rules=rules, key=args.key)
 
 

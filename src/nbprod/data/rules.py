@@ -8,7 +8,9 @@ One entry per column, with any of these keys::
 
 - ``dtype``: a family (``int``, ``float``, ``numeric``, ``bool``, ``datetime``, ``string``,
   ``category``) or an exact pandas dtype name (``Int64``, ``float32``…);
-- ``min`` / ``max``: inclusive bounds (numbers, or ISO dates for datetime columns);
+- ``min`` / ``max``: inclusive bounds (numbers, or ISO dates for datetime columns; a text
+  column under date bounds is read as ISO 8601 times, and a value that is none is a ``dtype``
+  failure);
 - ``nullable``: ``false`` forbids missing values;
 - ``in``: the allowed values (missing values are governed by ``nullable``, not by ``in``);
 - ``unique``: ``true`` forbids repeated values.
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import warnings
 from pathlib import Path
 from typing import AbstractSet, Any, Callable
 
@@ -42,7 +45,7 @@ from ..errors import RuleError
 from . import _checks as K
 from . import _columns as C
 
-__all__ = ["Rules", "RULE_KEYS", "DTYPE_FAMILIES"]
+__all__ = ["Rules", "RULE_KEYS", "DTYPE_FAMILIES", "parse_rule_dates", "iso_times"]
 
 RULE_KEYS = ("dtype", "min", "max", "nullable", "in", "unique")
 DTYPE_FAMILIES = ("int", "integer", "float", "numeric", "number", "bool", "boolean", "datetime", "string", "str",
@@ -185,6 +188,11 @@ class Rules(Display):
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True, default_flow_style=None)
 
+    def date_columns(self) -> list[str]:
+        """The columns a rule treats as times: ``dtype: datetime`` (or a datetime64 dtype), or an
+        ISO date as ``min``/``max``. Text files hold their times as text: see :func:`parse_rule_dates`."""
+        return [col for col, spec in self.columns.items() if _wants_datetime(spec)]
+
     def __len__(self) -> int:
         return sum(len(s) or 1 for s in self.columns.values()) + len(self.custom)
 
@@ -218,12 +226,27 @@ class Rules(Display):
                 # no value at all (a header-only CSV, a column of None): its dtype says nothing about
                 # the values, so only the rules about missing and repeated values apply
                 spec = {k: v for k, v in spec.items() if k in ("nullable", "unique")}
-            if "dtype" in spec and not K.rule_dtype_ok(series, spec["dtype"]):
-                collector.add(col, "dtype", None, f"{col}: is {series.dtype}, the rule wants {spec['dtype']}", count=n)
+            dtype_failed = "dtype" in spec and not K.rule_dtype_ok(series, spec["dtype"])
+            if dtype_failed:
+                not_times = iso_times(series)[1] if _wants_datetime(spec) and _is_text(series) else None
+                if not_times is not None:  # times as text, some of them no time: those are the failure
+                    collector.add(col, "dtype", not_times, _not_times_message(col, series, not_times, n, "dtype"))
+                else:
+                    hint = ""
+                    if _wants_datetime(spec) and _is_text(series) and series.notna().any():
+                        hint = " (its values are ISO times as text: parse them, e.g. with pd.to_datetime)"
+                    collector.add(col, "dtype", None, f"{col}: is {series.dtype}, the rule wants {spec['dtype']}{hint}",
+                                  count=n)
             if spec.get("nullable") is False:
                 mask = K.null_mask(series)
                 collector.add(col, "nulls", mask, lambda k, col=col:
                               f"{col}: {k:,} missing values ({K.pct(k, n)}); the rule says nullable: false")
+            if ("min" in spec or "max" in spec) and kind not in ("numeric", "datetime") and _is_text(series) \
+                    and _date_bounds(spec):  # times as text: compared as times, the values that are none reported
+                times, not_times = iso_times(series)
+                if not_times is not None and not dtype_failed:
+                    collector.add(col, "dtype", not_times, _not_times_message(col, series, not_times, n, "min/max"))
+                series, kind = times, "datetime"
             if "min" in spec or "max" in spec:
                 if kind not in ("numeric", "datetime"):
                     raise RuleError(f"column {col!r} is {series.dtype}: min/max need a numeric or datetime column",
@@ -269,6 +292,70 @@ class Rules(Display):
             bad = _bad_rows(name, good, n)
             collector.add(column, f"rule:{name}", bad,
                           lambda k, name=name: f"rule {name}: {k:,} rows ({K.pct(k, n)}) fail")
+
+
+def parse_rule_dates(df: pd.DataFrame, rules: Rules) -> pd.DataFrame:
+    """``df`` with the text columns that ``rules`` treat as times (:meth:`Rules.date_columns`)
+    parsed as datetimes, where every non-null value is an ISO 8601 time (as CSV and JSON files hold
+    them); a column with any other value stays as it is, and the rule check reports those values.
+    What the CLI and the magics do to a .csv or .json file before checking rules."""
+    parsed = {}
+    names = {str(c): c for c in df.columns}
+    for col in rules.date_columns():
+        if col not in names or not _is_text(df[names[col]]):
+            continue
+        times, not_times = iso_times(df[names[col]])
+        if not_times is None and times.notna().any():
+            parsed[names[col]] = times
+    return df.assign(**parsed) if parsed else df
+
+
+def iso_times(series: pd.Series) -> tuple[pd.Series, np.ndarray | None]:
+    """``(times, not_times)``: a text column read as ISO 8601 times (NaT where missing or not a
+    time; naive unless a value carries an offset, then UTC) and the mask of the values present that
+    are no time (None when every value is one)."""
+    present = series.notna().to_numpy(dtype=bool)
+    text = series
+    if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):  # a number is no time
+        text = series.where(series.map(lambda v: isinstance(v, str)).astype(bool))
+    try:
+        with warnings.catch_warnings():  # pandas 2 warns of mixed offsets, then gives objects
+            warnings.simplefilter("ignore", FutureWarning)
+            times = pd.to_datetime(text, format="ISO8601", errors="coerce")
+        if not pd.api.types.is_datetime64_any_dtype(times.dtype):
+            raise ValueError("mixed time zones")
+    except (TypeError, ValueError, OverflowError):  # mixed offsets (pandas 3 raises): all to UTC
+        times = pd.to_datetime(text, format="ISO8601", errors="coerce", utc=True)
+    not_times = present & times.isna().to_numpy(dtype=bool)
+    return times, (not_times if not_times.any() else None)
+
+
+def _not_times_message(col: str, series: pd.Series, not_times: np.ndarray, n: int, why: str) -> Callable[[int], str]:
+    examples = list(dict.fromkeys(str(v) for v in series[not_times].head(20)))[:3]
+    wants = "its min/max are dates" if why == "min/max" else "the rule wants datetime"
+    return (lambda k: f"{col}: {k:,} values ({K.pct(k, n)}) are not ISO 8601 times, e.g. "
+                      f"{', '.join(map(repr, examples))} ({wants})")
+
+
+def _is_text(series: pd.Series) -> bool:
+    dtype = series.dtype
+    return not isinstance(dtype, pd.CategoricalDtype) and (is_object_dtype(dtype) or isinstance(dtype, pd.StringDtype))
+
+
+_ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def _date_bounds(spec: dict[str, Any]) -> bool:
+    """Are the rule's min/max ISO dates (``2024-01-01``, ``2024-01-01T10:00``)?"""
+    bounds = [spec[b] for b in ("min", "max") if b in spec]
+    return bool(bounds) and all(isinstance(b, str) and _ISO_DATE.match(b) for b in bounds)
+
+
+def _wants_datetime(spec: dict[str, Any]) -> bool:
+    dtype = spec.get("dtype")
+    if isinstance(dtype, str) and (dtype.lower() == "datetime" or dtype.startswith("datetime64")):
+        return True
+    return _date_bounds(spec)
 
 
 def _bad_rows(name: str, good: Any, n: int):
