@@ -151,3 +151,24 @@ def test_the_magic_is_the_same_command(nbprod_home, capsys):
             shell.run_line_magic("nbprod", f"pipeline plan {ROOT / 'notebooks/pipeline.yaml'} -p nope 1")
     finally:
         shell.run_line_magic("unload_ext", "nbprod")
+
+
+@pytest.mark.parametrize("text, line, words", [
+    # the tester's file: the first step `a` was dropped without a word, plan showed only the second
+    ("name: t\nsteps:\n  a:\n    verb: wait\n    seconds: 0\n  a:\n    verb: wait\n    seconds: 1\n", 6,
+     "step 'a' is given twice (lines 3 and 6)"),
+    (GOOD.replace("  data: new.parquet", "  data: new.parquet\n  data: old.parquet"), 4,
+     "parameter 'data' is given twice"),
+    (GOOD.replace("    data: ${params.data}", "    data: ${params.data}\n    model: other"), 11,
+     "step 'evaluate': 'model' is given twice (lines 9 and 11)"),
+    (GOOD.replace("    verb: evaluate", "    verb: evaluate\n    thresholds: {roc_auc: 0.5, roc_auc: 0.9}"), 9,
+     "step 'evaluate': 'thresholds.roc_auc' is given twice"),
+    (GOOD + "name: u\n", 11, "'name' is given twice (lines 1 and 11)"),
+])
+def test_a_key_given_twice_is_refused_not_dropped(tmp_path, nbprod_home, text, line, words):
+    from nbprod.pipelines import load
+
+    with pytest.raises(PipelineError) as err:
+        load(_file(tmp_path, text))
+    assert words in str(err.value) and err.value.line == line and f"p.yaml:{line}:" in str(err.value)
+    assert "rename one of them" in err.value.fix

@@ -7,8 +7,8 @@ pipeline's parameters and earlier steps' outputs by name: ``${params.data}``, ``
 inside a longer string is substituted as text.
 
 Every problem — unknown step, a cycle, an output the step does not produce, an unknown verb or
-argument — is a :class:`~nbprod.errors.PipelineError` naming the file and line, raised here, so a
-bad file changes nothing.
+argument, a step name or key given twice — is a :class:`~nbprod.errors.PipelineError` naming the
+file and line, raised here, so a bad file changes nothing.
 """
 
 from __future__ import annotations
@@ -118,20 +118,28 @@ def _strings(value: Any):
 
 
 def _with_lines(text: str, path: Path):
-    """Parse YAML keeping each mapping key's line (1-based) as ``{"__lines__": {key: line}}``."""
+    """Parse YAML keeping each mapping key's line (1-based) as ``{"__lines__": {key: line}}``; a key
+    given twice in one mapping (PyYAML keeps the last one silently) is kept as
+    ``{"__twice__": [(key, first line, second line), …]}`` for :func:`_refuse_twice` to name."""
     import yaml
 
     class Loader(yaml.SafeLoader):
         pass
 
     def mapping(loader, node):
-        out = {}
-        lines = {}
+        out: dict[Any, Any] = {}
+        lines: dict[Any, int] = {}
+        twice: list[tuple[Any, int, int]] = []
         for key_node, value_node in node.value:
             key = loader.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if key in lines:
+                twice.append((key, lines[key], line))
             out[key] = loader.construct_object(value_node, deep=True)
-            lines[key] = key_node.start_mark.line + 1
+            lines.setdefault(key, line)
         out["__lines__"] = lines
+        if twice:
+            out["__twice__"] = twice
         return out
 
     Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, mapping)
@@ -144,9 +152,33 @@ def _with_lines(text: str, path: Path):
                             "fix the YAML syntax at that line", line=line) from None
 
 
+def _refuse_twice(value: Any, path: Path, where: tuple = ()) -> None:
+    """The first key given twice in one mapping, anywhere in the file, as an error at its second line."""
+    if isinstance(value, list):
+        for item in value:
+            _refuse_twice(item, path, where)
+        return
+    if not isinstance(value, dict):
+        return
+    for key, first, line in value.get("__twice__", []):
+        if where == ("steps",):
+            what = f"step {key!r}"
+        elif where == ("params",):
+            what = f"parameter {key!r}"
+        elif where[:1] == ("steps",):
+            what = f"step {where[1]!r}: {'.'.join(map(str, (*where[2:], key)))!r}"
+        else:
+            what = repr(".".join(map(str, (*where, key))))
+        raise _err(path, line, f"{what} is given twice (lines {first} and {line}); the second would silently "
+                   "replace the first", "give each name once: rename one of them, or merge the two")
+    for key, item in value.items():
+        if key not in ("__lines__", "__twice__"):
+            _refuse_twice(item, path, (*where, key))
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items() if k != "__lines__"}
+        return {k: _plain(v) for k, v in value.items() if k not in ("__lines__", "__twice__")}
     if isinstance(value, list):
         return [_plain(v) for v in value]
     return value
@@ -165,6 +197,7 @@ def load(path: str | Path) -> Pipeline:
     doc = _with_lines(text, path)
     if not isinstance(doc, dict):
         raise _err(path, 1, "a pipeline file is a mapping with `steps:`", "see notebooks/pipeline.yaml")
+    _refuse_twice(doc, path)
     top = doc["__lines__"]
     unknown = set(top) - {"name", "params", "steps", "schedule", "description"}
     if unknown:
