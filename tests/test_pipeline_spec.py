@@ -172,3 +172,87 @@ def test_a_key_given_twice_is_refused_not_dropped(tmp_path, nbprod_home, text, l
         load(_file(tmp_path, text))
     assert words in str(err.value) and err.value.line == line and f"p.yaml:{line}:" in str(err.value)
     assert "rename one of them" in err.value.fix
+
+
+def _notebook(path: Path, parameters: str | None, *, kernelspec: bool = True) -> Path:
+    """A small notebook: a 'parameters' cell holding ``parameters`` (none when None), then a print."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    if kernelspec:
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    if parameters is not None:
+        nb.cells.append(nbformat.v4.new_code_cell(parameters, metadata={"tags": ["parameters"]}))
+    nb.cells.append(nbformat.v4.new_code_cell("print('hi')"))
+    nbformat.write(nb, path)
+    return path
+
+
+NOTEBOOK_STEP = """\
+name: t
+params:
+  n: 2
+steps:
+  look:
+    verb: wait
+    deployment: none
+    seconds: 0
+  train:
+    notebook: train.ipynb
+    parameters:
+      n: ${params.n}
+      seed: 1
+"""
+
+
+@pytest.mark.parametrize("text, line, words", [
+    (NOTEBOOK_STEP.replace("train.ipynb", "nope.ipynb"), 10, "step 'train': no notebook at "),
+    (NOTEBOOK_STEP.replace("train.ipynb", "p.yaml"), 10, "p.yaml is not a notebook (.ipynb)"),
+    (NOTEBOOK_STEP.replace("train.ipynb", "broken.ipynb"), 10, "step 'train': cannot read "),
+    (NOTEBOOK_STEP.replace("      seed: 1", "      seed: 1\n      zzz: 3"), 14,
+     "step 'train': train.ipynb declares no parameter 'zzz'"),
+    (NOTEBOOK_STEP.replace("      n: ${params.n}\n      seed: 1", "    - n"), 11,
+     "`parameters:` must map the notebook's parameter names to values"),
+])
+def test_a_notebook_step_is_checked_against_its_notebook(tmp_path, nbprod_home, text, line, words):
+    from nbprod.pipelines import plan
+
+    _notebook(tmp_path / "train.ipynb", "n = 1\nseed = 0\n")
+    (tmp_path / "broken.ipynb").write_text("{not json")
+    with pytest.raises(PipelineError) as err:
+        plan(_file(tmp_path, text))
+    assert words in str(err.value) and err.value.line == line and f"p.yaml:{line}:" in str(err.value)
+    assert err.value.fix
+    if "zzz" in words:  # the fix names what the notebook does declare
+        assert "n, seed" in err.value.fix
+
+
+def test_a_bad_notebook_step_runs_no_step_before_it(tmp_path, nbprod_home, env):
+    """The tester's case: the `wait` step before it used to run, then the run failed at the notebook."""
+    _notebook(tmp_path / "train.ipynb", "n = 1\nseed = 0\n")
+    path = _file(tmp_path, NOTEBOOK_STEP.replace("seed: 1", "zzz: 1"))
+    out = subprocess.run([NBPROD, "pipeline", "run", str(path)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "p.yaml:13:" in out.stderr and "declares no parameter 'zzz'" in out.stderr
+    runs = subprocess.run([NBPROD, "pipeline", "runs", "--json"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert runs.returncode == 0 and runs.stdout.strip() == ""
+
+
+@pytest.mark.parametrize("parameters, kernelspec", [
+    (None, True),  # no 'parameters' cell: values are injected at the top, as `nbprod run -p` does (it warns)
+    ("n = 1\nseed = 0\n", False),  # no kernelspec: the declared names are still fine
+])
+def test_a_notebook_step_passes_what_a_job_would_take(tmp_path, nbprod_home, parameters, kernelspec):
+    from nbprod.pipelines import plan
+
+    _notebook(tmp_path / "train.ipynb", parameters, kernelspec=kernelspec)
+    shown = plan(_file(tmp_path, NOTEBOOK_STEP))
+    assert shown.steps[1]["inputs"]["parameters"] == {"n": 2, "seed": 1}
+
+
+def test_a_notebook_named_by_a_parameter_is_read_when_the_step_runs(tmp_path, nbprod_home):
+    from nbprod.pipelines import plan
+
+    text = NOTEBOOK_STEP.replace("  n: 2", "  n: 2\n  nb: later.ipynb").replace("train.ipynb", "${params.nb}")
+    assert plan(_file(tmp_path, text)).steps[1]["inputs"]["notebook"] == "later.ipynb"

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-__all__ = ["PATH_ARGS", "SUFFIXES", "is_relative_file", "anchor", "anchor_args", "anchor_given"]
+__all__ = ["PATH_ARGS", "SUFFIXES", "is_relative_file", "anchor", "anchor_args", "anchor_given", "notebook"]
 
 #: verb -> the arguments that name files (a model URI is also accepted by some: left alone)
 PATH_ARGS: dict[str, tuple[str, ...]] = {
@@ -61,3 +61,8 @@ def anchor_given(params: dict | None) -> dict | None:
         return None
     cwd = Path.cwd()
     return {k: anchor(v, cwd) for k, v in params.items()}
+
+
+def notebook(value: str, folder: Path) -> Path:
+    """The notebook a notebook step's ``notebook:`` names: a relative path is beside the pipeline file."""
+    return folder / Path(value).expanduser()

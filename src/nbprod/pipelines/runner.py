@@ -17,7 +17,7 @@ from typing import Any
 
 from ..errors import NbprodError, PipelineError
 from . import store
-from .paths import anchor_args, anchor_given
+from .paths import anchor_args, anchor_given, notebook
 from .results import PipelineRun, PipelineRuns, Plan
 from .spec import CHANGES, REF, Pipeline, load
 from .verbs import STEPS, GateFailed, undo_canary
@@ -175,7 +175,7 @@ def _notebook(p: Pipeline, step, args: dict, exp_name: str, parent: str) -> tupl
     from ..jobs import run as run_job
     from ..registry.store import client
 
-    nb = p.folder / Path(args["notebook"]).expanduser()  # beside the pipeline file (:mod:`.paths`)
+    nb = notebook(args["notebook"], p.folder)  # beside the pipeline file (:mod:`.paths`)
     try:
         job = run_job(nb, args.get("parameters") or {}, experiment=exp_name, progress=False,
                       timeout=args.get("timeout_s"))

@@ -7,7 +7,8 @@ pipeline's parameters and earlier steps' outputs by name: ``${params.data}``, ``
 inside a longer string is substituted as text.
 
 Every problem — unknown step, a cycle, an output the step does not produce, an unknown verb or
-argument, a step name or key given twice — is a :class:`~nbprod.errors.PipelineError` naming the
+argument, a step name or key given twice, a notebook that is missing or does not declare a
+parameter the step passes — is a :class:`~nbprod.errors.PipelineError` naming the
 file and line, raised here, so a bad file changes nothing.
 """
 
@@ -231,7 +232,7 @@ def load(path: str | Path) -> Pipeline:
             raise _err(path, line, f"bad step name {name!r}", "use letters, digits, _ and -; not params/pipeline")
         if not isinstance(body, dict):
             raise _err(path, line, f"step {name!r} must be a mapping", "give it `verb:` or `notebook:`")
-        lines = body["__lines__"]
+        lines = dict(body["__lines__"])
         if ("verb" in body) == ("notebook" in body):
             raise _err(path, line, f"step {name!r} needs exactly one of `verb:` or `notebook:`",
                        f"built-in verbs: {', '.join(VERBS)}")
@@ -245,6 +246,9 @@ def load(path: str | Path) -> Pipeline:
                 raise _err(path, lines[key], f"step {name!r} ({kind}): unknown argument {key!r}",
                            f"{kind} takes: {', '.join(sorted((VERBS.get(kind) or set()) | {'after'}))}"
                            if kind != "notebook" else "a notebook step takes notebook, parameters, outputs, after")
+        for key, value in body.items():  # a nested mapping's keys by dotted name: `parameters.seed`
+            if isinstance(value, dict) and key != "__lines__":
+                lines.update({f"{key}.{sub}": at for sub, at in value["__lines__"].items()})
         args = _plain(body)
         after = args.pop("after", [])
         after = [after] if isinstance(after, str) else list(after)
@@ -252,6 +256,9 @@ def load(path: str | Path) -> Pipeline:
         steps.append(Step(name, kind, args, line, after, lines))
     pipeline = Pipeline(str(doc.get("name") or path.stem), path, params, _order(steps, path), schedule, text)
     _check_refs(pipeline)
+    for s in pipeline.steps:
+        if s.kind == "notebook":
+            _check_notebook(pipeline, s)
     return pipeline
 
 
@@ -329,3 +336,53 @@ def _produces(step: Step, output: str) -> bool:
     if output in names:
         return True
     return any(n.endswith(".*") and output.startswith(n[:-1]) and len(output) > len(n) - 1 for n in names)
+
+
+def _check_notebook(p: Pipeline, s: Step) -> None:
+    """A notebook step's notebook is there and reads as one, and, when it has a ``parameters`` cell,
+    declares every parameter the step passes: the rule of ``nbprod run -p``
+    (:func:`nbprod.jobs.prepare.check_parameters`). Only the names count (a value may be a
+    ``${…}`` still to substitute). A notebook without that cell gets the values injected at the top,
+    as a job does (which says, when it runs, which of them the notebook ignores)."""
+    from ..errors import JobError
+    from ..jobs.params import declared, has_parameters_cell, read_notebook
+    from .paths import notebook
+
+    value, line = s.args.get("notebook"), s.lines.get("notebook", s.line)
+    given = s.args.get("parameters")
+    if given is not None and not isinstance(given, dict) and not _whole_ref(given):
+        raise _err(p.path, s.lines.get("parameters", line),
+                   f"step {s.name!r}: `parameters:` must map the notebook's parameter names to values, got {given!r}",
+                   "e.g. `parameters: {seed: 3, C: ${params.C}}`")
+    if not isinstance(value, str) or not value.strip():
+        raise _err(p.path, line, f"step {s.name!r}: `notebook:` must be the path of a notebook, got {value!r}",
+                   "e.g. `notebook: train.ipynb` (a relative path is the file beside the pipeline file)")
+    if REF.search(value):
+        return  # named by a parameter or an output: read when the step runs
+    path = notebook(value, p.folder)
+    if not path.is_file():
+        raise _err(p.path, line, f"step {s.name!r}: no notebook at {path}",
+                   "correct the path (a relative one is the file beside the pipeline file)")
+    if path.suffix != ".ipynb":
+        raise _err(p.path, line, f"step {s.name!r}: {path} is not a notebook (.ipynb)", "name a Jupyter notebook file")
+    try:
+        nb = read_notebook(path)
+    except JobError as exc:
+        raise _err(p.path, line, f"step {s.name!r}: {exc.problem}", exc.fix or "pass a valid .ipynb file") from None
+    if not isinstance(given, dict) or not given or not has_parameters_cell(nb):
+        return
+    try:
+        names = [x.name for x in declared(nb)]
+    except ValueError:  # papermill could not read the cell (no kernelspec): the job checks when it runs
+        return
+    unknown = [k for k in given if k not in names]
+    if unknown:
+        raise _err(p.path, s.lines.get(f"parameters.{unknown[0]}", s.lines.get("parameters", line)),
+                   f"step {s.name!r}: {value} declares no parameter {', '.join(map(repr, unknown))}",
+                   f"use the parameters it declares: {', '.join(names) or '(none)'} (see `nbprod inspect {path}`), "
+                   "or add it to the notebook's 'parameters' cell")
+
+
+def _whole_ref(value: Any) -> bool:
+    """``value`` is one ``${…}`` reference, substituted (keeping its type) when the step runs."""
+    return isinstance(value, str) and REF.fullmatch(value.strip()) is not None
