@@ -256,3 +256,121 @@ def test_a_notebook_named_by_a_parameter_is_read_when_the_step_runs(tmp_path, nb
 
     text = NOTEBOOK_STEP.replace("  n: 2", "  n: 2\n  nb: later.ipynb").replace("train.ipynb", "${params.nb}")
     assert plan(_file(tmp_path, text)).steps[1]["inputs"]["notebook"] == "later.ipynb"
+
+
+NUMBERS = """\
+name: t
+params:
+  share: 0.3
+steps:
+  look:
+    verb: wait
+    deployment: none
+    seconds: 0
+  drift:
+    verb: drift
+    reference: ref.parquet
+    current: cur.parquet
+    max_share: 0.3
+  evaluate:
+    verb: evaluate
+    model: m@challenger
+    data: cur.parquet
+    thresholds: {roc_auc: {min_absolute_change: 0}}
+  deploy:
+    verb: deploy
+    model: m@challenger
+    deployment: staging
+    smoke_rows: 5
+  canary:
+    verb: canary
+    after: [deploy]
+    model: m@challenger
+    deployment: prod
+    percent: 5
+    hold:
+      requests: 200
+      timeout: 600
+    gates: {p95_ms: 250, error_rate: 0.01}
+"""
+
+
+@pytest.mark.parametrize("old, new, line, words", [
+    # the tester's two: a raw ValueError / TypeError mid-run, after the steps before had run
+    ("max_share: 0.3", "max_share: lots", 13,
+     "step 'drift' (drift): max_share must be a number from 0 to 1, got 'lots'"),
+    ("seconds: 0", "seconds: 0\n    timeout_s: soon", 9,
+     "step 'look' (wait): timeout_s must be a number > 0, got 'soon'"),
+    ("max_share: 0.3", "max_share: 1.5", 13, "max_share must be a number from 0 to 1, got 1.5"),
+    ("max_share: 0.3", "max_share: .nan", 13, "max_share must be a number"),
+    ("seconds: 0", "seconds: 0\n    timeout_s: 0", 9, "timeout_s must be a number > 0, got 0"),
+    ("seconds: 0", "seconds: 0\n    timeout_s: true", 9, "timeout_s must be a number > 0, got True"),
+    ("seconds: 0", "seconds: -1", 8, "step 'look' (wait): seconds must be a number >= 0"),
+    ("seconds: 0", "seconds: 0\n    requests: many", 9, "requests must be a whole number >= 0, got 'many'"),
+    ("smoke_rows: 5", "smoke_rows: 2.5", 23, "step 'deploy' (deploy): smoke_rows must be a whole number >= 0"),
+    ("percent: 5", "percent: 100", 29, "percent must be a number between 0 and 100 (exclusive), got 100"),
+    ("requests: 200", "requests: -1", 31, "hold.requests must be a whole number >= 0, got -1"),
+    ("timeout: 600", "timeout: soon", 32, "hold.timeout must be a number > 0, got 'soon'"),
+    ("requests: 200", "request: 200", 31, "hold: unknown 'request'"),
+    ("    hold:\n      requests: 200\n      timeout: 600", "    hold: 200", 30,
+     "hold must map requests, seconds, timeout"),
+    ("error_rate: 0.01", "error_rate: 1%", 33, "gates.error_rate must be a number from 0 to 1, got '1%'"),
+    ("p95_ms: 250", "roc_auc: 0.8", 33, "gates: unknown 'roc_auc'"),
+    ("min_absolute_change: 0", "min_absolute_change: big", 18, "threshold roc_auc.min_absolute_change='big'"),
+])
+def test_a_numeric_argument_is_a_number_in_its_range(tmp_path, nbprod_home, old, new, line, words):
+    from nbprod.pipelines import plan
+
+    assert old in NUMBERS
+    with pytest.raises(PipelineError) as err:
+        plan(_file(tmp_path, NUMBERS.replace(old, new)))
+    assert words in str(err.value) and err.value.line == line and f"p.yaml:{line}:" in str(err.value)
+    assert err.value.fix
+
+
+def test_numeric_text_reads_as_the_number(tmp_path, nbprod_home):
+    """PyYAML reads `1e-1` as text, and a quoted number is text: the step gets the number."""
+    from nbprod.pipelines import load
+
+    text = NUMBERS.replace("max_share: 0.3", "max_share: 1e-1").replace("smoke_rows: 5", 'smoke_rows: "5"')
+    p = load(_file(tmp_path, text))
+    assert p.step("drift").args["max_share"] == 0.1 and p.step("deploy").args["smoke_rows"] == 5
+
+
+def test_a_parameter_in_a_numeric_argument_is_checked_with_the_run_s_value(tmp_path, nbprod_home):
+    from nbprod.pipelines import load, plan
+
+    path = _file(tmp_path, NUMBERS.replace("max_share: 0.3", "max_share: ${params.share}"))
+    load(path)  # the placeholder is fine in the file
+    assert plan(path).steps[1]["inputs"]["max_share"] == 0.3
+    assert plan(path, {"share": "0.5"}).params["share"] == "0.5"
+    with pytest.raises(PipelineError) as err:
+        plan(path, {"share": "lots"})
+    assert "max_share must be a number from 0 to 1, got 'lots' (from ${params.share})" in str(err.value)
+    assert err.value.line == 13
+
+
+def test_a_bad_number_runs_no_step_before_it(tmp_path, nbprod_home, env):
+    path = _file(tmp_path, NUMBERS.replace("max_share: 0.3", "max_share: lots"))
+    out = subprocess.run([NBPROD, "pipeline", "run", str(path)], env=env, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 2 and "p.yaml:13:" in out.stderr and "max_share must be a number" in out.stderr
+    runs = subprocess.run([NBPROD, "pipeline", "runs", "--json"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert runs.returncode == 0 and runs.stdout.strip() == ""
+
+
+def test_a_numeric_argument_from_an_output_is_checked_when_its_step_runs(tmp_path, nbprod_home, env):
+    """An earlier step's output is only known when the run reaches the step: checked there, by the same
+    rule, a failed step naming the line (not a raw exception, nor a value passed on unchecked)."""
+    text = NUMBERS.split("  drift:")[0] + "  again:\n    verb: wait\n    deployment: none\n    seconds: 0\n" \
+        "    timeout: ${look.requests}\n"
+    out = subprocess.run([NBPROD, "pipeline", "run", str(_file(tmp_path, text))], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 2, out.stderr
+    runs = subprocess.run([NBPROD, "pipeline", "runs", "--json"], env=env, capture_output=True, text=True,
+                          timeout=120)
+    run = json.loads(runs.stdout)
+    assert run["status"] == "FAILED"
+    assert "p.yaml:13: step 'again' (wait): timeout must be a number > 0, got 0 (from ${look.requests})" \
+        in run["reason"]

@@ -19,7 +19,7 @@ from ..errors import NbprodError, PipelineError
 from . import store
 from .paths import anchor_args, anchor_given, notebook
 from .results import PipelineRun, PipelineRuns, Plan
-from .spec import CHANGES, REF, Pipeline, load
+from .spec import CHANGES, REF, Pipeline, check_numbers, check_values, load
 from .verbs import STEPS, GateFailed, undo_canary
 
 __all__ = ["pipeline", "plan", "resume", "queue", "runs", "get_run", "resolve"]
@@ -65,6 +65,7 @@ def plan(path: str | Path, params: dict | None = None) -> Plan:
     """The steps, their inputs and what each would change — checked, nothing run."""
     p = load(path)
     merged = _params(p, anchor_given(params))
+    check_values(p, merged)
     steps = []
     for s in p.steps:
         inputs = {k: v for k, v in s.args.items() if k != "outputs"}
@@ -221,7 +222,7 @@ def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any,
         child = None
         guard = None
         try:
-            args = resolve(step.args, ctx)
+            args = check_numbers(step, resolve(step.args, ctx), p.path, final=True)
             if step.kind == "notebook":
                 outputs, child = _notebook(p, step, args, exp_name, run_id)
             else:
@@ -323,6 +324,7 @@ def pipeline(path: str | Path, params: dict | None = None, *, progress: Any = No
 
     p = load(path)
     merged = _params(p, anchor_given(params))
+    check_values(p, merged)
     owner = store.acquire(p.name, None)
     try:
         _cleanup(p.name)
@@ -348,6 +350,7 @@ def queue(path: str | Path, params: dict | None, *, connection, tags: dict | Non
 
     p = load(path)
     merged = _params(p, params)
+    check_values(p, merged)
     c = client()
     _, run_id = _parent_run(c, p, tags)
     c.log_batch(run_id, params=[Param(k, str(v)[:500]) for k, v in merged.items()])
@@ -372,6 +375,9 @@ def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> 
     if row["status"] == "RUNNING":
         raise PipelineError(f"pipeline run {run_id} is still running", "wait for it (nbprod pipeline runs)")
     p = load(row["path"])
+    given = anchor_given(params)
+    _params(p, given)  # unknown names refused
+    check_values(p, {**row["params"], **(given or {})})  # before the lock and the clean-up: nothing changes
     owner = store.acquire(p.name, run_id)
     try:
         _cleanup(p.name)
@@ -381,8 +387,6 @@ def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> 
             steps.setdefault(s.name, {"status": "pending", "kind": s.kind, "needs": s.needs})
             if steps[s.name].get("status") != "done":
                 steps[s.name].update(status="pending", reason=None)
-        given = anchor_given(params)
-        _params(p, given)  # unknown names refused
         merged = {**row["params"], **(given or {})}
         store.update_run(run_id, steps=steps, status="RUNNING", owner=owner)
         c = client()

@@ -8,12 +8,15 @@ inside a longer string is substituted as text.
 
 Every problem — unknown step, a cycle, an output the step does not produce, an unknown verb or
 argument, a step name or key given twice, a notebook that is missing or does not declare a
-parameter the step passes — is a :class:`~nbprod.errors.PipelineError` naming the
-file and line, raised here, so a bad file changes nothing.
+parameter the step passes, a numeric argument that is not a number in its range — is a
+:class:`~nbprod.errors.PipelineError` naming the file and line, raised here, so a bad file changes
+nothing. (A number given as ``${params.x}`` is checked with the run's value when it starts
+(:func:`check_values`), one from an earlier step's output when the step runs.)
 """
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +24,8 @@ from typing import Any
 
 from ..errors import PipelineError
 
-__all__ = ["Pipeline", "Step", "load", "VERBS", "OUTPUTS", "references"]
+__all__ = ["Pipeline", "Step", "load", "VERBS", "OUTPUTS", "NUMBERS", "Number", "references", "check_numbers",
+           "check_values"]
 
 REF = re.compile(r"\$\{([^}]*)\}")
 NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -65,6 +69,54 @@ CHANGES = {
     "wait": "nothing (waits for time or requests)",
 }
 COMMON = {"verb", "notebook", "after", "parameters", "outputs", "timeout_s"}
+
+
+@dataclass(frozen=True)
+class Number:
+    """What a numeric argument takes: ``low``..``high``, each end included unless ``*_open``;
+    ``whole``: an integer. ``example`` is a line of YAML the fix shows."""
+
+    example: str
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    whole: bool = False
+
+    def __str__(self) -> str:
+        kind = "a whole number" if self.whole else "a number"
+        if self.low is not None and self.high is not None:
+            if self.low_open and self.high_open:
+                return f"{kind} between {self.low:g} and {self.high:g} (exclusive)"
+            return f"{kind} from {self.low:g} to {self.high:g}"
+        if self.low is not None:
+            return f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        return kind
+
+    def holds(self, n: float) -> bool:
+        return ((self.low is None or (n > self.low if self.low_open else n >= self.low))
+                and (self.high is None or (n < self.high if self.high_open else n <= self.high)))
+
+
+#: step kind ("*": every step) -> its numeric arguments; ``hold.requests``: the key under a mapping
+#: argument, whose keys are exactly those listed (:data:`MAPPINGS`)
+NUMBERS: dict[str, dict[str, Number]] = {
+    "*": {"timeout_s": Number("timeout_s: 600", 0, low_open=True)},
+    "drift": {"max_share": Number("max_share: 0.3", 0, 1)},
+    "deploy": {"smoke_rows": Number("smoke_rows: 5", 0, whole=True)},
+    "canary": {"percent": Number("percent: 5", 0, 100, low_open=True, high_open=True),
+               "hold.seconds": Number("hold: {seconds: 60}", 0),
+               "hold.requests": Number("hold: {requests: 200}", 0, whole=True),
+               "hold.timeout": Number("hold: {requests: 200, timeout: 600}", 0, low_open=True),
+               "gates.p95_ms": Number("gates: {p95_ms: 250}", 0, low_open=True),
+               "gates.error_rate": Number("gates: {error_rate: 0.01}", 0, 1),
+               "gates.accuracy": Number("gates: {accuracy: 0.8}", 0, 1)},
+    "wait": {"seconds": Number("seconds: 60", 0), "requests": Number("requests: 200", 0, whole=True),
+             "timeout": Number("timeout: 600", 0, low_open=True)},
+}
+#: (step kind, argument) -> what that mapping argument holds (its keys: :data:`NUMBERS`)
+MAPPINGS = {("canary", "hold"): "how long the canary runs before its gates are checked",
+            ("canary", "gates"): "limits on the canary's own live figures"}
 
 
 @dataclass
@@ -257,6 +309,7 @@ def load(path: str | Path) -> Pipeline:
     pipeline = Pipeline(str(doc.get("name") or path.stem), path, params, _order(steps, path), schedule, text)
     _check_refs(pipeline)
     for s in pipeline.steps:
+        s.args = check_numbers(s, s.args, path)
         if s.kind == "notebook":
             _check_notebook(pipeline, s)
     return pipeline
@@ -386,3 +439,93 @@ def _check_notebook(p: Pipeline, s: Step) -> None:
 def _whole_ref(value: Any) -> bool:
     """``value`` is one ``${…}`` reference, substituted (keeping its type) when the step runs."""
     return isinstance(value, str) and REF.fullmatch(value.strip()) is not None
+
+
+def _as_number(value: Any) -> float | int | None:
+    """``value`` as a finite number, or None: YAML numbers, and text that reads as one (PyYAML reads
+    ``1e3`` as text); a bool is not a number."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return value
+
+
+def check_numbers(step: Step, args: dict, path: Path, *, final: bool = False) -> dict:
+    """``args`` (the step's, or once substituted) with each numeric argument (:data:`NUMBERS`) a number
+    in its range — numeric text read as the number — and each gate and threshold known; anything
+    else is a :class:`PipelineError` at its line. A ``${…}`` value is left for later unless ``final``
+    (the arguments the step is about to run with)."""
+    specs = {**NUMBERS["*"], **NUMBERS.get(step.kind, {})}
+    out = dict(args)
+    where = f"step {step.name!r} ({step.kind})"
+
+    def later(value: Any) -> bool:
+        return not final and isinstance(value, str) and REF.search(value) is not None
+
+    def given(key: str, value: Any) -> str:  # what the file says, and what it became
+        raw: Any = step.args
+        for part in key.split("."):
+            raw = raw.get(part) if isinstance(raw, dict) else None
+        return f"{value!r}" if raw is None or raw == value else f"{value!r} (from {raw})"
+
+    def number(key: str, value: Any) -> Any:
+        spec = specs[key]
+        n = _as_number(value)
+        if n is not None and spec.whole and float(n).is_integer():
+            n = int(n)
+        if n is None or (spec.whole and not isinstance(n, int)) or not spec.holds(n):
+            raise _err(path, step.lines.get(key, step.line), f"{where}: {key} must be {spec}, got {given(key, value)}",
+                       f"e.g. `{spec.example}`")
+        return n
+
+    for key in specs:
+        if "." not in key and out.get(key) is not None and not later(out[key]):
+            out[key] = number(key, out[key])
+    for (kind, name), what in MAPPINGS.items():
+        value = out.get(name)
+        if kind != step.kind or value is None or later(value):
+            continue
+        keys = sorted(k.split(".", 1)[1] for k in specs if k.startswith(name + "."))
+        if not isinstance(value, dict):
+            raise _err(path, step.lines.get(name, step.line),
+                       f"{where}: {name} must map {', '.join(keys)} to numbers, got {given(name, value)}",
+                       f"e.g. `{specs[f'{name}.{keys[0]}'].example}`")
+        value = dict(value)
+        for sub in value:
+            if sub not in keys:
+                raise _err(path, step.lines.get(f"{name}.{sub}", step.lines.get(name, step.line)),
+                           f"{where}: {name}: unknown {sub!r}", f"{name} takes {', '.join(keys)} ({what})")
+            if value[sub] is not None and not later(value[sub]):
+                value[sub] = number(f"{name}.{sub}", value[sub])
+        out[name] = value
+    thresholds = out.get("thresholds")
+    if step.kind == "evaluate" and thresholds is not None and (final or not references(thresholds)):
+        from ..errors import EvaluationError
+        from ..registry.evaluate import _check_thresholds  # the evaluate verb's own check, run here earlier
+
+        try:
+            _check_thresholds(thresholds)
+        except EvaluationError as exc:
+            raise _err(path, step.lines.get("thresholds", step.line), f"{where}: {exc.problem}",
+                       exc.fix or "e.g. `thresholds: {roc_auc: {min_absolute_change: 0}}`") from None
+    return out
+
+
+def check_values(p: Pipeline, params: dict) -> None:
+    """The numeric arguments again with the run's parameters in place of ``${params.NAME}`` (a value
+    given with ``-p`` is checked before anything runs); outputs of steps are checked as each step runs."""
+    def given(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: given(v) for k, v in value.items()}
+        whole = REF.fullmatch(value.strip()) if isinstance(value, str) else None
+        head, _, name = whole.group(1).partition(".") if whole else ("", "", "")
+        return params[name] if head == "params" and name in params else value
+
+    for s in p.steps:
+        check_numbers(s, given(s.args), p.path)
