@@ -152,6 +152,24 @@ def test_never_two_runs_at_once_and_a_cooldown(nbprod_home, pipeline_file):
     assert [d["status"] for d in rows] == ["not started", "started", "not started", "not started", "started"]
 
 
+def test_a_firing_while_a_runner_starts_says_so_without_run_none(nbprod_home, pipeline_file):
+    """A runner takes the lock before its run id exists: the reason names its process, not "run None"."""
+    import os
+    import time
+
+    from nbprod.pipelines import store
+    from nbprod.pipelines.trigger import start
+
+    store.acquire("retrain-on-alert", None)
+    try:
+        held = start(pipeline_file, cooldown=0, deployment="credit", rule="error_rate > 20%", value=0.5,
+                     window=_window(time.time()))
+    finally:
+        store.release("retrain-on-alert")
+    assert not held.started and _runs() == []
+    assert held.reason == f"a run of it is in progress (process {os.getpid()}); not started twice"
+
+
 @pytest.mark.slow  # a real server and its traffic (about a minute)
 def test_on_fire_is_called_once_per_incident_and_its_line_joins_the_message(nbprod_home, stack):
     from nbprod.monitoring.alerts import check_deployment

@@ -374,3 +374,21 @@ def test_a_numeric_argument_from_an_output_is_checked_when_its_step_runs(tmp_pat
     assert run["status"] == "FAILED"
     assert "p.yaml:13: step 'again' (wait): timeout must be a number > 0, got 0 (from ${look.requests})" \
         in run["reason"]
+
+
+def test_a_runner_refused_while_the_other_starts_is_not_told_run_none(tmp_path, nbprod_home, env):
+    """The lock is taken before the run id exists: the refusal names the process, not "run None"."""
+    from nbprod.errors import PipelineConflict
+    from nbprod.pipelines import pipeline
+
+    holder = subprocess.Popen([sys.executable, "-c", "import sys; from nbprod.pipelines import store; "
+                               "store.acquire('t', None); print('held', flush=True); sys.stdin.read()"],
+                              env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(PipelineConflict) as err:
+            pipeline(_file(tmp_path, NUMBERS.split("  drift:")[0]))
+        assert f"being run right now by process {holder.pid}; nothing was run" in str(err.value)
+        assert "None" not in str(err.value)
+    finally:
+        holder.communicate("", timeout=60)

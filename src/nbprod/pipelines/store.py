@@ -100,8 +100,9 @@ def acquire(pipeline: str, run_id: str | None) -> dict:
         row = conn.execute(select(t).where(t.c.pipeline == pipeline)).first()
         if row is not None and live(row.owner) and json.loads(row.owner) != me:
             holder = json.loads(row.owner)
+            which = f" (run {row.run_id})" if row.run_id else ""  # None: that run is still being created
             raise PipelineConflict(f"pipeline {pipeline!r} is being run right now by process {holder.get('pid')}"
-                                   f" (run {row.run_id}); nothing was run",
+                                   f"{which}; nothing was run",
                                    "wait for it to finish (nbprod pipeline runs), then run it again")
         values = {"owner": json.dumps(me), "run_id": run_id, "at": time.time()}
         if row is None:

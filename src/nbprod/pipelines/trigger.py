@@ -148,7 +148,8 @@ def _blocked(conn, name: str, cooldown: float, now: float) -> str | None:
 
     held = store.holder(conn, name)
     if held:
-        return f"run {held['run_id']} of it is in progress (process {held['pid']}); not started twice"
+        which = f"run {held['run_id']} of it" if held["run_id"] else "a run of it"  # None: still being created
+        return f"{which} is in progress (process {held['pid']}); not started twice"
     t = store.TRIGGERS.table()
     last = conn.execute(select(t).where(t.c.pipeline == name).order_by(t.c.at.desc()).limit(1)).first()
     if last is None:
