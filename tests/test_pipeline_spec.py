@@ -392,3 +392,25 @@ def test_a_runner_refused_while_the_other_starts_is_not_told_run_none(tmp_path, 
         assert "None" not in str(err.value)
     finally:
         holder.communicate("", timeout=60)
+
+
+def test_a_run_is_named_by_a_unique_prefix_of_its_id(tmp_path, nbprod_home, env):
+    """As job ids are (and README's `nbprod pipeline show 6f1c…`): 4 or more characters, unique."""
+    from nbprod.pipelines import get_run, resume, store
+
+    steps = {"look": {"status": "done", "kind": "wait", "needs": [], "outputs": {"requests": 0}}}
+    for rid in ("9541ef" + "0" * 26, "abcd11" + "0" * 26, "abcd22" + "0" * 26):
+        store.create_run(rid, "t", str(tmp_path / "gone.yaml"), {}, steps, None, status="FINISHED")
+    shown = subprocess.run([NBPROD, "pipeline", "show", "9541"], env=env, capture_output=True, text=True,
+                           timeout=120)
+    assert shown.returncode == 0 and "9541ef" + "0" * 26 in shown.stdout, shown.stderr
+    assert get_run("9541e").run_id == "9541ef" + "0" * 26
+    with pytest.raises(PipelineError, match=r"'abcd' is ambiguous: it starts 2 runs \(abcd[12]{2}0{6} \(t\), abcd"):
+        get_run("abcd")
+    with pytest.raises(PipelineError, match="too short") as err:
+        get_run("954")
+    assert "at least 4 characters" in (err.value.fix or "")
+    with pytest.raises(PipelineError, match="no pipeline run 'ffff'"):
+        get_run("ffff")
+    with pytest.raises(PipelineError, match=f"pipeline run abcd11{'0' * 26} already finished"):
+        resume("abcd1")

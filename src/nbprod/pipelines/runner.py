@@ -369,6 +369,7 @@ def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> 
     relative paths are beside it, and given parameters' relative file paths are the caller's (:mod:`.paths`)."""
     from ..registry.store import client
 
+    run_id = store.resolve(run_id)
     row = store.read_run(run_id)
     if row["status"] == "FINISHED":
         raise PipelineError(f"pipeline run {run_id} already finished", "start a new run: nbprod pipeline run FILE")
@@ -397,7 +398,8 @@ def resume(run_id: str, params: dict | None = None, *, progress: Any = None) -> 
 
 
 def get_run(run_id: str) -> PipelineRun:
-    row = store.read_run(run_id)
+    """The run ``run_id`` names (a unique prefix of 4 or more characters is enough)."""
+    row = store.read_run(store.resolve(run_id))
     try:
         p = load(row["path"])
     except NbprodError:

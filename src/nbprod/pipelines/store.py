@@ -18,8 +18,8 @@ from typing import Any
 from .._lazytable import LazyTable
 from ..errors import PipelineConflict, PipelineError
 
-__all__ = ["ensure", "create_run", "update_run", "read_run", "list_runs", "acquire", "release", "live", "holder",
-           "TRIGGERS"]
+__all__ = ["ensure", "create_run", "update_run", "read_run", "resolve", "list_runs", "acquire", "release", "live",
+           "holder", "TRIGGERS"]
 
 _created: set = set()
 QUEUED_GRACE_S = 60.0
@@ -197,6 +197,33 @@ def read_run(run_id: str, connection=None) -> dict:
     if row is None:
         raise PipelineError(f"no pipeline run {run_id!r}", "list them with: nbprod pipeline runs")
     return _row(row)
+
+
+def resolve(run_id: str) -> str:
+    """The full id of the pipeline run ``run_id`` names: its id, or a unique prefix of
+    :data:`~nbprod.jobs.records.MIN_PREFIX` or more characters, as job ids are taken."""
+    from sqlalchemy import select
+
+    from ..jobs.records import MIN_PREFIX
+
+    rid = (run_id or "").strip()
+    t = RUNS.table()
+    with ensure().connect() as conn:
+        if rid and conn.execute(select(t.c.run_id).where(t.c.run_id == rid)).first() is not None:
+            return rid
+        if len(rid) < MIN_PREFIX:
+            raise PipelineError(f"no pipeline run {run_id!r}" + (" (too short to be a prefix)" if rid else ""),
+                                f"pass its id, or at least {MIN_PREFIX} characters of it, as nbprod pipeline runs "
+                                "shows it")
+        q = select(t.c.run_id, t.c.pipeline).where(t.c.run_id.startswith(rid, autoescape=True))
+        found = conn.execute(q.order_by(t.c.started_at.desc())).all()
+    if not found:
+        raise PipelineError(f"no pipeline run {run_id!r}", "list them with: nbprod pipeline runs")
+    if len(found) > 1:
+        some = ", ".join(f"{r.run_id[:12]} ({r.pipeline})" for r in found[:5]) + (", …" if len(found) > 5 else "")
+        raise PipelineError(f"pipeline run id {run_id!r} is ambiguous: it starts {len(found)} runs ({some})",
+                            "pass more characters of the id")
+    return str(found[0].run_id)
 
 
 def list_runs(pipeline: str | None = None, limit: int | None = None) -> list[dict]:
