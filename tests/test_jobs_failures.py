@@ -164,6 +164,9 @@ def test_the_command_line_shows_a_warning_as_one_line(nbprod_home, tmp_path):
     (line,) = [ln for ln in done.stderr.splitlines() if "never reads gamma" in ln]
     assert line == f"nbprod: warning: {nb} never reads gamma: the values given have no effect"
     assert "Warning:" not in done.stderr and "warnings.warn" not in done.stderr
+    # papermill said the same in its words next to it ("Passed unknown parameter: gamma", "… no cell with tag
+    # 'parameters'"): once is enough
+    assert "Passed unknown parameter" not in done.stderr and "does not contain a cell" not in done.stderr
 
 
 def test_a_job_killed_in_a_process_that_writes_its_own_run_is_closed_killed(nbprod_home, tmp_path):

@@ -15,6 +15,7 @@ the partly executed copy logged and the error in its metadata.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -146,6 +147,22 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
         store.stop()
 
 
+class _SaidByNbprod(logging.Filter):
+    """papermill's warnings that :func:`~.prepare.check_parameters` has already given in nbprod's words (which
+    parameters the notebook never reads, or that it has no parameters cell): printed once, not twice."""
+
+    SAID = ("Passed unknown parameter", "Input notebook does not contain a cell with tag 'parameters'")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.SAID)
+
+
+def _without_repeats() -> None:
+    papermill_log = logging.getLogger("papermill")
+    if not any(isinstance(f, _SaidByNbprod) for f in papermill_log.filters):
+        papermill_log.addFilter(_SaidByNbprod())
+
+
 def _target(output: str | Path | None, source: Path, shown: Path) -> Path:
     """Where the executed copy goes: ``output``, checked before a run is recorded, else a new file under
     the home's ``runs/``."""
@@ -175,6 +192,7 @@ def _tracked(store: runstore.LocalStore | runstore.HelperStore, early: EarlyKern
     from papermill.exceptions import PapermillExecutionError
 
     register_engine()
+    _without_repeats()
     kernel_name = chosen.name
     env = environment.capture(chosen.executable)
     commit, dirty = git_info(str(Path(shown).resolve()))
