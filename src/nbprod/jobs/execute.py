@@ -148,10 +148,12 @@ def run(notebook: str | Path, parameters: dict[str, Any] | None = None, *, param
 
 
 class _SaidByNbprod(logging.Filter):
-    """papermill's warnings that :func:`~.prepare.check_parameters` has already given in nbprod's words (which
-    parameters the notebook never reads, or that it has no parameters cell): printed once, not twice."""
+    """papermill's warnings that nbprod gives in its own words: which parameters the notebook never reads, or
+    that it has no parameters cell (:func:`~.prepare.check_parameters`), and a cell's timeout (the job's error,
+    "still running after the 2 s per-cell timeout"). Printed once, not twice."""
 
-    SAID = ("Passed unknown parameter", "Input notebook does not contain a cell with tag 'parameters'")
+    SAID = ("Passed unknown parameter", "Input notebook does not contain a cell with tag 'parameters'",
+            "Timeout waiting for execute reply")
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not record.getMessage().startswith(self.SAID)

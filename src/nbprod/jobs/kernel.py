@@ -21,12 +21,16 @@ kernel flushes at exit is in the run by then; the HTML rendering goes on in its 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
 __all__ = ["EarlyKernel", "transport", "setup_code"]
+
+#: The longest wait, at the end of a job, for the kernel to answer after an interrupt (see request_shutdown).
+SETTLE_S = 2.0
 
 
 def _ipc_manager_class() -> type | None:
@@ -42,7 +46,6 @@ def _ipc_manager_class() -> type | None:
     """
     if os.name == "nt":
         return None
-    import contextlib
     import tempfile
 
     from jupyter_client.manager import AsyncKernelManager
@@ -132,15 +135,25 @@ class EarlyKernel:
         """papermill's keywords that make it use this kernel and set ``run_env`` in it first."""
         return {"km": self.km, "nbprod_setup": setup_code(run_env), "nbprod_early": self}
 
-    async def request_shutdown(self) -> None:
+    async def request_shutdown(self, kc: Any = None) -> None:
         """The first half of jupyter_client's graceful shutdown (interrupt, shutdown request), on
-        papermill's event loop after the last cell; :meth:`settle` waits for the exit."""
+        papermill's event loop after the last cell; :meth:`settle` waits for the exit.
+
+        With the job's client ``kc``, a kernel_info request goes between the two: the kernel answers it
+        after the reply of a cell the interrupt stopped (a cell past ``--timeout``, a job terminated), so
+        that reply is sent before the kernel closes its sockets. Sent after, it failed in the kernel, which
+        printed a 20-line ZMQError traceback into the job's terminal."""
+        from jupyter_core.utils import ensure_async
+
         km = self.km
         if not await km.is_alive():
             return
         km.shutting_down = True
         km.stop_restarter()
         await km.interrupt_kernel()
+        if kc is not None:
+            with contextlib.suppress(Exception):  # no answer within the time: shut down all the same
+                await ensure_async(kc.kernel_info(reply=True, timeout=SETTLE_S))
         await km.request_shutdown()
         self.shutdown_requested = True
 

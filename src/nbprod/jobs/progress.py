@@ -94,7 +94,7 @@ def register_engine() -> None:
                 return await super()._async_cleanup_kernel()
             # the job's early kernel: asked to shut down here, waited for later (kernel.py)
             try:
-                await early.request_shutdown()
+                await early.request_shutdown(getattr(me, "kc", None))
             finally:
                 if getattr(me, "kc", None) is not None:
                     await ensure_async(me.kc.stop_channels())
