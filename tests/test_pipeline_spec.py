@@ -239,6 +239,26 @@ def test_a_bad_notebook_step_runs_no_step_before_it(tmp_path, nbprod_home, env):
     assert runs.returncode == 0 and runs.stdout.strip() == ""
 
 
+@pytest.mark.slow
+def test_a_failing_notebook_step_says_what_failed_once(tmp_path, nbprod_home):
+    """The error named the notebook twice ("notebook train.ipynb failed: /…/train.ipynb failed: …"), and the
+    runs table's reason held the fix after a line break."""
+    import nbformat
+
+    from nbprod.pipelines import pipeline, runs
+
+    nb = _notebook(tmp_path / "train.ipynb", "n = 1\nseed = 0\n")
+    notebook = nbformat.read(nb, as_version=4)
+    notebook.cells.append(nbformat.v4.new_code_cell("raise ValueError('no data today')"))
+    nbformat.write(notebook, nb)
+    with pytest.raises(PipelineError) as err:
+        pipeline(_file(tmp_path, NOTEBOOK_STEP))
+    said = "notebook train.ipynb failed: cell 3 (`raise ValueError('no data today')`) raised ValueError: no data today"
+    assert err.value.problem.endswith(f"failed at train: {said}")
+    (run,) = runs().runs
+    assert run["reason"] == f"train: {said}"
+
+
 @pytest.mark.parametrize("parameters, kernelspec", [
     (None, True),  # no 'parameters' cell: values are injected at the top, as `nbprod run -p` does (it warns)
     ("n = 1\nseed = 0\n", False),  # no kernelspec: the declared names are still fine

@@ -183,9 +183,10 @@ def _notebook(p: Pipeline, step, args: dict, exp_name: str, parent: str) -> tupl
     except JobFailed as exc:
         if exc.result.run_id:
             client().set_tag(exc.result.run_id, "mlflow.parentRunId", parent)
-        raise PipelineError(f"notebook {nb.name} failed: {exc.problem}",
-                            f"its partial output is in job run {exc.result.run_id} (nbprod runs, the MLflow UI)"
-                            ) from exc
+        job = exc.result  # its problem names the notebook again ("…/train.ipynb failed: …"): its error alone
+        what = (job.error or {}).get("message") or exc.problem
+        raise PipelineError(f"notebook {nb.name} {job.status.lower().replace('_', ' ')}: {what}",
+                            f"its partial output is in job run {job.run_id} (nbprod runs, the MLflow UI)") from exc
     client().set_tag(job.run_id, "mlflow.parentRunId", parent)
     client().set_tag(job.run_id, "nbprod.pipeline_step", step.name)
     outputs = {"run_id": job.run_id, "model_uri": job.models[0] if job.models else None, "models": list(job.models),
@@ -240,7 +241,8 @@ def _execute(p: Pipeline, run_id: str, params: dict, steps: dict, progress: Any,
             st.update(status="gate_failed", reason=exc.reason, outputs=exc.outputs, child_run_id=child, pending=None)
             status, reason = "GATE_FAILED", f"{step.name}: {exc.reason}"
         except Exception as exc:  # noqa: BLE001 - recorded, then raised as a PipelineError
-            text = f"{type(exc).__name__}: {exc}" if not isinstance(exc, NbprodError) else str(exc)
+            # a reason is a line of the runs table: an nbprod error's problem, without its fix and the line break
+            text = exc.problem if isinstance(exc, NbprodError) else f"{type(exc).__name__}: {exc}"
             st.update(status="failed", reason=text[:500], child_run_id=child, pending=None)
             status, reason = "FAILED", f"{step.name}: {text[:500]}"
         finally:

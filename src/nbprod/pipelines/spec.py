@@ -426,7 +426,7 @@ def _check_notebook(p: Pipeline, s: Step) -> None:
         return
     try:
         names = [x.name for x in declared(nb)]
-    except ValueError:  # papermill could not read the cell (no kernelspec): the job checks when it runs
+    except ValueError:  # papermill cannot read this notebook's language: the job checks when it runs
         return
     unknown = [k for k in given if k not in names]
     if unknown:
