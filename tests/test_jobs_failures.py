@@ -1,9 +1,11 @@
 """What real notebooks bring: dead kernels, timeouts, kills, parameters they ignore."""
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -81,10 +83,11 @@ def _wait(condition, seconds: float = 120.0):
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
-def test_a_killed_job_is_recorded_as_killed_never_finished(nbprod_home, tmp_path, sig):
+def test_a_killed_job_is_recorded_as_killed_never_finished(nbprod_home, tmp_path, sig, request):
     slow = _notebook(tmp_path / "slow.ipynb", "print('started', flush=True)", "import time\ntime.sleep(300)")
-    temp = tmp_path / "temp"  # where the job's kernel keeps its sockets and connection file (its signing key)
-    temp.mkdir()
+    # where the job's kernel keeps its sockets and connection file (its signing key): a short path, as a socket's is
+    temp = Path(tempfile.mkdtemp(prefix="nbk-", dir="/tmp"))
+    request.addfinalizer(lambda: shutil.rmtree(temp, ignore_errors=True))
     env = {**os.environ, "TMPDIR": str(temp)}
     proc = subprocess.Popen([sys.executable, "-m", "nbprod.cli", "run", str(slow), "--no-progress"],
                             env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)

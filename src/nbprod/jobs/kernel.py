@@ -33,6 +33,11 @@ __all__ = ["EarlyKernel", "transport", "setup_code"]
 SETTLE_S = 2.0
 
 
+#: The longest temp folder path the kernel's sockets fit in: ``<temp>/.k.nbprod-kernel-<pid>-<8 hex>/ipc-5``
+#: within the 103 bytes a Unix socket's path may have on macOS (107 on Linux).
+_TEMP_MAX = 60
+
+
 def _ipc_manager_class() -> type | None:
     """Talk to the job's kernel over Unix sockets, not TCP on 127.0.0.1.
 
@@ -42,12 +47,14 @@ def _ipc_manager_class() -> type | None:
     signing key) go into one private folder of the temp folder, named after this process
     (:func:`nbprod._files.scratch_path`): the kernel manager removes them at shutdown, and a killed
     job's folder, which no shutdown removed, is deleted by the next job's. Windows has no IPC transport
-    in ZeroMQ: it keeps TCP.
+    in ZeroMQ, and a Unix socket's path has at most 107 bytes: in a temp folder whose path is too long
+    for one, the kernel keeps TCP.
     """
-    if os.name == "nt":
-        return None
     import tempfile
 
+    temp = Path(tempfile.gettempdir())
+    if os.name == "nt" or len(str(temp)) > _TEMP_MAX:
+        return None
     from jupyter_client.manager import AsyncKernelManager
 
     from .._files import scratch_path
@@ -55,7 +62,7 @@ def _ipc_manager_class() -> type | None:
     class _IpcKernelManager(AsyncKernelManager):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(**kwargs)
-            self._folder = scratch_path(Path(tempfile.gettempdir()) / "job", "kernel")
+            self._folder = scratch_path(temp / "k", "kernel")  # .k.nbprod-kernel-<pid>-<8 hex digits>
             self._folder.mkdir(mode=0o700)
             self.transport = "ipc"
             self.ip = str(self._folder / "ipc")
