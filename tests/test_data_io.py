@@ -10,6 +10,7 @@ from nbprod.cli import main
 from nbprod.data.io import read_frame
 from nbprod.data.profile import profile
 from nbprod.data.validate import validate
+from nbprod.errors import DataError
 
 
 def test_csv_words_pandas_calls_missing_stay_text(tmp_path):
@@ -58,3 +59,26 @@ def test_a_numeric_csv_column_with_missing_values_matches_its_profile(tmp_path, 
     back = read_frame(tmp_path / "t.csv")
     assert back["income"].dtype == np.float64 and back["income"].isna().sum() == 1
     assert validate(back, profile(train)).ok
+
+
+@pytest.mark.parametrize("content, message", [
+    ("a,b,a\n1,2,3\n", "names column(s) 'a' more than once"),  # pandas renamed the second one 'a.1'
+    ("age;income\n30;1000\n", "its values are separated by ';', not commas"),  # one column 'age;income'
+    ("age\tincome\n30\t1000\n", "its values are separated by a tab, not commas"),
+])
+def test_a_csv_pandas_reads_without_a_word_is_refused(tmp_path, content, message):
+    path = tmp_path / "data.csv"
+    path.write_text(content)
+    with pytest.raises(DataError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        read_frame(path)
+
+
+def test_a_folder_and_a_file_not_in_utf8_say_so(tmp_path):
+    (tmp_path / "data.csv").mkdir()
+    with pytest.raises(DataError, match="is a folder, not a data file"):
+        read_frame(tmp_path / "data.csv")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("city,n\nZürich,1\n".encode("latin-1"))
+    with pytest.raises(DataError, match="it is not UTF-8 text") as err:
+        read_frame(latin)
+    assert "iconv" in err.value.fix
