@@ -65,6 +65,7 @@ def test_monitor_windows_drift_performance_and_health(db_url, training_profile):
     text = str(report)
     assert "credit" in text and "promote v2" in text and "<table>" in report._repr_html_()
     assert ": undeploy\n" in text + "\n" and "vNone" not in text + report._repr_html_()
+    assert "≥ 0.5 (nbprod.monitor's drift_share=0.5)" in text  # it read "(drift_share=)"
     json.dumps(report.to_dict(), allow_nan=False)
     frame = report.to_frame()
     assert set(frame.columns) >= {"window_start", "metric", "value", "status"}

@@ -213,7 +213,8 @@ class MonitorReport(Display):
         if "no feedback yet" in statuses:
             lines.append("no feedback yet: no labels joined to the window's predictions (nbprod.feedback)")
         lines.append(f"drift_share: the share of input columns that drifted; a window is dataset drift when it is ≥ "
-                     f"{_format.number(self.drift_share_threshold)} (drift_share=)"
+                     f"{_format.number(self.drift_share_threshold)} (nbprod.monitor's "
+                     f"drift_share={_format.number(self.drift_share_threshold)})"
                      + ("; alert rules compare it with their own threshold" if self.alerts is not None else ""))
         return lines
 
