@@ -507,10 +507,10 @@ def check_numbers(step: Step, args: dict, path: Path, *, final: bool = False) ->
     thresholds = out.get("thresholds")
     if step.kind == "evaluate" and thresholds is not None and (final or not references(thresholds)):
         from ..errors import EvaluationError
-        from ..registry.evaluate import _check_thresholds  # the evaluate verb's own check, run here earlier
+        from ..registry.evaluate import check_thresholds  # the evaluate verb's own check, run here earlier
 
         try:
-            _check_thresholds(thresholds)
+            check_thresholds(thresholds)
         except EvaluationError as exc:
             raise _err(path, step.lines.get("thresholds", step.line), f"{where}: {exc.problem}",
                        exc.fix or "e.g. `thresholds: {roc_auc: {min_absolute_change: 0}}`") from None

@@ -28,7 +28,7 @@ from .store import client
 from .uris import parse_model_uri
 from .versions import _local_path, get_version
 
-__all__ = ["evaluate", "EvaluationResult", "MetricRow", "GREATER_IS_BETTER", "parse_thresholds"]
+__all__ = ["evaluate", "EvaluationResult", "MetricRow", "GREATER_IS_BETTER", "parse_thresholds", "check_thresholds"]
 
 GREATER_IS_BETTER = {"accuracy": True, "precision": True, "recall": True, "f1": True, "roc_auc": True,
                      "mae": False, "rmse": False, "r2": True}
@@ -218,7 +218,8 @@ def _bool(metric: str, value) -> bool:
                           "pass greater_is_better=True or False (or the strings 'true'/'false')")
 
 
-def _check_thresholds(thresholds: dict | None) -> dict[str, dict]:
+def check_thresholds(thresholds: dict | None) -> dict[str, dict]:
+    """``thresholds`` as :func:`evaluate` takes them, checked (a pipeline's evaluate step checks them at load)."""
     if thresholds is not None and not isinstance(thresholds, dict):
         raise EvaluationError(f"thresholds must be a dict of metric → spec, "
                               f"got {type(thresholds).__name__} {thresholds!r}",
@@ -404,7 +405,7 @@ def evaluate(candidate_uri: str, X, y, *, against: str | None = "@champion", thr
     import pandas as pd
 
 
-    checked = _check_thresholds(thresholds)
+    checked = check_thresholds(thresholds)
     if task is not None and task not in TASKS:
         raise EvaluationError(f"task must be 'classification' or 'regression', got {task!r}",
                               "pass task='classification' or task='regression' (--task), "
