@@ -230,10 +230,15 @@ def test_a_notebook_step_is_checked_against_its_notebook(tmp_path, nbprod_home, 
 def test_a_bad_notebook_step_runs_no_step_before_it(tmp_path, nbprod_home, env):
     """The tester's case: the `wait` step before it used to run, then the run failed at the notebook."""
     _notebook(tmp_path / "train.ipynb", "n = 1\nseed = 0\n")
-    path = _file(tmp_path, NOTEBOOK_STEP.replace("seed: 1", "zzz: 1"))
+    _refused_before_anything_runs(_file(tmp_path, NOTEBOOK_STEP.replace("seed: 1", "zzz: 1")), env,
+                                  "declares no parameter 'zzz'")
+
+
+def _refused_before_anything_runs(path: Path, env: dict, message: str) -> None:
+    """`nbprod pipeline run` of a bad file: exit 2 at line 13 with ``message``, and no run recorded."""
     out = subprocess.run([NBPROD, "pipeline", "run", str(path)], env=env, capture_output=True, text=True,
                          timeout=120)
-    assert out.returncode == 2 and "p.yaml:13:" in out.stderr and "declares no parameter 'zzz'" in out.stderr
+    assert out.returncode == 2 and "p.yaml:13:" in out.stderr and message in out.stderr
     runs = subprocess.run([NBPROD, "pipeline", "runs", "--json"], env=env, capture_output=True, text=True,
                           timeout=120)
     assert runs.returncode == 0 and runs.stdout.strip() == ""
@@ -371,13 +376,8 @@ def test_a_parameter_in_a_numeric_argument_is_checked_with_the_run_s_value(tmp_p
 
 
 def test_a_bad_number_runs_no_step_before_it(tmp_path, nbprod_home, env):
-    path = _file(tmp_path, NUMBERS.replace("max_share: 0.3", "max_share: lots"))
-    out = subprocess.run([NBPROD, "pipeline", "run", str(path)], env=env, capture_output=True, text=True,
-                         timeout=120)
-    assert out.returncode == 2 and "p.yaml:13:" in out.stderr and "max_share must be a number" in out.stderr
-    runs = subprocess.run([NBPROD, "pipeline", "runs", "--json"], env=env, capture_output=True, text=True,
-                          timeout=120)
-    assert runs.returncode == 0 and runs.stdout.strip() == ""
+    _refused_before_anything_runs(_file(tmp_path, NUMBERS.replace("max_share: 0.3", "max_share: lots")), env,
+                                  "max_share must be a number")
 
 
 def test_a_numeric_argument_from_an_output_is_checked_when_its_step_runs(tmp_path, nbprod_home, env):
