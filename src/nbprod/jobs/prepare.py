@@ -44,6 +44,7 @@ class Kernel(NamedTuple):
 
 
 def choose_kernel(requested: str | None, nb) -> Kernel:
+    """``--kernel``, else the notebook's own kernel, else (not installed here, with a note) this environment's."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     name = requested or (nb.metadata.get("kernelspec") or {}).get("name") or DEFAULT_KERNEL
